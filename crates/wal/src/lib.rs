@@ -1,0 +1,2 @@
+//! logbook-wal: filled by its own issue; nothing here yet.
+#![forbid(unsafe_code)]
