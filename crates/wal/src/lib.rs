@@ -1,2 +1,76 @@
-//! logbook-wal: filled by its own issue; nothing here yet.
-#![forbid(unsafe_code)]
+//! # logbook-wal: the durable log behind `SessionBus`
+//!
+//! A [`Wal`] is a directory of **segments**: append-only files named by the
+//! LSN of their first record, each starting with a checked header and
+//! holding CRC-protected **record frames** back to back (`docs/format.md`).
+//! Every record carries a gapless LSN, a timestamp, a session id and an
+//! opaque payload; [`WalSink`] plugs a session into a
+//! [`SessionBus`](logbook_bus::SessionBus) and encodes its events with
+//! `logbook_bus::codec`.
+//!
+//! ## Writing
+//!
+//! Many threads and sessions append at once. Appends are **group
+//! committed**: one writer at a time writes every queued record with one
+//! `write` and one `fdatasync`, and releases all their appenders together.
+//! [`SyncPolicy`] chooses when an append returns: after the fsync (default),
+//! after queuing (a flusher fsyncs within a bound), or never fsynced. A
+//! failed write or fsync **poisons** the log; a full disk only fails the
+//! batch it hit. One writer per directory: [`Wal::open`] takes a lock.
+//!
+//! ## Recovery and reading
+//!
+//! [`Wal::open`] validates the tail segment only, cuts a torn tail (bytes
+//! written after the last fsync) and refuses, by default, to cut anything
+//! that had been acknowledged ([`RecoveryMode`], [`RecoveryReport`]).
+//! A [`Reader`] iterates records from any LSN across segments, checking
+//! every CRC and LSN, on a live log or a copy, without the lock.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use std::sync::Arc;
+//! use logbook_bus::{SessionBus, SessionEvent};
+//! use logbook_wal::{EventRecord, Reader, Wal, WalOptions};
+//!
+//! # let dir = tempfile::tempdir()?;
+//! let wal = Wal::open(dir.path(), WalOptions::default())?;
+//! let session = uuid::Uuid::new_v4();
+//! let bus = SessionBus::new(256).with_durable_sink(Arc::new(wal.sink(session)));
+//! bus.emit(SessionEvent::UserMessage("hi".into()));
+//! bus.emit(SessionEvent::Done); // returns once the record is fsynced
+//!
+//! let mut reader = Reader::open(dir.path())?;
+//! let mut events = Vec::new();
+//! while let Some(record) = reader.next_ref() {
+//!     events.push(EventRecord::decode(&record?)?.event);
+//! }
+//! assert_eq!(events, [SessionEvent::UserMessage("hi".into()), SessionEvent::Done]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(clippy::unwrap_used)]
+
+mod clock;
+mod commit;
+mod error;
+pub mod format;
+pub mod fs;
+mod options;
+mod reader;
+mod recovery;
+mod scan;
+mod segment;
+pub mod sim;
+mod sink;
+mod wal;
+
+pub use crate::commit::WalStats;
+pub use crate::error::WalError;
+pub use crate::format::{FrameError, HeaderError, Lsn};
+pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
+pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
+pub use crate::recovery::{Cut, RecoveryReport, Skipped};
+pub use crate::sink::{EventRecord, WalSink};
+pub use crate::wal::{Wal, inspect};

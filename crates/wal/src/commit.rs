@@ -1,0 +1,555 @@
+//! The write path: group commit.
+//!
+//! Appenders encode their record into a shared pending buffer under the
+//! state lock and take the next LSN. Under `SyncPolicy::Always` each then
+//! waits until its LSN is durable; the first waiter to find no I/O in
+//! progress becomes the **leader**: it takes the whole pending buffer,
+//! writes it with one `write` (split only at a segment roll), calls
+//! `fdatasync` once, publishes the new durable watermark and wakes every
+//! waiter. Records that queued up meanwhile form the next batch. At one
+//! appender the caller does its own write and fsync, with no hand-off to
+//! another thread; with many, one fsync carries many records.
+//!
+//! Failure handling (see `docs/durability.md`):
+//! * a failed write or fsync **poisons** the writer: every record not yet
+//!   durable fails, and so does every later call; the fsync is never
+//!   retried.
+//! * a full disk is not fatal: the partial write is cut back to the last
+//!   whole record, what was written before it is fsynced, the rest of the
+//!   batch (and everything queued behind it) fails with `DiskFull`, its LSNs
+//!   are reused, and later appends succeed once space is free.
+
+use std::mem;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::error::WalError;
+use crate::format::{FrameHeader, Lsn, SEGMENT_HEADER_LEN, encode_frame, frame_len};
+use crate::fs::{Fs, FsFile};
+use crate::options::{SyncPolicy, WalOptions};
+use crate::segment::{self, SegmentEntry};
+
+/// The active segment; only the leader touches it.
+#[derive(Debug)]
+pub(crate) struct Io {
+    pub(crate) entry: SegmentEntry,
+    pub(crate) file: Box<dyn FsFile>,
+    pub(crate) write_pos: u64,
+    /// Sealed (fsynced and cut to length) but no successor created yet.
+    pub(crate) sealed: bool,
+}
+
+/// What the watch channel publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Progress {
+    /// Every LSN below this is durable.
+    pub(crate) durable_end: Lsn,
+    pub(crate) poisoned: bool,
+}
+
+/// Counters, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WalStats {
+    /// Records appended (acknowledged or queued) since open.
+    pub appends: u64,
+    /// Batches handed to the file system.
+    pub writes: u64,
+    /// `fdatasync` calls on segments.
+    pub fsyncs: u64,
+    /// Records made durable by those fsyncs.
+    pub records_synced: u64,
+    /// Segments created since open.
+    pub segments_created: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    next_lsn: Lsn,
+    pending: Vec<u8>,
+    pending_first: Lsn,
+    spare: Vec<u8>,
+    /// Every LSN below this was handed to the file system.
+    written_end: Lsn,
+    /// Every LSN below this is durable.
+    durable_end: Lsn,
+    leader: bool,
+    /// Bumped when a full disk discards queued records; `discards[e]` says
+    /// from which LSN epoch `e` lost its records, and why.
+    epoch: usize,
+    discards: Vec<(Lsn, WalError)>,
+    poisoned: Option<Arc<WalError>>,
+    closed: bool,
+    stats: WalStats,
+}
+
+/// What one leader's turn achieved.
+#[derive(Debug)]
+struct Outcome {
+    written_end: Lsn,
+    durable_end: Option<Lsn>,
+    error: Option<WalError>,
+    fsyncs: u64,
+    segments_created: u64,
+}
+
+/// The shared writer of one log directory.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    opts: WalOptions,
+    max_payload: usize,
+    state: Mutex<State>,
+    /// Waiters for durability, and for the leader's turn.
+    turn: Condvar,
+    /// Wakes the `SyncPolicy::Batch` flusher.
+    flusher: Condvar,
+    io: Mutex<Io>,
+    durable_end: AtomicU64,
+    progress: watch::Sender<Progress>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn frame_len_at(batch: &[u8], at: usize) -> usize {
+    let mut len = [0u8; 4];
+    if let Some(b) = batch.get(at..at + 4) {
+        len.copy_from_slice(b);
+    }
+    frame_len(u32::from_le_bytes(len) as usize)
+}
+
+impl Writer {
+    /// A writer continuing the log at `next_lsn`, whose records below it are
+    /// all durable.
+    pub(crate) fn new(
+        fs: Arc<dyn Fs>,
+        dir: PathBuf,
+        opts: WalOptions,
+        io: Io,
+        next_lsn: Lsn,
+    ) -> Writer {
+        let (progress, _) = watch::channel(Progress {
+            durable_end: next_lsn,
+            poisoned: false,
+        });
+        Writer {
+            fs,
+            dir,
+            max_payload: opts.max_payload_len(),
+            opts,
+            state: Mutex::new(State {
+                next_lsn,
+                pending: Vec::new(),
+                pending_first: next_lsn,
+                spare: Vec::new(),
+                written_end: next_lsn,
+                durable_end: next_lsn,
+                leader: false,
+                epoch: 0,
+                discards: Vec::new(),
+                poisoned: None,
+                closed: false,
+                stats: WalStats::default(),
+            }),
+            turn: Condvar::new(),
+            flusher: Condvar::new(),
+            io: Mutex::new(io),
+            durable_end: AtomicU64::new(next_lsn),
+            progress,
+        }
+    }
+
+    pub(crate) fn options(&self) -> &WalOptions {
+        &self.opts
+    }
+
+    pub(crate) fn durable_end(&self) -> Lsn {
+        self.durable_end.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn next_lsn(&self) -> Lsn {
+        lock(&self.state).next_lsn
+    }
+
+    pub(crate) fn stats(&self) -> WalStats {
+        lock(&self.state).stats
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    pub(crate) fn poison_cause(&self) -> Option<Arc<WalError>> {
+        lock(&self.state).poisoned.clone()
+    }
+
+    pub(crate) fn with_io<T>(&self, f: impl FnOnce(&mut Io) -> T) -> T {
+        f(&mut lock(&self.io))
+    }
+
+    /// Append one record; see the module docs for when this returns.
+    pub(crate) fn append(
+        &self,
+        session: Uuid,
+        payload: &[u8],
+        timestamp_us: u64,
+    ) -> Result<Lsn, WalError> {
+        if payload.is_empty() {
+            return Err(WalError::EmptyRecord);
+        }
+        if payload.len() > self.max_payload {
+            return Err(WalError::RecordTooLarge {
+                size: payload.len(),
+                max: self.max_payload,
+            });
+        }
+        let mut st = lock(&self.state);
+        Self::check_open(&st)?;
+        let lsn = st.next_lsn;
+        st.next_lsn += 1;
+        st.stats.appends += 1;
+        let header = FrameHeader {
+            lsn,
+            sync_mark: st.durable_end,
+            timestamp_us,
+            session,
+        };
+        encode_frame(&mut st.pending, &header, payload);
+        let epoch = st.epoch;
+        match self.opts.sync {
+            SyncPolicy::Always => self.wait_for(st, lsn, epoch),
+            SyncPolicy::Batch { max_bytes, .. } => {
+                if st.pending.len() >= max_bytes {
+                    self.flusher.notify_one();
+                }
+                Ok(lsn)
+            }
+            SyncPolicy::Never => {
+                if st.pending.len() >= self.opts.buffer_bytes && !st.leader {
+                    let st = self.lead(st, false);
+                    Self::discarded(&st, lsn, epoch)?;
+                    if let Some(cause) = &st.poisoned {
+                        return Err(WalError::Poisoned {
+                            cause: cause.clone(),
+                        });
+                    }
+                }
+                Ok(lsn)
+            }
+        }
+    }
+
+    /// Write and fsync everything appended so far; returns the last
+    /// durable LSN.
+    pub(crate) fn sync(&self) -> Result<Lsn, WalError> {
+        let st = lock(&self.state);
+        if let Some(cause) = &st.poisoned {
+            return Err(WalError::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        let last = st.next_lsn - 1;
+        let epoch = st.epoch;
+        if last < st.durable_end {
+            return Ok(last);
+        }
+        self.wait_for(st, last, epoch)
+    }
+
+    fn check_open(st: &State) -> Result<(), WalError> {
+        if let Some(cause) = &st.poisoned {
+            return Err(WalError::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        if st.closed {
+            return Err(WalError::Closed);
+        }
+        Ok(())
+    }
+
+    /// The error for a record of `epoch` discarded by a full disk, if it was.
+    fn discarded(st: &State, lsn: Lsn, epoch: usize) -> Result<(), WalError> {
+        for (from, error) in st.discards.get(epoch..).unwrap_or_default() {
+            if lsn >= *from {
+                return Err(error.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_for<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        lsn: Lsn,
+        epoch: usize,
+    ) -> Result<Lsn, WalError> {
+        loop {
+            Self::discarded(&st, lsn, epoch)?;
+            if lsn < st.durable_end {
+                return Ok(lsn);
+            }
+            if let Some(cause) = &st.poisoned {
+                return Err(WalError::Poisoned {
+                    cause: cause.clone(),
+                });
+            }
+            st = if st.leader {
+                self.turn.wait(st).unwrap_or_else(PoisonError::into_inner)
+            } else {
+                self.lead(st, true)
+            };
+        }
+    }
+
+    /// Take the leader's turn: write the pending batch (and fsync it when
+    /// `sync`), publish the outcome and wake every waiter.
+    fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>, sync: bool) -> MutexGuard<'a, State> {
+        st.leader = true;
+        let first = st.pending_first;
+        let end = st.next_lsn;
+        let spare = mem::take(&mut st.spare);
+        let mut batch = mem::replace(&mut st.pending, spare);
+        st.pending_first = end;
+        let sync = sync && st.durable_end < end;
+        drop(st);
+
+        let outcome = {
+            let mut io = lock(&self.io);
+            self.write_batch(&mut io, &batch, first, end, sync)
+        };
+
+        batch.clear();
+        let mut st = lock(&self.state);
+        st.spare = batch;
+        st.leader = false;
+        st.stats.writes += 1;
+        st.stats.fsyncs += outcome.fsyncs;
+        st.stats.segments_created += outcome.segments_created;
+        st.written_end = st.written_end.max(outcome.written_end);
+        if let Some(d) = outcome.durable_end {
+            if d > st.durable_end {
+                st.stats.records_synced += d - st.durable_end;
+                st.durable_end = d;
+            }
+        }
+        match outcome.error {
+            None => {}
+            Some(error) if error.is_disk_full() => {
+                // Nothing from `written_end` on was acknowledged: drop it all
+                // (including what queued meanwhile) and reuse its LSNs.
+                let from = outcome.written_end;
+                tracing::warn!(%error, from_lsn = from, "disk full: failing the batch; appends resume once space is free");
+                st.pending.clear();
+                st.pending_first = from;
+                st.next_lsn = from;
+                st.discards.push((from, error));
+                st.epoch += 1;
+            }
+            Some(error) => {
+                tracing::error!(%error, "log poisoned: every later append fails until it is reopened");
+                st.poisoned = Some(Arc::new(error));
+            }
+        }
+        self.durable_end.store(st.durable_end, Ordering::Release);
+        self.progress.send_replace(Progress {
+            durable_end: st.durable_end,
+            poisoned: st.poisoned.is_some(),
+        });
+        self.turn.notify_all();
+        st
+    }
+
+    /// Write `batch` (frames of LSNs `first..end`) to the active segment,
+    /// rolling as needed, and fsync it when `sync`.
+    fn write_batch(&self, io: &mut Io, batch: &[u8], first: Lsn, end: Lsn, sync: bool) -> Outcome {
+        let mut out = Outcome {
+            written_end: first,
+            durable_end: None,
+            error: None,
+            fsyncs: 0,
+            segments_created: 0,
+        };
+        let mut off = 0;
+        let mut lsn = first;
+        while off < batch.len() {
+            // The whole frames that fit in the active segment.
+            let mut n = 0;
+            let mut count = 0;
+            if !io.sealed {
+                while off + n < batch.len() {
+                    let len = frame_len_at(batch, off + n);
+                    if io.write_pos + (n + len) as u64 > self.opts.segment_size {
+                        break;
+                    }
+                    n += len;
+                    count += 1;
+                }
+            }
+            if n == 0 {
+                if !io.sealed && io.write_pos <= SEGMENT_HEADER_LEN as u64 {
+                    // Cannot happen: `max_payload_len` makes one record fit.
+                    out.error = Some(WalError::InvalidOptions(
+                        "record larger than a segment".into(),
+                    ));
+                    return out;
+                }
+                if let Err(e) = self.roll(io, lsn, &mut out) {
+                    out.error = Some(e);
+                    return out;
+                }
+                continue;
+            }
+            let chunk = batch.get(off..off + n).unwrap_or_default();
+            if let Err(e) = io.file.write_all_at(chunk, io.write_pos) {
+                out.error = Some(self.write_failed(io, e, sync, &mut out));
+                return out;
+            }
+            io.write_pos += n as u64;
+            off += n;
+            lsn += count;
+            out.written_end = lsn;
+        }
+        debug_assert_eq!(lsn, end);
+        if sync {
+            if let Err(e) = io.file.sync_data() {
+                out.error = Some(WalError::io("fsync", &io.entry.path, e));
+                return out;
+            }
+            out.fsyncs += 1;
+            out.durable_end = Some(lsn);
+        }
+        out
+    }
+
+    /// A write failed. On a full disk, cut the partial write back and make
+    /// what was written before it durable; otherwise the log is poisoned.
+    fn write_failed(
+        &self,
+        io: &mut Io,
+        e: std::io::Error,
+        sync: bool,
+        out: &mut Outcome,
+    ) -> WalError {
+        let error = WalError::io("write", &io.entry.path, e);
+        if !error.is_disk_full() {
+            return error;
+        }
+        if let Err(e) = io.file.set_len(io.write_pos) {
+            return WalError::io("truncate after a full disk", &io.entry.path, e);
+        }
+        if sync {
+            if let Err(e) = io.file.sync_data() {
+                return WalError::io("fsync", &io.entry.path, e);
+            }
+            out.fsyncs += 1;
+            out.durable_end = Some(out.written_end);
+        }
+        error
+    }
+
+    /// Seal the active segment (if not yet) and create the next one, whose
+    /// first record is `lsn`.
+    fn roll(&self, io: &mut Io, lsn: Lsn, out: &mut Outcome) -> Result<(), WalError> {
+        if !io.sealed {
+            let path = &io.entry.path;
+            io.file
+                .sync_data()
+                .map_err(|e| WalError::io("fsync", path, e))?;
+            out.fsyncs += 1;
+            out.durable_end = Some(lsn);
+            io.file
+                .set_len(io.write_pos)
+                .map_err(|e| WalError::io("truncate to seal", path, e))?;
+            io.file
+                .sync_data()
+                .map_err(|e| WalError::io("fsync", path, e))?;
+            io.sealed = true;
+        }
+        let prealloc = self.opts.preallocate.then_some(self.opts.segment_size);
+        match segment::create(&*self.fs, &self.dir, lsn, self.opts.codec_id, prealloc) {
+            Ok((entry, file)) => {
+                *io = Io {
+                    entry,
+                    file,
+                    write_pos: SEGMENT_HEADER_LEN as u64,
+                    sealed: false,
+                };
+                out.segments_created += 1;
+                Ok(())
+            }
+            // A full disk while creating a segment leaves the sealed one
+            // active; the next batch tries to roll again.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Mark the writer closed, flush and fsync everything pending.
+    pub(crate) fn close(&self) -> Result<(), WalError> {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        self.flusher.notify_all();
+        if let Some(cause) = &st.poisoned {
+            return Err(WalError::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        let last = st.next_lsn - 1;
+        let epoch = st.epoch;
+        if last < st.durable_end {
+            return Ok(());
+        }
+        self.wait_for(st, last, epoch).map(drop)
+    }
+
+    /// The `SyncPolicy::Batch` flusher: make queued records durable within
+    /// `max_delay`, or as soon as `max_bytes` are pending.
+    pub(crate) fn run_flusher(&self) {
+        let SyncPolicy::Batch {
+            max_delay,
+            max_bytes,
+        } = self.opts.sync
+        else {
+            return;
+        };
+        let mut st = lock(&self.state);
+        loop {
+            if st.closed || st.poisoned.is_some() {
+                return;
+            }
+            if st.next_lsn == st.durable_end {
+                st = self
+                    .flusher
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            if st.pending.len() < max_bytes {
+                st = self
+                    .flusher
+                    .wait_timeout(st, max_delay)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                if st.closed {
+                    return;
+                }
+            }
+            let last = st.next_lsn - 1;
+            let epoch = st.epoch;
+            if last >= st.durable_end {
+                if let Err(error) = self.wait_for(st, last, epoch) {
+                    tracing::warn!(%error, "background flush failed");
+                }
+                st = lock(&self.state);
+            }
+        }
+    }
+}

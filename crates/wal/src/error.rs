@@ -1,0 +1,222 @@
+//! [`WalError`]: every way the log can fail, with the path, offset and LSN
+//! it applies to.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::format::{FrameError, HeaderError, Lsn};
+
+/// An error of the log.
+///
+/// Every variant that concerns a file names it; corruption also names the
+/// byte offset and the LSN that was expected there.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalError {
+    /// An I/O call failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`"write"`, `"fsync"`, `"open"`, …).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// The disk is full: nothing of the failed batch was acknowledged, the
+    /// partial write was cut back, and appends succeed again once space is
+    /// freed.
+    #[error("disk full writing {}: {source}", path.display())]
+    DiskFull {
+        /// The file being written.
+        path: PathBuf,
+        /// The OS error (`ENOSPC` or `EDQUOT`).
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// Another writer holds the directory's lock.
+    #[error("log {} is locked by another writer (lock file {})", dir.display(), lock.display())]
+    Locked {
+        /// The log directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The path does not exist.
+    #[error("{} does not exist", path.display())]
+    NotFound {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path is not a directory.
+    #[error("{} is not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The directory holds no segment.
+    #[error("{} holds no logbook segment (*.wal)", dir.display())]
+    NoLog {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A segment's header is invalid.
+    #[error("{}: bad segment header: {reason}", path.display())]
+    BadHeader {
+        /// The segment.
+        path: PathBuf,
+        /// Which check failed.
+        reason: HeaderError,
+    },
+    /// A segment's header disagrees with its file name or its neighbours.
+    #[error("{}: {reason}", path.display())]
+    BadSegment {
+        /// The segment.
+        path: PathBuf,
+        /// What disagrees.
+        reason: String,
+    },
+    /// A frame is damaged where a record was expected.
+    #[error("{} at offset {offset}: corrupt record (expected LSN {lsn}): {reason}", path.display())]
+    Corrupt {
+        /// The segment.
+        path: PathBuf,
+        /// Byte offset of the frame in the segment.
+        offset: u64,
+        /// The LSN expected at that offset.
+        lsn: Lsn,
+        /// What is wrong with the frame.
+        reason: FrameError,
+    },
+    /// A valid frame carries the wrong LSN.
+    #[error("{} at offset {offset}: expected LSN {expected}, found {found}", path.display())]
+    Sequence {
+        /// The segment.
+        path: PathBuf,
+        /// Byte offset of the frame.
+        offset: u64,
+        /// The LSN expected.
+        expected: Lsn,
+        /// The LSN found.
+        found: Lsn,
+    },
+    /// A record that had been acknowledged as durable is damaged (valid
+    /// records written after it was fsynced follow it). Recovery refuses
+    /// to cut it under the chosen recovery mode.
+    #[error(
+        "{} at offset {offset}: LSN {lsn} is corrupt but {valid_after} valid record(s) written after it was \
+         made durable follow it (first at offset {next_offset}); refusing to cut acknowledged data \
+         — see `logbook repair` and the recovery modes",
+        path.display()
+    )]
+    MidLogCorruption {
+        /// The segment.
+        path: PathBuf,
+        /// Byte offset of the damaged frame.
+        offset: u64,
+        /// The LSN expected there.
+        lsn: Lsn,
+        /// The first valid frame after the damage.
+        next_offset: u64,
+        /// How many valid frames follow the damage.
+        valid_after: u64,
+    },
+    /// A record is larger than the log accepts.
+    #[error("record of {size} bytes is larger than the limit of {max} bytes")]
+    RecordTooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A record's payload is empty.
+    #[error("record payload is empty")]
+    EmptyRecord,
+    /// An earlier write or fsync failed: the log accepts nothing more until
+    /// it is reopened (which recovers from what is on disk).
+    #[error("log is poisoned by an earlier failure: {cause}")]
+    Poisoned {
+        /// The first failure.
+        cause: Arc<WalError>,
+    },
+    /// The log was closed.
+    #[error("log is closed")]
+    Closed,
+    /// The options are inconsistent.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// The payload could not be encoded or decoded.
+    #[error("LSN {lsn}: {source}")]
+    Codec {
+        /// The record's LSN (0 when encoding).
+        lsn: Lsn,
+        /// The codec's error.
+        #[source]
+        source: Arc<logbook_bus::codec::CodecError>,
+    },
+}
+
+impl WalError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> WalError {
+        let path = path.into();
+        if is_disk_full(&source) {
+            return WalError::DiskFull {
+                path,
+                source: Arc::new(source),
+            };
+        }
+        WalError::Io {
+            op,
+            path,
+            source: Arc::new(source),
+        }
+    }
+
+    /// Whether this is [`WalError::DiskFull`].
+    #[must_use]
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, WalError::DiskFull { .. })
+    }
+
+    /// Whether this error is, or was caused by, corruption on disk.
+    #[must_use]
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            WalError::BadHeader { .. }
+                | WalError::BadSegment { .. }
+                | WalError::Corrupt { .. }
+                | WalError::Sequence { .. }
+                | WalError::MidLogCorruption { .. }
+        )
+    }
+}
+
+pub(crate) fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || e.kind() == io::ErrorKind::StorageFull
+}
+
+impl From<WalError> for io::Error {
+    fn from(e: WalError) -> io::Error {
+        let kind = match &e {
+            WalError::Io { source, .. } => source.kind(),
+            WalError::DiskFull { .. } => io::ErrorKind::StorageFull,
+            WalError::NotFound { .. } => io::ErrorKind::NotFound,
+            WalError::Locked { .. } => io::ErrorKind::WouldBlock,
+            WalError::RecordTooLarge { .. }
+            | WalError::EmptyRecord
+            | WalError::InvalidOptions(_) => io::ErrorKind::InvalidInput,
+            WalError::Corrupt { .. }
+            | WalError::Sequence { .. }
+            | WalError::MidLogCorruption { .. }
+            | WalError::BadHeader { .. }
+            | WalError::BadSegment { .. }
+            | WalError::Codec { .. } => io::ErrorKind::InvalidData,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,318 @@
+//! The I/O seam: every file-system call the log makes goes through [`Fs`]
+//! and [`FsFile`], so tests can swap the real file system ([`StdFs`]) for
+//! the simulated one in [`sim`](crate::sim), which injects faults and
+//! power cuts.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Deref;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use fs2::FileExt as _;
+
+/// How [`Fs::open`] opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Read and write; the file must not exist yet.
+    CreateNew,
+}
+
+/// What a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// Nothing there.
+    Missing,
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// Something else (socket, device, …).
+    Other,
+}
+
+/// A held lock; dropping it releases the lock.
+pub trait LockGuard: Send + Sync + fmt::Debug {}
+
+/// The file-system calls the log makes.
+pub trait Fs: Send + Sync + fmt::Debug + 'static {
+    /// What is at `path`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error, other than "not found".
+    fn kind(&self, path: &Path) -> io::Result<PathKind>;
+    /// `mkdir -p`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries of a directory.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Open a file.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>>;
+    /// Rename a file (atomically replacing `to`).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Remove a file.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Make the directory's entries durable (`fsync` on the directory).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Take an exclusive lock on `path` (created if missing), without
+    /// waiting. `Ok(None)` if someone else holds it.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>>;
+}
+
+/// An open file.
+pub trait FsFile: Send + Sync + fmt::Debug {
+    /// Read at `offset`; returns the bytes read (0 at end of file).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Write all of `buf` at `offset`. On error, a prefix may have been
+    /// written.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// `fdatasync`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error. The file's state is then unknown: never retry.
+    fn sync_data(&self) -> io::Result<()>;
+    /// `ftruncate`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// The file's length.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Reserve blocks so that the file is at least `len` bytes; the new
+    /// bytes read as zeros.
+    ///
+    /// # Errors
+    ///
+    /// The OS error (`ENOSPC` when the disk is full).
+    fn allocate(&self, len: u64) -> io::Result<()>;
+    /// The whole file, memory-mapped where the file system allows it.
+    /// Only called for sealed segments, which nobody writes.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn contents(&self) -> io::Result<Contents>;
+}
+
+/// The bytes of a whole file: mapped, or read into memory.
+pub enum Contents {
+    /// A read-only memory map.
+    Mapped(memmap2::Mmap),
+    /// A copy.
+    Owned(Vec<u8>),
+}
+
+impl fmt::Debug for Contents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Contents::Mapped(m) => write!(f, "Mapped({} bytes)", m.len()),
+            Contents::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+        }
+    }
+}
+
+impl Deref for Contents {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Contents::Mapped(m) => m,
+            Contents::Owned(v) => v,
+        }
+    }
+}
+
+/// The real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdFs;
+
+#[derive(Debug)]
+struct StdFile(File);
+
+#[derive(Debug)]
+struct StdLock(File);
+
+impl LockGuard for StdLock {}
+
+impl Drop for StdLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock anyway; unlock explicitly so the
+        // release does not wait for other handles to the same description.
+        let _ = fs2::FileExt::unlock(&self.0);
+    }
+}
+
+impl Fs for StdFs {
+    fn kind(&self, path: &Path) -> io::Result<PathKind> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => Ok(PathKind::Dir),
+            Ok(m) if m.is_file() => Ok(PathKind::File),
+            Ok(_) => Ok(PathKind::Other),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(PathKind::Missing),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>> {
+        let mut o = OpenOptions::new();
+        match mode {
+            OpenMode::Read => o.read(true),
+            OpenMode::ReadWrite => o.read(true).write(true),
+            OpenMode::CreateNew => o.read(true).write(true).create_new(true),
+        };
+        Ok(Box::new(StdFile(o.open(path)?)))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match file.try_lock_exclusive() {
+            Ok(()) => Ok(Some(Box::new(StdLock(file)))),
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.raw_os_error() == Some(libc::EWOULDBLOCK) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl FsFile for StdFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        loop {
+            match self.0.read_at(buf, offset) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        match self.0.allocate(len) {
+            // File systems without fallocate: extend instead; bytes read as zeros.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                if self.len()? < len {
+                    self.0.set_len(len)?;
+                }
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    fn contents(&self) -> io::Result<Contents> {
+        if self.len()? == 0 {
+            return Ok(Contents::Owned(Vec::new()));
+        }
+        #[expect(unsafe_code, reason = "memmap2 cannot map a file safely; see SAFETY")]
+        // SAFETY: `contents` is only called for sealed segments. The writer
+        // never writes, truncates or removes-and-reuses a sealed segment
+        // while this process reads it (retention unlinks, which keeps the
+        // mapping valid). The one way to break the map is another process
+        // truncating the file under us (e.g. a manual `truncate`), which
+        // would raise SIGBUS; `logbook repair` only ever cuts the *active*
+        // segment, and only while it holds the writer lock.
+        let map = unsafe { memmap2::Mmap::map(&self.0)? };
+        Ok(Contents::Mapped(map))
+    }
+}

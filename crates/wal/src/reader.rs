@@ -1,0 +1,588 @@
+//! [`Reader`]: iterate records from any LSN across segments, verifying
+//! every CRC and LSN, on a live log or a copy, without the writer lock.
+//!
+//! Sealed segments are memory-mapped; the tail segment (which a live writer
+//! may be appending to) is read with `pread` in chunks. At the tail, a
+//! reader stops cleanly at the last complete record; call
+//! [`Reader::next_ref`] again later to follow new records (it also picks up
+//! segments created since).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::error::WalError;
+use crate::format::{FrameError, Lsn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::fs::{Contents, Fs, FsFile, OpenMode, StdFs};
+use crate::scan::{Problem, Step, find_next_valid, step};
+use crate::segment::{self, SegmentEntry};
+
+/// One record, borrowed from the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// The record's LSN.
+    pub lsn: Lsn,
+    /// When it was appended, µs since the Unix epoch.
+    pub timestamp_us: u64,
+    /// The session it belongs to.
+    pub session: Uuid,
+    /// The payload (an encoded `SessionEvent` for codec 1).
+    pub payload: &'a [u8],
+    /// The segment file it is in.
+    pub segment: &'a Path,
+    /// Its byte offset in that segment.
+    pub offset: u64,
+}
+
+/// One record, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The record's LSN.
+    pub lsn: Lsn,
+    /// When it was appended, µs since the Unix epoch.
+    pub timestamp_us: u64,
+    /// The session it belongs to.
+    pub session: Uuid,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The segment file it is in.
+    pub segment: PathBuf,
+    /// Its byte offset in that segment.
+    pub offset: u64,
+}
+
+impl RecordRef<'_> {
+    /// An owned copy.
+    #[must_use]
+    pub fn to_owned_record(&self) -> RawRecord {
+        RawRecord {
+            lsn: self.lsn,
+            timestamp_us: self.timestamp_us,
+            session: self.session,
+            payload: self.payload.to_vec(),
+            segment: self.segment.to_path_buf(),
+            offset: self.offset,
+        }
+    }
+}
+
+/// Damage at the end of the tail segment: a write in progress, or the torn
+/// tail of a crashed writer that the next `open` will cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TailDamage {
+    /// The tail segment.
+    pub path: PathBuf,
+    /// Offset of the first incomplete or invalid frame.
+    pub offset: u64,
+    /// The LSN due there.
+    pub lsn: Lsn,
+    /// What is there.
+    pub reason: String,
+}
+
+/// Bytes read at a time from the tail segment.
+const TAIL_CHUNK: usize = 1 << 20;
+
+enum Data {
+    /// A sealed segment, whole.
+    Sealed(Contents),
+    /// The tail: `buf` holds the file's bytes from `start`.
+    Tail {
+        file: Box<dyn FsFile>,
+        buf: Vec<u8>,
+        start: usize,
+        file_len: usize,
+    },
+}
+
+struct Current {
+    entry: SegmentEntry,
+    data: Data,
+    offset: usize,
+    expected: Lsn,
+}
+
+/// Reads records in LSN order. See the [module docs](self).
+///
+/// After yielding an error, iteration resumes at the next valid record, so
+/// a tool can report every problem in one pass; stop at the first error for
+/// strict behaviour.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_wal::{Reader, Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// for i in 0..3u8 {
+///     wal.append_raw(uuid::Uuid::nil(), &[i + 1])?;
+/// }
+/// let mut reader = Reader::open(dir.path())?.from_lsn(2);
+/// let lsns: Vec<u64> = reader.by_ref().map(|r| r.map(|r| r.lsn)).collect::<Result<_, _>>()?;
+/// assert_eq!(lsns, [2, 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Reader {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    segments: Vec<SegmentEntry>,
+    /// Index in `segments` of the segment to open next (or open now).
+    index: usize,
+    current: Option<Current>,
+    from_lsn: Lsn,
+    /// The LSN the next segment must start with, once known.
+    continues_at: Option<Lsn>,
+    /// After an error: resynchronise before the next step.
+    resync: bool,
+    tail_damage: Option<TailDamage>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("dir", &self.dir)
+            .field("segments", &self.segments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// A reader of the log in `dir`, from its first record.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::NotFound`], [`WalError::NotADirectory`],
+    /// [`WalError::NoLog`] (no segment in the directory), or the I/O error
+    /// of listing it.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Reader, WalError> {
+        Reader::open_with_fs(Arc::new(StdFs), dir)
+    }
+
+    /// [`Reader::open`] on another file system.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reader::open`].
+    pub fn open_with_fs(fs: Arc<dyn Fs>, dir: impl AsRef<Path>) -> Result<Reader, WalError> {
+        let dir = dir.as_ref().to_path_buf();
+        let listing = segment::list(&*fs, &dir)?;
+        if listing.segments.is_empty() {
+            return Err(WalError::NoLog { dir });
+        }
+        Ok(Reader {
+            fs,
+            dir,
+            segments: listing.segments,
+            index: 0,
+            current: None,
+            from_lsn: 0,
+            continues_at: None,
+            resync: false,
+            tail_damage: None,
+        })
+    }
+
+    /// Start at `lsn`: segments that end before it are not even opened.
+    #[must_use]
+    pub fn from_lsn(mut self, lsn: Lsn) -> Reader {
+        self.from_lsn = lsn;
+        if self.current.is_none() {
+            // The last segment whose base is at or below `lsn`.
+            let i = self.segments.partition_point(|s| s.base_lsn <= lsn);
+            self.index = i.saturating_sub(1);
+        }
+        self
+    }
+
+    /// The segments found so far, in order.
+    #[must_use]
+    pub fn segments(&self) -> Vec<PathBuf> {
+        self.segments.iter().map(|s| s.path.clone()).collect()
+    }
+
+    /// Damage seen at the end of the tail segment by the last call that
+    /// returned `None`, if any.
+    #[must_use]
+    pub fn tail_damage(&self) -> Option<&TailDamage> {
+        self.tail_damage.as_ref()
+    }
+
+    /// The next record, borrowed; `None` at the current end of the log (call
+    /// again later to follow a live writer).
+    ///
+    /// # Errors
+    ///
+    /// Corruption ([`WalError::Corrupt`], [`WalError::Sequence`],
+    /// [`WalError::BadHeader`], [`WalError::BadSegment`],
+    /// [`WalError::MidLogCorruption`]) naming the segment, offset and LSN;
+    /// I/O errors naming the file.
+    pub fn next_ref(&mut self) -> Option<Result<RecordRef<'_>, WalError>> {
+        match self.advance() {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        // `advance` left `offset` on a valid record: step past it, then
+        // lend its bytes.
+        let cur = self.current.as_mut()?;
+        let (bytes, base) = cur.bytes();
+        let Step::Record { header, len, .. } = step(bytes, cur.offset - base, cur.expected) else {
+            return None;
+        };
+        let at = cur.offset;
+        cur.offset += len;
+        cur.expected += 1;
+        let cur = self.current.as_ref()?;
+        let (bytes, base) = cur.bytes();
+        let payload = bytes
+            .get(at - base + RECORD_HEADER_LEN..at - base + len)
+            .unwrap_or_default();
+        Some(Ok(RecordRef {
+            lsn: header.lsn,
+            timestamp_us: header.timestamp_us,
+            session: header.session,
+            payload,
+            segment: &cur.entry.path,
+            offset: at as u64,
+        }))
+    }
+
+    /// Move to the next record to return, leaving the current segment's
+    /// `offset` on it. `Ok(false)` at the current end of the log.
+    fn advance(&mut self) -> Result<bool, WalError> {
+        loop {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(false);
+            }
+            let is_tail = self.is_tail();
+            let Some(cur) = self.current.as_mut() else {
+                return Ok(false);
+            };
+            if self.resync {
+                self.resync = false;
+                cur.ensure(usize::MAX)?;
+                let (bytes, base) = cur.bytes();
+                match find_next_valid(bytes, cur.offset - base, cur.expected.saturating_sub(1)) {
+                    Some(found) => {
+                        cur.offset = base + found.offset;
+                        cur.expected = found.header.lsn;
+                    }
+                    None => {
+                        self.finish_segment();
+                        continue;
+                    }
+                }
+            }
+            match cur.peek()? {
+                Peek::Record { len, lsn } => {
+                    if lsn >= self.from_lsn {
+                        return Ok(true);
+                    }
+                    cur.offset += len;
+                    cur.expected += 1;
+                }
+                Peek::End => {
+                    if !is_tail {
+                        self.finish_segment();
+                    } else if !self.refresh()? {
+                        return Ok(false);
+                    }
+                }
+                Peek::Bad(problem) => {
+                    let offset = cur.offset as u64;
+                    let lsn = cur.expected;
+                    let path = cur.entry.path.clone();
+                    if is_tail {
+                        // A write in progress or a torn tail, unless records
+                        // written after it was durable follow it.
+                        cur.ensure(usize::MAX)?;
+                        let (bytes, base) = cur.bytes();
+                        let survey =
+                            crate::scan::survey_after_damage(bytes, cur.offset - base, lsn);
+                        if let Some(next) = survey.vouching {
+                            self.resync = true;
+                            return Err(WalError::MidLogCorruption {
+                                path,
+                                offset,
+                                lsn,
+                                next_offset: (next + base) as u64,
+                                valid_after: survey.valid_frames,
+                            });
+                        }
+                        if self.refresh()? {
+                            continue;
+                        }
+                        self.tail_damage = Some(TailDamage {
+                            path,
+                            offset,
+                            lsn,
+                            reason: describe(problem),
+                        });
+                        return Ok(false);
+                    }
+                    self.resync = true;
+                    return Err(match problem {
+                        Problem::Frame(reason) => WalError::Corrupt {
+                            path,
+                            offset,
+                            lsn,
+                            reason,
+                        },
+                        Problem::Sequence { found } => WalError::Sequence {
+                            path,
+                            offset,
+                            expected: lsn,
+                            found,
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    fn is_tail(&self) -> bool {
+        self.index + 1 >= self.segments.len()
+    }
+
+    fn finish_segment(&mut self) {
+        if let Some(cur) = self.current.take() {
+            self.continues_at = Some(cur.expected);
+        }
+        self.index += 1;
+    }
+
+    /// Re-list the directory. `Ok(true)` if the current segment is no longer
+    /// the tail (a newer one appeared): it has been finished and the caller
+    /// should continue with the next one.
+    fn refresh(&mut self) -> Result<bool, WalError> {
+        let listing = segment::list(&*self.fs, &self.dir)?;
+        let current_base = self.segments.get(self.index).map(|s| s.base_lsn);
+        self.segments = listing.segments;
+        if let Some(base) = current_base {
+            self.index = self
+                .segments
+                .iter()
+                .position(|s| s.base_lsn == base)
+                .unwrap_or(self.index);
+        }
+        if self.is_tail() {
+            // Still the tail: re-read its end, which may have grown.
+            if let Some(cur) = self.current.as_mut() {
+                cur.invalidate();
+            }
+            return Ok(false);
+        }
+        // Sealed since: re-read it whole, and continue.
+        if let Some(cur) = self.current.take() {
+            let (offset, expected) = (cur.offset, cur.expected);
+            self.open_segment(self.index)?;
+            if let Some(new) = self.current.as_mut() {
+                new.offset = offset;
+                new.expected = expected;
+            }
+        }
+        Ok(true)
+    }
+
+    fn open_next(&mut self) -> Result<bool, WalError> {
+        if self.index >= self.segments.len() {
+            self.refresh()?;
+            if self.index >= self.segments.len() {
+                return Ok(false);
+            }
+        }
+        self.tail_damage = None;
+        self.open_segment(self.index)?;
+        Ok(true)
+    }
+
+    fn open_segment(&mut self, index: usize) -> Result<(), WalError> {
+        let Some(entry) = self.segments.get(index).cloned() else {
+            return Ok(());
+        };
+        let path = &entry.path;
+        let file = self
+            .fs
+            .open(path, OpenMode::Read)
+            .map_err(|e| WalError::io("open", path, e))?;
+        let header = segment::read_header(&*file, &entry);
+        let header = match header {
+            Ok(h) => h,
+            Err(e) => {
+                // Skip the whole segment; the next one checks continuity.
+                self.index += 1;
+                self.continues_at = None;
+                return Err(e);
+            }
+        };
+        if let Some(expected) = self.continues_at.take() {
+            if header.base_lsn != expected {
+                self.current = None;
+                let reason = format!(
+                    "segment starts at LSN {} but the previous one ended before LSN {expected}",
+                    header.base_lsn
+                );
+                // Report the gap once, then read this segment anyway.
+                self.continues_at = None;
+                self.current = Some(Current::open(
+                    entry.clone(),
+                    file,
+                    self.is_tail_index(index),
+                )?);
+                return Err(WalError::BadSegment {
+                    path: path.clone(),
+                    reason,
+                });
+            }
+        }
+        self.current = Some(Current::open(entry, file, self.is_tail_index(index))?);
+        Ok(())
+    }
+
+    fn is_tail_index(&self, index: usize) -> bool {
+        index + 1 >= self.segments.len()
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<RawRecord, WalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_ref().map(|r| r.map(|r| r.to_owned_record()))
+    }
+}
+
+fn describe(problem: Problem) -> String {
+    match problem {
+        Problem::Frame(FrameError::Truncated { needed, available }) => {
+            format!("incomplete frame ({available} of {needed} bytes)")
+        }
+        Problem::Frame(e) => e.to_string(),
+        Problem::Sequence { found } => format!("frame with LSN {found}"),
+    }
+}
+
+enum Peek {
+    Record { len: usize, lsn: Lsn },
+    End,
+    Bad(Problem),
+}
+
+impl Current {
+    fn open(entry: SegmentEntry, file: Box<dyn FsFile>, tail: bool) -> Result<Current, WalError> {
+        let expected = entry.base_lsn;
+        let data = if tail {
+            Data::Tail {
+                file,
+                buf: Vec::new(),
+                start: 0,
+                file_len: 0,
+            }
+        } else {
+            Data::Sealed(
+                file.contents()
+                    .map_err(|e| WalError::io("read", &entry.path, e))?,
+            )
+        };
+        let mut cur = Current {
+            entry,
+            data,
+            offset: SEGMENT_HEADER_LEN,
+            expected,
+        };
+        cur.invalidate();
+        Ok(cur)
+    }
+
+    /// The bytes held and the file offset of their first byte.
+    fn bytes(&self) -> (&[u8], usize) {
+        match &self.data {
+            Data::Sealed(c) => (c, 0),
+            Data::Tail { buf, start, .. } => (buf, *start),
+        }
+    }
+
+    /// Forget buffered tail bytes so that the next peek re-reads them.
+    fn invalidate(&mut self) {
+        if let Data::Tail {
+            buf,
+            start,
+            file_len,
+            ..
+        } = &mut self.data
+        {
+            buf.clear();
+            *start = self.offset;
+            *file_len = usize::MAX; // unknown: re-read
+        }
+    }
+
+    /// Make sure that, on the tail, at least `need` bytes from `offset` are
+    /// buffered, or everything up to the end of the file.
+    fn ensure(&mut self, need: usize) -> Result<(), WalError> {
+        let offset = self.offset;
+        let Data::Tail {
+            file,
+            buf,
+            start,
+            file_len,
+        } = &mut self.data
+        else {
+            return Ok(());
+        };
+        let buffered_to = *start + buf.len();
+        if offset >= *start
+            && (buffered_to >= offset.saturating_add(need) || buffered_to >= *file_len)
+        {
+            return Ok(());
+        }
+        let path = &self.entry.path;
+        let len = usize::try_from(file.len().map_err(|e| WalError::io("stat", path, e))?)
+            .unwrap_or(usize::MAX);
+        *file_len = len;
+        let want = need.max(TAIL_CHUNK).min(len.saturating_sub(offset));
+        buf.clear();
+        buf.resize(want, 0);
+        *start = offset;
+        let mut got = 0;
+        while got < want {
+            let n = file
+                .read_at(&mut buf[got..], (offset + got) as u64)
+                .map_err(|e| WalError::io("read", path, e))?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        buf.truncate(got);
+        Ok(())
+    }
+
+    fn peek(&mut self) -> Result<Peek, WalError> {
+        self.ensure(RECORD_HEADER_LEN)?;
+        let first = self.classify();
+        if let Peek::Bad(Problem::Frame(FrameError::Truncated { needed, .. })) = first {
+            // Perhaps only the buffer ends here: read the whole frame.
+            if matches!(self.data, Data::Tail { .. }) {
+                self.ensure(needed)?;
+                return Ok(self.classify());
+            }
+        }
+        Ok(first)
+    }
+
+    fn classify(&self) -> Peek {
+        let (bytes, base) = self.bytes();
+        match step(bytes, self.offset.saturating_sub(base), self.expected) {
+            Step::Record { len, header, .. } => Peek::Record {
+                len,
+                lsn: header.lsn,
+            },
+            Step::End => Peek::End,
+            Step::Bad(p) => Peek::Bad(p),
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Recovery: validate the tail segment, cut a torn tail, and report what
+//! was done. Only the tail segment is read, so `open` costs time in
+//! proportion to it, not to the log.
+
+use std::path::PathBuf;
+
+use crate::error::WalError;
+use crate::format::{Lsn, SEGMENT_HEADER_LEN};
+use crate::options::RecoveryMode;
+use crate::scan::{Problem, Step, find_next_valid, step};
+use crate::segment::{SegmentEntry, check_header};
+
+/// What recovery cut off the tail segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cut {
+    /// The segment.
+    pub path: PathBuf,
+    /// Where the cut starts: the end of the last valid record.
+    pub offset: u64,
+    /// How many bytes (up to the last non-zero byte) were cut.
+    pub bytes: u64,
+    /// The LSN that was due at the cut; the log continues from it.
+    pub lsn: Lsn,
+    /// CRC-valid frames found past the cut (written after the last fsync,
+    /// so never acknowledged under `SyncPolicy::Always`), dropped with it.
+    pub frames_dropped: u64,
+    /// What was found at the cut.
+    pub reason: String,
+}
+
+/// A damaged stretch that [`RecoveryMode::SkipCorrupted`] stepped over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Skipped {
+    /// The segment.
+    pub path: PathBuf,
+    /// Where the damage starts.
+    pub offset: u64,
+    /// The LSN that was due there.
+    pub lsn: Lsn,
+    /// The LSN of the next valid record.
+    pub resumed_at: Lsn,
+}
+
+/// What `open` found and did. Returned by [`Wal::recovery`](crate::Wal::recovery)
+/// and by [`inspect`](crate::inspect) (which changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Segments in the directory.
+    pub segments: usize,
+    /// The tail (active) segment.
+    pub tail: Option<PathBuf>,
+    /// Valid records in the tail segment.
+    pub tail_records: u64,
+    /// The LSN the next append gets.
+    pub next_lsn: Lsn,
+    /// The torn tail that was cut, if any.
+    pub cut: Option<Cut>,
+    /// Damage skipped under [`RecoveryMode::SkipCorrupted`].
+    pub skipped: Vec<Skipped>,
+    /// Temporaries of interrupted segment creations (removed by `open`).
+    pub temporaries: Vec<PathBuf>,
+    /// Files that are not part of the log (left alone).
+    pub foreign: Vec<PathBuf>,
+    /// Whether `open` created a new, empty log.
+    pub created: bool,
+}
+
+/// The verdict on a tail segment's bytes.
+#[derive(Debug)]
+pub(crate) struct TailAnalysis {
+    /// Where the next record goes.
+    pub(crate) end: usize,
+    pub(crate) next_lsn: Lsn,
+    pub(crate) records: u64,
+    pub(crate) cut: Option<Cut>,
+    pub(crate) skipped: Vec<Skipped>,
+}
+
+fn describe(problem: Option<Problem>) -> String {
+    match problem {
+        None => "zeros followed by non-zero bytes".to_owned(),
+        Some(Problem::Frame(e)) => e.to_string(),
+        Some(Problem::Sequence { found }) => format!("valid frame with LSN {found}"),
+    }
+}
+
+/// Decide what to keep of a tail segment (see `docs/format.md`, "Torn tails
+/// and the sync mark" and "Recovery modes").
+pub(crate) fn analyze(
+    bytes: &[u8],
+    entry: &SegmentEntry,
+    mode: RecoveryMode,
+) -> Result<TailAnalysis, WalError> {
+    check_header(bytes, entry)?;
+    let path = &entry.path;
+    let mut at = SEGMENT_HEADER_LEN;
+    let mut expected = entry.base_lsn;
+    let mut records = 0;
+    let mut skipped = Vec::new();
+    loop {
+        let problem = match step(bytes, at, expected) {
+            Step::Record { len, .. } => {
+                at += len;
+                expected += 1;
+                records += 1;
+                continue;
+            }
+            Step::End => None,
+            Step::Bad(p) => Some(p),
+        };
+        // Survey what follows: frames with an LSN at or above the one due.
+        let mut valid_after = 0u64;
+        let mut first = None;
+        let mut vouching = None;
+        let mut from = at;
+        while let Some(found) = find_next_valid(bytes, from, expected.saturating_sub(1)) {
+            valid_after += 1;
+            first.get_or_insert(found);
+            if found.header.sync_mark > expected && vouching.is_none() {
+                vouching = Some(found.offset);
+            }
+            from = found.offset + found.len;
+        }
+        let garbage_end = bytes
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(at, |p| (p + 1).max(at));
+        if problem.is_none() && garbage_end == at {
+            break; // the clean end
+        }
+        match mode {
+            RecoveryMode::SkipCorrupted => {
+                if let Some(found) = first {
+                    skipped.push(Skipped {
+                        path: path.clone(),
+                        offset: at as u64,
+                        lsn: expected,
+                        resumed_at: found.header.lsn,
+                    });
+                    at = found.offset;
+                    expected = found.header.lsn;
+                    continue;
+                }
+            }
+            RecoveryMode::TolerateCorruptedTail | RecoveryMode::AbsoluteConsistency => {
+                if let Some(next) = vouching {
+                    return Err(WalError::MidLogCorruption {
+                        path: path.clone(),
+                        offset: at as u64,
+                        lsn: expected,
+                        next_offset: next as u64,
+                        valid_after,
+                    });
+                }
+            }
+            RecoveryMode::PointInTime => {}
+        }
+        if mode == RecoveryMode::AbsoluteConsistency {
+            return Err(match problem {
+                Some(Problem::Frame(reason)) => WalError::Corrupt {
+                    path: path.clone(),
+                    offset: at as u64,
+                    lsn: expected,
+                    reason,
+                },
+                Some(Problem::Sequence { found }) => WalError::Sequence {
+                    path: path.clone(),
+                    offset: at as u64,
+                    expected,
+                    found,
+                },
+                None => WalError::BadSegment {
+                    path: path.clone(),
+                    reason: format!(
+                        "offset {at}: zeros followed by non-zero bytes where LSN {expected} was due"
+                    ),
+                },
+            });
+        }
+        let cut = Cut {
+            path: path.clone(),
+            offset: at as u64,
+            bytes: (garbage_end - at) as u64,
+            lsn: expected,
+            frames_dropped: valid_after,
+            reason: describe(problem),
+        };
+        return Ok(TailAnalysis {
+            end: at,
+            next_lsn: expected,
+            records,
+            cut: Some(cut),
+            skipped,
+        });
+    }
+    Ok(TailAnalysis {
+        end: at,
+        next_lsn: expected,
+        records,
+        cut: None,
+        skipped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{FrameHeader, SegmentHeader, encode_frame};
+    use uuid::Uuid;
+
+    fn segment(frames: &[(Lsn, Lsn)]) -> (Vec<u8>, Vec<usize>, SegmentEntry) {
+        let base = frames.first().map_or(1, |f| f.0);
+        let mut buf = SegmentHeader {
+            codec_id: 1,
+            base_lsn: base,
+            created_us: 0,
+        }
+        .encode()
+        .to_vec();
+        let mut offs = Vec::new();
+        for &(lsn, sync_mark) in frames {
+            offs.push(buf.len());
+            let h = FrameHeader {
+                lsn,
+                sync_mark,
+                timestamp_us: 0,
+                session: Uuid::nil(),
+            };
+            encode_frame(&mut buf, &h, b"0123456789");
+        }
+        buf.extend_from_slice(&[0; 256]);
+        (
+            buf,
+            offs,
+            SegmentEntry {
+                base_lsn: base,
+                path: PathBuf::from("seg.wal"),
+            },
+        )
+    }
+
+    #[test]
+    fn clean_log_needs_no_cut() {
+        let (buf, offs, e) = segment(&[(1, 1), (2, 2)]);
+        let a = analyze(&buf, &e, RecoveryMode::default()).unwrap();
+        assert_eq!((a.end, a.next_lsn, a.records), (offs[1] + 58, 3, 2));
+        assert!(a.cut.is_none());
+    }
+
+    #[test]
+    fn torn_last_batch_is_cut_in_every_cutting_mode() {
+        // 2 and 3 were one batch (sync mark 2): damage to 2 is a torn tail.
+        let (mut buf, offs, e) = segment(&[(1, 1), (2, 2), (3, 2)]);
+        buf[offs[1] + 20] ^= 1;
+        for mode in [
+            RecoveryMode::TolerateCorruptedTail,
+            RecoveryMode::PointInTime,
+        ] {
+            let a = analyze(&buf, &e, mode).unwrap();
+            let cut = a.cut.unwrap();
+            assert_eq!(
+                (a.end, a.next_lsn, cut.offset, cut.lsn, cut.frames_dropped),
+                (offs[1], 2, offs[1] as u64, 2, 1)
+            );
+        }
+        assert!(matches!(
+            analyze(&buf, &e, RecoveryMode::AbsoluteConsistency),
+            Err(WalError::Corrupt { lsn: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn damage_to_a_durable_record_is_refused_unless_told() {
+        // 3 was written after 2 was durable (sync mark 3).
+        let (mut buf, offs, e) = segment(&[(1, 1), (2, 2), (3, 3)]);
+        buf[offs[1] + 20] ^= 1;
+        let err = analyze(&buf, &e, RecoveryMode::default()).unwrap_err();
+        assert!(
+            matches!(err, WalError::MidLogCorruption { lsn: 2, offset, next_offset, .. } if offset == offs[1] as u64 && next_offset == offs[2] as u64)
+        );
+        let a = analyze(&buf, &e, RecoveryMode::PointInTime).unwrap();
+        assert_eq!(a.next_lsn, 2);
+        let a = analyze(&buf, &e, RecoveryMode::SkipCorrupted).unwrap();
+        assert_eq!((a.next_lsn, a.records, a.skipped.len()), (4, 2, 1));
+        assert_eq!(a.skipped[0].resumed_at, 3);
+    }
+
+    #[test]
+    fn stale_bytes_after_zeros_are_cut() {
+        let (mut buf, _, e) = segment(&[(1, 1)]);
+        let n = buf.len();
+        buf[n - 10] = 0x55;
+        let a = analyze(&buf, &e, RecoveryMode::default()).unwrap();
+        assert_eq!(
+            a.cut.unwrap().bytes,
+            (n - 10 + 1 - (SEGMENT_HEADER_LEN + 58)) as u64
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Walking the frames of one segment's bytes: shared by recovery, readers
+//! and `verify`, so that every one of them applies the same validity rules
+//! (`docs/format.md`, "What makes a record valid").
+
+use crate::format::{
+    Frame, FrameError, FrameHeader, Lsn, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, decode_frame, peek_lsn,
+};
+
+/// What lies at one offset of a segment, where LSN `expected` is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step<'a> {
+    /// The expected record.
+    Record {
+        header: FrameHeader,
+        payload: &'a [u8],
+        len: usize,
+    },
+    /// The clean end: end of file or zeros.
+    End,
+    /// Something else.
+    Bad(Problem),
+}
+
+/// Why the bytes where a record was due are not that record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Problem {
+    /// Not a valid frame at all.
+    Frame(FrameError),
+    /// A valid frame, but with another LSN.
+    Sequence { found: Lsn },
+}
+
+/// Decode what is at `bytes[offset..]`, expecting LSN `expected`.
+pub(crate) fn step(bytes: &[u8], offset: usize, expected: Lsn) -> Step<'_> {
+    let rest = bytes.get(offset..).unwrap_or_default();
+    match decode_frame(rest) {
+        Frame::Zero => Step::End,
+        Frame::Invalid(e) => Step::Bad(Problem::Frame(e)),
+        Frame::Valid { header, .. } if header.lsn != expected => {
+            Step::Bad(Problem::Sequence { found: header.lsn })
+        }
+        Frame::Valid {
+            header,
+            payload,
+            len,
+        } => Step::Record {
+            header,
+            payload,
+            len,
+        },
+    }
+}
+
+/// A CRC-valid frame found by [`find_next_valid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub(crate) offset: usize,
+    pub(crate) header: FrameHeader,
+    pub(crate) len: usize,
+}
+
+/// The first offset at or after `from` holding a CRC-valid frame whose LSN
+/// is above `after`. Cheap checks (plausible length, plausible LSN) run
+/// before the CRC, and runs of zeros are skipped whole, so scanning the
+/// zeroed tail of a preallocated segment is fast.
+pub(crate) fn find_next_valid(bytes: &[u8], from: usize, after: Lsn) -> Option<Found> {
+    let mut at = from;
+    while at + RECORD_HEADER_LEN <= bytes.len() {
+        let rest = bytes.get(at..).unwrap_or_default();
+        if rest.first() == Some(&0) {
+            // The length field of a frame is non-zero, so a frame's first
+            // non-zero byte is within its first 4: skip the zero run.
+            match rest.iter().position(|&b| b != 0) {
+                None => return None,
+                Some(nz) if nz > 3 => {
+                    at += nz - 3;
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
+        let plausible_lsn =
+            peek_lsn(rest).is_some_and(|l| l > after && l - after <= (bytes.len() as u64));
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if plausible_lsn && len != 0 && len <= MAX_PAYLOAD_LEN {
+            if let Frame::Valid { header, len, .. } = decode_frame(rest) {
+                return Some(Found {
+                    offset: at,
+                    header,
+                    len,
+                });
+            }
+        }
+        at += 1;
+    }
+    None
+}
+
+/// What follows the first bad frame of a segment (see `docs/format.md`,
+/// "Torn tails and the sync mark").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct AfterDamage {
+    /// CRC-valid frames with an LSN above the damaged one.
+    pub(crate) valid_frames: u64,
+    /// The first of them.
+    pub(crate) first: Option<usize>,
+    /// The first of them that proves the damaged LSN had been durable
+    /// (its `sync_mark` is above it).
+    pub(crate) vouching: Option<usize>,
+}
+
+/// Survey the bytes after damage at `from`, where LSN `lsn` was due.
+pub(crate) fn survey_after_damage(bytes: &[u8], from: usize, lsn: Lsn) -> AfterDamage {
+    let mut out = AfterDamage::default();
+    let mut at = from;
+    while let Some(found) = find_next_valid(bytes, at, lsn) {
+        out.valid_frames += 1;
+        out.first.get_or_insert(found.offset);
+        if found.header.sync_mark > lsn && out.vouching.is_none() {
+            out.vouching = Some(found.offset);
+        }
+        at = found.offset + found.len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::encode_frame;
+    use uuid::Uuid;
+
+    fn frames(lsns: &[(Lsn, Lsn)]) -> (Vec<u8>, Vec<usize>) {
+        let mut buf = Vec::new();
+        let mut offsets = Vec::new();
+        for &(lsn, sync_mark) in lsns {
+            offsets.push(buf.len());
+            let h = FrameHeader {
+                lsn,
+                sync_mark,
+                timestamp_us: 0,
+                session: Uuid::nil(),
+            };
+            encode_frame(&mut buf, &h, format!("payload {lsn}").as_bytes());
+        }
+        (buf, offsets)
+    }
+
+    #[test]
+    fn walks_records_then_end() {
+        let (mut buf, offs) = frames(&[(1, 1), (2, 1)]);
+        buf.extend_from_slice(&[0; 100]);
+        assert!(matches!(step(&buf, offs[0], 1), Step::Record { header, .. } if header.lsn == 1));
+        assert!(matches!(step(&buf, offs[1], 2), Step::Record { .. }));
+        assert!(matches!(
+            step(&buf, offs[1], 3),
+            Step::Bad(Problem::Sequence { found: 2 })
+        ));
+        let end = offs[1] + 48 + 9;
+        assert_eq!(step(&buf, end, 3), Step::End);
+        assert_eq!(step(&buf, buf.len(), 3), Step::End);
+    }
+
+    #[test]
+    fn finds_the_next_valid_frame_past_garbage_and_zeros() {
+        let (tail, _) = frames(&[(5, 5)]);
+        let mut buf = vec![0xAB; 37];
+        buf.extend_from_slice(&[0; 5000]);
+        let at = buf.len();
+        buf.extend_from_slice(&tail);
+        let found = find_next_valid(&buf, 0, 4).unwrap();
+        assert_eq!(found.offset, at);
+        assert_eq!(found.header.lsn, 5);
+        assert_eq!(
+            find_next_valid(&buf, 0, 5),
+            None,
+            "LSN must be above `after`"
+        );
+    }
+
+    #[test]
+    fn survey_tells_torn_tails_from_mid_log_damage() {
+        // LSN 3 damaged; 4 was written in the same batch (sync mark 3): torn tail.
+        let (mut buf, offs) = frames(&[(3, 3), (4, 3)]);
+        buf[offs[0] + 50] ^= 0xff;
+        let s = survey_after_damage(&buf, offs[0], 3);
+        assert_eq!(
+            (s.valid_frames, s.first, s.vouching),
+            (1, Some(offs[1]), None)
+        );
+        // 4 was written after 3 was durable (sync mark 4): mid-log damage.
+        let (mut buf, offs) = frames(&[(3, 3), (4, 4)]);
+        buf[offs[0] + 50] ^= 0xff;
+        let s = survey_after_damage(&buf, offs[0], 3);
+        assert_eq!(s.vouching, Some(offs[1]));
+    }
+}

@@ -1,0 +1,169 @@
+//! The log directory: which files are segments, which are leftovers of an
+//! interrupted segment creation, which are foreign; and creating, sealing
+//! and opening segment files.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::WalError;
+use crate::format::{
+    LOCK_FILE, Lsn, SEGMENT_HEADER_LEN, SegmentHeader, TMP_SUFFIX, parse_segment_file_name,
+    segment_file_name,
+};
+use crate::fs::{Fs, FsFile, OpenMode, PathKind};
+
+/// One segment file found in the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SegmentEntry {
+    pub(crate) base_lsn: Lsn,
+    pub(crate) path: PathBuf,
+}
+
+/// What a directory holds.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    /// Segments, by base LSN.
+    pub(crate) segments: Vec<SegmentEntry>,
+    /// `*.wal.tmp` files: segments whose creation was interrupted.
+    pub(crate) temporaries: Vec<PathBuf>,
+    /// Everything else but the lock file.
+    pub(crate) foreign: Vec<PathBuf>,
+}
+
+/// Check that `dir` is an existing directory.
+pub(crate) fn check_dir(fs: &dyn Fs, dir: &Path) -> Result<(), WalError> {
+    match fs.kind(dir).map_err(|e| WalError::io("stat", dir, e))? {
+        PathKind::Dir => Ok(()),
+        PathKind::Missing => Err(WalError::NotFound {
+            path: dir.to_path_buf(),
+        }),
+        PathKind::File | PathKind::Other => Err(WalError::NotADirectory {
+            path: dir.to_path_buf(),
+        }),
+    }
+}
+
+/// List `dir`, warning about foreign files (which are never touched).
+pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, WalError> {
+    check_dir(fs, dir)?;
+    let mut names = fs
+        .read_dir(dir)
+        .map_err(|e| WalError::io("read directory", dir, e))?;
+    names.sort();
+    let mut out = Listing::default();
+    for name in names {
+        let path = dir.join(&name);
+        if let Some(base_lsn) = parse_segment_file_name(&name) {
+            out.segments.push(SegmentEntry { base_lsn, path });
+        } else if name
+            .strip_suffix(TMP_SUFFIX)
+            .is_some_and(|d| parse_segment_file_name(&format!("{d}.wal")).is_some())
+        {
+            out.temporaries.push(path);
+        } else if name != LOCK_FILE {
+            out.foreign.push(path);
+        }
+    }
+    out.segments.sort_by_key(|s| s.base_lsn);
+    Ok(out)
+}
+
+/// Read and check the header of an open segment.
+pub(crate) fn read_header(
+    file: &dyn FsFile,
+    entry: &SegmentEntry,
+) -> Result<SegmentHeader, WalError> {
+    let mut buf = [0u8; SEGMENT_HEADER_LEN];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = file
+            .read_at(&mut buf[got..], got as u64)
+            .map_err(|e| WalError::io("read", &entry.path, e))?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    check_header(&buf[..got], entry)
+}
+
+/// Check a segment header's bytes against the file's name.
+pub(crate) fn check_header(bytes: &[u8], entry: &SegmentEntry) -> Result<SegmentHeader, WalError> {
+    let header = SegmentHeader::decode(bytes).map_err(|reason| WalError::BadHeader {
+        path: entry.path.clone(),
+        reason,
+    })?;
+    if header.base_lsn != entry.base_lsn {
+        return Err(WalError::BadSegment {
+            path: entry.path.clone(),
+            reason: format!(
+                "header says base LSN {}, file name says {}",
+                header.base_lsn, entry.base_lsn
+            ),
+        });
+    }
+    Ok(header)
+}
+
+/// Create the segment whose first record will be `base_lsn`: write its
+/// header to a temporary file, preallocate, fsync, rename into place and
+/// fsync the directory. On failure nothing is left behind but, at worst, a
+/// temporary file that the next `open` removes.
+pub(crate) fn create(
+    fs: &dyn Fs,
+    dir: &Path,
+    base_lsn: Lsn,
+    codec_id: u16,
+    preallocate: Option<u64>,
+) -> Result<(SegmentEntry, Box<dyn FsFile>), WalError> {
+    let name = segment_file_name(base_lsn);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let file = fs
+        .open(&tmp, OpenMode::CreateNew)
+        .map_err(|e| WalError::io("create", &tmp, e))?;
+    let result = (|| {
+        if let Some(len) = preallocate {
+            file.allocate(len)
+                .map_err(|e| WalError::io("preallocate", &tmp, e))?;
+        }
+        let header = SegmentHeader {
+            codec_id,
+            base_lsn,
+            created_us: crate::clock::now_us(),
+        };
+        file.write_all_at(&header.encode(), 0)
+            .map_err(|e| WalError::io("write", &tmp, e))?;
+        file.sync_data()
+            .map_err(|e| WalError::io("fsync", &tmp, e))?;
+        fs.rename(&tmp, &path)
+            .map_err(|e| WalError::io("rename", &tmp, e))?;
+        fs.sync_dir(dir)
+            .map_err(|e| WalError::io("fsync directory", dir, e))
+    })();
+    if let Err(e) = result {
+        // Best effort: the next open removes a leftover temporary anyway.
+        if fs.remove_file(&tmp).is_ok() {
+            let _ = fs.sync_dir(dir);
+        }
+        return Err(e);
+    }
+    Ok((SegmentEntry { base_lsn, path }, file))
+}
+
+/// Remove leftover temporaries of interrupted segment creations.
+pub(crate) fn remove_temporaries(
+    fs: &dyn Fs,
+    dir: &Path,
+    temporaries: &[PathBuf],
+) -> Result<(), WalError> {
+    for tmp in temporaries {
+        tracing::info!(path = %tmp.display(), "removing an interrupted segment creation");
+        fs.remove_file(tmp)
+            .map_err(|e| WalError::io("remove", tmp, e))?;
+    }
+    if !temporaries.is_empty() {
+        fs.sync_dir(dir)
+            .map_err(|e| WalError::io("fsync directory", dir, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,553 @@
+//! A simulated file system for tests and fuzzing: it keeps written bytes
+//! apart from synced ones, and directory entries apart from those made
+//! durable by a directory fsync, so a test can cut the power and see only
+//! what a real disk would be guaranteed to keep (plus any subset, reordering
+//! or tearing of the rest). It also injects I/O errors and a full disk.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use logbook_wal::{sim::SimFs, Wal, WalOptions};
+//! use uuid::Uuid;
+//!
+//! let fs = SimFs::new(7);
+//! let wal = Wal::open_with_fs(Arc::new(fs.clone()), "/log", WalOptions::default())?;
+//! let lsn = wal.append_raw(Uuid::nil(), b"hello")?; // acknowledged: fsynced
+//! fs.power_cut();                                    // every handle dies, unsynced bytes torn
+//! drop(wal);
+//! let wal = Wal::open_with_fs(Arc::new(fs.clone()), "/log", WalOptions::default())?;
+//! assert_eq!(wal.last_lsn(), lsn);
+//! # Ok::<(), logbook_wal::WalError>(())
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::fs::{Contents, Fs, FsFile, LockGuard, OpenMode, PathKind};
+
+/// An I/O operation a fault can be injected into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    /// `write_all_at`.
+    Write,
+    /// `sync_data`.
+    Sync,
+    /// A directory fsync.
+    SyncDir,
+    /// `allocate`.
+    Allocate,
+    /// `set_len`.
+    SetLen,
+    /// `rename`.
+    Rename,
+    /// Opening with [`OpenMode::CreateNew`].
+    Create,
+    /// `remove_file`.
+    Remove,
+}
+
+#[derive(Debug, Default)]
+struct Inode {
+    data: Vec<u8>,
+    synced: Vec<u8>,
+}
+
+type InodeRef = Arc<Mutex<Inode>>;
+
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    after: u64,
+    errno: i32,
+    /// For writes: how many bytes land before the error.
+    partial: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    dirs: BTreeSet<PathBuf>,
+    entries: BTreeMap<PathBuf, InodeRef>,
+    durable: BTreeMap<PathBuf, InodeRef>,
+    locks: BTreeSet<PathBuf>,
+    faults: BTreeMap<Op, Fault>,
+    capacity: Option<u64>,
+    generation: u64,
+    rng: u64,
+    ops: BTreeMap<Op, u64>,
+}
+
+/// The simulated file system. Clones share the same state.
+#[derive(Debug, Clone)]
+pub struct SimFs {
+    state: Arc<Mutex<State>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+impl State {
+    fn next_rand(&mut self) -> u64 {
+        // splitmix64: small, seedable, good enough to pick fault shapes.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_rand() % n }
+    }
+
+    /// Count one `op`; return the injected error if one is due.
+    fn check(&mut self, op: Op) -> Result<(), (io::Error, Option<usize>)> {
+        *self.ops.entry(op).or_default() += 1;
+        if let Some(f) = self.faults.get_mut(&op) {
+            if f.after == 0 {
+                let f = *f;
+                self.faults.remove(&op);
+                return Err((errno(f.errno), f.partial));
+            }
+            f.after -= 1;
+        }
+        Ok(())
+    }
+
+    fn used(&self) -> u64 {
+        let mut seen = BTreeSet::new();
+        let mut used = 0u64;
+        for inode in self.entries.values() {
+            if seen.insert(Arc::as_ptr(inode) as usize) {
+                used += lock(inode).data.len() as u64;
+            }
+        }
+        used
+    }
+
+    fn parent_exists(&self, path: &Path) -> bool {
+        path.parent()
+            .is_none_or(|p| p.as_os_str().is_empty() || self.dirs.contains(p))
+    }
+}
+
+impl SimFs {
+    /// An empty file system whose random choices (how a power cut tears
+    /// unsynced bytes) follow `seed`.
+    #[must_use]
+    pub fn new(seed: u64) -> SimFs {
+        let mut dirs = BTreeSet::new();
+        dirs.insert(PathBuf::from("/"));
+        SimFs {
+            state: Arc::new(Mutex::new(State {
+                dirs,
+                rng: seed,
+                ..State::default()
+            })),
+        }
+    }
+
+    fn st(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Make the `after + 1`-th next `op` fail with `errno` (once).
+    pub fn fail_after(&self, op: Op, after: u64, errno: i32) {
+        self.st().faults.insert(
+            op,
+            Fault {
+                after,
+                errno,
+                partial: None,
+            },
+        );
+    }
+
+    /// Make the `after + 1`-th next write land only its first `bytes`
+    /// bytes, then fail with `errno` (once).
+    pub fn fail_write_partially(&self, after: u64, bytes: usize, errno: i32) {
+        self.st().faults.insert(
+            Op::Write,
+            Fault {
+                after,
+                errno,
+                partial: Some(bytes),
+            },
+        );
+    }
+
+    /// Remove every pending fault.
+    pub fn clear_faults(&self) {
+        self.st().faults.clear();
+    }
+
+    /// Limit the bytes all files may hold together (`None`: no limit).
+    /// Writes and allocations past it fail with `ENOSPC` after landing what
+    /// fits.
+    pub fn set_capacity(&self, capacity: Option<u64>) {
+        self.st().capacity = capacity;
+    }
+
+    /// Bytes all files hold together.
+    #[must_use]
+    pub fn used(&self) -> u64 {
+        self.st().used()
+    }
+
+    /// How many times `op` was attempted so far.
+    #[must_use]
+    pub fn op_count(&self, op: Op) -> u64 {
+        self.st().ops.get(&op).copied().unwrap_or(0)
+    }
+
+    /// A process crash: every open handle (and lock) dies; everything
+    /// written so far stays, synced or not.
+    pub fn crash(&self) {
+        let mut st = self.st();
+        st.generation += 1;
+        st.locks.clear();
+    }
+
+    /// A power cut: every open handle dies, directory entries revert to
+    /// their last directory fsync, and each file keeps its synced bytes
+    /// while its unsynced bytes are, sector by sector, kept, lost, zeroed or
+    /// torn into garbage, and its length lands anywhere between the synced
+    /// and the written one.
+    pub fn power_cut(&self) {
+        let mut st = self.st();
+        st.generation += 1;
+        st.locks.clear();
+        st.entries = st.durable.clone();
+        let inodes: Vec<InodeRef> = st.entries.values().cloned().collect();
+        let mut done = BTreeSet::new();
+        for inode in inodes {
+            if !done.insert(Arc::as_ptr(&inode) as usize) {
+                continue;
+            }
+            let mut ino = lock(&inode);
+            let (lo, hi) = (
+                ino.synced.len().min(ino.data.len()),
+                ino.synced.len().max(ino.data.len()),
+            );
+            let len = lo + usize::try_from(st.below((hi - lo) as u64 + 1)).unwrap_or(0);
+            let mut out = vec![0u8; len];
+            const SECTOR: usize = 512;
+            let mut at = 0;
+            while at < len {
+                let end = (at + SECTOR).min(len);
+                let new = ino.data.get(at..end);
+                let old = ino.synced.get(at..end);
+                if new.is_some() && new == old {
+                    out[at..end].copy_from_slice(new.unwrap_or_default());
+                } else {
+                    match st.below(4) {
+                        0 => copy_padded(&mut out[at..end], &ino.data, at),
+                        1 => copy_padded(&mut out[at..end], &ino.synced, at),
+                        2 => {} // zeros
+                        _ => {
+                            // A torn sector: a prefix of the new bytes, then garbage.
+                            let cut =
+                                at + usize::try_from(st.below((end - at) as u64)).unwrap_or(0);
+                            copy_padded(&mut out[at..cut], &ino.data, at);
+                            for b in &mut out[cut..end] {
+                                *b = st.next_rand() as u8;
+                            }
+                        }
+                    }
+                }
+                at = end;
+            }
+            ino.data = out.clone();
+            ino.synced = out;
+        }
+    }
+
+    /// The current (written, possibly unsynced) bytes of a file.
+    #[must_use]
+    pub fn file_bytes(&self, path: impl AsRef<Path>) -> Option<Vec<u8>> {
+        self.st()
+            .entries
+            .get(path.as_ref())
+            .map(|i| lock(i).data.clone())
+    }
+
+    /// Replace a file's bytes (written and synced), e.g. to corrupt it.
+    pub fn set_file_bytes(&self, path: impl AsRef<Path>, bytes: Vec<u8>) {
+        let mut st = self.st();
+        let inode = Arc::new(Mutex::new(Inode {
+            data: bytes.clone(),
+            synced: bytes,
+        }));
+        st.entries
+            .insert(path.as_ref().to_path_buf(), inode.clone());
+        st.durable.insert(path.as_ref().to_path_buf(), inode);
+    }
+}
+
+fn copy_padded(out: &mut [u8], src: &[u8], at: usize) {
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = src.get(at + i).copied().unwrap_or(0);
+    }
+}
+
+#[derive(Debug)]
+struct SimFile {
+    fs: SimFs,
+    inode: InodeRef,
+    generation: u64,
+    writable: bool,
+}
+
+#[derive(Debug)]
+struct SimLock {
+    fs: SimFs,
+    path: PathBuf,
+    generation: u64,
+}
+
+impl LockGuard for SimLock {}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        let mut st = self.fs.st();
+        if st.generation == self.generation {
+            st.locks.remove(&self.path);
+        }
+    }
+}
+
+impl Fs for SimFs {
+    fn kind(&self, path: &Path) -> io::Result<PathKind> {
+        let st = self.st();
+        Ok(if st.dirs.contains(path) {
+            PathKind::Dir
+        } else if st.entries.contains_key(path) {
+            PathKind::File
+        } else {
+            PathKind::Missing
+        })
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.st();
+        for p in path.ancestors() {
+            if st.entries.contains_key(p) {
+                return Err(errno(libc::ENOTDIR));
+            }
+            st.dirs.insert(p.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let st = self.st();
+        if !st.dirs.contains(path) {
+            return Err(errno(libc::ENOENT));
+        }
+        let files = st.entries.keys().filter(|p| p.parent() == Some(path));
+        let dirs = st.dirs.iter().filter(|p| p.parent() == Some(path));
+        Ok(files
+            .chain(dirs)
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect())
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>> {
+        let mut st = self.st();
+        let inode = match mode {
+            OpenMode::Read | OpenMode::ReadWrite => st
+                .entries
+                .get(path)
+                .cloned()
+                .ok_or_else(|| errno(libc::ENOENT))?,
+            OpenMode::CreateNew => {
+                if st.entries.contains_key(path) || st.dirs.contains(path) {
+                    return Err(errno(libc::EEXIST));
+                }
+                if !st.parent_exists(path) {
+                    return Err(errno(libc::ENOENT));
+                }
+                st.check(Op::Create).map_err(|(e, _)| e)?;
+                let inode = InodeRef::default();
+                st.entries.insert(path.to_path_buf(), inode.clone());
+                inode
+            }
+        };
+        Ok(Box::new(SimFile {
+            fs: self.clone(),
+            inode,
+            generation: st.generation,
+            writable: mode != OpenMode::Read,
+        }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.st();
+        st.check(Op::Rename).map_err(|(e, _)| e)?;
+        let inode = st.entries.remove(from).ok_or_else(|| errno(libc::ENOENT))?;
+        st.entries.insert(to.to_path_buf(), inode);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.st();
+        st.check(Op::Remove).map_err(|(e, _)| e)?;
+        st.entries
+            .remove(path)
+            .map(drop)
+            .ok_or_else(|| errno(libc::ENOENT))
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.st();
+        st.check(Op::SyncDir).map_err(|(e, _)| e)?;
+        let st = &mut *st;
+        st.durable.retain(|p, _| p.parent() != Some(path));
+        for (p, inode) in &st.entries {
+            if p.parent() == Some(path) {
+                st.durable.insert(p.clone(), inode.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
+        let mut st = self.st();
+        if !st.entries.contains_key(path) {
+            if !st.parent_exists(path) {
+                return Err(errno(libc::ENOENT));
+            }
+            st.entries.insert(path.to_path_buf(), InodeRef::default());
+        }
+        if !st.locks.insert(path.to_path_buf()) {
+            return Ok(None);
+        }
+        let generation = st.generation;
+        Ok(Some(Box::new(SimLock {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+            generation,
+        })))
+    }
+}
+
+impl SimFile {
+    /// The state, if this handle is still alive.
+    fn live(&self) -> io::Result<MutexGuard<'_, State>> {
+        let st = self.fs.st();
+        if st.generation != self.generation {
+            return Err(errno(libc::EIO));
+        }
+        Ok(st)
+    }
+
+    fn writable(&self) -> io::Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(errno(libc::EBADF))
+        }
+    }
+}
+
+fn to_usize(n: u64) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| errno(libc::EFBIG))
+}
+
+impl FsFile for SimFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let _st = self.live()?;
+        let ino = lock(&self.inode);
+        let off = to_usize(offset)?;
+        let Some(src) = ino.data.get(off..) else {
+            return Ok(0);
+        };
+        let n = src.len().min(buf.len());
+        buf[..n].copy_from_slice(&src[..n]);
+        Ok(n)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.writable()?;
+        let mut st = self.live()?;
+        let (mut n, mut fail) = (buf.len(), None);
+        if let Err((e, partial)) = st.check(Op::Write) {
+            n = partial.unwrap_or(0).min(buf.len());
+            fail = Some(e);
+        }
+        let off = to_usize(offset)?;
+        if let Some(cap) = st.capacity {
+            let cur = lock(&self.inode).data.len();
+            let growth = (off + n).saturating_sub(cur) as u64;
+            let free = cap.saturating_sub(st.used());
+            if growth > free {
+                n -= usize::try_from(growth - free).unwrap_or(n).min(n);
+                fail = Some(errno(libc::ENOSPC));
+            }
+        }
+        let mut ino = lock(&self.inode);
+        if ino.data.len() < off + n {
+            ino.data.resize(off + n, 0);
+        }
+        ino.data[off..off + n].copy_from_slice(&buf[..n]);
+        fail.map_or(Ok(()), Err)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut st = self.live()?;
+        st.check(Op::Sync).map_err(|(e, _)| e)?;
+        let mut ino = lock(&self.inode);
+        ino.synced = ino.data.clone();
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.writable()?;
+        let mut st = self.live()?;
+        st.check(Op::SetLen).map_err(|(e, _)| e)?;
+        let len = to_usize(len)?;
+        let cur = lock(&self.inode).data.len();
+        if let Some(cap) = st.capacity {
+            if len > cur && (len - cur) as u64 > cap.saturating_sub(st.used()) {
+                return Err(errno(libc::ENOSPC));
+            }
+        }
+        lock(&self.inode).data.resize(len, 0);
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        let _st = self.live()?;
+        Ok(lock(&self.inode).data.len() as u64)
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.writable()?;
+        let mut st = self.live()?;
+        st.check(Op::Allocate).map_err(|(e, _)| e)?;
+        let len = to_usize(len)?;
+        let cur = lock(&self.inode).data.len();
+        if len <= cur {
+            return Ok(());
+        }
+        if let Some(cap) = st.capacity {
+            if (len - cur) as u64 > cap.saturating_sub(st.used()) {
+                return Err(errno(libc::ENOSPC));
+            }
+        }
+        lock(&self.inode).data.resize(len, 0);
+        Ok(())
+    }
+
+    fn contents(&self) -> io::Result<Contents> {
+        let _st = self.live()?;
+        Ok(Contents::Owned(lock(&self.inode).data.clone()))
+    }
+}

@@ -1,0 +1,435 @@
+//! [`Wal`]: opening (with recovery), appending, syncing, retention, closing.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use logbook_bus::SessionEvent;
+use uuid::Uuid;
+
+use crate::clock::now_us;
+use crate::commit::{Io, WalStats, Writer};
+use crate::error::WalError;
+use crate::format::{LOCK_FILE, Lsn, SEGMENT_HEADER_LEN};
+use crate::fs::{Fs, LockGuard, OpenMode, PathKind, StdFs};
+use crate::options::{SyncPolicy, WalOptions};
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::{self, SegmentEntry};
+use crate::sink::{WalSink, encode_event};
+
+/// A write-ahead log in one directory, shared by any number of sessions
+/// and threads.
+///
+/// `Wal` is `Send + Sync` and cheap to clone: clones share one writer, one
+/// group commit and one directory lock. The log is closed (flushed, fsynced
+/// and unlocked) when the last clone is dropped, or explicitly with
+/// [`Wal::close`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use logbook_bus::{SessionBus, SessionEvent};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let session = uuid::Uuid::new_v4();
+/// let bus = SessionBus::new(256).with_durable_sink(Arc::new(wal.sink(session)));
+/// bus.emit(SessionEvent::Done); // returns once the record is fsynced
+/// assert_eq!(wal.durable_lsn(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Wal {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    writer: Arc<Writer>,
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    report: RecoveryReport,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(error) = self.writer.close() {
+            tracing::warn!(%error, dir = %self.dir.display(), "closing the log failed");
+        }
+        let handle = self
+            .flusher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Wal {
+    /// Open (creating if needed) the log in `dir`, recovering its tail.
+    ///
+    /// Takes the directory's writer lock; removes leftovers of an
+    /// interrupted segment creation; validates the tail segment and, as
+    /// `opts.recovery` allows, cuts a torn tail. What was found and done is
+    /// in [`Wal::recovery`].
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Locked`] if another writer holds the directory;
+    /// [`WalError::NotFound`] / [`WalError::NotADirectory`] for a bad path;
+    /// header and corruption errors naming the segment, offset and LSN; I/O
+    /// errors naming the file.
+    pub fn open(dir: impl AsRef<Path>, opts: WalOptions) -> Result<Wal, WalError> {
+        Wal::open_with_fs(Arc::new(StdFs), dir, opts)
+    }
+
+    /// [`Wal::open`] on another file system, such as [`sim::SimFs`](crate::sim::SimFs).
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::open`].
+    pub fn open_with_fs(
+        fs: Arc<dyn Fs>,
+        dir: impl AsRef<Path>,
+        opts: WalOptions,
+    ) -> Result<Wal, WalError> {
+        opts.validate().map_err(WalError::InvalidOptions)?;
+        let dir = dir.as_ref().to_path_buf();
+        if fs.kind(&dir).map_err(|e| WalError::io("stat", &dir, e))? == PathKind::Missing
+            && opts.create_if_missing
+        {
+            fs.create_dir_all(&dir)
+                .map_err(|e| WalError::io("create directory", &dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs.sync_dir(parent)
+                    .map_err(|e| WalError::io("fsync directory", parent, e))?;
+            }
+        }
+        segment::check_dir(&*fs, &dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs
+            .try_lock(&lock_path)
+            .map_err(|e| WalError::io("lock", &lock_path, e))?
+            .ok_or_else(|| WalError::Locked {
+                dir: dir.clone(),
+                lock: lock_path.clone(),
+            })?;
+
+        let listing = segment::list(&*fs, &dir)?;
+        for path in &listing.foreign {
+            tracing::warn!(path = %path.display(), "ignoring a file that is not part of the log");
+        }
+        segment::remove_temporaries(&*fs, &dir, &listing.temporaries)?;
+        let mut report = RecoveryReport {
+            segments: listing.segments.len(),
+            temporaries: listing.temporaries.clone(),
+            foreign: listing.foreign.clone(),
+            ..RecoveryReport::default()
+        };
+        let prealloc = opts.preallocate.then_some(opts.segment_size);
+        let (io, next_lsn) = match listing.segments.last() {
+            None => {
+                let (entry, file) = segment::create(&*fs, &dir, 1, opts.codec_id, prealloc)?;
+                report.created = true;
+                report.segments = 1;
+                report.tail = Some(entry.path.clone());
+                (
+                    Io {
+                        entry,
+                        file,
+                        write_pos: SEGMENT_HEADER_LEN as u64,
+                        sealed: false,
+                    },
+                    1,
+                )
+            }
+            Some(tail) => recover_tail(&*fs, tail, &opts, &mut report)?,
+        };
+        report.next_lsn = next_lsn;
+        let writer = Arc::new(Writer::new(fs.clone(), dir.clone(), opts, io, next_lsn));
+        let flusher = if matches!(writer.options().sync, SyncPolicy::Batch { .. }) {
+            let w = writer.clone();
+            let handle = std::thread::Builder::new()
+                .name("logbook-flusher".into())
+                .spawn(move || w.run_flusher())
+                .map_err(|e| WalError::io("spawn flusher thread", &dir, e))?;
+            Some(handle)
+        } else {
+            None
+        };
+        Ok(Wal {
+            inner: Arc::new(Inner {
+                writer,
+                fs,
+                dir,
+                report,
+                flusher: Mutex::new(flusher),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// What `open` found and did.
+    #[must_use]
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// The log's directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Append one event of `session`; returns its LSN. When this returns
+    /// depends on the [`SyncPolicy`].
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::DiskFull`] if the disk filled up (retry later);
+    /// [`WalError::Poisoned`] once a write or fsync failed;
+    /// [`WalError::RecordTooLarge`]; [`WalError::Closed`].
+    pub fn append(&self, session: Uuid, event: &SessionEvent) -> Result<Lsn, WalError> {
+        encode_event(event, |payload| self.append_raw(session, payload))
+    }
+
+    /// Append one record with an opaque payload; returns its LSN.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append`]; also [`WalError::EmptyRecord`].
+    pub fn append_raw(&self, session: Uuid, payload: &[u8]) -> Result<Lsn, WalError> {
+        self.inner.writer.append(session, payload, now_us())
+    }
+
+    /// A [`DurableSink`](logbook_bus::DurableSink) writing `session`'s
+    /// events to this log.
+    #[must_use]
+    pub fn sink(&self, session: Uuid) -> WalSink {
+        WalSink::new(self.clone(), session)
+    }
+
+    /// Write and fsync everything appended so far (a barrier); returns the
+    /// last durable LSN (0 for an empty log).
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Poisoned`] or the error of the write or fsync.
+    pub fn sync(&self) -> Result<Lsn, WalError> {
+        self.inner.writer.sync()
+    }
+
+    /// The highest LSN known durable (0 if none): every record up to it has
+    /// been fsynced.
+    #[must_use]
+    pub fn durable_lsn(&self) -> Lsn {
+        self.inner.writer.durable_end() - 1
+    }
+
+    /// The LSN of the last record appended (0 if none).
+    #[must_use]
+    pub fn last_lsn(&self) -> Lsn {
+        self.inner.writer.next_lsn() - 1
+    }
+
+    /// Counters of the writer since open.
+    #[must_use]
+    pub fn stats(&self) -> WalStats {
+        self.inner.writer.stats()
+    }
+
+    /// Wait, without blocking a tokio worker, until `lsn` is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Poisoned`] if the log failed before `lsn` became durable.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops the waiting.
+    pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
+        let mut rx = self.inner.writer.subscribe();
+        let progress = rx
+            .wait_for(|p| p.durable_end > lsn || p.poisoned)
+            .await
+            .map(|p| *p);
+        match progress {
+            Ok(p) if p.durable_end > lsn => Ok(()),
+            _ => Err(match self.inner.writer.poison_cause() {
+                Some(cause) => WalError::Poisoned { cause },
+                None => WalError::Closed,
+            }),
+        }
+    }
+
+    /// Remove every sealed segment whose records all have LSNs below `lsn`.
+    /// The active segment is never removed. Returns how many were removed.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of listing or removing, naming the file.
+    pub fn truncate_before(&self, lsn: Lsn) -> Result<usize, WalError> {
+        let fs = &*self.inner.fs;
+        let dir = &self.inner.dir;
+        self.inner.writer.with_io(|io| {
+            let listing = segment::list(fs, dir)?;
+            let mut removed = 0;
+            for pair in listing.segments.windows(2) {
+                let [seg, next] = pair else { continue };
+                if next.base_lsn <= lsn && seg.base_lsn < io.entry.base_lsn {
+                    fs.remove_file(&seg.path)
+                        .map_err(|e| WalError::io("remove", &seg.path, e))?;
+                    removed += 1;
+                }
+            }
+            if removed > 0 {
+                fs.sync_dir(dir)
+                    .map_err(|e| WalError::io("fsync directory", dir, e))?;
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Flush and fsync everything, and release the lock once every clone is
+    /// gone. Appends through other clones fail with [`WalError::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// The error of the last flush.
+    pub fn close(self) -> Result<(), WalError> {
+        self.inner.writer.close()
+    }
+}
+
+/// Validate the tail segment, cut what `opts.recovery` says to cut, and
+/// make everything kept durable before new records may vouch for it.
+fn recover_tail(
+    fs: &dyn Fs,
+    tail: &SegmentEntry,
+    opts: &WalOptions,
+    report: &mut RecoveryReport,
+) -> Result<(Io, Lsn), WalError> {
+    let path = &tail.path;
+    let file = fs
+        .open(path, OpenMode::ReadWrite)
+        .map_err(|e| WalError::io("open", path, e))?;
+    let analysis = {
+        let bytes = file.contents().map_err(|e| WalError::io("read", path, e))?;
+        let analysis = recovery::analyze(&bytes, tail, opts.recovery)?;
+        if let Some(cut) = &analysis.cut {
+            tracing::warn!(
+                path = %path.display(), offset = cut.offset, bytes = cut.bytes, lsn = cut.lsn,
+                "cutting a torn tail: {}", cut.reason
+            );
+            if opts.keep_cut_bytes {
+                save_cut(fs, path, &bytes, analysis.end, cut.bytes)?;
+            }
+        }
+        analysis
+    };
+    if analysis.cut.is_some() {
+        file.set_len(analysis.end as u64)
+            .map_err(|e| WalError::io("truncate", path, e))?;
+    }
+    if opts.preallocate
+        && file.len().map_err(|e| WalError::io("stat", path, e))? < opts.segment_size
+    {
+        file.allocate(opts.segment_size)
+            .map_err(|e| WalError::io("preallocate", path, e))?;
+    }
+    file.sync_data()
+        .map_err(|e| WalError::io("fsync", path, e))?;
+    report.tail = Some(path.clone());
+    report.tail_records = analysis.records;
+    report.cut = analysis.cut;
+    report.skipped = analysis.skipped;
+    let io = Io {
+        entry: tail.clone(),
+        file,
+        write_pos: analysis.end as u64,
+        sealed: false,
+    };
+    Ok((io, analysis.next_lsn))
+}
+
+/// Copy the bytes about to be cut to `<segment>.<offset>.broken`, fsynced.
+fn save_cut(fs: &dyn Fs, path: &Path, bytes: &[u8], from: usize, len: u64) -> Result<(), WalError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{from}.broken"));
+    let broken = PathBuf::from(name);
+    let end = from
+        .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+        .min(bytes.len());
+    let file = fs
+        .open(&broken, OpenMode::CreateNew)
+        .map_err(|e| WalError::io("create", &broken, e))?;
+    file.write_all_at(bytes.get(from..end).unwrap_or_default(), 0)
+        .map_err(|e| WalError::io("write", &broken, e))?;
+    file.sync_data()
+        .map_err(|e| WalError::io("fsync", &broken, e))?;
+    if let Some(dir) = broken.parent() {
+        fs.sync_dir(dir)
+            .map_err(|e| WalError::io("fsync directory", dir, e))?;
+    }
+    Ok(())
+}
+
+/// What `open` would find and cut in `dir`, without changing anything or
+/// taking the lock (a dry run of recovery).
+///
+/// # Errors
+///
+/// As [`Wal::open`], except that a locked directory is inspected anyway.
+pub fn inspect(
+    dir: impl AsRef<Path>,
+    mode: crate::RecoveryMode,
+) -> Result<RecoveryReport, WalError> {
+    let fs = StdFs;
+    let dir = dir.as_ref();
+    let listing = segment::list(&fs, dir)?;
+    let Some(tail) = listing.segments.last() else {
+        return Err(WalError::NoLog {
+            dir: dir.to_path_buf(),
+        });
+    };
+    let file = fs
+        .open(&tail.path, OpenMode::Read)
+        .map_err(|e| WalError::io("open", &tail.path, e))?;
+    let mut buf = vec![
+        0u8;
+        usize::try_from(
+            file.len()
+                .map_err(|e| WalError::io("stat", &tail.path, e))?
+        )
+        .unwrap_or(0)
+    ];
+    let mut got = 0;
+    while got < buf.len() {
+        match file
+            .read_at(&mut buf[got..], got as u64)
+            .map_err(|e| WalError::io("read", &tail.path, e))?
+        {
+            0 => break,
+            n => got += n,
+        }
+    }
+    buf.truncate(got);
+    let analysis = recovery::analyze(&buf, tail, mode)?;
+    Ok(RecoveryReport {
+        segments: listing.segments.len(),
+        tail: Some(tail.path.clone()),
+        tail_records: analysis.records,
+        next_lsn: analysis.next_lsn,
+        cut: analysis.cut,
+        skipped: analysis.skipped,
+        temporaries: listing.temporaries,
+        foreign: listing.foreign,
+        created: false,
+    })
+}
