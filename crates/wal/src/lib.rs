@@ -73,4 +73,4 @@ pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions}
 pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
 pub use crate::sink::{EventRecord, WalSink};
-pub use crate::wal::{Wal, inspect};
+pub use crate::wal::{Wal, inspect, is_locked};

@@ -433,3 +433,30 @@ pub fn inspect(
         created: false,
     })
 }
+
+/// Whether a live writer holds the lock of the log in `dir`.
+///
+/// The answer can change right after it is given; use it for reports (a
+/// session without a terminal event is *interrupted* only if no writer is
+/// live), not for mutual exclusion.
+///
+/// # Errors
+///
+/// [`WalError::NotFound`] / [`WalError::NotADirectory`], or the I/O error
+/// of opening the lock file.
+pub fn is_locked(dir: impl AsRef<Path>) -> Result<bool, WalError> {
+    let dir = dir.as_ref();
+    let fs = StdFs;
+    segment::check_dir(&fs, dir)?;
+    let lock = dir.join(LOCK_FILE);
+    if fs.kind(&lock).map_err(|e| WalError::io("stat", &lock, e))? == PathKind::Missing {
+        return Ok(false);
+    }
+    match fs.try_lock(&lock) {
+        Ok(guard) => Ok(guard.is_none()),
+        // A read-only copy of a log (no write permission on the lock file):
+        // nobody can be writing it through this path.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(false),
+        Err(e) => Err(WalError::io("lock", &lock, e)),
+    }
+}
