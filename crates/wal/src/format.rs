@@ -26,10 +26,10 @@ const CODEC_AT: usize = VERSION_AT + size_of::<u16>();
 const FLAGS_AT: usize = CODEC_AT + size_of::<u16>();
 const BASE_LSN_AT: usize = FLAGS_AT + size_of::<u32>();
 const CREATED_AT: usize = BASE_LSN_AT + size_of::<u64>();
-const HEADER_CRC_AT: usize = CREATED_AT + size_of::<u64>();
-const RESERVED_AT: usize = HEADER_CRC_AT + size_of::<u32>();
+const RESERVED_AT: usize = CREATED_AT + size_of::<u64>();
+const HEADER_CRC_AT: usize = RESERVED_AT + size_of::<u32>();
 /// Bytes of a segment header; records start at this offset.
-pub const SEGMENT_HEADER_LEN: usize = RESERVED_AT + size_of::<u32>();
+pub const SEGMENT_HEADER_LEN: usize = HEADER_CRC_AT + size_of::<u32>();
 
 // Record frame layout.
 const LEN_AT: usize = 0;
@@ -113,9 +113,10 @@ impl SegmentHeader {
         h[CODEC_AT..FLAGS_AT].copy_from_slice(&self.codec_id.to_le_bytes());
         h[FLAGS_AT..BASE_LSN_AT].copy_from_slice(&0u32.to_le_bytes());
         h[BASE_LSN_AT..CREATED_AT].copy_from_slice(&self.base_lsn.to_le_bytes());
-        h[CREATED_AT..HEADER_CRC_AT].copy_from_slice(&self.created_us.to_le_bytes());
+        h[CREATED_AT..RESERVED_AT].copy_from_slice(&self.created_us.to_le_bytes());
+        h[RESERVED_AT..HEADER_CRC_AT].copy_from_slice(&0u32.to_le_bytes());
         let crc = crc32fast::hash(&h[..HEADER_CRC_AT]);
-        h[HEADER_CRC_AT..RESERVED_AT].copy_from_slice(&crc.to_le_bytes());
+        h[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         h
     }
 
@@ -347,8 +348,8 @@ mod tests {
                 "00000000",         // flags
                 "0201000000000000", // base_lsn 0x0102
                 "0d0c0b0a00000000", // created_us
-                "9d951dfe",         // header_crc
                 "00000000",         // reserved
+                "792fdf30",         // header_crc of bytes 0..36
             )
         );
         assert_eq!(SegmentHeader::decode(&h), Ok(header));
@@ -418,7 +419,7 @@ mod tests {
         let mut bad = good;
         bad[0] = b'X';
         assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::Magic));
-        for i in 8..32 {
+        for i in 8..SEGMENT_HEADER_LEN {
             let mut bad = good;
             bad[i] ^= 1;
             assert_eq!(

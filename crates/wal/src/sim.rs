@@ -76,6 +76,9 @@ struct State {
     generation: u64,
     rng: u64,
     ops: BTreeMap<Op, u64>,
+    mutations: u64,
+    cut_at: Option<u64>,
+    was_cut: bool,
 }
 
 /// The simulated file system. Clones share the same state.
@@ -109,6 +112,13 @@ impl State {
     /// Count one `op`; return the injected error if one is due.
     fn check(&mut self, op: Op) -> Result<(), (io::Error, Option<usize>)> {
         *self.ops.entry(op).or_default() += 1;
+        self.mutations += 1;
+        if self.cut_at == Some(self.mutations) {
+            self.cut_at = None;
+            self.was_cut = true;
+            self.power_cut();
+            return Err((errno(libc::EIO), None));
+        }
         if let Some(f) = self.faults.get_mut(&op) {
             if f.after == 0 {
                 let f = *f;
@@ -118,6 +128,55 @@ impl State {
             f.after -= 1;
         }
         Ok(())
+    }
+
+    fn power_cut(&mut self) {
+        let st = self;
+        st.generation += 1;
+        st.locks.clear();
+        st.entries = st.durable.clone();
+        let inodes: Vec<InodeRef> = st.entries.values().cloned().collect();
+        let mut done = BTreeSet::new();
+        for inode in inodes {
+            if !done.insert(Arc::as_ptr(&inode) as usize) {
+                continue;
+            }
+            let mut ino = lock(&inode);
+            let (lo, hi) = (
+                ino.synced.len().min(ino.data.len()),
+                ino.synced.len().max(ino.data.len()),
+            );
+            let len = lo + usize::try_from(st.below((hi - lo) as u64 + 1)).unwrap_or(0);
+            let mut out = vec![0u8; len];
+            const SECTOR: usize = 512;
+            let mut at = 0;
+            while at < len {
+                let end = (at + SECTOR).min(len);
+                let new = ino.data.get(at..end);
+                let old = ino.synced.get(at..end);
+                if new.is_some() && new == old {
+                    out[at..end].copy_from_slice(new.unwrap_or_default());
+                } else {
+                    match st.below(4) {
+                        0 => copy_padded(&mut out[at..end], &ino.data, at),
+                        1 => copy_padded(&mut out[at..end], &ino.synced, at),
+                        2 => {} // zeros
+                        _ => {
+                            // A torn sector: a prefix of the new bytes, then garbage.
+                            let cut =
+                                at + usize::try_from(st.below((end - at) as u64)).unwrap_or(0);
+                            copy_padded(&mut out[at..cut], &ino.data, at);
+                            for b in &mut out[cut..end] {
+                                *b = st.next_rand() as u8;
+                            }
+                        }
+                    }
+                }
+                at = end;
+            }
+            ino.data = out.clone();
+            ino.synced = out;
+        }
     }
 
     fn used(&self) -> u64 {
@@ -220,52 +279,21 @@ impl SimFs {
     /// torn into garbage, and its length lands anywhere between the synced
     /// and the written one.
     pub fn power_cut(&self) {
+        self.st().power_cut();
+    }
+
+    /// Cut the power at the `n`-th next mutating operation (write, fsync,
+    /// allocate, truncate, create, rename, remove), which then fails with
+    /// `EIO`: a cut in the middle of whatever the log was doing.
+    pub fn cut_power_after(&self, n: u64) {
         let mut st = self.st();
-        st.generation += 1;
-        st.locks.clear();
-        st.entries = st.durable.clone();
-        let inodes: Vec<InodeRef> = st.entries.values().cloned().collect();
-        let mut done = BTreeSet::new();
-        for inode in inodes {
-            if !done.insert(Arc::as_ptr(&inode) as usize) {
-                continue;
-            }
-            let mut ino = lock(&inode);
-            let (lo, hi) = (
-                ino.synced.len().min(ino.data.len()),
-                ino.synced.len().max(ino.data.len()),
-            );
-            let len = lo + usize::try_from(st.below((hi - lo) as u64 + 1)).unwrap_or(0);
-            let mut out = vec![0u8; len];
-            const SECTOR: usize = 512;
-            let mut at = 0;
-            while at < len {
-                let end = (at + SECTOR).min(len);
-                let new = ino.data.get(at..end);
-                let old = ino.synced.get(at..end);
-                if new.is_some() && new == old {
-                    out[at..end].copy_from_slice(new.unwrap_or_default());
-                } else {
-                    match st.below(4) {
-                        0 => copy_padded(&mut out[at..end], &ino.data, at),
-                        1 => copy_padded(&mut out[at..end], &ino.synced, at),
-                        2 => {} // zeros
-                        _ => {
-                            // A torn sector: a prefix of the new bytes, then garbage.
-                            let cut =
-                                at + usize::try_from(st.below((end - at) as u64)).unwrap_or(0);
-                            copy_padded(&mut out[at..cut], &ino.data, at);
-                            for b in &mut out[cut..end] {
-                                *b = st.next_rand() as u8;
-                            }
-                        }
-                    }
-                }
-                at = end;
-            }
-            ino.data = out.clone();
-            ino.synced = out;
-        }
+        st.cut_at = Some(st.mutations + n.max(1));
+    }
+
+    /// Whether a power cut scheduled by [`SimFs::cut_power_after`] happened.
+    #[must_use]
+    pub fn power_was_cut(&self) -> bool {
+        self.st().was_cut
     }
 
     /// The current (written, possibly unsynced) bytes of a file.
