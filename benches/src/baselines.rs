@@ -109,6 +109,8 @@ struct GroupState {
     write_offset: u64,
     /// Set once a batch failed: every later append fails too.
     failed: Option<io::ErrorKind>,
+    /// Batches written and synced so far.
+    batches: u64,
 }
 
 /// The ideal leader/follower group commit over a preallocated file.
@@ -160,6 +162,12 @@ impl IdealGroupCommit {
         })
     }
 
+    /// The number of batches written and synced so far (one `fdatasync`
+    /// each): records appended divided by this is the mean batch size.
+    pub fn batches(&self) -> u64 {
+        lock(&self.state).batches
+    }
+
     /// Writes and syncs one batch as leader; `state` is locked on entry and
     /// on return, and unlocked during the I/O.
     fn lead<'a>(
@@ -186,7 +194,10 @@ impl IdealGroupCommit {
         let mut state = lock(&self.state);
         state.leader_active = false;
         match &result {
-            Ok(()) => state.durable_seq = batch_last_seq,
+            Ok(()) => {
+                state.durable_seq = batch_last_seq;
+                state.batches += 1;
+            }
             Err(e) => state.failed = Some(e.kind()),
         }
         batch.clear();
