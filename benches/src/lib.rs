@@ -1,1 +1,12 @@
-//! Benchmarks live in `benches/`; this library is empty.
+//! # logbook-benches
+//!
+//! The criterion benchmarks live in `benches/` (`bus`, `append`); the
+//! `compare` binary prints one Markdown table of the `append` baselines.
+//!
+//! This library holds what they share: [`baselines`], three "durable append"
+//! implementations that Logbook's own WAL is measured against, and the
+//! multi-threaded driver [`baselines::run_threads`].
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod baselines;

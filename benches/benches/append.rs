@@ -1,0 +1,126 @@
+//! Durable appends from 1–64 threads: Logbook's WAL against three baselines
+//! (one fsync per record, the ideal group commit, okaywal).
+//!
+//! Each criterion iteration is one record: `iter_custom` spreads the `iters`
+//! records of a sample over the threads, times the whole multi-threaded run
+//! and scales it back to `iters` records, so criterion reports time and
+//! throughput per record.
+//!
+//! The logs live in a temporary directory under `$LOGBOOK_BENCH_DIR`, or the
+//! current directory (the package root under `cargo bench`): keep it on a real
+//! disk, not tmpfs, or fsync costs nothing.
+#![allow(missing_docs, reason = "criterion generates undocumented items")]
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
+use logbook_benches::baselines::{
+    DurableLog, IdealGroupCommit, OkayWal, PerRecordFsync, run_threads,
+};
+
+const THREADS: [usize; 4] = [1, 4, 16, 64];
+const PAYLOADS: [usize; 2] = [256, 4096];
+/// Size of the zero-filled file of the ideal group commit (it wraps around).
+const GROUP_COMMIT_FILE: u64 = 64 << 20;
+
+fn bench_dir() -> PathBuf {
+    std::env::var_os("LOGBOOK_BENCH_DIR").map_or_else(
+        || std::env::current_dir().expect("current directory"),
+        PathBuf::from,
+    )
+}
+
+/// The logs compared, each opened in its own subdirectory of `dir`.
+fn logs(dir: &Path) -> Vec<(&'static str, Box<dyn DurableLog>)> {
+    let sub = |name: &str| {
+        let path = dir.join(name);
+        std::fs::create_dir(&path).expect("create a log directory");
+        path
+    };
+    vec![
+        (
+            "per_record_fsync",
+            Box::new(PerRecordFsync::create(&sub("fsync").join("log")).expect("per-record log")),
+        ),
+        (
+            "ideal_group_commit",
+            Box::new(
+                IdealGroupCommit::create(&sub("group").join("log"), GROUP_COMMIT_FILE)
+                    .expect("group-commit log"),
+            ),
+        ),
+        (
+            "okaywal",
+            Box::new(OkayWal::open(&sub("okaywal")).expect("okaywal log")),
+        ),
+        // LOGBOOK PLUG-IN POINT (2/2): once `logbook-wal` has its `Wal`, add
+        // ("logbook_wal", logbook_wal_log(&sub("logbook")).expect("logbook log")),
+    ]
+}
+
+// LOGBOOK PLUG-IN POINT (1/2): Logbook's own WAL, for the same groups.
+//
+// Add `logbook-wal.workspace = true` and `uuid.workspace = true` to
+// benches/Cargo.toml, then replace the body with an adapter such as:
+//
+//     struct LogbookWal { wal: logbook_wal::Wal, session: uuid::Uuid }
+//     impl DurableLog for LogbookWal {
+//         fn append(&self, payload: &[u8]) -> io::Result<u64> {
+//             self.wal.append_raw(self.session, payload).map_err(io::Error::other)
+//         }
+//     }
+//     let wal = logbook_wal::Wal::open(dir, logbook_wal::WalOptions::default())
+//         .map_err(io::Error::other)?;
+//     Ok(Box::new(LogbookWal { wal, session: uuid::Uuid::new_v4() }))
+//
+// and uncomment its line in `logs`. Until then it is not called: no Logbook
+// numbers are reported.
+#[expect(dead_code, reason = "stub until logbook-wal exists")]
+fn logbook_wal_log(dir: &Path) -> io::Result<Box<dyn DurableLog>> {
+    let _ = dir;
+    Err(io::Error::other(
+        "logbook-wal is not wired into this benchmark yet",
+    ))
+}
+
+fn append(c: &mut Criterion) {
+    let tmp = tempfile::Builder::new()
+        .prefix("logbook-bench-")
+        .tempdir_in(bench_dir())
+        .expect("temporary directory");
+    for payload in PAYLOADS {
+        let dir = tmp.path().join(format!("{payload}"));
+        std::fs::create_dir(&dir).expect("create the payload directory");
+        let logs = logs(&dir);
+
+        let mut group = c.benchmark_group(format!("append_{payload}B"));
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2))
+            .sampling_mode(SamplingMode::Flat)
+            .throughput(Throughput::Elements(1));
+        for (name, log) in &logs {
+            for threads in THREADS {
+                group.bench_with_input(BenchmarkId::new(*name, threads), &threads, |b, &t| {
+                    b.iter_custom(|iters| {
+                        let iters = usize::try_from(iters).expect("iteration count");
+                        let per_thread = iters.div_ceil(t).max(1);
+                        let stats =
+                            run_threads(log.as_ref(), t, per_thread, payload).expect("appends");
+                        // Scale the run of `stats.records` records to `iters`.
+                        stats.elapsed.mul_f64(iters as f64 / stats.records as f64)
+                    });
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, append);
+criterion_main!(benches);

@@ -1,0 +1,191 @@
+//! Prints one Markdown table comparing the `append` baselines.
+//!
+//! Usage: `compare [--dir DIR] [--secs SECONDS]`
+//!
+//! Each cell (threads × implementation, 256-byte payloads) appends for
+//! `--secs` seconds (default 3) in a fresh log under a temporary directory in
+//! `DIR` (default: the current directory; keep it on a real disk, not tmpfs).
+//! Before the table it prints the machine and the raw fsync latency of the
+//! disk, for context.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use logbook_benches::baselines::{
+    DurableLog, IdealGroupCommit, OkayWal, PerRecordFsync, Stats, run_threads_for,
+};
+
+const THREADS: [usize; 3] = [1, 16, 64];
+const PAYLOAD: usize = 256;
+const IMPLS: [&str; 3] = ["okaywal", "ideal_group_commit", "per_record_fsync"];
+/// Size of the zero-filled file of the ideal group commit (it wraps around).
+const GROUP_COMMIT_FILE: u64 = 64 << 20;
+/// Number of timed `write 4 KiB + fdatasync` rounds of the fsync probe.
+const PROBE_ROUNDS: usize = 200;
+
+fn main() -> io::Result<()> {
+    let (dir, secs) = parse_args()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("logbook-compare-")
+        .tempdir_in(&dir)?;
+    let duration = Duration::from_secs_f64(secs);
+
+    println!("## Durable append baselines\n");
+    println!(
+        "- machine: {} cores (nproc), kernel {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        command_output("uname", &["-r"]),
+    );
+    println!(
+        "- log directory: {} (file system: {})",
+        tmp.path().display(),
+        command_output("stat", &["-f", "-c", "%T", &tmp.path().to_string_lossy()]),
+    );
+    let (overwrite, appending) = fsync_probe(tmp.path())?;
+    println!(
+        "- fsync probe, median of {PROBE_ROUNDS} `write 4 KiB + fdatasync`: \
+         overwriting a preallocated file {overwrite:.0} µs, appending {appending:.0} µs"
+    );
+    println!("- {PAYLOAD}-byte payloads, {secs} s per cell, fresh log per cell\n");
+
+    let mut rows = Vec::new();
+    let mut batch_notes = Vec::new();
+    for threads in THREADS {
+        let mut okaywal_rate = None;
+        for name in IMPLS {
+            let cell = tmp.path().join(format!("{name}-{threads}"));
+            std::fs::create_dir(&cell)?;
+            let stats = if name == "ideal_group_commit" {
+                let log = IdealGroupCommit::create(&cell.join("log"), GROUP_COMMIT_FILE)?;
+                let stats = run_threads_for(&log, threads, duration, PAYLOAD)?;
+                let per_sync = stats.records as f64 / log.batches().max(1) as f64;
+                batch_notes.push(format!("{threads} threads: {per_sync:.1}"));
+                stats
+            } else {
+                let log = open(name, &cell)?;
+                run_threads_for(log.as_ref(), threads, duration, PAYLOAD)?
+            };
+            std::fs::remove_dir_all(&cell)?;
+            if name == "okaywal" {
+                okaywal_rate = Some(stats.records_per_sec);
+            }
+            eprintln!(
+                "done: {threads} threads, {name}: {:.0} records/s",
+                stats.records_per_sec
+            );
+            rows.push((threads, name, stats, okaywal_rate));
+        }
+    }
+
+    println!("| threads | impl | records/s | MB/s | p50 µs | p99 µs | records/s vs okaywal |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for (threads, name, stats, okaywal_rate) in rows {
+        let Stats {
+            records_per_sec,
+            mb_per_sec,
+            p50_us,
+            p99_us,
+            ..
+        } = stats;
+        let ratio = okaywal_rate.map_or_else(
+            || "n/a".to_owned(),
+            |base| format!("{:.2}×", records_per_sec / base),
+        );
+        println!(
+            "| {threads} | {name} | {records_per_sec:.0} | {mb_per_sec:.2} | {p50_us:.0} | {p99_us:.0} | {ratio} |"
+        );
+    }
+    println!(
+        "\nideal_group_commit, mean records per fdatasync: {}",
+        batch_notes.join(", ")
+    );
+    io::stdout().flush()
+}
+
+/// Opens the baseline called `name` in the directory `dir` (the ideal group
+/// commit is opened in `main`, which also reads its batch count).
+fn open(name: &str, dir: &Path) -> io::Result<Box<dyn DurableLog>> {
+    Ok(match name {
+        "per_record_fsync" => Box::new(PerRecordFsync::create(&dir.join("log"))?),
+        "okaywal" => Box::new(OkayWal::open(dir)?),
+        // Logbook's WAL goes here once `logbook-wal` has its `Wal` (see the
+        // plug-in point in benches/benches/append.rs).
+        other => return Err(io::Error::other(format!("unknown log {other}"))),
+    })
+}
+
+fn parse_args() -> io::Result<(PathBuf, f64)> {
+    let mut dir = std::env::current_dir()?;
+    let mut secs = 3.0;
+    let mut args = std::env::args().skip(1);
+    let usage = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "usage: compare [--dir DIR] [--secs SECONDS]",
+        )
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--dir" => dir = args.next().ok_or_else(usage)?.into(),
+            "--secs" => {
+                secs = args
+                    .next()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .filter(|s| *s > 0.0)
+                    .ok_or_else(usage)?;
+            }
+            _ => return Err(usage()),
+        }
+    }
+    Ok((dir, secs))
+}
+
+/// The trimmed standard output of a command, or `?` if it fails.
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "?".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
+
+/// Median latency in µs of `write 4 KiB + fdatasync`: first overwriting a
+/// preallocated (zero-filled, synced) file, then appending to an empty one.
+fn fsync_probe(dir: &Path) -> io::Result<(f64, f64)> {
+    let block = [0xA5u8; 4096];
+    let preallocated = File::create(dir.join("probe-overwrite"))?;
+    preallocated.write_all_at(&vec![0u8; PROBE_ROUNDS * block.len()], 0)?;
+    preallocated.sync_all()?;
+    let overwrite = median_us(PROBE_ROUNDS, |i| {
+        preallocated.write_all_at(&block, (i * block.len()) as u64)?;
+        preallocated.sync_data()
+    })?;
+
+    let mut appended = File::create(dir.join("probe-append"))?;
+    appended.sync_all()?;
+    let appending = median_us(PROBE_ROUNDS, |_| {
+        appended.write_all(&block)?;
+        appended.sync_data()
+    })?;
+    Ok((overwrite, appending))
+}
+
+/// Runs `op(i)` for `i` in `0..rounds` and returns the median time in µs.
+fn median_us(rounds: usize, mut op: impl FnMut(usize) -> io::Result<()>) -> io::Result<f64> {
+    let mut times = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let start = Instant::now();
+        op(i)?;
+        times.push(start.elapsed());
+    }
+    times.sort_unstable();
+    Ok(times[rounds / 2].as_secs_f64() * 1e6)
+}
