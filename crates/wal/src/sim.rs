@@ -152,25 +152,24 @@ impl State {
             let mut at = 0;
             while at < len {
                 let end = (at + SECTOR).min(len);
-                let new = ino.data.get(at..end);
-                let old = ino.synced.get(at..end);
-                if new.is_some() && new == old {
-                    out[at..end].copy_from_slice(new.unwrap_or_default());
-                } else {
-                    match st.below(4) {
-                        0 => copy_padded(&mut out[at..end], &ino.data, at),
-                        1 => copy_padded(&mut out[at..end], &ino.synced, at),
-                        2 => {} // zeros
-                        _ => {
-                            // A torn sector: a prefix of the new bytes, then garbage.
-                            let cut =
-                                at + usize::try_from(st.below((end - at) as u64)).unwrap_or(0);
-                            copy_padded(&mut out[at..cut], &ino.data, at);
-                            for b in &mut out[cut..end] {
-                                *b = st.next_rand() as u8;
-                            }
+                // Each sector's unsynced bytes share one fate: the new bytes,
+                // the old ones, zeros, or a torn mix of new bytes and
+                // garbage. Synced bytes are never changed.
+                let fate = st.below(4);
+                let cut = at + usize::try_from(st.below((end - at) as u64)).unwrap_or(0);
+                for (i, b) in out.iter_mut().enumerate().take(end).skip(at) {
+                    let (new, old) = (ino.data.get(i).copied(), ino.synced.get(i).copied());
+                    *b = if new == old {
+                        new.unwrap_or(0)
+                    } else {
+                        match fate {
+                            0 => new.unwrap_or(0),
+                            1 => old.unwrap_or(0),
+                            2 => 0,
+                            _ if i < cut => new.unwrap_or(0),
+                            _ => st.next_rand() as u8,
                         }
-                    }
+                    };
                 }
                 at = end;
             }
@@ -288,9 +287,11 @@ impl SimFs {
     pub fn cut_power_after(&self, n: u64) {
         let mut st = self.st();
         st.cut_at = Some(st.mutations + n.max(1));
+        st.was_cut = false;
     }
 
-    /// Whether a power cut scheduled by [`SimFs::cut_power_after`] happened.
+    /// Whether a power cut scheduled by [`SimFs::cut_power_after`] happened
+    /// since it was scheduled.
     #[must_use]
     pub fn power_was_cut(&self) -> bool {
         self.st().was_cut
@@ -315,12 +316,6 @@ impl SimFs {
         st.entries
             .insert(path.as_ref().to_path_buf(), inode.clone());
         st.durable.insert(path.as_ref().to_path_buf(), inode);
-    }
-}
-
-fn copy_padded(out: &mut [u8], src: &[u8], at: usize) {
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = src.get(at + i).copied().unwrap_or(0);
     }
 }
 
