@@ -28,8 +28,10 @@ pub enum WalError {
     /// The disk is full: nothing of the failed batch was acknowledged, the
     /// partial write was cut back, and appends succeed again once space is
     /// freed.
-    #[error("disk full writing {}: {source}", path.display())]
+    #[error("disk full: {op} {}: {source}", path.display())]
     DiskFull {
+        /// What was being done.
+        op: &'static str,
         /// The file being written.
         path: PathBuf,
         /// The OS error (`ENOSPC` or `EDQUOT`).

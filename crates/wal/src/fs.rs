@@ -288,15 +288,18 @@ impl FsFile for StdFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
-        match self.0.allocate(len) {
+        // Not fs2's `allocate`: it reports a stale errno when
+        // `posix_fallocate` fails (the function returns its error code).
+        match rustix::fs::fallocate(&self.0, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => Ok(()),
             // File systems without fallocate: extend instead; bytes read as zeros.
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP => {
                 if self.len()? < len {
                     self.0.set_len(len)?;
                 }
                 Ok(())
             }
-            r => r,
+            Err(e) => Err(e.into()),
         }
     }
 

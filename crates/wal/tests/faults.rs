@@ -1,0 +1,207 @@
+//! Fault injection through the I/O seam: a failed write or fsync poisons
+//! the log (that append and every later one fail naming the first cause,
+//! the fsync is never retried), and after a power cut and a reopen no
+//! acknowledged record is missing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::{event, is_poisoned, read_all_fs, session};
+use logbook_wal::sim::{Op, SimFs};
+use logbook_wal::{Wal, WalError, WalOptions};
+
+const DIR: &str = "/log";
+
+fn open(fs: &SimFs) -> Wal {
+    Wal::open_with_fs(
+        Arc::new(fs.clone()),
+        DIR,
+        WalOptions {
+            segment_size: 16 * 1024,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Cut the power, reopen, and check `acked` survived.
+fn survives(fs: &SimFs, acked: &BTreeMap<u64, (uuid::Uuid, logbook_bus::SessionEvent)>) {
+    fs.power_cut();
+    drop(open(fs));
+    let records = read_all_fs(Arc::new(fs.clone()), Path::new(DIR));
+    let found: BTreeMap<_, _> = records.into_iter().map(|(l, s, e)| (l, (s, e))).collect();
+    for (lsn, want) in acked {
+        assert_eq!(found.get(lsn), Some(want), "acknowledged LSN {lsn} lost");
+    }
+}
+
+fn poisons_on(op: Op, partial: bool) {
+    for after in [0u64, 1, 5, 17] {
+        let fs = SimFs::new(after);
+        let wal = open(&fs);
+        let mut acked = BTreeMap::new();
+        for i in 1..=10 {
+            acked.insert(
+                wal.append(session(1), &event(i)).unwrap(),
+                (session(1), event(i)),
+            );
+        }
+        if partial {
+            fs.fail_write_partially(after, 7, libc::EIO);
+        } else {
+            fs.fail_after(op, after, libc::EIO);
+        }
+        // Append until the fault hits.
+        let mut i = 10;
+        let first = loop {
+            i += 1;
+            match wal.append(session(1), &event(i)) {
+                Ok(lsn) => {
+                    acked.insert(lsn, (session(1), event(i)));
+                }
+                Err(e) => break e,
+            }
+            assert!(i < 1000, "the fault never hit");
+        };
+        let what = if op == Op::Sync { "fsync" } else { "write" };
+        // The append that hit the fault already reports the poisoning and its cause.
+        let WalError::Poisoned { cause } = &first else {
+            panic!("{first}")
+        };
+        assert!(
+            matches!(&**cause, WalError::Io { op, .. } if *op == what),
+            "{first}"
+        );
+        assert!(
+            first.to_string().contains("/log/0000"),
+            "the error names the segment: {first}"
+        );
+        // Every later call fails, naming the first cause; nothing is retried.
+        let syncs = fs.op_count(Op::Sync);
+        let writes = fs.op_count(Op::Write);
+        for _ in 0..3 {
+            let e = wal.append(session(2), &event(1)).unwrap_err();
+            assert!(is_poisoned(&e), "{e}");
+            assert!(
+                e.to_string().contains(&first.to_string()),
+                "{e} names {first}"
+            );
+            assert!(is_poisoned(&wal.sync().unwrap_err()));
+        }
+        assert_eq!(
+            fs.op_count(Op::Sync),
+            syncs,
+            "a failed fsync is never retried"
+        );
+        assert_eq!(
+            fs.op_count(Op::Write),
+            writes,
+            "a poisoned log writes nothing"
+        );
+        // The sink says the same through `io::Error`.
+        let err = logbook_bus::DurableSink::write(
+            &wal.sink(session(3)),
+            &logbook_bus::SessionEvent::Done,
+        )
+        .unwrap_err();
+        assert!(
+            err.get_ref()
+                .and_then(|e| e.downcast_ref::<WalError>())
+                .is_some_and(is_poisoned)
+        );
+        drop(wal);
+        survives(&fs, &acked);
+        // Reopening recovers: appends work again.
+        let wal = open(&fs);
+        wal.append(session(1), &event(99)).unwrap();
+    }
+}
+
+#[test]
+fn failed_fsync_poisons() {
+    poisons_on(Op::Sync, false);
+}
+
+#[test]
+fn failed_write_poisons() {
+    poisons_on(Op::Write, false);
+}
+
+#[test]
+fn partial_write_poisons() {
+    poisons_on(Op::Write, true);
+}
+
+#[test]
+fn failure_during_a_segment_roll_poisons() {
+    for op in [
+        Op::Create,
+        Op::Allocate,
+        Op::Rename,
+        Op::SyncDir,
+        Op::SetLen,
+    ] {
+        let fs = SimFs::new(3);
+        let wal = open(&fs);
+        fs.fail_after(op, 0, libc::EIO);
+        let mut acked = BTreeMap::new();
+        let mut err = None;
+        for i in 1..2000 {
+            match wal.append(session(1), &event(i)) {
+                Ok(lsn) => {
+                    acked.insert(lsn, (session(1), event(i)));
+                }
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        let err = err.unwrap_or_else(|| panic!("{op:?} fault never hit"));
+        assert!(
+            matches!(&err, WalError::Poisoned { cause } if matches!(**cause, WalError::Io { .. })),
+            "{op:?}: {err}"
+        );
+        assert!(is_poisoned(&wal.append(session(1), &event(1)).unwrap_err()));
+        drop(wal);
+        survives(&fs, &acked);
+    }
+}
+
+#[test]
+fn concurrent_appenders_all_fail_together_and_lose_nothing_acknowledged() {
+    for seed in 0..20u64 {
+        let fs = SimFs::new(seed);
+        let wal = open(&fs);
+        fs.fail_after(
+            if seed % 2 == 0 { Op::Sync } else { Op::Write },
+            3 + seed * 7,
+            libc::EIO,
+        );
+        let acked = Mutex::new(BTreeMap::new());
+        std::thread::scope(|s| {
+            for t in 0..8u64 {
+                let (wal, acked) = (&wal, &acked);
+                s.spawn(move || {
+                    let mut failed = false;
+                    for n in 0..500 {
+                        let i = t * 1000 + n;
+                        match wal.append(session(t), &event(i)) {
+                            Ok(lsn) => {
+                                assert!(!failed, "an append succeeded after the log failed");
+                                acked.lock().unwrap().insert(lsn, (session(t), event(i)));
+                            }
+                            Err(_) => failed = true,
+                        }
+                    }
+                    assert!(failed, "thread {t} never saw the failure");
+                });
+            }
+        });
+        drop(wal);
+        survives(&fs, &acked.lock().unwrap());
+    }
+}
