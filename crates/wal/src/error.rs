@@ -165,6 +165,7 @@ impl WalError {
         let path = path.into();
         if is_disk_full(&source) {
             return WalError::DiskFull {
+                op,
                 path,
                 source: Arc::new(source),
             };
