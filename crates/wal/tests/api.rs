@@ -1,0 +1,399 @@
+//! The rest of the public contract: the writer lock, policies, limits,
+//! live readers, retention, recovery modes and bad input.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{event, read_all, session, small};
+use logbook_wal::{
+    Reader, RecoveryMode, SyncPolicy, Wal, WalError, WalOptions, inspect, is_locked,
+};
+use uuid::Uuid;
+
+#[test]
+fn a_second_writer_is_refused_in_process_and_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let err = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, WalError::Locked { dir: d, .. } if d == dir.path()),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    assert!(is_locked(dir.path()).unwrap());
+
+    // Another process: `flock` conflicts across processes too.
+    let status = Command::new("flock")
+        .args(["--nonblock", "--exclusive"])
+        .arg(dir.path().join("LOCK"))
+        .arg("true")
+        .status();
+    if let Ok(status) = status {
+        assert!(!status.success(), "another process got the writer lock");
+    } else {
+        println!("flock(1) not installed: cross-process check skipped");
+    }
+
+    drop(wal);
+    assert!(
+        !is_locked(dir.path()).unwrap(),
+        "dropping the Wal releases the lock"
+    );
+    Wal::open(dir.path(), WalOptions::default()).unwrap();
+}
+
+#[test]
+fn records_over_the_limit_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small(64 * 1024);
+    let max = opts.max_payload_len();
+    assert_eq!(max, 64 * 1024 - 40 - 48);
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    let err = wal.append_raw(Uuid::nil(), &vec![7; max + 1]).unwrap_err();
+    assert!(
+        matches!(err, WalError::RecordTooLarge { size, max: m } if size == max + 1 && m == max),
+        "{err}"
+    );
+    assert!(matches!(
+        wal.append_raw(Uuid::nil(), &[]).unwrap_err(),
+        WalError::EmptyRecord
+    ));
+    // The largest record fits, alone in a segment.
+    assert_eq!(wal.append_raw(Uuid::nil(), &vec![7; max]).unwrap(), 1);
+    assert_eq!(wal.append_raw(Uuid::nil(), &vec![8; max]).unwrap(), 2);
+    drop(wal);
+    let lens: Vec<_> = Reader::open(dir.path())
+        .unwrap()
+        .map(|r| r.unwrap().payload.len())
+        .collect();
+    assert_eq!(lens, [max, max]);
+}
+
+#[test]
+fn batch_policy_makes_records_durable_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        sync: SyncPolicy::Batch {
+            max_delay: Duration::from_millis(5),
+            max_bytes: 1 << 20,
+        },
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut last = 0;
+    for i in 1..=50 {
+        last = wal.append(session(1), &event(i)).unwrap();
+    }
+    // Returned before the fsync; the flusher makes it durable without a sync() call.
+    rt.block_on(wal.wait_durable(last)).unwrap();
+    assert!(wal.durable_lsn() >= last);
+    drop(wal);
+    assert_eq!(read_all(dir.path()).len(), 50);
+}
+
+#[test]
+fn never_policy_buffers_until_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        sync: SyncPolicy::Never,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    for i in 1..=100 {
+        wal.append(session(1), &event(i)).unwrap();
+    }
+    assert_eq!(
+        wal.durable_lsn(),
+        0,
+        "nothing is fsynced by an append under Never"
+    );
+    assert_eq!(wal.sync().unwrap(), 100);
+    assert_eq!(wal.durable_lsn(), 100);
+    wal.close().unwrap();
+    assert_eq!(read_all(dir.path()).len(), 100);
+}
+
+#[test]
+fn wait_durable_does_not_block_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        sync: SyncPolicy::Never,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    let lsn = wal.append(session(1), &event(1)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let waiter = tokio::spawn({
+            let wal = wal.clone();
+            async move { wal.wait_durable(lsn).await }
+        });
+        // The single runtime thread is free while the waiter waits.
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let syncer = wal.clone();
+        tokio::task::spawn_blocking(move || syncer.sync())
+            .await
+            .unwrap()
+            .unwrap();
+        waiter.await.unwrap().unwrap();
+    });
+}
+
+#[test]
+fn a_live_reader_follows_the_writer_across_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small(16 * 1024)).unwrap();
+    wal.append(session(1), &event(1)).unwrap();
+    let mut reader = Reader::open(dir.path()).unwrap();
+    let mut seen = Vec::new();
+    let total = 600;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 2..=total {
+                wal.append(session(1), &event(i)).unwrap();
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while (seen.len() as u64) < total {
+            match reader.next_ref() {
+                Some(r) => seen.push(r.unwrap().lsn),
+                None => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "reader stalled at {}",
+                        seen.len()
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    });
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>());
+    assert!(
+        reader.segments().len() > 2,
+        "the writer rolled while the reader followed"
+    );
+}
+
+#[test]
+fn a_reader_works_on_a_read_only_copy_without_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small(8 * 1024)).unwrap();
+    for i in 1..=300 {
+        wal.append(session(i % 4), &event(i)).unwrap();
+    }
+    let copy = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    // The writer still holds the original; the copy reads the same.
+    assert_eq!(read_all(copy.path()), read_all(dir.path()));
+    assert_eq!(
+        Reader::open(copy.path())
+            .unwrap()
+            .from_lsn(250)
+            .next()
+            .unwrap()
+            .unwrap()
+            .lsn,
+        250
+    );
+}
+
+#[test]
+fn retention_removes_whole_sealed_segments_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small(8 * 1024)).unwrap();
+    for i in 1..=400 {
+        wal.append(session(1), &event(i)).unwrap();
+    }
+    let before = Reader::open(dir.path()).unwrap().segments();
+    assert!(before.len() > 3);
+    let removed = wal.truncate_before(250).unwrap();
+    let after = Reader::open(dir.path()).unwrap().segments();
+    assert_eq!(after.len(), before.len() - removed);
+    let first = Reader::open(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .lsn;
+    assert!(first <= 250, "records at and after the cut point remain");
+    assert!(first > 1);
+    // Never the active segment, whatever the LSN.
+    wal.truncate_before(u64::MAX).unwrap();
+    let last = Reader::open(dir.path()).unwrap().segments();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0], *before.last().unwrap());
+    wal.append(session(1), &event(1)).unwrap();
+}
+
+#[test]
+fn foreign_files_are_ignored_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    fs::write(dir.path().join("12.wal"), "not a segment name").unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(wal.recovery().foreign.len(), 2);
+    wal.append(session(1), &event(1)).unwrap();
+    drop(wal);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(read_all(dir.path()).len(), 1);
+}
+
+#[test]
+fn bad_paths_and_garbage_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let no_create = WalOptions {
+        create_if_missing: false,
+        ..WalOptions::default()
+    };
+    assert!(
+        matches!(Wal::open(&missing, no_create).unwrap_err(), WalError::NotFound { path } if path == missing)
+    );
+    assert!(matches!(
+        Reader::open(&missing).unwrap_err(),
+        WalError::NotFound { .. }
+    ));
+    let file = dir.path().join("file");
+    fs::write(&file, "x").unwrap();
+    assert!(matches!(
+        Wal::open(&file, WalOptions::default()).unwrap_err(),
+        WalError::NotADirectory { .. }
+    ));
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Reader::open(empty.path()).unwrap_err(),
+        WalError::NoLog { .. }
+    ));
+
+    // A segment full of garbage: named, never a panic.
+    let garbage = tempfile::tempdir().unwrap();
+    let seg = garbage.path().join("00000000000000000001.wal");
+    fs::write(
+        &seg,
+        b"this is not a logbook segment at all, not even close",
+    )
+    .unwrap();
+    let err = Wal::open(garbage.path(), WalOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, WalError::BadHeader { path, .. } if *path == seg),
+        "{err}"
+    );
+    let err = Reader::open(garbage.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("00000000000000000001.wal"),
+        "{err}"
+    );
+    // A segment cut inside its header.
+    fs::write(&seg, [0x89, b'L']).unwrap();
+    let err = Wal::open(garbage.path(), WalOptions::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("shorter than the 40-byte segment header"),
+        "{err}"
+    );
+    // A header whose base LSN disagrees with the file name.
+    let other = tempfile::tempdir().unwrap();
+    drop(Wal::open(other.path(), WalOptions::default()).unwrap());
+    fs::rename(
+        other.path().join("00000000000000000001.wal"),
+        other.path().join("00000000000000000009.wal"),
+    )
+    .unwrap();
+    let err = Wal::open(other.path(), WalOptions::default()).unwrap_err();
+    assert!(matches!(err, WalError::BadSegment { .. }), "{err}");
+}
+
+#[test]
+fn recovery_modes_and_inspect_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            preallocate: false,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    for i in 1..=5 {
+        wal.append(session(1), &event(i)).unwrap();
+    }
+    drop(wal);
+    let seg = dir.path().join("00000000000000000001.wal");
+    let starts: Vec<u64> = Reader::open(dir.path())
+        .unwrap()
+        .map(|r| r.unwrap().offset)
+        .collect();
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[starts[2] as usize + 30] ^= 0x40; // damage LSN 3, which 4 and 5 vouch for
+    fs::write(&seg, &bytes).unwrap();
+
+    // Default and absolute: refuse, naming segment, offset and LSN.
+    for mode in [
+        RecoveryMode::TolerateCorruptedTail,
+        RecoveryMode::AbsoluteConsistency,
+    ] {
+        let err = inspect(dir.path(), mode).unwrap_err();
+        assert!(
+            matches!(&err, WalError::MidLogCorruption { lsn: 3, offset, .. } if *offset == starts[2]),
+            "{err}"
+        );
+        let opts = WalOptions {
+            recovery: mode,
+            ..WalOptions::default()
+        };
+        assert!(matches!(
+            Wal::open(dir.path(), opts),
+            Err(WalError::MidLogCorruption { .. })
+        ));
+        assert!(err.to_string().contains("00000000000000000001.wal"));
+    }
+    // Skip: LSN 3 is skipped, the log continues at 6.
+    let report = inspect(dir.path(), RecoveryMode::SkipCorrupted).unwrap();
+    assert_eq!((report.next_lsn, report.skipped.len()), (6, 1));
+    // Point in time: keep 1 and 2, saving what is cut.
+    let plan = inspect(dir.path(), RecoveryMode::PointInTime).unwrap();
+    let cut = plan.cut.clone().unwrap();
+    assert_eq!((cut.lsn, cut.offset, cut.frames_dropped), (3, starts[2], 2));
+    let opts = WalOptions {
+        recovery: RecoveryMode::PointInTime,
+        keep_cut_bytes: true,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        wal.recovery().cut,
+        plan.cut,
+        "open did what inspect planned"
+    );
+    drop(wal);
+    let broken = dir
+        .path()
+        .join(format!("00000000000000000001.wal.{}.broken", starts[2]));
+    assert_eq!(fs::read(&broken).unwrap(), bytes[starts[2] as usize..]);
+    assert_eq!(read_all(dir.path()).len(), 2);
+}
