@@ -21,6 +21,8 @@ use criterion::{
 use logbook_benches::baselines::{
     DurableLog, IdealGroupCommit, OkayWal, PerRecordFsync, run_threads,
 };
+use logbook_benches::logbook::LogbookSink;
+use logbook_wal::SyncPolicy;
 
 const THREADS: [usize; 4] = [1, 4, 16, 64];
 const PAYLOADS: [usize; 2] = [256, 4096];
@@ -57,34 +59,11 @@ fn logs(dir: &Path) -> Vec<(&'static str, Box<dyn DurableLog>)> {
             "okaywal",
             Box::new(OkayWal::open(&sub("okaywal")).expect("okaywal log")),
         ),
-        // LOGBOOK PLUG-IN POINT (2/2): once `logbook-wal` has its `Wal`, add
-        // ("logbook_wal", logbook_wal_log(&sub("logbook")).expect("logbook log")),
+        (
+            "logbook_sink",
+            Box::new(LogbookSink::open(&sub("logbook"), SyncPolicy::Always).expect("logbook log")),
+        ),
     ]
-}
-
-// LOGBOOK PLUG-IN POINT (1/2): Logbook's own WAL, for the same groups.
-//
-// Add `logbook-wal.workspace = true` and `uuid.workspace = true` to
-// benches/Cargo.toml, then replace the body with an adapter such as:
-//
-//     struct LogbookWal { wal: logbook_wal::Wal, session: uuid::Uuid }
-//     impl DurableLog for LogbookWal {
-//         fn append(&self, payload: &[u8]) -> io::Result<u64> {
-//             self.wal.append_raw(self.session, payload).map_err(io::Error::other)
-//         }
-//     }
-//     let wal = logbook_wal::Wal::open(dir, logbook_wal::WalOptions::default())
-//         .map_err(io::Error::other)?;
-//     Ok(Box::new(LogbookWal { wal, session: uuid::Uuid::new_v4() }))
-//
-// and uncomment its line in `logs`. Until then it is not called: no Logbook
-// numbers are reported.
-#[expect(dead_code, reason = "stub until logbook-wal exists")]
-fn logbook_wal_log(dir: &Path) -> io::Result<Box<dyn DurableLog>> {
-    let _ = dir;
-    Err(io::Error::other(
-        "logbook-wal is not wired into this benchmark yet",
-    ))
 }
 
 fn append(c: &mut Criterion) {

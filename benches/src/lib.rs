@@ -5,8 +5,10 @@
 //!
 //! This library holds what they share: [`baselines`], three "durable append"
 //! implementations that Logbook's own WAL is measured against, and the
-//! multi-threaded driver [`baselines::run_threads`].
+//! multi-threaded driver [`baselines::run_threads`]; and [`logbook`], Logbook's
+//! own WAL behind the same trait.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod baselines;
+pub mod logbook;

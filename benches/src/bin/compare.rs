@@ -18,10 +18,17 @@ use std::time::{Duration, Instant};
 use logbook_benches::baselines::{
     DurableLog, IdealGroupCommit, OkayWal, PerRecordFsync, Stats, run_threads_for,
 };
+use logbook_benches::logbook::LogbookSink;
+use logbook_wal::SyncPolicy;
 
 const THREADS: [usize; 3] = [1, 16, 64];
 const PAYLOAD: usize = 256;
-const IMPLS: [&str; 3] = ["okaywal", "ideal_group_commit", "per_record_fsync"];
+const IMPLS: [&str; 4] = [
+    "okaywal",
+    "ideal_group_commit",
+    "per_record_fsync",
+    "logbook_sink",
+];
 /// Size of the zero-filled file of the ideal group commit (it wraps around).
 const GROUP_COMMIT_FILE: u64 = 64 << 20;
 /// Number of timed `write 4 KiB + fdatasync` rounds of the fsync probe.
@@ -54,8 +61,10 @@ fn main() -> io::Result<()> {
 
     let mut rows = Vec::new();
     let mut batch_notes = Vec::new();
+    let mut logbook_notes = Vec::new();
     for threads in THREADS {
         let mut okaywal_rate = None;
+        let mut ideal_rate = None;
         for name in IMPLS {
             let cell = tmp.path().join(format!("{name}-{threads}"));
             std::fs::create_dir(&cell)?;
@@ -65,6 +74,15 @@ fn main() -> io::Result<()> {
                 let per_sync = stats.records as f64 / log.batches().max(1) as f64;
                 batch_notes.push(format!("{threads} threads: {per_sync:.1}"));
                 stats
+            } else if name == "logbook_sink" {
+                let log = LogbookSink::open(&cell, SyncPolicy::Always)?;
+                let stats = run_threads_for(&log, threads, duration, PAYLOAD)?;
+                let w = log.wal().stats();
+                logbook_notes.push(format!(
+                    "{threads} threads: {:.1}",
+                    w.records_synced as f64 / w.fsyncs.max(1) as f64
+                ));
+                stats
             } else {
                 let log = open(name, &cell)?;
                 run_threads_for(log.as_ref(), threads, duration, PAYLOAD)?
@@ -73,17 +91,22 @@ fn main() -> io::Result<()> {
             if name == "okaywal" {
                 okaywal_rate = Some(stats.records_per_sec);
             }
+            if name == "ideal_group_commit" {
+                ideal_rate = Some(stats.records_per_sec);
+            }
             eprintln!(
                 "done: {threads} threads, {name}: {:.0} records/s",
                 stats.records_per_sec
             );
-            rows.push((threads, name, stats, okaywal_rate));
+            rows.push((threads, name, stats, okaywal_rate, ideal_rate));
         }
     }
 
-    println!("| threads | impl | records/s | MB/s | p50 µs | p99 µs | records/s vs okaywal |");
-    println!("|---:|---|---:|---:|---:|---:|---:|");
-    for (threads, name, stats, okaywal_rate) in rows {
+    println!(
+        "| threads | impl | records/s | MB/s | p50 µs | p99 µs | vs okaywal | vs ideal group commit |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for (threads, name, stats, okaywal_rate, ideal_rate) in rows {
         let Stats {
             records_per_sec,
             mb_per_sec,
@@ -95,13 +118,21 @@ fn main() -> io::Result<()> {
             || "n/a".to_owned(),
             |base| format!("{:.2}×", records_per_sec / base),
         );
+        let vs_ideal = ideal_rate.map_or_else(
+            || "n/a".to_owned(),
+            |base| format!("{:.2}×", records_per_sec / base),
+        );
         println!(
-            "| {threads} | {name} | {records_per_sec:.0} | {mb_per_sec:.2} | {p50_us:.0} | {p99_us:.0} | {ratio} |"
+            "| {threads} | {name} | {records_per_sec:.0} | {mb_per_sec:.2} | {p50_us:.0} | {p99_us:.0} | {ratio} | {vs_ideal} |"
         );
     }
     println!(
         "\nideal_group_commit, mean records per fdatasync: {}",
         batch_notes.join(", ")
+    );
+    println!(
+        "logbook_sink, mean records per fdatasync: {}",
+        logbook_notes.join(", ")
     );
     io::stdout().flush()
 }

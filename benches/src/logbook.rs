@@ -1,0 +1,88 @@
+//! Logbook's own WAL behind the same [`DurableLog`] trait as the baselines.
+
+use std::io;
+use std::path::Path;
+
+use logbook_bus::{DurableSink, SessionEvent};
+use logbook_wal::{SyncPolicy, Wal, WalOptions, WalSink};
+
+use crate::baselines::DurableLog;
+
+/// Durable events through [`WalSink`]: each append encodes a
+/// `SessionEvent::TextComplete` whose text is the payload (so the record
+/// carries the payload plus the event's few bytes of tag and length), exactly
+/// the path a `SessionBus` takes.
+pub struct LogbookSink {
+    sink: WalSink,
+}
+
+impl LogbookSink {
+    /// Open a log in `dir` with `policy`.
+    ///
+    /// # Errors
+    ///
+    /// The `WalError` of opening, as an `io::Error`.
+    pub fn open(dir: &Path, policy: SyncPolicy) -> io::Result<LogbookSink> {
+        let wal = Wal::open(
+            dir,
+            WalOptions {
+                sync: policy,
+                ..WalOptions::default()
+            },
+        )
+        .map_err(io::Error::from)?;
+        Ok(LogbookSink {
+            sink: wal.sink(uuid::Uuid::new_v4()),
+        })
+    }
+
+    /// The underlying log.
+    #[must_use]
+    pub fn wal(&self) -> &Wal {
+        self.sink.wal()
+    }
+}
+
+impl DurableLog for LogbookSink {
+    fn append(&self, payload: &[u8]) -> io::Result<u64> {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        self.sink.write(&SessionEvent::TextComplete(text))?;
+        Ok(0)
+    }
+}
+
+/// Raw records through [`Wal::append_raw`], without the event codec.
+pub struct LogbookRaw {
+    wal: Wal,
+    session: uuid::Uuid,
+}
+
+impl LogbookRaw {
+    /// Open a log in `dir` with `policy`.
+    ///
+    /// # Errors
+    ///
+    /// The `WalError` of opening, as an `io::Error`.
+    pub fn open(dir: &Path, policy: SyncPolicy) -> io::Result<LogbookRaw> {
+        let wal = Wal::open(
+            dir,
+            WalOptions {
+                sync: policy,
+                ..WalOptions::default()
+            },
+        )
+        .map_err(io::Error::from)?;
+        Ok(LogbookRaw {
+            wal,
+            session: uuid::Uuid::new_v4(),
+        })
+    }
+}
+
+impl DurableLog for LogbookRaw {
+    fn append(&self, payload: &[u8]) -> io::Result<u64> {
+        self.wal
+            .append_raw(self.session, payload)
+            .map_err(io::Error::from)
+    }
+}
