@@ -11,7 +11,6 @@
 //! disk, not tmpfs, or fsync costs nothing.
 #![allow(missing_docs, reason = "criterion generates undocumented items")]
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
