@@ -11,4 +11,5 @@
 #![forbid(unsafe_code)]
 
 pub mod baselines;
+pub mod fixtures;
 pub mod logbook;
