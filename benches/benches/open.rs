@@ -37,7 +37,7 @@ fn timed(cold: bool, iters: u64, f: impl Fn()) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         if cold {
-            drop_caches();
+            let _ = drop_caches();
         }
         let start = Instant::now();
         f();

@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    drop_caches();
+                    let _ = drop_caches();
                     let start = Instant::now();
                     std::hint::black_box(scan(&dir));
                     total += start.elapsed();
