@@ -78,6 +78,9 @@ struct State {
     /// Every LSN below this is durable.
     durable_end: Lsn,
     leader: bool,
+    /// Number of the batch now filling up in `pending`; the one in flight,
+    /// if any, is `batch - 1`.
+    batch: u64,
     /// Bumped when a full disk discards queued records; `discards[e]` says
     /// from which LSN epoch `e` lost its records, and why.
     epoch: usize,
@@ -105,8 +108,10 @@ pub(crate) struct Writer {
     opts: WalOptions,
     max_payload: usize,
     state: Mutex<State>,
-    /// Waiters for durability, and for the leader's turn.
-    turn: Condvar,
+    /// Waiters for durability and for the leader's turn, by the parity of
+    /// their batch: finishing a batch wakes its own appenders, and just one
+    /// appender of the next batch to lead it, not the whole crowd.
+    turn: [Condvar; 2],
     /// Wakes the `SyncPolicy::Batch` flusher.
     flusher: Condvar,
     io: Mutex<Io>,
@@ -153,13 +158,14 @@ impl Writer {
                 written_end: next_lsn,
                 durable_end: next_lsn,
                 leader: false,
+                batch: 0,
                 epoch: 0,
                 discards: Vec::new(),
                 poisoned: None,
                 closed: false,
                 stats: WalStats::default(),
             }),
-            turn: Condvar::new(),
+            turn: [Condvar::new(), Condvar::new()],
             flusher: Condvar::new(),
             io: Mutex::new(io),
             durable_end: AtomicU64::new(next_lsn),
@@ -303,7 +309,14 @@ impl Writer {
                 });
             }
             st = if st.leader {
-                self.turn.wait(st).unwrap_or_else(PoisonError::into_inner)
+                let batch = if lsn >= st.pending_first {
+                    st.batch
+                } else {
+                    st.batch.wrapping_sub(1)
+                };
+                self.turn[(batch % 2) as usize]
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner)
             } else {
                 self.lead(st, true)
             };
@@ -319,6 +332,8 @@ impl Writer {
         let spare = mem::take(&mut st.spare);
         let mut batch = mem::replace(&mut st.pending, spare);
         st.pending_first = end;
+        let taken = st.batch;
+        st.batch = st.batch.wrapping_add(1);
         let sync = sync && st.durable_end < end;
         drop(st);
 
@@ -329,6 +344,7 @@ impl Writer {
 
         batch.clear();
         let mut st = lock(&self.state);
+        let epoch_before = st.epoch;
         st.spare = batch;
         st.leader = false;
         st.stats.writes += 1;
@@ -364,7 +380,15 @@ impl Writer {
             durable_end: st.durable_end,
             poisoned: st.poisoned.is_some(),
         });
-        self.turn.notify_all();
+        if st.poisoned.is_some() || st.epoch != epoch_before {
+            self.turn.iter().for_each(Condvar::notify_all);
+        } else {
+            self.turn[(taken % 2) as usize].notify_all();
+            if st.next_lsn > st.pending_first {
+                // Hand the next batch to one of its appenders.
+                self.turn[(st.batch % 2) as usize].notify_one();
+            }
+        }
         st
     }
 
