@@ -85,6 +85,8 @@ mod resume;
 mod scan;
 mod state;
 mod status;
+#[cfg(test)]
+mod testgen;
 mod tokens;
 mod tools;
 

@@ -312,3 +312,52 @@ pub fn interrupted(dir: impl AsRef<Path>) -> Result<Vec<SessionSummary>, ReplayE
         .filter(|s| s.status == SessionStatus::Interrupted)
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::state::SessionState;
+    use crate::testgen::{SESSION, event, records};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The listing's small fold agrees with the full one on everything
+        /// they share, for every sequence of events and skipped records.
+        #[test]
+        fn summary_agrees_with_the_full_state(
+            items in proptest::collection::vec((event(), any::<bool>()), 1..96),
+            writer_live in any::<bool>(),
+        ) {
+            let skips: Vec<bool> = items.iter().map(|(_, s)| *s).collect();
+            let records = records(items.into_iter().map(|(e, _)| e).collect());
+            let mut state = SessionState::new(SESSION);
+            let first = records.first().unwrap();
+            let mut tally = Tally::new(SESSION, first.lsn, first.timestamp_us);
+            for (r, skip) in records.iter().zip(skips) {
+                if skip {
+                    state.note_skipped(r.lsn, r.timestamp_us);
+                    tally.skip(r.lsn, r.timestamp_us);
+                } else {
+                    state.apply(r);
+                    tally.apply(r);
+                }
+            }
+            let s = tally.finish(writer_live);
+            prop_assert_eq!(&s.status, &state.status_given(writer_live));
+            prop_assert_eq!(s.events, state.events());
+            prop_assert_eq!(s.durable_events, state.durable_events());
+            prop_assert_eq!(s.skipped_records, state.skipped_records());
+            prop_assert_eq!(s.tokens, state.tokens().total().total);
+            prop_assert_eq!(s.legacy_tokens, state.tokens().legacy().total);
+            prop_assert_eq!(Some(s.first_lsn), state.first_lsn());
+            prop_assert_eq!(Some(s.last_lsn), state.last_lsn());
+            prop_assert_eq!(Some(s.first_timestamp_us), state.first_timestamp_us());
+            prop_assert_eq!(Some(s.last_timestamp_us), state.last_timestamp_us());
+            prop_assert_eq!(s.model.as_deref(), state.model());
+            prop_assert_eq!(s.resumptions, state.resumptions().len() as u64);
+        }
+    }
+}

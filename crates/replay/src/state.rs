@@ -481,3 +481,381 @@ impl SessionState {
         self.ended_at
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use logbook_bus::{TokenDelta, TokenSource};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testgen::{SESSION, arb_event, event, records};
+
+    fn fold(events: Vec<SessionEvent>) -> SessionState {
+        let mut state = SessionState::new(SESSION);
+        for r in records(events) {
+            state.apply(&r);
+        }
+        state
+    }
+
+    fn start(id: &str) -> SessionEvent {
+        SessionEvent::ToolCallStart {
+            tool_call_id: id.into(),
+            name: "bash".into(),
+            arguments: "{\"cmd\":\"ls\"}".into(),
+        }
+    }
+
+    fn complete(id: &str) -> SessionEvent {
+        SessionEvent::ToolCallComplete {
+            tool_call_id: id.into(),
+            name: "bash".into(),
+            output: "a b".into(),
+            success: true,
+            duration_ms: 4,
+        }
+    }
+
+    fn started() -> SessionEvent {
+        SessionEvent::SessionStarted {
+            model: "big".into(),
+            cwd: "/w".into(),
+            title: Some("t".into()),
+        }
+    }
+
+    // ---- One example per status --------------------------------------
+
+    #[test]
+    fn running_while_a_writer_is_live_interrupted_without_one() {
+        let s = fold(vec![
+            started(),
+            SessionEvent::UserMessage("go".into()),
+            start("t1"),
+        ]);
+        assert_eq!(s.status(), &SessionStatus::Running);
+        assert_eq!(s.status_given(true), SessionStatus::Running);
+        assert_eq!(s.status_given(false), SessionStatus::Interrupted);
+        assert_eq!(s.ended_at(), None);
+        let pending: Vec<_> = s.pending_tool_calls().iter().map(|c| &c.id).collect();
+        assert_eq!(pending, ["t1"]);
+    }
+
+    #[test]
+    fn completed() {
+        let s = fold(vec![
+            started(),
+            start("t1"),
+            complete("t1"),
+            SessionEvent::Done,
+        ]);
+        assert_eq!(s.status(), &SessionStatus::Completed);
+        assert_eq!(s.status_given(false), SessionStatus::Completed);
+        assert_eq!(s.ended_at(), Some(4));
+        assert!(s.pending_tool_calls().is_empty());
+        let call = s.tool_call("t1").unwrap();
+        assert_eq!(call.completion.as_ref().unwrap().output, "a b");
+        assert_eq!(call.start.as_ref().unwrap().arguments, "{\"cmd\":\"ls\"}");
+    }
+
+    #[test]
+    fn failed() {
+        let s = fold(vec![started(), SessionEvent::Error("model gone".into())]);
+        assert_eq!(s.status(), &SessionStatus::Failed("model gone".into()));
+        assert_eq!(
+            s.status_given(false),
+            SessionStatus::Failed("model gone".into())
+        );
+        assert_eq!(s.ended_at(), Some(2));
+    }
+
+    #[test]
+    fn resumed_after_an_interruption_then_completed() {
+        let mut s = fold(vec![started(), start("t1")]);
+        assert_eq!(s.status_given(false), SessionStatus::Interrupted);
+        for r in [
+            (3, SessionEvent::SessionResumed { from_lsn: 2 }),
+            (4, complete("t1")),
+        ] {
+            s.apply(&EventRecord {
+                lsn: r.0,
+                timestamp_us: 9_000,
+                session: SESSION,
+                event: r.1,
+            });
+        }
+        // Re-opened: interrupted again if its new writer dies now.
+        assert_eq!(s.status_given(false), SessionStatus::Interrupted);
+        assert_eq!(s.resumptions().len(), 1);
+        assert_eq!(s.resumptions()[0].lsn, 3);
+        assert_eq!(s.resumptions()[0].from_lsn, 2);
+        assert!(s.pending_tool_calls().is_empty());
+        s.apply(&EventRecord {
+            lsn: 5,
+            timestamp_us: 9_500,
+            session: SESSION,
+            event: SessionEvent::Done,
+        });
+        assert_eq!(s.status_given(false), SessionStatus::Completed);
+        assert_eq!(s.first_lsn(), Some(1));
+        assert_eq!(s.last_lsn(), Some(5));
+        assert_eq!(s.last_timestamp_us(), Some(9_500));
+    }
+
+    #[test]
+    fn resumed_after_a_failure_runs_again() {
+        let s = fold(vec![
+            SessionEvent::Error("x".into()),
+            SessionEvent::SessionResumed { from_lsn: 1 },
+        ]);
+        assert_eq!(s.status(), &SessionStatus::Running);
+        assert_eq!(s.ended_at(), None);
+    }
+
+    #[test]
+    fn late_events_after_done_keep_it_completed() {
+        let s = fold(vec![
+            SessionEvent::Done,
+            SessionEvent::TokenUsage(TokenDelta {
+                source: TokenSource::Root,
+                model: "m".into(),
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                duration_ms: 0,
+            }),
+            SessionEvent::UserMessage("anyone?".into()),
+        ]);
+        assert_eq!(s.status_given(false), SessionStatus::Completed);
+        // …but what they say is still recorded.
+        assert_eq!(s.tokens().total().total, 3);
+        assert_eq!(s.transcript().len(), 1);
+    }
+
+    #[test]
+    fn identity_transcript_and_histories() {
+        let id = Uuid::from_u128(7);
+        let s = fold(vec![
+            started(),
+            SessionEvent::UserMessage("q".into()),
+            SessionEvent::ThinkingComplete("hmm".into()),
+            SessionEvent::TextComplete("a".into()),
+            SessionEvent::CompactionStarted {
+                trace_id: id,
+                reason: "full".into(),
+                before_tokens: 9,
+                budget: 5,
+            },
+            SessionEvent::ContextTruncated {
+                trace_id: id,
+                dropped_tokens: 4,
+                kept_messages: 2,
+                archive_ref: None,
+            },
+            SessionEvent::RlmSubcallFallback {
+                requested_model: "a".into(),
+                fallback_model: "b".into(),
+                reason: "quota".into(),
+            },
+        ]);
+        assert_eq!(s.session_id(), SESSION);
+        assert_eq!(
+            (s.model(), s.cwd(), s.title()),
+            (Some("big"), Some("/w"), Some("t"))
+        );
+        let lines: Vec<_> = s
+            .transcript()
+            .iter()
+            .map(|e| (e.lsn, e.role, e.text.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (2, Role::User, "q"),
+                (3, Role::Thinking, "hmm"),
+                (4, Role::Assistant, "a")
+            ]
+        );
+        let kinds: Vec<_> = s.compaction().iter().map(|r| r.event.kind()).collect();
+        assert_eq!(kinds, ["compaction_started", "context_truncated"]);
+        assert_eq!(s.rlm()[0].lsn, 7);
+        assert_eq!(s.events_of_kind("user_message"), 1);
+        assert_eq!(s.events_of_kind("no such kind"), 0);
+        assert_eq!(s.kind_counts().count(), 7);
+    }
+
+    #[test]
+    fn records_of_other_sessions_are_ignored() {
+        let mut s = SessionState::new(SESSION);
+        s.apply(&EventRecord {
+            lsn: 1,
+            timestamp_us: 1,
+            session: Uuid::from_u128(99),
+            event: SessionEvent::Done,
+        });
+        assert_eq!(s, SessionState::new(SESSION));
+    }
+
+    // ---- Properties -----------------------------------------------------
+
+    /// The parts of the state that only durable events may change.
+    fn durable_view(s: &SessionState) -> impl PartialEq + std::fmt::Debug + '_ {
+        (
+            (s.model(), s.cwd(), s.title()),
+            s.transcript(),
+            s.tool_calls().collect::<Vec<_>>(),
+            s.tokens(),
+            (s.compaction(), s.rlm()),
+            (s.status(), s.ended_at(), s.durable_events()),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Never panics, whatever the records, their LSNs, times and sessions.
+        #[test]
+        fn never_panics(
+            records in proptest::collection::vec(
+                (any::<u64>(), any::<u64>(), any::<bool>(), arb_event()), 0..64)
+        ) {
+            let mut s = SessionState::new(SESSION);
+            for (lsn, timestamp_us, ours, event) in records {
+                let session = if ours { SESSION } else { Uuid::from_u128(1) };
+                s.apply(&EventRecord { lsn, timestamp_us, session, event });
+                let _ = s.pending_tool_calls();
+                let _ = s.status_given(false);
+            }
+        }
+
+        /// Token totals are the sums of the inputs, per model and per
+        /// source; `UsageReport`s are summed apart and never mixed in.
+        #[test]
+        fn token_totals_are_sums_of_inputs(events in proptest::collection::vec(event(), 0..96)) {
+            let mut by_model: BTreeMap<String, (u128, u128, u64)> = BTreeMap::new();
+            let mut by_source: BTreeMap<TokenSource, (u128, u128, u64)> = BTreeMap::new();
+            let (mut legacy_p, mut legacy_c, mut legacy_n) = (0u128, 0u128, 0u64);
+            for e in &events {
+                match e {
+                    SessionEvent::TokenUsage(d) => {
+                        for t in [
+                            by_model.entry(d.model.clone()).or_default(),
+                            by_source.entry(d.source).or_default(),
+                        ] {
+                            t.0 += u128::from(d.prompt_tokens);
+                            t.1 += u128::from(d.completion_tokens);
+                            t.2 += 1;
+                        }
+                    }
+                    SessionEvent::UsageReport { prompt_tokens, completion_tokens, .. } => {
+                        legacy_p += u128::from(*prompt_tokens);
+                        legacy_c += u128::from(*completion_tokens);
+                        legacy_n += 1;
+                    }
+                    _ => {}
+                }
+            }
+            let s = fold(events);
+            let sat = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+            let check = |t: crate::TokenTotals, (p, c, n): (u128, u128, u64)| {
+                t.prompt == sat(p) && t.completion == sat(c) && t.requests == n
+                    && (p + c > u128::from(u64::MAX) || t.total == sat(p + c))
+            };
+            let models: Vec<_> = s.tokens().by_model().map(|(m, _)| m.to_owned()).collect();
+            prop_assert_eq!(models, by_model.keys().cloned().collect::<Vec<_>>());
+            for (m, want) in &by_model {
+                prop_assert!(check(s.tokens().model(m), *want), "model {}", m);
+            }
+            let sources: Vec<_> = s.tokens().by_source().map(|(src, _)| src).collect();
+            prop_assert_eq!(sources, by_source.keys().copied().collect::<Vec<_>>());
+            for (src, want) in &by_source {
+                prop_assert!(check(s.tokens().source(*src), *want), "source {}", src);
+            }
+            let all = by_model.values().fold((0, 0, 0), |a, t| (a.0 + t.0, a.1 + t.1, a.2 + t.2));
+            prop_assert!(check(s.tokens().total(), all));
+            prop_assert!(check(s.tokens().legacy(), (legacy_p, legacy_c, legacy_n)));
+        }
+
+        /// Pending = started − completed, by id: a call is pending iff the
+        /// last start-or-complete event naming it is a start; pending calls
+        /// come ordered by that start's LSN.
+        #[test]
+        fn pending_is_started_minus_completed(events in proptest::collection::vec(event(), 0..96)) {
+            let mut last: HashMap<String, Option<u64>> = HashMap::new();
+            for (lsn, e) in (1u64..).zip(&events) {
+                match e {
+                    SessionEvent::ToolCallStart { tool_call_id, .. } => {
+                        last.insert(tool_call_id.clone(), Some(lsn));
+                    }
+                    SessionEvent::ToolCallComplete { tool_call_id, .. } => {
+                        last.insert(tool_call_id.clone(), None);
+                    }
+                    _ => {}
+                }
+            }
+            let mut want: Vec<(u64, String)> =
+                last.into_iter().filter_map(|(id, at)| at.map(|lsn| (lsn, id))).collect();
+            want.sort();
+            let s = fold(events);
+            let got: Vec<(u64, String)> = s
+                .pending_tool_calls()
+                .iter()
+                .map(|c| (c.start.as_ref().unwrap().lsn, c.id.clone()))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// The status follows the documented rule, the transcript holds
+        /// the conversation in order, and every record is counted.
+        #[test]
+        fn status_transcript_and_counts(events in proptest::collection::vec(event(), 0..96)) {
+            let mut status = SessionStatus::Running;
+            let mut transcript = Vec::new();
+            for e in &events {
+                match e {
+                    SessionEvent::Done => status = SessionStatus::Completed,
+                    SessionEvent::Error(m) => status = SessionStatus::Failed(m.clone()),
+                    SessionEvent::SessionResumed { .. } => status = SessionStatus::Running,
+                    SessionEvent::UserMessage(t) => transcript.push((Role::User, t.clone())),
+                    SessionEvent::TextComplete(t) => transcript.push((Role::Assistant, t.clone())),
+                    SessionEvent::ThinkingComplete(t) => transcript.push((Role::Thinking, t.clone())),
+                    _ => {}
+                }
+            }
+            let n = events.len() as u64;
+            let durable = events.iter().filter(|e| e.is_durable()).count() as u64;
+            let s = fold(events);
+            prop_assert_eq!(s.status(), &status);
+            let got: Vec<_> = s.transcript().iter().map(|t| (t.role, t.text.clone())).collect();
+            prop_assert_eq!(got, transcript);
+            prop_assert_eq!(s.events(), n);
+            prop_assert_eq!(s.durable_events(), durable);
+            prop_assert_eq!(s.kind_counts().map(|(_, c)| c).sum::<u64>(), n);
+            prop_assert_eq!(s.last_lsn(), (n > 0).then_some(n));
+        }
+
+        /// Ephemeral events, wherever they fall, change nothing but the
+        /// counts and the LSN span.
+        #[test]
+        fn ephemeral_events_change_no_state(
+            events in proptest::collection::vec(event(), 0..64),
+            noise in proptest::collection::vec((any::<prop::sample::Index>(), arb_event()), 0..32),
+        ) {
+            // Durable events keep their LSNs; the noise goes in between.
+            let at = |i: usize| 100 * (i as u64 + 1);
+            let record = |lsn, event| EventRecord { lsn, timestamp_us: lsn, session: SESSION, event };
+            let quiet_records: Vec<_> =
+                events.into_iter().enumerate().map(|(i, e)| record(at(i), e)).collect();
+            let mut noisy_records = quiet_records.clone();
+            for (i, e) in noise.into_iter().filter(|(_, e)| !e.is_durable()) {
+                noisy_records.push(record(at(i.index(quiet_records.len() + 1)) - 50, e));
+            }
+            noisy_records.sort_by_key(|r| r.lsn);
+            let (mut quiet, mut noisy) = (SessionState::new(SESSION), SessionState::new(SESSION));
+            quiet_records.iter().for_each(|r| quiet.apply(r));
+            noisy_records.iter().for_each(|r| noisy.apply(r));
+            prop_assert_eq!(durable_view(&quiet), durable_view(&noisy));
+        }
+    }
+}
