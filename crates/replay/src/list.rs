@@ -241,7 +241,7 @@ pub fn list_sessions_with(
     // appended while we read, so "no terminal event" really means
     // "interrupted".
     let writer_live =
-        logbook_wal::is_locked(dir).map_err(|e| ReplayError::wal("locking", dir, e))?;
+        logbook_wal::is_locked(dir).map_err(|e| ReplayError::wal("checking the writer lock of", dir, e))?;
     let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
     let report = scan(dir, None, on_corruption, |item| match item {
         Item::Event(record) => tallies
