@@ -240,8 +240,8 @@ pub fn list_sessions_with(
     // Asked before reading: if no writer is live now, no record can be
     // appended while we read, so "no terminal event" really means
     // "interrupted".
-    let writer_live =
-        logbook_wal::is_locked(dir).map_err(|e| ReplayError::wal("checking the writer lock of", dir, e))?;
+    let writer_live = logbook_wal::is_locked(dir)
+        .map_err(|e| ReplayError::wal("checking the writer lock of", dir, e))?;
     let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
     let report = scan(dir, None, on_corruption, |item| match item {
         Item::Event(record) => tallies

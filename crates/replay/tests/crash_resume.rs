@@ -111,7 +111,10 @@ fn child(dir: &Path) {
     }
     for (n, bus) in sessions.iter().filter(|(n, _)| FINISHED.contains(n)) {
         emit(bus, tool_done(*n));
-        emit(bus, SessionEvent::TextComplete(format!("session {n}: done")));
+        emit(
+            bus,
+            SessionEvent::TextComplete(format!("session {n}: done")),
+        );
         emit(bus, SessionEvent::Done);
     }
     println!("{READY}");
@@ -251,7 +254,10 @@ fn sigkill_mid_session_then_resume() {
     let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
     let resumed = resume(&wal, id(resumed_n)).unwrap();
     let on_disk = session_state(dir.path(), id(resumed_n)).unwrap();
-    assert_eq!(resumed.last_lsn, before.session(id(resumed_n)).unwrap().last_lsn);
+    assert_eq!(
+        resumed.last_lsn,
+        before.session(id(resumed_n)).unwrap().last_lsn
+    );
     assert_eq!(on_disk.resumptions().len(), 1);
     assert_eq!(on_disk.resumptions()[0].from_lsn, resumed.last_lsn);
     let pending: Vec<_> = resumed
