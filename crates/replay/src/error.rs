@@ -1,0 +1,124 @@
+//! [`ReplayError`]: every way a replay, a listing or a resume can fail.
+
+use std::path::{Path, PathBuf};
+
+use logbook_wal::{Lsn, WalError};
+use uuid::Uuid;
+
+/// An error of `logbook-replay`.
+///
+/// Errors of the log itself keep the [`WalError`] as their
+/// [`source`](std::error::Error::source) (it names the segment, offset and
+/// LSN); the message of this error says what the replay was doing and in
+/// which directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The log could not be opened, read or written. The source is the
+    /// log's error; [`ReplayError::is_corruption`] tells damage on disk
+    /// apart from I/O failures.
+    #[error("{op} the log in {}", dir.display())]
+    Wal {
+        /// What the replay was doing (`"opening"`, `"reading"`, …).
+        op: &'static str,
+        /// The log directory.
+        dir: PathBuf,
+        /// The log's error.
+        #[source]
+        source: WalError,
+    },
+    /// A record passed its checksum but its payload is not an event this
+    /// build can decode, and is not merely a newer event kind (those are
+    /// counted and skipped, never an error). Only returned in strict mode.
+    #[error("record LSN {lsn} in the log in {} holds an undecodable event", dir.display())]
+    Undecodable {
+        /// The log directory.
+        dir: PathBuf,
+        /// The record's LSN.
+        lsn: Lsn,
+        /// The decoding error ([`WalError::Codec`]).
+        #[source]
+        source: WalError,
+    },
+    /// The session has no record in the log.
+    #[error("session {0} is not in the log")]
+    UnknownSession(Uuid),
+    /// The session ended with `Done`: there is nothing to resume.
+    #[error(
+        "session {session} completed (Done at LSN {done_lsn}); only an unfinished session can be resumed"
+    )]
+    AlreadyCompleted {
+        /// The session.
+        session: Uuid,
+        /// The LSN of its last `Done`.
+        done_lsn: Lsn,
+    },
+    /// A replay speed factor that is not a finite number above zero.
+    #[error("replay speed must be a finite number above zero, not {0}")]
+    InvalidSpeed(f64),
+}
+
+impl ReplayError {
+    pub(crate) fn wal(op: &'static str, dir: &Path, source: WalError) -> ReplayError {
+        ReplayError::Wal {
+            op,
+            dir: dir.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The log's error behind this one, if there is one.
+    #[must_use]
+    pub fn wal_error(&self) -> Option<&WalError> {
+        match self {
+            ReplayError::Wal { source, .. } | ReplayError::Undecodable { source, .. } => {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this error reports damage on disk (see
+    /// [`WalError::is_corruption`]).
+    #[must_use]
+    pub fn is_corruption(&self) -> bool {
+        self.wal_error().is_some_and(WalError::is_corruption)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn wal_errors_keep_their_source_and_context() {
+        let e = ReplayError::wal(
+            "reading",
+            Path::new("/logs"),
+            WalError::NotFound {
+                path: "/logs".into(),
+            },
+        );
+        assert_eq!(e.to_string(), "reading the log in /logs");
+        assert_eq!(e.source().unwrap().to_string(), "/logs does not exist");
+        assert!(!e.is_corruption());
+        assert!(matches!(e.wal_error(), Some(WalError::NotFound { .. })));
+    }
+
+    #[test]
+    fn corruption_is_recognised() {
+        let e = ReplayError::wal(
+            "reading",
+            Path::new("/logs"),
+            WalError::Sequence {
+                path: "/logs/x.wal".into(),
+                offset: 64,
+                expected: 3,
+                found: 9,
+            },
+        );
+        assert!(e.is_corruption());
+        assert!(!ReplayError::UnknownSession(Uuid::nil()).is_corruption());
+    }
+}

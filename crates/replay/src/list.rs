@@ -1,0 +1,363 @@
+//! Listing a log's sessions in one pass: [`list_sessions`],
+//! [`interrupted`], [`LogSummary`] and [`SessionSummary`].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use logbook_bus::SessionEvent;
+use logbook_wal::{EventRecord, Lsn, TailDamage, WalError};
+use uuid::Uuid;
+
+use crate::error::ReplayError;
+use crate::scan::{Item, OnCorruption, SkippedRecords, scan};
+use crate::state::Span;
+use crate::status::SessionStatus;
+
+/// A one-line summary of a session.
+///
+/// It follows exactly the rules of [`SessionState`](crate::SessionState)
+/// (the same status transitions, the same counts), but keeps only a few
+/// numbers per session: listing a log of millions of events holds no event
+/// and no transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionSummary {
+    /// The session.
+    pub session: Uuid,
+    /// Its status, given whether a writer was live when the listing began
+    /// (see [`SessionState::status_given`](crate::SessionState::status_given)).
+    pub status: SessionStatus,
+    /// Events of the session, ephemeral ones included (skipped records
+    /// excluded).
+    pub events: u64,
+    /// Durable events of the session.
+    pub durable_events: u64,
+    /// Records of the session this build could not decode and skipped.
+    pub skipped_records: u64,
+    /// Total tokens over its `TokenUsage` events
+    /// ([`TokenAccounts::total`](crate::TokenAccounts::total)).
+    pub tokens: u64,
+    /// Total tokens over its legacy `UsageReport` events, kept apart.
+    pub legacy_tokens: u64,
+    /// The LSN of its first record.
+    pub first_lsn: Lsn,
+    /// The LSN of its last record.
+    pub last_lsn: Lsn,
+    /// When its first record was appended, µs since the Unix epoch.
+    pub first_timestamp_us: u64,
+    /// When its last record was appended, µs since the Unix epoch.
+    pub last_timestamp_us: u64,
+    /// The model of its latest `SessionStarted`.
+    pub model: Option<String>,
+    /// How many times it was resumed.
+    pub resumptions: u64,
+}
+
+/// The listing's fold of one session: a [`SessionSummary`] under
+/// construction, with the status the records alone give.
+struct Tally {
+    session: Uuid,
+    status: SessionStatus,
+    span: Span,
+    events: u64,
+    durable_events: u64,
+    skipped_records: u64,
+    tokens: u64,
+    legacy_tokens: u64,
+    model: Option<String>,
+    resumptions: u64,
+}
+
+impl Tally {
+    fn new(session: Uuid, lsn: Lsn, timestamp_us: u64) -> Tally {
+        Tally {
+            session,
+            status: SessionStatus::Running,
+            span: Span::new(lsn, timestamp_us),
+            events: 0,
+            durable_events: 0,
+            skipped_records: 0,
+            tokens: 0,
+            legacy_tokens: 0,
+            model: None,
+            resumptions: 0,
+        }
+    }
+
+    /// The same rules as `SessionState::apply`, for the fields kept here.
+    fn apply(&mut self, record: &EventRecord) {
+        self.span.extend(record.lsn, record.timestamp_us);
+        self.events = self.events.saturating_add(1);
+        let event = &record.event;
+        if !event.is_durable() {
+            return;
+        }
+        self.durable_events = self.durable_events.saturating_add(1);
+        self.status.apply(event);
+        match event {
+            SessionEvent::TokenUsage(delta) => {
+                self.tokens = self.tokens.saturating_add(delta.total())
+            }
+            SessionEvent::UsageReport {
+                prompt_tokens,
+                completion_tokens,
+                ..
+            } => {
+                self.legacy_tokens = self
+                    .legacy_tokens
+                    .saturating_add(prompt_tokens.saturating_add(*completion_tokens));
+            }
+            SessionEvent::SessionStarted { model, .. } if self.model.as_ref() != Some(model) => {
+                self.model = Some(model.clone());
+            }
+            SessionEvent::SessionResumed { .. } => {
+                self.resumptions = self.resumptions.saturating_add(1);
+            }
+            _ => {}
+        }
+    }
+
+    fn skip(&mut self, lsn: Lsn, timestamp_us: u64) {
+        self.span.extend(lsn, timestamp_us);
+        self.skipped_records = self.skipped_records.saturating_add(1);
+    }
+
+    fn finish(self, writer_live: bool) -> SessionSummary {
+        SessionSummary {
+            session: self.session,
+            status: self.status.given(writer_live),
+            events: self.events,
+            durable_events: self.durable_events,
+            skipped_records: self.skipped_records,
+            tokens: self.tokens,
+            legacy_tokens: self.legacy_tokens,
+            first_lsn: self.span.first_lsn,
+            last_lsn: self.span.last_lsn,
+            first_timestamp_us: self.span.first_timestamp_us,
+            last_timestamp_us: self.span.last_timestamp_us,
+            model: self.model,
+            resumptions: self.resumptions,
+        }
+    }
+}
+
+/// Every session of a log, and what the pass over it found.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LogSummary {
+    /// One summary per session, ordered by the LSN of its first record.
+    pub sessions: Vec<SessionSummary>,
+    /// Whether a live writer held the log when the listing began
+    /// ([`logbook_wal::is_locked`]). Sessions without a terminal event are
+    /// `Running` if so, `Interrupted` if not.
+    pub writer_live: bool,
+    /// Records read.
+    pub records: u64,
+    /// Records of an event kind this build does not know (written by a
+    /// newer build): counted and skipped, never an error.
+    pub unknown: SkippedRecords,
+    /// Records that passed their checksum but do not decode as an event;
+    /// only with [`OnCorruption::Skip`] (the default fails on the first).
+    pub undecodable: SkippedRecords,
+    /// Corruption the reader reported and the scan skipped, only with
+    /// [`OnCorruption::Skip`]: the first [`MAX_REPORTED`](crate::MAX_REPORTED) errors.
+    pub corruption: Vec<WalError>,
+    /// How many corruption errors were skipped in all.
+    pub corruption_count: u64,
+    /// Damage at the end of the tail segment, where reading stopped: a
+    /// write in progress, or the torn tail of a crashed writer that the
+    /// next [`Wal::open`](logbook_wal::Wal::open) cuts. Not an error.
+    pub tail_damage: Option<TailDamage>,
+}
+
+impl LogSummary {
+    /// The summary of one session.
+    #[must_use]
+    pub fn session(&self, id: Uuid) -> Option<&SessionSummary> {
+        self.sessions.iter().find(|s| s.session == id)
+    }
+
+    /// The sessions whose status is [`SessionStatus::Interrupted`].
+    pub fn interrupted(&self) -> impl Iterator<Item = &SessionSummary> {
+        self.sessions
+            .iter()
+            .filter(|s| s.status == SessionStatus::Interrupted)
+    }
+}
+
+/// Summarise every session of the log in `dir`, in one pass over it.
+///
+/// Memory holds one small [`SessionSummary`] per session, never events.
+/// Records of event kinds this build does not know are counted and skipped
+/// ([`LogSummary::unknown`]); corruption fails the listing (see
+/// [`list_sessions_with`] to skip it instead).
+///
+/// # Errors
+///
+/// [`ReplayError::Wal`] if the log cannot be opened or read, including the
+/// corruption its reader reports (`is_corruption()` tells which);
+/// [`ReplayError::Undecodable`] for a record that passed its checksum but
+/// holds no event.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{SessionStatus, list_sessions};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let id = uuid::Uuid::new_v4();
+/// wal.append(id, &SessionEvent::UserMessage("hi".into()))?;
+/// wal.close()?;
+///
+/// let log = list_sessions(dir.path())?;
+/// assert!(!log.writer_live);
+/// assert_eq!(log.sessions[0].status, SessionStatus::Interrupted);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn list_sessions(dir: impl AsRef<Path>) -> Result<LogSummary, ReplayError> {
+    list_sessions_with(dir, OnCorruption::Fail)
+}
+
+/// [`list_sessions`], choosing what happens on corruption.
+///
+/// With [`OnCorruption::Skip`] the listing goes on past damage, as far as
+/// the reader can resynchronise, and reports what it skipped in
+/// [`LogSummary::corruption`] and [`LogSummary::undecodable`]: the
+/// sessions it shows may then miss events.
+///
+/// # Errors
+///
+/// As [`list_sessions`]; with [`OnCorruption::Skip`], only I/O errors and
+/// a reader that fails to make progress past damage.
+pub fn list_sessions_with(
+    dir: impl AsRef<Path>,
+    on_corruption: OnCorruption,
+) -> Result<LogSummary, ReplayError> {
+    let dir = dir.as_ref();
+    // Asked before reading: if no writer is live now, no record can be
+    // appended while we read, so "no terminal event" really means
+    // "interrupted".
+    let writer_live = logbook_wal::is_locked(dir)
+        .map_err(|e| ReplayError::wal("checking the writer lock of", dir, e))?;
+    let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
+    let report = scan(dir, None, on_corruption, |item| match item {
+        Item::Event(record) => tallies
+            .entry(record.session)
+            .or_insert_with(|| Tally::new(record.session, record.lsn, record.timestamp_us))
+            .apply(&record),
+        Item::Skipped {
+            lsn,
+            timestamp_us,
+            session,
+        } => tallies
+            .entry(session)
+            .or_insert_with(|| Tally::new(session, lsn, timestamp_us))
+            .skip(lsn, timestamp_us),
+    })?;
+    let mut sessions: Vec<SessionSummary> = tallies
+        .into_values()
+        .map(|t| t.finish(writer_live))
+        .collect();
+    sessions.sort_by_key(|s| s.first_lsn);
+    Ok(LogSummary {
+        sessions,
+        writer_live,
+        records: report.records,
+        unknown: report.unknown,
+        undecodable: report.undecodable,
+        corruption: report.corruption,
+        corruption_count: report.corruption_count,
+        tail_damage: report.tail_damage,
+    })
+}
+
+/// The sessions of the log in `dir` that were interrupted: no terminal
+/// event, and no live writer holds the log. Ordered by first LSN.
+///
+/// Empty while a writer is live, even if it no longer runs some session
+/// (it cannot be told from one that does).
+///
+/// # Errors
+///
+/// As [`list_sessions`].
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let (done, cut) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+/// wal.append(done, &SessionEvent::Done)?;
+/// wal.append(cut, &SessionEvent::UserMessage("still there?".into()))?;
+/// // While the writer is live, nothing is interrupted.
+/// assert!(logbook_replay::interrupted(dir.path())?.is_empty());
+/// wal.close()?;
+///
+/// let cut_off = logbook_replay::interrupted(dir.path())?;
+/// assert_eq!(cut_off.len(), 1);
+/// assert_eq!(cut_off[0].session, cut);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn interrupted(dir: impl AsRef<Path>) -> Result<Vec<SessionSummary>, ReplayError> {
+    let log = list_sessions(dir)?;
+    Ok(log
+        .sessions
+        .into_iter()
+        .filter(|s| s.status == SessionStatus::Interrupted)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::state::SessionState;
+    use crate::testgen::{SESSION, event, records};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The listing's small fold agrees with the full one on everything
+        /// they share, for every sequence of events and skipped records.
+        #[test]
+        fn summary_agrees_with_the_full_state(
+            items in proptest::collection::vec((event(), any::<bool>()), 1..96),
+            writer_live in any::<bool>(),
+        ) {
+            let skips: Vec<bool> = items.iter().map(|(_, s)| *s).collect();
+            let records = records(items.into_iter().map(|(e, _)| e).collect());
+            let mut state = SessionState::new(SESSION);
+            let first = records.first().unwrap();
+            let mut tally = Tally::new(SESSION, first.lsn, first.timestamp_us);
+            for (r, skip) in records.iter().zip(skips) {
+                if skip {
+                    state.note_skipped(r.lsn, r.timestamp_us);
+                    tally.skip(r.lsn, r.timestamp_us);
+                } else {
+                    state.apply(r);
+                    tally.apply(r);
+                }
+            }
+            let s = tally.finish(writer_live);
+            prop_assert_eq!(&s.status, &state.status_given(writer_live));
+            prop_assert_eq!(s.events, state.events());
+            prop_assert_eq!(s.durable_events, state.durable_events());
+            prop_assert_eq!(s.skipped_records, state.skipped_records());
+            prop_assert_eq!(s.tokens, state.tokens().total().total);
+            prop_assert_eq!(s.legacy_tokens, state.tokens().legacy().total);
+            prop_assert_eq!(Some(s.first_lsn), state.first_lsn());
+            prop_assert_eq!(Some(s.last_lsn), state.last_lsn());
+            prop_assert_eq!(Some(s.first_timestamp_us), state.first_timestamp_us());
+            prop_assert_eq!(Some(s.last_timestamp_us), state.last_timestamp_us());
+            prop_assert_eq!(s.model.as_deref(), state.model());
+            prop_assert_eq!(s.resumptions, state.resumptions().len() as u64);
+        }
+    }
+}

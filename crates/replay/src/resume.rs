@@ -1,0 +1,157 @@
+//! Picking an unfinished session up where it stopped: [`resume`].
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use logbook_bus::SessionEvent;
+use logbook_wal::{EventRecord, Lsn, Reader, Wal, WalSink};
+use uuid::Uuid;
+
+use crate::error::ReplayError;
+use crate::rebuild::session_state;
+use crate::state::{SessionState, TranscriptEntry};
+use crate::status::SessionStatus;
+use crate::tools::ToolCall;
+
+/// What a runtime needs to continue a session: returned by [`resume`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Resumed {
+    /// The session's state, rebuilt from the log, with the
+    /// `SessionResumed` record applied: its status is `Running`, and it
+    /// equals what a later replay rebuilds up to that record.
+    pub state: SessionState,
+    /// The session's last LSN before it was resumed: the `from_lsn` of the
+    /// `SessionResumed` event.
+    pub last_lsn: Lsn,
+    /// The LSN of the `SessionResumed` record.
+    pub resumed_lsn: Lsn,
+    /// Tool calls that were started and never completed, by start LSN: the
+    /// runtime decides whether to re-run them or to report them failed.
+    pub pending_tool_calls: Vec<ToolCall>,
+    /// The user/assistant conversation so far, in log order.
+    pub transcript: Vec<TranscriptEntry>,
+    /// A fresh sink for the session's further events: attach it to the
+    /// session's [`SessionBus`](logbook_bus::SessionBus).
+    pub sink: WalSink,
+}
+
+/// Resume `session` on the log `wal` writes.
+///
+/// Rebuilds the session's state by reading `wal.dir()` (the caller holds
+/// the writer, so the log cannot change under it except through `wal`),
+/// then appends a durable `SessionResumed { from_lsn: last_lsn }` record
+/// through a fresh [`WalSink`] and waits until it is durable, whatever the
+/// log's [`SyncPolicy`](logbook_wal::SyncPolicy). Later replays see the
+/// runs before and after as one session, re-opened by that record.
+///
+/// Only a session that did not complete can be resumed: `Running` (which,
+/// with the caller holding the writer, includes every interrupted session)
+/// or `Failed` (a runtime may retry after an error; the session is then
+/// `Running` again). The caller must make sure nothing else in the process
+/// still writes the session.
+///
+/// # Errors
+///
+/// [`ReplayError::UnknownSession`] if the log has no record of `session`;
+/// [`ReplayError::AlreadyCompleted`] if its last terminal event is `Done`;
+/// [`ReplayError::Wal`] if reading the log, or appending and syncing the
+/// `SessionResumed` record, fails (nothing was appended if reading failed);
+/// [`ReplayError::Undecodable`] as for [`session_state`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use logbook_bus::{SessionBus, SessionEvent};
+/// use logbook_replay::{SessionStatus, resume, session_state};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let id = uuid::Uuid::new_v4();
+/// {
+///     // A run that dies after starting a tool call.
+///     let wal = Wal::open(dir.path(), WalOptions::default())?;
+///     wal.append(id, &SessionEvent::ToolCallStart {
+///         tool_call_id: "t1".into(), name: "ls".into(), arguments: "{}".into(),
+///     })?;
+/// }
+/// // The next run picks it up.
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let resumed = resume(&wal, id)?;
+/// assert_eq!(resumed.last_lsn, 1);
+/// assert_eq!(resumed.pending_tool_calls[0].id, "t1");
+///
+/// let bus = SessionBus::new(64).with_durable_sink(Arc::new(resumed.sink));
+/// bus.emit(SessionEvent::Done);
+///
+/// let state = session_state(dir.path(), id)?;
+/// assert_eq!(state.status(), &SessionStatus::Completed);
+/// assert_eq!(state.resumptions()[0].from_lsn, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn resume(wal: &Wal, session: Uuid) -> Result<Resumed, ReplayError> {
+    let dir = wal.dir();
+    let mut state = session_state(dir, session)?;
+    if *state.status() == SessionStatus::Completed {
+        return Err(ReplayError::AlreadyCompleted {
+            session,
+            done_lsn: state.ended_at().unwrap_or_default(),
+        });
+    }
+    let last_lsn = state
+        .last_lsn()
+        .ok_or(ReplayError::UnknownSession(session))?;
+    let pending_tool_calls = state
+        .pending_tool_calls()
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    let transcript = state.transcript().to_vec();
+
+    let sink = wal.sink(session);
+    let event = SessionEvent::SessionResumed { from_lsn: last_lsn };
+    // The sink's own path (`DurableSink::write` is this call), but keeping
+    // the typed error and the record's LSN.
+    let resumed_lsn = sink
+        .wal()
+        .append(sink.session(), &event)
+        .map_err(|e| ReplayError::wal("appending SessionResumed to", dir, e))?;
+    wal.sync()
+        .map_err(|e| ReplayError::wal("syncing SessionResumed in", dir, e))?;
+    let timestamp_us = appended_at(wal, resumed_lsn, session);
+    state.apply(&EventRecord {
+        lsn: resumed_lsn,
+        timestamp_us,
+        session,
+        event,
+    });
+    Ok(Resumed {
+        state,
+        last_lsn,
+        resumed_lsn,
+        pending_tool_calls,
+        transcript,
+        sink,
+    })
+}
+
+/// The timestamp the log gave the record at `lsn`, read back so that the
+/// returned state equals a later replay's. The clock's time if the record
+/// cannot be read back (which a synced log does not allow).
+fn appended_at(wal: &Wal, lsn: Lsn, session: Uuid) -> u64 {
+    let found = Reader::open(wal.dir())
+        .map(|r| r.from_lsn(lsn))
+        .map(|mut r| match r.next_ref() {
+            Some(Ok(rec)) if rec.lsn == lsn && rec.session == session => Some(rec.timestamp_us),
+            _ => None,
+        });
+    match found {
+        Ok(Some(ts)) => ts,
+        other => {
+            tracing::warn!(lsn, ?other, "cannot read back the SessionResumed record");
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        }
+    }
+}

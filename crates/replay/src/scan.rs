@@ -1,0 +1,187 @@
+//! The one reading loop every replay uses: records in LSN order, decoded,
+//! with undecodable records counted and corruption handled as asked.
+
+use std::path::Path;
+
+use logbook_bus::codec::CodecError;
+use logbook_wal::{EventRecord, Lsn, Reader, RecordRef, TailDamage, WalError};
+use uuid::Uuid;
+
+use crate::error::ReplayError;
+
+/// How many LSNs (or errors) a report lists before it only counts.
+pub const MAX_REPORTED: usize = 100;
+
+/// What a scan does when the log's reader reports corruption.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_replay::OnCorruption;
+///
+/// assert_eq!(OnCorruption::default(), OnCorruption::Fail);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OnCorruption {
+    /// Stop and return the reader's error (the default): a replay never
+    /// silently rebuilds a session from a damaged log.
+    #[default]
+    Fail,
+    /// Record the error, let the reader resynchronise at the next valid
+    /// record, and go on; records that pass their checksum but do not
+    /// decode are counted instead of failing too. For diagnostics of a
+    /// damaged log. I/O errors still stop the scan.
+    Skip,
+}
+
+/// Records a scan skipped: how many, and the LSNs of the first
+/// [`MAX_REPORTED`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SkippedRecords {
+    /// How many were skipped.
+    pub count: u64,
+    /// The LSNs of the first [`MAX_REPORTED`] of them, in log order.
+    pub lsns: Vec<Lsn>,
+}
+
+impl SkippedRecords {
+    pub(crate) fn push(&mut self, lsn: Lsn) {
+        self.count = self.count.saturating_add(1);
+        if self.lsns.len() < MAX_REPORTED {
+            self.lsns.push(lsn);
+        }
+    }
+}
+
+/// One record as the scan hands it on.
+pub(crate) enum Item {
+    /// A decoded event.
+    Event(EventRecord),
+    /// A record this build cannot decode; counted and skipped.
+    Skipped {
+        lsn: Lsn,
+        timestamp_us: u64,
+        session: Uuid,
+    },
+}
+
+/// What a scan found besides the events.
+#[derive(Debug, Default)]
+pub(crate) struct ScanReport {
+    /// Records read (of the selected session, when one is selected).
+    pub(crate) records: u64,
+    /// Records of an event kind this build does not know.
+    pub(crate) unknown: SkippedRecords,
+    /// Records that do not decode for another reason
+    /// ([`OnCorruption::Skip`] only).
+    pub(crate) undecodable: SkippedRecords,
+    /// Corruption the reader reported ([`OnCorruption::Skip`] only): the
+    /// first [`MAX_REPORTED`] errors, and how many in all.
+    pub(crate) corruption: Vec<WalError>,
+    pub(crate) corruption_count: u64,
+    /// Damage at the end of the tail segment, where the reader stopped.
+    pub(crate) tail_damage: Option<TailDamage>,
+}
+
+/// Read the log in `dir` from its first record and hand every record of
+/// `only` (or of every session) to `f`, in LSN order.
+///
+/// Memory is bounded by one record plus whatever `f` keeps.
+pub(crate) fn scan(
+    dir: &Path,
+    only: Option<Uuid>,
+    on_corruption: OnCorruption,
+    mut f: impl FnMut(Item),
+) -> Result<ScanReport, ReplayError> {
+    let mut reader = Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
+    let mut report = ScanReport::default();
+    // The last corruption error seen with no record since: the reader must
+    // make progress after an error, or a lenient scan would never end.
+    let mut last_error: Option<String> = None;
+    while let Some(next) = reader.next_ref() {
+        let record = match next {
+            Ok(record) => record,
+            Err(e) if on_corruption == OnCorruption::Skip && e.is_corruption() => {
+                let text = e.to_string();
+                if last_error.as_ref() == Some(&text) {
+                    return Err(ReplayError::wal("reading", dir, e));
+                }
+                tracing::warn!(error = %e, dir = %dir.display(), "skipping corruption");
+                report.corruption_count = report.corruption_count.saturating_add(1);
+                if report.corruption.len() < MAX_REPORTED {
+                    report.corruption.push(e);
+                }
+                last_error = Some(text);
+                continue;
+            }
+            Err(e) => return Err(ReplayError::wal("reading", dir, e)),
+        };
+        last_error = None;
+        if only.is_some_and(|id| id != record.session) {
+            continue;
+        }
+        report.records = report.records.saturating_add(1);
+        match decode(&record) {
+            Ok(event) => f(Item::Event(event)),
+            Err(Undecodable::Unknown) => {
+                report.unknown.push(record.lsn);
+                f(skipped(&record));
+            }
+            Err(Undecodable::Other(e)) => {
+                if on_corruption == OnCorruption::Fail {
+                    return Err(ReplayError::Undecodable {
+                        dir: dir.to_path_buf(),
+                        lsn: record.lsn,
+                        source: e,
+                    });
+                }
+                report.undecodable.push(record.lsn);
+                f(skipped(&record));
+            }
+        }
+    }
+    report.tail_damage = reader.tail_damage().cloned();
+    Ok(report)
+}
+
+fn skipped(record: &RecordRef<'_>) -> Item {
+    Item::Skipped {
+        lsn: record.lsn,
+        timestamp_us: record.timestamp_us,
+        session: record.session,
+    }
+}
+
+enum Undecodable {
+    /// An event kind from a newer build: skipped, never an error.
+    Unknown,
+    /// Anything else.
+    Other(WalError),
+}
+
+fn decode(record: &RecordRef<'_>) -> Result<EventRecord, Undecodable> {
+    EventRecord::decode(record).map_err(|e| match &e {
+        WalError::Codec { source, .. } if matches!(**source, CodecError::UnknownVariant { .. }) => {
+            Undecodable::Unknown
+        }
+        _ => Undecodable::Other(e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_records_cap_their_list_but_not_their_count() {
+        let mut s = SkippedRecords::default();
+        for lsn in 1..=(MAX_REPORTED as u64 + 5) {
+            s.push(lsn);
+        }
+        assert_eq!(s.count, MAX_REPORTED as u64 + 5);
+        assert_eq!(s.lsns.len(), MAX_REPORTED);
+        assert_eq!(s.lsns.first(), Some(&1));
+    }
+}
