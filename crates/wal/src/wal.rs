@@ -139,15 +139,7 @@ impl Wal {
                 report.created = true;
                 report.segments = 1;
                 report.tail = Some(entry.path.clone());
-                (
-                    Io {
-                        entry,
-                        file,
-                        write_pos: SEGMENT_HEADER_LEN as u64,
-                        sealed: false,
-                    },
-                    1,
-                )
+                (Io::new(entry, file, SEGMENT_HEADER_LEN as u64), 1)
             }
             Some(tail) => recover_tail(&*fs, tail, &opts, &mut report)?,
         };
@@ -349,12 +341,7 @@ fn recover_tail(
     report.tail_records = analysis.records;
     report.cut = analysis.cut;
     report.skipped = analysis.skipped;
-    let io = Io {
-        entry: tail.clone(),
-        file,
-        write_pos: analysis.end as u64,
-        sealed: false,
-    };
+    let io = Io::new(tail.clone(), file, analysis.end as u64);
     Ok((io, analysis.next_lsn))
 }
 
