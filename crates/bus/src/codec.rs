@@ -95,13 +95,25 @@ pub fn encode(event: &SessionEvent) -> Result<Vec<u8>, CodecError> {
     Ok(buf)
 }
 
-/// The variant tag at the start of an encoded event, if it is readable.
+/// The variant tag at the start of an encoded event, if it is readable
+/// (bincode's varint: one byte below 251, else a marker byte and a 2-, 4- or
+/// 8-byte little-endian integer).
 #[must_use]
 pub fn peek_tag(bytes: &[u8]) -> Option<u32> {
-    match bytes.first() {
-        Some(&b) if b <= VARINT_SINGLE_BYTE_MAX => Some(u32::from(b)),
-        _ => None,
-    }
+    let le = |n: usize| -> Option<u64> {
+        let raw = bytes.get(1..1 + n)?;
+        let mut buf = [0u8; 8];
+        buf.get_mut(..n)?.copy_from_slice(raw);
+        Some(u64::from_le_bytes(buf))
+    };
+    let tag = match *bytes.first()? {
+        b @ 0..=VARINT_SINGLE_BYTE_MAX => u64::from(b),
+        251 => le(2)?,
+        252 => le(4)?,
+        253 => le(8)?,
+        _ => return None,
+    };
+    u32::try_from(tag).ok()
 }
 
 /// Decode one event that fills `bytes` exactly.

@@ -113,13 +113,7 @@ impl Wal {
         }
         segment::check_dir(&*fs, &dir)?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = fs
-            .try_lock(&lock_path)
-            .map_err(|e| WalError::io("lock", &lock_path, e))?
-            .ok_or_else(|| WalError::Locked {
-                dir: dir.clone(),
-                lock: lock_path.clone(),
-            })?;
+        let lock = take_lock(&*fs, &dir, &lock_path)?;
 
         let listing = segment::list(&*fs, &dir)?;
         for path in &listing.foreign {
@@ -297,6 +291,26 @@ impl Wal {
     pub fn close(self) -> Result<(), WalError> {
         self.inner.writer.close()
     }
+}
+
+/// Take the writer lock. A probe by [`is_locked`] holds it for an instant,
+/// so a held lock is retried briefly before it is reported.
+fn take_lock(fs: &dyn Fs, dir: &Path, lock_path: &Path) -> Result<Box<dyn LockGuard>, WalError> {
+    for attempt in 0..5 {
+        if let Some(guard) = fs
+            .try_lock(lock_path)
+            .map_err(|e| WalError::io("lock", lock_path, e))?
+        {
+            return Ok(guard);
+        }
+        if attempt < 4 {
+            std::thread::sleep(std::time::Duration::from_millis(2 << attempt));
+        }
+    }
+    Err(WalError::Locked {
+        dir: dir.to_path_buf(),
+        lock: lock_path.to_path_buf(),
+    })
 }
 
 /// Validate the tail segment, cut what `opts.recovery` says to cut, and
