@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::{event, read_all_fs, session};
 use logbook_bus::SessionEvent;
@@ -62,43 +63,55 @@ fn check(fs: &SimFs, acked: &Acked, seed: u64, round: u32) {
     }
 }
 
-/// One appender; replayable from its seed.
+/// One appender; replayable from its seed. Each round picks a policy:
+/// `Always` (every `Ok` is acknowledged), `Never` or `Batch` (a record is
+/// acknowledged once `sync()` returned past it, or once `durable_lsn()`
+/// reported it: the watermark must never run ahead of the disk).
 fn run_single(seed: u64) {
     let fs = SimFs::new(seed);
     let mut rng = Rng(seed | 1);
     let mut acked = Acked::new();
     let mut i = 0;
     for round in 0..4 {
-        let never = rng.below(3) == 0;
-        let policy = if never {
-            SyncPolicy::Never
-        } else {
-            SyncPolicy::Always
+        let policy = match rng.below(3) {
+            0 => SyncPolicy::Always,
+            1 => SyncPolicy::Never,
+            _ => SyncPolicy::Batch {
+                max_delay: Duration::from_micros(200),
+                max_bytes: 2048,
+            },
         };
         let wal = match Wal::open_with_fs(Arc::new(fs.clone()), "/log", opts(policy)) {
             Ok(w) => w,
             Err(e) => panic!("seed {seed} round {round}: open failed: {e}"),
         };
         fs.cut_power_after(1 + rng.below(120));
-        let mut unsynced = Vec::new();
+        let mut unsynced: Vec<(Lsn, (Uuid, SessionEvent))> = Vec::new();
+        let mut acknowledge =
+            |upto: Lsn, unsynced: &mut Vec<(Lsn, (Uuid, SessionEvent))>, acked: &mut Acked| {
+                unsynced.retain(|(lsn, v)| {
+                    if *lsn <= upto {
+                        acked.insert(*lsn, v.clone());
+                        false
+                    } else {
+                        true
+                    }
+                });
+            };
         while !fs.power_was_cut() {
             i += 1;
             let (s, e) = (session(i % 5), event(i));
             match wal.append(s, &e) {
-                Ok(lsn) if never => unsynced.push((lsn, (s, e))),
-                Ok(lsn) => {
+                Ok(lsn) if policy == SyncPolicy::Always => {
                     acked.insert(lsn, (s, e));
                 }
+                Ok(lsn) => unsynced.push((lsn, (s, e))),
                 Err(_) => break,
             }
-            if never && rng.below(8) == 0 {
+            acknowledge(wal.durable_lsn(), &mut unsynced, &mut acked);
+            if policy != SyncPolicy::Always && rng.below(8) == 0 {
                 match wal.sync() {
-                    Ok(durable) => {
-                        for (lsn, v) in unsynced.drain(..) {
-                            assert!(lsn <= durable);
-                            acked.insert(lsn, v);
-                        }
-                    }
+                    Ok(durable) => acknowledge(durable, &mut unsynced, &mut acked),
                     Err(_) => break,
                 }
             }
