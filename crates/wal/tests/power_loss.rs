@@ -87,7 +87,7 @@ fn run_single(seed: u64) {
         };
         fs.cut_power_after(1 + rng.below(120));
         let mut unsynced: Vec<(Lsn, (Uuid, SessionEvent))> = Vec::new();
-        let mut acknowledge =
+        let acknowledge =
             |upto: Lsn, unsynced: &mut Vec<(Lsn, (Uuid, SessionEvent))>, acked: &mut Acked| {
                 unsynced.retain(|(lsn, v)| {
                     if *lsn <= upto {
