@@ -104,7 +104,13 @@ struct Current {
     expected: Lsn,
 }
 
-/// Reads records in LSN order. See the [module docs](self).
+/// Reads records in LSN order.
+///
+/// Sealed segments are memory-mapped; the tail segment (which a live writer
+/// may be appending to) is read with `pread` in chunks. At the tail, a
+/// reader stops cleanly at the last complete record; call
+/// [`Reader::next_ref`] again later to follow new records (it also picks up
+/// segments created since).
 ///
 /// After yielding an error, iteration resumes at the next valid record, so
 /// a tool can report every problem in one pass; stop at the first error for
