@@ -397,3 +397,26 @@ fn recovery_modes_and_inspect_agree() {
     assert_eq!(fs::read(&broken).unwrap(), bytes[starts[2] as usize..]);
     assert_eq!(read_all(dir.path()).len(), 2);
 }
+
+#[test]
+fn wal_is_send_sync_and_cheap_to_share() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Wal>();
+    shareable::<logbook_wal::WalSink>();
+}
+
+#[test]
+fn dropping_the_last_clone_flushes_buffered_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions { sync: SyncPolicy::Never, ..WalOptions::default() };
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    let other = wal.clone();
+    for i in 1..=10 {
+        other.append(session(1), &event(i)).unwrap();
+    }
+    drop(other);
+    assert!(is_locked(dir.path()).unwrap(), "a clone is still alive");
+    drop(wal);
+    assert_eq!(read_all(dir.path()).len(), 10);
+    assert!(!is_locked(dir.path()).unwrap());
+}
