@@ -408,7 +408,10 @@ fn wal_is_send_sync_and_cheap_to_share() {
 #[test]
 fn dropping_the_last_clone_flushes_buffered_records() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WalOptions { sync: SyncPolicy::Never, ..WalOptions::default() };
+    let opts = WalOptions {
+        sync: SyncPolicy::Never,
+        ..WalOptions::default()
+    };
     let wal = Wal::open(dir.path(), opts).unwrap();
     let other = wal.clone();
     for i in 1..=10 {
