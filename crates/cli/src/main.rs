@@ -23,6 +23,8 @@ Examples:
   logbook dump ./logbook-demo | head    the first records
   logbook verify ./logbook-demo         check every header, CRC and LSN
   logbook stats ./logbook-demo          segments, kinds, sessions, time span
+  logbook sessions ./logbook-demo       which sessions completed, failed, were interrupted
+  logbook replay ./logbook-demo ID      one session rebuilt from its records
   logbook repair ./logbook-demo         what recovery would cut (a dry run)
 
 Exit status: 0 ok, 1 a problem found in the log, 2 a usage or I/O error.
@@ -44,6 +46,10 @@ enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// Segments, records and bytes by kind, sessions, time span.
     Stats(cmd::stats::StatsArgs),
+    /// List the sessions: status, events, tokens, times.
+    Sessions(cmd::sessions::SessionsArgs),
+    /// Show one session rebuilt: transcript, tool calls, tokens.
+    Replay(cmd::replay::ReplayArgs),
     /// Show what recovery would cut (dry run), or cut it with --apply.
     Repair(cmd::repair::RepairArgs),
     /// Run agent sessions in a child, kill it, recover, resume: the tour.
@@ -59,6 +65,8 @@ fn main() -> ExitCode {
         Command::Dump(args) => cmd::dump::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Stats(args) => cmd::stats::run(args),
+        Command::Sessions(args) => cmd::sessions::run(args),
+        Command::Replay(args) => cmd::replay::run(args),
         Command::Repair(args) => cmd::repair::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::DemoChild(args) => cmd::demo::child(args),

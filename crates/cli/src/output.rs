@@ -55,6 +55,13 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<LogProblem>().is_some() {
             return EXIT_PROBLEM;
         }
+        if let Some(e) = cause.downcast_ref::<logbook_replay::ReplayError>() {
+            return if e.is_corruption() {
+                EXIT_PROBLEM
+            } else {
+                EXIT_ERROR
+            };
+        }
         if let Some(e) = cause.downcast_ref::<WalError>() {
             return if e.is_corruption() {
                 EXIT_PROBLEM

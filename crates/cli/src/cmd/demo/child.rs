@@ -61,7 +61,7 @@ pub(crate) fn run(args: &ChildArgs) -> anyhow::Result<Outcome> {
         let id = Uuid::new_v4();
         let sink = Arc::new(wal.sink(id));
         let tx = tx.clone();
-        let pace = Duration::from_millis(12 + 7 * i as u64);
+        let pace = Duration::from_millis(25 + 10 * i as u64);
         std::thread::Builder::new()
             .name(format!("session-{i}"))
             .spawn(move || {

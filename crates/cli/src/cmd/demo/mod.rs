@@ -10,7 +10,7 @@ mod child;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -50,7 +50,7 @@ pub(crate) struct DemoArgs {
 }
 
 /// The demo's segment size: small, so that its log has several segments.
-const SEGMENT_SIZE: u64 = 16 << 10;
+const SEGMENT_SIZE: u64 = 8 << 10;
 
 /// How long the parent waits for the child to be ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(25);
@@ -345,6 +345,85 @@ fn post_crash(
     report: &ChildReport,
     out: &mut dyn Write,
 ) -> anyhow::Result<Option<Uuid>> {
-    let _ = (dir, report, out);
-    Ok(report.midway.first().map(|m| m.0))
+    writeln!(out, "\n== 4. logbook sessions {}", dir.display())?;
+    let log = crate::cmd::sessions::list(dir)?;
+    crate::cmd::sessions::report_damage(&log);
+    let all: Vec<_> = log.sessions.iter().collect();
+    crate::cmd::sessions::print_table(out, &log, &all, "  ")?;
+
+    let interrupted: Vec<Uuid> = log.interrupted().map(|s| s.session).collect();
+    let Some(id) = report
+        .midway
+        .iter()
+        .map(|m| m.0)
+        .find(|id| interrupted.contains(id))
+        .or_else(|| interrupted.first().copied())
+    else {
+        bail!(
+            "no session of the log in {} is interrupted after the crash",
+            dir.display()
+        );
+    };
+    let short = output::short_id(&id);
+    writeln!(
+        out,
+        "\n== 5. logbook replay {} {short}: the interrupted session, rebuilt from the log",
+        dir.display()
+    )?;
+    let state = logbook_replay::session_state(dir, id)?;
+    crate::cmd::replay::print_state(out, &state, false, "  ")?;
+
+    writeln!(
+        out,
+        "\n== 6. Resume {short} (logbook_replay::resume) and finish its work"
+    )?;
+    let wal = Wal::open(dir, wal_options())?;
+    let resumed = logbook_replay::resume(&wal, id)?;
+    writeln!(
+        out,
+        "  appended SessionResumed at LSN {} (the session stopped at LSN {}); {} transcript \
+         entries and {} pending tool call(s) handed back",
+        resumed.resumed_lsn,
+        resumed.last_lsn,
+        resumed.transcript.len(),
+        resumed.pending_tool_calls.len()
+    )?;
+    let model = state.model().unwrap_or("claude-sonnet-4").to_owned();
+    let pending = resumed.pending_tool_calls.clone();
+    let agent = agent::Agent::new(id, Arc::new(resumed.sink), Duration::ZERO);
+    for call in &pending {
+        let arguments = call
+            .start
+            .as_ref()
+            .map_or_else(|| "{}".to_owned(), |s| s.arguments.clone());
+        agent.tool_start(&call.id, &call.name, &arguments)?;
+        agent.tool_end(
+            &call.id,
+            &call.name,
+            "running 212 tests\ntest result: ok. 212 passed; 0 failed",
+            true,
+        )?;
+        writeln!(
+            out,
+            "  re-ran the pending tool call {} [{}] {}: ok",
+            call.name,
+            call.id,
+            crate::render::quote(&arguments, false)
+        )?;
+    }
+    agent.usage(logbook_bus::TokenSource::Root, &model, 16_400, 210)?;
+    agent.say("All 212 tests pass: the loader and the validator now live in separate modules.")?;
+    agent.done()?;
+    wal.close()?;
+    let state = logbook_replay::session_state(dir, id)?;
+    writeln!(
+        out,
+        "  emitted the tool completion, a TextComplete and Done through the returned sink: \
+         {short} is now {} (LSN {}..={}, resumed {} time(s))",
+        state.status(),
+        state.first_lsn().unwrap_or_default(),
+        state.last_lsn().unwrap_or_default(),
+        state.resumptions().len()
+    )?;
+    Ok(Some(id))
 }
