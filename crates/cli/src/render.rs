@@ -327,7 +327,10 @@ mod tests {
                 "token_usage",
             ),
             (SessionEvent::Done, "done"),
-            (SessionEvent::SessionResumed { from_lsn: 1 }, "session_resumed"),
+            (
+                SessionEvent::SessionResumed { from_lsn: 1 },
+                "session_resumed",
+            ),
         ];
         for (event, kind) in samples {
             assert_eq!(event.kind(), kind);

@@ -98,12 +98,22 @@ fn dump_filters() {
     let w = write_log(tmp.path(), 3, 12);
     let dir = tmp.path();
     let lsns = |args: &[&str]| -> Vec<u64> {
-        let out = logbook().arg("dump").arg(dir).args(args).arg("--json").output().unwrap();
+        let out = logbook()
+            .arg("dump")
+            .arg(dir)
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
         texts(&out)
             .0
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["lsn"].as_u64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["lsn"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect()
     };
     let expect = |f: &dyn Fn(u64, &(uuid::Uuid, SessionEvent)) -> bool| -> Vec<u64> {
@@ -115,7 +125,10 @@ fn dump_filters() {
             .collect()
     };
     let s1 = w.sessions[1];
-    assert_eq!(lsns(&["--session", &s1.to_string()]), expect(&|_, r| r.0 == s1));
+    assert_eq!(
+        lsns(&["--session", &s1.to_string()]),
+        expect(&|_, r| r.0 == s1)
+    );
     assert_eq!(
         lsns(&["--session", &s1.to_string()[..6]]),
         expect(&|_, r| r.0 == s1)
@@ -128,8 +141,14 @@ fn dump_filters() {
         lsns(&["--from-lsn", "5", "--to-lsn", "9"]),
         vec![5, 6, 7, 8, 9]
     );
-    assert_eq!(lsns(&["--limit", "4", "--from-lsn", "30"]), vec![30, 31, 32, 33]);
-    assert_eq!(lsns(&["--since", "2000-01-01T00:00:00Z"]).len(), w.records.len());
+    assert_eq!(
+        lsns(&["--limit", "4", "--from-lsn", "30"]),
+        vec![30, 31, 32, 33]
+    );
+    assert_eq!(
+        lsns(&["--since", "2000-01-01T00:00:00Z"]).len(),
+        w.records.len()
+    );
     assert!(lsns(&["--until", "2000-01-01"]).is_empty());
     assert!(lsns(&["--since", "2999-01-01T00:00:00+02:00"]).is_empty());
     // Between two records' times: exactly the ones at or after it.
@@ -184,7 +203,12 @@ fn dump_into_a_closed_pipe_is_success() {
     drop(stdout); // like `head -1` exiting
     let status = child.wait().unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
@@ -193,9 +217,17 @@ fn dump_into_a_closed_pipe_is_success() {
 fn dump_follow_prints_what_a_live_writer_appends() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let wal = Wal::open(dir, WalOptions { segment_size: 4096, ..WalOptions::default() }).unwrap();
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            segment_size: 4096,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
     let id = uuid::Uuid::new_v4();
-    wal.append(id, &SessionEvent::UserMessage("before".into())).unwrap();
+    wal.append(id, &SessionEvent::UserMessage("before".into()))
+        .unwrap();
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("logbook"))
         .args(["dump", "--follow", "--json", "--poll-ms", "20"])
         .arg(dir)
@@ -291,7 +323,11 @@ fn verify_and_stats_on_a_clean_log() {
     assert_eq!(total, n);
     let bytes: u64 = by_kind.iter().map(|k| k["bytes"].as_u64().unwrap()).sum();
     assert_eq!(v["bytes"], bytes);
-    let dones = w.records.iter().filter(|r| r.1 == SessionEvent::Done).count() as u64;
+    let dones = w
+        .records
+        .iter()
+        .filter(|r| r.1 == SessionEvent::Done)
+        .count() as u64;
     let done = by_kind.iter().find(|k| k["kind"] == "done").unwrap();
     assert_eq!(done["records"], dones);
     assert_eq!(done["bytes"], dones * 49, "48-byte header + 1-byte payload");
@@ -300,7 +336,10 @@ fn verify_and_stats_on_a_clean_log() {
     assert_eq!(out.status.code(), Some(0));
     let (stdout, _) = texts(&out);
     assert!(stdout.contains("sessions: 3"), "{stdout}");
-    assert!(stdout.contains(&format!("segments: {}", segs.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("segments: {}", segs.len())),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -318,7 +357,10 @@ fn verify_reports_every_problem_and_goes_on() {
         .unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    let problems: Vec<&str> = stdout.lines().filter(|l| l.starts_with("problem: ")).collect();
+    let problems: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("problem: "))
+        .collect();
     assert_eq!(problems.len(), 2, "{stdout}");
     assert!(problems[0].contains(&format!(
         "{} at offset {off1}: corrupt record (expected LSN {sealed_lsn})",
@@ -331,11 +373,17 @@ fn verify_reports_every_problem_and_goes_on() {
     // Every other record was still read.
     let valid = w.records.len() - 2;
     assert!(
-        stdout.contains(&format!("FAILED: 2 problem(s); {} segment(s), {valid} valid record(s)", segments(tmp.path()).len())),
+        stdout.contains(&format!(
+            "FAILED: 2 problem(s); {} segment(s), {valid} valid record(s)",
+            segments(tmp.path()).len()
+        )),
         "{stdout}"
     );
     // --hex: the marked line and the frame header.
-    assert!(stdout.contains(&format!("  > {:08x}", off1 & !15)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("  > {:08x}", off1 & !15)),
+        "{stdout}"
+    );
     assert!(stdout.contains(&format!("frame header at {off1:#x} ({off1}): payload_len")));
     assert!(stdout.contains("aa aa aa aa"), "{stdout}");
 }
@@ -368,7 +416,10 @@ fn repair_dry_run_then_apply_keeps_the_cut_bytes() {
     while cut.last() == Some(&0) {
         cut.pop();
     }
-    let before: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let before: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     let seg_bytes = std::fs::read(&seg).unwrap();
 
     let out = logbook().arg("repair").arg(dir).output().unwrap();
@@ -384,13 +435,20 @@ fn repair_dry_run_then_apply_keeps_the_cut_bytes() {
         )),
         "{stdout}"
     );
-    assert!(stdout.contains(&format!("--apply")), "{stdout}");
+    assert!(stdout.contains("--apply"), "{stdout}");
     // A dry run changes nothing.
-    let after: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let after: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(before.len(), after.len());
     assert_eq!(std::fs::read(&seg).unwrap(), seg_bytes);
 
-    let out = logbook().args(["repair", "--apply"]).arg(dir).output().unwrap();
+    let out = logbook()
+        .args(["repair", "--apply"])
+        .arg(dir)
+        .output()
+        .unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     let broken = format!("{}.{off}.broken", seg.display());
@@ -402,7 +460,11 @@ fn repair_dry_run_then_apply_keeps_the_cut_bytes() {
     // Now the log verifies, and a second repair has nothing to do.
     let out = logbook().arg("verify").arg(dir).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
-    let out = logbook().args(["repair", "--apply"]).arg(dir).output().unwrap();
+    let out = logbook()
+        .args(["repair", "--apply"])
+        .arg(dir)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(texts(&out).0.contains("nothing changed"));
     assert!(std::path::Path::new(&broken).exists(), "never deletes");
@@ -421,14 +483,27 @@ fn repair_refuses_mid_log_corruption_unless_given_a_mode() {
     let (stdout, _) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("refused:"), "{stdout}");
-    assert!(stdout.contains("--mode point-in-time would cut"), "{stdout}");
-    assert!(stdout.contains("--mode skip-corrupted would keep every valid record"), "{stdout}");
+    assert!(
+        stdout.contains("--mode point-in-time would cut"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("--mode skip-corrupted would keep every valid record"),
+        "{stdout}"
+    );
 
-    let out = logbook().args(["repair", "--apply"]).arg(dir).output().unwrap();
+    let out = logbook()
+        .args(["repair", "--apply"])
+        .arg(dir)
+        .output()
+        .unwrap();
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(&format!("{} at offset {off}", seg.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} at offset {off}", seg.display())),
+        "{stderr}"
+    );
     assert!(stderr.contains("--mode"), "{stderr}");
     assert_eq!(std::fs::read(&seg).unwrap(), seg_bytes, "nothing changed");
 
@@ -445,7 +520,11 @@ fn repair_refuses_mid_log_corruption_unless_given_a_mode() {
         seg_bytes[off as usize..],
         "everything cut is kept"
     );
-    let out = logbook().args(["dump", "--json"]).arg(dir).output().unwrap();
+    let out = logbook()
+        .args(["dump", "--json"])
+        .arg(dir)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(texts(&out).0.lines().count() as u64, tail_lsn - 1);
     let _ = w;
@@ -468,7 +547,11 @@ fn repair_skip_corrupted_keeps_every_valid_record() {
     assert!(stdout.contains(&format!("LSN {tail_lsn} lost")), "{stdout}");
     // The damaged record stays in place: dump still reports it, and shows
     // every other record.
-    let out = logbook().args(["dump", "--json"]).arg(dir).output().unwrap();
+    let out = logbook()
+        .args(["dump", "--json"])
+        .arg(dir)
+        .output()
+        .unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout.lines().count(), w.records.len() - 1);

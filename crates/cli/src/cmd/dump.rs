@@ -217,7 +217,11 @@ pub(crate) fn tail_counts_as_problem(dir: &Path) -> bool {
     !logbook_wal::is_locked(dir).unwrap_or(false)
 }
 
-fn print_record(out: &mut dyn Write, record: &RecordRef<'_>, args: &DumpArgs) -> anyhow::Result<()> {
+fn print_record(
+    out: &mut dyn Write,
+    record: &RecordRef<'_>,
+    args: &DumpArgs,
+) -> anyhow::Result<()> {
     let decoded = render::decode(record);
     if args.json {
         output::json_line(out, &JsonRecord::new(record, &decoded))?;

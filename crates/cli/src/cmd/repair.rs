@@ -143,35 +143,43 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Err(e) => return Err(e.into()),
     };
     let tail = report.tail.clone().unwrap_or_default();
-    let sealed_problems = sealed_problems(dir, &tail)?;
+    let sealed = sealed_problems(dir, &tail)?;
     if args.apply {
-        apply(args, mode, &report, sealed_problems, out)
+        apply(args, mode, &report, &sealed, out)
     } else {
-        dry_run(dir, mode, &report, sealed_problems, live, out)
+        dry_run(dir, mode, &report, &sealed, live, out)
     }
 }
 
 /// Problems outside what recovery looks at (the tail segment's frames):
 /// in sealed segments, and gaps between segments.
-fn sealed_problems(dir: &Path, tail: &Path) -> anyhow::Result<u64> {
-    let mut count = 0;
+fn sealed_problems(dir: &Path, tail: &Path) -> anyhow::Result<Sealed> {
+    let mut sealed = Sealed::default();
     crate::cmd::verify::check(dir, None, &mut |finding| {
         let in_tail_frames = finding
             .at
             .as_ref()
             .is_some_and(|(path, offset)| path == tail && *offset > 0);
         if !in_tail_frames {
-            count += 1;
+            sealed.count += 1;
+            sealed.first.get_or_insert_with(|| finding.text.clone());
         }
         Ok(())
     })?;
-    Ok(count)
+    Ok(sealed)
+}
+
+/// Problems outside what recovery repairs.
+#[derive(Debug, Default)]
+struct Sealed {
+    count: u64,
+    first: Option<String>,
 }
 
 fn print_findings(
     out: &mut dyn Write,
     report: &RecoveryReport,
-    sealed_problems: u64,
+    sealed: &Sealed,
     dir: &Path,
     verb: (&str, &str),
 ) -> anyhow::Result<()> {
@@ -217,11 +225,12 @@ fn print_findings(
     for foreign in &report.foreign {
         writeln!(out, "  left alone: {} (not part of the log)", name(foreign))?;
     }
-    if sealed_problems > 0 {
+    if sealed.count > 0 {
         writeln!(
             out,
-            "  sealed segments: {sealed_problems} problem(s) that recovery does not touch; readers \
-             report and skip them (`logbook verify {}` lists them)",
+            "  sealed segments: {} problem(s) that recovery does not touch; readers report and \
+             skip them (`logbook verify {}` lists them)",
+            sealed.count,
             dir.display()
         )?;
     } else {
@@ -234,7 +243,7 @@ fn dry_run(
     dir: &Path,
     mode: Mode,
     report: &RecoveryReport,
-    sealed_problems: u64,
+    sealed: &Sealed,
     live: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
@@ -244,7 +253,7 @@ fn dry_run(
         dir.display(),
         mode_name(mode)
     )?;
-    print_findings(out, report, sealed_problems, dir, ("would cut", "would remove"))?;
+    print_findings(out, report, sealed, dir, ("would cut", "would remove"))?;
     if let Some(cut) = &report.cut {
         writeln!(
             out,
@@ -260,7 +269,7 @@ fn dry_run(
         )?;
     }
     let to_fix = report.cut.is_some() || !report.skipped.is_empty();
-    let summary = summary_line(dir, report, sealed_problems, "would cut");
+    let summary = summary_line(dir, report, sealed, "would cut");
     if to_fix {
         let mode_flag = match mode {
             Mode::TolerateTail => String::new(),
@@ -283,7 +292,7 @@ fn dry_run(
     if let Some(line) = summary {
         output::report_problem(&line);
     }
-    Ok(Outcome::from_count(u64::from(to_fix) + sealed_problems))
+    Ok(Outcome::from_count(u64::from(to_fix) + sealed.count))
 }
 
 fn mode_name(mode: Mode) -> String {
@@ -293,8 +302,7 @@ fn mode_name(mode: Mode) -> String {
 
 /// Check that a leftover temporary holds nothing past its header.
 fn check_temporary(path: &Path) -> anyhow::Result<()> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut buf = vec![0u8; 1 << 16];
     let mut at = 0usize;
     loop {
@@ -322,7 +330,7 @@ fn apply(
     args: &RepairArgs,
     mode: Mode,
     planned: &RecoveryReport,
-    sealed_problems: u64,
+    sealed: &Sealed,
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
     let dir = &args.dir;
@@ -330,13 +338,16 @@ fn apply(
     let nothing_to_do =
         planned.cut.is_none() && planned.skipped.is_empty() && planned.temporaries.is_empty();
     if nothing_to_do {
-        print_findings(out, planned, sealed_problems, dir, ("cut", "removed"))?;
-        writeln!(out, "nothing to repair in the tail segment; nothing changed")?;
+        print_findings(out, planned, sealed, dir, ("cut", "removed"))?;
+        writeln!(
+            out,
+            "nothing to repair in the tail segment; nothing changed"
+        )?;
         out.flush()?;
-        if let Some(line) = summary_line(dir, planned, sealed_problems, "") {
+        if let Some(line) = summary_line(dir, planned, sealed, "") {
             output::report_problem(&line);
         }
-        return Ok(Outcome::from_count(sealed_problems));
+        return Ok(Outcome::from_count(sealed.count));
     }
     for tmp in &planned.temporaries {
         check_temporary(tmp)?;
@@ -351,7 +362,7 @@ fn apply(
     let wal = Wal::open(dir, options)?;
     let report = wal.recovery().clone();
     wal.close()?;
-    print_findings(out, &report, sealed_problems, dir, ("cut", "removed"))?;
+    print_findings(out, &report, sealed, dir, ("cut", "removed"))?;
     if let Some(cut) = &report.cut {
         let broken = broken_path(&cut.path, cut.offset);
         writeln!(
@@ -361,12 +372,16 @@ fn apply(
             std::fs::metadata(&broken).map_or(0, |m| m.len())
         )?;
     }
-    writeln!(out, "repaired: the log continues at LSN {}", report.next_lsn)?;
+    writeln!(
+        out,
+        "repaired: the log continues at LSN {}",
+        report.next_lsn
+    )?;
     out.flush()?;
-    if let Some(line) = summary_line(dir, &RecoveryReport::default(), sealed_problems, "") {
+    if let Some(line) = summary_line(dir, &RecoveryReport::default(), sealed, "") {
         output::report_problem(&line);
     }
-    Ok(Outcome::from_count(sealed_problems))
+    Ok(Outcome::from_count(sealed.count))
 }
 
 /// After a refusal: what the two other modes would do.
@@ -427,7 +442,7 @@ fn lost_lsns(due: u64, resumed_at: u64) -> String {
 fn summary_line(
     dir: &Path,
     report: &RecoveryReport,
-    sealed_problems: u64,
+    sealed: &Sealed,
     verb: &str,
 ) -> Option<String> {
     let mut parts = Vec::new();
@@ -449,11 +464,11 @@ fn summary_line(
             lost_lsns(s.lsn, s.resumed_at)
         ));
     }
-    if sealed_problems > 0 {
+    if let Some(first) = &sealed.first {
         parts.push(format!(
-            "{}: {sealed_problems} problem(s) outside the tail that repair does not touch \
-             (`logbook verify {}` shows where)",
-            dir.display(),
+            "{} problem(s) outside the tail that repair does not touch (`logbook verify {}` \
+             lists them); the first: {first}",
+            sealed.count,
             dir.display()
         ));
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use clap::Args;
 use logbook_bus::SessionEvent;
-use logbook_replay::{SessionState, SessionStatus, ToolCall, TokenTotals};
+use logbook_replay::{SessionState, SessionStatus, TokenTotals, ToolCall};
 use logbook_wal::{EventRecord, Lsn};
 use serde::Serialize;
 use uuid::Uuid;
@@ -52,6 +52,9 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let id = resolve_session(&args.dir, &args.session)?;
     let state = logbook_replay::session_state(&args.dir, id)?;
     let writer_live = logbook_wal::is_locked(&args.dir)?;
+    if !writer_live {
+        note_torn_tail(&args.dir);
+    }
     let mut out = output::stdout();
     if args.json {
         output::json_line(&mut out, &StateJson::new(&state, writer_live))?;
@@ -60,6 +63,22 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     }
     out.flush()?;
     Ok(Outcome::Clean)
+}
+
+/// A note on stderr if the log ends in a torn tail (which the replay
+/// leaves out: it holds nothing that was acknowledged).
+fn note_torn_tail(dir: &Path) {
+    let report = logbook_wal::inspect(dir, logbook_wal::RecoveryMode::TolerateCorruptedTail);
+    if let Ok(logbook_wal::RecoveryReport { cut: Some(cut), .. }) = report {
+        output::report_note(&format!(
+            "{} at offset {}: torn tail where LSN {} was due ({} byte(s) never acknowledged; the \
+             next writer cuts them): the replay shows the records before it",
+            cut.path.display(),
+            cut.offset,
+            cut.lsn,
+            cut.bytes
+        ));
+    }
 }
 
 /// The session a full id or a unique prefix names.
@@ -75,7 +94,10 @@ pub(crate) fn resolve_session(dir: &Path, text: &str) -> anyhow::Result<Uuid> {
         .filter(|id| id.hyphenated().to_string().starts_with(text))
         .collect();
     match matching.as_slice() {
-        [] => bail!("no session in the log in {} starts with {text}", dir.display()),
+        [] => bail!(
+            "no session in the log in {} starts with {text}",
+            dir.display()
+        ),
         [one] => Ok(*one),
         many => bail!(
             "{text} names {} sessions in the log in {} ({}): give more of the id",
@@ -209,9 +231,7 @@ pub(crate) fn print_state(
 
     writeln!(out, "{indent}tokens:")?;
     let tokens = state.tokens();
-    let mut table = Table::new(&[
-        "", ">requests", ">prompt", ">completion", ">total", ">time",
-    ]);
+    let mut table = Table::new(&["", ">requests", ">prompt", ">completion", ">total", ">time"]);
     let row = |name: String, t: TokenTotals| {
         vec![
             name,

@@ -28,7 +28,9 @@ the prompt and completion tokens of the session's token_usage events.
 (the last Error's message, for a failed session), events, durable_events,
 skipped_records, tokens, legacy_tokens, first_lsn, last_lsn, started,
 last_event, model and resumptions. Damage in the log is reported on stderr; the
-listing goes on past it (and exits 1).";
+listing goes on past it (and exits 1); a torn tail at the end of the log (bytes
+a crashed writer never acknowledged) gets a note and does not change the exit
+status.";
 
 /// A status to filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -156,19 +158,20 @@ pub(crate) fn report_damage(log: &LogSummary) -> u64 {
             lsn_list(&log.unknown.lsns)
         ));
     }
-    let mut problems = log.corruption_count + log.undecodable.count;
+    // A torn tail holds nothing that was acknowledged: the sessions are
+    // what they are without it. Worth a note, not a problem.
     if let Some(damage) = &log.tail_damage {
-        if log.writer_live {
-            output::report_note(&format!(
-                "{} (a live writer holds the log: probably a write in progress)",
-                scan::describe_tail(damage)
-            ));
-        } else {
-            problems += 1;
-            output::report_problem(&scan::describe_tail(damage));
-        }
+        output::report_note(&format!(
+            "{} ({})",
+            scan::describe_tail(damage),
+            if log.writer_live {
+                "a live writer holds the log: probably a write in progress"
+            } else {
+                "never acknowledged; the next writer cuts it"
+            }
+        ));
     }
-    problems
+    log.corruption_count + log.undecodable.count
 }
 
 fn lsn_list(lsns: &[Lsn]) -> String {
@@ -214,7 +217,12 @@ pub(crate) fn print_table(
         ]);
     }
     table.write(out, indent)?;
-    let count = |name: &str| log.sessions.iter().filter(|s| s.status.as_str() == name).count();
+    let count = |name: &str| {
+        log.sessions
+            .iter()
+            .filter(|s| s.status.as_str() == name)
+            .count()
+    };
     let mut totals = format!("{} session(s)", log.sessions.len());
     for name in ["running", "completed", "failed", "interrupted"] {
         let n = count(name);

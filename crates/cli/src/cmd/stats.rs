@@ -177,15 +177,13 @@ fn print_text(out: &mut dyn Write, s: &StatsJson) -> anyhow::Result<()> {
         output::bytes(on_disk),
         output::bytes(used)
     )?;
-    let mut table = Table::new(&[
-        "segment", "created", ">records", "LSNs", ">used", ">size",
-    ]);
+    let mut table = Table::new(&["segment", "created", ">records", "LSNs", ">used", ">size"]);
     for seg in &s.segments {
         table.row(vec![
             seg.file.clone(),
-            seg.created
-                .as_deref()
-                .map_or("-".to_owned(), |c| c.chars().take(19).collect::<String>() + "Z"),
+            seg.created.as_deref().map_or("-".to_owned(), |c| {
+                c.chars().take(19).collect::<String>() + "Z"
+            }),
             seg.records.to_string(),
             match (seg.first_lsn, seg.last_lsn) {
                 (Some(a), Some(b)) => format!("{a}..={b}"),
@@ -212,11 +210,7 @@ fn print_text(out: &mut dyn Write, s: &StatsJson) -> anyhow::Result<()> {
         s.durable, s.records
     )?;
     if let (Some(a), Some(b)) = (&s.first_ts, &s.last_ts) {
-        writeln!(
-            out,
-            "time: {a} .. {b} ({})",
-            output::span(s.span_us)
-        )?;
+        writeln!(out, "time: {a} .. {b} ({})", output::span(s.span_us))?;
     }
     writeln!(out, "sessions: {}", s.sessions)?;
     if !s.by_kind.is_empty() {

@@ -313,7 +313,10 @@ fn hex_dump(out: &mut dyn Write, path: &Path, offset: u64) -> anyhow::Result<()>
         }
     };
     if bytes.is_empty() {
-        writeln!(out, "    (no bytes at offset {offset}: the file ends before it)")?;
+        writeln!(
+            out,
+            "    (no bytes at offset {offset}: the file ends before it)"
+        )?;
         return Ok(());
     }
     for (i, chunk) in bytes.chunks(16).enumerate() {
@@ -348,9 +351,8 @@ fn hex_dump(out: &mut dyn Write, path: &Path, offset: u64) -> anyhow::Result<()>
         .get(at..at.saturating_add(RECORD_HEADER_LEN))
         .filter(|_| offset >= SEGMENT_HEADER_LEN as u64);
     if let Some(frame) = frame {
-        let u32_at = |i: usize| {
-            u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]])
-        };
+        let u32_at =
+            |i: usize| u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
         let u64_at = |i: usize| {
             let mut a = [0u8; 8];
             a.copy_from_slice(&frame[i..i + 8]);

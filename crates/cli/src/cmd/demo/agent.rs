@@ -81,7 +81,12 @@ impl Agent {
     /// A new tool call id.
     pub(crate) fn next_call(&mut self, name: &str) -> String {
         self.seq += 1;
-        format!("call_{}_{}_{}", &self.id.simple().to_string()[..6], name, self.seq)
+        format!(
+            "call_{}_{}_{}",
+            &self.id.simple().to_string()[..6],
+            name,
+            self.seq
+        )
     }
 
     pub(crate) fn tool_start(&self, id: &str, name: &str, arguments: &str) -> anyhow::Result<()> {

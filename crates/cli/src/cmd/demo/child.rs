@@ -110,7 +110,9 @@ fn fix_flaky_test(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'stat
     let model = "claude-sonnet-4";
     a.start(model, "payments-api", "Fix the flaky retry test")?;
     a.user("tests/retry.rs fails about one run in ten on CI. Find out why and fix it.")?;
-    a.think("A test that fails one run in ten smells like timing: look for sleeps and shared clocks.")?;
+    a.think(
+        "A test that fails one run in ten smells like timing: look for sleeps and shared clocks.",
+    )?;
     a.usage(TokenSource::Root, model, 4_120, 310)?;
     a.tool(
         "read_file",
@@ -183,7 +185,12 @@ fn research_rlm(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static
             max_iterations: 8,
             status: format!("reading source {iteration} of 3"),
         })?;
-        a.usage(TokenSource::RlmIteration, root, 9_000 + 2_000 * u64::from(iteration), 700)?;
+        a.usage(
+            TokenSource::RlmIteration,
+            root,
+            9_000 + 2_000 * u64::from(iteration),
+            700,
+        )?;
         a.usage(TokenSource::RlmSubcall, small, 14_000, 1_100)?;
         a.pause();
     }
@@ -284,7 +291,10 @@ fn migrate_billing(a: &mut Agent, tx: &mpsc::Sender<Msg>) -> anyhow::Result<&'st
         a.tool(
             "sql",
             &format!(r#"{{"migration":"2024_05_{step:03}_billing.sql"}}"#),
-            &format!("migration {step} applied; invoices: {} rows", 120_000 + step * 37),
+            &format!(
+                "migration {step} applied; invoices: {} rows",
+                120_000 + step * 37
+            ),
             true,
         )?;
         a.usage(TokenSource::Root, model, 6_000 + 150 * step, 120)?;

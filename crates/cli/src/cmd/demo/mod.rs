@@ -225,7 +225,9 @@ fn demo(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     }
     let killed_at = Instant::now();
     child.kill().context("killing the demo's child process")?;
-    let status = child.wait().context("waiting for the demo's child process")?;
+    let status = child
+        .wait()
+        .context("waiting for the demo's child process")?;
     writeln!(
         out,
         "\n== 2. Killed the child with SIGKILL while {} sessions were mid-way ({}, {} after it started)",
