@@ -114,8 +114,10 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Err(e @ WalError::MidLogCorruption { .. }) => {
             if args.apply {
                 return Err(LogProblem(format!(
-                    "{e}; nothing changed: rerun with --mode point-in-time (cut from the damage on) \
-                     or --mode skip-corrupted (keep every valid record)"
+                    "{}; nothing changed: recovery does not cut acknowledged records unless told \
+                     to: rerun with --mode point-in-time (cut from the damage on) or --mode \
+                     skip-corrupted (keep every valid record)",
+                    scan::describe(&e)
                 ))
                 .into());
             }
@@ -124,7 +126,11 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 "repair {} (dry run: nothing is changed)",
                 dir.display()
             )?;
-            writeln!(out, "  refused: {}", output::flatten(&e.to_string()))?;
+            writeln!(
+                out,
+                "  refused: {}; recovery does not cut acknowledged records unless --mode says so",
+                scan::describe(&e)
+            )?;
             explain_alternatives(out, dir)?;
             out.flush()?;
             output::report_problem(&format!(
@@ -178,6 +184,7 @@ struct Sealed {
 
 fn print_findings(
     out: &mut dyn Write,
+    mode: Mode,
     report: &RecoveryReport,
     sealed: &Sealed,
     dir: &Path,
@@ -195,14 +202,20 @@ fn print_findings(
         )?;
     }
     if let Some(cut) = &report.cut {
+        let dropped = match (mode, cut.frames_dropped) {
+            (_, 0) => String::new(),
+            (Mode::TolerateTail, n) => {
+                format!(", and {n} whole-looking frame(s) after it, never acknowledged")
+            }
+            (_, n) => format!(", and {n} valid frame(s) after it"),
+        };
         writeln!(
             out,
-            "  {cut_verb}: {} from offset {}: {} byte(s), LSN {} on ({} whole-looking frame(s) never acknowledged): {}",
+            "  {cut_verb}: {} from offset {}: {} byte(s), LSN {} on{dropped}: {}",
             name(&cut.path),
             cut.offset,
             cut.bytes,
             cut.lsn,
-            cut.frames_dropped,
             cut.reason
         )?;
     }
@@ -253,7 +266,14 @@ fn dry_run(
         dir.display(),
         mode_name(mode)
     )?;
-    print_findings(out, report, sealed, dir, ("would cut", "would remove"))?;
+    print_findings(
+        out,
+        mode,
+        report,
+        sealed,
+        dir,
+        ("would cut", "would remove"),
+    )?;
     if let Some(cut) = &report.cut {
         writeln!(
             out,
@@ -338,7 +358,7 @@ fn apply(
     let nothing_to_do =
         planned.cut.is_none() && planned.skipped.is_empty() && planned.temporaries.is_empty();
     if nothing_to_do {
-        print_findings(out, planned, sealed, dir, ("cut", "removed"))?;
+        print_findings(out, mode, planned, sealed, dir, ("cut", "removed"))?;
         writeln!(
             out,
             "nothing to repair in the tail segment; nothing changed"
@@ -362,7 +382,7 @@ fn apply(
     let wal = Wal::open(dir, options)?;
     let report = wal.recovery().clone();
     wal.close()?;
-    print_findings(out, &report, sealed, dir, ("cut", "removed"))?;
+    print_findings(out, mode, &report, sealed, dir, ("cut", "removed"))?;
     if let Some(cut) = &report.cut {
         let broken = broken_path(&cut.path, cut.offset);
         writeln!(

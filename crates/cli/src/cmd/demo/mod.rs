@@ -49,8 +49,9 @@ pub(crate) struct DemoArgs {
     pub(crate) dir: PathBuf,
 }
 
-/// The demo's segment size: small, so that its log has several segments.
-const SEGMENT_SIZE: u64 = 8 << 10;
+/// The demo's segment size: the smallest allowed, so that its small log
+/// spans several segments.
+const SEGMENT_SIZE: u64 = logbook_wal::MIN_SEGMENT_SIZE;
 
 /// How long the parent waits for the child to be ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(25);
@@ -253,10 +254,13 @@ fn demo(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         dir.display()
     )?;
     let d = dir.display();
-    let id = resumed.map_or_else(String::new, |id| output::short_id(&id));
+    let (resumed, left) = resumed;
+    let id = output::short_id(&resumed);
+    let left = left.first().map_or_else(String::new, output::short_id);
     let next = [
         format!("logbook sessions {d}"),
-        format!("logbook replay {d} {id}"),
+        format!("logbook replay {d} {id}           # the resumed session"),
+        format!("logbook replay {d} {left}           # the one still interrupted"),
         format!("logbook dump {d} --session {id}"),
         format!("logbook dump {d} --kind token_usage --json | head -3"),
         format!("logbook stats {d}"),
@@ -341,12 +345,13 @@ fn print_recovery(out: &mut dyn Write, r: &logbook_wal::RecoveryReport) -> anyho
 }
 
 /// Steps 4 to 6: the sessions, the replayed state of an interrupted one,
-/// and its resumption. Returns the resumed session.
+/// and its resumption. Returns the resumed session and the ones still
+/// interrupted.
 fn post_crash(
     dir: &Path,
     report: &ChildReport,
     out: &mut dyn Write,
-) -> anyhow::Result<Option<Uuid>> {
+) -> anyhow::Result<(Uuid, Vec<Uuid>)> {
     writeln!(out, "\n== 4. logbook sessions {}", dir.display())?;
     let log = crate::cmd::sessions::list(dir)?;
     crate::cmd::sessions::report_damage(&log);
@@ -427,5 +432,6 @@ fn post_crash(
         state.last_lsn().unwrap_or_default(),
         state.resumptions().len()
     )?;
-    Ok(Some(id))
+    let left = interrupted.into_iter().filter(|i| *i != id).collect();
+    Ok((id, left))
 }
