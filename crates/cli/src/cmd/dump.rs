@@ -169,7 +169,9 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                         return Ok(Flow::Stop);
                     }
                     if filter.wants(&record) {
-                        print_record(out, &record, args)?;
+                        if print_record(out, &record, args)? {
+                            problems += 1;
+                        }
                         printed += 1;
                         if limit_reached(printed) {
                             return Ok(Flow::Stop);
@@ -217,16 +219,29 @@ pub(crate) fn tail_counts_as_problem(dir: &Path) -> bool {
     !logbook_wal::is_locked(dir).unwrap_or(false)
 }
 
+/// Print one record; returns whether its payload is a problem (it passed
+/// its checksum but is not an event, nor one of a kind written by a newer
+/// build).
 fn print_record(
     out: &mut dyn Write,
     record: &RecordRef<'_>,
     args: &DumpArgs,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let decoded = render::decode(record);
     if args.json {
         output::json_line(out, &JsonRecord::new(record, &decoded))?;
     } else {
         writeln!(out, "{}", render::text_line(record, &decoded, args.full))?;
     }
-    Ok(())
+    let bad = decoded.is_err() && render::kind_of(record.payload) != "unknown";
+    if bad {
+        out.flush()?;
+        output::report_problem(&format!(
+            "{} at offset {}: LSN {}: the payload is not a SessionEvent",
+            record.segment.display(),
+            record.offset,
+            record.lsn
+        ));
+    }
+    Ok(bad)
 }
