@@ -565,19 +565,32 @@ fn records_of_unknown_kinds_and_undecodable_payloads() {
     let id = uuid::Uuid::new_v4();
     {
         let wal = Wal::open(dir, small_options()).unwrap();
-        wal.append(id, &SessionEvent::UserMessage("hi".into())).unwrap();
+        wal.append(id, &SessionEvent::UserMessage("hi".into()))
+            .unwrap();
         wal.append_raw(id, &[60, 1, 2]).unwrap(); // a kind from a newer build
         wal.append(id, &SessionEvent::Done).unwrap();
     }
-    let out = logbook().args(["dump", "--json"]).arg(dir).output().unwrap();
+    let out = logbook()
+        .args(["dump", "--json"])
+        .arg(dir)
+        .output()
+        .unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[1]["kind"], "unknown");
     assert_eq!(lines[1]["durable"], false);
     assert!(lines[1]["event"].is_null());
-    assert!(lines[1]["error"].as_str().unwrap().contains("unknown event tag 60"));
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown event tag 60")
+    );
     assert!(lines[0].get("error").is_none());
     let out = logbook().arg("verify").arg(dir).output().unwrap();
     let (stdout, _) = texts(&out);
@@ -592,11 +605,17 @@ fn records_of_unknown_kinds_and_undecodable_payloads() {
     let out = logbook().arg("verify").arg(dir).output().unwrap();
     let (stdout, _) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("LSN 4: the payload is not a SessionEvent"), "{stdout}");
+    assert!(
+        stdout.contains("LSN 4: the payload is not a SessionEvent"),
+        "{stdout}"
+    );
     let out = logbook().arg("dump").arg(dir).output().unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains("(undecodable: "), "{stdout}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("LSN 4: the payload is not a SessionEvent"), "{stderr}");
+    assert!(
+        stderr.contains("LSN 4: the payload is not a SessionEvent"),
+        "{stderr}"
+    );
 }

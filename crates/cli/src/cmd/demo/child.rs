@@ -79,10 +79,22 @@ pub(crate) fn run(args: &ChildArgs) -> anyhow::Result<Outcome> {
     }
     drop(tx);
     let deadline = Instant::now() + LIFETIME;
+    let parent = std::os::unix::process::parent_id();
     let (mut finished, mut midway) = (0, 0);
     let mut out = std::io::stdout().lock();
     let mut ready = false;
-    while let Ok(msg) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+    while Instant::now() < deadline {
+        let msg = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(msg) => msg,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Orphaned (the demo itself was killed): stop writing.
+                if std::os::unix::process::parent_id() != parent {
+                    break;
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let line = match msg {
             Msg::Started(id, title) => format!("started {id} {title}"),
             Msg::Finished(id, status, title) => {
@@ -102,7 +114,8 @@ pub(crate) fn run(args: &ChildArgs) -> anyhow::Result<Outcome> {
         }
         out.flush()?;
     }
-    // Nobody killed us: leave the cut-off sessions as they are.
+    // Nobody killed us, or the demo is gone: leave the cut-off sessions as
+    // they are, as a crash would.
     std::process::exit(3);
 }
 
