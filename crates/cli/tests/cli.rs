@@ -619,3 +619,37 @@ fn records_of_unknown_kinds_and_undecodable_payloads() {
         "{stderr}"
     );
 }
+
+#[test]
+fn verify_finds_stale_bytes_that_readers_take_for_the_end() {
+    // A torn write whose later page reached the disk and its earlier one
+    // did not: zeros, then bytes. Readers stop at the zeros; recovery cuts.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = write_log(dir, 1, 5);
+    let tail = segments(dir).pop().unwrap();
+    let end = std::fs::metadata(&tail).unwrap().len();
+    let mut bytes = std::fs::read(&tail).unwrap();
+    bytes.extend_from_slice(&[0; 200]);
+    bytes.extend_from_slice(&[0x5a; 30]);
+    std::fs::write(&tail, &bytes).unwrap();
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    let (stdout, _) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "problem: {} at offset {end}: 230 byte(s) past the end of the log, where LSN {} was due",
+            tail.display(),
+            w.records.len() + 1
+        )),
+        "{stdout}"
+    );
+    let out = logbook()
+        .args(["repair", "--apply"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+}

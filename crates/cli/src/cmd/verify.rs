@@ -155,8 +155,37 @@ pub(crate) fn check(
             })?;
         }
         report.tail = Some(damage.clone());
+    } else if let Some(finding) = stale_bytes_past_the_end(dir) {
+        // The reader stops at the first zeros; recovery also looks past
+        // them for bytes a torn write left further on.
+        report.writer_live = !crate::cmd::dump::tail_counts_as_problem(dir);
+        if !report.writer_live {
+            report.problems += 1;
+            on_problem(&finding)?;
+        }
     }
     Ok(report)
+}
+
+/// What recovery would cut from a tail that readers see ending cleanly:
+/// non-zero bytes after a run of zeros.
+fn stale_bytes_past_the_end(dir: &Path) -> Option<Finding> {
+    let report =
+        logbook_wal::inspect(dir, logbook_wal::RecoveryMode::TolerateCorruptedTail).ok()?;
+    let cut = report.cut?;
+    Some(Finding {
+        text: format!(
+            "{} at offset {}: {} byte(s) past the end of the log, where LSN {} was due: {} \
+             (the next open cuts them; `logbook repair {}` shows what)",
+            cut.path.display(),
+            cut.offset,
+            cut.bytes,
+            cut.lsn,
+            cut.reason,
+            dir.display()
+        ),
+        at: Some((cut.path, cut.offset)),
+    })
 }
 
 /// Each segment's first byte in the whole log's bytes, and the total last.
