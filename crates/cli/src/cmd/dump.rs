@@ -162,6 +162,7 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             match item {
                 Item::Problem(e) => {
                     problems += 1;
+                    out.flush()?; // keep the problem in its place among the records
                     output::report_problem(&scan::describe(&e));
                 }
                 Item::Record(record) => {
