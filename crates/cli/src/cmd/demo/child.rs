@@ -31,6 +31,10 @@ pub(crate) struct ChildArgs {
 /// How long the child lives if nobody kills it.
 const LIFETIME: Duration = Duration::from_secs(60);
 
+/// The cut-off session the demo resumes: its tool call is deterministically
+/// pending when the child is killed.
+pub(crate) const RESUMED_TITLE: &str = "Refactor the config loader";
+
 /// Sessions that run to their end.
 const FINISHING: usize = 4;
 /// Sessions that are cut off.
@@ -50,7 +54,7 @@ const SCRIPTS: [(&str, Script); FINISHING + CUT_OFF] = [
     ("Summarise last night's incident", summarise_incident),
     ("Survey write-ahead log designs", research_rlm),
     ("Upgrade the CI image", upgrade_ci),
-    ("Refactor the config loader", refactor_config),
+    (RESUMED_TITLE, refactor_config),
     ("Migrate the billing tables", migrate_billing),
 ];
 
@@ -255,8 +259,7 @@ fn upgrade_ci(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static s
 
 fn refactor_config(a: &mut Agent, tx: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
     let model = "claude-sonnet-4";
-    let title = "Refactor the config loader";
-    a.start(model, "payments-api", title)?;
+    a.start(model, "payments-api", RESUMED_TITLE)?;
     a.user("Split config.rs into a loader and a validator, and keep every test green.")?;
     a.think("Read the file first, then move validation into its own module, then run the tests.")?;
     a.usage(TokenSource::Root, model, 7_400, 520)?;
@@ -279,7 +282,7 @@ fn refactor_config(a: &mut Agent, tx: &mpsc::Sender<Msg>) -> anyhow::Result<&'st
     a.tool_start(&call, "bash", r#"{"command":"cargo test --workspace"}"#)?;
     let _ = tx.send(Msg::Midway(
         a.id,
-        "Refactor the config loader",
+        RESUMED_TITLE,
         "waiting for `cargo test --workspace`".into(),
     ));
     // The test suite takes a while: heartbeats (ephemeral) until killed.

@@ -168,7 +168,6 @@ fn is_demo_log(dir: &Path) -> anyhow::Result<bool> {
 /// What the child said.
 #[derive(Debug, Default)]
 struct ChildReport {
-    titles: Vec<(Uuid, String)>,
     midway: Vec<(Uuid, String)>,
 }
 
@@ -296,7 +295,6 @@ fn show_child_line(
     let id = id.and_then(|s| Uuid::parse_str(s).ok());
     match (verb, id) {
         (Some("started"), Some(id)) => {
-            report.titles.push((id, rest.to_owned()));
             writeln!(out, "  started   {}  {rest}", output::short_id(&id))?;
         }
         (Some("finished"), Some(id)) => {
@@ -362,6 +360,7 @@ fn post_crash(
     let Some(id) = report
         .midway
         .iter()
+        .filter(|m| m.1.starts_with(child::RESUMED_TITLE))
         .map(|m| m.0)
         .find(|id| interrupted.contains(id))
         .or_else(|| interrupted.first().copied())
