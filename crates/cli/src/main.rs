@@ -1,10 +1,83 @@
-//! The `logbook` command. Its subcommands are built by the CLI issue.
+//! `logbook`: inspect, verify and repair Logbook write-ahead logs, and see
+//! the whole story in `logbook demo`.
+//!
+//! `main` only parses the command line, runs one subcommand and maps its
+//! result to an exit code: 0 ok, 1 a problem found in the log, 2 a usage
+//! or I/O error. A closed stdout (`logbook dump DIR | head`) is success.
 #![forbid(unsafe_code)]
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "logbook: not built yet — the demo will crash a child process that writes agent sessions,"
-    );
-    eprintln!("recover the log, list the interrupted sessions and resume one.");
-    std::process::ExitCode::from(2)
+mod cmd;
+mod output;
+mod render;
+mod scan;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::{EXIT_OK, EXIT_PROBLEM, Outcome};
+
+const EXAMPLES: &str = "\
+Examples:
+  logbook demo                          crash a child writing agent sessions, recover, resume
+  logbook dump ./logbook-demo | head    the first records
+  logbook verify ./logbook-demo         check every header, CRC and LSN
+  logbook stats ./logbook-demo          segments, kinds, sessions, time span
+  logbook sessions ./logbook-demo       which sessions completed, failed, were interrupted
+  logbook replay ./logbook-demo ID      one session rebuilt from its records
+  logbook repair ./logbook-demo         what recovery would cut (a dry run)
+
+Exit status: 0 ok, 1 a problem found in the log, 2 a usage or I/O error.
+Data goes to stdout, diagnostics to stderr; `logbook help <command>` has more.";
+
+/// Inspect, verify and repair Logbook write-ahead logs.
+#[derive(Debug, Parser)]
+#[command(name = "logbook", version, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print records: LSN, time, session, kind and a summary (or JSON).
+    Dump(cmd::dump::DumpArgs),
+    /// Check every segment header, record CRC and LSN; report each problem.
+    Verify(cmd::verify::VerifyArgs),
+    /// Segments, records and bytes by kind, sessions, time span.
+    Stats(cmd::stats::StatsArgs),
+    /// List the sessions: status, events, tokens, times.
+    Sessions(cmd::sessions::SessionsArgs),
+    /// Show one session rebuilt: transcript, tool calls, tokens.
+    Replay(cmd::replay::ReplayArgs),
+    /// Show what recovery would cut (dry run), or cut it with --apply.
+    Repair(cmd::repair::RepairArgs),
+    /// Run agent sessions in a child, kill it, recover, resume: the tour.
+    Demo(cmd::demo::DemoArgs),
+    /// The demo's child process (internal).
+    #[command(hide = true)]
+    DemoChild(cmd::demo::ChildArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Dump(args) => cmd::dump::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Stats(args) => cmd::stats::run(args),
+        Command::Sessions(args) => cmd::sessions::run(args),
+        Command::Replay(args) => cmd::replay::run(args),
+        Command::Repair(args) => cmd::repair::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::DemoChild(args) => cmd::demo::child(args),
+    };
+    ExitCode::from(match result {
+        Ok(Outcome::Clean) => EXIT_OK,
+        Ok(Outcome::Problems) => EXIT_PROBLEM,
+        Err(error) if output::is_broken_pipe(&error) => EXIT_OK,
+        Err(error) => {
+            eprintln!("logbook: error: {}", output::one_line(&error));
+            output::exit_code(&error)
+        }
+    })
 }

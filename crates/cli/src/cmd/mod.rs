@@ -1,0 +1,9 @@
+//! One module per subcommand.
+
+pub(crate) mod demo;
+pub(crate) mod dump;
+pub(crate) mod repair;
+pub(crate) mod replay;
+pub(crate) mod sessions;
+pub(crate) mod stats;
+pub(crate) mod verify;

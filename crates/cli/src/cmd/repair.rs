@@ -1,0 +1,496 @@
+//! `logbook repair`: what recovery would cut (a dry run), and `--apply`
+//! to cut it, keeping a copy of every byte it cuts.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use logbook_wal::format::SEGMENT_HEADER_LEN;
+use logbook_wal::{RecoveryMode, RecoveryReport, Wal, WalError, WalOptions};
+
+use crate::output::{self, LogProblem, Outcome};
+use crate::scan;
+
+const EXAMPLES: &str = "\
+Examples:
+  logbook repair ./logbook-demo                      what recovery would do (changes nothing)
+  logbook repair ./logbook-demo --apply              cut a torn tail, keeping the cut bytes
+  logbook repair ./logbook-demo --mode point-in-time             a dry run of another mode
+  logbook repair ./logbook-demo --mode skip-corrupted --apply    repair mid-log damage
+
+Recovery looks at the tail segment, the only one a writer appends to. A torn
+tail (bytes written after the last fsync, never acknowledged) is cut; before
+anything is cut, the bytes are copied to <segment>.<offset>.broken beside the
+segment. Damage to a record that had been acknowledged (valid records written
+after it was durable follow it) is mid-log corruption: repair refuses it unless
+--mode says what to do: point-in-time cuts everything from the damage on (into
+the .broken file), skip-corrupted keeps every valid record and leaves the damaged
+bytes in place for readers to skip. absolute cuts nothing and only checks.
+
+--apply refuses while a live writer holds the log. It removes no file but the
+log's own leftovers of an interrupted segment creation (*.wal.tmp, which never
+hold records; it checks), exactly as opening the log would; it never deletes
+any other file. Damage in sealed segments is reported but not repaired:
+readers report and skip it (see `logbook verify`).
+
+Exit status: 0 when nothing needs repair (or --apply repaired everything), 1
+when the log has a problem that is (still) there, 2 on usage or I/O errors and
+when the log is locked.";
+
+/// A recovery mode (`logbook_wal::RecoveryMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// Cut a torn tail; refuse to cut acknowledged records (the default).
+    TolerateTail,
+    /// Cut at the first damaged frame, whatever follows it.
+    PointInTime,
+    /// Keep every valid frame; readers skip the damaged ones.
+    SkipCorrupted,
+    /// Cut nothing; fail on any damage.
+    Absolute,
+}
+
+impl Mode {
+    fn recovery(self) -> RecoveryMode {
+        match self {
+            Mode::TolerateTail => RecoveryMode::TolerateCorruptedTail,
+            Mode::PointInTime => RecoveryMode::PointInTime,
+            Mode::SkipCorrupted => RecoveryMode::SkipCorrupted,
+            Mode::Absolute => RecoveryMode::AbsoluteConsistency,
+        }
+    }
+}
+
+/// Show, or do, what recovery does to the log.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct RepairArgs {
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// Change the log (without it, a dry run that changes nothing).
+    #[arg(long)]
+    pub(crate) apply: bool,
+    /// The recovery mode [default: tolerate-tail].
+    #[arg(long, value_enum)]
+    pub(crate) mode: Option<Mode>,
+}
+
+pub(crate) fn run(args: &RepairArgs) -> anyhow::Result<Outcome> {
+    let mut out = output::stdout();
+    let outcome = repair(args, &mut out);
+    out.flush()?;
+    outcome
+}
+
+fn name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// The file recovery saves cut bytes to (`save_cut` in logbook-wal).
+fn broken_path(segment: &Path, offset: u64) -> PathBuf {
+    let mut name = segment.as_os_str().to_owned();
+    name.push(format!(".{offset}.broken"));
+    PathBuf::from(name)
+}
+
+fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let dir = &args.dir;
+    let mode = args.mode.unwrap_or(Mode::TolerateTail);
+    let live = logbook_wal::is_locked(dir)?;
+    if args.apply && live {
+        bail!(
+            "log {} is locked by a live writer (lock file {}): stop it before repairing; \
+             read-only commands work meanwhile",
+            dir.display(),
+            dir.join("LOCK").display()
+        );
+    }
+    let report = match logbook_wal::inspect(dir, mode.recovery()) {
+        Ok(report) => report,
+        Err(e @ WalError::MidLogCorruption { .. }) => {
+            if args.apply {
+                return Err(LogProblem(format!(
+                    "{}; nothing changed: recovery does not cut acknowledged records unless told \
+                     to: rerun with --mode point-in-time (cut from the damage on) or --mode \
+                     skip-corrupted (keep every valid record)",
+                    scan::describe(&e)
+                ))
+                .into());
+            }
+            writeln!(
+                out,
+                "repair {} (dry run: nothing is changed)",
+                dir.display()
+            )?;
+            writeln!(
+                out,
+                "  refused: {}; recovery does not cut acknowledged records unless --mode says so",
+                scan::describe(&e)
+            )?;
+            explain_alternatives(out, dir)?;
+            out.flush()?;
+            output::report_problem(&format!(
+                "{}; --mode point-in-time or --mode skip-corrupted can repair it",
+                scan::describe(&e)
+            ));
+            return Ok(Outcome::Problems);
+        }
+        Err(e @ (WalError::BadHeader { .. } | WalError::BadSegment { .. })) => {
+            return Err(LogProblem(format!(
+                "{e}; recovery cannot repair the tail segment's header: move the file out of the \
+                 directory (logbook never deletes it) and run repair again"
+            ))
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let tail = report.tail.clone().unwrap_or_default();
+    let sealed = sealed_problems(dir, &tail)?;
+    if args.apply {
+        apply(args, mode, &report, &sealed, out)
+    } else {
+        dry_run(dir, mode, &report, &sealed, live, out)
+    }
+}
+
+/// Problems outside what recovery looks at (the tail segment's frames):
+/// in sealed segments, and gaps between segments.
+fn sealed_problems(dir: &Path, tail: &Path) -> anyhow::Result<Sealed> {
+    let mut sealed = Sealed::default();
+    crate::cmd::verify::check(dir, None, &mut |finding| {
+        let in_tail_frames = finding
+            .at
+            .as_ref()
+            .is_some_and(|(path, offset)| path == tail && *offset > 0);
+        if !in_tail_frames {
+            sealed.count += 1;
+            sealed.first.get_or_insert_with(|| finding.text.clone());
+        }
+        Ok(())
+    })?;
+    Ok(sealed)
+}
+
+/// Problems outside what recovery repairs.
+#[derive(Debug, Default)]
+struct Sealed {
+    count: u64,
+    first: Option<String>,
+}
+
+fn print_findings(
+    out: &mut dyn Write,
+    mode: Mode,
+    report: &RecoveryReport,
+    sealed: &Sealed,
+    dir: &Path,
+    verb: (&str, &str),
+) -> anyhow::Result<()> {
+    let (cut_verb, remove_verb) = verb;
+    if let Some(tail) = &report.tail {
+        writeln!(
+            out,
+            "  segments: {}; tail {} with {} valid record(s); the log continues at LSN {}",
+            report.segments,
+            name(tail),
+            report.tail_records,
+            report.next_lsn
+        )?;
+    }
+    if let Some(cut) = &report.cut {
+        let dropped = match (mode, cut.frames_dropped) {
+            (_, 0) => String::new(),
+            (Mode::TolerateTail, n) => {
+                format!(", and {n} whole-looking frame(s) after it, never acknowledged")
+            }
+            (_, n) => format!(", and {n} valid frame(s) after it"),
+        };
+        writeln!(
+            out,
+            "  {cut_verb}: {} from offset {}: {} byte(s), LSN {} on{dropped}: {}",
+            name(&cut.path),
+            cut.offset,
+            cut.bytes,
+            cut.lsn,
+            cut.reason
+        )?;
+    }
+    for skipped in &report.skipped {
+        writeln!(
+            out,
+            "  skip: {} at offset {}: {}; the damaged bytes stay in place (readers skip them)",
+            name(&skipped.path),
+            skipped.offset,
+            lost_lsns(skipped.lsn, skipped.resumed_at)
+        )?;
+    }
+    for tmp in &report.temporaries {
+        writeln!(
+            out,
+            "  {remove_verb}: {} (an interrupted segment creation; it holds no record)",
+            name(tmp)
+        )?;
+    }
+    for foreign in &report.foreign {
+        writeln!(out, "  left alone: {} (not part of the log)", name(foreign))?;
+    }
+    if sealed.count > 0 {
+        writeln!(
+            out,
+            "  sealed segments: {} problem(s) that recovery does not touch; readers report and \
+             skip them (`logbook verify {}` lists them)",
+            sealed.count,
+            dir.display()
+        )?;
+    } else {
+        writeln!(out, "  sealed segments: no problem")?;
+    }
+    Ok(())
+}
+
+fn dry_run(
+    dir: &Path,
+    mode: Mode,
+    report: &RecoveryReport,
+    sealed: &Sealed,
+    live: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    writeln!(
+        out,
+        "repair {} (dry run, mode {}: nothing is changed)",
+        dir.display(),
+        mode_name(mode)
+    )?;
+    print_findings(
+        out,
+        mode,
+        report,
+        sealed,
+        dir,
+        ("would cut", "would remove"),
+    )?;
+    if let Some(cut) = &report.cut {
+        writeln!(
+            out,
+            "  the cut bytes would be saved to {}",
+            name(&broken_path(&cut.path, cut.offset))
+        )?;
+    }
+    if live {
+        writeln!(
+            out,
+            "  a live writer holds the log: damage at its tail may be a write in progress, and \
+             --apply refuses until the writer stops"
+        )?;
+    }
+    let to_fix = report.cut.is_some() || !report.skipped.is_empty();
+    let summary = summary_line(dir, report, sealed, "would cut");
+    if to_fix {
+        let mode_flag = match mode {
+            Mode::TolerateTail => String::new(),
+            other => format!(" --mode {}", mode_name(other)),
+        };
+        writeln!(
+            out,
+            "to repair: logbook repair {}{mode_flag} --apply",
+            dir.display()
+        )?;
+    } else if !report.temporaries.is_empty() {
+        writeln!(
+            out,
+            "nothing to cut; --apply (or the next writer) removes the leftover temporaries"
+        )?;
+    } else {
+        writeln!(out, "nothing to repair in the tail segment")?;
+    }
+    out.flush()?;
+    if let Some(line) = summary {
+        output::report_problem(&line);
+    }
+    Ok(Outcome::from_count(u64::from(to_fix) + sealed.count))
+}
+
+fn mode_name(mode: Mode) -> String {
+    mode.to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
+/// Check that a leftover temporary holds nothing past its header.
+fn check_temporary(path: &Path) -> anyhow::Result<()> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = 0usize;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("read {}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let chunk = buf.get(..n).unwrap_or_default();
+        let past_header = chunk.get(SEGMENT_HEADER_LEN.saturating_sub(at).min(n)..);
+        if past_header.is_some_and(|rest| rest.iter().any(|&b| b != 0)) {
+            return Err(LogProblem(format!(
+                "{} holds data past its segment header; not removing it: move it out of the \
+                 directory first",
+                path.display()
+            ))
+            .into());
+        }
+        at += n;
+    }
+}
+
+fn apply(
+    args: &RepairArgs,
+    mode: Mode,
+    planned: &RecoveryReport,
+    sealed: &Sealed,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let dir = &args.dir;
+    writeln!(out, "repair {} (mode {})", dir.display(), mode_name(mode))?;
+    let nothing_to_do =
+        planned.cut.is_none() && planned.skipped.is_empty() && planned.temporaries.is_empty();
+    if nothing_to_do {
+        print_findings(out, mode, planned, sealed, dir, ("cut", "removed"))?;
+        writeln!(
+            out,
+            "nothing to repair in the tail segment; nothing changed"
+        )?;
+        out.flush()?;
+        if let Some(line) = summary_line(dir, planned, sealed, "") {
+            output::report_problem(&line);
+        }
+        return Ok(Outcome::from_count(sealed.count));
+    }
+    for tmp in &planned.temporaries {
+        check_temporary(tmp)?;
+    }
+    let options = WalOptions {
+        recovery: mode.recovery(),
+        keep_cut_bytes: true,
+        preallocate: false,
+        create_if_missing: false,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir, options)?;
+    let report = wal.recovery().clone();
+    wal.close()?;
+    print_findings(out, mode, &report, sealed, dir, ("cut", "removed"))?;
+    if let Some(cut) = &report.cut {
+        let broken = broken_path(&cut.path, cut.offset);
+        writeln!(
+            out,
+            "  the cut bytes are in {} ({} byte(s))",
+            broken.display(),
+            std::fs::metadata(&broken).map_or(0, |m| m.len())
+        )?;
+    }
+    writeln!(
+        out,
+        "repaired: the log continues at LSN {}",
+        report.next_lsn
+    )?;
+    out.flush()?;
+    if let Some(line) = summary_line(dir, &RecoveryReport::default(), sealed, "") {
+        output::report_problem(&line);
+    }
+    Ok(Outcome::from_count(sealed.count))
+}
+
+/// After a refusal: what the two other modes would do.
+fn explain_alternatives(out: &mut dyn Write, dir: &Path) -> anyhow::Result<()> {
+    if let Ok(r) = logbook_wal::inspect(dir, RecoveryMode::PointInTime) {
+        if let Some(cut) = &r.cut {
+            writeln!(
+                out,
+                "  --mode point-in-time would cut {} from offset {}: {} byte(s), LSN {} on, \
+                 dropping {} valid frame(s) (saved to {})",
+                name(&cut.path),
+                cut.offset,
+                cut.bytes,
+                cut.lsn,
+                cut.frames_dropped,
+                name(&broken_path(&cut.path, cut.offset))
+            )?;
+        }
+    }
+    if let Ok(r) = logbook_wal::inspect(dir, RecoveryMode::SkipCorrupted) {
+        for s in &r.skipped {
+            writeln!(
+                out,
+                "  --mode skip-corrupted would keep every valid record and skip the damage in {} \
+                 at offset {} ({})",
+                name(&s.path),
+                s.offset,
+                lost_lsns(s.lsn, s.resumed_at)
+            )?;
+        }
+        if let Some(cut) = &r.cut {
+            writeln!(
+                out,
+                "  --mode skip-corrupted would also cut {} byte(s) of garbage at the end (offset {})",
+                cut.bytes, cut.offset
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "to repair: logbook repair {} --mode point-in-time --apply (or --mode skip-corrupted)",
+        dir.display()
+    )?;
+    Ok(())
+}
+
+/// Which LSNs a skipped stretch lost.
+fn lost_lsns(due: u64, resumed_at: u64) -> String {
+    match resumed_at.saturating_sub(due) {
+        0 => "no LSN lost".to_owned(),
+        1 => format!("LSN {due} lost"),
+        _ => format!("LSN {due} to {} lost", resumed_at - 1),
+    }
+}
+
+/// The one stderr line of a repair that leaves a problem: what recovery
+/// would cut, and the problems it does not touch.
+fn summary_line(
+    dir: &Path,
+    report: &RecoveryReport,
+    sealed: &Sealed,
+    verb: &str,
+) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(cut) = report.cut.as_ref().filter(|_| !verb.is_empty()) {
+        parts.push(format!(
+            "{} at offset {}: recovery {verb} {} byte(s) (LSN {} on); `logbook repair {} --apply` does it",
+            cut.path.display(),
+            cut.offset,
+            cut.bytes,
+            cut.lsn,
+            dir.display()
+        ));
+    }
+    if let Some(s) = report.skipped.first().filter(|_| !verb.is_empty()) {
+        parts.push(format!(
+            "{} at offset {}: damaged records to skip ({})",
+            s.path.display(),
+            s.offset,
+            lost_lsns(s.lsn, s.resumed_at)
+        ));
+    }
+    if let Some(first) = &sealed.first {
+        parts.push(format!(
+            "{} problem(s) outside the tail that repair does not touch (`logbook verify {}` \
+             lists them); the first: {first}",
+            sealed.count,
+            dir.display()
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}

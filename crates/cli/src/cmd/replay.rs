@@ -1,0 +1,493 @@
+//! `logbook replay`: the rebuilt state of one session.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use clap::Args;
+use logbook_bus::SessionEvent;
+use logbook_replay::{SessionState, SessionStatus, TokenTotals, ToolCall};
+use logbook_wal::{EventRecord, Lsn};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::output::{self, Outcome, Table};
+use crate::render;
+
+const EXAMPLES: &str = "\
+Examples:
+  logbook replay ./logbook-demo 1d17157b       a session id, or a prefix of one
+  logbook replay ./logbook-demo 1d17157b --json | jq .pending_tool_calls
+
+Shows what the log knows of the session, rebuilt from its records: its status,
+the transcript (user messages, assistant texts, thinking), every tool call with
+the pending ones (started, never completed) marked, token totals by model and
+by source, compaction and RLM history, and resumptions. A session with no
+terminal event is interrupted when no live writer holds the log.
+
+--json prints one object with the fields session, title, model, cwd, status,
+error, first_lsn, last_lsn, started, last_event, events, durable_events,
+skipped_records, transcript (lsn, role, text), tool_calls (id, name, pending,
+starts, start_lsn, arguments, completion: lsn, output, success, duration_ms),
+pending_tool_calls (ids), tokens (total, by_model, by_source, legacy: prompt,
+completion, total, requests, duration_ms), compaction and rlm (lsn, ts, kind,
+event), resumptions (lsn, ts, from_lsn) and kinds (kind: count). A replay never
+rebuilds a session from a damaged log: corruption is an error (exit 1).";
+
+/// Show one session's rebuilt state.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct ReplayArgs {
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// The session: its id, or a prefix of it that only it has.
+    #[arg(value_parser = crate::cmd::dump::parse_session_prefix)]
+    pub(crate) session: String,
+    /// One JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
+    let id = resolve_session(&args.dir, &args.session)?;
+    let state = logbook_replay::session_state(&args.dir, id)?;
+    let writer_live = logbook_wal::is_locked(&args.dir)?;
+    if !writer_live {
+        note_torn_tail(&args.dir);
+    }
+    let mut out = output::stdout();
+    if args.json {
+        output::json_line(&mut out, &StateJson::new(&state, writer_live))?;
+    } else {
+        print_state(&mut out, &state, writer_live, "")?;
+    }
+    out.flush()?;
+    Ok(Outcome::Clean)
+}
+
+/// A note on stderr if the log ends in a torn tail (which the replay
+/// leaves out: it holds nothing that was acknowledged).
+fn note_torn_tail(dir: &Path) {
+    let report = logbook_wal::inspect(dir, logbook_wal::RecoveryMode::TolerateCorruptedTail);
+    if let Ok(logbook_wal::RecoveryReport { cut: Some(cut), .. }) = report {
+        output::report_note(&format!(
+            "{} at offset {}: torn tail where LSN {} was due ({} byte(s) never acknowledged; the \
+             next writer cuts them): the replay shows the records before it",
+            cut.path.display(),
+            cut.offset,
+            cut.lsn,
+            cut.bytes
+        ));
+    }
+}
+
+/// The session a full id or a unique prefix names.
+pub(crate) fn resolve_session(dir: &Path, text: &str) -> anyhow::Result<Uuid> {
+    if let Ok(id) = Uuid::parse_str(text) {
+        return Ok(id);
+    }
+    let log = crate::cmd::sessions::list(dir)?;
+    let matching: Vec<Uuid> = log
+        .sessions
+        .iter()
+        .map(|s| s.session)
+        .filter(|id| id.hyphenated().to_string().starts_with(text))
+        .collect();
+    match matching.as_slice() {
+        [] => bail!(
+            "no session in the log in {} starts with {text}",
+            dir.display()
+        ),
+        [one] => Ok(*one),
+        many => bail!(
+            "{text} names {} sessions in the log in {} ({}): give more of the id",
+            many.len(),
+            dir.display(),
+            many.iter()
+                .take(4)
+                .map(|id| id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The state, readable.
+pub(crate) fn print_state(
+    out: &mut dyn Write,
+    state: &SessionState,
+    writer_live: bool,
+    indent: &str,
+) -> anyhow::Result<()> {
+    let status = state.status_given(writer_live);
+    writeln!(
+        out,
+        "{indent}session {}{}",
+        state.session_id(),
+        state
+            .title()
+            .map_or_else(String::new, |t| format!("  {}", render::quote(t, true)))
+    )?;
+    let status_text = match &status {
+        SessionStatus::Interrupted => {
+            "interrupted (no terminal event, and no live writer holds the log)".to_owned()
+        }
+        SessionStatus::Running if !writer_live => "running".to_owned(),
+        SessionStatus::Running => "running (a live writer holds the log)".to_owned(),
+        SessionStatus::Failed(e) => format!("failed: {}", output::flatten(e)),
+        other => other.to_string(),
+    };
+    writeln!(out, "{indent}  status:  {status_text}")?;
+    writeln!(
+        out,
+        "{indent}  model:   {}    cwd: {}",
+        state.model().unwrap_or("-"),
+        state.cwd().unwrap_or("-")
+    )?;
+    if let (Some(a), Some(b), Some(t0), Some(t1)) = (
+        state.first_lsn(),
+        state.last_lsn(),
+        state.first_timestamp_us(),
+        state.last_timestamp_us(),
+    ) {
+        writeln!(
+            out,
+            "{indent}  records: LSN {a}..={b}, {} event(s) ({} durable), {} .. {} ({})",
+            state.events(),
+            state.durable_events(),
+            output::rfc3339_seconds(t0),
+            output::rfc3339_seconds(t1),
+            output::span(t1.saturating_sub(t0))
+        )?;
+    }
+    if state.skipped_records() > 0 {
+        writeln!(
+            out,
+            "{indent}  skipped: {} record(s) of an event kind this build does not know",
+            state.skipped_records()
+        )?;
+    }
+    for r in state.resumptions() {
+        writeln!(
+            out,
+            "{indent}  resumed: at LSN {} ({}), after LSN {}",
+            r.lsn,
+            output::rfc3339_seconds(r.timestamp_us),
+            r.from_lsn
+        )?;
+    }
+
+    writeln!(out, "{indent}transcript:")?;
+    if state.transcript().is_empty() {
+        writeln!(out, "{indent}  (none)")?;
+    }
+    for entry in state.transcript() {
+        let mut lines = entry.text.lines();
+        writeln!(
+            out,
+            "{indent}  {:>6}  {:<9}  {}",
+            entry.lsn,
+            entry.role.as_str(),
+            lines.next().unwrap_or("")
+        )?;
+        for line in lines {
+            writeln!(out, "{indent}  {:>6}  {:<9}  {line}", "", "")?;
+        }
+    }
+
+    writeln!(out, "{indent}tool calls:")?;
+    if state.tool_calls().len() == 0 {
+        writeln!(out, "{indent}  (none)")?;
+    } else {
+        let mut table = Table::new(&[">LSN", "tool", "id", "result", "arguments"]);
+        for call in state.tool_calls() {
+            table.row(vec![
+                call.start
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |s| s.lsn.to_string()),
+                call.name.clone(),
+                call.id.clone(),
+                tool_result(call),
+                call.start
+                    .as_ref()
+                    .map_or_else(String::new, |s| render::quote(&s.arguments, false)),
+            ]);
+        }
+        table.write(out, &format!("{indent}  "))?;
+        let pending = state.pending_tool_calls();
+        if !pending.is_empty() {
+            writeln!(
+                out,
+                "{indent}  {} pending: started and never completed ({})",
+                pending.len(),
+                pending
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+        }
+    }
+
+    writeln!(out, "{indent}tokens:")?;
+    let tokens = state.tokens();
+    let mut table = Table::new(&["", ">requests", ">prompt", ">completion", ">total", ">time"]);
+    let row = |name: String, t: TokenTotals| {
+        vec![
+            name,
+            t.requests.to_string(),
+            t.prompt.to_string(),
+            t.completion.to_string(),
+            t.total.to_string(),
+            output::span(t.duration_ms.saturating_mul(1000)),
+        ]
+    };
+    for (model, t) in tokens.by_model() {
+        table.row(row(format!("model {model}"), t));
+    }
+    for (source, t) in tokens.by_source() {
+        table.row(row(format!("source {source}"), t));
+    }
+    table.row(row("total".to_owned(), tokens.total()));
+    if tokens.legacy().requests > 0 {
+        table.row(row("usage_report (legacy)".to_owned(), tokens.legacy()));
+    }
+    table.write(out, &format!("{indent}  "))?;
+
+    for (name, records) in [("compaction", state.compaction()), ("rlm", state.rlm())] {
+        if records.is_empty() {
+            continue;
+        }
+        writeln!(out, "{indent}{name}:")?;
+        for r in records {
+            writeln!(
+                out,
+                "{indent}  {:>6}  {:<21} {}",
+                r.lsn,
+                r.event.kind(),
+                render::summary(&r.event, false)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn tool_result(call: &ToolCall) -> String {
+    match (&call.start, &call.completion) {
+        (_, Some(c)) => format!(
+            "{} in {} ms",
+            if c.success { "ok" } else { "FAILED" },
+            c.duration_ms
+        ),
+        (Some(_), None) => "PENDING".to_owned(),
+        (None, None) => "-".to_owned(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct TotalsJson {
+    prompt: u64,
+    completion: u64,
+    total: u64,
+    requests: u64,
+    duration_ms: u64,
+}
+
+impl From<TokenTotals> for TotalsJson {
+    fn from(t: TokenTotals) -> TotalsJson {
+        TotalsJson {
+            prompt: t.prompt,
+            completion: t.completion,
+            total: t.total,
+            requests: t.requests,
+            duration_ms: t.duration_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct NamedTotals {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'static str>,
+    #[serde(flatten)]
+    totals: TotalsJson,
+}
+
+#[derive(Debug, Serialize)]
+struct TokensJson {
+    total: TotalsJson,
+    by_model: Vec<NamedTotals>,
+    by_source: Vec<NamedTotals>,
+    legacy: TotalsJson,
+}
+
+#[derive(Debug, Serialize)]
+struct TranscriptJson<'a> {
+    lsn: Lsn,
+    role: &'static str,
+    text: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct CompletionJson<'a> {
+    lsn: Lsn,
+    output: &'a str,
+    success: bool,
+    duration_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ToolJson<'a> {
+    id: &'a str,
+    name: &'a str,
+    pending: bool,
+    starts: u32,
+    start_lsn: Option<Lsn>,
+    arguments: Option<&'a str>,
+    completion: Option<CompletionJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct RecordJson<'a> {
+    lsn: Lsn,
+    ts: String,
+    kind: &'static str,
+    event: &'a SessionEvent,
+}
+
+impl<'a> RecordJson<'a> {
+    fn new(r: &'a EventRecord) -> RecordJson<'a> {
+        RecordJson {
+            lsn: r.lsn,
+            ts: output::rfc3339(r.timestamp_us),
+            kind: r.event.kind(),
+            event: &r.event,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ResumptionJson {
+    lsn: Lsn,
+    ts: String,
+    from_lsn: Lsn,
+}
+
+#[derive(Debug, Serialize)]
+struct StateJson<'a> {
+    session: Uuid,
+    title: Option<&'a str>,
+    model: Option<&'a str>,
+    cwd: Option<&'a str>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    first_lsn: Option<Lsn>,
+    last_lsn: Option<Lsn>,
+    started: Option<String>,
+    last_event: Option<String>,
+    events: u64,
+    durable_events: u64,
+    skipped_records: u64,
+    transcript: Vec<TranscriptJson<'a>>,
+    tool_calls: Vec<ToolJson<'a>>,
+    pending_tool_calls: Vec<&'a str>,
+    tokens: TokensJson,
+    compaction: Vec<RecordJson<'a>>,
+    rlm: Vec<RecordJson<'a>>,
+    resumptions: Vec<ResumptionJson>,
+    kinds: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> StateJson<'a> {
+    fn new(state: &'a SessionState, writer_live: bool) -> StateJson<'a> {
+        let status = state.status_given(writer_live);
+        let tokens = state.tokens();
+        StateJson {
+            session: state.session_id(),
+            title: state.title(),
+            model: state.model(),
+            cwd: state.cwd(),
+            status: status.as_str(),
+            error: match &status {
+                SessionStatus::Failed(e) => Some(e.clone()),
+                _ => None,
+            },
+            first_lsn: state.first_lsn(),
+            last_lsn: state.last_lsn(),
+            started: state.first_timestamp_us().map(output::rfc3339),
+            last_event: state.last_timestamp_us().map(output::rfc3339),
+            events: state.events(),
+            durable_events: state.durable_events(),
+            skipped_records: state.skipped_records(),
+            transcript: state
+                .transcript()
+                .iter()
+                .map(|t| TranscriptJson {
+                    lsn: t.lsn,
+                    role: t.role.as_str(),
+                    text: &t.text,
+                })
+                .collect(),
+            tool_calls: state
+                .tool_calls()
+                .map(|c| ToolJson {
+                    id: &c.id,
+                    name: &c.name,
+                    pending: c.is_pending(),
+                    starts: c.starts,
+                    start_lsn: c.start.as_ref().map(|s| s.lsn),
+                    arguments: c.start.as_ref().map(|s| s.arguments.as_str()),
+                    completion: c.completion.as_ref().map(|x| CompletionJson {
+                        lsn: x.lsn,
+                        output: &x.output,
+                        success: x.success,
+                        duration_ms: x.duration_ms,
+                    }),
+                })
+                .collect(),
+            pending_tool_calls: state
+                .pending_tool_calls()
+                .into_iter()
+                .map(|c| c.id.as_str())
+                .collect(),
+            tokens: TokensJson {
+                total: tokens.total().into(),
+                by_model: tokens
+                    .by_model()
+                    .map(|(m, t)| NamedTotals {
+                        model: Some(m.to_owned()),
+                        source: None,
+                        totals: t.into(),
+                    })
+                    .collect(),
+                by_source: tokens
+                    .by_source()
+                    .map(|(s, t)| NamedTotals {
+                        model: None,
+                        source: Some(s.as_str()),
+                        totals: t.into(),
+                    })
+                    .collect(),
+                legacy: tokens.legacy().into(),
+            },
+            compaction: state.compaction().iter().map(RecordJson::new).collect(),
+            rlm: state.rlm().iter().map(RecordJson::new).collect(),
+            resumptions: state
+                .resumptions()
+                .iter()
+                .map(|r| ResumptionJson {
+                    lsn: r.lsn,
+                    ts: output::rfc3339(r.timestamp_us),
+                    from_lsn: r.from_lsn,
+                })
+                .collect(),
+            kinds: state
+                .kind_counts()
+                .map(|(k, n)| (k.to_owned(), serde_json::Value::from(n)))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! `logbook stats`: segments, records and bytes by event kind, sessions,
+//! time span, durable against total.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use logbook_bus::KINDS;
+use logbook_wal::Lsn;
+use logbook_wal::format::RECORD_HEADER_LEN;
+use serde::Serialize;
+
+use crate::output::{self, Outcome, Table};
+use crate::render;
+use crate::scan::{self, Flow, Item, Segments};
+
+const EXAMPLES: &str = "\
+Examples:
+  logbook stats ./logbook-demo
+  logbook stats ./logbook-demo --json | jq .by_kind
+
+Bytes are frame bytes: the 48-byte record header plus the payload. `durable`
+counts the records whose event kind is durable (the kinds a SessionBus hands
+to its sink); a record of an ephemeral kind was appended directly. --json
+prints one object with the fields dir, segments (file, size, used_bytes,
+base_lsn, created, records, first_lsn, last_lsn), records, bytes, first_lsn,
+last_lsn, first_ts, last_ts, span_us, sessions, durable, by_kind (kind,
+records, bytes) and problems.";
+
+/// Summarise the log.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct StatsArgs {
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// One JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SegmentJson {
+    file: String,
+    size: u64,
+    used_bytes: u64,
+    base_lsn: Option<Lsn>,
+    created: Option<String>,
+    records: u64,
+    first_lsn: Option<Lsn>,
+    last_lsn: Option<Lsn>,
+}
+
+#[derive(Debug, Serialize)]
+struct KindJson {
+    kind: String,
+    records: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct StatsJson {
+    dir: String,
+    segments: Vec<SegmentJson>,
+    records: u64,
+    bytes: u64,
+    first_lsn: Option<Lsn>,
+    last_lsn: Option<Lsn>,
+    first_ts: Option<String>,
+    last_ts: Option<String>,
+    span_us: u64,
+    sessions: u64,
+    durable: u64,
+    by_kind: Vec<KindJson>,
+    problems: u64,
+}
+
+pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
+    let mut reader = scan::open_reader(&args.dir)?;
+    let mut segments = Segments::default();
+    let mut by_kind: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
+    let mut sessions = HashSet::new();
+    let (mut records, mut bytes, mut durable, mut problems) = (0u64, 0u64, 0u64, 0u64);
+    let (mut first_lsn, mut last_lsn) = (None, None);
+    let (mut first_ts, mut last_ts) = (u64::MAX, 0u64);
+    scan::walk(&mut reader, |item| {
+        match item {
+            Item::Problem(e) => {
+                problems += 1;
+                output::report_problem(&scan::describe(&e));
+            }
+            Item::Record(record) => {
+                let size = (RECORD_HEADER_LEN + record.payload.len()) as u64;
+                records += 1;
+                bytes += size;
+                first_lsn.get_or_insert(record.lsn);
+                last_lsn = Some(record.lsn);
+                first_ts = first_ts.min(record.timestamp_us);
+                last_ts = last_ts.max(record.timestamp_us);
+                sessions.insert(record.session);
+                segments.add(&record);
+                let kind = render::kind_of(record.payload);
+                if render::kind_is_durable(kind) {
+                    durable += 1;
+                }
+                let index = KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len());
+                let entry = by_kind.entry(index).or_default();
+                entry.0 += 1;
+                entry.1 += size;
+            }
+        }
+        Ok(Flow::Continue)
+    })?;
+    segments.complete(&reader.segments());
+    if let Some(damage) = reader.tail_damage() {
+        if crate::cmd::dump::tail_counts_as_problem(&args.dir) {
+            problems += 1;
+            output::report_problem(&scan::describe_tail(damage));
+        }
+    }
+    let stats = StatsJson {
+        dir: args.dir.display().to_string(),
+        segments: segments
+            .list
+            .iter()
+            .map(|s| {
+                let header = s.header.as_ref().and_then(|h| h.as_ref().ok());
+                SegmentJson {
+                    file: s.file_name(),
+                    size: s.file_size,
+                    used_bytes: s.used_bytes,
+                    base_lsn: header.map(|h| h.base_lsn),
+                    created: header.map(|h| output::rfc3339(h.created_us)),
+                    records: s.records,
+                    first_lsn: s.first_lsn,
+                    last_lsn: s.last_lsn,
+                }
+            })
+            .collect(),
+        records,
+        bytes,
+        first_lsn,
+        last_lsn,
+        first_ts: (records > 0).then(|| output::rfc3339(first_ts)),
+        last_ts: (records > 0).then(|| output::rfc3339(last_ts)),
+        span_us: last_ts.saturating_sub(first_ts),
+        sessions: sessions.len() as u64,
+        durable,
+        by_kind: by_kind
+            .iter()
+            .map(|(&i, &(records, bytes))| KindJson {
+                kind: KINDS.get(i).copied().unwrap_or("unknown").to_owned(),
+                records,
+                bytes,
+            })
+            .collect(),
+        problems,
+    };
+    let mut out = output::stdout();
+    if args.json {
+        output::json_line(&mut out, &stats)?;
+    } else {
+        print_text(&mut out, &stats)?;
+    }
+    out.flush()?;
+    Ok(Outcome::from_count(problems))
+}
+
+fn print_text(out: &mut dyn Write, s: &StatsJson) -> anyhow::Result<()> {
+    let on_disk: u64 = s.segments.iter().map(|x| x.size).sum();
+    let used: u64 = s.segments.iter().map(|x| x.used_bytes).sum();
+    writeln!(out, "log {}", s.dir)?;
+    writeln!(
+        out,
+        "segments: {}, {} on disk, {} in use",
+        s.segments.len(),
+        output::bytes(on_disk),
+        output::bytes(used)
+    )?;
+    let mut table = Table::new(&["segment", "created", ">records", "LSNs", ">used", ">size"]);
+    for seg in &s.segments {
+        table.row(vec![
+            seg.file.clone(),
+            seg.created.as_deref().map_or("-".to_owned(), |c| {
+                c.chars().take(19).collect::<String>() + "Z"
+            }),
+            seg.records.to_string(),
+            match (seg.first_lsn, seg.last_lsn) {
+                (Some(a), Some(b)) => format!("{a}..={b}"),
+                _ => "-".to_owned(),
+            },
+            output::bytes(seg.used_bytes),
+            output::bytes(seg.size),
+        ]);
+    }
+    table.write(out, "  ")?;
+    let lsns = match (s.first_lsn, s.last_lsn) {
+        (Some(a), Some(b)) => format!(", LSN {a}..={b}"),
+        _ => String::new(),
+    };
+    writeln!(
+        out,
+        "records: {}{lsns}, {} in frames",
+        s.records,
+        output::bytes(s.bytes)
+    )?;
+    writeln!(
+        out,
+        "durable: {} of {} records are of a durable kind",
+        s.durable, s.records
+    )?;
+    if let (Some(a), Some(b)) = (&s.first_ts, &s.last_ts) {
+        writeln!(out, "time: {a} .. {b} ({})", output::span(s.span_us))?;
+    }
+    writeln!(out, "sessions: {}", s.sessions)?;
+    if !s.by_kind.is_empty() {
+        writeln!(out, "by kind:")?;
+        let mut table = Table::new(&["kind", ">records", ">bytes", ">share"]);
+        for k in &s.by_kind {
+            #[expect(clippy::cast_precision_loss, reason = "a display percentage")]
+            let share = if s.bytes == 0 {
+                0.0
+            } else {
+                k.bytes as f64 * 100.0 / s.bytes as f64
+            };
+            table.row(vec![
+                k.kind.clone(),
+                k.records.to_string(),
+                output::bytes(k.bytes),
+                format!("{share:.1}%"),
+            ]);
+        }
+        table.write(out, "  ")?;
+    }
+    writeln!(out, "problems: {}", s.problems)?;
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! `logbook verify`: check every segment header, every record's CRC and
+//! LSN continuity, and every payload's encoding; report each problem with
+//! its segment file, byte offset and LSN, and go on past it.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use logbook_bus::codec::{self, CODEC_ID, CodecError};
+use logbook_wal::format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use logbook_wal::{Lsn, TailDamage};
+
+use crate::output::{self, Outcome, Table};
+use crate::scan::{self, Flow, Item, Segments};
+
+const EXAMPLES: &str = "\
+Examples:
+  logbook verify ./logbook-demo          check everything; exit 1 if anything is wrong
+  logbook verify ./logbook-demo --hex    also show the bytes around each problem
+
+What is checked: every segment header (magic, version, flags, CRC, base LSN
+against the file name, codec); every record frame (length, CRC); LSN
+continuity within and across segments; that every payload decodes as a
+SessionEvent; and the end of the tail segment (a torn tail: bytes a crashed
+writer left after its last complete record). A problem does not stop the
+check: the reader resumes at the next valid record, so one bad byte does not
+hide the rest of the log. Damage at the tail of a log that a live writer
+holds is reported as a note (most likely a write in progress), not a problem.";
+
+/// Check the whole log.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct VerifyArgs {
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// Show the bytes around each problem (and the frame header found there).
+    #[arg(long)]
+    pub(crate) hex: bool,
+}
+
+/// Logs at least this large (in file bytes) get a progress bar, when
+/// stderr is a terminal.
+const PROGRESS_FROM_BYTES: u64 = 256 << 20;
+
+/// One problem found.
+#[derive(Debug, Clone)]
+pub(crate) struct Finding {
+    pub(crate) text: String,
+    /// Segment and offset, for `--hex`.
+    pub(crate) at: Option<(PathBuf, u64)>,
+}
+
+/// What a check of the whole log found.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) segments: Segments,
+    pub(crate) records: u64,
+    pub(crate) first_lsn: Option<Lsn>,
+    pub(crate) last_lsn: Option<Lsn>,
+    pub(crate) problems: u64,
+    /// Records of an event kind this build does not know.
+    pub(crate) unknown_kinds: u64,
+    pub(crate) tail: Option<TailDamage>,
+    /// Whether a live writer held the log when the tail was checked.
+    pub(crate) writer_live: bool,
+}
+
+/// Check the log in `dir`, handing each problem to `on_problem` as it is
+/// found.
+pub(crate) fn check(
+    dir: &Path,
+    progress: Option<&ProgressBar>,
+    on_problem: &mut dyn FnMut(&Finding) -> anyhow::Result<()>,
+) -> anyhow::Result<Report> {
+    let mut reader = scan::open_reader(dir)?;
+    let mut report = Report::default();
+    let starts = segment_starts(&reader.segments());
+    if let Some(bar) = progress {
+        bar.set_length(starts.last().map_or(0, |s| s.1));
+    }
+    let mut current: Option<(PathBuf, u64)> = None;
+    scan::walk(&mut reader, |item| {
+        let finding = match item {
+            Item::Problem(e) => Finding {
+                at: scan::location(&e),
+                text: scan::describe(&e),
+            },
+            Item::Record(record) => {
+                report.records += 1;
+                report.first_lsn.get_or_insert(record.lsn);
+                report.last_lsn = Some(record.lsn);
+                report.segments.add(&record);
+                if let Some(bar) = progress {
+                    if current.as_ref().is_none_or(|c| c.0 != record.segment) {
+                        let base = starts
+                            .iter()
+                            .find(|s| s.0 == record.segment)
+                            .map_or(0, |s| s.1);
+                        current = Some((record.segment.to_path_buf(), base));
+                    }
+                    let base = current.as_ref().map_or(0, |c| c.1);
+                    bar.set_position(base + record.offset);
+                }
+                match codec::decode(record.payload) {
+                    Ok(_) => return Ok(Flow::Continue),
+                    Err(CodecError::UnknownVariant { .. }) => {
+                        report.unknown_kinds += 1;
+                        return Ok(Flow::Continue);
+                    }
+                    Err(e) => Finding {
+                        text: format!(
+                            "{} at offset {}: LSN {}: the payload is not a SessionEvent: {e}",
+                            record.segment.display(),
+                            record.offset,
+                            record.lsn
+                        ),
+                        at: Some((record.segment.to_path_buf(), record.offset)),
+                    },
+                }
+            }
+        };
+        report.problems += 1;
+        on_problem(&finding)?;
+        Ok(Flow::Continue)
+    })?;
+    report.segments.complete(&reader.segments());
+    for info in &report.segments.list {
+        if let Some(Ok(header)) = &info.header {
+            if header.codec_id != CODEC_ID {
+                report.problems += 1;
+                on_problem(&Finding {
+                    text: format!(
+                        "{}: codec {} is unknown to this build (it reads codec {CODEC_ID}); \
+                         its payloads cannot be decoded",
+                        info.path.display(),
+                        header.codec_id
+                    ),
+                    at: Some((info.path.clone(), 0)),
+                })?;
+            }
+        }
+    }
+    if let Some(damage) = reader.tail_damage() {
+        report.writer_live = !crate::cmd::dump::tail_counts_as_problem(dir);
+        if !report.writer_live {
+            report.problems += 1;
+            on_problem(&Finding {
+                text: format!(
+                    "{} (the next open cuts it; `logbook repair {}` shows what)",
+                    scan::describe_tail(damage),
+                    dir.display()
+                ),
+                at: Some((damage.path.clone(), damage.offset)),
+            })?;
+        }
+        report.tail = Some(damage.clone());
+    } else if let Some(finding) = stale_bytes_past_the_end(dir) {
+        // The reader stops at the first zeros; recovery also looks past
+        // them for bytes a torn write left further on.
+        report.writer_live = !crate::cmd::dump::tail_counts_as_problem(dir);
+        if !report.writer_live {
+            report.problems += 1;
+            on_problem(&finding)?;
+        }
+    }
+    Ok(report)
+}
+
+/// What recovery would cut from a tail that readers see ending cleanly:
+/// non-zero bytes after a run of zeros.
+fn stale_bytes_past_the_end(dir: &Path) -> Option<Finding> {
+    let report =
+        logbook_wal::inspect(dir, logbook_wal::RecoveryMode::TolerateCorruptedTail).ok()?;
+    let cut = report.cut?;
+    Some(Finding {
+        text: format!(
+            "{} at offset {}: {} byte(s) past the end of the log, where LSN {} was due: {} \
+             (the next open cuts them; `logbook repair {}` shows what)",
+            cut.path.display(),
+            cut.offset,
+            cut.bytes,
+            cut.lsn,
+            cut.reason,
+            dir.display()
+        ),
+        at: Some((cut.path, cut.offset)),
+    })
+}
+
+/// Each segment's first byte in the whole log's bytes, and the total last.
+fn segment_starts(paths: &[PathBuf]) -> Vec<(PathBuf, u64)> {
+    let mut at = 0;
+    let mut starts = Vec::with_capacity(paths.len() + 1);
+    for path in paths {
+        starts.push((path.clone(), at));
+        at += std::fs::metadata(path).map_or(0, |m| m.len());
+    }
+    starts.push((PathBuf::new(), at));
+    starts
+}
+
+pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    let mut out = output::stdout();
+    let outcome = verify(&args.dir, args.hex, &mut out);
+    out.flush()?;
+    outcome
+}
+
+/// Check the log and print the report to `out`.
+pub(crate) fn verify(dir: &Path, hex: bool, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let bar = progress_bar(dir);
+    let mut first = None;
+    let report = check(dir, bar.as_ref(), &mut |finding| {
+        first.get_or_insert_with(|| finding.text.clone());
+        let mut print = || -> anyhow::Result<()> {
+            writeln!(out, "problem: {}", output::flatten(&finding.text))?;
+            if hex {
+                if let Some((path, offset)) = &finding.at {
+                    hex_dump(out, path, *offset)?;
+                }
+            }
+            out.flush()?;
+            Ok(())
+        };
+        match &bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    print_report(out, dir, &report)?;
+    out.flush()?;
+    if let Some(first) = first {
+        output::report_problem(&format!(
+            "{}: {} problem(s) found; the first: {first}",
+            dir.display(),
+            report.problems
+        ));
+    }
+    Ok(Outcome::from_count(report.problems))
+}
+
+fn progress_bar(dir: &Path) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    let total = segment_starts(&paths).last().map_or(0, |s| s.1);
+    if total < PROGRESS_FROM_BYTES {
+        return None;
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "verifying {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Result<()> {
+    let mut table = Table::new(&[
+        "segment", "header", "created", ">records", "LSNs", ">used", ">size",
+    ]);
+    for info in &report.segments.list {
+        let (header, created) = match &info.header {
+            Some(Ok(h)) => ("ok".to_owned(), output::rfc3339_seconds(h.created_us)),
+            Some(Err(e)) => (format!("BAD: {e}"), "-".to_owned()),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        table.row(vec![
+            info.file_name(),
+            header,
+            created,
+            info.records.to_string(),
+            info.lsn_range(),
+            output::bytes(info.used_bytes),
+            output::bytes(info.file_size),
+        ]);
+    }
+    writeln!(out, "log {}", dir.display())?;
+    table.write(out, "  ")?;
+    match &report.tail {
+        Some(damage) if report.writer_live => writeln!(
+            out,
+            "tail: {} (a live writer holds the log: probably a write in progress)",
+            scan::describe_tail(damage)
+        )?,
+        Some(damage) => writeln!(out, "tail: {}", scan::describe_tail(damage))?,
+        None => writeln!(out, "tail: ends cleanly")?,
+    }
+    if report.unknown_kinds > 0 {
+        writeln!(
+            out,
+            "note: {} record(s) of an event kind this build does not know (written by a newer build?)",
+            report.unknown_kinds
+        )?;
+    }
+    let lsns = match (report.first_lsn, report.last_lsn) {
+        (Some(a), Some(b)) => format!("LSN {a}..={b}"),
+        _ => "no LSN".to_owned(),
+    };
+    let segments = report.segments.list.len();
+    if report.problems == 0 {
+        writeln!(
+            out,
+            "OK: {segments} segment(s), {} record(s), {lsns}, no problems",
+            report.records
+        )?;
+    } else {
+        writeln!(
+            out,
+            "FAILED: {} problem(s); {segments} segment(s), {} valid record(s), {lsns}",
+            report.problems, report.records
+        )?;
+    }
+    Ok(())
+}
+
+/// Bytes shown before a problem's offset.
+const HEX_BEFORE: u64 = 32;
+/// Bytes shown from a problem's offset on.
+const HEX_AFTER: usize = 80;
+
+/// `hexdump -C`-style lines around `offset`, the line holding it marked,
+/// and the frame header fields found there.
+fn hex_dump(out: &mut dyn Write, path: &Path, offset: u64) -> anyhow::Result<()> {
+    let start = offset.saturating_sub(HEX_BEFORE) & !15;
+    let len = usize::try_from(offset - start).unwrap_or(0) + HEX_AFTER;
+    let bytes = match scan::read_bytes(path, start, len) {
+        Ok(b) => b,
+        Err(e) => {
+            writeln!(out, "    (cannot show the bytes: {})", output::one_line(&e))?;
+            return Ok(());
+        }
+    };
+    if bytes.is_empty() {
+        writeln!(
+            out,
+            "    (no bytes at offset {offset}: the file ends before it)"
+        )?;
+        return Ok(());
+    }
+    for (i, chunk) in bytes.chunks(16).enumerate() {
+        let at = start + 16 * i as u64;
+        let mark = if (at..at + 16).contains(&offset) {
+            '>'
+        } else {
+            ' '
+        };
+        let mut hexes = String::new();
+        for (j, b) in chunk.iter().enumerate() {
+            if j == 8 {
+                hexes.push(' ');
+            }
+            hexes.push_str(&format!("{b:02x} "));
+        }
+        let text: String = chunk
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        writeln!(out, "  {mark} {at:08x}  {hexes:<49} |{text}|")?;
+    }
+    let at = usize::try_from(offset - start).unwrap_or(usize::MAX);
+    // A frame's fields; offset 0 is the segment header, not a frame.
+    let frame = bytes
+        .get(at..at.saturating_add(RECORD_HEADER_LEN))
+        .filter(|_| offset >= SEGMENT_HEADER_LEN as u64);
+    if let Some(frame) = frame {
+        let u32_at =
+            |i: usize| u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&frame[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        let mut session = [0u8; 16];
+        session.copy_from_slice(&frame[32..48]);
+        writeln!(
+            out,
+            "    frame header at {offset:#x} ({offset}): payload_len {} crc {:#010x} lsn {} sync_mark {} timestamp_us {} session {}",
+            u32_at(0),
+            u32_at(4),
+            u64_at(8),
+            u64_at(16),
+            u64_at(24),
+            uuid::Uuid::from_bytes(session)
+        )?;
+    }
+    Ok(())
+}

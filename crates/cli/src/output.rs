@@ -1,0 +1,322 @@
+//! What every subcommand shares: the outcome and exit codes, stdout,
+//! times, sizes, and the one-line error.
+
+use std::io::{self, BufWriter, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use logbook_wal::WalError;
+
+/// How a subcommand that ran to its end went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Nothing wrong was found: exit 0.
+    Clean,
+    /// The log has problems, each already reported: exit 1.
+    Problems,
+}
+
+impl Outcome {
+    /// `Problems` if `problems > 0`.
+    pub(crate) fn from_count(problems: u64) -> Outcome {
+        if problems == 0 {
+            Outcome::Clean
+        } else {
+            Outcome::Problems
+        }
+    }
+}
+
+/// Exit code: success.
+pub(crate) const EXIT_OK: u8 = 0;
+/// Exit code: a problem was found in the log.
+pub(crate) const EXIT_PROBLEM: u8 = 1;
+/// Exit code: usage or I/O error (also what clap uses for usage errors).
+pub(crate) const EXIT_ERROR: u8 = 2;
+
+/// A refusal or failure that is about the log's contents (exit 1), not
+/// about the command line or the system (exit 2).
+#[derive(Debug)]
+pub(crate) struct LogProblem(pub(crate) String);
+
+impl std::fmt::Display for LogProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LogProblem {}
+
+/// The exit code for an error that ended a subcommand.
+pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
+    if is_broken_pipe(error) {
+        return EXIT_OK;
+    }
+    for cause in error.chain() {
+        if cause.downcast_ref::<LogProblem>().is_some() {
+            return EXIT_PROBLEM;
+        }
+        if let Some(e) = cause.downcast_ref::<logbook_replay::ReplayError>() {
+            return if e.is_corruption() {
+                EXIT_PROBLEM
+            } else {
+                EXIT_ERROR
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<WalError>() {
+            return if e.is_corruption() {
+                EXIT_PROBLEM
+            } else {
+                EXIT_ERROR
+            };
+        }
+    }
+    EXIT_ERROR
+}
+
+/// Whether the error is a closed stdout (`logbook dump | head`): success.
+pub(crate) fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes on one line, without repeating a cause that
+/// the message above it already contains.
+pub(crate) fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    flatten(&line)
+}
+
+/// `text` with line breaks and tabs replaced by spaces.
+pub(crate) fn flatten(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Report a problem found in the log on stderr, on one line.
+pub(crate) fn report_problem(text: &str) {
+    eprintln!("logbook: problem: {}", flatten(text));
+}
+
+/// Report something worth knowing that is not a problem, on one line.
+pub(crate) fn report_note(text: &str) {
+    eprintln!("logbook: note: {}", flatten(text));
+}
+
+/// Buffered, locked stdout.
+pub(crate) fn stdout() -> BufWriter<io::StdoutLock<'static>> {
+    BufWriter::with_capacity(64 * 1024, io::stdout().lock())
+}
+
+/// Write a JSON value as one line.
+pub(crate) fn json_line(out: &mut dyn Write, value: &impl serde::Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(io::Error::from)?;
+    out.write_all(b"\n")
+}
+
+/// A time in µs since the Unix epoch, as RFC 3339 in UTC with microseconds.
+pub(crate) fn rfc3339(us: u64) -> String {
+    humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(us)).to_string()
+}
+
+/// A time in µs since the Unix epoch, as RFC 3339 in UTC to the second.
+pub(crate) fn rfc3339_seconds(us: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(us)).to_string()
+}
+
+/// Parse a point in time given on the command line, to µs since the
+/// epoch: RFC 3339 (`2024-05-01T10:00:00Z`, `2024-05-01T12:00:00+02:00`,
+/// a space for the `T`, any fraction of a second; no zone means UTC), a
+/// date (`2024-05-01`, midnight UTC), or a duration back from now
+/// (`15m`, `2h 30m`, `3days`).
+pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
+    let s = text.trim();
+    let bad = || {
+        format!(
+            "`{text}` is not a time: use RFC 3339 (2024-05-01T10:00:00Z), a date (2024-05-01) \
+             or a duration back from now (15m, 2h)"
+        )
+    };
+    let time = if let Ok(ago) = humantime::parse_duration(s) {
+        SystemTime::now().checked_sub(ago).ok_or_else(bad)?
+    } else if s.len() == "2024-05-01".len() {
+        humantime::parse_rfc3339_weak(&format!("{s}T00:00:00Z")).map_err(|_| bad())?
+    } else {
+        let (base, offset_secs) = split_offset(s);
+        let t = humantime::parse_rfc3339_weak(base).map_err(|_| bad())?;
+        if offset_secs >= 0 {
+            t.checked_sub(Duration::from_secs(offset_secs.unsigned_abs()))
+        } else {
+            t.checked_add(Duration::from_secs(offset_secs.unsigned_abs()))
+        }
+        .ok_or_else(bad)?
+    };
+    let us = time
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| format!("`{text}` is before 1970"))?
+        .as_micros();
+    u64::try_from(us).map_err(|_| bad())
+}
+
+/// Split a trailing `+HH:MM` / `-HH:MM` zone off an RFC 3339 time.
+fn split_offset(s: &str) -> (&str, i64) {
+    let b = s.as_bytes();
+    let n = b.len();
+    if n > 19 && (b[n - 6] == b'+' || b[n - 6] == b'-') && b[n - 3] == b':' {
+        let digits = |r: std::ops::Range<usize>| s.get(r).and_then(|d| d.parse::<i64>().ok());
+        if let (Some(h), Some(m)) = (digits(n - 5..n - 3), digits(n - 2..n)) {
+            let secs = h * 3600 + m * 60;
+            let sign = if b[n - 6] == b'-' { -1 } else { 1 };
+            if let Some(base) = s.get(..n - 6) {
+                return (base, sign * secs);
+            }
+        }
+    }
+    (s, 0)
+}
+
+/// Bytes for people: `512 B`, `16.0 KiB`, `1.5 MiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a display value with one decimal"
+    )]
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A duration in µs for people: `850 ms`, `12.3 s`, `4m 10s`.
+pub(crate) fn span(us: u64) -> String {
+    if us < 1_000_000 {
+        return format!("{} ms", us / 1000);
+    }
+    if us < 60_000_000 {
+        #[expect(clippy::cast_precision_loss, reason = "a display value")]
+        let secs = us as f64 / 1e6;
+        return format!("{secs:.1} s");
+    }
+    humantime::format_duration(Duration::from_secs(us / 1_000_000)).to_string()
+}
+
+/// The first 8 characters of a session id, as tables show it.
+pub(crate) fn short_id(id: &uuid::Uuid) -> String {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let s = id.hyphenated().encode_lower(&mut buf);
+    s.get(..8).unwrap_or(s).to_owned()
+}
+
+/// A table printed with columns padded to their widest cell.
+pub(crate) struct Table {
+    rows: Vec<Vec<String>>,
+    right: Vec<bool>,
+}
+
+impl Table {
+    /// A table with these column headers; a header starting with `>` is
+    /// right-aligned (the `>` is not printed).
+    pub(crate) fn new(headers: &[&str]) -> Table {
+        Table {
+            right: headers.iter().map(|h| h.starts_with('>')).collect(),
+            rows: vec![
+                headers
+                    .iter()
+                    .map(|h| h.trim_start_matches('>').to_owned())
+                    .collect(),
+            ],
+        }
+    }
+
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub(crate) fn write(&self, out: &mut dyn Write, indent: &str) -> io::Result<()> {
+        let columns = self.right.len();
+        let mut widths = vec![0; columns];
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in &self.rows {
+            let mut line = String::from(indent);
+            for (i, cell) in row.iter().enumerate() {
+                let w = widths.get(i).copied().unwrap_or(0);
+                let last = i + 1 == row.len();
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                if self.right.get(i).copied().unwrap_or(false) {
+                    line.push_str(&format!("{cell:>w$}"));
+                } else if last {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<w$}"));
+                }
+            }
+            writeln!(out, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        let us = parse_time("2024-05-01T10:00:00.25Z").unwrap();
+        assert_eq!(rfc3339(us), "2024-05-01T10:00:00.250000Z");
+        assert_eq!(parse_time("2024-05-01T12:00:00.25+02:00").unwrap(), us);
+        assert_eq!(parse_time("2024-05-01 10:00:00.25").unwrap(), us);
+        assert_eq!(
+            rfc3339(parse_time("2024-05-01").unwrap()),
+            "2024-05-01T00:00:00.000000Z"
+        );
+        assert!(parse_time("10m").unwrap() < parse_time("1m").unwrap());
+        assert!(parse_time("yesterday-ish").is_err());
+        assert!(parse_time("2024-13-01T00:00:00Z").is_err());
+        assert!(parse_time("é").is_err());
+    }
+
+    #[test]
+    fn sizes_and_spans() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(16 * 1024), "16.0 KiB");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+        assert_eq!(span(850_000), "850 ms");
+        assert_eq!(span(12_300_000), "12.3 s");
+        assert_eq!(span(250_000_000), "4m 10s");
+    }
+
+    #[test]
+    fn one_line_drops_repeated_causes() {
+        let e = anyhow::anyhow!("inner").context("outer: inner");
+        assert_eq!(one_line(&e), "outer: inner");
+        let e = anyhow::anyhow!("a\nb").context("c");
+        assert_eq!(one_line(&e), "c: a b");
+    }
+}

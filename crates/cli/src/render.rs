@@ -1,0 +1,356 @@
+//! How records look: a readable one-line summary of each event kind, and
+//! the JSON object of a record.
+
+use logbook_bus::{KINDS, SessionEvent, codec};
+use logbook_wal::{Lsn, RecordRef};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::output::rfc3339;
+
+/// Characters of a text field shown without `--full`.
+const SHORT_TEXT: usize = 72;
+
+/// The kind name of an encoded event, read from its tag without decoding
+/// it (`"unknown"` for a tag this build does not know).
+pub(crate) fn kind_of(payload: &[u8]) -> &'static str {
+    codec::peek_tag(payload)
+        .and_then(|tag| KINDS.get(tag as usize).copied())
+        .unwrap_or("unknown")
+}
+
+/// Whether events of this kind are durable (meant for the log) rather than
+/// ephemeral progress signals (`false` for `"unknown"`).
+pub(crate) fn kind_is_durable(kind: &str) -> bool {
+    // Keep in step with `SessionEvent::is_durable`: the durable kinds are
+    // the ones from `token_usage` on.
+    KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .is_some_and(|i| i >= DURABLE_FROM)
+}
+
+/// The index in `KINDS` of the first durable kind (`token_usage`); every
+/// kind from it on is durable. A unit test checks this against
+/// `SessionEvent::is_durable`.
+const DURABLE_FROM: usize = 7;
+
+/// A string for a one-line view: escaped, quoted, shortened unless `full`.
+pub(crate) fn quote(text: &str, full: bool) -> String {
+    let count = text.chars().count();
+    if full || count <= SHORT_TEXT {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(SHORT_TEXT).collect();
+    format!("{head:?}… (+{} chars)", count - SHORT_TEXT)
+}
+
+fn trace(id: &Uuid) -> String {
+    crate::output::short_id(id)
+}
+
+/// The readable summary of one event, on one line.
+pub(crate) fn summary(event: &SessionEvent, full: bool) -> String {
+    let q = |s: &str| quote(s, full);
+    match event {
+        SessionEvent::Thinking => String::new(),
+        SessionEvent::TextChunk(s)
+        | SessionEvent::TextComplete(s)
+        | SessionEvent::ThinkingComplete(s)
+        | SessionEvent::UserMessage(s)
+        | SessionEvent::Error(s) => q(s),
+        SessionEvent::ToolHeartbeat {
+            tool_call_id,
+            name,
+            elapsed_secs,
+        } => format!("{name} [{tool_call_id}] running for {elapsed_secs} s"),
+        SessionEvent::ToolOutputChunk {
+            tool_call_id,
+            name,
+            stream,
+            chunk,
+        } => {
+            let stream = match stream {
+                logbook_bus::ToolStream::Stdout => "stdout",
+                logbook_bus::ToolStream::Stderr => "stderr",
+            };
+            format!("{name} [{tool_call_id}] {stream} {}", q(chunk))
+        }
+        SessionEvent::StreamRetry {
+            attempt,
+            max_restarts,
+            reason,
+        } => format!("attempt {attempt} of {max_restarts}: {}", q(reason)),
+        SessionEvent::TokenEstimate(e) => format!(
+            "{}: about {} of {} tokens ({:.0}%)",
+            e.model,
+            e.request_tokens,
+            e.budget,
+            e.fraction() * 100.0
+        ),
+        SessionEvent::RlmProgress {
+            trace_id,
+            iteration,
+            max_iterations,
+            status,
+        } => format!(
+            "rlm {} iteration {iteration} of {max_iterations}: {}",
+            trace(trace_id),
+            q(status)
+        ),
+        SessionEvent::TokenUsage(d) => format!(
+            "{} {}: {} in + {} out = {} tokens, {} ms",
+            d.source,
+            d.model,
+            d.prompt_tokens,
+            d.completion_tokens,
+            d.total(),
+            d.duration_ms
+        ),
+        SessionEvent::ToolCallStart {
+            tool_call_id,
+            name,
+            arguments,
+        } => format!("{name} [{tool_call_id}] {}", q(arguments)),
+        SessionEvent::ToolCallComplete {
+            tool_call_id,
+            name,
+            output,
+            success,
+            duration_ms,
+        } => format!(
+            "{name} [{tool_call_id}] {} in {duration_ms} ms: {}",
+            if *success { "ok" } else { "FAILED" },
+            q(output)
+        ),
+        SessionEvent::ToolCallMetadata {
+            tool_call_id,
+            name,
+            metadata_json,
+        } => format!("{name} [{tool_call_id}] {}", q(metadata_json)),
+        SessionEvent::ApprovalRequest {
+            approval_id,
+            tool_call_id,
+            tool,
+            action,
+            resource,
+            reason,
+        } => format!(
+            "{tool} [{tool_call_id}] asks to {action} {}: {} (approval {approval_id})",
+            q(resource),
+            q(reason)
+        ),
+        SessionEvent::UsageReport {
+            prompt_tokens,
+            completion_tokens,
+            duration_ms,
+            model,
+        } => format!("{model}: {prompt_tokens} in + {completion_tokens} out, {duration_ms} ms"),
+        SessionEvent::Done => "session finished".to_owned(),
+        SessionEvent::RlmComplete {
+            trace_id,
+            outcome,
+            iterations,
+            subcalls,
+            input_tokens,
+            output_tokens,
+            elapsed_ms,
+            reason,
+            root_model,
+            subcall_model_used,
+        } => {
+            let mut s = format!(
+                "rlm {} {} after {iterations} iterations and {subcalls} sub-calls, \
+                 {input_tokens} in + {output_tokens} out, {elapsed_ms} ms, root model {root_model}",
+                trace(trace_id),
+                outcome.as_str()
+            );
+            if let Some(m) = subcall_model_used {
+                s.push_str(&format!(", sub-calls on {m}"));
+            }
+            if let Some(r) = reason {
+                s.push_str(&format!(": {}", q(r)));
+            }
+            s
+        }
+        SessionEvent::CompactionStarted {
+            trace_id,
+            reason,
+            before_tokens,
+            budget,
+        } => format!(
+            "compaction {}: {before_tokens} tokens, budget {budget}: {}",
+            trace(trace_id),
+            q(reason)
+        ),
+        SessionEvent::CompactionCompleted {
+            trace_id,
+            strategy,
+            before_tokens,
+            after_tokens,
+            kept_messages,
+        } => format!(
+            "compaction {} by {strategy}: {before_tokens} -> {after_tokens} tokens, \
+             {kept_messages} messages kept",
+            trace(trace_id)
+        ),
+        SessionEvent::CompactionFailed {
+            trace_id,
+            fell_back_to,
+            reason,
+            after_tokens,
+            budget,
+        } => format!(
+            "compaction {} failed: {}; fell back to {}, {after_tokens} tokens (budget {budget})",
+            trace(trace_id),
+            q(reason),
+            fell_back_to.as_deref().unwrap_or("nothing")
+        ),
+        SessionEvent::ContextTruncated {
+            trace_id,
+            dropped_tokens,
+            kept_messages,
+            archive_ref,
+        } => {
+            let mut s = format!(
+                "truncation {}: {dropped_tokens} tokens dropped, {kept_messages} messages kept",
+                trace(trace_id)
+            );
+            if let Some(r) = archive_ref {
+                s.push_str(&format!(", archived at {}", q(r)));
+            }
+            s
+        }
+        SessionEvent::RlmSubcallFallback {
+            requested_model,
+            fallback_model,
+            reason,
+        } => format!("{requested_model} -> {fallback_model}: {}", q(reason)),
+        SessionEvent::SessionStarted { model, cwd, title } => {
+            let mut s = format!("model {model} in {}", q(cwd));
+            if let Some(t) = title {
+                s.push_str(&format!(": {}", q(t)));
+            }
+            s
+        }
+        SessionEvent::SessionResumed { from_lsn } => format!("resumed after LSN {from_lsn}"),
+        // A kind added to logbook-bus after this renderer was written.
+        other => format!("{other:?}"),
+    }
+}
+
+/// The text line of one record: LSN, time, session, kind, summary.
+pub(crate) fn text_line(
+    record: &RecordRef<'_>,
+    decoded: &Result<SessionEvent, String>,
+    full: bool,
+) -> String {
+    let session = if full {
+        record.session.to_string()
+    } else {
+        crate::output::short_id(&record.session)
+    };
+    let (kind, text) = match decoded {
+        Ok(event) => (event.kind(), summary(event, full)),
+        Err(e) => (kind_of(record.payload), format!("(undecodable: {e})")),
+    };
+    let line = format!(
+        "{:>8}  {}  {session}  {kind:<20}  {text}",
+        record.lsn,
+        rfc3339(record.timestamp_us)
+    );
+    line.trim_end().to_owned()
+}
+
+/// The JSON object of one record (`logbook dump --json`). Field names are
+/// stable: `lsn`, `ts`, `session`, `kind`, `durable`, `event`, and `error`
+/// only for a record whose payload does not decode (its `event` is null).
+#[derive(Debug, Serialize)]
+pub(crate) struct JsonRecord<'a> {
+    pub(crate) lsn: Lsn,
+    pub(crate) ts: String,
+    pub(crate) session: Uuid,
+    pub(crate) kind: &'static str,
+    pub(crate) durable: bool,
+    pub(crate) event: Option<&'a SessionEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+impl<'a> JsonRecord<'a> {
+    pub(crate) fn new(
+        record: &RecordRef<'_>,
+        decoded: &'a Result<SessionEvent, String>,
+    ) -> JsonRecord<'a> {
+        let (kind, durable, event, error) = match decoded {
+            Ok(event) => (event.kind(), event.is_durable(), Some(event), None),
+            Err(e) => {
+                let kind = kind_of(record.payload);
+                (kind, kind_is_durable(kind), None, Some(e.clone()))
+            }
+        };
+        JsonRecord {
+            lsn: record.lsn,
+            ts: rfc3339(record.timestamp_us),
+            session: record.session,
+            kind,
+            durable,
+            event,
+            error,
+        }
+    }
+}
+
+/// Decode a record's payload; the error as text.
+pub(crate) fn decode(record: &RecordRef<'_>) -> Result<SessionEvent, String> {
+    codec::decode(record.payload).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logbook_bus::{TokenDelta, TokenSource};
+
+    #[test]
+    fn durable_kinds_match_the_bus() {
+        let samples = [
+            (SessionEvent::Thinking, "thinking"),
+            (SessionEvent::TextChunk("x".into()), "text_chunk"),
+            (
+                SessionEvent::TokenUsage(TokenDelta {
+                    source: TokenSource::Root,
+                    model: "m".into(),
+                    prompt_tokens: 1,
+                    completion_tokens: 2,
+                    duration_ms: 3,
+                }),
+                "token_usage",
+            ),
+            (SessionEvent::Done, "done"),
+            (
+                SessionEvent::SessionResumed { from_lsn: 1 },
+                "session_resumed",
+            ),
+        ];
+        for (event, kind) in samples {
+            assert_eq!(event.kind(), kind);
+            assert_eq!(kind_is_durable(kind), event.is_durable(), "{kind}");
+            let bytes = codec::encode(&event).unwrap();
+            assert_eq!(kind_of(&bytes), kind);
+            assert!(!summary(&event, false).contains('\n'));
+        }
+        assert_eq!(KINDS[DURABLE_FROM], "token_usage");
+        assert!(!kind_is_durable("unknown"));
+        assert_eq!(kind_of(&[200]), "unknown");
+        assert_eq!(kind_of(&[]), "unknown");
+    }
+
+    #[test]
+    fn long_text_is_shortened_unless_full() {
+        let text = "a\n".repeat(100);
+        let short = quote(&text, false);
+        assert!(short.contains("(+128 chars)"), "{short}");
+        assert!(!short.contains('\n'));
+        assert_eq!(quote(&text, true), format!("{text:?}"));
+    }
+}

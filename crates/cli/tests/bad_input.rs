@@ -1,0 +1,448 @@
+//! Every subcommand on every kind of bad input: a one-line message on
+//! stderr naming the path (and the offset where there is one), the
+//! documented exit code, and never a panic.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::*;
+use logbook_wal::Wal;
+
+/// The subcommands, as arguments after the directory is known.
+const COMMANDS: [&str; 8] = [
+    "dump",
+    "verify",
+    "stats",
+    "sessions",
+    "replay",
+    "repair",
+    "repair --apply",
+    "demo",
+];
+
+/// What a case expects of each command: its exit code (`None`: not run),
+/// and whether stderr must be exactly one line.
+struct Expect {
+    codes: [Option<i32>; 8],
+    /// stderr holds exactly this many lines for a non-zero exit (`None`:
+    /// at least one).
+    lines: Option<usize>,
+    /// Text every non-empty stderr must contain (the path, an offset).
+    needles: Vec<String>,
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    session: String,
+    _writer: Option<Wal>,
+}
+
+fn fixture() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    (tmp, dir)
+}
+
+fn log_fixture() -> (tempfile::TempDir, PathBuf, String) {
+    let (tmp, dir) = fixture();
+    std::fs::create_dir(&dir).unwrap();
+    let w = write_log(&dir, 2, 30);
+    assert!(segments(&dir).len() >= 2);
+    (tmp, dir, w.sessions[0].to_string())
+}
+
+fn run(fx: &Fixture, command: &str, as_nobody: bool) -> Output {
+    let mut args: Vec<String> = command.split(' ').map(str::to_owned).collect();
+    args.insert(1, fx.dir.display().to_string());
+    if args[0] == "replay" {
+        args.push(fx.session.clone());
+    }
+    if as_nobody {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin("logbook"))
+            .args(&args)
+            .output()
+            .unwrap()
+    } else {
+        logbook().args(&args).output().unwrap()
+    }
+}
+
+fn check(case: &str, make: &dyn Fn() -> Fixture, expect: &Expect, as_nobody: bool) {
+    for (command, code) in COMMANDS.iter().zip(expect.codes) {
+        let Some(code) = code else { continue };
+        let fx = make();
+        let out = run(&fx, command, as_nobody);
+        let (stdout, stderr) = texts(&out);
+        let what = format!("{case}: logbook {command}: stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert_eq!(out.status.code(), Some(code), "{what}");
+        assert!(!stderr.contains("panicked"), "{what}");
+        assert!(!stderr.contains("RUST_BACKTRACE"), "{what}");
+        for line in stderr.lines() {
+            assert!(line.starts_with("logbook: "), "{what}");
+        }
+        if code != 0 {
+            match expect.lines {
+                Some(n) => assert_eq!(stderr.lines().count(), n, "{what}"),
+                None => assert!(!stderr.is_empty(), "{what}"),
+            }
+        }
+        if !stderr.is_empty() {
+            for needle in &expect.needles {
+                assert!(
+                    stderr.contains(needle.as_str()),
+                    "{what}\n(expected {needle:?})"
+                );
+            }
+        }
+    }
+}
+
+fn plain(tmp: tempfile::TempDir, dir: PathBuf) -> Fixture {
+    Fixture {
+        _tmp: tmp,
+        dir,
+        session: uuid::Uuid::nil().to_string(),
+        _writer: None,
+    }
+}
+
+fn codes(c: [i32; 8]) -> [Option<i32>; 8] {
+    c.map(Some)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_missing_directory() {
+    let make = || {
+        let (tmp, dir) = fixture();
+        plain(tmp, dir)
+    };
+    let mut c = codes([2; 8]);
+    c[7] = None; // demo creates it: see tests/demo.rs
+    check(
+        "missing",
+        &make,
+        &Expect {
+            codes: c,
+            lines: Some(1),
+            needles: vec!["does not exist".into()],
+        },
+        false,
+    );
+}
+
+#[test]
+fn an_empty_directory_and_one_of_unrelated_files() {
+    let empty = || {
+        let (tmp, dir) = fixture();
+        std::fs::create_dir(&dir).unwrap();
+        plain(tmp, dir)
+    };
+    let mut c = codes([2; 8]);
+    c[7] = None; // demo uses it: see tests/demo.rs
+    check(
+        "empty",
+        &empty,
+        &Expect {
+            codes: c,
+            lines: Some(1),
+            needles: vec!["/log".into()],
+        },
+        false,
+    );
+    let unrelated = || {
+        let (tmp, dir) = fixture();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a log\n").unwrap();
+        std::fs::write(dir.join("00000000000000000001.log"), [0u8; 100]).unwrap();
+        plain(tmp, dir)
+    };
+    check(
+        "unrelated files",
+        &unrelated,
+        &Expect {
+            codes: codes([2; 8]),
+            lines: Some(1),
+            needles: vec!["/log".into()],
+        },
+        false,
+    );
+    let a_file = || {
+        let (tmp, dir) = fixture();
+        std::fs::write(&dir, "a file").unwrap();
+        plain(tmp, dir)
+    };
+    check(
+        "a file",
+        &a_file,
+        &Expect {
+            codes: codes([2; 8]),
+            lines: Some(1),
+            needles: vec!["is not a directory".into()],
+        },
+        false,
+    );
+}
+
+#[test]
+fn a_segment_cut_short() {
+    // The tail segment, cut in the middle of its last record: a torn tail.
+    let torn = || {
+        let (tmp, dir, session) = log_fixture();
+        cut_tail(&dir);
+        Fixture {
+            _tmp: tmp,
+            dir,
+            session,
+            _writer: None,
+        }
+    };
+    let fx = torn();
+    let last = placement(&fx.dir).pop().unwrap();
+    let (seg, off) = (file_name(&last.segment), last.offset + last.len);
+    drop(fx);
+    check(
+        "torn tail",
+        &torn,
+        &Expect {
+            //      dump verify stats sessions replay repair apply demo
+            codes: codes([1, 1, 1, 0, 0, 1, 0, 2]),
+            lines: Some(1),
+            needles: vec!["/log".into()],
+        },
+        false,
+    );
+    // The problem lines name the segment and the offset of the cut.
+    let fx = torn();
+    for command in ["dump", "verify", "stats", "sessions", "replay", "repair"] {
+        let (_, stderr) = texts(&run(&fx, command, false));
+        assert!(
+            stderr.contains(&format!("{seg} at offset {off}")),
+            "{command}: {stderr}"
+        );
+    }
+
+    // A sealed segment cut short: its last records are gone, and the next
+    // segment does not continue its LSNs.
+    let sealed = || {
+        let (tmp, dir, session) = log_fixture();
+        let first = &segments(&dir)[0];
+        let len = std::fs::metadata(first).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(first).unwrap();
+        f.set_len(len - 30).unwrap();
+        Fixture {
+            _tmp: tmp,
+            dir,
+            session,
+            _writer: None,
+        }
+    };
+    check(
+        "sealed segment cut short",
+        &sealed,
+        &Expect {
+            codes: codes([1, 1, 1, 1, 1, 1, 1, 2]),
+            lines: None,
+            needles: vec!["/log".into()],
+        },
+        false,
+    );
+    let fx = sealed();
+    let first = file_name(&segments(&fx.dir)[0]);
+    for command in ["dump", "verify", "stats", "sessions", "replay", "repair"] {
+        let (_, stderr) = texts(&run(&fx, command, false));
+        assert!(
+            stderr.contains(&format!("{first} at offset ")),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_segment_with_garbage_in_the_middle() {
+    for in_tail in [false, true] {
+        let make = move || {
+            let (tmp, dir, session) = log_fixture();
+            let (sealed, tail) = middle_lsns(&dir);
+            smash(&dir, if in_tail { tail } else { sealed });
+            Fixture {
+                _tmp: tmp,
+                dir,
+                session,
+                _writer: None,
+            }
+        };
+        let fx = make();
+        let (sealed, tail) = middle_lsns_of_damaged(&fx.dir, in_tail);
+        let lsn = if in_tail { tail } else { sealed };
+        drop(fx);
+        let fx = make();
+        let placed = placement_lenient(&fx.dir);
+        let off = placed.iter().find(|p| p.0 == lsn - 1).map(|p| p.2).unwrap();
+        let seg = file_name(&placed.iter().find(|p| p.0 == lsn - 1).unwrap().1);
+        check(
+            if in_tail {
+                "garbage in the tail segment"
+            } else {
+                "garbage in a sealed segment"
+            },
+            &make,
+            &Expect {
+                codes: codes([1, 1, 1, 1, 1, 1, 1, 2]),
+                lines: Some(1),
+                needles: vec![],
+            },
+            false,
+        );
+        for command in [
+            "dump",
+            "verify",
+            "stats",
+            "sessions",
+            "replay",
+            "repair --apply",
+        ] {
+            let fx = make();
+            let (_, stderr) = texts(&run(&fx, command, false));
+            assert!(
+                stderr.contains(&format!("{seg} at offset {off}")),
+                "{command}: {stderr}"
+            );
+        }
+    }
+}
+
+/// Where each readable record is, on a damaged log: (LSN, segment, end
+/// offset of the frame).
+fn placement_lenient(dir: &Path) -> Vec<(u64, PathBuf, u64)> {
+    let mut reader = logbook_wal::Reader::open(dir).unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = reader.next_ref() {
+        if let Ok(r) = r {
+            out.push((
+                r.lsn,
+                r.segment.to_path_buf(),
+                r.offset + 48 + r.payload.len() as u64,
+            ));
+        }
+    }
+    out
+}
+
+/// The damaged LSN: the one missing from a lenient read.
+fn middle_lsns_of_damaged(dir: &Path, _in_tail: bool) -> (u64, u64) {
+    let lsns: Vec<u64> = placement_lenient(dir).iter().map(|p| p.0).collect();
+    let missing = lsns.windows(2).find(|w| w[1] != w[0] + 1).unwrap()[0] + 1;
+    (missing, missing)
+}
+
+#[test]
+fn a_file_without_read_permission() {
+    if std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        println!("skipped: cannot run a command as an unprivileged user with setpriv");
+        return;
+    }
+    let unreadable_segment = || {
+        let (tmp, dir, session) = log_fixture();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let first = segments(&dir)[0].clone();
+        std::fs::set_permissions(&first, std::fs::Permissions::from_mode(0o000)).unwrap();
+        Fixture {
+            _tmp: tmp,
+            dir,
+            session,
+            _writer: None,
+        }
+    };
+    let first = segments(&unreadable_segment().dir)[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    check(
+        "unreadable segment",
+        &unreadable_segment,
+        &Expect {
+            codes: codes([2; 8]),
+            lines: Some(1),
+            needles: vec![first, "Permission denied".into()],
+        },
+        true,
+    );
+    let unreadable_dir = || {
+        let (tmp, dir, session) = log_fixture();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+        Fixture {
+            _tmp: tmp,
+            dir,
+            session,
+            _writer: None,
+        }
+    };
+    let needle = "/log".to_owned();
+    check(
+        "unreadable directory",
+        &unreadable_dir,
+        &Expect {
+            codes: codes([2; 8]),
+            lines: Some(1),
+            needles: vec![needle, "Permission denied".into()],
+        },
+        true,
+    );
+}
+
+#[test]
+fn a_log_locked_by_a_live_writer() {
+    let locked = || {
+        let (tmp, dir, session) = log_fixture();
+        let wal = Wal::open(&dir, small_options()).unwrap();
+        Fixture {
+            _tmp: tmp,
+            dir,
+            session,
+            _writer: Some(wal),
+        }
+    };
+    let needle = "/log/LOCK".to_owned();
+    check(
+        "locked",
+        &locked,
+        &Expect {
+            //      dump verify stats sessions replay repair apply demo
+            codes: codes([0, 0, 0, 0, 0, 0, 2, 2]),
+            lines: Some(1),
+            needles: vec![needle],
+        },
+        false,
+    );
+    // Read-only commands see everything, and the sessions as running.
+    let fx = locked();
+    let out = run(&fx, "sessions", false);
+    let (stdout, _) = texts(&out);
+    assert!(stdout.contains("a live writer holds the log"), "{stdout}");
+    assert!(stdout.contains("running"), "{stdout}");
+    let out = run(&fx, "verify", false);
+    assert!(texts(&out).0.contains("OK: "), "{:?}", texts(&out));
+    let out = run(&fx, "repair", false);
+    assert!(
+        texts(&out).0.contains("--apply refuses"),
+        "{:?}",
+        texts(&out)
+    );
+}

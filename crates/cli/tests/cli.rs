@@ -1,0 +1,655 @@
+//! End to end: the `logbook` binary on logs these tests write.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use logbook_bus::SessionEvent;
+use logbook_wal::{Wal, WalOptions};
+use serde_json::Value;
+
+fn rfc3339(us: u64) -> String {
+    humantime_like(us)
+}
+
+/// RFC 3339 with microseconds, computed independently of the binary.
+fn humantime_like(us: u64) -> String {
+    let secs = us / 1_000_000;
+    let micros = us % 1_000_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn dump_prints_every_record_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = write_log(tmp.path(), 3, 12);
+    let out = logbook().arg("dump").arg(tmp.path()).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), w.records.len());
+    for (i, (line, (session, event))) in lines.iter().zip(&w.records).enumerate() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[0], (i + 1).to_string(), "{line}");
+        assert!(cols[1].ends_with('Z'), "{line}");
+        assert_eq!(cols[2], &session.to_string()[..8], "{line}");
+        assert_eq!(cols[3], event.kind(), "{line}");
+    }
+    assert!(stdout.contains("session finished"));
+}
+
+#[test]
+fn dump_json_round_trips_field_by_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = write_log(tmp.path(), 2, 15);
+    let placed = placement(tmp.path());
+    let out = logbook()
+        .args(["dump", "--json"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let (stdout, _) = texts(&out);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), w.records.len());
+    for ((line, (session, event)), place) in lines.iter().zip(&w.records).zip(&placed) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let obj = v.as_object().unwrap();
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["durable", "event", "kind", "lsn", "session", "ts"]);
+        assert_eq!(v["lsn"].as_u64(), Some(place.lsn));
+        assert_eq!(v["ts"].as_str(), Some(rfc3339(place.timestamp_us).as_str()));
+        assert_eq!(v["session"].as_str(), Some(session.to_string().as_str()));
+        assert_eq!(v["kind"].as_str(), Some(event.kind()));
+        assert_eq!(v["durable"].as_bool(), Some(event.is_durable()));
+        assert_eq!(v["event"], serde_json::to_value(event).unwrap());
+        let back: SessionEvent = serde_json::from_value(v["event"].clone()).unwrap();
+        assert_eq!(&back, event);
+    }
+}
+
+#[test]
+fn dump_filters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = write_log(tmp.path(), 3, 12);
+    let dir = tmp.path();
+    let lsns = |args: &[&str]| -> Vec<u64> {
+        let out = logbook()
+            .arg("dump")
+            .arg(dir)
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+        texts(&out)
+            .0
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["lsn"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let expect = |f: &dyn Fn(u64, &(uuid::Uuid, SessionEvent)) -> bool| -> Vec<u64> {
+        w.records
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| f(*i as u64 + 1, r))
+            .map(|(i, _)| i as u64 + 1)
+            .collect()
+    };
+    let s1 = w.sessions[1];
+    assert_eq!(
+        lsns(&["--session", &s1.to_string()]),
+        expect(&|_, r| r.0 == s1)
+    );
+    assert_eq!(
+        lsns(&["--session", &s1.to_string()[..6]]),
+        expect(&|_, r| r.0 == s1)
+    );
+    assert_eq!(
+        lsns(&["--kind", "token_usage", "--kind", "done"]),
+        expect(&|_, r| matches!(r.1.kind(), "token_usage" | "done"))
+    );
+    assert_eq!(
+        lsns(&["--from-lsn", "5", "--to-lsn", "9"]),
+        vec![5, 6, 7, 8, 9]
+    );
+    assert_eq!(
+        lsns(&["--limit", "4", "--from-lsn", "30"]),
+        vec![30, 31, 32, 33]
+    );
+    assert_eq!(
+        lsns(&["--since", "2000-01-01T00:00:00Z"]).len(),
+        w.records.len()
+    );
+    assert!(lsns(&["--until", "2000-01-01"]).is_empty());
+    assert!(lsns(&["--since", "2999-01-01T00:00:00+02:00"]).is_empty());
+    // Between two records' times: exactly the ones at or after it.
+    let placed = placement(dir);
+    let mid = placed[20].timestamp_us;
+    let since = rfc3339(mid);
+    assert_eq!(
+        lsns(&["--since", &since]),
+        placed
+            .iter()
+            .filter(|p| p.timestamp_us >= mid)
+            .map(|p| p.lsn)
+            .collect::<Vec<_>>()
+    );
+
+    // Text mode: --full shows the whole session id.
+    let out = logbook()
+        .arg("dump")
+        .arg(dir)
+        .args(["--full", "--limit", "1"])
+        .output()
+        .unwrap();
+    assert!(texts(&out).0.contains(&w.sessions[0].to_string()));
+
+    // Usage errors: exit 2.
+    for bad in [
+        &["--kind", "no_such_kind"][..],
+        &["--since", "yesterday at noon"],
+        &["--session", "not-hex!"],
+        &["--from-lsn", "-3"],
+    ] {
+        let out = logbook().arg("dump").arg(dir).args(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
+fn dump_into_a_closed_pipe_is_success() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_big_log(tmp.path(), 3000);
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("logbook"))
+        .arg("dump")
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("       1  "), "{first}");
+    drop(stdout); // like `head -1` exiting
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn dump_follow_prints_what_a_live_writer_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            segment_size: 4096,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    let id = uuid::Uuid::new_v4();
+    wal.append(id, &SessionEvent::UserMessage("before".into()))
+        .unwrap();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("logbook"))
+        .args(["dump", "--follow", "--json", "--poll-ms", "20"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let next = |rx: &mpsc::Receiver<String>| -> Value {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("dump --follow printed nothing in time");
+        serde_json::from_str(&line).unwrap()
+    };
+    assert_eq!(next(&rx)["lsn"], 1);
+    // Enough records to roll over to new segments while it follows.
+    let mut expected = Vec::new();
+    for i in 0..150 {
+        let e = SessionEvent::TextComplete(format!("appended while following, number {i}"));
+        let lsn = wal.append(id, &e).unwrap();
+        expected.push((lsn, e));
+    }
+    wal.append(id, &SessionEvent::Done).unwrap();
+    for (lsn, e) in &expected {
+        let v = next(&rx);
+        assert_eq!(v["lsn"].as_u64(), Some(*lsn));
+        assert_eq!(v["event"], serde_json::to_value(e).unwrap());
+    }
+    assert_eq!(next(&rx)["kind"], "done");
+    assert!(segments(dir).len() >= 3, "segments rolled while following");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn verify_and_stats_on_a_clean_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = write_log(tmp.path(), 3, 45);
+    let segs = segments(tmp.path());
+    assert!(segs.len() >= 3);
+
+    let out = logbook().arg("verify").arg(tmp.path()).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "OK: {} segment(s), {} record(s), LSN 1..={}, no problems",
+            segs.len(),
+            w.records.len(),
+            w.records.len()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tail: ends cleanly"));
+
+    let out = logbook()
+        .args(["stats", "--json"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_str(texts(&out).0.trim()).unwrap();
+    let n = w.records.len() as u64;
+    assert_eq!(v["records"], n);
+    assert_eq!(v["first_lsn"], 1);
+    assert_eq!(v["last_lsn"], n);
+    assert_eq!(v["sessions"], 3);
+    assert_eq!(v["durable"], n);
+    assert_eq!(v["problems"], 0);
+    let segs_json = v["segments"].as_array().unwrap();
+    assert_eq!(segs_json.len(), segs.len());
+    let mut next_lsn = 1;
+    for (s, path) in segs_json.iter().zip(&segs) {
+        assert_eq!(s["file"].as_str(), path.file_name().unwrap().to_str());
+        assert_eq!(s["base_lsn"], next_lsn);
+        assert_eq!(s["first_lsn"], next_lsn);
+        assert_eq!(s["size"], std::fs::metadata(path).unwrap().len());
+        assert_eq!(s["used_bytes"], s["size"], "not preallocated");
+        next_lsn = s["last_lsn"].as_u64().unwrap() + 1;
+    }
+    assert_eq!(next_lsn, n + 1);
+    let by_kind = v["by_kind"].as_array().unwrap();
+    let total: u64 = by_kind.iter().map(|k| k["records"].as_u64().unwrap()).sum();
+    assert_eq!(total, n);
+    let bytes: u64 = by_kind.iter().map(|k| k["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(v["bytes"], bytes);
+    let dones = w
+        .records
+        .iter()
+        .filter(|r| r.1 == SessionEvent::Done)
+        .count() as u64;
+    let done = by_kind.iter().find(|k| k["kind"] == "done").unwrap();
+    assert_eq!(done["records"], dones);
+    assert_eq!(done["bytes"], dones * 49, "48-byte header + 1-byte payload");
+
+    let out = logbook().arg("stats").arg(tmp.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let (stdout, _) = texts(&out);
+    assert!(stdout.contains("sessions: 3"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("segments: {}", segs.len())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn verify_reports_every_problem_and_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = write_log(tmp.path(), 3, 45);
+    let (sealed_lsn, tail_lsn) = middle_lsns(tmp.path());
+    let placed = placement(tmp.path());
+    let (seg1, off1) = smash_placed(&placed, sealed_lsn);
+    let (seg2, off2) = smash_placed(&placed, tail_lsn);
+    let out = logbook()
+        .args(["verify", "--hex"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let problems: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("problem: "))
+        .collect();
+    assert_eq!(problems.len(), 2, "{stdout}");
+    assert!(problems[0].contains(&format!(
+        "{} at offset {off1}: corrupt record (expected LSN {sealed_lsn})",
+        seg1.display()
+    )));
+    assert!(problems[1].contains(&format!(
+        "{} at offset {off2}: corrupt record (expected LSN {tail_lsn}), followed by",
+        seg2.display()
+    )));
+    // Every other record was still read.
+    let valid = w.records.len() - 2;
+    assert!(
+        stdout.contains(&format!(
+            "FAILED: 2 problem(s); {} segment(s), {valid} valid record(s)",
+            segments(tmp.path()).len()
+        )),
+        "{stdout}"
+    );
+    // --hex: the marked line and the frame header.
+    assert!(
+        stdout.contains(&format!("  > {:08x}", off1 & !15)),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("frame header at {off1:#x} ({off1}): payload_len")));
+    assert!(stdout.contains("aa aa aa aa"), "{stdout}");
+}
+
+#[test]
+fn verify_reports_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = write_log(tmp.path(), 2, 20);
+    let (seg, off, _) = cut_tail(tmp.path());
+    let out = logbook().arg("verify").arg(tmp.path()).output().unwrap();
+    let (stdout, _) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "problem: {} at offset {off}: torn tail where LSN {} was due: incomplete frame",
+            seg.display(),
+            w.records.len()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn repair_dry_run_then_apply_keeps_the_cut_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = write_log(dir, 2, 20);
+    let (seg, off, mut cut) = cut_tail(dir);
+    // Recovery cuts (and keeps) up to the last non-zero byte.
+    while cut.last() == Some(&0) {
+        cut.pop();
+    }
+    let before: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let seg_bytes = std::fs::read(&seg).unwrap();
+
+    let out = logbook().arg("repair").arg(dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("dry run"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "would cut: {} from offset {off}: {} byte(s), LSN {} on",
+            seg.file_name().unwrap().to_str().unwrap(),
+            cut.len(),
+            w.records.len()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("--apply"), "{stdout}");
+    // A dry run changes nothing.
+    let after: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(before.len(), after.len());
+    assert_eq!(std::fs::read(&seg).unwrap(), seg_bytes);
+
+    let out = logbook()
+        .args(["repair", "--apply"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let broken = format!("{}.{off}.broken", seg.display());
+    assert!(stdout.contains(&broken), "{stdout}");
+    assert_eq!(std::fs::read(&broken).unwrap(), cut);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), off);
+    assert!(stdout.contains(&format!("the log continues at LSN {}", w.records.len())));
+
+    // Now the log verifies, and a second repair has nothing to do.
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+    let out = logbook()
+        .args(["repair", "--apply"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(texts(&out).0.contains("nothing changed"));
+    assert!(std::path::Path::new(&broken).exists(), "never deletes");
+}
+
+#[test]
+fn repair_refuses_mid_log_corruption_unless_given_a_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = write_log(dir, 3, 45);
+    let (_, tail_lsn) = middle_lsns(dir);
+    let (seg, off) = smash(dir, tail_lsn);
+    let seg_bytes = std::fs::read(&seg).unwrap();
+
+    let out = logbook().arg("repair").arg(dir).output().unwrap();
+    let (stdout, _) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("refused:"), "{stdout}");
+    assert!(
+        stdout.contains("--mode point-in-time would cut"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("--mode skip-corrupted would keep every valid record"),
+        "{stdout}"
+    );
+
+    let out = logbook()
+        .args(["repair", "--apply"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} at offset {off}", seg.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--mode"), "{stderr}");
+    assert_eq!(std::fs::read(&seg).unwrap(), seg_bytes, "nothing changed");
+
+    let out = logbook()
+        .args(["repair", "--apply", "--mode", "point-in-time"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let broken = format!("{}.{off}.broken", seg.display());
+    assert_eq!(
+        std::fs::read(&broken).unwrap(),
+        seg_bytes[off as usize..],
+        "everything cut is kept"
+    );
+    let out = logbook()
+        .args(["dump", "--json"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(texts(&out).0.lines().count() as u64, tail_lsn - 1);
+    let _ = w;
+}
+
+#[test]
+fn repair_skip_corrupted_keeps_every_valid_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = write_log(dir, 3, 45);
+    let (_, tail_lsn) = middle_lsns(dir);
+    smash(dir, tail_lsn);
+    let out = logbook()
+        .args(["repair", "--apply", "--mode", "skip-corrupted"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("LSN {tail_lsn} lost")), "{stdout}");
+    // The damaged record stays in place: dump still reports it, and shows
+    // every other record.
+    let out = logbook()
+        .args(["dump", "--json"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout.lines().count(), w.records.len() - 1);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn records_of_unknown_kinds_and_undecodable_payloads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let id = uuid::Uuid::new_v4();
+    {
+        let wal = Wal::open(dir, small_options()).unwrap();
+        wal.append(id, &SessionEvent::UserMessage("hi".into()))
+            .unwrap();
+        wal.append_raw(id, &[60, 1, 2]).unwrap(); // a kind from a newer build
+        wal.append(id, &SessionEvent::Done).unwrap();
+    }
+    let out = logbook()
+        .args(["dump", "--json"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["kind"], "unknown");
+    assert_eq!(lines[1]["durable"], false);
+    assert!(lines[1]["event"].is_null());
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown event tag 60")
+    );
+    assert!(lines[0].get("error").is_none());
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    let (stdout, _) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("note: 1 record(s) of an event kind this build does not know"));
+
+    // A payload that passed its checksum and is no event: a problem.
+    {
+        let wal = Wal::open(dir, small_options()).unwrap();
+        wal.append_raw(id, &[12, 0xff, 0xff, 0xff]).unwrap();
+    }
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    let (stdout, _) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("LSN 4: the payload is not a SessionEvent"),
+        "{stdout}"
+    );
+    let out = logbook().arg("dump").arg(dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("(undecodable: "), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("LSN 4: the payload is not a SessionEvent"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn verify_finds_stale_bytes_that_readers_take_for_the_end() {
+    // A torn write whose later page reached the disk and its earlier one
+    // did not: zeros, then bytes. Readers stop at the zeros; recovery cuts.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = write_log(dir, 1, 5);
+    let tail = segments(dir).pop().unwrap();
+    let end = std::fs::metadata(&tail).unwrap().len();
+    let mut bytes = std::fs::read(&tail).unwrap();
+    bytes.extend_from_slice(&[0; 200]);
+    bytes.extend_from_slice(&[0x5a; 30]);
+    std::fs::write(&tail, &bytes).unwrap();
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    let (stdout, _) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "problem: {} at offset {end}: 230 byte(s) past the end of the log, where LSN {} was due",
+            tail.display(),
+            w.records.len() + 1
+        )),
+        "{stdout}"
+    );
+    let out = logbook()
+        .args(["repair", "--apply"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+}
