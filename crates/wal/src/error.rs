@@ -108,9 +108,8 @@ pub enum WalError {
     /// records written after it was fsynced follow it). Recovery refuses
     /// to cut it under the chosen recovery mode.
     #[error(
-        "{} at offset {offset}: LSN {lsn} is corrupt but {valid_after} valid record(s) written after it was \
-         made durable follow it (first at offset {next_offset}); refusing to cut acknowledged data \
-         — see `logbook repair` and the recovery modes",
+        "{} at offset {offset}: LSN {lsn} is corrupt, and {valid_after} valid record(s) written after it \
+         had been made durable follow it (first at offset {next_offset}): acknowledged data is damaged",
         path.display()
     )]
     MidLogCorruption {

@@ -25,6 +25,8 @@ pub struct RecordRef<'a> {
     pub lsn: Lsn,
     /// When it was appended, µs since the Unix epoch.
     pub timestamp_us: u64,
+    /// Every LSN below this was durable before this record was written.
+    pub sync_mark: Lsn,
     /// The session it belongs to.
     pub session: Uuid,
     /// The payload (an encoded `SessionEvent` for codec 1).
@@ -42,6 +44,8 @@ pub struct RawRecord {
     pub lsn: Lsn,
     /// When it was appended, µs since the Unix epoch.
     pub timestamp_us: u64,
+    /// Every LSN below this was durable before this record was written.
+    pub sync_mark: Lsn,
     /// The session it belongs to.
     pub session: Uuid,
     /// The payload.
@@ -59,6 +63,7 @@ impl RecordRef<'_> {
         RawRecord {
             lsn: self.lsn,
             timestamp_us: self.timestamp_us,
+            sync_mark: self.sync_mark,
             session: self.session,
             payload: self.payload.to_vec(),
             segment: self.segment.to_path_buf(),
@@ -249,6 +254,7 @@ impl Reader {
         Some(Ok(RecordRef {
             lsn: header.lsn,
             timestamp_us: header.timestamp_us,
+            sync_mark: header.sync_mark,
             session: header.session,
             payload,
             segment: &cur.entry.path,
@@ -405,47 +411,48 @@ impl Reader {
         Ok(true)
     }
 
+    /// Open segment `index` as the current one. On any error the segment is
+    /// skipped (the reader moves on to the next one, whose continuity is then
+    /// not checked), so iterating past errors always terminates.
     fn open_segment(&mut self, index: usize) -> Result<(), WalError> {
         let Some(entry) = self.segments.get(index).cloned() else {
             return Ok(());
         };
-        let path = &entry.path;
-        let file = self
-            .fs
-            .open(path, OpenMode::Read)
-            .map_err(|e| WalError::io("open", path, e))?;
-        let header = segment::read_header(&*file, &entry);
-        let header = match header {
-            Ok(h) => h,
-            Err(e) => {
-                // Skip the whole segment; the next one checks continuity.
-                self.index += 1;
-                self.continues_at = None;
-                return Err(e);
-            }
-        };
-        if let Some(expected) = self.continues_at.take() {
-            if header.base_lsn != expected {
-                self.current = None;
-                let reason = format!(
-                    "segment starts at LSN {} but the previous one ended before LSN {expected}",
-                    header.base_lsn
-                );
-                // Report the gap once, then read this segment anyway.
-                self.continues_at = None;
-                self.current = Some(Current::open(
-                    entry.clone(),
-                    file,
-                    self.is_tail_index(index),
-                )?);
-                return Err(WalError::BadSegment {
+        let tail = self.is_tail_index(index);
+        let expected = self.continues_at.take();
+        let opened = (|| {
+            let path = &entry.path;
+            let file = self
+                .fs
+                .open(path, OpenMode::Read)
+                .map_err(|e| WalError::io("open", path, e))?;
+            let header = segment::read_header(&*file, &entry)?;
+            let current = Current::open(entry.clone(), file, tail)?;
+            let gap = expected
+                .filter(|&e| e != header.base_lsn)
+                .map(|e| WalError::BadSegment {
                     path: path.clone(),
-                    reason,
+                    reason: format!(
+                        "segment starts at LSN {} but the previous one ended before LSN {e}",
+                        header.base_lsn
+                    ),
                 });
+            Ok((current, gap))
+        })();
+        match opened {
+            Ok((current, gap)) => {
+                self.current = Some(current);
+                // A gap is reported once; the segment is read anyway.
+                gap.map_or(Ok(()), Err)
+            }
+            Err(e) => {
+                self.current = None;
+                if self.index == index {
+                    self.index += 1;
+                }
+                Err(e)
             }
         }
-        self.current = Some(Current::open(entry, file, self.is_tail_index(index))?);
-        Ok(())
     }
 
     fn is_tail_index(&self, index: usize) -> bool {

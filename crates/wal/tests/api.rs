@@ -423,3 +423,37 @@ fn dropping_the_last_clone_flushes_buffered_records() {
     assert_eq!(read_all(dir.path()).len(), 10);
     assert!(!is_locked(dir.path()).unwrap());
 }
+
+#[test]
+fn a_reader_skips_a_segment_it_cannot_read_and_terminates() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small(8 * 1024)).unwrap();
+    for i in 1..=300 {
+        wal.append(session(1), &event(i)).unwrap();
+    }
+    drop(wal);
+    let segments = Reader::open(dir.path()).unwrap().segments();
+    assert!(segments.len() >= 3);
+    // Replace the second segment by a directory: opening it as a file fails.
+    fs::remove_file(&segments[1]).unwrap();
+    fs::create_dir(&segments[1]).unwrap();
+    let mut reader = Reader::open(dir.path()).unwrap();
+    let (mut ok, mut errors) = (0, Vec::new());
+    for (steps, r) in reader.by_ref().enumerate() {
+        assert!(
+            steps < 10_000,
+            "the reader must not loop on an unreadable segment"
+        );
+        match r {
+            Ok(_) => ok += 1,
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    assert!(ok > 0);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(&*segments[1].to_string_lossy())),
+        "{errors:?}"
+    );
+}
