@@ -57,8 +57,3 @@ pub use crate::bus::SessionBus;
 pub use crate::event::{KINDS, SessionEvent};
 pub use crate::payload::{RlmOutcome, TokenDelta, TokenEstimate, TokenSource, ToolStream};
 pub use crate::sink::{DurableSink, MemorySink, NoopSink};
-
-/// The README's quick start, compiled and run as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

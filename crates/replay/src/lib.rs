@@ -100,3 +100,8 @@ pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};
 pub use crate::status::SessionStatus;
 pub use crate::tokens::{TokenAccounts, TokenTotals};
 pub use crate::tools::{ApprovalRequest, ToolCall, ToolCompletion, ToolMetadata, ToolStart};
+
+/// The README's quick start, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
