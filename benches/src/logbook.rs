@@ -8,6 +8,17 @@ use logbook_wal::{SyncPolicy, Wal, WalOptions, WalSink};
 
 use crate::baselines::DurableLog;
 
+fn open(dir: &Path, policy: SyncPolicy) -> io::Result<Wal> {
+    Wal::open(
+        dir,
+        WalOptions {
+            sync: policy,
+            ..WalOptions::default()
+        },
+    )
+    .map_err(io::Error::from)
+}
+
 /// Durable events through [`WalSink`]: each append encodes a
 /// `SessionEvent::TextComplete` whose text is the payload (so the record
 /// carries the payload plus the event's few bytes of tag and length), exactly

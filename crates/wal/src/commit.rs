@@ -278,7 +278,10 @@ impl Writer {
     /// Write and fsync everything appended so far; returns the last
     /// durable LSN.
     pub(crate) fn sync(&self) -> Result<Lsn, WalError> {
-        let st = lock(&self.state);
+        self.sync_locked(lock(&self.state))
+    }
+
+    fn sync_locked<'a>(&'a self, st: MutexGuard<'a, State>) -> Result<Lsn, WalError> {
         if let Some(cause) = &st.poisoned {
             return Err(WalError::Poisoned {
                 cause: cause.clone(),
@@ -583,17 +586,7 @@ impl Writer {
         let mut st = lock(&self.state);
         st.closed = true;
         self.flusher.notify_all();
-        if let Some(cause) = &st.poisoned {
-            return Err(WalError::Poisoned {
-                cause: cause.clone(),
-            });
-        }
-        let last = st.next_lsn - 1;
-        let epoch = st.epoch;
-        if last < st.durable_end {
-            return Ok(());
-        }
-        self.wait_for(st, last, epoch).map(drop)
+        self.sync_locked(st).map(drop)
     }
 
     /// The `SyncPolicy::Batch` flusher: make queued records durable within
