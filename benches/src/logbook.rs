@@ -34,14 +34,7 @@ impl LogbookSink {
     ///
     /// The `WalError` of opening, as an `io::Error`.
     pub fn open(dir: &Path, policy: SyncPolicy) -> io::Result<LogbookSink> {
-        let wal = Wal::open(
-            dir,
-            WalOptions {
-                sync: policy,
-                ..WalOptions::default()
-            },
-        )
-        .map_err(io::Error::from)?;
+        let wal = open(dir, policy)?;
         Ok(LogbookSink {
             sink: wal.sink(uuid::Uuid::new_v4()),
         })
@@ -75,14 +68,7 @@ impl LogbookRaw {
     ///
     /// The `WalError` of opening, as an `io::Error`.
     pub fn open(dir: &Path, policy: SyncPolicy) -> io::Result<LogbookRaw> {
-        let wal = Wal::open(
-            dir,
-            WalOptions {
-                sync: policy,
-                ..WalOptions::default()
-            },
-        )
-        .map_err(io::Error::from)?;
+        let wal = open(dir, policy)?;
         Ok(LogbookRaw {
             wal,
             session: uuid::Uuid::new_v4(),
