@@ -255,7 +255,9 @@ impl Writer {
         match self.opts.sync {
             SyncPolicy::Always => self.wait_for(st, lsn, epoch),
             SyncPolicy::Batch { max_bytes, .. } => {
-                if st.pending.len() >= max_bytes {
+                // Wake the flusher when its clock starts (the first record
+                // of an idle log) and when the byte bound is reached.
+                if lsn == st.durable_end || st.pending.len() >= max_bytes {
                     self.flusher.notify_one();
                 }
                 Ok(lsn)

@@ -94,11 +94,23 @@ fn batch_policy_makes_records_durable_within_the_bound() {
     for i in 1..=50 {
         last = wal.append(session(1), &event(i)).unwrap();
     }
-    // Returned before the fsync; the flusher makes it durable without a sync() call.
-    rt.block_on(wal.wait_durable(last)).unwrap();
+    // Returned before the fsync; the flusher makes it durable without a
+    // sync() call. (The timeout only turns a lost wake-up into a failure.)
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), wal.wait_durable(last)).await
+    })
+    .expect("the flusher never made the records durable")
+    .unwrap();
+    // A single record on an idle log must start the flusher's clock too.
+    let one = wal.append(session(2), &event(1)).unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), wal.wait_durable(one)).await
+    })
+    .expect("the flusher never woke for a lone record")
+    .unwrap();
     assert!(wal.durable_lsn() >= last);
     drop(wal);
-    assert_eq!(read_all(dir.path()).len(), 50);
+    assert_eq!(read_all(dir.path()).len(), 51);
 }
 
 #[test]
