@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::WalError;
-use crate::format::{FrameHeader, Lsn, SEGMENT_HEADER_LEN, encode_frame, frame_len};
+use crate::format::{FrameHeader, Lsn, MAX_LSN, SEGMENT_HEADER_LEN, encode_frame, frame_len};
 use crate::fs::{Fs, FsFile};
 use crate::options::{SyncPolicy, WalOptions};
 use crate::segment::{self, SegmentEntry};
@@ -242,6 +242,9 @@ impl Writer {
         let mut st = lock(&self.state);
         Self::check_open(&st)?;
         let lsn = st.next_lsn;
+        if lsn > MAX_LSN {
+            return Err(WalError::LsnExhausted);
+        }
         st.next_lsn += 1;
         st.stats.appends += 1;
         let header = FrameHeader {
@@ -511,8 +514,10 @@ impl Writer {
     /// `fdatasync` after writing into a fallocated (unwritten) extent must
     /// also commit the extent's conversion, which costs about twice as much.
     /// The zeros ride on the batch's own fsync, once per [`ZERO_CHUNK`].
+    /// Not under `SyncPolicy::Never`, which does not fsync per batch and
+    /// would only pay for writing every byte twice.
     fn zero_ahead(&self, io: &mut Io, len: u64) -> std::io::Result<()> {
-        if !self.opts.preallocate {
+        if !self.opts.preallocate || self.opts.sync == SyncPolicy::Never {
             return Ok(());
         }
         let want = (io.write_pos + len + ZERO_CHUNK / 2).min(self.opts.segment_size);

@@ -145,6 +145,9 @@ pub enum WalError {
     /// The log was closed.
     #[error("log is closed")]
     Closed,
+    /// The log reached the largest LSN (`format::MAX_LSN`).
+    #[error("log has used every LSN up to {}", crate::format::MAX_LSN)]
+    LsnExhausted,
     /// The options are inconsistent.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

@@ -49,6 +49,12 @@ const _: () = assert!(RECORD_HEADER_LEN == 48);
 /// A log sequence number: 1 for the first record, gapless; 0 means none.
 pub type Lsn = u64;
 
+/// The largest LSN a record may carry. `u64::MAX` is kept out of the LSN
+/// space so that "the LSN after the last record" always exists; a frame
+/// claiming a larger LSN is never valid, and a log that reached this LSN
+/// refuses further appends.
+pub const MAX_LSN: Lsn = u64::MAX - 1;
+
 /// The file name of the segment whose first record is `base_lsn`.
 #[must_use]
 pub fn segment_file_name(base_lsn: Lsn) -> String {

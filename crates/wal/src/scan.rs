@@ -3,7 +3,8 @@
 //! (`docs/format.md`, "What makes a record valid").
 
 use crate::format::{
-    Frame, FrameError, FrameHeader, Lsn, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, decode_frame, peek_lsn,
+    Frame, FrameError, FrameHeader, Lsn, MAX_LSN, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, decode_frame,
+    peek_lsn,
 };
 
 /// What lies at one offset of a segment, where LSN `expected` is due.
@@ -36,7 +37,7 @@ pub(crate) fn step(bytes: &[u8], offset: usize, expected: Lsn) -> Step<'_> {
     match decode_frame(rest) {
         Frame::Zero => Step::End,
         Frame::Invalid(e) => Step::Bad(Problem::Frame(e)),
-        Frame::Valid { header, .. } if header.lsn != expected => {
+        Frame::Valid { header, .. } if header.lsn != expected || header.lsn > MAX_LSN => {
             Step::Bad(Problem::Sequence { found: header.lsn })
         }
         Frame::Valid {
@@ -79,8 +80,8 @@ pub(crate) fn find_next_valid(bytes: &[u8], from: usize, after: Lsn) -> Option<F
                 Some(_) => {}
             }
         }
-        let plausible_lsn =
-            peek_lsn(rest).is_some_and(|l| l > after && l - after <= (bytes.len() as u64));
+        let plausible_lsn = peek_lsn(rest)
+            .is_some_and(|l| l > after && l <= MAX_LSN && l - after <= (bytes.len() as u64));
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         if plausible_lsn && len != 0 && len <= MAX_PAYLOAD_LEN {
             if let Frame::Valid { header, len, .. } = decode_frame(rest) {
