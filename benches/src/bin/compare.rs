@@ -1,6 +1,6 @@
 //! Prints one Markdown table comparing the `append` baselines.
 //!
-//! Usage: `compare [--dir DIR] [--secs SECONDS]`
+//! Usage: `compare [--dir DIR] [--secs SECONDS] [--rounds N]`
 //!
 //! Each cell (threads × implementation, 256-byte payloads) appends for
 //! `--secs` seconds (default 3) in a fresh log under a temporary directory in
@@ -8,6 +8,7 @@
 //! Before the table it prints the machine and the raw fsync latency of the
 //! disk, for context.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -35,7 +36,7 @@ const GROUP_COMMIT_FILE: u64 = 64 << 20;
 const PROBE_ROUNDS: usize = 200;
 
 fn main() -> io::Result<()> {
-    let (dir, secs) = parse_args()?;
+    let (dir, secs, rounds) = parse_args()?;
     let tmp = tempfile::Builder::new()
         .prefix("logbook-compare-")
         .tempdir_in(&dir)?;
@@ -57,83 +58,107 @@ fn main() -> io::Result<()> {
         "- fsync probe, median of {PROBE_ROUNDS} `write 4 KiB + fdatasync`: \
          overwriting a preallocated file {overwrite:.0} µs, appending {appending:.0} µs"
     );
-    println!("- {PAYLOAD}-byte payloads, {secs} s per cell, fresh log per cell\n");
+    println!(
+        "- {PAYLOAD}-byte payloads, {secs} s per cell, fresh log per cell; {rounds} round(s), \
+         the order of the implementations rotated each round; each row is the round with \
+         the median records/s\n"
+    );
 
-    let mut rows = Vec::new();
-    let mut batch_notes = Vec::new();
-    let mut logbook_notes = Vec::new();
-    for threads in THREADS {
-        let mut okaywal_rate = None;
-        let mut ideal_rate = None;
-        for name in IMPLS {
-            let cell = tmp.path().join(format!("{name}-{threads}"));
-            std::fs::create_dir(&cell)?;
-            let stats = if name == "ideal_group_commit" {
-                let log = IdealGroupCommit::create(&cell.join("log"), GROUP_COMMIT_FILE)?;
-                let stats = run_threads_for(&log, threads, duration, PAYLOAD)?;
-                let per_sync = stats.records as f64 / log.batches().max(1) as f64;
-                batch_notes.push(format!("{threads} threads: {per_sync:.1}"));
-                stats
-            } else if name == "logbook_sink" {
-                let log = LogbookSink::open(&cell, SyncPolicy::Always)?;
-                let stats = run_threads_for(&log, threads, duration, PAYLOAD)?;
-                let w = log.wal().stats();
-                logbook_notes.push(format!(
-                    "{threads} threads: {:.1}",
-                    w.records_synced as f64 / w.fsyncs.max(1) as f64
-                ));
-                stats
-            } else {
-                let log = open(name, &cell)?;
-                run_threads_for(log.as_ref(), threads, duration, PAYLOAD)?
-            };
-            std::fs::remove_dir_all(&cell)?;
-            if name == "okaywal" {
-                okaywal_rate = Some(stats.records_per_sec);
+    // (threads, impl) -> one Stats per round, and mean records per fdatasync.
+    let mut cells: BTreeMap<(usize, &str), Vec<Stats>> = BTreeMap::new();
+    let mut per_fsync: BTreeMap<(usize, &str), f64> = BTreeMap::new();
+    for round in 0..rounds {
+        for threads in THREADS {
+            for k in 0..IMPLS.len() {
+                let name = IMPLS[(k + round) % IMPLS.len()];
+                let cell = tmp.path().join(format!("{name}-{threads}-{round}"));
+                std::fs::create_dir(&cell)?;
+                let stats = if name == "ideal_group_commit" {
+                    let log = IdealGroupCommit::create(&cell.join("log"), GROUP_COMMIT_FILE)?;
+                    let stats = run_threads_for(&log, threads, duration, PAYLOAD)?;
+                    per_fsync.insert(
+                        (threads, name),
+                        stats.records as f64 / log.batches().max(1) as f64,
+                    );
+                    stats
+                } else if name == "logbook_sink" {
+                    let log = LogbookSink::open(&cell, SyncPolicy::Always)?;
+                    let stats = run_threads_for(&log, threads, duration, PAYLOAD)?;
+                    let w = log.wal().stats();
+                    per_fsync.insert(
+                        (threads, name),
+                        w.records_synced as f64 / w.fsyncs.max(1) as f64,
+                    );
+                    stats
+                } else {
+                    let log = open(name, &cell)?;
+                    run_threads_for(log.as_ref(), threads, duration, PAYLOAD)?
+                };
+                std::fs::remove_dir_all(&cell)?;
+                eprintln!(
+                    "round {round}: {threads} threads, {name}: {:.0} records/s",
+                    stats.records_per_sec
+                );
+                cells.entry((threads, name)).or_default().push(stats);
             }
-            if name == "ideal_group_commit" {
-                ideal_rate = Some(stats.records_per_sec);
-            }
-            eprintln!(
-                "done: {threads} threads, {name}: {:.0} records/s",
-                stats.records_per_sec
-            );
-            rows.push((threads, name, stats, okaywal_rate, ideal_rate));
         }
     }
+    let median = |threads: usize, name: &str| -> Option<Stats> {
+        let mut runs = cells.get(&(threads, name))?.clone();
+        runs.sort_by(|a, b| a.records_per_sec.total_cmp(&b.records_per_sec));
+        runs.get(runs.len() / 2).cloned()
+    };
 
     println!(
-        "| threads | impl | records/s | MB/s | p50 µs | p99 µs | vs okaywal | vs ideal group commit |"
+        "| threads | impl | records/s | MB/s | p50 µs | p99 µs | vs okaywal | vs ideal group commit | rounds' records/s |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
-    for (threads, name, stats, okaywal_rate, ideal_rate) in rows {
-        let Stats {
-            records_per_sec,
-            mb_per_sec,
-            p50_us,
-            p99_us,
-            ..
-        } = stats;
-        let ratio = okaywal_rate.map_or_else(
-            || "n/a".to_owned(),
-            |base| format!("{:.2}×", records_per_sec / base),
-        );
-        let vs_ideal = ideal_rate.map_or_else(
-            || "n/a".to_owned(),
-            |base| format!("{:.2}×", records_per_sec / base),
-        );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---|");
+    for threads in THREADS {
+        let okaywal = median(threads, "okaywal").map(|s| s.records_per_sec);
+        let ideal = median(threads, "ideal_group_commit").map(|s| s.records_per_sec);
+        for name in IMPLS {
+            let Some(Stats {
+                records_per_sec,
+                mb_per_sec,
+                p50_us,
+                p99_us,
+                ..
+            }) = median(threads, name)
+            else {
+                continue;
+            };
+            let ratio = |base: Option<f64>| {
+                base.map_or_else(
+                    || "n/a".to_owned(),
+                    |b| format!("{:.2}×", records_per_sec / b),
+                )
+            };
+            let all: Vec<String> = cells[&(threads, name)]
+                .iter()
+                .map(|s| format!("{:.0}", s.records_per_sec))
+                .collect();
+            println!(
+                "| {threads} | {name} | {records_per_sec:.0} | {mb_per_sec:.2} | {p50_us:.0} | {p99_us:.0} | {} | {} | {} |",
+                ratio(okaywal),
+                ratio(ideal),
+                all.join(", ")
+            );
+        }
+    }
+    for name in ["ideal_group_commit", "logbook_sink"] {
+        let notes: Vec<String> = THREADS
+            .iter()
+            .filter_map(|&t| {
+                per_fsync
+                    .get(&(t, name))
+                    .map(|r| format!("{t} threads: {r:.1}"))
+            })
+            .collect();
         println!(
-            "| {threads} | {name} | {records_per_sec:.0} | {mb_per_sec:.2} | {p50_us:.0} | {p99_us:.0} | {ratio} | {vs_ideal} |"
+            "\n{name}, mean records per fdatasync (last round): {}",
+            notes.join(", ")
         );
     }
-    println!(
-        "\nideal_group_commit, mean records per fdatasync: {}",
-        batch_notes.join(", ")
-    );
-    println!(
-        "logbook_sink, mean records per fdatasync: {}",
-        logbook_notes.join(", ")
-    );
     io::stdout().flush()
 }
 
@@ -149,14 +174,15 @@ fn open(name: &str, dir: &Path) -> io::Result<Box<dyn DurableLog>> {
     })
 }
 
-fn parse_args() -> io::Result<(PathBuf, f64)> {
+fn parse_args() -> io::Result<(PathBuf, f64, usize)> {
     let mut dir = std::env::current_dir()?;
     let mut secs = 3.0;
+    let mut rounds = 3;
     let mut args = std::env::args().skip(1);
     let usage = || {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            "usage: compare [--dir DIR] [--secs SECONDS]",
+            "usage: compare [--dir DIR] [--secs SECONDS] [--rounds N]",
         )
     };
     while let Some(arg) = args.next() {
@@ -169,10 +195,17 @@ fn parse_args() -> io::Result<(PathBuf, f64)> {
                     .filter(|s| *s > 0.0)
                     .ok_or_else(usage)?;
             }
+            "--rounds" => {
+                rounds = args
+                    .next()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(usage)?;
+            }
             _ => return Err(usage()),
         }
     }
-    Ok((dir, secs))
+    Ok((dir, secs, rounds))
 }
 
 /// The trimmed standard output of a command, or `?` if it fails.
