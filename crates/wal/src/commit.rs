@@ -61,6 +61,9 @@ impl Io {
 /// Zeros written ahead of the records at a time (see [`Writer::zero_ahead`]).
 const ZERO_CHUNK: u64 = 1 << 20;
 
+/// Batches at least this large are not zero-filled ahead.
+const ZERO_AHEAD_MAX_BATCH: u64 = 8 << 10;
+
 /// How many batches a leader leads in a row, beyond its own, when records
 /// keep queuing up behind it.
 const EXTRA_BATCHES: u32 = 1;
@@ -516,8 +519,13 @@ impl Writer {
     /// The zeros ride on the batch's own fsync, once per [`ZERO_CHUNK`].
     /// Not under `SyncPolicy::Never`, which does not fsync per batch and
     /// would only pay for writing every byte twice.
+    ///
+    /// Only for small batches: a batch of [`ZERO_AHEAD_MAX_BATCH`] bytes or
+    /// more fills whole blocks anyway, and zeroing ahead of it would double
+    /// the bytes the disk must write (measured: 4 KiB records at 64 threads
+    /// ran at half okaywal's rate with it, see `docs/performance.md`).
     fn zero_ahead(&self, io: &mut Io, len: u64) -> std::io::Result<()> {
-        if !self.opts.preallocate || self.opts.sync == SyncPolicy::Never {
+        if !self.opts.preallocate || self.opts.sync == SyncPolicy::Never || len >= ZERO_AHEAD_MAX_BATCH {
             return Ok(());
         }
         let want = (io.write_pos + len + ZERO_CHUNK / 2).min(self.opts.segment_size);
