@@ -525,7 +525,10 @@ impl Writer {
     /// the bytes the disk must write (measured: 4 KiB records at 64 threads
     /// ran at half okaywal's rate with it, see `docs/performance.md`).
     fn zero_ahead(&self, io: &mut Io, len: u64) -> std::io::Result<()> {
-        if !self.opts.preallocate || self.opts.sync == SyncPolicy::Never || len >= ZERO_AHEAD_MAX_BATCH {
+        if !self.opts.preallocate
+            || self.opts.sync == SyncPolicy::Never
+            || len >= ZERO_AHEAD_MAX_BATCH
+        {
             return Ok(());
         }
         let want = (io.write_pos + len + ZERO_CHUNK / 2).min(self.opts.segment_size);
