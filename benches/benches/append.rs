@@ -1,5 +1,6 @@
 //! Durable appends from 1–64 threads: Logbook's WAL against three baselines
-//! (one fsync per record, the ideal group commit, okaywal).
+//! (one fsync per record, the ideal group commit, okaywal), plus Logbook under
+//! `SyncPolicy::Batch` (1 ms) and `Never`, whose appends return before any fsync.
 //!
 //! Each criterion iteration is one record: `iter_custom` spreads the `iters`
 //! records of a sample over the threads, times the whole multi-threaded run
@@ -61,6 +62,25 @@ fn logs(dir: &Path) -> Vec<(&'static str, Box<dyn DurableLog>)> {
         (
             "logbook_sink",
             Box::new(LogbookSink::open(&sub("logbook"), SyncPolicy::Always).expect("logbook log")),
+        ),
+        (
+            "logbook_sink_batch_1ms",
+            Box::new(
+                LogbookSink::open(
+                    &sub("logbook-batch"),
+                    SyncPolicy::Batch {
+                        max_delay: Duration::from_millis(1),
+                        max_bytes: 256 << 10,
+                    },
+                )
+                .expect("logbook log"),
+            ),
+        ),
+        (
+            "logbook_sink_never",
+            Box::new(
+                LogbookSink::open(&sub("logbook-never"), SyncPolicy::Never).expect("logbook log"),
+            ),
         ),
     ]
 }
