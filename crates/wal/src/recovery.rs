@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::error::WalError;
 use crate::format::{Lsn, SEGMENT_HEADER_LEN};
 use crate::options::RecoveryMode;
-use crate::scan::{Problem, Step, find_next_valid, step};
+use crate::scan::{AfterDamage, Problem, Step, step, survey_after_damage};
 use crate::segment::{SegmentEntry, check_header};
 
 /// What recovery cut off the tail segment.
@@ -112,18 +112,11 @@ pub(crate) fn analyze(
             Step::Bad(p) => Some(p),
         };
         // Survey what follows: frames with an LSN at or above the one due.
-        let mut valid_after = 0u64;
-        let mut first = None;
-        let mut vouching = None;
-        let mut from = at;
-        while let Some(found) = find_next_valid(bytes, from, expected.saturating_sub(1)) {
-            valid_after += 1;
-            first.get_or_insert(found);
-            if found.header.sync_mark > expected && vouching.is_none() {
-                vouching = Some(found.offset);
-            }
-            from = found.offset + found.len;
-        }
+        let AfterDamage {
+            valid_frames: valid_after,
+            first,
+            vouching,
+        } = survey_after_damage(bytes, at, expected);
         let garbage_end = bytes
             .iter()
             .rposition(|&b| b != 0)

@@ -101,10 +101,10 @@ pub(crate) fn find_next_valid(bytes: &[u8], from: usize, after: Lsn) -> Option<F
 /// "Torn tails and the sync mark").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct AfterDamage {
-    /// CRC-valid frames with an LSN above the damaged one.
+    /// CRC-valid frames with an LSN at or above the damaged one.
     pub(crate) valid_frames: u64,
     /// The first of them.
-    pub(crate) first: Option<usize>,
+    pub(crate) first: Option<Found>,
     /// The first of them that proves the damaged LSN had been durable
     /// (its `sync_mark` is above it).
     pub(crate) vouching: Option<usize>,
@@ -114,9 +114,9 @@ pub(crate) struct AfterDamage {
 pub(crate) fn survey_after_damage(bytes: &[u8], from: usize, lsn: Lsn) -> AfterDamage {
     let mut out = AfterDamage::default();
     let mut at = from;
-    while let Some(found) = find_next_valid(bytes, at, lsn) {
+    while let Some(found) = find_next_valid(bytes, at, lsn.saturating_sub(1)) {
         out.valid_frames += 1;
-        out.first.get_or_insert(found.offset);
+        out.first.get_or_insert(found);
         if found.header.sync_mark > lsn && out.vouching.is_none() {
             out.vouching = Some(found.offset);
         }
@@ -186,7 +186,7 @@ mod tests {
         buf[offs[0] + 50] ^= 0xff;
         let s = survey_after_damage(&buf, offs[0], 3);
         assert_eq!(
-            (s.valid_frames, s.first, s.vouching),
+            (s.valid_frames, s.first.map(|f| f.offset), s.vouching),
             (1, Some(offs[1]), None)
         );
         // 4 was written after 3 was durable (sync mark 4): mid-log damage.
