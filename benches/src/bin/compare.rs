@@ -1,8 +1,9 @@
 //! Prints one Markdown table comparing the `append` baselines.
 //!
-//! Usage: `compare [--dir DIR] [--secs SECONDS] [--rounds N]`
+//! Usage: `compare [--dir DIR] [--secs SECONDS] [--rounds N] [--payload BYTES]`
 //!
-//! Each cell (threads × implementation, 256-byte payloads) appends for
+//! Each cell (threads × implementation, 256-byte payloads unless `--payload`
+//! says otherwise) appends for
 //! `--secs` seconds (default 3) in a fresh log under a temporary directory in
 //! `DIR` (default: the current directory; keep it on a real disk, not tmpfs).
 //! Before the table it prints the machine and the raw fsync latency of the
@@ -23,7 +24,6 @@ use logbook_benches::logbook::LogbookSink;
 use logbook_wal::SyncPolicy;
 
 const THREADS: [usize; 3] = [1, 16, 64];
-const PAYLOAD: usize = 256;
 const IMPLS: [&str; 4] = [
     "okaywal",
     "ideal_group_commit",
@@ -36,7 +36,7 @@ const GROUP_COMMIT_FILE: u64 = 64 << 20;
 const PROBE_ROUNDS: usize = 200;
 
 fn main() -> io::Result<()> {
-    let (dir, secs, rounds) = parse_args()?;
+    let (dir, secs, rounds, payload) = parse_args()?;
     let tmp = tempfile::Builder::new()
         .prefix("logbook-compare-")
         .tempdir_in(&dir)?;
@@ -59,7 +59,7 @@ fn main() -> io::Result<()> {
          overwriting a preallocated file {overwrite:.0} µs, appending {appending:.0} µs"
     );
     println!(
-        "- {PAYLOAD}-byte payloads, {secs} s per cell, fresh log per cell; {rounds} round(s), \
+        "- {payload}-byte payloads, {secs} s per cell, fresh log per cell; {rounds} round(s), \
          the order of the implementations rotated each round; each row is the round with \
          the median records/s\n"
     );
@@ -75,7 +75,7 @@ fn main() -> io::Result<()> {
                 std::fs::create_dir(&cell)?;
                 let stats = if name == "ideal_group_commit" {
                     let log = IdealGroupCommit::create(&cell.join("log"), GROUP_COMMIT_FILE)?;
-                    let stats = run_threads_for(&log, threads, duration, PAYLOAD)?;
+                    let stats = run_threads_for(&log, threads, duration, payload)?;
                     per_fsync.insert(
                         (threads, name),
                         stats.records as f64 / log.batches().max(1) as f64,
@@ -83,7 +83,7 @@ fn main() -> io::Result<()> {
                     stats
                 } else if name == "logbook_sink" {
                     let log = LogbookSink::open(&cell, SyncPolicy::Always)?;
-                    let stats = run_threads_for(&log, threads, duration, PAYLOAD)?;
+                    let stats = run_threads_for(&log, threads, duration, payload)?;
                     let w = log.wal().stats();
                     per_fsync.insert(
                         (threads, name),
@@ -92,7 +92,7 @@ fn main() -> io::Result<()> {
                     stats
                 } else {
                     let log = open(name, &cell)?;
-                    run_threads_for(log.as_ref(), threads, duration, PAYLOAD)?
+                    run_threads_for(log.as_ref(), threads, duration, payload)?
                 };
                 std::fs::remove_dir_all(&cell)?;
                 eprintln!(
@@ -174,15 +174,16 @@ fn open(name: &str, dir: &Path) -> io::Result<Box<dyn DurableLog>> {
     })
 }
 
-fn parse_args() -> io::Result<(PathBuf, f64, usize)> {
+fn parse_args() -> io::Result<(PathBuf, f64, usize, usize)> {
     let mut dir = std::env::current_dir()?;
     let mut secs = 3.0;
     let mut rounds = 3;
+    let mut payload = 256;
     let mut args = std::env::args().skip(1);
     let usage = || {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            "usage: compare [--dir DIR] [--secs SECONDS] [--rounds N]",
+            "usage: compare [--dir DIR] [--secs SECONDS] [--rounds N] [--payload BYTES]",
         )
     };
     while let Some(arg) = args.next() {
@@ -202,10 +203,17 @@ fn parse_args() -> io::Result<(PathBuf, f64, usize)> {
                     .filter(|n| *n > 0)
                     .ok_or_else(usage)?;
             }
+            "--payload" => {
+                payload = args
+                    .next()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(usage)?;
+            }
             _ => return Err(usage()),
         }
     }
-    Ok((dir, secs, rounds))
+    Ok((dir, secs, rounds, payload))
 }
 
 /// The trimmed standard output of a command, or `?` if it fails.
