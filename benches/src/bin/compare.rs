@@ -1,6 +1,6 @@
 //! Prints one Markdown table comparing the `append` baselines.
 //!
-//! Usage: `compare [--dir DIR] [--secs SECONDS] [--rounds N] [--payload BYTES]`
+//! Usage: `compare [--dir DIR] [--secs SECONDS] [--rounds N] [--payload BYTES] [--threads N]...`
 //!
 //! Each cell (threads × implementation, 256-byte payloads unless `--payload`
 //! says otherwise) appends for
@@ -23,6 +23,7 @@ use logbook_benches::baselines::{
 use logbook_benches::logbook::LogbookSink;
 use logbook_wal::SyncPolicy;
 
+/// Thread counts run unless `--threads` says otherwise.
 const THREADS: [usize; 3] = [1, 16, 64];
 const IMPLS: [&str; 4] = [
     "okaywal",
@@ -36,7 +37,7 @@ const GROUP_COMMIT_FILE: u64 = 64 << 20;
 const PROBE_ROUNDS: usize = 200;
 
 fn main() -> io::Result<()> {
-    let (dir, secs, rounds, payload) = parse_args()?;
+    let (dir, secs, rounds, payload, threads_list) = parse_args()?;
     let tmp = tempfile::Builder::new()
         .prefix("logbook-compare-")
         .tempdir_in(&dir)?;
@@ -68,7 +69,7 @@ fn main() -> io::Result<()> {
     let mut cells: BTreeMap<(usize, &str), Vec<Stats>> = BTreeMap::new();
     let mut per_fsync: BTreeMap<(usize, &str), f64> = BTreeMap::new();
     for round in 0..rounds {
-        for threads in THREADS {
+        for &threads in &threads_list {
             for k in 0..IMPLS.len() {
                 let name = IMPLS[(k + round) % IMPLS.len()];
                 let cell = tmp.path().join(format!("{name}-{threads}-{round}"));
@@ -113,7 +114,7 @@ fn main() -> io::Result<()> {
         "| threads | impl | records/s | MB/s | p50 µs | p99 µs | vs okaywal | vs ideal group commit | rounds' records/s |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---|");
-    for threads in THREADS {
+    for &threads in &threads_list {
         let okaywal = median(threads, "okaywal").map(|s| s.records_per_sec);
         let ideal = median(threads, "ideal_group_commit").map(|s| s.records_per_sec);
         for name in IMPLS {
@@ -146,7 +147,7 @@ fn main() -> io::Result<()> {
         }
     }
     for name in ["ideal_group_commit", "logbook_sink"] {
-        let notes: Vec<String> = THREADS
+        let notes: Vec<String> = threads_list
             .iter()
             .filter_map(|&t| {
                 per_fsync
@@ -174,16 +175,17 @@ fn open(name: &str, dir: &Path) -> io::Result<Box<dyn DurableLog>> {
     })
 }
 
-fn parse_args() -> io::Result<(PathBuf, f64, usize, usize)> {
+fn parse_args() -> io::Result<(PathBuf, f64, usize, usize, Vec<usize>)> {
     let mut dir = std::env::current_dir()?;
     let mut secs = 3.0;
     let mut rounds = 3;
     let mut payload = 256;
+    let mut threads = Vec::new();
     let mut args = std::env::args().skip(1);
     let usage = || {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            "usage: compare [--dir DIR] [--secs SECONDS] [--rounds N] [--payload BYTES]",
+            "usage: compare [--dir DIR] [--secs SECONDS] [--rounds N] [--payload BYTES] [--threads N]...",
         )
     };
     while let Some(arg) = args.next() {
@@ -210,10 +212,19 @@ fn parse_args() -> io::Result<(PathBuf, f64, usize, usize)> {
                     .filter(|n| *n > 0)
                     .ok_or_else(usage)?;
             }
+            "--threads" => threads.push(
+                args.next()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(usage)?,
+            ),
             _ => return Err(usage()),
         }
     }
-    Ok((dir, secs, rounds, payload))
+    if threads.is_empty() {
+        threads = THREADS.to_vec();
+    }
+    Ok((dir, secs, rounds, payload, threads))
 }
 
 /// The trimmed standard output of a command, or `?` if it fails.

@@ -106,6 +106,10 @@ struct State {
     /// Number of the batch now filling up in `pending`; the one in flight,
     /// if any, is `batch - 1`.
     batch: u64,
+    /// Threads waiting on each of `Writer::turn`: a leader skips the
+    /// wake-up (a `futex` system call) of a condition variable nobody waits
+    /// on, which at one appender is every batch.
+    waiting: [usize; 2],
     /// Bumped when a full disk discards queued records; `discards[e]` says
     /// from which LSN epoch `e` lost its records, and why.
     epoch: usize,
@@ -184,6 +188,7 @@ impl Writer {
                 durable_end: next_lsn,
                 leader: false,
                 batch: 0,
+                waiting: [0; 2],
                 epoch: 0,
                 discards: Vec::new(),
                 poisoned: None,
@@ -347,9 +352,13 @@ impl Writer {
                 } else {
                     st.batch.wrapping_sub(1)
                 };
-                self.turn[(batch % 2) as usize]
+                let parity = (batch % 2) as usize;
+                st.waiting[parity] += 1;
+                let mut st = self.turn[parity]
                     .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner)
+                    .unwrap_or_else(PoisonError::into_inner);
+                st.waiting[parity] -= 1;
+                st
             } else {
                 self.lead(st, true)
             };
@@ -389,17 +398,30 @@ impl Writer {
             if !go_on {
                 st.leader = false;
             }
-            let next = (more && !go_on).then_some(st.batch);
+            // Whom to wake, decided under the lock: a thread that starts
+            // waiting after it is released sees this turn's outcome first.
+            let parity = |batch: u64| (batch % 2) as usize;
+            let waiting = st.waiting;
+            let next = (more && !go_on)
+                .then_some(parity(st.batch))
+                .filter(|&p| waiting[p] > 0);
+            let taken = Some(parity(taken)).filter(|&p| waiting[p] > 0);
             // Notify with the lock released, so that woken threads do not
             // immediately block on it; the next batch's leader goes first.
             drop(st);
             if everyone {
-                self.turn.iter().for_each(Condvar::notify_all);
+                for p in 0..2 {
+                    if waiting[p] > 0 {
+                        self.turn[p].notify_all();
+                    }
+                }
             } else {
                 if let Some(next) = next {
-                    self.turn[(next % 2) as usize].notify_one();
+                    self.turn[next].notify_one();
                 }
-                self.turn[(taken % 2) as usize].notify_all();
+                if let Some(taken) = taken {
+                    self.turn[taken].notify_all();
+                }
             }
             st = lock(&self.state);
             if !go_on {
