@@ -68,6 +68,8 @@ fn main() -> io::Result<()> {
     // (threads, impl) -> one Stats per round, and mean records per fdatasync.
     let mut cells: BTreeMap<(usize, &str), Vec<Stats>> = BTreeMap::new();
     let mut per_fsync: BTreeMap<(usize, &str), f64> = BTreeMap::new();
+    // Logbook's mean fdatasync time per batch, by thread count.
+    let mut fsync_us: BTreeMap<usize, f64> = BTreeMap::new();
     for round in 0..rounds {
         for &threads in &threads_list {
             for k in 0..IMPLS.len() {
@@ -90,6 +92,7 @@ fn main() -> io::Result<()> {
                         (threads, name),
                         w.records_synced as f64 / w.fsyncs.max(1) as f64,
                     );
+                    fsync_us.insert(threads, w.fsync_micros as f64 / w.fsyncs.max(1) as f64);
                     stats
                 } else {
                     let log = open(name, &cell)?;
@@ -111,9 +114,9 @@ fn main() -> io::Result<()> {
     };
 
     println!(
-        "| threads | impl | records/s | MB/s | p50 µs | p99 µs | vs okaywal | vs ideal group commit | rounds' records/s |"
+        "| threads | impl | records/s | MB/s | p50 µs | p99 µs | vs okaywal | vs ideal group commit | vs okaywal, median of rounds | rounds' records/s |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for &threads in &threads_list {
         let okaywal = median(threads, "okaywal").map(|s| s.records_per_sec);
         let ideal = median(threads, "ideal_group_commit").map(|s| s.records_per_sec);
@@ -138,8 +141,19 @@ fn main() -> io::Result<()> {
                 .iter()
                 .map(|s| format!("{:.0}", s.records_per_sec))
                 .collect();
+            // Each round's ratio to that round's okaywal, then their median:
+            // steadier than a ratio of medians on a disk whose speed drifts.
+            let mut paired: Vec<f64> = cells[&(threads, name)]
+                .iter()
+                .zip(cells.get(&(threads, "okaywal")).into_iter().flatten())
+                .map(|(a, b)| a.records_per_sec / b.records_per_sec)
+                .collect();
+            paired.sort_by(f64::total_cmp);
+            let paired = paired
+                .get(paired.len() / 2)
+                .map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}×"));
             println!(
-                "| {threads} | {name} | {records_per_sec:.0} | {mb_per_sec:.2} | {p50_us:.0} | {p99_us:.0} | {} | {} | {} |",
+                "| {threads} | {name} | {records_per_sec:.0} | {mb_per_sec:.2} | {p50_us:.0} | {p99_us:.0} | {} | {} | {paired} | {} |",
                 ratio(okaywal),
                 ratio(ideal),
                 all.join(", ")
@@ -160,6 +174,14 @@ fn main() -> io::Result<()> {
             notes.join(", ")
         );
     }
+    let notes: Vec<String> = fsync_us
+        .iter()
+        .map(|(t, us)| format!("{t} threads: {us:.0} µs"))
+        .collect();
+    println!(
+        "\nlogbook_sink, mean time of one fdatasync (last round): {}",
+        notes.join(", ")
+    );
     io::stdout().flush()
 }
 

@@ -68,6 +68,7 @@ fn many_threads_many_sessions_keep_per_session_order() {
 fn group_commit_batches_concurrent_appenders() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), small(8 << 20)).unwrap();
+    let started = std::time::Instant::now();
     std::thread::scope(|s| {
         for t in 0..16u64 {
             let wal = wal.clone();
@@ -79,9 +80,17 @@ fn group_commit_batches_concurrent_appenders() {
             });
         }
     });
+    let elapsed = started.elapsed();
     let stats = wal.stats();
     println!("{stats:?}");
     assert_eq!(stats.records_synced, 16 * 200);
+    // One leader at a time fsyncs, so their time adds up to at most the
+    // time the appends took.
+    assert!(
+        u128::from(stats.fsync_micros) <= elapsed.as_micros(),
+        "{} µs of fsync in {elapsed:?}",
+        stats.fsync_micros
+    );
     // One fsync per record would be 3200 fsyncs. While one fsync is in
     // flight the 15 other appenders queue up, so each fsync carries many.
     let per_fsync = stats.records_synced as f64 / stats.fsyncs as f64;
