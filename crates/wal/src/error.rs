@@ -151,6 +151,21 @@ pub enum WalError {
     /// The options are inconsistent.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// A record's segment says its payloads use a codec this build cannot
+    /// decode (its header's codec id is not `logbook_bus::codec::CODEC_ID`).
+    #[error(
+        "{}, LSN {lsn}: payload codec {codec_id}, but this build decodes codec {}",
+        segment.display(),
+        logbook_bus::codec::CODEC_ID
+    )]
+    ForeignCodec {
+        /// The segment file.
+        segment: PathBuf,
+        /// The record's LSN.
+        lsn: Lsn,
+        /// The codec id in the segment's header.
+        codec_id: u16,
+    },
     /// The payload could not be encoded or decoded.
     #[error("LSN {lsn}: {source}")]
     Codec {
@@ -219,6 +234,7 @@ impl From<WalError> for io::Error {
             | WalError::MidLogCorruption { .. }
             | WalError::BadHeader { .. }
             | WalError::BadSegment { .. }
+            | WalError::ForeignCodec { .. }
             | WalError::Codec { .. } => io::ErrorKind::InvalidData,
             _ => io::ErrorKind::Other,
         };

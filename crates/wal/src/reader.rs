@@ -31,6 +31,8 @@ pub struct RecordRef<'a> {
     pub session: Uuid,
     /// The payload (an encoded `SessionEvent` for codec 1).
     pub payload: &'a [u8],
+    /// How the payload is encoded: the codec id in its segment's header.
+    pub codec_id: u16,
     /// The segment file it is in.
     pub segment: &'a Path,
     /// Its byte offset in that segment.
@@ -50,6 +52,8 @@ pub struct RawRecord {
     pub session: Uuid,
     /// The payload.
     pub payload: Vec<u8>,
+    /// How the payload is encoded: the codec id in its segment's header.
+    pub codec_id: u16,
     /// The segment file it is in.
     pub segment: PathBuf,
     /// Its byte offset in that segment.
@@ -66,6 +70,7 @@ impl RecordRef<'_> {
             sync_mark: self.sync_mark,
             session: self.session,
             payload: self.payload.to_vec(),
+            codec_id: self.codec_id,
             segment: self.segment.to_path_buf(),
             offset: self.offset,
         }
@@ -104,6 +109,8 @@ enum Data {
 
 struct Current {
     entry: SegmentEntry,
+    /// The codec id of the segment's header.
+    codec_id: u16,
     data: Data,
     offset: usize,
     expected: Lsn,
@@ -257,6 +264,7 @@ impl Reader {
             sync_mark: header.sync_mark,
             session: header.session,
             payload,
+            codec_id: cur.codec_id,
             segment: &cur.entry.path,
             offset: at as u64,
         }))
@@ -427,7 +435,7 @@ impl Reader {
                 .open(path, OpenMode::Read)
                 .map_err(|e| WalError::io("open", path, e))?;
             let header = segment::read_header(&*file, &entry)?;
-            let current = Current::open(entry.clone(), file, tail)?;
+            let current = Current::open(entry.clone(), header.codec_id, file, tail)?;
             let gap = expected
                 .filter(|&e| e != header.base_lsn)
                 .map(|e| WalError::BadSegment {
@@ -485,7 +493,12 @@ enum Peek {
 }
 
 impl Current {
-    fn open(entry: SegmentEntry, file: Box<dyn FsFile>, tail: bool) -> Result<Current, WalError> {
+    fn open(
+        entry: SegmentEntry,
+        codec_id: u16,
+        file: Box<dyn FsFile>,
+        tail: bool,
+    ) -> Result<Current, WalError> {
         let expected = entry.base_lsn;
         let data = if tail {
             Data::Tail {
@@ -501,6 +514,7 @@ impl Current {
             )
         };
         let mut cur = Current {
+            codec_id,
             entry,
             data,
             offset: SEGMENT_HEADER_LEN,

@@ -100,11 +100,20 @@ impl EventRecord {
     ///
     /// # Errors
     ///
-    /// [`WalError::Codec`] with the record's LSN; its source is
+    /// [`WalError::ForeignCodec`] if the record's segment uses another codec
+    /// than [`codec::CODEC_ID`]; [`WalError::Codec`] with the record's LSN
+    /// if the payload does not decode; its source is
     /// [`codec::CodecError::UnknownVariant`] for an event kind this build
     /// does not know (written by a newer one), which readers should count
     /// and skip.
     pub fn decode(record: &RecordRef<'_>) -> Result<EventRecord, WalError> {
+        if record.codec_id != codec::CODEC_ID {
+            return Err(WalError::ForeignCodec {
+                segment: record.segment.to_path_buf(),
+                lsn: record.lsn,
+                codec_id: record.codec_id,
+            });
+        }
         let event = codec::decode(record.payload).map_err(|e| WalError::Codec {
             lsn: record.lsn,
             source: Arc::new(e),

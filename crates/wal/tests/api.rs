@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{event, read_all, session, small};
 use logbook_wal::{
-    Reader, RecoveryMode, SyncPolicy, Wal, WalError, WalOptions, inspect, is_locked,
+    EventRecord, Reader, RecoveryMode, SyncPolicy, Wal, WalError, WalOptions, inspect, is_locked,
 };
 use uuid::Uuid;
 
@@ -253,6 +253,35 @@ fn retention_removes_whole_sealed_segments_only() {
     assert_eq!(last.len(), 1);
     assert_eq!(last[0], *before.last().unwrap());
     wal.append(session(1), &event(1)).unwrap();
+}
+
+#[test]
+fn records_of_another_codec_are_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            codec_id: 7,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    // Bytes that codec 1 would decode as a valid event.
+    let bytes = logbook_bus::codec::encode(&event(1)).unwrap();
+    let lsn = wal.append_raw(session(1), &bytes).unwrap();
+    wal.close().unwrap();
+
+    let mut reader = Reader::open(dir.path()).unwrap();
+    let record = reader.next_ref().unwrap().unwrap();
+    assert_eq!(record.codec_id, 7);
+    assert_eq!(record.to_owned_record().codec_id, 7);
+    let err = EventRecord::decode(&record).unwrap_err();
+    assert!(
+        matches!(err, WalError::ForeignCodec { codec_id: 7, lsn: l, .. } if l == lsn),
+        "{err}"
+    );
+    let file = record.segment.file_name().unwrap().to_string_lossy();
+    assert!(err.to_string().contains(&*file), "{err}");
 }
 
 #[test]
