@@ -2,7 +2,7 @@
 //! the JSON object of a record.
 
 use logbook_bus::{KINDS, SessionEvent, codec};
-use logbook_wal::{Lsn, RecordRef};
+use logbook_wal::{EventRecord, Lsn, RecordRef};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -301,9 +301,12 @@ impl<'a> JsonRecord<'a> {
     }
 }
 
-/// Decode a record's payload; the error as text.
+/// Decode a record's payload (refusing a segment of another codec); the
+/// error as text.
 pub(crate) fn decode(record: &RecordRef<'_>) -> Result<SessionEvent, String> {
-    codec::decode(record.payload).map_err(|e| e.to_string())
+    EventRecord::decode(record)
+        .map(|r| r.event)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

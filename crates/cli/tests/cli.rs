@@ -621,6 +621,34 @@ fn records_of_unknown_kinds_and_undecodable_payloads() {
 }
 
 #[test]
+fn a_log_of_another_codec_is_refused_not_misread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    {
+        let wal = Wal::open(
+            dir,
+            WalOptions {
+                codec_id: 7,
+                ..small_options()
+            },
+        )
+        .unwrap();
+        // Bytes that codec 1 would read as a valid event.
+        let bytes = logbook_bus::codec::encode(&SessionEvent::Done).unwrap();
+        wal.append_raw(uuid::Uuid::new_v4(), &bytes).unwrap();
+    }
+    let out = logbook().arg("dump").arg(dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("payload codec 7"), "{stdout}");
+    assert!(stdout.contains("(undecodable: "), "{stdout}");
+    assert!(!stdout.contains("session finished"), "{stdout}");
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+}
+
+#[test]
 fn verify_finds_stale_bytes_that_readers_take_for_the_end() {
     // A torn write whose later page reached the disk and its earlier one
     // did not: zeros, then bytes. Readers stop at the zeros; recovery cuts.
