@@ -359,13 +359,21 @@ impl Ops {
         self.0.more().variant(5, OP_VARIANTS).u8(ops);
         self
     }
+    fn truncate(&mut self, at: u8) -> &mut Self {
+        self.0.more().variant(6, OP_VARIANTS).u8(at);
+        self
+    }
+    fn fill_disk(&mut self, room: u16) -> &mut Self {
+        self.0.more().variant(7, OP_VARIANTS).u16(room);
+        self
+    }
     fn finish(&mut self) -> Vec<u8> {
         self.0.done().take()
     }
 }
 
 fn wal_ops() -> Vec<(&'static str, Vec<u8>)> {
-    let (sync, crash, power_cut, reopen) = (1, 2, 3, 4);
+    let (sync, crash, power_cut, reopen, free_disk) = (1, 2, 3, 4, 8);
     let mut crashes = Ops::new(false);
     for i in 0..6 {
         crashes.append(i, 10 + 50 * usize::from(i));
@@ -423,7 +431,35 @@ fn wal_ops() -> Vec<(&'static str, Vec<u8>)> {
             _ => long.cut_after(i),
         };
     }
+    // Retention across rolls, then a crash and more appends.
+    let mut retention = Ops::new(false);
+    for i in 0..16 {
+        retention.append(i, 900);
+    }
+    retention
+        .truncate(128)
+        .op(crash)
+        .append(1, 50)
+        .truncate(255)
+        .op(power_cut)
+        .append(2, 60);
+    // A full disk under both policies, then space again.
+    let mut full = Ops::new(false);
+    full.append(0, 100).fill_disk(700);
+    for i in 0..16 {
+        full.append(i, 300);
+    }
+    full.op(sync).op(free_disk).append(1, 300).op(power_cut);
+    let mut full_never = Ops::new(true);
+    full_never.fill_disk(2000);
+    for i in 0..30 {
+        full_never.append(i, 250);
+    }
+    full_never.op(sync).op(reopen).append(2, 100).op(sync);
     vec![
+        ("retention_crash_power_cut", retention.finish()),
+        ("disk_full_always", full.finish()),
+        ("disk_full_never", full_never.finish()),
         ("long_mixed_workload", long.finish()),
         ("appends_crash_power_cut_reopen", crashes.finish()),
         ("never_sync_then_power_cut", never.finish()),

@@ -1,5 +1,5 @@
-//! `wal_ops`: appends, syncs, crashes, power cuts and reopens against an
-//! in-memory model of what was acknowledged.
+//! `wal_ops`: appends, syncs, retention, a full disk, crashes, power cuts
+//! and reopens against an in-memory model of what was acknowledged.
 
 use std::sync::Arc;
 
@@ -46,10 +46,18 @@ pub(crate) enum Op {
     /// Cut the power at the `ops % 32 + 1`-th next write, fsync, truncate,
     /// create, rename or remove, whatever the log is doing then.
     CutPowerAfter { ops: u8 },
+    /// `Wal::truncate_before` an LSN `at / 256` of the way through the
+    /// records appended so far.
+    Truncate { at: u8 },
+    /// Leave `room % 8192` free bytes on the file system: later writes fail
+    /// with `ENOSPC` once they are used.
+    FillDisk { room: u16 },
+    /// Lift the space limit.
+    FreeDisk,
 }
 
 /// Variants of [`Op`], for writing seeds.
-pub(crate) const OP_VARIANTS: u32 = 6;
+pub(crate) const OP_VARIANTS: u32 = 9;
 
 /// The payload length an `Append { len }` asks for: half of them below 64
 /// bytes, a quarter below 600, a quarter up to 4099 (above the largest
@@ -83,6 +91,9 @@ struct Model {
     records: Vec<(Uuid, Vec<u8>)>,
     /// The first `acked` records were acknowledged: they must survive.
     acked: usize,
+    /// The log's first record may have any LSN from 1 up to this one:
+    /// `truncate_before` removed the segments wholly below it.
+    floor: u64,
 }
 
 struct Driver {
@@ -94,6 +105,11 @@ struct Driver {
     reopens: usize,
     /// A power cut scheduled by `CutPowerAfter` has not been seen yet.
     cut_pending: bool,
+    /// `FillDisk` limited the space: writes may fail with "disk full".
+    disk_limited: bool,
+    /// "Disk full" errors seen, and segments `truncate_before` removed.
+    disk_full_errors: usize,
+    segments_removed: usize,
 }
 
 impl Driver {
@@ -117,10 +133,16 @@ impl Driver {
             fs,
             opts,
             wal: Some(wal),
-            model: Model::default(),
+            model: Model {
+                floor: 1,
+                ..Model::default()
+            },
             seq: 0,
             reopens: 0,
             cut_pending: false,
+            disk_limited: false,
+            disk_full_errors: 0,
+            segments_removed: 0,
         }
     }
 
@@ -141,6 +163,23 @@ impl Driver {
         self.wal.as_ref().expect("the log is open between steps")
     }
 
+    /// Whether `e` is a full disk that `FillDisk` allows.
+    fn disk_full(&self, e: &WalError) -> bool {
+        self.disk_limited && e.is_disk_full()
+    }
+
+    /// A full disk discarded what was not written: the records past the
+    /// log's last LSN are gone, and their LSNs will be reused.
+    fn discarded(&mut self, last_lsn: u64) {
+        self.disk_full_errors += 1;
+        let last = usize::try_from(last_lsn).unwrap_or(usize::MAX);
+        assert!(
+            last >= self.model.acked,
+            "a full disk lost acknowledged records"
+        );
+        self.model.records.truncate(last);
+    }
+
     fn run(&mut self, op: Op) {
         match op {
             Op::Append { session: s, len } => self.append(session(s), payload_len(len)),
@@ -153,6 +192,7 @@ impl Driver {
                     );
                     self.model.acked = self.model.records.len();
                 }
+                Err(e) if self.disk_full(&e) => self.discarded(self.wal().last_lsn()),
                 Err(e) => {
                     assert!(self.cut_now(), "sync failed without a fault: {e}");
                     self.recover();
@@ -169,11 +209,40 @@ impl Driver {
             }
             Op::Reopen => {
                 let wal = self.wal.take().expect("open");
+                let probe = wal.clone();
                 match wal.close() {
                     Ok(()) => self.model.acked = self.model.records.len(),
+                    Err(e) if self.disk_full(&e) => self.discarded(probe.last_lsn()),
                     Err(e) => assert!(self.cut_now(), "close failed without a fault: {e}"),
                 }
+                drop(probe);
                 self.recover();
+            }
+            Op::Truncate { at } => {
+                let n = self.model.records.len() as u64;
+                let lsn = n * u64::from(at) / 256 + 1;
+                match self.wal().truncate_before(lsn) {
+                    Ok(removed) => {
+                        self.segments_removed += removed;
+                        self.model.floor = self.model.floor.max(lsn);
+                    }
+                    Err(e) => {
+                        assert!(
+                            self.cut_now(),
+                            "truncate_before failed without a fault: {e}"
+                        );
+                        self.recover();
+                    }
+                }
+            }
+            Op::FillDisk { room } => {
+                self.fs
+                    .set_capacity(Some(self.fs.used() + u64::from(room % 8192)));
+                self.disk_limited = true;
+            }
+            Op::FreeDisk => {
+                self.fs.set_capacity(None);
+                self.disk_limited = false;
             }
             Op::CutPowerAfter { ops } => {
                 self.fs.cut_power_after(u64::from(ops % 32) + 1);
@@ -205,6 +274,11 @@ impl Driver {
                 assert_eq!((size, m), (len, max));
                 assert!(len > max);
             }
+            Err(e) if self.disk_full(&e) => {
+                // Not appended (under `Never`, records queued before it may
+                // be discarded with it); `last_lsn` says what remains.
+                self.discarded(self.wal().last_lsn());
+            }
             Err(e) => {
                 assert!(self.cut_now(), "append failed without a fault: {e}");
                 // It took an LSN and may have reached the disk.
@@ -220,6 +294,9 @@ impl Driver {
         self.reopens += 1;
         drop(self.wal.take());
         self.cut_now();
+        // The restart happens once space was freed.
+        self.fs.set_capacity(None);
+        self.disk_limited = false;
         let mut tries = 0;
         let wal = loop {
             tries += 1;
@@ -230,7 +307,7 @@ impl Driver {
                 Err(e) => panic!("reopening after a crash failed: {e}"),
             }
         };
-        let n = self.check_log();
+        let n = self.check_log(wal.recovery().next_lsn);
         assert_eq!(wal.recovery().next_lsn, n as u64 + 1);
         assert_eq!(wal.last_lsn(), n as u64);
         assert_eq!(
@@ -244,16 +321,28 @@ impl Driver {
         self.wal = Some(wal);
     }
 
-    /// Read the whole log: it must hold every acknowledged record, then
+    /// Read the whole log: from its first record (LSN 1, or up to the
+    /// truncation floor), it must hold every acknowledged record, then
     /// possibly some of the unacknowledged ones, in order, and nothing else.
-    fn check_log(&self) -> usize {
+    /// Returns the last LSN; `next_lsn` (recovery's) stands in for an empty
+    /// log, whose records were all truncated.
+    fn check_log(&self, next_lsn: u64) -> usize {
         let mut reader =
             Reader::open_with_fs(Arc::new(self.fs.clone()), DIR).expect("reader after recovery");
-        let mut n = 0usize;
+        let mut n: Option<usize> = None;
         while let Some(r) = reader.next_ref() {
             let r = r.unwrap_or_else(|e| panic!("reading a recovered log: {e}"));
-            assert_eq!(r.lsn, n as u64 + 1, "LSNs are gapless from 1");
-            let Some((session, payload)) = self.model.records.get(n) else {
+            let n = n.get_or_insert_with(|| {
+                assert!(
+                    (1..=self.model.floor).contains(&r.lsn),
+                    "the log starts at LSN {}, past the truncation floor {}",
+                    r.lsn,
+                    self.model.floor
+                );
+                usize::try_from(r.lsn - 1).unwrap_or(usize::MAX)
+            });
+            assert_eq!(r.lsn, *n as u64 + 1, "LSNs are gapless");
+            let Some((session, payload)) = self.model.records.get(*n) else {
                 panic!(
                     "LSN {} is in the log but was never appended ({} were)",
                     r.lsn,
@@ -266,8 +355,23 @@ impl Driver {
                 "record {} differs from what was appended",
                 r.lsn
             );
-            n += 1;
+            *n += 1;
         }
+        let n = n.unwrap_or_else(|| {
+            // No record left: truncation removed them all, or none was kept.
+            let last = usize::try_from(next_lsn - 1).unwrap_or(usize::MAX);
+            assert!(
+                last <= self.model.records.len(),
+                "an empty log continues at LSN {next_lsn}, but {} were appended",
+                self.model.records.len()
+            );
+            assert!(
+                next_lsn == 1 || next_lsn <= self.model.floor,
+                "an empty log continues at LSN {next_lsn}, past the truncation floor {}",
+                self.model.floor
+            );
+            last
+        });
         assert!(
             reader.tail_damage().is_none(),
             "damage after recovery: {:?}",
@@ -301,7 +405,10 @@ pub(crate) fn parse(data: &[u8]) -> (Config, Vec<Op>) {
 /// 4 KiB segments (so records roll across many segments), under
 /// `SyncPolicy::Always` or `Never`, keeping a model of every record
 /// appended and of which were acknowledged (an `Ok` append under `Always`;
-/// an `Ok` sync or close under `Never`).
+/// an `Ok` sync or close under `Never`). Retention (`truncate_before`) and
+/// a full disk (a space limit set and lifted by ops) mix with the rest: a
+/// "disk full" error is allowed only while space is limited, must not
+/// poison the log, and discards nothing acknowledged.
 ///
 /// After every crash, power cut (scheduled or in the middle of an
 /// operation) and reopen, and once more at the end after a power cut:
@@ -316,6 +423,11 @@ pub(crate) fn parse(data: &[u8]) -> (Config, Vec<Op>) {
 ///
 /// When an invariant breaks.
 pub fn wal_ops(data: &[u8]) {
+    run(data);
+}
+
+/// [`wal_ops`], returning the driver for its counters.
+fn run(data: &[u8]) -> Driver {
     let (config, ops) = parse(data);
     let mut driver = Driver::new(config);
     for op in ops {
@@ -323,12 +435,28 @@ pub fn wal_ops(data: &[u8]) {
     }
     driver.fs.power_cut();
     driver.recover();
+    driver
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::encode::ArbBytes;
+
+    #[test]
+    fn seeds_reach_retention_and_a_full_disk() {
+        let seeds = crate::seeds::seeds("wal_ops");
+        let seed = |name: &str| {
+            &seeds
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("no seed {name}"))
+                .1
+        };
+        assert!(run(seed("retention_crash_power_cut")).segments_removed > 0);
+        assert!(run(seed("disk_full_always")).disk_full_errors > 0);
+        assert!(run(seed("disk_full_never")).disk_full_errors > 0);
+    }
 
     #[test]
     fn seed_bytes_mean_what_they_say() {
@@ -340,6 +468,9 @@ mod tests {
         b.more().variant(3, OP_VARIANTS);
         b.more().variant(4, OP_VARIANTS);
         b.more().variant(5, OP_VARIANTS).u8(9);
+        b.more().variant(6, OP_VARIANTS).u8(128);
+        b.more().variant(7, OP_VARIANTS).u16(500);
+        b.more().variant(8, OP_VARIANTS);
         b.done();
         let (config, ops) = parse(&b.take());
         assert_eq!(
@@ -355,7 +486,10 @@ mod tests {
                 "Crash",
                 "PowerCut",
                 "Reopen",
-                "CutPowerAfter { ops: 9 }"
+                "CutPowerAfter { ops: 9 }",
+                "Truncate { at: 128 }",
+                "FillDisk { room: 500 }",
+                "FreeDisk"
             ]
         );
     }
