@@ -106,14 +106,9 @@ fn dump_filters() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
-        texts(&out)
-            .0
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["lsn"]
-                    .as_u64()
-                    .unwrap()
-            })
+        json_lines(&texts(&out).0)
+            .iter()
+            .map(|v| v["lsn"].as_u64().unwrap())
             .collect()
     };
     let expect = |f: &dyn Fn(u64, &(uuid::Uuid, SessionEvent)) -> bool| -> Vec<u64> {
@@ -577,10 +572,7 @@ fn records_of_unknown_kinds_and_undecodable_payloads() {
         .unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&stdout);
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[1]["kind"], "unknown");
     assert_eq!(lines[1]["durable"], false);

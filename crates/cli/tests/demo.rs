@@ -13,11 +13,7 @@ fn sessions_json(dir: &std::path::Path) -> Vec<Value> {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
-    texts(&out)
-        .0
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    json_lines(&texts(&out).0)
 }
 
 #[test]
