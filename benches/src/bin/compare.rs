@@ -191,8 +191,6 @@ fn open(name: &str, dir: &Path) -> io::Result<Box<dyn DurableLog>> {
     Ok(match name {
         "per_record_fsync" => Box::new(PerRecordFsync::create(&dir.join("log"))?),
         "okaywal" => Box::new(OkayWal::open(dir)?),
-        // Logbook's WAL goes here once `logbook-wal` has its `Wal` (see the
-        // plug-in point in benches/benches/append.rs).
         other => return Err(io::Error::other(format!("unknown log {other}"))),
     })
 }
@@ -210,6 +208,12 @@ fn parse_args() -> io::Result<(PathBuf, f64, usize, usize, Vec<usize>)> {
             "usage: compare [--dir DIR] [--secs SECONDS] [--rounds N] [--payload BYTES] [--threads N]...",
         )
     };
+    // The next argument as a number above zero.
+    let positive = |arg: Option<String>| {
+        arg.and_then(|s| s.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(usage)
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--dir" => dir = args.next().ok_or_else(usage)?.into(),
@@ -220,26 +224,9 @@ fn parse_args() -> io::Result<(PathBuf, f64, usize, usize, Vec<usize>)> {
                     .filter(|s| *s > 0.0)
                     .ok_or_else(usage)?;
             }
-            "--rounds" => {
-                rounds = args
-                    .next()
-                    .and_then(|s| s.parse::<usize>().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(usage)?;
-            }
-            "--payload" => {
-                payload = args
-                    .next()
-                    .and_then(|s| s.parse::<usize>().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(usage)?;
-            }
-            "--threads" => threads.push(
-                args.next()
-                    .and_then(|s| s.parse::<usize>().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(usage)?,
-            ),
+            "--rounds" => rounds = positive(args.next())?,
+            "--payload" => payload = positive(args.next())?,
+            "--threads" => threads.push(positive(args.next())?),
             _ => return Err(usage()),
         }
     }

@@ -91,8 +91,8 @@ pub struct WalStats {
     pub records_synced: u64,
     /// Segments created since open.
     pub segments_created: u64,
-    /// Time spent in the `fdatasync` that ends each batch, in microseconds
-    /// (divided by `fsyncs`, about the disk's flush latency).
+    /// Time spent in those `fdatasync` calls, in microseconds (divided by
+    /// `fsyncs`: the disk's mean flush latency).
     pub fsync_micros: u64,
 }
 
@@ -132,6 +132,18 @@ struct Outcome {
     fsyncs: u64,
     fsync_micros: u64,
     segments_created: u64,
+}
+
+impl Outcome {
+    /// `fdatasync` the active segment, counting and timing the call.
+    fn sync(&mut self, io: &Io) -> Result<(), WalError> {
+        let started = Instant::now();
+        let synced = io.file.sync_data();
+        self.fsync_micros += u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        synced.map_err(|e| WalError::io("fsync", &io.entry.path, e))?;
+        self.fsyncs += 1;
+        Ok(())
+    }
 }
 
 /// The shared writer of one log directory.
@@ -531,14 +543,10 @@ impl Writer {
         }
         debug_assert_eq!(lsn, end);
         if sync {
-            let started = Instant::now();
-            let synced = io.file.sync_data();
-            out.fsync_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            if let Err(e) = synced {
-                out.error = Some(WalError::io("fsync", &io.entry.path, e));
+            if let Err(e) = out.sync(io) {
+                out.error = Some(e);
                 return out;
             }
-            out.fsyncs += 1;
             out.durable_end = Some(lsn);
         }
         out
@@ -593,10 +601,9 @@ impl Writer {
             return WalError::io("truncate after a full disk", &io.entry.path, e);
         }
         if sync {
-            if let Err(e) = io.file.sync_data() {
-                return WalError::io("fsync", &io.entry.path, e);
+            if let Err(e) = out.sync(io) {
+                return e;
             }
-            out.fsyncs += 1;
             out.durable_end = Some(out.written_end);
         }
         error
@@ -606,18 +613,12 @@ impl Writer {
     /// first record is `lsn`.
     fn roll(&self, io: &mut Io, lsn: Lsn, out: &mut Outcome) -> Result<(), WalError> {
         if !io.sealed {
-            let path = &io.entry.path;
-            io.file
-                .sync_data()
-                .map_err(|e| WalError::io("fsync", path, e))?;
-            out.fsyncs += 1;
+            out.sync(io)?;
             out.durable_end = Some(lsn);
             io.file
                 .set_len(io.write_pos)
-                .map_err(|e| WalError::io("truncate to seal", path, e))?;
-            io.file
-                .sync_data()
-                .map_err(|e| WalError::io("fsync", path, e))?;
+                .map_err(|e| WalError::io("truncate to seal", &io.entry.path, e))?;
+            out.sync(io)?;
             io.sealed = true;
         }
         let prealloc = self.opts.preallocate.then_some(self.opts.segment_size);
