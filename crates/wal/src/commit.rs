@@ -11,17 +11,28 @@
 //! another thread; with many, one fsync carries many records.
 //!
 //! Failure handling (see `docs/durability.md`):
-//! * a failed write or fsync **poisons** the writer: every record not yet
-//!   durable fails, and so does every later call; the fsync is never
-//!   retried.
-//! * a full disk is not fatal: the partial write is cut back to the last
-//!   whole record, what was written before it is fsynced, the rest of the
-//!   batch (and everything queued behind it) fails with `DiskFull`, its LSNs
-//!   are reused, and later appends succeed once space is free.
+//! * a failed fsync, whatever its errno (`ENOSPC` and `EDQUOT` included),
+//!   and a failed write other than a full disk **poison** the writer: every
+//!   record not yet durable fails, and so does every later call; the fsync
+//!   is never retried.
+//! * a write that fails with `ENOSPC`/`EDQUOT` is not fatal: the partial
+//!   write is cut back to the last whole record and what was written before
+//!   it is fsynced. Under `SyncPolicy::Always` the rest of the batch (and
+//!   everything queued behind it) fails with `DiskFull`; none of it was
+//!   acknowledged, so its LSNs are reused. Under `Batch` and `Never` those
+//!   records already returned `Ok(lsn)`: they stay queued with their LSNs
+//!   (an LSN never names two records), the log is *stalled* (`sync` and new
+//!   appends fail with `DiskFull`, each retrying the write first), and the
+//!   first write that succeeds once space is free un-stalls it.
+//!
+//! After every fsync that moves the durable point, and when it is
+//! poisoned, the leader publishes the durable watermark in the lock file
+//! (`docs/format.md`, "The durable watermark") for readers and for the next
+//! `open`.
 
 use std::mem;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -29,8 +40,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::WalError;
-use crate::format::{FrameHeader, Lsn, MAX_LSN, SEGMENT_HEADER_LEN, encode_frame, frame_len};
-use crate::fs::{Fs, FsFile};
+use crate::format::{
+    FrameHeader, LOCK_FILE, Lsn, MAX_LSN, SEGMENT_HEADER_LEN, Watermark, encode_frame, frame_len,
+};
+use crate::fs::{Fs, FsFile, LockGuard};
 use crate::options::{SyncPolicy, WalOptions};
 use crate::segment::{self, SegmentEntry};
 
@@ -118,6 +131,9 @@ struct State {
     /// from which LSN epoch `e` lost its records, and why.
     epoch: usize,
     discards: Vec<(Lsn, WalError)>,
+    /// Under `Batch` and `Never`: a write failed for a full disk and the
+    /// records it could not write are still queued (see the module docs).
+    stalled: Option<WalError>,
     poisoned: Option<Arc<WalError>>,
     closed: bool,
     stats: WalStats,
@@ -127,6 +143,9 @@ struct State {
 #[derive(Debug)]
 struct Outcome {
     written_end: Lsn,
+    /// Bytes of the batch handed to the file system (the frames below
+    /// `written_end`).
+    written_bytes: usize,
     durable_end: Option<Lsn>,
     error: Option<WalError>,
     fsyncs: u64,
@@ -140,7 +159,7 @@ impl Outcome {
         let started = Instant::now();
         let synced = io.file.sync_data();
         self.fsync_micros += u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        synced.map_err(|e| WalError::io("fsync", &io.entry.path, e))?;
+        synced.map_err(|e| WalError::fatal("fsync", &io.entry.path, e))?;
         self.fsyncs += 1;
         Ok(())
     }
@@ -163,6 +182,12 @@ pub(crate) struct Writer {
     io: Mutex<Io>,
     durable_end: AtomicU64,
     progress: watch::Sender<Progress>,
+    /// The writer lock; its file carries the durable watermark.
+    lock: Box<dyn LockGuard>,
+    /// The watermark last published (written under the `io` lock only).
+    published: AtomicU64,
+    /// Whether a failed publication was already reported.
+    publish_failed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -179,19 +204,30 @@ fn frame_len_at(batch: &[u8], at: usize) -> usize {
 
 impl Writer {
     /// A writer continuing the log at `next_lsn`, whose records below it are
-    /// all durable.
+    /// all durable. Publishes (and fsyncs) that watermark in the lock file
+    /// before anything can be appended.
     pub(crate) fn new(
         fs: Arc<dyn Fs>,
         dir: PathBuf,
         opts: WalOptions,
         io: Io,
         next_lsn: Lsn,
-    ) -> Writer {
+        lock: Box<dyn LockGuard>,
+    ) -> Result<Writer, WalError> {
+        let lock_path = dir.join(LOCK_FILE);
+        let watermark = Watermark {
+            durable_end: next_lsn,
+            poisoned: false,
+        };
+        lock.publish(&watermark.encode())
+            .map_err(|e| WalError::io("write the durable watermark", &lock_path, e))?;
+        lock.sync()
+            .map_err(|e| WalError::fatal("fsync", &lock_path, e))?;
         let (progress, _) = watch::channel(Progress {
             durable_end: next_lsn,
             poisoned: false,
         });
-        Writer {
+        Ok(Writer {
             fs,
             dir,
             max_payload: opts.max_payload_len(),
@@ -208,6 +244,7 @@ impl Writer {
                 waiting: [0; 2],
                 epoch: 0,
                 discards: Vec::new(),
+                stalled: None,
                 poisoned: None,
                 closed: false,
                 stats: WalStats::default(),
@@ -217,6 +254,27 @@ impl Writer {
             io: Mutex::new(io),
             durable_end: AtomicU64::new(next_lsn),
             progress,
+            lock,
+            published: AtomicU64::new(next_lsn),
+            publish_failed: AtomicBool::new(false),
+        })
+    }
+
+    /// Publish the durable watermark in the lock file (called by the leader,
+    /// under the `io` lock). A failure only makes readers lag and the next
+    /// `open` less strict; it is reported once and does not poison.
+    fn publish_watermark(&self, durable_end: Lsn, poisoned: bool) {
+        let durable_end = durable_end.max(self.published.load(Ordering::Relaxed));
+        self.published.store(durable_end, Ordering::Relaxed);
+        let bytes = Watermark {
+            durable_end,
+            poisoned,
+        }
+        .encode();
+        if let Err(error) = self.lock.publish(&bytes) {
+            if !self.publish_failed.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%error, dir = %self.dir.display(), "cannot publish the durable watermark in LOCK: readers of this log will lag");
+            }
         }
     }
 
@@ -266,6 +324,9 @@ impl Writer {
         }
         let mut st = lock(&self.state);
         Self::check_open(&st)?;
+        if st.stalled.is_some() {
+            st = self.retry_stalled(st)?;
+        }
         let lsn = st.next_lsn;
         if lsn > MAX_LSN {
             return Err(WalError::LsnExhausted);
@@ -293,7 +354,8 @@ impl Writer {
             SyncPolicy::Never => {
                 if st.pending.len() >= self.opts.buffer_bytes && !st.leader {
                     let st = self.lead(st, false);
-                    Self::discarded(&st, lsn, epoch)?;
+                    // A full disk keeps this record queued with its LSN
+                    // (the log is stalled): only poisoning fails it.
                     if let Some(cause) = &st.poisoned {
                         return Err(WalError::Poisoned {
                             cause: cause.clone(),
@@ -302,6 +364,25 @@ impl Writer {
                 }
                 Ok(lsn)
             }
+        }
+    }
+
+    /// Under a stall (see the module docs), retry writing the queued
+    /// records before accepting a new one; still full: `DiskFull`.
+    fn retry_stalled<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+    ) -> Result<MutexGuard<'a, State>, WalError> {
+        let st = if st.leader {
+            st
+        } else {
+            let sync = matches!(self.opts.sync, SyncPolicy::Batch { .. });
+            self.lead(st, sync)
+        };
+        Self::check_open(&st)?;
+        match &st.stalled {
+            Some(error) => Err(error.clone()),
+            None => Ok(st),
         }
     }
 
@@ -406,10 +487,11 @@ impl Writer {
                 self.write_batch(&mut io, &batch, first, end, batch_sync)
             };
 
-            batch.clear();
             st = lock(&self.state);
+            let rest = batch.get(outcome.written_bytes..).unwrap_or_default();
+            let everyone = self.publish(&mut st, outcome, rest);
+            batch.clear();
             st.spare = batch;
-            let everyone = self.publish(&mut st, outcome);
             let more = st.next_lsn > st.pending_first;
             let go_on = more && sync && !everyone && extra < EXTRA_BATCHES;
             if !go_on {
@@ -450,7 +532,7 @@ impl Writer {
 
     /// Record what a leader's turn achieved. Returns whether every waiter
     /// must wake (the log failed, or a full disk discarded records).
-    fn publish(&self, st: &mut State, outcome: Outcome) -> bool {
+    fn publish(&self, st: &mut State, outcome: Outcome, rest: &[u8]) -> bool {
         let epoch_before = st.epoch;
         st.stats.writes += 1;
         st.stats.fsyncs += outcome.fsyncs;
@@ -464,7 +546,24 @@ impl Writer {
             }
         }
         match outcome.error {
-            None => {}
+            None => st.stalled = None,
+            Some(error) if error.is_disk_full() && self.opts.sync != SyncPolicy::Always => {
+                // These records returned `Ok(lsn)`: keep them queued, in
+                // front of what queued meanwhile, with their LSNs. Waiters
+                // (`sync` callers) of this epoch fail with the error.
+                let from = outcome.written_end;
+                if st.stalled.is_none() {
+                    tracing::warn!(%error, from_lsn = from, "disk full: queued records are kept; sync and appends fail until space is free");
+                }
+                let mut kept = Vec::with_capacity(rest.len() + st.pending.len());
+                kept.extend_from_slice(rest);
+                kept.extend_from_slice(&st.pending);
+                st.pending = kept;
+                st.pending_first = from;
+                st.discards.push((from, error.clone()));
+                st.stalled = Some(error);
+                st.epoch += 1;
+            }
             Some(error) if error.is_disk_full() => {
                 // Nothing from `written_end` on was acknowledged: drop it all
                 // (including what queued meanwhile) and reuse its LSNs.
@@ -490,9 +589,28 @@ impl Writer {
     }
 
     /// Write `batch` (frames of LSNs `first..end`) to the active segment,
-    /// rolling as needed, and fsync it when `sync`.
+    /// rolling as needed, and fsync it when `sync`; then publish the
+    /// durable watermark if it moved or the writer is poisoned.
     fn write_batch(&self, io: &mut Io, batch: &[u8], first: Lsn, end: Lsn, sync: bool) -> Outcome {
+        let out = self.write_records(io, batch, first, end, sync);
+        let poisoned = out.error.as_ref().is_some_and(|e| !e.is_disk_full());
+        if out.durable_end.is_some() || poisoned {
+            let durable = out.durable_end.unwrap_or(0);
+            self.publish_watermark(durable, poisoned);
+        }
+        out
+    }
+
+    fn write_records(
+        &self,
+        io: &mut Io,
+        batch: &[u8],
+        first: Lsn,
+        end: Lsn,
+        sync: bool,
+    ) -> Outcome {
         let mut out = Outcome {
+            written_bytes: 0,
             written_end: first,
             durable_end: None,
             error: None,
@@ -540,6 +658,7 @@ impl Writer {
             off += n;
             lsn += count;
             out.written_end = lsn;
+            out.written_bytes = off;
         }
         debug_assert_eq!(lsn, end);
         if sync {
@@ -598,7 +717,7 @@ impl Writer {
             return error;
         }
         if let Err(e) = io.file.set_len(io.write_pos) {
-            return WalError::io("truncate after a full disk", &io.entry.path, e);
+            return WalError::fatal("truncate after a full disk", &io.entry.path, e);
         }
         if sync {
             if let Err(e) = out.sync(io) {
@@ -617,7 +736,7 @@ impl Writer {
             out.durable_end = Some(lsn);
             io.file
                 .set_len(io.write_pos)
-                .map_err(|e| WalError::io("truncate to seal", &io.entry.path, e))?;
+                .map_err(|e| WalError::fatal("truncate to seal", &io.entry.path, e))?;
             out.sync(io)?;
             io.sealed = true;
         }
@@ -634,12 +753,21 @@ impl Writer {
         }
     }
 
-    /// Mark the writer closed, flush and fsync everything pending.
+    /// Mark the writer closed, flush and fsync everything pending, and make
+    /// the durable watermark itself durable (once).
     pub(crate) fn close(&self) -> Result<(), WalError> {
         let mut st = lock(&self.state);
+        let first = !st.closed;
         st.closed = true;
         self.flusher.notify_all();
-        self.sync_locked(st).map(drop)
+        self.sync_locked(st)?;
+        if first {
+            let _io = lock(&self.io);
+            self.lock
+                .sync()
+                .map_err(|e| WalError::fatal("fsync", self.dir.join(LOCK_FILE), e))?;
+        }
+        Ok(())
     }
 
     /// The `SyncPolicy::Batch` flusher: make queued records durable within
@@ -664,7 +792,7 @@ impl Writer {
                     .unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
-            if st.pending.len() < max_bytes {
+            if st.pending.len() < max_bytes || st.stalled.is_some() {
                 st = self
                     .flusher
                     .wait_timeout(st, max_delay)
@@ -677,8 +805,13 @@ impl Writer {
             let last = st.next_lsn - 1;
             let epoch = st.epoch;
             if last >= st.durable_end {
-                if let Err(error) = self.wait_for(st, last, epoch) {
-                    tracing::warn!(%error, "background flush failed");
+                match self.wait_for(st, last, epoch) {
+                    // Reported once when the stall began; retried every `max_delay`.
+                    Err(error) if error.is_disk_full() => {
+                        tracing::debug!(%error, "background flush: disk still full");
+                    }
+                    Err(error) => tracing::warn!(%error, "background flush failed"),
+                    Ok(_) => {}
                 }
                 st = lock(&self.state);
             }

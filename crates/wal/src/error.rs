@@ -124,6 +124,26 @@ pub enum WalError {
         /// How many valid frames follow the damage.
         valid_after: u64,
     },
+    /// A record the log's writer had made durable (its LSN is below the
+    /// durable watermark it published in `LOCK`, see `docs/format.md`) is
+    /// damaged or missing. Recovery refuses to cut it under the chosen mode.
+    #[error(
+        "{} at offset {offset}: LSN {lsn} is {what}, but the log's writer had made every LSN below \
+         {durable_end} durable: acknowledged data is damaged",
+        path.display()
+    )]
+    DurableDamaged {
+        /// The segment.
+        path: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// The LSN expected there.
+        lsn: Lsn,
+        /// The durable watermark that vouches for it.
+        durable_end: Lsn,
+        /// What is there instead (`"corrupt: …"`, `"missing"`).
+        what: String,
+    },
     /// A record is larger than the log accepts.
     #[error("record of {size} bytes is larger than the limit of {max} bytes")]
     RecordTooLarge {
@@ -194,6 +214,19 @@ impl WalError {
         }
     }
 
+    /// A failed `fsync` (of a file or a directory), whatever its errno: the
+    /// kernel may already have dropped the dirty pages, so it is never a
+    /// recoverable "disk full" (`ENOSPC` and `EDQUOT` included) and never
+    /// retried. Also for any other failure after which the file's state is
+    /// unknown (a failed cut-back).
+    pub(crate) fn fatal(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> WalError {
+        WalError::Io {
+            op,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+
     /// Whether this is [`WalError::DiskFull`].
     #[must_use]
     pub fn is_disk_full(&self) -> bool {
@@ -210,6 +243,7 @@ impl WalError {
                 | WalError::Corrupt { .. }
                 | WalError::Sequence { .. }
                 | WalError::MidLogCorruption { .. }
+                | WalError::DurableDamaged { .. }
         )
     }
 }
@@ -232,6 +266,7 @@ impl From<WalError> for io::Error {
             WalError::Corrupt { .. }
             | WalError::Sequence { .. }
             | WalError::MidLogCorruption { .. }
+            | WalError::DurableDamaged { .. }
             | WalError::BadHeader { .. }
             | WalError::BadSegment { .. }
             | WalError::ForeignCodec { .. }

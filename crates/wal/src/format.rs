@@ -328,6 +328,87 @@ pub fn peek_lsn(bytes: &[u8]) -> Option<Lsn> {
     (bytes.len() >= SYNC_MARK_AT).then(|| le_u64(bytes, LSN_AT))
 }
 
+/// First bytes of the durable watermark in the `LOCK` file: `LBWM`.
+pub const WATERMARK_MAGIC: [u8; 4] = *b"LBWM";
+/// Flag of a [`Watermark`]: the writer that published it was poisoned by a
+/// failed write or fsync; nothing at or above its `durable_end` was durable.
+pub const WATERMARK_POISONED: u32 = 1;
+
+// Watermark layout (the first bytes of `LOCK`), each offset built from the
+// one before it.
+const WM_MAGIC_AT: usize = 0;
+const WM_FLAGS_AT: usize = WM_MAGIC_AT + WATERMARK_MAGIC.len();
+const WM_DURABLE_AT: usize = WM_FLAGS_AT + size_of::<u32>();
+const WM_CRC_AT: usize = WM_DURABLE_AT + size_of::<u64>();
+/// Bytes of the durable watermark at the start of `LOCK`.
+pub const WATERMARK_LEN: usize = WM_CRC_AT + size_of::<u32>();
+
+const _: () = assert!(WATERMARK_LEN == 20);
+
+/// The durable watermark a writer publishes at the start of its `LOCK` file
+/// (`docs/format.md`, "The durable watermark"): every LSN below
+/// `durable_end` had been fsynced when it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermark {
+    /// Every LSN below this was durable.
+    pub durable_end: Lsn,
+    /// The writer was poisoned: records at or above `durable_end` that are
+    /// on disk were never made durable by it.
+    pub poisoned: bool,
+}
+
+/// What the `LOCK` file says about durability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatermarkState {
+    /// No `LOCK` file, or an empty one (a log copied without it, or written
+    /// by a version that published no watermark): nothing is known.
+    Absent,
+    /// A well-formed watermark.
+    Valid(Watermark),
+    /// Bytes that are not a whole, checked watermark (torn by a power cut,
+    /// or overwritten): only the records' sync marks vouch for durability.
+    Invalid,
+}
+
+impl Watermark {
+    /// The watermark's bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; WATERMARK_LEN] {
+        let mut w = [0u8; WATERMARK_LEN];
+        let flags = if self.poisoned { WATERMARK_POISONED } else { 0 };
+        w[WM_MAGIC_AT..WM_FLAGS_AT].copy_from_slice(&WATERMARK_MAGIC);
+        w[WM_FLAGS_AT..WM_DURABLE_AT].copy_from_slice(&flags.to_le_bytes());
+        w[WM_DURABLE_AT..WM_CRC_AT].copy_from_slice(&self.durable_end.to_le_bytes());
+        let crc = crc32fast::hash(&w[..WM_CRC_AT]);
+        w[WM_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+        w
+    }
+
+    /// Parse the start of a `LOCK` file's bytes. Never panics.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> WatermarkState {
+        if bytes.is_empty() {
+            return WatermarkState::Absent;
+        }
+        let Some(w) = bytes.get(..WATERMARK_LEN) else {
+            return WatermarkState::Invalid;
+        };
+        if w[WM_MAGIC_AT..WM_FLAGS_AT] != WATERMARK_MAGIC
+            || crc32fast::hash(&w[..WM_CRC_AT]) != le_u32(w, WM_CRC_AT)
+        {
+            return WatermarkState::Invalid;
+        }
+        let flags = le_u32(w, WM_FLAGS_AT);
+        if flags & !WATERMARK_POISONED != 0 {
+            return WatermarkState::Invalid;
+        }
+        WatermarkState::Valid(Watermark {
+            durable_end: le_u64(w, WM_DURABLE_AT),
+            poisoned: flags & WATERMARK_POISONED != 0,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +469,32 @@ mod tests {
                 len: 49
             }
         );
+    }
+
+    #[test]
+    fn golden_watermark() {
+        let w = Watermark {
+            durable_end: 0x0102,
+            poisoned: true,
+        };
+        let b = w.encode();
+        assert_eq!(
+            hex(&b),
+            concat!(
+                "4c42574d",         // magic "LBWM"
+                "01000000",         // flags: poisoned
+                "0201000000000000", // durable_end 0x0102
+                "a5740ac0",         // crc of bytes 0..16
+            )
+        );
+        assert_eq!(Watermark::decode(&b), WatermarkState::Valid(w));
+        assert_eq!(Watermark::decode(&[]), WatermarkState::Absent);
+        assert_eq!(Watermark::decode(&b[..19]), WatermarkState::Invalid);
+        for i in 0..b.len() {
+            let mut bad = b;
+            bad[i] ^= 0x10;
+            assert_eq!(Watermark::decode(&bad), WatermarkState::Invalid, "byte {i}");
+        }
     }
 
     #[test]

@@ -37,7 +37,23 @@ pub enum PathKind {
 }
 
 /// A held lock; dropping it releases the lock.
-pub trait LockGuard: Send + Sync + fmt::Debug {}
+///
+/// The lock file also carries the writer's durable watermark
+/// (`docs/format.md`, "The durable watermark"), written through the guard.
+pub trait LockGuard: Send + Sync + fmt::Debug {
+    /// Write `bytes` at the start of the lock file (not fsynced).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn publish(&self, bytes: &[u8]) -> io::Result<()>;
+    /// `fdatasync` the lock file.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn sync(&self) -> io::Result<()>;
+}
 
 /// The file-system calls the log makes.
 pub trait Fs: Send + Sync + fmt::Debug + 'static {
@@ -186,7 +202,15 @@ struct StdFile(File);
 #[derive(Debug)]
 struct StdLock(File);
 
-impl LockGuard for StdLock {}
+impl LockGuard for StdLock {
+    fn publish(&self, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all_at(bytes, 0)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
 
 impl Drop for StdLock {
     fn drop(&mut self) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::error::WalError;
-use crate::format::{FrameError, Lsn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::format::{FrameError, Lsn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, WatermarkState};
 use crate::fs::{Contents, Fs, FsFile, OpenMode, StdFs};
 use crate::scan::{Problem, Step, find_next_valid, step};
 use crate::segment::{self, SegmentEntry};
@@ -156,6 +156,13 @@ pub struct Reader {
     /// After an error: resynchronise before the next step.
     resync: bool,
     tail_damage: Option<TailDamage>,
+    /// Every LSN below this is known durable (see [`Reader::durable_bound`]).
+    vouched: Lsn,
+    /// No watermark to respect: return every complete record.
+    unbounded: bool,
+    /// The (offset, LSN) of damage seen on the tail in bytes read after the
+    /// latest evidence of durability: the next look at it is final.
+    confirmed: Option<(usize, Lsn)>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -200,6 +207,9 @@ impl Reader {
             continues_at: None,
             resync: false,
             tail_damage: None,
+            vouched: 0,
+            unbounded: false,
+            confirmed: None,
         })
     }
 
@@ -271,7 +281,16 @@ impl Reader {
     }
 
     /// Move to the next record to return, leaving the current segment's
-    /// `offset` on it. `Ok(false)` at the current end of the log.
+    /// `offset` on it. `Ok(false)` at the current end of the log, or of
+    /// what is known durable in it.
+    ///
+    /// On the tail segment a record is returned only once it is known
+    /// durable (below the writer's watermark or vouched for by a later
+    /// record's sync mark), and its bytes are always re-read after that
+    /// evidence was obtained: bytes read before could belong to a write that
+    /// the writer then cut back (a full disk) and rewrote. Damage is judged
+    /// the same way, only from bytes read after the evidence (FAULTS.md: a
+    /// concurrent `pwrite` is not atomic for a reader).
     fn advance(&mut self) -> Result<bool, WalError> {
         loop {
             if self.current.is_none() && !self.open_next()? {
@@ -283,6 +302,7 @@ impl Reader {
             };
             if self.resync {
                 self.resync = false;
+                self.confirmed = None;
                 cur.ensure(usize::MAX)?;
                 let (bytes, base) = cur.bytes();
                 match find_next_valid(bytes, cur.offset - base, cur.expected.saturating_sub(1)) {
@@ -298,6 +318,18 @@ impl Reader {
             }
             match cur.peek()? {
                 Peek::Record { len, lsn } => {
+                    if is_tail && !self.unbounded && lsn >= self.vouched {
+                        if self.find_evidence(lsn)? {
+                            continue;
+                        }
+                        // Perhaps sealed since (every record of a sealed
+                        // segment is durable).
+                        if self.refresh()? {
+                            continue;
+                        }
+                        return Ok(false);
+                    }
+                    self.confirmed = None;
                     if lsn >= self.from_lsn {
                         return Ok(true);
                     }
@@ -316,14 +348,43 @@ impl Reader {
                     let lsn = cur.expected;
                     let path = cur.entry.path.clone();
                     if is_tail {
-                        // A write in progress or a torn tail, unless records
-                        // written after it was durable follow it.
+                        // Judge only bytes read after the latest evidence.
+                        if self.confirmed != Some((cur.offset, lsn)) {
+                            cur.invalidate();
+                            self.confirmed = Some((cur.offset, lsn));
+                            self.reload_bound()?;
+                            continue;
+                        }
                         cur.ensure(usize::MAX)?;
                         let (bytes, base) = cur.bytes();
                         let survey =
                             crate::scan::survey_after_damage(bytes, cur.offset - base, lsn);
+                        if lsn >= self.vouched {
+                            if survey.vouching.is_some() {
+                                // A later record proves `lsn` was durable:
+                                // re-read it once more before calling it
+                                // damaged.
+                                self.vouched = lsn + 1;
+                                self.confirmed = None;
+                                continue;
+                            }
+                            // A write in progress, or a torn tail that the
+                            // next `open` cuts.
+                            self.confirmed = None;
+                            if self.refresh()? {
+                                continue;
+                            }
+                            self.tail_damage = Some(TailDamage {
+                                path,
+                                offset,
+                                lsn,
+                                reason: describe(problem),
+                            });
+                            return Ok(false);
+                        }
+                        self.confirmed = None;
+                        self.resync = true;
                         if let Some(next) = survey.vouching {
-                            self.resync = true;
                             return Err(WalError::MidLogCorruption {
                                 path,
                                 offset,
@@ -332,34 +393,137 @@ impl Reader {
                                 valid_after: survey.valid_frames,
                             });
                         }
-                        if self.refresh()? {
-                            continue;
-                        }
-                        self.tail_damage = Some(TailDamage {
-                            path,
-                            offset,
-                            lsn,
-                            reason: describe(problem),
-                        });
-                        return Ok(false);
+                        return Err(damage(problem, path, offset, lsn));
                     }
                     self.resync = true;
-                    return Err(match problem {
-                        Problem::Frame(reason) => WalError::Corrupt {
-                            path,
-                            offset,
-                            lsn,
-                            reason,
-                        },
-                        Problem::Sequence { found } => WalError::Sequence {
-                            path,
-                            offset,
-                            expected: lsn,
-                            found,
-                        },
-                    });
+                    return Err(damage(problem, path, offset, lsn));
                 }
             }
+        }
+    }
+
+    /// Look for evidence that `lsn` (a complete record on the tail) is
+    /// durable: the watermark in `LOCK`, then the sync marks of the records
+    /// after it. `Ok(true)` if found (the tail's bytes have been dropped, to
+    /// be re-read).
+    fn find_evidence(&mut self, lsn: Lsn) -> Result<bool, WalError> {
+        self.reload_bound()?;
+        if self.unbounded || lsn < self.vouched {
+            if let Some(cur) = self.current.as_mut() {
+                cur.invalidate();
+            }
+            return Ok(true);
+        }
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(false);
+        };
+        let (bytes, base) = cur.bytes();
+        let ahead = crate::scan::max_sync_mark(bytes, cur.offset - base, cur.expected);
+        if ahead > lsn {
+            self.vouched = self.vouched.max(ahead);
+            cur.invalidate();
+            return Ok(true);
+        }
+        self.vouch_at_rest()
+    }
+
+    /// On a log no writer holds (a writer that crashed, or the copy of
+    /// one), make the tail's complete records durable by fsyncing it, so
+    /// that readers agree with what the next `open` keeps. Only when:
+    /// the writer lock is free before and after, the watermark did not
+    /// change meanwhile (no writer came and went) and does not say the last
+    /// writer was poisoned (its unsynced records are cut at the next open),
+    /// and the fsync succeeded. `Ok(true)` if the records up to the end of
+    /// the freshly read tail are now vouched for.
+    fn vouch_at_rest(&mut self) -> Result<bool, WalError> {
+        let before = self.watermark()?;
+        if matches!(before, WatermarkState::Valid(w) if w.poisoned) || !self.lock_is_free() {
+            return Ok(false);
+        }
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(false);
+        };
+        let path = cur.entry.path.clone();
+        let file = self
+            .fs
+            .open(&path, OpenMode::Read)
+            .map_err(|e| WalError::io("open", &path, e))?;
+        match file.sync_data() {
+            Ok(()) => {}
+            // A read-only file system: nothing can be dirty, what reads back
+            // is what the medium holds.
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot fsync the tail of a log at rest: its last records stay unvouched");
+                return Ok(false);
+            }
+        }
+        cur.invalidate();
+        cur.ensure(usize::MAX)?;
+        let (bytes, base) = cur.bytes();
+        let last = crate::scan::last_valid_lsn(bytes, cur.offset - base, cur.expected);
+        if !self.lock_is_free() || self.watermark()? != before {
+            if let Some(cur) = self.current.as_mut() {
+                cur.invalidate();
+            }
+            return Ok(false);
+        }
+        match last {
+            Some(last) => {
+                self.vouched = self.vouched.max(last + 1);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn watermark(&self) -> Result<WatermarkState, WalError> {
+        match segment::read_watermark(&*self.fs, &self.dir) {
+            // Not allowed to read it: only the sync marks vouch.
+            Err(WalError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Ok(WatermarkState::Invalid)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether no writer holds the log's lock (probed by taking it for an
+    /// instant). A lock that cannot be probed (no permission) counts as
+    /// held; on a read-only file system no writer can be live.
+    fn lock_is_free(&self) -> bool {
+        let path = self.dir.join(crate::format::LOCK_FILE);
+        match self.fs.try_lock(&path) {
+            Ok(guard) => guard.is_some(),
+            Err(e) => e.raw_os_error() == Some(libc::EROFS),
+        }
+    }
+
+    /// Read the writer's durable watermark from `LOCK`.
+    fn reload_bound(&mut self) -> Result<(), WalError> {
+        match self.watermark()? {
+            WatermarkState::Absent => self.unbounded = true,
+            WatermarkState::Invalid => self.unbounded = false,
+            WatermarkState::Valid(w) => {
+                self.unbounded = false;
+                self.vouched = self.vouched.max(w.durable_end);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every LSN below this is known durable (the writer's watermark, or a
+    /// record's sync mark); records at or above it on the tail segment are
+    /// not returned yet. `u64::MAX` when the log has no watermark (no
+    /// `LOCK` file: a copy, or a log written before watermarks existed),
+    /// whose complete records are all returned.
+    #[must_use]
+    pub fn durable_bound(&self) -> Lsn {
+        if self.unbounded {
+            Lsn::MAX
+        } else {
+            self.vouched
         }
     }
 
@@ -473,6 +637,24 @@ impl Iterator for Reader {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_ref().map(|r| r.map(|r| r.to_owned_record()))
+    }
+}
+
+/// The error for damage at `offset` where `lsn` was due.
+fn damage(problem: Problem, path: PathBuf, offset: u64, lsn: Lsn) -> WalError {
+    match problem {
+        Problem::Frame(reason) => WalError::Corrupt {
+            path,
+            offset,
+            lsn,
+            reason,
+        },
+        Problem::Sequence { found } => WalError::Sequence {
+            path,
+            offset,
+            expected: lsn,
+            found,
+        },
     }
 }
 

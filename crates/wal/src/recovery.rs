@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::error::WalError;
-use crate::format::{Lsn, SEGMENT_HEADER_LEN};
+use crate::format::{Lsn, SEGMENT_HEADER_LEN, WatermarkState};
 use crate::options::RecoveryMode;
 use crate::scan::{AfterDamage, Problem, Step, step, survey_after_damage};
 use crate::segment::{SegmentEntry, check_header};
@@ -88,20 +88,32 @@ fn describe(problem: Option<Problem>) -> String {
 }
 
 /// Decide what to keep of a tail segment (see `docs/format.md`, "Torn tails
-/// and the sync mark" and "Recovery modes").
+/// and the sync mark", "The durable watermark" and "Recovery modes").
+/// `prior` is the watermark the previous writer left in `LOCK`.
 pub(crate) fn analyze(
     bytes: &[u8],
     entry: &SegmentEntry,
     mode: RecoveryMode,
+    prior: WatermarkState,
 ) -> Result<TailAnalysis, WalError> {
     check_header(bytes, entry)?;
     let path = &entry.path;
+    let (durable_end, poisoned) = match prior {
+        WatermarkState::Valid(w) => (w.durable_end, w.poisoned),
+        WatermarkState::Absent | WatermarkState::Invalid => (0, false),
+    };
     let mut at = SEGMENT_HEADER_LEN;
     let mut expected = entry.base_lsn;
     let mut records = 0;
     let mut skipped = Vec::new();
     loop {
         let problem = match step(bytes, at, expected) {
+            Step::Record { .. } if poisoned && expected >= durable_end => {
+                // Written after the last fsync that succeeded, by a writer
+                // whose next fsync (or write) failed: what reads back may be
+                // only the page cache's copy. Never durable, never kept.
+                return cut_after_failure(bytes, entry, mode, at, expected, records, skipped);
+            }
             Step::Record { len, .. } => {
                 at += len;
                 expected += 1;
@@ -121,7 +133,17 @@ pub(crate) fn analyze(
             .iter()
             .rposition(|&b| b != 0)
             .map_or(at, |p| (p + 1).max(at));
+        let vouched = expected < durable_end;
         if problem.is_none() && garbage_end == at {
+            if vouched && refuses(mode) {
+                return Err(WalError::DurableDamaged {
+                    path: path.clone(),
+                    offset: at as u64,
+                    lsn: expected,
+                    durable_end,
+                    what: "missing (the segment ends there)".into(),
+                });
+            }
             break; // the clean end
         }
         match mode {
@@ -146,6 +168,15 @@ pub(crate) fn analyze(
                         lsn: expected,
                         next_offset: next as u64,
                         valid_after,
+                    });
+                }
+                if vouched {
+                    return Err(WalError::DurableDamaged {
+                        path: path.clone(),
+                        offset: at as u64,
+                        lsn: expected,
+                        durable_end,
+                        what: describe(problem),
                     });
                 }
             }
@@ -198,6 +229,54 @@ pub(crate) fn analyze(
     })
 }
 
+/// Whether `mode` refuses to cut a record known durable.
+fn refuses(mode: RecoveryMode) -> bool {
+    matches!(
+        mode,
+        RecoveryMode::TolerateCorruptedTail | RecoveryMode::AbsoluteConsistency
+    )
+}
+
+/// Cut every frame from `at` on: they were written after the last
+/// successful fsync of a writer that then failed.
+fn cut_after_failure(
+    bytes: &[u8],
+    entry: &SegmentEntry,
+    mode: RecoveryMode,
+    at: usize,
+    expected: Lsn,
+    records: u64,
+    skipped: Vec<Skipped>,
+) -> Result<TailAnalysis, WalError> {
+    let reason = format!(
+        "records from LSN {expected} on were written after the last successful fsync of a writer that then failed"
+    );
+    if mode == RecoveryMode::AbsoluteConsistency {
+        return Err(WalError::BadSegment {
+            path: entry.path.clone(),
+            reason: format!("offset {at}: {reason}; AbsoluteConsistency cuts nothing"),
+        });
+    }
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(at, |p| (p + 1).max(at));
+    Ok(TailAnalysis {
+        end: at,
+        next_lsn: expected,
+        records,
+        cut: Some(Cut {
+            path: entry.path.clone(),
+            offset: at as u64,
+            bytes: (end - at) as u64,
+            lsn: expected,
+            frames_dropped: survey_after_damage(bytes, at, expected).valid_frames,
+            reason,
+        }),
+        skipped,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,7 +317,7 @@ mod tests {
     #[test]
     fn clean_log_needs_no_cut() {
         let (buf, offs, e) = segment(&[(1, 1), (2, 2)]);
-        let a = analyze(&buf, &e, RecoveryMode::default()).unwrap();
+        let a = analyze(&buf, &e, RecoveryMode::default(), WatermarkState::Absent).unwrap();
         assert_eq!((a.end, a.next_lsn, a.records), (offs[1] + 58, 3, 2));
         assert!(a.cut.is_none());
     }
@@ -252,7 +331,7 @@ mod tests {
             RecoveryMode::TolerateCorruptedTail,
             RecoveryMode::PointInTime,
         ] {
-            let a = analyze(&buf, &e, mode).unwrap();
+            let a = analyze(&buf, &e, mode, WatermarkState::Absent).unwrap();
             let cut = a.cut.unwrap();
             assert_eq!(
                 (a.end, a.next_lsn, cut.offset, cut.lsn, cut.frames_dropped),
@@ -260,7 +339,12 @@ mod tests {
             );
         }
         assert!(matches!(
-            analyze(&buf, &e, RecoveryMode::AbsoluteConsistency),
+            analyze(
+                &buf,
+                &e,
+                RecoveryMode::AbsoluteConsistency,
+                WatermarkState::Absent
+            ),
             Err(WalError::Corrupt { lsn: 2, .. })
         ));
     }
@@ -270,13 +354,19 @@ mod tests {
         // 3 was written after 2 was durable (sync mark 3).
         let (mut buf, offs, e) = segment(&[(1, 1), (2, 2), (3, 3)]);
         buf[offs[1] + 20] ^= 1;
-        let err = analyze(&buf, &e, RecoveryMode::default()).unwrap_err();
+        let err = analyze(&buf, &e, RecoveryMode::default(), WatermarkState::Absent).unwrap_err();
         assert!(
             matches!(err, WalError::MidLogCorruption { lsn: 2, offset, next_offset, .. } if offset == offs[1] as u64 && next_offset == offs[2] as u64)
         );
-        let a = analyze(&buf, &e, RecoveryMode::PointInTime).unwrap();
+        let a = analyze(&buf, &e, RecoveryMode::PointInTime, WatermarkState::Absent).unwrap();
         assert_eq!(a.next_lsn, 2);
-        let a = analyze(&buf, &e, RecoveryMode::SkipCorrupted).unwrap();
+        let a = analyze(
+            &buf,
+            &e,
+            RecoveryMode::SkipCorrupted,
+            WatermarkState::Absent,
+        )
+        .unwrap();
         assert_eq!((a.next_lsn, a.records, a.skipped.len()), (4, 2, 1));
         assert_eq!(a.skipped[0].resumed_at, 3);
     }
@@ -286,10 +376,82 @@ mod tests {
         let (mut buf, _, e) = segment(&[(1, 1)]);
         let n = buf.len();
         buf[n - 10] = 0x55;
-        let a = analyze(&buf, &e, RecoveryMode::default()).unwrap();
+        let a = analyze(&buf, &e, RecoveryMode::default(), WatermarkState::Absent).unwrap();
         assert_eq!(
             a.cut.unwrap().bytes,
             (n - 10 + 1 - (SEGMENT_HEADER_LEN + 58)) as u64
         );
+    }
+
+    fn wm(durable_end: Lsn, poisoned: bool) -> WatermarkState {
+        WatermarkState::Valid(crate::format::Watermark {
+            durable_end,
+            poisoned,
+        })
+    }
+
+    #[test]
+    fn records_after_a_failed_writer_s_last_fsync_are_cut_even_when_valid() {
+        // 1 and 2 were durable; 3 and 4 were written, then an fsync failed.
+        let (buf, offs, e) = segment(&[(1, 1), (2, 2), (3, 3), (4, 3)]);
+        for mode in [
+            RecoveryMode::TolerateCorruptedTail,
+            RecoveryMode::PointInTime,
+            RecoveryMode::SkipCorrupted,
+        ] {
+            let a = analyze(&buf, &e, mode, wm(3, true)).unwrap();
+            let cut = a.cut.unwrap();
+            assert_eq!(
+                (a.end, a.next_lsn, a.records, cut.lsn, cut.frames_dropped),
+                (offs[2], 3, 2, 3, 2),
+                "{mode:?}"
+            );
+        }
+        assert!(matches!(
+            analyze(&buf, &e, RecoveryMode::AbsoluteConsistency, wm(3, true)),
+            Err(WalError::BadSegment { .. })
+        ));
+        // The same watermark without the poison flag keeps them all.
+        let a = analyze(&buf, &e, RecoveryMode::default(), wm(3, false)).unwrap();
+        assert_eq!((a.next_lsn, a.cut), (5, None));
+    }
+
+    #[test]
+    fn damage_below_the_watermark_is_refused_without_a_vouching_record() {
+        // 3 is the last record, damaged; no later record vouches for it, but
+        // the watermark does (a fsynced record rotted, or was cut).
+        let (mut buf, offs, e) = segment(&[(1, 1), (2, 2), (3, 3)]);
+        buf[offs[2] + 20] ^= 1;
+        let err = analyze(&buf, &e, RecoveryMode::default(), wm(4, false)).unwrap_err();
+        assert!(
+            matches!(err, WalError::DurableDamaged { lsn: 3, durable_end: 4, offset, .. } if offset == offs[2] as u64),
+            "{err}"
+        );
+        // Without the watermark it is a torn tail.
+        let a = analyze(&buf, &e, RecoveryMode::default(), WatermarkState::Invalid).unwrap();
+        assert_eq!(a.next_lsn, 3);
+        // PointInTime cuts it anyway, as asked.
+        let a = analyze(&buf, &e, RecoveryMode::PointInTime, wm(4, false)).unwrap();
+        assert_eq!(a.next_lsn, 3);
+    }
+
+    #[test]
+    fn durable_records_missing_from_the_tail_are_refused() {
+        let (buf, offs, e) = segment(&[(1, 1), (2, 2)]);
+        let end = offs[1] + 58;
+        let err = analyze(&buf[..end], &e, RecoveryMode::default(), wm(5, false)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WalError::DurableDamaged {
+                    lsn: 3,
+                    durable_end: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let a = analyze(&buf[..end], &e, RecoveryMode::default(), wm(3, false)).unwrap();
+        assert_eq!(a.next_lsn, 3);
     }
 }

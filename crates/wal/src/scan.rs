@@ -97,6 +97,31 @@ pub(crate) fn find_next_valid(bytes: &[u8], from: usize, after: Lsn) -> Option<F
     None
 }
 
+/// The highest sync mark among the consecutive valid records from
+/// `offset` on (where LSN `expected` is due): every LSN below it was
+/// durable before the record carrying it was written. 0 if none.
+pub(crate) fn max_sync_mark(bytes: &[u8], offset: usize, expected: Lsn) -> Lsn {
+    let (mut at, mut lsn, mut max) = (offset, expected, 0);
+    while let Step::Record { header, len, .. } = step(bytes, at, lsn) {
+        max = max.max(header.sync_mark);
+        at += len;
+        lsn += 1;
+    }
+    max
+}
+
+/// The LSN of the last of the consecutive valid records from `offset` on
+/// (where LSN `expected` is due), if there is one.
+pub(crate) fn last_valid_lsn(bytes: &[u8], offset: usize, expected: Lsn) -> Option<Lsn> {
+    let (mut at, mut lsn, mut last) = (offset, expected, None);
+    while let Step::Record { len, .. } = step(bytes, at, lsn) {
+        last = Some(lsn);
+        at += len;
+        lsn += 1;
+    }
+    last
+}
+
 /// What follows the first bad frame of a segment (see `docs/format.md`,
 /// "Torn tails and the sync mark").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::WalError;
 use crate::format::{
-    LOCK_FILE, Lsn, SEGMENT_HEADER_LEN, SegmentHeader, TMP_SUFFIX, parse_segment_file_name,
-    segment_file_name,
+    LOCK_FILE, Lsn, MAX_LSN, SEGMENT_HEADER_LEN, SegmentHeader, TMP_SUFFIX, WATERMARK_LEN,
+    Watermark, WatermarkState, parse_segment_file_name, segment_file_name,
 };
 use crate::fs::{Fs, FsFile, OpenMode, PathKind};
 
@@ -53,6 +53,14 @@ pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, WalError> {
     for name in names {
         let path = dir.join(&name);
         if let Some(base_lsn) = parse_segment_file_name(&name) {
+            if base_lsn == 0 || base_lsn > MAX_LSN {
+                return Err(WalError::BadSegment {
+                    path,
+                    reason: format!(
+                        "a segment's base LSN must be between 1 and {MAX_LSN}, the name says {base_lsn}"
+                    ),
+                });
+            }
             out.segments.push(SegmentEntry { base_lsn, path });
         } else if name
             .strip_suffix(TMP_SUFFIX)
@@ -67,23 +75,43 @@ pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, WalError> {
     Ok(out)
 }
 
+/// The durable watermark the log's writer published in `LOCK` (see
+/// `docs/format.md`, "The durable watermark"). A missing file is
+/// [`WatermarkState::Absent`].
+pub(crate) fn read_watermark(fs: &dyn Fs, dir: &Path) -> Result<WatermarkState, WalError> {
+    let path = dir.join(LOCK_FILE);
+    let file = match fs.open(&path, OpenMode::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(WatermarkState::Absent),
+        Err(e) => return Err(WalError::io("open", &path, e)),
+    };
+    let mut buf = [0u8; WATERMARK_LEN];
+    let got = read_full(&*file, &mut buf).map_err(|e| WalError::io("read", &path, e))?;
+    Ok(Watermark::decode(buf.get(..got).unwrap_or_default()))
+}
+
+/// Read from offset 0 until `buf` is full or the file ends; returns the
+/// bytes read.
+fn read_full(file: &dyn FsFile, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = file.read_at(buf.get_mut(got..).unwrap_or_default(), got as u64)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok(got)
+}
+
 /// Read and check the header of an open segment.
 pub(crate) fn read_header(
     file: &dyn FsFile,
     entry: &SegmentEntry,
 ) -> Result<SegmentHeader, WalError> {
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
-    let mut got = 0;
-    while got < buf.len() {
-        let n = file
-            .read_at(&mut buf[got..], got as u64)
-            .map_err(|e| WalError::io("read", &entry.path, e))?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    check_header(&buf[..got], entry)
+    let got = read_full(file, &mut buf).map_err(|e| WalError::io("read", &entry.path, e))?;
+    check_header(buf.get(..got).unwrap_or_default(), entry)
 }
 
 /// Check a segment header's bytes against the file's name.
@@ -134,11 +162,11 @@ pub(crate) fn create(
         file.write_all_at(&header.encode(), 0)
             .map_err(|e| WalError::io("write", &tmp, e))?;
         file.sync_data()
-            .map_err(|e| WalError::io("fsync", &tmp, e))?;
+            .map_err(|e| WalError::fatal("fsync", &tmp, e))?;
         fs.rename(&tmp, &path)
             .map_err(|e| WalError::io("rename", &tmp, e))?;
         fs.sync_dir(dir)
-            .map_err(|e| WalError::io("fsync directory", dir, e))
+            .map_err(|e| WalError::fatal("fsync directory", dir, e))
     })();
     if let Err(e) = result {
         // Best effort: the next open removes a leftover temporary anyway.
@@ -163,7 +191,7 @@ pub(crate) fn remove_temporaries(
     }
     if !temporaries.is_empty() {
         fs.sync_dir(dir)
-            .map_err(|e| WalError::io("fsync directory", dir, e))?;
+            .map_err(|e| WalError::fatal("fsync directory", dir, e))?;
     }
     Ok(())
 }

@@ -47,6 +47,11 @@ pub enum Op {
     Create,
     /// `remove_file`.
     Remove,
+    /// Writing or fsyncing the durable watermark in the lock file.
+    Publish,
+    /// `read_at` and `contents` (never counted as a mutation: a power cut
+    /// is not scheduled on reads).
+    Read,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +73,8 @@ struct Fault {
 #[derive(Debug, Default)]
 struct State {
     dirs: BTreeSet<PathBuf>,
+    /// Directories whose entry in their parent was made durable.
+    durable_dirs: BTreeSet<PathBuf>,
     entries: BTreeMap<PathBuf, InodeRef>,
     durable: BTreeMap<PathBuf, InodeRef>,
     locks: BTreeSet<PathBuf>,
@@ -112,6 +119,9 @@ impl State {
     /// Count one `op`; return the injected error if one is due.
     fn check(&mut self, op: Op) -> Result<(), (io::Error, Option<usize>)> {
         *self.ops.entry(op).or_default() += 1;
+        if op == Op::Read {
+            return self.injected(op);
+        }
         self.mutations += 1;
         if self.cut_at == Some(self.mutations) {
             self.cut_at = None;
@@ -119,6 +129,11 @@ impl State {
             self.power_cut();
             return Err((errno(libc::EIO), None));
         }
+        self.injected(op)
+    }
+
+    /// The injected error for `op`, if one is due.
+    fn injected(&mut self, op: Op) -> Result<(), (io::Error, Option<usize>)> {
         if let Some(f) = self.faults.get_mut(&op) {
             if f.after == 0 {
                 let f = *f;
@@ -134,6 +149,17 @@ impl State {
         let st = self;
         st.generation += 1;
         st.locks.clear();
+        // A directory whose entry was never made durable vanishes, and with
+        // it everything in it.
+        st.dirs = st.durable_dirs.clone();
+        let dirs = st.dirs.clone();
+        let reachable = |p: &Path| {
+            p.ancestors()
+                .skip(1)
+                .all(|a| a.as_os_str().is_empty() || dirs.contains(a))
+        };
+        st.dirs.retain(|d| reachable(d));
+        st.durable.retain(|p, _| reachable(p));
         st.entries = st.durable.clone();
         let inodes: Vec<InodeRef> = st.entries.values().cloned().collect();
         let mut done = BTreeSet::new();
@@ -204,6 +230,7 @@ impl SimFs {
         dirs.insert(PathBuf::from("/"));
         SimFs {
             state: Arc::new(Mutex::new(State {
+                durable_dirs: dirs.clone(),
                 dirs,
                 rng: seed,
                 ..State::default()
@@ -306,9 +333,16 @@ impl SimFs {
             .map(|i| lock(i).data.clone())
     }
 
-    /// Replace a file's bytes (written and synced), e.g. to corrupt it.
+    /// Replace a file's bytes (written and synced, its name and every
+    /// directory above it durable), e.g. to corrupt it.
     pub fn set_file_bytes(&self, path: impl AsRef<Path>, bytes: Vec<u8>) {
         let mut st = self.st();
+        for dir in path.as_ref().ancestors().skip(1) {
+            if !dir.as_os_str().is_empty() {
+                st.dirs.insert(dir.to_path_buf());
+                st.durable_dirs.insert(dir.to_path_buf());
+            }
+        }
         let inode = Arc::new(Mutex::new(Inode {
             data: bytes.clone(),
             synced: bytes,
@@ -331,10 +365,41 @@ struct SimFile {
 struct SimLock {
     fs: SimFs,
     path: PathBuf,
+    inode: InodeRef,
     generation: u64,
 }
 
-impl LockGuard for SimLock {}
+impl SimLock {
+    /// The state, if this lock (its process) is still alive.
+    fn live(&self) -> io::Result<MutexGuard<'_, State>> {
+        let st = self.fs.st();
+        if st.generation != self.generation {
+            return Err(errno(libc::EIO));
+        }
+        Ok(st)
+    }
+}
+
+impl LockGuard for SimLock {
+    fn publish(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut st = self.live()?;
+        st.check(Op::Publish).map_err(|(e, _)| e)?;
+        let mut ino = lock(&self.inode);
+        if ino.data.len() < bytes.len() {
+            ino.data.resize(bytes.len(), 0);
+        }
+        ino.data[..bytes.len()].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let mut st = self.live()?;
+        st.check(Op::Publish).map_err(|(e, _)| e)?;
+        let mut ino = lock(&self.inode);
+        ino.synced = ino.data.clone();
+        Ok(())
+    }
+}
 
 impl Drop for SimLock {
     fn drop(&mut self) {
@@ -430,8 +495,18 @@ impl Fs for SimFs {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.st();
+        if !st.dirs.contains(path) {
+            return Err(errno(libc::ENOENT));
+        }
         st.check(Op::SyncDir).map_err(|(e, _)| e)?;
         let st = &mut *st;
+        let children: Vec<PathBuf> = st
+            .dirs
+            .iter()
+            .filter(|d| d.parent() == Some(path))
+            .cloned()
+            .collect();
+        st.durable_dirs.extend(children);
         st.durable.retain(|p, _| p.parent() != Some(path));
         for (p, inode) in &st.entries {
             if p.parent() == Some(path) {
@@ -449,6 +524,7 @@ impl Fs for SimFs {
             }
             st.entries.insert(path.to_path_buf(), InodeRef::default());
         }
+        let inode = st.entries.get(path).cloned().unwrap_or_default();
         if !st.locks.insert(path.to_path_buf()) {
             return Ok(None);
         }
@@ -456,6 +532,7 @@ impl Fs for SimFs {
         Ok(Some(Box::new(SimLock {
             fs: self.clone(),
             path: path.to_path_buf(),
+            inode,
             generation,
         })))
     }
@@ -486,7 +563,8 @@ fn to_usize(n: u64) -> io::Result<usize> {
 
 impl FsFile for SimFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let _st = self.live()?;
+        let mut st = self.live()?;
+        st.check(Op::Read).map_err(|(e, _)| e)?;
         let ino = lock(&self.inode);
         let off = to_usize(offset)?;
         let Some(src) = ino.data.get(off..) else {
@@ -570,7 +648,8 @@ impl FsFile for SimFile {
     }
 
     fn contents(&self) -> io::Result<Contents> {
-        let _st = self.live()?;
+        let mut st = self.live()?;
+        st.check(Op::Read).map_err(|(e, _)| e)?;
         Ok(Contents::Owned(lock(&self.inode).data.clone()))
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::clock::now_us;
 use crate::commit::{Io, WalStats, Writer};
 use crate::error::WalError;
-use crate::format::{LOCK_FILE, Lsn, SEGMENT_HEADER_LEN};
+use crate::format::{LOCK_FILE, Lsn, SEGMENT_HEADER_LEN, WatermarkState};
 use crate::fs::{Fs, LockGuard, OpenMode, PathKind, StdFs};
 use crate::options::{SyncPolicy, WalOptions};
 use crate::recovery::{self, RecoveryReport};
@@ -52,7 +52,6 @@ struct Inner {
     dir: PathBuf,
     report: RecoveryReport,
     flusher: Mutex<Option<JoinHandle<()>>>,
-    _lock: Box<dyn LockGuard>,
 }
 
 impl Drop for Inner {
@@ -104,22 +103,26 @@ impl Wal {
         if fs.kind(&dir).map_err(|e| WalError::io("stat", &dir, e))? == PathKind::Missing
             && opts.create_if_missing
         {
-            fs.create_dir_all(&dir)
-                .map_err(|e| WalError::io("create directory", &dir, e))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs.sync_dir(parent)
-                    .map_err(|e| WalError::io("fsync directory", parent, e))?;
-            }
+            create_dir_durably(&*fs, &dir)?;
         }
         segment::check_dir(&*fs, &dir)?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = take_lock(&*fs, &dir, &lock_path)?;
+        // What the previous writer vouched for (or, poisoned, did not).
+        let prior = segment::read_watermark(&*fs, &dir)?;
 
         let listing = segment::list(&*fs, &dir)?;
         for path in &listing.foreign {
             tracing::warn!(path = %path.display(), "ignoring a file that is not part of the log");
         }
         segment::remove_temporaries(&*fs, &dir, &listing.temporaries)?;
+        // A previous writer may have died (or failed) between creating or
+        // renaming a segment and fsyncing the directory: make every name
+        // durable before adopting the tail and acknowledging anything in it.
+        // This also makes the lock file's own entry durable.
+        fs.sync_dir(&dir)
+            .map_err(|e| WalError::fatal("fsync directory", &dir, e))?;
+        sync_parent(&*fs, &dir)?;
         let mut report = RecoveryReport {
             segments: listing.segments.len(),
             temporaries: listing.temporaries.clone(),
@@ -135,10 +138,17 @@ impl Wal {
                 report.tail = Some(entry.path.clone());
                 (Io::new(entry, file, SEGMENT_HEADER_LEN as u64), 1)
             }
-            Some(tail) => recover_tail(&*fs, tail, &opts, &mut report)?,
+            Some(tail) => recover_tail(&*fs, tail, &opts, prior, &mut report)?,
         };
         report.next_lsn = next_lsn;
-        let writer = Arc::new(Writer::new(fs.clone(), dir.clone(), opts, io, next_lsn));
+        let writer = Arc::new(Writer::new(
+            fs.clone(),
+            dir.clone(),
+            opts,
+            io,
+            next_lsn,
+            lock,
+        )?);
         let flusher = if matches!(writer.options().sync, SyncPolicy::Batch { .. }) {
             let w = writer.clone();
             let handle = std::thread::Builder::new()
@@ -156,7 +166,6 @@ impl Wal {
                 dir,
                 report,
                 flusher: Mutex::new(flusher),
-                _lock: lock,
             }),
         })
     }
@@ -215,13 +224,13 @@ impl Wal {
     /// been fsynced.
     #[must_use]
     pub fn durable_lsn(&self) -> Lsn {
-        self.inner.writer.durable_end() - 1
+        self.inner.writer.durable_end().saturating_sub(1)
     }
 
     /// The LSN of the last record appended (0 if none).
     #[must_use]
     pub fn last_lsn(&self) -> Lsn {
-        self.inner.writer.next_lsn() - 1
+        self.inner.writer.next_lsn().saturating_sub(1)
     }
 
     /// Counters of the writer since open.
@@ -257,6 +266,10 @@ impl Wal {
     /// Remove every sealed segment whose records all have LSNs below `lsn`.
     /// The active segment is never removed. Returns how many were removed.
     ///
+    /// Segments are removed oldest first, the directory fsynced after each
+    /// removal, so a power cut can never leave a hole at the start of the
+    /// log (unlinks may otherwise reach the disk in any order).
+    ///
     /// # Errors
     ///
     /// The I/O error of listing or removing, naming the file.
@@ -271,12 +284,10 @@ impl Wal {
                 if next.base_lsn <= lsn && seg.base_lsn < io.entry.base_lsn {
                     fs.remove_file(&seg.path)
                         .map_err(|e| WalError::io("remove", &seg.path, e))?;
+                    fs.sync_dir(dir)
+                        .map_err(|e| WalError::fatal("fsync directory", dir, e))?;
                     removed += 1;
                 }
-            }
-            if removed > 0 {
-                fs.sync_dir(dir)
-                    .map_err(|e| WalError::io("fsync directory", dir, e))?;
             }
             Ok(removed)
         })
@@ -290,6 +301,45 @@ impl Wal {
     /// The error of the last flush.
     pub fn close(self) -> Result<(), WalError> {
         self.inner.writer.close()
+    }
+}
+
+/// Create `dir` and every missing ancestor, fsyncing each one's parent so
+/// that the new directories survive a power cut.
+fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> Result<(), WalError> {
+    let mut missing = Vec::new();
+    for a in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        if fs.kind(a).map_err(|e| WalError::io("stat", a, e))? != PathKind::Missing {
+            break;
+        }
+        missing.push(a);
+    }
+    fs.create_dir_all(dir)
+        .map_err(|e| WalError::io("create directory", dir, e))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)
+                .map_err(|e| WalError::fatal("fsync directory", parent, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Make `dir`'s own entry durable: it may have been created by hand (or
+/// by an earlier open that died before fsyncing its parent). A parent this
+/// process may not read is left alone: whoever created the directory there
+/// had the rights to make it durable.
+fn sync_parent(fs: &dyn Fs, dir: &Path) -> Result<(), WalError> {
+    let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    match fs.sync_dir(parent) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::debug!(parent = %parent.display(), "cannot fsync the log directory's parent: permission denied");
+            Ok(())
+        }
+        Err(e) => Err(WalError::fatal("fsync directory", parent, e)),
     }
 }
 
@@ -319,6 +369,7 @@ fn recover_tail(
     fs: &dyn Fs,
     tail: &SegmentEntry,
     opts: &WalOptions,
+    prior: WatermarkState,
     report: &mut RecoveryReport,
 ) -> Result<(Io, Lsn), WalError> {
     let path = &tail.path;
@@ -327,7 +378,7 @@ fn recover_tail(
         .map_err(|e| WalError::io("open", path, e))?;
     let analysis = {
         let bytes = file.contents().map_err(|e| WalError::io("read", path, e))?;
-        let analysis = recovery::analyze(&bytes, tail, opts.recovery)?;
+        let analysis = recovery::analyze(&bytes, tail, opts.recovery, prior)?;
         if let Some(cut) = &analysis.cut {
             tracing::warn!(
                 path = %path.display(), offset = cut.offset, bytes = cut.bytes, lsn = cut.lsn,
@@ -350,7 +401,7 @@ fn recover_tail(
             .map_err(|e| WalError::io("preallocate", path, e))?;
     }
     file.sync_data()
-        .map_err(|e| WalError::io("fsync", path, e))?;
+        .map_err(|e| WalError::fatal("fsync", path, e))?;
     report.tail = Some(path.clone());
     report.tail_records = analysis.records;
     report.cut = analysis.cut;
@@ -373,10 +424,10 @@ fn save_cut(fs: &dyn Fs, path: &Path, bytes: &[u8], from: usize, len: u64) -> Re
     file.write_all_at(bytes.get(from..end).unwrap_or_default(), 0)
         .map_err(|e| WalError::io("write", &broken, e))?;
     file.sync_data()
-        .map_err(|e| WalError::io("fsync", &broken, e))?;
+        .map_err(|e| WalError::fatal("fsync", &broken, e))?;
     if let Some(dir) = broken.parent() {
         fs.sync_dir(dir)
-            .map_err(|e| WalError::io("fsync directory", dir, e))?;
+            .map_err(|e| WalError::fatal("fsync directory", dir, e))?;
     }
     Ok(())
 }
@@ -421,7 +472,8 @@ pub fn inspect(
         }
     }
     buf.truncate(got);
-    let analysis = recovery::analyze(&buf, tail, mode)?;
+    let prior = segment::read_watermark(&fs, dir)?;
+    let analysis = recovery::analyze(&buf, tail, mode, prior)?;
     Ok(RecoveryReport {
         segments: listing.segments.len(),
         tail: Some(tail.path.clone()),

@@ -157,7 +157,20 @@ pub(crate) fn cut_tail(dir: &Path) -> (PathBuf, u64, Vec<u8>) {
     let cut = bytes[last.offset as usize..keep as usize].to_vec();
     let f = OpenOptions::new().write(true).open(&last.segment).unwrap();
     f.set_len(keep).unwrap();
+    // What a writer killed before that record's fsync would have left in
+    // LOCK: every LSN below it durable, and nothing more.
+    crashed_before(dir, last.lsn);
     (last.segment, last.offset, cut)
+}
+
+/// Rewrite the durable watermark in `dir/LOCK` as a writer that crashed
+/// before making `lsn` durable would have left it.
+pub(crate) fn crashed_before(dir: &Path, lsn: u64) {
+    let w = logbook_wal::format::Watermark {
+        durable_end: lsn,
+        poisoned: false,
+    };
+    std::fs::write(dir.join(logbook_wal::format::LOCK_FILE), w.encode()).unwrap();
 }
 
 /// Overwrite 8 bytes inside the payload of the record with LSN `lsn`.
