@@ -763,9 +763,11 @@ impl Writer {
         self.sync_locked(st)?;
         if first {
             let _io = lock(&self.io);
-            self.lock
-                .sync()
-                .map_err(|e| WalError::fatal("fsync", self.dir.join(LOCK_FILE), e))?;
+            // Advisory, like every publication: the records are durable
+            // whatever becomes of the watermark.
+            if let Err(error) = self.lock.sync() {
+                tracing::warn!(%error, dir = %self.dir.display(), "cannot fsync the durable watermark in LOCK at close");
+            }
         }
         Ok(())
     }

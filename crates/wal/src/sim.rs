@@ -313,7 +313,7 @@ impl SimFs {
     /// `EIO`: a cut in the middle of whatever the log was doing.
     pub fn cut_power_after(&self, n: u64) {
         let mut st = self.st();
-        st.cut_at = Some(st.mutations + n.max(1));
+        st.cut_at = Some(st.mutations.saturating_add(n.max(1)));
         st.was_cut = false;
     }
 
