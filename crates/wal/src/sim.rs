@@ -58,6 +58,35 @@ pub enum Op {
 struct Inode {
     data: Vec<u8>,
     synced: Vec<u8>,
+    /// Bytes whose writeback failed (an fsync returned an error): as on
+    /// Linux, their pages are now clean in the cache, reads return the new
+    /// bytes, but no later fsync writes them; the medium keeps the old
+    /// byte given here, until the position is written again.
+    stale: BTreeMap<usize, u8>,
+}
+
+impl Inode {
+    /// An fsync failed: every byte not yet synced is lost for good.
+    fn writeback_failed(&mut self) {
+        let len = self.data.len();
+        for i in 0..len {
+            let old = self.synced.get(i).copied();
+            if Some(self.data[i]) != old {
+                self.stale.entry(i).or_insert(old.unwrap_or(0));
+            }
+        }
+    }
+
+    /// A successful fsync: everything reaches the medium but the bytes whose
+    /// writeback failed earlier.
+    fn sync(&mut self) {
+        self.synced = self.data.clone();
+        for (&i, &b) in &self.stale {
+            if let Some(s) = self.synced.get_mut(i) {
+                *s = b;
+            }
+        }
+    }
 }
 
 type InodeRef = Arc<Mutex<Inode>>;
@@ -201,6 +230,7 @@ impl State {
             }
             ino.data = out.clone();
             ino.synced = out;
+            ino.stale.clear();
         }
     }
 
@@ -346,6 +376,7 @@ impl SimFs {
         let inode = Arc::new(Mutex::new(Inode {
             data: bytes.clone(),
             synced: bytes,
+            stale: BTreeMap::new(),
         }));
         st.entries
             .insert(path.as_ref().to_path_buf(), inode.clone());
@@ -598,14 +629,24 @@ impl FsFile for SimFile {
             ino.data.resize(off + n, 0);
         }
         ino.data[off..off + n].copy_from_slice(&buf[..n]);
+        let rewritten: Vec<usize> = ino.stale.range(off..off + n).map(|(i, _)| *i).collect();
+        for i in rewritten {
+            ino.stale.remove(&i);
+        }
         fail.map_or(Ok(()), Err)
     }
 
     fn sync_data(&self) -> io::Result<()> {
         let mut st = self.live()?;
-        st.check(Op::Sync).map_err(|(e, _)| e)?;
-        let mut ino = lock(&self.inode);
-        ino.synced = ino.data.clone();
+        if let Err((e, _)) = st.check(Op::Sync) {
+            // Linux marks the pages clean after a failed writeback; a
+            // power cut (already applied if this was one) keeps nothing.
+            if st.generation == self.generation {
+                lock(&self.inode).writeback_failed();
+            }
+            return Err(e);
+        }
+        lock(&self.inode).sync();
         Ok(())
     }
 
@@ -620,7 +661,9 @@ impl FsFile for SimFile {
                 return Err(errno(libc::ENOSPC));
             }
         }
-        lock(&self.inode).data.resize(len, 0);
+        let mut ino = lock(&self.inode);
+        ino.data.resize(len, 0);
+        let _ = ino.stale.split_off(&len);
         Ok(())
     }
 

@@ -205,3 +205,45 @@ fn concurrent_appenders_all_fail_together_and_lose_nothing_acknowledged() {
         survives(&fs, &acked.lock().unwrap());
     }
 }
+
+/// After a failed fsync, Linux marks the dirty pages clean: reads return the
+/// new bytes, no later fsync writes them. A reopen in the same boot must not
+/// keep (and vouch for) what only the page cache holds: the poisoned writer's
+/// watermark makes recovery cut every frame after its last good fsync, so
+/// records acknowledged after the reopen survive a power cut.
+#[test]
+fn reopen_after_a_failed_fsync_does_not_trust_the_page_cache() {
+    for errno in [libc::EIO, libc::ENOSPC] {
+        let fs = SimFs::new(11);
+        let wal = open(&fs);
+        let mut acked = BTreeMap::new();
+        for i in 1..=5 {
+            acked.insert(
+                wal.append(session(1), &event(i)).unwrap(),
+                (session(1), event(i)),
+            );
+        }
+        fs.fail_after(Op::Sync, 0, errno);
+        let e = wal.append(session(1), &event(6)).unwrap_err();
+        assert!(is_poisoned(&e), "{e}");
+        drop(wal); // the process goes on, the page cache keeps record 6
+
+        let wal = open(&fs);
+        let cut = wal
+            .recovery()
+            .cut
+            .clone()
+            .expect("the unsynced record is cut");
+        assert_eq!(cut.lsn, 6, "{cut:?}");
+        assert_eq!(cut.frames_dropped, 1, "{cut:?}");
+        for i in 7..=9 {
+            acked.insert(
+                wal.append(session(2), &event(i)).unwrap(),
+                (session(2), event(i)),
+            );
+        }
+        assert_eq!(acked.keys().last(), Some(&8));
+        drop(wal);
+        survives(&fs, &acked);
+    }
+}
