@@ -73,7 +73,6 @@ fn expect(op: Op, errno: i32) -> Expect {
 }
 
 struct Run {
-    fs: SimFs,
     wal: Wal,
     policy: SyncPolicy,
     /// LSN → event for every `Ok`.
@@ -111,7 +110,6 @@ fn cell(policy: SyncPolicy, op: Op, errno: i32, partial: Option<usize>, after: u
     let fs = SimFs::new(after ^ u64::from(errno.unsigned_abs()));
     let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, opts(policy)).unwrap();
     let mut run = Run {
-        fs: fs.clone(),
         wal,
         policy,
         ok: BTreeMap::new(),
