@@ -189,6 +189,19 @@ impl State {
         };
         st.dirs.retain(|d| reachable(d));
         st.durable.retain(|p, _| reachable(p));
+        // Unlinks not yet made durable by a directory fsync may each have
+        // reached the disk or not, in any order (FAULTS.md, 5).
+        let unlinked: Vec<PathBuf> = st
+            .durable
+            .keys()
+            .filter(|p| !st.entries.contains_key(*p))
+            .cloned()
+            .collect();
+        for p in unlinked {
+            if st.below(2) == 0 {
+                st.durable.remove(&p);
+            }
+        }
         st.entries = st.durable.clone();
         let inodes: Vec<InodeRef> = st.entries.values().cloned().collect();
         let mut done = BTreeSet::new();

@@ -191,6 +191,28 @@ impl Explorer {
         }
     }
 
+    /// The disk was freed: a `sync` now succeeds (the Batch flusher may
+    /// still report one attempt that began before), making every record
+    /// that returned `Ok` durable.
+    fn free_and_sync(&mut self) {
+        for attempt in 0..3 {
+            match self.wal().sync() {
+                Err(e) if e.is_disk_full() && !self.model.poisoned && attempt < 2 => continue,
+                Ok(_) => {
+                    self.model.disk_trouble = false;
+                    // Account for it as a plain sync.
+                    self.sync();
+                    return;
+                }
+                Err(e) => {
+                    let ctx = self.ctx("sync after freeing the disk");
+                    self.model.check_err(&e, &ctx);
+                    return;
+                }
+            }
+        }
+    }
+
     fn durable_lsn(&mut self) {
         let d = self.wal().durable_lsn();
         let ctx = self.ctx("durable_lsn");
@@ -450,8 +472,7 @@ impl Explorer {
                     // record that returned Ok must now become durable.
                     ex.fs.set_capacity(None);
                     ex.fs.clear_faults();
-                    ex.model.disk_trouble = false;
-                    ex.sync();
+                    ex.free_and_sync();
                 }
             }
         }
