@@ -42,6 +42,10 @@ const SESSION_AT: usize = TIMESTAMP_AT + size_of::<u64>();
 pub const RECORD_HEADER_LEN: usize = SESSION_AT + size_of::<uuid::Bytes>();
 /// The largest payload a record may carry (16 MiB).
 pub const MAX_PAYLOAD_LEN: usize = 16 << 20;
+/// The largest segment a writer creates (1 GiB): no record lies past this
+/// offset, so readers and recovery never look further (a damaged or sparse
+/// file of any length costs no more than this).
+pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
 
 const _: () = assert!(SEGMENT_HEADER_LEN == 40);
 const _: () = assert!(RECORD_HEADER_LEN == 48);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::format::{MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::format::{MAX_PAYLOAD_LEN, MAX_SEGMENT_SIZE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 
 /// When an append is acknowledged, relative to `fdatasync`.
 ///
@@ -115,6 +115,12 @@ impl WalOptions {
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.segment_size > MAX_SEGMENT_SIZE {
+            return Err(format!(
+                "segment_size {} is above the maximum {MAX_SEGMENT_SIZE}",
+                self.segment_size
+            ));
+        }
         if self.segment_size < MIN_SEGMENT_SIZE {
             return Err(format!(
                 "segment_size {} is below the minimum {MIN_SEGMENT_SIZE}",

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::error::WalError;
-use crate::format::{FrameError, Lsn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, WatermarkState};
+use crate::format::{
+    FrameError, Lsn, MAX_SEGMENT_SIZE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, WatermarkState,
+};
 use crate::fs::{Contents, Fs, FsFile, OpenMode, StdFs};
 use crate::scan::{Problem, Step, find_next_valid, step};
 use crate::segment::{self, SegmentEntry};
@@ -91,6 +93,9 @@ pub struct TailDamage {
     /// What is there.
     pub reason: String,
 }
+
+/// No record lies past this offset of a segment.
+const SEGMENT_LIMIT: usize = MAX_SEGMENT_SIZE as usize;
 
 /// Bytes read at a time from the tail segment.
 const TAIL_CHUNK: usize = 1 << 20;
@@ -709,7 +714,7 @@ impl Current {
     /// The bytes held and the file offset of their first byte.
     fn bytes(&self) -> (&[u8], usize) {
         match &self.data {
-            Data::Sealed(c) => (c, 0),
+            Data::Sealed(c) => (c.get(..SEGMENT_LIMIT).unwrap_or(c), 0),
             Data::Tail { buf, start, .. } => (buf, *start),
         }
     }
@@ -750,7 +755,8 @@ impl Current {
         }
         let path = &self.entry.path;
         let len = usize::try_from(file.len().map_err(|e| WalError::io("stat", path, e))?)
-            .unwrap_or(usize::MAX);
+            .unwrap_or(usize::MAX)
+            .min(SEGMENT_LIMIT);
         *file_len = len;
         let want = need.max(TAIL_CHUNK).min(len.saturating_sub(offset));
         buf.clear();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::error::WalError;
 use crate::format::{Lsn, SEGMENT_HEADER_LEN, WatermarkState};
 use crate::options::RecoveryMode;
-use crate::scan::{AfterDamage, Problem, Step, step, survey_after_damage};
+use crate::scan::{AfterDamage, Problem, Step, last_nonzero, step, survey_after_damage};
 use crate::segment::{SegmentEntry, check_header};
 
 /// What recovery cut off the tail segment.
@@ -129,10 +129,7 @@ pub(crate) fn analyze(
             first,
             vouching,
         } = survey_after_damage(bytes, at, expected);
-        let garbage_end = bytes
-            .iter()
-            .rposition(|&b| b != 0)
-            .map_or(at, |p| (p + 1).max(at));
+        let garbage_end = last_nonzero(bytes).map_or(at, |p| (p + 1).max(at));
         let vouched = expected < durable_end;
         if problem.is_none() && garbage_end == at {
             if vouched && refuses(mode) {
@@ -257,10 +254,7 @@ fn cut_after_failure(
             reason: format!("offset {at}: {reason}; AbsoluteConsistency cuts nothing"),
         });
     }
-    let end = bytes
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(at, |p| (p + 1).max(at));
+    let end = last_nonzero(bytes).map_or(at, |p| (p + 1).max(at));
     Ok(TailAnalysis {
         end: at,
         next_lsn: expected,

@@ -52,6 +52,46 @@ pub(crate) fn step(bytes: &[u8], offset: usize, expected: Lsn) -> Step<'_> {
     }
 }
 
+/// Bytes compared at a time by [`first_nonzero`] and [`last_nonzero`].
+const WORD: usize = 16;
+
+fn word_is_zero(w: &[u8]) -> bool {
+    let mut a = [0u8; WORD];
+    a.copy_from_slice(w);
+    // Only compared with zero: the byte order does not matter.
+    u128::from_le_bytes(a) == 0
+}
+
+/// The offset of the first non-zero byte. A word at a time: the zeroed
+/// tail of a preallocated (or sparse) segment is scanned on every open.
+pub(crate) fn first_nonzero(bytes: &[u8]) -> Option<usize> {
+    let words = bytes.chunks_exact(WORD);
+    let rest = words.remainder();
+    let skip = words.take_while(|w| word_is_zero(w)).count() * WORD;
+    let tail = bytes.get(skip..).unwrap_or(rest);
+    tail.iter().position(|&b| b != 0).map(|p| skip + p)
+}
+
+/// The offset of the last non-zero byte, a word at a time.
+pub(crate) fn last_nonzero(bytes: &[u8]) -> Option<usize> {
+    let words = bytes.len() / WORD * WORD;
+    if let Some(p) = bytes
+        .get(words..)
+        .and_then(|r| r.iter().rposition(|&b| b != 0))
+    {
+        return Some(words + p);
+    }
+    let zero_words = bytes
+        .get(..words)
+        .unwrap_or_default()
+        .chunks_exact(WORD)
+        .rev()
+        .take_while(|w| word_is_zero(w))
+        .count();
+    let end = words - zero_words * WORD;
+    bytes.get(..end)?.iter().rposition(|&b| b != 0)
+}
+
 /// A CRC-valid frame found by [`find_next_valid`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Found {
@@ -71,7 +111,7 @@ pub(crate) fn find_next_valid(bytes: &[u8], from: usize, after: Lsn) -> Option<F
         if rest.first() == Some(&0) {
             // The length field of a frame is non-zero, so a frame's first
             // non-zero byte is within its first 4: skip the zero run.
-            match rest.iter().position(|&b| b != 0) {
+            match first_nonzero(rest) {
                 None => return None,
                 Some(nz) if nz > 3 => {
                     at += nz - 3;
@@ -219,5 +259,24 @@ mod tests {
         buf[offs[0] + 50] ^= 0xff;
         let s = survey_after_damage(&buf, offs[0], 3);
         assert_eq!(s.vouching, Some(offs[1]));
+    }
+
+    #[test]
+    fn nonzero_scans_agree_with_the_plain_ones() {
+        for len in [0usize, 1, 15, 16, 17, 31, 32, 33, 100] {
+            for at in 0..len {
+                let mut b = vec![0u8; len];
+                b[at] = 7;
+                assert_eq!(first_nonzero(&b), Some(at), "len {len} at {at}");
+                assert_eq!(last_nonzero(&b), Some(at), "len {len} at {at}");
+                if at + 3 < len {
+                    b[at + 3] = 1;
+                    assert_eq!(first_nonzero(&b), Some(at));
+                    assert_eq!(last_nonzero(&b), Some(at + 3));
+                }
+            }
+            assert_eq!(first_nonzero(&vec![0; len]), None);
+            assert_eq!(last_nonzero(&vec![0; len]), None);
+        }
     }
 }

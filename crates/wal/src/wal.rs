@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::clock::now_us;
 use crate::commit::{Io, WalStats, Writer};
 use crate::error::WalError;
-use crate::format::{LOCK_FILE, Lsn, SEGMENT_HEADER_LEN, WatermarkState};
+use crate::format::{LOCK_FILE, Lsn, MAX_SEGMENT_SIZE, SEGMENT_HEADER_LEN, WatermarkState};
 use crate::fs::{Fs, LockGuard, OpenMode, PathKind, StdFs};
 use crate::options::{SyncPolicy, WalOptions};
 use crate::recovery::{self, RecoveryReport};
@@ -377,15 +377,16 @@ fn recover_tail(
         .open(path, OpenMode::ReadWrite)
         .map_err(|e| WalError::io("open", path, e))?;
     let analysis = {
-        let bytes = file.contents().map_err(|e| WalError::io("read", path, e))?;
-        let analysis = recovery::analyze(&bytes, tail, opts.recovery, prior)?;
+        let contents = file.contents().map_err(|e| WalError::io("read", path, e))?;
+        let bytes = capped(&contents);
+        let analysis = recovery::analyze(bytes, tail, opts.recovery, prior)?;
         if let Some(cut) = &analysis.cut {
             tracing::warn!(
                 path = %path.display(), offset = cut.offset, bytes = cut.bytes, lsn = cut.lsn,
                 "cutting a torn tail: {}", cut.reason
             );
             if opts.keep_cut_bytes {
-                save_cut(fs, path, &bytes, analysis.end, cut.bytes)?;
+                save_cut(fs, path, bytes, analysis.end, cut.bytes)?;
             }
         }
         analysis
@@ -408,6 +409,13 @@ fn recover_tail(
     report.skipped = analysis.skipped;
     let io = Io::new(tail.clone(), file, analysis.end as u64);
     Ok((io, analysis.next_lsn))
+}
+
+/// A segment's bytes up to [`MAX_SEGMENT_SIZE`]: no record lies further,
+/// and a sparse or damaged file of any length costs no more than that.
+fn capped(bytes: &[u8]) -> &[u8] {
+    let limit = usize::try_from(MAX_SEGMENT_SIZE).unwrap_or(usize::MAX);
+    bytes.get(..limit).unwrap_or(bytes)
 }
 
 /// Copy the bytes about to be cut to `<segment>.<offset>.broken`, fsynced.
@@ -453,14 +461,12 @@ pub fn inspect(
     let file = fs
         .open(&tail.path, OpenMode::Read)
         .map_err(|e| WalError::io("open", &tail.path, e))?;
-    let mut buf = vec![
-        0u8;
-        usize::try_from(
-            file.len()
-                .map_err(|e| WalError::io("stat", &tail.path, e))?
-        )
-        .unwrap_or(0)
-    ];
+    // Read with `pread`, not mapped: a live writer may cut the file.
+    let len = file
+        .len()
+        .map_err(|e| WalError::io("stat", &tail.path, e))?
+        .min(MAX_SEGMENT_SIZE);
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
     let mut got = 0;
     while got < buf.len() {
         match file

@@ -498,3 +498,32 @@ fn a_reader_skips_a_segment_it_cannot_read_and_terminates() {
         "{errors:?}"
     );
 }
+
+/// A tail segment whose length was blown up (a sparse 64 GiB file: a
+/// damaged size, a stray `truncate -s`) costs readers, `inspect` and `open`
+/// no more than the largest segment a writer makes: nothing past
+/// `MAX_SEGMENT_SIZE` is ever allocated or read.
+#[test]
+fn a_huge_sparse_tail_costs_no_more_than_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    for i in 1..=3 {
+        wal.append(session(1), &event(i)).unwrap();
+    }
+    wal.close().unwrap();
+    let tail = dir.path().join("00000000000000000001.wal");
+    let f = std::fs::OpenOptions::new().write(true).open(&tail).unwrap();
+    if let Err(e) = f.set_len(64 << 30) {
+        println!("SKIPPED: this file system cannot hold a sparse 64 GiB file: {e}");
+        return;
+    }
+    drop(f);
+    assert_eq!(read_all(dir.path()).len(), 3);
+    let report = logbook_wal::inspect(dir.path(), RecoveryMode::default()).unwrap();
+    assert_eq!(report.next_lsn, 4);
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(wal.last_lsn(), 3);
+    assert_eq!(wal.append(session(1), &event(4)).unwrap(), 4);
+    drop(wal);
+    assert_eq!(read_all(dir.path()).len(), 4);
+}
