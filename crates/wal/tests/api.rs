@@ -512,14 +512,14 @@ fn a_huge_sparse_tail_costs_no_more_than_a_segment() {
     }
     wal.close().unwrap();
     let tail = dir.path().join("00000000000000000001.wal");
-    let f = std::fs::OpenOptions::new().write(true).open(&tail).unwrap();
+    let f = fs::OpenOptions::new().write(true).open(&tail).unwrap();
     if let Err(e) = f.set_len(64 << 30) {
         println!("SKIPPED: this file system cannot hold a sparse 64 GiB file: {e}");
         return;
     }
     drop(f);
     assert_eq!(read_all(dir.path()).len(), 3);
-    let report = logbook_wal::inspect(dir.path(), RecoveryMode::default()).unwrap();
+    let report = inspect(dir.path(), RecoveryMode::default()).unwrap();
     assert_eq!(report.next_lsn, 4);
     let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
     assert_eq!(wal.last_lsn(), 3);
