@@ -58,6 +58,8 @@ pub(crate) struct Io {
     /// Bytes below this offset have been written (zeros past the records),
     /// so overwriting them changes no file-system metadata.
     pub(crate) zeroed_to: u64,
+    /// The records below this offset were fsynced.
+    pub(crate) synced_pos: u64,
 }
 
 impl Io {
@@ -68,6 +70,7 @@ impl Io {
             write_pos,
             sealed: false,
             zeroed_to: write_pos,
+            synced_pos: write_pos,
         }
     }
 }
@@ -155,12 +158,13 @@ struct Outcome {
 
 impl Outcome {
     /// `fdatasync` the active segment, counting and timing the call.
-    fn sync(&mut self, io: &Io) -> Result<(), WalError> {
+    fn sync(&mut self, io: &mut Io) -> Result<(), WalError> {
         let started = Instant::now();
         let synced = io.file.sync_data();
         self.fsync_micros += u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         synced.map_err(|e| WalError::fatal("fsync", &io.entry.path, e))?;
         self.fsyncs += 1;
+        io.synced_pos = io.write_pos;
         Ok(())
     }
 }
@@ -594,6 +598,17 @@ impl Writer {
     fn write_batch(&self, io: &mut Io, batch: &[u8], first: Lsn, end: Lsn, sync: bool) -> Outcome {
         let out = self.write_records(io, batch, first, end, sync);
         let poisoned = out.error.as_ref().is_some_and(|e| !e.is_disk_full());
+        if poisoned {
+            // After a failed fsync the pages past the last good one may be
+            // clean in the cache yet never written: cut them off, so that a
+            // reopen in this boot cannot read them back as records (besides
+            // the poisoned watermark, which says the same). Best effort: a
+            // failure here leaves that job to the watermark alone.
+            if let Err(e) = io.file.set_len(io.synced_pos) {
+                tracing::warn!(error = %e, path = %io.entry.path.display(), "cannot cut the unsynced tail of a poisoned log");
+            }
+            io.write_pos = io.synced_pos;
+        }
         if out.durable_end.is_some() || poisoned {
             let durable = out.durable_end.unwrap_or(0);
             self.publish_watermark(durable, poisoned);

@@ -284,6 +284,9 @@ impl Explorer {
         ]);
         let errno = self.rng.pick(&[libc::EIO, libc::ENOSPC, libc::EDQUOT]);
         let after = self.rng.below(6);
+        if std::env::var("LOGBOOK_DEBUG").is_ok() {
+            eprintln!("inject {op:?} errno {errno} after {after}");
+        }
         if op == Op::Write && self.rng.below(3) == 0 {
             let bytes = self.rng.below(200) as usize;
             self.fs.fail_write_partially(after, bytes, errno);
@@ -466,7 +469,19 @@ impl Explorer {
                 ex.restart(|_| {}, false);
                 continue;
             }
-            match ex.rng.below(100) {
+            let pick = ex.rng.below(100);
+            if std::env::var("LOGBOOK_DEBUG").is_ok() {
+                eprintln!(
+                    "op {pick} next {} durable {} poisoned {} sync {} write {} dir {}",
+                    ex.model.next,
+                    ex.model.durable,
+                    ex.model.poisoned,
+                    ex.fs.op_count(Op::Sync),
+                    ex.fs.op_count(Op::Write),
+                    ex.fs.op_count(Op::SyncDir)
+                );
+            }
+            match pick {
                 0..=54 => ex.append(),
                 55..=62 => ex.sync(),
                 63..=66 => ex.durable_lsn(),
