@@ -241,6 +241,62 @@ impl SessionBus {
         } else {
             Ok(())
         };
+        self.fan_out(event);
+        persisted
+    }
+
+    /// Publish one event like [`Self::try_emit`], from a task: the wait for
+    /// the durable sink yields the task instead of blocking its thread.
+    ///
+    /// A durable event is handed to [`DurableSink::write_async`] and
+    /// broadcast (and forwarded to the legacy mpsc) only once that resolved,
+    /// whatever it returned, exactly as `try_emit` does; an ephemeral event
+    /// is broadcast at once. Events one task emits in sequence are persisted
+    /// and broadcast in that order; events emitted concurrently (by several
+    /// tasks sharing a bus, or by futures polled together) are persisted in
+    /// the order the sink queued them and may be broadcast in another.
+    ///
+    /// # Errors
+    ///
+    /// The sink's error, for a durable event it failed to persist.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe for durable events: dropping the future while it
+    /// waits for the sink means the event is **not broadcast** (nor
+    /// forwarded), while the sink may still persist it (a `logbook_wal`
+    /// sink keeps it queued and makes it durable with its batch). Ephemeral
+    /// events are broadcast on the first poll.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use std::sync::Arc;
+    /// use logbook_bus::{MemorySink, SessionBus, SessionEvent};
+    ///
+    /// let sink = Arc::new(MemorySink::default());
+    /// let bus = SessionBus::new(8).with_durable_sink(sink.clone());
+    /// let mut rx = bus.subscribe();
+    /// bus.emit_async(SessionEvent::Done).await?; // persisted, then broadcast
+    /// assert_eq!(sink.events(), vec![SessionEvent::Done]);
+    /// assert_eq!(rx.recv().await.unwrap(), SessionEvent::Done);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn emit_async(&self, event: SessionEvent) -> io::Result<()> {
+        let persisted = if event.is_durable() {
+            self.sink.clone().write_async(event.clone()).await
+        } else {
+            Ok(())
+        };
+        self.fan_out(event);
+        persisted
+    }
+
+    /// Forward to the legacy mpsc, then broadcast.
+    fn fan_out(&self, event: SessionEvent) {
         if let Some(legacy) = &self.legacy {
             if let Err(error) = legacy.try_send(event.clone()) {
                 tracing::warn!(%error, "legacy mpsc forwarder dropped an event");
@@ -248,7 +304,6 @@ impl SessionBus {
         }
         // `send` fails only when there are no receivers: not an error here.
         let _ = self.tx.send(event);
-        persisted
     }
 }
 

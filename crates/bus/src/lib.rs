@@ -56,4 +56,4 @@ mod sink;
 pub use crate::bus::SessionBus;
 pub use crate::event::{KINDS, SessionEvent};
 pub use crate::payload::{RlmOutcome, TokenDelta, TokenEstimate, TokenSource, ToolStream};
-pub use crate::sink::{DurableSink, MemorySink, NoopSink};
+pub use crate::sink::{DurableSink, MemorySink, NoopSink, WriteFuture};

@@ -1,7 +1,9 @@
 //! The durable side of the bus: the [`DurableSink`] protocol and two small sinks.
 
+use std::future::Future;
 use std::io;
-use std::sync::{Mutex, PoisonError};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::SessionEvent;
 
@@ -28,6 +30,18 @@ use crate::SessionEvent;
 ///   error a sink may keep failing (a poisoned log does); retrying the same
 ///   event is allowed but may duplicate it if the first write did land.
 ///
+/// # The async path
+///
+/// [`SessionBus::emit_async`](crate::SessionBus::emit_async) calls
+/// [`DurableSink::write_async`] instead, from a task. Its future resolves
+/// with exactly what `write` would have returned; until then the task
+/// yields, and the thread runs other tasks. A sink that only implements
+/// `write` gets a provided `write_async` that runs `write` on tokio's
+/// blocking pool (`spawn_blocking`): it never stalls a runtime worker, but
+/// costs a hand-off to a pool thread and back per event, and a pool thread
+/// blocked for each event in flight. A sink that can queue an event and be
+/// told when it is durable (as `logbook_wal`'s does) overrides it.
+///
 /// # Examples
 ///
 /// ```
@@ -48,7 +62,54 @@ pub trait DurableSink: Send + Sync + 'static {
     /// Any I/O error of the underlying store; see the trait docs for what
     /// the caller may assume afterwards.
     fn write(&self, event: &SessionEvent) -> io::Result<()>;
+
+    /// Persist one durable event without blocking the calling thread; the
+    /// future resolves with what [`DurableSink::write`] would have returned.
+    ///
+    /// The provided implementation runs `write` on tokio's blocking pool
+    /// when called inside a tokio runtime (so no worker thread waits for
+    /// the disk), and inline otherwise (no runtime: nothing to stall).
+    ///
+    /// # Errors
+    ///
+    /// As [`DurableSink::write`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not cancel the write: with the provided
+    /// implementation the blocking call runs to its end; an overriding sink
+    /// documents what a dropped future leaves behind (for `logbook_wal`'s:
+    /// the record stays queued and becomes durable with its batch).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use std::sync::Arc;
+    /// use logbook_bus::{DurableSink, MemorySink, SessionEvent};
+    ///
+    /// let sink = Arc::new(MemorySink::default());
+    /// sink.clone().write_async(SessionEvent::Done).await?; // `write`, off the worker
+    /// assert_eq!(sink.events(), vec![SessionEvent::Done]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn write_async(self: Arc<Self>, event: SessionEvent) -> WriteFuture {
+        Box::pin(async move {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => runtime
+                    .spawn_blocking(move || self.write(&event))
+                    .await
+                    .unwrap_or_else(|e| Err(io::Error::other(e))),
+                Err(_) => self.write(&event),
+            }
+        })
+    }
 }
+
+/// The future of [`DurableSink::write_async`].
+pub type WriteFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'static>>;
 
 /// A sink that drops everything: the default of a new bus.
 #[derive(Debug, Clone, Copy, Default)]

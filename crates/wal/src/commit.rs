@@ -30,10 +30,13 @@
 //! (`docs/format.md`, "The durable watermark") for readers and for the next
 //! `open`.
 
+use std::collections::BTreeMap;
 use std::mem;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -46,6 +49,8 @@ use crate::format::{
 use crate::fs::{Fs, FsFile, LockGuard};
 use crate::options::{SyncPolicy, WalOptions};
 use crate::segment::{self, SegmentEntry};
+
+mod durable;
 
 /// The active segment; only the leader touches it.
 #[derive(Debug)]
@@ -137,6 +142,17 @@ struct State {
     /// Under `Batch` and `Never`: a write failed for a full disk and the
     /// records it could not write are still queued (see the module docs).
     stalled: Option<WalError>,
+    /// Tasks waiting for their record to be durable (`Wal::append_async`),
+    /// by LSN and a number telling apart two waits on a reused LSN.
+    async_waiters: BTreeMap<(Lsn, u64), Waker>,
+    /// Numbers the async waits.
+    async_seq: u64,
+    /// Under `Always`: every async record is below this LSN; the committer
+    /// thread leads until they are durable.
+    async_until: Lsn,
+    /// Under `Never`: an async append filled the buffer; the committer
+    /// thread writes it.
+    async_flush: bool,
     poisoned: Option<Arc<WalError>>,
     closed: bool,
     stats: WalStats,
@@ -183,6 +199,9 @@ pub(crate) struct Writer {
     turn: [Condvar; 2],
     /// Wakes the `SyncPolicy::Batch` flusher.
     flusher: Condvar,
+    /// Wakes the committer thread of async appends (see [`durable`]).
+    committer: Condvar,
+    committer_thread: Mutex<Option<JoinHandle<()>>>,
     io: Mutex<Io>,
     durable_end: AtomicU64,
     progress: watch::Sender<Progress>,
@@ -249,12 +268,18 @@ impl Writer {
                 epoch: 0,
                 discards: Vec::new(),
                 stalled: None,
+                async_waiters: BTreeMap::new(),
+                async_seq: 0,
+                async_until: 0,
+                async_flush: false,
                 poisoned: None,
                 closed: false,
                 stats: WalStats::default(),
             }),
             turn: [Condvar::new(), Condvar::new()],
             flusher: Condvar::new(),
+            committer: Condvar::new(),
+            committer_thread: Mutex::new(None),
             io: Mutex::new(io),
             durable_end: AtomicU64::new(next_lsn),
             progress,
@@ -310,13 +335,8 @@ impl Writer {
         f(&mut lock(&self.io))
     }
 
-    /// Append one record; see the module docs for when this returns.
-    pub(crate) fn append(
-        &self,
-        session: Uuid,
-        payload: &[u8],
-        timestamp_us: u64,
-    ) -> Result<Lsn, WalError> {
+    /// Refuse a payload the log cannot take, before anything is queued.
+    fn admit(&self, payload: &[u8]) -> Result<(), WalError> {
         if payload.is_empty() {
             return Err(WalError::EmptyRecord);
         }
@@ -326,11 +346,17 @@ impl Writer {
                 max: self.max_payload,
             });
         }
-        let mut st = lock(&self.state);
-        Self::check_open(&st)?;
-        if st.stalled.is_some() {
-            st = self.retry_stalled(st)?;
-        }
+        Ok(())
+    }
+
+    /// Give the record the next LSN and queue it; returns its LSN and the
+    /// epoch it was queued in.
+    fn queue(
+        st: &mut State,
+        session: Uuid,
+        payload: &[u8],
+        timestamp_us: u64,
+    ) -> Result<(Lsn, usize), WalError> {
         let lsn = st.next_lsn;
         if lsn > MAX_LSN {
             return Err(WalError::LsnExhausted);
@@ -344,7 +370,23 @@ impl Writer {
             session,
         };
         encode_frame(&mut st.pending, &header, payload);
-        let epoch = st.epoch;
+        Ok((lsn, st.epoch))
+    }
+
+    /// Append one record; see the module docs for when this returns.
+    pub(crate) fn append(
+        &self,
+        session: Uuid,
+        payload: &[u8],
+        timestamp_us: u64,
+    ) -> Result<Lsn, WalError> {
+        self.admit(payload)?;
+        let mut st = lock(&self.state);
+        Self::check_open(&st)?;
+        if st.stalled.is_some() {
+            st = self.retry_stalled(st)?;
+        }
+        let (lsn, epoch) = Self::queue(&mut st, session, payload, timestamp_us)?;
         match self.opts.sync {
             SyncPolicy::Always => self.wait_for(st, lsn, epoch),
             SyncPolicy::Batch { max_bytes, .. } => {
@@ -501,6 +543,17 @@ impl Writer {
             if !go_on {
                 st.leader = false;
             }
+            // Async waiters whose record is now durable (all of them if the
+            // log failed: they learn it when polled).
+            let wakers = if everyone {
+                mem::take(&mut st.async_waiters)
+            } else {
+                let durable = st.durable_end;
+                let rest = st.async_waiters.split_off(&(durable, 0));
+                mem::replace(&mut st.async_waiters, rest)
+            };
+            let committer = !go_on
+                && (st.poisoned.is_some() || st.durable_end < st.async_until || st.async_flush);
             // Whom to wake, decided under the lock: a thread that starts
             // waiting after it is released sees this turn's outcome first.
             let parity = |batch: u64| (batch % 2) as usize;
@@ -512,6 +565,12 @@ impl Writer {
             // Notify with the lock released, so that woken threads do not
             // immediately block on it; the next batch's leader goes first.
             drop(st);
+            for (_, waker) in wakers {
+                waker.wake();
+            }
+            if committer {
+                self.committer.notify_one();
+            }
             if everyone {
                 for (turn, &n) in self.turn.iter().zip(&waiting) {
                     if n > 0 {
@@ -576,6 +635,7 @@ impl Writer {
                 st.pending.clear();
                 st.pending_first = from;
                 st.next_lsn = from;
+                st.async_until = st.async_until.min(from);
                 st.discards.push((from, error));
                 st.epoch += 1;
             }
@@ -775,6 +835,7 @@ impl Writer {
         let first = !st.closed;
         st.closed = true;
         self.flusher.notify_all();
+        self.committer.notify_all();
         self.sync_locked(st)?;
         if first {
             let _io = lock(&self.io);

@@ -115,6 +115,44 @@ struct State {
     mutations: u64,
     cut_at: Option<u64>,
     was_cut: bool,
+    holds: BTreeMap<Op, Arc<GateState>>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// (released, threads waiting at it)
+    state: Mutex<(bool, usize)>,
+    opened: std::sync::Condvar,
+}
+
+/// Holds every `op` of a [`SimFs`] until [`Gate::release`] (see
+/// [`SimFs::hold`]). Dropping the gate releases it.
+#[derive(Debug)]
+pub struct Gate {
+    fs: SimFs,
+    op: Op,
+    gate: Arc<GateState>,
+}
+
+impl Gate {
+    /// How many threads are held at the gate now.
+    #[must_use]
+    pub fn waiting(&self) -> usize {
+        lock(&self.gate.state).1
+    }
+
+    /// Let every held and later operation through.
+    pub fn release(&self) {
+        lock(&self.gate.state).0 = true;
+        self.gate.opened.notify_all();
+        self.fs.st().holds.remove(&self.op);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// The simulated file system. Clones share the same state.
@@ -308,6 +346,36 @@ impl SimFs {
                 partial: Some(bytes),
             },
         );
+    }
+
+    /// Hold every `op` (before it takes effect) until the returned gate is
+    /// released: lets a test see what other threads and tasks do while an
+    /// fsync is in progress.
+    #[must_use]
+    pub fn hold(&self, op: Op) -> Gate {
+        let gate = Arc::new(GateState::default());
+        self.st().holds.insert(op, gate.clone());
+        Gate {
+            fs: self.clone(),
+            op,
+            gate,
+        }
+    }
+
+    /// Wait at `op`'s gate, if one is held.
+    fn pass(&self, op: Op) {
+        let gate = self.st().holds.get(&op).cloned();
+        if let Some(gate) = gate {
+            let mut state = lock(&gate.state);
+            state.1 += 1;
+            while !state.0 {
+                state = gate
+                    .opened
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            state.1 -= 1;
+        }
     }
 
     /// Remove every pending fault.
@@ -650,6 +718,7 @@ impl FsFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.fs.pass(Op::Sync);
         let mut st = self.live()?;
         if let Err((e, _)) = st.check(Op::Sync) {
             // Linux marks the pages clean after a failed writeback; a

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::io;
 use std::sync::Arc;
 
-use logbook_bus::{DurableSink, SessionEvent, codec};
+use logbook_bus::{DurableSink, SessionEvent, WriteFuture, codec};
 use uuid::Uuid;
 
 use crate::error::WalError;
@@ -51,6 +51,20 @@ impl DurableSink for WalSink {
             .append(self.session, event)
             .map(drop)
             .map_err(io::Error::from)
+    }
+
+    /// Natively async: the event is queued into the group commit without
+    /// blocking and the future resolves when its batch is durable (see
+    /// [`Wal::append_async`], which also says what a dropped future leaves
+    /// behind).
+    fn write_async(self: Arc<Self>, event: SessionEvent) -> WriteFuture {
+        Box::pin(async move {
+            self.wal
+                .append_async(self.session, &event)
+                .await
+                .map(drop)
+                .map_err(io::Error::from)
+        })
     }
 }
 

@@ -67,6 +67,7 @@ impl Drop for Inner {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
+        self.writer.join_committer();
     }
 }
 
@@ -201,6 +202,54 @@ impl Wal {
     /// As [`Wal::append`]; also [`WalError::EmptyRecord`].
     pub fn append_raw(&self, session: Uuid, payload: &[u8]) -> Result<Lsn, WalError> {
         self.inner.writer.append(session, payload, now_us())
+    }
+
+    /// Append one event of `session` without blocking the calling thread;
+    /// resolves to its LSN when [`Wal::append`] would have returned: under
+    /// [`SyncPolicy::Always`] once the batch holding it is fsynced, under
+    /// `Batch` and `Never` once it is queued.
+    ///
+    /// The record is encoded and queued into the group commit when the
+    /// future is first polled (a memory copy under a short lock, never
+    /// I/O). The write and `fdatasync` run on another thread: one appending
+    /// synchronously, or the log's committer thread, started by the first
+    /// async append. Records from tasks and threads that queue meanwhile
+    /// share one fsync. Under a full disk (`Batch`, `Never`) an async append
+    /// fails with [`WalError::DiskFull`] without retrying the write itself:
+    /// the flusher or a `sync` does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before its first poll appends nothing. Dropping
+    /// it afterwards only stops the waiting: the record is queued, keeps
+    /// its LSN and becomes durable with its batch (or is lost with it, as
+    /// any queued record).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), logbook_wal::WalError> {
+    /// use logbook_bus::SessionEvent;
+    /// use logbook_wal::{Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let session = uuid::Uuid::new_v4();
+    /// let lsn = wal.append_async(session, &SessionEvent::Done).await?;
+    /// assert_eq!(wal.durable_lsn(), lsn); // fsynced, by another thread
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn append_async(&self, session: Uuid, event: &SessionEvent) -> Result<Lsn, WalError> {
+        let ticket = encode_event(event, |payload| {
+            self.inner.writer.enqueue(session, payload, now_us())
+        })?;
+        ticket.wait().await
     }
 
     /// A [`DurableSink`](logbook_bus::DurableSink) writing `session`'s

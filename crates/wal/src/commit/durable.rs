@@ -1,0 +1,204 @@
+//! Async appends: queue a record without blocking, and a future that
+//! resolves when the batch holding it is durable.
+//!
+//! [`Writer::enqueue`] encodes the record into the pending batch under the
+//! state lock (a memory copy, never I/O) and returns a [`Ticket`]. Under
+//! `SyncPolicy::Always` the ticket waits for durability: the record is
+//! written and fsynced by whichever thread leads next — a thread appending
+//! synchronously, or the writer's **committer thread**, started at the
+//! first async append, which leads whenever async records are not yet
+//! durable and nobody else leads. So the `fdatasync` never runs on the
+//! task's thread, and all records queued meanwhile, sync and async, share
+//! it. A waiting ticket registers its task's waker under its LSN; the
+//! leader wakes exactly the tickets its fsync made durable (every ticket,
+//! if the log failed), with no channel scanned per record.
+//!
+//! Under `Batch` and `Never` a ticket is ready at once, as the blocking
+//! append returns once queued: the flusher (`Batch`) or a `sync` (`Never`)
+//! makes it durable. An async append under `Never` that fills the buffer
+//! leaves the write to the committer thread.
+//!
+//! Cancelling (dropping) a waiting ticket removes its waker; the record
+//! stays queued and becomes durable with its batch.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use uuid::Uuid;
+
+use super::{Writer, lock};
+use crate::error::WalError;
+use crate::format::Lsn;
+use crate::options::SyncPolicy;
+
+/// An enqueued record: ready, or waiting for its batch's fsync.
+#[derive(Debug)]
+pub(crate) enum Ticket {
+    /// Queued (or durable): nothing to wait for under this policy.
+    Ready(Lsn),
+    /// Durable once this resolves.
+    Waiting(Durable),
+}
+
+impl Ticket {
+    /// Wait for the ticket.
+    pub(crate) async fn wait(self) -> Result<Lsn, WalError> {
+        match self {
+            Ticket::Ready(lsn) => Ok(lsn),
+            Ticket::Waiting(durable) => durable.await,
+        }
+    }
+}
+
+/// Resolves when `lsn` is durable, or with the error that lost it.
+#[derive(Debug)]
+pub(crate) struct Durable {
+    writer: Arc<Writer>,
+    lsn: Lsn,
+    epoch: usize,
+    /// The key of this wait's waker, once registered.
+    key: Option<(Lsn, u64)>,
+}
+
+impl Future for Durable {
+    type Output = Result<Lsn, WalError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let mut st = lock(&this.writer.state);
+        let outcome = if let Err(e) = Writer::discarded(&st, this.lsn, this.epoch) {
+            Some(Err(e))
+        } else if this.lsn < st.durable_end {
+            Some(Ok(this.lsn))
+        } else {
+            st.poisoned.as_ref().map(|cause| {
+                Err(WalError::Poisoned {
+                    cause: cause.clone(),
+                })
+            })
+        };
+        if let Some(outcome) = outcome {
+            if let Some(key) = this.key.take() {
+                st.async_waiters.remove(&key);
+            }
+            return Poll::Ready(outcome);
+        }
+        let key = *this.key.get_or_insert_with(|| {
+            st.async_seq += 1;
+            (this.lsn, st.async_seq)
+        });
+        st.async_waiters.insert(key, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Durable {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            lock(&self.writer.state).async_waiters.remove(&key);
+        }
+    }
+}
+
+impl Writer {
+    /// Queue one record without blocking on I/O; see the module docs.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        session: Uuid,
+        payload: &[u8],
+        timestamp_us: u64,
+    ) -> Result<Ticket, WalError> {
+        self.admit(payload)?;
+        let mut st = lock(&self.state);
+        Self::check_open(&st)?;
+        if let Some(error) = &st.stalled {
+            // A full disk: the flusher (`Batch`) or a `sync` (`Never`)
+            // retries; an async append never writes on its caller's thread.
+            return Err(error.clone());
+        }
+        let (lsn, epoch) = Self::queue(&mut st, session, payload, timestamp_us)?;
+        match self.opts.sync {
+            SyncPolicy::Always => {
+                st.async_until = st.async_until.max(lsn + 1);
+                let idle = !st.leader;
+                drop(st);
+                self.start_committer()?;
+                if idle {
+                    self.committer.notify_one();
+                }
+                Ok(Ticket::Waiting(Durable {
+                    writer: self.clone(),
+                    lsn,
+                    epoch,
+                    key: None,
+                }))
+            }
+            SyncPolicy::Batch { max_bytes, .. } => {
+                if lsn == st.durable_end || st.pending.len() >= max_bytes {
+                    self.flusher.notify_one();
+                }
+                Ok(Ticket::Ready(lsn))
+            }
+            SyncPolicy::Never => {
+                if st.pending.len() >= self.opts.buffer_bytes {
+                    st.async_flush = true;
+                    let idle = !st.leader;
+                    drop(st);
+                    self.start_committer()?;
+                    if idle {
+                        self.committer.notify_one();
+                    }
+                }
+                Ok(Ticket::Ready(lsn))
+            }
+        }
+    }
+
+    /// Start the committer thread, once.
+    fn start_committer(self: &Arc<Self>) -> Result<(), WalError> {
+        let mut slot = lock(&self.committer_thread);
+        if slot.is_none() {
+            let writer = self.clone();
+            let handle = std::thread::Builder::new()
+                .name("logbook-committer".into())
+                .spawn(move || writer.run_committer())
+                .map_err(|e| WalError::io("spawn the committer thread", &self.dir, e))?;
+            *slot = Some(handle);
+        }
+        Ok(())
+    }
+
+    /// The committer thread: lead while async records wait and nobody else
+    /// leads; exit once the log is closed (or poisoned).
+    fn run_committer(&self) {
+        let mut st = lock(&self.state);
+        loop {
+            if st.poisoned.is_some() {
+                return;
+            }
+            let want_sync = st.durable_end < st.async_until;
+            if !st.leader && (want_sync || st.async_flush) {
+                st.async_flush = false;
+                st = self.lead(st, want_sync);
+                continue;
+            }
+            if st.closed && !want_sync {
+                return;
+            }
+            st = self
+                .committer
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Wait for the committer thread to exit (after `close`).
+    pub(crate) fn join_committer(&self) {
+        let handle = lock(&self.committer_thread).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
