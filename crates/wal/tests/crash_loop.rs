@@ -3,7 +3,9 @@
 //! acknowledged LSN; the parent `SIGKILL`s it at a random moment, reopens
 //! the log and checks that every acknowledged record is present and intact
 //! and that LSNs stay gapless. 30 cycles by default;
-//! `LOGBOOK_CRASH_CYCLES=N` for more.
+//! `LOGBOOK_CRASH_CYCLES=N` for more. The same loop runs with a child that
+//! emits through `SessionBus::emit_async` from 64 tasks on a 2-worker tokio
+//! runtime.
 
 mod common;
 
@@ -39,6 +41,67 @@ impl DurableSink for Printing {
     }
 }
 
+/// The async child's sink: prints the LSN once `append_async` resolved.
+struct PrintingAsync {
+    inner: WalSink,
+    thread: u64,
+}
+
+impl DurableSink for PrintingAsync {
+    fn write(&self, _: &SessionEvent) -> std::io::Result<()> {
+        unreachable!("the async child only calls emit_async")
+    }
+
+    fn write_async(self: Arc<Self>, event: SessionEvent) -> logbook_bus::WriteFuture {
+        Box::pin(async move {
+            let lsn = self
+                .inner
+                .wal()
+                .append_async(self.inner.session(), &event)
+                .await?;
+            let SessionEvent::UserMessage(text) = &event else {
+                unreachable!()
+            };
+            println!("ACK {lsn} {} {text}", self.thread);
+            Ok(())
+        })
+    }
+}
+
+const TASKS: u64 = 64;
+
+fn async_child(dir: &Path) {
+    let wal = Wal::open(dir, small(32 * 1024)).unwrap();
+    let run = std::process::id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let sink = PrintingAsync {
+                    inner: wal.sink(session(t)),
+                    thread: t,
+                };
+                let bus = SessionBus::new(16).with_durable_sink(Arc::new(sink));
+                tokio::spawn(async move {
+                    for seq in 0u64.. {
+                        let pad = "p".repeat((seq % 200) as usize);
+                        bus.emit_async(SessionEvent::UserMessage(format!("{run}/{t}/{seq}/{pad}")))
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
 fn child(dir: &Path) {
     // Small segments, so that kills land during rolls too.
     let wal = Wal::open(dir, small(32 * 1024)).unwrap();
@@ -68,6 +131,20 @@ fn sigkill_loop_loses_no_acknowledged_record() {
         child(Path::new(&dir));
         return;
     }
+    crash_loop("sigkill_loop_loses_no_acknowledged_record");
+}
+
+#[test]
+fn sigkill_loop_through_emit_async_from_many_tasks() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        async_child(Path::new(&dir));
+        return;
+    }
+    crash_loop("sigkill_loop_through_emit_async_from_many_tasks");
+}
+
+/// Run the child test `name` and `SIGKILL` it, again and again.
+fn crash_loop(name: &str) {
     let cycles: u64 = std::env::var("LOGBOOK_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -90,12 +167,7 @@ fn sigkill_loop_loses_no_acknowledged_record() {
     let mut total_cut = 0;
     for cycle in 0..cycles {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "sigkill_loop_loses_no_acknowledged_record",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
