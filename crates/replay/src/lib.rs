@@ -91,10 +91,12 @@ mod tokens;
 mod tools;
 
 pub use crate::error::ReplayError;
-pub use crate::list::{LogSummary, SessionSummary, interrupted, list_sessions, list_sessions_with};
+pub use crate::list::{
+    LogSummary, SessionSummary, interrupted, interrupted_at_open, list_sessions, list_sessions_with,
+};
 pub use crate::publish::{Pace, publish};
 pub use crate::rebuild::session_state;
-pub use crate::resume::{Resumed, resume};
+pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
 pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords};
 pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};
 pub use crate::status::SessionStatus;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use logbook_bus::SessionEvent;
-use logbook_wal::{EventRecord, Lsn, TailDamage, WalError};
+use logbook_wal::{EventRecord, Lsn, TailDamage, Wal, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
@@ -311,6 +311,70 @@ pub fn interrupted(dir: impl AsRef<Path>) -> Result<Vec<SessionSummary>, ReplayE
         .into_iter()
         .filter(|s| s.status == SessionStatus::Interrupted)
         .collect())
+}
+
+/// The sessions the log of `wal` held unfinished when this writer opened
+/// it: a crash (or an earlier run) left them without a terminal event.
+/// Ordered by first LSN.
+///
+/// This is the startup path of a runtime: open the log (taking the writer
+/// lock, so no other process can take it meanwhile), ask this, resume what
+/// it returns ([`resume_many`](crate::resume_many)), then serve. Only the
+/// records below [`RecoveryReport::next_lsn`](logbook_wal::RecoveryReport)
+/// count: what this writer appended since does not change the answer. A
+/// log that `open` just created answers an empty list.
+///
+/// # Errors
+///
+/// As [`list_sessions`].
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_wal::{Uuid, Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let cut = Uuid::new_v4();
+/// {
+///     let wal = Wal::open(dir.path(), WalOptions::default())?; // first start: empty
+///     assert!(logbook_replay::interrupted_at_open(&wal)?.is_empty());
+///     wal.append(cut, &SessionEvent::UserMessage("still there?".into()))?;
+/// } // the process dies
+/// let wal = Wal::open(dir.path(), WalOptions::default())?; // the next start
+/// let cut_off = logbook_replay::interrupted_at_open(&wal)?;
+/// assert_eq!(cut_off[0].session, cut);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn interrupted_at_open(wal: &Wal) -> Result<Vec<SessionSummary>, ReplayError> {
+    let end = wal.recovery().next_lsn;
+    if wal.recovery().created {
+        return Ok(Vec::new());
+    }
+    let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
+    scan(wal.dir(), None, OnCorruption::Fail, |item| match item {
+        Item::Event(record) if record.lsn < end => tallies
+            .entry(record.session)
+            .or_insert_with(|| Tally::new(record.session, record.lsn, record.timestamp_us))
+            .apply(&record),
+        Item::Skipped {
+            lsn,
+            timestamp_us,
+            session,
+        } if lsn < end => tallies
+            .entry(session)
+            .or_insert_with(|| Tally::new(session, lsn, timestamp_us))
+            .skip(lsn, timestamp_us),
+        _ => {}
+    })?;
+    // Everything below `end` was written by writers that are gone.
+    let mut sessions: Vec<SessionSummary> = tallies
+        .into_values()
+        .map(|t| t.finish(false))
+        .filter(|s| s.status == SessionStatus::Interrupted)
+        .collect();
+    sessions.sort_by_key(|s| s.first_lsn);
+    Ok(sessions)
 }
 
 #[cfg(test)]

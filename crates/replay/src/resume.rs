@@ -6,8 +6,11 @@ use logbook_bus::SessionEvent;
 use logbook_wal::{EventRecord, Lsn, Reader, Wal, WalSink};
 use uuid::Uuid;
 
+use std::collections::HashMap;
+
 use crate::error::ReplayError;
 use crate::rebuild::session_state;
+use crate::scan::{Item, OnCorruption, scan};
 use crate::state::{SessionState, TranscriptEntry};
 use crate::status::SessionStatus;
 use crate::tools::ToolCall;
@@ -133,6 +136,175 @@ pub fn resume(wal: &Wal, session: Uuid) -> Result<Resumed, ReplayError> {
         transcript,
         sink,
     })
+}
+
+/// Resume several unfinished sessions in one pass: one scan of the log
+/// rebuilds all of them, their `SessionResumed` records are appended
+/// together ([`Wal::append_many`]: one group commit) and read back in one
+/// pass. The result is in the order of `sessions`, each as [`resume`]
+/// returns it.
+///
+/// # Errors
+///
+/// As [`resume`], for the first session that cannot be resumed (nothing is
+/// appended then), or the error of the append.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{interrupted_at_open, resume_many};
+/// use logbook_wal::{Uuid, Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+/// {
+///     let wal = Wal::open(dir.path(), WalOptions::default())?;
+///     wal.append(a, &SessionEvent::UserMessage("one".into()))?;
+///     wal.append(b, &SessionEvent::UserMessage("two".into()))?;
+/// } // the process dies
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let cut_off: Vec<Uuid> = interrupted_at_open(&wal)?.iter().map(|s| s.session).collect();
+/// let resumed = resume_many(&wal, &cut_off)?;
+/// assert_eq!((resumed[0].last_lsn, resumed[1].last_lsn), (1, 2));
+/// assert_eq!((resumed[0].resumed_lsn, resumed[1].resumed_lsn), (3, 4));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn resume_many(wal: &Wal, sessions: &[Uuid]) -> Result<Vec<Resumed>, ReplayError> {
+    let dir = wal.dir();
+    let mut states: HashMap<Uuid, SessionState> = sessions
+        .iter()
+        .map(|&id| (id, SessionState::new(id)))
+        .collect();
+    scan(dir, None, OnCorruption::Fail, |item| match item {
+        Item::Event(record) => {
+            if let Some(state) = states.get_mut(&record.session) {
+                state.apply(&record);
+            }
+        }
+        Item::Skipped {
+            lsn,
+            timestamp_us,
+            session,
+        } => {
+            if let Some(state) = states.get_mut(&session) {
+                state.note_skipped(lsn, timestamp_us);
+            }
+        }
+    })?;
+    let mut plans = Vec::with_capacity(sessions.len());
+    for &session in sessions {
+        let state = states
+            .remove(&session)
+            .ok_or(ReplayError::UnknownSession(session))?;
+        if *state.status() == SessionStatus::Completed {
+            return Err(ReplayError::AlreadyCompleted {
+                session,
+                done_lsn: state.ended_at().unwrap_or_default(),
+            });
+        }
+        let last_lsn = state
+            .last_lsn()
+            .ok_or(ReplayError::UnknownSession(session))?;
+        plans.push((session, state, last_lsn));
+    }
+    let records: Vec<(Uuid, SessionEvent)> = plans
+        .iter()
+        .map(|(session, _, last_lsn)| {
+            (
+                *session,
+                SessionEvent::SessionResumed {
+                    from_lsn: *last_lsn,
+                },
+            )
+        })
+        .collect();
+    let lsns = wal
+        .append_many(&records)
+        .map_err(|e| ReplayError::wal("appending SessionResumed to", dir, e))?;
+    let stamps = appended_many_at(wal, &lsns);
+    let mut out = Vec::with_capacity(plans.len());
+    for ((session, mut state, last_lsn), (lsn, (_, event))) in
+        plans.into_iter().zip(lsns.into_iter().zip(records))
+    {
+        let pending_tool_calls = state.pending_tool_calls().into_iter().cloned().collect();
+        let transcript = state.transcript().to_vec();
+        let timestamp_us = stamps.get(&lsn).copied().unwrap_or_else(now_us);
+        state.apply(&EventRecord {
+            lsn,
+            timestamp_us,
+            session,
+            event,
+        });
+        out.push(Resumed {
+            state,
+            last_lsn,
+            resumed_lsn: lsn,
+            pending_tool_calls,
+            transcript,
+            sink: wal.sink(session),
+        });
+    }
+    Ok(out)
+}
+
+/// [`resume_many`] from a task: the scan and the append run on tokio's
+/// blocking pool, so no runtime worker waits for the disk.
+///
+/// # Errors
+///
+/// As [`resume_many`].
+///
+/// # Cancel safety
+///
+/// Dropping the future does not stop the work, which runs to its end on
+/// the blocking pool (the sessions may then be resumed).
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub async fn resume_many_async(wal: &Wal, sessions: &[Uuid]) -> Result<Vec<Resumed>, ReplayError> {
+    let dir = wal.dir().to_path_buf();
+    let (wal, sessions) = (wal.clone(), sessions.to_vec());
+    match tokio::task::spawn_blocking(move || resume_many(&wal, &sessions)).await {
+        Ok(resumed) => resumed,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(ReplayError::wal(
+            "resuming sessions in",
+            &dir,
+            logbook_wal::WalError::Closed,
+        )),
+    }
+}
+
+/// The timestamps the log gave the records at `lsns`, read back in one pass.
+fn appended_many_at(wal: &Wal, lsns: &[Lsn]) -> HashMap<Lsn, u64> {
+    let mut want: std::collections::HashSet<Lsn> = lsns.iter().copied().collect();
+    let mut out = HashMap::new();
+    let Some(&first) = lsns.iter().min() else {
+        return out;
+    };
+    if let Ok(reader) = Reader::open(wal.dir()) {
+        let mut reader = reader.from_lsn(first);
+        while !want.is_empty() {
+            match reader.next_ref() {
+                Some(Ok(rec)) => {
+                    if want.remove(&rec.lsn) {
+                        out.insert(rec.lsn, rec.timestamp_us);
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// The timestamp the log gave the record at `lsn`, read back so that the

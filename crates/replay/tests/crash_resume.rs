@@ -16,7 +16,9 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use logbook_bus::{SessionBus, SessionEvent, TokenDelta, TokenSource};
-use logbook_replay::{Role, SessionStatus, interrupted, list_sessions, resume, session_state};
+use logbook_replay::{
+    ReplayError, Role, SessionStatus, interrupted, list_sessions, resume, session_state,
+};
 use logbook_wal::{Wal, WalOptions, is_locked};
 use uuid::Uuid;
 
@@ -324,4 +326,73 @@ fn sigkill_mid_session_then_resume() {
         .map(|s| s.session)
         .collect();
     assert_eq!(still, BTreeSet::from([id(untouched_n), id(BUSY)]));
+}
+
+/// The runtime's startup path, in the order it needs it: open the log
+/// (taking the writer lock), ask which sessions a crash left unfinished
+/// *before* this writer opened it, resume all of them in one pass, serve.
+/// A fresh directory is the plain first-start case.
+#[test]
+fn startup_path_finds_and_resumes_every_interrupted_session_after_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert!(
+        logbook_replay::interrupted_at_open(&first)
+            .unwrap()
+            .is_empty()
+    );
+    let (done, cut1, cut2) = (id(1), id(2), id(3));
+    first
+        .append(done, &SessionEvent::UserMessage("a".into()))
+        .unwrap();
+    first
+        .append(cut1, &SessionEvent::UserMessage("b".into()))
+        .unwrap();
+    first.append(done, &SessionEvent::Done).unwrap();
+    first
+        .append(cut2, &SessionEvent::UserMessage("c".into()))
+        .unwrap();
+    drop(first); // as if the process died: nothing terminal for cut1, cut2
+
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    // The lock is ours now: the plain listing calls nothing interrupted…
+    assert!(logbook_replay::interrupted(dir.path()).unwrap().is_empty());
+    // …the startup question still answers.
+    let cut: Vec<Uuid> = logbook_replay::interrupted_at_open(&wal)
+        .unwrap()
+        .iter()
+        .map(|s| s.session)
+        .collect();
+    assert_eq!(cut, [cut1, cut2]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let resumed = rt
+        .block_on(logbook_replay::resume_many_async(&wal, &cut))
+        .unwrap();
+    assert_eq!(
+        wal.stats().fsyncs,
+        1,
+        "one group commit for every SessionResumed"
+    );
+    assert_eq!(
+        resumed
+            .iter()
+            .map(|r| (r.last_lsn, r.resumed_lsn))
+            .collect::<Vec<_>>(),
+        [(2, 5), (4, 6)]
+    );
+    // Still the answer after this writer appended: it is about the open.
+    assert_eq!(logbook_replay::interrupted_at_open(&wal).unwrap().len(), 2);
+    for r in &resumed {
+        assert_eq!(
+            r.state,
+            session_state(dir.path(), r.state.session_id()).unwrap(),
+            "the returned state is what a replay rebuilds"
+        );
+    }
+    // A completed session is refused, nothing appended.
+    let err = logbook_replay::resume_many(&wal, &[cut1, done]).unwrap_err();
+    assert!(matches!(err, ReplayError::AlreadyCompleted { .. }), "{err}");
+    assert_eq!(wal.last_lsn(), 6);
 }

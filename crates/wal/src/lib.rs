@@ -52,6 +52,7 @@
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
+mod block_on;
 mod clock;
 mod commit;
 mod error;
@@ -74,3 +75,6 @@ pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
 pub use crate::sink::{EventRecord, WalSink};
 pub use crate::wal::{Wal, inspect, is_locked};
+/// Sessions are named by UUIDs: re-exported so that users need no `uuid`
+/// dependency of their own to name one.
+pub use uuid::Uuid;

@@ -252,6 +252,73 @@ impl Wal {
         ticket.wait().await
     }
 
+    /// Append several events at once (each with its session); returns their
+    /// LSNs, in order, when [`Wal::append`] would have returned for the
+    /// last one. Under [`SyncPolicy::Always`] they share one group commit
+    /// instead of one fsync each (the committer thread of
+    /// [`Wal::append_async`] writes them); the calling thread waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append`]. On an error, the events before the failing one
+    /// may have been queued (and may become durable).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_bus::SessionEvent;
+    /// use logbook_wal::{Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    /// let lsns = wal.append_many(&[(a, SessionEvent::Done), (b, SessionEvent::Done)])?;
+    /// assert_eq!(lsns, [1, 2]);
+    /// assert_eq!(wal.stats().fsyncs, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_many(&self, events: &[(Uuid, SessionEvent)]) -> Result<Vec<Lsn>, WalError> {
+        let mut records = Vec::with_capacity(events.len());
+        for (session, event) in events {
+            records.push((
+                *session,
+                encode_event(event, |payload| Ok(payload.to_vec()))?,
+            ));
+        }
+        let tickets = self.inner.writer.enqueue_many(&records, now_us())?;
+        let mut lsns = Vec::with_capacity(tickets.len());
+        for ticket in tickets {
+            lsns.push(crate::block_on::block_on(ticket.wait())?);
+        }
+        Ok(lsns)
+    }
+
+    /// [`Wal::close`] without blocking a runtime worker: the final flush and
+    /// fsync run on tokio's blocking pool. Prefer it to dropping the last
+    /// `Wal` inside a runtime, which flushes, fsyncs and joins the log's
+    /// threads on the dropping thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::close`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not stop the close, which runs to its end
+    /// on the blocking pool.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn close_async(self) -> Result<(), WalError> {
+        let closing = tokio::task::spawn_blocking(move || {
+            let result = self.inner.writer.close();
+            drop(self);
+            result
+        });
+        closing.await.unwrap_or(Err(WalError::Closed))
+    }
+
     /// A [`DurableSink`](logbook_bus::DurableSink) writing `session`'s
     /// events to this log.
     #[must_use]

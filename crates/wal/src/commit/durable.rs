@@ -156,6 +156,65 @@ impl Writer {
         }
     }
 
+    /// [`Writer::enqueue`] for several records at once, queued under one
+    /// hold of the state lock: under `Always` they share one batch.
+    pub(crate) fn enqueue_many(
+        self: &Arc<Self>,
+        records: &[(Uuid, Vec<u8>)],
+        timestamp_us: u64,
+    ) -> Result<Vec<Ticket>, WalError> {
+        for (_, payload) in records {
+            self.admit(payload)?;
+        }
+        let mut st = lock(&self.state);
+        Self::check_open(&st)?;
+        if let Some(error) = &st.stalled {
+            return Err(error.clone());
+        }
+        let mut queued = Vec::with_capacity(records.len());
+        for (session, payload) in records {
+            queued.push(Self::queue(&mut st, *session, payload, timestamp_us)?);
+        }
+        let Some(&(last, _)) = queued.last() else {
+            return Ok(Vec::new());
+        };
+        let wait = match self.opts.sync {
+            SyncPolicy::Always => {
+                st.async_until = st.async_until.max(last + 1);
+                true
+            }
+            SyncPolicy::Batch { .. } => {
+                self.flusher.notify_one();
+                false
+            }
+            SyncPolicy::Never => {
+                st.async_flush |= st.pending.len() >= self.opts.buffer_bytes;
+                false
+            }
+        };
+        let flush = st.async_flush && !st.leader;
+        drop(st);
+        if wait || flush {
+            self.start_committer()?;
+            self.committer.notify_one();
+        }
+        Ok(queued
+            .into_iter()
+            .map(|(lsn, epoch)| {
+                if wait {
+                    Ticket::Waiting(Durable {
+                        writer: self.clone(),
+                        lsn,
+                        epoch,
+                        key: None,
+                    })
+                } else {
+                    Ticket::Ready(lsn)
+                }
+            })
+            .collect())
+    }
+
     /// Start the committer thread, once.
     fn start_committer(self: &Arc<Self>) -> Result<(), WalError> {
         let mut slot = lock(&self.committer_thread);
