@@ -356,7 +356,7 @@ fn startup_path_finds_and_resumes_every_interrupted_session_after_open() {
 
     let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
     // The lock is ours now: the plain listing calls nothing interrupted…
-    assert!(logbook_replay::interrupted(dir.path()).unwrap().is_empty());
+    assert!(interrupted(dir.path()).unwrap().is_empty());
     // …the startup question still answers.
     let cut: Vec<Uuid> = logbook_replay::interrupted_at_open(&wal)
         .unwrap()
