@@ -46,6 +46,10 @@ MUTANTS = [
  ("a poisoned writer cuts its unsynced tail off the file", "crates/wal/src/commit.rs",
   "            if let Err(e) = io.file.set_len(io.synced_pos) {",
   "            if let Err(e) = Ok::<(), std::io::Error>(()) {"),
+ ("a failed recovery fsync cuts the unvouched tail (same boot)", "crates/wal/src/wal.rs",
+  "        if same_boot {", "        if false && same_boot {"),
+ ("a failed recovery fsync cuts nothing in another boot", "crates/wal/src/wal.rs",
+  "            && boot_id != BootId::default();", "            && boot_id != BootId::default() || true;"),
  ("recovery refuses damage below the watermark", "crates/wal/src/recovery.rs",
   "                if vouched {\n                    return Err(WalError::DurableDamaged {",
   "                if false {\n                    return Err(WalError::DurableDamaged {"),
@@ -58,8 +62,7 @@ MUTANTS = [
  ("segment base LSN 0 refused", "crates/wal/src/segment.rs",
   "if base_lsn == 0 || base_lsn > MAX_LSN {", "if false {"),
  ("recovery fsyncs what it keeps", "crates/wal/src/wal.rs",
-  "    file.sync_data()\n        .map_err(|e| WalError::fatal(\"fsync\", path, e))?;\n    report.tail",
-  "    report.tail"),
+  "    if let Err(e) = file.sync_data() {", "    if let Err(e) = Ok::<(), std::io::Error>(()) {"),
 ]
 
 

@@ -44,7 +44,8 @@ use uuid::Uuid;
 
 use crate::error::WalError;
 use crate::format::{
-    FrameHeader, LOCK_FILE, Lsn, MAX_LSN, SEGMENT_HEADER_LEN, Watermark, encode_frame, frame_len,
+    BootId, FrameHeader, LOCK_FILE, Lsn, MAX_LSN, SEGMENT_HEADER_LEN, Watermark, encode_frame,
+    frame_len,
 };
 use crate::fs::{Fs, FsFile, LockGuard};
 use crate::options::{SyncPolicy, WalOptions};
@@ -211,6 +212,8 @@ pub(crate) struct Writer {
     published: AtomicU64,
     /// Whether a failed publication was already reported.
     publish_failed: AtomicBool,
+    /// The machine's boot, written into every watermark.
+    boot_id: BootId,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -238,9 +241,11 @@ impl Writer {
         lock: Box<dyn LockGuard>,
     ) -> Result<Writer, WalError> {
         let lock_path = dir.join(LOCK_FILE);
+        let boot_id = fs.boot_id();
         let watermark = Watermark {
             durable_end: next_lsn,
             poisoned: false,
+            boot_id,
         };
         lock.publish(&watermark.encode())
             .map_err(|e| WalError::io("write the durable watermark", &lock_path, e))?;
@@ -286,6 +291,7 @@ impl Writer {
             lock,
             published: AtomicU64::new(next_lsn),
             publish_failed: AtomicBool::new(false),
+            boot_id,
         })
     }
 
@@ -298,6 +304,7 @@ impl Writer {
         let bytes = Watermark {
             durable_end,
             poisoned,
+            boot_id: self.boot_id,
         }
         .encode();
         if let Err(error) = self.lock.publish(&bytes) {

@@ -343,11 +343,16 @@ pub const WATERMARK_POISONED: u32 = 1;
 const WM_MAGIC_AT: usize = 0;
 const WM_FLAGS_AT: usize = WM_MAGIC_AT + WATERMARK_MAGIC.len();
 const WM_DURABLE_AT: usize = WM_FLAGS_AT + size_of::<u32>();
-const WM_CRC_AT: usize = WM_DURABLE_AT + size_of::<u64>();
+const WM_BOOT_AT: usize = WM_DURABLE_AT + size_of::<u64>();
+const WM_CRC_AT: usize = WM_BOOT_AT + size_of::<BootId>();
 /// Bytes of the durable watermark at the start of `LOCK`.
 pub const WATERMARK_LEN: usize = WM_CRC_AT + size_of::<u32>();
 
-const _: () = assert!(WATERMARK_LEN == 20);
+const _: () = assert!(WATERMARK_LEN == 36);
+
+/// Which boot of the machine wrote a watermark (Linux's
+/// `/proc/sys/kernel/random/boot_id`); all zeros when unknown.
+pub type BootId = [u8; 16];
 
 /// The durable watermark a writer publishes at the start of its `LOCK` file
 /// (`docs/format.md`, "The durable watermark"): every LSN below
@@ -359,6 +364,10 @@ pub struct Watermark {
     /// The writer was poisoned: records at or above `durable_end` that are
     /// on disk were never made durable by it.
     pub poisoned: bool,
+    /// The boot of the machine the writer ran in: a reader of the same boot
+    /// may read pages the disk never got (after a failed fsync), one of
+    /// another boot reads what the disk holds.
+    pub boot_id: BootId,
 }
 
 /// What the `LOCK` file says about durability.
@@ -382,7 +391,8 @@ impl Watermark {
         let flags = if self.poisoned { WATERMARK_POISONED } else { 0 };
         w[WM_MAGIC_AT..WM_FLAGS_AT].copy_from_slice(&WATERMARK_MAGIC);
         w[WM_FLAGS_AT..WM_DURABLE_AT].copy_from_slice(&flags.to_le_bytes());
-        w[WM_DURABLE_AT..WM_CRC_AT].copy_from_slice(&self.durable_end.to_le_bytes());
+        w[WM_DURABLE_AT..WM_BOOT_AT].copy_from_slice(&self.durable_end.to_le_bytes());
+        w[WM_BOOT_AT..WM_CRC_AT].copy_from_slice(&self.boot_id);
         let crc = crc32fast::hash(&w[..WM_CRC_AT]);
         w[WM_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         w
@@ -406,9 +416,12 @@ impl Watermark {
         if flags & !WATERMARK_POISONED != 0 {
             return WatermarkState::Invalid;
         }
+        let mut boot_id = BootId::default();
+        boot_id.copy_from_slice(&w[WM_BOOT_AT..WM_CRC_AT]);
         WatermarkState::Valid(Watermark {
             durable_end: le_u64(w, WM_DURABLE_AT),
             poisoned: flags & WATERMARK_POISONED != 0,
+            boot_id,
         })
     }
 }
@@ -480,20 +493,22 @@ mod tests {
         let w = Watermark {
             durable_end: 0x0102,
             poisoned: true,
+            boot_id: *b"0123456789abcdef",
         };
         let b = w.encode();
         assert_eq!(
             hex(&b),
             concat!(
-                "4c42574d",         // magic "LBWM"
-                "01000000",         // flags: poisoned
-                "0201000000000000", // durable_end 0x0102
-                "a5740ac0",         // crc of bytes 0..16
+                "4c42574d",                         // magic "LBWM"
+                "01000000",                         // flags: poisoned
+                "0201000000000000",                 // durable_end 0x0102
+                "30313233343536373839616263646566", // boot_id
+                "446aaf1a",                         // crc of bytes 0..32
             )
         );
         assert_eq!(Watermark::decode(&b), WatermarkState::Valid(w));
         assert_eq!(Watermark::decode(&[]), WatermarkState::Absent);
-        assert_eq!(Watermark::decode(&b[..19]), WatermarkState::Invalid);
+        assert_eq!(Watermark::decode(&b[..35]), WatermarkState::Invalid);
         for i in 0..b.len() {
             let mut bad = b;
             bad[i] ^= 0x10;

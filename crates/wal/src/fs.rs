@@ -12,6 +12,8 @@ use std::path::Path;
 
 use fs2::FileExt as _;
 
+use crate::format::BootId;
+
 /// How [`Fs::open`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -106,6 +108,14 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
     ///
     /// The OS error.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>>;
+    /// Which boot of the machine this is: Linux's
+    /// `/proc/sys/kernel/random/boot_id` (all zeros if it cannot be read).
+    fn boot_id(&self) -> BootId {
+        let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") else {
+            return BootId::default();
+        };
+        uuid::Uuid::parse_str(text.trim()).map_or(BootId::default(), |u| *u.as_bytes())
+    }
 }
 
 /// An open file.

@@ -226,6 +226,33 @@ pub(crate) fn analyze(
     })
 }
 
+/// Where the records known durable end in the kept part (`..end`) of a
+/// tail segment: the first LSN not vouched for (by the previous writer's
+/// watermark or by a later record's sync mark) and its offset. Recovery
+/// falls back to it when its own fsync of the tail fails.
+pub(crate) fn vouched_prefix(
+    bytes: &[u8],
+    entry: &SegmentEntry,
+    end: usize,
+    prior: WatermarkState,
+) -> (Lsn, usize) {
+    let kept = bytes.get(..end).unwrap_or(bytes);
+    let mut bound = match prior {
+        WatermarkState::Valid(w) => w.durable_end,
+        WatermarkState::Absent | WatermarkState::Invalid => 0,
+    };
+    let mut frames = Vec::new();
+    let (mut at, mut lsn) = (SEGMENT_HEADER_LEN, entry.base_lsn);
+    while let Step::Record { header, len, .. } = step(kept, at, lsn) {
+        bound = bound.max(header.sync_mark);
+        frames.push((lsn, at));
+        at += len;
+        lsn += 1;
+    }
+    let first_unvouched = frames.iter().find(|(l, _)| *l >= bound);
+    first_unvouched.map_or((lsn, at), |&(l, o)| (l, o))
+}
+
 /// Whether `mode` refuses to cut a record known durable.
 fn refuses(mode: RecoveryMode) -> bool {
     matches!(
@@ -381,6 +408,7 @@ mod tests {
         WatermarkState::Valid(crate::format::Watermark {
             durable_end,
             poisoned,
+            boot_id: [1; 16],
         })
     }
 

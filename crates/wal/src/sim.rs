@@ -116,6 +116,8 @@ struct State {
     cut_at: Option<u64>,
     was_cut: bool,
     holds: BTreeMap<Op, Arc<GateState>>,
+    /// Power cuts so far: the boot number.
+    boots: u64,
 }
 
 #[derive(Debug, Default)]
@@ -215,6 +217,7 @@ impl State {
     fn power_cut(&mut self) {
         let st = self;
         st.generation += 1;
+        st.boots += 1;
         st.locks.clear();
         // A directory whose entry was never made durable vanishes, and with
         // it everything in it.
@@ -626,6 +629,13 @@ impl Fs for SimFs {
             }
         }
         Ok(())
+    }
+
+    fn boot_id(&self) -> crate::format::BootId {
+        // A new boot at every power cut; never all zeros.
+        let mut id = [0xb0; 16];
+        id[..8].copy_from_slice(&self.st().boots.to_le_bytes());
+        id
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {

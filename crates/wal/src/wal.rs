@@ -10,7 +10,9 @@ use uuid::Uuid;
 use crate::clock::now_us;
 use crate::commit::{Io, WalStats, Writer};
 use crate::error::WalError;
-use crate::format::{LOCK_FILE, Lsn, MAX_SEGMENT_SIZE, SEGMENT_HEADER_LEN, WatermarkState};
+use crate::format::{
+    BootId, LOCK_FILE, Lsn, MAX_SEGMENT_SIZE, SEGMENT_HEADER_LEN, Watermark, WatermarkState,
+};
 use crate::fs::{Fs, LockGuard, OpenMode, PathKind, StdFs};
 use crate::options::{SyncPolicy, WalOptions};
 use crate::recovery::{self, RecoveryReport};
@@ -139,7 +141,7 @@ impl Wal {
                 report.tail = Some(entry.path.clone());
                 (Io::new(entry, file, SEGMENT_HEADER_LEN as u64), 1)
             }
-            Some(tail) => recover_tail(&*fs, tail, &opts, prior, &mut report)?,
+            Some(tail) => recover_tail(&*fs, tail, &opts, prior, &*lock, &mut report)?,
         };
         report.next_lsn = next_lsn;
         let writer = Arc::new(Writer::new(
@@ -486,16 +488,19 @@ fn recover_tail(
     tail: &SegmentEntry,
     opts: &WalOptions,
     prior: WatermarkState,
+    lock: &dyn LockGuard,
     report: &mut RecoveryReport,
 ) -> Result<(Io, Lsn), WalError> {
     let path = &tail.path;
     let file = fs
         .open(path, OpenMode::ReadWrite)
         .map_err(|e| WalError::io("open", path, e))?;
+    let vouched;
     let analysis = {
         let contents = file.contents().map_err(|e| WalError::io("read", path, e))?;
         let bytes = capped(&contents);
         let analysis = recovery::analyze(bytes, tail, opts.recovery, prior)?;
+        vouched = recovery::vouched_prefix(bytes, tail, analysis.end, prior);
         if let Some(cut) = &analysis.cut {
             tracing::warn!(
                 path = %path.display(), offset = cut.offset, bytes = cut.bytes, lsn = cut.lsn,
@@ -517,8 +522,31 @@ fn recover_tail(
         file.allocate(opts.segment_size)
             .map_err(|e| WalError::io("preallocate", path, e))?;
     }
-    file.sync_data()
-        .map_err(|e| WalError::fatal("fsync", path, e))?;
+    if let Err(e) = file.sync_data() {
+        // In the boot the previous writer ran in, what reads back of the
+        // tail past what it vouched for may exist only in the page cache
+        // (its own failed fsync, or this one, left the pages clean): cut it
+        // off, on the file and in the watermark, so that the next `open`
+        // does not take it for durable. In another boot everything read
+        // came from the disk, and the watermark may be older than what was
+        // acknowledged: nothing is cut.
+        let boot_id = fs.boot_id();
+        let same_boot = matches!(prior, WatermarkState::Valid(w) if w.boot_id == boot_id)
+            && boot_id != BootId::default();
+        if same_boot {
+            tracing::error!(error = %e, path = %path.display(), lsn = vouched.0, "fsync failed during recovery: cutting back to what was durable");
+            let _ = file.set_len(vouched.1 as u64);
+            let _ = lock.publish(
+                &Watermark {
+                    durable_end: vouched.0,
+                    poisoned: true,
+                    boot_id,
+                }
+                .encode(),
+            );
+        }
+        return Err(WalError::fatal("fsync", path, e));
+    }
     report.tail = Some(path.clone());
     report.tail_records = analysis.records;
     report.cut = analysis.cut;

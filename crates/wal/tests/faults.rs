@@ -260,3 +260,58 @@ fn reopen_after_a_failed_fsync_does_not_trust_the_page_cache() {
         survives(&fs, &acked);
     }
 }
+
+/// A failed fsync *during recovery*. In the boot the previous writer ran
+/// in, what `open` read past what that writer vouched for may exist only in
+/// the page cache: the failing `open` cuts it off and marks the watermark
+/// poisoned, so the next `open` does not adopt it, and what it acknowledges
+/// survives a power cut. After a power cut (another boot) everything read
+/// came from the disk: a failed recovery fsync cuts nothing, and every
+/// acknowledged record is kept. (Found by the `wal_ops` fuzz target.)
+#[test]
+fn a_failed_fsync_during_recovery_neither_trusts_the_cache_nor_cuts_acknowledged_records() {
+    let never = WalOptions {
+        segment_size: 16 * 1024,
+        buffer_bytes: 1, // every append is written, none fsynced
+        sync: logbook_wal::SyncPolicy::Never,
+        ..WalOptions::default()
+    };
+    let reopen = |fs: &SimFs| Wal::open_with_fs(Arc::new(fs.clone()), DIR, never.clone());
+    for power_cut_first in [false, true] {
+        let what = if power_cut_first {
+            "after a power cut"
+        } else {
+            "same boot"
+        };
+        let fs = SimFs::new(21);
+        let wal = reopen(&fs).unwrap();
+        let mut acked = BTreeMap::new();
+        for i in 1..=3 {
+            let lsn = wal.append(session(1), &event(i)).unwrap();
+            acked.insert(lsn, (session(1), event(i)));
+        }
+        assert_eq!(wal.sync().unwrap(), 3, "{what}");
+        // Written, never fsynced, never acknowledged.
+        for i in 4..=8 {
+            wal.append(session(2), &event(i)).unwrap();
+        }
+        std::mem::forget(wal); // the process dies: nothing is closed or flushed
+        if power_cut_first {
+            fs.power_cut();
+        } else {
+            fs.crash();
+        }
+        fs.fail_after(Op::Sync, 0, libc::EIO);
+        let e = reopen(&fs).unwrap_err();
+        assert!(e.to_string().contains("fsync"), "{what}: {e}");
+        let wal = reopen(&fs).unwrap_or_else(|e| panic!("{what}: {e}"));
+        if !power_cut_first {
+            assert_eq!(wal.last_lsn(), 3, "{what}: the unvouched tail is gone");
+        }
+        let lsn = wal.append(session(3), &event(9)).unwrap();
+        assert_eq!(wal.sync().unwrap(), lsn);
+        acked.insert(lsn, (session(3), event(9)));
+        drop(wal);
+        survives(&fs, &acked);
+    }
+}

@@ -169,6 +169,7 @@ pub(crate) fn crashed_before(dir: &Path, lsn: u64) {
     let w = logbook_wal::format::Watermark {
         durable_end: lsn,
         poisoned: false,
+        boot_id: logbook_wal::format::BootId::default(),
     };
     std::fs::write(dir.join(logbook_wal::format::LOCK_FILE), w.encode()).unwrap();
 }
