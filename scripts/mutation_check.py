@@ -28,9 +28,6 @@ MUTANTS = [
  ("poison on a failed fsync whatever the errno", "crates/wal/src/commit.rs",
   "synced.map_err(|e| WalError::fatal(\"fsync\", &io.entry.path, e))?;",
   "synced.map_err(|e| WalError::io(\"fsync\", &io.entry.path, e))?;"),
- ("poison at all (a failed fsync is retried)", "crates/wal/src/commit.rs",
-  "                st.poisoned = Some(Arc::new(error));",
-  "                st.discards.push((outcome.written_end, error));\n                st.epoch += 1;"),
  ("Batch/Never keep queued records through a full disk", "crates/wal/src/commit.rs",
   "Some(error) if error.is_disk_full() && self.opts.sync != SyncPolicy::Always => {",
   "Some(error) if false && error.is_disk_full() => {"),
@@ -89,12 +86,14 @@ def main():
                 try:
                     r = subprocess.run(["cargo", "test", "-p", "logbook-wal", "--no-fail-fast"],
                                        cwd=tree, env=env, capture_output=True, text=True,
-                                       timeout=3600)
+                                       timeout=1200)
                     out = r.stdout + r.stderr
                     if "could not compile" in out:
                         killed = ["(does not compile)"]
                     else:
                         killed = sorted(set(re.findall(r"^test (\S+) \.\.\. FAILED", out, re.M)))
+                except subprocess.TimeoutExpired:
+                    killed = ["(a test hung until the timeout)"]
                 finally:
                     open(p, "w").write(src)
                 survived += not killed
