@@ -242,6 +242,13 @@ impl Explorer {
                 }
             }
         }
+        if self.fs.power_was_cut() {
+            // The Batch flusher ran into a scheduled cut while we read: the
+            // writer is gone, and what the reader saw after the cut is the
+            // log at rest (which it may vouch for itself), no longer the
+            // live one. The restart checks what survived.
+            return;
+        }
         // The leader publishes the watermark in `LOCK` just before it
         // updates `durable_lsn()`: give the Batch flusher that instant.
         let top = got.last().map_or(0, |(l, _)| *l);

@@ -1,5 +1,10 @@
 //! A scripted agent: emits what a real runtime would, ephemeral progress
 //! and durable facts, on a `SessionBus` whose durable sink is the log.
+//!
+//! It is async, as the demo's sessions are tokio tasks: every event goes
+//! out with `SessionBus::emit_async` (a durable one resolves once the log
+//! has fsynced it, without blocking the task's thread) and every pause is a
+//! `tokio::time::sleep`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,39 +35,43 @@ impl Agent {
         }
     }
 
-    /// Emit one event; a durable one returns once the log has it (fsynced).
-    pub(crate) fn emit(&self, event: SessionEvent) -> anyhow::Result<()> {
+    /// Emit one event; a durable one resolves once the log has it (fsynced).
+    pub(crate) async fn emit(&self, event: SessionEvent) -> anyhow::Result<()> {
         let kind = event.kind();
         self.bus
-            .try_emit(event)
+            .emit_async(event)
+            .await
             .with_context(|| format!("session {}: writing a {kind} event", self.id))
     }
 
-    pub(crate) fn pause(&self) {
-        std::thread::sleep(self.pace);
+    pub(crate) async fn pause(&self) {
+        tokio::time::sleep(self.pace).await;
     }
 
-    pub(crate) fn start(&self, model: &str, repo: &str, title: &str) -> anyhow::Result<()> {
+    pub(crate) async fn start(&self, model: &str, repo: &str, title: &str) -> anyhow::Result<()> {
         self.emit(SessionEvent::SessionStarted {
             model: model.to_owned(),
             cwd: format!("{DEMO_CWD}{repo}"),
             title: Some(title.to_owned()),
         })
+        .await
     }
 
-    pub(crate) fn user(&self, text: &str) -> anyhow::Result<()> {
-        self.emit(SessionEvent::UserMessage(text.to_owned()))?;
-        self.pause();
+    pub(crate) async fn user(&self, text: &str) -> anyhow::Result<()> {
+        self.emit(SessionEvent::UserMessage(text.to_owned()))
+            .await?;
+        self.pause().await;
         Ok(())
     }
 
-    pub(crate) fn think(&self, text: &str) -> anyhow::Result<()> {
-        self.emit(SessionEvent::Thinking)?;
-        self.pause();
+    pub(crate) async fn think(&self, text: &str) -> anyhow::Result<()> {
+        self.emit(SessionEvent::Thinking).await?;
+        self.pause().await;
         self.emit(SessionEvent::ThinkingComplete(text.to_owned()))
+            .await
     }
 
-    pub(crate) fn usage(
+    pub(crate) async fn usage(
         &self,
         source: TokenSource,
         model: &str,
@@ -76,6 +85,7 @@ impl Agent {
             completion_tokens: completion,
             duration_ms: 300 + completion * 3,
         }))
+        .await
     }
 
     /// A new tool call id.
@@ -89,15 +99,21 @@ impl Agent {
         )
     }
 
-    pub(crate) fn tool_start(&self, id: &str, name: &str, arguments: &str) -> anyhow::Result<()> {
+    pub(crate) async fn tool_start(
+        &self,
+        id: &str,
+        name: &str,
+        arguments: &str,
+    ) -> anyhow::Result<()> {
         self.emit(SessionEvent::ToolCallStart {
             tool_call_id: id.to_owned(),
             name: name.to_owned(),
             arguments: arguments.to_owned(),
         })
+        .await
     }
 
-    pub(crate) fn tool_end(
+    pub(crate) async fn tool_end(
         &self,
         id: &str,
         name: &str,
@@ -114,7 +130,8 @@ impl Agent {
                     ToolStream::Stderr
                 },
                 chunk: format!("{line}\n"),
-            })?;
+            })
+            .await?;
         }
         self.emit(SessionEvent::ToolCallComplete {
             tool_call_id: id.to_owned(),
@@ -123,10 +140,11 @@ impl Agent {
             success,
             duration_ms: 40 + output.len() as u64,
         })
+        .await
     }
 
     /// A whole tool call: start, a pause, output, completion.
-    pub(crate) fn tool(
+    pub(crate) async fn tool(
         &mut self,
         name: &str,
         arguments: &str,
@@ -134,24 +152,25 @@ impl Agent {
         success: bool,
     ) -> anyhow::Result<()> {
         let id = self.next_call(name);
-        self.tool_start(&id, name, arguments)?;
-        self.pause();
-        self.tool_end(&id, name, output, success)?;
-        self.pause();
+        self.tool_start(&id, name, arguments).await?;
+        self.pause().await;
+        self.tool_end(&id, name, output, success).await?;
+        self.pause().await;
         Ok(())
     }
 
     /// Stream an answer in chunks, then the whole message.
-    pub(crate) fn say(&self, text: &str) -> anyhow::Result<()> {
+    pub(crate) async fn say(&self, text: &str) -> anyhow::Result<()> {
         for word in text.split_inclusive(' ') {
-            self.emit(SessionEvent::TextChunk(word.to_owned()))?;
+            self.emit(SessionEvent::TextChunk(word.to_owned())).await?;
         }
-        self.emit(SessionEvent::TextComplete(text.to_owned()))?;
-        self.pause();
+        self.emit(SessionEvent::TextComplete(text.to_owned()))
+            .await?;
+        self.pause().await;
         Ok(())
     }
 
-    pub(crate) fn done(&self) -> anyhow::Result<()> {
-        self.emit(SessionEvent::Done)
+    pub(crate) async fn done(&self) -> anyhow::Result<()> {
+        self.emit(SessionEvent::Done).await
     }
 }

@@ -1,7 +1,12 @@
 //! The demo's child process (`logbook demo-child DIR`): six agent sessions
-//! on six threads, all writing to one log through `SessionBus` +
-//! `WalSink`. Four run to their end (three complete, one fails); two stop
-//! mid-way and keep going until the parent kills the process.
+//! run as concurrent tokio tasks on a multi-thread runtime with two worker
+//! threads, all writing to one log through `SessionBus` + `WalSink`. Each
+//! session writes its events with `SessionBus::emit_async`, whose future
+//! resolves once the log's group commit has fsynced the record (on the
+//! log's own committer thread), and paces itself with `tokio::time::sleep`:
+//! no worker thread ever blocks. Four sessions run to their end (three
+//! complete, one fails); two stop mid-way and keep going until the parent
+//! kills the process.
 //!
 //! It tells the parent how it is doing on stdout, one line each:
 //! `started ID TITLE`, `finished ID STATUS TITLE`, `midway ID TITLE: WHAT`
@@ -31,6 +36,9 @@ pub(crate) struct ChildArgs {
 /// How long the child lives if nobody kills it.
 const LIFETIME: Duration = Duration::from_secs(60);
 
+/// The runtime's worker threads, shared by the six sessions.
+const WORKERS: usize = 2;
+
 /// The cut-off session the demo resumes: its tool call is deterministically
 /// pending when the child is killed.
 pub(crate) const RESUMED_TITLE: &str = "Refactor the config loader";
@@ -47,41 +55,70 @@ enum Msg {
     Failed(String),
 }
 
-type Script = fn(&mut Agent, &mpsc::Sender<Msg>) -> anyhow::Result<&'static str>;
+/// What a session does: one of the script functions below.
+#[derive(Debug, Clone, Copy)]
+enum Script {
+    FixFlakyTest,
+    SummariseIncident,
+    ResearchRlm,
+    UpgradeCi,
+    RefactorConfig,
+    MigrateBilling,
+}
+
+impl Script {
+    async fn run(self, a: &mut Agent, tx: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
+        match self {
+            Script::FixFlakyTest => fix_flaky_test(a, tx).await,
+            Script::SummariseIncident => summarise_incident(a, tx).await,
+            Script::ResearchRlm => research_rlm(a, tx).await,
+            Script::UpgradeCi => upgrade_ci(a, tx).await,
+            Script::RefactorConfig => refactor_config(a, tx).await,
+            Script::MigrateBilling => migrate_billing(a, tx).await,
+        }
+    }
+}
 
 const SCRIPTS: [(&str, Script); FINISHING + CUT_OFF] = [
-    ("Fix the flaky retry test", fix_flaky_test),
-    ("Summarise last night's incident", summarise_incident),
-    ("Survey write-ahead log designs", research_rlm),
-    ("Upgrade the CI image", upgrade_ci),
-    (RESUMED_TITLE, refactor_config),
-    ("Migrate the billing tables", migrate_billing),
+    ("Fix the flaky retry test", Script::FixFlakyTest),
+    ("Summarise last night's incident", Script::SummariseIncident),
+    ("Survey write-ahead log designs", Script::ResearchRlm),
+    ("Upgrade the CI image", Script::UpgradeCi),
+    (RESUMED_TITLE, Script::RefactorConfig),
+    ("Migrate the billing tables", Script::MigrateBilling),
 ];
 
 pub(crate) fn run(args: &ChildArgs) -> anyhow::Result<Outcome> {
     let wal = Wal::open(&args.dir, super::wal_options())?;
+    // Declared after `wal`, so dropped before it on an early return: the
+    // sessions stop at their next `.await`, and the last `Wal` is dropped
+    // on this thread, outside the runtime.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .thread_name("demo-session")
+        .enable_time()
+        .build()?;
     let (tx, rx) = mpsc::channel();
     for (i, (title, script)) in SCRIPTS.into_iter().enumerate() {
         let id = Uuid::new_v4();
         let sink = Arc::new(wal.sink(id));
         let tx = tx.clone();
         let pace = Duration::from_millis(25 + 10 * i as u64);
-        std::thread::Builder::new()
-            .name(format!("session-{i}"))
-            .spawn(move || {
-                let mut agent = Agent::new(id, sink, pace);
-                let _ = tx.send(Msg::Started(id, title));
-                match script(&mut agent, &tx) {
-                    Ok(status) => {
-                        let _ = tx.send(Msg::Finished(id, status, title));
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Msg::Failed(format!("{e:#}")));
-                    }
+        runtime.spawn(async move {
+            let mut agent = Agent::new(id, sink, pace);
+            let _ = tx.send(Msg::Started(id, title));
+            match script.run(&mut agent, &tx).await {
+                Ok(status) => {
+                    let _ = tx.send(Msg::Finished(id, status, title));
                 }
-            })?;
+                Err(e) => {
+                    let _ = tx.send(Msg::Failed(format!("{e:#}")));
+                }
+            }
+        });
     }
     drop(tx);
+    // This thread is no worker of the runtime: it may block on the channel.
     let deadline = Instant::now() + LIFETIME;
     let parent = std::os::unix::process::parent_id();
     let (mut finished, mut midway) = (0, 0);
@@ -123,77 +160,90 @@ pub(crate) fn run(args: &ChildArgs) -> anyhow::Result<Outcome> {
     std::process::exit(3);
 }
 
-fn fix_flaky_test(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
+async fn fix_flaky_test(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
     let model = "claude-sonnet-4";
-    a.start(model, "payments-api", "Fix the flaky retry test")?;
-    a.user("tests/retry.rs fails about one run in ten on CI. Find out why and fix it.")?;
+    a.start(model, "payments-api", "Fix the flaky retry test")
+        .await?;
+    a.user("tests/retry.rs fails about one run in ten on CI. Find out why and fix it.")
+        .await?;
     a.think(
         "A test that fails one run in ten smells like timing: look for sleeps and shared clocks.",
-    )?;
-    a.usage(TokenSource::Root, model, 4_120, 310)?;
+    )
+    .await?;
+    a.usage(TokenSource::Root, model, 4_120, 310).await?;
     a.tool(
         "read_file",
         r#"{"path":"tests/retry.rs"}"#,
         "fn retries_with_backoff() {\n    let start = Instant::now();\n    assert!(start.elapsed() < Duration::from_millis(50));\n}",
         true,
-    )?;
-    a.usage(TokenSource::Root, model, 5_870, 420)?;
+    ).await?;
+    a.usage(TokenSource::Root, model, 5_870, 420).await?;
     a.tool(
         "edit_file",
         r#"{"path":"tests/retry.rs","patch":"use a paused tokio clock instead of Instant::now()"}"#,
         "1 file changed, 6 insertions(+), 3 deletions(-)",
         true,
-    )?;
+    )
+    .await?;
     a.tool(
         "bash",
         r#"{"command":"cargo test --test retry -- --test-threads 1"}"#,
         "running 4 tests\ntest retries_with_backoff ... ok\ntest result: ok. 4 passed; 0 failed",
         true,
-    )?;
-    a.usage(TokenSource::Root, model, 6_940, 180)?;
-    a.say("The test measured wall-clock time around a real sleep, so a slow CI runner could exceed 50 ms. It now runs on tokio's paused clock and passes deterministically.")?;
-    a.done()?;
+    )
+    .await?;
+    a.usage(TokenSource::Root, model, 6_940, 180).await?;
+    a.say("The test measured wall-clock time around a real sleep, so a slow CI runner could exceed 50 ms. It now runs on tokio's paused clock and passes deterministically.").await?;
+    a.done().await?;
     Ok("completed")
 }
 
-fn summarise_incident(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
+async fn summarise_incident(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
     let model = "gpt-4.1";
-    a.start(model, "ops-notes", "Summarise last night's incident")?;
-    a.user("Summarise the 02:10 paging incident from the attached logs for the postmortem.")?;
-    a.usage(TokenSource::Root, model, 61_300, 900)?;
+    a.start(model, "ops-notes", "Summarise last night's incident")
+        .await?;
+    a.user("Summarise the 02:10 paging incident from the attached logs for the postmortem.")
+        .await?;
+    a.usage(TokenSource::Root, model, 61_300, 900).await?;
     a.tool(
         "grep_logs",
         r#"{"query":"level=error","since":"02:00"}"#,
         "1,204 matching lines; top: upstream connect error (1,130)",
         true,
-    )?;
-    a.usage(TokenSource::Root, model, 118_400, 1_250)?;
+    )
+    .await?;
+    a.usage(TokenSource::Root, model, 118_400, 1_250).await?;
     let trace_id = Uuid::new_v4();
     a.emit(SessionEvent::CompactionStarted {
         trace_id,
         reason: "context above 90% of the window".into(),
         before_tokens: 119_650,
         budget: 64_000,
-    })?;
-    a.pause();
-    a.usage(TokenSource::ToolEmbedded, "gpt-4.1-mini", 119_650, 2_400)?;
+    })
+    .await?;
+    a.pause().await;
+    a.usage(TokenSource::ToolEmbedded, "gpt-4.1-mini", 119_650, 2_400)
+        .await?;
     a.emit(SessionEvent::CompactionCompleted {
         trace_id,
         strategy: "summarize_older_turns".into(),
         before_tokens: 119_650,
         after_tokens: 21_300,
         kept_messages: 6,
-    })?;
-    a.usage(TokenSource::Root, model, 22_100, 640)?;
-    a.say("At 02:10 a certificate rotation restarted the ingress pods one zone at a time; upstream connect errors peaked at 02:14 and cleared at 02:31. No data was lost.")?;
-    a.done()?;
+    })
+    .await?;
+    a.usage(TokenSource::Root, model, 22_100, 640).await?;
+    a.say("At 02:10 a certificate rotation restarted the ingress pods one zone at a time; upstream connect errors peaked at 02:14 and cleared at 02:31. No data was lost.").await?;
+    a.done().await?;
     Ok("completed")
 }
 
-fn research_rlm(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
+async fn research_rlm(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
     let (root, small) = ("claude-opus-4", "claude-haiku-4");
-    a.start(root, "storage-notes", "Survey write-ahead log designs")?;
-    a.user("Compare how RocksDB, etcd and PostgreSQL recover a torn WAL tail.")?;
+    a.start(root, "storage-notes", "Survey write-ahead log designs")
+        .await?;
+    a.user("Compare how RocksDB, etcd and PostgreSQL recover a torn WAL tail.")
+        .await?;
     let trace_id = Uuid::new_v4();
     for iteration in 1..=3u32 {
         a.emit(SessionEvent::RlmProgress {
@@ -201,22 +251,27 @@ fn research_rlm(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static
             iteration,
             max_iterations: 8,
             status: format!("reading source {iteration} of 3"),
-        })?;
+        })
+        .await?;
         a.usage(
             TokenSource::RlmIteration,
             root,
             9_000 + 2_000 * u64::from(iteration),
             700,
-        )?;
-        a.usage(TokenSource::RlmSubcall, small, 14_000, 1_100)?;
-        a.pause();
+        )
+        .await?;
+        a.usage(TokenSource::RlmSubcall, small, 14_000, 1_100)
+            .await?;
+        a.pause().await;
     }
     a.emit(SessionEvent::RlmSubcallFallback {
         requested_model: small.into(),
         fallback_model: "gpt-4.1-mini".into(),
         reason: "rate limited (429)".into(),
-    })?;
-    a.usage(TokenSource::RlmSubcall, "gpt-4.1-mini", 13_500, 950)?;
+    })
+    .await?;
+    a.usage(TokenSource::RlmSubcall, "gpt-4.1-mini", 13_500, 950)
+        .await?;
     a.emit(SessionEvent::RlmComplete {
         trace_id,
         outcome: logbook_bus::RlmOutcome::Converged,
@@ -228,58 +283,69 @@ fn research_rlm(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static
         reason: None,
         root_model: root.into(),
         subcall_model_used: Some(small.into()),
-    })?;
-    a.say("All three cut the tail at the first record that fails its checksum; RocksDB makes it a choice (WALRecoveryMode), etcd repairs only the last segment, PostgreSQL stops replay at the first invalid record.")?;
-    a.done()?;
+    })
+    .await?;
+    a.say("All three cut the tail at the first record that fails its checksum; RocksDB makes it a choice (WALRecoveryMode), etcd repairs only the last segment, PostgreSQL stops replay at the first invalid record.").await?;
+    a.done().await?;
     Ok("completed")
 }
 
-fn upgrade_ci(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
+async fn upgrade_ci(a: &mut Agent, _: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
     let model = "claude-sonnet-4";
-    a.start(model, "infra", "Upgrade the CI image")?;
-    a.user("Move CI from debian:bookworm to debian:trixie and make sure the build still passes.")?;
-    a.usage(TokenSource::Root, model, 3_200, 260)?;
+    a.start(model, "infra", "Upgrade the CI image").await?;
+    a.user("Move CI from debian:bookworm to debian:trixie and make sure the build still passes.")
+        .await?;
+    a.usage(TokenSource::Root, model, 3_200, 260).await?;
     a.tool(
         "bash",
         r#"{"command":"docker build -f ci/Dockerfile ."}"#,
         "E: Unable to locate package libssl1.1\nerror: build step 3 failed",
         false,
-    )?;
+    )
+    .await?;
     a.emit(SessionEvent::StreamRetry {
         attempt: 1,
         max_restarts: 2,
         reason: "provider returned 529 overloaded".into(),
-    })?;
-    a.pause();
+    })
+    .await?;
+    a.pause().await;
     a.emit(SessionEvent::Error(
         "provider returned 529 overloaded after 2 restarts".into(),
-    ))?;
+    ))
+    .await?;
     Ok("failed")
 }
 
-fn refactor_config(a: &mut Agent, tx: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
+async fn refactor_config(a: &mut Agent, tx: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
     let model = "claude-sonnet-4";
-    a.start(model, "payments-api", RESUMED_TITLE)?;
-    a.user("Split config.rs into a loader and a validator, and keep every test green.")?;
-    a.think("Read the file first, then move validation into its own module, then run the tests.")?;
-    a.usage(TokenSource::Root, model, 7_400, 520)?;
+    a.start(model, "payments-api", RESUMED_TITLE).await?;
+    a.user("Split config.rs into a loader and a validator, and keep every test green.")
+        .await?;
+    a.think("Read the file first, then move validation into its own module, then run the tests.")
+        .await?;
+    a.usage(TokenSource::Root, model, 7_400, 520).await?;
     a.tool(
         "read_file",
         r#"{"path":"src/config.rs"}"#,
         "pub struct Config { ... }  // 412 lines",
         true,
-    )?;
-    a.usage(TokenSource::Root, model, 12_900, 2_100)?;
+    )
+    .await?;
+    a.usage(TokenSource::Root, model, 12_900, 2_100).await?;
     a.tool(
         "edit_file",
         r#"{"path":"src/config/validate.rs","create":true}"#,
         "created src/config/validate.rs (138 lines); src/config.rs: 151 deletions",
         true,
-    )?;
-    a.say("I moved validation into src/config/validate.rs; now running the whole test suite.")?;
-    a.usage(TokenSource::Root, model, 15_200, 90)?;
+    )
+    .await?;
+    a.say("I moved validation into src/config/validate.rs; now running the whole test suite.")
+        .await?;
+    a.usage(TokenSource::Root, model, 15_200, 90).await?;
     let call = a.next_call("bash");
-    a.tool_start(&call, "bash", r#"{"command":"cargo test --workspace"}"#)?;
+    a.tool_start(&call, "bash", r#"{"command":"cargo test --workspace"}"#)
+        .await?;
     let _ = tx.send(Msg::Midway(
         a.id,
         RESUMED_TITLE,
@@ -287,21 +353,24 @@ fn refactor_config(a: &mut Agent, tx: &mpsc::Sender<Msg>) -> anyhow::Result<&'st
     ));
     // The test suite takes a while: heartbeats (ephemeral) until killed.
     for elapsed_secs in 1.. {
-        std::thread::sleep(Duration::from_millis(250));
+        tokio::time::sleep(Duration::from_millis(250)).await;
         a.emit(SessionEvent::ToolHeartbeat {
             tool_call_id: call.clone(),
             name: "bash".into(),
             elapsed_secs,
-        })?;
+        })
+        .await?;
     }
     Ok("completed")
 }
 
-fn migrate_billing(a: &mut Agent, tx: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
+async fn migrate_billing(a: &mut Agent, tx: &mpsc::Sender<Msg>) -> anyhow::Result<&'static str> {
     let model = "gpt-4.1";
-    a.start(model, "billing", "Migrate the billing tables")?;
-    a.user("Apply the pending billing migrations one by one and check row counts after each.")?;
-    a.usage(TokenSource::Root, model, 5_100, 400)?;
+    a.start(model, "billing", "Migrate the billing tables")
+        .await?;
+    a.user("Apply the pending billing migrations one by one and check row counts after each.")
+        .await?;
+    a.usage(TokenSource::Root, model, 5_100, 400).await?;
     // Busy until killed: one migration step after another, each durable.
     for step in 1.. {
         a.tool(
@@ -312,8 +381,10 @@ fn migrate_billing(a: &mut Agent, tx: &mpsc::Sender<Msg>) -> anyhow::Result<&'st
                 120_000 + step * 37
             ),
             true,
-        )?;
-        a.usage(TokenSource::Root, model, 6_000 + 150 * step, 120)?;
+        )
+        .await?;
+        a.usage(TokenSource::Root, model, 6_000 + 150 * step, 120)
+            .await?;
         if step == 3 {
             let _ = tx.send(Msg::Midway(
                 a.id,

@@ -397,29 +397,41 @@ fn post_crash(
     let model = state.model().unwrap_or("claude-sonnet-4").to_owned();
     let pending = resumed.pending_tool_calls.clone();
     let agent = agent::Agent::new(id, Arc::new(resumed.sink), Duration::ZERO);
-    for call in &pending {
-        let arguments = call
-            .start
-            .as_ref()
-            .map_or_else(|| "{}".to_owned(), |s| s.arguments.clone());
-        agent.tool_start(&call.id, &call.name, &arguments)?;
-        agent.tool_end(
-            &call.id,
-            &call.name,
-            "running 212 tests\ntest result: ok. 212 passed; 0 failed",
-            true,
-        )?;
-        writeln!(
-            out,
-            "  re-ran the pending tool call {} [{}] {}: ok",
-            call.name,
-            call.id,
-            crate::render::quote(&arguments, false)
-        )?;
-    }
-    agent.usage(logbook_bus::TokenSource::Root, &model, 16_400, 210)?;
-    agent.say("All 212 tests pass: the loader and the validator now live in separate modules.")?;
-    agent.done()?;
+    // The agent writes with `emit_async`: drive it on a runtime of this thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    runtime.block_on(async {
+        for call in &pending {
+            let arguments = call
+                .start
+                .as_ref()
+                .map_or_else(|| "{}".to_owned(), |s| s.arguments.clone());
+            agent.tool_start(&call.id, &call.name, &arguments).await?;
+            agent
+                .tool_end(
+                    &call.id,
+                    &call.name,
+                    "running 212 tests\ntest result: ok. 212 passed; 0 failed",
+                    true,
+                )
+                .await?;
+            writeln!(
+                out,
+                "  re-ran the pending tool call {} [{}] {}: ok",
+                call.name,
+                call.id,
+                crate::render::quote(&arguments, false)
+            )?;
+        }
+        agent
+            .usage(logbook_bus::TokenSource::Root, &model, 16_400, 210)
+            .await?;
+        agent
+            .say("All 212 tests pass: the loader and the validator now live in separate modules.")
+            .await?;
+        agent.done().await
+    })?;
     wal.close()?;
     let state = logbook_replay::session_state(dir, id)?;
     writeln!(
