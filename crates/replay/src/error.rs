@@ -53,6 +53,16 @@ pub enum ReplayError {
         /// The LSN of its last `Done`.
         done_lsn: Lsn,
     },
+    /// There is no log in the directory yet: it does not exist, or holds no
+    /// segment. An ordinary answer on a first start, not damage.
+    #[error("there is no log in {} yet", dir.display())]
+    NoLog {
+        /// The directory.
+        dir: PathBuf,
+        /// What the log said ([`WalError::NotFound`] or [`WalError::NoLog`]).
+        #[source]
+        source: WalError,
+    },
     /// A replay speed factor that is not a finite number above zero.
     #[error("replay speed must be a finite number above zero, not {0}")]
     InvalidSpeed(f64),
@@ -60,6 +70,12 @@ pub enum ReplayError {
 
 impl ReplayError {
     pub(crate) fn wal(op: &'static str, dir: &Path, source: WalError) -> ReplayError {
+        if matches!(source, WalError::NotFound { .. } | WalError::NoLog { .. }) {
+            return ReplayError::NoLog {
+                dir: dir.to_path_buf(),
+                source,
+            };
+        }
         ReplayError::Wal {
             op,
             dir: dir.to_path_buf(),
@@ -71,9 +87,9 @@ impl ReplayError {
     #[must_use]
     pub fn wal_error(&self) -> Option<&WalError> {
         match self {
-            ReplayError::Wal { source, .. } | ReplayError::Undecodable { source, .. } => {
-                Some(source)
-            }
+            ReplayError::Wal { source, .. }
+            | ReplayError::Undecodable { source, .. }
+            | ReplayError::NoLog { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -100,7 +116,7 @@ mod tests {
                 path: "/logs".into(),
             },
         );
-        assert_eq!(e.to_string(), "reading the log in /logs");
+        assert_eq!(e.to_string(), "there is no log in /logs yet");
         assert_eq!(e.source().unwrap().to_string(), "/logs does not exist");
         assert!(!e.is_corruption());
         assert!(matches!(e.wal_error(), Some(WalError::NotFound { .. })));

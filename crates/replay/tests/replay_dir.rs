@@ -280,8 +280,10 @@ fn flip_byte(path: &Path, offset: u64) {
 #[test]
 fn missing_logs_and_sessions_are_errors() {
     let dir = tempfile::tempdir().unwrap();
+    // No log yet: a plain answer, naming the directory.
     let err = list_sessions(dir.path().join("nope")).unwrap_err();
-    assert!(matches!(err, ReplayError::Wal { .. }), "{err:?}");
+    assert!(matches!(err, ReplayError::NoLog { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("there is no log in "), "{err}");
     let err = list_sessions(dir.path()).unwrap_err();
     assert!(
         matches!(err.wal_error(), Some(logbook_wal::WalError::NoLog { .. })),
