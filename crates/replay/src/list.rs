@@ -9,7 +9,7 @@ use logbook_wal::{EventRecord, Lsn, TailDamage, Wal, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, SkippedRecords, scan};
+use crate::scan::{Item, OnCorruption, ScanReport, SkippedRecords, scan};
 use crate::state::Span;
 use crate::status::SessionStatus;
 
@@ -242,21 +242,7 @@ pub fn list_sessions_with(
     // "interrupted".
     let writer_live = logbook_wal::is_locked(dir)
         .map_err(|e| ReplayError::wal("checking the writer lock of", dir, e))?;
-    let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
-    let report = scan(dir, None, on_corruption, |item| match item {
-        Item::Event(record) => tallies
-            .entry(record.session)
-            .or_insert_with(|| Tally::new(record.session, record.lsn, record.timestamp_us))
-            .apply(&record),
-        Item::Skipped {
-            lsn,
-            timestamp_us,
-            session,
-        } => tallies
-            .entry(session)
-            .or_insert_with(|| Tally::new(session, lsn, timestamp_us))
-            .skip(lsn, timestamp_us),
-    })?;
+    let (tallies, report) = tally(dir, on_corruption, Lsn::MAX)?;
     let mut sessions: Vec<SessionSummary> = tallies
         .into_values()
         .map(|t| t.finish(writer_live))
@@ -313,6 +299,31 @@ pub fn interrupted(dir: impl AsRef<Path>) -> Result<Vec<SessionSummary>, ReplayE
         .collect())
 }
 
+/// Fold every record below LSN `end` into its session's tally.
+fn tally(
+    dir: &Path,
+    on_corruption: OnCorruption,
+    end: Lsn,
+) -> Result<(HashMap<Uuid, Tally>, ScanReport), ReplayError> {
+    let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
+    let report = scan(dir, None, on_corruption, |item| match item {
+        Item::Event(record) if record.lsn < end => tallies
+            .entry(record.session)
+            .or_insert_with(|| Tally::new(record.session, record.lsn, record.timestamp_us))
+            .apply(&record),
+        Item::Skipped {
+            lsn,
+            timestamp_us,
+            session,
+        } if lsn < end => tallies
+            .entry(session)
+            .or_insert_with(|| Tally::new(session, lsn, timestamp_us))
+            .skip(lsn, timestamp_us),
+        _ => {}
+    })?;
+    Ok((tallies, report))
+}
+
 /// The sessions the log of `wal` held unfinished when this writer opened
 /// it: a crash (or an earlier run) left them without a terminal event.
 /// Ordered by first LSN.
@@ -351,22 +362,7 @@ pub fn interrupted_at_open(wal: &Wal) -> Result<Vec<SessionSummary>, ReplayError
     if wal.recovery().created {
         return Ok(Vec::new());
     }
-    let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
-    scan(wal.dir(), None, OnCorruption::Fail, |item| match item {
-        Item::Event(record) if record.lsn < end => tallies
-            .entry(record.session)
-            .or_insert_with(|| Tally::new(record.session, record.lsn, record.timestamp_us))
-            .apply(&record),
-        Item::Skipped {
-            lsn,
-            timestamp_us,
-            session,
-        } if lsn < end => tallies
-            .entry(session)
-            .or_insert_with(|| Tally::new(session, lsn, timestamp_us))
-            .skip(lsn, timestamp_us),
-        _ => {}
-    })?;
+    let (tallies, _) = tally(wal.dir(), OnCorruption::Fail, end)?;
     // Everything below `end` was written by writers that are gone.
     let mut sessions: Vec<SessionSummary> = tallies
         .into_values()

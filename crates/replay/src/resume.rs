@@ -9,7 +9,6 @@ use uuid::Uuid;
 use std::collections::HashMap;
 
 use crate::error::ReplayError;
-use crate::rebuild::session_state;
 use crate::scan::{Item, OnCorruption, scan};
 use crate::state::{SessionState, TranscriptEntry};
 use crate::status::SessionStatus;
@@ -93,49 +92,9 @@ pub struct Resumed {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn resume(wal: &Wal, session: Uuid) -> Result<Resumed, ReplayError> {
-    let dir = wal.dir();
-    let mut state = session_state(dir, session)?;
-    if *state.status() == SessionStatus::Completed {
-        return Err(ReplayError::AlreadyCompleted {
-            session,
-            done_lsn: state.ended_at().unwrap_or_default(),
-        });
-    }
-    let last_lsn = state
-        .last_lsn()
-        .ok_or(ReplayError::UnknownSession(session))?;
-    let pending_tool_calls = state
-        .pending_tool_calls()
-        .into_iter()
-        .cloned()
-        .collect::<Vec<_>>();
-    let transcript = state.transcript().to_vec();
-
-    let sink = wal.sink(session);
-    let event = SessionEvent::SessionResumed { from_lsn: last_lsn };
-    // The sink's own path (`DurableSink::write` is this call), but keeping
-    // the typed error and the record's LSN.
-    let resumed_lsn = sink
-        .wal()
-        .append(sink.session(), &event)
-        .map_err(|e| ReplayError::wal("appending SessionResumed to", dir, e))?;
-    wal.sync()
-        .map_err(|e| ReplayError::wal("syncing SessionResumed in", dir, e))?;
-    let timestamp_us = appended_at(wal, resumed_lsn, session);
-    state.apply(&EventRecord {
-        lsn: resumed_lsn,
-        timestamp_us,
-        session,
-        event,
-    });
-    Ok(Resumed {
-        state,
-        last_lsn,
-        resumed_lsn,
-        pending_tool_calls,
-        transcript,
-        sink,
-    })
+    resume_many(wal, &[session])?
+        .pop()
+        .ok_or(ReplayError::UnknownSession(session))
 }
 
 /// Resume several unfinished sessions in one pass: one scan of the log
@@ -176,7 +135,12 @@ pub fn resume_many(wal: &Wal, sessions: &[Uuid]) -> Result<Vec<Resumed>, ReplayE
         .iter()
         .map(|&id| (id, SessionState::new(id)))
         .collect();
-    scan(dir, None, OnCorruption::Fail, |item| match item {
+    // One session: let the scan skip the others' payloads.
+    let only = match sessions {
+        [one] => Some(*one),
+        _ => None,
+    };
+    scan(dir, only, OnCorruption::Fail, |item| match item {
         Item::Event(record) => {
             if let Some(state) = states.get_mut(&record.session) {
                 state.apply(&record);
@@ -222,6 +186,9 @@ pub fn resume_many(wal: &Wal, sessions: &[Uuid]) -> Result<Vec<Resumed>, ReplayE
     let lsns = wal
         .append_many(&records)
         .map_err(|e| ReplayError::wal("appending SessionResumed to", dir, e))?;
+    // Durable whatever the log's policy (under `Always` this returns at once).
+    wal.sync()
+        .map_err(|e| ReplayError::wal("syncing SessionResumed in", dir, e))?;
     let stamps = appended_many_at(wal, &lsns);
     let mut out = Vec::with_capacity(plans.len());
     for ((session, mut state, last_lsn), (lsn, (_, event))) in
@@ -305,25 +272,4 @@ fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-/// The timestamp the log gave the record at `lsn`, read back so that the
-/// returned state equals a later replay's. The clock's time if the record
-/// cannot be read back (which a synced log does not allow).
-fn appended_at(wal: &Wal, lsn: Lsn, session: Uuid) -> u64 {
-    let found = Reader::open(wal.dir())
-        .map(|r| r.from_lsn(lsn))
-        .map(|mut r| match r.next_ref() {
-            Some(Ok(rec)) if rec.lsn == lsn && rec.session == session => Some(rec.timestamp_us),
-            _ => None,
-        });
-    match found {
-        Ok(Some(ts)) => ts,
-        other => {
-            tracing::warn!(lsn, ?other, "cannot read back the SessionResumed record");
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        }
-    }
 }

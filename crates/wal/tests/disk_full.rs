@@ -8,69 +8,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use common::{assert_gapless, event, read_all, read_all_fs, session};
-use logbook_bus::SessionEvent;
+use common::{
+    Acked, event, fill_until_full, holds_a_prefix, holds_exactly, policies, read_all, read_all_fs,
+    session,
+};
 use logbook_wal::sim::SimFs;
-use logbook_wal::{SyncPolicy, Wal, WalError, WalOptions};
-use uuid::Uuid;
-
-type Acked = BTreeMap<u64, (Uuid, SessionEvent)>;
-
-/// The log holds exactly `acked`, gapless.
-fn holds_exactly(records: Vec<(u64, Uuid, SessionEvent)>, acked: &Acked) {
-    assert_gapless(&records);
-    let found: Acked = records.into_iter().map(|(l, s, e)| (l, (s, e))).collect();
-    assert_eq!(
-        &found, acked,
-        "the log holds exactly the acknowledged records"
-    );
-}
-
-fn fill_until_full(wal: &Wal, acked: &Mutex<Acked>, threads: u64) -> WalError {
-    let errors = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let (acked, errors) = (&acked, &errors);
-            s.spawn(move || {
-                for n in 0..1_000_000u64 {
-                    let i = t * 10_000_000 + n;
-                    match wal.append(session(t), &event(i)) {
-                        Ok(lsn) => {
-                            assert!(
-                                acked
-                                    .lock()
-                                    .unwrap()
-                                    .insert(lsn, (session(t), event(i)))
-                                    .is_none()
-                            );
-                        }
-                        Err(e) => {
-                            errors.lock().unwrap().push(e);
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let errors = errors.into_inner().unwrap();
-    assert_eq!(
-        errors.len() as u64,
-        threads,
-        "every appender saw the disk fill up"
-    );
-    for e in &errors {
-        assert!(e.is_disk_full(), "{e}");
-        assert!(e.to_string().starts_with("disk full: "), "{e}");
-    }
-    errors.into_iter().next().unwrap()
-}
+use logbook_wal::{SyncPolicy, Wal, WalOptions};
 
 #[test]
 fn simulated_full_disk_fails_the_batch_and_recovers_in_process() {
@@ -85,8 +32,9 @@ fn simulated_full_disk_fails_the_batch_and_recovers_in_process() {
             let wal = Wal::open_with_fs(Arc::new(fs.clone()), "/log", opts).unwrap();
             fs.set_capacity(Some(fs.used() + 40 * 1024));
             let acked = Mutex::new(Acked::new());
+            let run = format!("simulated preallocate={preallocate} threads={threads}");
             let first = fill_until_full(&wal, &acked, threads);
-            println!("preallocate={preallocate} threads={threads}: {first}");
+            println!("{run}: {first}");
             // Still full: still failing, still not poisoned. (Cutting the
             // failed batch back freed its partial write, which may hold a
             // smaller record: take that space too.)
@@ -99,6 +47,7 @@ fn simulated_full_disk_fails_the_batch_and_recovers_in_process() {
             holds_exactly(
                 read_all_fs(Arc::new(fs.clone()), Path::new("/log")),
                 &acked.lock().unwrap(),
+                &run,
             );
 
             // Space freed: the same `Wal` takes appends again, LSNs gapless.
@@ -115,6 +64,7 @@ fn simulated_full_disk_fails_the_batch_and_recovers_in_process() {
             holds_exactly(
                 read_all_fs(Arc::new(fs.clone()), Path::new("/log")),
                 &acked.lock().unwrap(),
+                &run,
             );
         }
     }
@@ -150,35 +100,6 @@ fn mount_tmpfs(mnt: &Path) -> Result<Mount, String> {
 /// real full disk must be exercised, and a refused mount is a failure.
 fn mount_required() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// The policies of the real full-disk test: name, policy, `buffer_bytes`.
-fn policies() -> [(&'static str, SyncPolicy, usize); 3] {
-    [
-        ("Always", SyncPolicy::Always, 1 << 20),
-        (
-            "Batch",
-            SyncPolicy::Batch {
-                max_delay: Duration::from_millis(1),
-                max_bytes: 1 << 20,
-            },
-            1 << 20,
-        ),
-        ("Never", SyncPolicy::Never, 1),
-    ]
-}
-
-/// The log is a gapless prefix of `acked`: every record in it is the one
-/// acknowledged with its LSN (records not yet durable are not visible).
-fn holds_a_prefix(records: Vec<(u64, Uuid, SessionEvent)>, acked: &Acked) {
-    assert_gapless(&records);
-    for (lsn, s, e) in records {
-        assert_eq!(
-            acked.get(&lsn),
-            Some(&(s, e)),
-            "LSN {lsn} is not the record acknowledged with it"
-        );
-    }
 }
 
 /// `docs/durability.md`, "A full disk is not fatal", on a real 2 MiB tmpfs
@@ -240,11 +161,11 @@ fn real_full_disk_on_a_small_tmpfs() {
                 "{run}: the Ok LSNs are gapless"
             );
             if policy == SyncPolicy::Always {
-                holds_exactly(read_all(&log), &acked);
+                holds_exactly(read_all(&log), &acked, &run);
             } else {
                 let e = wal.sync().unwrap_err();
                 assert!(e.is_disk_full(), "{run}: sync while full: {e}");
-                holds_a_prefix(read_all(&log), &acked);
+                holds_a_prefix(read_all(&log), &acked, &run);
             }
             println!(
                 "{run}: {last} Ok records, {} durable while full; first error: {first}",
@@ -260,7 +181,7 @@ fn real_full_disk_on_a_small_tmpfs() {
                     other => other,
                 };
                 assert_eq!(synced.unwrap(), last, "{run}: sync once space is free");
-                holds_exactly(read_all(&log), &acked);
+                holds_exactly(read_all(&log), &acked, &run);
             }
             let lsn = wal.append(session(9), &event(0)).unwrap();
             assert_eq!(lsn, last + 1, "{run}: appends resume at the next LSN");
@@ -270,7 +191,7 @@ fn real_full_disk_on_a_small_tmpfs() {
                 assert!(acked.insert(lsn, (session(9), event(i))).is_none());
             }
             wal.close().unwrap();
-            holds_exactly(read_all(&log), &acked);
+            holds_exactly(read_all(&log), &acked, &run);
         }
     }
 }

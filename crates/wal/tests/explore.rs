@@ -24,6 +24,8 @@
 
 mod common;
 
+use common::seeds;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -526,25 +528,9 @@ impl Explorer {
     }
 }
 
-fn seeds(default: u64, var: &str) -> Vec<u64> {
-    if let Some(one) = std::env::var("LOGBOOK_EXPLORE_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return vec![one];
-    }
-    let n = std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    (1..=n)
-        .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .collect()
-}
-
 #[test]
 fn explore_faults_crashes_and_power_cuts_against_the_model() {
-    for seed in seeds(400, "LOGBOOK_EXPLORE_SEEDS") {
+    for seed in seeds(400, "LOGBOOK_EXPLORE") {
         let r = std::panic::catch_unwind(|| Explorer::run(seed, 150));
         assert!(
             r.is_ok(),
@@ -558,7 +544,7 @@ fn explore_faults_crashes_and_power_cuts_against_the_model() {
 /// returned survives the cut unchanged (as does every acknowledged one).
 #[test]
 fn concurrent_readers_never_see_a_record_that_later_changes() {
-    for seed in seeds(60, "LOGBOOK_EXPLORE_SEEDS") {
+    for seed in seeds(60, "LOGBOOK_EXPLORE") {
         let r = std::panic::catch_unwind(|| concurrent_round(seed));
         assert!(r.is_ok(), "concurrent exploration failed; seed {seed}");
     }

@@ -17,19 +17,19 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_gapless, event, read_all_fs, session};
+use common::{
+    Acked, assert_gapless, event, fill_until_full, holds_a_prefix, holds_exactly, policies,
+    read_all_fs, session,
+};
 use logbook_bus::{SessionEvent, codec};
 use logbook_wal::format::{SEGMENT_HEADER_LEN, frame_len, segment_file_name};
 use logbook_wal::sim::{Op, SimFs};
-use logbook_wal::{Lsn, SyncPolicy, Wal, WalError, WalOptions};
+use logbook_wal::{Lsn, SyncPolicy, Wal, WalOptions};
 use uuid::Uuid;
-
-type Acked = BTreeMap<Lsn, (Uuid, SessionEvent)>;
 
 /// How long a poll waits before declaring the flush missing.
 const GIVE_UP: Duration = Duration::from_secs(10);
@@ -345,78 +345,6 @@ fn never_buffers_writes_and_fsyncs_only_on_sync() {
             read(&fs),
             appended,
             "seed {seed}: a synced record was lost by a power cut"
-        );
-    }
-}
-
-/// The policies of the full-disk test: name, policy, `buffer_bytes`.
-fn policies() -> [(&'static str, SyncPolicy, usize); 3] {
-    [
-        ("Always", SyncPolicy::Always, 1 << 20),
-        (
-            "Batch",
-            SyncPolicy::Batch {
-                max_delay: Duration::from_millis(1),
-                max_bytes: 1 << 20,
-            },
-            1 << 20,
-        ),
-        ("Never", SyncPolicy::Never, 1),
-    ]
-}
-
-/// Append from `threads` threads until each sees an error; every error must
-/// be `DiskFull`; every `Ok(lsn)` goes into `acked`, and no LSN may be
-/// returned twice. Fails if the disk does not fill within [`GIVE_UP`].
-fn fill_until_full(wal: &Wal, acked: &Mutex<Acked>, threads: u64) -> WalError {
-    let errors = Mutex::new(Vec::new());
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let (acked, errors) = (&acked, &errors);
-            s.spawn(move || {
-                for n in 0.. {
-                    assert!(start.elapsed() < GIVE_UP, "the disk never filled up");
-                    let i = t * 10_000_000 + n;
-                    match wal.append(session(t), &event(i)) {
-                        Ok(lsn) => {
-                            let old = acked.lock().unwrap().insert(lsn, (session(t), event(i)));
-                            assert!(old.is_none(), "LSN {lsn} returned twice");
-                        }
-                        Err(e) => {
-                            errors.lock().unwrap().push(e);
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let errors = errors.into_inner().unwrap();
-    assert_eq!(errors.len() as u64, threads);
-    for e in &errors {
-        assert!(e.is_disk_full(), "{e}");
-        assert!(e.to_string().starts_with("disk full: "), "{e}");
-    }
-    errors.into_iter().next().unwrap()
-}
-
-/// The log holds exactly `acked`, gapless.
-fn holds_exactly(records: Vec<(Lsn, Uuid, SessionEvent)>, acked: &Acked, what: &str) {
-    assert_gapless(&records);
-    let found: Acked = records.into_iter().map(|(l, s, e)| (l, (s, e))).collect();
-    assert_eq!(&found, acked, "{what}: the log holds exactly these records");
-}
-
-/// The log is a gapless prefix of `acked` (records not yet durable are not
-/// visible to a reader).
-fn holds_a_prefix(records: Vec<(Lsn, Uuid, SessionEvent)>, acked: &Acked, what: &str) {
-    assert_gapless(&records);
-    for (lsn, s, e) in records {
-        assert_eq!(
-            acked.get(&lsn),
-            Some(&(s, e)),
-            "{what}: LSN {lsn} is not the record acknowledged with it"
         );
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{event, read_all_fs, session};
+use common::{event, read_all_fs, seeds, session};
 use logbook_bus::SessionEvent;
 use logbook_wal::sim::SimFs;
 use logbook_wal::{Lsn, SyncPolicy, Wal, WalOptions};
@@ -156,25 +156,9 @@ fn run_threads(seed: u64) {
     }
 }
 
-fn seeds(default: u64) -> Vec<u64> {
-    if let Some(one) = std::env::var("LOGBOOK_POWER_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return vec![one];
-    }
-    let n = std::env::var("LOGBOOK_POWER_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    (1..=n)
-        .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .collect()
-}
-
 #[test]
 fn power_cuts_never_lose_acknowledged_records() {
-    for seed in seeds(300) {
+    for seed in seeds(300, "LOGBOOK_POWER") {
         // The seed is in every assertion message; this names it on a panic too.
         let r = std::panic::catch_unwind(|| run_single(seed));
         assert!(
@@ -186,7 +170,7 @@ fn power_cuts_never_lose_acknowledged_records() {
 
 #[test]
 fn power_cuts_with_concurrent_appenders() {
-    for seed in seeds(60) {
+    for seed in seeds(60, "LOGBOOK_POWER") {
         let r = std::panic::catch_unwind(|| run_threads(seed));
         assert!(r.is_ok(), "power-loss run failed; seed {seed}");
     }
@@ -200,7 +184,7 @@ fn power_cuts_with_concurrent_appenders() {
 /// every k, every acknowledged record survives every generation.
 #[test]
 fn power_cuts_during_recovery_and_after_reopens() {
-    for seed in seeds(12) {
+    for seed in seeds(12, "LOGBOOK_POWER") {
         for k in 1..=12u64 {
             let fs = SimFs::new(seed ^ k);
             let mut rng = Rng((seed ^ k) | 1);

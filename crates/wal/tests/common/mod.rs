@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use logbook_bus::{SessionEvent, TokenDelta, TokenSource};
-use logbook_wal::{EventRecord, Lsn, Reader, WalError, WalOptions, fs::Fs};
+use logbook_wal::{EventRecord, Lsn, Reader, SyncPolicy, Wal, WalError, WalOptions, fs::Fs};
 use uuid::Uuid;
 
 /// A deterministic event of varying kind and size.
@@ -73,4 +75,98 @@ pub(crate) fn assert_gapless(records: &[(Lsn, Uuid, SessionEvent)]) {
 
 pub(crate) fn is_poisoned(e: &WalError) -> bool {
     matches!(e, WalError::Poisoned { .. })
+}
+
+/// Records by LSN: what was acknowledged, or returned `Ok`.
+pub(crate) type Acked = BTreeMap<Lsn, (Uuid, SessionEvent)>;
+
+/// The policies of the full-disk tests: name, policy, `buffer_bytes`.
+pub(crate) fn policies() -> [(&'static str, SyncPolicy, usize); 3] {
+    [
+        ("Always", SyncPolicy::Always, 1 << 20),
+        (
+            "Batch",
+            SyncPolicy::Batch {
+                max_delay: Duration::from_millis(1),
+                max_bytes: 1 << 20,
+            },
+            1 << 20,
+        ),
+        ("Never", SyncPolicy::Never, 1),
+    ]
+}
+
+/// Append from `threads` threads until each sees an error; every error must
+/// be `DiskFull`; every `Ok(lsn)` goes into `acked`, and no LSN may be
+/// returned twice. Fails if the disk does not fill within a minute.
+pub(crate) fn fill_until_full(wal: &Wal, acked: &Mutex<Acked>, threads: u64) -> WalError {
+    let errors = Mutex::new(Vec::new());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (acked, errors) = (&acked, &errors);
+            s.spawn(move || {
+                for n in 0.. {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(60),
+                        "the disk never filled up"
+                    );
+                    let i = t * 10_000_000 + n;
+                    match wal.append(session(t), &event(i)) {
+                        Ok(lsn) => {
+                            let old = acked.lock().unwrap().insert(lsn, (session(t), event(i)));
+                            assert!(old.is_none(), "LSN {lsn} returned twice");
+                        }
+                        Err(e) => {
+                            errors.lock().unwrap().push(e);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap();
+    assert_eq!(errors.len() as u64, threads);
+    for e in &errors {
+        assert!(e.is_disk_full(), "{e}");
+        assert!(e.to_string().starts_with("disk full: "), "{e}");
+    }
+    errors.into_iter().next().unwrap()
+}
+
+/// The log holds exactly `acked`, gapless.
+pub(crate) fn holds_exactly(records: Vec<(Lsn, Uuid, SessionEvent)>, acked: &Acked, what: &str) {
+    assert_gapless(&records);
+    let found: Acked = records.into_iter().map(|(l, s, e)| (l, (s, e))).collect();
+    assert_eq!(&found, acked, "{what}: the log holds exactly these records");
+}
+
+/// The log is a gapless prefix of `acked` (records not yet durable are not
+/// visible to a reader).
+pub(crate) fn holds_a_prefix(records: Vec<(Lsn, Uuid, SessionEvent)>, acked: &Acked, what: &str) {
+    assert_gapless(&records);
+    for (lsn, s, e) in records {
+        assert_eq!(
+            acked.get(&lsn),
+            Some(&(s, e)),
+            "{what}: LSN {lsn} is not the record acknowledged with it"
+        );
+    }
+}
+
+/// The seeds of a seeded test: `default` of them, or `$<prefix>_SEEDS` of
+/// them, or only `$<prefix>_SEED` (to replay one).
+pub(crate) fn seeds(default: u64, prefix: &str) -> Vec<u64> {
+    let var = |suffix: &str| -> Option<u64> {
+        std::env::var(format!("{prefix}_{suffix}"))
+            .ok()
+            .and_then(|v| v.parse().ok())
+    };
+    if let Some(one) = var("SEED") {
+        return vec![one];
+    }
+    (1..=var("SEEDS").unwrap_or(default))
+        .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect()
 }
