@@ -58,7 +58,7 @@ pub struct Resumed {
 /// [`ReplayError::AlreadyCompleted`] if its last terminal event is `Done`;
 /// [`ReplayError::Wal`] if reading the log, or appending and syncing the
 /// `SessionResumed` record, fails (nothing was appended if reading failed);
-/// [`ReplayError::Undecodable`] as for [`session_state`].
+/// [`ReplayError::Undecodable`] as for [`session_state`](crate::session_state).
 ///
 /// # Examples
 ///
