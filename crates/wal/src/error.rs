@@ -25,9 +25,12 @@ pub enum WalError {
         #[source]
         source: Arc<io::Error>,
     },
-    /// The disk is full: nothing of the failed batch was acknowledged, the
-    /// partial write was cut back, and appends succeed again once space is
-    /// freed.
+    /// The disk is full (a write, segment creation or preallocation failed
+    /// with `ENOSPC` or `EDQUOT`; a failed fsync is never this, it poisons).
+    /// The partial write was cut back. Under `SyncPolicy::Always` nothing of
+    /// the failed batch was acknowledged; under `Batch` and `Never` the
+    /// records that returned `Ok` stay queued with their LSNs. Appends
+    /// succeed again once space is freed.
     #[error("disk full: {op} {}: {source}", path.display())]
     DiskFull {
         /// What was being done.

@@ -14,9 +14,13 @@
 //! committed**: one writer at a time writes every queued record with one
 //! `write` and one `fdatasync`, and releases all their appenders together.
 //! [`SyncPolicy`] chooses when an append returns: after the fsync (default),
-//! after queuing (a flusher fsyncs within a bound), or never fsynced. A
-//! failed write or fsync **poisons** the log; a full disk only fails the
-//! batch it hit. One writer per directory: [`Wal::open`] takes a lock.
+//! after queuing (a flusher fsyncs within a bound), or never fsynced. Any
+//! failed fsync (whatever its errno) or failed write **poisons** the log,
+//! but a full disk does not: under `Always` it fails the batch it hit,
+//! under `Batch`/`Never` it keeps the queued records, with their LSNs, until
+//! a write succeeds. [`Wal::append_async`] and the bus's `emit_async` wait
+//! for durability without blocking a tokio worker. One writer per
+//! directory: [`Wal::open`] takes a lock.
 //!
 //! ## Recovery and reading
 //!
@@ -24,7 +28,9 @@
 //! written after the last fsync) and refuses, by default, to cut anything
 //! that had been acknowledged ([`RecoveryMode`], [`RecoveryReport`]).
 //! A [`Reader`] iterates records from any LSN across segments, checking
-//! every CRC and LSN, on a live log or a copy, without the lock.
+//! every CRC and LSN, on a live log or a copy, without the lock; it returns
+//! only records known durable (the writer publishes its durable watermark
+//! in `LOCK`, see `docs/format.md`).
 //!
 //! ## Quick start
 //!
