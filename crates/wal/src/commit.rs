@@ -51,7 +51,10 @@ use crate::fs::{Fs, FsFile, LockGuard};
 use crate::options::{SyncPolicy, WalOptions};
 use crate::segment::{self, SegmentEntry};
 
+mod discards;
 mod durable;
+
+use discards::Discards;
 
 /// The active segment; only the leader touches it.
 #[derive(Debug)]
@@ -136,10 +139,8 @@ struct State {
     /// wake-up (a `futex` system call) of a condition variable nobody waits
     /// on, which at one appender is every batch.
     waiting: [usize; 2],
-    /// Bumped when a full disk discards queued records; `discards[e]` says
-    /// from which LSN epoch `e` lost its records, and why.
-    epoch: usize,
-    discards: Vec<(Lsn, WalError)>,
+    /// What full disks discarded, by epoch, while a waiter may need it.
+    discards: Discards,
     /// Under `Batch` and `Never`: a write failed for a full disk and the
     /// records it could not write are still queued (see the module docs).
     stalled: Option<WalError>,
@@ -270,8 +271,7 @@ impl Writer {
                 leader: false,
                 batch: 0,
                 waiting: [0; 2],
-                epoch: 0,
-                discards: Vec::new(),
+                discards: Discards::default(),
                 stalled: None,
                 async_waiters: BTreeMap::new(),
                 async_seq: 0,
@@ -377,7 +377,7 @@ impl Writer {
             session,
         };
         encode_frame(&mut st.pending, &header, payload);
-        Ok((lsn, st.epoch))
+        Ok((lsn, st.discards.epoch()))
     }
 
     /// Append one record; see the module docs for when this returns.
@@ -452,7 +452,7 @@ impl Writer {
             });
         }
         let last = st.next_lsn - 1;
-        let epoch = st.epoch;
+        let epoch = st.discards.epoch();
         if last < st.durable_end {
             return Ok(last);
         }
@@ -473,29 +473,39 @@ impl Writer {
 
     /// The error for a record of `epoch` discarded by a full disk, if it was.
     fn discarded(st: &State, lsn: Lsn, epoch: usize) -> Result<(), WalError> {
-        for (from, error) in st.discards.get(epoch..).unwrap_or_default() {
-            if lsn >= *from {
-                return Err(error.clone());
-            }
-        }
-        Ok(())
+        st.discards.check(lsn, epoch)
     }
 
+    /// Wait until `lsn` (queued in `epoch`) is durable, leading batches
+    /// when nobody else does. Holds `epoch` meanwhile (see [`Discards`]).
     fn wait_for<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         lsn: Lsn,
         epoch: usize,
     ) -> Result<Lsn, WalError> {
+        st.discards.hold(epoch);
+        let (mut st, result) = self.wait_holding(st, lsn, epoch);
+        st.discards.release(epoch);
+        result
+    }
+
+    fn wait_holding<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        lsn: Lsn,
+        epoch: usize,
+    ) -> (MutexGuard<'a, State>, Result<Lsn, WalError>) {
         loop {
-            Self::discarded(&st, lsn, epoch)?;
+            if let Err(e) = Self::discarded(&st, lsn, epoch) {
+                return (st, Err(e));
+            }
             if lsn < st.durable_end {
-                return Ok(lsn);
+                return (st, Ok(lsn));
             }
             if let Some(cause) = &st.poisoned {
-                return Err(WalError::Poisoned {
-                    cause: cause.clone(),
-                });
+                let cause = cause.clone();
+                return (st, Err(WalError::Poisoned { cause }));
             }
             st = if st.leader {
                 let batch = if lsn >= st.pending_first {
@@ -603,7 +613,7 @@ impl Writer {
     /// Record what a leader's turn achieved. Returns whether every waiter
     /// must wake (the log failed, or a full disk discarded records).
     fn publish(&self, st: &mut State, outcome: Outcome, rest: &[u8]) -> bool {
-        let epoch_before = st.epoch;
+        let epoch_before = st.discards.epoch();
         st.stats.writes += 1;
         st.stats.fsyncs += outcome.fsyncs;
         st.stats.fsync_micros += outcome.fsync_micros;
@@ -630,9 +640,8 @@ impl Writer {
                 kept.extend_from_slice(&st.pending);
                 st.pending = kept;
                 st.pending_first = from;
-                st.discards.push((from, error.clone()));
+                st.discards.push(from, error.clone());
                 st.stalled = Some(error);
-                st.epoch += 1;
             }
             Some(error) if error.is_disk_full() => {
                 // Nothing from `written_end` on was acknowledged: drop it all
@@ -643,8 +652,7 @@ impl Writer {
                 st.pending_first = from;
                 st.next_lsn = from;
                 st.async_until = st.async_until.min(from);
-                st.discards.push((from, error));
-                st.epoch += 1;
+                st.discards.push(from, error);
             }
             Some(error) => {
                 tracing::error!(%error, "log poisoned: every later append fails until it is reopened");
@@ -656,7 +664,7 @@ impl Writer {
             durable_end: st.durable_end,
             poisoned: st.poisoned.is_some(),
         });
-        st.poisoned.is_some() || st.epoch != epoch_before
+        st.poisoned.is_some() || st.discards.epoch() != epoch_before
     }
 
     /// Write `batch` (frames of LSNs `first..end`) to the active segment,
@@ -888,7 +896,7 @@ impl Writer {
                 }
             }
             let last = st.next_lsn - 1;
-            let epoch = st.epoch;
+            let epoch = st.discards.epoch();
             if last >= st.durable_end {
                 match self.wait_for(st, last, epoch) {
                     // Reported once when the stall began; retried every `max_delay`.

@@ -94,11 +94,27 @@ impl Future for Durable {
     }
 }
 
+impl Durable {
+    /// A wait for `lsn`, queued in `epoch`, which it holds (see
+    /// [`Discards`](super::discards::Discards)) until dropped.
+    fn new(writer: &Arc<Writer>, st: &mut super::State, lsn: Lsn, epoch: usize) -> Durable {
+        st.discards.hold(epoch);
+        Durable {
+            writer: writer.clone(),
+            lsn,
+            epoch,
+            key: None,
+        }
+    }
+}
+
 impl Drop for Durable {
     fn drop(&mut self) {
+        let mut st = lock(&self.writer.state);
         if let Some(key) = self.key.take() {
-            lock(&self.writer.state).async_waiters.remove(&key);
+            st.async_waiters.remove(&key);
         }
+        st.discards.release(self.epoch);
     }
 }
 
@@ -123,17 +139,13 @@ impl Writer {
             SyncPolicy::Always => {
                 st.async_until = st.async_until.max(lsn + 1);
                 let idle = !st.leader;
+                let durable = Durable::new(self, &mut st, lsn, epoch);
                 drop(st);
                 self.start_committer()?;
                 if idle {
                     self.committer.notify_one();
                 }
-                Ok(Ticket::Waiting(Durable {
-                    writer: self.clone(),
-                    lsn,
-                    epoch,
-                    key: None,
-                }))
+                Ok(Ticket::Waiting(durable))
             }
             SyncPolicy::Batch { max_bytes, .. } => {
                 if lsn == st.durable_end || st.pending.len() >= max_bytes {
@@ -193,26 +205,22 @@ impl Writer {
             }
         };
         let flush = st.async_flush && !st.leader;
+        let tickets = queued
+            .into_iter()
+            .map(|(lsn, epoch)| {
+                if wait {
+                    Ticket::Waiting(Durable::new(self, &mut st, lsn, epoch))
+                } else {
+                    Ticket::Ready(lsn)
+                }
+            })
+            .collect();
         drop(st);
         if wait || flush {
             self.start_committer()?;
             self.committer.notify_one();
         }
-        Ok(queued
-            .into_iter()
-            .map(|(lsn, epoch)| {
-                if wait {
-                    Ticket::Waiting(Durable {
-                        writer: self.clone(),
-                        lsn,
-                        epoch,
-                        key: None,
-                    })
-                } else {
-                    Ticket::Ready(lsn)
-                }
-            })
-            .collect())
+        Ok(tickets)
     }
 
     /// Start the committer thread, once.
