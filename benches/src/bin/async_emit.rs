@@ -3,13 +3,15 @@
 //! (`emit` from T std threads) on the same kind of log, with records per
 //! fdatasync and how late a 1 ms timer on the same runtime wakes.
 //!
-//! Usage: `async_emit [--dir DIR] [--secs SECONDS] [--rounds N]`
+//! Usage: `async_emit [--dir DIR] [--secs SECONDS] [--rounds N] [--only a1,t1,...]`
 //!
 //! Every cell emits 200-byte `TextComplete` events, each task or thread with
 //! its own session and bus over one `Wal` (`SyncPolicy::Always`), for
 //! `--secs` seconds (default 3) in a fresh log under `DIR` (default: the
 //! current directory; keep it on a real disk). With `--rounds N` (default 1)
 //! every cell runs N times, in rotated order, and the median is printed.
+//! `--only` keeps some cells: `aN` (`emit_async`, N tasks), `bN` (blocking
+//! `emit` in N tasks), `tN` (N threads).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -143,8 +145,12 @@ fn run(kind: Kind, dir: &Path, secs: f64) -> io::Result<Cell> {
     })
 }
 
-fn parse_args() -> io::Result<(PathBuf, f64, usize)> {
+/// The command line: directory, seconds a cell, rounds, `--only` cells.
+type Args = (PathBuf, f64, usize, Option<Vec<String>>);
+
+fn parse_args() -> io::Result<Args> {
     let mut dir = PathBuf::from(".");
+    let mut only = None;
     let mut secs = 3.0;
     let mut rounds = 1;
     let mut args = std::env::args().skip(1);
@@ -158,13 +164,23 @@ fn parse_args() -> io::Result<(PathBuf, f64, usize)> {
             "--dir" => dir = PathBuf::from(value()?),
             "--secs" => secs = value()?.parse().map_err(|_| bad("--secs: a number"))?,
             "--rounds" => rounds = value()?.parse().map_err(|_| bad("--rounds: a count"))?,
+            "--only" => only = Some(value()?.split(',').map(str::to_owned).collect()),
             other => return Err(bad(&format!("unknown argument {other}"))),
         }
     }
     if secs <= 0.0 || rounds == 0 {
         return Err(bad("--secs and --rounds must be positive"));
     }
-    Ok((dir, secs, rounds))
+    Ok((dir, secs, rounds, only))
+}
+
+/// The `--only` name of a cell.
+fn short(kind: Kind) -> String {
+    match kind {
+        Kind::Async(n) => format!("a{n}"),
+        Kind::BlockingInTasks(n) => format!("b{n}"),
+        Kind::Threads(t) => format!("t{t}"),
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -173,10 +189,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> io::Result<()> {
-    let (dir, secs, rounds) = parse_args()?;
+    let (dir, secs, rounds, only) = parse_args()?;
     let mut kinds: Vec<Kind> = TASKS.iter().map(|&n| Kind::Async(n)).collect();
     kinds.push(Kind::BlockingInTasks(64));
     kinds.extend(THREADS.iter().map(|&t| Kind::Threads(t)));
+    if let Some(only) = &only {
+        kinds.retain(|&k| only.contains(&short(k)));
+    }
     let mut results: Vec<Vec<Cell>> = vec![Vec::new(); kinds.len()];
     for round in 0..rounds {
         for k in 0..kinds.len() {

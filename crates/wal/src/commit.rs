@@ -531,7 +531,18 @@ impl Writer {
     /// queued up meanwhile, lead their batch too (up to
     /// [`EXTRA_BATCHES`] times) rather than wake another thread to do it:
     /// the hand-off would leave the disk idle for a wake-up.
-    fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>, sync: bool) -> MutexGuard<'a, State> {
+    fn lead<'a>(&'a self, st: MutexGuard<'a, State>, sync: bool) -> MutexGuard<'a, State> {
+        self.lead_batches(st, sync, EXTRA_BATCHES)
+    }
+
+    /// [`Writer::lead`], leading at most `extra_batches` batches beyond
+    /// the first.
+    fn lead_batches<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        sync: bool,
+        extra_batches: u32,
+    ) -> MutexGuard<'a, State> {
         let mut extra = 0;
         loop {
             st.leader = true;
@@ -556,7 +567,7 @@ impl Writer {
             batch.clear();
             st.spare = batch;
             let more = st.next_lsn > st.pending_first;
-            let go_on = more && sync && !everyone && extra < EXTRA_BATCHES;
+            let go_on = more && sync && !everyone && extra < extra_batches;
             if !go_on {
                 st.leader = false;
             }

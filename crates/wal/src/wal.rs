@@ -212,11 +212,18 @@ impl Wal {
     /// `Batch` and `Never` once it is queued.
     ///
     /// The record is encoded and queued into the group commit when the
-    /// future is first polled (a memory copy under a short lock, never
-    /// I/O). The write and `fdatasync` run on another thread: one appending
+    /// future is first polled (a memory copy under a short lock). The
+    /// write and `fdatasync` run on another thread: one appending
     /// synchronously, or the log's committer thread, started by the first
-    /// async append. Records from tasks and threads that queue meanwhile
-    /// share one fsync. Under a full disk (`Batch`, `Never`) an async append
+    /// async append that needs it. Records from tasks and threads that
+    /// queue meanwhile share one fsync. One exception saves two thread
+    /// hand-offs when there is no one to share with: if nothing else is
+    /// queued or being written and the task runs on a tokio runtime with
+    /// at least two workers, the first poll writes and fsyncs this one
+    /// record on its own worker, as a lone thread calling [`Wal::append`]
+    /// would. At most one worker at a time does so (there is one leader),
+    /// so the runtime's other workers keep running; on a current-thread or
+    /// one-worker runtime, and outside tokio, the poll never does I/O. Under a full disk (`Batch`, `Never`) an async append
     /// fails with [`WalError::DiskFull`] without retrying the write itself:
     /// the flusher or a `sync` does.
     ///

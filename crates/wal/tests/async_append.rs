@@ -28,18 +28,30 @@ fn on_one_thread<F>(what: &str, f: impl FnOnce() -> F + Send + 'static)
 where
     F: Future<Output = ()>,
 {
+    on_runtime(what, 0, f);
+}
+
+/// [`on_one_thread`] on a runtime with `workers` worker threads (0: a
+/// current-thread runtime).
+fn on_runtime<F>(what: &str, workers: usize, f: impl FnOnce() -> F + Send + 'static)
+where
+    F: Future<Output = ()>,
+{
     let handle = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f());
+        let mut builder = if workers == 0 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(workers);
+            b
+        };
+        builder.enable_all().build().unwrap().block_on(f());
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     while !handle.is_finished() {
         assert!(
             Instant::now() < deadline,
-            "{what}: the runtime's only thread is stuck: a durable write blocked it"
+            "{what} ({workers} workers): the runtime is stuck: a durable write blocked it"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -58,29 +70,34 @@ async fn until(mut cond: impl FnMut() -> bool) {
 
 /// The test the issue asks for: on a current-thread runtime, a second task
 /// makes progress while a durable `emit_async` is pending. The fsync is
-/// held until that second task, having seen it start, lets it go.
+/// held until that second task, having seen it start, lets it go. The same
+/// on a multi-thread runtime of one worker (which must not lead inline
+/// either) and of two (where a lone emit may write and fsync on its own
+/// worker: the other worker must keep running the other tasks).
 #[test]
 fn a_pending_durable_emit_lets_other_tasks_run() {
-    let fs = SimFs::new(1);
-    let wal = open(&fs);
-    let gate = Arc::new(fs.hold(Op::Sync));
-    let bus = SessionBus::new(8).with_durable_sink(Arc::new(wal.sink(session(1))));
-    let mut rx = bus.subscribe();
-    on_one_thread("emit_async over WalSink", move || async move {
-        let emitter = tokio::spawn(async move { bus.emit_async(SessionEvent::Done).await });
-        let releaser = {
-            let gate = gate.clone();
-            tokio::spawn(async move {
-                // Runs while the emit waits: the fsync has started (held).
-                until(|| gate.waiting() == 1).await;
-                assert!(rx.try_recv().is_err(), "not broadcast before it is durable");
-                gate.release();
-            })
-        };
-        releaser.await.unwrap();
-        emitter.await.unwrap().unwrap();
-    });
-    assert_eq!(wal.durable_lsn(), 1);
+    for workers in [0, 1, 2] {
+        let fs = SimFs::new(1);
+        let wal = open(&fs);
+        let gate = Arc::new(fs.hold(Op::Sync));
+        let bus = SessionBus::new(8).with_durable_sink(Arc::new(wal.sink(session(1))));
+        let mut rx = bus.subscribe();
+        on_runtime("emit_async over WalSink", workers, move || async move {
+            let emitter = tokio::spawn(async move { bus.emit_async(SessionEvent::Done).await });
+            let releaser = {
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    // Runs while the emit waits: the fsync has started (held).
+                    until(|| gate.waiting() == 1).await;
+                    assert!(rx.try_recv().is_err(), "not broadcast before it is durable");
+                    gate.release();
+                })
+            };
+            releaser.await.unwrap();
+            emitter.await.unwrap().unwrap();
+        });
+        assert_eq!(wal.durable_lsn(), 1, "{workers} workers");
+    }
 }
 
 /// A sink that implements only the blocking `write` still leaves the
@@ -146,62 +163,69 @@ fn a_cancelled_emit_is_not_broadcast_but_its_record_becomes_durable() {
 }
 
 /// A failed fsync fails every pending and later async append with
-/// `Poisoned`, exactly as the blocking path; nothing is acknowledged.
+/// `Poisoned`, exactly as the blocking path; nothing is acknowledged. On a
+/// current-thread runtime the committer thread leads; on two workers the
+/// first append may lead on its own worker.
 #[test]
 fn a_failed_fsync_fails_pending_async_appends_and_poisons() {
-    let fs = SimFs::new(4);
-    let wal = open(&fs);
-    let w = wal.clone();
-    fs.fail_after(Op::Sync, 0, libc::ENOSPC);
-    on_one_thread("poison", move || async move {
-        let futs: Vec<_> = (0..8)
-            .map(|i| {
-                let w = w.clone();
-                tokio::spawn(async move { w.append_async(session(i), &event(i)).await })
-            })
-            .collect();
-        for f in futs {
-            let e = f.await.unwrap().unwrap_err();
+    for workers in [0, 2] {
+        let fs = SimFs::new(4);
+        let wal = open(&fs);
+        let w = wal.clone();
+        fs.fail_after(Op::Sync, 0, libc::ENOSPC);
+        on_runtime("poison", workers, move || async move {
+            let futs: Vec<_> = (0..8)
+                .map(|i| {
+                    let w = w.clone();
+                    tokio::spawn(async move { w.append_async(session(i), &event(i)).await })
+                })
+                .collect();
+            for f in futs {
+                let e = f.await.unwrap().unwrap_err();
+                assert!(matches!(e, WalError::Poisoned { .. }), "{e}");
+            }
+            let e = w.append_async(session(9), &event(9)).await.unwrap_err();
             assert!(matches!(e, WalError::Poisoned { .. }), "{e}");
-        }
-        let e = w.append_async(session(9), &event(9)).await.unwrap_err();
-        assert!(matches!(e, WalError::Poisoned { .. }), "{e}");
-    });
-    assert_eq!(wal.durable_lsn(), 0);
+        });
+        assert_eq!(wal.durable_lsn(), 0, "{workers} workers");
+    }
 }
 
 /// A full disk under `Always` fails the async appends of the batch with
 /// `DiskFull` (their LSNs are reused) and appends succeed again once space
-/// is free, as on the blocking path.
+/// is free, as on the blocking path; on either kind of runtime.
 #[test]
 fn a_full_disk_fails_async_appends_then_they_succeed_again() {
-    let fs = SimFs::new(5);
-    let wal = Wal::open_with_fs(
-        Arc::new(fs.clone()),
-        DIR,
-        WalOptions {
-            preallocate: false,
-            ..WalOptions::default()
-        },
-    )
-    .unwrap();
-    let w = wal.clone();
-    let f2 = fs.clone();
-    on_one_thread("disk full", move || async move {
-        let first = w.append_async(session(1), &event(1)).await.unwrap();
-        f2.set_capacity(Some(f2.used()));
-        let e = w.append_async(session(1), &event(2)).await.unwrap_err();
-        assert!(e.is_disk_full(), "{e}");
-        f2.set_capacity(None);
-        let next = w.append_async(session(1), &event(3)).await.unwrap();
-        assert_eq!(next, first + 1, "the failed record's LSN is reused");
-    });
-    drop(wal);
-    let records = read_all_fs(Arc::new(fs.clone()), Path::new(DIR));
-    assert_eq!(
-        records.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
-        [event(1), event(3)]
-    );
+    for workers in [0, 2] {
+        let fs = SimFs::new(5);
+        let wal = Wal::open_with_fs(
+            Arc::new(fs.clone()),
+            DIR,
+            WalOptions {
+                preallocate: false,
+                ..WalOptions::default()
+            },
+        )
+        .unwrap();
+        let w = wal.clone();
+        let f2 = fs.clone();
+        on_runtime("disk full", workers, move || async move {
+            let first = w.append_async(session(1), &event(1)).await.unwrap();
+            f2.set_capacity(Some(f2.used()));
+            let e = w.append_async(session(1), &event(2)).await.unwrap_err();
+            assert!(e.is_disk_full(), "{e}");
+            f2.set_capacity(None);
+            let next = w.append_async(session(1), &event(3)).await.unwrap();
+            assert_eq!(next, first + 1, "the failed record's LSN is reused");
+        });
+        drop(wal);
+        let records = read_all_fs(Arc::new(fs.clone()), Path::new(DIR));
+        assert_eq!(
+            records.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+            [event(1), event(3)],
+            "{workers} workers"
+        );
+    }
 }
 
 /// `close` with async appends pending: it makes them durable and they
