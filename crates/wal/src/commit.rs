@@ -155,6 +155,9 @@ struct State {
     /// Under `Never`: an async append filled the buffer; the committer
     /// thread writes it.
     async_flush: bool,
+    /// How many records the latest batch carried: more than one means
+    /// appenders are queuing up behind each other (see [`durable`]).
+    last_batch: u64,
     poisoned: Option<Arc<WalError>>,
     closed: bool,
     stats: WalStats,
@@ -277,6 +280,7 @@ impl Writer {
                 async_seq: 0,
                 async_until: 0,
                 async_flush: false,
+                last_batch: 0,
                 poisoned: None,
                 closed: false,
                 stats: WalStats::default(),
@@ -564,6 +568,7 @@ impl Writer {
             st = lock(&self.state);
             let rest = batch.get(outcome.written_bytes..).unwrap_or_default();
             let everyone = self.publish(&mut st, outcome, rest);
+            st.last_batch = end - first;
             batch.clear();
             st.spare = batch;
             let more = st.next_lsn > st.pending_first;

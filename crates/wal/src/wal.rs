@@ -218,7 +218,8 @@ impl Wal {
     /// async append that needs it. Records from tasks and threads that
     /// queue meanwhile share one fsync. One exception saves two thread
     /// hand-offs when there is no one to share with: if nothing else is
-    /// queued or being written and the task runs on a tokio runtime with
+    /// queued or being written, the latest batch carried one record, and
+    /// the task runs on a tokio runtime with
     /// at least two workers, the first poll writes and fsyncs this one
     /// record on its own worker, as a lone thread calling [`Wal::append`]
     /// would. At most one worker at a time does so (there is one leader),

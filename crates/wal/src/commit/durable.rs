@@ -11,12 +11,14 @@
 //! and async, share its fsync.
 //!
 //! The uncontended case leads on the task's thread instead: nobody leads,
-//! nothing else is queued, no task waits, and the thread is in a tokio
-//! runtime with another worker to run the other tasks meanwhile. The task
-//! then writes and fsyncs its one-record batch itself, as a lone thread
-//! calling `append` does, and skips the two hand-offs (to the committer and
-//! back through the waker) that otherwise cost a lone task about a fifth of
-//! its rate. It leads that batch only, never the next, so its worker is
+//! nothing else is queued, no task waits, the latest batch carried a single
+//! record (appenders are not queuing up behind each other: where they are,
+//! a one-record batch would cost the others an fsync), and the thread is in
+//! a tokio runtime with another worker to run the other tasks meanwhile.
+//! The task then writes and fsyncs its one-record batch itself, as a lone
+//! thread calling `append` does, and skips the two hand-offs (to the
+//! committer and back through the waker) that otherwise cost a lone task
+//! about a fifth of its rate. It leads that batch only, never the next, so its worker is
 //! inside at most one fsync; with one leader at a time, at most one worker
 //! is. On a current-thread (or one-worker) runtime and outside tokio the
 //! committer always leads, and polling a ticket never does I/O.
@@ -160,7 +162,11 @@ impl Writer {
                 st.async_until = st.async_until.max(lsn + 1);
                 let idle = !st.leader;
                 let durable = Durable::new(self, &mut st, lsn, epoch);
-                if idle && lsn == st.pending_first && st.async_waiters.is_empty() && spare_worker()
+                if idle
+                    && st.last_batch <= 1
+                    && lsn == st.pending_first
+                    && st.async_waiters.is_empty()
+                    && spare_worker()
                 {
                     // Uncontended: lead this one batch here, as a lone
                     // thread would (see the module docs).
