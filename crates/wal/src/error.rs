@@ -2,7 +2,7 @@
 //! it applies to.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::format::{FrameError, HeaderError, Lsn};
@@ -234,6 +234,37 @@ impl WalError {
     #[must_use]
     pub fn is_disk_full(&self) -> bool {
         matches!(self, WalError::DiskFull { .. })
+    }
+
+    /// The file and byte offset this error is about, when it names a place
+    /// in a segment: the frame's offset for corruption, 0 for a segment's
+    /// header or name. `None` for errors about no particular byte (I/O,
+    /// options, a locked or missing directory).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use logbook_wal::WalError;
+    ///
+    /// let e = WalError::Sequence {
+    ///     path: "log/00000000000000000001.wal".into(),
+    ///     offset: 112,
+    ///     expected: 3,
+    ///     found: 5,
+    /// };
+    /// assert_eq!(e.location(), Some((Path::new("log/00000000000000000001.wal"), 112)));
+    /// ```
+    #[must_use]
+    pub fn location(&self) -> Option<(&Path, u64)> {
+        match self {
+            WalError::Corrupt { path, offset, .. }
+            | WalError::Sequence { path, offset, .. }
+            | WalError::MidLogCorruption { path, offset, .. }
+            | WalError::DurableDamaged { path, offset, .. } => Some((path, *offset)),
+            WalError::BadHeader { path, .. } | WalError::BadSegment { path, .. } => Some((path, 0)),
+            _ => None,
+        }
     }
 
     /// Whether this error is, or was caused by, corruption on disk.

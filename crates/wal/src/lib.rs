@@ -72,15 +72,17 @@ mod segment;
 pub mod sim;
 mod sink;
 mod wal;
+mod walk;
 
 pub use crate::commit::WalStats;
 pub use crate::error::WalError;
-pub use crate::format::{FrameError, HeaderError, Lsn};
+pub use crate::format::{FrameError, HeaderError, Lsn, SegmentHeader};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
 pub use crate::sink::{EventRecord, WalSink};
 pub use crate::wal::{Wal, inspect, is_locked};
+pub use crate::walk::{Item, SegmentSummary, SegmentTable, broken_path};
 /// Sessions are named by UUIDs: re-exported so that users need no `uuid`
 /// dependency of their own to name one.
 pub use uuid::Uuid;

@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::error::WalError;
 use crate::format::{
-    FrameError, Lsn, MAX_SEGMENT_SIZE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, WatermarkState,
+    FrameError, FrameHeader, Lsn, MAX_SEGMENT_SIZE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    WatermarkState,
 };
 use crate::fs::{Contents, Fs, FsFile, OpenMode, StdFs};
 use crate::scan::{Problem, Step, find_next_valid, step};
@@ -236,6 +237,16 @@ impl Reader {
         self.segments.iter().map(|s| s.path.clone()).collect()
     }
 
+    /// The segments found so far, with their base LSNs.
+    pub(crate) fn segment_entries(&self) -> &[SegmentEntry] {
+        &self.segments
+    }
+
+    /// The file system it reads.
+    pub(crate) fn fs(&self) -> &dyn Fs {
+        &*self.fs
+    }
+
     /// Damage seen at the end of the tail segment by the last call that
     /// returned `None`, if any.
     #[must_use]
@@ -253,18 +264,14 @@ impl Reader {
     /// [`WalError::MidLogCorruption`]) naming the segment, offset and LSN;
     /// I/O errors naming the file.
     pub fn next_ref(&mut self) -> Option<Result<RecordRef<'_>, WalError>> {
-        match self.advance() {
-            Ok(true) => {}
-            Ok(false) => return None,
+        let (header, len) = match self.advance() {
+            Ok(Some(record)) => record,
+            Ok(None) => return None,
             Err(e) => return Some(Err(e)),
-        }
-        // `advance` left `offset` on a valid record: step past it, then
-        // lend its bytes.
-        let cur = self.current.as_mut()?;
-        let (bytes, base) = cur.bytes();
-        let Step::Record { header, len, .. } = step(bytes, cur.offset - base, cur.expected) else {
-            return None;
         };
+        // `advance` left `offset` on the record it validated: step past it,
+        // then lend its bytes (checked once, not again).
+        let cur = self.current.as_mut()?;
         let at = cur.offset;
         cur.offset += len;
         cur.expected += 1;
@@ -286,8 +293,9 @@ impl Reader {
     }
 
     /// Move to the next record to return, leaving the current segment's
-    /// `offset` on it. `Ok(false)` at the current end of the log, or of
-    /// what is known durable in it.
+    /// `offset` on it; returns its validated header and frame length.
+    /// `Ok(None)` at the current end of the log, or of what is known
+    /// durable in it.
     ///
     /// On the tail segment a record is returned only once it is known
     /// durable (below the writer's watermark or vouched for by a later
@@ -296,14 +304,14 @@ impl Reader {
     /// the writer then cut back (a full disk) and rewrote. Damage is judged
     /// the same way, only from bytes read after the evidence (FAULTS.md: a
     /// concurrent `pwrite` is not atomic for a reader).
-    fn advance(&mut self) -> Result<bool, WalError> {
+    fn advance(&mut self) -> Result<Option<(FrameHeader, usize)>, WalError> {
         loop {
             if self.current.is_none() && !self.open_next()? {
-                return Ok(false);
+                return Ok(None);
             }
             let is_tail = self.is_tail();
             let Some(cur) = self.current.as_mut() else {
-                return Ok(false);
+                return Ok(None);
             };
             if self.resync {
                 self.resync = false;
@@ -322,7 +330,8 @@ impl Reader {
                 }
             }
             match cur.peek()? {
-                Peek::Record { len, lsn } => {
+                Peek::Record { len, header } => {
+                    let lsn = header.lsn;
                     if is_tail && !self.unbounded && lsn >= self.vouched {
                         if self.find_evidence(lsn)? {
                             continue;
@@ -332,11 +341,11 @@ impl Reader {
                         if self.refresh()? {
                             continue;
                         }
-                        return Ok(false);
+                        return Ok(None);
                     }
                     self.confirmed = None;
                     if lsn >= self.from_lsn {
-                        return Ok(true);
+                        return Ok(Some((header, len)));
                     }
                     cur.offset += len;
                     cur.expected += 1;
@@ -345,7 +354,7 @@ impl Reader {
                     if !is_tail {
                         self.finish_segment();
                     } else if !self.refresh()? {
-                        return Ok(false);
+                        return Ok(None);
                     }
                 }
                 Peek::Bad(problem) => {
@@ -385,7 +394,7 @@ impl Reader {
                                 lsn,
                                 reason: describe(problem),
                             });
-                            return Ok(false);
+                            return Ok(None);
                         }
                         self.confirmed = None;
                         self.resync = true;
@@ -674,7 +683,7 @@ fn describe(problem: Problem) -> String {
 }
 
 enum Peek {
-    Record { len: usize, lsn: Lsn },
+    Record { len: usize, header: FrameHeader },
     End,
     Bad(Problem),
 }
@@ -792,10 +801,7 @@ impl Current {
     fn classify(&self) -> Peek {
         let (bytes, base) = self.bytes();
         match step(bytes, self.offset.saturating_sub(base), self.expected) {
-            Step::Record { len, header, .. } => Peek::Record {
-                len,
-                lsn: header.lsn,
-            },
+            Step::Record { len, header, .. } => Peek::Record { len, header },
             Step::End => Peek::End,
             Step::Bad(p) => Peek::Bad(p),
         }

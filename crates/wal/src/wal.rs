@@ -572,9 +572,7 @@ fn capped(bytes: &[u8]) -> &[u8] {
 
 /// Copy the bytes about to be cut to `<segment>.<offset>.broken`, fsynced.
 fn save_cut(fs: &dyn Fs, path: &Path, bytes: &[u8], from: usize, len: u64) -> Result<(), WalError> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{from}.broken"));
-    let broken = PathBuf::from(name);
+    let broken = crate::walk::broken_path(path, from as u64);
     let end = from
         .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
         .min(bytes.len());

@@ -1,0 +1,265 @@
+//! The lenient walk every tool shares: each record and each located problem
+//! of a log, in order, going on past corruption; and the table of segments
+//! such a walk saw.
+//!
+//! [`Reader::next_ref`] already resumes at the next valid record after
+//! reporting corruption; [`Reader::walk`] wraps that loop once, so a
+//! dumper, a checker, a replayer or a shipper never writes its own (each
+//! with its own idea of when to give up), and [`SegmentTable`] collects what
+//! `verify` and `stats` print per segment without reading a frame twice.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use crate::error::WalError;
+use crate::format::{Lsn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::reader::{Reader, RecordRef};
+use crate::segment::{self, SegmentEntry};
+
+/// One step of [`Reader::walk`].
+#[derive(Debug)]
+pub enum Item<'a> {
+    /// A valid record.
+    Record(RecordRef<'a>),
+    /// Corruption the reader reported ([`WalError::is_corruption`]), with
+    /// its place in [`WalError::location`]; the walk resumes after it.
+    Problem(WalError),
+}
+
+impl Reader {
+    /// Feed every record and every corruption problem of the log, in log
+    /// order, to `f`, until the current end of the log (returns
+    /// `Continue(())`) or until `f` breaks (returns its `Break`).
+    ///
+    /// The walk always makes progress: after a problem the reader resumes
+    /// at the next valid record (or the next segment), so a damaged log is
+    /// walked to its end with every problem reported once. Call it again
+    /// later to follow a live writer.
+    ///
+    /// # Errors
+    ///
+    /// The first error that is not corruption: an unreadable segment, a
+    /// directory that cannot be listed (each naming its path).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use logbook_wal::{Item, Reader, Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// wal.append_raw(uuid::Uuid::nil(), b"a")?;
+    /// wal.append_raw(uuid::Uuid::nil(), b"b")?;
+    /// let (mut records, mut problems) = (0, 0);
+    /// let end = Reader::open(dir.path())?.walk(|item| {
+    ///     match item {
+    ///         Item::Record(_) => records += 1,
+    ///         Item::Problem(_) => problems += 1,
+    ///     }
+    ///     ControlFlow::<()>::Continue(())
+    /// })?;
+    /// assert_eq!((end, records, problems), (ControlFlow::Continue(()), 2, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn walk<B>(
+        &mut self,
+        mut f: impl FnMut(Item<'_>) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>, WalError> {
+        loop {
+            let item = match self.next_ref() {
+                None => return Ok(ControlFlow::Continue(())),
+                Some(Ok(record)) => Item::Record(record),
+                Some(Err(e)) if e.is_corruption() => Item::Problem(e),
+                Some(Err(e)) => return Err(e),
+            };
+            if let ControlFlow::Break(b) = f(item) {
+                return Ok(ControlFlow::Break(b));
+            }
+        }
+    }
+}
+
+/// What a walk saw of one segment: its header and size, and the records
+/// read from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentSummary {
+    /// The segment file.
+    pub path: PathBuf,
+    /// The file's size (a preallocated segment is larger than its records).
+    pub file_size: u64,
+    /// Its header, or why it is not valid.
+    pub header: Result<SegmentHeader, String>,
+    /// Valid records read from it.
+    pub records: u64,
+    /// The first and last LSN among them.
+    pub first_lsn: Option<Lsn>,
+    /// See `first_lsn`.
+    pub last_lsn: Option<Lsn>,
+    /// The end of its last valid record: the bytes in use (the header's
+    /// length when it holds none).
+    pub used_bytes: u64,
+}
+
+impl SegmentSummary {
+    /// The file name, for display.
+    #[must_use]
+    pub fn file_name(&self) -> String {
+        self.path.file_name().map_or_else(
+            || self.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }
+}
+
+/// Per-segment counts of a walk: feed it every record with
+/// [`SegmentTable::add`], then [`SegmentTable::finish`] with the reader.
+///
+/// # Examples
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// use logbook_wal::{Item, Reader, SegmentTable, Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// wal.append_raw(uuid::Uuid::nil(), b"a")?;
+/// let mut reader = Reader::open(dir.path())?;
+/// let mut table = SegmentTable::default();
+/// reader.walk(|item| {
+///     if let Item::Record(r) = item {
+///         table.add(&r);
+///     }
+///     ControlFlow::<()>::Continue(())
+/// })?;
+/// let segments = table.finish(&reader);
+/// assert_eq!(segments.len(), 1);
+/// assert_eq!((segments[0].records, segments[0].first_lsn), (1, Some(1)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct SegmentTable {
+    /// Counts by segment, in the order records arrived.
+    seen: Vec<Counts>,
+}
+
+#[derive(Debug)]
+struct Counts {
+    path: PathBuf,
+    records: u64,
+    first_lsn: Option<Lsn>,
+    last_lsn: Option<Lsn>,
+    used_bytes: u64,
+}
+
+impl SegmentTable {
+    /// Count one record.
+    pub fn add(&mut self, record: &RecordRef<'_>) {
+        if self.seen.last().is_none_or(|c| c.path != record.segment) {
+            match self.seen.iter().position(|c| c.path == record.segment) {
+                Some(i) => {
+                    let counts = self.seen.remove(i);
+                    self.seen.push(counts);
+                }
+                None => self.seen.push(Counts {
+                    path: record.segment.to_path_buf(),
+                    records: 0,
+                    first_lsn: None,
+                    last_lsn: None,
+                    used_bytes: SEGMENT_HEADER_LEN as u64,
+                }),
+            }
+        }
+        if let Some(c) = self.seen.last_mut() {
+            c.records += 1;
+            c.first_lsn.get_or_insert(record.lsn);
+            c.last_lsn = Some(record.lsn);
+            c.used_bytes = c.used_bytes.max(record.end_offset());
+        }
+    }
+
+    /// The table: every segment of `reader`'s log in order (those that held
+    /// no record too), with its header and file size read now.
+    #[must_use]
+    pub fn finish(self, reader: &Reader) -> Vec<SegmentSummary> {
+        let mut seen = self.seen;
+        let mut table = Vec::new();
+        for entry in reader.segment_entries() {
+            let counts = seen
+                .iter()
+                .position(|c| c.path == entry.path)
+                .map(|i| seen.swap_remove(i));
+            table.push(summary(reader, entry, counts));
+        }
+        // Segments read but since removed (`truncate_before`) keep their counts.
+        for counts in seen {
+            let entry = SegmentEntry {
+                base_lsn: counts.first_lsn.unwrap_or(0),
+                path: counts.path.clone(),
+            };
+            table.push(summary(reader, &entry, Some(counts)));
+        }
+        table
+    }
+}
+
+fn summary(reader: &Reader, entry: &SegmentEntry, counts: Option<Counts>) -> SegmentSummary {
+    let fs = reader.fs();
+    let header = read_header(fs, entry);
+    let file_size = fs
+        .open(&entry.path, crate::fs::OpenMode::Read)
+        .and_then(|f| f.len())
+        .unwrap_or(0);
+    let (records, first_lsn, last_lsn, used_bytes) = counts
+        .map_or((0, None, None, SEGMENT_HEADER_LEN as u64), |c| {
+            (c.records, c.first_lsn, c.last_lsn, c.used_bytes)
+        });
+    SegmentSummary {
+        path: entry.path.clone(),
+        file_size,
+        header,
+        records,
+        first_lsn,
+        last_lsn,
+        used_bytes,
+    }
+}
+
+fn read_header(fs: &dyn crate::fs::Fs, entry: &SegmentEntry) -> Result<SegmentHeader, String> {
+    let file = fs
+        .open(&entry.path, crate::fs::OpenMode::Read)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    segment::read_header(&*file, entry).map_err(|e| match e {
+        WalError::BadHeader { reason, .. } => reason.to_string(),
+        WalError::BadSegment { reason, .. } => reason,
+        other => other.to_string(),
+    })
+}
+
+impl RecordRef<'_> {
+    /// The offset just past this record's frame in its segment.
+    #[must_use]
+    pub fn end_offset(&self) -> u64 {
+        self.offset + (RECORD_HEADER_LEN + self.payload.len()) as u64
+    }
+}
+
+/// The file that recovery (and `logbook repair`) saves the bytes it cuts
+/// from `segment` at `offset` into, beside the segment:
+/// `<segment>.<offset>.broken`.
+///
+/// # Examples
+///
+/// ```
+/// use std::path::Path;
+///
+/// let saved = logbook_wal::broken_path(Path::new("log/00000000000000000001.wal"), 4096);
+/// assert_eq!(saved, Path::new("log/00000000000000000001.wal.4096.broken"));
+/// ```
+#[must_use]
+pub fn broken_path(segment: &Path, offset: u64) -> PathBuf {
+    let mut name = segment.as_os_str().to_owned();
+    name.push(format!(".{offset}.broken"));
+    PathBuf::from(name)
+}
