@@ -37,58 +37,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::WalError;
-use crate::format::{
-    BootId, FrameHeader, LOCK_FILE, Lsn, MAX_LSN, SEGMENT_HEADER_LEN, Watermark, encode_frame,
-    frame_len,
-};
-use crate::fs::{Fs, FsFile, LockGuard};
+use crate::format::{BootId, FrameHeader, LOCK_FILE, Lsn, MAX_LSN, Watermark, encode_frame};
+use crate::fs::{Fs, LockGuard};
 use crate::options::{SyncPolicy, WalOptions};
-use crate::segment::{self, SegmentEntry};
 
 mod discards;
+mod disk;
 mod durable;
 
 use discards::Discards;
-
-/// The active segment; only the leader touches it.
-#[derive(Debug)]
-pub(crate) struct Io {
-    pub(crate) entry: SegmentEntry,
-    pub(crate) file: Box<dyn FsFile>,
-    pub(crate) write_pos: u64,
-    /// Sealed (fsynced and cut to length) but no successor created yet.
-    pub(crate) sealed: bool,
-    /// Bytes below this offset have been written (zeros past the records),
-    /// so overwriting them changes no file-system metadata.
-    pub(crate) zeroed_to: u64,
-    /// The records below this offset were fsynced.
-    pub(crate) synced_pos: u64,
-}
-
-impl Io {
-    pub(crate) fn new(entry: SegmentEntry, file: Box<dyn FsFile>, write_pos: u64) -> Io {
-        Io {
-            entry,
-            file,
-            write_pos,
-            sealed: false,
-            zeroed_to: write_pos,
-            synced_pos: write_pos,
-        }
-    }
-}
-
-/// Zeros written ahead of the records at a time (see [`Writer::zero_ahead`]).
-const ZERO_CHUNK: u64 = 1 << 20;
-
-/// Batches at least this large are not zero-filled ahead.
-const ZERO_AHEAD_MAX_BATCH: u64 = 64 << 10;
+pub(crate) use disk::Io;
+use disk::Outcome;
 
 /// How many batches a leader leads in a row, beyond its own, when records
 /// keep queuing up behind it.
@@ -163,33 +127,6 @@ struct State {
     stats: WalStats,
 }
 
-/// What one leader's turn achieved.
-#[derive(Debug)]
-struct Outcome {
-    written_end: Lsn,
-    /// Bytes of the batch handed to the file system (the frames below
-    /// `written_end`).
-    written_bytes: usize,
-    durable_end: Option<Lsn>,
-    error: Option<WalError>,
-    fsyncs: u64,
-    fsync_micros: u64,
-    segments_created: u64,
-}
-
-impl Outcome {
-    /// `fdatasync` the active segment, counting and timing the call.
-    fn sync(&mut self, io: &mut Io) -> Result<(), WalError> {
-        let started = Instant::now();
-        let synced = io.file.sync_data();
-        self.fsync_micros += u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        synced.map_err(|e| WalError::fatal("fsync", &io.entry.path, e))?;
-        self.fsyncs += 1;
-        io.synced_pos = io.write_pos;
-        Ok(())
-    }
-}
-
 /// The shared writer of one log directory.
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -222,14 +159,6 @@ pub(crate) struct Writer {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn frame_len_at(batch: &[u8], at: usize) -> usize {
-    let mut len = [0u8; 4];
-    if let Some(b) = batch.get(at..at + 4) {
-        len.copy_from_slice(b);
-    }
-    frame_len(u32::from_le_bytes(len) as usize)
 }
 
 impl Writer {
@@ -681,182 +610,6 @@ impl Writer {
             poisoned: st.poisoned.is_some(),
         });
         st.poisoned.is_some() || st.discards.epoch() != epoch_before
-    }
-
-    /// Write `batch` (frames of LSNs `first..end`) to the active segment,
-    /// rolling as needed, and fsync it when `sync`; then publish the
-    /// durable watermark if it moved or the writer is poisoned.
-    fn write_batch(&self, io: &mut Io, batch: &[u8], first: Lsn, end: Lsn, sync: bool) -> Outcome {
-        let out = self.write_records(io, batch, first, end, sync);
-        let poisoned = out.error.as_ref().is_some_and(|e| !e.is_disk_full());
-        if poisoned {
-            // After a failed fsync the pages past the last good one may be
-            // clean in the cache yet never written: cut them off, so that a
-            // reopen in this boot cannot read them back as records (besides
-            // the poisoned watermark, which says the same). Best effort: a
-            // failure here leaves that job to the watermark alone.
-            if let Err(e) = io.file.set_len(io.synced_pos) {
-                tracing::warn!(error = %e, path = %io.entry.path.display(), "cannot cut the unsynced tail of a poisoned log");
-            }
-            io.write_pos = io.synced_pos;
-        }
-        if out.durable_end.is_some() || poisoned {
-            let durable = out.durable_end.unwrap_or(0);
-            self.publish_watermark(durable, poisoned);
-        }
-        out
-    }
-
-    fn write_records(
-        &self,
-        io: &mut Io,
-        batch: &[u8],
-        first: Lsn,
-        end: Lsn,
-        sync: bool,
-    ) -> Outcome {
-        let mut out = Outcome {
-            written_bytes: 0,
-            written_end: first,
-            durable_end: None,
-            error: None,
-            fsyncs: 0,
-            fsync_micros: 0,
-            segments_created: 0,
-        };
-        let mut off = 0;
-        let mut lsn = first;
-        while off < batch.len() {
-            // The whole frames that fit in the active segment.
-            let mut n = 0;
-            let mut count = 0;
-            if !io.sealed {
-                while off + n < batch.len() {
-                    let len = frame_len_at(batch, off + n);
-                    if io.write_pos + (n + len) as u64 > self.opts.segment_size {
-                        break;
-                    }
-                    n += len;
-                    count += 1;
-                }
-            }
-            if n == 0 {
-                if !io.sealed && io.write_pos <= SEGMENT_HEADER_LEN as u64 {
-                    // Cannot happen: `max_payload_len` makes one record fit.
-                    out.error = Some(WalError::InvalidOptions(
-                        "record larger than a segment".into(),
-                    ));
-                    return out;
-                }
-                if let Err(e) = self.roll(io, lsn, &mut out) {
-                    out.error = Some(e);
-                    return out;
-                }
-                continue;
-            }
-            let chunk = batch.get(off..off + n).unwrap_or_default();
-            let zeroed = self.zero_ahead(io, n as u64);
-            if let Err(e) = zeroed.and_then(|()| io.file.write_all_at(chunk, io.write_pos)) {
-                out.error = Some(self.write_failed(io, e, sync, &mut out));
-                return out;
-            }
-            io.write_pos += n as u64;
-            off += n;
-            lsn += count;
-            out.written_end = lsn;
-            out.written_bytes = off;
-        }
-        debug_assert_eq!(lsn, end);
-        if sync {
-            if let Err(e) = out.sync(io) {
-                out.error = Some(e);
-                return out;
-            }
-            out.durable_end = Some(lsn);
-        }
-        out
-    }
-
-    /// Keep the bytes ahead of the records written with zeros, a chunk at a
-    /// time, so that appends overwrite allocated, written blocks: on ext4 an
-    /// `fdatasync` after writing into a fallocated (unwritten) extent must
-    /// also commit the extent's conversion, which costs about twice as much.
-    /// The zeros ride on the batch's own fsync, once per [`ZERO_CHUNK`].
-    /// Not under `SyncPolicy::Never`, which does not fsync per batch and
-    /// would only pay for writing every byte twice.
-    ///
-    /// Only for batches under [`ZERO_AHEAD_MAX_BATCH`]: the zeros double
-    /// the bytes the disk writes, a cost that grows with the batch, while
-    /// the extent conversion they avoid costs about the same per fsync
-    /// whatever the batch. Measured here (`docs/performance.md`): batches of
-    /// 33 KiB fsync in ~155 µs with zeros ahead against ~200 µs without;
-    /// at 128 KiB the two are even.
-    fn zero_ahead(&self, io: &mut Io, len: u64) -> std::io::Result<()> {
-        if !self.opts.preallocate
-            || self.opts.sync == SyncPolicy::Never
-            || len >= ZERO_AHEAD_MAX_BATCH
-        {
-            return Ok(());
-        }
-        let want = (io.write_pos + len + ZERO_CHUNK / 2).min(self.opts.segment_size);
-        while io.zeroed_to < want {
-            let start = io.zeroed_to.max(io.write_pos);
-            let end = (start + ZERO_CHUNK).min(self.opts.segment_size);
-            let zeros = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
-            io.file.write_all_at(&zeros, start)?;
-            io.zeroed_to = end;
-        }
-        Ok(())
-    }
-
-    /// A write failed. On a full disk, cut the partial write back and make
-    /// what was written before it durable; otherwise the log is poisoned.
-    fn write_failed(
-        &self,
-        io: &mut Io,
-        e: std::io::Error,
-        sync: bool,
-        out: &mut Outcome,
-    ) -> WalError {
-        let error = WalError::io("write", &io.entry.path, e);
-        if !error.is_disk_full() {
-            return error;
-        }
-        if let Err(e) = io.file.set_len(io.write_pos) {
-            return WalError::fatal("truncate after a full disk", &io.entry.path, e);
-        }
-        if sync {
-            if let Err(e) = out.sync(io) {
-                return e;
-            }
-            out.durable_end = Some(out.written_end);
-        }
-        error
-    }
-
-    /// Seal the active segment (if not yet) and create the next one, whose
-    /// first record is `lsn`.
-    fn roll(&self, io: &mut Io, lsn: Lsn, out: &mut Outcome) -> Result<(), WalError> {
-        if !io.sealed {
-            out.sync(io)?;
-            out.durable_end = Some(lsn);
-            io.file
-                .set_len(io.write_pos)
-                .map_err(|e| WalError::fatal("truncate to seal", &io.entry.path, e))?;
-            out.sync(io)?;
-            io.sealed = true;
-        }
-        let prealloc = self.opts.preallocate.then_some(self.opts.segment_size);
-        match segment::create(&*self.fs, &self.dir, lsn, self.opts.codec_id, prealloc) {
-            Ok((entry, file)) => {
-                *io = Io::new(entry, file, SEGMENT_HEADER_LEN as u64);
-                out.segments_created += 1;
-                Ok(())
-            }
-            // A full disk while creating a segment leaves the sealed one
-            // active; the next batch tries to roll again.
-            Err(e) => Err(e),
-        }
     }
 
     /// Mark the writer closed, flush and fsync everything pending, and make

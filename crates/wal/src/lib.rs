@@ -62,6 +62,7 @@ mod block_on;
 mod clock;
 mod commit;
 mod error;
+mod event;
 pub mod format;
 pub mod fs;
 mod options;
@@ -76,11 +77,12 @@ mod walk;
 
 pub use crate::commit::WalStats;
 pub use crate::error::WalError;
+pub use crate::event::EventRecord;
 pub use crate::format::{FrameError, HeaderError, Lsn, SegmentHeader};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
-pub use crate::sink::{EventRecord, WalSink};
+pub use crate::sink::WalSink;
 pub use crate::wal::{Wal, inspect, is_locked};
 pub use crate::walk::{Item, SegmentSummary, SegmentTable, broken_path};
 /// Sessions are named by UUIDs: re-exported so that users need no `uuid`

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::error::WalError;
-use crate::format::{
-    FrameError, FrameHeader, Lsn, MAX_SEGMENT_SIZE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
-    WatermarkState,
-};
-use crate::fs::{Contents, Fs, FsFile, OpenMode, StdFs};
-use crate::scan::{Problem, Step, find_next_valid, step};
+use crate::format::{FrameError, FrameHeader, Lsn, RECORD_HEADER_LEN, WatermarkState};
+use crate::fs::{Fs, OpenMode, StdFs};
+use crate::scan::{Problem, find_next_valid};
 use crate::segment::{self, SegmentEntry};
+
+mod cursor;
+
+use cursor::{Current, Peek};
 
 /// One record, borrowed from the reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,33 +94,6 @@ pub struct TailDamage {
     pub lsn: Lsn,
     /// What is there.
     pub reason: String,
-}
-
-/// No record lies past this offset of a segment.
-const SEGMENT_LIMIT: usize = MAX_SEGMENT_SIZE as usize;
-
-/// Bytes read at a time from the tail segment.
-const TAIL_CHUNK: usize = 1 << 20;
-
-enum Data {
-    /// A sealed segment, whole.
-    Sealed(Contents),
-    /// The tail: `buf` holds the file's bytes from `start`.
-    Tail {
-        file: Box<dyn FsFile>,
-        buf: Vec<u8>,
-        start: usize,
-        file_len: usize,
-    },
-}
-
-struct Current {
-    entry: SegmentEntry,
-    /// The codec id of the segment's header.
-    codec_id: u16,
-    data: Data,
-    offset: usize,
-    expected: Lsn,
 }
 
 /// Reads records in LSN order.
@@ -679,131 +653,5 @@ fn describe(problem: Problem) -> String {
         }
         Problem::Frame(e) => e.to_string(),
         Problem::Sequence { found } => format!("frame with LSN {found}"),
-    }
-}
-
-enum Peek {
-    Record { len: usize, header: FrameHeader },
-    End,
-    Bad(Problem),
-}
-
-impl Current {
-    fn open(
-        entry: SegmentEntry,
-        codec_id: u16,
-        file: Box<dyn FsFile>,
-        tail: bool,
-    ) -> Result<Current, WalError> {
-        let expected = entry.base_lsn;
-        let data = if tail {
-            Data::Tail {
-                file,
-                buf: Vec::new(),
-                start: 0,
-                file_len: 0,
-            }
-        } else {
-            Data::Sealed(
-                file.contents()
-                    .map_err(|e| WalError::io("read", &entry.path, e))?,
-            )
-        };
-        let mut cur = Current {
-            codec_id,
-            entry,
-            data,
-            offset: SEGMENT_HEADER_LEN,
-            expected,
-        };
-        cur.invalidate();
-        Ok(cur)
-    }
-
-    /// The bytes held and the file offset of their first byte.
-    fn bytes(&self) -> (&[u8], usize) {
-        match &self.data {
-            Data::Sealed(c) => (c.get(..SEGMENT_LIMIT).unwrap_or(c), 0),
-            Data::Tail { buf, start, .. } => (buf, *start),
-        }
-    }
-
-    /// Forget buffered tail bytes so that the next peek re-reads them.
-    fn invalidate(&mut self) {
-        if let Data::Tail {
-            buf,
-            start,
-            file_len,
-            ..
-        } = &mut self.data
-        {
-            buf.clear();
-            *start = self.offset;
-            *file_len = usize::MAX; // unknown: re-read
-        }
-    }
-
-    /// Make sure that, on the tail, at least `need` bytes from `offset` are
-    /// buffered, or everything up to the end of the file.
-    fn ensure(&mut self, need: usize) -> Result<(), WalError> {
-        let offset = self.offset;
-        let Data::Tail {
-            file,
-            buf,
-            start,
-            file_len,
-        } = &mut self.data
-        else {
-            return Ok(());
-        };
-        let buffered_to = *start + buf.len();
-        if offset >= *start
-            && (buffered_to >= offset.saturating_add(need) || buffered_to >= *file_len)
-        {
-            return Ok(());
-        }
-        let path = &self.entry.path;
-        let len = usize::try_from(file.len().map_err(|e| WalError::io("stat", path, e))?)
-            .unwrap_or(usize::MAX)
-            .min(SEGMENT_LIMIT);
-        *file_len = len;
-        let want = need.max(TAIL_CHUNK).min(len.saturating_sub(offset));
-        buf.clear();
-        buf.resize(want, 0);
-        *start = offset;
-        let mut got = 0;
-        while got < want {
-            let n = file
-                .read_at(&mut buf[got..], (offset + got) as u64)
-                .map_err(|e| WalError::io("read", path, e))?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        buf.truncate(got);
-        Ok(())
-    }
-
-    fn peek(&mut self) -> Result<Peek, WalError> {
-        self.ensure(RECORD_HEADER_LEN)?;
-        let first = self.classify();
-        if let Peek::Bad(Problem::Frame(FrameError::Truncated { needed, .. })) = first {
-            // Perhaps only the buffer ends here: read the whole frame.
-            if matches!(self.data, Data::Tail { .. }) {
-                self.ensure(needed)?;
-                return Ok(self.classify());
-            }
-        }
-        Ok(first)
-    }
-
-    fn classify(&self) -> Peek {
-        let (bytes, base) = self.bytes();
-        match step(bytes, self.offset.saturating_sub(base), self.expected) {
-            Step::Record { len, header, .. } => Peek::Record { len, header },
-            Step::End => Peek::End,
-            Step::Bad(p) => Peek::Bad(p),
-        }
     }
 }

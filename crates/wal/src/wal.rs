@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::clock::now_us;
 use crate::commit::{Io, WalStats, Writer};
 use crate::error::WalError;
+use crate::event::encode_event;
 use crate::format::{
     BootId, LOCK_FILE, Lsn, MAX_SEGMENT_SIZE, SEGMENT_HEADER_LEN, Watermark, WatermarkState,
 };
@@ -17,7 +18,6 @@ use crate::fs::{Fs, LockGuard, OpenMode, PathKind, StdFs};
 use crate::options::{SyncPolicy, WalOptions};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{self, SegmentEntry};
-use crate::sink::{WalSink, encode_event};
 
 /// A write-ahead log in one directory, shared by any number of sessions
 /// and threads.
@@ -327,13 +327,6 @@ impl Wal {
             result
         });
         closing.await.unwrap_or(Err(WalError::Closed))
-    }
-
-    /// A [`DurableSink`](logbook_bus::DurableSink) writing `session`'s
-    /// events to this log.
-    #[must_use]
-    pub fn sink(&self, session: Uuid) -> WalSink {
-        WalSink::new(self.clone(), session)
     }
 
     /// Write and fsync everything appended so far (a barrier); returns the
