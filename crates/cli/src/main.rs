@@ -3,7 +3,9 @@
 //!
 //! `main` only parses the command line, runs one subcommand and maps its
 //! result to an exit code: 0 ok, 1 a problem found in the log, 2 a usage
-//! or I/O error. A closed stdout (`logbook dump DIR | head`) is success.
+//! or I/O error. A closed stdout (`logbook dump DIR | head`) is not an
+//! error: it ends `dump` early (exit 1 if a problem was reported before,
+//! 0 if not); every other command goes on to its end without printing.
 #![forbid(unsafe_code)]
 
 mod cmd;
@@ -73,8 +75,8 @@ fn main() -> ExitCode {
     };
     ExitCode::from(match result {
         Ok(Outcome::Clean) => EXIT_OK,
-        Ok(Outcome::Problems) => EXIT_PROBLEM,
-        Err(error) if output::is_broken_pipe(&error) => EXIT_OK,
+        Ok(Outcome::Problems | Outcome::NothingFound) => EXIT_PROBLEM,
+        Err(error) if output::is_broken_pipe(&error) => output::exit_code(&error),
         Err(error) => {
             eprintln!("logbook: error: {}", output::one_line(&error));
             output::exit_code(&error)

@@ -446,3 +446,51 @@ fn a_log_locked_by_a_live_writer() {
         texts(&out)
     );
 }
+
+/// A big log with every 10th record smashed: more than a pipe holds of
+/// `verify --hex` output. Returns how many records were smashed.
+fn big_damaged_log(dir: &Path) -> usize {
+    write_big_log(dir, 3000);
+    let placed = placement(dir);
+    let mut smashed = 0;
+    for p in placed.iter().filter(|p| p.lsn % 10 == 5) {
+        smash_placed(&placed, p.lsn);
+        smashed += 1;
+    }
+    smashed
+}
+
+#[test]
+fn verify_into_a_closed_pipe_still_checks_everything_and_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smashed = big_damaged_log(tmp.path());
+    let run = head_one(&["verify".as_ref(), tmp.path().as_os_str(), "--hex".as_ref()]);
+    assert!(run.first.starts_with("problem: "), "{}", run.first);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    // The check went on to the end after stdout closed: every problem is
+    // counted in the final line.
+    assert!(
+        run.stderr
+            .contains(&format!("{smashed} problem(s) found; the first: ")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn dump_into_a_closed_pipe_fails_after_a_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_big_log(tmp.path(), 3000);
+    smash(tmp.path(), 1);
+    let run = head_one(&["dump".as_ref(), tmp.path().as_os_str()]);
+    assert!(run.first.starts_with("       2  "), "{}", run.first);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.starts_with("logbook: problem: "), "{}", run.stderr);
+    // Other read-only commands into a closed pipe: they go on to their end
+    // and their exit status is the same as with an open stdout.
+    for command in ["stats", "sessions"] {
+        let run = head_one(&[command.as_ref(), tmp.path().as_os_str()]);
+        assert_eq!(run.code, Some(1), "{command}: {}", run.stderr);
+    }
+}

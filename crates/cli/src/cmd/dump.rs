@@ -132,7 +132,7 @@ impl Filter {
 }
 
 pub(crate) fn run(args: &DumpArgs) -> anyhow::Result<Outcome> {
-    let mut out = output::stdout();
+    let mut out = output::stdout_until_closed();
     let outcome = dump(args, &mut out);
     out.flush()?;
     outcome
@@ -162,8 +162,11 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             match item {
                 Item::Problem(e) => {
                     problems += 1;
-                    out.flush()?; // keep the problem in its place among the records
+                    // Keep the problem in its place among the records; a
+                    // closed stdout ends the dump, but after the report.
+                    let flushed = out.flush();
                     output::report_problem(&scan::describe(&e));
+                    flushed?;
                 }
                 Item::Record(record) => {
                     if filter.past_the_end(record.lsn) {
@@ -236,13 +239,14 @@ fn print_record(
     }
     let bad = decoded.is_err() && render::kind_of(record.payload) != "unknown";
     if bad {
-        out.flush()?;
+        let flushed = out.flush();
         output::report_problem(&format!(
             "{} at offset {}: LSN {}: the payload is not a SessionEvent",
             record.segment.display(),
             record.offset,
             record.lsn
         ));
+        flushed?;
     }
     Ok(bad)
 }
