@@ -494,3 +494,160 @@ fn dump_into_a_closed_pipe_fails_after_a_problem() {
         assert_eq!(run.code, Some(1), "{command}: {}", run.stderr);
     }
 }
+
+/// Unmounts on drop, even when the test fails.
+struct Mount(PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// `mount ARGS`, or why it was refused.
+fn mount(args: &[&str], at: &Path) -> Result<(), String> {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .arg(at)
+        .output()
+        .map_err(|e| format!("cannot run `mount`: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`mount {}` refused ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Every read-only command works on a log on a read-only file system (a
+/// snapshot, a backup, a mounted image): probing the writer lock needs no
+/// write access. `repair --apply` fails with the path, exit 2, and changes
+/// nothing. Mounting needs root (CI runs as root and sets `CI=true`: there
+/// a refused mount fails the test); elsewhere it is skipped.
+#[test]
+fn a_log_on_a_read_only_file_system() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    if let Err(reason) = mount(&["-t", "tmpfs", "-o", "size=8m", "tmpfs"], &mnt) {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true: a_log_on_a_read_only_file_system must run (CI runs as root), but {reason}"
+        );
+        println!("SKIPPED a_log_on_a_read_only_file_system: {reason} (needs root)");
+        return;
+    }
+    let _guard = Mount(mnt.clone());
+    let dir = mnt.join("log");
+    std::fs::create_dir(&dir).unwrap();
+    let w = write_log(&dir, 2, 30);
+    let (tail, offset, _) = cut_tail(&dir);
+    mount(&["-o", "remount,ro"], &mnt).unwrap();
+    let before: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    let session = w.sessions[0].to_string();
+    //            command            exit  stdout must contain
+    let cases: [(&[&str], i32, &str); 7] = [
+        (&["dump"], 1, "session_started"),
+        (&["verify"], 1, "FAILED"),
+        (&["stats"], 1, "records: "),
+        (&["sessions"], 0, "2 session(s)"),
+        (&["replay", &session], 0, "transcript:"),
+        (&["repair"], 1, "would cut"),
+        (&["repair", "--apply"], 2, ""),
+    ];
+    for (args, code, needle) in cases {
+        let out = logbook()
+            .arg(args[0])
+            .arg(&dir)
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        let what = format!("logbook {args:?}: stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert_eq!(out.status.code(), Some(code), "{what}");
+        assert!(stdout.contains(needle), "{what}");
+        if code == 2 {
+            assert_eq!(stderr.lines().count(), 1, "{what}");
+            assert!(stderr.contains("Read-only file system"), "{what}");
+            assert!(stderr.contains("nothing changed"), "{what}");
+            assert!(stderr.contains(&dir.display().to_string()), "{what}");
+        } else if code == 1 {
+            assert!(!stderr.contains("LOCK"), "{what}");
+            // The torn tail is what they report, with its place.
+            let place = format!("{} at offset {offset}", tail.display());
+            assert!(stderr.contains(&place), "{what}");
+        }
+    }
+    for (path, bytes) in before {
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{}", path.display());
+    }
+}
+
+/// The same without root: a log its user may read but not write (the
+/// directory, its files and LOCK read-only), with a torn tail.
+#[test]
+fn a_log_without_write_permission() {
+    if std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        println!("skipped: cannot run a command as an unprivileged user with setpriv");
+        return;
+    }
+    let read_only = || {
+        let (tmp, dir, session) = log_fixture();
+        cut_tail(&dir);
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444)).unwrap();
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        Fixture {
+            _tmp: tmp,
+            dir,
+            session,
+            _writer: None,
+        }
+    };
+    let fx = read_only();
+    let before: Vec<Vec<u8>> = segments(&fx.dir)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    check(
+        "read-only log",
+        &read_only,
+        &Expect {
+            //           dump verify stats sessions replay repair apply demo
+            codes: [1, 1, 1, 0, 0, 1, 2, -1].map(|c| (c >= 0).then_some(c)),
+            lines: None,
+            needles: vec!["/log/".to_owned()],
+        },
+        true,
+    );
+    let out = run(&fx, "repair --apply", true);
+    let stderr = texts(&out).1;
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains("nothing changed"), "{stderr}");
+    let after: Vec<Vec<u8>> = segments(&fx.dir)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(before == after, "repair --apply changed a read-only log");
+}

@@ -379,7 +379,10 @@ fn apply(
         create_if_missing: false,
         ..WalOptions::default()
     };
-    let wal = Wal::open(dir, options)?;
+    // A log that cannot be written (a read-only file system, no write
+    // permission) fails here, before anything is changed.
+    let wal = Wal::open(dir, options)
+        .with_context(|| format!("cannot repair the log in {} (nothing changed)", dir.display()))?;
     let report = wal.recovery().clone();
     wal.close()?;
     print_findings(out, mode, &report, sealed, dir, ("cut", "removed"))?;
