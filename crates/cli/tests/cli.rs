@@ -538,8 +538,21 @@ fn repair_skip_corrupted_keeps_every_valid_record() {
         .output()
         .unwrap();
     let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    // Skipping changes no byte: it says so, and does not claim a repair.
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains(&format!("LSN {tail_lsn} lost")), "{stdout}");
+    assert!(stdout.contains("not repaired: nothing was written"), "{stdout}");
+    assert!(!stdout.lines().any(|l| l.starts_with("repaired")), "{stdout}");
+    assert!(stdout.contains("a default open"), "{stdout}");
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // And it is true: a default open still refuses, verify still fails.
+    match Wal::open(dir, small_options()) {
+        Err(e) => assert!(e.is_corruption(), "{e}"),
+        Ok(_) => panic!("a default open succeeded after `not repaired`"),
+    }
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", texts(&out));
     // The damaged record stays in place: dump still reports it, and shows
     // every other record.
     let out = logbook()

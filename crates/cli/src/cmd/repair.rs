@@ -17,7 +17,7 @@ Examples:
   logbook repair ./logbook-demo                      what recovery would do (changes nothing)
   logbook repair ./logbook-demo --apply              cut a torn tail, keeping the cut bytes
   logbook repair ./logbook-demo --mode point-in-time             a dry run of another mode
-  logbook repair ./logbook-demo --mode skip-corrupted --apply    repair mid-log damage
+  logbook repair ./logbook-demo --mode point-in-time --apply     cut mid-log damage and all after it
 
 Recovery looks at the tail segment, the only one a writer appends to. A torn
 tail (bytes written after the last fsync, never acknowledged) is cut; before
@@ -27,6 +27,9 @@ after it was durable follow it) is mid-log corruption: repair refuses it unless
 --mode says what to do: point-in-time cuts everything from the damage on (into
 the .broken file), skip-corrupted keeps every valid record and leaves the damaged
 bytes in place for readers to skip. absolute cuts nothing and only checks.
+Skipping writes nothing: after --mode skip-corrupted --apply the damage is
+still in the tail segment and a default open still refuses it, so it says
+\"not repaired\" and exits 1 (it only cuts a torn tail beyond the damage).
 
 --apply refuses while a live writer holds the log. It removes no file but the
 log's own leftovers of an interrupted segment creation (*.wal.tmp, which never
@@ -35,8 +38,8 @@ any other file. Damage in sealed segments is reported but not repaired:
 readers report and skip it (see `logbook verify`).
 
 Exit status: 0 when nothing needs repair (or --apply repaired everything), 1
-when the log has a problem that is (still) there, 2 on usage or I/O errors and
-when the log is locked.";
+when the log has a problem that is (still) there, 2 on usage or I/O errors
+(a read-only log for --apply) and when the log is locked.";
 
 /// A recovery mode (`logbook_wal::RecoveryMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -290,7 +293,9 @@ fn dry_run(
     }
     let to_fix = report.cut.is_some() || !report.skipped.is_empty();
     let summary = summary_line(dir, report, sealed, "would cut");
-    if to_fix {
+    if report.cut.is_none() && !report.skipped.is_empty() {
+        writeln!(out, "{}", skip_changes_nothing(dir, "--apply would write nothing"))?;
+    } else if to_fix {
         let mode_flag = match mode {
             Mode::TolerateTail => String::new(),
             other => format!(" --mode {}", mode_name(other)),
@@ -355,6 +360,17 @@ fn apply(
 ) -> anyhow::Result<Outcome> {
     let dir = &args.dir;
     writeln!(out, "repair {} (mode {})", dir.display(), mode_name(mode))?;
+    if planned.cut.is_none() && planned.temporaries.is_empty() && !planned.skipped.is_empty() {
+        // Skipping is what a reader (or a writer opened in this mode) does:
+        // nothing on disk changes, and a default open still refuses.
+        print_findings(out, mode, planned, sealed, dir, ("cut", "removed"))?;
+        writeln!(out, "{}", skip_changes_nothing(dir, "nothing was written"))?;
+        out.flush()?;
+        if let Some(line) = summary_line(dir, planned, sealed, "skips") {
+            output::report_problem(&format!("{line}; nothing was written"));
+        }
+        return Ok(Outcome::Problems);
+    }
     let nothing_to_do =
         planned.cut.is_none() && planned.skipped.is_empty() && planned.temporaries.is_empty();
     if nothing_to_do {
@@ -395,6 +411,20 @@ fn apply(
             std::fs::metadata(&broken).map_or(0, |m| m.len())
         )?;
     }
+    if !report.skipped.is_empty() {
+        writeln!(
+            out,
+            "{}",
+            skip_changes_nothing(dir, "the cut is done; for the skipped damage nothing was written")
+        )?;
+        out.flush()?;
+        let mut left = RecoveryReport::default();
+        left.skipped.clone_from(&report.skipped);
+        if let Some(line) = summary_line(dir, &left, sealed, "skips") {
+            output::report_problem(&line);
+        }
+        return Ok(Outcome::Problems);
+    }
     writeln!(
         out,
         "repaired: the log continues at LSN {}",
@@ -405,6 +435,19 @@ fn apply(
         output::report_problem(&line);
     }
     Ok(Outcome::from_count(sealed.count))
+}
+
+/// What `--mode skip-corrupted` cannot do: skipping damage changes no
+/// byte, so the damage stays in the tail segment and a default open (the
+/// next writer's) still refuses the log.
+fn skip_changes_nothing(dir: &Path, what: &str) -> String {
+    format!(
+        "not repaired: {what}: skip-corrupted leaves the damaged bytes in the tail segment, where \
+         readers skip them but a default open (mode tolerate-tail) still refuses them; a writer \
+         may open the log with RecoveryMode::SkipCorrupted, or `logbook repair {} --mode \
+         point-in-time --apply` cuts from the damage on (saving the cut bytes)",
+        dir.display()
+    )
 }
 
 /// After a refusal: what the two other modes would do.
