@@ -651,3 +651,62 @@ fn a_log_without_write_permission() {
         .collect();
     assert!(before == after, "repair --apply changed a read-only log");
 }
+
+/// Damage that belongs to another session does not stop a replay: the
+/// session is replayed, the damage is named with the sessions it may
+/// touch, and the exit status is 1; `--strict` refuses as before.
+#[test]
+fn replay_goes_on_past_damage_that_belongs_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wal = Wal::open(dir, small_options()).unwrap();
+    let (done, open) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for i in 0..20 {
+        wal.append(done, &event(i, 20, true)).unwrap();
+    }
+    let mut lsns = Vec::new();
+    for i in 0..20 {
+        lsns.push(wal.append(open, &event(i, 20, false)).unwrap());
+    }
+    wal.close().unwrap();
+    let (seg, off) = smash(dir, lsns[10]);
+    let place = format!("{} at offset {off}", seg.display());
+
+    let out = logbook().arg("replay").arg(dir).arg(done.to_string()).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("status:  completed"), "{stdout}");
+    assert!(!stdout.contains("damage:"), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("logbook: problem: "), "{stderr}");
+    assert!(stderr.contains(&place), "{stderr}");
+    assert!(stderr.contains(&format!("LSN {}", lsns[10])), "{stderr}");
+    assert!(stderr.contains(&open.to_string()[..8]), "{stderr}");
+    assert!(stderr.contains(&format!("session {done} is not one of them")), "{stderr}");
+
+    let out = logbook()
+        .args(["replay", "--json"])
+        .arg(dir)
+        .arg(open.to_string())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let state: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(state["events"], 19, "every readable record is replayed");
+    assert_eq!(state["damage"][0]["may_touch"], true, "{state}");
+    assert_eq!(state["damage"][0]["offset"], off, "{state}");
+    assert!(stderr.contains(&format!("session {open} is one of them")), "{stderr}");
+
+    let out = logbook()
+        .args(["replay", "--strict"])
+        .arg(dir)
+        .arg(done.to_string())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.starts_with("logbook: error: "), "{stderr}");
+    assert!(stderr.contains(&place), "{stderr}");
+}
