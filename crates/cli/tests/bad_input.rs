@@ -710,3 +710,55 @@ fn replay_goes_on_past_damage_that_belongs_elsewhere() {
     assert!(stderr.starts_with("logbook: error: "), "{stderr}");
     assert!(stderr.contains(&place), "{stderr}");
 }
+
+/// `verify` never says the tail ends cleanly above FAILED for damage in
+/// the tail segment; `repair --mode absolute` says which mode it ran.
+#[test]
+fn verify_and_repair_name_damage_in_the_tail_segment_and_the_mode() {
+    let (_tmp, dir, _) = log_fixture();
+    let (_, tail_lsn) = middle_lsns(&dir);
+    let (seg, off) = smash(&dir, tail_lsn);
+    let out = logbook().arg("verify").arg(&dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(!stdout.contains("ends cleanly"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("tail: damaged: 1 problem(s) in the tail segment {}", file_name(&seg))),
+        "{stdout}"
+    );
+    for apply in [false, true] {
+        let out = logbook()
+            .args(["repair", "--mode", "absolute"])
+            .args(apply.then_some("--apply"))
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        let text = if apply { &stderr } else { &stdout };
+        assert!(text.contains("mode absolute cuts nothing"), "{text}");
+        assert!(text.contains(&format!("at offset {off}")), "{text}");
+        if !apply {
+            assert!(
+                stdout.starts_with(&format!(
+                    "repair {} (dry run, mode absolute: nothing is changed)",
+                    dir.display()
+                )),
+                "{stdout}"
+            );
+        }
+    }
+    // A torn tail under mode absolute: the same header, nothing cut.
+    let (_tmp, dir, _) = log_fixture();
+    cut_tail(&dir);
+    let out = logbook()
+        .args(["repair", "--mode", "absolute"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("mode absolute"), "{stdout}");
+    assert!(stdout.contains("  refused: "), "{stdout}");
+}

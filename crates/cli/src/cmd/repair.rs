@@ -114,26 +114,30 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     }
     let report = match logbook_wal::inspect(dir, mode.recovery()) {
         Ok(report) => report,
-        Err(e @ WalError::MidLogCorruption { .. }) => {
+        Err(e)
+            if matches!(e, WalError::MidLogCorruption { .. })
+                || (mode == Mode::Absolute && e.is_corruption()) =>
+        {
+            let why = if mode == Mode::Absolute {
+                "mode absolute cuts nothing and fails on any damage"
+            } else {
+                "recovery does not cut acknowledged records unless told to"
+            };
             if args.apply {
                 return Err(LogProblem(format!(
-                    "{}; nothing changed: recovery does not cut acknowledged records unless told \
-                     to: rerun with --mode point-in-time (cut from the damage on) or --mode \
-                     skip-corrupted (keep every valid record)",
+                    "{}; nothing changed: {why}: rerun with --mode point-in-time (cut from the \
+                     damage on) or --mode skip-corrupted (keep every valid record)",
                     scan::describe(&e)
                 ))
                 .into());
             }
             writeln!(
                 out,
-                "repair {} (dry run: nothing is changed)",
-                dir.display()
+                "repair {} (dry run, mode {}: nothing is changed)",
+                dir.display(),
+                mode_name(mode)
             )?;
-            writeln!(
-                out,
-                "  refused: {}; recovery does not cut acknowledged records unless --mode says so",
-                scan::describe(&e)
-            )?;
+            writeln!(out, "  refused: {}; {why}", scan::describe(&e))?;
             explain_alternatives(out, dir)?;
             out.flush()?;
             output::report_problem(&format!(
