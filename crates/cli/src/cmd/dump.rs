@@ -31,8 +31,10 @@ Examples:
 Each line: LSN, time (RFC 3339, UTC), session (first 8 characters; all with
 --full), kind, and a summary of the event. --json prints one object per record
 with the fields lsn, ts, session, kind, durable (whether the event kind is a
-durable one), event (the SessionEvent as serde_json writes it; null with an
-extra `error` field when the payload does not decode).
+durable one) and event: always an object, whose kind is the event's variant
+name (Done, TokenUsage) beside the variant's fields, a text under value:
+{\"kind\":\"Done\"}, {\"kind\":\"UserMessage\",\"value\":\"hi\"}. A payload that does
+not decode has the event {\"kind\":null} and an extra `error` field.
 
 Problems in the log (corruption, a torn tail) are reported on stderr, one line
 each; the dump goes on past them and exits 1. A filter that matches nothing (an

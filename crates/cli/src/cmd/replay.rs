@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::Args;
-use logbook_bus::SessionEvent;
 use logbook_replay::{
     Damage, OnCorruption, ReplayError, SessionState, SessionStatus, SessionSummary, TokenTotals,
     ToolCall,
@@ -552,20 +551,20 @@ struct ToolJson<'a> {
 }
 
 #[derive(Debug, Serialize)]
-struct RecordJson<'a> {
+struct RecordJson {
     lsn: Lsn,
     ts: String,
     kind: &'static str,
-    event: &'a SessionEvent,
+    event: serde_json::Value,
 }
 
-impl<'a> RecordJson<'a> {
-    fn new(r: &'a EventRecord) -> RecordJson<'a> {
+impl RecordJson {
+    fn new(r: &EventRecord) -> RecordJson {
         RecordJson {
             lsn: r.lsn,
             ts: output::rfc3339(r.timestamp_us),
             kind: r.event.kind(),
-            event: &r.event,
+            event: render::event_json(&r.event),
         }
     }
 }
@@ -597,8 +596,8 @@ struct StateJson<'a> {
     tool_calls: Vec<ToolJson<'a>>,
     pending_tool_calls: Vec<&'a str>,
     tokens: TokensJson,
-    compaction: Vec<RecordJson<'a>>,
-    rlm: Vec<RecordJson<'a>>,
+    compaction: Vec<RecordJson>,
+    rlm: Vec<RecordJson>,
     resumptions: Vec<ResumptionJson>,
     kinds: serde_json::Map<String, serde_json::Value>,
     damage: Vec<DamageJson>,
