@@ -967,3 +967,24 @@ fn session_prefixes_and_filters_that_match_nothing() {
         assert!(stderr.starts_with("logbook: nothing found: "), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn sessions_with_a_status_nobody_has_is_nothing_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_log(tmp.path(), 2, 5);
+    let out = logbook()
+        .args(["sessions", "--status", "failed"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.starts_with("logbook: nothing found: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let out = logbook()
+        .args(["sessions", "--status", "completed"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+}
