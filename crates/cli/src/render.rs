@@ -316,7 +316,10 @@ pub(crate) struct JsonRecord {
 }
 
 impl JsonRecord {
-    pub(crate) fn new(record: &RecordRef<'_>, decoded: &Result<SessionEvent, String>) -> JsonRecord {
+    pub(crate) fn new(
+        record: &RecordRef<'_>,
+        decoded: &Result<SessionEvent, String>,
+    ) -> JsonRecord {
         let (kind, durable, event, error) = match decoded {
             Ok(event) => (event.kind(), event.is_durable(), event_json(event), None),
             Err(e) => {

@@ -486,7 +486,11 @@ fn dump_into_a_closed_pipe_fails_after_a_problem() {
     let run = head_one(&["dump".as_ref(), tmp.path().as_os_str()]);
     assert!(run.first.starts_with("       2  "), "{}", run.first);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert!(run.stderr.starts_with("logbook: problem: "), "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("logbook: problem: "),
+        "{}",
+        run.stderr
+    );
     // Other read-only commands into a closed pipe: they go on to their end
     // and their exit status is the same as with an open stdout.
     for command in ["stats", "sessions"] {
@@ -672,7 +676,12 @@ fn replay_goes_on_past_damage_that_belongs_elsewhere() {
     let (seg, off) = smash(dir, lsns[10]);
     let place = format!("{} at offset {off}", seg.display());
 
-    let out = logbook().arg("replay").arg(dir).arg(done.to_string()).output().unwrap();
+    let out = logbook()
+        .arg("replay")
+        .arg(dir)
+        .arg(done.to_string())
+        .output()
+        .unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("status:  completed"), "{stdout}");
@@ -682,7 +691,10 @@ fn replay_goes_on_past_damage_that_belongs_elsewhere() {
     assert!(stderr.contains(&place), "{stderr}");
     assert!(stderr.contains(&format!("LSN {}", lsns[10])), "{stderr}");
     assert!(stderr.contains(&open.to_string()[..8]), "{stderr}");
-    assert!(stderr.contains(&format!("session {done} is not one of them")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("session {done} is not one of them")),
+        "{stderr}"
+    );
 
     let out = logbook()
         .args(["replay", "--json"])
@@ -696,7 +708,10 @@ fn replay_goes_on_past_damage_that_belongs_elsewhere() {
     assert_eq!(state["events"], 19, "every readable record is replayed");
     assert_eq!(state["damage"][0]["may_touch"], true, "{state}");
     assert_eq!(state["damage"][0]["offset"], off, "{state}");
-    assert!(stderr.contains(&format!("session {open} is one of them")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("session {open} is one of them")),
+        "{stderr}"
+    );
 
     let out = logbook()
         .args(["replay", "--strict"])
@@ -724,7 +739,10 @@ fn verify_and_repair_name_damage_in_the_tail_segment_and_the_mode() {
     assert!(stdout.contains("FAILED"), "{stdout}");
     assert!(!stdout.contains("ends cleanly"), "{stdout}");
     assert!(
-        stdout.contains(&format!("tail: damaged: 1 problem(s) in the tail segment {}", file_name(&seg))),
+        stdout.contains(&format!(
+            "tail: damaged: 1 problem(s) in the tail segment {}",
+            file_name(&seg)
+        )),
         "{stdout}"
     );
     for apply in [false, true] {

@@ -201,7 +201,10 @@ fn dump_filters() {
         w.records.len()
     );
     // Nothing matches: said on stderr, exit 1.
-    for args in [&["--until", "2000-01-01"][..], &["--since", "2999-01-01T00:00:00+02:00"]] {
+    for args in [
+        &["--until", "2000-01-01"][..],
+        &["--since", "2999-01-01T00:00:00+02:00"],
+    ] {
         let out = logbook().arg("dump").arg(dir).args(args).output().unwrap();
         let (stdout, stderr) = texts(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
@@ -603,8 +606,14 @@ fn repair_skip_corrupted_keeps_every_valid_record() {
     // Skipping changes no byte: it says so, and does not claim a repair.
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains(&format!("LSN {tail_lsn} lost")), "{stdout}");
-    assert!(stdout.contains("not repaired: nothing was written"), "{stdout}");
-    assert!(!stdout.lines().any(|l| l.starts_with("repaired")), "{stdout}");
+    assert!(
+        stdout.contains("not repaired: nothing was written"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("repaired")),
+        "{stdout}"
+    );
     assert!(stdout.contains("a default open"), "{stdout}");
     assert!(stderr.contains("nothing was written"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -934,7 +943,12 @@ fn session_prefixes_and_filters_that_match_nothing() {
     }
     wal.close().unwrap();
     let run = |args: &[&str]| {
-        let out = logbook().arg(args[0]).arg(dir).args(&args[1..]).output().unwrap();
+        let out = logbook()
+            .arg(args[0])
+            .arg(dir)
+            .args(&args[1..])
+            .output()
+            .unwrap();
         let (stdout, stderr) = texts(&out);
         (out.status.code(), stdout, stderr)
     };
@@ -964,7 +978,10 @@ fn session_prefixes_and_filters_that_match_nothing() {
         assert_eq!(code, Some(1), "{args:?}: {stdout}{stderr}");
         assert!(stdout.is_empty(), "{args:?}: {stdout}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("logbook: nothing found: "), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("logbook: nothing found: "),
+            "{args:?}: {stderr}"
+        );
     }
 }
 

@@ -298,7 +298,11 @@ fn dry_run(
     let to_fix = report.cut.is_some() || !report.skipped.is_empty();
     let summary = summary_line(dir, report, sealed, "would cut");
     if report.cut.is_none() && !report.skipped.is_empty() {
-        writeln!(out, "{}", skip_changes_nothing(dir, "--apply would write nothing"))?;
+        writeln!(
+            out,
+            "{}",
+            skip_changes_nothing(dir, "--apply would write nothing")
+        )?;
     } else if to_fix {
         let mode_flag = match mode {
             Mode::TolerateTail => String::new(),
@@ -401,8 +405,12 @@ fn apply(
     };
     // A log that cannot be written (a read-only file system, no write
     // permission) fails here, before anything is changed.
-    let wal = Wal::open(dir, options)
-        .with_context(|| format!("cannot repair the log in {} (nothing changed)", dir.display()))?;
+    let wal = Wal::open(dir, options).with_context(|| {
+        format!(
+            "cannot repair the log in {} (nothing changed)",
+            dir.display()
+        )
+    })?;
     let report = wal.recovery().clone();
     wal.close()?;
     print_findings(out, mode, &report, sealed, dir, ("cut", "removed"))?;
@@ -419,7 +427,10 @@ fn apply(
         writeln!(
             out,
             "{}",
-            skip_changes_nothing(dir, "the cut is done; for the skipped damage nothing was written")
+            skip_changes_nothing(
+                dir,
+                "the cut is done; for the skipped damage nothing was written"
+            )
         )?;
         out.flush()?;
         let mut left = RecoveryReport::default();

@@ -76,8 +76,7 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     } else {
         OnCorruption::Skip
     };
-    let (state, damage) = match logbook_replay::session_state_with(&args.dir, id, on_corruption)
-    {
+    let (state, damage) = match logbook_replay::session_state_with(&args.dir, id, on_corruption) {
         Ok(found) => found,
         Err(ReplayError::UnknownSession(id)) => {
             output::report_nothing_found(&format!(
@@ -110,7 +109,9 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 "damage: {} at offset {}{}: this session was open there; it may miss events",
                 place.segment.display(),
                 place.offset,
-                place.lsn.map_or_else(String::new, |l| format!(" (LSN {l})"))
+                place
+                    .lsn
+                    .map_or_else(String::new, |l| format!(" (LSN {l})"))
             )?;
         }
     }
