@@ -126,7 +126,7 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             if args.apply {
                 return Err(LogProblem(format!(
                     "{}; nothing changed: {why}: rerun with --mode point-in-time (cut from the \
-                     damage on) or --mode skip-corrupted (keep every valid record)",
+                     damage on, saving the cut bytes)",
                     scan::describe(&e)
                 ))
                 .into());
@@ -141,7 +141,7 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             explain_alternatives(out, dir)?;
             out.flush()?;
             output::report_problem(&format!(
-                "{}; --mode point-in-time or --mode skip-corrupted can repair it",
+                "{}; --mode point-in-time can repair it (cutting from the damage on)",
                 scan::describe(&e)
             ));
             return Ok(Outcome::Problems);
@@ -487,7 +487,7 @@ fn explain_alternatives(out: &mut dyn Write, dir: &Path) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "  --mode skip-corrupted would keep every valid record and skip the damage in {} \
-                 at offset {} ({})",
+                 at offset {} ({}), writing nothing: a default open would still refuse it",
                 name(&s.path),
                 s.offset,
                 lost_lsns(s.lsn, s.resumed_at)
@@ -503,7 +503,7 @@ fn explain_alternatives(out: &mut dyn Write, dir: &Path) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "to repair: logbook repair {} --mode point-in-time --apply (or --mode skip-corrupted)",
+        "to repair: logbook repair {} --mode point-in-time --apply",
         dir.display()
     )?;
     Ok(())
