@@ -296,7 +296,12 @@ fn dry_run(
         )?;
     }
     let to_fix = report.cut.is_some() || !report.skipped.is_empty();
-    let summary = summary_line(dir, report, sealed, "would cut");
+    let summary = summary_line(dir, report, sealed, "would cut").map(|line| {
+        line.replace(
+            " --apply` does it",
+            &format!("{} --apply` does it", mode_flag(mode)),
+        )
+    });
     if report.cut.is_none() && !report.skipped.is_empty() {
         writeln!(
             out,
@@ -304,14 +309,11 @@ fn dry_run(
             skip_changes_nothing(dir, "--apply would write nothing")
         )?;
     } else if to_fix {
-        let mode_flag = match mode {
-            Mode::TolerateTail => String::new(),
-            other => format!(" --mode {}", mode_name(other)),
-        };
         writeln!(
             out,
-            "to repair: logbook repair {}{mode_flag} --apply",
-            dir.display()
+            "to repair: logbook repair {}{} --apply",
+            dir.display(),
+            mode_flag(mode)
         )?;
     } else if !report.temporaries.is_empty() {
         writeln!(
@@ -326,6 +328,14 @@ fn dry_run(
         output::report_problem(&line);
     }
     Ok(Outcome::from_count(u64::from(to_fix) + sealed.count))
+}
+
+/// ` --mode NAME`, or nothing for the default mode.
+fn mode_flag(mode: Mode) -> String {
+    match mode {
+        Mode::TolerateTail => String::new(),
+        other => format!(" --mode {}", mode_name(other)),
+    }
 }
 
 fn mode_name(mode: Mode) -> String {
