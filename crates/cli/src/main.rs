@@ -62,7 +62,24 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version: to stdout, status 0.
+            let _ = e.print();
+            return ExitCode::from(EXIT_OK);
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `logbook` alone: the help, on stderr, status 2.
+            let _ = e.print();
+            return ExitCode::from(output::EXIT_ERROR);
+        }
+        Err(e) => {
+            // A usage error on one line, like every other diagnostic.
+            eprintln!("logbook: error: {}", usage_line(&e.render().to_string()));
+            return ExitCode::from(output::EXIT_ERROR);
+        }
+    };
     let result = match &cli.command {
         Command::Dump(args) => cmd::dump::run(args),
         Command::Verify(args) => cmd::verify::run(args),
@@ -82,4 +99,29 @@ fn main() -> ExitCode {
             output::exit_code(&error)
         }
     })
+}
+
+/// clap's rendered usage error on one line: its message, then the usage
+/// line and where to look for more.
+fn usage_line(rendered: &str) -> String {
+    let mut message = Vec::new();
+    let mut usage = None;
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u.to_owned());
+        } else if !line.starts_with("For more information") {
+            message.push(line.strip_prefix("error: ").unwrap_or(line).to_owned());
+        }
+    }
+    let mut text = String::new();
+    for part in message {
+        if !text.is_empty() {
+            text.push_str(if text.ends_with(':') { " " } else { "; " });
+        }
+        text.push_str(&part);
+    }
+    if let Some(u) = usage {
+        text.push_str(&format!(" (usage: {u}; `logbook help` has more)"));
+    }
+    output::flatten(&text)
 }

@@ -780,3 +780,50 @@ fn verify_and_repair_name_damage_in_the_tail_segment_and_the_mode() {
     assert!(stdout.contains("mode absolute"), "{stdout}");
     assert!(stdout.contains("  refused: "), "{stdout}");
 }
+
+/// The smaller truths: usage errors on one line; `--kind a,b`; an
+/// ephemeral kind that is never stored is said to be; a missing directory
+/// is named plainly by `sessions` too.
+#[test]
+fn usage_errors_and_small_answers_are_one_plain_line() {
+    let (_tmp, dir, _) = log_fixture();
+    for args in [
+        &["dump"][..],
+        &["dump", "--bogus"],
+        &["dump", "--kind", "nope"],
+        &["verify", "a", "b"],
+        &["replay"],
+    ] {
+        let out = logbook().args(args).output().unwrap();
+        let stderr = texts(&out).1;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("logbook: error: "), "{args:?}: {stderr}");
+    }
+    let kinds = |args: &[&str]| {
+        let out = logbook().arg("dump").arg(&dir).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+        texts(&out).0
+    };
+    assert_eq!(
+        kinds(&["--kind", "token_usage,done"]),
+        kinds(&["--kind", "token_usage", "--kind", "done"])
+    );
+    let out = logbook()
+        .arg("dump")
+        .arg(&dir)
+        .args(["--kind", "thinking"])
+        .output()
+        .unwrap();
+    let stderr = texts(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("thinking is ephemeral"), "{stderr}");
+    let nowhere = dir.join("nowhere");
+    let out = logbook().arg("sessions").arg(&nowhere).output().unwrap();
+    let stderr = texts(&out).1;
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!("logbook: error: {} does not exist", nowhere.display())
+    );
+}

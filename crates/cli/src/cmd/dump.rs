@@ -57,8 +57,9 @@ pub(crate) struct DumpArgs {
     /// Only this session: a session id or a prefix of one (repeatable).
     #[arg(long, value_name = "ID", value_parser = parse_session_prefix)]
     pub(crate) session: Vec<String>,
-    /// Only events of this kind (repeatable).
-    #[arg(long, value_name = "KIND", value_parser = kind_parser())]
+    /// Only events of this kind (repeatable, or several separated by
+    /// commas: --kind token_usage,done).
+    #[arg(long, value_name = "KIND", value_parser = kind_parser(), value_delimiter = ',')]
     pub(crate) kind: Vec<String>,
     /// Start at this LSN.
     #[arg(long, value_name = "LSN")]
@@ -309,8 +310,23 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         }
     }
     if printed == 0 && !args.follow && (filter.is_set() || args.from_lsn.is_some()) {
+        let ephemeral: Vec<&str> = args
+            .kind
+            .iter()
+            .map(String::as_str)
+            .filter(|k| *k != "unknown" && !render::kind_is_durable(k))
+            .collect();
+        let hint = if ephemeral.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} {} ephemeral: a SessionBus never hands such events to its log)",
+                ephemeral.join(", "),
+                if ephemeral.len() == 1 { "is" } else { "are" }
+            )
+        };
         output::report_nothing_found(&format!(
-            "no record of the log in {} matches {}",
+            "no record of the log in {} matches {}{hint}",
             dir.display(),
             filter_words(args)
         ));

@@ -417,11 +417,14 @@ pub(crate) fn print_state(
         }
         table.write(out, &format!("{indent}  "))?;
         let pending = state.pending_tool_calls();
+        let running = matches!(status, SessionStatus::Running);
         if !pending.is_empty() {
             writeln!(
                 out,
-                "{indent}  {} pending: started and never completed ({})",
+                "{indent}  {} {}: started and {} completed ({})",
                 pending.len(),
+                if running { "running" } else { "pending" },
+                if running { "not yet" } else { "never" },
                 pending
                     .iter()
                     .map(|c| c.id.as_str())

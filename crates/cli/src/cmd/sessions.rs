@@ -143,6 +143,9 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
 
 /// List the log's sessions, going on past damage.
 pub(crate) fn list(dir: &Path) -> anyhow::Result<LogSummary> {
+    // A missing directory, or one with no log, said as plainly as every
+    // other command says it.
+    scan::open_reader(dir)?;
     Ok(logbook_replay::list_sessions_with(dir, OnCorruption::Skip)?)
 }
 
