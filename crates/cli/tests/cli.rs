@@ -1005,3 +1005,23 @@ fn sessions_with_a_status_nobody_has_is_nothing_found() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
 }
+
+#[test]
+fn stats_by_kind_largest_share_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_log(tmp.path(), 3, 20);
+    let out = logbook()
+        .args(["stats", "--json"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let stats: Value = serde_json::from_str(texts(&out).0.trim()).unwrap();
+    let bytes: Vec<u64> = stats["by_kind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["bytes"].as_u64().unwrap())
+        .collect();
+    assert!(bytes.len() > 3, "{stats}");
+    assert!(bytes.windows(2).all(|w| w[0] >= w[1]), "{bytes:?}");
+}
