@@ -3,7 +3,9 @@
 //!
 //! `main` only parses the command line, runs one subcommand and maps its
 //! result to an exit code: 0 ok, 1 a problem found in the log, 2 a usage
-//! or I/O error. A closed stdout (`logbook dump DIR | head`) is success.
+//! or I/O error. A closed stdout (`logbook dump DIR | head`) is not an
+//! error: it ends `dump` early (exit 1 if a problem was reported before,
+//! 0 if not); every other command goes on to its end without printing.
 #![forbid(unsafe_code)]
 
 mod cmd;
@@ -60,7 +62,24 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version: to stdout, status 0.
+            let _ = e.print();
+            return ExitCode::from(EXIT_OK);
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `logbook` alone: the help, on stderr, status 2.
+            let _ = e.print();
+            return ExitCode::from(output::EXIT_ERROR);
+        }
+        Err(e) => {
+            // A usage error on one line, like every other diagnostic.
+            eprintln!("logbook: error: {}", usage_line(&e.render().to_string()));
+            return ExitCode::from(output::EXIT_ERROR);
+        }
+    };
     let result = match &cli.command {
         Command::Dump(args) => cmd::dump::run(args),
         Command::Verify(args) => cmd::verify::run(args),
@@ -73,11 +92,36 @@ fn main() -> ExitCode {
     };
     ExitCode::from(match result {
         Ok(Outcome::Clean) => EXIT_OK,
-        Ok(Outcome::Problems) => EXIT_PROBLEM,
-        Err(error) if output::is_broken_pipe(&error) => EXIT_OK,
+        Ok(Outcome::Problems | Outcome::NothingFound) => EXIT_PROBLEM,
+        Err(error) if output::is_broken_pipe(&error) => output::exit_code(&error),
         Err(error) => {
             eprintln!("logbook: error: {}", output::one_line(&error));
             output::exit_code(&error)
         }
     })
+}
+
+/// clap's rendered usage error on one line: its message, then the usage
+/// line and where to look for more.
+fn usage_line(rendered: &str) -> String {
+    let mut message = Vec::new();
+    let mut usage = None;
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u.to_owned());
+        } else if !line.starts_with("For more information") {
+            message.push(line.strip_prefix("error: ").unwrap_or(line).to_owned());
+        }
+    }
+    let mut text = String::new();
+    for part in message {
+        if !text.is_empty() {
+            text.push_str(if text.ends_with(':') { " " } else { "; " });
+        }
+        text.push_str(&part);
+    }
+    if let Some(u) = usage {
+        text.push_str(&format!(" (usage: {u}; `logbook help` has more)"));
+    }
+    output::flatten(&text)
 }

@@ -2,6 +2,7 @@
 //! times, sizes, and the one-line error.
 
 use std::io::{self, BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use logbook_wal::WalError;
@@ -13,6 +14,9 @@ pub(crate) enum Outcome {
     Clean,
     /// The log has problems, each already reported: exit 1.
     Problems,
+    /// A filter (a session, an LSN range, a time span, a kind, a status)
+    /// matched nothing; already said on stderr: exit 1.
+    NothingFound,
 }
 
 impl Outcome {
@@ -49,7 +53,11 @@ impl std::error::Error for LogProblem {}
 /// The exit code for an error that ended a subcommand.
 pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     if is_broken_pipe(error) {
-        return EXIT_OK;
+        return if problems_reported() > 0 {
+            EXIT_PROBLEM
+        } else {
+            EXIT_OK
+        };
     }
     for cause in error.chain() {
         if cause.downcast_ref::<LogProblem>().is_some() {
@@ -106,9 +114,24 @@ pub(crate) fn flatten(text: &str) -> String {
         .collect()
 }
 
+/// Problems reported on stderr so far: what the exit status says when a
+/// closed stdout ends a command early.
+static PROBLEMS_REPORTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many problems [`report_problem`] has reported.
+pub(crate) fn problems_reported() -> u64 {
+    PROBLEMS_REPORTED.load(Ordering::Relaxed)
+}
+
 /// Report a problem found in the log on stderr, on one line.
 pub(crate) fn report_problem(text: &str) {
+    PROBLEMS_REPORTED.fetch_add(1, Ordering::Relaxed);
     eprintln!("logbook: problem: {}", flatten(text));
+}
+
+/// Say on stderr, on one line, that a filter matched nothing.
+pub(crate) fn report_nothing_found(text: &str) {
+    eprintln!("logbook: nothing found: {}", flatten(text));
 }
 
 /// Report something worth knowing that is not a problem, on one line.
@@ -116,9 +139,64 @@ pub(crate) fn report_note(text: &str) {
     eprintln!("logbook: note: {}", flatten(text));
 }
 
-/// Buffered, locked stdout.
-pub(crate) fn stdout() -> BufWriter<io::StdoutLock<'static>> {
-    BufWriter::with_capacity(64 * 1024, io::stdout().lock())
+/// Buffered, locked stdout that outlives its reader: once stdout is a
+/// closed pipe (`logbook verify DIR | head -1`), what is written is
+/// dropped and the command goes on to its end, so that its exit status
+/// and its stderr still tell the whole truth.
+pub(crate) fn stdout() -> Stdout {
+    Stdout {
+        inner: BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
+        closed: false,
+        keep_going: true,
+    }
+}
+
+/// Buffered, locked stdout whose closing ends the command: for `dump`,
+/// whose output is the point (and may never end, with `--follow`). The
+/// exit status then says whether a problem was reported before.
+pub(crate) fn stdout_until_closed() -> Stdout {
+    Stdout {
+        keep_going: false,
+        ..stdout()
+    }
+}
+
+/// Stdout, and what to do once it is closed: see [`stdout`].
+pub(crate) struct Stdout {
+    inner: BufWriter<io::StdoutLock<'static>>,
+    closed: bool,
+    keep_going: bool,
+}
+
+impl Stdout {
+    /// `result`, or `Ok` if it is a closed pipe and the command keeps going.
+    fn absorb<T>(&mut self, result: io::Result<T>, dropped: T) -> io::Result<T> {
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe && self.keep_going => {
+                self.closed = true;
+                Ok(dropped)
+            }
+            other => other,
+        }
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let result = self.inner.write(buf);
+        self.absorb(result, buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let result = self.inner.flush();
+        self.absorb(result, ())
+    }
 }
 
 /// Write a JSON value as one line.

@@ -262,31 +262,69 @@ pub(crate) fn text_line(
     line.trim_end().to_owned()
 }
 
+/// An event as JSON, in the one shape every JSON output uses: an object
+/// whose `kind` is the event's variant name as serde names it (`Done`,
+/// `TokenUsage`), with the variant's fields beside it; a payload that is
+/// not a set of fields (the text of a `UserMessage`) is under `value`.
+/// `{"kind":"Done"}`, `{"kind":"UserMessage","value":"hi"}`,
+/// `{"kind":"SessionResumed","from_lsn":68}`.
+pub(crate) fn event_json(event: &SessionEvent) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let mut out = Map::new();
+    match serde_json::to_value(event) {
+        Ok(Value::String(kind)) => {
+            out.insert("kind".to_owned(), Value::String(kind));
+        }
+        Ok(Value::Object(map)) if map.len() == 1 => {
+            for (kind, inner) in map {
+                out.insert("kind".to_owned(), Value::String(kind));
+                match inner {
+                    Value::Object(fields) if !fields.contains_key("kind") => out.extend(fields),
+                    other => {
+                        out.insert("value".to_owned(), other);
+                    }
+                }
+            }
+        }
+        other => {
+            out.insert("kind".to_owned(), Value::Null);
+            out.insert("value".to_owned(), other.unwrap_or(Value::Null));
+        }
+    }
+    Value::Object(out)
+}
+
+/// The `event` of a record whose payload does not decode: no kind.
+fn no_event() -> serde_json::Value {
+    serde_json::json!({ "kind": null })
+}
+
 /// The JSON object of one record (`logbook dump --json`). Field names are
-/// stable: `lsn`, `ts`, `session`, `kind`, `durable`, `event`, and `error`
-/// only for a record whose payload does not decode (its `event` is null).
+/// stable: `lsn`, `ts`, `session`, `kind`, `durable`, `event` (see
+/// [`event_json`]; `{"kind":null}` for a record whose payload does not
+/// decode), and `error` only for such a record.
 #[derive(Debug, Serialize)]
-pub(crate) struct JsonRecord<'a> {
+pub(crate) struct JsonRecord {
     pub(crate) lsn: Lsn,
     pub(crate) ts: String,
     pub(crate) session: Uuid,
     pub(crate) kind: &'static str,
     pub(crate) durable: bool,
-    pub(crate) event: Option<&'a SessionEvent>,
+    pub(crate) event: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
 }
 
-impl<'a> JsonRecord<'a> {
+impl JsonRecord {
     pub(crate) fn new(
         record: &RecordRef<'_>,
-        decoded: &'a Result<SessionEvent, String>,
-    ) -> JsonRecord<'a> {
+        decoded: &Result<SessionEvent, String>,
+    ) -> JsonRecord {
         let (kind, durable, event, error) = match decoded {
-            Ok(event) => (event.kind(), event.is_durable(), Some(event), None),
+            Ok(event) => (event.kind(), event.is_durable(), event_json(event), None),
             Err(e) => {
                 let kind = kind_of(record.payload);
-                (kind, kind_is_durable(kind), None, Some(e.clone()))
+                (kind, kind_is_durable(kind), no_event(), Some(e.clone()))
             }
         };
         JsonRecord {

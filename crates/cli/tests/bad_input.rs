@@ -446,3 +446,384 @@ fn a_log_locked_by_a_live_writer() {
         texts(&out)
     );
 }
+
+/// A big log with every 10th record smashed: more than a pipe holds of
+/// `verify --hex` output. Returns how many records were smashed.
+fn big_damaged_log(dir: &Path) -> usize {
+    write_big_log(dir, 3000);
+    let placed = placement(dir);
+    let mut smashed = 0;
+    for p in placed.iter().filter(|p| p.lsn % 10 == 5) {
+        smash_placed(&placed, p.lsn);
+        smashed += 1;
+    }
+    smashed
+}
+
+#[test]
+fn verify_into_a_closed_pipe_still_checks_everything_and_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smashed = big_damaged_log(tmp.path());
+    let run = head_one(&["verify".as_ref(), tmp.path().as_os_str(), "--hex".as_ref()]);
+    assert!(run.first.starts_with("problem: "), "{}", run.first);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    // The check went on to the end after stdout closed: every problem is
+    // counted in the final line.
+    assert!(
+        run.stderr
+            .contains(&format!("{smashed} problem(s) found; the first: ")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn dump_into_a_closed_pipe_fails_after_a_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_big_log(tmp.path(), 3000);
+    smash(tmp.path(), 1);
+    let run = head_one(&["dump".as_ref(), tmp.path().as_os_str()]);
+    assert!(run.first.starts_with("       2  "), "{}", run.first);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("logbook: problem: "),
+        "{}",
+        run.stderr
+    );
+    // Other read-only commands into a closed pipe: they go on to their end
+    // and their exit status is the same as with an open stdout.
+    for command in ["stats", "sessions"] {
+        let run = head_one(&[command.as_ref(), tmp.path().as_os_str()]);
+        assert_eq!(run.code, Some(1), "{command}: {}", run.stderr);
+    }
+}
+
+/// Unmounts on drop, even when the test fails.
+struct Mount(PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// `mount ARGS`, or why it was refused.
+fn mount(args: &[&str], at: &Path) -> Result<(), String> {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .arg(at)
+        .output()
+        .map_err(|e| format!("cannot run `mount`: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`mount {}` refused ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Every read-only command works on a log on a read-only file system (a
+/// snapshot, a backup, a mounted image): probing the writer lock needs no
+/// write access. `repair --apply` fails with the path, exit 2, and changes
+/// nothing. Mounting needs root (CI runs as root and sets `CI=true`: there
+/// a refused mount fails the test); elsewhere it is skipped.
+#[test]
+fn a_log_on_a_read_only_file_system() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    if let Err(reason) = mount(&["-t", "tmpfs", "-o", "size=8m", "tmpfs"], &mnt) {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true: a_log_on_a_read_only_file_system must run (CI runs as root), but {reason}"
+        );
+        println!("SKIPPED a_log_on_a_read_only_file_system: {reason} (needs root)");
+        return;
+    }
+    let _guard = Mount(mnt.clone());
+    let dir = mnt.join("log");
+    std::fs::create_dir(&dir).unwrap();
+    let w = write_log(&dir, 2, 30);
+    let (tail, offset, _) = cut_tail(&dir);
+    mount(&["-o", "remount,ro"], &mnt).unwrap();
+    let before: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    let session = w.sessions[0].to_string();
+    //            command            exit  stdout must contain
+    let cases: [(&[&str], i32, &str); 7] = [
+        (&["dump"], 1, "session_started"),
+        (&["verify"], 1, "FAILED"),
+        (&["stats"], 1, "records: "),
+        (&["sessions"], 0, "2 session(s)"),
+        (&["replay", &session], 0, "transcript:"),
+        (&["repair"], 1, "would cut"),
+        (&["repair", "--apply"], 2, ""),
+    ];
+    for (args, code, needle) in cases {
+        let out = logbook()
+            .arg(args[0])
+            .arg(&dir)
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        let what = format!("logbook {args:?}: stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert_eq!(out.status.code(), Some(code), "{what}");
+        assert!(stdout.contains(needle), "{what}");
+        if code == 2 {
+            assert_eq!(stderr.lines().count(), 1, "{what}");
+            assert!(stderr.contains("Read-only file system"), "{what}");
+            assert!(stderr.contains("nothing changed"), "{what}");
+            assert!(stderr.contains(&dir.display().to_string()), "{what}");
+        } else if code == 1 {
+            assert!(!stderr.contains("LOCK"), "{what}");
+            // The torn tail is what they report, with its place.
+            let place = format!("{} at offset {offset}", tail.display());
+            assert!(stderr.contains(&place), "{what}");
+        }
+    }
+    for (path, bytes) in before {
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{}", path.display());
+    }
+}
+
+/// The same without root: a log its user may read but not write (the
+/// directory, its files and LOCK read-only), with a torn tail.
+#[test]
+fn a_log_without_write_permission() {
+    if std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        println!("skipped: cannot run a command as an unprivileged user with setpriv");
+        return;
+    }
+    let read_only = || {
+        let (tmp, dir, session) = log_fixture();
+        cut_tail(&dir);
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444)).unwrap();
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        Fixture {
+            _tmp: tmp,
+            dir,
+            session,
+            _writer: None,
+        }
+    };
+    let fx = read_only();
+    let before: Vec<Vec<u8>> = segments(&fx.dir)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    check(
+        "read-only log",
+        &read_only,
+        &Expect {
+            //           dump verify stats sessions replay repair apply demo
+            codes: [1, 1, 1, 0, 0, 1, 2, -1].map(|c| (c >= 0).then_some(c)),
+            lines: None,
+            needles: vec!["/log/".to_owned()],
+        },
+        true,
+    );
+    let out = run(&fx, "repair --apply", true);
+    let stderr = texts(&out).1;
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains("nothing changed"), "{stderr}");
+    let after: Vec<Vec<u8>> = segments(&fx.dir)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(before == after, "repair --apply changed a read-only log");
+}
+
+/// Damage that belongs to another session does not stop a replay: the
+/// session is replayed, the damage is named with the sessions it may
+/// touch, and the exit status is 1; `--strict` refuses as before.
+#[test]
+fn replay_goes_on_past_damage_that_belongs_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wal = Wal::open(dir, small_options()).unwrap();
+    let (done, open) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for i in 0..20 {
+        wal.append(done, &event(i, 20, true)).unwrap();
+    }
+    let mut lsns = Vec::new();
+    for i in 0..20 {
+        lsns.push(wal.append(open, &event(i, 20, false)).unwrap());
+    }
+    wal.close().unwrap();
+    let (seg, off) = smash(dir, lsns[10]);
+    let place = format!("{} at offset {off}", seg.display());
+
+    let out = logbook()
+        .arg("replay")
+        .arg(dir)
+        .arg(done.to_string())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("status:  completed"), "{stdout}");
+    assert!(!stdout.contains("damage:"), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("logbook: problem: "), "{stderr}");
+    assert!(stderr.contains(&place), "{stderr}");
+    assert!(stderr.contains(&format!("LSN {}", lsns[10])), "{stderr}");
+    assert!(stderr.contains(&open.to_string()[..8]), "{stderr}");
+    assert!(
+        stderr.contains(&format!("session {done} is not one of them")),
+        "{stderr}"
+    );
+
+    let out = logbook()
+        .args(["replay", "--json"])
+        .arg(dir)
+        .arg(open.to_string())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let state: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(state["events"], 19, "every readable record is replayed");
+    assert_eq!(state["damage"][0]["may_touch"], true, "{state}");
+    assert_eq!(state["damage"][0]["offset"], off, "{state}");
+    assert!(
+        stderr.contains(&format!("session {open} is one of them")),
+        "{stderr}"
+    );
+
+    let out = logbook()
+        .args(["replay", "--strict"])
+        .arg(dir)
+        .arg(done.to_string())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.starts_with("logbook: error: "), "{stderr}");
+    assert!(stderr.contains(&place), "{stderr}");
+}
+
+/// `verify` never says the tail ends cleanly above FAILED for damage in
+/// the tail segment; `repair --mode absolute` says which mode it ran.
+#[test]
+fn verify_and_repair_name_damage_in_the_tail_segment_and_the_mode() {
+    let (_tmp, dir, _) = log_fixture();
+    let (_, tail_lsn) = middle_lsns(&dir);
+    let (seg, off) = smash(&dir, tail_lsn);
+    let out = logbook().arg("verify").arg(&dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(!stdout.contains("ends cleanly"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "tail: damaged: 1 problem(s) in the tail segment {}",
+            file_name(&seg)
+        )),
+        "{stdout}"
+    );
+    for apply in [false, true] {
+        let out = logbook()
+            .args(["repair", "--mode", "absolute"])
+            .args(apply.then_some("--apply"))
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        let text = if apply { &stderr } else { &stdout };
+        assert!(text.contains("mode absolute cuts nothing"), "{text}");
+        assert!(text.contains(&format!("at offset {off}")), "{text}");
+        if !apply {
+            assert!(
+                stdout.starts_with(&format!(
+                    "repair {} (dry run, mode absolute: nothing is changed)",
+                    dir.display()
+                )),
+                "{stdout}"
+            );
+        }
+    }
+    // A torn tail under mode absolute: the same header, nothing cut.
+    let (_tmp, dir, _) = log_fixture();
+    cut_tail(&dir);
+    let out = logbook()
+        .args(["repair", "--mode", "absolute"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("mode absolute"), "{stdout}");
+    assert!(stdout.contains("  refused: "), "{stdout}");
+}
+
+/// The smaller truths: usage errors on one line; `--kind a,b`; an
+/// ephemeral kind that is never stored is said to be; a missing directory
+/// is named plainly by `sessions` too.
+#[test]
+fn usage_errors_and_small_answers_are_one_plain_line() {
+    let (_tmp, dir, _) = log_fixture();
+    for args in [
+        &["dump"][..],
+        &["dump", "--bogus"],
+        &["dump", "--kind", "nope"],
+        &["verify", "a", "b"],
+        &["replay"],
+    ] {
+        let out = logbook().args(args).output().unwrap();
+        let stderr = texts(&out).1;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("logbook: error: "), "{args:?}: {stderr}");
+    }
+    let kinds = |args: &[&str]| {
+        let out = logbook().arg("dump").arg(&dir).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+        texts(&out).0
+    };
+    assert_eq!(
+        kinds(&["--kind", "token_usage,done"]),
+        kinds(&["--kind", "token_usage", "--kind", "done"])
+    );
+    let out = logbook()
+        .arg("dump")
+        .arg(&dir)
+        .args(["--kind", "thinking"])
+        .output()
+        .unwrap();
+    let stderr = texts(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("thinking is ephemeral"), "{stderr}");
+    let nowhere = dir.join("nowhere");
+    let out = logbook().arg("sessions").arg(&nowhere).output().unwrap();
+    let stderr = texts(&out).1;
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!("logbook: error: {} does not exist", nowhere.display())
+    );
+}

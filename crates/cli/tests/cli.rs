@@ -86,10 +86,66 @@ fn dump_json_round_trips_field_by_field() {
         assert_eq!(v["session"].as_str(), Some(session.to_string().as_str()));
         assert_eq!(v["kind"].as_str(), Some(event.kind()));
         assert_eq!(v["durable"].as_bool(), Some(event.is_durable()));
-        assert_eq!(v["event"], serde_json::to_value(event).unwrap());
-        let back: SessionEvent = serde_json::from_value(v["event"].clone()).unwrap();
-        assert_eq!(&back, event);
+        // One shape for every event: an object with its kind.
+        assert!(v["event"]["kind"].is_string(), "{v}");
+        assert_eq!(&event_from_json(&v["event"]), event);
     }
+}
+
+/// Every event of `dump --json` (a unit variant like `Done`, a text like
+/// `UserMessage`, a struct like `TokenUsage`) is an object carrying its
+/// kind, so `jq '.event | keys'` works on every record.
+#[test]
+fn dump_json_events_have_one_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wal = Wal::open(tmp.path(), small_options()).unwrap();
+    let id = uuid::Uuid::new_v4();
+    let events = [
+        SessionEvent::UserMessage("hi".into()),
+        SessionEvent::SessionResumed { from_lsn: 1 },
+        event(2, 10, false),
+        SessionEvent::Done,
+    ];
+    for e in &events {
+        wal.append(id, e).unwrap();
+    }
+    wal.close().unwrap();
+    let out = logbook()
+        .args(["dump", "--json"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let lines = json_lines(&texts(&out).0);
+    let shapes: Vec<String> = lines.iter().map(|v| v["event"].to_string()).collect();
+    assert_eq!(
+        shapes,
+        [
+            r#"{"kind":"UserMessage","value":"hi"}"#.to_owned(),
+            r#"{"from_lsn":1,"kind":"SessionResumed"}"#.to_owned(),
+            serde_json::to_string(&lines[2]["event"]).unwrap(),
+            r#"{"kind":"Done"}"#.to_owned(),
+        ]
+    );
+    assert_eq!(lines[2]["event"]["kind"], "TokenUsage");
+    assert_eq!(lines[2]["event"]["prompt_tokens"], 102);
+    for (v, e) in lines.iter().zip(&events) {
+        assert_eq!(&event_from_json(&v["event"]), e);
+    }
+}
+
+/// Back from the JSON shape of an event to the event (serde's own shape).
+fn event_from_json(v: &Value) -> SessionEvent {
+    let mut fields = v.as_object().unwrap().clone();
+    let kind = fields.remove("kind").unwrap();
+    let kind = kind.as_str().unwrap().to_owned();
+    let serde_shape = if fields.is_empty() {
+        Value::String(kind)
+    } else if let Some(value) = fields.remove("value") {
+        serde_json::json!({ kind: value })
+    } else {
+        serde_json::json!({ kind: fields })
+    };
+    serde_json::from_value(serde_shape).unwrap()
 }
 
 #[test]
@@ -144,8 +200,17 @@ fn dump_filters() {
         lsns(&["--since", "2000-01-01T00:00:00Z"]).len(),
         w.records.len()
     );
-    assert!(lsns(&["--until", "2000-01-01"]).is_empty());
-    assert!(lsns(&["--since", "2999-01-01T00:00:00+02:00"]).is_empty());
+    // Nothing matches: said on stderr, exit 1.
+    for args in [
+        &["--until", "2000-01-01"][..],
+        &["--since", "2999-01-01T00:00:00+02:00"],
+    ] {
+        let out = logbook().arg("dump").arg(dir).args(args).output().unwrap();
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(stderr.starts_with("logbook: nothing found: "), "{stderr}");
+    }
     // Between two records' times: exactly the ones at or after it.
     let placed = placement(dir);
     let mid = placed[20].timestamp_us;
@@ -258,7 +323,7 @@ fn dump_follow_prints_what_a_live_writer_appends() {
     for (lsn, e) in &expected {
         let v = next(&rx);
         assert_eq!(v["lsn"].as_u64(), Some(*lsn));
-        assert_eq!(v["event"], serde_json::to_value(e).unwrap());
+        assert_eq!(&event_from_json(&v["event"]), e);
     }
     assert_eq!(next(&rx)["kind"], "done");
     assert!(segments(dir).len() >= 3, "segments rolled while following");
@@ -538,8 +603,27 @@ fn repair_skip_corrupted_keeps_every_valid_record() {
         .output()
         .unwrap();
     let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    // Skipping changes no byte: it says so, and does not claim a repair.
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains(&format!("LSN {tail_lsn} lost")), "{stdout}");
+    assert!(
+        stdout.contains("not repaired: nothing was written"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("repaired")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("a default open"), "{stdout}");
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // And it is true: a default open still refuses, verify still fails.
+    match Wal::open(dir, small_options()) {
+        Err(e) => assert!(e.is_corruption(), "{e}"),
+        Ok(_) => panic!("a default open succeeded after `not repaired`"),
+    }
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", texts(&out));
     // The damaged record stays in place: dump still reports it, and shows
     // every other record.
     let out = logbook()
@@ -576,7 +660,7 @@ fn records_of_unknown_kinds_and_undecodable_payloads() {
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[1]["kind"], "unknown");
     assert_eq!(lines[1]["durable"], false);
-    assert!(lines[1]["event"].is_null());
+    assert_eq!(lines[1]["event"], serde_json::json!({ "kind": null }));
     assert!(
         lines[1]["error"]
             .as_str()
@@ -672,4 +756,272 @@ fn verify_finds_stale_bytes_that_readers_take_for_the_end() {
     assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
     let out = logbook().arg("verify").arg(dir).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+}
+
+/// Lines a child prints on one of its streams, as they come.
+fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line, or a failure once `deadline` has passed.
+fn next_line(rx: &mpsc::Receiver<String>, deadline: Instant, what: &str) -> String {
+    rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .unwrap_or_else(|_| panic!("no line in time: {what}"))
+}
+
+#[test]
+fn dump_follow_notices_a_log_removed_and_created_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (old, new) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let wal = Wal::open(&dir, small_options()).unwrap();
+    for i in 0..3 {
+        wal.append(old, &event(i, 10, false)).unwrap();
+    }
+    wal.close().unwrap();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("logbook"))
+        .args(["dump", "--follow", "--json", "--poll-ms", "20"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines_of(child.stdout.take().unwrap());
+    let err = lines_of(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for lsn in 1..=3 {
+        let v: Value = serde_json::from_str(&next_line(&out, deadline, "old log")).unwrap();
+        assert_eq!(v["lsn"], lsn);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    let wal = Wal::open(&dir, small_options()).unwrap();
+    wal.append(new, &SessionEvent::UserMessage("in the new log".into()))
+        .unwrap();
+    let v: Value = serde_json::from_str(&next_line(&out, deadline, "new log")).unwrap();
+    assert_eq!(v["lsn"], 1, "{v}");
+    assert_eq!(v["session"], new.to_string(), "{v}");
+    let note = loop {
+        let line = next_line(&err, deadline, "a note on stderr");
+        if line.contains("created again") {
+            break line;
+        }
+    };
+    assert!(note.starts_with("logbook: note: "), "{note}");
+    assert!(note.contains(&dir.display().to_string()), "{note}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wal.close().unwrap();
+}
+
+/// Wait for a child to exit by itself; kill it and fail past `deadline`.
+fn exits_by_itself(child: &mut std::process::Child, deadline: Instant) -> Option<i32> {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the child did not exit by itself");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn dump_follow_until_a_past_time_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = write_log(dir, 2, 5);
+    let until = rfc3339(placement(dir).last().unwrap().timestamp_us + 1);
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("logbook"))
+        .args(["dump", "--follow", "--poll-ms", "20", "--until", &until])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = lines_of(child.stdout.take().unwrap());
+    let code = exits_by_itself(&mut child, Instant::now() + Duration::from_secs(30));
+    assert_eq!(code, Some(0));
+    assert_eq!(out.iter().count(), w.records.len());
+}
+
+#[test]
+fn dump_from_the_end_and_the_last_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = write_log(dir, 3, 10);
+    let n = w.records.len() as u64;
+    let lsns = |args: &[&str]| -> Vec<u64> {
+        let out = logbook()
+            .arg("dump")
+            .arg(dir)
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {:?}", texts(&out));
+        json_lines(&texts(&out).0)
+            .iter()
+            .map(|v| v["lsn"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(lsns(&["--from-end"]), Vec::<u64>::new());
+    assert_eq!(lsns(&["--last", "3"]), vec![n - 2, n - 1, n]);
+    assert_eq!(lsns(&["--last", "1000"]).len() as u64, n);
+    // The last N of those that pass the filters.
+    let session = w.sessions[0].to_string();
+    let mine: Vec<u64> = (1..=n)
+        .filter(|l| w.records[*l as usize - 1].0 == w.sessions[0])
+        .collect();
+    assert_eq!(
+        lsns(&["--last", "2", "--session", &session]),
+        mine[mine.len() - 2..]
+    );
+
+    // With --follow: only what is appended after the start (for
+    // --from-end), or the last record and then what is appended.
+    let wal = Wal::open(dir, small_options()).unwrap();
+    for args in [&["--from-end"][..], &["--last", "1"][..]] {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("logbook"))
+            .args(["dump", "--follow", "--json", "--poll-ms", "20"])
+            .args(args)
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = lines_of(child.stdout.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let end = wal.last_lsn();
+        let first = if args[0] == "--last" {
+            let v: Value = serde_json::from_str(&next_line(&out, deadline, "last")).unwrap();
+            assert_eq!(v["lsn"], end, "the last record first");
+            wal.append(w.sessions[0], &SessionEvent::UserMessage("later".into()))
+                .unwrap();
+            next_line(&out, deadline, "appended")
+        } else {
+            // Append until the follower shows something: whatever it shows
+            // first is past the end it started at.
+            loop {
+                wal.append(w.sessions[0], &SessionEvent::UserMessage("later".into()))
+                    .unwrap();
+                if let Ok(line) = out.recv_timeout(Duration::from_millis(50)) {
+                    break line;
+                }
+                assert!(Instant::now() < deadline, "nothing followed in time");
+            }
+        };
+        let v: Value = serde_json::from_str(&first).unwrap();
+        assert!(v["lsn"].as_u64().unwrap() > end, "{v} (the end was {end})");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    wal.close().unwrap();
+}
+
+#[test]
+fn session_prefixes_and_filters_that_match_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wal = Wal::open(dir, small_options()).unwrap();
+    let a = uuid::Uuid::from_u128(0x0050_1111_0000_4000_8000_0000_0000_0001);
+    let b = uuid::Uuid::from_u128(0x0050_2222_0000_4000_8000_0000_0000_0002);
+    for i in 0..4 {
+        wal.append(a, &event(i, 4, true)).unwrap();
+        wal.append(b, &event(i, 4, true)).unwrap();
+    }
+    wal.close().unwrap();
+    let run = |args: &[&str]| {
+        let out = logbook()
+            .arg(args[0])
+            .arg(dir)
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    // An ambiguous prefix: refused the same way by dump and replay.
+    let (code, stdout, dump_err) = run(&["dump", "--session", "0050"]);
+    assert_eq!(code, Some(2), "{stdout}{dump_err}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let (code, _, replay_err) = run(&["replay", "0050"]);
+    assert_eq!(code, Some(2), "{replay_err}");
+    assert_eq!(dump_err, replay_err);
+    assert_eq!(dump_err.lines().count(), 1, "{dump_err}");
+    assert!(dump_err.contains("0050 names 2 sessions"), "{dump_err}");
+    // A unique prefix is one session.
+    let (code, stdout, _) = run(&["dump", "--session", "00502"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.lines().count(), 4);
+    // Filters that match nothing say so on stderr, exit 1.
+    for args in [
+        &["dump", "--session", "ffff"][..],
+        &["replay", "ffff"][..],
+        &["replay", "ffffffff-ffff-4fff-8fff-ffffffffffff"][..],
+        &["dump", "--from-lsn", "12", "--to-lsn", "10"][..],
+        &["dump", "--from-lsn", "100"][..],
+        &["dump", "--kind", "compaction_failed"][..],
+    ] {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, Some(1), "{args:?}: {stdout}{stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("logbook: nothing found: "),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn sessions_with_a_status_nobody_has_is_nothing_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_log(tmp.path(), 2, 5);
+    let out = logbook()
+        .args(["sessions", "--status", "failed"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.starts_with("logbook: nothing found: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let out = logbook()
+        .args(["sessions", "--status", "completed"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+}
+
+#[test]
+fn stats_by_kind_largest_share_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_log(tmp.path(), 3, 20);
+    let out = logbook()
+        .args(["stats", "--json"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let stats: Value = serde_json::from_str(texts(&out).0.trim()).unwrap();
+    let bytes: Vec<u64> = stats["by_kind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["bytes"].as_u64().unwrap())
+        .collect();
+    assert!(bytes.len() > 3, "{stats}");
+    assert!(bytes.windows(2).all(|w| w[0] >= w[1]), "{bytes:?}");
 }

@@ -158,3 +158,30 @@ fn help_has_examples() {
     let out = logbook().output().unwrap();
     assert_eq!(out.status.code(), Some(2), "no subcommand is a usage error");
 }
+
+/// `logbook demo DIR | head -1`: the demo does all its work regardless of
+/// stdout (it stops printing, not working): the log it leaves is the whole
+/// demo's, resumed and verified, and the exit status says so.
+#[test]
+fn the_demo_into_a_closed_pipe_finishes_its_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logbook-demo");
+    let run = head_one(&["demo".as_ref(), dir.as_os_str()]);
+    assert!(!run.first.is_empty());
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    let sessions = sessions_json(&dir);
+    assert_eq!(sessions.len(), 6);
+    let status = |name: &str| sessions.iter().filter(|s| s["status"] == name).count();
+    assert_eq!(
+        (status("completed"), status("failed"), status("interrupted")),
+        (4, 1, 1)
+    );
+    assert_eq!(
+        sessions.iter().filter(|s| s["resumptions"] == 1).count(),
+        1,
+        "the demo resumed a session"
+    );
+    let out = logbook().arg("verify").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+}

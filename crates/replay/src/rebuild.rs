@@ -2,10 +2,11 @@
 
 use std::path::Path;
 
+use logbook_wal::WalError;
 use uuid::Uuid;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, scan};
+use crate::scan::{Item, OnCorruption, SkippedRecords, scan};
 use crate::state::SessionState;
 
 /// The full [`SessionState`] of `session`, rebuilt from the log in `dir`.
@@ -47,11 +48,50 @@ use crate::state::SessionState;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn session_state(dir: impl AsRef<Path>, session: Uuid) -> Result<SessionState, ReplayError> {
+    session_state_with(dir, session, OnCorruption::Fail).map(|(state, _)| state)
+}
+
+/// What [`session_state_with`] stepped over to rebuild a session from a
+/// damaged log (empty with [`OnCorruption::Fail`]).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Damage {
+    /// Corruption the reader reported and the rebuild skipped: the first
+    /// [`MAX_REPORTED`](crate::MAX_REPORTED) errors. A damaged record's
+    /// session is unknown: it may be this session's.
+    pub corruption: Vec<WalError>,
+    /// How many corruption errors were skipped in all.
+    pub corruption_count: u64,
+    /// Records of the session that passed their checksum but hold no event.
+    pub undecodable: SkippedRecords,
+}
+
+impl Damage {
+    /// Whether nothing was skipped.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.corruption_count == 0 && self.undecodable.count == 0
+    }
+}
+
+/// [`session_state`], choosing what happens on corruption: with
+/// [`OnCorruption::Skip`] the rebuild goes on past damage, as far as the
+/// reader can resynchronise, and returns what it skipped beside the state.
+///
+/// # Errors
+///
+/// As [`session_state`]; with [`OnCorruption::Skip`], corruption is not
+/// an error (only I/O errors and a reader that makes no progress are).
+pub fn session_state_with(
+    dir: impl AsRef<Path>,
+    session: Uuid,
+    on_corruption: OnCorruption,
+) -> Result<(SessionState, Damage), ReplayError> {
     let mut state = SessionState::new(session);
     let report = scan(
         dir.as_ref(),
         Some(session),
-        OnCorruption::Fail,
+        on_corruption,
         |item| match item {
             Item::Event(record) => state.apply(&record),
             Item::Skipped {
@@ -62,5 +102,10 @@ pub fn session_state(dir: impl AsRef<Path>, session: Uuid) -> Result<SessionStat
     if report.records == 0 {
         return Err(ReplayError::UnknownSession(session));
     }
-    Ok(state)
+    let damage = Damage {
+        corruption: report.corruption,
+        corruption_count: report.corruption_count,
+        undecodable: report.undecodable,
+    };
+    Ok((state, damage))
 }

@@ -645,7 +645,9 @@ pub fn inspect(
 /// # Errors
 ///
 /// [`WalError::NotFound`] / [`WalError::NotADirectory`], or the I/O error
-/// of opening the lock file.
+/// of opening the lock file. A lock file that cannot be opened for writing
+/// (no permission, or a read-only file system) is not an error: no writer
+/// can hold it there, and the answer is `false`.
 pub fn is_locked(dir: impl AsRef<Path>) -> Result<bool, WalError> {
     let dir = dir.as_ref();
     let fs = StdFs;
@@ -656,9 +658,15 @@ pub fn is_locked(dir: impl AsRef<Path>) -> Result<bool, WalError> {
     }
     match fs.try_lock(&lock) {
         Ok(guard) => Ok(guard.is_none()),
-        // A read-only copy of a log (no write permission on the lock file):
+        // A read-only copy of a log (no write permission on the lock file),
+        // or a log on a read-only file system (a snapshot, a mounted image):
         // nobody can be writing it through this path.
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(false),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied
+                || e.raw_os_error() == Some(libc::EROFS) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(WalError::io("lock", &lock, e)),
     }
 }

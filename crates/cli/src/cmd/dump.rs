@@ -9,6 +9,7 @@ use clap::Args;
 use logbook_bus::KINDS;
 use logbook_wal::{Lsn, RecordRef};
 
+use crate::cmd::replay::{Resolved, resolve_session};
 use crate::output::{self, Outcome};
 use crate::render::{self, JsonRecord};
 use crate::scan::{self, End, Flow, Item};
@@ -24,15 +25,28 @@ Examples:
   logbook dump ./logbook-demo --since 2024-05-01T10:00:00Z --until 2024-05-01T11:00:00Z
   logbook dump ./logbook-demo --json | jq -r .kind     JSON Lines
   logbook dump /var/lib/agent/log --follow             keep printing as a writer appends
+  logbook dump /var/lib/agent/log --follow --from-end  only what is appended from now on
+  logbook dump ./logbook-demo --last 5 --follow        the last five records, then follow
 
 Each line: LSN, time (RFC 3339, UTC), session (first 8 characters; all with
 --full), kind, and a summary of the event. --json prints one object per record
 with the fields lsn, ts, session, kind, durable (whether the event kind is a
-durable one), event (the SessionEvent as serde_json writes it; null with an
-extra `error` field when the payload does not decode).
+durable one) and event: always an object, whose kind is the event's variant
+name (Done, TokenUsage) beside the variant's fields, a text under value:
+{\"kind\":\"Done\"}, {\"kind\":\"UserMessage\",\"value\":\"hi\"}. A payload that does
+not decode has the event {\"kind\":null} and an extra `error` field.
 
 Problems in the log (corruption, a torn tail) are reported on stderr, one line
-each; the dump goes on past them and exits 1.";
+each; the dump goes on past them and exits 1. A filter that matches nothing (an
+unknown session, an empty LSN or time range) says so on stderr and exits 1; a
+session prefix that several sessions share is refused (exit 2), as by replay.
+A closed stdout (`| head`) ends the dump: exit 1 if a problem was reported
+before, else 0.
+
+--follow stops at --to-lsn, at --limit, and at the end of the log once the
+time is past --until. A followed log that is removed and created again is
+noted on stderr and followed anew from its first record (a log that is gone
+gets a note and is waited for).";
 
 /// Print the log's records.
 #[derive(Debug, Args)]
@@ -43,8 +57,9 @@ pub(crate) struct DumpArgs {
     /// Only this session: a session id or a prefix of one (repeatable).
     #[arg(long, value_name = "ID", value_parser = parse_session_prefix)]
     pub(crate) session: Vec<String>,
-    /// Only events of this kind (repeatable).
-    #[arg(long, value_name = "KIND", value_parser = kind_parser())]
+    /// Only events of this kind (repeatable, or several separated by
+    /// commas: --kind token_usage,done).
+    #[arg(long, value_name = "KIND", value_parser = kind_parser(), value_delimiter = ',')]
     pub(crate) kind: Vec<String>,
     /// Start at this LSN.
     #[arg(long, value_name = "LSN")]
@@ -72,6 +87,14 @@ pub(crate) struct DumpArgs {
     /// One JSON object per record (JSON Lines).
     #[arg(long)]
     pub(crate) json: bool,
+    /// Start at the end of the log: print only what is appended from now
+    /// on (with --follow).
+    #[arg(long, conflicts_with_all = ["from_lsn", "last"])]
+    pub(crate) from_end: bool,
+    /// Print only the last N records that pass the filters (then go on
+    /// with what is appended, with --follow).
+    #[arg(long, value_name = "N", conflicts_with = "from_lsn")]
+    pub(crate) last: Option<u64>,
     /// How often --follow looks for new records, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 200, hide = true)]
     pub(crate) poll_ms: u64,
@@ -94,7 +117,7 @@ pub(crate) fn parse_session_prefix(text: &str) -> Result<String, String> {
 }
 
 struct Filter {
-    sessions: Vec<String>,
+    sessions: Vec<uuid::Uuid>,
     kinds: HashSet<String>,
     to_lsn: Option<Lsn>,
     since: Option<u64>,
@@ -113,17 +136,22 @@ impl Filter {
                 return false;
             }
         }
-        if !self.sessions.is_empty() {
-            let mut buf = uuid::Uuid::encode_buffer();
-            let id = record.session.hyphenated().encode_lower(&mut buf);
-            if !self.sessions.iter().any(|p| id.starts_with(p.as_str())) {
-                return false;
-            }
+        if !self.sessions.is_empty() && !self.sessions.contains(&record.session) {
+            return false;
         }
         if !self.kinds.is_empty() && !self.kinds.contains(render::kind_of(record.payload)) {
             return false;
         }
         true
+    }
+
+    /// Whether any filter is given (an LSN range counts).
+    fn is_set(&self) -> bool {
+        !self.sessions.is_empty()
+            || !self.kinds.is_empty()
+            || self.since.is_some()
+            || self.until.is_some()
+            || self.to_lsn.is_some()
     }
 
     fn past_the_end(&self, lsn: Lsn) -> bool {
@@ -132,19 +160,44 @@ impl Filter {
 }
 
 pub(crate) fn run(args: &DumpArgs) -> anyhow::Result<Outcome> {
-    let mut out = output::stdout();
+    let mut out = output::stdout_until_closed();
     let outcome = dump(args, &mut out);
     out.flush()?;
     outcome
 }
 
 fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let mut reader = scan::open_reader(&args.dir)?;
-    if let Some(from) = args.from_lsn {
-        reader = reader.from_lsn(from);
+    let dir = &args.dir;
+    if let (Some(from), Some(to)) = (args.from_lsn, args.to_lsn) {
+        if from > to {
+            output::report_nothing_found(&format!(
+                "--from-lsn {from} is past --to-lsn {to}: the LSN range is empty"
+            ));
+            return Ok(Outcome::NothingFound);
+        }
+    }
+    if let (Some(since), Some(until)) = (args.since, args.until) {
+        if since >= until {
+            output::report_nothing_found(&format!(
+                "--since {} is not before --until {}: the time range is empty",
+                output::rfc3339(since),
+                output::rfc3339(until)
+            ));
+            return Ok(Outcome::NothingFound);
+        }
+    }
+    let mut sessions = Vec::with_capacity(args.session.len());
+    for text in &args.session {
+        match resolve_session(dir, text)? {
+            Resolved::One(id) => sessions.push(id),
+            Resolved::None(why) => {
+                output::report_nothing_found(&why);
+                return Ok(Outcome::NothingFound);
+            }
+        }
     }
     let filter = Filter {
-        sessions: args.session.clone(),
+        sessions,
         kinds: args.kind.iter().cloned().collect(),
         to_lsn: args.to_lsn,
         since: args.since,
@@ -156,14 +209,31 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if limit_reached(0) {
         return Ok(Outcome::Clean);
     }
+    let start = if args.from_end || args.last.is_some() {
+        Some(start_of_last(dir, &filter, args.last.unwrap_or(0))?)
+    } else {
+        args.from_lsn
+    };
+    let open = |start: Option<Lsn>| -> anyhow::Result<logbook_wal::Reader> {
+        let reader = scan::open_reader(dir)?;
+        Ok(match start {
+            Some(lsn) => reader.from_lsn(lsn),
+            None => reader,
+        })
+    };
+    let mut reader = open(start)?;
+    let mut following = Following::new(&reader);
     let mut last_tail_note = None;
     loop {
-        let end = scan::walk(&mut reader, |item| {
+        let walked = scan::walk(&mut reader, |item| {
             match item {
                 Item::Problem(e) => {
                     problems += 1;
-                    out.flush()?; // keep the problem in its place among the records
+                    // Keep the problem in its place among the records; a
+                    // closed stdout ends the dump, but after the report.
+                    let flushed = out.flush();
                     output::report_problem(&scan::describe(&e));
+                    flushed?;
                 }
                 Item::Record(record) => {
                     if filter.past_the_end(record.lsn) {
@@ -184,14 +254,21 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 }
             }
             Ok(Flow::Continue)
-        })?;
+        });
+        let end = match walked {
+            // A followed log removed under the reader: see below.
+            Err(e) if args.follow && !output::is_broken_pipe(&e) && following.changed() => {
+                End::EndOfLog
+            }
+            other => other?,
+        };
         if end == End::Stopped {
             break;
         }
         if let Some(damage) = reader.tail_damage() {
             if last_tail_note.as_ref() != Some(&(damage.path.clone(), damage.offset)) {
                 last_tail_note = Some((damage.path.clone(), damage.offset));
-                if tail_counts_as_problem(&args.dir) {
+                if tail_counts_as_problem(dir) {
                     problems += 1;
                     output::report_problem(&format!(
                         "{} (not a live write: no writer holds the log; `logbook repair` shows what recovery cuts)",
@@ -208,10 +285,159 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         if !args.follow {
             break;
         }
+        // Nothing appended from now on can be before --until.
+        if args.until.is_some_and(|until| now_us() >= until) {
+            break;
+        }
         out.flush()?;
         std::thread::sleep(Duration::from_millis(args.poll_ms.max(1)));
+        if following.changed() {
+            // Removed and created again (or replaced): follow the new log
+            // from its first record, once it has one.
+            match open(None) {
+                Ok(new) => {
+                    output::report_note(&format!(
+                        "the log in {} was removed and created again: following the new log \
+                         from its first record",
+                        dir.display()
+                    ));
+                    reader = new;
+                    following = Following::new(&reader);
+                    last_tail_note = None;
+                }
+                Err(_) => following.note_absence(dir),
+            }
+        }
+    }
+    if printed == 0 && !args.follow && (filter.is_set() || args.from_lsn.is_some()) {
+        let ephemeral: Vec<&str> = args
+            .kind
+            .iter()
+            .map(String::as_str)
+            .filter(|k| *k != "unknown" && !render::kind_is_durable(k))
+            .collect();
+        let hint = if ephemeral.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} {} ephemeral: a SessionBus never hands such events to its log)",
+                ephemeral.join(", "),
+                if ephemeral.len() == 1 { "is" } else { "are" }
+            )
+        };
+        output::report_nothing_found(&format!(
+            "no record of the log in {} matches {}{hint}",
+            dir.display(),
+            filter_words(args)
+        ));
+        return Ok(if problems > 0 {
+            Outcome::Problems
+        } else {
+            Outcome::NothingFound
+        });
     }
     Ok(Outcome::from_count(problems))
+}
+
+/// The filters given, as on the command line.
+fn filter_words(args: &DumpArgs) -> String {
+    let mut words = Vec::new();
+    for s in &args.session {
+        words.push(format!("--session {s}"));
+    }
+    for k in &args.kind {
+        words.push(format!("--kind {k}"));
+    }
+    if let Some(l) = args.from_lsn {
+        words.push(format!("--from-lsn {l}"));
+    }
+    if let Some(l) = args.to_lsn {
+        words.push(format!("--to-lsn {l}"));
+    }
+    if let Some(t) = args.since {
+        words.push(format!("--since {}", output::rfc3339(t)));
+    }
+    if let Some(t) = args.until {
+        words.push(format!("--until {}", output::rfc3339(t)));
+    }
+    words.join(" ")
+}
+
+/// Now, in µs since the Unix epoch.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The LSN to start at to show the last `n` records that pass `filter`
+/// (the end of the log for 0): one pass over the log, keeping only LSNs.
+/// Problems are reported by the dump itself, for the part it shows.
+fn start_of_last(dir: &Path, filter: &Filter, n: u64) -> anyhow::Result<Lsn> {
+    let mut reader = scan::open_reader(dir)?;
+    let mut last = std::collections::VecDeque::new();
+    let mut next = 0;
+    let cap = usize::try_from(n).unwrap_or(usize::MAX);
+    scan::walk(&mut reader, |item| {
+        if let Item::Record(record) = item {
+            next = record.lsn + 1;
+            if cap > 0 && filter.wants(&record) && !filter.past_the_end(record.lsn) {
+                if last.len() == cap {
+                    last.pop_front();
+                }
+                last.push_back(record.lsn);
+            }
+        }
+        Ok(Flow::Continue)
+    })?;
+    Ok(last.front().copied().unwrap_or(next))
+}
+
+/// Which log a follower reads: the newest segment its reader knows, and
+/// that segment's creation time from its header. A log removed and created
+/// again has other segments (or the same names, created at another time).
+struct Following {
+    segment: Option<(PathBuf, Option<u64>)>,
+    /// Whether the absence of the log has been reported.
+    absence_noted: bool,
+}
+
+impl Following {
+    fn new(reader: &logbook_wal::Reader) -> Following {
+        Following {
+            segment: reader.segments().last().map(|path| {
+                let created = scan::read_header(path).ok().map(|h| h.created_us);
+                (path.clone(), created)
+            }),
+            absence_noted: false,
+        }
+    }
+
+    /// Whether the log followed is no longer there: its newest segment is
+    /// gone, or is another file of the same name.
+    fn changed(&self) -> bool {
+        let Some((path, created)) = &self.segment else {
+            return false;
+        };
+        if !path.exists() {
+            return true;
+        }
+        match scan::read_header(path) {
+            Ok(h) => created.is_some_and(|c| c != h.created_us),
+            Err(_) => false,
+        }
+    }
+
+    /// Say once on stderr that the log is gone.
+    fn note_absence(&mut self, dir: &Path) {
+        if !self.absence_noted {
+            output::report_note(&format!(
+                "the log in {} is gone (removed?): waiting for a log to be created there",
+                dir.display()
+            ));
+            self.absence_noted = true;
+        }
+    }
 }
 
 /// Whether damage at the tail is a problem: it is, unless a live writer
@@ -236,13 +462,14 @@ fn print_record(
     }
     let bad = decoded.is_err() && render::kind_of(record.payload) != "unknown";
     if bad {
-        out.flush()?;
+        let flushed = out.flush();
         output::report_problem(&format!(
             "{} at offset {}: LSN {}: the payload is not a SessionEvent",
             record.segment.display(),
             record.offset,
             record.lsn
         ));
+        flushed?;
     }
     Ok(bad)
 }

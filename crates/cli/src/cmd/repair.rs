@@ -17,7 +17,7 @@ Examples:
   logbook repair ./logbook-demo                      what recovery would do (changes nothing)
   logbook repair ./logbook-demo --apply              cut a torn tail, keeping the cut bytes
   logbook repair ./logbook-demo --mode point-in-time             a dry run of another mode
-  logbook repair ./logbook-demo --mode skip-corrupted --apply    repair mid-log damage
+  logbook repair ./logbook-demo --mode point-in-time --apply     cut mid-log damage and all after it
 
 Recovery looks at the tail segment, the only one a writer appends to. A torn
 tail (bytes written after the last fsync, never acknowledged) is cut; before
@@ -27,6 +27,9 @@ after it was durable follow it) is mid-log corruption: repair refuses it unless
 --mode says what to do: point-in-time cuts everything from the damage on (into
 the .broken file), skip-corrupted keeps every valid record and leaves the damaged
 bytes in place for readers to skip. absolute cuts nothing and only checks.
+Skipping writes nothing: after --mode skip-corrupted --apply the damage is
+still in the tail segment and a default open still refuses it, so it says
+\"not repaired\" and exits 1 (it only cuts a torn tail beyond the damage).
 
 --apply refuses while a live writer holds the log. It removes no file but the
 log's own leftovers of an interrupted segment creation (*.wal.tmp, which never
@@ -35,8 +38,8 @@ any other file. Damage in sealed segments is reported but not repaired:
 readers report and skip it (see `logbook verify`).
 
 Exit status: 0 when nothing needs repair (or --apply repaired everything), 1
-when the log has a problem that is (still) there, 2 on usage or I/O errors and
-when the log is locked.";
+when the log has a problem that is (still) there, 2 on usage or I/O errors
+(a read-only log for --apply) and when the log is locked.";
 
 /// A recovery mode (`logbook_wal::RecoveryMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,30 +114,34 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     }
     let report = match logbook_wal::inspect(dir, mode.recovery()) {
         Ok(report) => report,
-        Err(e @ WalError::MidLogCorruption { .. }) => {
+        Err(e)
+            if matches!(e, WalError::MidLogCorruption { .. })
+                || (mode == Mode::Absolute && e.is_corruption()) =>
+        {
+            let why = if mode == Mode::Absolute {
+                "mode absolute cuts nothing and fails on any damage"
+            } else {
+                "recovery does not cut acknowledged records unless told to"
+            };
             if args.apply {
                 return Err(LogProblem(format!(
-                    "{}; nothing changed: recovery does not cut acknowledged records unless told \
-                     to: rerun with --mode point-in-time (cut from the damage on) or --mode \
-                     skip-corrupted (keep every valid record)",
+                    "{}; nothing changed: {why}: rerun with --mode point-in-time (cut from the \
+                     damage on, saving the cut bytes)",
                     scan::describe(&e)
                 ))
                 .into());
             }
             writeln!(
                 out,
-                "repair {} (dry run: nothing is changed)",
-                dir.display()
+                "repair {} (dry run, mode {}: nothing is changed)",
+                dir.display(),
+                mode_name(mode)
             )?;
-            writeln!(
-                out,
-                "  refused: {}; recovery does not cut acknowledged records unless --mode says so",
-                scan::describe(&e)
-            )?;
+            writeln!(out, "  refused: {}; {why}", scan::describe(&e))?;
             explain_alternatives(out, dir)?;
             out.flush()?;
             output::report_problem(&format!(
-                "{}; --mode point-in-time or --mode skip-corrupted can repair it",
+                "{}; --mode point-in-time can repair it (cutting from the damage on)",
                 scan::describe(&e)
             ));
             return Ok(Outcome::Problems);
@@ -289,16 +296,24 @@ fn dry_run(
         )?;
     }
     let to_fix = report.cut.is_some() || !report.skipped.is_empty();
-    let summary = summary_line(dir, report, sealed, "would cut");
-    if to_fix {
-        let mode_flag = match mode {
-            Mode::TolerateTail => String::new(),
-            other => format!(" --mode {}", mode_name(other)),
-        };
+    let summary = summary_line(dir, report, sealed, "would cut").map(|line| {
+        line.replace(
+            " --apply` does it",
+            &format!("{} --apply` does it", mode_flag(mode)),
+        )
+    });
+    if report.cut.is_none() && !report.skipped.is_empty() {
         writeln!(
             out,
-            "to repair: logbook repair {}{mode_flag} --apply",
-            dir.display()
+            "{}",
+            skip_changes_nothing(dir, "--apply would write nothing")
+        )?;
+    } else if to_fix {
+        writeln!(
+            out,
+            "to repair: logbook repair {}{} --apply",
+            dir.display(),
+            mode_flag(mode)
         )?;
     } else if !report.temporaries.is_empty() {
         writeln!(
@@ -313,6 +328,14 @@ fn dry_run(
         output::report_problem(&line);
     }
     Ok(Outcome::from_count(u64::from(to_fix) + sealed.count))
+}
+
+/// ` --mode NAME`, or nothing for the default mode.
+fn mode_flag(mode: Mode) -> String {
+    match mode {
+        Mode::TolerateTail => String::new(),
+        other => format!(" --mode {}", mode_name(other)),
+    }
 }
 
 fn mode_name(mode: Mode) -> String {
@@ -355,6 +378,17 @@ fn apply(
 ) -> anyhow::Result<Outcome> {
     let dir = &args.dir;
     writeln!(out, "repair {} (mode {})", dir.display(), mode_name(mode))?;
+    if planned.cut.is_none() && planned.temporaries.is_empty() && !planned.skipped.is_empty() {
+        // Skipping is what a reader (or a writer opened in this mode) does:
+        // nothing on disk changes, and a default open still refuses.
+        print_findings(out, mode, planned, sealed, dir, ("cut", "removed"))?;
+        writeln!(out, "{}", skip_changes_nothing(dir, "nothing was written"))?;
+        out.flush()?;
+        if let Some(line) = summary_line(dir, planned, sealed, "skips") {
+            output::report_problem(&format!("{line}; nothing was written"));
+        }
+        return Ok(Outcome::Problems);
+    }
     let nothing_to_do =
         planned.cut.is_none() && planned.skipped.is_empty() && planned.temporaries.is_empty();
     if nothing_to_do {
@@ -379,7 +413,14 @@ fn apply(
         create_if_missing: false,
         ..WalOptions::default()
     };
-    let wal = Wal::open(dir, options)?;
+    // A log that cannot be written (a read-only file system, no write
+    // permission) fails here, before anything is changed.
+    let wal = Wal::open(dir, options).with_context(|| {
+        format!(
+            "cannot repair the log in {} (nothing changed)",
+            dir.display()
+        )
+    })?;
     let report = wal.recovery().clone();
     wal.close()?;
     print_findings(out, mode, &report, sealed, dir, ("cut", "removed"))?;
@@ -392,6 +433,23 @@ fn apply(
             std::fs::metadata(&broken).map_or(0, |m| m.len())
         )?;
     }
+    if !report.skipped.is_empty() {
+        writeln!(
+            out,
+            "{}",
+            skip_changes_nothing(
+                dir,
+                "the cut is done; for the skipped damage nothing was written"
+            )
+        )?;
+        out.flush()?;
+        let mut left = RecoveryReport::default();
+        left.skipped.clone_from(&report.skipped);
+        if let Some(line) = summary_line(dir, &left, sealed, "skips") {
+            output::report_problem(&line);
+        }
+        return Ok(Outcome::Problems);
+    }
     writeln!(
         out,
         "repaired: the log continues at LSN {}",
@@ -402,6 +460,19 @@ fn apply(
         output::report_problem(&line);
     }
     Ok(Outcome::from_count(sealed.count))
+}
+
+/// What `--mode skip-corrupted` cannot do: skipping damage changes no
+/// byte, so the damage stays in the tail segment and a default open (the
+/// next writer's) still refuses the log.
+fn skip_changes_nothing(dir: &Path, what: &str) -> String {
+    format!(
+        "not repaired: {what}: skip-corrupted leaves the damaged bytes in the tail segment, where \
+         readers skip them but a default open (mode tolerate-tail) still refuses them; a writer \
+         may open the log with RecoveryMode::SkipCorrupted, or `logbook repair {} --mode \
+         point-in-time --apply` cuts from the damage on (saving the cut bytes)",
+        dir.display()
+    )
 }
 
 /// After a refusal: what the two other modes would do.
@@ -426,7 +497,7 @@ fn explain_alternatives(out: &mut dyn Write, dir: &Path) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "  --mode skip-corrupted would keep every valid record and skip the damage in {} \
-                 at offset {} ({})",
+                 at offset {} ({}), writing nothing: a default open would still refuse it",
                 name(&s.path),
                 s.offset,
                 lost_lsns(s.lsn, s.resumed_at)
@@ -442,7 +513,7 @@ fn explain_alternatives(out: &mut dyn Write, dir: &Path) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "to repair: logbook repair {} --mode point-in-time --apply (or --mode skip-corrupted)",
+        "to repair: logbook repair {} --mode point-in-time --apply",
         dir.display()
     )?;
     Ok(())

@@ -5,14 +5,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::Args;
-use logbook_bus::SessionEvent;
-use logbook_replay::{SessionState, SessionStatus, TokenTotals, ToolCall};
-use logbook_wal::{EventRecord, Lsn};
+use logbook_replay::{
+    Damage, OnCorruption, ReplayError, SessionState, SessionStatus, SessionSummary, TokenTotals,
+    ToolCall,
+};
+use logbook_wal::{EventRecord, Lsn, WalError};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::output::{self, Outcome, Table};
 use crate::render;
+use crate::scan;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -31,8 +34,16 @@ skipped_records, transcript (lsn, role, text), tool_calls (id, name, pending,
 starts, start_lsn, arguments, completion: lsn, output, success, duration_ms),
 pending_tool_calls (ids), tokens (total, by_model, by_source, legacy: prompt,
 completion, total, requests, duration_ms), compaction and rlm (lsn, ts, kind,
-event), resumptions (lsn, ts, from_lsn) and kinds (kind: count). A replay never
-rebuilds a session from a damaged log: corruption is an error (exit 1).";
+event), resumptions (lsn, ts, from_lsn), kinds (kind: count) and damage
+(segment, offset, lsn, may_touch: whether the damaged record may be this
+session's). Events of the JSON have the shape of `logbook dump --json`.
+
+Damage in the log does not stop a replay: the session is rebuilt from every
+record that can be read, each damaged place is reported on stderr with its
+segment, offset and LSN and the sessions that were open there (its records
+may be theirs), and the exit status is 1. --strict refuses instead: a replay
+from a damaged log is an error (exit 1). An unknown session is \"nothing
+found\" (exit 1); an ambiguous prefix is a usage error (exit 2).";
 
 /// Show one session's rebuilt state.
 #[derive(Debug, Args)]
@@ -46,24 +57,194 @@ pub(crate) struct ReplayArgs {
     /// One JSON object.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Refuse to replay from a log with any damage (exit 1), instead of
+    /// replaying what can be read and reporting the damage.
+    #[arg(long)]
+    pub(crate) strict: bool,
 }
 
 pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
-    let id = resolve_session(&args.dir, &args.session)?;
-    let state = logbook_replay::session_state(&args.dir, id)?;
+    let id = match resolve_session(&args.dir, &args.session)? {
+        Resolved::One(id) => id,
+        Resolved::None(text) => {
+            output::report_nothing_found(&text);
+            return Ok(Outcome::NothingFound);
+        }
+    };
+    let on_corruption = if args.strict {
+        OnCorruption::Fail
+    } else {
+        OnCorruption::Skip
+    };
+    let (state, damage) = match logbook_replay::session_state_with(&args.dir, id, on_corruption) {
+        Ok(found) => found,
+        Err(ReplayError::UnknownSession(id)) => {
+            output::report_nothing_found(&format!(
+                "the log in {} holds no record of session {id}",
+                args.dir.display()
+            ));
+            return Ok(Outcome::NothingFound);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let writer_live = logbook_wal::is_locked(&args.dir)?;
     if !writer_live {
         note_torn_tail(&args.dir);
     }
+    let places = if damage.is_empty() {
+        Vec::new()
+    } else {
+        report_damage(&args.dir, &state, &damage)?
+    };
     let mut out = output::stdout();
     if args.json {
-        output::json_line(&mut out, &StateJson::new(&state, writer_live))?;
+        let mut json = StateJson::new(&state, writer_live);
+        json.damage = places.iter().map(DamageJson::new).collect();
+        output::json_line(&mut out, &json)?;
     } else {
         print_state(&mut out, &state, writer_live, "")?;
+        for place in places.iter().filter(|p| p.may_touch) {
+            writeln!(
+                out,
+                "damage: {} at offset {}{}: this session was open there; it may miss events",
+                place.segment.display(),
+                place.offset,
+                place
+                    .lsn
+                    .map_or_else(String::new, |l| format!(" (LSN {l})"))
+            )?;
+        }
     }
     out.flush()?;
-    Ok(Outcome::Clean)
+    Ok(if damage.is_empty() {
+        Outcome::Clean
+    } else {
+        Outcome::Problems
+    })
 }
+
+/// A damaged place a lenient replay stepped over.
+#[derive(Debug)]
+struct DamagePlace {
+    segment: PathBuf,
+    offset: u64,
+    /// The LSN due there, if the damage names one.
+    lsn: Option<Lsn>,
+    /// Whether the replayed session was open there (the damaged records
+    /// may be its).
+    may_touch: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct DamageJson {
+    segment: String,
+    offset: u64,
+    lsn: Option<Lsn>,
+    may_touch: bool,
+}
+
+impl DamageJson {
+    fn new(p: &DamagePlace) -> DamageJson {
+        DamageJson {
+            segment: p.segment.display().to_string(),
+            offset: p.offset,
+            lsn: p.lsn,
+            may_touch: p.may_touch,
+        }
+    }
+}
+
+/// The LSN a corruption error says was due where it is.
+fn lsn_due(e: &WalError) -> Option<Lsn> {
+    match e {
+        WalError::Corrupt { lsn, .. } | WalError::MidLogCorruption { lsn, .. } => Some(*lsn),
+        WalError::Sequence { expected, .. } => Some(*expected),
+        _ => None,
+    }
+}
+
+/// Report each damaged place on stderr, with the sessions that were open
+/// there (a damaged record's session cannot be known: it may be any of
+/// them); returns the places.
+fn report_damage(
+    dir: &Path,
+    state: &SessionState,
+    damage: &Damage,
+) -> anyhow::Result<Vec<DamagePlace>> {
+    let log = crate::cmd::sessions::list(dir)?;
+    let mut places = Vec::new();
+    for e in &damage.corruption {
+        let lsn = lsn_due(e);
+        // Open at `lsn`: started before it, and not ended before it.
+        let open: Vec<&SessionSummary> = log
+            .sessions
+            .iter()
+            .filter(|s| {
+                lsn.is_none_or(|lsn| {
+                    let ended = matches!(
+                        s.status,
+                        SessionStatus::Completed | SessionStatus::Failed(_)
+                    );
+                    s.first_lsn < lsn && !(ended && s.last_lsn < lsn)
+                })
+            })
+            .collect();
+        let may_touch = open.iter().any(|s| s.session == state.session_id());
+        let mut names: Vec<String> = open
+            .iter()
+            .take(SHOW_IDS)
+            .map(|s| output::short_id(&s.session))
+            .collect();
+        if open.len() > SHOW_IDS {
+            names.push(format!("and {} more", open.len() - SHOW_IDS));
+        }
+        output::report_problem(&format!(
+            "{}; the damaged record(s) may belong to any of the {} session(s) open there ({}); {}",
+            scan::describe(e),
+            open.len(),
+            names.join(", "),
+            if may_touch {
+                format!(
+                    "session {} is one of them: its replay may miss events",
+                    state.session_id()
+                )
+            } else {
+                format!("session {} is not one of them", state.session_id())
+            }
+        ));
+        if let Some((segment, offset)) = scan::location(e) {
+            places.push(DamagePlace {
+                segment,
+                offset,
+                lsn,
+                may_touch,
+            });
+        }
+    }
+    let unreported = damage.corruption_count - damage.corruption.len() as u64;
+    if unreported > 0 {
+        output::report_problem(&format!("and {unreported} more damaged place(s)"));
+    }
+    if damage.undecodable.count > 0 {
+        output::report_problem(&format!(
+            "{} record(s) of session {} pass their checksum but hold no event (LSN {}); the \
+             replay leaves them out",
+            damage.undecodable.count,
+            state.session_id(),
+            damage
+                .undecodable
+                .lsns
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(places)
+}
+
+/// Session ids an ambiguity or a damage report lists before it counts.
+const SHOW_IDS: usize = 4;
 
 /// A note on stderr if the log ends in a torn tail (which the replay
 /// leaves out: it holds nothing that was acknowledged).
@@ -81,10 +262,25 @@ fn note_torn_tail(dir: &Path) {
     }
 }
 
-/// The session a full id or a unique prefix names.
-pub(crate) fn resolve_session(dir: &Path, text: &str) -> anyhow::Result<Uuid> {
+/// What a session id or prefix names.
+pub(crate) enum Resolved {
+    /// One session (a full id is taken as it is, even if the log does
+    /// not hold it).
+    One(Uuid),
+    /// No session of the log: why, to say on stderr ("nothing found").
+    None(String),
+}
+
+/// The session a full id or a unique prefix names. Every command that
+/// takes a session (`dump --session`, `replay`) resolves it here.
+///
+/// # Errors
+///
+/// A prefix that several sessions share (a usage error: exit 2), or the
+/// log's errors.
+pub(crate) fn resolve_session(dir: &Path, text: &str) -> anyhow::Result<Resolved> {
     if let Ok(id) = Uuid::parse_str(text) {
-        return Ok(id);
+        return Ok(Resolved::One(id));
     }
     let log = crate::cmd::sessions::list(dir)?;
     let matching: Vec<Uuid> = log
@@ -94,21 +290,27 @@ pub(crate) fn resolve_session(dir: &Path, text: &str) -> anyhow::Result<Uuid> {
         .filter(|id| id.hyphenated().to_string().starts_with(text))
         .collect();
     match matching.as_slice() {
-        [] => bail!(
+        [] => Ok(Resolved::None(format!(
             "no session in the log in {} starts with {text}",
             dir.display()
-        ),
-        [one] => Ok(*one),
-        many => bail!(
-            "{text} names {} sessions in the log in {} ({}): give more of the id",
-            many.len(),
-            dir.display(),
-            many.iter()
-                .take(4)
-                .map(|id| id.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        ))),
+        [one] => Ok(Resolved::One(*one)),
+        many => {
+            let mut shown: Vec<String> = many
+                .iter()
+                .take(SHOW_IDS)
+                .map(ToString::to_string)
+                .collect();
+            if many.len() > SHOW_IDS {
+                shown.push(format!("and {} more", many.len() - SHOW_IDS));
+            }
+            bail!(
+                "{text} names {} sessions in the log in {} ({}): give more of the id",
+                many.len(),
+                dir.display(),
+                shown.join(", ")
+            )
+        }
     }
 }
 
@@ -215,11 +417,14 @@ pub(crate) fn print_state(
         }
         table.write(out, &format!("{indent}  "))?;
         let pending = state.pending_tool_calls();
+        let running = matches!(status, SessionStatus::Running);
         if !pending.is_empty() {
             writeln!(
                 out,
-                "{indent}  {} pending: started and never completed ({})",
+                "{indent}  {} {}: started and {} completed ({})",
                 pending.len(),
+                if running { "running" } else { "pending" },
+                if running { "not yet" } else { "never" },
                 pending
                     .iter()
                     .map(|c| c.id.as_str())
@@ -350,20 +555,20 @@ struct ToolJson<'a> {
 }
 
 #[derive(Debug, Serialize)]
-struct RecordJson<'a> {
+struct RecordJson {
     lsn: Lsn,
     ts: String,
     kind: &'static str,
-    event: &'a SessionEvent,
+    event: serde_json::Value,
 }
 
-impl<'a> RecordJson<'a> {
-    fn new(r: &'a EventRecord) -> RecordJson<'a> {
+impl RecordJson {
+    fn new(r: &EventRecord) -> RecordJson {
         RecordJson {
             lsn: r.lsn,
             ts: output::rfc3339(r.timestamp_us),
             kind: r.event.kind(),
-            event: &r.event,
+            event: render::event_json(&r.event),
         }
     }
 }
@@ -395,10 +600,11 @@ struct StateJson<'a> {
     tool_calls: Vec<ToolJson<'a>>,
     pending_tool_calls: Vec<&'a str>,
     tokens: TokensJson,
-    compaction: Vec<RecordJson<'a>>,
-    rlm: Vec<RecordJson<'a>>,
+    compaction: Vec<RecordJson>,
+    rlm: Vec<RecordJson>,
     resumptions: Vec<ResumptionJson>,
     kinds: serde_json::Map<String, serde_json::Value>,
+    damage: Vec<DamageJson>,
 }
 
 impl<'a> StateJson<'a> {
@@ -488,6 +694,7 @@ impl<'a> StateJson<'a> {
                 .kind_counts()
                 .map(|(k, n)| (k.to_owned(), serde_json::Value::from(n)))
                 .collect(),
+            damage: Vec::new(),
         }
     }
 }

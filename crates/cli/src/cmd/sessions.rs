@@ -30,7 +30,8 @@ skipped_records, tokens, legacy_tokens, first_lsn, last_lsn, started,
 last_event, model and resumptions. Damage in the log is reported on stderr; the
 listing goes on past it (and exits 1); a torn tail at the end of the log (bytes
 a crashed writer never acknowledged) gets a note and does not change the exit
-status.";
+status. A --status that no session has says so on stderr (exit 1: nothing
+found).";
 
 /// A status to filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,11 +128,24 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
         print_table(&mut out, &log, &shown, "")?;
     }
     out.flush()?;
+    if shown.is_empty() && !args.status.is_empty() && !log.sessions.is_empty() {
+        output::report_nothing_found(&format!(
+            "no session of the log in {} has the status asked for ({} session(s) in all)",
+            args.dir.display(),
+            log.sessions.len()
+        ));
+        if problems == 0 {
+            return Ok(Outcome::NothingFound);
+        }
+    }
     Ok(Outcome::from_count(problems))
 }
 
 /// List the log's sessions, going on past damage.
 pub(crate) fn list(dir: &Path) -> anyhow::Result<LogSummary> {
+    // A missing directory, or one with no log, said as plainly as every
+    // other command says it.
+    scan::open_reader(dir)?;
     Ok(logbook_replay::list_sessions_with(dir, OnCorruption::Skip)?)
 }
 

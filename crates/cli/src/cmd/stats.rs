@@ -26,7 +26,7 @@ to its sink); a record of an ephemeral kind was appended directly. --json
 prints one object with the fields dir, segments (file, size, used_bytes,
 base_lsn, created, records, first_lsn, last_lsn), records, bytes, first_lsn,
 last_lsn, first_ts, last_ts, span_us, sessions, durable, by_kind (kind,
-records, bytes) and problems.";
+records, bytes; the largest share of the bytes first) and problems.";
 
 /// Summarise the log.
 #[derive(Debug, Args)]
@@ -146,14 +146,19 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
         span_us: last_ts.saturating_sub(first_ts),
         sessions: sessions.len() as u64,
         durable,
-        by_kind: by_kind
-            .iter()
-            .map(|(&i, &(records, bytes))| KindJson {
-                kind: KINDS.get(i).copied().unwrap_or("unknown").to_owned(),
-                records,
-                bytes,
-            })
-            .collect(),
+        by_kind: {
+            let mut kinds: Vec<KindJson> = by_kind
+                .iter()
+                .map(|(&i, &(records, bytes))| KindJson {
+                    kind: KINDS.get(i).copied().unwrap_or("unknown").to_owned(),
+                    records,
+                    bytes,
+                })
+                .collect();
+            // The largest share of the bytes first.
+            kinds.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.kind.cmp(&b.kind)));
+            kinds
+        },
         problems,
     };
     let mut out = output::stdout();

@@ -2,6 +2,7 @@
 //! LSN continuity, and every payload's encoding; report each problem with
 //! its segment file, byte offset and LSN, and go on past it.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -62,6 +63,8 @@ pub(crate) struct Report {
     /// Records of an event kind this build does not know.
     pub(crate) unknown_kinds: u64,
     pub(crate) tail: Option<TailDamage>,
+    /// Problems found in the tail segment (its frames or past its end).
+    pub(crate) tail_problems: u64,
     /// Whether a live writer held the log when the tail was checked.
     pub(crate) writer_live: bool,
 }
@@ -69,6 +72,29 @@ pub(crate) struct Report {
 /// Check the log in `dir`, handing each problem to `on_problem` as it is
 /// found.
 pub(crate) fn check(
+    dir: &Path,
+    progress: Option<&ProgressBar>,
+    on_problem: &mut dyn FnMut(&Finding) -> anyhow::Result<()>,
+) -> anyhow::Result<Report> {
+    // Problems by segment, to tell whether the tail segment has any.
+    let mut by_segment: HashMap<PathBuf, u64> = HashMap::new();
+    let mut report = check_counting(dir, progress, &mut |finding| {
+        if let Some((path, _)) = &finding.at {
+            *by_segment.entry(path.clone()).or_default() += 1;
+        }
+        on_problem(finding)
+    })?;
+    report.tail_problems = report
+        .segments
+        .list
+        .last()
+        .and_then(|tail| by_segment.get(&tail.path))
+        .copied()
+        .unwrap_or(0);
+    Ok(report)
+}
+
+fn check_counting(
     dir: &Path,
     progress: Option<&ProgressBar>,
     on_problem: &mut dyn FnMut(&Finding) -> anyhow::Result<()>,
@@ -294,6 +320,16 @@ fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Res
             scan::describe_tail(damage)
         )?,
         Some(damage) => writeln!(out, "tail: {}", scan::describe_tail(damage))?,
+        None if report.tail_problems > 0 => writeln!(
+            out,
+            "tail: damaged: {} problem(s) in the tail segment {} (above)",
+            report.tail_problems,
+            report
+                .segments
+                .list
+                .last()
+                .map_or_else(String::new, scan::SegmentInfo::file_name)
+        )?,
         None => writeln!(out, "tail: ends cleanly")?,
     }
     if report.unknown_kinds > 0 {

@@ -221,3 +221,40 @@ pub(crate) fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
         .collect()
 }
+
+/// What `logbook ARGS | head -1` sees: the first line of stdout, read
+/// before stdout is closed; then the exit code and all of stderr.
+pub(crate) struct HeadOne {
+    pub(crate) first: String,
+    pub(crate) code: Option<i32>,
+    pub(crate) stderr: String,
+}
+
+/// Run `logbook` with `args`, read one line of its stdout and close it
+/// (like `head -1` exiting), then wait for it.
+pub(crate) fn head_one(args: &[&std::ffi::OsStr]) -> HeadOne {
+    use std::io::{BufRead, Read};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("logbook"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    drop(stdout);
+    let status = child.wait().unwrap();
+    HeadOne {
+        first,
+        code: status.code(),
+        stderr: stderr.join().unwrap(),
+    }
+}
