@@ -120,6 +120,27 @@ pub fn peek_tag(bytes: &[u8]) -> Option<u32> {
     u32::try_from(tag).ok()
 }
 
+/// The kind name (see [`KINDS`](crate::KINDS)) and whether it is durable,
+/// of an encoded event, read from its tag without decoding it; `None` for
+/// a tag this build does not know or an unreadable one.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::{SessionEvent, codec};
+///
+/// let bytes = codec::encode(&SessionEvent::Done)?;
+/// assert_eq!(codec::peek_kind(&bytes), Some(("done", true)));
+/// assert_eq!(codec::peek_kind(&[]), None);
+/// # Ok::<(), codec::CodecError>(())
+/// ```
+#[must_use]
+pub fn peek_kind(bytes: &[u8]) -> Option<(&'static str, bool)> {
+    let tag = usize::try_from(peek_tag(bytes)?).ok()?;
+    let name = KINDS.get(tag).copied()?;
+    Some((name, SessionEvent::tag_is_durable(tag)?))
+}
+
 /// Decode one event that fills `bytes` exactly.
 ///
 /// Never panics, for any input.

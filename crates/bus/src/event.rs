@@ -293,6 +293,10 @@ pub const KINDS: &[&str] = &[
     "session_resumed",
 ];
 
+/// The tag of the first durable kind (`token_usage`): the seed's enum lists
+/// the ephemeral kinds first, and appended kinds are durable.
+const FIRST_DURABLE_TAG: usize = 7;
+
 impl SessionEvent {
     /// Whether this event must reach the durable sink.
     ///
@@ -329,6 +333,33 @@ impl SessionEvent {
             | SessionEvent::SessionStarted { .. }
             | SessionEvent::UserMessage(_)
             | SessionEvent::SessionResumed { .. } => true,
+        }
+    }
+
+    /// Whether events with this on-disk tag (see [`SessionEvent::tag`])
+    /// are durable, without decoding one; `None` for a tag this build does
+    /// not know. Agrees with [`SessionEvent::is_durable`] (a unit test
+    /// checks every kind).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_bus::SessionEvent;
+    ///
+    /// assert_eq!(SessionEvent::tag_is_durable(SessionEvent::Done.tag()), Some(true));
+    /// assert_eq!(SessionEvent::tag_is_durable(SessionEvent::Thinking.tag()), Some(false));
+    /// assert_eq!(SessionEvent::tag_is_durable(1000), None);
+    /// ```
+    #[must_use]
+    pub const fn tag_is_durable(tag: usize) -> Option<bool> {
+        // The ephemeral kinds come first in tag order (0..=6, `thinking` to
+        // `rlm_progress`); every kind from `token_usage` (7) on is durable.
+        if tag < FIRST_DURABLE_TAG {
+            Some(false)
+        } else if tag < KINDS.len() {
+            Some(true)
+        } else {
+            None
         }
     }
 
@@ -510,6 +541,19 @@ pub(crate) mod tests {
             SessionEvent::UserMessage(s("please")),
             SessionEvent::SessionResumed { from_lsn: 42 },
         ]
+    }
+
+    #[test]
+    fn tag_is_durable_agrees_with_is_durable_for_every_kind() {
+        for event in one_of_each() {
+            assert_eq!(
+                SessionEvent::tag_is_durable(event.tag()),
+                Some(event.is_durable()),
+                "{}",
+                event.kind()
+            );
+        }
+        assert_eq!(SessionEvent::tag_is_durable(KINDS.len()), None);
     }
 
     #[test]

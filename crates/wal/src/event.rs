@@ -66,13 +66,7 @@ impl EventRecord {
     /// does not know (written by a newer one), which readers should count
     /// and skip.
     pub fn decode(record: &RecordRef<'_>) -> Result<EventRecord, WalError> {
-        if record.codec_id != codec::CODEC_ID {
-            return Err(WalError::ForeignCodec {
-                segment: record.segment.to_path_buf(),
-                lsn: record.lsn,
-                codec_id: record.codec_id,
-            });
-        }
+        Self::check_codec(record)?;
         let event = codec::decode(record.payload).map_err(|e| WalError::Codec {
             lsn: record.lsn,
             source: Arc::new(e),
@@ -83,5 +77,28 @@ impl EventRecord {
             session: record.session,
             event,
         })
+    }
+
+    /// The kind name of a record's event and whether that kind is durable,
+    /// read from its tag without decoding the rest (for filters and
+    /// counts); `None` for a kind this build does not know.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::ForeignCodec`], as [`EventRecord::decode`].
+    pub fn peek_kind(record: &RecordRef<'_>) -> Result<Option<(&'static str, bool)>, WalError> {
+        Self::check_codec(record)?;
+        Ok(codec::peek_kind(record.payload))
+    }
+
+    fn check_codec(record: &RecordRef<'_>) -> Result<(), WalError> {
+        if record.codec_id != codec::CODEC_ID {
+            return Err(WalError::ForeignCodec {
+                segment: record.segment.to_path_buf(),
+                lsn: record.lsn,
+                codec_id: record.codec_id,
+            });
+        }
+        Ok(())
     }
 }

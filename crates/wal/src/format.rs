@@ -326,6 +326,51 @@ pub fn decode_frame(bytes: &[u8]) -> Frame<'_> {
     }
 }
 
+/// The fields of a frame header as they are on disk, checked or not: what
+/// a diagnostic shows of damaged bytes (see [`FrameFields::parse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FrameFields {
+    /// The payload length field.
+    pub payload_len: u32,
+    /// The stored CRC field.
+    pub crc: u32,
+    /// The LSN, sync mark, timestamp and session fields.
+    pub header: FrameHeader,
+}
+
+impl FrameFields {
+    /// Read the header fields of the frame at `bytes[0]` without checking
+    /// anything; `None` if fewer than a header's bytes are there. Never
+    /// panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_wal::FrameFields;
+    ///
+    /// assert!(FrameFields::parse(&[0u8; 47]).is_none());
+    /// let fields = FrameFields::parse(&[0u8; 48]).unwrap();
+    /// assert_eq!((fields.payload_len, fields.header.lsn), (0, 0));
+    /// ```
+    #[must_use]
+    pub fn parse(bytes: &[u8]) -> Option<FrameFields> {
+        let head = bytes.get(..RECORD_HEADER_LEN)?;
+        let mut session = uuid::Bytes::default();
+        session.copy_from_slice(head.get(SESSION_AT..RECORD_HEADER_LEN)?);
+        Some(FrameFields {
+            payload_len: le_u32(head, LEN_AT),
+            crc: le_u32(head, CRC_AT),
+            header: FrameHeader {
+                lsn: le_u64(head, LSN_AT),
+                sync_mark: le_u64(head, SYNC_MARK_AT),
+                timestamp_us: le_u64(head, TIMESTAMP_AT),
+                session: Uuid::from_bytes(session),
+            },
+        })
+    }
+}
+
 /// The LSN field of the (possibly invalid) frame at `bytes[0]`, if present.
 #[must_use]
 pub fn peek_lsn(bytes: &[u8]) -> Option<Lsn> {

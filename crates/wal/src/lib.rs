@@ -78,13 +78,13 @@ mod walk;
 pub use crate::commit::WalStats;
 pub use crate::error::WalError;
 pub use crate::event::EventRecord;
-pub use crate::format::{FrameError, HeaderError, Lsn, SegmentHeader};
+pub use crate::format::{FrameError, FrameFields, HeaderError, Lsn, SegmentHeader};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
 pub use crate::sink::WalSink;
 pub use crate::wal::{Wal, inspect, is_locked};
-pub use crate::walk::{Item, SegmentSummary, SegmentTable, broken_path};
+pub use crate::walk::{Item, SegmentSummary, SegmentTable, broken_path, segment_header};
 /// Sessions are named by UUIDs: re-exported so that users need no `uuid`
 /// dependency of their own to name one.
 pub use uuid::Uuid;

@@ -237,6 +237,45 @@ fn read_header(fs: &dyn crate::fs::Fs, entry: &SegmentEntry) -> Result<SegmentHe
     })
 }
 
+/// Read and check the header of the segment file at `path` (its magic,
+/// version, CRC, and base LSN against the file's name).
+///
+/// # Errors
+///
+/// [`WalError::BadHeader`] / [`WalError::BadSegment`] naming the file, or
+/// the I/O error of reading it.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_wal::{Reader, Wal, WalOptions, segment_header};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let first = Reader::open(dir.path())?.segments()[0].clone();
+/// assert_eq!(segment_header(&first)?.base_lsn, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn segment_header(path: &Path) -> Result<SegmentHeader, WalError> {
+    let fs = crate::fs::StdFs;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base_lsn =
+        crate::format::parse_segment_file_name(&name).ok_or_else(|| WalError::BadSegment {
+            path: path.to_path_buf(),
+            reason: "not a segment file name (20 digits and .wal)".to_owned(),
+        })?;
+    let entry = SegmentEntry {
+        base_lsn,
+        path: path.to_path_buf(),
+    };
+    let file = crate::fs::Fs::open(&fs, path, crate::fs::OpenMode::Read)
+        .map_err(|e| WalError::io("open", path, e))?;
+    segment::read_header(&*file, &entry)
+}
+
 impl RecordRef<'_> {
     /// The offset just past this record's frame in its segment.
     #[must_use]
