@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use logbook_wal::WalError;
+use logbook_wal::{Lsn, WalError};
 
 /// How a subcommand that ran to its end went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,5 +396,13 @@ mod tests {
         assert_eq!(one_line(&e), "outer: inner");
         let e = anyhow::anyhow!("a\nb").context("c");
         assert_eq!(one_line(&e), "c: a b");
+    }
+}
+
+/// `first..=last`, or `-` for a segment without records.
+pub(crate) fn lsn_range(first: Option<Lsn>, last: Option<Lsn>) -> String {
+    match (first, last) {
+        (Some(a), Some(b)) => format!("{a}..={b}"),
+        _ => "-".to_owned(),
     }
 }

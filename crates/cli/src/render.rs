@@ -1,7 +1,7 @@
 //! How records look: a readable one-line summary of each event kind, and
 //! the JSON object of a record.
 
-use logbook_bus::{KINDS, SessionEvent, codec};
+use logbook_bus::{KINDS, SessionEvent};
 use logbook_wal::{EventRecord, Lsn, RecordRef};
 use serde::Serialize;
 use uuid::Uuid;
@@ -11,29 +11,25 @@ use crate::output::rfc3339;
 /// Characters of a text field shown without `--full`.
 const SHORT_TEXT: usize = 72;
 
-/// The kind name of an encoded event, read from its tag without decoding
-/// it (`"unknown"` for a tag this build does not know).
-pub(crate) fn kind_of(payload: &[u8]) -> &'static str {
-    codec::peek_tag(payload)
-        .and_then(|tag| KINDS.get(tag as usize).copied())
-        .unwrap_or("unknown")
+/// The kind name of a record's event and whether that kind is durable,
+/// read from its tag without decoding it (`("unknown", false)` for a kind
+/// or codec this build does not know).
+pub(crate) fn kind_of(record: &RecordRef<'_>) -> (&'static str, bool) {
+    EventRecord::peek_kind(record)
+        .ok()
+        .flatten()
+        .unwrap_or(("unknown", false))
 }
 
-/// Whether events of this kind are durable (meant for the log) rather than
-/// ephemeral progress signals (`false` for `"unknown"`).
+/// Whether events of the kind named `kind` are durable (meant for the log)
+/// rather than ephemeral progress signals (`false` for `"unknown"`).
 pub(crate) fn kind_is_durable(kind: &str) -> bool {
-    // Keep in step with `SessionEvent::is_durable`: the durable kinds are
-    // the ones from `token_usage` on.
     KINDS
         .iter()
         .position(|k| *k == kind)
-        .is_some_and(|i| i >= DURABLE_FROM)
+        .and_then(SessionEvent::tag_is_durable)
+        .unwrap_or(false)
 }
-
-/// The index in `KINDS` of the first durable kind (`token_usage`); every
-/// kind from it on is durable. A unit test checks this against
-/// `SessionEvent::is_durable`.
-const DURABLE_FROM: usize = 7;
 
 /// A string for a one-line view: escaped, quoted, shortened unless `full`.
 pub(crate) fn quote(text: &str, full: bool) -> String {
@@ -252,7 +248,7 @@ pub(crate) fn text_line(
     };
     let (kind, text) = match decoded {
         Ok(event) => (event.kind(), summary(event, full)),
-        Err(e) => (kind_of(record.payload), format!("(undecodable: {e})")),
+        Err(e) => (kind_of(record).0, format!("(undecodable: {e})")),
     };
     let line = format!(
         "{:>8}  {}  {session}  {kind:<20}  {text}",
@@ -323,8 +319,8 @@ impl JsonRecord {
         let (kind, durable, event, error) = match decoded {
             Ok(event) => (event.kind(), event.is_durable(), event_json(event), None),
             Err(e) => {
-                let kind = kind_of(record.payload);
-                (kind, kind_is_durable(kind), no_event(), Some(e.clone()))
+                let (kind, durable) = kind_of(record);
+                (kind, durable, no_event(), Some(e.clone()))
             }
         };
         JsonRecord {
@@ -350,6 +346,7 @@ pub(crate) fn decode(record: &RecordRef<'_>) -> Result<SessionEvent, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use logbook_bus::codec;
     use logbook_bus::{TokenDelta, TokenSource};
 
     #[test]
@@ -373,17 +370,33 @@ mod tests {
                 "session_resumed",
             ),
         ];
+        fn record(payload: &[u8]) -> RecordRef<'_> {
+            RecordRef {
+                lsn: 1,
+                timestamp_us: 0,
+                sync_mark: 0,
+                session: Uuid::nil(),
+                payload,
+                codec_id: codec::CODEC_ID,
+                segment: std::path::Path::new("x.wal"),
+                offset: 40,
+            }
+        }
         for (event, kind) in samples {
             assert_eq!(event.kind(), kind);
             assert_eq!(kind_is_durable(kind), event.is_durable(), "{kind}");
             let bytes = codec::encode(&event).unwrap();
-            assert_eq!(kind_of(&bytes), kind);
+            assert_eq!(kind_of(&record(&bytes)), (kind, event.is_durable()));
             assert!(!summary(&event, false).contains('\n'));
         }
-        assert_eq!(KINDS[DURABLE_FROM], "token_usage");
         assert!(!kind_is_durable("unknown"));
-        assert_eq!(kind_of(&[200]), "unknown");
-        assert_eq!(kind_of(&[]), "unknown");
+        assert_eq!(kind_of(&record(&[200])), ("unknown", false));
+        assert_eq!(kind_of(&record(&[])), ("unknown", false));
+        let foreign = RecordRef {
+            codec_id: codec::CODEC_ID + 1,
+            ..record(&[0])
+        };
+        assert_eq!(kind_of(&foreign), ("unknown", false));
     }
 
     #[test]

@@ -82,9 +82,10 @@ pub use crate::format::{FrameError, FrameFields, HeaderError, Lsn, SegmentHeader
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
+pub use crate::segment::LogFile;
 pub use crate::sink::WalSink;
 pub use crate::wal::{Wal, inspect, is_locked};
-pub use crate::walk::{Item, SegmentSummary, SegmentTable, broken_path, segment_header};
+pub use crate::walk::{Item, SegmentSummary, SegmentTable, broken_path, lock_path, segment_header};
 /// Sessions are named by UUIDs: re-exported so that users need no `uuid`
 /// dependency of their own to name one.
 pub use uuid::Uuid;

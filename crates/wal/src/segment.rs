@@ -29,6 +29,58 @@ pub(crate) struct Listing {
     pub(crate) foreign: Vec<PathBuf>,
 }
 
+/// What a file in a log directory is to the log (see `docs/format.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFile {
+    /// A segment, `<base LSN, 20 digits>.wal`.
+    Segment,
+    /// An unfinished segment creation, `<20 digits>.wal.tmp`, which the
+    /// next `open` removes.
+    Temporary,
+    /// The writer lock, which carries the durable watermark: `LOCK`.
+    Lock,
+    /// Bytes recovery or `repair` cut, saved as
+    /// `<segment>.<offset>.broken` (see [`broken_path`](crate::broken_path)).
+    Broken,
+}
+
+impl LogFile {
+    /// What the file named `name` is to a log; `None` for a file that is
+    /// not the log's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_wal::LogFile;
+    ///
+    /// assert_eq!(LogFile::of("00000000000000000001.wal"), Some(LogFile::Segment));
+    /// assert_eq!(LogFile::of("00000000000000000001.wal.4096.broken"), Some(LogFile::Broken));
+    /// assert_eq!(LogFile::of("notes.txt"), None);
+    /// ```
+    #[must_use]
+    pub fn of(name: &str) -> Option<LogFile> {
+        let is_segment = |stem: &str| parse_segment_file_name(&format!("{stem}.wal")).is_some();
+        if parse_segment_file_name(name).is_some() {
+            Some(LogFile::Segment)
+        } else if name == LOCK_FILE {
+            Some(LogFile::Lock)
+        } else if name.strip_suffix(TMP_SUFFIX).is_some_and(is_segment) {
+            Some(LogFile::Temporary)
+        } else if name
+            .strip_suffix(".broken")
+            .and_then(|s| s.split_once(".wal."))
+            .is_some_and(|(seg, offset)| {
+                is_segment(seg) && !offset.is_empty() && offset.bytes().all(|b| b.is_ascii_digit())
+            })
+        {
+            Some(LogFile::Broken)
+        } else {
+            None
+        }
+    }
+}
+
 /// Check that `dir` is an existing directory.
 pub(crate) fn check_dir(fs: &dyn Fs, dir: &Path) -> Result<(), WalError> {
     match fs.kind(dir).map_err(|e| WalError::io("stat", dir, e))? {
@@ -62,13 +114,12 @@ pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, WalError> {
                 });
             }
             out.segments.push(SegmentEntry { base_lsn, path });
-        } else if name
-            .strip_suffix(TMP_SUFFIX)
-            .is_some_and(|d| parse_segment_file_name(&format!("{d}.wal")).is_some())
-        {
-            out.temporaries.push(path);
-        } else if name != LOCK_FILE {
-            out.foreign.push(path);
+        } else {
+            match LogFile::of(&name) {
+                Some(LogFile::Temporary) => out.temporaries.push(path),
+                Some(LogFile::Lock) => {}
+                _ => out.foreign.push(path),
+            }
         }
     }
     out.segments.sort_by_key(|s| s.base_lsn);
@@ -178,12 +229,45 @@ pub(crate) fn create(
     Ok((SegmentEntry { base_lsn, path }, file))
 }
 
-/// Remove leftover temporaries of interrupted segment creations.
+/// Check that a leftover temporary holds nothing past its segment header
+/// (an interrupted creation writes only the header, then zeros): a file
+/// holding data is not the log's to remove.
+fn check_temporary(fs: &dyn Fs, path: &Path) -> Result<(), WalError> {
+    let file = fs
+        .open(path, OpenMode::Read)
+        .map_err(|e| WalError::io("open", path, e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = SEGMENT_HEADER_LEN as u64;
+    loop {
+        let n = file
+            .read_at(&mut buf, at)
+            .map_err(|e| WalError::io("read", path, e))?;
+        let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+            return Ok(());
+        };
+        if crate::scan::first_nonzero(chunk).is_some() {
+            return Err(WalError::BadSegment {
+                path: path.to_path_buf(),
+                reason: "an unfinished segment creation holds data past its header; \
+                         not removing it: move it out of the directory first"
+                    .to_owned(),
+            });
+        }
+        at += n as u64;
+    }
+}
+
+/// Remove the temporaries of interrupted segment creations, after checking
+/// that each holds nothing past its header.
 pub(crate) fn remove_temporaries(
     fs: &dyn Fs,
     dir: &Path,
     temporaries: &[PathBuf],
 ) -> Result<(), WalError> {
+    // Check them all before removing any: a refusal changes nothing.
+    for tmp in temporaries {
+        check_temporary(fs, tmp)?;
+    }
     for tmp in temporaries {
         tracing::info!(path = %tmp.display(), "removing an interrupted segment creation");
         fs.remove_file(tmp)

@@ -284,6 +284,21 @@ impl RecordRef<'_> {
     }
 }
 
+/// The writer lock of the log in `dir`, whose file also carries the
+/// durable watermark (`docs/format.md`).
+///
+/// # Examples
+///
+/// ```
+/// use std::path::Path;
+///
+/// assert_eq!(logbook_wal::lock_path(Path::new("log")), Path::new("log/LOCK"));
+/// ```
+#[must_use]
+pub fn lock_path(dir: &Path) -> PathBuf {
+    dir.join(crate::format::LOCK_FILE)
+}
+
 /// The file that recovery (and `logbook repair`) saves the bytes it cuts
 /// from `segment` at `offset` into, beside the segment:
 /// `<segment>.<offset>.broken`.

@@ -527,3 +527,31 @@ fn a_huge_sparse_tail_costs_no_more_than_a_segment() {
     drop(wal);
     assert_eq!(read_all(dir.path()).len(), 4);
 }
+
+/// A leftover `*.wal.tmp` of an interrupted segment creation holds only its
+/// header and zeros, and `open` removes it; one holding data past its
+/// header is not the log's to remove: `open` refuses, naming it, and
+/// changes nothing.
+#[test]
+fn open_removes_an_empty_temporary_but_not_one_holding_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    wal.append_raw(uuid::Uuid::nil(), b"x").unwrap();
+    drop(wal);
+    let tmp = dir.path().join("00000000000000000099.wal.tmp");
+    let mut bytes = vec![0u8; 4096];
+    bytes[..8].copy_from_slice(b"\x89LOGBK\r\n");
+    std::fs::write(&tmp, &bytes).unwrap();
+    drop(Wal::open(dir.path(), WalOptions::default()).unwrap());
+    assert!(!tmp.exists(), "an empty temporary is removed");
+
+    bytes[1000] = 7;
+    std::fs::write(&tmp, &bytes).unwrap();
+    let e = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
+    assert!(
+        matches!(&e, WalError::BadSegment { path, .. } if path == &tmp),
+        "{e}"
+    );
+    assert!(e.to_string().contains("holds data past its header"), "{e}");
+    assert_eq!(std::fs::read(&tmp).unwrap(), bytes, "left as it was");
+}

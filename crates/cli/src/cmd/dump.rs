@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use clap::Args;
 use logbook_bus::KINDS;
-use logbook_wal::{Lsn, RecordRef};
+use logbook_wal::{EventRecord, Item, Lsn, RecordRef};
 
 use crate::cmd::replay::{Resolved, resolve_session};
 use crate::output::{self, Outcome};
 use crate::render::{self, JsonRecord};
-use crate::scan::{self, End, Flow, Item};
+use crate::scan::{self, End, Flow};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -139,7 +139,7 @@ impl Filter {
         if !self.sessions.is_empty() && !self.sessions.contains(&record.session) {
             return false;
         }
-        if !self.kinds.is_empty() && !self.kinds.contains(render::kind_of(record.payload)) {
+        if !self.kinds.is_empty() && !self.kinds.contains(render::kind_of(record).0) {
             return false;
         }
         true
@@ -406,7 +406,7 @@ impl Following {
     fn new(reader: &logbook_wal::Reader) -> Following {
         Following {
             segment: reader.segments().last().map(|path| {
-                let created = scan::read_header(path).ok().map(|h| h.created_us);
+                let created = logbook_wal::segment_header(path).ok().map(|h| h.created_us);
                 (path.clone(), created)
             }),
             absence_noted: false,
@@ -422,7 +422,7 @@ impl Following {
         if !path.exists() {
             return true;
         }
-        match scan::read_header(path) {
+        match logbook_wal::segment_header(path) {
             Ok(h) => created.is_some_and(|c| c != h.created_us),
             Err(_) => false,
         }
@@ -460,7 +460,9 @@ fn print_record(
     } else {
         writeln!(out, "{}", render::text_line(record, &decoded, args.full))?;
     }
-    let bad = decoded.is_err() && render::kind_of(record.payload) != "unknown";
+    // A kind newer than this build is not damage; a foreign codec or a
+    // known kind that does not decode is.
+    let bad = decoded.is_err() && !matches!(EventRecord::peek_kind(record), Ok(None));
     if bad {
         let flushed = out.flush();
         output::report_problem(&format!(

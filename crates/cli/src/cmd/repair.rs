@@ -1,12 +1,11 @@
 //! `logbook repair`: what recovery would cut (a dry run), and `--apply`
 //! to cut it, keeping a copy of every byte it cuts.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use logbook_wal::format::SEGMENT_HEADER_LEN;
 use logbook_wal::{RecoveryMode, RecoveryReport, Wal, WalError, WalOptions};
 
 use crate::output::{self, LogProblem, Outcome};
@@ -93,13 +92,6 @@ fn name(path: &Path) -> String {
     )
 }
 
-/// The file recovery saves cut bytes to (`save_cut` in logbook-wal).
-fn broken_path(segment: &Path, offset: u64) -> PathBuf {
-    let mut name = segment.as_os_str().to_owned();
-    name.push(format!(".{offset}.broken"));
-    PathBuf::from(name)
-}
-
 fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let dir = &args.dir;
     let mode = args.mode.unwrap_or(Mode::TolerateTail);
@@ -109,7 +101,7 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             "log {} is locked by a live writer (lock file {}): stop it before repairing; \
              read-only commands work meanwhile",
             dir.display(),
-            dir.join("LOCK").display()
+            logbook_wal::lock_path(dir).display()
         );
     }
     let report = match logbook_wal::inspect(dir, mode.recovery()) {
@@ -285,7 +277,7 @@ fn dry_run(
         writeln!(
             out,
             "  the cut bytes would be saved to {}",
-            name(&broken_path(&cut.path, cut.offset))
+            name(&logbook_wal::broken_path(&cut.path, cut.offset))
         )?;
     }
     if live {
@@ -343,32 +335,6 @@ fn mode_name(mode: Mode) -> String {
         .map_or_else(String::new, |v| v.get_name().to_owned())
 }
 
-/// Check that a leftover temporary holds nothing past its header.
-fn check_temporary(path: &Path) -> anyhow::Result<()> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut at = 0usize;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("read {}", path.display()))?;
-        if n == 0 {
-            return Ok(());
-        }
-        let chunk = buf.get(..n).unwrap_or_default();
-        let past_header = chunk.get(SEGMENT_HEADER_LEN.saturating_sub(at).min(n)..);
-        if past_header.is_some_and(|rest| rest.iter().any(|&b| b != 0)) {
-            return Err(LogProblem(format!(
-                "{} holds data past its segment header; not removing it: move it out of the \
-                 directory first",
-                path.display()
-            ))
-            .into());
-        }
-        at += n;
-    }
-}
-
 fn apply(
     args: &RepairArgs,
     mode: Mode,
@@ -403,9 +369,6 @@ fn apply(
         }
         return Ok(Outcome::from_count(sealed.count));
     }
-    for tmp in &planned.temporaries {
-        check_temporary(tmp)?;
-    }
     let options = WalOptions {
         recovery: mode.recovery(),
         keep_cut_bytes: true,
@@ -425,7 +388,7 @@ fn apply(
     wal.close()?;
     print_findings(out, mode, &report, sealed, dir, ("cut", "removed"))?;
     if let Some(cut) = &report.cut {
-        let broken = broken_path(&cut.path, cut.offset);
+        let broken = logbook_wal::broken_path(&cut.path, cut.offset);
         writeln!(
             out,
             "  the cut bytes are in {} ({} byte(s))",
@@ -488,7 +451,7 @@ fn explain_alternatives(out: &mut dyn Write, dir: &Path) -> anyhow::Result<()> {
                 cut.bytes,
                 cut.lsn,
                 cut.frames_dropped,
-                name(&broken_path(&cut.path, cut.offset))
+                name(&logbook_wal::broken_path(&cut.path, cut.offset))
             )?;
         }
     }

@@ -212,9 +212,9 @@ fn report_damage(
                 format!("session {} is not one of them", state.session_id())
             }
         ));
-        if let Some((segment, offset)) = scan::location(e) {
+        if let Some((segment, offset)) = e.location() {
             places.push(DamagePlace {
-                segment,
+                segment: segment.to_path_buf(),
                 offset,
                 lsn,
                 may_touch,

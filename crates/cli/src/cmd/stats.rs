@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use clap::Args;
 use logbook_bus::KINDS;
 use logbook_wal::Lsn;
-use logbook_wal::format::RECORD_HEADER_LEN;
+use logbook_wal::{Item, SegmentTable};
 use serde::Serialize;
 
 use crate::output::{self, Outcome, Table};
 use crate::render;
-use crate::scan::{self, Flow, Item, Segments};
+use crate::scan::{self, Flow};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -77,7 +77,7 @@ struct StatsJson {
 
 pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
     let mut reader = scan::open_reader(&args.dir)?;
-    let mut segments = Segments::default();
+    let mut segments = SegmentTable::default();
     let mut by_kind: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
     let mut sessions = HashSet::new();
     let (mut records, mut bytes, mut durable, mut problems) = (0u64, 0u64, 0u64, 0u64);
@@ -90,7 +90,7 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
                 output::report_problem(&scan::describe(&e));
             }
             Item::Record(record) => {
-                let size = (RECORD_HEADER_LEN + record.payload.len()) as u64;
+                let size = record.end_offset() - record.offset;
                 records += 1;
                 bytes += size;
                 first_lsn.get_or_insert(record.lsn);
@@ -99,8 +99,8 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
                 last_ts = last_ts.max(record.timestamp_us);
                 sessions.insert(record.session);
                 segments.add(&record);
-                let kind = render::kind_of(record.payload);
-                if render::kind_is_durable(kind) {
+                let (kind, is_durable) = render::kind_of(&record);
+                if is_durable {
                     durable += 1;
                 }
                 let index = KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len());
@@ -111,7 +111,7 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
         }
         Ok(Flow::Continue)
     })?;
-    segments.complete(&reader.segments());
+    let segments = segments.finish(&reader);
     if let Some(damage) = reader.tail_damage() {
         if crate::cmd::dump::tail_counts_as_problem(&args.dir) {
             problems += 1;
@@ -121,10 +121,9 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
     let stats = StatsJson {
         dir: args.dir.display().to_string(),
         segments: segments
-            .list
             .iter()
             .map(|s| {
-                let header = s.header.as_ref().and_then(|h| h.as_ref().ok());
+                let header = s.header.as_ref().ok();
                 SegmentJson {
                     file: s.file_name(),
                     size: s.file_size,

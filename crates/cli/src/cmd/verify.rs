@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use logbook_bus::codec::{self, CODEC_ID, CodecError};
-use logbook_wal::format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use logbook_wal::{Lsn, TailDamage};
+use logbook_bus::codec::{CODEC_ID, CodecError};
+use logbook_wal::{
+    EventRecord, FrameFields, Item, Lsn, SegmentSummary, SegmentTable, TailDamage, WalError,
+};
 
 use crate::output::{self, Outcome, Table};
-use crate::scan::{self, Flow, Item, Segments};
+use crate::scan::{self, Flow};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -55,7 +56,7 @@ pub(crate) struct Finding {
 /// What a check of the whole log found.
 #[derive(Debug, Default)]
 pub(crate) struct Report {
-    pub(crate) segments: Segments,
+    pub(crate) segments: Vec<SegmentSummary>,
     pub(crate) records: u64,
     pub(crate) first_lsn: Option<Lsn>,
     pub(crate) last_lsn: Option<Lsn>,
@@ -86,7 +87,6 @@ pub(crate) fn check(
     })?;
     report.tail_problems = report
         .segments
-        .list
         .last()
         .and_then(|tail| by_segment.get(&tail.path))
         .copied()
@@ -106,17 +106,20 @@ fn check_counting(
         bar.set_length(starts.last().map_or(0, |s| s.1));
     }
     let mut current: Option<(PathBuf, u64)> = None;
+    let mut table = SegmentTable::default();
     scan::walk(&mut reader, |item| {
         let finding = match item {
             Item::Problem(e) => Finding {
-                at: scan::location(&e),
+                at: e
+                    .location()
+                    .map(|(path, offset)| (path.to_path_buf(), offset)),
                 text: scan::describe(&e),
             },
             Item::Record(record) => {
                 report.records += 1;
                 report.first_lsn.get_or_insert(record.lsn);
                 report.last_lsn = Some(record.lsn);
-                report.segments.add(&record);
+                table.add(&record);
                 if let Some(bar) = progress {
                     if current.as_ref().is_none_or(|c| c.0 != record.segment) {
                         let base = starts
@@ -128,21 +131,27 @@ fn check_counting(
                     let base = current.as_ref().map_or(0, |c| c.1);
                     bar.set_position(base + record.offset);
                 }
-                match codec::decode(record.payload) {
+                let why = match EventRecord::decode(&record) {
                     Ok(_) => return Ok(Flow::Continue),
-                    Err(CodecError::UnknownVariant { .. }) => {
-                        report.unknown_kinds += 1;
-                        return Ok(Flow::Continue);
+                    // Reported once for the segment, below.
+                    Err(WalError::ForeignCodec { .. }) => return Ok(Flow::Continue),
+                    Err(WalError::Codec { source, .. }) => {
+                        if matches!(*source, CodecError::UnknownVariant { .. }) {
+                            report.unknown_kinds += 1;
+                            return Ok(Flow::Continue);
+                        }
+                        source.to_string()
                     }
-                    Err(e) => Finding {
-                        text: format!(
-                            "{} at offset {}: LSN {}: the payload is not a SessionEvent: {e}",
-                            record.segment.display(),
-                            record.offset,
-                            record.lsn
-                        ),
-                        at: Some((record.segment.to_path_buf(), record.offset)),
-                    },
+                    Err(other) => other.to_string(),
+                };
+                Finding {
+                    text: format!(
+                        "{} at offset {}: LSN {}: the payload is not a SessionEvent: {why}",
+                        record.segment.display(),
+                        record.offset,
+                        record.lsn
+                    ),
+                    at: Some((record.segment.to_path_buf(), record.offset)),
                 }
             }
         };
@@ -150,9 +159,9 @@ fn check_counting(
         on_problem(&finding)?;
         Ok(Flow::Continue)
     })?;
-    report.segments.complete(&reader.segments());
-    for info in &report.segments.list {
-        if let Some(Ok(header)) = &info.header {
+    report.segments = table.finish(&reader);
+    for info in &report.segments {
+        if let Ok(header) = &info.header {
             if header.codec_id != CODEC_ID {
                 report.problems += 1;
                 on_problem(&Finding {
@@ -295,18 +304,17 @@ fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Res
     let mut table = Table::new(&[
         "segment", "header", "created", ">records", "LSNs", ">used", ">size",
     ]);
-    for info in &report.segments.list {
+    for info in &report.segments {
         let (header, created) = match &info.header {
-            Some(Ok(h)) => ("ok".to_owned(), output::rfc3339_seconds(h.created_us)),
-            Some(Err(e)) => (format!("BAD: {e}"), "-".to_owned()),
-            None => ("-".to_owned(), "-".to_owned()),
+            Ok(h) => ("ok".to_owned(), output::rfc3339_seconds(h.created_us)),
+            Err(e) => (format!("BAD: {e}"), "-".to_owned()),
         };
         table.row(vec![
             info.file_name(),
             header,
             created,
             info.records.to_string(),
-            info.lsn_range(),
+            output::lsn_range(info.first_lsn, info.last_lsn),
             output::bytes(info.used_bytes),
             output::bytes(info.file_size),
         ]);
@@ -326,9 +334,8 @@ fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Res
             report.tail_problems,
             report
                 .segments
-                .list
                 .last()
-                .map_or_else(String::new, scan::SegmentInfo::file_name)
+                .map_or_else(String::new, SegmentSummary::file_name)
         )?,
         None => writeln!(out, "tail: ends cleanly")?,
     }
@@ -343,7 +350,7 @@ fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Res
         (Some(a), Some(b)) => format!("LSN {a}..={b}"),
         _ => "no LSN".to_owned(),
     };
-    let segments = report.segments.list.len();
+    let segments = report.segments.len();
     if report.problems == 0 {
         writeln!(
             out,
@@ -413,27 +420,19 @@ fn hex_dump(out: &mut dyn Write, path: &Path, offset: u64) -> anyhow::Result<()>
     let at = usize::try_from(offset - start).unwrap_or(usize::MAX);
     // A frame's fields; offset 0 is the segment header, not a frame.
     let frame = bytes
-        .get(at..at.saturating_add(RECORD_HEADER_LEN))
-        .filter(|_| offset >= SEGMENT_HEADER_LEN as u64);
-    if let Some(frame) = frame {
-        let u32_at =
-            |i: usize| u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
-        let u64_at = |i: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&frame[i..i + 8]);
-            u64::from_le_bytes(a)
-        };
-        let mut session = [0u8; 16];
-        session.copy_from_slice(&frame[32..48]);
+        .get(at..)
+        .filter(|_| offset != 0)
+        .and_then(FrameFields::parse);
+    if let Some(f) = frame {
         writeln!(
             out,
             "    frame header at {offset:#x} ({offset}): payload_len {} crc {:#010x} lsn {} sync_mark {} timestamp_us {} session {}",
-            u32_at(0),
-            u32_at(4),
-            u64_at(8),
-            u64_at(16),
-            u64_at(24),
-            uuid::Uuid::from_bytes(session)
+            f.payload_len,
+            f.crc,
+            f.header.lsn,
+            f.header.sync_mark,
+            f.header.timestamp_us,
+            f.header.session
         )?;
     }
     Ok(())

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use logbook_wal::format::{LOCK_FILE, TMP_SUFFIX, parse_segment_file_name};
+use logbook_wal::{EventRecord, LogFile};
 use logbook_wal::{Wal, WalOptions};
 use uuid::Uuid;
 
@@ -75,22 +75,6 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<Outcome> {
     outcome
 }
 
-/// A file that a log owns: removed when the demo starts afresh.
-fn owned_by_log(name: &str) -> bool {
-    parse_segment_file_name(name).is_some()
-        || name == LOCK_FILE
-        || name
-            .strip_suffix(TMP_SUFFIX)
-            .is_some_and(|s| parse_segment_file_name(&format!("{s}.wal")).is_some())
-        || name
-            .strip_suffix(".broken")
-            .and_then(|s| s.split_once(".wal."))
-            .is_some_and(|(seg, offset)| {
-                parse_segment_file_name(&format!("{seg}.wal")).is_some()
-                    && offset.bytes().all(|b| b.is_ascii_digit())
-            })
-}
-
 /// Make `dir` ready for a fresh demo log, or refuse.
 fn prepare(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     match std::fs::metadata(dir) {
@@ -106,14 +90,14 @@ fn prepare(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     {
         let entry = entry.with_context(|| format!("read directory {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !owned_by_log(&name) {
+        let Some(kind) = LogFile::of(&name) else {
             bail!(
                 "{} holds {name}, which is not part of a logbook log: refusing to use the \
                  directory for the demo; give another one (logbook demo DIR)",
                 dir.display()
             );
-        }
-        if parse_segment_file_name(&name).is_some() {
+        };
+        if kind == LogFile::Segment {
             segments += 1;
         }
         owned.push(entry.path());
@@ -125,7 +109,7 @@ fn prepare(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         bail!(
             "log {} is locked by a live writer (lock file {}): refusing to remove it",
             dir.display(),
-            dir.join(LOCK_FILE).display()
+            logbook_wal::lock_path(dir).display()
         );
     }
     if segments > 0 && !is_demo_log(dir)? {
@@ -160,7 +144,7 @@ fn is_demo_log(dir: &Path) -> anyhow::Result<bool> {
         )
     })?;
     Ok(matches!(
-        logbook_bus::codec::decode(first.payload),
+        EventRecord::decode(&first).map(|r| r.event),
         Ok(logbook_bus::SessionEvent::SessionStarted { cwd, .. }) if cwd.starts_with(agent::DEMO_CWD)
     ))
 }
