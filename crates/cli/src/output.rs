@@ -360,6 +360,14 @@ impl Table {
     }
 }
 
+/// `first..=last`, or `-` for a segment without records.
+pub(crate) fn lsn_range(first: Option<Lsn>, last: Option<Lsn>) -> String {
+    match (first, last) {
+        (Some(a), Some(b)) => format!("{a}..={b}"),
+        _ => "-".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,13 +404,5 @@ mod tests {
         assert_eq!(one_line(&e), "outer: inner");
         let e = anyhow::anyhow!("a\nb").context("c");
         assert_eq!(one_line(&e), "c: a b");
-    }
-}
-
-/// `first..=last`, or `-` for a segment without records.
-pub(crate) fn lsn_range(first: Option<Lsn>, last: Option<Lsn>) -> String {
-    match (first, last) {
-        (Some(a), Some(b)) => format!("{a}..={b}"),
-        _ => "-".to_owned(),
     }
 }
