@@ -536,22 +536,22 @@ fn a_huge_sparse_tail_costs_no_more_than_a_segment() {
 fn open_removes_an_empty_temporary_but_not_one_holding_data() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
-    wal.append_raw(uuid::Uuid::nil(), b"x").unwrap();
+    wal.append_raw(Uuid::nil(), b"x").unwrap();
     drop(wal);
     let tmp = dir.path().join("00000000000000000099.wal.tmp");
     let mut bytes = vec![0u8; 4096];
     bytes[..8].copy_from_slice(b"\x89LOGBK\r\n");
-    std::fs::write(&tmp, &bytes).unwrap();
+    fs::write(&tmp, &bytes).unwrap();
     drop(Wal::open(dir.path(), WalOptions::default()).unwrap());
     assert!(!tmp.exists(), "an empty temporary is removed");
 
     bytes[1000] = 7;
-    std::fs::write(&tmp, &bytes).unwrap();
+    fs::write(&tmp, &bytes).unwrap();
     let e = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
     assert!(
         matches!(&e, WalError::BadSegment { path, .. } if path == &tmp),
         "{e}"
     );
     assert!(e.to_string().contains("holds data past its header"), "{e}");
-    assert_eq!(std::fs::read(&tmp).unwrap(), bytes, "left as it was");
+    assert_eq!(fs::read(&tmp).unwrap(), bytes, "left as it was");
 }
