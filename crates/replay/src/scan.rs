@@ -1,10 +1,12 @@
-//! The one reading loop every replay uses: records in LSN order, decoded,
-//! with undecodable records counted and corruption handled as asked.
+//! What every replay reads: the log's records in LSN order (through the
+//! library's `Reader::walk`), decoded, with undecodable records counted and
+//! corruption handled as asked.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use logbook_bus::codec::CodecError;
-use logbook_wal::{EventRecord, Lsn, Reader, RecordRef, TailDamage, WalError};
+use logbook_wal::{EventRecord, Item as WalkItem, Lsn, Reader, RecordRef, TailDamage, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
@@ -97,50 +99,50 @@ pub(crate) fn scan(
 ) -> Result<ScanReport, ReplayError> {
     let mut reader = Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
     let mut report = ScanReport::default();
-    // The last corruption error seen with no record since: the reader must
-    // make progress after an error, or a lenient scan would never end.
-    let mut last_error: Option<String> = None;
-    while let Some(next) = reader.next_ref() {
-        let record = match next {
-            Ok(record) => record,
-            Err(e) if on_corruption == OnCorruption::Skip && e.is_corruption() => {
-                let text = e.to_string();
-                if last_error.as_ref() == Some(&text) {
-                    return Err(ReplayError::wal("reading", dir, e));
+    // The library's walk: records and located problems, always progressing.
+    let walked = reader
+        .walk(|item| {
+            let record = match item {
+                WalkItem::Record(record) => record,
+                WalkItem::Problem(e) if on_corruption == OnCorruption::Skip => {
+                    tracing::warn!(error = %e, dir = %dir.display(), "skipping corruption");
+                    report.corruption_count = report.corruption_count.saturating_add(1);
+                    if report.corruption.len() < MAX_REPORTED {
+                        report.corruption.push(e);
+                    }
+                    return ControlFlow::Continue(());
                 }
-                tracing::warn!(error = %e, dir = %dir.display(), "skipping corruption");
-                report.corruption_count = report.corruption_count.saturating_add(1);
-                if report.corruption.len() < MAX_REPORTED {
-                    report.corruption.push(e);
+                WalkItem::Problem(e) => {
+                    return ControlFlow::Break(ReplayError::wal("reading", dir, e));
                 }
-                last_error = Some(text);
-                continue;
+            };
+            if only.is_some_and(|id| id != record.session) {
+                return ControlFlow::Continue(());
             }
-            Err(e) => return Err(ReplayError::wal("reading", dir, e)),
-        };
-        last_error = None;
-        if only.is_some_and(|id| id != record.session) {
-            continue;
-        }
-        report.records = report.records.saturating_add(1);
-        match decode(&record) {
-            Ok(event) => f(Item::Event(event)),
-            Err(Undecodable::Unknown) => {
-                report.unknown.push(record.lsn);
-                f(skipped(&record));
-            }
-            Err(Undecodable::Other(e)) => {
-                if on_corruption == OnCorruption::Fail {
-                    return Err(ReplayError::Undecodable {
-                        dir: dir.to_path_buf(),
-                        lsn: record.lsn,
-                        source: e,
-                    });
+            report.records = report.records.saturating_add(1);
+            match decode(&record) {
+                Ok(event) => f(Item::Event(event)),
+                Err(Undecodable::Unknown) => {
+                    report.unknown.push(record.lsn);
+                    f(skipped(&record));
                 }
-                report.undecodable.push(record.lsn);
-                f(skipped(&record));
+                Err(Undecodable::Other(e)) => {
+                    if on_corruption == OnCorruption::Fail {
+                        return ControlFlow::Break(ReplayError::Undecodable {
+                            dir: dir.to_path_buf(),
+                            lsn: record.lsn,
+                            source: e,
+                        });
+                    }
+                    report.undecodable.push(record.lsn);
+                    f(skipped(&record));
+                }
             }
-        }
+            ControlFlow::Continue(())
+        })
+        .map_err(|e| ReplayError::wal("reading", dir, e))?;
+    if let ControlFlow::Break(e) = walked {
+        return Err(e);
     }
     report.tail_damage = reader.tail_damage().cloned();
     Ok(report)
