@@ -43,6 +43,17 @@ pub enum ReplayError {
     /// The session has no record in the log.
     #[error("session {0} is not in the log")]
     UnknownSession(Uuid),
+    /// No session's id starts with this prefix.
+    #[error("no session in the log starts with {0}")]
+    NoSessionWithPrefix(String),
+    /// Several sessions' ids start with this prefix.
+    #[error("{prefix} names {} sessions in the log: give more of the id", sessions.len())]
+    AmbiguousPrefix {
+        /// The prefix given.
+        prefix: String,
+        /// The sessions it names, in id order.
+        sessions: Vec<Uuid>,
+    },
     /// The session ended with `Done`: there is nothing to resume.
     #[error(
         "session {session} completed (Done at LSN {done_lsn}); only an unfinished session can be resumed"

@@ -95,7 +95,9 @@ pub use crate::list::{
     LogSummary, SessionSummary, interrupted, interrupted_at_open, list_sessions, list_sessions_with,
 };
 pub use crate::publish::{Pace, publish};
-pub use crate::rebuild::{Damage, session_state, session_state_with};
+pub use crate::rebuild::{
+    Damage, session_state, session_state_by_prefix, session_state_with, sessions_with_prefix,
+};
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
 pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords};
 pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};

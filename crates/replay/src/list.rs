@@ -306,21 +306,26 @@ fn tally(
     end: Lsn,
 ) -> Result<(HashMap<Uuid, Tally>, ScanReport), ReplayError> {
     let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
-    let report = scan(dir, None, on_corruption, |item| match item {
-        Item::Event(record) if record.lsn < end => tallies
-            .entry(record.session)
-            .or_insert_with(|| Tally::new(record.session, record.lsn, record.timestamp_us))
-            .apply(&record),
-        Item::Skipped {
-            lsn,
-            timestamp_us,
-            session,
-        } if lsn < end => tallies
-            .entry(session)
-            .or_insert_with(|| Tally::new(session, lsn, timestamp_us))
-            .skip(lsn, timestamp_us),
-        _ => {}
-    })?;
+    let report = scan(
+        dir,
+        |_| true,
+        on_corruption,
+        |item| match item {
+            Item::Event(record) if record.lsn < end => tallies
+                .entry(record.session)
+                .or_insert_with(|| Tally::new(record.session, record.lsn, record.timestamp_us))
+                .apply(&record),
+            Item::Skipped {
+                lsn,
+                timestamp_us,
+                session,
+            } if lsn < end => tallies
+                .entry(session)
+                .or_insert_with(|| Tally::new(session, lsn, timestamp_us))
+                .skip(lsn, timestamp_us),
+            _ => {}
+        },
+    )?;
     Ok((tallies, report))
 }
 

@@ -96,18 +96,23 @@ pub fn publish(
     };
     let mut published = 0u64;
     let mut previous_us: Option<u64> = None;
-    let report = scan(dir.as_ref(), Some(session), OnCorruption::Fail, |item| {
-        let Item::Event(record) = item else { return };
-        if let (Some(speed), Some(prev)) = (speed, previous_us) {
-            let resumed = matches!(record.event, SessionEvent::SessionResumed { .. });
-            if !resumed {
-                std::thread::sleep(scaled(record.timestamp_us.saturating_sub(prev), speed));
+    let report = scan(
+        dir.as_ref(),
+        |s| *s == session,
+        OnCorruption::Fail,
+        |item| {
+            let Item::Event(record) = item else { return };
+            if let (Some(speed), Some(prev)) = (speed, previous_us) {
+                let resumed = matches!(record.event, SessionEvent::SessionResumed { .. });
+                if !resumed {
+                    std::thread::sleep(scaled(record.timestamp_us.saturating_sub(prev), speed));
+                }
             }
-        }
-        previous_us = Some(record.timestamp_us);
-        bus.emit(record.event);
-        published += 1;
-    })?;
+            previous_us = Some(record.timestamp_us);
+            bus.emit(record.event);
+            published += 1;
+        },
+    )?;
     if report.records == 0 {
         return Err(ReplayError::UnknownSession(session));
     }

@@ -1,8 +1,12 @@
-//! Rebuilding one session's full state from a log: [`session_state`].
+//! Rebuilding one session's full state from a log ([`session_state`]),
+//! naming it by its id or by a prefix of it.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use logbook_wal::WalError;
+use std::ops::ControlFlow;
+
+use logbook_wal::{Item as WalkItem, Reader, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
@@ -90,7 +94,7 @@ pub fn session_state_with(
     let mut state = SessionState::new(session);
     let report = scan(
         dir.as_ref(),
-        Some(session),
+        |s| *s == session,
         on_corruption,
         |item| match item {
             Item::Event(record) => state.apply(&record),
@@ -108,4 +112,128 @@ pub fn session_state_with(
         undecodable: report.undecodable,
     };
     Ok((state, damage))
+}
+
+/// [`session_state_with`] for the one session whose id starts with
+/// `prefix` (hex digits and hyphens, as a UUID is written), found and
+/// rebuilt in the same single pass over the log.
+///
+/// # Errors
+///
+/// [`ReplayError::NoSessionWithPrefix`] if no session's id starts with
+/// `prefix`; [`ReplayError::AmbiguousPrefix`] (listing them) if several
+/// do; otherwise as [`session_state_with`].
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{OnCorruption, session_state_by_prefix};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let id = uuid::Uuid::parse_str("0123abcd-0000-4000-8000-000000000000")?;
+/// wal.append(id, &SessionEvent::Done)?;
+/// let (state, _) = session_state_by_prefix(dir.path(), "0123", OnCorruption::Fail)?;
+/// assert_eq!(state.session_id(), id);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn session_state_by_prefix(
+    dir: impl AsRef<Path>,
+    prefix: &str,
+    on_corruption: OnCorruption,
+) -> Result<(SessionState, Damage), ReplayError> {
+    let prefix = prefix.to_ascii_lowercase();
+    let matches = |id: &Uuid| has_prefix(id, &prefix);
+    // Every matching id; the state of the first only while it is the only
+    // one (several make the prefix ambiguous: memory stays one state).
+    let mut matched: BTreeSet<Uuid> = BTreeSet::new();
+    let mut state: Option<SessionState> = None;
+    let report = scan(dir.as_ref(), matches, on_corruption, |item| {
+        let session = match &item {
+            Item::Event(record) => record.session,
+            Item::Skipped { session, .. } => *session,
+        };
+        matched.insert(session);
+        if matched.len() > 1 {
+            state = None;
+            return;
+        }
+        let state = state.get_or_insert_with(|| SessionState::new(session));
+        match item {
+            Item::Event(record) => state.apply(&record),
+            Item::Skipped {
+                lsn, timestamp_us, ..
+            } => state.note_skipped(lsn, timestamp_us),
+        }
+    })?;
+    match (matched.len(), state) {
+        (1, Some(state)) => Ok((
+            state,
+            Damage {
+                corruption: report.corruption,
+                corruption_count: report.corruption_count,
+                undecodable: report.undecodable,
+            },
+        )),
+        (0, _) => Err(ReplayError::NoSessionWithPrefix(prefix)),
+        _ => Err(ReplayError::AmbiguousPrefix {
+            prefix,
+            sessions: matched.into_iter().collect(),
+        }),
+    }
+}
+
+/// Whether `id`, written as a UUID in lower case, starts with `prefix`
+/// (already lower case).
+fn has_prefix(id: &Uuid, prefix: &str) -> bool {
+    let mut buf = Uuid::encode_buffer();
+    id.hyphenated().encode_lower(&mut buf).starts_with(prefix)
+}
+
+/// The sessions of the log in `dir` whose id starts with `prefix`, in id
+/// order: one pass over the records' headers, no payload decoded.
+/// Damaged records are stepped over (their session is unknown).
+///
+/// # Errors
+///
+/// [`ReplayError::Wal`] if the log cannot be opened or read (I/O);
+/// [`ReplayError::NoLog`] if there is none.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let id = uuid::Uuid::parse_str("0123abcd-0000-4000-8000-000000000000")?;
+/// wal.append(id, &SessionEvent::Done)?;
+/// assert_eq!(logbook_replay::sessions_with_prefix(dir.path(), "0123")?, [id]);
+/// assert!(logbook_replay::sessions_with_prefix(dir.path(), "9")?.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn sessions_with_prefix(dir: impl AsRef<Path>, prefix: &str) -> Result<Vec<Uuid>, ReplayError> {
+    let dir = dir.as_ref();
+    let prefix = prefix.to_ascii_lowercase();
+    let mut reader = Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
+    let mut seen = BTreeSet::new();
+    let mut last = None;
+    let _: ControlFlow<()> = reader
+        .walk(|item| {
+            if let WalkItem::Record(record) = item {
+                // Sessions come in runs: test each run's id once.
+                if last != Some(record.session) {
+                    last = Some(record.session);
+                    if has_prefix(&record.session, &prefix) {
+                        seen.insert(record.session);
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .map_err(|e| ReplayError::wal("reading", dir, e))?;
+    Ok(seen.into_iter().collect())
 }

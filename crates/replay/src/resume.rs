@@ -140,22 +140,27 @@ pub fn resume_many(wal: &Wal, sessions: &[Uuid]) -> Result<Vec<Resumed>, ReplayE
         [one] => Some(*one),
         _ => None,
     };
-    scan(dir, only, OnCorruption::Fail, |item| match item {
-        Item::Event(record) => {
-            if let Some(state) = states.get_mut(&record.session) {
-                state.apply(&record);
+    scan(
+        dir,
+        |s| only.is_none_or(|o| o == *s),
+        OnCorruption::Fail,
+        |item| match item {
+            Item::Event(record) => {
+                if let Some(state) = states.get_mut(&record.session) {
+                    state.apply(&record);
+                }
             }
-        }
-        Item::Skipped {
-            lsn,
-            timestamp_us,
-            session,
-        } => {
-            if let Some(state) = states.get_mut(&session) {
-                state.note_skipped(lsn, timestamp_us);
+            Item::Skipped {
+                lsn,
+                timestamp_us,
+                session,
+            } => {
+                if let Some(state) = states.get_mut(&session) {
+                    state.note_skipped(lsn, timestamp_us);
+                }
             }
-        }
-    })?;
+        },
+    )?;
     let mut plans = Vec::with_capacity(sessions.len());
     for &session in sessions {
         let state = states

@@ -88,12 +88,13 @@ pub(crate) struct ScanReport {
 }
 
 /// Read the log in `dir` from its first record and hand every record of
-/// `only` (or of every session) to `f`, in LSN order.
+/// the sessions `wanted` selects to `f`, in LSN order (the others are
+/// skipped before their payload is decoded).
 ///
 /// Memory is bounded by one record plus whatever `f` keeps.
 pub(crate) fn scan(
     dir: &Path,
-    only: Option<Uuid>,
+    wanted: impl Fn(&Uuid) -> bool,
     on_corruption: OnCorruption,
     mut f: impl FnMut(Item),
 ) -> Result<ScanReport, ReplayError> {
@@ -116,7 +117,7 @@ pub(crate) fn scan(
                     return ControlFlow::Break(ReplayError::wal("reading", dir, e));
                 }
             };
-            if only.is_some_and(|id| id != record.session) {
+            if !wanted(&record.session) {
                 return ControlFlow::Continue(());
             }
             report.records = report.records.saturating_add(1);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use logbook_bus::{KINDS, SessionBus, SessionEvent, TokenDelta, TokenSource};
 use logbook_replay::{
     OnCorruption, Pace, ReplayError, Role, SessionStatus, list_sessions, list_sessions_with,
-    publish, resume, session_state,
+    publish, resume, session_state, session_state_by_prefix,
 };
 use logbook_wal::{Reader, SyncPolicy, Wal, WalOptions};
 use uuid::Uuid;
@@ -378,4 +378,53 @@ fn publish_replays_a_session_into_a_bus_in_order() {
             Err(ReplayError::InvalidSpeed(_))
         ));
     }
+}
+
+/// A session named by a prefix of its id is found and rebuilt in one pass;
+/// a prefix naming several sessions is refused with all of them; one naming
+/// none says so. Equal to the rebuild by the whole id.
+#[test]
+fn a_session_named_by_a_prefix_is_found_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), fast()).unwrap();
+    let id = |s: &str| Uuid::parse_str(s).unwrap();
+    let (a, b, c) = (
+        id("0050aaaa-0000-4000-8000-000000000001"),
+        id("0050bbbb-0000-4000-8000-000000000002"),
+        id("7777cccc-0000-4000-8000-000000000003"),
+    );
+    for round in 0..3 {
+        for s in [a, b, c] {
+            wal.append(s, &SessionEvent::UserMessage(format!("{s} {round}")))
+                .unwrap();
+        }
+    }
+    wal.append(c, &SessionEvent::Done).unwrap();
+    drop(wal);
+
+    let (state, damage) = session_state_by_prefix(dir.path(), "7777C", OnCorruption::Fail).unwrap();
+    assert_eq!(state.session_id(), c);
+    assert!(damage.is_empty());
+    let whole = session_state(dir.path(), c).unwrap();
+    assert_eq!(state.transcript(), whole.transcript());
+    assert_eq!(state.last_lsn(), whole.last_lsn());
+
+    assert_eq!(
+        session_state_by_prefix(dir.path(), "0050a", OnCorruption::Fail)
+            .unwrap()
+            .0
+            .session_id(),
+        a
+    );
+    match session_state_by_prefix(dir.path(), "0050", OnCorruption::Fail) {
+        Err(ReplayError::AmbiguousPrefix { prefix, sessions }) => {
+            assert_eq!(prefix, "0050");
+            assert_eq!(sessions, [a, b]);
+        }
+        other => panic!("expected an ambiguous prefix, got {other:?}"),
+    }
+    assert!(matches!(
+        session_state_by_prefix(dir.path(), "9", OnCorruption::Fail),
+        Err(ReplayError::NoSessionWithPrefix(p)) if p == "9"
+    ));
 }

@@ -84,7 +84,7 @@ pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
 pub use crate::segment::LogFile;
 pub use crate::sink::WalSink;
-pub use crate::wal::{Wal, inspect, is_locked};
+pub use crate::wal::{Inspection, Wal, inspect, is_locked};
 pub use crate::walk::{Item, SegmentSummary, SegmentTable, broken_path, lock_path, segment_header};
 /// Sessions are named by UUIDs: re-exported so that users need no `uuid`
 /// dependency of their own to name one.

@@ -593,47 +593,102 @@ pub fn inspect(
     dir: impl AsRef<Path>,
     mode: crate::RecoveryMode,
 ) -> Result<RecoveryReport, WalError> {
-    let fs = StdFs;
-    let dir = dir.as_ref();
-    let listing = segment::list(&fs, dir)?;
-    let Some(tail) = listing.segments.last() else {
-        return Err(WalError::NoLog {
-            dir: dir.to_path_buf(),
-        });
-    };
-    let file = fs
-        .open(&tail.path, OpenMode::Read)
-        .map_err(|e| WalError::io("open", &tail.path, e))?;
-    // Read with `pread`, not mapped: a live writer may cut the file.
-    let len = file
-        .len()
-        .map_err(|e| WalError::io("stat", &tail.path, e))?
-        .min(MAX_SEGMENT_SIZE);
-    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    let mut got = 0;
-    while got < buf.len() {
-        match file
-            .read_at(&mut buf[got..], got as u64)
-            .map_err(|e| WalError::io("read", &tail.path, e))?
-        {
-            0 => break,
-            n => got += n,
+    Inspection::read(dir)?.report(mode)
+}
+
+/// The tail of the log in `dir` as recovery sees it, read once: ask
+/// [`Inspection::report`] what `open` would do under each
+/// [`RecoveryMode`](crate::RecoveryMode) without reading it again.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_wal::{Inspection, RecoveryMode, Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// wal.append_raw(uuid::Uuid::nil(), b"x")?;
+/// let tail = Inspection::read(dir.path())?;
+/// for mode in [RecoveryMode::TolerateCorruptedTail, RecoveryMode::PointInTime] {
+///     assert!(tail.report(mode)?.cut.is_none());
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Inspection {
+    listing: segment::Listing,
+    /// The tail segment's bytes, up to [`MAX_SEGMENT_SIZE`].
+    bytes: Vec<u8>,
+    prior: WatermarkState,
+}
+
+impl Inspection {
+    /// Read the tail segment and the durable watermark of the log in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::NotFound`], [`WalError::NotADirectory`],
+    /// [`WalError::NoLog`], or the I/O error naming the file.
+    pub fn read(dir: impl AsRef<Path>) -> Result<Inspection, WalError> {
+        let fs = StdFs;
+        let dir = dir.as_ref();
+        let listing = segment::list(&fs, dir)?;
+        let Some(tail) = listing.segments.last() else {
+            return Err(WalError::NoLog {
+                dir: dir.to_path_buf(),
+            });
+        };
+        let file = fs
+            .open(&tail.path, OpenMode::Read)
+            .map_err(|e| WalError::io("open", &tail.path, e))?;
+        // Read with `pread`, not mapped: a live writer may cut the file.
+        let len = file
+            .len()
+            .map_err(|e| WalError::io("stat", &tail.path, e))?
+            .min(MAX_SEGMENT_SIZE);
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        let mut got = 0;
+        while got < buf.len() {
+            match file
+                .read_at(&mut buf[got..], got as u64)
+                .map_err(|e| WalError::io("read", &tail.path, e))?
+            {
+                0 => break,
+                n => got += n,
+            }
         }
+        buf.truncate(got);
+        let prior = segment::read_watermark(&fs, dir)?;
+        Ok(Inspection {
+            listing,
+            bytes: buf,
+            prior,
+        })
     }
-    buf.truncate(got);
-    let prior = segment::read_watermark(&fs, dir)?;
-    let analysis = recovery::analyze(&buf, tail, mode, prior)?;
-    Ok(RecoveryReport {
-        segments: listing.segments.len(),
-        tail: Some(tail.path.clone()),
-        tail_records: analysis.records,
-        next_lsn: analysis.next_lsn,
-        cut: analysis.cut,
-        skipped: analysis.skipped,
-        temporaries: listing.temporaries,
-        foreign: listing.foreign,
-        created: false,
-    })
+
+    /// What `open` with `mode` would find and cut.
+    ///
+    /// # Errors
+    ///
+    /// What `open` would refuse with under `mode` (corruption naming the
+    /// segment, offset and LSN).
+    pub fn report(&self, mode: crate::RecoveryMode) -> Result<RecoveryReport, WalError> {
+        let Some(tail) = self.listing.segments.last() else {
+            return Ok(RecoveryReport::default());
+        };
+        let analysis = recovery::analyze(&self.bytes, tail, mode, self.prior)?;
+        Ok(RecoveryReport {
+            segments: self.listing.segments.len(),
+            tail: Some(tail.path.clone()),
+            tail_records: analysis.records,
+            next_lsn: analysis.next_lsn,
+            cut: analysis.cut,
+            skipped: analysis.skipped,
+            temporaries: self.listing.temporaries.clone(),
+            foreign: self.listing.foreign.clone(),
+            created: false,
+        })
+    }
 }
 
 /// Whether a live writer holds the lock of the log in `dir`.

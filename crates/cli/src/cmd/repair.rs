@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use logbook_wal::{RecoveryMode, RecoveryReport, Wal, WalError, WalOptions};
+use logbook_wal::{Inspection, RecoveryMode, RecoveryReport, Wal, WalError, WalOptions};
 
 use crate::output::{self, LogProblem, Outcome};
 use crate::scan;
@@ -104,7 +104,9 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             logbook_wal::lock_path(dir).display()
         );
     }
-    let report = match logbook_wal::inspect(dir, mode.recovery()) {
+    // The tail, read once for every question below.
+    let inspection = Inspection::read(dir)?;
+    let report = match inspection.report(mode.recovery()) {
         Ok(report) => report,
         Err(e)
             if matches!(e, WalError::MidLogCorruption { .. })
@@ -130,7 +132,7 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 mode_name(mode)
             )?;
             writeln!(out, "  refused: {}; {why}", scan::describe(&e))?;
-            explain_alternatives(out, dir)?;
+            explain_alternatives(out, dir, &inspection)?;
             out.flush()?;
             output::report_problem(&format!(
                 "{}; --mode point-in-time can repair it (cutting from the damage on)",
@@ -148,7 +150,7 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Err(e) => return Err(e.into()),
     };
     let tail = report.tail.clone().unwrap_or_default();
-    let sealed = sealed_problems(dir, &tail)?;
+    let sealed = sealed_problems(dir, &tail, &inspection)?;
     if args.apply {
         apply(args, mode, &report, &sealed, out)
     } else {
@@ -158,9 +160,9 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
 
 /// Problems outside what recovery looks at (the tail segment's frames):
 /// in sealed segments, and gaps between segments.
-fn sealed_problems(dir: &Path, tail: &Path) -> anyhow::Result<Sealed> {
+fn sealed_problems(dir: &Path, tail: &Path, inspection: &Inspection) -> anyhow::Result<Sealed> {
     let mut sealed = Sealed::default();
-    crate::cmd::verify::check(dir, None, &mut |finding| {
+    crate::cmd::verify::check(dir, None, Some(inspection), &mut |finding| {
         let in_tail_frames = finding
             .at
             .as_ref()
@@ -439,8 +441,12 @@ fn skip_changes_nothing(dir: &Path, what: &str) -> String {
 }
 
 /// After a refusal: what the two other modes would do.
-fn explain_alternatives(out: &mut dyn Write, dir: &Path) -> anyhow::Result<()> {
-    if let Ok(r) = logbook_wal::inspect(dir, RecoveryMode::PointInTime) {
+fn explain_alternatives(
+    out: &mut dyn Write,
+    dir: &Path,
+    inspection: &Inspection,
+) -> anyhow::Result<()> {
+    if let Ok(r) = inspection.report(RecoveryMode::PointInTime) {
         if let Some(cut) = &r.cut {
             writeln!(
                 out,
@@ -455,7 +461,7 @@ fn explain_alternatives(out: &mut dyn Write, dir: &Path) -> anyhow::Result<()> {
             )?;
         }
     }
-    if let Ok(r) = logbook_wal::inspect(dir, RecoveryMode::SkipCorrupted) {
+    if let Ok(r) = inspection.report(RecoveryMode::SkipCorrupted) {
         for s in &r.skipped {
             writeln!(
                 out,

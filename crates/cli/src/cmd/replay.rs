@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
 use clap::Args;
 use logbook_replay::{
     Damage, OnCorruption, ReplayError, SessionState, SessionStatus, SessionSummary, TokenTotals,
@@ -64,19 +63,17 @@ pub(crate) struct ReplayArgs {
 }
 
 pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
-    let id = match resolve_session(&args.dir, &args.session)? {
-        Resolved::One(id) => id,
-        Resolved::None(text) => {
-            output::report_nothing_found(&text);
-            return Ok(Outcome::NothingFound);
-        }
-    };
     let on_corruption = if args.strict {
         OnCorruption::Fail
     } else {
         OnCorruption::Skip
     };
-    let (state, damage) = match logbook_replay::session_state_with(&args.dir, id, on_corruption) {
+    // A whole id, or a prefix found and replayed in the same pass.
+    let found = match Uuid::parse_str(&args.session) {
+        Ok(id) => logbook_replay::session_state_with(&args.dir, id, on_corruption),
+        Err(_) => logbook_replay::session_state_by_prefix(&args.dir, &args.session, on_corruption),
+    };
+    let (state, damage) = match found {
         Ok(found) => found,
         Err(ReplayError::UnknownSession(id)) => {
             output::report_nothing_found(&format!(
@@ -84,6 +81,13 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 args.dir.display()
             ));
             return Ok(Outcome::NothingFound);
+        }
+        Err(ReplayError::NoSessionWithPrefix(_)) => {
+            output::report_nothing_found(&no_session_with_prefix(&args.dir, &args.session));
+            return Ok(Outcome::NothingFound);
+        }
+        Err(ReplayError::AmbiguousPrefix { sessions, .. }) => {
+            return Err(ambiguous_prefix(&args.dir, &args.session, &sessions));
         }
         Err(e) => return Err(e.into()),
     };
@@ -282,36 +286,39 @@ pub(crate) fn resolve_session(dir: &Path, text: &str) -> anyhow::Result<Resolved
     if let Ok(id) = Uuid::parse_str(text) {
         return Ok(Resolved::One(id));
     }
-    let log = crate::cmd::sessions::list(dir)?;
-    let matching: Vec<Uuid> = log
-        .sessions
-        .iter()
-        .map(|s| s.session)
-        .filter(|id| id.hyphenated().to_string().starts_with(text))
-        .collect();
+    let matching = logbook_replay::sessions_with_prefix(dir, text)?;
     match matching.as_slice() {
-        [] => Ok(Resolved::None(format!(
-            "no session in the log in {} starts with {text}",
-            dir.display()
-        ))),
+        [] => Ok(Resolved::None(no_session_with_prefix(dir, text))),
         [one] => Ok(Resolved::One(*one)),
-        many => {
-            let mut shown: Vec<String> = many
-                .iter()
-                .take(SHOW_IDS)
-                .map(ToString::to_string)
-                .collect();
-            if many.len() > SHOW_IDS {
-                shown.push(format!("and {} more", many.len() - SHOW_IDS));
-            }
-            bail!(
-                "{text} names {} sessions in the log in {} ({}): give more of the id",
-                many.len(),
-                dir.display(),
-                shown.join(", ")
-            )
-        }
+        many => Err(ambiguous_prefix(dir, text, many)),
     }
+}
+
+/// What a prefix that names no session says.
+fn no_session_with_prefix(dir: &Path, text: &str) -> String {
+    format!(
+        "no session in the log in {} starts with {text}",
+        dir.display()
+    )
+}
+
+/// The refusal of a prefix that names several sessions: the same from
+/// every command.
+fn ambiguous_prefix(dir: &Path, text: &str, many: &[Uuid]) -> anyhow::Error {
+    let mut shown: Vec<String> = many
+        .iter()
+        .take(SHOW_IDS)
+        .map(ToString::to_string)
+        .collect();
+    if many.len() > SHOW_IDS {
+        shown.push(format!("and {} more", many.len() - SHOW_IDS));
+    }
+    anyhow::anyhow!(
+        "{text} names {} sessions in the log in {} ({}): give more of the id",
+        many.len(),
+        dir.display(),
+        shown.join(", ")
+    )
 }
 
 /// The state, readable.

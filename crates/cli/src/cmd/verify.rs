@@ -10,7 +10,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use logbook_bus::codec::{CODEC_ID, CodecError};
 use logbook_wal::{
-    EventRecord, FrameFields, Item, Lsn, SegmentSummary, SegmentTable, TailDamage, WalError,
+    EventRecord, FrameFields, Inspection, Item, Lsn, SegmentSummary, SegmentTable, TailDamage,
+    WalError,
 };
 
 use crate::output::{self, Outcome, Table};
@@ -72,14 +73,18 @@ pub(crate) struct Report {
 
 /// Check the log in `dir`, handing each problem to `on_problem` as it is
 /// found.
+///
+/// `tail` is the log's tail as recovery sees it, if the caller has already
+/// read it (else it is read here).
 pub(crate) fn check(
     dir: &Path,
     progress: Option<&ProgressBar>,
+    tail: Option<&Inspection>,
     on_problem: &mut dyn FnMut(&Finding) -> anyhow::Result<()>,
 ) -> anyhow::Result<Report> {
     // Problems by segment, to tell whether the tail segment has any.
     let mut by_segment: HashMap<PathBuf, u64> = HashMap::new();
-    let mut report = check_counting(dir, progress, &mut |finding| {
+    let mut report = check_counting(dir, progress, tail, &mut |finding| {
         if let Some((path, _)) = &finding.at {
             *by_segment.entry(path.clone()).or_default() += 1;
         }
@@ -97,6 +102,7 @@ pub(crate) fn check(
 fn check_counting(
     dir: &Path,
     progress: Option<&ProgressBar>,
+    tail: Option<&Inspection>,
     on_problem: &mut dyn FnMut(&Finding) -> anyhow::Result<()>,
 ) -> anyhow::Result<Report> {
     let mut reader = scan::open_reader(dir)?;
@@ -190,7 +196,7 @@ fn check_counting(
             })?;
         }
         report.tail = Some(damage.clone());
-    } else if let Some(finding) = stale_bytes_past_the_end(dir) {
+    } else if let Some(finding) = stale_bytes_past_the_end(dir, tail) {
         // The reader stops at the first zeros; recovery also looks past
         // them for bytes a torn write left further on.
         report.writer_live = !crate::cmd::dump::tail_counts_as_problem(dir);
@@ -204,9 +210,13 @@ fn check_counting(
 
 /// What recovery would cut from a tail that readers see ending cleanly:
 /// non-zero bytes after a run of zeros.
-fn stale_bytes_past_the_end(dir: &Path) -> Option<Finding> {
-    let report =
-        logbook_wal::inspect(dir, logbook_wal::RecoveryMode::TolerateCorruptedTail).ok()?;
+fn stale_bytes_past_the_end(dir: &Path, tail: Option<&Inspection>) -> Option<Finding> {
+    let mode = logbook_wal::RecoveryMode::TolerateCorruptedTail;
+    let report = match tail {
+        Some(tail) => tail.report(mode),
+        None => logbook_wal::inspect(dir, mode),
+    }
+    .ok()?;
     let cut = report.cut?;
     Some(Finding {
         text: format!(
@@ -246,7 +256,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
 pub(crate) fn verify(dir: &Path, hex: bool, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let bar = progress_bar(dir);
     let mut first = None;
-    let report = check(dir, bar.as_ref(), &mut |finding| {
+    let report = check(dir, bar.as_ref(), None, &mut |finding| {
         first.get_or_insert_with(|| finding.text.clone());
         let mut print = || -> anyhow::Result<()> {
             writeln!(out, "problem: {}", output::flatten(&finding.text))?;
