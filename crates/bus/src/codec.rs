@@ -120,7 +120,7 @@ pub fn peek_tag(bytes: &[u8]) -> Option<u32> {
     u32::try_from(tag).ok()
 }
 
-/// The kind name (see [`KINDS`](crate::KINDS)) and whether it is durable,
+/// The kind name (see [`KINDS`]) and whether it is durable,
 /// of an encoded event, read from its tag without decoding it; `None` for
 /// a tag this build does not know or an unreadable one.
 ///

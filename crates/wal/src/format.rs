@@ -262,7 +262,7 @@ pub enum FrameError {
         /// Bytes left.
         available: usize,
     },
-    /// The length field is 0 or above [`MAX_PAYLOAD_LEN`].
+    /// The length field is 0 or above `MAX_PAYLOAD_LEN` (16 MiB).
     #[error("bad payload length {len}")]
     Length {
         /// The length found.

@@ -1,7 +1,7 @@
 //! The I/O seam: every file-system call the log makes goes through [`Fs`]
 //! and [`FsFile`], so tests can swap the real file system ([`StdFs`]) for
-//! the simulated one in [`sim`](crate::sim), which injects faults and
-//! power cuts.
+//! the simulated one of the `testing` feature (`sim`), which injects
+//! faults and power cuts.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

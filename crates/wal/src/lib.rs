@@ -63,13 +63,21 @@ mod clock;
 mod commit;
 mod error;
 mod event;
+#[cfg(feature = "testing")]
 pub mod format;
+#[cfg(not(feature = "testing"))]
+#[allow(
+    unreachable_pub,
+    reason = "the format's items are public under the `testing` feature (golden bytes, fuzz seeds); without it, only what lib.rs re-exports is"
+)]
+mod format;
 pub mod fs;
 mod options;
 mod reader;
 mod recovery;
 mod scan;
 mod segment;
+#[cfg(any(test, feature = "testing"))]
 pub mod sim;
 mod sink;
 mod wal;
@@ -78,7 +86,9 @@ mod walk;
 pub use crate::commit::WalStats;
 pub use crate::error::WalError;
 pub use crate::event::EventRecord;
-pub use crate::format::{FrameError, FrameFields, HeaderError, Lsn, SegmentHeader};
+pub use crate::format::{
+    FrameError, FrameFields, HeaderError, Lsn, MAX_PAYLOAD_LEN, SegmentHeader,
+};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};

@@ -13,7 +13,7 @@ use crate::wal::Wal;
 /// `write` returns when the [`Wal`]'s [`SyncPolicy`](crate::SyncPolicy)
 /// says the record is acknowledged: under the default
 /// [`SyncPolicy::Always`](crate::SyncPolicy::Always), once it is fsynced.
-/// Its errors are [`WalError`]s converted to `io::Error` (get the original
+/// Its errors are [`WalError`](crate::WalError)s converted to `io::Error` (get the original
 /// back with `err.get_ref()` and `downcast_ref::<WalError>()`).
 #[derive(Debug, Clone)]
 pub struct WalSink {

@@ -91,7 +91,8 @@ impl Wal {
         Wal::open_with_fs(Arc::new(StdFs), dir, opts)
     }
 
-    /// [`Wal::open`] on another file system, such as [`sim::SimFs`](crate::sim::SimFs).
+    /// [`Wal::open`] on another file system: any [`Fs`](crate::fs::Fs), such as the
+    /// simulated one of the `testing` feature (`sim::SimFs`).
     ///
     /// # Errors
     ///
