@@ -827,3 +827,60 @@ fn usage_errors_and_small_answers_are_one_plain_line() {
         format!("logbook: error: {} does not exist", nowhere.display())
     );
 }
+
+/// The tail segment cut in the middle of its last record while the lock
+/// file's watermark vouches for that record (a closed log, then damaged):
+/// acknowledged data is damaged, not a torn tail. `repair` refuses as a
+/// dry run says a refusal (`refused:`, a problem, exit 1) and names what
+/// `--mode point-in-time` would cut; `--apply` changes nothing; the
+/// point-in-time repair then makes the log whole again.
+#[test]
+fn repair_refuses_to_cut_an_acknowledged_record_and_says_how() {
+    let (_tmp, dir, _) = log_fixture();
+    let last = placement(&dir).pop().unwrap();
+    let keep = last.offset + last.len / 2;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last.segment)
+        .unwrap();
+    f.set_len(keep).unwrap();
+    drop(f);
+    let before = std::fs::read(&last.segment).unwrap();
+
+    let out = logbook().arg("repair").arg(&dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("  refused: "), "{stdout}");
+    assert!(stdout.contains("acknowledged data is damaged"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "--mode point-in-time would cut {} from offset {}",
+            file_name(&last.segment),
+            last.offset
+        )),
+        "{stdout}"
+    );
+    assert!(stderr.starts_with("logbook: problem: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let out = logbook()
+        .args(["repair", "--apply"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", texts(&out));
+    assert_eq!(
+        std::fs::read(&last.segment).unwrap(),
+        before,
+        "nothing changed"
+    );
+
+    let out = logbook()
+        .args(["repair", "--mode", "point-in-time", "--apply"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+    let out = logbook().arg("verify").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+}

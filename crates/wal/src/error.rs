@@ -144,7 +144,7 @@ pub enum WalError {
         lsn: Lsn,
         /// The durable watermark that vouches for it.
         durable_end: Lsn,
-        /// What is there instead (`"corrupt: …"`, `"missing"`).
+        /// What is there instead (`"damaged (…)"`, `"missing (…)"`).
         what: String,
     },
     /// A record is larger than the log accepts.

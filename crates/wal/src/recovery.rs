@@ -173,7 +173,7 @@ pub(crate) fn analyze(
                         offset: at as u64,
                         lsn: expected,
                         durable_end,
-                        what: describe(problem),
+                        what: format!("damaged ({})", describe(problem)),
                     });
                 }
             }

@@ -109,8 +109,10 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let report = match inspection.report(mode.recovery()) {
         Ok(report) => report,
         Err(e)
-            if matches!(e, WalError::MidLogCorruption { .. })
-                || (mode == Mode::Absolute && e.is_corruption()) =>
+            if matches!(
+                e,
+                WalError::MidLogCorruption { .. } | WalError::DurableDamaged { .. }
+            ) || (mode == Mode::Absolute && e.is_corruption()) =>
         {
             let why = if mode == Mode::Absolute {
                 "mode absolute cuts nothing and fails on any damage"
