@@ -676,6 +676,37 @@ fn replay_goes_on_past_damage_that_belongs_elsewhere() {
     let (seg, off) = smash(dir, lsns[10]);
     let place = format!("{} at offset {off}", seg.display());
 
+    // With the session indexes the writer stored, a replay reads only its
+    // own session's records: the damage is not in `done`'s history, and
+    // `open`'s replay finds it in its own.
+    let out = logbook()
+        .args(["replay", "--strict"])
+        .arg(dir)
+        .arg(done.to_string())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("status:  completed"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let out = logbook()
+        .arg("replay")
+        .arg(dir)
+        .arg(open.to_string())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&place), "{stderr}");
+
+    // Without them (a log written before indexes, or with its indexes
+    // lost), the damaged record's session cannot be told.
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "idx") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
     let out = logbook()
         .arg("replay")
         .arg(dir)

@@ -9,7 +9,7 @@ use logbook_wal::{EventRecord, Lsn, TailDamage, Wal, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, ScanReport, SkippedRecords, scan};
+use crate::scan::{Item, OnCorruption, ScanReport, Sessions, SkippedRecords, scan};
 use crate::state::Span;
 use crate::status::SessionStatus;
 
@@ -306,26 +306,21 @@ fn tally(
     end: Lsn,
 ) -> Result<(HashMap<Uuid, Tally>, ScanReport), ReplayError> {
     let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
-    let report = scan(
-        dir,
-        |_| true,
-        on_corruption,
-        |item| match item {
-            Item::Event(record) if record.lsn < end => tallies
-                .entry(record.session)
-                .or_insert_with(|| Tally::new(record.session, record.lsn, record.timestamp_us))
-                .apply(&record),
-            Item::Skipped {
-                lsn,
-                timestamp_us,
-                session,
-            } if lsn < end => tallies
-                .entry(session)
-                .or_insert_with(|| Tally::new(session, lsn, timestamp_us))
-                .skip(lsn, timestamp_us),
-            _ => {}
-        },
-    )?;
+    let report = scan(dir, Sessions::All, on_corruption, |item| match item {
+        Item::Event(record) if record.lsn < end => tallies
+            .entry(record.session)
+            .or_insert_with(|| Tally::new(record.session, record.lsn, record.timestamp_us))
+            .apply(&record),
+        Item::Skipped {
+            lsn,
+            timestamp_us,
+            session,
+        } if lsn < end => tallies
+            .entry(session)
+            .or_insert_with(|| Tally::new(session, lsn, timestamp_us))
+            .skip(lsn, timestamp_us),
+        _ => {}
+    })?;
     Ok((tallies, report))
 }
 

@@ -8,7 +8,7 @@ use logbook_bus::{SessionBus, SessionEvent};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, scan};
+use crate::scan::{Item, OnCorruption, Sessions, scan};
 
 /// How fast [`publish`] re-emits a recorded session.
 ///
@@ -98,7 +98,7 @@ pub fn publish(
     let mut previous_us: Option<u64> = None;
     let report = scan(
         dir.as_ref(),
-        |s| *s == session,
+        Sessions::One(session),
         OnCorruption::Fail,
         |item| {
             let Item::Event(record) = item else { return };

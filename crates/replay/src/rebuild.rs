@@ -10,7 +10,7 @@ use logbook_wal::{Item as WalkItem, Reader, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, SkippedRecords, scan};
+use crate::scan::{Item, OnCorruption, Sessions, SkippedRecords, scan};
 use crate::state::SessionState;
 
 /// The full [`SessionState`] of `session`, rebuilt from the log in `dir`.
@@ -94,7 +94,7 @@ pub fn session_state_with(
     let mut state = SessionState::new(session);
     let report = scan(
         dir.as_ref(),
-        |s| *s == session,
+        Sessions::One(session),
         on_corruption,
         |item| match item {
             Item::Event(record) => state.apply(&record),
@@ -150,24 +150,29 @@ pub fn session_state_by_prefix(
     // one (several make the prefix ambiguous: memory stays one state).
     let mut matched: BTreeSet<Uuid> = BTreeSet::new();
     let mut state: Option<SessionState> = None;
-    let report = scan(dir.as_ref(), matches, on_corruption, |item| {
-        let session = match &item {
-            Item::Event(record) => record.session,
-            Item::Skipped { session, .. } => *session,
-        };
-        matched.insert(session);
-        if matched.len() > 1 {
-            state = None;
-            return;
-        }
-        let state = state.get_or_insert_with(|| SessionState::new(session));
-        match item {
-            Item::Event(record) => state.apply(&record),
-            Item::Skipped {
-                lsn, timestamp_us, ..
-            } => state.note_skipped(lsn, timestamp_us),
-        }
-    })?;
+    let report = scan(
+        dir.as_ref(),
+        Sessions::Matching(&matches),
+        on_corruption,
+        |item| {
+            let session = match &item {
+                Item::Event(record) => record.session,
+                Item::Skipped { session, .. } => *session,
+            };
+            matched.insert(session);
+            if matched.len() > 1 {
+                state = None;
+                return;
+            }
+            let state = state.get_or_insert_with(|| SessionState::new(session));
+            match item {
+                Item::Event(record) => state.apply(&record),
+                Item::Skipped {
+                    lsn, timestamp_us, ..
+                } => state.note_skipped(lsn, timestamp_us),
+            }
+        },
+    )?;
     match (matched.len(), state) {
         (1, Some(state)) => Ok((
             state,

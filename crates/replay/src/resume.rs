@@ -9,7 +9,7 @@ use uuid::Uuid;
 use std::collections::HashMap;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, scan};
+use crate::scan::{Item, OnCorruption, Sessions, scan};
 use crate::state::{SessionState, TranscriptEntry};
 use crate::status::SessionStatus;
 use crate::tools::ToolCall;
@@ -142,7 +142,7 @@ pub fn resume_many(wal: &Wal, sessions: &[Uuid]) -> Result<Vec<Resumed>, ReplayE
     };
     scan(
         dir,
-        |s| only.is_none_or(|o| o == *s),
+        only.map_or(Sessions::All, Sessions::One),
         OnCorruption::Fail,
         |item| match item {
             Item::Event(record) => {

@@ -87,18 +87,37 @@ pub(crate) struct ScanReport {
     pub(crate) tail_damage: Option<TailDamage>,
 }
 
+/// Which sessions a scan hands on.
+pub(crate) enum Sessions<'a> {
+    /// Every session.
+    All,
+    /// One session: read through the segments' session indexes.
+    One(Uuid),
+    /// The sessions this says yes to.
+    Matching(&'a dyn Fn(&Uuid) -> bool),
+}
+
 /// Read the log in `dir` from its first record and hand every record of
-/// the sessions `wanted` selects to `f`, in LSN order (the others are
-/// skipped before their payload is decoded).
+/// the selected `sessions` to `f`, in LSN order (the others are skipped
+/// before their payload is decoded, and, for one session, mostly not read).
 ///
 /// Memory is bounded by one record plus whatever `f` keeps.
 pub(crate) fn scan(
     dir: &Path,
-    wanted: impl Fn(&Uuid) -> bool,
+    sessions: Sessions<'_>,
     on_corruption: OnCorruption,
     mut f: impl FnMut(Item),
 ) -> Result<ScanReport, ReplayError> {
     let mut reader = Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
+    if let Sessions::One(id) = sessions {
+        // Through the segments' session indexes: O(the session).
+        reader = reader.session(id);
+    }
+    let wanted = |id: &Uuid| match &sessions {
+        Sessions::All => true,
+        Sessions::One(one) => one == id,
+        Sessions::Matching(matches) => matches(id),
+    };
     let mut report = ScanReport::default();
     // The library's walk: records and located problems, always progressing.
     let walked = reader

@@ -251,6 +251,28 @@ fn corruption_fails_by_default_and_is_skipped_on_request() {
     let err = list_sessions(dir.path()).unwrap_err();
     assert!(err.is_corruption(), "{err:?}");
     assert!(err.to_string().contains("reading the log in"), "{err}");
+    // LSN 20 is session 2's. Through the sealed segments' session indexes
+    // (written when the writer sealed them), session 1's replay reads every
+    // record of session 1 (each checked) and none of session 2's: the
+    // damage is not in its history. Session 2's replay reads LSN 20 and
+    // fails.
+    assert_eq!(
+        session_state(dir.path(), ids[0]).unwrap().last_lsn(),
+        Some(199)
+    );
+    assert!(
+        session_state(dir.path(), ids[1])
+            .unwrap_err()
+            .is_corruption()
+    );
+    // Without the indexes the damaged record's session cannot be told: a
+    // strict replay of either session refuses.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "idx") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
     assert!(
         session_state(dir.path(), ids[0])
             .unwrap_err()

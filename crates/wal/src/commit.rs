@@ -622,7 +622,9 @@ impl Writer {
         self.committer.notify_all();
         self.sync_locked(st)?;
         if first {
-            let _io = lock(&self.io);
+            let mut io = lock(&self.io);
+            // The tail's index, up to its last record (all durable now).
+            self.store_index(&mut io);
             // Advisory, like every publication: the records are durable
             // whatever becomes of the watermark.
             if let Err(error) = self.lock.sync() {

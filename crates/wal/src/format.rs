@@ -471,6 +471,299 @@ impl Watermark {
     }
 }
 
+// ---------------------------------------------------------------------------
+// The session index of a segment: `<segment>.idx` (docs/format.md, "The
+// session index"). Derived data: checked, versioned, never needed for
+// correctness. A header, a directory of sessions sorted by id (one entry
+// each, with its own CRC, so a lookup reads O(log sessions) entries), then
+// each session's places.
+
+/// Suffix of a segment's session index, after the segment's own name.
+pub const INDEX_SUFFIX: &str = ".idx";
+/// First bytes of a session index: `\x89LBIDX\r\n`.
+pub const INDEX_MAGIC: [u8; 8] = *b"\x89LBIDX\r\n";
+/// The version of the index layout this build writes and reads.
+pub const INDEX_VERSION: u16 = 1;
+
+// Index header layout, each offset built from the one before it.
+const IX_MAGIC_AT: usize = 0;
+const IX_VERSION_AT: usize = IX_MAGIC_AT + INDEX_MAGIC.len();
+const IX_FLAGS_AT: usize = IX_VERSION_AT + size_of::<u16>();
+const IX_SESSIONS_AT: usize = IX_FLAGS_AT + size_of::<u16>();
+const IX_BASE_AT: usize = IX_SESSIONS_AT + size_of::<u32>();
+const IX_CREATED_AT: usize = IX_BASE_AT + size_of::<u64>();
+const IX_COVERED_AT: usize = IX_CREATED_AT + size_of::<u64>();
+const IX_NEXT_LSN_AT: usize = IX_COVERED_AT + size_of::<u64>();
+const IX_LAST_OFFSET_AT: usize = IX_NEXT_LSN_AT + size_of::<u64>();
+const IX_LAST_CRC_AT: usize = IX_LAST_OFFSET_AT + size_of::<u64>();
+const IX_HEADER_CRC_AT: usize = IX_LAST_CRC_AT + size_of::<u32>();
+/// Bytes of the index header; the directory follows.
+pub const INDEX_HEADER_LEN: usize = IX_HEADER_CRC_AT + size_of::<u32>();
+// A directory entry: session, where its places are, how many, their CRC,
+// and the entry's own CRC.
+const IX_DIR_SESSION_AT: usize = 0;
+const IX_DIR_PLACES_AT: usize = IX_DIR_SESSION_AT + size_of::<uuid::Bytes>();
+const IX_DIR_COUNT_AT: usize = IX_DIR_PLACES_AT + size_of::<u64>();
+const IX_DIR_PLACES_CRC_AT: usize = IX_DIR_COUNT_AT + size_of::<u32>();
+const IX_DIR_CRC_AT: usize = IX_DIR_PLACES_CRC_AT + size_of::<u32>();
+/// Bytes of one directory entry.
+pub const INDEX_DIR_ENTRY_LEN: usize = IX_DIR_CRC_AT + size_of::<u32>();
+/// Bytes of one record's place: its offset (u32) and LSN (u64).
+const IX_PLACE_LEN: usize = size_of::<u32>() + size_of::<u64>();
+
+const _: () = assert!(INDEX_HEADER_LEN == 64);
+const _: () = assert!(INDEX_DIR_ENTRY_LEN == 36);
+
+/// What a session index says of its segment as a whole (its header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexHeader {
+    /// How many sessions the directory lists.
+    pub sessions: u32,
+    /// The segment's base LSN.
+    pub base_lsn: Lsn,
+    /// The segment header's creation time: ties the index to that file.
+    pub created_us: u64,
+    /// The offset just past the last indexed record.
+    pub covered: u64,
+    /// The LSN after the last indexed record.
+    pub next_lsn: Lsn,
+    /// Where the last indexed record starts (0 if none)...
+    pub last_offset: u64,
+    /// ...and the CRC stored in its frame: a segment whose frame there is
+    /// another (recovery cut it, the writer wrote anew) is not this
+    /// index's.
+    pub last_crc: u32,
+}
+
+impl IndexHeader {
+    /// Parse and check an index header. Never panics.
+    ///
+    /// # Errors
+    ///
+    /// Why the bytes are not the header of a valid index of this version.
+    pub fn decode(bytes: &[u8]) -> Result<IndexHeader, String> {
+        let h = bytes
+            .get(..INDEX_HEADER_LEN)
+            .ok_or_else(|| format!("{} bytes: shorter than an index header", bytes.len()))?;
+        if h[IX_MAGIC_AT..IX_VERSION_AT] != INDEX_MAGIC {
+            return Err("not a session index (bad magic)".to_owned());
+        }
+        if crc32fast::hash(&h[..IX_HEADER_CRC_AT]) != le_u32(h, IX_HEADER_CRC_AT) {
+            return Err("header checksum mismatch".to_owned());
+        }
+        let version = le_u16(h, IX_VERSION_AT);
+        if version != INDEX_VERSION {
+            return Err(format!(
+                "version {version}, this build reads {INDEX_VERSION}"
+            ));
+        }
+        Ok(IndexHeader {
+            sessions: le_u32(h, IX_SESSIONS_AT),
+            base_lsn: le_u64(h, IX_BASE_AT),
+            created_us: le_u64(h, IX_CREATED_AT),
+            covered: le_u64(h, IX_COVERED_AT),
+            next_lsn: le_u64(h, IX_NEXT_LSN_AT),
+            last_offset: le_u64(h, IX_LAST_OFFSET_AT),
+            last_crc: le_u32(h, IX_LAST_CRC_AT),
+        })
+    }
+
+    /// The byte range of directory entry `i`.
+    #[must_use]
+    pub fn dir_entry(i: usize) -> std::ops::Range<usize> {
+        let at = INDEX_HEADER_LEN + i * INDEX_DIR_ENTRY_LEN;
+        at..at + INDEX_DIR_ENTRY_LEN
+    }
+}
+
+/// One directory entry of a session index, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexDirEntry {
+    /// The session.
+    pub session: Uuid,
+    /// Where its places start in the index file.
+    pub places_at: u64,
+    /// How many records it has in the segment.
+    pub count: u32,
+    /// The CRC-32 of its places.
+    pub places_crc: u32,
+}
+
+impl IndexDirEntry {
+    /// Parse and check a directory entry. Never panics.
+    ///
+    /// # Errors
+    ///
+    /// Why the bytes are not a valid entry.
+    pub fn decode(bytes: &[u8]) -> Result<IndexDirEntry, String> {
+        let e = bytes
+            .get(..INDEX_DIR_ENTRY_LEN)
+            .ok_or("truncated directory entry")?;
+        if crc32fast::hash(&e[..IX_DIR_CRC_AT]) != le_u32(e, IX_DIR_CRC_AT) {
+            return Err("directory entry checksum mismatch".to_owned());
+        }
+        let mut id = uuid::Bytes::default();
+        id.copy_from_slice(&e[IX_DIR_SESSION_AT..IX_DIR_PLACES_AT]);
+        Ok(IndexDirEntry {
+            session: Uuid::from_bytes(id),
+            places_at: le_u64(e, IX_DIR_PLACES_AT),
+            count: le_u32(e, IX_DIR_COUNT_AT),
+            places_crc: le_u32(e, IX_DIR_PLACES_CRC_AT),
+        })
+    }
+
+    /// The byte range of its places in the index file.
+    #[must_use]
+    pub fn places_range(&self) -> std::ops::Range<usize> {
+        let at = usize::try_from(self.places_at).unwrap_or(usize::MAX);
+        let len = (self.count as usize).saturating_mul(IX_PLACE_LEN);
+        at..at.saturating_add(len)
+    }
+
+    /// Check and parse its places (the bytes of [`places_range`](Self::places_range)).
+    ///
+    /// # Errors
+    ///
+    /// A checksum mismatch.
+    pub fn decode_places(&self, bytes: &[u8]) -> Result<Vec<(u32, Lsn)>, String> {
+        if bytes.len() != self.count as usize * IX_PLACE_LEN
+            || crc32fast::hash(bytes) != self.places_crc
+        {
+            return Err("places checksum mismatch".to_owned());
+        }
+        Ok(bytes
+            .chunks_exact(IX_PLACE_LEN)
+            .map(|p| (le_u32(p, 0), le_u64(p, size_of::<u32>())))
+            .collect())
+    }
+}
+
+/// The session index of one segment, decoded whole: where each session's
+/// records are. Covers the segment's records below `covered` (all of them
+/// for a sealed segment; a prefix for a tail indexed at close).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionIndex {
+    /// The header's fields (`sessions` is the length of `sessions`).
+    pub header: IndexHeader,
+    /// Each session's records, as (offset, LSN), in log order; sessions in
+    /// id order.
+    pub sessions: Vec<(Uuid, Vec<(u32, Lsn)>)>,
+}
+
+impl SessionIndex {
+    /// The index's bytes: header, directory, places.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let places: usize = self.sessions.iter().map(|(_, p)| p.len()).sum();
+        let dir_end = INDEX_HEADER_LEN + self.sessions.len() * INDEX_DIR_ENTRY_LEN;
+        let mut out = Vec::with_capacity(dir_end + places * IX_PLACE_LEN);
+        let h = &self.header;
+        out.extend_from_slice(&INDEX_MAGIC);
+        out.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&(self.sessions.len() as u32).to_le_bytes());
+        out.extend_from_slice(&h.base_lsn.to_le_bytes());
+        out.extend_from_slice(&h.created_us.to_le_bytes());
+        out.extend_from_slice(&h.covered.to_le_bytes());
+        out.extend_from_slice(&h.next_lsn.to_le_bytes());
+        out.extend_from_slice(&h.last_offset.to_le_bytes());
+        out.extend_from_slice(&h.last_crc.to_le_bytes());
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        let mut blocks = Vec::with_capacity(places * IX_PLACE_LEN);
+        for (session, places) in &self.sessions {
+            let start = blocks.len();
+            for (offset, lsn) in places {
+                blocks.extend_from_slice(&offset.to_le_bytes());
+                blocks.extend_from_slice(&lsn.to_le_bytes());
+            }
+            let entry_start = out.len();
+            out.extend_from_slice(session.as_bytes());
+            out.extend_from_slice(&((dir_end + start) as u64).to_le_bytes());
+            out.extend_from_slice(&(places.len() as u32).to_le_bytes());
+            out.extend_from_slice(&crc32fast::hash(&blocks[start..]).to_le_bytes());
+            let crc = crc32fast::hash(&out[entry_start..]);
+            out.extend_from_slice(&crc.to_le_bytes());
+        }
+        out.extend_from_slice(&blocks);
+        out
+    }
+
+    /// Parse and check a whole index (what `verify` does). Never panics.
+    ///
+    /// # Errors
+    ///
+    /// Why the bytes are not a valid index of this version.
+    pub fn decode(bytes: &[u8]) -> Result<SessionIndex, String> {
+        let header = IndexHeader::decode(bytes)?;
+        let mut sessions = Vec::new();
+        let mut expected_at = INDEX_HEADER_LEN + header.sessions as usize * INDEX_DIR_ENTRY_LEN;
+        let mut last: Option<Uuid> = None;
+        for i in 0..header.sessions as usize {
+            let entry = IndexDirEntry::decode(
+                bytes
+                    .get(IndexHeader::dir_entry(i))
+                    .ok_or("truncated directory")?,
+            )?;
+            if last.is_some_and(|l| l >= entry.session) {
+                return Err("directory out of order".to_owned());
+            }
+            last = Some(entry.session);
+            let range = entry.places_range();
+            if range.start != expected_at {
+                return Err("places out of place".to_owned());
+            }
+            expected_at = range.end;
+            let places = entry.decode_places(bytes.get(range).ok_or("truncated places")?)?;
+            sessions.push((entry.session, places));
+        }
+        if expected_at != bytes.len() {
+            return Err(format!(
+                "{} bytes after the last places",
+                bytes.len().saturating_sub(expected_at)
+            ));
+        }
+        Ok(SessionIndex { header, sessions })
+    }
+}
+
+/// A session's places in a segment: (offset, LSN) of each of its records.
+pub type Places = Vec<(u32, Lsn)>;
+
+/// The places of `session` in the index `bytes`, found by a binary search
+/// of its directory: reads the header, O(log sessions) directory entries
+/// and the session's own places, each checked by its CRC. `Ok(None)` if the
+/// index does not list the session. Never panics.
+///
+/// # Errors
+///
+/// Why the index cannot be used.
+pub fn find_places(
+    bytes: &[u8],
+    session: &Uuid,
+) -> Result<(IndexHeader, Option<Places>), String> {
+    let header = IndexHeader::decode(bytes)?;
+    let (mut lo, mut hi) = (0usize, header.sessions as usize);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let entry = IndexDirEntry::decode(
+            bytes
+                .get(IndexHeader::dir_entry(mid))
+                .ok_or("truncated directory")?,
+        )?;
+        match entry.session.cmp(session) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => {
+                let places = entry
+                    .decode_places(bytes.get(entry.places_range()).ok_or("truncated places")?)?;
+                return Ok((header, Some(places)));
+            }
+        }
+    }
+    Ok((header, None))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,6 +824,70 @@ mod tests {
                 len: 49
             }
         );
+    }
+
+    #[test]
+    fn golden_session_index() {
+        let index = SessionIndex {
+            header: IndexHeader {
+                sessions: 2,
+                base_lsn: 7,
+                created_us: 0x0102,
+                covered: 200,
+                next_lsn: 10,
+                last_offset: 152,
+                last_crc: 0xdead_beef,
+            },
+            sessions: vec![
+                (Uuid::from_u128(1), vec![(40, 7), (152, 9)]),
+                (Uuid::from_u128(2), vec![(96, 8)]),
+            ],
+        };
+        let b = index.encode();
+        assert_eq!(
+            hex(&b),
+            concat!(
+                "894c424944580d0a",                 // magic "\x89LBIDX\r\n"
+                "0100",                             // version 1
+                "0000",                             // flags
+                "02000000",                         // 2 sessions
+                "0700000000000000",                 // base LSN 7
+                "0201000000000000",                 // created_us 0x0102
+                "c800000000000000",                 // covered: 200 bytes
+                "0a00000000000000",                 // next LSN 10
+                "9800000000000000",                 // last record at 152
+                "efbeadde",                         // its CRC field
+                "c90f7fca",                         // header CRC
+                "00000000000000000000000000000001", // directory: session 1
+                "8800000000000000",                 //   places at 136
+                "02000000",                         //   2 records
+                "be41c21b",                         //   places CRC
+                "56493b0c",                         //   entry CRC
+                "00000000000000000000000000000002", // session 2
+                "a000000000000000",                 //   places at 160
+                "01000000",                         //   1 record
+                "d2b16280",                         //   places CRC
+                "4d3cecb8",                         //   entry CRC
+                "280000000700000000000000",         // session 1: offset 40, LSN 7
+                "980000000900000000000000",         //   offset 152, LSN 9
+                "600000000800000000000000",         // session 2: offset 96, LSN 8
+            )
+        );
+        assert_eq!(SessionIndex::decode(&b), Ok(index.clone()));
+        let two = Uuid::from_u128(2);
+        assert_eq!(find_places(&b, &two).map(|p| p.1), Ok(Some(vec![(96, 8)])));
+        assert_eq!(find_places(&b, &Uuid::from_u128(3)).map(|p| p.1), Ok(None));
+        // Any flipped byte, any cut: refused, never misread.
+        for i in 0..b.len() {
+            let mut bad = b.clone();
+            bad[i] ^= 0x10;
+            assert!(SessionIndex::decode(&bad).is_err(), "byte {i}");
+            assert!(SessionIndex::decode(&b[..i]).is_err(), "cut at {i}");
+            // A lookup checks what it reads: never a wrong answer.
+            if let Ok((_, Some(places))) = find_places(&bad, &two) {
+                assert_eq!(places, [(96, 8)], "byte {i}");
+            }
+        }
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub mod format;
 )]
 mod format;
 pub mod fs;
+mod index;
 mod options;
 mod reader;
 mod recovery;
@@ -95,7 +96,9 @@ pub use crate::recovery::{Cut, RecoveryReport, Skipped};
 pub use crate::segment::LogFile;
 pub use crate::sink::WalSink;
 pub use crate::wal::{Inspection, Wal, inspect, is_locked};
-pub use crate::walk::{Item, SegmentSummary, SegmentTable, broken_path, lock_path, segment_header};
+pub use crate::walk::{
+    Item, SegmentSummary, SegmentTable, broken_path, build_indexes, lock_path, segment_header,
+};
 /// Sessions are named by UUIDs: re-exported so that users need no `uuid`
 /// dependency of their own to name one.
 pub use uuid::Uuid;

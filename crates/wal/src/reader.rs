@@ -13,14 +13,14 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::error::WalError;
-use crate::format::{FrameError, FrameHeader, Lsn, RECORD_HEADER_LEN, WatermarkState};
+use crate::format::{FrameError, FrameFields, FrameHeader, Lsn, RECORD_HEADER_LEN, WatermarkState};
 use crate::fs::{Fs, OpenMode, StdFs};
 use crate::scan::{Problem, find_next_valid};
 use crate::segment::{self, SegmentEntry};
 
 mod cursor;
 
-use cursor::{Current, Peek};
+use cursor::{Current, Jumps, Peek};
 
 /// One record, borrowed from the reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +143,13 @@ pub struct Reader {
     /// The (offset, LSN) of damage seen on the tail in bytes read after the
     /// latest evidence of durability: the next look at it is final.
     confirmed: Option<(usize, Lsn)>,
+    /// Only this session's records (see [`Reader::session`]).
+    only: Option<Uuid>,
+    /// The index of the sealed segment being scanned whole for `only`,
+    /// built on the way (stored at its clean end; dropped at any damage).
+    building: Option<crate::index::Builder>,
+    /// Build indexes even without `only` (see [`Reader::indexing`]).
+    index_all: bool,
 }
 
 impl std::fmt::Debug for Reader {
@@ -190,6 +197,9 @@ impl Reader {
             vouched: 0,
             unbounded: false,
             confirmed: None,
+            only: None,
+            building: None,
+            index_all: false,
         })
     }
 
@@ -202,6 +212,38 @@ impl Reader {
             let i = self.segments.partition_point(|s| s.base_lsn <= lsn);
             self.index = i.saturating_sub(1);
         }
+        self
+    }
+
+    /// Only the records of `session`, read through each segment's session
+    /// index where there is a usable one (`docs/format.md`, "The session
+    /// index"): its other records are not even read. A segment without one
+    /// is scanned, and if it is sealed and reads whole without damage, its
+    /// index is built on the way and stored (best effort). Every record
+    /// returned is checked as always (CRC, and the LSN the index promised),
+    /// so the answer is the same as filtering a full scan.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_wal::{Reader, Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+    /// for s in [a, b, a] {
+    ///     wal.append_raw(s, b"x")?;
+    /// }
+    /// let lsns: Vec<u64> = Reader::open(dir.path())?
+    ///     .session(a)
+    ///     .map(|r| r.map(|r| r.lsn))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(lsns, [1, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn session(mut self, session: Uuid) -> Reader {
+        self.only = Some(session);
         self
     }
 
@@ -219,6 +261,18 @@ impl Reader {
     /// The file system it reads.
     pub(crate) fn fs(&self) -> &dyn Fs {
         &*self.fs
+    }
+
+    /// The file system it reads, shared.
+    pub(crate) fn fs_arc(&self) -> Arc<dyn Fs> {
+        self.fs.clone()
+    }
+
+    /// Build the session index of each sealed segment read whole that has
+    /// no usable one (as [`Reader::session`] does), whatever is returned.
+    pub(crate) fn indexing(mut self) -> Reader {
+        self.index_all = true;
+        self
     }
 
     /// Damage seen at the end of the tail segment by the last call that
@@ -249,6 +303,7 @@ impl Reader {
         let at = cur.offset;
         cur.offset += len;
         cur.expected += 1;
+        cur.positioned = false;
         let cur = self.current.as_ref()?;
         let (bytes, base) = cur.bytes();
         let payload = bytes
@@ -303,6 +358,25 @@ impl Reader {
                     }
                 }
             }
+            if let Some(jumps) = cur.jumps.as_mut() {
+                if !cur.positioned {
+                    match jumps.places.next() {
+                        Some((offset, lsn)) => {
+                            cur.offset = offset as usize;
+                            cur.expected = lsn;
+                            cur.positioned = true;
+                        }
+                        None => {
+                            // Past the index: scan the rest (a tail indexed
+                            // at close may have grown since).
+                            cur.offset = jumps.covered;
+                            cur.expected = jumps.next_lsn;
+                            cur.jumps = None;
+                        }
+                    }
+                }
+            }
+            let jumping = cur.jumps.is_some();
             match cur.peek()? {
                 Peek::Record { len, header } => {
                     let lsn = header.lsn;
@@ -318,14 +392,44 @@ impl Reader {
                         return Ok(None);
                     }
                     self.confirmed = None;
-                    if lsn >= self.from_lsn {
+                    if let Some(building) = self.building.as_mut() {
+                        // The CRC field, for the index to know its last
+                        // record again (see `index::belongs`).
+                        let (bytes, base) = cur.bytes();
+                        let crc = bytes
+                            .get(cur.offset - base..)
+                            .and_then(FrameFields::parse)
+                            .map_or(0, |f| f.crc);
+                        building.add(
+                            header.session,
+                            cur.offset as u64,
+                            lsn,
+                            (cur.offset + len) as u64,
+                            crc,
+                        );
+                    }
+                    if lsn >= self.from_lsn && self.only.is_none_or(|s| s == header.session) {
                         return Ok(Some((header, len)));
                     }
                     cur.offset += len;
                     cur.expected += 1;
+                    cur.positioned = false;
+                }
+                Peek::End if jumping => {
+                    // The index promised a record where there is none.
+                    let (path, offset, lsn) =
+                        (cur.entry.path.clone(), cur.offset as u64, cur.expected);
+                    cur.positioned = false;
+                    return Err(damage(
+                        Problem::Frame(FrameError::Length { len: 0 }),
+                        path,
+                        offset,
+                        lsn,
+                    ));
                 }
                 Peek::End => {
                     if !is_tail {
+                        self.store_built_index();
                         self.finish_segment();
                     } else if !self.refresh()? {
                         return Ok(None);
@@ -335,6 +439,14 @@ impl Reader {
                     let offset = cur.offset as u64;
                     let lsn = cur.expected;
                     let path = cur.entry.path.clone();
+                    // A damaged segment gets no index built on the way.
+                    self.building = None;
+                    if jumping {
+                        // Damage where the index points: report it, and go
+                        // on to the next place (no resynchronising).
+                        cur.positioned = false;
+                        return Err(damage(problem, path, offset, lsn));
+                    }
                     if is_tail {
                         // Judge only bytes read after the latest evidence.
                         if self.confirmed != Some((cur.offset, lsn)) {
@@ -519,7 +631,21 @@ impl Reader {
         self.index + 1 >= self.segments.len()
     }
 
+    /// At the clean end of a sealed segment read whole for one session:
+    /// store the index built on the way (best effort; a read-only log
+    /// simply gets none).
+    fn store_built_index(&mut self) {
+        let (Some(building), Some(cur)) = (self.building.take(), self.current.as_ref()) else {
+            return;
+        };
+        let index = building.finish(&cur.header);
+        if let Err(error) = crate::index::store(&*self.fs, &cur.entry.path, &index) {
+            tracing::debug!(%error, segment = %cur.entry.path.display(), "cannot store a session index");
+        }
+    }
+
     fn finish_segment(&mut self) {
+        self.building = None;
         if let Some(cur) = self.current.take() {
             self.continues_at = Some(cur.expected);
         }
@@ -554,7 +680,12 @@ impl Reader {
             if let Some(new) = self.current.as_mut() {
                 new.offset = offset;
                 new.expected = expected;
+                // Go on scanning from here: its index (if it has one by
+                // now) would start over, and records before `offset` were
+                // not seen by this reader to build one.
+                new.jumps = None;
             }
+            self.building = None;
         }
         Ok(true)
     }
@@ -587,7 +718,33 @@ impl Reader {
                 .open(path, OpenMode::Read)
                 .map_err(|e| WalError::io("open", path, e))?;
             let header = segment::read_header(&*file, &entry)?;
-            let current = Current::open(entry.clone(), header.codec_id, file, tail)?;
+            let len = file.len().map_err(|e| WalError::io("stat", path, e))?;
+            let mut jumps = None;
+            self.building = None;
+            if self.only.is_some() || self.index_all {
+                let usable = match self.only {
+                    Some(session) => {
+                        crate::index::places(&*self.fs, path, &*file, &header, len, &session)
+                    }
+                    None => crate::index::check(&*self.fs, path, &*file, &header, len)
+                        .is_none()
+                        .then(|| (crate::format::IndexHeader::default(), Vec::new())),
+                };
+                match usable {
+                    Some((index, places)) if self.only.is_some() => {
+                        jumps = Some(Jumps {
+                            places: places.into_iter(),
+                            covered: usize::try_from(index.covered).unwrap_or(usize::MAX),
+                            next_lsn: index.next_lsn,
+                        });
+                    }
+                    Some(_) => {}
+                    None if !tail => self.building = Some(crate::index::Builder::default()),
+                    None => {}
+                }
+            }
+            let mut current = Current::open(entry.clone(), header, file, tail)?;
+            current.jumps = jumps;
             let gap = expected
                 .filter(|&e| e != header.base_lsn)
                 .map(|e| WalError::BadSegment {

@@ -43,6 +43,9 @@ pub enum LogFile {
     /// Bytes recovery or `repair` cut, saved as
     /// `<segment>.<offset>.broken` (see [`broken_path`](crate::broken_path)).
     Broken,
+    /// A segment's session index, `<segment>.idx` (derived data), or one
+    /// being written, `<segment>.idx.tmp`.
+    Index,
 }
 
 impl LogFile {
@@ -56,6 +59,7 @@ impl LogFile {
     ///
     /// assert_eq!(LogFile::of("00000000000000000001.wal"), Some(LogFile::Segment));
     /// assert_eq!(LogFile::of("00000000000000000001.wal.4096.broken"), Some(LogFile::Broken));
+    /// assert_eq!(LogFile::of("00000000000000000001.wal.idx"), Some(LogFile::Index));
     /// assert_eq!(LogFile::of("notes.txt"), None);
     /// ```
     #[must_use]
@@ -67,6 +71,12 @@ impl LogFile {
             Some(LogFile::Lock)
         } else if name.strip_suffix(TMP_SUFFIX).is_some_and(is_segment) {
             Some(LogFile::Temporary)
+        } else if name
+            .strip_suffix(".idx")
+            .or_else(|| name.strip_suffix(".idx.tmp"))
+            .is_some_and(|s| parse_segment_file_name(s).is_some())
+        {
+            Some(LogFile::Index)
         } else if name
             .strip_suffix(".broken")
             .and_then(|s| s.split_once(".wal."))
@@ -117,7 +127,7 @@ pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, WalError> {
         } else {
             match LogFile::of(&name) {
                 Some(LogFile::Temporary) => out.temporaries.push(path),
-                Some(LogFile::Lock) => {}
+                Some(LogFile::Lock | LogFile::Index) => {}
                 _ => out.foreign.push(path),
             }
         }
@@ -229,10 +239,9 @@ pub(crate) fn create(
     Ok((SegmentEntry { base_lsn, path }, file))
 }
 
-/// Check that a leftover temporary holds nothing past its segment header
-/// (an interrupted creation writes only the header, then zeros): a file
-/// holding data is not the log's to remove.
-fn check_temporary(fs: &dyn Fs, path: &Path) -> Result<(), WalError> {
+/// Whether a leftover temporary holds something past its segment header
+/// (an interrupted creation writes only the header, then zeros).
+fn holds_data(fs: &dyn Fs, path: &Path) -> Result<bool, WalError> {
     let file = fs
         .open(path, OpenMode::Read)
         .map_err(|e| WalError::io("open", path, e))?;
@@ -243,37 +252,41 @@ fn check_temporary(fs: &dyn Fs, path: &Path) -> Result<(), WalError> {
             .read_at(&mut buf, at)
             .map_err(|e| WalError::io("read", path, e))?;
         let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
-            return Ok(());
+            return Ok(false);
         };
         if crate::scan::first_nonzero(chunk).is_some() {
-            return Err(WalError::BadSegment {
-                path: path.to_path_buf(),
-                reason: "an unfinished segment creation holds data past its header; \
-                         not removing it: move it out of the directory first"
-                    .to_owned(),
-            });
+            return Ok(true);
         }
         at += n as u64;
     }
 }
 
-/// Remove the temporaries of interrupted segment creations, after checking
-/// that each holds nothing past its header.
+/// Remove the temporaries of interrupted segment creations. One that holds
+/// something past its header may not be the log's to remove: it is moved
+/// aside to `<name>.0.broken` (kept, and out of the way of the segment the
+/// writer may create under that name), with a warning; refusing to open
+/// over it would stop the writer for a file that holds no record.
 pub(crate) fn remove_temporaries(
     fs: &dyn Fs,
     dir: &Path,
     temporaries: &[PathBuf],
 ) -> Result<(), WalError> {
-    // Check them all before removing any: a refusal changes nothing.
+    let mut removed = false;
     for tmp in temporaries {
-        check_temporary(fs, tmp)?;
-    }
-    for tmp in temporaries {
+        if holds_data(fs, tmp)? {
+            let aside = crate::walk::broken_path(tmp, 0);
+            tracing::warn!(path = %tmp.display(), to = %aside.display(), "an unfinished segment creation holds data past its header: moved aside, not removed");
+            fs.rename(tmp, &aside)
+                .map_err(|e| WalError::io("rename", tmp, e))?;
+            removed = true;
+            continue;
+        }
         tracing::info!(path = %tmp.display(), "removing an interrupted segment creation");
         fs.remove_file(tmp)
             .map_err(|e| WalError::io("remove", tmp, e))?;
+        removed = true;
     }
-    if !temporaries.is_empty() {
+    if removed {
         fs.sync_dir(dir)
             .map_err(|e| WalError::fatal("fsync directory", dir, e))?;
     }

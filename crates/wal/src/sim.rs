@@ -52,6 +52,25 @@ pub enum Op {
     /// `read_at` and `contents` (never counted as a mutation: a power cut
     /// is not scheduled on reads).
     Read,
+    /// Any operation on a session index (`*.idx`, `*.idx.tmp`): derived
+    /// data, counted apart, so that a fault set on one of the log's own
+    /// operations lands on the log's and not on an index's. (Index writes
+    /// are mutations: power cuts are scheduled on them too.)
+    Index,
+}
+
+/// The kind an operation on `path` counts as: [`Op::Index`] for a session
+/// index, else `op`.
+fn kind_of(op: Op, path: &Path) -> Op {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    if name.ends_with(".idx") || name.ends_with(".idx.tmp") {
+        Op::Index
+    } else {
+        op
+    }
 }
 
 #[derive(Debug, Default)]
@@ -474,6 +493,19 @@ struct SimFile {
     inode: InodeRef,
     generation: u64,
     writable: bool,
+    /// A session index's file: its mutations count as [`Op::Index`].
+    index: bool,
+}
+
+impl SimFile {
+    /// The kind a mutation `op` on this file counts as (reads stay reads).
+    fn op(&self, op: Op) -> Op {
+        if self.index && op != Op::Read {
+            Op::Index
+        } else {
+            op
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -577,7 +609,7 @@ impl Fs for SimFs {
                 if !st.parent_exists(path) {
                     return Err(errno(libc::ENOENT));
                 }
-                st.check(Op::Create).map_err(|(e, _)| e)?;
+                st.check(kind_of(Op::Create, path)).map_err(|(e, _)| e)?;
                 let inode = InodeRef::default();
                 st.entries.insert(path.to_path_buf(), inode.clone());
                 inode
@@ -588,12 +620,13 @@ impl Fs for SimFs {
             inode,
             generation: st.generation,
             writable: mode != OpenMode::Read,
+            index: kind_of(Op::Read, path) == Op::Index,
         }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.st();
-        st.check(Op::Rename).map_err(|(e, _)| e)?;
+        st.check(kind_of(Op::Rename, to)).map_err(|(e, _)| e)?;
         let inode = st.entries.remove(from).ok_or_else(|| errno(libc::ENOENT))?;
         st.entries.insert(to.to_path_buf(), inode);
         Ok(())
@@ -601,7 +634,7 @@ impl Fs for SimFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.st();
-        st.check(Op::Remove).map_err(|(e, _)| e)?;
+        st.check(kind_of(Op::Remove, path)).map_err(|(e, _)| e)?;
         st.entries
             .remove(path)
             .map(drop)
@@ -686,7 +719,7 @@ fn to_usize(n: u64) -> io::Result<usize> {
 impl FsFile for SimFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let mut st = self.live()?;
-        st.check(Op::Read).map_err(|(e, _)| e)?;
+        st.check(self.op(Op::Read)).map_err(|(e, _)| e)?;
         let ino = lock(&self.inode);
         let off = to_usize(offset)?;
         let Some(src) = ino.data.get(off..) else {
@@ -701,7 +734,7 @@ impl FsFile for SimFile {
         self.writable()?;
         let mut st = self.live()?;
         let (mut n, mut fail) = (buf.len(), None);
-        if let Err((e, partial)) = st.check(Op::Write) {
+        if let Err((e, partial)) = st.check(self.op(Op::Write)) {
             n = partial.unwrap_or(0).min(buf.len());
             fail = Some(e);
         }
@@ -730,7 +763,7 @@ impl FsFile for SimFile {
     fn sync_data(&self) -> io::Result<()> {
         self.fs.pass(Op::Sync);
         let mut st = self.live()?;
-        if let Err((e, _)) = st.check(Op::Sync) {
+        if let Err((e, _)) = st.check(self.op(Op::Sync)) {
             // Linux marks the pages clean after a failed writeback; a
             // power cut (already applied if this was one) keeps nothing.
             if st.generation == self.generation {
@@ -745,7 +778,7 @@ impl FsFile for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.writable()?;
         let mut st = self.live()?;
-        st.check(Op::SetLen).map_err(|(e, _)| e)?;
+        st.check(self.op(Op::SetLen)).map_err(|(e, _)| e)?;
         let len = to_usize(len)?;
         let cur = lock(&self.inode).data.len();
         if let Some(cap) = st.capacity {
@@ -767,7 +800,7 @@ impl FsFile for SimFile {
     fn allocate(&self, len: u64) -> io::Result<()> {
         self.writable()?;
         let mut st = self.live()?;
-        st.check(Op::Allocate).map_err(|(e, _)| e)?;
+        st.check(self.op(Op::Allocate)).map_err(|(e, _)| e)?;
         let len = to_usize(len)?;
         let cur = lock(&self.inode).data.len();
         if len <= cur {
@@ -784,7 +817,7 @@ impl FsFile for SimFile {
 
     fn contents(&self) -> io::Result<Contents> {
         let mut st = self.live()?;
-        st.check(Op::Read).map_err(|(e, _)| e)?;
+        st.check(self.op(Op::Read)).map_err(|(e, _)| e)?;
         Ok(Contents::Owned(lock(&self.inode).data.clone()))
     }
 }

@@ -399,6 +399,7 @@ impl Wal {
         self.inner.writer.with_io(|io| {
             let listing = segment::list(fs, dir)?;
             let mut removed = 0;
+            let mut gone = Vec::new();
             for pair in listing.segments.windows(2) {
                 let [seg, next] = pair else { continue };
                 if next.base_lsn <= lsn && seg.base_lsn < io.entry.base_lsn {
@@ -407,7 +408,14 @@ impl Wal {
                     fs.sync_dir(dir)
                         .map_err(|e| WalError::fatal("fsync directory", dir, e))?;
                     removed += 1;
+                    gone.push(seg.path.clone());
                 }
+            }
+            // Their indexes last, once every removal is durable: removing
+            // one is best effort, and nothing durable may follow an error
+            // the log chose to ignore.
+            for path in &gone {
+                crate::index::remove(fs, path);
             }
             Ok(removed)
         })
@@ -553,7 +561,14 @@ fn recover_tail(
     report.tail_records = analysis.records;
     report.cut = analysis.cut;
     report.skipped = analysis.skipped;
-    let io = Io::new(tail.clone(), file, analysis.end as u64);
+    let mut io = Io::new(tail.clone(), file, analysis.end as u64);
+    if io.index.is_none() {
+        io.index = segment::read_header(&*io.file, tail)
+            .ok()
+            .and_then(|header| {
+                crate::index::resume(fs, path, &*io.file, &header, analysis.end as u64)
+            });
+    }
     Ok((io, analysis.next_lsn))
 }
 

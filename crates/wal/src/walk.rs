@@ -100,6 +100,10 @@ pub struct SegmentSummary {
     /// The end of its last valid record: the bytes in use (the header's
     /// length when it holds none).
     pub used_bytes: u64,
+    /// Why its session index (`docs/format.md`, "The session index")
+    /// cannot be used — `"missing"`, `"damaged: …"`, `"stale: …"` — or
+    /// `None` when it can. Derived data: readers then scan the segment.
+    pub index_problem: Option<String>,
 }
 
 impl SegmentSummary {
@@ -211,6 +215,13 @@ fn summary(reader: &Reader, entry: &SegmentEntry, counts: Option<Counts>) -> Seg
         .open(&entry.path, crate::fs::OpenMode::Read)
         .and_then(|f| f.len())
         .unwrap_or(0);
+    let index_problem = match &header {
+        Ok(h) => match fs.open(&entry.path, crate::fs::OpenMode::Read) {
+            Ok(file) => crate::index::check(fs, &entry.path, &*file, h, file_size),
+            Err(e) => Some(format!("unreadable segment: {e}")),
+        },
+        Err(_) => Some("missing".to_owned()),
+    };
     let (records, first_lsn, last_lsn, used_bytes) = counts
         .map_or((0, None, None, SEGMENT_HEADER_LEN as u64), |c| {
             (c.records, c.first_lsn, c.last_lsn, c.used_bytes)
@@ -223,6 +234,7 @@ fn summary(reader: &Reader, entry: &SegmentEntry, counts: Option<Counts>) -> Seg
         first_lsn,
         last_lsn,
         used_bytes,
+        index_problem,
     }
 }
 
@@ -316,4 +328,66 @@ pub fn broken_path(segment: &Path, offset: u64) -> PathBuf {
     let mut name = segment.as_os_str().to_owned();
     name.push(format!(".{offset}.broken"));
     PathBuf::from(name)
+}
+
+/// Whether the sealed segment `entry` has a usable session index.
+fn has_usable_index(fs: &dyn crate::fs::Fs, entry: &SegmentEntry) -> bool {
+    let Ok(header) = read_header(fs, entry) else {
+        return false;
+    };
+    let Ok(file) = fs.open(&entry.path, crate::fs::OpenMode::Read) else {
+        return false;
+    };
+    let len = file.len().unwrap_or(0);
+    crate::index::check(fs, &entry.path, &*file, &header, len).is_none()
+}
+
+/// Build and store the session index of every sealed segment of the log in
+/// `dir` that has no usable one (`docs/format.md`, "The session index"),
+/// reading each such segment whole through a [`Reader`]; a segment with
+/// damage gets none. Returns how many were stored. Indexes are derived
+/// data: this never changes a segment.
+///
+/// # Errors
+///
+/// The I/O error of listing or reading the log; [`WalError::NoLog`] if
+/// there is none. Failing to store an index is not an error (it is
+/// counted out).
+///
+/// # Examples
+///
+/// ```
+/// use logbook_wal::{Wal, WalOptions, build_indexes};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// wal.append_raw(uuid::Uuid::nil(), b"x")?;
+/// // Sealed segments are indexed by their writer: nothing is missing here.
+/// assert_eq!(build_indexes(dir.path())?, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn build_indexes(dir: impl AsRef<Path>) -> Result<usize, WalError> {
+    let dir = dir.as_ref();
+    let reader = Reader::open(dir)?;
+    let fs = reader.fs_arc();
+    let entries = reader.segment_entries().to_vec();
+    let sealed = entries.len().saturating_sub(1);
+    let mut stored = 0;
+    for entry in entries.iter().take(sealed) {
+        if has_usable_index(&*fs, entry) {
+            continue;
+        }
+        let mut reader = Reader::open_with_fs(fs.clone(), dir)?
+            .from_lsn(entry.base_lsn)
+            .indexing();
+        // Reading past the segment's last record stores its index.
+        let _: ControlFlow<()> = reader.walk(|item| match item {
+            Item::Record(r) if r.segment != entry.path => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })?;
+        if has_usable_index(&*fs, entry) {
+            stored += 1;
+        }
+    }
+    Ok(stored)
 }

@@ -215,7 +215,11 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         args.from_lsn
     };
     let open = |start: Option<Lsn>| -> anyhow::Result<logbook_wal::Reader> {
-        let reader = scan::open_reader(dir)?;
+        let mut reader = scan::open_reader(dir)?;
+        if let [one] = filter.sessions.as_slice() {
+            // One session: through the segments' session indexes.
+            reader = reader.session(*one);
+        }
         Ok(match start {
             Some(lsn) => reader.from_lsn(lsn),
             None => reader,

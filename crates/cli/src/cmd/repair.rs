@@ -367,6 +367,7 @@ fn apply(
             out,
             "nothing to repair in the tail segment; nothing changed"
         )?;
+        rebuild_indexes(dir, out)?;
         out.flush()?;
         if let Some(line) = summary_line(dir, planned, sealed, "") {
             output::report_problem(&line);
@@ -422,11 +423,22 @@ fn apply(
         "repaired: the log continues at LSN {}",
         report.next_lsn
     )?;
+    rebuild_indexes(dir, out)?;
     out.flush()?;
     if let Some(line) = summary_line(dir, &RecoveryReport::default(), sealed, "") {
         output::report_problem(&line);
     }
     Ok(Outcome::from_count(sealed.count))
+}
+
+/// Rebuild the session indexes that sealed segments lack (derived data,
+/// `docs/format.md`), and say so when there were any.
+fn rebuild_indexes(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let rebuilt = logbook_wal::build_indexes(dir)?;
+    if rebuilt > 0 {
+        writeln!(out, "session indexes rebuilt: {rebuilt} sealed segment(s)")?;
+    }
+    Ok(())
 }
 
 /// What `--mode skip-corrupted` cannot do: skipping damage changes no

@@ -331,6 +331,20 @@ fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Res
     }
     writeln!(out, "log {}", dir.display())?;
     table.write(out, "  ")?;
+    // Session indexes are derived data: one that cannot be used costs
+    // reads, never correctness. The tail is indexed when its writer closes.
+    let sealed = report.segments.len().saturating_sub(1);
+    for info in report.segments.iter().take(sealed) {
+        if let Some(why) = &info.index_problem {
+            writeln!(
+                out,
+                "index: {}: session index {why} (readers scan the segment instead; \
+                 `logbook repair {} --apply` rebuilds it)",
+                info.file_name(),
+                dir.display()
+            )?;
+        }
+    }
     match &report.tail {
         Some(damage) if report.writer_live => writeln!(
             out,

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use super::Writer;
 use crate::error::WalError;
-use crate::format::{Lsn, SEGMENT_HEADER_LEN, frame_len};
+use crate::format::{FrameFields, Lsn, SEGMENT_HEADER_LEN, frame_len};
 use crate::fs::FsFile;
+use crate::index;
 use crate::options::SyncPolicy;
 use crate::segment::{self, SegmentEntry};
 
@@ -26,6 +27,9 @@ pub(crate) struct Io {
     pub(crate) zeroed_to: u64,
     /// The records below this offset were fsynced.
     pub(crate) synced_pos: u64,
+    /// The session index of the segment, built as frames are written; only
+    /// for a segment this writer wrote from its first record.
+    pub(crate) index: Option<index::Builder>,
 }
 
 impl Io {
@@ -37,6 +41,7 @@ impl Io {
             sealed: false,
             zeroed_to: write_pos,
             synced_pos: write_pos,
+            index: (write_pos == SEGMENT_HEADER_LEN as u64).then(index::Builder::default),
         }
     }
 }
@@ -167,6 +172,9 @@ impl Writer {
                 out.error = Some(self.write_failed(io, e, sync, &mut out));
                 return out;
             }
+            if let Some(ix) = io.index.as_mut() {
+                index_frames(ix, chunk, io.write_pos, lsn);
+            }
             io.write_pos += n as u64;
             off += n;
             lsn += count;
@@ -256,13 +264,53 @@ impl Writer {
         let prealloc = self.opts.preallocate.then_some(self.opts.segment_size);
         match segment::create(&*self.fs, &self.dir, lsn, self.opts.codec_id, prealloc) {
             Ok((entry, file)) => {
-                *io = Io::new(entry, file, SEGMENT_HEADER_LEN as u64);
+                let mut sealed =
+                    std::mem::replace(io, Io::new(entry, file, SEGMENT_HEADER_LEN as u64));
                 out.segments_created += 1;
+                // Only now, with every handle the log goes on with opened:
+                // storing the index is best effort, and nothing the log
+                // does may depend on it having worked.
+                self.store_index(&mut sealed);
                 Ok(())
             }
             // A full disk while creating a segment leaves the sealed one
             // active; the next batch tries to roll again.
             Err(e) => Err(e),
         }
+    }
+
+    /// Store the session index of the active segment, built as it was
+    /// written (best effort: see [`index`]).
+    pub(crate) fn store_index(&self, io: &mut Io) {
+        let Some(builder) = io.index.take() else {
+            return;
+        };
+        let stored = segment::read_header(&*io.file, &io.entry)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|header| index::store(&*self.fs, &io.entry.path, &builder.finish(&header)));
+        if let Err(error) = stored {
+            tracing::warn!(%error, segment = %io.entry.path.display(), "cannot store the session index (readers scan the segment instead)");
+        }
+    }
+}
+
+/// Note the frames of `chunk`, written at `at` in the segment, whose first
+/// record is `lsn`, in the index being built.
+fn index_frames(ix: &mut index::Builder, chunk: &[u8], at: u64, mut lsn: Lsn) {
+    let mut off = 0;
+    while off < chunk.len() {
+        let len = frame_len_at(chunk, off);
+        let Some(fields) = chunk.get(off..).and_then(FrameFields::parse) else {
+            return;
+        };
+        ix.add(
+            fields.header.session,
+            at + off as u64,
+            lsn,
+            at + (off + len) as u64,
+            fields.crc,
+        );
+        off += len;
+        lsn += 1;
     }
 }

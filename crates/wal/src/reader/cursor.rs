@@ -5,6 +5,7 @@
 use crate::error::WalError;
 use crate::format::{
     FrameError, FrameHeader, Lsn, MAX_SEGMENT_SIZE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    SegmentHeader,
 };
 use crate::fs::{Contents, FsFile};
 use crate::scan::{Problem, Step, step};
@@ -12,6 +13,10 @@ use crate::segment::SegmentEntry;
 
 /// No record lies past this offset of a segment.
 pub(super) const SEGMENT_LIMIT: usize = MAX_SEGMENT_SIZE as usize;
+
+/// Bytes read at a time from the tail segment when reading one session's
+/// records through an index.
+const JUMP_CHUNK: usize = 4096;
 
 /// Bytes read at a time from the tail segment.
 const TAIL_CHUNK: usize = 1 << 20;
@@ -37,6 +42,23 @@ pub(super) struct Current {
     pub(super) data: Data,
     pub(super) offset: usize,
     pub(super) expected: Lsn,
+    /// The segment's header.
+    pub(super) header: SegmentHeader,
+    /// Reading one session through the segment's index: the places left.
+    pub(super) jumps: Option<Jumps>,
+    /// Under `jumps`: `offset` is at the place to read next (not past the
+    /// record last returned).
+    pub(super) positioned: bool,
+}
+
+/// The places of one session's records in a segment, from its index.
+pub(super) struct Jumps {
+    /// (offset, LSN), in log order, not yet visited.
+    pub(super) places: std::vec::IntoIter<(u32, Lsn)>,
+    /// Where the index stops: the segment is scanned from there on.
+    pub(super) covered: usize,
+    /// The LSN due at `covered`.
+    pub(super) next_lsn: Lsn,
 }
 
 /// What is at the cursor.
@@ -49,10 +71,11 @@ pub(super) enum Peek {
 impl Current {
     pub(super) fn open(
         entry: SegmentEntry,
-        codec_id: u16,
+        header: SegmentHeader,
         file: Box<dyn FsFile>,
         tail: bool,
     ) -> Result<Current, WalError> {
+        let codec_id = header.codec_id;
         let expected = entry.base_lsn;
         let data = if tail {
             Data::Tail {
@@ -73,6 +96,9 @@ impl Current {
             data,
             offset: SEGMENT_HEADER_LEN,
             expected,
+            header,
+            jumps: None,
+            positioned: false,
         };
         cur.invalidate();
         Ok(cur)
@@ -125,7 +151,14 @@ impl Current {
             .unwrap_or(usize::MAX)
             .min(SEGMENT_LIMIT);
         *file_len = len;
-        let want = need.max(TAIL_CHUNK).min(len.saturating_sub(offset));
+        // Going from place to place through an index, read a frame's worth,
+        // not a chunk: the next place is usually far ahead.
+        let chunk = if self.jumps.is_some() {
+            JUMP_CHUNK
+        } else {
+            TAIL_CHUNK
+        };
+        let want = need.max(chunk).min(len.saturating_sub(offset));
         buf.clear();
         buf.resize(want, 0);
         *start = offset;

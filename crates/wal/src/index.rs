@@ -1,0 +1,228 @@
+//! Session indexes: `<segment>.idx` beside a segment, saying where each
+//! session's records are (`docs/format.md`, "The session index").
+//!
+//! An index is derived data. The writer builds one for each segment it
+//! writes from the first record, as it writes (the frames are in its
+//! hands), and stores it when it seals the segment and, for the tail, when
+//! the log is closed. A reader that reads a sealed segment without a
+//! usable index whole builds one and stores it, if it may write there.
+//! Storing is best effort and never fsynced: a missing, torn, stale or
+//! damaged index is simply not used (the segment is scanned instead), and
+//! every record read through an index is checked like any other (CRC, and
+//! the LSN the index promised). Indexes never change what is read, only
+//! how much.
+//!
+//! Only reads happen here on behalf of a writer's `open`: an index that no
+//! longer describes its segment (recovery cut the records it covers) is
+//! recognised by its last record's CRC and ignored, never removed there.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+use crate::format::{
+    FrameFields, INDEX_SUFFIX, IndexHeader, Lsn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    SegmentHeader, SessionIndex, find_places,
+};
+use crate::fs::{Fs, FsFile, OpenMode};
+
+/// The index file of `segment`.
+pub(crate) fn index_path(segment: &Path) -> PathBuf {
+    let mut name = segment.as_os_str().to_owned();
+    name.push(INDEX_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// An index being built, record by record, in log order.
+#[derive(Debug, Default)]
+pub(crate) struct Builder {
+    sessions: HashMap<Uuid, Vec<(u32, Lsn)>>,
+    covered: u64,
+    next_lsn: Lsn,
+    last_offset: u64,
+    last_crc: u32,
+}
+
+impl Builder {
+    /// Note the record `lsn` of `session` at `offset`, ending at `end`,
+    /// whose frame stores `crc`.
+    pub(crate) fn add(&mut self, session: Uuid, offset: u64, lsn: Lsn, end: u64, crc: u32) {
+        let Ok(at) = u32::try_from(offset) else {
+            return;
+        };
+        self.sessions.entry(session).or_default().push((at, lsn));
+        self.covered = end;
+        self.next_lsn = lsn + 1;
+        self.last_offset = offset;
+        self.last_crc = crc;
+    }
+
+    /// The index of the segment with `header`, covering what was added.
+    pub(crate) fn finish(self, header: &SegmentHeader) -> SessionIndex {
+        let mut sessions: Vec<_> = self.sessions.into_iter().collect();
+        sessions.sort_unstable_by_key(|(id, _)| *id);
+        SessionIndex {
+            header: IndexHeader {
+                sessions: u32::try_from(sessions.len()).unwrap_or(u32::MAX),
+                base_lsn: header.base_lsn,
+                created_us: header.created_us,
+                // An empty segment's records end where its header does.
+                covered: self.covered.max(SEGMENT_HEADER_LEN as u64),
+                next_lsn: if self.next_lsn == 0 {
+                    header.base_lsn
+                } else {
+                    self.next_lsn
+                },
+                last_offset: self.last_offset,
+                last_crc: self.last_crc,
+            },
+            sessions,
+        }
+    }
+}
+
+/// Why an index with header `ih` does not describe `segment` (whose header
+/// is `header` and length `len`), or `Ok` if it does: same base LSN and
+/// creation time, covering no more than the file holds, and the frame at
+/// its last record's place is still that record (same CRC and LSN).
+fn belongs(
+    segment: &dyn FsFile,
+    header: &SegmentHeader,
+    len: u64,
+    ih: &IndexHeader,
+) -> Result<(), String> {
+    if ih.base_lsn != header.base_lsn || ih.created_us != header.created_us {
+        return Err("stale: it belongs to another segment of that name".to_owned());
+    }
+    if ih.covered > len || ih.covered < SEGMENT_HEADER_LEN as u64 {
+        return Err(format!(
+            "stale: it covers {} bytes, the segment holds {len}",
+            ih.covered
+        ));
+    }
+    if ih.last_offset == 0 {
+        return if ih.covered == SEGMENT_HEADER_LEN as u64 {
+            Ok(())
+        } else {
+            Err("damaged: no last record".to_owned())
+        };
+    }
+    let mut frame = [0u8; RECORD_HEADER_LEN];
+    let got = read_at(segment, &mut frame, ih.last_offset)
+        .map_err(|e| format!("cannot read the segment: {e}"))?;
+    let last = frame.get(..got).and_then(FrameFields::parse);
+    match last {
+        Some(f) if f.crc == ih.last_crc && f.header.lsn + 1 == ih.next_lsn => Ok(()),
+        _ => Err("stale: the segment no longer holds its last record".to_owned()),
+    }
+}
+
+fn read_at(file: &dyn FsFile, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// The index header and the places of `session` from the index of
+/// `segment`, if it has a usable one: reads O(log sessions) directory
+/// entries and that session's places (a session the index does not list
+/// has no record below `covered`).
+pub(crate) fn places(
+    fs: &dyn Fs,
+    segment: &Path,
+    file: &dyn FsFile,
+    header: &SegmentHeader,
+    len: u64,
+    session: &Uuid,
+) -> Option<(IndexHeader, Vec<(u32, Lsn)>)> {
+    let index = fs.open(&index_path(segment), OpenMode::Read).ok()?;
+    let bytes = index.contents().ok()?;
+    let (ih, places) = find_places(&bytes, session).ok()?;
+    belongs(file, header, len, &ih).ok()?;
+    Some((ih, places.unwrap_or_default()))
+}
+
+/// Why the index of `segment` cannot be used, or `None` if it can (the
+/// whole index checked).
+pub(crate) fn check(
+    fs: &dyn Fs,
+    segment: &Path,
+    file: &dyn FsFile,
+    header: &SegmentHeader,
+    len: u64,
+) -> Option<String> {
+    let index = match fs.open(&index_path(segment), OpenMode::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some("missing".to_owned()),
+        Err(e) => return Some(format!("unreadable: {e}")),
+    };
+    let bytes = match index.contents() {
+        Ok(b) => b,
+        Err(e) => return Some(format!("unreadable: {e}")),
+    };
+    match SessionIndex::decode(&bytes) {
+        Err(why) => Some(format!("damaged: {why}")),
+        Ok(i) => belongs(file, header, len, &i.header).err(),
+    }
+}
+
+/// At `open`, the builder of the tail `segment`, whose records now end at
+/// `end`, from an index covering exactly that far: the writer goes on with
+/// it and stores a whole index when it seals the segment.
+pub(crate) fn resume(
+    fs: &dyn Fs,
+    segment: &Path,
+    file: &dyn FsFile,
+    header: &SegmentHeader,
+    end: u64,
+) -> Option<Builder> {
+    let index = fs.open(&index_path(segment), OpenMode::Read).ok()?;
+    let bytes = index.contents().ok()?;
+    let index = SessionIndex::decode(&bytes).ok()?;
+    belongs(file, header, end, &index.header).ok()?;
+    let h = index.header;
+    (h.covered == end).then(|| Builder {
+        sessions: index.sessions.into_iter().collect(),
+        covered: h.covered,
+        next_lsn: h.next_lsn,
+        last_offset: h.last_offset,
+        last_crc: h.last_crc,
+    })
+}
+
+/// Store `index` as the index of `segment`: written to a temporary and
+/// renamed over the old one, not fsynced (derived data; a torn one fails
+/// its CRCs and is not used). Best effort: errors are returned for the
+/// caller to log, never to fail on.
+pub(crate) fn store(fs: &dyn Fs, segment: &Path, index: &SessionIndex) -> std::io::Result<()> {
+    let path = index_path(segment);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = fs.remove_file(&tmp);
+    let written = fs.open(&tmp, OpenMode::CreateNew).and_then(|file| {
+        file.write_all_at(&index.encode(), 0)?;
+        fs.rename(&tmp, &path)
+    });
+    if written.is_err() {
+        let _ = fs.remove_file(&tmp);
+    }
+    written
+}
+
+/// Remove the index of `segment`, if any (the segment is gone).
+pub(crate) fn remove(fs: &dyn Fs, segment: &Path) {
+    match fs.remove_file(&index_path(segment)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(segment = %segment.display(), error = %e, "cannot remove a session index");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Session indexes (`<segment>.idx`): whatever happened to the log —
+//! rolls, clean closes, crashes, power cuts that tear its tail, retention,
+//! indexes damaged, truncated or removed — reading one session through the
+//! indexes (`Reader::session`) gives exactly what filtering a full scan
+//! gives.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::{session, small};
+use logbook_wal::fs::{Fs, OpenMode};
+use logbook_wal::sim::SimFs;
+use logbook_wal::{Lsn, Reader, Wal, WalError};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+const DIR: &str = "/log";
+const SESSIONS: u64 = 5;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Append `n` records, sessions chosen from `pick`.
+    Append { n: u8, pick: u64 },
+    /// Close cleanly and reopen (the tail gets its index).
+    Reopen,
+    /// The process dies: no close, no tail index.
+    Crash,
+    /// Power is cut: unsynced bytes torn, the tail cut at reopen.
+    PowerCut,
+    /// Retention: drop the segments before about this fraction of the log.
+    Truncate { permille: u16 },
+    /// Damage an index file: flip a byte, cut it short, or remove it.
+    BreakIndex { which: usize, how: u8, at: u16 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1u8..60, any::<u64>()).prop_map(|(n, pick)| Op::Append { n, pick }),
+        2 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
+        1 => Just(Op::PowerCut),
+        1 => (0u16..1000).prop_map(|permille| Op::Truncate { permille }),
+        2 => (any::<usize>(), 0u8..3, any::<u16>()).prop_map(|(which, how, at)| Op::BreakIndex { which, how, at }),
+    ]
+}
+
+fn open(fs: &SimFs) -> Wal {
+    Wal::open_with_fs(Arc::new(fs.clone()), DIR, small(4096)).unwrap()
+}
+
+/// A session's records: (LSN, payload).
+type Records = Vec<(Lsn, Vec<u8>)>;
+
+/// Every (LSN, payload) of `id`, by a full scan and through the indexes.
+fn both_ways(fs: &SimFs, id: Uuid) -> (Records, Records) {
+    let collect = |reader: Reader, filter: bool| -> Result<Records, WalError> {
+        reader
+            .filter(|r| !filter || r.as_ref().is_ok_and(|r| r.session == id))
+            .map(|r| r.map(|r| (r.lsn, r.payload)))
+            .collect()
+    };
+    let fs_arc: Arc<dyn Fs> = Arc::new(fs.clone());
+    let full = collect(Reader::open_with_fs(fs_arc.clone(), DIR).unwrap(), true).unwrap();
+    let indexed = collect(
+        Reader::open_with_fs(fs_arc, DIR).unwrap().session(id),
+        false,
+    )
+    .unwrap();
+    (full, indexed)
+}
+
+fn index_files(fs: &SimFs) -> Vec<PathBuf> {
+    let mut names = fs.read_dir(Path::new(DIR)).unwrap();
+    names.sort();
+    names
+        .into_iter()
+        .filter(|n| n.ends_with(".idx"))
+        .map(|n| Path::new(DIR).join(n))
+        .collect()
+}
+
+fn run(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
+    let fs = SimFs::new(seed);
+    let mut wal = Some(open(&fs));
+    let mut counter = 0u64;
+    for op in ops {
+        match op {
+            Op::Append { n, pick } => {
+                let w = wal.get_or_insert_with(|| open(&fs));
+                let mut p = *pick;
+                for _ in 0..*n {
+                    counter += 1;
+                    let s = session(p % SESSIONS);
+                    p = p.rotate_left(7) ^ counter;
+                    let payload = vec![b'a' + (counter % 26) as u8; 20 + (counter % 70) as usize];
+                    w.append_raw(s, &payload).unwrap();
+                }
+            }
+            Op::Reopen => {
+                if let Some(w) = wal.take() {
+                    w.close().unwrap();
+                }
+                wal = Some(open(&fs));
+            }
+            Op::Crash => {
+                if let Some(w) = wal.take() {
+                    fs.crash();
+                    drop(w);
+                }
+                wal = Some(open(&fs));
+            }
+            Op::PowerCut => {
+                if let Some(w) = wal.take() {
+                    fs.power_cut();
+                    drop(w);
+                }
+                wal = Some(open(&fs));
+            }
+            Op::Truncate { permille } => {
+                let w = wal.get_or_insert_with(|| open(&fs));
+                let next = w.last_lsn() + 1;
+                w.truncate_before(next * u64::from(*permille) / 1000)
+                    .unwrap();
+            }
+            Op::BreakIndex { which, how, at } => {
+                let files = index_files(&fs);
+                if files.is_empty() {
+                    continue;
+                }
+                let path = &files[which % files.len()];
+                match how {
+                    0 => {
+                        let f = fs.open(path, OpenMode::ReadWrite).unwrap();
+                        let len = f.len().unwrap();
+                        let at = u64::from(*at) % len.max(1);
+                        let mut b = [0u8; 1];
+                        f.read_at(&mut b, at).unwrap();
+                        f.write_all_at(&[!b[0]], at).unwrap();
+                    }
+                    1 => {
+                        let f = fs.open(path, OpenMode::ReadWrite).unwrap();
+                        let len = f.len().unwrap();
+                        f.set_len(u64::from(*at) % len.max(1)).unwrap();
+                    }
+                    _ => fs.remove_file(path).unwrap(),
+                }
+            }
+        }
+        for s in 0..SESSIONS {
+            let (full, indexed) = both_ways(&fs, session(s));
+            prop_assert_eq!(&full, &indexed, "session {} after {:?}", s, op);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("LOGBOOK_INDEX_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    ))]
+
+    #[test]
+    fn reading_a_session_through_its_indexes_equals_filtering_a_full_scan(
+        seed in any::<u64>(),
+        ops in prop::collection::vec(op(), 1..40),
+    ) {
+        run(seed, &ops)?;
+    }
+}
+
+/// The writer stores an index when it seals a segment and, for the tail,
+/// when it closes (how much less a reader of one session then reads is
+/// measured by the `index` bench, not here).
+#[test]
+fn sealed_segments_and_a_closed_tail_are_indexed() {
+    let fs = SimFs::new(7);
+    let wal = open(&fs);
+    for i in 0..400u64 {
+        wal.append_raw(session(i % 20), &[b'x'; 200]).unwrap();
+    }
+    wal.close().unwrap();
+    let segments: Vec<String> = {
+        let mut n = fs.read_dir(Path::new(DIR)).unwrap();
+        n.sort();
+        n.into_iter().filter(|n| n.ends_with(".wal")).collect()
+    };
+    let indexes = index_files(&fs);
+    assert!(segments.len() > 5);
+    assert_eq!(indexes.len(), segments.len(), "every segment, the tail too");
+    let (full, indexed) = both_ways(&fs, session(3));
+    assert_eq!(full.len(), 20);
+    assert_eq!(full, indexed);
+}
