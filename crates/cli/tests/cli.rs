@@ -1025,3 +1025,57 @@ fn stats_by_kind_largest_share_first() {
     assert!(bytes.len() > 3, "{stats}");
     assert!(bytes.windows(2).all(|w| w[0] >= w[1]), "{bytes:?}");
 }
+
+/// Session indexes are derived data: `verify` names a sealed segment whose
+/// index is missing or damaged (a note on stdout, not a problem: exit 0),
+/// and `repair --apply` rebuilds them, changing no segment.
+#[test]
+fn verify_reports_unusable_session_indexes_and_repair_rebuilds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_log(dir, 3, 40);
+    let segs = segments(dir);
+    assert!(segs.len() > 2, "several segments");
+    let index = |seg: &std::path::Path| {
+        let mut name = seg.as_os_str().to_owned();
+        name.push(".idx");
+        std::path::PathBuf::from(name)
+    };
+    for seg in &segs {
+        assert!(index(seg).exists(), "the writer indexed {}", seg.display());
+    }
+    let before: Vec<Vec<u8>> = segs.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    std::fs::remove_file(index(&segs[0])).unwrap();
+    let mut damaged = std::fs::read(index(&segs[1])).unwrap();
+    damaged[70] ^= 1;
+    std::fs::write(index(&segs[1]), &damaged).unwrap();
+
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let name = |p: &std::path::Path| p.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        stdout.contains(&format!("index: {}: session index missing", name(&segs[0]))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("index: {}: session index damaged", name(&segs[1]))),
+        "{stdout}"
+    );
+
+    let out = logbook()
+        .args(["repair", "--apply"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("session indexes rebuilt: 2 sealed segment(s)"),
+        "{stdout}"
+    );
+    let out = logbook().arg("verify").arg(dir).output().unwrap();
+    assert!(!texts(&out).0.contains("index: "), "{:?}", texts(&out));
+    let after: Vec<Vec<u8>> = segs.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    assert!(before == after, "no segment changed");
+}
