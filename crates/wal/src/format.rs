@@ -738,10 +738,7 @@ pub type Places = Vec<(u32, Lsn)>;
 /// # Errors
 ///
 /// Why the index cannot be used.
-pub fn find_places(
-    bytes: &[u8],
-    session: &Uuid,
-) -> Result<(IndexHeader, Option<Places>), String> {
+pub fn find_places(bytes: &[u8], session: &Uuid) -> Result<(IndexHeader, Option<Places>), String> {
     let header = IndexHeader::decode(bytes)?;
     let (mut lo, mut hi) = (0usize, header.sessions as usize);
     while lo < hi {
