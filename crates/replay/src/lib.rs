@@ -92,7 +92,8 @@ mod tools;
 
 pub use crate::error::ReplayError;
 pub use crate::list::{
-    LogSummary, SessionSummary, interrupted, interrupted_at_open, list_sessions, list_sessions_with,
+    LogSummary, SessionSummary, TITLE_MAX_CHARS, interrupted, interrupted_at_open, list_sessions,
+    list_sessions_with,
 };
 pub use crate::publish::{Pace, publish};
 pub use crate::rebuild::{
@@ -109,3 +110,8 @@ pub use crate::tools::{ApprovalRequest, ToolCall, ToolCompletion, ToolMetadata, 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The crate's README (shown by crates.io), compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;

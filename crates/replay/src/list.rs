@@ -49,8 +49,32 @@ pub struct SessionSummary {
     pub last_timestamp_us: u64,
     /// The model of its latest `SessionStarted`.
     pub model: Option<String>,
+    /// The working directory of its latest `SessionStarted`.
+    pub cwd: Option<String>,
+    /// A title for listings: the title of its latest `SessionStarted` that
+    /// gave one, else the first line of its first `UserMessage` with text, at most
+    /// [`TITLE_MAX_CHARS`] characters (cut ones end with `…`).
+    pub title: Option<String>,
     /// How many times it was resumed.
     pub resumptions: u64,
+}
+
+/// The longest [`SessionSummary::title`], in characters.
+pub const TITLE_MAX_CHARS: usize = 120;
+
+/// The first line of `text`, trimmed, at most [`TITLE_MAX_CHARS`]
+/// characters; `None` if that leaves nothing.
+fn title_of(text: &str) -> Option<String> {
+    let line = text.trim().lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        return None;
+    }
+    if line.chars().count() <= TITLE_MAX_CHARS {
+        return Some(line.to_owned());
+    }
+    let mut cut: String = line.chars().take(TITLE_MAX_CHARS - 1).collect();
+    cut.push('…');
+    Some(cut)
 }
 
 /// The listing's fold of one session: a [`SessionSummary`] under
@@ -65,6 +89,11 @@ struct Tally {
     tokens: u64,
     legacy_tokens: u64,
     model: Option<String>,
+    cwd: Option<String>,
+    /// The latest `SessionStarted` title.
+    started_title: Option<String>,
+    /// The first `UserMessage`'s title.
+    message_title: Option<String>,
     resumptions: u64,
 }
 
@@ -80,6 +109,9 @@ impl Tally {
             tokens: 0,
             legacy_tokens: 0,
             model: None,
+            cwd: None,
+            started_title: None,
+            message_title: None,
             resumptions: 0,
         }
     }
@@ -107,8 +139,19 @@ impl Tally {
                     .legacy_tokens
                     .saturating_add(prompt_tokens.saturating_add(*completion_tokens));
             }
-            SessionEvent::SessionStarted { model, .. } if self.model.as_ref() != Some(model) => {
-                self.model = Some(model.clone());
+            SessionEvent::SessionStarted { model, cwd, title } => {
+                if self.model.as_ref() != Some(model) {
+                    self.model = Some(model.clone());
+                }
+                if self.cwd.as_ref() != Some(cwd) {
+                    self.cwd = Some(cwd.clone());
+                }
+                if let Some(title) = title.as_deref().and_then(title_of) {
+                    self.started_title = Some(title);
+                }
+            }
+            SessionEvent::UserMessage(text) if self.message_title.is_none() => {
+                self.message_title = title_of(text);
             }
             SessionEvent::SessionResumed { .. } => {
                 self.resumptions = self.resumptions.saturating_add(1);
@@ -136,6 +179,8 @@ impl Tally {
             first_timestamp_us: self.span.first_timestamp_us,
             last_timestamp_us: self.span.last_timestamp_us,
             model: self.model,
+            cwd: self.cwd,
+            title: self.started_title.or(self.message_title),
             resumptions: self.resumptions,
         }
     }
@@ -417,7 +462,56 @@ mod tests {
             prop_assert_eq!(Some(s.first_timestamp_us), state.first_timestamp_us());
             prop_assert_eq!(Some(s.last_timestamp_us), state.last_timestamp_us());
             prop_assert_eq!(s.model.as_deref(), state.model());
+            prop_assert_eq!(s.cwd.as_deref(), state.cwd());
             prop_assert_eq!(s.resumptions, state.resumptions().len() as u64);
         }
+    }
+
+    fn summary_of(events: Vec<SessionEvent>) -> SessionSummary {
+        let records = records(events);
+        let first = records.first().unwrap();
+        let mut tally = Tally::new(SESSION, first.lsn, first.timestamp_us);
+        for r in &records {
+            tally.apply(r);
+        }
+        tally.finish(false)
+    }
+
+    fn started(title: Option<&str>) -> SessionEvent {
+        SessionEvent::SessionStarted {
+            model: "m".into(),
+            cwd: "/w".into(),
+            title: title.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn title_is_the_first_user_message_first_line_without_a_started_title() {
+        let s = summary_of(vec![
+            started(None),
+            SessionEvent::UserMessage("  \n  fix the build\nthen the docs".into()),
+            SessionEvent::UserMessage("second".into()),
+        ]);
+        assert_eq!(s.title.as_deref(), Some("fix the build"));
+        assert_eq!(s.cwd.as_deref(), Some("/w"));
+    }
+
+    #[test]
+    fn a_started_title_wins_over_the_first_user_message() {
+        let s = summary_of(vec![
+            SessionEvent::UserMessage("hello".into()),
+            started(Some("Release notes")),
+        ]);
+        assert_eq!(s.title.as_deref(), Some("Release notes"));
+    }
+
+    #[test]
+    fn a_long_title_is_cut_to_the_limit_with_an_ellipsis() {
+        let s = summary_of(vec![SessionEvent::UserMessage("é".repeat(500))]);
+        let title = s.title.unwrap();
+        assert_eq!(title.chars().count(), TITLE_MAX_CHARS);
+        assert!(title.ends_with('…'));
+        let empty = summary_of(vec![SessionEvent::UserMessage(" \n ".into())]);
+        assert_eq!(empty.title, None);
     }
 }
