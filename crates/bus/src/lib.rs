@@ -57,3 +57,8 @@ pub use crate::bus::SessionBus;
 pub use crate::event::{KINDS, SessionEvent};
 pub use crate::payload::{RlmOutcome, TokenDelta, TokenEstimate, TokenSource, ToolStream};
 pub use crate::sink::{DurableSink, MemorySink, NoopSink, WriteFuture};
+
+/// The crate's README (shown by crates.io), compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;

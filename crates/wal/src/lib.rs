@@ -102,3 +102,8 @@ pub use crate::walk::{
 /// Sessions are named by UUIDs: re-exported so that users need no `uuid`
 /// dependency of their own to name one.
 pub use uuid::Uuid;
+
+/// The crate's README (shown by crates.io), compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;
