@@ -210,6 +210,24 @@ pub(crate) fn rfc3339(us: u64) -> String {
     humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(us)).to_string()
 }
 
+/// A time in µs since the Unix epoch, as RFC 3339 in UTC to the
+/// millisecond.
+pub(crate) fn rfc3339_millis(us: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_micros(us)).to_string()
+}
+
+/// `text` flattened to one line, at most `max` characters: a longer one is
+/// cut and ends with `…`.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    let flat = flatten(text);
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// A time in µs since the Unix epoch, as RFC 3339 in UTC to the second.
 pub(crate) fn rfc3339_seconds(us: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(us)).to_string()
@@ -218,16 +236,21 @@ pub(crate) fn rfc3339_seconds(us: u64) -> String {
 /// Parse a point in time given on the command line, to µs since the
 /// epoch: RFC 3339 (`2024-05-01T10:00:00Z`, `2024-05-01T12:00:00+02:00`,
 /// a space for the `T`, any fraction of a second; no zone means UTC), a
-/// date (`2024-05-01`, midnight UTC), or a duration back from now
-/// (`15m`, `2h 30m`, `3days`).
+/// date (`2024-05-01`, midnight UTC), seconds since the Unix epoch with an
+/// optional fraction and an optional `@` (`1764410000`, `1764410000.5`,
+/// `@1764410000`, as `date +%s` prints and `date -d @…` reads), or a
+/// duration back from now (`15m`, `2h 30m`, `3days`).
 pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
     let s = text.trim();
     let bad = || {
         format!(
-            "`{text}` is not a time: use RFC 3339 (2024-05-01T10:00:00Z), a date (2024-05-01) \
-             or a duration back from now (15m, 2h)"
+            "`{text}` is not a time: use RFC 3339 (2024-05-01T10:00:00Z), a date (2024-05-01), \
+             epoch seconds (1764410000.5 or @1764410000) or a duration back from now (15m, 2h)"
         )
     };
+    if let Some(epoch) = parse_epoch(s) {
+        return epoch.ok_or_else(bad);
+    }
     let time = if let Ok(ago) = humantime::parse_duration(s) {
         SystemTime::now().checked_sub(ago).ok_or_else(bad)?
     } else if s.len() == "2024-05-01".len() {
@@ -247,6 +270,27 @@ pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("`{text}` is before 1970"))?
         .as_micros();
     u64::try_from(us).map_err(|_| bad())
+}
+
+/// Seconds since the Unix epoch (`1764410000`, `1764410000.5`,
+/// `@1764410000`) to µs: `None` if `s` is not of that form,
+/// `Some(None)` if it is but does not fit (a fraction finer than a µs is
+/// cut).
+fn parse_epoch(s: &str) -> Option<Option<u64>> {
+    let digits = s.strip_prefix('@').unwrap_or(s);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+        return None;
+    }
+    let micros: String = fraction.chars().chain("000000".chars()).take(6).collect();
+    Some(
+        whole
+            .parse::<u64>()
+            .ok()
+            .and_then(|secs| secs.checked_mul(1_000_000))
+            .and_then(|us| us.checked_add(micros.parse::<u64>().ok()?)),
+    )
 }
 
 /// Split a trailing `+HH:MM` / `-HH:MM` zone off an RFC 3339 time.
@@ -386,6 +430,30 @@ mod tests {
         assert!(parse_time("yesterday-ish").is_err());
         assert!(parse_time("2024-13-01T00:00:00Z").is_err());
         assert!(parse_time("é").is_err());
+    }
+
+    #[test]
+    fn epoch_times() {
+        assert_eq!(parse_time("1764410000").unwrap(), 1_764_410_000_000_000);
+        assert_eq!(parse_time("@1764410000").unwrap(), 1_764_410_000_000_000);
+        assert_eq!(parse_time("1764410000.5").unwrap(), 1_764_410_000_500_000);
+        assert_eq!(parse_time("@0.000001").unwrap(), 1);
+        assert_eq!(parse_time("1.1234567").unwrap(), 1_123_456);
+        assert_eq!(
+            parse_time("1764410000").unwrap(),
+            parse_time("2025-11-29T09:53:20Z").unwrap()
+        );
+        for bad in [
+            "@",
+            "@x",
+            "1.2.3",
+            "-5",
+            "@99999999999999999999",
+            ".5",
+            "@ 1",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1079,3 +1079,225 @@ fn verify_reports_unusable_session_indexes_and_repair_rebuilds_them() {
     let after: Vec<Vec<u8>> = segs.iter().map(|p| std::fs::read(p).unwrap()).collect();
     assert!(before == after, "no segment changed");
 }
+
+/// Three sessions written one after the other, 30 ms apart:
+/// A (model alpha, no started title: titled by its first user message,
+/// 110 tokens, completed), B (model beta, titled "Named B", 600 tokens,
+/// interrupted, the most events), C (model alpha, a long first message,
+/// 10 tokens, failed). Returns their ids in that order.
+fn write_three_sessions(dir: &std::path::Path) -> [uuid::Uuid; 3] {
+    use logbook_bus::{TokenDelta, TokenSource};
+    let wal = Wal::open(dir, small_options()).unwrap();
+    let ids = [
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    ];
+    let started = |model: &str, title: Option<&str>| SessionEvent::SessionStarted {
+        model: model.into(),
+        cwd: format!("/work/{model}"),
+        title: title.map(Into::into),
+    };
+    let tokens = |n: u64| {
+        SessionEvent::TokenUsage(TokenDelta {
+            source: TokenSource::Root,
+            model: "m".into(),
+            prompt_tokens: n,
+            completion_tokens: 0,
+            duration_ms: 1,
+        })
+    };
+    let sessions: [Vec<SessionEvent>; 3] = [
+        vec![
+            started("alpha", None),
+            SessionEvent::UserMessage("first question\nwith a second line".into()),
+            tokens(110),
+            SessionEvent::Done,
+        ],
+        vec![
+            started("beta", Some("Named B")),
+            SessionEvent::UserMessage("hello".into()),
+            tokens(600),
+            SessionEvent::TextComplete("one".into()),
+            SessionEvent::TextComplete("two".into()),
+        ],
+        vec![
+            started("alpha", None),
+            SessionEvent::UserMessage(format!("a long request {}", "x".repeat(80))),
+            tokens(10),
+            SessionEvent::Error("boom".into()),
+        ],
+    ];
+    for (id, events) in ids.iter().zip(sessions) {
+        for e in events {
+            wal.append(*id, &e).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    wal.close().unwrap();
+    ids
+}
+
+/// `logbook sessions DIR ARGS --json`: exit code and the sessions' ids.
+fn sessions_json(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
+    let out = logbook()
+        .arg("sessions")
+        .arg(dir)
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    (out.status.code(), json_lines(&stdout), stderr)
+}
+
+fn ids_of(values: &[Value]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| v["session"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn sessions_json_has_title_cwd_and_millisecond_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b, c] = write_three_sessions(tmp.path());
+    let (code, v, stderr) = sessions_json(tmp.path(), &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(ids_of(&v), [a, b, c].map(|id| id.to_string()));
+    assert_eq!(v[0]["title"], "first question");
+    assert_eq!(v[1]["title"], "Named B");
+    assert!(
+        v[2]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("a long request x")
+    );
+    assert_eq!(v[0]["cwd"], "/work/alpha");
+    assert_eq!(v[1]["cwd"], "/work/beta");
+    for s in &v {
+        for (text, us) in [("started", "started_us"), ("last_event", "last_event_us")] {
+            let text = s[text].as_str().unwrap();
+            let us = s[us].as_u64().unwrap();
+            // 2026-11-29T18:22:28.910Z: to the millisecond, and the same
+            // instant as the µs field.
+            assert_eq!(text.len(), "2026-11-29T18:22:28.910Z".len(), "{text}");
+            assert_eq!(text, format!("{}Z", &rfc3339(us)[..23]), "{s}");
+        }
+    }
+}
+
+#[test]
+fn sessions_table_shows_a_shortened_title() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_three_sessions(tmp.path());
+    let out = logbook().arg("sessions").arg(tmp.path()).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].contains("  title"), "{stdout}");
+    assert!(lines[1].contains("  first question"), "{stdout}");
+    assert!(!lines[1].contains("second line"), "{stdout}");
+    assert!(lines[2].contains("  Named B"), "{stdout}");
+    // 32 characters at most, the last one an ellipsis.
+    let long = format!("a long request {}…", "x".repeat(32 - 16));
+    assert!(lines[3].contains(&format!("  {long}  ")), "{stdout}");
+    assert!(lines[3].ends_with("boom"), "{stdout}");
+}
+
+#[test]
+fn sessions_sort_reverse_and_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b, c] = write_three_sessions(tmp.path());
+    let ids = [a, b, c].map(|id| id.to_string());
+    let [a, b, c] = [ids[0].as_str(), ids[1].as_str(), ids[2].as_str()];
+    for (args, expected) in [
+        (&["--sort", "tokens"][..], [b, a, c]),
+        (&["--sort", "events"], [b, c, a]),
+        (&["--sort", "status"], [b, c, a]),
+        (&["--sort", "started"], [c, b, a]),
+        (&["--sort", "last"], [c, b, a]),
+        (&["--sort", "started", "--reverse"], [a, b, c]),
+        (&["--reverse"], [c, b, a]),
+    ] {
+        let (code, v, stderr) = sessions_json(tmp.path(), args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert_eq!(ids_of(&v), expected, "{args:?}");
+    }
+    let (code, v, _) = sessions_json(tmp.path(), &["--sort", "tokens", "--limit", "1"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(ids_of(&v), [b]);
+    let out = logbook()
+        .arg("sessions")
+        .arg(tmp.path())
+        .args(["--limit", "2"])
+        .output()
+        .unwrap();
+    let (stdout, _) = texts(&out);
+    assert_eq!(stdout.lines().count(), 1 + 2 + 1, "{stdout}");
+    assert!(
+        stdout.contains("3 session(s), 1 completed, 1 failed, 1 interrupted (2 shown)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sessions_model_filter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b, c] = write_three_sessions(tmp.path());
+    let ids = [a, b, c].map(|id| id.to_string());
+    let [a, b, c] = [ids[0].as_str(), ids[1].as_str(), ids[2].as_str()];
+    let (code, v, _) = sessions_json(tmp.path(), &["--model", "alpha"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(ids_of(&v), [a, c]);
+    let (_, v, _) = sessions_json(tmp.path(), &["--model", "beta,alpha"]);
+    assert_eq!(ids_of(&v), [a, b, c]);
+    let (_, v, _) = sessions_json(tmp.path(), &["--model", "beta", "--model", "gamma"]);
+    assert_eq!(ids_of(&v), [b]);
+    let (code, v, stderr) = sessions_json(tmp.path(), &["--model", "alph"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(v.is_empty());
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "logbook: nothing found: no session of the log in {} matches --model alph (3 session(s) in all)",
+            tmp.path().display()
+        )
+    );
+}
+
+#[test]
+fn sessions_since_and_until_keep_the_sessions_active_in_the_span() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b, c] = write_three_sessions(tmp.path());
+    let ids = [a, b, c].map(|id| id.to_string());
+    let [a, b, c] = [ids[0].as_str(), ids[1].as_str(), ids[2].as_str()];
+    let (_, all, _) = sessions_json(tmp.path(), &[]);
+    let us = |i: usize, field: &str| all[i][field].as_u64().unwrap();
+    // Epoch seconds with a fraction, bare and with '@'.
+    let epoch = |us: u64| format!("{}.{:06}", us / 1_000_000, us % 1_000_000);
+    let b_start = epoch(us(1, "started_us"));
+    let (code, v, stderr) = sessions_json(tmp.path(), &["--since", &b_start]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(ids_of(&v), [b, c]);
+    let (_, v, _) = sessions_json(tmp.path(), &["--until", &format!("@{b_start}")]);
+    assert_eq!(ids_of(&v), [a]);
+    // A session active across --since (started before, ended after) is in.
+    let b_mid = epoch(us(1, "started_us") + 1);
+    let (_, v, _) = sessions_json(
+        tmp.path(),
+        &["--since", &b_mid, "--until", &epoch(us(2, "started_us"))],
+    );
+    assert_eq!(ids_of(&v), [b]);
+    // RFC 3339 and durations still work; nothing in the last second of 1970.
+    let (_, v, _) = sessions_json(tmp.path(), &["--since", "1h"]);
+    assert_eq!(v.len(), 3);
+    let (code, v, stderr) = sessions_json(tmp.path(), &["--until", "1970-01-02T00:00:00Z"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(v.is_empty());
+    assert!(stderr.starts_with("logbook: nothing found: "), "{stderr}");
+    // An empty span is a usage error.
+    let (code, _, stderr) = sessions_json(tmp.path(), &["--since", "@200", "--until", "@100"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

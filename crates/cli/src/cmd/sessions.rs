@@ -17,6 +17,9 @@ Examples:
   logbook sessions ./logbook-demo
   logbook sessions ./logbook-demo --status interrupted
   logbook sessions ./logbook-demo --json | jq -r 'select(.status == \"failed\") | .error'
+  logbook sessions ./logbook-demo --sort tokens --limit 3    the three biggest spenders
+  logbook sessions ./logbook-demo --since 2h --model gpt-4.1
+  logbook sessions ./logbook-demo --since 1764410000 --until @1764413600.5
 
 A session is running, completed (it ended with Done), failed (it ended with
 Error) or interrupted: no terminal event, and no live writer holds the log, so
@@ -24,14 +27,24 @@ the process that ran it died (`logbook replay DIR ID` shows where it stopped).
 While a writer holds the log, unfinished sessions show as running. Tokens are
 the prompt and completion tokens of the session's token_usage events.
 
+The title is the title the session started with, else the first line of its
+first user message; the table shortens it. Without --sort, sessions are in log
+order (by their first record); --sort puts the most interesting first: started
+and last newest first, events and tokens largest first, status running,
+interrupted, failed, completed (ties newest first); --reverse flips the order.
+--since/--until keep the sessions active in that span (their last event at or
+after --since, their first before --until). --limit N shows the first N after
+filtering and sorting.
+
 --json prints one object per session with the fields session, status, error
-(the last Error's message, for a failed session), events, durable_events,
-skipped_records, tokens, legacy_tokens, first_lsn, last_lsn, started,
-last_event, model and resumptions. Damage in the log is reported on stderr; the
+(the last Error's message, for a failed session), title, cwd, model, events,
+durable_events, skipped_records, tokens, legacy_tokens, first_lsn, last_lsn,
+started and last_event (RFC 3339, UTC, to the millisecond), started_us and
+last_event_us (µs since the Unix epoch) and resumptions. Damage in the log is reported on stderr; the
 listing goes on past it (and exits 1); a torn tail at the end of the log (bytes
 a crashed writer never acknowledged) gets a note and does not change the exit
-status. A --status that no session has says so on stderr (exit 1: nothing
-found).";
+status. A filter (--status, --model, --since/--until) that no session matches says
+so on stderr (exit 1: nothing found).";
 
 /// A status to filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,6 +67,45 @@ impl StatusFilter {
     }
 }
 
+/// An order for the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SortKey {
+    /// By the time of its first record, newest first.
+    Started,
+    /// By the time of its last record, newest first.
+    Last,
+    /// By events, most first.
+    Events,
+    /// By tokens, most first.
+    Tokens,
+    /// Running, interrupted, failed, completed.
+    Status,
+}
+
+impl SortKey {
+    /// Sort `sessions` most interesting first; ties newest first, then in
+    /// log order.
+    fn sort(self, sessions: &mut [&SessionSummary]) {
+        let rank = |s: &SessionSummary| match s.status {
+            SessionStatus::Running => 0,
+            SessionStatus::Interrupted => 1,
+            SessionStatus::Failed(_) => 2,
+            _ => 3,
+        };
+        sessions.sort_by(|a, b| {
+            let key = match self {
+                SortKey::Started => b.first_timestamp_us.cmp(&a.first_timestamp_us),
+                SortKey::Last => b.last_timestamp_us.cmp(&a.last_timestamp_us),
+                SortKey::Events => b.events.cmp(&a.events),
+                SortKey::Tokens => b.tokens.cmp(&a.tokens),
+                SortKey::Status => rank(a).cmp(&rank(b)),
+            };
+            key.then(b.first_timestamp_us.cmp(&a.first_timestamp_us))
+                .then(a.first_lsn.cmp(&b.first_lsn))
+        });
+    }
+}
+
 /// List the sessions.
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
@@ -61,8 +113,28 @@ pub(crate) struct SessionsArgs {
     /// The log directory.
     pub(crate) dir: PathBuf,
     /// Only sessions with this status (repeatable).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub(crate) status: Vec<StatusFilter>,
+    /// Only sessions whose model is one of these (repeatable, or
+    /// comma-separated; exact names).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) model: Vec<String>,
+    /// Only sessions active at or after this time (RFC 3339, a date, an
+    /// epoch time such as 1764410000.5 or @1764410000, or 15m ago).
+    #[arg(long, value_name = "TIME", value_parser = output::parse_time)]
+    pub(crate) since: Option<u64>,
+    /// Only sessions active before this time (the forms of --since).
+    #[arg(long, value_name = "TIME", value_parser = output::parse_time)]
+    pub(crate) until: Option<u64>,
+    /// Sort: most interesting first (see below); default: log order.
+    #[arg(long, value_enum)]
+    pub(crate) sort: Option<SortKey>,
+    /// Reverse the order.
+    #[arg(long)]
+    pub(crate) reverse: bool,
+    /// Show at most N sessions (after filtering and sorting).
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<usize>,
     /// One JSON object per session (JSON Lines).
     #[arg(long)]
     pub(crate) json: bool,
@@ -74,6 +146,9 @@ struct SessionJson<'a> {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    title: Option<&'a str>,
+    cwd: Option<&'a str>,
+    model: Option<&'a str>,
     events: u64,
     durable_events: u64,
     skipped_records: u64,
@@ -83,7 +158,8 @@ struct SessionJson<'a> {
     last_lsn: Lsn,
     started: String,
     last_event: String,
-    model: Option<&'a str>,
+    started_us: u64,
+    last_event_us: u64,
     resumptions: u64,
 }
 
@@ -96,6 +172,9 @@ impl<'a> SessionJson<'a> {
                 SessionStatus::Failed(e) => Some(e),
                 _ => None,
             },
+            title: s.title.as_deref(),
+            cwd: s.cwd.as_deref(),
+            model: s.model.as_deref(),
             events: s.events,
             durable_events: s.durable_events,
             skipped_records: s.skipped_records,
@@ -103,23 +182,39 @@ impl<'a> SessionJson<'a> {
             legacy_tokens: s.legacy_tokens,
             first_lsn: s.first_lsn,
             last_lsn: s.last_lsn,
-            started: output::rfc3339(s.first_timestamp_us),
-            last_event: output::rfc3339(s.last_timestamp_us),
-            model: s.model.as_deref(),
+            started: output::rfc3339_millis(s.first_timestamp_us),
+            last_event: output::rfc3339_millis(s.last_timestamp_us),
+            started_us: s.first_timestamp_us,
+            last_event_us: s.last_timestamp_us,
             resumptions: s.resumptions,
         }
     }
 }
 
 pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
+    if let (Some(since), Some(until)) = (args.since, args.until) {
+        if since >= until {
+            anyhow::bail!(
+                "--since {} is not before --until {}: the time range is empty",
+                output::rfc3339(since),
+                output::rfc3339(until)
+            );
+        }
+    }
     let log = list(&args.dir)?;
     let problems = report_damage(&log);
     let mut out = output::stdout();
-    let shown: Vec<&SessionSummary> = log
-        .sessions
-        .iter()
-        .filter(|s| args.status.is_empty() || args.status.iter().any(|f| f.matches(&s.status)))
-        .collect();
+    let mut shown: Vec<&SessionSummary> = log.sessions.iter().filter(|s| args.wants(s)).collect();
+    let matched = shown.len();
+    if let Some(key) = args.sort {
+        key.sort(&mut shown);
+    }
+    if args.reverse {
+        shown.reverse();
+    }
+    if let Some(limit) = args.limit {
+        shown.truncate(limit);
+    }
     if args.json {
         for s in &shown {
             output::json_line(&mut out, &SessionJson::new(s))?;
@@ -128,10 +223,11 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
         print_table(&mut out, &log, &shown, "")?;
     }
     out.flush()?;
-    if shown.is_empty() && !args.status.is_empty() && !log.sessions.is_empty() {
+    if matched == 0 && args.filters() && !log.sessions.is_empty() {
         output::report_nothing_found(&format!(
-            "no session of the log in {} has the status asked for ({} session(s) in all)",
+            "no session of the log in {} matches {} ({} session(s) in all)",
             args.dir.display(),
+            args.filter_words(),
             log.sessions.len()
         ));
         if problems == 0 {
@@ -139,6 +235,49 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::from_count(problems))
+}
+
+impl SessionsArgs {
+    /// Whether a filter is given (--limit is not one: it cuts, it does not
+    /// select).
+    fn filters(&self) -> bool {
+        !self.status.is_empty()
+            || !self.model.is_empty()
+            || self.since.is_some()
+            || self.until.is_some()
+    }
+
+    /// Whether `s` passes every filter.
+    fn wants(&self, s: &SessionSummary) -> bool {
+        (self.status.is_empty() || self.status.iter().any(|f| f.matches(&s.status)))
+            && (self.model.is_empty() || s.model.as_ref().is_some_and(|m| self.model.contains(m)))
+            && self.since.is_none_or(|t| s.last_timestamp_us >= t)
+            && self.until.is_none_or(|t| s.first_timestamp_us < t)
+    }
+
+    /// The filters given, in words.
+    fn filter_words(&self) -> String {
+        let mut words = Vec::new();
+        if !self.status.is_empty() {
+            let names: Vec<String> = self
+                .status
+                .iter()
+                .filter_map(|f| f.to_possible_value())
+                .map(|v| v.get_name().to_owned())
+                .collect();
+            words.push(format!("--status {}", names.join(",")));
+        }
+        if !self.model.is_empty() {
+            words.push(format!("--model {}", self.model.join(",")));
+        }
+        if let Some(t) = self.since {
+            words.push(format!("--since {}", output::rfc3339(t)));
+        }
+        if let Some(t) = self.until {
+            words.push(format!("--until {}", output::rfc3339(t)));
+        }
+        words.join(" ")
+    }
 }
 
 /// List the log's sessions, going on past damage.
@@ -196,6 +335,9 @@ fn lsn_list(lsns: &[Lsn]) -> String {
     s.join(", ")
 }
 
+/// The widest title the table shows, in characters.
+const TITLE_WIDTH: usize = 32;
+
 /// The sessions table, its totals and a word about the writer.
 pub(crate) fn print_table(
     out: &mut dyn Write,
@@ -211,6 +353,7 @@ pub(crate) fn print_table(
         "started",
         "last event",
         "model",
+        "title",
         "",
     ]);
     for s in shown {
@@ -227,6 +370,9 @@ pub(crate) fn print_table(
             output::rfc3339_seconds(s.first_timestamp_us),
             output::rfc3339_seconds(s.last_timestamp_us),
             s.model.clone().unwrap_or_else(|| "-".to_owned()),
+            s.title
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |t| output::shorten(t, TITLE_WIDTH)),
             note,
         ]);
     }
