@@ -1301,3 +1301,139 @@ fn sessions_since_and_until_keep_the_sessions_active_in_the_span() {
     assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// `logbook ARGS DIR`: exit code, JSON lines on stdout, stderr.
+fn json_run(args: &[&str], dir: &std::path::Path) -> (Option<i32>, Vec<Value>, String) {
+    let out = logbook().args(args).arg(dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    (out.status.code(), json_lines(&stdout), stderr)
+}
+
+#[test]
+fn verify_json_lists_each_problem_then_a_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = write_log(dir, 3, 45);
+    let (code, v, stderr) = json_run(&["verify", "--json"], dir);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["type"], "summary");
+    assert_eq!(v[0]["ok"], true);
+    assert_eq!(v[0]["records"], w.records.len());
+    assert_eq!(v[0]["tail"], "clean");
+    assert_eq!(v[0]["segments"], segments(dir).len());
+
+    let placed = placement(dir);
+    let (sealed_lsn, _) = middle_lsns(dir);
+    let (seg2, off2, _) = cut_tail(dir);
+    let (seg1, off1) = smash_placed(&placed, sealed_lsn);
+    let (code, v, stderr) = json_run(&["verify", "--json"], dir);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert_eq!(v[0]["type"], "problem");
+    assert_eq!(v[0]["kind"], "corrupt_record");
+    assert_eq!(v[0]["segment"], seg1.to_str().unwrap());
+    assert_eq!(v[0]["offset"], off1);
+    assert_eq!(v[0]["lsn"], sealed_lsn);
+    assert!(v[0]["message"].as_str().unwrap().contains("corrupt record"));
+    assert_eq!(v[1]["kind"], "torn_tail");
+    assert_eq!(v[1]["segment"], seg2.to_str().unwrap());
+    assert_eq!(v[1]["offset"], off2);
+    assert_eq!(v[1]["lsn"], w.records.len());
+    assert_eq!(v[2]["type"], "summary");
+    assert_eq!(v[2]["ok"], false);
+    assert_eq!(v[2]["problems"], 2);
+    assert_eq!(v[2]["tail"], "torn");
+    assert_eq!(v[2]["records"], w.records.len() - 2);
+    // --hex is for people.
+    let (code, _, stderr) = json_run(&["verify", "--json", "--hex"], dir);
+    assert_eq!(code, Some(2), "{stderr}");
+}
+
+#[test]
+fn repair_json_dry_run_apply_and_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = write_log(dir, 2, 20);
+    let (seg, off, mut cut) = cut_tail(dir);
+    // Recovery cuts (and keeps) up to the last non-zero byte.
+    while cut.last() == Some(&0) {
+        cut.pop();
+    }
+    let lsn = w.records.len();
+    let (code, v, stderr) = json_run(&["repair", "--json"], dir);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0]["type"], "problem");
+    assert_eq!(v[0]["kind"], "torn_tail");
+    assert_eq!(v[0]["action"], "would_cut");
+    assert_eq!(v[0]["segment"], seg.to_str().unwrap());
+    assert_eq!(v[0]["offset"], off);
+    assert_eq!(v[0]["lsn"], lsn);
+    assert_eq!(v[0]["bytes"], cut.len());
+    let s = &v[1];
+    assert_eq!(s["type"], "summary");
+    assert_eq!(s["outcome"], "would_repair");
+    assert_eq!(s["mode"], "tolerate-tail");
+    assert_eq!(s["apply"], false);
+    assert_eq!(s["problems"], 1);
+    assert_eq!(s["next_lsn"], lsn);
+
+    let (code, v, stderr) = json_run(&["repair", "--json", "--apply"], dir);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(v[0]["action"], "cut");
+    assert_eq!(v[1]["outcome"], "repaired");
+    let saved = v[1]["saved_to"].as_str().unwrap();
+    assert_eq!(std::fs::read(saved).unwrap(), cut);
+
+    let (code, v, stderr) = json_run(&["repair", "--json"], dir);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0]["outcome"], "nothing_to_repair");
+    assert_eq!(v[0]["problems"], 0);
+}
+
+#[test]
+fn repair_json_refusal_and_damage_outside_the_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_log(dir, 3, 45);
+    let (sealed_lsn, tail_lsn) = middle_lsns(dir);
+    let placed = placement(dir);
+    let (seg1, off1) = smash_placed(&placed, sealed_lsn);
+    let (seg2, off2) = smash_placed(&placed, tail_lsn);
+    for apply in [false, true] {
+        let args: &[&str] = if apply {
+            &["repair", "--json", "--apply"]
+        } else {
+            &["repair", "--json"]
+        };
+        let (code, v, stderr) = json_run(args, dir);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let refused: Vec<&Value> = v.iter().filter(|p| p["action"] == "refused").collect();
+        assert_eq!(refused.len(), 1, "{v:?}");
+        assert_eq!(refused[0]["segment"], seg2.to_str().unwrap());
+        assert_eq!(refused[0]["offset"], off2);
+        assert_eq!(refused[0]["lsn"], tail_lsn);
+        let summary = v.last().unwrap();
+        assert_eq!(summary["outcome"], "refused");
+        assert_eq!(summary["apply"], apply);
+    }
+    // With a mode that repairs the tail, the sealed damage is listed and
+    // left alone.
+    let (code, v, stderr) = json_run(&["repair", "--json", "--mode", "point-in-time"], dir);
+    assert_eq!(code, Some(1), "{stderr}");
+    let untouched: Vec<&Value> = v.iter().filter(|p| p["action"] == "none").collect();
+    assert_eq!(untouched.len(), 1, "{v:?}");
+    assert_eq!(untouched[0]["kind"], "corrupt_record");
+    assert_eq!(untouched[0]["segment"], seg1.to_str().unwrap());
+    assert_eq!(untouched[0]["offset"], off1);
+    assert_eq!(untouched[0]["lsn"], sealed_lsn);
+    let cut = v.iter().find(|p| p["action"] == "would_cut").unwrap();
+    assert_eq!(cut["offset"], off2);
+    assert_eq!(cut["kind"], "mid_log_corruption");
+    assert_eq!(v.last().unwrap()["outcome"], "would_repair");
+    assert_eq!(v.last().unwrap()["mode"], "point-in-time");
+}

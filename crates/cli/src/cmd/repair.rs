@@ -8,6 +8,9 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use logbook_wal::{Inspection, RecoveryMode, RecoveryReport, Wal, WalError, WalOptions};
 
+use serde::Serialize;
+
+use crate::cmd::verify::Finding;
 use crate::output::{self, LogProblem, Outcome};
 use crate::scan;
 
@@ -17,6 +20,7 @@ Examples:
   logbook repair ./logbook-demo --apply              cut a torn tail, keeping the cut bytes
   logbook repair ./logbook-demo --mode point-in-time             a dry run of another mode
   logbook repair ./logbook-demo --mode point-in-time --apply     cut mid-log damage and all after it
+  logbook repair ./logbook-demo --json | jq -c 'select(.type == \"problem\")'
 
 Recovery looks at the tail segment, the only one a writer appends to. A torn
 tail (bytes written after the last fsync, never acknowledged) is cut; before
@@ -38,7 +42,18 @@ readers report and skip it (see `logbook verify`).
 
 Exit status: 0 when nothing needs repair (or --apply repaired everything), 1
 when the log has a problem that is (still) there, 2 on usage or I/O errors
-(a read-only log for --apply) and when the log is locked.";
+(a read-only log for --apply) and when the log is locked.
+
+--json prints JSON Lines: one object per problem, then one summary object.
+A problem: {\"type\":\"problem\", \"kind\", \"segment\", \"offset\", \"lsn\" (null where
+unknown), \"action\", \"bytes\" (for a cut), \"message\"}. Kinds: those of
+`logbook verify --json`, and leftover_temporary. Actions: would_cut, cut,
+skip (readers skip it; nothing is written), would_remove, removed, refused,
+none (outside the tail segment: repair does not touch it). The summary:
+{\"type\":\"summary\", \"log\", \"mode\", \"apply\", \"outcome\" (nothing_to_repair,
+would_repair, repaired, not_repaired, refused), \"segments\", \"tail\",
+\"tail_records\", \"next_lsn\", \"problems\", \"writer_live\", \"saved_to\" (the
+file holding cut bytes, or null)}.";
 
 /// A recovery mode (`logbook_wal::RecoveryMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,13 +91,163 @@ pub(crate) struct RepairArgs {
     /// The recovery mode [default: tolerate-tail].
     #[arg(long, value_enum)]
     pub(crate) mode: Option<Mode>,
+    /// JSON Lines: one object per problem, then a summary.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 pub(crate) fn run(args: &RepairArgs) -> anyhow::Result<Outcome> {
     let mut out = output::stdout();
-    let outcome = repair(args, &mut out);
+    if !args.json {
+        let outcome = repair(args, &mut out, &mut None);
+        out.flush()?;
+        return outcome;
+    }
+    let mut json = Some(RepairJson::new(args));
+    let outcome = repair(args, &mut std::io::sink(), &mut json);
+    // A refusal is an answer too: its problem and summary are printed
+    // before its error line. An I/O error prints no JSON.
+    let refused = matches!(&outcome, Err(e) if output::exit_code(e) == output::EXIT_PROBLEM);
+    if let Some(json) = json.filter(|_| outcome.is_ok() || refused) {
+        json.write(&mut out)?;
+    }
     out.flush()?;
     outcome
+}
+
+/// What `--json` prints, gathered as the repair goes.
+#[derive(Debug)]
+struct RepairJson {
+    problems: Vec<ProblemJson>,
+    summary: SummaryJson,
+}
+
+/// A problem in `repair --json`.
+#[derive(Debug, Serialize)]
+struct ProblemJson {
+    #[serde(rename = "type")]
+    kind_of_line: &'static str,
+    kind: &'static str,
+    segment: Option<PathBuf>,
+    offset: Option<u64>,
+    lsn: Option<u64>,
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    message: String,
+}
+
+/// The last line of `repair --json`.
+#[derive(Debug, Serialize)]
+struct SummaryJson {
+    #[serde(rename = "type")]
+    kind_of_line: &'static str,
+    log: PathBuf,
+    mode: String,
+    apply: bool,
+    outcome: &'static str,
+    segments: Option<usize>,
+    tail: Option<PathBuf>,
+    tail_records: Option<u64>,
+    next_lsn: Option<u64>,
+    problems: usize,
+    writer_live: bool,
+    saved_to: Option<PathBuf>,
+}
+
+impl RepairJson {
+    fn new(args: &RepairArgs) -> RepairJson {
+        RepairJson {
+            problems: Vec::new(),
+            summary: SummaryJson {
+                kind_of_line: "summary",
+                log: args.dir.clone(),
+                mode: mode_name(args.mode.unwrap_or(Mode::TolerateTail)),
+                apply: args.apply,
+                outcome: "nothing_to_repair",
+                segments: None,
+                tail: None,
+                tail_records: None,
+                next_lsn: None,
+                problems: 0,
+                writer_live: false,
+                saved_to: None,
+            },
+        }
+    }
+
+    fn finding(&mut self, finding: &Finding, action: &'static str) {
+        self.problems.push(ProblemJson {
+            kind_of_line: "problem",
+            kind: finding.kind,
+            segment: finding.at.as_ref().map(|(path, _)| path.clone()),
+            offset: finding.at.as_ref().map(|(_, offset)| *offset),
+            lsn: finding.lsn,
+            action,
+            bytes: None,
+            message: output::flatten(&finding.text),
+        });
+    }
+
+    /// What recovery found (or did) in the tail segment.
+    fn report(&mut self, mode: Mode, report: &RecoveryReport, applied: bool) {
+        let s = &mut self.summary;
+        s.segments = Some(report.segments);
+        s.tail.clone_from(&report.tail);
+        s.tail_records = Some(report.tail_records);
+        s.next_lsn = Some(report.next_lsn);
+        if let Some(cut) = &report.cut {
+            let kind = if mode == Mode::PointInTime && cut.frames_dropped > 0 {
+                "mid_log_corruption"
+            } else {
+                "torn_tail"
+            };
+            self.problems.push(ProblemJson {
+                kind_of_line: "problem",
+                kind,
+                segment: Some(cut.path.clone()),
+                offset: Some(cut.offset),
+                lsn: Some(cut.lsn),
+                action: if applied { "cut" } else { "would_cut" },
+                bytes: Some(cut.bytes),
+                message: output::flatten(&cut.reason),
+            });
+            s.saved_to = Some(logbook_wal::broken_path(&cut.path, cut.offset));
+        }
+        for skipped in &report.skipped {
+            self.problems.push(ProblemJson {
+                kind_of_line: "problem",
+                kind: "corrupt_record",
+                segment: Some(skipped.path.clone()),
+                offset: Some(skipped.offset),
+                lsn: Some(skipped.lsn),
+                action: "skip",
+                bytes: None,
+                message: lost_lsns(skipped.lsn, skipped.resumed_at),
+            });
+        }
+        for tmp in &report.temporaries {
+            self.problems.push(ProblemJson {
+                kind_of_line: "problem",
+                kind: "leftover_temporary",
+                segment: Some(tmp.clone()),
+                offset: None,
+                lsn: None,
+                action: if applied { "removed" } else { "would_remove" },
+                bytes: None,
+                message: "an interrupted segment creation; it holds no record".to_owned(),
+            });
+        }
+    }
+
+    fn write(mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        self.summary.problems = self.problems.len();
+        for problem in &self.problems {
+            output::json_line(out, problem)?;
+        }
+        output::json_line(out, &self.summary)?;
+        Ok(())
+    }
 }
 
 fn name(path: &Path) -> String {
@@ -92,10 +257,17 @@ fn name(path: &Path) -> String {
     )
 }
 
-fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+fn repair(
+    args: &RepairArgs,
+    out: &mut dyn Write,
+    json: &mut Option<RepairJson>,
+) -> anyhow::Result<Outcome> {
     let dir = &args.dir;
     let mode = args.mode.unwrap_or(Mode::TolerateTail);
     let live = logbook_wal::is_locked(dir)?;
+    if let Some(json) = json {
+        json.summary.writer_live = live;
+    }
     if args.apply && live {
         bail!(
             "log {} is locked by a live writer (lock file {}): stop it before repairing; \
@@ -119,6 +291,10 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             } else {
                 "recovery does not cut acknowledged records unless told to"
             };
+            if let Some(json) = json {
+                json.finding(&Finding::from_error(&e), "refused");
+                json.summary.outcome = "refused";
+            }
             if args.apply {
                 return Err(LogProblem(format!(
                     "{}; nothing changed: {why}: rerun with --mode point-in-time (cut from the \
@@ -143,6 +319,10 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Problems);
         }
         Err(e @ (WalError::BadHeader { .. } | WalError::BadSegment { .. })) => {
+            if let Some(json) = json {
+                json.finding(&Finding::from_error(&e), "refused");
+                json.summary.outcome = "refused";
+            }
             return Err(LogProblem(format!(
                 "{e}; recovery cannot repair the tail segment's header: move the file out of the \
                  directory (logbook never deletes it) and run repair again"
@@ -153,9 +333,20 @@ fn repair(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     };
     let tail = report.tail.clone().unwrap_or_default();
     let sealed = sealed_problems(dir, &tail, &inspection)?;
+    if let Some(json) = json {
+        for finding in &sealed.findings {
+            json.finding(finding, "none");
+        }
+    }
     if args.apply {
-        apply(args, mode, &report, &sealed, out)
+        apply(args, mode, &report, &sealed, out, json)
     } else {
+        if let Some(json) = json {
+            json.report(mode, &report, false);
+            if report.cut.is_some() || !report.skipped.is_empty() {
+                json.summary.outcome = "would_repair";
+            }
+        }
         dry_run(dir, mode, &report, &sealed, live, out)
     }
 }
@@ -172,6 +363,7 @@ fn sealed_problems(dir: &Path, tail: &Path, inspection: &Inspection) -> anyhow::
         if !in_tail_frames {
             sealed.count += 1;
             sealed.first.get_or_insert_with(|| finding.text.clone());
+            sealed.findings.push(finding.clone());
         }
         Ok(())
     })?;
@@ -183,6 +375,7 @@ fn sealed_problems(dir: &Path, tail: &Path, inspection: &Inspection) -> anyhow::
 struct Sealed {
     count: u64,
     first: Option<String>,
+    findings: Vec<Finding>,
 }
 
 fn print_findings(
@@ -345,10 +538,15 @@ fn apply(
     planned: &RecoveryReport,
     sealed: &Sealed,
     out: &mut dyn Write,
+    json: &mut Option<RepairJson>,
 ) -> anyhow::Result<Outcome> {
     let dir = &args.dir;
     writeln!(out, "repair {} (mode {})", dir.display(), mode_name(mode))?;
     if planned.cut.is_none() && planned.temporaries.is_empty() && !planned.skipped.is_empty() {
+        if let Some(json) = json {
+            json.report(mode, planned, true);
+            json.summary.outcome = "not_repaired";
+        }
         // Skipping is what a reader (or a writer opened in this mode) does:
         // nothing on disk changes, and a default open still refuses.
         print_findings(out, mode, planned, sealed, dir, ("cut", "removed"))?;
@@ -362,6 +560,9 @@ fn apply(
     let nothing_to_do =
         planned.cut.is_none() && planned.skipped.is_empty() && planned.temporaries.is_empty();
     if nothing_to_do {
+        if let Some(json) = json {
+            json.report(mode, planned, true);
+        }
         print_findings(out, mode, planned, sealed, dir, ("cut", "removed"))?;
         writeln!(
             out,
@@ -391,6 +592,14 @@ fn apply(
     })?;
     let report = wal.recovery().clone();
     wal.close()?;
+    if let Some(json) = json {
+        json.report(mode, &report, true);
+        json.summary.outcome = if report.skipped.is_empty() {
+            "repaired"
+        } else {
+            "not_repaired"
+        };
+    }
     print_findings(out, mode, &report, sealed, dir, ("cut", "removed"))?;
     if let Some(cut) = &report.cut {
         let broken = logbook_wal::broken_path(&cut.path, cut.offset);

@@ -13,6 +13,7 @@ use logbook_wal::{
     EventRecord, FrameFields, Inspection, Item, Lsn, SegmentSummary, SegmentTable, TailDamage,
     WalError,
 };
+use serde::Serialize;
 
 use crate::output::{self, Outcome, Table};
 use crate::scan::{self, Flow};
@@ -21,6 +22,7 @@ const EXAMPLES: &str = "\
 Examples:
   logbook verify ./logbook-demo          check everything; exit 1 if anything is wrong
   logbook verify ./logbook-demo --hex    also show the bytes around each problem
+  logbook verify ./logbook-demo --json | jq -c 'select(.type == \"problem\")'
 
 What is checked: every segment header (magic, version, flags, CRC, base LSN
 against the file name, codec); every record frame (length, CRC); LSN
@@ -29,7 +31,17 @@ SessionEvent; and the end of the tail segment (a torn tail: bytes a crashed
 writer left after its last complete record). A problem does not stop the
 check: the reader resumes at the next valid record, so one bad byte does not
 hide the rest of the log. Damage at the tail of a log that a live writer
-holds is reported as a note (most likely a write in progress), not a problem.";
+holds is reported as a note (most likely a write in progress), not a problem.
+
+--json prints JSON Lines: one object per problem, then one summary object.
+A problem: {\"type\":\"problem\", \"kind\", \"segment\" (the segment file, or null),
+\"offset\" (its byte offset in the segment, or null), \"lsn\" (the LSN expected
+or found there, or null), \"message\"}. Kinds: bad_header, bad_segment,
+corrupt_record, lsn_sequence, mid_log_corruption, durable_damaged,
+undecodable_payload, unknown_codec, torn_tail, stale_bytes. The summary:
+{\"type\":\"summary\", \"log\", \"ok\", \"problems\", \"segments\", \"records\",
+\"first_lsn\", \"last_lsn\", \"unknown_kinds\", \"tail\" (clean, torn or damaged),
+\"writer_live\", \"unusable_indexes\" (a list of {\"segment\", \"reason\"})}.";
 
 /// Check the whole log.
 #[derive(Debug, Args)]
@@ -40,6 +52,9 @@ pub(crate) struct VerifyArgs {
     /// Show the bytes around each problem (and the frame header found there).
     #[arg(long)]
     pub(crate) hex: bool,
+    /// JSON Lines: one object per problem, then a summary.
+    #[arg(long, conflicts_with = "hex")]
+    pub(crate) json: bool,
 }
 
 /// Logs at least this large (in file bytes) get a progress bar, when
@@ -49,9 +64,84 @@ const PROGRESS_FROM_BYTES: u64 = 256 << 20;
 /// One problem found.
 #[derive(Debug, Clone)]
 pub(crate) struct Finding {
+    /// What kind of problem (see the help text for the list).
+    pub(crate) kind: &'static str,
     pub(crate) text: String,
     /// Segment and offset, for `--hex`.
     pub(crate) at: Option<(PathBuf, u64)>,
+    /// The LSN expected or found there, when known.
+    pub(crate) lsn: Option<Lsn>,
+}
+
+impl Finding {
+    /// A problem the reader reported.
+    pub(crate) fn from_error(e: &WalError) -> Finding {
+        let (kind, lsn) = match e {
+            WalError::BadHeader { .. } => ("bad_header", None),
+            WalError::BadSegment { .. } => ("bad_segment", None),
+            WalError::Corrupt { lsn, .. } => ("corrupt_record", Some(*lsn)),
+            WalError::Sequence { expected, .. } => ("lsn_sequence", Some(*expected)),
+            WalError::MidLogCorruption { lsn, .. } => ("mid_log_corruption", Some(*lsn)),
+            WalError::DurableDamaged { lsn, .. } => ("durable_damaged", Some(*lsn)),
+            _ => ("error", None),
+        };
+        Finding {
+            kind,
+            text: scan::describe(e),
+            at: e
+                .location()
+                .map(|(path, offset)| (path.to_path_buf(), offset)),
+            lsn,
+        }
+    }
+
+    /// The finding as a line of `--json` output.
+    pub(crate) fn json(&self) -> ProblemJson<'_> {
+        ProblemJson {
+            kind_of_line: "problem",
+            kind: self.kind,
+            segment: self.at.as_ref().map(|(path, _)| path.as_path()),
+            offset: self.at.as_ref().map(|(_, offset)| *offset),
+            lsn: self.lsn,
+            message: &self.text,
+        }
+    }
+}
+
+/// A problem in `--json` output.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProblemJson<'a> {
+    #[serde(rename = "type")]
+    kind_of_line: &'static str,
+    kind: &'static str,
+    segment: Option<&'a Path>,
+    offset: Option<u64>,
+    lsn: Option<Lsn>,
+    message: &'a str,
+}
+
+/// The last line of `verify --json`.
+#[derive(Debug, Serialize)]
+struct SummaryJson<'a> {
+    #[serde(rename = "type")]
+    kind_of_line: &'static str,
+    log: &'a Path,
+    ok: bool,
+    problems: u64,
+    segments: usize,
+    records: u64,
+    first_lsn: Option<Lsn>,
+    last_lsn: Option<Lsn>,
+    unknown_kinds: u64,
+    tail: &'static str,
+    writer_live: bool,
+    unusable_indexes: Vec<IndexJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct IndexJson<'a> {
+    segment: &'a Path,
+    reason: &'a str,
 }
 
 /// What a check of the whole log found.
@@ -115,12 +205,7 @@ fn check_counting(
     let mut table = SegmentTable::default();
     scan::walk(&mut reader, |item| {
         let finding = match item {
-            Item::Problem(e) => Finding {
-                at: e
-                    .location()
-                    .map(|(path, offset)| (path.to_path_buf(), offset)),
-                text: scan::describe(&e),
-            },
+            Item::Problem(e) => Finding::from_error(&e),
             Item::Record(record) => {
                 report.records += 1;
                 report.first_lsn.get_or_insert(record.lsn);
@@ -151,6 +236,7 @@ fn check_counting(
                     Err(other) => other.to_string(),
                 };
                 Finding {
+                    kind: "undecodable_payload",
                     text: format!(
                         "{} at offset {}: LSN {}: the payload is not a SessionEvent: {why}",
                         record.segment.display(),
@@ -158,6 +244,7 @@ fn check_counting(
                         record.lsn
                     ),
                     at: Some((record.segment.to_path_buf(), record.offset)),
+                    lsn: Some(record.lsn),
                 }
             }
         };
@@ -171,6 +258,8 @@ fn check_counting(
             if header.codec_id != CODEC_ID {
                 report.problems += 1;
                 on_problem(&Finding {
+                    kind: "unknown_codec",
+                    lsn: None,
                     text: format!(
                         "{}: codec {} is unknown to this build (it reads codec {CODEC_ID}); \
                          its payloads cannot be decoded",
@@ -187,6 +276,8 @@ fn check_counting(
         if !report.writer_live {
             report.problems += 1;
             on_problem(&Finding {
+                kind: "torn_tail",
+                lsn: Some(damage.lsn),
                 text: format!(
                     "{} (the next open cuts it; `logbook repair {}` shows what)",
                     scan::describe_tail(damage),
@@ -219,6 +310,8 @@ fn stale_bytes_past_the_end(dir: &Path, tail: Option<&Inspection>) -> Option<Fin
     .ok()?;
     let cut = report.cut?;
     Some(Finding {
+        kind: "stale_bytes",
+        lsn: Some(cut.lsn),
         text: format!(
             "{} at offset {}: {} byte(s) past the end of the log, where LSN {} was due: {} \
              (the next open cuts them; `logbook repair {}` shows what)",
@@ -247,9 +340,64 @@ fn segment_starts(paths: &[PathBuf]) -> Vec<(PathBuf, u64)> {
 
 pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let mut out = output::stdout();
-    let outcome = verify(&args.dir, args.hex, &mut out);
+    let outcome = if args.json {
+        verify_json(&args.dir, &mut out)
+    } else {
+        verify(&args.dir, args.hex, &mut out)
+    };
     out.flush()?;
     outcome
+}
+
+/// Check the log and print JSON Lines to `out`: each problem, then the
+/// summary.
+fn verify_json(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let mut first = None;
+    let report = check(dir, None, None, &mut |finding| {
+        first.get_or_insert_with(|| finding.text.clone());
+        output::json_line(out, &finding.json())?;
+        Ok(())
+    })?;
+    let tail = match &report.tail {
+        Some(_) => "torn",
+        None if report.tail_problems > 0 => "damaged",
+        None => "clean",
+    };
+    let sealed = report.segments.len().saturating_sub(1);
+    let summary = SummaryJson {
+        kind_of_line: "summary",
+        log: dir,
+        ok: report.problems == 0,
+        problems: report.problems,
+        segments: report.segments.len(),
+        records: report.records,
+        first_lsn: report.first_lsn,
+        last_lsn: report.last_lsn,
+        unknown_kinds: report.unknown_kinds,
+        tail,
+        writer_live: report.writer_live,
+        unusable_indexes: report
+            .segments
+            .iter()
+            .take(sealed)
+            .filter_map(|info| {
+                info.index_problem.as_deref().map(|reason| IndexJson {
+                    segment: &info.path,
+                    reason,
+                })
+            })
+            .collect(),
+    };
+    output::json_line(out, &summary)?;
+    out.flush()?;
+    if let Some(first) = first {
+        output::report_problem(&format!(
+            "{}: {} problem(s) found; the first: {first}",
+            dir.display(),
+            report.problems
+        ));
+    }
+    Ok(Outcome::from_count(report.problems))
 }
 
 /// Check the log and print the report to `out`.
