@@ -240,6 +240,7 @@ pub(crate) fn text_line(
     record: &RecordRef<'_>,
     decoded: &Result<SessionEvent, String>,
     full: bool,
+    physical: Option<&Physical>,
 ) -> String {
     let session = if full {
         record.session.to_string()
@@ -250,12 +251,46 @@ pub(crate) fn text_line(
         Ok(event) => (event.kind(), summary(event, full)),
         Err(e) => (kind_of(record).0, format!("(undecodable: {e})")),
     };
+    let place = physical.map_or_else(String::new, |p| format!("{}  ", p.text()));
     let line = format!(
-        "{:>8}  {}  {session}  {kind:<20}  {text}",
+        "{:>8}  {place}{}  {session}  {kind:<20}  {text}",
         record.lsn,
         rfc3339(record.timestamp_us)
     );
     line.trim_end().to_owned()
+}
+
+/// Where a record is and its frame, for `dump --physical`: the segment
+/// file's name, the frame's offset in it, its length in bytes (header and
+/// payload) and its CRC.
+#[derive(Debug, Serialize)]
+pub(crate) struct Physical {
+    pub(crate) segment: String,
+    pub(crate) offset: u64,
+    pub(crate) frame_len: u64,
+    pub(crate) crc: u32,
+}
+
+impl Physical {
+    pub(crate) fn of(record: &RecordRef<'_>) -> Physical {
+        Physical {
+            segment: record
+                .segment
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            offset: record.offset,
+            frame_len: record.end_offset() - record.offset,
+            crc: record.crc(),
+        }
+    }
+
+    /// `00000000000000000001.wal  offset 64  len 95  crc 0x1a2b3c4d`.
+    pub(crate) fn text(&self) -> String {
+        format!(
+            "{}  offset {:>8}  len {:>6}  crc {:#010x}",
+            self.segment, self.offset, self.frame_len, self.crc
+        )
+    }
 }
 
 /// An event as JSON, in the one shape every JSON output uses: an object
@@ -309,6 +344,9 @@ pub(crate) struct JsonRecord {
     pub(crate) event: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
+    /// With `--physical`: the frame's segment, offset, length and CRC.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(crate) physical: Option<Physical>,
 }
 
 impl JsonRecord {
@@ -331,6 +369,7 @@ impl JsonRecord {
             durable,
             event,
             error,
+            physical: None,
         }
     }
 }

@@ -1437,3 +1437,118 @@ fn repair_json_refusal_and_damage_outside_the_tail() {
     assert_eq!(v.last().unwrap()["outcome"], "would_repair");
     assert_eq!(v.last().unwrap()["mode"], "point-in-time");
 }
+
+#[test]
+fn dump_of_one_segment_file_prints_its_records_and_its_problems_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = write_log(dir, 3, 40);
+    let placed = placement(dir);
+    let segs = segments(dir);
+    assert!(segs.len() >= 3, "{segs:?}");
+    let mut all = Vec::new();
+    for seg in &segs {
+        let (code, v, stderr) = json_run(&["dump", "--json"], seg);
+        assert_eq!(code, Some(0), "{}: {stderr}", seg.display());
+        assert!(stderr.is_empty(), "{stderr}");
+        let lsns: Vec<u64> = v.iter().map(|r| r["lsn"].as_u64().unwrap()).collect();
+        let expected: Vec<u64> = placed
+            .iter()
+            .filter(|p| &p.segment == seg)
+            .map(|p| p.lsn)
+            .collect();
+        assert_eq!(lsns, expected, "{}", seg.display());
+        all.extend(lsns);
+    }
+    assert_eq!(all.len(), w.records.len());
+    // Damage in the first segment is the first segment's problem only.
+    let first_lsn = placed.iter().find(|p| p.segment == segs[0]).unwrap().lsn + 2;
+    let (seg0, off0) = smash_placed(&placed, first_lsn);
+    let (code, _, stderr) = json_run(&["dump", "--json"], &segs[1]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let (code, v, stderr) = json_run(&["dump", "--json"], &seg0);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} at offset {off0}", seg0.display())),
+        "{stderr}"
+    );
+    assert!(v.iter().all(|r| r["lsn"] != first_lsn));
+    // Filters apply; one that matches nothing names the segment.
+    let (code, v, _) = json_run(&["dump", "--json", "--kind", "done"], &segs[1]);
+    assert_eq!(code, Some(1));
+    assert!(v.is_empty());
+    let out = logbook()
+        .args(["dump", "--kind", "done"])
+        .arg(&segs[1])
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "logbook: nothing found: no record of the segment {} matches --kind done",
+            segs[1].display()
+        )
+    );
+    // Not a segment, or --follow: usage errors, on one line.
+    for (args, path) in [
+        (&["dump"][..], dir.join("LOCK")),
+        (&["dump", "--follow"], segs[1].clone()),
+    ] {
+        let out = logbook().args(args).arg(&path).output().unwrap();
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("logbook: error: "), "{stderr}");
+    }
+}
+
+#[test]
+fn dump_physical_shows_segment_offset_frame_length_and_crc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_log(dir, 2, 30);
+    let placed = placement(dir);
+    // The stored CRC, read here from the frame: its second 4 bytes.
+    let stored_crc = |p: &Placed| {
+        let bytes = std::fs::read(&p.segment).unwrap();
+        let at = p.offset as usize + 4;
+        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+    };
+    let (code, v, stderr) = json_run(&["dump", "--json", "--physical"], dir);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(v.len(), placed.len());
+    for (r, p) in v.iter().zip(&placed) {
+        assert_eq!(r["lsn"], p.lsn);
+        assert_eq!(
+            r["segment"],
+            p.segment.file_name().unwrap().to_str().unwrap()
+        );
+        assert_eq!(r["offset"], p.offset);
+        assert_eq!(r["frame_len"], p.len);
+        assert_eq!(r["crc"], stored_crc(p));
+    }
+    let out = logbook()
+        .args(["dump", "--physical"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let (stdout, _) = texts(&out);
+    assert_eq!(out.status.code(), Some(0));
+    for (line, p) in stdout.lines().zip(&placed) {
+        let expected = format!(
+            "{:>8}  {}  offset {:>8}  len {:>6}  crc {:#010x}  ",
+            p.lsn,
+            p.segment.file_name().unwrap().to_str().unwrap(),
+            p.offset,
+            p.len,
+            stored_crc(p)
+        );
+        assert!(line.starts_with(&expected), "{line}\n{expected}");
+    }
+    // Without --physical, none of it.
+    let (_, v, _) = json_run(&["dump", "--json"], dir);
+    assert!(v[0].get("crc").is_none());
+}

@@ -43,6 +43,39 @@ pub struct RecordRef<'a> {
     pub offset: u64,
 }
 
+impl RecordRef<'_> {
+    /// The CRC stored in this record's frame: the CRC-32 of its LSN, sync
+    /// mark, timestamp, session and payload (`docs/format.md`). The reader
+    /// returned the record because that CRC checked out, so it is computed
+    /// here from the record's fields rather than read again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_wal::{FrameFields, Reader, Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// wal.append_raw(uuid::Uuid::nil(), b"hello")?;
+    /// let mut reader = Reader::open(dir.path())?;
+    /// let record = reader.next_ref().unwrap()?;
+    /// let bytes = std::fs::read(record.segment)?;
+    /// let stored = FrameFields::parse(&bytes[record.offset as usize..]).unwrap().crc;
+    /// assert_eq!(record.crc(), stored);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn crc(&self) -> u32 {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&self.lsn.to_le_bytes());
+        hasher.update(&self.sync_mark.to_le_bytes());
+        hasher.update(&self.timestamp_us.to_le_bytes());
+        hasher.update(self.session.as_bytes());
+        hasher.update(self.payload);
+        hasher.finalize()
+    }
+}
+
 /// One record, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord {
@@ -150,6 +183,9 @@ pub struct Reader {
     building: Option<crate::index::Builder>,
     /// Build indexes even without `only` (see [`Reader::indexing`]).
     index_all: bool,
+    /// Only the segment with this base LSN (see
+    /// [`Reader::open_segment_file`]).
+    one_segment: Option<Lsn>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -200,7 +236,78 @@ impl Reader {
             only: None,
             building: None,
             index_all: false,
+            one_segment: None,
         })
+    }
+
+    /// A reader of one segment file of a log: its records and the problems
+    /// in it, exactly as a reader of the whole log (of the directory that
+    /// holds the file) sees them in that segment, and nothing of the other
+    /// segments. The file keeps its name (the base LSN is in it); whether
+    /// it is the log's tail (whose last records are returned once known
+    /// durable) is judged by the other segments of its directory. The LSN
+    /// continuity with the segment before it is not checked.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::NotFound`] if the file does not exist,
+    /// [`WalError::BadSegment`] if it is not a file or its name is not a
+    /// segment file name (20 digits and `.wal`), or the I/O error of
+    /// listing its directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_wal::{Reader, Wal, WalOptions, segment_header};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let options = WalOptions { segment_size: 4096, ..WalOptions::default() };
+    /// let wal = Wal::open(dir.path(), options)?;
+    /// for _ in 0..100 {
+    ///     wal.append_raw(uuid::Uuid::nil(), &[7; 64])?;
+    /// }
+    /// let second = Reader::open(dir.path())?.segments()[1].clone();
+    /// let mut reader = Reader::open_segment_file(&second)?;
+    /// let lsns: Vec<u64> = reader.by_ref().map(|r| r.map(|r| r.lsn)).collect::<Result<_, _>>()?;
+    /// // The second segment's records, from its base LSN on, and no others.
+    /// assert_eq!(lsns[0], segment_header(&second)?.base_lsn);
+    /// assert!(lsns.len() < 100 && lsns.windows(2).all(|w| w[1] == w[0] + 1));
+    /// assert_eq!(reader.segments(), [second]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_segment_file(path: impl AsRef<Path>) -> Result<Reader, WalError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(WalError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        if !path.is_file() {
+            return Err(WalError::BadSegment {
+                path: path.to_path_buf(),
+                reason: "not a file: a segment file is needed".to_owned(),
+            });
+        }
+        let base = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(crate::format::parse_segment_file_name)
+            .ok_or_else(|| WalError::BadSegment {
+                path: path.to_path_buf(),
+                reason: "not a segment file name (20 digits and .wal)".to_owned(),
+            })?;
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let mut reader = Reader::open(dir)?;
+        reader.one_segment = Some(base);
+        reader.index = reader
+            .segments
+            .iter()
+            .position(|s| s.base_lsn == base)
+            .unwrap_or(reader.segments.len());
+        Ok(reader)
     }
 
     /// Start at `lsn`: segments that end before it are not even opened.
@@ -250,7 +357,11 @@ impl Reader {
     /// The segments found so far, in order.
     #[must_use]
     pub fn segments(&self) -> Vec<PathBuf> {
-        self.segments.iter().map(|s| s.path.clone()).collect()
+        self.segments
+            .iter()
+            .filter(|s| self.one_segment.is_none_or(|base| base == s.base_lsn))
+            .map(|s| s.path.clone())
+            .collect()
     }
 
     /// The segments found so far, with their base LSNs.
@@ -697,6 +808,12 @@ impl Reader {
                 return Ok(false);
             }
         }
+        if let Some(base) = self.one_segment {
+            // Past the one segment asked for (or it is gone).
+            if self.segments.get(self.index).map(|s| s.base_lsn) != Some(base) {
+                return Ok(false);
+            }
+        }
         self.tail_damage = None;
         self.open_segment(self.index)?;
         Ok(true)
@@ -810,5 +927,109 @@ fn describe(problem: Problem) -> String {
         }
         Problem::Frame(e) => e.to_string(),
         Problem::Sequence { found } => format!("frame with LSN {found}"),
+    }
+}
+
+#[cfg(test)]
+mod segment_file_tests {
+    use std::ops::ControlFlow;
+
+    use super::*;
+    use crate::walk::Item;
+    use crate::{Wal, WalOptions};
+
+    /// A closed log of `n` records over several small segments.
+    fn log(n: u8) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions {
+            segment_size: 4096,
+            preallocate: false,
+            ..WalOptions::default()
+        };
+        let wal = Wal::open(dir.path(), options).unwrap();
+        for i in 0..n {
+            wal.append_raw(Uuid::from_u128(u128::from(i % 3)), &[i; 200])
+                .unwrap();
+        }
+        wal.close().unwrap();
+        dir
+    }
+
+    /// Every record and problem of `reader`: (LSN, segment) or the error.
+    fn walk(reader: &mut Reader) -> Vec<Result<(Lsn, PathBuf), WalError>> {
+        let mut items = Vec::new();
+        let end = reader
+            .walk(|item| {
+                items.push(match item {
+                    Item::Record(r) => Ok((r.lsn, r.segment.to_path_buf())),
+                    Item::Problem(e) => Err(e),
+                });
+                ControlFlow::<()>::Continue(())
+            })
+            .unwrap();
+        assert_eq!(end, ControlFlow::Continue(()));
+        items
+    }
+
+    #[test]
+    fn each_segment_file_reads_as_its_part_of_the_whole_log() {
+        let dir = log(60);
+        let whole: Vec<(Lsn, PathBuf)> = walk(&mut Reader::open(dir.path()).unwrap())
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let segments = Reader::open(dir.path()).unwrap().segments();
+        assert!(segments.len() >= 3, "{segments:?}");
+        let mut joined = Vec::new();
+        for segment in &segments {
+            let mut reader = Reader::open_segment_file(segment).unwrap();
+            assert_eq!(reader.segments(), std::slice::from_ref(segment));
+            let part: Vec<(Lsn, PathBuf)> =
+                walk(&mut reader).into_iter().map(Result::unwrap).collect();
+            assert!(!part.is_empty());
+            assert!(part.iter().all(|(_, s)| s == segment));
+            joined.extend(part);
+        }
+        assert_eq!(joined, whole);
+    }
+
+    #[test]
+    fn damage_in_the_segment_is_reported_and_the_others_are_not_read() {
+        use std::os::unix::fs::FileExt;
+        let dir = log(60);
+        let segments = Reader::open(dir.path()).unwrap().segments();
+        // Damage the first record of the first and of the second segment.
+        for segment in &segments[..2] {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(segment)
+                .unwrap();
+            file.write_all_at(&[0xAA; 8], crate::format::SEGMENT_HEADER_LEN as u64 + 60)
+                .unwrap();
+        }
+        let items = walk(&mut Reader::open_segment_file(&segments[1]).unwrap());
+        let problems: Vec<&WalError> = items.iter().filter_map(|i| i.as_ref().err()).collect();
+        assert_eq!(problems.len(), 1, "{items:?}");
+        assert_eq!(problems[0].location().unwrap().0, segments[1].as_path());
+        assert!(items.iter().skip(1).all(Result::is_ok));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_segment_is_refused() {
+        let dir = log(3);
+        let other = dir.path().join("notes.wal");
+        std::fs::write(&other, b"x").unwrap();
+        assert!(matches!(
+            Reader::open_segment_file(&other),
+            Err(WalError::BadSegment { .. })
+        ));
+        assert!(matches!(
+            Reader::open_segment_file(dir.path().join("00000000000000000099.wal")),
+            Err(WalError::NotFound { .. })
+        ));
+        assert!(matches!(
+            Reader::open_segment_file(dir.path()),
+            Err(WalError::BadSegment { .. })
+        ));
     }
 }

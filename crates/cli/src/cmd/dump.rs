@@ -27,6 +27,8 @@ Examples:
   logbook dump /var/lib/agent/log --follow             keep printing as a writer appends
   logbook dump /var/lib/agent/log --follow --from-end  only what is appended from now on
   logbook dump ./logbook-demo --last 5 --follow        the last five records, then follow
+  logbook dump ./logbook-demo/00000000000000000037.wal one segment file
+  logbook dump ./logbook-demo --physical               where each frame is: segment, offset, length, CRC
 
 Each line: LSN, time (RFC 3339, UTC), session (first 8 characters; all with
 --full), kind, and a summary of the event. --json prints one object per record
@@ -35,6 +37,13 @@ durable one) and event: always an object, whose kind is the event's variant
 name (Done, TokenUsage) beside the variant's fields, a text under value:
 {\"kind\":\"Done\"}, {\"kind\":\"UserMessage\",\"value\":\"hi\"}. A payload that does
 not decode has the event {\"kind\":null} and an extra `error` field.
+
+Given a segment file instead of a directory, dump prints that segment's
+records and the problems in it (continuity with the segment before it is not
+checked); --session, --kind and the other filters still apply. --physical
+puts where each record is after its LSN: the segment file, the frame's byte
+offset in it, the frame's length (header and payload) and its CRC; with
+--json, the fields segment, offset, frame_len and crc.
 
 Problems in the log (corruption, a torn tail) are reported on stderr, one line
 each; the dump goes on past them and exits 1. A filter that matches nothing (an
@@ -52,7 +61,9 @@ gets a note and is waited for).";
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct DumpArgs {
-    /// The log directory.
+    /// The log directory, or one segment file of a log
+    /// (DIR/00000000000000000001.wal): only that segment's records.
+    #[arg(value_name = "DIR|SEGMENT")]
     pub(crate) dir: PathBuf,
     /// Only this session: a session id or a prefix of one (repeatable).
     #[arg(long, value_name = "ID", value_parser = parse_session_prefix)]
@@ -67,8 +78,9 @@ pub(crate) struct DumpArgs {
     /// Stop after this LSN.
     #[arg(long, value_name = "LSN")]
     pub(crate) to_lsn: Option<Lsn>,
-    /// Only records appended at or after this time (RFC 3339, a date, or a
-    /// duration back from now such as 15m).
+    /// Only records appended at or after this time (RFC 3339, a date, epoch
+    /// seconds such as 1764410000.5 or @1764410000, or a duration back from
+    /// now such as 15m).
     #[arg(long, value_name = "TIME", value_parser = output::parse_time)]
     pub(crate) since: Option<u64>,
     /// Only records appended before this time.
@@ -95,6 +107,11 @@ pub(crate) struct DumpArgs {
     /// with what is appended, with --follow).
     #[arg(long, value_name = "N", conflicts_with = "from_lsn")]
     pub(crate) last: Option<u64>,
+    /// Also where each record is: its segment file, the frame's offset in
+    /// it, the frame's length in bytes and its CRC (in JSON: segment,
+    /// offset, frame_len, crc).
+    #[arg(long)]
+    pub(crate) physical: bool,
     /// How often --follow looks for new records, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 200, hide = true)]
     pub(crate) poll_ms: u64,
@@ -166,8 +183,71 @@ pub(crate) fn run(args: &DumpArgs) -> anyhow::Result<Outcome> {
     outcome
 }
 
+/// What `dump` reads: a log directory, or one segment file of a log.
+struct Source {
+    /// The log directory (the segment file's directory).
+    dir: PathBuf,
+    segment: Option<PathBuf>,
+}
+
+impl Source {
+    fn of(path: &Path) -> Source {
+        if path.is_file() {
+            let dir = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            Source {
+                dir,
+                segment: Some(path.to_path_buf()),
+            }
+        } else {
+            Source {
+                dir: path.to_path_buf(),
+                segment: None,
+            }
+        }
+    }
+
+    /// A reader of the log, or of the one segment.
+    fn open(&self) -> anyhow::Result<logbook_wal::Reader> {
+        match &self.segment {
+            Some(segment) => {
+                let name = segment
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if logbook_wal::LogFile::of(&name) != Some(logbook_wal::LogFile::Segment) {
+                    anyhow::bail!(
+                        "{} is not a directory, nor a segment file (<20 digits>.wal): give a \
+                         log directory or one of its segments",
+                        segment.display()
+                    );
+                }
+                Ok(logbook_wal::Reader::open_segment_file(segment)?)
+            }
+            None => scan::open_reader(&self.dir),
+        }
+    }
+
+    /// `the log in DIR` or `the segment PATH`.
+    fn name(&self) -> String {
+        match &self.segment {
+            Some(segment) => format!("the segment {}", segment.display()),
+            None => format!("the log in {}", self.dir.display()),
+        }
+    }
+}
+
 fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let dir = &args.dir;
+    let source = Source::of(&args.dir);
+    let dir = &source.dir;
+    if args.follow && source.segment.is_some() {
+        anyhow::bail!(
+            "--follow follows a log directory, not one segment file: give {} instead",
+            dir.display()
+        );
+    }
     if let (Some(from), Some(to)) = (args.from_lsn, args.to_lsn) {
         if from > to {
             output::report_nothing_found(&format!(
@@ -210,12 +290,12 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Clean);
     }
     let start = if args.from_end || args.last.is_some() {
-        Some(start_of_last(dir, &filter, args.last.unwrap_or(0))?)
+        Some(start_of_last(&source, &filter, args.last.unwrap_or(0))?)
     } else {
         args.from_lsn
     };
     let open = |start: Option<Lsn>| -> anyhow::Result<logbook_wal::Reader> {
-        let mut reader = scan::open_reader(dir)?;
+        let mut reader = source.open()?;
         if let [one] = filter.sessions.as_slice() {
             // One session: through the segments' session indexes.
             reader = reader.session(*one);
@@ -330,8 +410,8 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             )
         };
         output::report_nothing_found(&format!(
-            "no record of the log in {} matches {}{hint}",
-            dir.display(),
+            "no record of {} matches {}{hint}",
+            source.name(),
             filter_words(args)
         ));
         return Ok(if problems > 0 {
@@ -377,8 +457,8 @@ fn now_us() -> u64 {
 /// The LSN to start at to show the last `n` records that pass `filter`
 /// (the end of the log for 0): one pass over the log, keeping only LSNs.
 /// Problems are reported by the dump itself, for the part it shows.
-fn start_of_last(dir: &Path, filter: &Filter, n: u64) -> anyhow::Result<Lsn> {
-    let mut reader = scan::open_reader(dir)?;
+fn start_of_last(source: &Source, filter: &Filter, n: u64) -> anyhow::Result<Lsn> {
+    let mut reader = source.open()?;
     let mut last = std::collections::VecDeque::new();
     let mut next = 0;
     let cap = usize::try_from(n).unwrap_or(usize::MAX);
@@ -459,10 +539,14 @@ fn print_record(
     args: &DumpArgs,
 ) -> anyhow::Result<bool> {
     let decoded = render::decode(record);
+    let physical = args.physical.then(|| render::Physical::of(record));
     if args.json {
-        output::json_line(out, &JsonRecord::new(record, &decoded))?;
+        let mut json = JsonRecord::new(record, &decoded);
+        json.physical = physical;
+        output::json_line(out, &json)?;
     } else {
-        writeln!(out, "{}", render::text_line(record, &decoded, args.full))?;
+        let line = render::text_line(record, &decoded, args.full, physical.as_ref());
+        writeln!(out, "{line}")?;
     }
     // A kind newer than this build is not damage; a foreign codec or a
     // known kind that does not decode is.
