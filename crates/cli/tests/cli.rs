@@ -1552,3 +1552,48 @@ fn dump_physical_shows_segment_offset_frame_length_and_crc() {
     let (_, v, _) = json_run(&["dump", "--json"], dir);
     assert!(v[0].get("crc").is_none());
 }
+
+#[test]
+fn dump_since_and_until_take_epoch_seconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_log(dir, 2, 20);
+    let placed = placement(dir);
+    let pivot = &placed[placed.len() / 2];
+    let epoch = format!(
+        "{}.{:06}",
+        pivot.timestamp_us / 1_000_000,
+        pivot.timestamp_us % 1_000_000
+    );
+    let from: Vec<u64> = placed
+        .iter()
+        .filter(|p| p.timestamp_us >= pivot.timestamp_us)
+        .map(|p| p.lsn)
+        .collect();
+    let before: Vec<u64> = placed
+        .iter()
+        .filter(|p| p.timestamp_us < pivot.timestamp_us)
+        .map(|p| p.lsn)
+        .collect();
+    let lsns = |v: &[Value]| -> Vec<u64> { v.iter().map(|r| r["lsn"].as_u64().unwrap()).collect() };
+    for since in [epoch.clone(), format!("@{epoch}")] {
+        let (code, v, stderr) = json_run(&["dump", "--json", "--since", &since], dir);
+        assert_eq!(code, Some(0), "{since}: {stderr}");
+        assert_eq!(lsns(&v), from, "{since}");
+    }
+    let (code, v, stderr) = json_run(&["dump", "--json", "--until", &epoch], dir);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(lsns(&v), before);
+    // Whole seconds: nothing was written in 1970.
+    let (code, v, stderr) = json_run(&["dump", "--json", "--until", "@86400"], dir);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(v.is_empty());
+    // Not a time: a usage error naming the forms.
+    let (code, _, stderr) = json_run(&["dump", "--since", "@12x"], dir);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("epoch seconds (1764410000.5 or @1764410000)"),
+        "{stderr}"
+    );
+}

@@ -23,6 +23,7 @@ Examples:
   logbook dump ./logbook-demo --from-lsn 100 --limit 20 --full
   logbook dump ./logbook-demo --since 15m              the last fifteen minutes
   logbook dump ./logbook-demo --since 2024-05-01T10:00:00Z --until 2024-05-01T11:00:00Z
+  logbook dump ./logbook-demo --since 1764410000 --until @1764410060.5   epoch seconds
   logbook dump ./logbook-demo --json | jq -r .kind     JSON Lines
   logbook dump /var/lib/agent/log --follow             keep printing as a writer appends
   logbook dump /var/lib/agent/log --follow --from-end  only what is appended from now on
