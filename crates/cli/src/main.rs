@@ -15,7 +15,7 @@ mod scan;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::output::{EXIT_OK, EXIT_PROBLEM, Outcome};
 
@@ -30,7 +30,9 @@ Examples:
   logbook repair ./logbook-demo         what recovery would cut (a dry run)
 
 Exit status: 0 ok, 1 a problem found in the log, 2 a usage or I/O error.
-Data goes to stdout, diagnostics to stderr; `logbook help <command>` has more.";
+Data goes to stdout, diagnostics to stderr; `logbook help <command>` has more.
+Shell completions: `logbook completions bash|zsh|fish|elvish|powershell`;
+man pages: `logbook man` (or `logbook man --dir DIR` for one page per command).";
 
 /// Inspect, verify and repair Logbook write-ahead logs.
 #[derive(Debug, Parser)]
@@ -59,6 +61,12 @@ enum Command {
     /// The demo's child process (internal).
     #[command(hide = true)]
     DemoChild(cmd::demo::ChildArgs),
+    /// Print a shell completion script.
+    #[command(hide = true)]
+    Completions(cmd::docs::CompletionsArgs),
+    /// Print the man page, or write one per command.
+    #[command(hide = true)]
+    Man(cmd::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +97,8 @@ fn main() -> ExitCode {
         Command::Repair(args) => cmd::repair::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::DemoChild(args) => cmd::demo::child(args),
+        Command::Completions(args) => cmd::docs::completions(args, Cli::command()),
+        Command::Man(args) => cmd::docs::man(args, Cli::command()),
     };
     ExitCode::from(match result {
         Ok(Outcome::Clean) => EXIT_OK,

@@ -1597,3 +1597,69 @@ fn dump_since_and_until_take_epoch_seconds() {
         "{stderr}"
     );
 }
+
+#[test]
+fn completions_for_each_shell_come_from_the_command_line_definition() {
+    for (shell, marker) in [
+        ("bash", "_logbook()"),
+        ("zsh", "#compdef logbook"),
+        ("fish", "complete -c logbook"),
+    ] {
+        let out = logbook().args(["completions", shell]).output().unwrap();
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {stderr}");
+        assert!(stdout.contains(marker), "{shell}");
+        // Every command and a recent flag are there.
+        for word in ["sessions", "verify", "repair", "physical", "reverse"] {
+            assert!(stdout.contains(word), "{shell}: {word}");
+        }
+    }
+    let out = logbook().args(["completions", "tcsh"]).output().unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Hidden from the command list, named in the help's epilogue.
+    let out = logbook().arg("--help").output().unwrap();
+    let (stdout, _) = texts(&out);
+    assert!(stdout.contains("logbook completions bash"), "{stdout}");
+    assert!(stdout.contains("logbook man"), "{stdout}");
+}
+
+#[test]
+fn man_prints_the_page_or_writes_one_per_command() {
+    let out = logbook().arg("man").output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains(".TH logbook 1"), "{stdout}");
+    assert!(stdout.contains("sessions"), "{stdout}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("man1");
+    let out = logbook().args(["man", "--dir"]).arg(&dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "logbook-demo.1",
+            "logbook-dump.1",
+            "logbook-repair.1",
+            "logbook-replay.1",
+            "logbook-sessions.1",
+            "logbook-stats.1",
+            "logbook-verify.1",
+            "logbook.1",
+        ]
+    );
+    // It names each file it wrote.
+    assert_eq!(stdout.lines().count(), names.len(), "{stdout}");
+    let dump = std::fs::read_to_string(dir.join("logbook-dump.1")).unwrap();
+    assert!(dump.contains(".TH logbook-dump 1"), "{dump}");
+    assert!(dump.contains("\\-\\-physical"), "{dump}");
+    assert!(dump.contains("logbook dump"), "{dump}");
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod demo;
+pub(crate) mod docs;
 pub(crate) mod dump;
 pub(crate) mod repair;
 pub(crate) mod replay;

@@ -112,7 +112,7 @@ impl SortKey {
 pub(crate) struct SessionsArgs {
     /// The log directory.
     pub(crate) dir: PathBuf,
-    /// Only sessions with this status (repeatable).
+    /// Only sessions with this status (repeatable, or comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub(crate) status: Vec<StatusFilter>,
     /// Only sessions whose model is one of these (repeatable, or
