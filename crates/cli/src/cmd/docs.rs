@@ -30,7 +30,7 @@ Install:
   logbook man --dir ~/.local/share/man/man1     logbook.1 and logbook-<command>.1
   man logbook-dump")]
 pub(crate) struct ManArgs {
-    /// Write logbook.1 and one logbook-<command>.1 per command into this
+    /// Write logbook.1 and one logbook-COMMAND.1 per command into this
     /// directory (created if missing) instead of printing logbook.1.
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
