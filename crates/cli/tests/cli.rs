@@ -1254,6 +1254,14 @@ fn sessions_model_filter() {
     assert_eq!(ids_of(&v), [a, b, c]);
     let (_, v, _) = sessions_json(tmp.path(), &["--model", "beta", "--model", "gamma"]);
     assert_eq!(ids_of(&v), [b]);
+    // --status also takes a comma-separated list, and combines with --model.
+    let (_, v, _) = sessions_json(tmp.path(), &["--status", "failed,interrupted"]);
+    assert_eq!(ids_of(&v), [b, c]);
+    let (_, v, _) = sessions_json(
+        tmp.path(),
+        &["--status", "failed,interrupted", "--model", "alpha"],
+    );
+    assert_eq!(ids_of(&v), [c]);
     let (code, v, stderr) = sessions_json(tmp.path(), &["--model", "alph"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(v.is_empty());
