@@ -211,6 +211,19 @@ pub const fn frame_len(payload_len: usize) -> usize {
     RECORD_HEADER_LEN + payload_len
 }
 
+/// The CRC a frame of `header` and `payload` stores: CRC-32 of its bytes
+/// from the LSN field to the end of the payload (see `docs/format.md`).
+#[must_use]
+pub fn frame_crc(header: &FrameHeader, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header.lsn.to_le_bytes());
+    hasher.update(&header.sync_mark.to_le_bytes());
+    hasher.update(&header.timestamp_us.to_le_bytes());
+    hasher.update(header.session.as_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
 /// Append the frame of one record to `buf`.
 ///
 /// The caller has checked `1 <= payload.len() <= MAX_PAYLOAD_LEN`.
@@ -885,6 +898,21 @@ mod tests {
                 assert_eq!(places, [(96, 8)], "byte {i}");
             }
         }
+    }
+
+    #[test]
+    fn frame_crc_is_the_stored_crc() {
+        let header = FrameHeader {
+            lsn: 9,
+            sync_mark: 4,
+            timestamp_us: 77,
+            session: Uuid::from_u128(5),
+        };
+        let mut buf = Vec::new();
+        encode_frame(&mut buf, &header, b"payload");
+        let stored = FrameFields::parse(&buf).unwrap().crc;
+        assert_eq!(frame_crc(&header, b"payload"), stored);
+        assert_ne!(frame_crc(&header, b"payloaD"), stored);
     }
 
     #[test]

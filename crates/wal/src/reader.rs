@@ -66,13 +66,15 @@ impl RecordRef<'_> {
     /// ```
     #[must_use]
     pub fn crc(&self) -> u32 {
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&self.lsn.to_le_bytes());
-        hasher.update(&self.sync_mark.to_le_bytes());
-        hasher.update(&self.timestamp_us.to_le_bytes());
-        hasher.update(self.session.as_bytes());
-        hasher.update(self.payload);
-        hasher.finalize()
+        crate::format::frame_crc(
+            &FrameHeader {
+                lsn: self.lsn,
+                sync_mark: self.sync_mark,
+                timestamp_us: self.timestamp_us,
+                session: self.session,
+            },
+            self.payload,
+        )
     }
 }
 
