@@ -208,7 +208,8 @@ fn a_tail_index_of_records_recovery_cut_and_rewrote_is_not_used() {
     };
     let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, opts()).unwrap();
     for i in 0..40u64 {
-        wal.append_raw(session(i % 4), &[b'a' + (i % 26) as u8; 50]).unwrap();
+        wal.append_raw(session(i % 4), &[b'a' + (i % 26) as u8; 50])
+            .unwrap();
     }
     wal.close().unwrap();
     let tail = Path::new(DIR).join("00000000000000000001.wal");
