@@ -85,6 +85,7 @@ mod resume;
 mod scan;
 mod state;
 mod status;
+mod summaries;
 #[cfg(test)]
 mod testgen;
 mod tokens;

@@ -2,16 +2,17 @@
 //! [`interrupted`], [`LogSummary`] and [`SessionSummary`].
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use logbook_bus::SessionEvent;
 use logbook_wal::{EventRecord, Lsn, TailDamage, Wal, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, ScanReport, Sessions, SkippedRecords, scan};
+use crate::scan::{Item, OnCorruption, ScanReport, Sessions, SkippedRecords, scan_from};
 use crate::state::Span;
 use crate::status::SessionStatus;
+use crate::summaries;
 
 /// A one-line summary of a session.
 ///
@@ -78,30 +79,38 @@ fn title_of(text: &str) -> Option<String> {
 }
 
 /// The listing's fold of one session: a [`SessionSummary`] under
-/// construction, with the status the records alone give.
-struct Tally {
-    session: Uuid,
-    status: SessionStatus,
-    span: Span,
-    events: u64,
-    durable_events: u64,
-    skipped_records: u64,
-    tokens: u64,
-    legacy_tokens: u64,
-    model: Option<String>,
-    cwd: Option<String>,
+/// construction, with what the records alone give. Folds of consecutive
+/// stretches of the log merge ([`Tally::merge`]) into the fold of the
+/// whole, which is what lets a listing reuse per-segment summaries
+/// (`summaries.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) session: Uuid,
+    /// The status the latest status-changing event set (`Done`, `Error`,
+    /// `SessionResumed`), if any: the last one wins.
+    pub(crate) status: Option<SessionStatus>,
+    pub(crate) span: Span,
+    pub(crate) events: u64,
+    pub(crate) durable_events: u64,
+    pub(crate) skipped_records: u64,
+    pub(crate) tokens: u64,
+    pub(crate) legacy_tokens: u64,
+    /// The latest `SessionStarted`'s.
+    pub(crate) model: Option<String>,
+    /// The latest `SessionStarted`'s.
+    pub(crate) cwd: Option<String>,
     /// The latest `SessionStarted` title.
-    started_title: Option<String>,
+    pub(crate) started_title: Option<String>,
     /// The first `UserMessage`'s title.
-    message_title: Option<String>,
-    resumptions: u64,
+    pub(crate) message_title: Option<String>,
+    pub(crate) resumptions: u64,
 }
 
 impl Tally {
     fn new(session: Uuid, lsn: Lsn, timestamp_us: u64) -> Tally {
         Tally {
             session,
-            status: SessionStatus::Running,
+            status: None,
             span: Span::new(lsn, timestamp_us),
             events: 0,
             durable_events: 0,
@@ -125,7 +134,14 @@ impl Tally {
             return;
         }
         self.durable_events = self.durable_events.saturating_add(1);
-        self.status.apply(event);
+        if matches!(
+            event,
+            SessionEvent::Done | SessionEvent::Error(_) | SessionEvent::SessionResumed { .. }
+        ) {
+            let mut status = SessionStatus::Running;
+            status.apply(event);
+            self.status = Some(status);
+        }
         match event {
             SessionEvent::TokenUsage(delta) => {
                 self.tokens = self.tokens.saturating_add(delta.total())
@@ -165,10 +181,34 @@ impl Tally {
         self.skipped_records = self.skipped_records.saturating_add(1);
     }
 
+    /// Fold `later`, the same session's fold of the stretch of the log
+    /// right after this one's, into this one: exactly the fold of both
+    /// stretches in a row.
+    pub(crate) fn merge(&mut self, later: Tally) {
+        self.span.last_lsn = later.span.last_lsn;
+        self.span.last_timestamp_us = later.span.last_timestamp_us;
+        self.events = self.events.saturating_add(later.events);
+        self.durable_events = self.durable_events.saturating_add(later.durable_events);
+        self.skipped_records = self.skipped_records.saturating_add(later.skipped_records);
+        self.tokens = self.tokens.saturating_add(later.tokens);
+        self.legacy_tokens = self.legacy_tokens.saturating_add(later.legacy_tokens);
+        self.resumptions = self.resumptions.saturating_add(later.resumptions);
+        self.status = later.status.or(self.status.take());
+        self.model = later.model.or(self.model.take());
+        self.cwd = later.cwd.or(self.cwd.take());
+        self.started_title = later.started_title.or(self.started_title.take());
+        if self.message_title.is_none() {
+            self.message_title = later.message_title;
+        }
+    }
+
     fn finish(self, writer_live: bool) -> SessionSummary {
         SessionSummary {
             session: self.session,
-            status: self.status.given(writer_live),
+            status: self
+                .status
+                .unwrap_or(SessionStatus::Running)
+                .given(writer_live),
             events: self.events,
             durable_events: self.durable_events,
             skipped_records: self.skipped_records,
@@ -345,28 +385,158 @@ pub fn interrupted(dir: impl AsRef<Path>) -> Result<Vec<SessionSummary>, ReplayE
 }
 
 /// Fold every record below LSN `end` into its session's tally.
+///
+/// The sealed segments at the front of the log that have usable session
+/// summaries (`summaries.rs`) are folded from those; the rest is scanned
+/// from the first segment without one, and each sealed segment scanned
+/// cleanly gets its summaries stored for the next listing. The answer is
+/// the same either way (`tests/summaries.rs`).
 fn tally(
     dir: &Path,
     on_corruption: OnCorruption,
     end: Lsn,
 ) -> Result<(HashMap<Uuid, Tally>, ScanReport), ReplayError> {
+    let reader = logbook_wal::Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
+    let segments = reader.segments();
+    let sealed = segments.len().saturating_sub(1);
     let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
-    let report = scan(dir, Sessions::All, on_corruption, |item| match item {
-        Item::Event(record) if record.lsn < end => tallies
-            .entry(record.session)
-            .or_insert_with(|| Tally::new(record.session, record.lsn, record.timestamp_us))
-            .apply(&record),
-        Item::Skipped {
-            lsn,
-            timestamp_us,
-            session,
-        } if lsn < end => tallies
-            .entry(session)
-            .or_insert_with(|| Tally::new(session, lsn, timestamp_us))
-            .skip(lsn, timestamp_us),
-        _ => {}
-    })?;
+    let mut records = 0u64;
+    let mut from = 0;
+    let mut next_lsn = None;
+    for segment in segments.iter().take(sealed) {
+        let Some(cached) = summaries::load(segment) else {
+            break;
+        };
+        // Gapless with what came before, and wholly below `end`.
+        if next_lsn.is_some_and(|n| n != cached.key.base_lsn) || cached.last_lsn >= end {
+            break;
+        }
+        for t in cached.tallies {
+            merge_into(&mut tallies, t);
+        }
+        records = records.saturating_add(cached.records);
+        next_lsn = Some(cached.last_lsn + 1);
+        from = cached.last_lsn + 1;
+    }
+    // The rest, segment by segment.
+    let sealed: Vec<PathBuf> = segments.into_iter().take(sealed).collect();
+    let mut part = Part::default();
+    let mut report = scan_from(
+        dir,
+        from,
+        Sessions::All,
+        on_corruption,
+        |item, segment, skipped| {
+            if part.segment.as_deref() != Some(segment) {
+                // A problem skipped between the last segment's last record
+                // and this one's first may lie in either: neither is cached.
+                let before = part.last_count;
+                part.finish(&sealed, skipped, &mut tallies);
+                part.segment = Some(segment.to_path_buf());
+                part.corruption_before = before;
+            }
+            part.last_count = skipped;
+            part.add(item, end);
+        },
+    )?;
+    part.finish(&sealed, report.corruption_count, &mut tallies);
+    report.records = report.records.saturating_add(records);
     Ok((tallies, report))
+}
+
+/// Fold `later` into the tally of its session.
+fn merge_into(tallies: &mut HashMap<Uuid, Tally>, later: Tally) {
+    match tallies.get_mut(&later.session) {
+        Some(t) => t.merge(later),
+        None => {
+            tallies.insert(later.session, later);
+        }
+    }
+}
+
+/// One segment's tallies while it is being scanned.
+#[derive(Default)]
+struct Part {
+    segment: Option<PathBuf>,
+    tallies: Vec<Tally>,
+    index: HashMap<Uuid, usize>,
+    records: u64,
+    last_lsn: Option<Lsn>,
+    /// A record was not decoded (unknown or undecodable) or lies at or
+    /// past `end`: nothing to cache.
+    partial: bool,
+    /// Corruption problems skipped before the previous segment's last
+    /// record (0 for the first segment scanned).
+    corruption_before: u64,
+    /// Corruption problems skipped before its latest record.
+    last_count: u64,
+}
+
+impl Part {
+    fn add(&mut self, item: Item, end: Lsn) {
+        let (lsn, timestamp_us, session) = match &item {
+            Item::Event(r) => (r.lsn, r.timestamp_us, r.session),
+            Item::Skipped {
+                lsn,
+                timestamp_us,
+                session,
+            } => (*lsn, *timestamp_us, *session),
+        };
+        if lsn >= end {
+            self.partial = true;
+            return;
+        }
+        self.records += 1;
+        self.last_lsn = Some(lsn);
+        let tallies = &mut self.tallies;
+        let i = *self.index.entry(session).or_insert_with(|| {
+            tallies.push(Tally::new(session, lsn, timestamp_us));
+            tallies.len() - 1
+        });
+        let Some(t) = self.tallies.get_mut(i) else {
+            return;
+        };
+        match item {
+            Item::Event(record) => t.apply(&record),
+            Item::Skipped { .. } => {
+                t.skip(lsn, timestamp_us);
+                self.partial = true;
+            }
+        }
+    }
+
+    /// The segment ended, with `corruption_now` problems skipped so far:
+    /// store its summaries if it is sealed and read cleanly (no problem
+    /// skipped since its first record, none of its records left out), and
+    /// fold it into the listing.
+    fn finish(
+        &mut self,
+        sealed: &[PathBuf],
+        corruption_now: u64,
+        tallies: &mut HashMap<Uuid, Tally>,
+    ) {
+        let part = std::mem::take(self);
+        let Some(segment) = part.segment.as_ref() else {
+            return;
+        };
+        let clean = !part.partial && corruption_now == part.corruption_before;
+        if clean && sealed.contains(segment) {
+            if let (Some(key), Some(last_lsn)) = (summaries::Key::of(segment), part.last_lsn) {
+                summaries::store(
+                    segment,
+                    &summaries::Summaries {
+                        key,
+                        last_lsn,
+                        records: part.records,
+                        tallies: part.tallies.clone(),
+                    },
+                );
+            }
+        }
+        for t in part.tallies {
+            merge_into(tallies, t);
+        }
+    }
 }
 
 /// The sessions the log of `wal` held unfinished when this writer opened

@@ -108,7 +108,21 @@ pub(crate) fn scan(
     on_corruption: OnCorruption,
     mut f: impl FnMut(Item),
 ) -> Result<ScanReport, ReplayError> {
-    let mut reader = Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
+    scan_from(dir, 0, sessions, on_corruption, |item, _, _| f(item))
+}
+
+/// [`scan`] from LSN `from`, handing each item with the segment it is in
+/// and how many corruption problems were skipped so far.
+pub(crate) fn scan_from(
+    dir: &Path,
+    from: Lsn,
+    sessions: Sessions<'_>,
+    on_corruption: OnCorruption,
+    mut f: impl FnMut(Item, &Path, u64),
+) -> Result<ScanReport, ReplayError> {
+    let mut reader = Reader::open(dir)
+        .map_err(|e| ReplayError::wal("opening", dir, e))?
+        .from_lsn(from);
     if let Sessions::One(id) = sessions {
         // Through the segments' session indexes: O(the session).
         reader = reader.session(id);
@@ -141,10 +155,10 @@ pub(crate) fn scan(
             }
             report.records = report.records.saturating_add(1);
             match decode(&record) {
-                Ok(event) => f(Item::Event(event)),
+                Ok(event) => f(Item::Event(event), record.segment, report.corruption_count),
                 Err(Undecodable::Unknown) => {
                     report.unknown.push(record.lsn);
-                    f(skipped(&record));
+                    f(skipped(&record), record.segment, report.corruption_count);
                 }
                 Err(Undecodable::Other(e)) => {
                     if on_corruption == OnCorruption::Fail {
@@ -155,7 +169,7 @@ pub(crate) fn scan(
                         });
                     }
                     report.undecodable.push(record.lsn);
-                    f(skipped(&record));
+                    f(skipped(&record), record.segment, report.corruption_count);
                 }
             }
             ControlFlow::Continue(())

@@ -43,8 +43,9 @@ pub enum LogFile {
     /// Bytes recovery or `repair` cut, saved as
     /// `<segment>.<offset>.broken` (see [`broken_path`](crate::broken_path)).
     Broken,
-    /// A segment's session index, `<segment>.idx` (derived data), or one
-    /// being written, `<segment>.idx.tmp`.
+    /// Derived data beside a segment: its session index, `<segment>.idx`,
+    /// or its session summaries, `<segment>.sum` (written by
+    /// `logbook-replay`), or one of them being written (`….tmp`).
     Index,
 }
 
@@ -60,6 +61,7 @@ impl LogFile {
     /// assert_eq!(LogFile::of("00000000000000000001.wal"), Some(LogFile::Segment));
     /// assert_eq!(LogFile::of("00000000000000000001.wal.4096.broken"), Some(LogFile::Broken));
     /// assert_eq!(LogFile::of("00000000000000000001.wal.idx"), Some(LogFile::Index));
+    /// assert_eq!(LogFile::of("00000000000000000001.wal.sum"), Some(LogFile::Index));
     /// assert_eq!(LogFile::of("notes.txt"), None);
     /// ```
     #[must_use]
@@ -74,6 +76,8 @@ impl LogFile {
         } else if name
             .strip_suffix(".idx")
             .or_else(|| name.strip_suffix(".idx.tmp"))
+            .or_else(|| name.strip_suffix(".sum"))
+            .or_else(|| name.strip_suffix(".sum.tmp"))
             .is_some_and(|s| parse_segment_file_name(s).is_some())
         {
             Some(LogFile::Index)

@@ -1,0 +1,156 @@
+//! Session summaries (`<segment>.sum`): a listing that folds sealed
+//! segments from their cached summaries gives exactly the listing of a full
+//! scan, whatever the log holds and whatever became of the cache files.
+
+use std::path::Path;
+
+use logbook_bus::{SessionEvent, TokenDelta, TokenSource};
+use logbook_replay::{OnCorruption, list_sessions, list_sessions_with, session_state};
+use logbook_wal::{Wal, WalOptions};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+fn event(kind: u8, i: u64) -> SessionEvent {
+    match kind % 9 {
+        0 => SessionEvent::SessionStarted {
+            model: format!("model-{}", i % 3),
+            cwd: format!("/srv/{}", i % 2),
+            title: (i % 4 == 0).then(|| format!("title {i}")),
+        },
+        1 => SessionEvent::UserMessage(format!("question {i}\nmore")),
+        2 => SessionEvent::TextComplete("answer".repeat(1 + (i % 5) as usize)),
+        3 => SessionEvent::TokenUsage(TokenDelta {
+            source: TokenSource::Root,
+            model: "m".into(),
+            prompt_tokens: i,
+            completion_tokens: 2 * i,
+            duration_ms: 1,
+        }),
+        4 => SessionEvent::Done,
+        5 => SessionEvent::Error(format!("failure {i}")),
+        6 => SessionEvent::SessionResumed { from_lsn: i },
+        7 => SessionEvent::TextChunk("ephemeral".into()),
+        _ => SessionEvent::UsageReport {
+            prompt_tokens: i,
+            completion_tokens: 1,
+            model: "m".into(),
+            duration_ms: 1,
+        },
+    }
+}
+
+fn summary_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sum"))
+        .collect();
+    v.sort();
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("LOGBOOK_SUMMARY_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
+    ))]
+
+    #[test]
+    fn listing_from_cached_summaries_equals_a_full_scan(
+        records in prop::collection::vec((0u8..6, any::<u8>()), 1..400),
+        damage in prop::collection::vec((any::<prop::sample::Index>(), any::<u16>(), 0u8..2), 0..3),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), WalOptions { segment_size: 4096, ..WalOptions::default() }).unwrap();
+        for (i, (s, kind)) in records.iter().enumerate() {
+            wal.append(Uuid::from_u128(u128::from(*s) + 1), &event(*kind, i as u64)).unwrap();
+        }
+        wal.close().unwrap();
+        let first = list_sessions(dir.path()).unwrap();
+        let cached = summary_files(dir.path());
+        let segments = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wal"))
+            .count();
+        // Every sealed segment (all but the tail) read cleanly: summarised.
+        prop_assert_eq!(cached.len(), segments - 1);
+        let second = list_sessions(dir.path()).unwrap();
+        prop_assert_eq!(&first.sessions, &second.sessions);
+        prop_assert_eq!(first.records, second.records);
+        // Damaged or removed caches: the same answer again.
+        for (which, at, how) in &damage {
+            if cached.is_empty() {
+                break;
+            }
+            let path = &cached[which.index(cached.len())];
+            if *how == 0 {
+                // (It may have been removed by an earlier step.)
+                if let Ok(mut b) = std::fs::read(path) {
+                    let i = usize::from(*at) % b.len();
+                    b[i] ^= 0x40;
+                    std::fs::write(path, b).unwrap();
+                }
+            } else {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        let third = list_sessions(dir.path()).unwrap();
+        prop_assert_eq!(&first.sessions, &third.sessions);
+        prop_assert_eq!(first.records, third.records);
+        // And the reference: no cache at all.
+        for p in summary_files(dir.path()) {
+            std::fs::remove_file(p).unwrap();
+        }
+        let bare = list_sessions(dir.path()).unwrap();
+        prop_assert_eq!(&first.sessions, &bare.sessions);
+        // A listing folds stretches of the log and merges them: each
+        // session's line must be its record-by-record fold.
+        for s in &second.sessions {
+            let state = session_state(dir.path(), s.session).unwrap();
+            prop_assert_eq!(&s.status, &state.status_given(second.writer_live));
+            prop_assert_eq!(s.events, state.events());
+            prop_assert_eq!(s.durable_events, state.durable_events());
+            prop_assert_eq!(Some(s.first_lsn), state.first_lsn());
+            prop_assert_eq!(Some(s.last_lsn), state.last_lsn());
+            prop_assert_eq!(s.model.as_deref(), state.model());
+            prop_assert_eq!(s.cwd.as_deref(), state.cwd());
+            prop_assert_eq!(s.resumptions, state.resumptions().len() as u64);
+        }
+    }
+}
+
+/// A sealed segment with damage gets no summaries: a lenient listing
+/// reports the damage every time, never only the first.
+#[test]
+fn a_damaged_segment_is_never_summarised() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            segment_size: 4096,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    for i in 0..200u64 {
+        wal.append(Uuid::from_u128(u128::from(i % 3) + 1), &event(1, i))
+            .unwrap();
+    }
+    wal.close().unwrap();
+    let first_segment = dir.path().join("00000000000000000001.wal");
+    let mut b = std::fs::read(&first_segment).unwrap();
+    b[40 + 48 + 3] ^= 0xff; // the first record's payload
+    std::fs::write(&first_segment, b).unwrap();
+    let a = list_sessions_with(dir.path(), OnCorruption::Skip).unwrap();
+    let b = list_sessions_with(dir.path(), OnCorruption::Skip).unwrap();
+    assert_eq!(a.corruption_count, 1);
+    assert_eq!(
+        b.corruption_count, 1,
+        "reported again, not hidden by a cache"
+    );
+    assert_eq!(a.sessions, b.sessions);
+    assert!(!summary_files(dir.path()).contains(&dir.path().join("00000000000000000001.wal.sum")));
+    assert!(
+        !summary_files(dir.path()).is_empty(),
+        "the clean sealed segments are summarised"
+    );
+}
