@@ -216,13 +216,19 @@ pub(crate) fn store(fs: &dyn Fs, segment: &Path, index: &SessionIndex) -> std::i
     written
 }
 
-/// Remove the index of `segment`, if any (the segment is gone).
+/// Remove the derived files of `segment` (the segment is gone): its
+/// session index and the session summaries `logbook-replay` keeps beside
+/// it (`<segment>.sum`).
 pub(crate) fn remove(fs: &dyn Fs, segment: &Path) {
-    match fs.remove_file(&index_path(segment)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            tracing::warn!(segment = %segment.display(), error = %e, "cannot remove a session index");
+    let mut summaries = segment.as_os_str().to_owned();
+    summaries.push(".sum");
+    for path in [index_path(segment), PathBuf::from(summaries)] {
+        match fs.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove derived data of a removed segment");
+            }
         }
     }
 }

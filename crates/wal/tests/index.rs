@@ -265,3 +265,45 @@ fn a_power_cut_anywhere_in_retention_leaves_no_gap_between_segments() {
         assert_eq!(last, Some(300), "cut at operation {n}");
     }
 }
+
+/// Retention removes a segment's derived files with it: its session index
+/// and the session summaries `logbook-replay` keeps beside it.
+#[test]
+fn retention_removes_the_derived_files_of_the_segments_it_removes() {
+    let fs = SimFs::new(3);
+    let wal = open(&fs);
+    for i in 0..300u64 {
+        wal.append_raw(session(i % 5), &[b'd'; 120]).unwrap();
+    }
+    let names = |fs: &SimFs| {
+        let mut n = fs.read_dir(Path::new(DIR)).unwrap();
+        n.sort();
+        n
+    };
+    let segments: Vec<String> = names(&fs)
+        .into_iter()
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    for s in &segments {
+        let sum = Path::new(DIR).join(format!("{s}.sum"));
+        let f = fs.open(&sum, OpenMode::CreateNew).unwrap();
+        f.write_all_at(b"summaries", 0).unwrap();
+    }
+    let removed = wal.truncate_before(250).unwrap();
+    assert!(removed > 0);
+    let left = names(&fs);
+    for s in segments.iter().take(removed) {
+        assert!(!left.contains(s), "{s} removed");
+        assert!(
+            !left.contains(&format!("{s}.idx")),
+            "{s}.idx removed: {left:?}"
+        );
+        assert!(
+            !left.contains(&format!("{s}.sum")),
+            "{s}.sum removed: {left:?}"
+        );
+    }
+    for s in segments.iter().skip(removed) {
+        assert!(left.contains(&format!("{s}.sum")), "{s}.sum kept");
+    }
+}
