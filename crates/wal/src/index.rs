@@ -109,24 +109,13 @@ fn belongs(
         };
     }
     let mut frame = [0u8; RECORD_HEADER_LEN];
-    let got = read_at(segment, &mut frame, ih.last_offset)
+    let got = crate::segment::read_full_at(segment, &mut frame, ih.last_offset)
         .map_err(|e| format!("cannot read the segment: {e}"))?;
     let last = frame.get(..got).and_then(FrameFields::parse);
     match last {
         Some(f) if f.crc == ih.last_crc && f.header.lsn + 1 == ih.next_lsn => Ok(()),
         _ => Err("stale: the segment no longer holds its last record".to_owned()),
     }
-}
-
-fn read_at(file: &dyn FsFile, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64)? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    Ok(got)
 }
 
 /// The index header and the places of `session` from the index of

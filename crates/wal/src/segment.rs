@@ -151,16 +151,20 @@ pub(crate) fn read_watermark(fs: &dyn Fs, dir: &Path) -> Result<WatermarkState, 
         Err(e) => return Err(WalError::io("open", &path, e)),
     };
     let mut buf = [0u8; WATERMARK_LEN];
-    let got = read_full(&*file, &mut buf).map_err(|e| WalError::io("read", &path, e))?;
+    let got = read_full_at(&*file, &mut buf, 0).map_err(|e| WalError::io("read", &path, e))?;
     Ok(Watermark::decode(buf.get(..got).unwrap_or_default()))
 }
 
-/// Read from offset 0 until `buf` is full or the file ends; returns the
+/// Read from `offset` until `buf` is full or the file ends; returns the
 /// bytes read.
-fn read_full(file: &dyn FsFile, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_full_at(
+    file: &dyn FsFile,
+    buf: &mut [u8],
+    offset: u64,
+) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
-        let n = file.read_at(buf.get_mut(got..).unwrap_or_default(), got as u64)?;
+        let n = file.read_at(buf.get_mut(got..).unwrap_or_default(), offset + got as u64)?;
         if n == 0 {
             break;
         }
@@ -175,7 +179,7 @@ pub(crate) fn read_header(
     entry: &SegmentEntry,
 ) -> Result<SegmentHeader, WalError> {
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
-    let got = read_full(file, &mut buf).map_err(|e| WalError::io("read", &entry.path, e))?;
+    let got = read_full_at(file, &mut buf, 0).map_err(|e| WalError::io("read", &entry.path, e))?;
     check_header(buf.get(..got).unwrap_or_default(), entry)
 }
 

@@ -209,19 +209,7 @@ impl SegmentTable {
 }
 
 fn summary(reader: &Reader, entry: &SegmentEntry, counts: Option<Counts>) -> SegmentSummary {
-    let fs = reader.fs();
-    let header = read_header(fs, entry);
-    let file_size = fs
-        .open(&entry.path, crate::fs::OpenMode::Read)
-        .and_then(|f| f.len())
-        .unwrap_or(0);
-    let index_problem = match &header {
-        Ok(h) => match fs.open(&entry.path, crate::fs::OpenMode::Read) {
-            Ok(file) => crate::index::check(fs, &entry.path, &*file, h, file_size),
-            Err(e) => Some(format!("unreadable segment: {e}")),
-        },
-        Err(_) => Some("missing".to_owned()),
-    };
+    let (header, file_size, index_problem) = look_at(reader.fs(), entry);
     let (records, first_lsn, last_lsn, used_bytes) = counts
         .map_or((0, None, None, SEGMENT_HEADER_LEN as u64), |c| {
             (c.records, c.first_lsn, c.last_lsn, c.used_bytes)
@@ -238,15 +226,33 @@ fn summary(reader: &Reader, entry: &SegmentEntry, counts: Option<Counts>) -> Seg
     }
 }
 
-fn read_header(fs: &dyn crate::fs::Fs, entry: &SegmentEntry) -> Result<SegmentHeader, String> {
-    let file = fs
-        .open(&entry.path, crate::fs::OpenMode::Read)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    segment::read_header(&*file, entry).map_err(|e| match e {
+/// A segment's header (or why it is not valid), its file size, and why its
+/// session index cannot be used (`None` when it can), from one open of it.
+fn look_at(
+    fs: &dyn crate::fs::Fs,
+    entry: &SegmentEntry,
+) -> (Result<SegmentHeader, String>, u64, Option<String>) {
+    let file = match fs.open(&entry.path, crate::fs::OpenMode::Read) {
+        Ok(file) => file,
+        Err(e) => {
+            return (
+                Err(format!("cannot read: {e}")),
+                0,
+                Some("missing".to_owned()),
+            );
+        }
+    };
+    let file_size = file.len().unwrap_or(0);
+    let header = segment::read_header(&*file, entry).map_err(|e| match e {
         WalError::BadHeader { reason, .. } => reason.to_string(),
         WalError::BadSegment { reason, .. } => reason,
         other => other.to_string(),
-    })
+    });
+    let index_problem = match &header {
+        Ok(h) => crate::index::check(fs, &entry.path, &*file, h, file_size),
+        Err(_) => Some("missing".to_owned()),
+    };
+    (header, file_size, index_problem)
 }
 
 /// Read and check the header of the segment file at `path` (its magic,
@@ -332,14 +338,7 @@ pub fn broken_path(segment: &Path, offset: u64) -> PathBuf {
 
 /// Whether the sealed segment `entry` has a usable session index.
 fn has_usable_index(fs: &dyn crate::fs::Fs, entry: &SegmentEntry) -> bool {
-    let Ok(header) = read_header(fs, entry) else {
-        return false;
-    };
-    let Ok(file) = fs.open(&entry.path, crate::fs::OpenMode::Read) else {
-        return false;
-    };
-    let len = file.len().unwrap_or(0);
-    crate::index::check(fs, &entry.path, &*file, &header, len).is_none()
+    look_at(fs, entry).2.is_none()
 }
 
 /// Build and store the session index of every sealed segment of the log in

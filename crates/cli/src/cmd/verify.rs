@@ -390,14 +390,7 @@ fn verify_json(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     };
     output::json_line(out, &summary)?;
     out.flush()?;
-    if let Some(first) = first {
-        output::report_problem(&format!(
-            "{}: {} problem(s) found; the first: {first}",
-            dir.display(),
-            report.problems
-        ));
-    }
-    Ok(Outcome::from_count(report.problems))
+    report_first_problem(dir, first, &report)
 }
 
 /// Check the log and print the report to `out`.
@@ -426,6 +419,16 @@ pub(crate) fn verify(dir: &Path, hex: bool, out: &mut dyn Write) -> anyhow::Resu
     }
     print_report(out, dir, &report)?;
     out.flush()?;
+    report_first_problem(dir, first, &report)
+}
+
+/// The stderr line of a check that found problems, naming the first; the
+/// outcome either way.
+fn report_first_problem(
+    dir: &Path,
+    first: Option<String>,
+    report: &Report,
+) -> anyhow::Result<Outcome> {
     if let Some(first) = first {
         output::report_problem(&format!(
             "{}: {} problem(s) found; the first: {first}",
