@@ -663,16 +663,8 @@ impl Inspection {
             .map_err(|e| WalError::io("stat", &tail.path, e))?
             .min(MAX_SEGMENT_SIZE);
         let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        let mut got = 0;
-        while got < buf.len() {
-            match file
-                .read_at(&mut buf[got..], got as u64)
-                .map_err(|e| WalError::io("read", &tail.path, e))?
-            {
-                0 => break,
-                n => got += n,
-            }
-        }
+        let got = segment::read_full_at(&*file, &mut buf, 0)
+            .map_err(|e| WalError::io("read", &tail.path, e))?;
         buf.truncate(got);
         let prior = segment::read_watermark(&fs, dir)?;
         Ok(Inspection {
