@@ -13,8 +13,10 @@
 //! warm (each figure is the median of `--rounds`, default 5, after one
 //! warm-up): a full `Reader` scan (CRC-checked, every record),
 //! `logbook_replay::session_state` of one session (through the indexes),
-//! the same with the indexes removed (a filtered full scan), and
-//! `list_sessions` (which has no index yet: a full scan and a fold).
+//! the same with the indexes removed (a filtered full scan),
+//! `list_sessions` (through the segments' session summaries, which the
+//! warm-up run stores, the tail's included), and `list_sessions` with the
+//! summaries removed before each run (a full scan and a fold).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -85,10 +87,10 @@ fn one_session(dir: &Path, id: Uuid) -> io::Result<()> {
     Ok(())
 }
 
-fn remove_indexes(dir: &Path) -> io::Result<()> {
+fn remove_derived(dir: &Path, extension: &str) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|x| x == "idx") {
+        if path.extension().is_some_and(|x| x == extension) {
             std::fs::remove_file(path)?;
         }
     }
@@ -102,6 +104,7 @@ struct Row {
     indexed: Duration,
     scanned: Duration,
     list: Duration,
+    list_bare: Duration,
 }
 
 fn measure(base: &Path, sessions: u64, events: u64, rounds: usize) -> io::Result<Row> {
@@ -129,16 +132,21 @@ fn measure(base: &Path, sessions: u64, events: u64, rounds: usize) -> io::Result
     let id = session(sessions / 2);
     let full = time(rounds, || full_scan(&dir))?;
     let indexed = time(rounds, || one_session(&dir, id))?;
-    let list = time(rounds.min(3), || {
+    let list_sessions = || {
         logbook_replay::list_sessions(&dir)
             .map(|l| std::hint::black_box(l.sessions.len()))
             .map(drop)
             .map_err(io::Error::other)
+    };
+    let list = time(rounds, list_sessions)?;
+    let list_bare = time(rounds.min(3), || {
+        remove_derived(&dir, "sum")?;
+        list_sessions()
     })?;
     // Without indexes: a reader that finds none builds them again on the
     // way, so remove them before every run.
     let scanned = time(rounds, || {
-        remove_indexes(&dir)?;
+        remove_derived(&dir, "idx")?;
         one_session(&dir, id)
     })?;
     std::fs::remove_dir_all(&dir)?;
@@ -149,6 +157,7 @@ fn measure(base: &Path, sessions: u64, events: u64, rounds: usize) -> io::Result
         indexed,
         scanned,
         list,
+        list_bare,
     })
 }
 
@@ -175,15 +184,15 @@ fn main() -> io::Result<()> {
         "## Reading one session through the session indexes (median of {rounds}, page cache warm)\n"
     );
     println!(
-        "| log | full scan | `session_state`, indexed | ratio | `session_state`, no index | ratio | `list_sessions` | ratio |"
+        "| log | full scan | `session_state`, indexed | ratio | `session_state`, no index | ratio | `list_sessions` | ratio | `list_sessions`, no summaries | ratio |"
     );
-    println!("|---|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for k in [1, scale.max(1)] {
         let r = measure(&dir, sessions * k, events, rounds)?;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let ratio = |d: Duration| ms(d) / ms(r.full).max(1e-9);
         println!(
-            "| {} sessions × {events} ({:.1} M records, {} MB) | {:.1} ms | {:.2} ms | {:.4} | {:.1} ms | {:.2} | {:.1} ms | {:.2} |",
+            "| {} sessions × {events} ({:.1} M records, {} MB) | {:.1} ms | {:.2} ms | {:.4} | {:.1} ms | {:.2} | {:.1} ms | {:.3} | {:.1} ms | {:.2} |",
             sessions * k,
             r.records as f64 / 1e6,
             r.bytes >> 20,
@@ -194,6 +203,8 @@ fn main() -> io::Result<()> {
             ratio(r.scanned),
             ms(r.list),
             ratio(r.list),
+            ms(r.list_bare),
+            ratio(r.list_bare),
         );
     }
     Ok(())

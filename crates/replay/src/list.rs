@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use logbook_bus::SessionEvent;
-use logbook_wal::{EventRecord, Lsn, TailDamage, Wal, WalError};
+use logbook_wal::{EventRecord, Lsn, RecordRef, TailDamage, Wal, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, ScanReport, Sessions, SkippedRecords, scan_from};
+use crate::scan::{Item, OnCorruption, ScanReport, Sessions, SkippedRecords, scan_reader};
 use crate::state::Span;
 use crate::status::SessionStatus;
 use crate::summaries;
@@ -387,59 +387,87 @@ pub fn interrupted(dir: impl AsRef<Path>) -> Result<Vec<SessionSummary>, ReplayE
 /// Fold every record below LSN `end` into its session's tally.
 ///
 /// The sealed segments at the front of the log that have usable session
-/// summaries (`summaries.rs`) are folded from those; the rest is scanned
-/// from the first segment without one, and each sealed segment scanned
-/// cleanly gets its summaries stored for the next listing. The answer is
-/// the same either way (`tests/summaries.rs`).
+/// summaries (`summaries.rs`) are folded from those, and so is the front of
+/// the next segment if it has summaries of its front whose last record the
+/// log still holds; the rest is scanned from there. Each sealed segment
+/// scanned cleanly gets its summaries stored for the next listing, and so
+/// does the tail once it gained [`summaries::tail_step`] bytes. The answer
+/// is the same either way (`tests/summaries.rs`).
 fn tally(
     dir: &Path,
     on_corruption: OnCorruption,
     end: Lsn,
 ) -> Result<(HashMap<Uuid, Tally>, ScanReport), ReplayError> {
-    let reader = logbook_wal::Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
+    let mut reader =
+        logbook_wal::Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
     let segments = reader.segments();
     let sealed = segments.len().saturating_sub(1);
     let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
     let mut records = 0u64;
     let mut from = 0;
     let mut next_lsn = None;
-    for segment in segments.iter().take(sealed) {
-        let Some(cached) = summaries::load(segment) else {
+    let mut part = Part::default();
+    for (i, segment) in segments.iter().enumerate() {
+        let Some(now) = summaries::Key::of(segment, i < sealed) else {
+            break;
+        };
+        let Some(cached) = summaries::load(segment, &now) else {
             break;
         };
         // Gapless with what came before, and wholly below `end`.
         if next_lsn.is_some_and(|n| n != cached.key.base_lsn) || cached.last_lsn >= end {
             break;
         }
-        for t in cached.tallies {
-            merge_into(&mut tallies, t);
+        if cached.key.is_whole(&now) {
+            records = records.saturating_add(cached.records);
+            next_lsn = Some(cached.last_lsn + 1);
+            from = cached.last_lsn + 1;
+            for t in cached.tallies {
+                merge_into(&mut tallies, t);
+            }
+            continue;
         }
-        records = records.saturating_add(cached.records);
-        next_lsn = Some(cached.last_lsn + 1);
-        from = cached.last_lsn + 1;
+        // The front of the segment, if its last record is still there: go
+        // on from it, with the segment's fold so far.
+        if reader
+            .resume_after(cached.last_place())
+            .map_err(|e| ReplayError::wal("reading", dir, e))?
+        {
+            records = records.saturating_add(cached.records);
+            part = Part::seeded(segment.clone(), cached);
+        }
+        break;
+    }
+    if part.segment.is_none() {
+        reader = reader.from_lsn(from);
     }
     // The rest, segment by segment.
+    let tail = segments.get(sealed).cloned();
     let sealed: Vec<PathBuf> = segments.into_iter().take(sealed).collect();
-    let mut part = Part::default();
-    let mut report = scan_from(
+    let mut report = scan_reader(
         dir,
-        from,
+        reader,
         Sessions::All,
         on_corruption,
-        |item, segment, skipped| {
-            if part.segment.as_deref() != Some(segment) {
+        |item, record, skipped| {
+            if part.segment.as_deref() != Some(record.segment) {
                 // A problem skipped between the last segment's last record
                 // and this one's first may lie in either: neither is cached.
                 let before = part.last_count;
-                part.finish(&sealed, skipped, &mut tallies);
-                part.segment = Some(segment.to_path_buf());
+                part.finish(&sealed, tail.as_deref(), skipped, &mut tallies);
+                part.segment = Some(record.segment.to_path_buf());
                 part.corruption_before = before;
             }
             part.last_count = skipped;
-            part.add(item, end);
+            part.add(item, record, end);
         },
     )?;
-    part.finish(&sealed, report.corruption_count, &mut tallies);
+    part.finish(
+        &sealed,
+        tail.as_deref(),
+        report.corruption_count,
+        &mut tallies,
+    );
     report.records = report.records.saturating_add(records);
     Ok((tallies, report))
 }
@@ -461,7 +489,12 @@ struct Part {
     tallies: Vec<Tally>,
     index: HashMap<Uuid, usize>,
     records: u64,
-    last_lsn: Option<Lsn>,
+    /// The last record folded: LSN, offset, and what its CRC is computed
+    /// from (kept for the summaries; the payload in a reused buffer).
+    last: Option<Last>,
+    /// The offset of the last record of the summaries this part started
+    /// from (0 if none).
+    seeded_at: u64,
     /// A record was not decoded (unknown or undecodable) or lies at or
     /// past `end`: nothing to cache.
     partial: bool,
@@ -472,22 +505,62 @@ struct Part {
     last_count: u64,
 }
 
+/// The last record of a part: enough to compute its CRC later.
+#[derive(Default)]
+struct Last {
+    lsn: Lsn,
+    offset: u64,
+    timestamp_us: u64,
+    sync_mark: Lsn,
+    session: Uuid,
+    codec_id: u16,
+    payload: Vec<u8>,
+    /// Known already (the summaries the part started from).
+    crc: Option<u32>,
+}
+
 impl Part {
-    fn add(&mut self, item: Item, end: Lsn) {
-        let (lsn, timestamp_us, session) = match &item {
-            Item::Event(r) => (r.lsn, r.timestamp_us, r.session),
-            Item::Skipped {
-                lsn,
-                timestamp_us,
-                session,
-            } => (*lsn, *timestamp_us, *session),
-        };
+    /// A part that starts from the summaries of the front of `segment`.
+    fn seeded(segment: PathBuf, cached: summaries::Summaries) -> Part {
+        let index = cached
+            .tallies
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.session, i))
+            .collect();
+        Part {
+            segment: Some(segment),
+            index,
+            records: cached.records,
+            last: Some(Last {
+                lsn: cached.last_lsn,
+                offset: cached.last_offset,
+                crc: Some(cached.last_crc),
+                ..Last::default()
+            }),
+            seeded_at: cached.last_offset,
+            tallies: cached.tallies,
+            ..Part::default()
+        }
+    }
+
+    fn add(&mut self, item: Item, record: &RecordRef<'_>, end: Lsn) {
+        let (lsn, timestamp_us, session) = (record.lsn, record.timestamp_us, record.session);
         if lsn >= end {
             self.partial = true;
             return;
         }
         self.records += 1;
-        self.last_lsn = Some(lsn);
+        let last = self.last.get_or_insert_with(Last::default);
+        last.lsn = lsn;
+        last.offset = record.offset;
+        last.timestamp_us = timestamp_us;
+        last.sync_mark = record.sync_mark;
+        last.session = session;
+        last.codec_id = record.codec_id;
+        last.payload.clear();
+        last.payload.extend_from_slice(record.payload);
+        last.crc = None;
         let tallies = &mut self.tallies;
         let i = *self.index.entry(session).or_insert_with(|| {
             tallies.push(Tally::new(session, lsn, timestamp_us));
@@ -506,32 +579,53 @@ impl Part {
     }
 
     /// The segment ended, with `corruption_now` problems skipped so far:
-    /// store its summaries if it is sealed and read cleanly (no problem
-    /// skipped since its first record, none of its records left out), and
-    /// fold it into the listing.
+    /// store its summaries if it read cleanly (no problem skipped since its
+    /// first record, none of its records left out) and it is sealed, or it
+    /// is the `tail` and gained [`summaries::tail_step`] bytes since its
+    /// last summaries; and fold it into the listing.
     fn finish(
         &mut self,
         sealed: &[PathBuf],
+        tail: Option<&Path>,
         corruption_now: u64,
         tallies: &mut HashMap<Uuid, Tally>,
     ) {
         let part = std::mem::take(self);
-        let Some(segment) = part.segment.as_ref() else {
+        let (Some(segment), Some(last)) = (part.segment.as_ref(), part.last.as_ref()) else {
             return;
         };
         let clean = !part.partial && corruption_now == part.corruption_before;
-        if clean && sealed.contains(segment) {
-            if let (Some(key), Some(last_lsn)) = (summaries::Key::of(segment), part.last_lsn) {
-                summaries::store(
+        let is_sealed = sealed.contains(segment);
+        let key = summaries::Key::of(segment, is_sealed);
+        let grew = tail == Some(segment.as_path())
+            && key.is_some_and(|k| {
+                last.offset.saturating_sub(part.seeded_at) >= summaries::tail_step(k.len)
+            });
+        if let (true, true, Some(key)) = (clean, is_sealed || grew, key) {
+            let crc = last.crc.unwrap_or_else(|| {
+                RecordRef {
+                    lsn: last.lsn,
+                    timestamp_us: last.timestamp_us,
+                    sync_mark: last.sync_mark,
+                    session: last.session,
+                    payload: &last.payload,
+                    codec_id: last.codec_id,
                     segment,
-                    &summaries::Summaries {
-                        key,
-                        last_lsn,
-                        records: part.records,
-                        tallies: part.tallies.clone(),
-                    },
-                );
-            }
+                    offset: last.offset,
+                }
+                .crc()
+            });
+            summaries::store(
+                segment,
+                &summaries::Summaries {
+                    key,
+                    last_lsn: last.lsn,
+                    last_offset: last.offset,
+                    last_crc: crc,
+                    records: part.records,
+                    tallies: part.tallies.clone(),
+                },
+            );
         }
         for t in part.tallies {
             merge_into(tallies, t);

@@ -111,18 +111,29 @@ pub(crate) fn scan(
     scan_from(dir, 0, sessions, on_corruption, |item, _, _| f(item))
 }
 
-/// [`scan`] from LSN `from`, handing each item with the segment it is in
-/// and how many corruption problems were skipped so far.
+/// [`scan`] from LSN `from`, handing each item with its record and how
+/// many corruption problems were skipped so far.
 pub(crate) fn scan_from(
     dir: &Path,
     from: Lsn,
     sessions: Sessions<'_>,
     on_corruption: OnCorruption,
-    mut f: impl FnMut(Item, &Path, u64),
+    f: impl FnMut(Item, &RecordRef<'_>, u64),
 ) -> Result<ScanReport, ReplayError> {
-    let mut reader = Reader::open(dir)
+    let reader = Reader::open(dir)
         .map_err(|e| ReplayError::wal("opening", dir, e))?
         .from_lsn(from);
+    scan_reader(dir, reader, sessions, on_corruption, f)
+}
+
+/// [`scan_from`] with a reader already placed (the log of `dir`).
+pub(crate) fn scan_reader(
+    dir: &Path,
+    mut reader: Reader,
+    sessions: Sessions<'_>,
+    on_corruption: OnCorruption,
+    mut f: impl FnMut(Item, &RecordRef<'_>, u64),
+) -> Result<ScanReport, ReplayError> {
     if let Sessions::One(id) = sessions {
         // Through the segments' session indexes: O(the session).
         reader = reader.session(id);
@@ -155,10 +166,10 @@ pub(crate) fn scan_from(
             }
             report.records = report.records.saturating_add(1);
             match decode(&record) {
-                Ok(event) => f(Item::Event(event), record.segment, report.corruption_count),
+                Ok(event) => f(Item::Event(event), &record, report.corruption_count),
                 Err(Undecodable::Unknown) => {
                     report.unknown.push(record.lsn);
-                    f(skipped(&record), record.segment, report.corruption_count);
+                    f(skipped(&record), &record, report.corruption_count);
                 }
                 Err(Undecodable::Other(e)) => {
                     if on_corruption == OnCorruption::Fail {
@@ -169,7 +180,7 @@ pub(crate) fn scan_from(
                         });
                     }
                     report.undecodable.push(record.lsn);
-                    f(skipped(&record), record.segment, report.corruption_count);
+                    f(skipped(&record), &record, report.corruption_count);
                 }
             }
             ControlFlow::Continue(())

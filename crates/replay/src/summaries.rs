@@ -1,18 +1,26 @@
-//! Per-segment session summaries: `<segment>.sum`, a sealed segment's
-//! [`Tally`] of every session, cached beside it so that a listing folds a
-//! sealed segment from a few bytes instead of its records
-//! (`docs/format.md`, "Session summaries").
+//! Per-segment session summaries: `<segment>.sum`, each session's
+//! [`Tally`] over a segment, cached beside it so that a listing folds the
+//! segment from a few bytes instead of its records (`docs/format.md`,
+//! "Session summaries").
+//!
+//! Two kinds. A sealed segment's summaries cover all of it, and are used
+//! while the segment is as it was (base LSN, creation time, length). The
+//! tail's summaries cover its front up to a record: they are used while
+//! the log still holds that record at that offset with that CRC (the
+//! reader goes straight past it, [`logbook_wal::Reader::resume_after`]),
+//! and the listing scans only what the tail gained since; they stay usable
+//! after the segment is sealed, until a whole summary replaces them.
 //!
 //! Derived data, like the session index: a listing that finds no usable
-//! summary for a sealed segment scans it, and stores one if the segment
-//! read cleanly (no damage, no record it could not decode, no event kind
-//! it does not know). Stored best effort, never fsynced; a summary is used
-//! only if its CRC checks and it names the segment exactly as it is now
-//! (base LSN, creation time, length).
+//! summary scans the segment, and stores one if it read cleanly (no damage,
+//! no record it could not decode, no event kind it does not know): always
+//! for a sealed segment, for the tail once it gained [`tail_step`] bytes
+//! since its last summary. Stored best effort, never fsynced, used only if
+//! its CRC checks.
 
 use std::path::{Path, PathBuf};
 
-use logbook_wal::Lsn;
+use logbook_wal::{Lsn, Place};
 use uuid::Uuid;
 
 use crate::list::Tally;
@@ -21,21 +29,48 @@ use crate::status::SessionStatus;
 
 /// First bytes of a summaries file: `\x89LBSUM\r\n`.
 const MAGIC: [u8; 8] = *b"\x89LBSUM\r\n";
-/// The layout version this build writes and reads.
-const VERSION: u16 = 1;
+/// The tail gets new summaries once a listing read [`tail_step`] bytes of
+/// it past the last ones: a quarter of the file (preallocated to the
+/// segment size), at most 1 MiB. So a small log gets none, and a growing
+/// tail is summarised again every MiB, not at every listing.
+const TAIL_STEP: u64 = 1 << 20;
 
-/// A sealed segment's summaries, and what they are of.
+/// The bytes a tail of `len` must gain before it is summarised again.
+pub(crate) fn tail_step(len: u64) -> u64 {
+    TAIL_STEP.min(len / 4)
+}
+
+/// The layout version this build writes and reads.
+const VERSION: u16 = 2;
+
+/// A segment's summaries (the whole of a sealed one, or the front of the
+/// tail up to a record), and what they are of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Summaries {
-    /// The segment as it was summarised: base LSN, header creation time,
-    /// file length.
+    /// The segment as it was summarised.
     pub(crate) key: Key,
-    /// The LSN of its last record (its base LSN − 1 if it has none).
+    /// The LSN of its last record summarised.
     pub(crate) last_lsn: Lsn,
-    /// Records in it.
+    /// That record's offset and CRC: a summary of the front of a segment
+    /// is used only while the log still holds that very record there.
+    pub(crate) last_offset: u64,
+    pub(crate) last_crc: u32,
+    /// Records summarised.
     pub(crate) records: u64,
-    /// Each session's fold over the segment, in order of first record.
+    /// Each session's fold over them, in order of first record.
     pub(crate) tallies: Vec<Tally>,
+}
+
+impl Summaries {
+    /// Where the last record summarised lies.
+    pub(crate) fn last_place(&self) -> Place {
+        Place {
+            segment_base: self.key.base_lsn,
+            offset: self.last_offset,
+            lsn: self.last_lsn,
+            crc: self.last_crc,
+        }
+    }
 }
 
 /// What ties a summaries file to its segment.
@@ -43,19 +78,28 @@ pub(crate) struct Summaries {
 pub(crate) struct Key {
     pub(crate) base_lsn: Lsn,
     pub(crate) created_us: u64,
+    /// The file's length when it was summarised.
     pub(crate) len: u64,
+    /// Whether it was sealed then, and summarised whole.
+    pub(crate) sealed: bool,
 }
 
 impl Key {
-    /// The key of `segment` as it is now.
-    pub(crate) fn of(segment: &Path) -> Option<Key> {
+    /// The key of `segment` as it is now (`sealed` as given).
+    pub(crate) fn of(segment: &Path, sealed: bool) -> Option<Key> {
         let header = logbook_wal::segment_header(segment).ok()?;
         let len = std::fs::metadata(segment).ok()?.len();
         Some(Key {
             base_lsn: header.base_lsn,
             created_us: header.created_us,
             len,
+            sealed,
         })
+    }
+
+    /// Whether these summaries are of `now`'s segment, sealed, whole.
+    pub(crate) fn is_whole(&self, now: &Key) -> bool {
+        self.sealed && now.sealed && self == now
     }
 }
 
@@ -66,12 +110,16 @@ pub(crate) fn path(segment: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The summaries of `segment`, if a usable file holds them.
-pub(crate) fn load(segment: &Path) -> Option<Summaries> {
-    let key = Key::of(segment)?;
+/// The summaries stored for `segment` (whose key is `now`), if a valid
+/// file holds summaries of this very segment: the whole of it, or its
+/// front (see [`Key::is_whole`] and [`Summaries::last_place`]).
+pub(crate) fn load(segment: &Path, now: &Key) -> Option<Summaries> {
     let bytes = std::fs::read(path(segment)).ok()?;
     let summaries = decode(&bytes)?;
-    (summaries.key == key).then_some(summaries)
+    let of_it = summaries.key.base_lsn == now.base_lsn
+        && summaries.key.created_us == now.created_us
+        && summaries.key.len <= now.len;
+    of_it.then_some(summaries)
 }
 
 /// Store `summaries` beside `segment` (best effort: a log on a read-only
@@ -99,8 +147,10 @@ fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// The file's bytes: magic, version, the key, the last LSN, the record
-/// count, the tallies, and a CRC-32 of everything before it.
+/// The file's bytes: magic, version, base LSN, creation time, file length,
+/// the last record's LSN and offset, the record count, the last record's
+/// CRC, whether the segment was sealed, the tallies, and a CRC-32 of
+/// everything before it.
 pub(crate) fn encode(s: &Summaries) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
@@ -110,10 +160,13 @@ pub(crate) fn encode(s: &Summaries) -> Vec<u8> {
         s.key.created_us,
         s.key.len,
         s.last_lsn,
+        s.last_offset,
         s.records,
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
+    out.extend_from_slice(&s.last_crc.to_le_bytes());
+    out.push(u8::from(s.key.sealed));
     out.extend_from_slice(&(s.tallies.len() as u32).to_le_bytes());
     for t in &s.tallies {
         out.extend_from_slice(t.session.as_bytes());
@@ -183,12 +236,19 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Summaries> {
     if c.take(MAGIC.len())? != MAGIC || c.take(2)? != VERSION.to_le_bytes() {
         return None;
     }
-    let key = Key {
-        base_lsn: c.u64()?,
-        created_us: c.u64()?,
-        len: c.u64()?,
+    let (base_lsn, created_us, len) = (c.u64()?, c.u64()?, c.u64()?);
+    let (last_lsn, last_offset, records, last_crc) = (c.u64()?, c.u64()?, c.u64()?, c.u32()?);
+    let sealed = match *c.take(1)?.first()? {
+        0 => false,
+        1 => true,
+        _ => return None,
     };
-    let (last_lsn, records) = (c.u64()?, c.u64()?);
+    let key = Key {
+        base_lsn,
+        created_us,
+        len,
+        sealed,
+    };
     let n = c.u32()?;
     let mut tallies = Vec::new();
     for _ in 0..n {
@@ -229,7 +289,105 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Summaries> {
     c.0.is_empty().then_some(Summaries {
         key,
         last_lsn,
+        last_offset,
+        last_crc,
         records,
         tallies,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Summaries {
+        Summaries {
+            key: Key {
+                base_lsn: 1,
+                created_us: 2,
+                len: 4096,
+                sealed: false,
+            },
+            last_lsn: 7,
+            last_offset: 300,
+            last_crc: 0xdead_beef,
+            records: 7,
+            tallies: vec![Tally {
+                session: Uuid::from_u128(0x0102),
+                status: Some(SessionStatus::Failed("x".into())),
+                span: Span {
+                    first_lsn: 1,
+                    last_lsn: 7,
+                    first_timestamp_us: 10,
+                    last_timestamp_us: 70,
+                },
+                events: 7,
+                durable_events: 6,
+                skipped_records: 0,
+                tokens: 5,
+                legacy_tokens: 0,
+                model: Some("m".into()),
+                cwd: None,
+                started_title: None,
+                message_title: Some("hi".into()),
+                resumptions: 1,
+            }],
+        }
+    }
+
+    /// The layout `docs/format.md` describes, byte for byte.
+    #[test]
+    fn golden_bytes() {
+        let bytes = encode(&sample());
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let expected = [
+            "894c4253554d0d0a",                 // magic
+            "0200",                             // version 2
+            "0100000000000000",                 // base LSN
+            "0200000000000000",                 // created_us
+            "0010000000000000",                 // file length
+            "0700000000000000",                 // last LSN
+            "2c01000000000000",                 // last offset
+            "0700000000000000",                 // records
+            "efbeadde",                         // last CRC
+            "00",                               // sealed: no (the front of a tail)
+            "01000000",                         // sessions
+            "00000000000000000000000000000102", // session id
+            "03",                               // failed
+            "0100000078",                       // "x"
+            "0100000000000000",                 // first LSN
+            "0700000000000000",                 // last LSN
+            "0a00000000000000",                 // first time
+            "4600000000000000",                 // last time
+            "0700000000000000",                 // events
+            "0600000000000000",                 // durable events
+            "0000000000000000",                 // skipped
+            "0500000000000000",                 // tokens
+            "0000000000000000",                 // legacy tokens
+            "0100000000000000",                 // resumptions
+            "010000006d",                       // model "m"
+            "ffffffff",                         // cwd: none
+            "ffffffff",                         // started title: none
+            "020000006869",                     // message title "hi"
+        ]
+        .concat();
+        let crc = crc32fast::hash(&bytes[..bytes.len() - 4]);
+        assert_eq!(hex, format!("{expected}{}", hex_le(crc)));
+        assert_eq!(decode(&bytes), Some(sample()));
+    }
+
+    fn hex_le(v: u32) -> String {
+        v.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn any_flipped_byte_or_cut_is_refused() {
+        let bytes = encode(&sample());
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x10;
+            assert_eq!(decode(&b), None, "byte {i}");
+            assert_eq!(decode(&bytes[..i]), None, "cut at {i}");
+        }
+    }
 }

@@ -91,7 +91,7 @@ pub use crate::format::{
     FrameError, FrameFields, HeaderError, Lsn, MAX_PAYLOAD_LEN, SegmentHeader,
 };
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
-pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
+pub use crate::reader::{Place, RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
 pub use crate::segment::LogFile;
 pub use crate::sink::WalSink;

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::error::WalError;
-use crate::format::{FrameError, FrameFields, FrameHeader, Lsn, RECORD_HEADER_LEN, WatermarkState};
+use crate::format::{
+    FrameError, FrameFields, FrameHeader, Lsn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    WatermarkState,
+};
 use crate::fs::{Fs, OpenMode, StdFs};
 use crate::scan::{Problem, find_next_valid};
 use crate::segment::{self, SegmentEntry};
@@ -75,6 +78,42 @@ impl RecordRef<'_> {
             },
             self.payload,
         )
+    }
+}
+
+/// Where one record lies, and what identifies it there: a reader can
+/// later go straight past it ([`Reader::resume_after`]) if the log still
+/// holds that very record. Taken from [`RecordRef::place`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Place {
+    /// The base LSN of its segment (the segment's name).
+    pub segment_base: Lsn,
+    /// Its byte offset in that segment.
+    pub offset: u64,
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// The CRC stored in its frame ([`RecordRef::crc`]).
+    pub crc: u32,
+}
+
+impl RecordRef<'_> {
+    /// Where this record lies: its segment, offset, LSN and CRC. Computes
+    /// the CRC ([`RecordRef::crc`]); the segment's base LSN is read from
+    /// its file name.
+    #[must_use]
+    pub fn place(&self) -> Place {
+        let segment_base = self
+            .segment
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(crate::format::parse_segment_file_name)
+            .unwrap_or(0);
+        Place {
+            segment_base,
+            offset: self.offset,
+            lsn: self.lsn,
+            crc: self.crc(),
+        }
     }
 }
 
@@ -322,6 +361,100 @@ impl Reader {
             self.index = i.saturating_sub(1);
         }
         self
+    }
+
+    /// Go straight past the record at `place` if the log still holds that
+    /// very record there (same segment, offset, LSN and CRC, and it is
+    /// complete): the next record returned is the one after it, and the
+    /// segment's bytes before it are not read. Returns `false`, leaving
+    /// the reader as it was, if it does not (the segment is gone, or was
+    /// cut back and written again since `place` was taken, or the bytes
+    /// there are not that record).
+    ///
+    /// Call it on a reader that has not returned anything yet. Records
+    /// after `place` are checked and bounded by durability as always.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of opening or reading the segment. A segment that
+    /// cannot be read as one (a bad header) answers `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_wal::{Reader, Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// for i in 1..=3u8 {
+    ///     wal.append_raw(uuid::Uuid::nil(), &[i])?;
+    /// }
+    /// let place = Reader::open(dir.path())?.next_ref().unwrap()?.place();
+    /// let mut reader = Reader::open(dir.path())?;
+    /// assert!(reader.resume_after(place)?);
+    /// let lsns: Vec<u64> = reader.map(|r| r.map(|r| r.lsn)).collect::<Result<_, _>>()?;
+    /// assert_eq!(lsns, [2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resume_after(&mut self, place: Place) -> Result<bool, WalError> {
+        let Some(index) = self
+            .segments
+            .iter()
+            .position(|s| s.base_lsn == place.segment_base)
+        else {
+            return Ok(false);
+        };
+        let Ok(offset) = usize::try_from(place.offset) else {
+            return Ok(false);
+        };
+        let saved = (self.index, self.current.take(), self.continues_at);
+        self.index = index;
+        match self.open_segment(index) {
+            Ok(()) => {}
+            Err(e) if e.is_corruption() => {
+                (self.index, self.current, self.continues_at) = saved;
+                return Ok(false);
+            }
+            Err(e) => {
+                (self.index, self.current, self.continues_at) = saved;
+                return Err(e);
+            }
+        }
+        let found = match self.current.as_mut() {
+            Some(cur) if offset >= SEGMENT_HEADER_LEN => {
+                cur.offset = offset;
+                cur.expected = place.lsn;
+                cur.jumps = None;
+                cur.invalidate();
+                match cur.peek() {
+                    Ok(Peek::Record { len, header }) => {
+                        let (bytes, base) = cur.bytes();
+                        let crc = bytes
+                            .get(offset - base..)
+                            .and_then(FrameFields::parse)
+                            .map(|f| f.crc);
+                        (header.lsn == place.lsn && crc == Some(place.crc)).then_some(len)
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        (self.index, self.current, self.continues_at) = saved;
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        let (Some(len), Some(cur)) = (found, self.current.as_mut()) else {
+            (self.index, self.current, self.continues_at) = saved;
+            return Ok(false);
+        };
+        cur.offset = offset + len;
+        cur.expected = place.lsn + 1;
+        cur.positioned = false;
+        cur.invalidate();
+        self.from_lsn = self.from_lsn.max(place.lsn + 1);
+        self.building = None;
+        Ok(true)
     }
 
     /// Only the records of `session`, read through each segment's session

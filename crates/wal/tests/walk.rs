@@ -158,3 +158,77 @@ proptest! {
         }
     }
 }
+
+/// `resume_after` goes straight past a record the log still holds, across
+/// a segment's end too, and refuses (leaving the reader at the start) a
+/// place whose record is not the one there.
+#[test]
+fn resume_after_goes_past_the_very_record_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small(4096)).unwrap();
+    for i in 0..200u32 {
+        wal.append_raw(uuid::Uuid::from_u128(u128::from(i % 3)), &i.to_le_bytes())
+            .unwrap();
+    }
+    wal.close().unwrap();
+    let all: Vec<logbook_wal::Place> = Reader::open(dir.path())
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            let segment = r.segment.clone();
+            let base: u64 = segment
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            logbook_wal::Place {
+                segment_base: base,
+                offset: r.offset,
+                lsn: r.lsn,
+                crc: logbook_wal::FrameFields::parse(
+                    &std::fs::read(&segment).unwrap()[r.offset as usize..],
+                )
+                .unwrap()
+                .crc,
+            }
+        })
+        .collect();
+    assert!(Reader::open(dir.path()).unwrap().segments().len() > 2);
+    // The place of each record, as RecordRef::place gives it.
+    let mut reader = Reader::open(dir.path()).unwrap();
+    let mut i = 0;
+    while let Some(r) = reader.next_ref() {
+        assert_eq!(r.unwrap().place(), all[i]);
+        i += 1;
+    }
+    for (i, place) in all.iter().enumerate() {
+        let mut reader = Reader::open(dir.path()).unwrap();
+        assert!(reader.resume_after(*place).unwrap(), "at {place:?}");
+        let rest: Vec<u64> = reader.map(|r| r.unwrap().lsn).collect();
+        assert_eq!(rest, (i as u64 + 2..=200).collect::<Vec<_>>());
+    }
+    for wrong in [
+        logbook_wal::Place {
+            crc: all[5].crc ^ 1,
+            ..all[5]
+        },
+        logbook_wal::Place {
+            lsn: all[5].lsn + 1,
+            ..all[5]
+        },
+        logbook_wal::Place {
+            offset: all[5].offset + 1,
+            ..all[5]
+        },
+        logbook_wal::Place {
+            segment_base: 999_999,
+            ..all[5]
+        },
+    ] {
+        let mut reader = Reader::open(dir.path()).unwrap();
+        assert!(!reader.resume_after(wrong).unwrap(), "{wrong:?}");
+        assert_eq!(reader.next().unwrap().unwrap().lsn, 1, "left at the start");
+    }
+}
