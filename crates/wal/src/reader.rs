@@ -1139,7 +1139,7 @@ mod segment_file_tests {
                 .write(true)
                 .open(segment)
                 .unwrap();
-            file.write_all_at(&[0xAA; 8], crate::format::SEGMENT_HEADER_LEN as u64 + 60)
+            file.write_all_at(&[0xAA; 8], SEGMENT_HEADER_LEN as u64 + 60)
                 .unwrap();
         }
         let items = walk(&mut Reader::open_segment_file(&segments[1]).unwrap());
