@@ -84,6 +84,7 @@ mod rebuild;
 mod resume;
 mod scan;
 mod state;
+mod stats;
 mod status;
 mod summaries;
 #[cfg(test)]
@@ -103,6 +104,7 @@ pub use crate::rebuild::{
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
 pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords};
 pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};
+pub use crate::stats::{KindCount, LogStats, log_stats};
 pub use crate::status::SessionStatus;
 pub use crate::tokens::{TokenAccounts, TokenTotals};
 pub use crate::tools::{ApprovalRequest, ToolCall, ToolCompletion, ToolMetadata, ToolStart};

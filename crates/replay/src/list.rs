@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::error::ReplayError;
 use crate::scan::{Item, OnCorruption, ScanReport, Sessions, SkippedRecords, scan_reader};
 use crate::state::Span;
+use crate::stats::{Figures, SegmentCounts};
 use crate::status::SessionStatus;
 use crate::summaries;
 
@@ -327,7 +328,9 @@ pub fn list_sessions_with(
     // "interrupted".
     let writer_live = logbook_wal::is_locked(dir)
         .map_err(|e| ReplayError::wal("checking the writer lock of", dir, e))?;
-    let (tallies, report) = tally(dir, on_corruption, Lsn::MAX)?;
+    let Fold {
+        tallies, report, ..
+    } = fold(dir, on_corruption, Lsn::MAX)?;
     let mut sessions: Vec<SessionSummary> = tallies
         .into_values()
         .map(|t| t.finish(writer_live))
@@ -384,6 +387,15 @@ pub fn interrupted(dir: impl AsRef<Path>) -> Result<Vec<SessionSummary>, ReplayE
         .collect())
 }
 
+/// What [`fold`] found: each session's tally, what the scan reported,
+/// each segment's share, and the reader (for the segment table).
+pub(crate) struct Fold {
+    pub(crate) tallies: HashMap<Uuid, Tally>,
+    pub(crate) report: ScanReport,
+    pub(crate) segments: Vec<SegmentCounts>,
+    pub(crate) reader: logbook_wal::Reader,
+}
+
 /// Fold every record below LSN `end` into its session's tally.
 ///
 /// The sealed segments at the front of the log that have usable session
@@ -393,11 +405,7 @@ pub fn interrupted(dir: impl AsRef<Path>) -> Result<Vec<SessionSummary>, ReplayE
 /// scanned cleanly gets its summaries stored for the next listing, and so
 /// does the tail once it gained [`summaries::tail_step`] bytes. The answer
 /// is the same either way (`tests/summaries.rs`).
-fn tally(
-    dir: &Path,
-    on_corruption: OnCorruption,
-    end: Lsn,
-) -> Result<(HashMap<Uuid, Tally>, ScanReport), ReplayError> {
+pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<Fold, ReplayError> {
     let mut reader =
         logbook_wal::Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
     let segments = reader.segments();
@@ -407,6 +415,7 @@ fn tally(
     let mut from = 0;
     let mut next_lsn = None;
     let mut part = Part::default();
+    let mut shares = Vec::new();
     for (i, segment) in segments.iter().enumerate() {
         let Some(now) = summaries::Key::of(segment, i < sealed) else {
             break;
@@ -422,6 +431,13 @@ fn tally(
             records = records.saturating_add(cached.records);
             next_lsn = Some(cached.last_lsn + 1);
             from = cached.last_lsn + 1;
+            shares.push(SegmentCounts {
+                path: segment.clone(),
+                records: cached.records,
+                first_lsn: cached.first_lsn(),
+                last_lsn: cached.last_lsn,
+                figures: cached.figures,
+            });
             for t in cached.tallies {
                 merge_into(&mut tallies, t);
             }
@@ -446,7 +462,7 @@ fn tally(
     let sealed: Vec<PathBuf> = segments.into_iter().take(sealed).collect();
     let mut report = scan_reader(
         dir,
-        reader,
+        &mut reader,
         Sessions::All,
         on_corruption,
         |item, record, skipped| {
@@ -454,7 +470,8 @@ fn tally(
                 // A problem skipped between the last segment's last record
                 // and this one's first may lie in either: neither is cached.
                 let before = part.last_count;
-                part.finish(&sealed, tail.as_deref(), skipped, &mut tallies);
+                let done = std::mem::take(&mut part);
+                shares.extend(done.finish(&sealed, tail.as_deref(), skipped, &mut tallies));
                 part.segment = Some(record.segment.to_path_buf());
                 part.corruption_before = before;
             }
@@ -462,14 +479,19 @@ fn tally(
             part.add(item, record, end);
         },
     )?;
-    part.finish(
+    shares.extend(part.finish(
         &sealed,
         tail.as_deref(),
         report.corruption_count,
         &mut tallies,
-    );
+    ));
     report.records = report.records.saturating_add(records);
-    Ok((tallies, report))
+    Ok(Fold {
+        tallies,
+        report,
+        segments: shares,
+        reader,
+    })
 }
 
 /// Fold `later` into the tally of its session.
@@ -495,6 +517,9 @@ struct Part {
     /// The offset of the last record of the summaries this part started
     /// from (0 if none).
     seeded_at: u64,
+    /// Its first LSN, and its figures for `stats`.
+    first_lsn: Option<Lsn>,
+    figures: Figures,
     /// A record was not decoded (unknown or undecodable) or lies at or
     /// past `end`: nothing to cache.
     partial: bool,
@@ -539,6 +564,8 @@ impl Part {
                 ..Last::default()
             }),
             seeded_at: cached.last_offset,
+            first_lsn: Some(cached.first_lsn()),
+            figures: cached.figures,
             tallies: cached.tallies,
             ..Part::default()
         }
@@ -551,6 +578,8 @@ impl Part {
             return;
         }
         self.records += 1;
+        self.first_lsn.get_or_insert(lsn);
+        self.figures.add(record);
         let last = self.last.get_or_insert_with(Last::default);
         last.lsn = lsn;
         last.offset = record.offset;
@@ -584,15 +613,17 @@ impl Part {
     /// is the `tail` and gained [`summaries::tail_step`] bytes since its
     /// last summaries; and fold it into the listing.
     fn finish(
-        &mut self,
+        self,
         sealed: &[PathBuf],
         tail: Option<&Path>,
         corruption_now: u64,
         tallies: &mut HashMap<Uuid, Tally>,
-    ) {
-        let part = std::mem::take(self);
-        let (Some(segment), Some(last)) = (part.segment.as_ref(), part.last.as_ref()) else {
-            return;
+    ) -> Option<SegmentCounts> {
+        let part = self;
+        let (Some(segment), Some(last), Some(first_lsn)) =
+            (part.segment.as_ref(), part.last.as_ref(), part.first_lsn)
+        else {
+            return None;
         };
         let clean = !part.partial && corruption_now == part.corruption_before;
         let is_sealed = sealed.contains(segment);
@@ -623,13 +654,22 @@ impl Part {
                     last_offset: last.offset,
                     last_crc: crc,
                     records: part.records,
+                    figures: part.figures.clone(),
                     tallies: part.tallies.clone(),
                 },
             );
         }
+        let share = SegmentCounts {
+            path: segment.clone(),
+            records: part.records,
+            first_lsn,
+            last_lsn: last.lsn,
+            figures: part.figures,
+        };
         for t in part.tallies {
             merge_into(tallies, t);
         }
+        Some(share)
     }
 }
 
@@ -671,7 +711,7 @@ pub fn interrupted_at_open(wal: &Wal) -> Result<Vec<SessionSummary>, ReplayError
     if wal.recovery().created {
         return Ok(Vec::new());
     }
-    let (tallies, _) = tally(wal.dir(), OnCorruption::Fail, end)?;
+    let Fold { tallies, .. } = fold(wal.dir(), OnCorruption::Fail, end)?;
     // Everything below `end` was written by writers that are gone.
     let mut sessions: Vec<SessionSummary> = tallies
         .into_values()

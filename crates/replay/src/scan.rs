@@ -120,24 +120,24 @@ pub(crate) fn scan_from(
     on_corruption: OnCorruption,
     f: impl FnMut(Item, &RecordRef<'_>, u64),
 ) -> Result<ScanReport, ReplayError> {
-    let reader = Reader::open(dir)
+    let mut reader = Reader::open(dir)
         .map_err(|e| ReplayError::wal("opening", dir, e))?
         .from_lsn(from);
-    scan_reader(dir, reader, sessions, on_corruption, f)
+    if let Sessions::One(id) = sessions {
+        // Through the segments' session indexes: O(the session).
+        reader = reader.session(id);
+    }
+    scan_reader(dir, &mut reader, sessions, on_corruption, f)
 }
 
 /// [`scan_from`] with a reader already placed (the log of `dir`).
 pub(crate) fn scan_reader(
     dir: &Path,
-    mut reader: Reader,
+    reader: &mut Reader,
     sessions: Sessions<'_>,
     on_corruption: OnCorruption,
     mut f: impl FnMut(Item, &RecordRef<'_>, u64),
 ) -> Result<ScanReport, ReplayError> {
-    if let Sessions::One(id) = sessions {
-        // Through the segments' session indexes: O(the session).
-        reader = reader.session(id);
-    }
     let wanted = |id: &Uuid| match &sessions {
         Sessions::All => true,
         Sessions::One(one) => one == id,

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::list::Tally;
 use crate::state::Span;
+use crate::stats::Figures;
 use crate::status::SessionStatus;
 
 /// First bytes of a summaries file: `\x89LBSUM\r\n`.
@@ -57,11 +58,22 @@ pub(crate) struct Summaries {
     pub(crate) last_crc: u32,
     /// Records summarised.
     pub(crate) records: u64,
+    /// Their figures for `stats` (bytes by kind, time span, bytes used).
+    pub(crate) figures: Figures,
     /// Each session's fold over them, in order of first record.
     pub(crate) tallies: Vec<Tally>,
 }
 
 impl Summaries {
+    /// The LSN of the first record summarised.
+    pub(crate) fn first_lsn(&self) -> Lsn {
+        self.tallies
+            .iter()
+            .map(|t| t.span.first_lsn)
+            .min()
+            .unwrap_or(self.last_lsn)
+    }
+
     /// Where the last record summarised lies.
     pub(crate) fn last_place(&self) -> Place {
         Place {
@@ -167,6 +179,15 @@ pub(crate) fn encode(s: &Summaries) -> Vec<u8> {
     }
     out.extend_from_slice(&s.last_crc.to_le_bytes());
     out.push(u8::from(s.key.sealed));
+    let f = &s.figures;
+    for v in [f.used_bytes, f.min_timestamp_us, f.max_timestamp_us] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&(f.kinds.len() as u32).to_le_bytes());
+    for (records, bytes) in &f.kinds {
+        out.extend_from_slice(&records.to_le_bytes());
+        out.extend_from_slice(&bytes.to_le_bytes());
+    }
     out.extend_from_slice(&(s.tallies.len() as u32).to_le_bytes());
     for t in &s.tallies {
         out.extend_from_slice(t.session.as_bytes());
@@ -249,6 +270,23 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Summaries> {
         len,
         sealed,
     };
+    let (used_bytes, min_timestamp_us, max_timestamp_us) = (c.u64()?, c.u64()?, c.u64()?);
+    let kinds_len = c.u32()?;
+    // Kinds this build knows, and one for the others: a file of another
+    // build's kind count is not used.
+    if kinds_len as usize != logbook_bus::KINDS.len() + 1 {
+        return None;
+    }
+    let mut kinds = Vec::with_capacity(kinds_len as usize);
+    for _ in 0..kinds_len {
+        kinds.push((c.u64()?, c.u64()?));
+    }
+    let figures = Figures {
+        used_bytes,
+        min_timestamp_us,
+        max_timestamp_us,
+        kinds,
+    };
     let n = c.u32()?;
     let mut tallies = Vec::new();
     for _ in 0..n {
@@ -292,6 +330,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Summaries> {
         last_offset,
         last_crc,
         records,
+        figures,
         tallies,
     })
 }
@@ -312,6 +351,14 @@ mod tests {
             last_offset: 300,
             last_crc: 0xdead_beef,
             records: 7,
+            figures: Figures {
+                used_bytes: 500,
+                min_timestamp_us: 10,
+                max_timestamp_us: 70,
+                kinds: (0..=logbook_bus::KINDS.len() as u64)
+                    .map(|i| (i, i * 100))
+                    .collect(),
+            },
             tallies: vec![Tally {
                 session: Uuid::from_u128(0x0102),
                 status: Some(SessionStatus::Failed("x".into())),
@@ -339,6 +386,10 @@ mod tests {
     #[test]
     fn golden_bytes() {
         let bytes = encode(&sample());
+        let n = logbook_bus::KINDS.len() as u64 + 1;
+        let kinds_hex: String = std::iter::once(hex_le(n as u32))
+            .chain((0..n).map(|i| format!("{}{}", hex_u64(i), hex_u64(i * 100))))
+            .collect();
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let expected = [
             "894c4253554d0d0a",                 // magic
@@ -351,6 +402,10 @@ mod tests {
             "0700000000000000",                 // records
             "efbeadde",                         // last CRC
             "00",                               // sealed: no (the front of a tail)
+            "f401000000000000",                 // bytes used
+            "0a00000000000000",                 // earliest time
+            "4600000000000000",                 // latest time
+            &kinds_hex,                         // kinds: count, then (records, bytes) each
             "01000000",                         // sessions
             "00000000000000000000000000000102", // session id
             "03",                               // failed
@@ -374,6 +429,10 @@ mod tests {
         let crc = crc32fast::hash(&bytes[..bytes.len() - 4]);
         assert_eq!(hex, format!("{expected}{}", hex_le(crc)));
         assert_eq!(decode(&bytes), Some(sample()));
+    }
+
+    fn hex_u64(v: u64) -> String {
+        v.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn hex_le(v: u32) -> String {

@@ -131,10 +131,106 @@ fn tail_summary(dir: &Path) -> Option<std::path::PathBuf> {
     Some(std::path::PathBuf::from(name)).filter(|p| p.exists())
 }
 
+/// What `log_stats` answers, comparable.
+type StatsKey = (
+    u64,
+    u64,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    u64,
+    u64,
+    Vec<(&'static str, u64, u64)>,
+    Vec<(u64, Option<u64>, Option<u64>, u64)>,
+);
+
+fn stats_of(dir: &Path) -> StatsKey {
+    let s = logbook_replay::log_stats(dir).unwrap();
+    assert_eq!(s.problem_count, 0);
+    (
+        s.records,
+        s.bytes,
+        s.first_lsn,
+        s.last_lsn,
+        s.first_timestamp_us,
+        s.last_timestamp_us,
+        s.sessions,
+        s.durable,
+        s.by_kind
+            .iter()
+            .map(|k| (k.kind, k.records, k.bytes))
+            .collect(),
+        s.segments
+            .iter()
+            .map(|x| (x.records, x.first_lsn, x.last_lsn, x.used_bytes))
+            .collect(),
+    )
+}
+
+/// The same figures, record by record, from a plain reader.
+fn stats_by_hand(dir: &Path) -> StatsKey {
+    use std::collections::{BTreeMap, HashSet};
+    let mut reader = logbook_wal::Reader::open(dir).unwrap();
+    let mut kinds: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
+    let mut sessions = HashSet::new();
+    let mut segments: Vec<(std::path::PathBuf, u64, Option<u64>, Option<u64>, u64)> = Vec::new();
+    let (mut first, mut last, mut min_ts, mut max_ts) = (None, None, None::<u64>, None::<u64>);
+    let (mut durable, mut records, mut bytes) = (0, 0, 0);
+    while let Some(r) = reader.next_ref() {
+        let r = r.unwrap();
+        let size = r.end_offset() - r.offset;
+        let (name, is_durable) = logbook_wal::EventRecord::peek_kind(&r).unwrap().unwrap();
+        let i = logbook_bus::KINDS.iter().position(|k| *k == name).unwrap();
+        let e = kinds.entry(i).or_default();
+        e.0 += 1;
+        e.1 += size;
+        durable += u64::from(is_durable);
+        records += 1;
+        bytes += size;
+        sessions.insert(r.session);
+        first.get_or_insert(r.lsn);
+        last = Some(r.lsn);
+        min_ts = Some(min_ts.map_or(r.timestamp_us, |t| t.min(r.timestamp_us)));
+        max_ts = Some(max_ts.map_or(r.timestamp_us, |t| t.max(r.timestamp_us)));
+        if segments.last().is_none_or(|s| s.0 != r.segment) {
+            segments.push((r.segment.to_path_buf(), 0, None, None, 0));
+        }
+        let s = segments.last_mut().unwrap();
+        s.1 += 1;
+        s.2.get_or_insert(r.lsn);
+        s.3 = Some(r.lsn);
+        s.4 = r.end_offset();
+    }
+    let all = reader.segments();
+    (
+        records,
+        bytes,
+        first,
+        last,
+        min_ts,
+        max_ts,
+        sessions.len() as u64,
+        durable,
+        kinds
+            .iter()
+            .map(|(&i, &(n, b))| (logbook_bus::KINDS[i], n, b))
+            .collect(),
+        all.iter()
+            .map(|p| match segments.iter().find(|s| &s.0 == p) {
+                Some(s) => (s.1, s.2, s.3, s.4),
+                None => (0, None, None, 40),
+            })
+            .collect(),
+    )
+}
+
 /// Every listing and the listing from no cache at all.
 fn assert_same_as_bare(dir: &Path) -> Result<(), TestCaseError> {
+    let stats = stats_of(dir);
     let listed = list_sessions(dir).unwrap();
     let again = list_sessions(dir).unwrap();
+    prop_assert_eq!(&stats, &stats_of(dir));
     let saved: Vec<_> = summary_files(dir)
         .into_iter()
         .map(|p| {
@@ -144,6 +240,7 @@ fn assert_same_as_bare(dir: &Path) -> Result<(), TestCaseError> {
         })
         .collect();
     let bare = list_sessions(dir).unwrap();
+    prop_assert_eq!(&stats, &stats_by_hand(dir));
     prop_assert_eq!(&listed.sessions, &bare.sessions);
     prop_assert_eq!(listed.records, bare.records);
     prop_assert_eq!(&again.sessions, &bare.sessions);

@@ -183,6 +183,34 @@ impl SegmentTable {
         }
     }
 
+    /// Count `records` records of `segment` known without reading them (a
+    /// summary of it): LSNs `first_lsn..=last_lsn`, the last one ending at
+    /// offset `used_bytes`. Added to what was counted of it so far.
+    pub fn add_counts(
+        &mut self,
+        segment: &Path,
+        records: u64,
+        first_lsn: Lsn,
+        last_lsn: Lsn,
+        used_bytes: u64,
+    ) {
+        match self.seen.iter_mut().find(|c| c.path == segment) {
+            Some(c) => {
+                c.records += records;
+                c.first_lsn = Some(c.first_lsn.map_or(first_lsn, |f| f.min(first_lsn)));
+                c.last_lsn = Some(c.last_lsn.map_or(last_lsn, |l| l.max(last_lsn)));
+                c.used_bytes = c.used_bytes.max(used_bytes);
+            }
+            None => self.seen.push(Counts {
+                path: segment.to_path_buf(),
+                records,
+                first_lsn: Some(first_lsn),
+                last_lsn: Some(last_lsn),
+                used_bytes: used_bytes.max(SEGMENT_HEADER_LEN as u64),
+            }),
+        }
+    }
+
     /// The table: every segment of `reader`'s log in order (those that held
     /// no record too), with its header and file size read now.
     #[must_use]

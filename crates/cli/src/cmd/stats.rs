@@ -1,19 +1,15 @@
 //! `logbook stats`: segments, records and bytes by event kind, sessions,
 //! time span, durable against total.
 
-use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use logbook_bus::KINDS;
 use logbook_wal::Lsn;
-use logbook_wal::{Item, SegmentTable};
 use serde::Serialize;
 
 use crate::output::{self, Outcome, Table};
-use crate::render;
-use crate::scan::{self, Flow};
+use crate::scan;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -76,51 +72,32 @@ struct StatsJson {
 }
 
 pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
-    let mut reader = scan::open_reader(&args.dir)?;
-    let mut segments = SegmentTable::default();
-    let mut by_kind: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
-    let mut sessions = HashSet::new();
-    let (mut records, mut bytes, mut durable, mut problems) = (0u64, 0u64, 0u64, 0u64);
-    let (mut first_lsn, mut last_lsn) = (None, None);
-    let (mut first_ts, mut last_ts) = (u64::MAX, 0u64);
-    scan::walk(&mut reader, |item| {
-        match item {
-            Item::Problem(e) => {
-                problems += 1;
-                output::report_problem(&scan::describe(&e));
-            }
-            Item::Record(record) => {
-                let size = record.end_offset() - record.offset;
-                records += 1;
-                bytes += size;
-                first_lsn.get_or_insert(record.lsn);
-                last_lsn = Some(record.lsn);
-                first_ts = first_ts.min(record.timestamp_us);
-                last_ts = last_ts.max(record.timestamp_us);
-                sessions.insert(record.session);
-                segments.add(&record);
-                let (kind, is_durable) = render::kind_of(&record);
-                if is_durable {
-                    durable += 1;
-                }
-                let index = KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len());
-                let entry = by_kind.entry(index).or_default();
-                entry.0 += 1;
-                entry.1 += size;
-            }
-        }
-        Ok(Flow::Continue)
-    })?;
-    let segments = segments.finish(&reader);
-    if let Some(damage) = reader.tail_damage() {
+    // Opened first for the CLI's own words on a missing or foreign directory.
+    drop(scan::open_reader(&args.dir)?);
+    let log = logbook_replay::log_stats(&args.dir)?;
+    let mut problems = 0u64;
+    for e in &log.problems {
+        problems += 1;
+        output::report_problem(&scan::describe(e));
+    }
+    if log.problem_count > problems {
+        output::report_problem(&format!(
+            "and {} more problems not listed",
+            log.problem_count - problems
+        ));
+        problems = log.problem_count;
+    }
+    if let Some(damage) = &log.tail_damage {
         if crate::cmd::dump::tail_counts_as_problem(&args.dir) {
             problems += 1;
             output::report_problem(&scan::describe_tail(damage));
         }
     }
+    let (first_ts, last_ts) = (log.first_timestamp_us, log.last_timestamp_us);
     let stats = StatsJson {
         dir: args.dir.display().to_string(),
-        segments: segments
+        segments: log
+            .segments
             .iter()
             .map(|s| {
                 let header = s.header.as_ref().ok();
@@ -136,22 +113,23 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
                 }
             })
             .collect(),
-        records,
-        bytes,
-        first_lsn,
-        last_lsn,
-        first_ts: (records > 0).then(|| output::rfc3339(first_ts)),
-        last_ts: (records > 0).then(|| output::rfc3339(last_ts)),
-        span_us: last_ts.saturating_sub(first_ts),
-        sessions: sessions.len() as u64,
-        durable,
+        records: log.records,
+        bytes: log.bytes,
+        first_lsn: log.first_lsn,
+        last_lsn: log.last_lsn,
+        first_ts: first_ts.map(output::rfc3339),
+        last_ts: last_ts.map(output::rfc3339),
+        span_us: last_ts.unwrap_or(0).saturating_sub(first_ts.unwrap_or(0)),
+        sessions: log.sessions,
+        durable: log.durable,
         by_kind: {
-            let mut kinds: Vec<KindJson> = by_kind
+            let mut kinds: Vec<KindJson> = log
+                .by_kind
                 .iter()
-                .map(|(&i, &(records, bytes))| KindJson {
-                    kind: KINDS.get(i).copied().unwrap_or("unknown").to_owned(),
-                    records,
-                    bytes,
+                .map(|k| KindJson {
+                    kind: k.kind.to_owned(),
+                    records: k.records,
+                    bytes: k.bytes,
                 })
                 .collect();
             // The largest share of the bytes first.
