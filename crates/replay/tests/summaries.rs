@@ -174,7 +174,8 @@ fn stats_by_hand(dir: &Path) -> StatsKey {
     let mut reader = logbook_wal::Reader::open(dir).unwrap();
     let mut kinds: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
     let mut sessions = HashSet::new();
-    let mut segments: Vec<(std::path::PathBuf, u64, Option<u64>, Option<u64>, u64)> = Vec::new();
+    type Row = (std::path::PathBuf, u64, Option<u64>, Option<u64>, u64);
+    let mut segments: Vec<Row> = Vec::new();
     let (mut first, mut last, mut min_ts, mut max_ts) = (None, None, None::<u64>, None::<u64>);
     let (mut durable, mut records, mut bytes) = (0, 0, 0);
     while let Some(r) = reader.next_ref() {
