@@ -416,7 +416,39 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
     let mut next_lsn = None;
     let mut part = Part::default();
     let mut shares = Vec::new();
-    for (i, segment) in segments.iter().enumerate() {
+    // The run of sealed segments at the front, folded as one.
+    let mut run_len = 0;
+    if let Some(run) = segments
+        .first()
+        .and_then(|first| usable_run(first, &segments, sealed, end))
+    {
+        run_len = run.segments.len();
+        records = records.saturating_add(run.records);
+        next_lsn = Some(run.last_lsn + 1);
+        from = run.last_lsn + 1;
+        for (s, path) in run.segments.iter().zip(&segments) {
+            shares.push(SegmentCounts {
+                path: path.clone(),
+                records: s.records,
+                first_lsn: s.first_lsn,
+                last_lsn: s.last_lsn,
+                figures: Figures {
+                    used_bytes: s.used_bytes,
+                    ..Figures::default()
+                },
+            });
+        }
+        if let Some(first) = shares.first_mut() {
+            first.figures.merge(&run.figures);
+        }
+        for t in run.tallies {
+            merge_into(&mut tallies, t);
+        }
+    }
+    // Sealed segments folded cleanly from the front: once they are all of
+    // them, and more than the run had, they make the next run.
+    let mut front = FrontRun::new(run_len, sealed);
+    for (i, segment) in segments.iter().enumerate().skip(run_len) {
         let Some(now) = summaries::Key::of(segment, i < sealed) else {
             break;
         };
@@ -441,6 +473,7 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
             for t in cached.tallies {
                 merge_into(&mut tallies, t);
             }
+            front.folded(true, &shares, &tallies);
             continue;
         }
         // The front of the segment, if its last record is still there: go
@@ -459,6 +492,7 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
     }
     // The rest, segment by segment.
     let tail = segments.get(sealed).cloned();
+    let first_segment = segments.first().cloned();
     let sealed: Vec<PathBuf> = segments.into_iter().take(sealed).collect();
     let mut report = scan_reader(
         dir,
@@ -471,7 +505,12 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
                 // and this one's first may lie in either: neither is cached.
                 let before = part.last_count;
                 let done = std::mem::take(&mut part);
-                shares.extend(done.finish(&sealed, tail.as_deref(), skipped, &mut tallies));
+                if let Some((share, clean)) =
+                    done.finish(&sealed, tail.as_deref(), skipped, &mut tallies)
+                {
+                    shares.push(share);
+                    front.folded(clean, &shares, &tallies);
+                }
                 part.segment = Some(record.segment.to_path_buf());
                 part.corruption_before = before;
             }
@@ -479,12 +518,18 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
             part.add(item, record, end);
         },
     )?;
-    shares.extend(part.finish(
+    if let Some((share, clean)) = part.finish(
         &sealed,
         tail.as_deref(),
         report.corruption_count,
         &mut tallies,
-    ));
+    ) {
+        shares.push(share);
+        front.folded(clean, &shares, &tallies);
+    }
+    if let (Some(run), Some(first)) = (front.run, first_segment) {
+        summaries::store_run(&first, &run);
+    }
     report.records = report.records.saturating_add(records);
     Ok(Fold {
         tallies,
@@ -492,6 +537,85 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
         segments: shares,
         reader,
     })
+}
+
+/// The run summaries stored beside `first`, if they cover only sealed
+/// segments of the log as they are now, from its first one, below `end`.
+fn usable_run(
+    first: &Path,
+    segments: &[PathBuf],
+    sealed: usize,
+    end: Lsn,
+) -> Option<summaries::Run> {
+    let run = summaries::load_run(first)?;
+    let fits = !run.segments.is_empty()
+        && run.segments.len() <= sealed
+        && run.last_lsn < end
+        && run.segments.iter().zip(segments).all(|(s, path)| {
+            summaries::Key::of(path, true).is_some_and(|now| s.key.is_whole(&now))
+        });
+    fits.then_some(run)
+}
+
+/// The sealed segments at the front of the log folded cleanly so far, and
+/// the run they make once they are all of them.
+struct FrontRun {
+    /// How many (from the first segment, in order).
+    clean: usize,
+    /// How many the run used had.
+    had: usize,
+    sealed: usize,
+    /// The new run, once there is one to store.
+    run: Option<summaries::Run>,
+}
+
+impl FrontRun {
+    fn new(had: usize, sealed: usize) -> FrontRun {
+        FrontRun {
+            clean: had,
+            had,
+            sealed,
+            run: None,
+        }
+    }
+
+    /// The next segment was folded (`clean`: sealed, whole, nothing
+    /// skipped); `shares` and `tallies` are the fold so far.
+    fn folded(&mut self, clean: bool, shares: &[SegmentCounts], tallies: &HashMap<Uuid, Tally>) {
+        if !clean || self.clean != shares.len().saturating_sub(1) || self.clean >= self.sealed {
+            // Not the next one from the front, or past the sealed ones:
+            // no longer a run.
+            self.clean = usize::MAX;
+            return;
+        }
+        self.clean += 1;
+        if self.clean < self.sealed || self.sealed < 2 || self.sealed <= self.had {
+            return;
+        }
+        let mut figures = Figures::default();
+        let mut segments = Vec::with_capacity(shares.len());
+        for s in shares {
+            figures.merge(&s.figures);
+            segments.push(summaries::RunSegment {
+                key: match summaries::Key::of(&s.path, true) {
+                    Some(key) => key,
+                    None => return,
+                },
+                records: s.records,
+                first_lsn: s.first_lsn,
+                last_lsn: s.last_lsn,
+                used_bytes: s.figures.used_bytes,
+            });
+        }
+        figures.used_bytes = 0;
+        self.run = Some(summaries::Run {
+            last_lsn: shares.last().map_or(0, |s| s.last_lsn),
+            records: shares.iter().map(|s| s.records).sum(),
+            segments,
+            figures,
+            tallies: tallies.values().cloned().collect(),
+        });
+    }
 }
 
 /// Fold `later` into the tally of its session.
@@ -618,7 +742,7 @@ impl Part {
         tail: Option<&Path>,
         corruption_now: u64,
         tallies: &mut HashMap<Uuid, Tally>,
-    ) -> Option<SegmentCounts> {
+    ) -> Option<(SegmentCounts, bool)> {
         let part = self;
         let (Some(segment), Some(last), Some(first_lsn)) =
             (part.segment.as_ref(), part.last.as_ref(), part.first_lsn)
@@ -669,7 +793,7 @@ impl Part {
         for t in part.tallies {
             merge_into(tallies, t);
         }
-        Some(share)
+        Some((share, clean && is_sealed))
     }
 }
 

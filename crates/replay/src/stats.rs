@@ -58,7 +58,7 @@ impl Figures {
     }
 
     /// Add `other`'s counts (a later stretch of the same log) to these.
-    fn merge(&mut self, other: &Figures) {
+    pub(crate) fn merge(&mut self, other: &Figures) {
         self.used_bytes = self.used_bytes.max(other.used_bytes);
         self.min_timestamp_us = self.min_timestamp_us.min(other.min_timestamp_us);
         self.max_timestamp_us = self.max_timestamp_us.max(other.max_timestamp_us);

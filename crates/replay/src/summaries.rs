@@ -137,12 +137,16 @@ pub(crate) fn load(segment: &Path, now: &Key) -> Option<Summaries> {
 /// Store `summaries` beside `segment` (best effort: a log on a read-only
 /// file system simply gets none).
 pub(crate) fn store(segment: &Path, summaries: &Summaries) {
-    let target = path(segment);
+    store_file(&path(segment), &encode(summaries), segment);
+}
+
+/// Write `bytes` to `target` through a temporary renamed over it (never
+/// fsynced: derived data), or leave nothing.
+fn store_file(target: &Path, bytes: &[u8], segment: &Path) {
     let mut tmp = target.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let written =
-        std::fs::write(&tmp, encode(summaries)).and_then(|()| std::fs::rename(&tmp, &target));
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, target));
     if let Err(error) = written {
         let _ = std::fs::remove_file(&tmp);
         tracing::debug!(%error, segment = %segment.display(), "cannot store session summaries");
@@ -161,8 +165,8 @@ fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
 
 /// The file's bytes: magic, version, base LSN, creation time, file length,
 /// the last record's LSN and offset, the record count, the last record's
-/// CRC, whether the segment was sealed, the tallies, and a CRC-32 of
-/// everything before it.
+/// CRC, whether the segment was sealed, the figures, the tallies, and a
+/// CRC-32 of everything before it.
 pub(crate) fn encode(s: &Summaries) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
@@ -179,7 +183,14 @@ pub(crate) fn encode(s: &Summaries) -> Vec<u8> {
     }
     out.extend_from_slice(&s.last_crc.to_le_bytes());
     out.push(u8::from(s.key.sealed));
-    let f = &s.figures;
+    put_figures(&mut out, &s.figures);
+    put_tallies(&mut out, &s.tallies);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn put_figures(out: &mut Vec<u8>, f: &Figures) {
     for v in [f.used_bytes, f.min_timestamp_us, f.max_timestamp_us] {
         out.extend_from_slice(&v.to_le_bytes());
     }
@@ -188,8 +199,11 @@ pub(crate) fn encode(s: &Summaries) -> Vec<u8> {
         out.extend_from_slice(&records.to_le_bytes());
         out.extend_from_slice(&bytes.to_le_bytes());
     }
-    out.extend_from_slice(&(s.tallies.len() as u32).to_le_bytes());
-    for t in &s.tallies {
+}
+
+fn put_tallies(out: &mut Vec<u8>, tallies: &[Tally]) {
+    out.extend_from_slice(&(tallies.len() as u32).to_le_bytes());
+    for t in tallies {
         out.extend_from_slice(t.session.as_bytes());
         let (tag, failed) = match &t.status {
             None => (0u8, None),
@@ -198,7 +212,7 @@ pub(crate) fn encode(s: &Summaries) -> Vec<u8> {
             Some(SessionStatus::Failed(msg)) => (3, Some(msg.as_str())),
         };
         out.push(tag);
-        put_str(&mut out, failed);
+        put_str(out, failed);
         for v in [
             t.span.first_lsn,
             t.span.last_lsn,
@@ -214,18 +228,25 @@ pub(crate) fn encode(s: &Summaries) -> Vec<u8> {
             out.extend_from_slice(&v.to_le_bytes());
         }
         for s in [&t.model, &t.cwd, &t.started_title, &t.message_title] {
-            put_str(&mut out, s.as_deref());
+            put_str(out, s.as_deref());
         }
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
 }
 
 /// A reader of the file's fields; every read checks its bounds.
 struct Cursor<'a>(&'a [u8]);
 
 impl Cursor<'_> {
+    /// The body of a file that starts with `magic`, `VERSION` and ends with
+    /// a CRC-32 of the rest, past the magic and version.
+    fn open<'a>(bytes: &'a [u8], magic: &[u8]) -> Option<Cursor<'a>> {
+        let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) {
+            return None;
+        }
+        let mut c = Cursor(body);
+        (c.take(magic.len())? == magic && c.take(2)? == VERSION.to_le_bytes()).then_some(c)
+    }
     fn take(&mut self, n: usize) -> Option<&[u8]> {
         let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
         self.0 = rest;
@@ -245,18 +266,71 @@ impl Cursor<'_> {
         let bytes = self.take(len as usize)?;
         Some(Some(String::from_utf8(bytes.to_vec()).ok()?))
     }
+    fn figures(&mut self) -> Option<Figures> {
+        let (used_bytes, min_timestamp_us, max_timestamp_us) =
+            (self.u64()?, self.u64()?, self.u64()?);
+        let kinds_len = self.u32()?;
+        // Kinds this build knows, and one for the others: a file of another
+        // build's kind count is not used.
+        if kinds_len as usize != logbook_bus::KINDS.len() + 1 {
+            return None;
+        }
+        let mut kinds = Vec::with_capacity(kinds_len as usize);
+        for _ in 0..kinds_len {
+            kinds.push((self.u64()?, self.u64()?));
+        }
+        Some(Figures {
+            used_bytes,
+            min_timestamp_us,
+            max_timestamp_us,
+            kinds,
+        })
+    }
+    fn tallies(&mut self) -> Option<Vec<Tally>> {
+        let n = self.u32()?;
+        let mut tallies = Vec::new();
+        for _ in 0..n {
+            let session = Uuid::from_bytes(self.take(16)?.try_into().ok()?);
+            let tag = *self.take(1)?.first()?;
+            let failed = self.str()?;
+            let status = match (tag, failed) {
+                (0, None) => None,
+                (1, None) => Some(SessionStatus::Running),
+                (2, None) => Some(SessionStatus::Completed),
+                (3, Some(msg)) => Some(SessionStatus::Failed(msg)),
+                _ => return None,
+            };
+            let span = Span {
+                first_lsn: self.u64()?,
+                last_lsn: self.u64()?,
+                first_timestamp_us: self.u64()?,
+                last_timestamp_us: self.u64()?,
+            };
+            let (events, durable_events, skipped_records) = (self.u64()?, self.u64()?, self.u64()?);
+            let (tokens, legacy_tokens, resumptions) = (self.u64()?, self.u64()?, self.u64()?);
+            tallies.push(Tally {
+                session,
+                status,
+                span,
+                events,
+                durable_events,
+                skipped_records,
+                tokens,
+                legacy_tokens,
+                model: self.str()?,
+                cwd: self.str()?,
+                started_title: self.str()?,
+                message_title: self.str()?,
+                resumptions,
+            });
+        }
+        Some(tallies)
+    }
 }
 
 /// Parse a summaries file; `None` if it is not a valid one. Never panics.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Summaries> {
-    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
-    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) {
-        return None;
-    }
-    let mut c = Cursor(body);
-    if c.take(MAGIC.len())? != MAGIC || c.take(2)? != VERSION.to_le_bytes() {
-        return None;
-    }
+    let mut c = Cursor::open(bytes, &MAGIC)?;
     let (base_lsn, created_us, len) = (c.u64()?, c.u64()?, c.u64()?);
     let (last_lsn, last_offset, records, last_crc) = (c.u64()?, c.u64()?, c.u64()?, c.u32()?);
     let sealed = match *c.take(1)?.first()? {
@@ -270,65 +344,124 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Summaries> {
         len,
         sealed,
     };
-    let (used_bytes, min_timestamp_us, max_timestamp_us) = (c.u64()?, c.u64()?, c.u64()?);
-    let kinds_len = c.u32()?;
-    // Kinds this build knows, and one for the others: a file of another
-    // build's kind count is not used.
-    if kinds_len as usize != logbook_bus::KINDS.len() + 1 {
-        return None;
-    }
-    let mut kinds = Vec::with_capacity(kinds_len as usize);
-    for _ in 0..kinds_len {
-        kinds.push((c.u64()?, c.u64()?));
-    }
-    let figures = Figures {
-        used_bytes,
-        min_timestamp_us,
-        max_timestamp_us,
-        kinds,
-    };
-    let n = c.u32()?;
-    let mut tallies = Vec::new();
-    for _ in 0..n {
-        let session = Uuid::from_bytes(c.take(16)?.try_into().ok()?);
-        let tag = *c.take(1)?.first()?;
-        let failed = c.str()?;
-        let status = match (tag, failed) {
-            (0, None) => None,
-            (1, None) => Some(SessionStatus::Running),
-            (2, None) => Some(SessionStatus::Completed),
-            (3, Some(msg)) => Some(SessionStatus::Failed(msg)),
-            _ => return None,
-        };
-        let span = Span {
-            first_lsn: c.u64()?,
-            last_lsn: c.u64()?,
-            first_timestamp_us: c.u64()?,
-            last_timestamp_us: c.u64()?,
-        };
-        let (events, durable_events, skipped_records) = (c.u64()?, c.u64()?, c.u64()?);
-        let (tokens, legacy_tokens, resumptions) = (c.u64()?, c.u64()?, c.u64()?);
-        tallies.push(Tally {
-            session,
-            status,
-            span,
-            events,
-            durable_events,
-            skipped_records,
-            tokens,
-            legacy_tokens,
-            model: c.str()?,
-            cwd: c.str()?,
-            started_title: c.str()?,
-            message_title: c.str()?,
-            resumptions,
-        });
-    }
+    let figures = c.figures()?;
+    let tallies = c.tallies()?;
     c.0.is_empty().then_some(Summaries {
         key,
         last_lsn,
         last_offset,
         last_crc,
+        records,
+        figures,
+        tallies,
+    })
+}
+
+/// First bytes of a run's summaries file: `\x89LBRUN\r\n`.
+const RUN_MAGIC: [u8; 8] = *b"\x89LBRUN\r\n";
+
+/// The summaries of a run of sealed segments at the front of the log,
+/// folded as one: `<first segment>.run`. A listing folds the run from one
+/// file instead of one per segment (whose folds, one per session each,
+/// add up to sessions × segments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// Each segment of the run, in order, as it was summarised.
+    pub(crate) segments: Vec<RunSegment>,
+    /// The last LSN of the run.
+    pub(crate) last_lsn: Lsn,
+    /// Records in it.
+    pub(crate) records: u64,
+    /// Its figures, all segments together (`used_bytes` unused).
+    pub(crate) figures: Figures,
+    /// Each session's fold over the whole run.
+    pub(crate) tallies: Vec<Tally>,
+}
+
+/// One segment of a [`Run`]: its key (sealed, whole) and its counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunSegment {
+    pub(crate) key: Key,
+    pub(crate) records: u64,
+    pub(crate) first_lsn: Lsn,
+    pub(crate) last_lsn: Lsn,
+    pub(crate) used_bytes: u64,
+}
+
+/// The run's file beside its first segment.
+fn run_path(first: &Path) -> PathBuf {
+    let mut name = first.as_os_str().to_owned();
+    name.push(".run");
+    PathBuf::from(name)
+}
+
+/// The run stored beside `first`, if a valid file holds one.
+pub(crate) fn load_run(first: &Path) -> Option<Run> {
+    decode_run(&std::fs::read(run_path(first)).ok()?)
+}
+
+/// Store `run` beside its first segment (best effort).
+pub(crate) fn store_run(first: &Path, run: &Run) {
+    store_file(&run_path(first), &encode_run(run), first);
+}
+
+/// The run file's bytes: magic, version, the number of segments, per
+/// segment its base LSN, creation time, length, records, first and last
+/// LSN and bytes used; the run's last LSN and record count; its figures;
+/// its tallies; a CRC-32 of everything before it.
+pub(crate) fn encode_run(run: &Run) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&RUN_MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(run.segments.len() as u32).to_le_bytes());
+    for s in &run.segments {
+        for v in [
+            s.key.base_lsn,
+            s.key.created_us,
+            s.key.len,
+            s.records,
+            s.first_lsn,
+            s.last_lsn,
+            s.used_bytes,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out.extend_from_slice(&run.last_lsn.to_le_bytes());
+    out.extend_from_slice(&run.records.to_le_bytes());
+    put_figures(&mut out, &run.figures);
+    put_tallies(&mut out, &run.tallies);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Parse a run file; `None` if it is not a valid one. Never panics.
+pub(crate) fn decode_run(bytes: &[u8]) -> Option<Run> {
+    let mut c = Cursor::open(bytes, &RUN_MAGIC)?;
+    let n = c.u32()?;
+    let mut segments = Vec::new();
+    for _ in 0..n {
+        let key = Key {
+            base_lsn: c.u64()?,
+            created_us: c.u64()?,
+            len: c.u64()?,
+            sealed: true,
+        };
+        segments.push(RunSegment {
+            key,
+            records: c.u64()?,
+            first_lsn: c.u64()?,
+            last_lsn: c.u64()?,
+            used_bytes: c.u64()?,
+        });
+    }
+    let (last_lsn, records) = (c.u64()?, c.u64()?);
+    let figures = c.figures()?;
+    let tallies = c.tallies()?;
+    c.0.is_empty().then_some(Run {
+        segments,
+        last_lsn,
         records,
         figures,
         tallies,
@@ -437,6 +570,64 @@ mod tests {
 
     fn hex_le(v: u32) -> String {
         v.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn run_sample() -> Run {
+        let s = sample();
+        Run {
+            segments: vec![RunSegment {
+                key: Key {
+                    sealed: true,
+                    ..s.key
+                },
+                records: 7,
+                first_lsn: 1,
+                last_lsn: 7,
+                used_bytes: 500,
+            }],
+            last_lsn: 7,
+            records: 7,
+            figures: s.figures,
+            tallies: s.tallies,
+        }
+    }
+
+    /// The run file's layout (`docs/format.md`): its own head, then the
+    /// figures and tallies laid out as in a segment's summaries.
+    #[test]
+    fn run_golden_bytes() {
+        let run = run_sample();
+        let bytes = encode_run(&run);
+        let head: String = [
+            "894c4252554e0d0a", // magic
+            "0200",             // version 2
+            "01000000",         // segments
+            "0100000000000000", // base LSN
+            "0200000000000000", // created_us
+            "0010000000000000", // length
+            "0700000000000000", // records
+            "0100000000000000", // first LSN
+            "0700000000000000", // last LSN
+            "f401000000000000", // bytes used
+            "0700000000000000", // the run's last LSN
+            "0700000000000000", // its records
+        ]
+        .concat();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex[..head.len()], head);
+        // The rest: figures and tallies exactly as a segment's file has them.
+        let one = encode(&sample());
+        let shared = &one[8 + 2 + 6 * 8 + 4 + 1..one.len() - 4];
+        assert_eq!(&bytes[head.len() / 2..bytes.len() - 4], shared);
+        assert_eq!(decode_run(&bytes), Some(run));
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x10;
+            assert_eq!(decode_run(&b), None, "byte {i}");
+            assert_eq!(decode_run(&bytes[..i]), None, "cut at {i}");
+        }
+        assert_eq!(decode(&bytes), None, "not a segment's summaries");
+        assert_eq!(decode_run(&one), None, "not a run");
     }
 
     #[test]

@@ -43,10 +43,17 @@ fn summary_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sum"))
+        .filter(|p| p.extension().is_some_and(|x| x == "sum" || x == "run"))
         .collect();
     v.sort();
     v
+}
+
+fn count_with(dir: &Path, extension: &str) -> usize {
+    summary_files(dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == extension))
+        .count()
 }
 
 proptest! {
@@ -73,7 +80,10 @@ proptest! {
             .count();
         // Every sealed segment (all but the tail) read cleanly: summarised;
         // the tail too once it holds a quarter of its size.
-        prop_assert!(cached.len() == segments - 1 || cached.len() == segments);
+        let sums = count_with(dir.path(), "sum");
+        prop_assert!(sums == segments - 1 || sums == segments);
+        // Two sealed segments or more: folded as one run too.
+        prop_assert_eq!(count_with(dir.path(), "run"), usize::from(segments > 2));
         let second = list_sessions(dir.path()).unwrap();
         prop_assert_eq!(&first.sessions, &second.sessions);
         prop_assert_eq!(first.records, second.records);
@@ -370,4 +380,50 @@ fn a_damaged_segment_is_never_summarised() {
         !summary_files(dir.path()).is_empty(),
         "the clean sealed segments are summarised"
     );
+}
+
+/// Summaries left behind by another log in the same directory (its
+/// segments deleted, a new log written with the same segment names) are
+/// not used: each names its segments' creation times.
+#[test]
+fn summaries_of_another_log_with_the_same_segment_names_are_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions {
+        segment_size: 4096,
+        ..WalOptions::default()
+    };
+    let write = |session: u128, kind: u8| {
+        let wal = Wal::open(dir.path(), options.clone()).unwrap();
+        for i in 0..400u64 {
+            wal.append(
+                Uuid::from_u128(session + u128::from(i % 3)),
+                &event(kind, i),
+            )
+            .unwrap();
+        }
+        wal.close().unwrap();
+    };
+    write(1, 1);
+    let first = list_sessions(dir.path()).unwrap();
+    assert!(
+        count_with(dir.path(), "run") == 1,
+        "a run was stored: {:?}",
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+    // Another log, with the same segment names and sizes.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "wal" || x == "idx") || path.ends_with("LOCK") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    write(100, 1);
+    let second = list_sessions(dir.path()).unwrap();
+    assert_ne!(first.sessions, second.sessions);
+    assert!(second.sessions.iter().all(|s| s.session.as_u128() >= 100));
+    assert_same_as_bare(dir.path()).unwrap();
 }

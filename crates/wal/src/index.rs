@@ -207,11 +207,15 @@ pub(crate) fn store(fs: &dyn Fs, segment: &Path, index: &SessionIndex) -> std::i
 
 /// Remove the derived files of `segment` (the segment is gone): its
 /// session index and the session summaries `logbook-replay` keeps beside
-/// it (`<segment>.sum`).
+/// it (`<segment>.sum`, and `<segment>.run` for a run of segments starting
+/// with it).
 pub(crate) fn remove(fs: &dyn Fs, segment: &Path) {
-    let mut summaries = segment.as_os_str().to_owned();
-    summaries.push(".sum");
-    for path in [index_path(segment), PathBuf::from(summaries)] {
+    let beside = |suffix: &str| {
+        let mut name = segment.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    for path in [index_path(segment), beside(".sum"), beside(".run")] {
         match fs.remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

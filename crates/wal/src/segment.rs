@@ -44,7 +44,8 @@ pub enum LogFile {
     /// `<segment>.<offset>.broken` (see [`broken_path`](crate::broken_path)).
     Broken,
     /// Derived data beside a segment: its session index, `<segment>.idx`,
-    /// or its session summaries, `<segment>.sum` (written by
+    /// or its session summaries, `<segment>.sum`, and those of the run of
+    /// sealed segments it starts, `<segment>.run` (written by
     /// `logbook-replay`), or one of them being written (`….tmp`).
     Index,
 }
@@ -62,6 +63,7 @@ impl LogFile {
     /// assert_eq!(LogFile::of("00000000000000000001.wal.4096.broken"), Some(LogFile::Broken));
     /// assert_eq!(LogFile::of("00000000000000000001.wal.idx"), Some(LogFile::Index));
     /// assert_eq!(LogFile::of("00000000000000000001.wal.sum"), Some(LogFile::Index));
+    /// assert_eq!(LogFile::of("00000000000000000001.wal.run"), Some(LogFile::Index));
     /// assert_eq!(LogFile::of("notes.txt"), None);
     /// ```
     #[must_use]
@@ -78,6 +80,8 @@ impl LogFile {
             .or_else(|| name.strip_suffix(".idx.tmp"))
             .or_else(|| name.strip_suffix(".sum"))
             .or_else(|| name.strip_suffix(".sum.tmp"))
+            .or_else(|| name.strip_suffix(".run"))
+            .or_else(|| name.strip_suffix(".run.tmp"))
             .is_some_and(|s| parse_segment_file_name(s).is_some())
         {
             Some(LogFile::Index)

@@ -285,9 +285,11 @@ fn retention_removes_the_derived_files_of_the_segments_it_removes() {
         .filter(|n| n.ends_with(".wal"))
         .collect();
     for s in &segments {
-        let sum = Path::new(DIR).join(format!("{s}.sum"));
-        let f = fs.open(&sum, OpenMode::CreateNew).unwrap();
-        f.write_all_at(b"summaries", 0).unwrap();
+        for suffix in ["sum", "run"] {
+            let sum = Path::new(DIR).join(format!("{s}.{suffix}"));
+            let f = fs.open(&sum, OpenMode::CreateNew).unwrap();
+            f.write_all_at(b"summaries", 0).unwrap();
+        }
     }
     let removed = wal.truncate_before(250).unwrap();
     assert!(removed > 0);
@@ -302,8 +304,13 @@ fn retention_removes_the_derived_files_of_the_segments_it_removes() {
             !left.contains(&format!("{s}.sum")),
             "{s}.sum removed: {left:?}"
         );
+        assert!(
+            !left.contains(&format!("{s}.run")),
+            "{s}.run removed: {left:?}"
+        );
     }
     for s in segments.iter().skip(removed) {
         assert!(left.contains(&format!("{s}.sum")), "{s}.sum kept");
+        assert!(left.contains(&format!("{s}.run")), "{s}.run kept");
     }
 }
