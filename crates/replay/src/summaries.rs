@@ -11,6 +11,11 @@
 //! and the listing scans only what the tail gained since; they stay usable
 //! after the segment is sealed, until a whole summary replaces them.
 //!
+//! A run of sealed segments at the front of the log is also folded as one,
+//! `<first segment>.run` ([`Run`]), so that a listing of a log whose
+//! sessions span many segments reads one fold per session, not one per
+//! session per segment.
+//!
 //! Derived data, like the session index: a listing that finds no usable
 //! summary scans the segment, and stores one if it read cleanly (no damage,
 //! no record it could not decode, no event kind it does not know): always

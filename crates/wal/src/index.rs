@@ -35,7 +35,7 @@ pub(crate) fn index_path(segment: &Path) -> PathBuf {
 }
 
 /// An index being built, record by record, in log order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Builder {
     sessions: HashMap<Uuid, Vec<(u32, Lsn)>>,
     covered: u64,
@@ -56,6 +56,27 @@ impl Builder {
         self.next_lsn = lsn + 1;
         self.last_offset = offset;
         self.last_crc = crc;
+    }
+
+    /// The end of the last record added.
+    pub(crate) fn covered(&self) -> u64 {
+        self.covered
+    }
+
+    /// Add what `later` (built from where this one ends) holds.
+    pub(crate) fn extend(&mut self, later: &Builder) {
+        for (session, places) in &later.sessions {
+            self.sessions
+                .entry(*session)
+                .or_default()
+                .extend_from_slice(places);
+        }
+        if later.covered > self.covered {
+            self.covered = later.covered;
+            self.next_lsn = later.next_lsn;
+            self.last_offset = later.last_offset;
+            self.last_crc = later.last_crc;
+        }
     }
 
     /// The index of the segment with `header`, covering what was added.

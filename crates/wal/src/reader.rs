@@ -23,6 +23,10 @@ use crate::segment::{self, SegmentEntry};
 
 mod cursor;
 
+/// A tail's index is stored again by a reader once it covers this many
+/// more bytes (or a quarter of the file, if less) than the last one.
+const TAIL_INDEX_STEP: u64 = 1 << 20;
+
 use cursor::{Current, Jumps, Peek};
 
 /// One record, borrowed from the reader.
@@ -222,6 +226,11 @@ pub struct Reader {
     /// The index of the sealed segment being scanned whole for `only`,
     /// built on the way (stored at its clean end; dropped at any damage).
     building: Option<crate::index::Builder>,
+    /// On the tail: `building` goes on from the index that covered the
+    /// segment up to this offset (`None`: it covers it from its start).
+    building_on: Option<u64>,
+    /// On the tail: how far the index stored last (by anyone) covers it.
+    tail_indexed: u64,
     /// Build indexes even without `only` (see [`Reader::indexing`]).
     index_all: bool,
     /// Only the segment with this base LSN (see
@@ -276,6 +285,8 @@ impl Reader {
             confirmed: None,
             only: None,
             building: None,
+            building_on: None,
+            tail_indexed: 0,
             index_all: false,
             one_segment: None,
         })
@@ -614,10 +625,15 @@ impl Reader {
                         }
                         None => {
                             // Past the index: scan the rest (a tail indexed
-                            // at close may have grown since).
+                            // at close may have grown since), and index it.
                             cur.offset = jumps.covered;
                             cur.expected = jumps.next_lsn;
                             cur.jumps = None;
+                            if is_tail {
+                                self.building = Some(crate::index::Builder::default());
+                                self.building_on = Some(cur.offset as u64);
+                                self.tail_indexed = cur.offset as u64;
+                            }
                         }
                     }
                 }
@@ -635,6 +651,7 @@ impl Reader {
                         if self.refresh()? {
                             continue;
                         }
+                        self.store_tail_index();
                         return Ok(None);
                     }
                     self.confirmed = None;
@@ -678,6 +695,7 @@ impl Reader {
                         self.store_built_index();
                         self.finish_segment();
                     } else if !self.refresh()? {
+                        self.store_tail_index();
                         return Ok(None);
                     }
                 }
@@ -890,6 +908,51 @@ impl Reader {
         }
     }
 
+    /// At the current end of the tail read for one session: store the
+    /// index built on the way if it covers [`TAIL_INDEX_STEP`] (or a
+    /// quarter of the file, if less) more than the last one did, on top of
+    /// the index it went on from. Best effort; never fsynced. So a tail's
+    /// index keeps up with it "from time to time", by its readers, besides
+    /// the writer's at close.
+    fn store_tail_index(&mut self) {
+        let (Some(building), Some(cur)) = (self.building.as_ref(), self.current.as_ref()) else {
+            return;
+        };
+        let cursor::Data::Tail { file, .. } = &cur.data else {
+            return;
+        };
+        let Ok(len) = file.len() else {
+            return;
+        };
+        let covered = building.covered();
+        if covered
+            < self
+                .tail_indexed
+                .saturating_add(TAIL_INDEX_STEP.min(len / 4))
+        {
+            return;
+        }
+        let index = match self.building_on {
+            None => building.clone(),
+            Some(from) => {
+                match crate::index::resume(&*self.fs, &cur.entry.path, &**file, &cur.header, from) {
+                    Some(mut earlier) => {
+                        earlier.extend(building);
+                        earlier
+                    }
+                    None => return,
+                }
+            }
+        };
+        let path = &cur.entry.path;
+        match crate::index::store(&*self.fs, path, &index.finish(&cur.header)) {
+            Ok(()) => self.tail_indexed = covered,
+            Err(error) => {
+                tracing::debug!(%error, segment = %path.display(), "cannot store a session index");
+            }
+        }
+    }
+
     fn finish_segment(&mut self) {
         self.building = None;
         if let Some(cur) = self.current.take() {
@@ -991,8 +1054,13 @@ impl Reader {
                         });
                     }
                     Some(_) => {}
-                    None if !tail => self.building = Some(crate::index::Builder::default()),
-                    None => {}
+                    None => {
+                        // Scanned from its start: build its index on the
+                        // way (a tail's is stored as it grows).
+                        self.building = Some(crate::index::Builder::default());
+                        self.building_on = None;
+                        self.tail_indexed = SEGMENT_HEADER_LEN as u64;
+                    }
                 }
             }
             let mut current = Current::open(entry.clone(), header, file, tail)?;

@@ -314,3 +314,48 @@ fn retention_removes_the_derived_files_of_the_segments_it_removes() {
         assert!(left.contains(&format!("{s}.run")), "{s}.run kept");
     }
 }
+
+/// A live tail (no close, so no index from the writer) gets an index from
+/// the readers of one session once it holds a quarter of its size, and a
+/// new one each time it gained as much again, built on top of the last:
+/// reading through it always equals filtering a full scan.
+#[test]
+fn a_live_tail_is_indexed_by_its_readers_as_it_grows() {
+    let fs = SimFs::new(5);
+    let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, small(1 << 20)).unwrap();
+    let tail_index = Path::new(DIR).join("00000000000000000001.wal.idx");
+    let mut sizes = Vec::new();
+    for round in 0..3u64 {
+        // 1100 records of 248 bytes: a quarter of the 1 MiB segment.
+        for i in 0..1100u64 {
+            wal.append_raw(session(i % 20), &[b'a' + (round as u8); 200])
+                .unwrap();
+        }
+        for s in [3, 17] {
+            let (full, indexed) = both_ways(&fs, session(s));
+            assert_eq!(full.len() as u64, 55 * (round + 1));
+            assert_eq!(full, indexed, "round {round}, session {s}");
+        }
+        let index = fs.file_bytes(&tail_index).expect("the tail was indexed");
+        sizes.push(index.len());
+        // Its index is usable: a reader of one session jumps through it.
+        let table = {
+            let mut reader = Reader::open_with_fs(Arc::new(fs.clone()), DIR).unwrap();
+            let mut t = logbook_wal::SegmentTable::default();
+            let _ = reader.walk(|item| {
+                if let logbook_wal::Item::Record(r) = item {
+                    t.add(&r);
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            t.finish(&reader)
+        };
+        assert_eq!(table.len(), 1);
+        assert_eq!(table[0].index_problem, None, "round {round}");
+    }
+    assert!(
+        sizes.windows(2).all(|w| w[1] > w[0]),
+        "a new index each round: {sizes:?}"
+    );
+    drop(wal);
+}
