@@ -141,6 +141,7 @@ fn measure(base: &Path, sessions: u64, events: u64, rounds: usize) -> io::Result
     let list = time(rounds, list_sessions)?;
     let list_bare = time(rounds.min(3), || {
         remove_derived(&dir, "sum")?;
+        remove_derived(&dir, "run")?;
         list_sessions()
     })?;
     // Without indexes: a reader that finds none builds them again on the

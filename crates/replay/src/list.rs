@@ -1,11 +1,11 @@
 //! Listing a log's sessions in one pass: [`list_sessions`],
 //! [`interrupted`], [`LogSummary`] and [`SessionSummary`].
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use logbook_bus::SessionEvent;
 use logbook_wal::{EventRecord, Lsn, RecordRef, TailDamage, Wal, WalError};
+use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
 use crate::error::ReplayError;
@@ -390,7 +390,7 @@ pub fn interrupted(dir: impl AsRef<Path>) -> Result<Vec<SessionSummary>, ReplayE
 /// What [`fold`] found: each session's tally, what the scan reported,
 /// each segment's share, and the reader (for the segment table).
 pub(crate) struct Fold {
-    pub(crate) tallies: HashMap<Uuid, Tally>,
+    pub(crate) tallies: FxHashMap<Uuid, Tally>,
     pub(crate) report: ScanReport,
     pub(crate) segments: Vec<SegmentCounts>,
     pub(crate) reader: logbook_wal::Reader,
@@ -410,7 +410,7 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
         logbook_wal::Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
     let segments = reader.segments();
     let sealed = segments.len().saturating_sub(1);
-    let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
+    let mut tallies: FxHashMap<Uuid, Tally> = FxHashMap::default();
     let mut records = 0u64;
     let mut from = 0;
     let mut next_lsn = None;
@@ -441,6 +441,7 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
         if let Some(first) = shares.first_mut() {
             first.figures.merge(&run.figures);
         }
+        tallies.reserve(run.tallies.len());
         for t in run.tallies {
             merge_into(&mut tallies, t);
         }
@@ -581,7 +582,7 @@ impl FrontRun {
 
     /// The next segment was folded (`clean`: sealed, whole, nothing
     /// skipped); `shares` and `tallies` are the fold so far.
-    fn folded(&mut self, clean: bool, shares: &[SegmentCounts], tallies: &HashMap<Uuid, Tally>) {
+    fn folded(&mut self, clean: bool, shares: &[SegmentCounts], tallies: &FxHashMap<Uuid, Tally>) {
         if !clean || self.clean != shares.len().saturating_sub(1) || self.clean >= self.sealed {
             // Not the next one from the front, or past the sealed ones:
             // no longer a run.
@@ -619,7 +620,7 @@ impl FrontRun {
 }
 
 /// Fold `later` into the tally of its session.
-fn merge_into(tallies: &mut HashMap<Uuid, Tally>, later: Tally) {
+fn merge_into(tallies: &mut FxHashMap<Uuid, Tally>, later: Tally) {
     match tallies.get_mut(&later.session) {
         Some(t) => t.merge(later),
         None => {
@@ -633,7 +634,7 @@ fn merge_into(tallies: &mut HashMap<Uuid, Tally>, later: Tally) {
 struct Part {
     segment: Option<PathBuf>,
     tallies: Vec<Tally>,
-    index: HashMap<Uuid, usize>,
+    index: FxHashMap<Uuid, usize>,
     records: u64,
     /// The last record folded: LSN, offset, and what its CRC is computed
     /// from (kept for the summaries; the payload in a reused buffer).
@@ -741,7 +742,7 @@ impl Part {
         sealed: &[PathBuf],
         tail: Option<&Path>,
         corruption_now: u64,
-        tallies: &mut HashMap<Uuid, Tally>,
+        tallies: &mut FxHashMap<Uuid, Tally>,
     ) -> Option<(SegmentCounts, bool)> {
         let part = self;
         let (Some(segment), Some(last), Some(first_lsn)) =
