@@ -269,12 +269,14 @@ proptest! {
 
     /// The tail's summaries (of its front) are used by the next listing,
     /// which scans only what the log gained since: the answer is the full
-    /// scan's whether the log then grew, rolled, crashed or was closed.
+    /// scan's whether the log then grew, rolled, lost segments to
+    /// retention, crashed or was closed.
     #[test]
     fn listing_a_grown_tail_from_its_summaries_equals_a_full_scan(
         before in prop::collection::vec((0u8..6, any::<u8>()), 30..200),
         after in prop::collection::vec((0u8..6, any::<u8>()), 0..200),
         close in any::<bool>(),
+        retain_from in prop::option::of(1u64..400),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let options = WalOptions { segment_size: 4096, ..WalOptions::default() };
@@ -292,6 +294,12 @@ proptest! {
         let wal = Wal::open(dir.path(), options).unwrap();
         append(&wal, &after, before.len());
         assert_same_as_bare(dir.path())?;
+        if let Some(lsn) = retain_from {
+            // Retention removes whole segments from the front, and their
+            // summaries and run with them.
+            wal.truncate_before(lsn).unwrap();
+            assert_same_as_bare(dir.path())?;
+        }
         if close {
             wal.close().unwrap();
         } else {
