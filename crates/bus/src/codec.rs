@@ -215,6 +215,13 @@ mod tests {
                 "151000112233445566778899aabbccddeeff070200",
             ),
             (SessionEvent::SessionResumed { from_lsn: 251 }, "19fbfb00"),
+            (
+                SessionEvent::SessionForked {
+                    from: id,
+                    at_lsn: 7,
+                },
+                "1a1000112233445566778899aabbccddeeff07",
+            ),
         ];
         for (event, want) in cases {
             let bytes = encode(&event).unwrap();

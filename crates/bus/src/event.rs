@@ -258,6 +258,17 @@ pub enum SessionEvent {
         /// The last LSN of the session before it was resumed.
         from_lsn: u64,
     },
+    // 26
+    /// The session was forked from another one at a point of its history
+    /// (durable; Logbook addition): the first record of a fork, followed by
+    /// copies of the original's durable events up to and including
+    /// `at_lsn`.
+    SessionForked {
+        /// The session it was forked from.
+        from: Uuid,
+        /// The last LSN of `from` that the fork's history includes.
+        at_lsn: u64,
+    },
     // Append new variants here, and only here.
 }
 
@@ -291,6 +302,7 @@ pub const KINDS: &[&str] = &[
     "session_started",
     "user_message",
     "session_resumed",
+    "session_forked",
 ];
 
 /// The tag of the first durable kind (`token_usage`): the seed's enum lists
@@ -332,7 +344,8 @@ impl SessionEvent {
             | SessionEvent::RlmSubcallFallback { .. }
             | SessionEvent::SessionStarted { .. }
             | SessionEvent::UserMessage(_)
-            | SessionEvent::SessionResumed { .. } => true,
+            | SessionEvent::SessionResumed { .. }
+            | SessionEvent::SessionForked { .. } => true,
         }
     }
 
@@ -399,6 +412,7 @@ impl SessionEvent {
             SessionEvent::SessionStarted { .. } => 23,
             SessionEvent::UserMessage(_) => 24,
             SessionEvent::SessionResumed { .. } => 25,
+            SessionEvent::SessionForked { .. } => 26,
         }
     }
 
@@ -540,6 +554,10 @@ pub(crate) mod tests {
             },
             SessionEvent::UserMessage(s("please")),
             SessionEvent::SessionResumed { from_lsn: 42 },
+            SessionEvent::SessionForked {
+                from: id,
+                at_lsn: 7,
+            },
         ]
     }
 
@@ -596,6 +614,7 @@ pub(crate) mod tests {
             ("session_started", true),
             ("user_message", true),
             ("session_resumed", true),
+            ("session_forked", true),
         ];
         let all = one_of_each();
         assert_eq!(expected.len(), all.len());

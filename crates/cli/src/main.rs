@@ -56,6 +56,8 @@ enum Command {
     Replay(cmd::replay::ReplayArgs),
     /// Show what recovery would cut (dry run), or cut it with --apply.
     Repair(cmd::repair::RepairArgs),
+    /// Start a new session from another's history up to an LSN.
+    Fork(cmd::fork::ForkArgs),
     /// Run agent sessions in a child, kill it, recover, resume: the tour.
     Demo(cmd::demo::DemoArgs),
     /// The demo's child process (internal).
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
         Command::Sessions(args) => cmd::sessions::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Repair(args) => cmd::repair::run(args),
+        Command::Fork(args) => cmd::fork::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::DemoChild(args) => cmd::demo::child(args),
         Command::Completions(args) => cmd::docs::completions(args, Cli::command()),

@@ -230,6 +230,9 @@ pub(crate) fn summary(event: &SessionEvent, full: bool) -> String {
             s
         }
         SessionEvent::SessionResumed { from_lsn } => format!("resumed after LSN {from_lsn}"),
+        SessionEvent::SessionForked { from, at_lsn } => {
+            format!("forked from {from} at LSN {at_lsn}")
+        }
         // A kind added to logbook-bus after this renderer was written.
         other => format!("{other:?}"),
     }

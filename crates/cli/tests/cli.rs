@@ -1671,3 +1671,185 @@ fn man_prints_the_page_or_writes_one_per_command() {
     assert!(dump.contains("\\-\\-physical"), "{dump}");
     assert!(dump.contains("logbook dump"), "{dump}");
 }
+
+/// `fork` appends a new session holding the original's history up to the
+/// LSN given; `sessions` notes where it came from; `replay` shows it; the
+/// original is unchanged; a point before the session or an unknown one is
+/// "nothing found" and changes nothing.
+#[test]
+fn fork_makes_a_session_from_another_up_to_an_lsn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = write_log(tmp.path(), 2, 6);
+    let original = w.sessions[1];
+    // The original's third record (records alternate between the two).
+    let at = 6u64;
+    let before = logbook()
+        .args(["replay", "--json"])
+        .arg(tmp.path())
+        .arg(original.to_string())
+        .output()
+        .unwrap();
+    let out = logbook()
+        .args(["fork", "--json"])
+        .arg(tmp.path())
+        .arg(&original.to_string()[..8])
+        .args(["--at", &at.to_string()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let forked: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(forked["from"], original.to_string());
+    assert_eq!(forked["at_lsn"], at);
+    assert_eq!(forked["forked_lsn"], 13, "after the 12 records");
+    assert_eq!(forked["copied"], 3);
+    let fork_id = forked["session"].as_str().unwrap().to_owned();
+    // Its history: the original's first three events, after the fork record.
+    let replay = logbook()
+        .args(["replay", "--json"])
+        .arg(tmp.path())
+        .arg(&fork_id)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&replay);
+    assert_eq!(replay.status.code(), Some(0), "{stderr}");
+    let state: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(state["events"], 4);
+    let texts_of = |v: &Value| -> Vec<String> {
+        v["transcript"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let originals: Vec<String> = w
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(i, (s, _))| *s == original && (*i as u64) < at)
+        .filter_map(|(_, (_, e))| match e {
+            SessionEvent::UserMessage(t) | SessionEvent::TextComplete(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts_of(&state), originals);
+    // Where it came from.
+    let sessions = logbook().arg("sessions").arg(tmp.path()).output().unwrap();
+    let (stdout, _) = texts(&sessions);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&fork_id[..8]))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains(&format!("fork of {}@{at}", &original.to_string()[..8])),
+        "{line}"
+    );
+    let json = logbook()
+        .args(["sessions", "--json"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let fork_line = json_lines(&texts(&json).0)
+        .into_iter()
+        .find(|v| v["session"] == fork_id.as_str())
+        .unwrap();
+    assert_eq!(fork_line["forked_from"]["session"], original.to_string());
+    assert_eq!(fork_line["forked_from"]["at_lsn"], at);
+    // The original is as it was.
+    let after = logbook()
+        .args(["replay", "--json"])
+        .arg(tmp.path())
+        .arg(original.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(texts(&before).0, texts(&after).0);
+    // Nothing found, nothing changed.
+    let segment_bytes = || {
+        segments(tmp.path())
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let bytes = segment_bytes();
+    for (session, at) in [(original.to_string(), "1"), ("0000".to_owned(), "5")] {
+        let out = logbook()
+            .arg("fork")
+            .arg(tmp.path())
+            .arg(&session)
+            .args(["--at", at])
+            .output()
+            .unwrap();
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.starts_with("logbook: nothing found:"), "{stderr}");
+    }
+    assert_eq!(segment_bytes(), bytes);
+}
+
+/// `replay --at` shows a session as it was at an LSN or a time.
+#[test]
+fn replay_at_shows_the_session_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two sessions interleaved: the first's LSNs are 1, 3, .. 11, and it
+    // ends with Done.
+    let w = write_log(tmp.path(), 2, 6);
+    let id = w.sessions[0].to_string();
+    let at = |point: &str| {
+        let out = logbook()
+            .args(["replay", "--json"])
+            .arg(tmp.path())
+            .arg(&id)
+            .args(["--at", point])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, stdout, stderr) = at("6");
+    assert_eq!(code, Some(0), "{stderr}");
+    let state: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(state["events"], 3);
+    assert_eq!(state["last_lsn"], 5);
+    assert_eq!(state["as_of"]["lsn"], 6);
+    assert_eq!(state["as_of"]["last_lsn"], 5);
+    assert_eq!(state["status"], "running", "not yet done at LSN 6");
+    // The whole session: done.
+    let (code, stdout, _) = at("11");
+    assert_eq!(code, Some(0));
+    let state: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(state["status"], "completed");
+    // By time: the time of record 2.
+    let dump = logbook()
+        .args(["dump", "--json"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let records = json_lines(&texts(&dump).0);
+    let t3 = records[2]["ts"].as_str().unwrap().to_owned();
+    let (code, stdout, stderr) = at(&t3);
+    assert_eq!(code, Some(0), "{stderr}");
+    let state: Value = serde_json::from_str(stdout.trim()).unwrap();
+    // Records appended in the same µs as LSN 3 count too.
+    assert!(state["last_lsn"].as_u64().unwrap() >= 3, "{state}");
+    assert_eq!(state["as_of"]["time"], t3.as_str());
+    // Before its first record.
+    let (code, _, stderr) = at("0");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no record at or before LSN 0"), "{stderr}");
+    // Text output says which point.
+    let out = logbook()
+        .arg("replay")
+        .arg(tmp.path())
+        .arg(&id)
+        .args(["--at", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        texts(&out)
+            .0
+            .starts_with("as of LSN 4 (its last record then: LSN 3)"),
+        "{}",
+        texts(&out).0
+    );
+}

@@ -64,6 +64,28 @@ pub enum ReplayError {
         /// The LSN of its last `Done`.
         done_lsn: Lsn,
     },
+    /// The session has records, but none at or before the point asked for
+    /// (a time-travelling replay or a fork before its first record).
+    #[error("session {session} has no record at or before {at}: its first is LSN {first_lsn}")]
+    BeforeSession {
+        /// The session.
+        session: Uuid,
+        /// The point asked for, as the user gave it ("LSN 3", a time).
+        at: String,
+        /// The LSN of its first record.
+        first_lsn: Lsn,
+    },
+    /// A record to copy is of an event kind this build does not know (a
+    /// newer build wrote it): a fork would lose it.
+    #[error(
+        "record LSN {lsn} of session {session} is of an event kind this build does not know: it cannot be copied into a fork"
+    )]
+    CannotCopy {
+        /// The session.
+        session: Uuid,
+        /// The record's LSN.
+        lsn: Lsn,
+    },
     /// There is no log in the directory yet: it does not exist, or holds no
     /// segment. An ordinary answer on a first start, not damage.
     #[error("there is no log in {} yet", dir.display())]

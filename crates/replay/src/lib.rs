@@ -78,6 +78,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod fork;
 mod list;
 mod publish;
 mod rebuild;
@@ -93,13 +94,15 @@ mod tokens;
 mod tools;
 
 pub use crate::error::ReplayError;
+pub use crate::fork::{Forked, fork};
 pub use crate::list::{
     LogSummary, SessionSummary, TITLE_MAX_CHARS, interrupted, interrupted_at_open, list_sessions,
     list_sessions_with,
 };
 pub use crate::publish::{Pace, publish};
 pub use crate::rebuild::{
-    Damage, session_state, session_state_by_prefix, session_state_with, sessions_with_prefix,
+    Damage, Until, session_state, session_state_at, session_state_by_prefix, session_state_until,
+    session_state_with, sessions_with_prefix,
 };
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
 pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords};

@@ -59,6 +59,9 @@ pub struct SessionSummary {
     pub title: Option<String>,
     /// How many times it was resumed.
     pub resumptions: u64,
+    /// The session it was forked from and the last LSN of that session
+    /// its history includes (its first `SessionForked`), if it is a fork.
+    pub forked_from: Option<(Uuid, Lsn)>,
 }
 
 /// The longest [`SessionSummary::title`], in characters.
@@ -105,6 +108,8 @@ pub(crate) struct Tally {
     /// The first `UserMessage`'s title.
     pub(crate) message_title: Option<String>,
     pub(crate) resumptions: u64,
+    /// Its first `SessionForked`'s origin.
+    pub(crate) forked_from: Option<(Uuid, Lsn)>,
 }
 
 impl Tally {
@@ -123,6 +128,7 @@ impl Tally {
             started_title: None,
             message_title: None,
             resumptions: 0,
+            forked_from: None,
         }
     }
 
@@ -173,6 +179,9 @@ impl Tally {
             SessionEvent::SessionResumed { .. } => {
                 self.resumptions = self.resumptions.saturating_add(1);
             }
+            SessionEvent::SessionForked { from, at_lsn } if self.forked_from.is_none() => {
+                self.forked_from = Some((*from, *at_lsn));
+            }
             _ => {}
         }
     }
@@ -201,6 +210,9 @@ impl Tally {
         if self.message_title.is_none() {
             self.message_title = later.message_title;
         }
+        if self.forked_from.is_none() {
+            self.forked_from = later.forked_from;
+        }
     }
 
     fn finish(self, writer_live: bool) -> SessionSummary {
@@ -223,6 +235,7 @@ impl Tally {
             cwd: self.cwd,
             title: self.started_title.or(self.message_title),
             resumptions: self.resumptions,
+            forked_from: self.forked_from,
         }
     }
 }

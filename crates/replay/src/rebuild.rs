@@ -6,7 +6,7 @@ use std::path::Path;
 
 use std::ops::ControlFlow;
 
-use logbook_wal::{Item as WalkItem, Reader, WalError};
+use logbook_wal::{Item as WalkItem, Lsn, Reader, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
@@ -91,20 +91,130 @@ pub fn session_state_with(
     session: Uuid,
     on_corruption: OnCorruption,
 ) -> Result<(SessionState, Damage), ReplayError> {
+    session_state_until(dir, session, on_corruption, None)
+}
+
+/// Where a time-travelling replay stops (inclusive).
+///
+/// # Examples
+///
+/// ```
+/// use logbook_replay::Until;
+///
+/// assert_ne!(Until::Lsn(5), Until::Time(5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Until {
+    /// The session's records up to and including this LSN.
+    Lsn(Lsn),
+    /// The session's records appended at or before this time, µs since
+    /// the Unix epoch.
+    Time(u64),
+}
+
+impl Until {
+    fn includes(self, lsn: Lsn, timestamp_us: u64) -> bool {
+        match self {
+            Until::Lsn(at) => lsn <= at,
+            Until::Time(at) => timestamp_us <= at,
+        }
+    }
+}
+
+impl std::fmt::Display for Until {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Until::Lsn(lsn) => write!(f, "LSN {lsn}"),
+            Until::Time(us) => write!(f, "{us} µs since the epoch"),
+        }
+    }
+}
+
+/// The state of `session` as it was at LSN `at`: the fold of its records
+/// up to and including that LSN (time travel). Records after it are read
+/// past, not applied.
+///
+/// # Errors
+///
+/// As [`session_state`], and [`ReplayError::BeforeSession`] if the
+/// session's first record comes after `at`.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{SessionStatus, session_state_at};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let id = uuid::Uuid::new_v4();
+/// wal.append(id, &SessionEvent::UserMessage("2 + 2?".into()))?; // LSN 1
+/// let answer = wal.append(id, &SessionEvent::TextComplete("4".into()))?; // LSN 2
+/// wal.append(id, &SessionEvent::Done)?; // LSN 3
+///
+/// let then = session_state_at(dir.path(), id, answer)?;
+/// assert_eq!(then.transcript().len(), 2);
+/// assert_eq!(then.status(), &SessionStatus::Running);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn session_state_at(
+    dir: impl AsRef<Path>,
+    session: Uuid,
+    at: Lsn,
+) -> Result<SessionState, ReplayError> {
+    session_state_until(dir, session, OnCorruption::Fail, Some(Until::Lsn(at))).map(|(s, _)| s)
+}
+
+/// [`session_state_with`], stopping at `until` (all of the session's
+/// records if `None`): [`session_state_at`] for a point given as an LSN or
+/// a time, choosing what happens on corruption.
+///
+/// # Errors
+///
+/// As [`session_state_with`], and [`ReplayError::BeforeSession`] if the
+/// session has no record at or before `until`.
+pub fn session_state_until(
+    dir: impl AsRef<Path>,
+    session: Uuid,
+    on_corruption: OnCorruption,
+    until: Option<Until>,
+) -> Result<(SessionState, Damage), ReplayError> {
     let mut state = SessionState::new(session);
+    let mut first_lsn = None;
     let report = scan(
         dir.as_ref(),
         Sessions::One(session),
         on_corruption,
-        |item| match item {
-            Item::Event(record) => state.apply(&record),
-            Item::Skipped {
-                lsn, timestamp_us, ..
-            } => state.note_skipped(lsn, timestamp_us),
+        |item| {
+            let (lsn, timestamp_us) = match &item {
+                Item::Event(record) => (record.lsn, record.timestamp_us),
+                Item::Skipped {
+                    lsn, timestamp_us, ..
+                } => (*lsn, *timestamp_us),
+            };
+            first_lsn.get_or_insert(lsn);
+            if until.is_some_and(|u| !u.includes(lsn, timestamp_us)) {
+                return;
+            }
+            match item {
+                Item::Event(record) => state.apply(&record),
+                Item::Skipped {
+                    lsn, timestamp_us, ..
+                } => state.note_skipped(lsn, timestamp_us),
+            }
         },
     )?;
     if report.records == 0 {
         return Err(ReplayError::UnknownSession(session));
+    }
+    if let (Some(until), None, Some(first_lsn)) = (until, state.first_lsn(), first_lsn) {
+        return Err(ReplayError::BeforeSession {
+            session,
+            at: until.to_string(),
+            first_lsn,
+        });
     }
     let damage = Damage {
         corruption: report.corruption,
@@ -241,4 +351,84 @@ pub fn sessions_with_prefix(dir: impl AsRef<Path>, prefix: &str) -> Result<Vec<U
         })
         .map_err(|e| ReplayError::wal("reading", dir, e))?;
     Ok(seen.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testgen::{SESSION, event};
+    use logbook_wal::{EventRecord, Wal, WalOptions};
+    use proptest::prelude::*;
+
+    /// The session's records, read back (real LSNs and times), and the log.
+    fn log_of(events: &[(SessionEvent, bool)]) -> (tempfile::TempDir, Vec<EventRecord>) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions {
+            segment_size: 4096,
+            ..WalOptions::default()
+        };
+        let wal = Wal::open(dir.path(), options).unwrap();
+        let other = Uuid::from_u128(7);
+        for (e, ours) in events {
+            wal.append(if *ours { SESSION } else { other }, e).unwrap();
+        }
+        wal.close().unwrap();
+        let mut mine = Vec::new();
+        let mut reader = Reader::open(dir.path()).unwrap();
+        while let Some(r) = reader.next_ref() {
+            let r = r.unwrap();
+            if r.session == SESSION {
+                mine.push(EventRecord::decode(&r).unwrap());
+            }
+        }
+        (dir, mine)
+    }
+
+    fn fold(records: &[EventRecord], until: Until) -> SessionState {
+        let mut state = SessionState::new(SESSION);
+        // Its own reading of "up to", not the library's.
+        let keep = |r: &&EventRecord| match until {
+            Until::Lsn(k) => r.lsn <= k,
+            Until::Time(t) => r.timestamp_us <= t,
+        };
+        for r in records.iter().filter(keep) {
+            state.apply(r);
+        }
+        state
+    }
+
+    use logbook_bus::SessionEvent;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// The state at LSN k (or at time t) is the fold of the session's
+        /// records up to k (appended at or before t); before its first
+        /// record there is none.
+        #[test]
+        fn state_at_a_point_is_the_fold_of_the_records_up_to_it(
+            events in prop::collection::vec((event(), any::<bool>()), 1..80),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let (dir, mine) = log_of(&events);
+            prop_assume!(!mine.is_empty());
+            let k = at.index(events.len() + 1) as Lsn;
+            let by_lsn = session_state_until(dir.path(), SESSION, OnCorruption::Fail, Some(Until::Lsn(k)));
+            if k < mine[0].lsn {
+                let is_before = matches!(by_lsn, Err(ReplayError::BeforeSession { first_lsn, .. }) if first_lsn == mine[0].lsn);
+                prop_assert!(is_before);
+            } else {
+                prop_assert_eq!(by_lsn.unwrap().0, fold(&mine, Until::Lsn(k)));
+                prop_assert_eq!(session_state_at(dir.path(), SESSION, k).unwrap(), fold(&mine, Until::Lsn(k)));
+            }
+            let t = mine[at.index(mine.len())].timestamp_us;
+            let by_time = session_state_until(dir.path(), SESSION, OnCorruption::Fail, Some(Until::Time(t)));
+            prop_assert_eq!(by_time.unwrap().0, fold(&mine, Until::Time(t)));
+            // Past the end: the whole session.
+            prop_assert_eq!(
+                session_state_at(dir.path(), SESSION, Lsn::MAX).unwrap(),
+                session_state(dir.path(), SESSION).unwrap()
+            );
+        }
+    }
 }

@@ -158,6 +158,7 @@ pub struct SessionState {
     compaction: Vec<EventRecord>,
     rlm: Vec<EventRecord>,
     resumptions: Vec<Resumption>,
+    forked_from: Option<(Uuid, Lsn)>,
     status: SessionStatus,
     ended_at: Option<Lsn>,
 }
@@ -182,6 +183,7 @@ impl SessionState {
             compaction: Vec::new(),
             rlm: Vec::new(),
             resumptions: Vec::new(),
+            forked_from: None,
             status: SessionStatus::Running,
             ended_at: None,
         }
@@ -297,6 +299,9 @@ impl SessionState {
                 });
             }
             SessionEvent::Done | SessionEvent::Error(_) => self.ended_at = Some(lsn),
+            SessionEvent::SessionForked { from, at_lsn } if self.forked_from.is_none() => {
+                self.forked_from = Some((*from, *at_lsn));
+            }
             // Durable events this version keeps no state for: counted above.
             _ => {}
         }
@@ -453,6 +458,14 @@ impl SessionState {
     #[must_use]
     pub fn resumptions(&self) -> &[Resumption] {
         &self.resumptions
+    }
+
+    /// The session this one was forked from, and the last LSN of that
+    /// session its history includes (its first `SessionForked` record), if
+    /// it is a fork ([`fork`](crate::fork)).
+    #[must_use]
+    pub fn forked_from(&self) -> Option<(Uuid, Lsn)> {
+        self.forked_from
     }
 
     /// The status the records alone give: `Running`, `Completed` or

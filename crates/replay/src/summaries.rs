@@ -235,6 +235,14 @@ fn put_tallies(out: &mut Vec<u8>, tallies: &[Tally]) {
         for s in [&t.model, &t.cwd, &t.started_title, &t.message_title] {
             put_str(out, s.as_deref());
         }
+        match t.forked_from {
+            None => out.push(0),
+            Some((from, at_lsn)) => {
+                out.push(1);
+                out.extend_from_slice(from.as_bytes());
+                out.extend_from_slice(&at_lsn.to_le_bytes());
+            }
+        }
     }
 }
 
@@ -327,6 +335,14 @@ impl Cursor<'_> {
                 started_title: self.str()?,
                 message_title: self.str()?,
                 resumptions,
+                forked_from: match *self.take(1)?.first()? {
+                    0 => None,
+                    1 => Some((
+                        Uuid::from_bytes(self.take(16)?.try_into().ok()?),
+                        self.u64()?,
+                    )),
+                    _ => return None,
+                },
             });
         }
         Some(tallies)
@@ -516,6 +532,7 @@ mod tests {
                 started_title: None,
                 message_title: Some("hi".into()),
                 resumptions: 1,
+                forked_from: Some((Uuid::from_u128(0x0304), 9)),
             }],
         }
     }
@@ -562,6 +579,9 @@ mod tests {
             "ffffffff",                         // cwd: none
             "ffffffff",                         // started title: none
             "020000006869",                     // message title "hi"
+            "01",                               // a fork
+            "00000000000000000000000000000304", // of this session
+            "0900000000000000",                 // at this LSN
         ]
         .concat();
         let crc = crc32fast::hash(&bytes[..bytes.len() - 4]);

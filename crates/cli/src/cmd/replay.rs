@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use logbook_replay::{
     Damage, OnCorruption, ReplayError, SessionState, SessionStatus, SessionSummary, TokenTotals,
-    ToolCall,
+    ToolCall, Until,
 };
 use logbook_wal::{EventRecord, Lsn, WalError};
 use serde::Serialize;
@@ -20,6 +20,8 @@ const EXAMPLES: &str = "\
 Examples:
   logbook replay ./logbook-demo 1d17157b       a session id, or a prefix of one
   logbook replay ./logbook-demo 1d17157b --json | jq .pending_tool_calls
+  logbook replay ./logbook-demo 1d17157b --at 57            as it was at LSN 57
+  logbook replay ./logbook-demo 1d17157b --at 2026-11-29T10:00:00Z
 
 Shows what the log knows of the session, rebuilt from its records: its status,
 the transcript (user messages, assistant texts, thinking), every tool call with
@@ -36,6 +38,12 @@ completion, total, requests, duration_ms), compaction and rlm (lsn, ts, kind,
 event), resumptions (lsn, ts, from_lsn), kinds (kind: count) and damage
 (segment, offset, lsn, may_touch: whether the damaged record may be this
 session's). Events of the JSON have the shape of `logbook dump --json`.
+
+--at shows the session as it was at a point of its history: its records up to
+and including an LSN (a plain number), or appended at or before a time (RFC
+3339, a date, @epoch-seconds or a duration back from now). Its status is then
+the one its records gave it at that point; the JSON has an as_of field. A point
+before the session's first record is \"nothing found\" (exit 1).
 
 Damage in the log does not stop a replay: the session is rebuilt from every
 record that can be read, each damaged place is reported on stderr with its
@@ -60,6 +68,22 @@ pub(crate) struct ReplayArgs {
     /// replaying what can be read and reporting the damage.
     #[arg(long)]
     pub(crate) strict: bool,
+    /// The session as it was at this point: an LSN (a plain number) or a
+    /// time (RFC 3339, a date, @epoch-seconds, or a duration back from now).
+    #[arg(long, value_name = "LSN|TIME", value_parser = parse_at)]
+    pub(crate) at: Option<Until>,
+}
+
+/// `--at`: a plain number is an LSN; anything else is a time.
+fn parse_at(text: &str) -> Result<Until, String> {
+    let s = text.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map(Until::Lsn)
+            .map_err(|_| format!("`{text}` is not an LSN"));
+    }
+    output::parse_time(s).map(Until::Time)
 }
 
 pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
@@ -69,9 +93,23 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         OnCorruption::Skip
     };
     // A whole id, or a prefix found and replayed in the same pass.
-    let found = match Uuid::parse_str(&args.session) {
-        Ok(id) => logbook_replay::session_state_with(&args.dir, id, on_corruption),
-        Err(_) => logbook_replay::session_state_by_prefix(&args.dir, &args.session, on_corruption),
+    let found = match (Uuid::parse_str(&args.session), args.at) {
+        (Ok(id), at) => logbook_replay::session_state_until(&args.dir, id, on_corruption, at),
+        (Err(_), None) => {
+            logbook_replay::session_state_by_prefix(&args.dir, &args.session, on_corruption)
+        }
+        (Err(_), Some(at)) => {
+            match logbook_replay::sessions_with_prefix(&args.dir, &args.session)?.as_slice() {
+                [] => Err(ReplayError::NoSessionWithPrefix(args.session.clone())),
+                [id] => {
+                    logbook_replay::session_state_until(&args.dir, *id, on_corruption, Some(at))
+                }
+                many => Err(ReplayError::AmbiguousPrefix {
+                    prefix: args.session.clone(),
+                    sessions: many.to_vec(),
+                }),
+            }
+        }
     };
     let (state, damage) = match found {
         Ok(found) => found,
@@ -89,9 +127,15 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         Err(ReplayError::AmbiguousPrefix { sessions, .. }) => {
             return Err(ambiguous_prefix(&args.dir, &args.session, &sessions));
         }
+        Err(e @ ReplayError::BeforeSession { .. }) => {
+            output::report_nothing_found(&e.to_string());
+            return Ok(Outcome::NothingFound);
+        }
         Err(e) => return Err(e.into()),
     };
-    let writer_live = logbook_wal::is_locked(&args.dir)?;
+    // At a past point, the status is the records' own then: running
+    // until a terminal event, whatever became of the writer since.
+    let writer_live = args.at.is_some() || logbook_wal::is_locked(&args.dir)?;
     if !writer_live {
         note_torn_tail(&args.dir);
     }
@@ -104,9 +148,18 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     if args.json {
         let mut json = StateJson::new(&state, writer_live);
         json.damage = places.iter().map(DamageJson::new).collect();
+        json.as_of = args.at.map(|at| AsOfJson::new(at, &state));
         output::json_line(&mut out, &json)?;
     } else {
-        print_state(&mut out, &state, writer_live, "")?;
+        if let Some(at) = args.at {
+            writeln!(
+                out,
+                "as of {} (its last record then: LSN {})",
+                as_of_text(at),
+                state.last_lsn().unwrap_or_default()
+            )?;
+        }
+        print_state(&mut out, &state, writer_live && args.at.is_none(), "")?;
         for place in places.iter().filter(|p| p.may_touch) {
             writeln!(
                 out,
@@ -589,6 +642,8 @@ struct ResumptionJson {
 
 #[derive(Debug, Serialize)]
 struct StateJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    as_of: Option<AsOfJson>,
     session: Uuid,
     title: Option<&'a str>,
     model: Option<&'a str>,
@@ -619,6 +674,7 @@ impl<'a> StateJson<'a> {
         let status = state.status_given(writer_live);
         let tokens = state.tokens();
         StateJson {
+            as_of: None,
             session: state.session_id(),
             title: state.title(),
             model: state.model(),
@@ -702,6 +758,41 @@ impl<'a> StateJson<'a> {
                 .map(|(k, n)| (k.to_owned(), serde_json::Value::from(n)))
                 .collect(),
             damage: Vec::new(),
+        }
+    }
+}
+
+/// `--at` in words.
+fn as_of_text(at: Until) -> String {
+    match at {
+        Until::Lsn(lsn) => format!("LSN {lsn}"),
+        Until::Time(us) => output::rfc3339(us),
+        _ => at.to_string(),
+    }
+}
+
+/// Where a `--at` replay stopped.
+#[derive(Debug, Serialize)]
+struct AsOfJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lsn: Option<Lsn>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<String>,
+    /// The session's last record at that point.
+    last_lsn: Option<Lsn>,
+}
+
+impl AsOfJson {
+    fn new(at: Until, state: &SessionState) -> AsOfJson {
+        let (lsn, time) = match at {
+            Until::Lsn(lsn) => (Some(lsn), None),
+            Until::Time(us) => (None, Some(output::rfc3339(us))),
+            _ => (None, None),
+        };
+        AsOfJson {
+            lsn,
+            time,
+            last_lsn: state.last_lsn(),
         }
     }
 }

@@ -40,7 +40,8 @@ filtering and sorting.
 (the last Error's message, for a failed session), title, cwd, model, events,
 durable_events, skipped_records, tokens, legacy_tokens, first_lsn, last_lsn,
 started and last_event (RFC 3339, UTC, to the millisecond), started_us and
-last_event_us (µs since the Unix epoch) and resumptions. Damage in the log is reported on stderr; the
+last_event_us (µs since the Unix epoch), resumptions and, for a fork,
+forked_from (session, at_lsn); the table notes a fork as \"fork of ID@LSN\". Damage in the log is reported on stderr; the
 listing goes on past it (and exits 1); a torn tail at the end of the log (bytes
 a crashed writer never acknowledged) gets a note and does not change the exit
 status. A filter (--status, --model, --since/--until) that no session matches says
@@ -161,6 +162,15 @@ struct SessionJson<'a> {
     started_us: u64,
     last_event_us: u64,
     resumptions: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forked_from: Option<ForkedFromJson>,
+}
+
+/// Where a fork came from.
+#[derive(Debug, Serialize)]
+struct ForkedFromJson {
+    session: Uuid,
+    at_lsn: Lsn,
 }
 
 impl<'a> SessionJson<'a> {
@@ -187,6 +197,9 @@ impl<'a> SessionJson<'a> {
             started_us: s.first_timestamp_us,
             last_event_us: s.last_timestamp_us,
             resumptions: s.resumptions,
+            forked_from: s
+                .forked_from
+                .map(|(session, at_lsn)| ForkedFromJson { session, at_lsn }),
         }
     }
 }
@@ -357,11 +370,16 @@ pub(crate) fn print_table(
         "",
     ]);
     for s in shown {
-        let note = match &s.status {
-            SessionStatus::Failed(e) => output::flatten(e),
-            _ if s.resumptions > 0 => format!("resumed {}x", s.resumptions),
-            _ => String::new(),
-        };
+        let mut notes = Vec::new();
+        if let Some((from, at)) = s.forked_from {
+            notes.push(format!("fork of {}@{at}", output::short_id(&from)));
+        }
+        match &s.status {
+            SessionStatus::Failed(e) => notes.push(output::flatten(e)),
+            _ if s.resumptions > 0 => notes.push(format!("resumed {}x", s.resumptions)),
+            _ => {}
+        }
+        let note = notes.join("; ");
         table.row(vec![
             output::short_id(&s.session),
             s.status.as_str().to_owned(),

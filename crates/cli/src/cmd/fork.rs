@@ -1,0 +1,124 @@
+//! `logbook fork`: a new session whose history is another's up to a point.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use logbook_replay::ReplayError;
+use logbook_wal::{Lsn, Wal, WalOptions};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::output::{self, Outcome};
+
+const EXAMPLES: &str = "\
+Examples:
+  logbook fork ./logbook-demo 1d17157b --at 57
+  logbook fork ./logbook-demo 1d17157b --at 57 --json | jq -r .session
+
+Appends a new session to the log: a durable session_forked record (naming the
+session and LSN it came from), then a copy of every event of the session up to
+and including --at, in order, and waits until they are durable. The original
+is not changed. The new session's id is printed; `logbook replay` shows its
+history and `logbook sessions` where it came from; resume it to go on from
+there. The log must not be held by a live writer (fork it from inside the
+program that writes it with logbook_replay::fork). --json prints one object
+with session, from, at_lsn, forked_lsn and copied.";
+
+/// Fork a session at a point of its history.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct ForkArgs {
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// The session: its id, or a prefix of it that only it has.
+    #[arg(value_parser = crate::cmd::dump::parse_session_prefix)]
+    pub(crate) session: String,
+    /// The last LSN of the session's history the fork includes.
+    #[arg(long, value_name = "LSN")]
+    pub(crate) at: Lsn,
+    /// One JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ForkJson {
+    session: Uuid,
+    from: Uuid,
+    at_lsn: Lsn,
+    forked_lsn: Lsn,
+    copied: u64,
+}
+
+pub(crate) fn run(args: &ForkArgs) -> anyhow::Result<Outcome> {
+    let dir = &args.dir;
+    drop(crate::scan::open_reader(dir)?);
+    let id = match Uuid::parse_str(&args.session) {
+        Ok(id) => id,
+        Err(_) => match logbook_replay::sessions_with_prefix(dir, &args.session)?.as_slice() {
+            [] => {
+                output::report_nothing_found(&format!(
+                    "no session in the log in {} starts with {}",
+                    dir.display(),
+                    args.session
+                ));
+                return Ok(Outcome::NothingFound);
+            }
+            [id] => *id,
+            many => {
+                return Err(anyhow::anyhow!(
+                    "{} names {} sessions in the log in {}: give more of the id",
+                    args.session,
+                    many.len(),
+                    dir.display()
+                ));
+            }
+        },
+    };
+    let options = WalOptions {
+        create_if_missing: false,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir, options).with_context(|| {
+        format!(
+            "cannot fork in the log in {} (nothing changed)",
+            dir.display()
+        )
+    })?;
+    let forked = match logbook_replay::fork(&wal, id, args.at) {
+        Ok(forked) => forked,
+        Err(e @ (ReplayError::UnknownSession(_) | ReplayError::BeforeSession { .. })) => {
+            wal.close()?;
+            output::report_nothing_found(&format!("{e} (nothing changed)"));
+            return Ok(Outcome::NothingFound);
+        }
+        Err(e) => {
+            wal.close()?;
+            return Err(anyhow::Error::new(e).context("nothing changed"));
+        }
+    };
+    wal.close()?;
+    let mut out = output::stdout();
+    if args.json {
+        output::json_line(
+            &mut out,
+            &ForkJson {
+                session: forked.session,
+                from: forked.from,
+                at_lsn: forked.at_lsn,
+                forked_lsn: forked.forked_lsn,
+                copied: forked.copied,
+            },
+        )?;
+    } else {
+        writeln!(
+            out,
+            "forked {} at LSN {} as {}: session_forked at LSN {}, {} event(s) copied",
+            forked.from, forked.at_lsn, forked.session, forked.forked_lsn, forked.copied
+        )?;
+    }
+    out.flush()?;
+    Ok(Outcome::Clean)
+}

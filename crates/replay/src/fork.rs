@@ -1,0 +1,227 @@
+//! Forking a session at a point of its history ([`fork`]): a new session
+//! that starts with a durable `SessionForked` record and a copy of the
+//! original's events up to that point, so that it can be resumed and
+//! diverge while the original stays as it was.
+
+use logbook_bus::SessionEvent;
+use logbook_wal::{Lsn, Wal};
+use uuid::Uuid;
+
+use crate::error::ReplayError;
+use crate::scan::{Item, OnCorruption, Sessions, scan};
+
+/// A fork, as [`fork`] made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Forked {
+    /// The new session.
+    pub session: Uuid,
+    /// The session it was forked from.
+    pub from: Uuid,
+    /// The last LSN of `from` its history includes.
+    pub at_lsn: Lsn,
+    /// The LSN of its `SessionForked` record (its first).
+    pub forked_lsn: Lsn,
+    /// Events copied after it.
+    pub copied: u64,
+}
+
+/// Fork `session` at `at_lsn`: append, as one batch, a new session's
+/// durable `SessionForked { from: session, at_lsn }` record followed by a
+/// copy of every event of `session` up to and including LSN `at_lsn`, in
+/// order; return once they are durable (whatever the log's sync policy).
+/// The original is not changed; the fork can be resumed
+/// ([`resume`](crate::resume)) and go its own way. `at_lsn` need not be one
+/// of the session's own LSNs: its records at or before it are copied.
+///
+/// The copy holds the events, not the records: the fork's records get new
+/// LSNs and times (the original's are in its history, where
+/// `SessionState::forked_from` points). A crash before `fork` returns can
+/// leave a prefix of the batch, as for any append not yet acknowledged.
+///
+/// # Errors
+///
+/// [`ReplayError::UnknownSession`] if the log holds no record of
+/// `session`; [`ReplayError::BeforeSession`] if its first record comes
+/// after `at_lsn`; [`ReplayError::CannotCopy`] if a record to copy is of an
+/// event kind this build does not know (it cannot be copied faithfully);
+/// [`ReplayError::Undecodable`] if one does not decode at all; [`ReplayError::Wal`] if the log cannot be read or the
+/// batch cannot be appended and synced. Nothing is appended unless every
+/// record to copy was read.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{fork, session_state};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let id = uuid::Uuid::new_v4();
+/// wal.append(id, &SessionEvent::UserMessage("plan A?".into()))?;
+/// let at = wal.append(id, &SessionEvent::TextComplete("A it is".into()))?;
+/// wal.append(id, &SessionEvent::UserMessage("actually, no".into()))?;
+///
+/// let forked = fork(&wal, id, at)?;
+/// wal.append(forked.session, &SessionEvent::UserMessage("plan B then".into()))?;
+///
+/// let state = session_state(dir.path(), forked.session)?;
+/// assert_eq!(state.forked_from(), Some((id, at)));
+/// let said: Vec<&str> = state.transcript().iter().map(|e| e.text.as_str()).collect();
+/// assert_eq!(said, ["plan A?", "A it is", "plan B then"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError> {
+    let dir = wal.dir();
+    let mut events = Vec::new();
+    let mut first_lsn = None;
+    let mut undecodable = None;
+    let report = scan(dir, Sessions::One(session), OnCorruption::Fail, |item| {
+        let lsn = match &item {
+            Item::Event(record) => record.lsn,
+            Item::Skipped { lsn, .. } => *lsn,
+        };
+        first_lsn.get_or_insert(lsn);
+        if lsn > at_lsn {
+            return;
+        }
+        match item {
+            Item::Event(record) => events.push(record.event),
+            Item::Skipped { lsn, .. } => {
+                undecodable.get_or_insert(lsn);
+            }
+        }
+    })?;
+    let Some(first_lsn) = first_lsn.filter(|_| report.records > 0) else {
+        return Err(ReplayError::UnknownSession(session));
+    };
+    if first_lsn > at_lsn {
+        return Err(ReplayError::BeforeSession {
+            session,
+            at: format!("LSN {at_lsn}"),
+            first_lsn,
+        });
+    }
+    if let Some(lsn) = undecodable {
+        return Err(ReplayError::CannotCopy { session, lsn });
+    }
+    let new = Uuid::new_v4();
+    let copied = events.len() as u64;
+    let batch: Vec<(Uuid, SessionEvent)> = std::iter::once(SessionEvent::SessionForked {
+        from: session,
+        at_lsn,
+    })
+    .chain(events)
+    .map(|event| (new, event))
+    .collect();
+    let lsns = wal
+        .append_many(&batch)
+        .map_err(|e| ReplayError::wal("appending a fork to", dir, e))?;
+    // Durable whatever the log's policy (under `Always` this returns at once).
+    wal.sync()
+        .map_err(|e| ReplayError::wal("syncing a fork in", dir, e))?;
+    Ok(Forked {
+        session: new,
+        from: session,
+        at_lsn,
+        forked_lsn: lsns.first().copied().unwrap_or_default(),
+        copied,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rebuild::{session_state, session_state_at};
+    use crate::state::SessionState;
+    use crate::testgen::{SESSION, pooled_event};
+    use logbook_wal::WalOptions;
+    use proptest::prelude::*;
+
+    /// What a fork must share with the original at the fork point: all but
+    /// LSNs, times, the id, and the fork record itself.
+    fn history(s: &SessionState) -> impl PartialEq + std::fmt::Debug {
+        (
+            s.transcript()
+                .iter()
+                .map(|e| (e.role, e.text.clone()))
+                .collect::<Vec<_>>(),
+            s.tool_calls()
+                .map(|c| (c.id.clone(), c.name.clone(), c.is_pending()))
+                .collect::<Vec<_>>(),
+            s.tokens().total(),
+            s.status().clone(),
+            s.model().map(str::to_owned),
+            s.title().map(str::to_owned),
+        )
+    }
+
+    fn open(dir: &std::path::Path) -> Wal {
+        Wal::open(
+            dir,
+            WalOptions {
+                segment_size: 4096,
+                ..WalOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// A fork at any point holds the original's history as it was
+        /// there, then goes its own way; the original is not changed.
+        #[test]
+        fn a_fork_is_the_original_at_the_point_then_diverges(
+            events in prop::collection::vec((pooled_event(), any::<bool>()), 1..60),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let wal = open(dir.path());
+            let other = Uuid::from_u128(7);
+            let mut lsns = Vec::new();
+            for (e, ours) in &events {
+                let lsn = wal.append(if *ours { SESSION } else { other }, e).unwrap();
+                if *ours {
+                    lsns.push(lsn);
+                }
+            }
+            prop_assume!(!lsns.is_empty());
+            let at_lsn = lsns[at.index(lsns.len())];
+            let before = session_state(dir.path(), SESSION).unwrap();
+            let forked = fork(&wal, SESSION, at_lsn).unwrap();
+            wal.append(forked.session, &SessionEvent::UserMessage("the fork's own".into())).unwrap();
+            let mine = session_state_at(dir.path(), forked.session, forked.forked_lsn + forked.copied).unwrap();
+            let then = session_state_at(dir.path(), SESSION, at_lsn).unwrap();
+            prop_assert_eq!(history(&mine), history(&then));
+            prop_assert_eq!(mine.forked_from(), Some((SESSION, at_lsn)));
+            prop_assert_eq!(mine.first_lsn(), Some(forked.forked_lsn));
+            prop_assert_eq!(mine.events(), then.events() + 1);
+            prop_assert_eq!(forked.copied, then.events());
+            let now = session_state(dir.path(), forked.session).unwrap();
+            prop_assert_eq!(now.transcript().last().map(|e| e.text.as_str()), Some("the fork's own"));
+            prop_assert_eq!(session_state(dir.path(), SESSION).unwrap(), before);
+        }
+    }
+
+    #[test]
+    fn a_fork_needs_a_session_and_a_point_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open(dir.path());
+        wal.append(Uuid::from_u128(1), &SessionEvent::Done).unwrap();
+        let second = wal
+            .append(SESSION, &SessionEvent::UserMessage("hi".into()))
+            .unwrap();
+        assert!(matches!(
+            fork(&wal, Uuid::from_u128(9), 5),
+            Err(ReplayError::UnknownSession(_))
+        ));
+        assert!(matches!(
+            fork(&wal, SESSION, second - 1),
+            Err(ReplayError::BeforeSession { first_lsn, .. }) if first_lsn == second
+        ));
+        assert_eq!(wal.last_lsn(), second, "nothing appended");
+    }
+}
