@@ -58,6 +58,10 @@ enum Command {
     Repair(cmd::repair::RepairArgs),
     /// Start a new session from another's history up to an LSN.
     Fork(cmd::fork::ForkArgs),
+    /// Write sessions as JSON Lines (docs/json.md).
+    Export(cmd::export::ExportArgs),
+    /// Append the events of an export to a log.
+    Import(cmd::export::ImportArgs),
     /// Run agent sessions in a child, kill it, recover, resume: the tour.
     Demo(cmd::demo::DemoArgs),
     /// The demo's child process (internal).
@@ -98,6 +102,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd::replay::run(args),
         Command::Repair(args) => cmd::repair::run(args),
         Command::Fork(args) => cmd::fork::run(args),
+        Command::Export(args) => cmd::export::export(args),
+        Command::Import(args) => cmd::export::import(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::DemoChild(args) => cmd::demo::child(args),
         Command::Completions(args) => cmd::docs::completions(args, Cli::command()),

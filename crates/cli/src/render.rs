@@ -296,36 +296,12 @@ impl Physical {
     }
 }
 
-/// An event as JSON, in the one shape every JSON output uses: an object
-/// whose `kind` is the event's variant name as serde names it (`Done`,
-/// `TokenUsage`), with the variant's fields beside it; a payload that is
-/// not a set of fields (the text of a `UserMessage`) is under `value`.
+/// An event as JSON, in the one shape every JSON output uses
+/// (`logbook_replay::event_to_json`, `docs/json.md`):
 /// `{"kind":"Done"}`, `{"kind":"UserMessage","value":"hi"}`,
 /// `{"kind":"SessionResumed","from_lsn":68}`.
 pub(crate) fn event_json(event: &SessionEvent) -> serde_json::Value {
-    use serde_json::{Map, Value};
-    let mut out = Map::new();
-    match serde_json::to_value(event) {
-        Ok(Value::String(kind)) => {
-            out.insert("kind".to_owned(), Value::String(kind));
-        }
-        Ok(Value::Object(map)) if map.len() == 1 => {
-            for (kind, inner) in map {
-                out.insert("kind".to_owned(), Value::String(kind));
-                match inner {
-                    Value::Object(fields) if !fields.contains_key("kind") => out.extend(fields),
-                    other => {
-                        out.insert("value".to_owned(), other);
-                    }
-                }
-            }
-        }
-        other => {
-            out.insert("kind".to_owned(), Value::Null);
-            out.insert("value".to_owned(), other.unwrap_or(Value::Null));
-        }
-    }
-    Value::Object(out)
+    logbook_replay::event_to_json(event)
 }
 
 /// The `event` of a record whose payload does not decode: no kind.

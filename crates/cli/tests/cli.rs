@@ -1853,3 +1853,82 @@ fn replay_at_shows_the_session_as_it_was() {
         texts(&out).0
     );
 }
+
+/// `export` then `import` into another log (from a file and from standard
+/// input) then `export` again: the same lines, LSNs aside; a bad line is
+/// named, exits 2 and creates nothing.
+#[test]
+fn export_import_round_trip_and_bad_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let w = write_log(&a, 3, 5);
+    let exported = logbook().arg("export").arg(&a).output().unwrap();
+    let (first, stderr) = texts(&exported);
+    assert_eq!(exported.status.code(), Some(0), "{stderr}");
+    let lines = json_lines(&first);
+    assert_eq!(lines.len(), w.records.len());
+    for (line, (session, event)) in lines.iter().zip(&w.records) {
+        assert_eq!(line["v"], 1);
+        assert_eq!(line["session"], session.to_string());
+        assert_eq!(line["kind"], event.kind());
+        assert!(line["ts_us"].as_u64().unwrap() > 0);
+    }
+    let file = tmp.path().join("export.jsonl");
+    std::fs::write(&file, &first).unwrap();
+    let out = logbook().arg("import").arg(&b).arg(&file).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("imported 15 event(s) of 3 session(s)"),
+        "{stdout}"
+    );
+    let out = logbook()
+        .arg("import")
+        .arg(&c)
+        .arg("-")
+        .write_stdin(first.clone())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+    let strip = |text: &str| {
+        json_lines(text)
+            .into_iter()
+            .map(|mut v| {
+                v.as_object_mut().unwrap().remove("lsn");
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    for dir in [&b, &c] {
+        let again = logbook().arg("export").arg(dir).output().unwrap();
+        assert_eq!(strip(&first), strip(&texts(&again).0));
+    }
+    // One session only.
+    let one = logbook()
+        .arg("export")
+        .arg(&a)
+        .args(["--session", &w.sessions[1].to_string()[..8]])
+        .output()
+        .unwrap();
+    let one = json_lines(&texts(&one).0);
+    assert_eq!(one.len(), 5);
+    assert!(
+        one.iter()
+            .all(|l| l["session"] == w.sessions[1].to_string())
+    );
+    // A bad line: named, nothing created.
+    let mut bad = first.lines().take(4).collect::<Vec<_>>().join("\n");
+    bad.push_str("\n{\"v\":1,\"lsn\":5}\n");
+    std::fs::write(&file, bad).unwrap();
+    let d = tmp.path().join("d");
+    let out = logbook().arg("import").arg(&d).arg(&file).output().unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 5: not an export line"), "{stderr}");
+    assert!(stderr.contains("nothing imported"), "{stderr}");
+    assert!(!d.exists(), "nothing created");
+}

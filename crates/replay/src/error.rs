@@ -86,6 +86,30 @@ pub enum ReplayError {
         /// The record's LSN.
         lsn: Lsn,
     },
+    /// A line of an import is not a valid export line (`docs/json.md`).
+    #[error("line {line}: {reason}")]
+    BadImportLine {
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading an import failed.
+    #[error("reading line {line} of the import: {source}")]
+    Read {
+        /// The line being read, from 1.
+        line: usize,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing an export failed.
+    #[error("writing the export: {source}")]
+    Write {
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// There is no log in the directory yet: it does not exist, or holds no
     /// segment. An ordinary answer on a first start, not damage.
     #[error("there is no log in {} yet", dir.display())]

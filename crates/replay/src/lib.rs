@@ -78,6 +78,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod export;
 mod fork;
 mod list;
 mod publish;
@@ -94,6 +95,10 @@ mod tokens;
 mod tools;
 
 pub use crate::error::ReplayError;
+pub use crate::export::{
+    EXPORT_VERSION, ExportFilter, Transfer, event_from_json, event_to_json, export, import,
+    import_check,
+};
 pub use crate::fork::{Forked, fork};
 pub use crate::list::{
     LogSummary, SessionSummary, TITLE_MAX_CHARS, interrupted, interrupted_at_open, list_sessions,

@@ -273,3 +273,29 @@ fn write_golden_log() {
         }
     }
 }
+
+/// `docs/json.md` shows the JSON of each golden event exactly as
+/// `event_to_json` writes it (the doc and the code agree).
+#[test]
+fn docs_json_shows_every_kind_as_written() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/json.md"))
+            .unwrap();
+    let mut missing = Vec::new();
+    for event in golden_events() {
+        let json = logbook_replay::event_to_json(&event).to_string();
+        assert_eq!(
+            logbook_replay::event_from_json(&serde_json::from_str(&json).unwrap()).as_ref(),
+            Ok(&event)
+        );
+        let line = format!("| `{}` | `{json}` |", event.kind());
+        if !doc.contains(&line) {
+            missing.push(line);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/json.md lacks:\n{}",
+        missing.join("\n")
+    );
+}

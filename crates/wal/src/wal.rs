@@ -289,14 +289,58 @@ impl Wal {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn append_many(&self, events: &[(Uuid, SessionEvent)]) -> Result<Vec<Lsn>, WalError> {
+        let now = now_us();
+        self.append_batch(events.iter().map(|(session, event)| (*session, now, event)))
+    }
+
+    /// [`Wal::append_many`] with each record's time given (µs since the
+    /// Unix epoch) instead of the clock's: for imports of events that
+    /// happened elsewhere, whose times are kept (`docs/format.md`: a
+    /// record's time is informational; nothing in the log depends on its
+    /// order).
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append_many`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_bus::SessionEvent;
+    /// use logbook_wal::{Reader, Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let id = uuid::Uuid::new_v4();
+    /// wal.append_many_at(&[(id, 1_700_000_000_000_000, SessionEvent::Done)])?;
+    /// let record = Reader::open(dir.path())?.next().unwrap()?;
+    /// assert_eq!(record.timestamp_us, 1_700_000_000_000_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_many_at(
+        &self,
+        events: &[(Uuid, u64, SessionEvent)],
+    ) -> Result<Vec<Lsn>, WalError> {
+        self.append_batch(
+            events
+                .iter()
+                .map(|(session, at, event)| (*session, *at, event)),
+        )
+    }
+
+    fn append_batch<'a>(
+        &self,
+        events: impl ExactSizeIterator<Item = (Uuid, u64, &'a SessionEvent)>,
+    ) -> Result<Vec<Lsn>, WalError> {
         let mut records = Vec::with_capacity(events.len());
-        for (session, event) in events {
+        for (session, timestamp_us, event) in events {
             records.push((
-                *session,
+                session,
+                timestamp_us,
                 encode_event(event, |payload| Ok(payload.to_vec()))?,
             ));
         }
-        let tickets = self.inner.writer.enqueue_many(&records, now_us())?;
+        let tickets = self.inner.writer.enqueue_many(&records)?;
         let mut lsns = Vec::with_capacity(tickets.len());
         for ticket in tickets {
             lsns.push(crate::block_on::block_on(ticket.wait())?);

@@ -3,6 +3,7 @@
 pub(crate) mod demo;
 pub(crate) mod docs;
 pub(crate) mod dump;
+pub(crate) mod export;
 pub(crate) mod fork;
 pub(crate) mod repair;
 pub(crate) mod replay;

@@ -205,10 +205,9 @@ impl Writer {
     /// hold of the state lock: under `Always` they share one batch.
     pub(crate) fn enqueue_many(
         self: &Arc<Self>,
-        records: &[(Uuid, Vec<u8>)],
-        timestamp_us: u64,
+        records: &[(Uuid, u64, Vec<u8>)],
     ) -> Result<Vec<Ticket>, WalError> {
-        for (_, payload) in records {
+        for (_, _, payload) in records {
             self.admit(payload)?;
         }
         let mut st = lock(&self.state);
@@ -217,8 +216,8 @@ impl Writer {
             return Err(error.clone());
         }
         let mut queued = Vec::with_capacity(records.len());
-        for (session, payload) in records {
-            queued.push(Self::queue(&mut st, *session, payload, timestamp_us)?);
+        for (session, timestamp_us, payload) in records {
+            queued.push(Self::queue(&mut st, *session, payload, *timestamp_us)?);
         }
         let Some(&(last, _)) = queued.last() else {
             return Ok(Vec::new());
