@@ -159,7 +159,12 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 state.last_lsn().unwrap_or_default()
             )?;
         }
-        print_state(&mut out, &state, writer_live && args.at.is_none(), "")?;
+        let live = if args.at.is_some() {
+            None
+        } else {
+            Some(writer_live)
+        };
+        print_state_as(&mut out, &state, live, "")?;
         for place in places.iter().filter(|p| p.may_touch) {
             writeln!(
                 out,
@@ -381,7 +386,18 @@ pub(crate) fn print_state(
     writer_live: bool,
     indent: &str,
 ) -> anyhow::Result<()> {
-    let status = state.status_given(writer_live);
+    print_state_as(out, state, Some(writer_live), indent)
+}
+
+/// [`print_state`]; `writer_live` `None` for a state as it was at a past
+/// point (`--at`), whose status is its records' own then.
+fn print_state_as(
+    out: &mut dyn Write,
+    state: &SessionState,
+    writer_live: Option<bool>,
+    indent: &str,
+) -> anyhow::Result<()> {
+    let status = state.status_given(writer_live.unwrap_or(true));
     writeln!(
         out,
         "{indent}session {}{}",
@@ -394,7 +410,10 @@ pub(crate) fn print_state(
         SessionStatus::Interrupted => {
             "interrupted (no terminal event, and no live writer holds the log)".to_owned()
         }
-        SessionStatus::Running if !writer_live => "running".to_owned(),
+        SessionStatus::Running if writer_live.is_none() => {
+            "running (no terminal event yet at that point)".to_owned()
+        }
+        SessionStatus::Running if writer_live == Some(false) => "running".to_owned(),
         SessionStatus::Running => "running (a live writer holds the log)".to_owned(),
         SessionStatus::Failed(e) => format!("failed: {}", output::flatten(e)),
         other => other.to_string(),
