@@ -1656,6 +1656,9 @@ fn man_prints_the_page_or_writes_one_per_command() {
         [
             "logbook-demo.1",
             "logbook-dump.1",
+            "logbook-export.1",
+            "logbook-fork.1",
+            "logbook-import.1",
             "logbook-repair.1",
             "logbook-replay.1",
             "logbook-sessions.1",
