@@ -79,6 +79,7 @@
 
 mod error;
 mod export;
+mod follow;
 mod fork;
 mod list;
 mod publish;
@@ -99,6 +100,7 @@ pub use crate::export::{
     EXPORT_VERSION, ExportFilter, Transfer, event_from_json, event_to_json, export, import,
     import_check,
 };
+pub use crate::follow::{Delivery, Follow, LosslessSubscriber, follow};
 pub use crate::fork::{Forked, fork};
 pub use crate::list::{
     LogSummary, SessionSummary, TITLE_MAX_CHARS, interrupted, interrupted_at_open, list_sessions,

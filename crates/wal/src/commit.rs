@@ -64,6 +64,8 @@ pub(crate) struct Progress {
     /// Every LSN below this is durable.
     pub(crate) durable_end: Lsn,
     pub(crate) poisoned: bool,
+    /// The writer was closed: nothing more will become durable.
+    pub(crate) closed: bool,
 }
 
 /// Counters, for tests and benchmarks.
@@ -187,6 +189,7 @@ impl Writer {
         let (progress, _) = watch::channel(Progress {
             durable_end: next_lsn,
             poisoned: false,
+            closed: false,
         });
         Ok(Writer {
             fs,
@@ -608,6 +611,7 @@ impl Writer {
         self.progress.send_replace(Progress {
             durable_end: st.durable_end,
             poisoned: st.poisoned.is_some(),
+            closed: st.closed,
         });
         st.poisoned.is_some() || st.discards.epoch() != epoch_before
     }
@@ -620,7 +624,10 @@ impl Writer {
         st.closed = true;
         self.flusher.notify_all();
         self.committer.notify_all();
-        self.sync_locked(st)?;
+        let synced = self.sync_locked(st);
+        // Whatever the sync did: nothing more will become durable.
+        self.progress.send_modify(|p| p.closed = true);
+        synced?;
         if first {
             let mut io = lock(&self.io);
             // The tail's index, up to its last record (all durable now).

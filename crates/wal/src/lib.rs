@@ -61,6 +61,7 @@
 mod block_on;
 mod clock;
 mod commit;
+mod durable_watch;
 mod error;
 mod event;
 #[cfg(feature = "testing")]
@@ -85,6 +86,7 @@ mod wal;
 mod walk;
 
 pub use crate::commit::WalStats;
+pub use crate::durable_watch::DurableWatch;
 pub use crate::error::WalError;
 pub use crate::event::EventRecord;
 pub use crate::format::{

@@ -403,6 +403,14 @@ impl Wal {
         self.inner.writer.stats()
     }
 
+    /// A handle that wakes when more of the log becomes durable, and says
+    /// when the writer closed: what a live follower sleeps on
+    /// (`logbook_replay::follow`).
+    #[must_use]
+    pub fn watch_durable(&self) -> crate::DurableWatch {
+        crate::DurableWatch::new(self.inner.writer.subscribe())
+    }
+
     /// Wait, without blocking a tokio worker, until `lsn` is durable.
     ///
     /// # Errors
@@ -415,7 +423,7 @@ impl Wal {
     pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
         let mut rx = self.inner.writer.subscribe();
         let progress = rx
-            .wait_for(|p| p.durable_end > lsn || p.poisoned)
+            .wait_for(|p| p.durable_end > lsn || p.poisoned || p.closed)
             .await
             .map(|p| *p);
         match progress {

@@ -1,0 +1,138 @@
+//! Lossless live follow: a follower of the log and a bus subscriber that
+//! takes durable events from it get every durable event exactly once, in
+//! order, however slow they are, and end when the writer closes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use logbook_bus::{SessionBus, SessionEvent};
+use logbook_replay::{Delivery, LosslessSubscriber, follow};
+use logbook_wal::{SyncPolicy, Wal, WalOptions};
+use uuid::Uuid;
+
+fn options() -> WalOptions {
+    WalOptions {
+        segment_size: 4096,
+        sync: SyncPolicy::Batch {
+            max_delay: Duration::from_millis(1),
+            max_bytes: 64 * 1024,
+        },
+        ..WalOptions::default()
+    }
+}
+
+/// Event `i`: every third one ephemeral (a text chunk), the others durable.
+fn event(i: u64) -> SessionEvent {
+    if i % 3 == 0 {
+        SessionEvent::TextChunk(format!("chunk {i}"))
+    } else {
+        SessionEvent::UserMessage(format!("message {i}"))
+    }
+}
+
+/// A subscriber far slower than the bus (capacity 4) gets every durable
+/// event exactly once and in order, loses only ephemeral ones (and says
+/// how many), and ends when the writer closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_with_a_tiny_channel_misses_no_durable_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), options()).unwrap();
+    let id = Uuid::new_v4();
+    let bus = SessionBus::new(4).with_durable_sink(Arc::new(wal.sink(id)));
+    let mut sub = LosslessSubscriber::new(&wal, bus.subscribe(), id).unwrap();
+    const N: u64 = 3000;
+    let producer = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            for i in 0..N {
+                bus.emit(event(i));
+            }
+            drop(bus);
+            wal.close().unwrap();
+        })
+    };
+    let mut durable = Vec::new();
+    let mut ephemeral = 0u64;
+    let mut n = 0u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while let Some(delivery) = tokio::time::timeout_at(deadline, sub.next())
+        .await
+        .expect("the subscriber ends once the writer closes")
+    {
+        match delivery.unwrap() {
+            Delivery::Durable(record) => durable.push(record),
+            Delivery::Ephemeral(_) => ephemeral += 1,
+            other => panic!("{other:?}"),
+        }
+        n += 1;
+        if n % 8 == 0 {
+            // Slow: the producer runs far ahead of the 4-message channel.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    producer.join().unwrap();
+    let expected: Vec<SessionEvent> = (0..N).map(event).filter(|e| e.is_durable()).collect();
+    let got: Vec<SessionEvent> = durable.iter().map(|r| r.event.clone()).collect();
+    assert_eq!(got.len(), expected.len(), "every durable event, once");
+    assert_eq!(got, expected, "in order");
+    assert!(durable.windows(2).all(|w| w[0].lsn < w[1].lsn));
+    assert!(
+        sub.lost_ephemeral() > 0,
+        "the subscriber did lag (else this test proves nothing)"
+    );
+    assert!(ephemeral + sub.lost_ephemeral() >= N / 3, "{ephemeral}");
+}
+
+/// A follower of all sessions from an LSN: what the log holds, then each
+/// record as it becomes durable (across segment rolls), then the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_reads_the_log_then_follows_it_live_then_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), options()).unwrap();
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    for i in 0..100u64 {
+        wal.append(if i % 2 == 0 { a } else { b }, &event(i + 1))
+            .unwrap();
+    }
+    wal.sync().unwrap();
+    let mut all = follow(&wal, 51, None).unwrap();
+    let mut only_b = follow(&wal, 0, Some(b)).unwrap();
+    let writer = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            for i in 100..400u64 {
+                wal.append(if i % 2 == 0 { a } else { b }, &event(i + 1))
+                    .unwrap();
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            wal.close().unwrap();
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut lsns = Vec::new();
+    while let Some(r) = tokio::time::timeout_at(deadline, all.next()).await.unwrap() {
+        lsns.push(r.unwrap().lsn);
+    }
+    assert_eq!(lsns, (51..=400).collect::<Vec<u64>>());
+    let mut bs = Vec::new();
+    while let Some(r) = tokio::time::timeout_at(deadline, only_b.next())
+        .await
+        .unwrap()
+    {
+        let r = r.unwrap();
+        assert_eq!(r.session, b);
+        bs.push(r.lsn);
+    }
+    assert_eq!(bs, (1..=200).map(|k| 2 * k).collect::<Vec<u64>>());
+    writer.join().unwrap();
+    assert!(
+        logbook_wal::Reader::open(dir.path())
+            .unwrap()
+            .segments()
+            .len()
+            > 2,
+        "the log rolled while followed"
+    );
+}
