@@ -34,6 +34,8 @@ pub struct Forked {
 /// ([`resume`](crate::resume)) and go its own way. `at_lsn` need not be one
 /// of the session's own LSNs: its records at or before it are copied.
 ///
+/// Whatever this writer appended before the call is made durable first
+/// (readers see durable records only), so the copy misses none of them.
 /// The copy holds the events, not the records: the fork's records get new
 /// LSNs and times (the original's are in its history, where
 /// `SessionState::forked_from` points). A crash before `fork` returns can
@@ -74,6 +76,10 @@ pub struct Forked {
 /// ```
 pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError> {
     let dir = wal.dir();
+    // Readers return durable records only: make what this writer appended
+    // so far durable, so that the history up to `at_lsn` is all there.
+    wal.sync()
+        .map_err(|e| ReplayError::wal("syncing before a fork in", dir, e))?;
     let mut events = Vec::new();
     let mut first_lsn = None;
     let mut undecodable = None;

@@ -136,3 +136,39 @@ async fn a_follower_reads_the_log_then_follows_it_live_then_ends() {
         "the log rolled while followed"
     );
 }
+
+/// `fork` and `import` return once what they appended is durable, whatever
+/// the log's sync policy (here `Never`, which by itself fsyncs nothing).
+#[test]
+fn fork_and_import_return_once_their_records_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let never = WalOptions {
+        sync: SyncPolicy::Never,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir.path(), never.clone()).unwrap();
+    let id = Uuid::new_v4();
+    let mut last = 0;
+    for i in 0..10 {
+        last = wal.append(id, &event(i)).unwrap();
+    }
+    assert_eq!(wal.durable_lsn(), 0, "Never: nothing fsynced yet");
+    let forked = logbook_replay::fork(&wal, id, last).unwrap();
+    assert_eq!(
+        wal.durable_lsn(),
+        forked.forked_lsn + forked.copied,
+        "the fork's records are durable when it returns"
+    );
+    let mut lines = Vec::new();
+    logbook_replay::export(
+        dir.path(),
+        logbook_replay::ExportFilter::all().session(id),
+        &mut lines,
+    )
+    .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let target = Wal::open(other.path(), never).unwrap();
+    let done = logbook_replay::import(&target, &lines[..]).unwrap();
+    let (_, end) = done.lsns.unwrap();
+    assert_eq!(target.durable_lsn(), end, "imported records are durable");
+}
