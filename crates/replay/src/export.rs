@@ -33,11 +33,13 @@ const IMPORT_BATCH: usize = 4096;
 /// use logbook_bus::SessionEvent;
 /// use logbook_replay::{event_from_json, event_to_json};
 ///
-/// let json = event_to_json(&SessionEvent::UserMessage("hi".into()));
-/// assert_eq!(json.to_string(), r#"{"kind":"UserMessage","value":"hi"}"#);
-/// assert_eq!(event_to_json(&SessionEvent::Done).to_string(), r#"{"kind":"Done"}"#);
+/// use serde_json::json;
+///
+/// let hi = SessionEvent::UserMessage("hi".into());
+/// assert_eq!(event_to_json(&hi), json!({"kind": "UserMessage", "value": "hi"}));
+/// assert_eq!(event_to_json(&SessionEvent::Done), json!({"kind": "Done"}));
 /// let resumed = SessionEvent::SessionResumed { from_lsn: 68 };
-/// assert_eq!(event_to_json(&resumed).to_string(), r#"{"kind":"SessionResumed","from_lsn":68}"#);
+/// assert_eq!(event_to_json(&resumed), json!({"kind": "SessionResumed", "from_lsn": 68}));
 /// assert_eq!(event_from_json(&event_to_json(&resumed))?, resumed);
 /// # Ok::<(), String>(())
 /// ```
