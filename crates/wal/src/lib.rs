@@ -73,6 +73,7 @@ pub mod format;
 mod format;
 pub mod fs;
 mod index;
+mod log_id;
 mod options;
 mod reader;
 mod recovery;
@@ -88,8 +89,9 @@ pub use crate::commit::WalStats;
 pub use crate::error::WalError;
 pub use crate::event::EventRecord;
 pub use crate::format::{
-    FrameError, FrameFields, HeaderError, Lsn, MAX_PAYLOAD_LEN, SegmentHeader,
+    FrameError, FrameFields, HeaderError, LogIdError, Lsn, MAX_PAYLOAD_LEN, SegmentHeader,
 };
+pub use crate::log_id::log_id;
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};

@@ -53,6 +53,7 @@ struct Inner {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     report: RecoveryReport,
+    log_id: Uuid,
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -120,6 +121,7 @@ impl Wal {
             tracing::warn!(path = %path.display(), "ignoring a file that is not part of the log");
         }
         segment::remove_temporaries(&*fs, &dir, &listing.temporaries)?;
+        let log_id = crate::log_id::ensure(&*fs, &dir)?;
         // A previous writer may have died (or failed) between creating or
         // renaming a segment and fsyncing the directory: make every name
         // durable before adopting the tail and acknowledging anything in it.
@@ -169,6 +171,7 @@ impl Wal {
                 fs,
                 dir,
                 report,
+                log_id,
                 flusher: Mutex::new(flusher),
             }),
         })
@@ -184,6 +187,14 @@ impl Wal {
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The log's stable id: created with the log (its `LOG_ID` file,
+    /// `docs/format.md`), the same for every writer and reader of this
+    /// directory; see [`log_id`](crate::log_id).
+    #[must_use]
+    pub fn log_id(&self) -> Uuid {
+        self.inner.log_id
     }
 
     /// Append one event of `session`; returns its LSN. When this returns
