@@ -510,7 +510,7 @@ const _: () = assert!(LOG_ID_LEN == 40);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogIdFile {
     /// The log's id: a random (v4) UUID.
-    pub id: uuid::Uuid,
+    pub id: Uuid,
     /// When it was created, µs since the Unix epoch.
     pub created_us: u64,
 }
@@ -577,7 +577,7 @@ impl LogIdFile {
         let mut id = uuid::Bytes::default();
         id.copy_from_slice(&b[LI_ID_AT..LI_CREATED_AT]);
         Ok(LogIdFile {
-            id: uuid::Uuid::from_bytes(id),
+            id: Uuid::from_bytes(id),
             created_us: le_u64(b, LI_CREATED_AT),
         })
     }

@@ -43,6 +43,10 @@ pub enum LogFile {
     /// The log's stable id, `LOG_ID` (see [`log_id`](crate::log_id)), or
     /// one being created (`LOG_ID.tmp`, which the next `open` replaces).
     LogId,
+    /// `IMPORTS`: which of this log's records were copied from another
+    /// log by `logbook-fleet` (resuming a session from a stream), so that
+    /// they are not shipped again (`docs/fleet.md`).
+    Imports,
     /// Bytes recovery or `repair` cut, saved as
     /// `<segment>.<offset>.broken` (see [`broken_path`](crate::broken_path)).
     Broken,
@@ -77,6 +81,8 @@ impl LogFile {
             Some(LogFile::Lock)
         } else if name == LOG_ID_FILE || name == "LOG_ID.tmp" {
             Some(LogFile::LogId)
+        } else if name == "IMPORTS" {
+            Some(LogFile::Imports)
         } else if name.strip_suffix(TMP_SUFFIX).is_some_and(is_segment) {
             Some(LogFile::Temporary)
         } else if name
@@ -137,7 +143,7 @@ pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, WalError> {
         } else {
             match LogFile::of(&name) {
                 Some(LogFile::Temporary) => out.temporaries.push(path),
-                Some(LogFile::Lock | LogFile::LogId | LogFile::Index) => {}
+                Some(LogFile::Lock | LogFile::LogId | LogFile::Imports | LogFile::Index) => {}
                 _ => out.foreign.push(path),
             }
         }

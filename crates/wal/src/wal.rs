@@ -307,7 +307,29 @@ impl Wal {
                 encode_event(event, |payload| Ok(payload.to_vec()))?,
             ));
         }
-        let tickets = self.inner.writer.enqueue_many(&records, now_us())?;
+        self.append_many_raw(&records)
+    }
+
+    /// [`Wal::append_many`] with opaque payloads: the records get
+    /// consecutive LSNs (they are queued together), returned in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append_many`]; also [`WalError::EmptyRecord`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_wal::{Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let s = uuid::Uuid::new_v4();
+    /// assert_eq!(wal.append_many_raw(&[(s, b"a".to_vec()), (s, b"b".to_vec())])?, [1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_many_raw(&self, records: &[(Uuid, Vec<u8>)]) -> Result<Vec<Lsn>, WalError> {
+        let tickets = self.inner.writer.enqueue_many(records, now_us())?;
         let mut lsns = Vec::with_capacity(tickets.len());
         for ticket in tickets {
             lsns.push(crate::block_on::block_on(ticket.wait())?);
