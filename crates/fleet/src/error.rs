@@ -39,6 +39,21 @@ pub enum FleetError {
         /// The stream.
         stream: String,
     },
+    /// The stream exists but does not take the records' subjects.
+    #[error(
+        "{url}: JetStream stream {stream} exists but does not take the subjects {want} (its \
+         subjects: {subjects}): choose another stream (--stream) or prefix"
+    )]
+    WrongStream {
+        /// The server.
+        url: String,
+        /// The stream.
+        stream: String,
+        /// The subjects it takes.
+        subjects: String,
+        /// The subjects the records need.
+        want: String,
+    },
     /// A request to the server failed or timed out.
     #[error("{url}, stream {stream}: {op}: {reason}")]
     Server {

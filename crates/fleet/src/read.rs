@@ -46,7 +46,7 @@ pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(30);
 ///
 /// The stream must exist; reading never creates or changes anything but
 /// a short-lived ordered consumer. Retries through transient failures for
-/// up to 30 s.
+/// up to 30 s (an unreachable server fails at once).
 ///
 /// # Errors
 ///
@@ -73,8 +73,10 @@ pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(30);
 /// # }
 /// ```
 pub async fn read(target: &Target, select: Select) -> Result<Vec<FleetRecord>, FleetError> {
+    // An unreachable server fails at once; a server that answers but
+    // fails (restarting, electing a stream leader) is retried.
+    let context = target.connect().await?;
     crate::retry::until(READ_DEADLINE, "reading the stream", || async {
-        let context = target.connect().await?;
         let stream = target.open_stream(&context).await?;
         read_from(
             target,

@@ -200,13 +200,12 @@ impl Target {
                 let subjects = &stream.cached_info().config.subjects;
                 let all = self.all_filter();
                 if !subjects.iter().any(|s| *s == all || s == ">") {
-                    return Err(self.server_error(
-                        "checking the stream",
-                        format!(
-                            "the stream exists but does not take the subjects {all} (its \
-                             subjects: {subjects:?}): choose another stream or prefix"
-                        ),
-                    ));
+                    return Err(FleetError::WrongStream {
+                        url: self.url.clone(),
+                        stream: self.stream.clone(),
+                        subjects: subjects.join(", "),
+                        want: all,
+                    });
                 }
                 Ok(stream)
             }
