@@ -81,6 +81,7 @@ mod error;
 mod list;
 mod publish;
 mod rebuild;
+mod records;
 mod resume;
 mod scan;
 mod state;
@@ -100,6 +101,7 @@ pub use crate::publish::{Pace, publish};
 pub use crate::rebuild::{
     Damage, session_state, session_state_by_prefix, session_state_with, sessions_with_prefix,
 };
+pub use crate::records::summarize;
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
 pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords};
 pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};

@@ -37,6 +37,10 @@ pub(crate) struct StatsArgs {
     /// One JSON object.
     #[arg(long)]
     pub(crate) json: bool,
+    /// With a nats://HOST:PORT URL instead of a directory: the JetStream
+    /// stream to read.
+    #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
+    pub(crate) stream: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +80,9 @@ struct StatsJson {
 }
 
 pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
+    if crate::stream::is_url(&args.dir) {
+        return crate::cmd::stream_stats::run(args);
+    }
     let mut reader = scan::open_reader(&args.dir)?;
     let mut segments = SegmentTable::default();
     let mut by_kind: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
