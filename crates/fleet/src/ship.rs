@@ -75,7 +75,9 @@ pub struct ShipReport {
     /// Records sent again whose first copy the stream already had (it
     /// dropped them by `Nats-Msg-Id`).
     pub duplicates: u64,
-    /// Records not sent because the stream already had them.
+    /// Records not sent because the stream already had them when the
+    /// shipper (re)connected: after a reconnect, these may include records
+    /// this ship stored before it (whose acks were lost).
     pub already_there: u64,
     /// Records not sent because they were imported from the stream
     /// (`IMPORTS`).
