@@ -260,8 +260,7 @@ impl Shipper {
         // Publishes of an earlier connection may still land for a while:
         // until then, acks do not raise the scan-from bound.
         let horizon = target.timeout() * 2;
-        let (tx, mut rx) =
-            mpsc::channel::<Result<Item, FleetError>>(self.options.window.max(64) * 2);
+        let (tx, mut rx) = mpsc::channel::<Result<Vec<Item>, FleetError>>(8);
         let reader = {
             let dir = self.dir.clone();
             let point = point.clone();
@@ -275,16 +274,57 @@ impl Shipper {
         let mut known = point.scan_from;
         let mut inflight: VecDeque<InFlight> = VecDeque::new();
         let mut ended = false;
+        let mut pending: VecDeque<Item> = VecDeque::new();
         let mut last_progress = Instant::now();
-        let result = loop {
-            if ended && inflight.is_empty() {
+        let result = 'run: loop {
+            // Publish what is read, as far as the window allows.
+            while inflight.len() < self.options.window {
+                let Some(item) = pending.pop_front() else {
+                    break;
+                };
+                match item {
+                    Item::End => ended = true,
+                    Item::Skip { lsn, imported } => {
+                        if imported {
+                            report.imported += 1;
+                        } else {
+                            report.already_there += 1;
+                        }
+                        if inflight.is_empty() {
+                            report.shipped_through = report.shipped_through.max(lsn);
+                        }
+                    }
+                    Item::Send(record) => {
+                        let committed = inflight.front().map_or(record.lsn, |f| f.record.lsn);
+                        let scan_from = if committed <= max_present {
+                            point.scan_from
+                        } else {
+                            inflight.front().map_or(known, |f| f.known_at_send)
+                        };
+                        let headers = record.headers(self.log, committed, scan_from);
+                        let subject = target.subject(self.log, record.session);
+                        let sent = context
+                            .publish_with_headers(subject, headers, record.payload.clone())
+                            .await;
+                        match sent {
+                            Ok(ack) => inflight.push_back(InFlight {
+                                record,
+                                known_at_send: known,
+                                ack: boxed(ack),
+                            }),
+                            Err(e) => break 'run Err(publish_error(target, record.lsn, &e)),
+                        }
+                    }
+                }
+            }
+            if ended && inflight.is_empty() && pending.is_empty() {
                 break Ok(());
             }
             if follow && last_progress.elapsed() >= Duration::from_secs(1) {
                 progress(report);
                 last_progress = Instant::now();
             }
-            let room = inflight.len() < self.options.window && !ended;
+            let want_more = pending.is_empty() && !ended;
             let front = async {
                 match inflight.front_mut() {
                     Some(f) => Some((&mut f.ack).await),
@@ -316,38 +356,11 @@ impl Shipper {
                         Err(e) => break Err(publish_error(target, done.record.lsn, &e)),
                     }
                 }
-                item = rx.recv(), if room => {
-                    match item {
+                batch = rx.recv(), if want_more => {
+                    match batch {
                         None => break Err(target.server_error("reading the local log", "the reader stopped")),
                         Some(Err(e)) => break Err(e),
-                        Some(Ok(Item::End)) => ended = true,
-                        Some(Ok(Item::Skip { lsn, imported })) => {
-                            if imported { report.imported += 1 } else { report.already_there += 1 }
-                            if inflight.is_empty() {
-                                report.shipped_through = report.shipped_through.max(lsn);
-                            }
-                        }
-                        Some(Ok(Item::Send(record))) => {
-                            let committed = inflight.front().map_or(record.lsn, |f| f.record.lsn);
-                            let scan_from = if committed <= max_present {
-                                point.scan_from
-                            } else {
-                                inflight.front().map_or(known, |f| f.known_at_send)
-                            };
-                            let headers = record.headers(self.log, committed, scan_from);
-                            let subject = target.subject(self.log, record.session);
-                            let sent = context
-                                .publish_with_headers(subject, headers, record.payload.clone())
-                                .await;
-                            match sent {
-                                Ok(ack) => inflight.push_back(InFlight {
-                                    record,
-                                    known_at_send: known,
-                                    ack: boxed(ack),
-                                }),
-                                Err(e) => break Err(publish_error(target, record.lsn, &e)),
-                            }
-                        }
+                        Some(Ok(items)) => pending.extend(items),
                     }
                 }
             }
@@ -389,9 +402,9 @@ fn read_log(
     point: &ResumePoint,
     follow: bool,
     poll: Duration,
-    tx: &mpsc::Sender<Result<Item, FleetError>>,
+    tx: &mpsc::Sender<Result<Vec<Item>, FleetError>>,
 ) {
-    let send = |item: Result<Item, FleetError>| tx.blocking_send(item).is_ok();
+    let send = |item: Result<Item, FleetError>| tx.blocking_send(item.map(|i| vec![i])).is_ok();
     let mut imports = match Imports::load(dir) {
         Ok(i) => i,
         Err(e) => {
@@ -432,6 +445,7 @@ fn read_log(
                 return;
             }
         }
+        let mut items = Vec::with_capacity(batch.len());
         for record in batch {
             while expected < record.lsn {
                 // LSNs the local log no longer has (retention): fine only
@@ -462,9 +476,10 @@ fn read_log(
             } else {
                 Item::Send(record)
             };
-            if !send(Ok(item)) {
-                return;
-            }
+            items.push(item);
+        }
+        if !items.is_empty() && tx.blocking_send(Ok(items)).is_err() {
+            return;
         }
         if let Some(e) = failure {
             send(Err(e));
