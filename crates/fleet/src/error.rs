@@ -159,7 +159,7 @@ pub enum FleetError {
         session: Uuid,
         /// The replay layer's error.
         #[source]
-        source: logbook_replay::ReplayError,
+        source: Box<logbook_replay::ReplayError>,
     },
 }
 

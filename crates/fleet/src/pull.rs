@@ -131,7 +131,7 @@ pub async fn resume_from_stream(
             logbook_replay::resume(&wal, session).map_err(|source| FleetError::Resume {
                 dir: dir.clone(),
                 session,
-                source,
+                source: Box::new(source),
             })?;
         Ok(Pulled {
             imported: wanted.len() as u64,

@@ -1045,7 +1045,7 @@ mod tests {
     #[test]
     fn golden_log_id() {
         let f = LogIdFile {
-            id: uuid::Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff),
+            id: Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff),
             created_us: 0x0102,
         };
         let b = f.encode();
