@@ -118,6 +118,27 @@ pub enum FleetError {
         /// The local log.
         dir: PathBuf,
     },
+    /// The stream and the local log disagree about the log's records: the
+    /// shipper stops rather than ship a different history under the same
+    /// LSNs.
+    #[error(
+        "{url}, stream {stream}: log {log} ({}), LSN {lsn}: {reason}",
+        dir.display()
+    )]
+    Diverged {
+        /// The server.
+        url: String,
+        /// The stream.
+        stream: String,
+        /// The log.
+        log: Uuid,
+        /// Where they disagree.
+        lsn: Lsn,
+        /// The local log.
+        dir: PathBuf,
+        /// How.
+        reason: String,
+    },
     /// The stream has no record of the session.
     #[error("{url}, stream {stream}: no record of session {session}")]
     UnknownSession {

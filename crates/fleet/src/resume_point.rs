@@ -13,7 +13,7 @@
 //! that failed while later ones succeeded is filled, and nothing in the
 //! stream is sent again.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::stream::Stream;
@@ -32,8 +32,10 @@ pub(crate) struct ResumePoint {
     /// Every message of the log with an LSN at or above `committed` has a
     /// stream sequence above this.
     pub(crate) scan_from: u64,
-    /// The LSNs at or above `committed` that are in the stream.
-    pub(crate) present: BTreeSet<Lsn>,
+    /// The LSNs at or above `committed` that are in the stream, with the
+    /// session and timestamp of the record there (to tell it from another
+    /// record at the same LSN).
+    pub(crate) present: BTreeMap<Lsn, (Uuid, u64)>,
     /// The highest stream sequence the scan saw (0: none).
     pub(crate) scan_end: u64,
 }
@@ -41,7 +43,7 @@ pub(crate) struct ResumePoint {
 impl ResumePoint {
     /// The highest LSN of the log in the stream (0: none known).
     pub(crate) fn max_present(&self) -> Lsn {
-        self.present.last().copied().unwrap_or(0)
+        self.present.last_key_value().map_or(0, |(lsn, _)| *lsn)
     }
 }
 
@@ -69,10 +71,10 @@ pub(crate) async fn find(
         true,
     )
     .await?;
-    let present: BTreeSet<Lsn> = scan
+    let present: BTreeMap<Lsn, (Uuid, u64)> = scan
         .iter()
-        .map(|r| r.lsn)
-        .filter(|&lsn| lsn >= last.committed)
+        .filter(|r| r.lsn >= last.committed)
+        .map(|r| (r.lsn, (r.session, r.timestamp_us)))
         .collect();
     let point = ResumePoint {
         committed: last.committed.max(1),

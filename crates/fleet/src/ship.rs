@@ -450,7 +450,7 @@ fn read_log(
             while expected < record.lsn {
                 // LSNs the local log no longer has (retention): fine only
                 // if the stream has them.
-                if !point.present.contains(&expected) {
+                if !point.present.contains_key(&expected) {
                     send(Err(FleetError::Lost {
                         url: target.url().to_owned(),
                         stream: target.stream().to_owned(),
@@ -468,7 +468,17 @@ fn read_log(
                     lsn: record.lsn,
                     imported: true,
                 }
-            } else if point.present.contains(&record.lsn) {
+            } else if let Some(&(session, timestamp_us)) = point.present.get(&record.lsn) {
+                if (session, timestamp_us) != (record.session, record.timestamp_us) {
+                    send(Err(diverged(
+                        target,
+                        log,
+                        dir,
+                        record.lsn,
+                        "the stream holds another record at this LSN (the local log was cut and written anew after it was shipped?)",
+                    )));
+                    return;
+                }
                 Item::Skip {
                     lsn: record.lsn,
                     imported: false,
@@ -485,6 +495,20 @@ fn read_log(
             send(Err(e));
             return;
         }
+        if at_end && expected <= point.max_present() {
+            send(Err(diverged(
+                target,
+                log,
+                dir,
+                expected,
+                &format!(
+                    "the stream holds this log's records up to LSN {}, the local log ends before \
+                     (restored from an older copy?)",
+                    point.max_present()
+                ),
+            )));
+            return;
+        }
         if at_end {
             if !follow {
                 send(Ok(Item::End));
@@ -495,5 +519,16 @@ fn read_log(
             }
             std::thread::sleep(poll);
         }
+    }
+}
+
+fn diverged(target: &Target, log: Uuid, dir: &Path, lsn: Lsn, reason: &str) -> FleetError {
+    FleetError::Diverged {
+        url: target.url().to_owned(),
+        stream: target.stream().to_owned(),
+        log,
+        lsn,
+        dir: dir.to_path_buf(),
+        reason: reason.to_owned(),
     }
 }

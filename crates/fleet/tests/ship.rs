@@ -62,6 +62,11 @@ fn a_gap_left_by_a_failed_publish_is_filled_without_resending_the_rest() {
     write_log(&dir, 20);
     let local = local_records(&dir);
     let log = logbook_wal::log_id(&dir).unwrap();
+    let stamps: std::collections::HashMap<u64, u64> = logbook_wal::Reader::open(&dir)
+        .unwrap()
+        .map(|r| r.map(|r| (r.lsn, r.timestamp_us)))
+        .collect::<Result<_, _>>()
+        .unwrap();
     common::run(Duration::from_secs(60), async {
         let target = Target::parse(&server.url()).unwrap();
         let client = async_nats::connect(server.url()).await.unwrap();
@@ -87,7 +92,7 @@ fn a_gap_left_by_a_failed_publish_is_filled_without_resending_the_rest() {
             h.insert("Logbook-Lsn", lsn.to_string().as_str());
             h.insert("Logbook-Session", session.to_string().as_str());
             h.insert("Logbook-Kind", "user_message");
-            h.insert("Logbook-Ts", "1");
+            h.insert("Logbook-Ts", stamps[lsn].to_string().as_str());
             h.insert("Logbook-Codec", "1");
             h.insert("Logbook-Committed", committed.to_string().as_str());
             h.insert("Logbook-Scan-From", "0");
@@ -237,4 +242,67 @@ fn bad_targets_are_typed_errors_naming_the_url_and_stream_and_leave_the_log_alon
     )
     .unwrap_err();
     assert!(e.to_string().contains("LOG_ID"), "{e}");
+}
+
+/// The stream holds more of the log than the log (a directory restored
+/// from an older copy after shipping): the shipper refuses to ship another
+/// history under the same LSNs.
+#[test]
+fn a_log_older_than_what_the_stream_holds_is_refused() {
+    let Some(bin) = common::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = common::Server::single(&bin, root.path());
+    let dir = root.path().join("log");
+    let copy = root.path().join("copy");
+    write_log(&dir, 30);
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    {
+        let wal = Wal::open(&dir, WalOptions::default()).unwrap();
+        for _ in 0..5 {
+            wal.append(Uuid::new_v4(), &SessionEvent::Done).unwrap();
+        }
+    }
+    common::run(Duration::from_secs(60), async {
+        let target = Target::parse(&server.url()).unwrap();
+        assert_eq!(
+            Shipper::new(&dir, target.clone(), ShipOptions::default())
+                .unwrap()
+                .ship()
+                .await
+                .unwrap()
+                .shipped,
+            35
+        );
+        // The older copy, as it was.
+        let e = Shipper::new(&copy, target.clone(), ShipOptions::default())
+            .unwrap()
+            .ship()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FleetError::Diverged { lsn: 31, .. }), "{e}");
+        // Written anew: other records at LSNs the stream has.
+        {
+            let wal = Wal::open(&copy, WalOptions::default()).unwrap();
+            for _ in 0..5 {
+                wal.append(Uuid::new_v4(), &SessionEvent::Done).unwrap();
+            }
+        }
+        let e = Shipper::new(&copy, target.clone(), ShipOptions::default())
+            .unwrap()
+            .ship()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FleetError::Diverged { .. }), "{e}");
+        assert_eq!(
+            read(&target, Select::All).await.unwrap().len(),
+            35,
+            "nothing more was shipped"
+        );
+    });
 }

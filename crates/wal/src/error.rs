@@ -152,7 +152,8 @@ pub enum WalError {
     /// it.
     #[error(
         "{} is missing: this log has no id (written before log ids existed, or copied without \
-         it); open it once with a writer (Wal::open, `logbook ship`) to give it one",
+         it); open it once with a writer (Wal::open: the next run of the program that writes it) \
+         to give it one",
         path.display()
     )]
     NoLogId {
