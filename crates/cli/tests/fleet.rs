@@ -5,7 +5,14 @@ mod common;
 #[path = "../../fleet/tests/common/mod.rs"]
 mod nats;
 
-use common::{logbook, texts, write_log};
+use common::{texts, write_log};
+
+/// The `logbook` binary, killed if it runs for more than a minute.
+fn logbook() -> assert_cmd::Command {
+    let mut command = common::logbook();
+    command.timeout(std::time::Duration::from_secs(60));
+    command
+}
 
 #[test]
 fn ship_twice_then_the_read_commands_answer_from_the_stream() {

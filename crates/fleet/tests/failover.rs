@@ -131,3 +131,64 @@ fn a_node_of_a_three_node_cluster_killed_mid_ship() {
         }
     });
 }
+
+/// `follow` rides out a server restart while a writer appends: it
+/// reconnects with backoff and ships everything, once.
+#[test]
+fn following_rides_out_a_server_restart_while_a_writer_appends() {
+    let Some(bin) = common::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let mut server = common::Server::single(&bin, root.path());
+    let dir = root.path().join("log");
+    let wal = logbook_wal::Wal::open(&dir, logbook_wal::WalOptions::default()).unwrap();
+    let (acked, mut options) = counting();
+    options.poll = Duration::from_millis(5);
+    let target = Target::parse(&server.url())
+        .unwrap()
+        .with_timeout(Duration::from_secs(2));
+    let shipper = Shipper::new(&dir, target.clone(), options).unwrap();
+    let log = shipper.log_id();
+    common::run(Duration::from_secs(120), async {
+        let following = tokio::spawn(async move { shipper.follow(|_| {}).await });
+        let writer = {
+            let wal = wal.clone();
+            tokio::task::spawn_blocking(move || {
+                let sessions: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::new_v4()).collect();
+                for i in 0..300u64 {
+                    let batch: Vec<_> = (0..10)
+                        .map(|k| {
+                            (
+                                sessions[((i + k) % 3) as usize],
+                                logbook_bus::SessionEvent::TextChunk(format!("{i}.{k}")),
+                            )
+                        })
+                        .collect();
+                    wal.append_many(&batch).unwrap();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        wait_for(&acked, 300).await;
+        server.kill();
+        let at_kill = acked.load(Ordering::Relaxed);
+        assert!(at_kill < 3000, "the kill came after the end: {at_kill}");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        server.start();
+        writer.await.unwrap();
+        // Until the stream has every LSN (acks of duplicates count too).
+        let records = loop {
+            let records = read(&target, Select::All).await.unwrap();
+            let distinct: std::collections::HashSet<u64> = records.iter().map(|r| r.lsn).collect();
+            if distinct.len() == 3000 {
+                break records;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        following.abort();
+        assert!(acked.load(Ordering::Relaxed) >= 3000);
+        assert_exactly_once(&records, log, &local_records(&dir));
+        assert_eq!(records.len(), 3000);
+    });
+}

@@ -56,9 +56,8 @@ before, else 0.
 
 Given nats://HOST:PORT instead of a directory, dump reads every record of
 every log shipped to the stream (--stream, default LOGBOOK), each log's in LSN
-order, one log after the other; LSNs are each log's own. --physical then shows
-nats://HOST:PORT/STREAM/<log id> as the segment and the stream sequence as the
-offset. --follow, --last and --from-end need a directory.
+order, one log after the other; LSNs are each log's own. --follow, --last,
+--from-end and --physical need a directory.
 
 --follow stops at --to-lsn, at --limit, and at the end of the log once the
 time is past --until. A followed log that is removed and created again is
@@ -581,8 +580,10 @@ fn print_record(
 
 /// `dump` of a stream: every log's records, each log's in LSN order.
 fn dump_stream(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    if args.follow || args.last.is_some() || args.from_end {
-        anyhow::bail!("--follow, --last and --from-end read a log directory, not a stream");
+    if args.follow || args.last.is_some() || args.from_end || args.physical {
+        anyhow::bail!(
+            "--follow, --last, --from-end and --physical read a log directory, not a stream"
+        );
     }
     let target = crate::stream::target(&args.dir, &args.stream)?;
     let records = crate::stream::records(&target, logbook_fleet::Select::All)?;
