@@ -66,3 +66,8 @@ pub use crate::pull::{Pulled, resume_from_stream};
 pub use crate::read::{Select, in_log_order, read};
 pub use crate::ship::{AckObserver, ShipOptions, ShipReport, Shipper};
 pub use crate::target::{DEFAULT_PREFIX, DEFAULT_STREAM, StreamSettings, Target};
+
+/// The crate's README (shown by crates.io), compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;
