@@ -24,44 +24,55 @@ pub const DEFAULT_PREFIX: &str = "logbook";
 /// assert_eq!(target.stream(), "FLEET");
 /// assert_eq!(target.log_filter(uuid::Uuid::nil()), "logbook.00000000-0000-0000-0000-000000000000.*");
 /// assert!(Target::parse("http://example.com").is_err());
+/// // A cluster: any of its servers.
+/// assert!(Target::parse("nats://10.0.0.1:4222,nats://10.0.0.2:4222").is_ok());
 /// # Ok::<(), logbook_fleet::FleetError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     url: String,
+    /// The servers of `url` (several for a cluster, comma-separated).
+    servers: Vec<String>,
     stream: String,
     prefix: String,
     timeout: Duration,
 }
 
 impl Target {
-    /// A target at `url` (`nats://HOST:PORT`), stream [`DEFAULT_STREAM`],
-    /// prefix [`DEFAULT_PREFIX`], 5 s per request.
+    /// A target at `url` (`nats://HOST:PORT`, or several separated by
+    /// commas: the servers of a cluster, any of which will do), stream
+    /// [`DEFAULT_STREAM`], prefix [`DEFAULT_PREFIX`], 5 s per request.
     ///
     /// # Errors
     ///
-    /// [`FleetError::BadUrl`] for anything but `nats://HOST[:PORT]`.
+    /// [`FleetError::BadUrl`] for anything but `nats://HOST[:PORT]`
+    /// (comma-separated).
     pub fn parse(url: &str) -> Result<Target, FleetError> {
         let bad = |reason: &str| FleetError::BadUrl {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
-        let rest = url
-            .strip_prefix("nats://")
-            .ok_or_else(|| bad("it does not start with nats://"))?;
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        };
-        if host.is_empty() || host.contains(['/', '@', ' ']) {
-            return Err(bad("no host, or a path or user in it"));
-        }
-        if let Some(port) = port {
-            port.parse::<u16>()
-                .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
+        let mut servers = Vec::new();
+        for one in url.split(',').map(str::trim) {
+            let rest = one
+                .strip_prefix("nats://")
+                .ok_or_else(|| bad("it does not start with nats://"))?;
+            let (host, port) = match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            };
+            if host.is_empty() || host.contains(['/', '@', ' ']) {
+                return Err(bad("no host, or a path or user in it"));
+            }
+            if let Some(port) = port {
+                port.parse::<u16>()
+                    .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
+            }
+            servers.push(one.to_owned());
         }
         Ok(Target {
             url: url.to_owned(),
+            servers,
             stream: DEFAULT_STREAM.to_owned(),
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: Duration::from_secs(5),
@@ -153,7 +164,7 @@ impl Target {
             .connection_timeout(self.timeout)
             .request_timeout(Some(self.timeout))
             .name("logbook-fleet");
-        let connecting = options.connect(self.url.as_str());
+        let connecting = options.connect(self.servers.as_slice());
         let client = match tokio::time::timeout(self.timeout * 2, connecting).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {

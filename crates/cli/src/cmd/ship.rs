@@ -36,7 +36,8 @@ wrong URL, or a stream that takes other subjects.";
 pub(crate) struct ShipArgs {
     /// The log directory.
     pub(crate) dir: PathBuf,
-    /// The NATS server: nats://HOST:PORT.
+    /// The NATS server: nats://HOST:PORT (a cluster's servers: several,
+    /// comma-separated).
     #[arg(long, value_name = "URL")]
     pub(crate) to: String,
     /// The JetStream stream.
