@@ -12,6 +12,7 @@ mod cmd;
 mod output;
 mod render;
 mod scan;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ Examples:
   logbook sessions ./logbook-demo       which sessions completed, failed, were interrupted
   logbook replay ./logbook-demo ID      one session rebuilt from its records
   logbook repair ./logbook-demo         what recovery would cut (a dry run)
+  logbook ship ./log --to nats://10.0.0.5:4222 --follow    ship to a JetStream stream
+  logbook sessions nats://10.0.0.5:4222 every session of every shipped log
 
 Exit status: 0 ok, 1 a problem found in the log, 2 a usage or I/O error.
 Data goes to stdout, diagnostics to stderr; `logbook help <command>` has more.
@@ -62,6 +65,10 @@ enum Command {
     Export(cmd::export::ExportArgs),
     /// Append the events of an export to a log.
     Import(cmd::export::ImportArgs),
+    /// Ship the log's durable records to a NATS JetStream stream, once each.
+    Ship(cmd::ship::ShipArgs),
+    /// Pull a session from a NATS JetStream stream into this log and resume it.
+    Resume(cmd::resume::ResumeArgs),
     /// Run agent sessions in a child, kill it, recover, resume: the tour.
     Demo(cmd::demo::DemoArgs),
     /// The demo's child process (internal).
@@ -104,6 +111,8 @@ fn main() -> ExitCode {
         Command::Fork(args) => cmd::fork::run(args),
         Command::Export(args) => cmd::export::export(args),
         Command::Import(args) => cmd::export::import(args),
+        Command::Ship(args) => cmd::ship::run(args),
+        Command::Resume(args) => cmd::resume::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::DemoChild(args) => cmd::demo::child(args),
         Command::Completions(args) => cmd::docs::completions(args, Cli::command()),

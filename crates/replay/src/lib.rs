@@ -84,6 +84,7 @@ mod fork;
 mod list;
 mod publish;
 mod rebuild;
+mod records;
 mod resume;
 mod scan;
 mod state;
@@ -111,6 +112,7 @@ pub use crate::rebuild::{
     Damage, Until, session_state, session_state_at, session_state_by_prefix, session_state_until,
     session_state_with, sessions_with_prefix,
 };
+pub use crate::records::summarize;
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
 pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords};
 pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};

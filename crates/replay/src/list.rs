@@ -113,7 +113,7 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    fn new(session: Uuid, lsn: Lsn, timestamp_us: u64) -> Tally {
+    pub(crate) fn new(session: Uuid, lsn: Lsn, timestamp_us: u64) -> Tally {
         Tally {
             session,
             status: None,
@@ -133,7 +133,7 @@ impl Tally {
     }
 
     /// The same rules as `SessionState::apply`, for the fields kept here.
-    fn apply(&mut self, record: &EventRecord) {
+    pub(crate) fn apply(&mut self, record: &EventRecord) {
         self.span.extend(record.lsn, record.timestamp_us);
         self.events = self.events.saturating_add(1);
         let event = &record.event;
@@ -186,7 +186,7 @@ impl Tally {
         }
     }
 
-    fn skip(&mut self, lsn: Lsn, timestamp_us: u64) {
+    pub(crate) fn skip(&mut self, lsn: Lsn, timestamp_us: u64) {
         self.span.extend(lsn, timestamp_us);
         self.skipped_records = self.skipped_records.saturating_add(1);
     }
@@ -215,7 +215,7 @@ impl Tally {
         }
     }
 
-    fn finish(self, writer_live: bool) -> SessionSummary {
+    pub(crate) fn finish(self, writer_live: bool) -> SessionSummary {
         SessionSummary {
             session: self.session,
             status: self

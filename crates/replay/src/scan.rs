@@ -201,14 +201,14 @@ fn skipped(record: &RecordRef<'_>) -> Item {
     }
 }
 
-enum Undecodable {
+pub(crate) enum Undecodable {
     /// An event kind from a newer build: skipped, never an error.
     Unknown,
     /// Anything else.
     Other(WalError),
 }
 
-fn decode(record: &RecordRef<'_>) -> Result<EventRecord, Undecodable> {
+pub(crate) fn decode(record: &RecordRef<'_>) -> Result<EventRecord, Undecodable> {
     EventRecord::decode(record).map_err(|e| match &e {
         WalError::Codec { source, .. } if matches!(**source, CodecError::UnknownVariant { .. }) => {
             Undecodable::Unknown

@@ -147,6 +147,27 @@ pub enum WalError {
         /// What is there instead (`"damaged (…)"`, `"missing (…)"`).
         what: String,
     },
+    /// The log directory has no `LOG_ID` file (`docs/format.md`, "The log
+    /// id"): a log written before log ids existed, or a copy made without
+    /// it.
+    #[error(
+        "{} is missing: this log has no id (written before log ids existed, or copied without \
+         it); open it once with a writer (Wal::open: the next run of the program that writes it) \
+         to give it one",
+        path.display()
+    )]
+    NoLogId {
+        /// The missing `LOG_ID` file.
+        path: PathBuf,
+    },
+    /// The log's `LOG_ID` file is damaged.
+    #[error("{}: not a log id: {reason}", path.display())]
+    BadLogId {
+        /// The `LOG_ID` file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: crate::format::LogIdError,
+    },
     /// A record is larger than the log accepts.
     #[error("record of {size} bytes is larger than the limit of {max} bytes")]
     RecordTooLarge {
@@ -262,7 +283,9 @@ impl WalError {
             | WalError::Sequence { path, offset, .. }
             | WalError::MidLogCorruption { path, offset, .. }
             | WalError::DurableDamaged { path, offset, .. } => Some((path, *offset)),
-            WalError::BadHeader { path, .. } | WalError::BadSegment { path, .. } => Some((path, 0)),
+            WalError::BadHeader { path, .. }
+            | WalError::BadSegment { path, .. }
+            | WalError::BadLogId { path, .. } => Some((path, 0)),
             _ => None,
         }
     }
@@ -278,6 +301,7 @@ impl WalError {
                 | WalError::Sequence { .. }
                 | WalError::MidLogCorruption { .. }
                 | WalError::DurableDamaged { .. }
+                | WalError::BadLogId { .. }
         )
     }
 }
@@ -292,7 +316,7 @@ impl From<WalError> for io::Error {
         let kind = match &e {
             WalError::Io { source, .. } => source.kind(),
             WalError::DiskFull { .. } => io::ErrorKind::StorageFull,
-            WalError::NotFound { .. } => io::ErrorKind::NotFound,
+            WalError::NotFound { .. } | WalError::NoLogId { .. } => io::ErrorKind::NotFound,
             WalError::Locked { .. } => io::ErrorKind::WouldBlock,
             WalError::RecordTooLarge { .. }
             | WalError::EmptyRecord
@@ -304,6 +328,7 @@ impl From<WalError> for io::Error {
             | WalError::BadHeader { .. }
             | WalError::BadSegment { .. }
             | WalError::ForeignCodec { .. }
+            | WalError::BadLogId { .. }
             | WalError::Codec { .. } => io::ErrorKind::InvalidData,
             _ => io::ErrorKind::Other,
         };

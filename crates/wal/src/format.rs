@@ -485,6 +485,105 @@ impl Watermark {
 }
 
 // ---------------------------------------------------------------------------
+// The log's identity: `LOG_ID` (docs/format.md, "The log id").
+
+/// The file that names the log: [`LOG_ID_FILE`].
+pub const LOG_ID_FILE: &str = "LOG_ID";
+/// First bytes of `LOG_ID`: `\x89LBLID\r\n`.
+pub const LOG_ID_MAGIC: [u8; 8] = *b"\x89LBLID\r\n";
+/// The version of the `LOG_ID` layout.
+pub const LOG_ID_VERSION: u16 = 1;
+
+// `LOG_ID` layout, each offset built from the one before it.
+const LI_MAGIC_AT: usize = 0;
+const LI_VERSION_AT: usize = LI_MAGIC_AT + LOG_ID_MAGIC.len();
+const LI_FLAGS_AT: usize = LI_VERSION_AT + size_of::<u16>();
+const LI_ID_AT: usize = LI_FLAGS_AT + size_of::<u16>();
+const LI_CREATED_AT: usize = LI_ID_AT + size_of::<uuid::Bytes>();
+const LI_CRC_AT: usize = LI_CREATED_AT + size_of::<u64>();
+/// Bytes of a `LOG_ID` file.
+pub const LOG_ID_LEN: usize = LI_CRC_AT + size_of::<u32>();
+
+const _: () = assert!(LOG_ID_LEN == 40);
+
+/// What `LOG_ID` holds: the log's stable identity, created with the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogIdFile {
+    /// The log's id: a random (v4) UUID.
+    pub id: Uuid,
+    /// When it was created, µs since the Unix epoch.
+    pub created_us: u64,
+}
+
+/// Why `LOG_ID`'s bytes are not a log id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogIdError {
+    /// Fewer bytes than [`LOG_ID_LEN`].
+    #[error("{0} bytes, a log id has {LOG_ID_LEN}")]
+    Short(usize),
+    /// The magic is wrong.
+    #[error("bad magic")]
+    BadMagic,
+    /// A version this build does not know.
+    #[error("unknown version {0}")]
+    UnknownVersion(u16),
+    /// Flags this build does not know.
+    #[error("unknown flags {0:#x}")]
+    UnknownFlags(u16),
+    /// The CRC does not match.
+    #[error("CRC mismatch")]
+    BadCrc,
+}
+
+impl LogIdFile {
+    /// The file's bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; LOG_ID_LEN] {
+        let mut b = [0u8; LOG_ID_LEN];
+        b[LI_MAGIC_AT..LI_VERSION_AT].copy_from_slice(&LOG_ID_MAGIC);
+        b[LI_VERSION_AT..LI_FLAGS_AT].copy_from_slice(&LOG_ID_VERSION.to_le_bytes());
+        b[LI_ID_AT..LI_CREATED_AT].copy_from_slice(self.id.as_bytes());
+        b[LI_CREATED_AT..LI_CRC_AT].copy_from_slice(&self.created_us.to_le_bytes());
+        let crc = crc32fast::hash(&b[..LI_CRC_AT]);
+        b[LI_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parse a `LOG_ID` file's bytes (bytes past [`LOG_ID_LEN`] are
+    /// ignored). Never panics.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with them.
+    pub fn decode(bytes: &[u8]) -> Result<LogIdFile, LogIdError> {
+        let Some(b) = bytes.get(..LOG_ID_LEN) else {
+            return Err(LogIdError::Short(bytes.len()));
+        };
+        if b[LI_MAGIC_AT..LI_VERSION_AT] != LOG_ID_MAGIC {
+            return Err(LogIdError::BadMagic);
+        }
+        if crc32fast::hash(&b[..LI_CRC_AT]) != le_u32(b, LI_CRC_AT) {
+            return Err(LogIdError::BadCrc);
+        }
+        let version = u16::from_le_bytes([b[LI_VERSION_AT], b[LI_VERSION_AT + 1]]);
+        if version != LOG_ID_VERSION {
+            return Err(LogIdError::UnknownVersion(version));
+        }
+        let flags = u16::from_le_bytes([b[LI_FLAGS_AT], b[LI_FLAGS_AT + 1]]);
+        if flags != 0 {
+            return Err(LogIdError::UnknownFlags(flags));
+        }
+        let mut id = uuid::Bytes::default();
+        id.copy_from_slice(&b[LI_ID_AT..LI_CREATED_AT]);
+        Ok(LogIdFile {
+            id: Uuid::from_bytes(id),
+            created_us: le_u64(b, LI_CREATED_AT),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The session index of a segment: `<segment>.idx` (docs/format.md, "The
 // session index"). Derived data: checked, versioned, never needed for
 // correctness. A header, a directory of sessions sorted by id (one entry
@@ -940,6 +1039,33 @@ mod tests {
             let mut bad = b;
             bad[i] ^= 0x10;
             assert_eq!(Watermark::decode(&bad), WatermarkState::Invalid, "byte {i}");
+        }
+    }
+
+    #[test]
+    fn golden_log_id() {
+        let f = LogIdFile {
+            id: Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff),
+            created_us: 0x0102,
+        };
+        let b = f.encode();
+        assert_eq!(
+            hex(&b),
+            concat!(
+                "894c424c49440d0a",                 // magic "\x89LBLID\r\n"
+                "0100",                             // version 1
+                "0000",                             // flags 0
+                "00112233445566778899aabbccddeeff", // the id, RFC 4122 byte order
+                "0201000000000000",                 // created_us 0x0102
+                "bcbf648f",                         // crc of bytes 0..36
+            )
+        );
+        assert_eq!(LogIdFile::decode(&b), Ok(f));
+        assert_eq!(LogIdFile::decode(&b[..39]), Err(LogIdError::Short(39)));
+        for i in 0..b.len() {
+            let mut bad = b;
+            bad[i] ^= 0x10;
+            assert!(LogIdFile::decode(&bad).is_err(), "byte {i}");
         }
     }
 

@@ -74,6 +74,7 @@ pub mod format;
 mod format;
 pub mod fs;
 mod index;
+mod log_id;
 mod options;
 mod reader;
 mod recovery;
@@ -90,8 +91,9 @@ pub use crate::durable_watch::DurableWatch;
 pub use crate::error::WalError;
 pub use crate::event::EventRecord;
 pub use crate::format::{
-    FrameError, FrameFields, HeaderError, Lsn, MAX_PAYLOAD_LEN, SegmentHeader,
+    FrameError, FrameFields, HeaderError, LogIdError, Lsn, MAX_PAYLOAD_LEN, SegmentHeader,
 };
+pub use crate::log_id::log_id;
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{Place, RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::WalError;
 use crate::format::{
-    LOCK_FILE, Lsn, MAX_LSN, SEGMENT_HEADER_LEN, SegmentHeader, TMP_SUFFIX, WATERMARK_LEN,
-    Watermark, WatermarkState, parse_segment_file_name, segment_file_name,
+    LOCK_FILE, LOG_ID_FILE, Lsn, MAX_LSN, SEGMENT_HEADER_LEN, SegmentHeader, TMP_SUFFIX,
+    WATERMARK_LEN, Watermark, WatermarkState, parse_segment_file_name, segment_file_name,
 };
 use crate::fs::{Fs, FsFile, OpenMode, PathKind};
 
@@ -40,6 +40,13 @@ pub enum LogFile {
     Temporary,
     /// The writer lock, which carries the durable watermark: `LOCK`.
     Lock,
+    /// The log's stable id, `LOG_ID` (see [`log_id`](crate::log_id)), or
+    /// one being created (`LOG_ID.tmp`, which the next `open` replaces).
+    LogId,
+    /// `IMPORTS`: which of this log's records were copied from another
+    /// log by `logbook-fleet` (resuming a session from a stream), so that
+    /// they are not shipped again (`docs/fleet.md`).
+    Imports,
     /// Bytes recovery or `repair` cut, saved as
     /// `<segment>.<offset>.broken` (see [`broken_path`](crate::broken_path)).
     Broken,
@@ -64,6 +71,7 @@ impl LogFile {
     /// assert_eq!(LogFile::of("00000000000000000001.wal.idx"), Some(LogFile::Index));
     /// assert_eq!(LogFile::of("00000000000000000001.wal.sum"), Some(LogFile::Index));
     /// assert_eq!(LogFile::of("00000000000000000001.wal.run"), Some(LogFile::Index));
+    /// assert_eq!(LogFile::of("LOG_ID"), Some(LogFile::LogId));
     /// assert_eq!(LogFile::of("notes.txt"), None);
     /// ```
     #[must_use]
@@ -73,6 +81,10 @@ impl LogFile {
             Some(LogFile::Segment)
         } else if name == LOCK_FILE {
             Some(LogFile::Lock)
+        } else if name == LOG_ID_FILE || name == "LOG_ID.tmp" {
+            Some(LogFile::LogId)
+        } else if name == "IMPORTS" {
+            Some(LogFile::Imports)
         } else if name.strip_suffix(TMP_SUFFIX).is_some_and(is_segment) {
             Some(LogFile::Temporary)
         } else if name
@@ -135,7 +147,7 @@ pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, WalError> {
         } else {
             match LogFile::of(&name) {
                 Some(LogFile::Temporary) => out.temporaries.push(path),
-                Some(LogFile::Lock | LogFile::Index) => {}
+                Some(LogFile::Lock | LogFile::LogId | LogFile::Imports | LogFile::Index) => {}
                 _ => out.foreign.push(path),
             }
         }

@@ -53,6 +53,7 @@ struct Inner {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     report: RecoveryReport,
+    log_id: Uuid,
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -120,6 +121,7 @@ impl Wal {
             tracing::warn!(path = %path.display(), "ignoring a file that is not part of the log");
         }
         segment::remove_temporaries(&*fs, &dir, &listing.temporaries)?;
+        let log_id = crate::log_id::ensure(&*fs, &dir)?;
         // A previous writer may have died (or failed) between creating or
         // renaming a segment and fsyncing the directory: make every name
         // durable before adopting the tail and acknowledging anything in it.
@@ -169,6 +171,7 @@ impl Wal {
                 fs,
                 dir,
                 report,
+                log_id,
                 flusher: Mutex::new(flusher),
             }),
         })
@@ -184,6 +187,14 @@ impl Wal {
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The log's stable id: created with the log (its `LOG_ID` file,
+    /// `docs/format.md`), the same for every writer and reader of this
+    /// directory; see [`log_id`](crate::log_id).
+    #[must_use]
+    pub fn log_id(&self) -> Uuid {
+        self.inner.log_id
     }
 
     /// Append one event of `session`; returns its LSN. When this returns
@@ -340,7 +351,40 @@ impl Wal {
                 encode_event(event, |payload| Ok(payload.to_vec()))?,
             ));
         }
-        let tickets = self.inner.writer.enqueue_many(&records)?;
+        self.append_timed_raw(&records)
+    }
+
+    /// [`Wal::append_many`] with opaque payloads: the records get
+    /// consecutive LSNs (they are queued together), returned in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append_many`]; also [`WalError::EmptyRecord`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_wal::{Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let s = uuid::Uuid::new_v4();
+    /// assert_eq!(wal.append_many_raw(&[(s, b"a".to_vec()), (s, b"b".to_vec())])?, [1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_many_raw(&self, records: &[(Uuid, Vec<u8>)]) -> Result<Vec<Lsn>, WalError> {
+        let now = now_us();
+        let timed: Vec<(Uuid, u64, Vec<u8>)> = records
+            .iter()
+            .map(|(session, payload)| (*session, now, payload.clone()))
+            .collect();
+        self.append_timed_raw(&timed)
+    }
+
+    /// Queue `records` (session, time, payload) together and wait as
+    /// [`Wal::append`] would for the last one.
+    fn append_timed_raw(&self, records: &[(Uuid, u64, Vec<u8>)]) -> Result<Vec<Lsn>, WalError> {
+        let tickets = self.inner.writer.enqueue_many(records)?;
         let mut lsns = Vec::with_capacity(tickets.len());
         for ticket in tickets {
             lsns.push(crate::block_on::block_on(ticket.wait())?);

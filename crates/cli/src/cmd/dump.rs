@@ -30,6 +30,7 @@ Examples:
   logbook dump ./logbook-demo --last 5 --follow        the last five records, then follow
   logbook dump ./logbook-demo/00000000000000000037.wal one segment file
   logbook dump ./logbook-demo --physical               where each frame is: segment, offset, length, CRC
+  logbook dump nats://10.0.0.5:4222                    every log shipped to the stream LOGBOOK
 
 Each line: LSN, time (RFC 3339, UTC), session (first 8 characters; all with
 --full), kind, and a summary of the event. --json prints one object per record
@@ -52,6 +53,11 @@ unknown session, an empty LSN or time range) says so on stderr and exits 1; a
 session prefix that several sessions share is refused (exit 2), as by replay.
 A closed stdout (`| head`) ends the dump: exit 1 if a problem was reported
 before, else 0.
+
+Given nats://HOST:PORT instead of a directory, dump reads every record of
+every log shipped to the stream (--stream, default LOGBOOK), each log's in LSN
+order, one log after the other; LSNs are each log's own. --follow, --last,
+--from-end and --physical need a directory.
 
 --follow stops at --to-lsn, at --limit, and at the end of the log once the
 time is past --until. A followed log that is removed and created again is
@@ -113,6 +119,10 @@ pub(crate) struct DumpArgs {
     /// offset, frame_len, crc).
     #[arg(long)]
     pub(crate) physical: bool,
+    /// With a nats://HOST:PORT URL instead of a directory: the JetStream
+    /// stream to read (every log in it).
+    #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
+    pub(crate) stream: String,
     /// How often --follow looks for new records, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 200, hide = true)]
     pub(crate) poll_ms: u64,
@@ -241,6 +251,9 @@ impl Source {
 }
 
 fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    if crate::stream::is_url(&args.dir) {
+        return dump_stream(args, out);
+    }
     let source = Source::of(&args.dir);
     let dir = &source.dir;
     if args.follow && source.segment.is_some() {
@@ -563,4 +576,70 @@ fn print_record(
         flushed?;
     }
     Ok(bad)
+}
+
+/// `dump` of a stream: every log's records, each log's in LSN order.
+fn dump_stream(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    if args.follow || args.last.is_some() || args.from_end || args.physical {
+        anyhow::bail!(
+            "--follow, --last, --from-end and --physical read a log directory, not a stream"
+        );
+    }
+    let target = crate::stream::target(&args.dir, &args.stream)?;
+    let records = crate::stream::records(&target, logbook_fleet::Select::All)?;
+    let mut sessions = Vec::with_capacity(args.session.len());
+    for text in &args.session {
+        match crate::stream::sessions_with_prefix(&records, text).as_slice() {
+            [one] => sessions.push(*one),
+            [] => {
+                output::report_nothing_found(&format!(
+                    "{} holds no session whose id starts with {text}",
+                    crate::stream::name(&target)
+                ));
+                return Ok(Outcome::NothingFound);
+            }
+            many => anyhow::bail!(
+                "{} sessions of {} start with {text}: give more of the id ({})",
+                many.len(),
+                crate::stream::name(&target),
+                many.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    let filter = Filter {
+        sessions,
+        kinds: args.kind.iter().cloned().collect(),
+        to_lsn: args.to_lsn,
+        since: args.since,
+        until: args.until,
+    };
+    let (mut printed, mut problems) = (0u64, 0u64);
+    for r in &records {
+        if args.limit.is_some_and(|n| printed >= n) {
+            break;
+        }
+        if args.from_lsn.is_some_and(|from| r.lsn < from) || filter.past_the_end(r.lsn) {
+            continue;
+        }
+        let place = crate::stream::place(&target, r.log);
+        let record = r.as_record_ref(&place);
+        if filter.wants(&record) {
+            if print_record(out, &record, args)? {
+                problems += 1;
+            }
+            printed += 1;
+        }
+    }
+    if printed == 0 && (filter.is_set() || args.from_lsn.is_some()) {
+        output::report_nothing_found(&format!(
+            "no record of {} matches {}",
+            crate::stream::name(&target),
+            filter_words(args)
+        ));
+        return Ok(Outcome::NothingFound);
+    }
+    Ok(Outcome::from_count(problems))
 }

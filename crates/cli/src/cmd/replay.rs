@@ -50,7 +50,13 @@ record that can be read, each damaged place is reported on stderr with its
 segment, offset and LSN and the sessions that were open there (its records
 may be theirs), and the exit status is 1. --strict refuses instead: a replay
 from a damaged log is an error (exit 1). An unknown session is \"nothing
-found\" (exit 1); an ambiguous prefix is a usage error (exit 2).";
+found\" (exit 1); an ambiguous prefix is a usage error (exit 2).
+
+Given nats://HOST:PORT instead of a directory, replay rebuilds the session from
+the records of every log in the stream (--stream, default LOGBOOK) that wrote
+it: a session resumed on another host reads as one, the records of the log it
+started in first. LSNs are each log's own. Without a terminal event it shows as
+running (the stream cannot tell whether its host is alive).";
 
 /// Show one session's rebuilt state.
 #[derive(Debug, Args)]
@@ -72,6 +78,10 @@ pub(crate) struct ReplayArgs {
     /// time (RFC 3339, a date, @epoch-seconds, or a duration back from now).
     #[arg(long, value_name = "LSN|TIME", value_parser = parse_at)]
     pub(crate) at: Option<Until>,
+    /// With a nats://HOST:PORT URL instead of a directory: the JetStream
+    /// stream to read (the session's records from every log in it).
+    #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
+    pub(crate) stream: String,
 }
 
 /// `--at`: a plain number is an LSN; anything else is a time.
@@ -87,6 +97,14 @@ fn parse_at(text: &str) -> Result<Until, String> {
 }
 
 pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
+    if crate::stream::is_url(&args.dir) {
+        if args.at.is_some() {
+            anyhow::bail!(
+                "--at replays a session from a log directory, not from a stream: its LSNs are those of one log"
+            );
+        }
+        return replay_stream(args);
+    }
     let on_corruption = if args.strict {
         OnCorruption::Fail
     } else {
@@ -814,4 +832,65 @@ impl AsOfJson {
             last_lsn: state.last_lsn(),
         }
     }
+}
+
+/// `replay` of a session from a stream, across every log that wrote it.
+fn replay_stream(args: &ReplayArgs) -> anyhow::Result<Outcome> {
+    let target = crate::stream::target(&args.dir, &args.stream)?;
+    let whole = Uuid::parse_str(&args.session).ok();
+    let select = whole.map_or(logbook_fleet::Select::All, logbook_fleet::Select::Session);
+    let records = crate::stream::records(&target, select)?;
+    let id = match whole {
+        Some(id) => id,
+        None => match crate::stream::sessions_with_prefix(&records, &args.session).as_slice() {
+            [one] => *one,
+            [] => {
+                output::report_nothing_found(&format!(
+                    "{} holds no session whose id starts with {}",
+                    crate::stream::name(&target),
+                    args.session
+                ));
+                return Ok(Outcome::NothingFound);
+            }
+            many => anyhow::bail!(
+                "{} sessions of {} start with {}: give more of the id",
+                many.len(),
+                crate::stream::name(&target),
+                args.session
+            ),
+        },
+    };
+    let mut state = SessionState::new(id);
+    let mut problems = 0u64;
+    let mut found = false;
+    for r in records.iter().filter(|r| r.session == id) {
+        found = true;
+        match r.decode() {
+            Ok(event) => state.apply(&event),
+            Err(e) => {
+                problems += 1;
+                output::report_problem(&format!(
+                    "{}, log {}, LSN {}: {e}",
+                    crate::stream::name(&target),
+                    r.log,
+                    r.lsn
+                ));
+            }
+        }
+    }
+    if !found {
+        output::report_nothing_found(&format!(
+            "{} holds no record of session {id}",
+            crate::stream::name(&target)
+        ));
+        return Ok(Outcome::NothingFound);
+    }
+    let mut out = output::stdout();
+    if args.json {
+        output::json_line(&mut out, &StateJson::new(&state, true))?;
+    } else {
+        print_state(&mut out, &state, true, "")?;
+    }
+    out.flush()?;
+    Ok(Outcome::from_count(problems))
 }

@@ -20,6 +20,7 @@ Examples:
   logbook sessions ./logbook-demo --sort tokens --limit 3    the three biggest spenders
   logbook sessions ./logbook-demo --since 2h --model gpt-4.1
   logbook sessions ./logbook-demo --since 1764410000 --until @1764413600.5
+  logbook sessions nats://10.0.0.5:4222               every session of every log in the stream
 
 A session is running, completed (it ended with Done), failed (it ended with
 Error) or interrupted: no terminal event, and no live writer holds the log, so
@@ -139,6 +140,10 @@ pub(crate) struct SessionsArgs {
     /// One JSON object per session (JSON Lines).
     #[arg(long)]
     pub(crate) json: bool,
+    /// With a nats://HOST:PORT URL instead of a directory: the JetStream
+    /// stream to read (the sessions of every log in it).
+    #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
+    pub(crate) stream: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -214,7 +219,12 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
-    let log = list(&args.dir)?;
+    let from_stream = crate::stream::is_url(&args.dir);
+    let log = if from_stream {
+        list_stream(args)?
+    } else {
+        list(&args.dir)?
+    };
     let problems = report_damage(&log);
     let mut out = output::stdout();
     let mut shown: Vec<&SessionSummary> = log.sessions.iter().filter(|s| args.wants(s)).collect();
@@ -234,6 +244,12 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
         }
     } else {
         print_table(&mut out, &log, &shown, "")?;
+        if from_stream {
+            writeln!(
+                out,
+                "from a stream: sessions without a terminal event show as running (whether their host is alive is not known here)"
+            )?;
+        }
     }
     out.flush()?;
     if matched == 0 && args.filters() && !log.sessions.is_empty() {
@@ -291,6 +307,27 @@ impl SessionsArgs {
         }
         words.join(" ")
     }
+}
+
+/// The sessions of every log in a stream. Sessions without a terminal
+/// event are `running`: the stream cannot tell a live host from a dead one.
+fn list_stream(args: &SessionsArgs) -> anyhow::Result<LogSummary> {
+    let target = crate::stream::target(&args.dir, &args.stream)?;
+    let records = crate::stream::records(&target, logbook_fleet::Select::All)?;
+    let places: Vec<PathBuf> = records
+        .iter()
+        .map(|r| crate::stream::place(&target, r.log))
+        .collect();
+    let mut log = logbook_replay::summarize(
+        records
+            .iter()
+            .zip(&places)
+            .map(|(r, place)| r.as_record_ref(place)),
+        true,
+    );
+    // No local writer to speak of.
+    log.writer_live = false;
+    Ok(log)
 }
 
 /// List the log's sessions, going on past damage.

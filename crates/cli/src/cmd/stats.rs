@@ -33,6 +33,10 @@ pub(crate) struct StatsArgs {
     /// One JSON object.
     #[arg(long)]
     pub(crate) json: bool,
+    /// With a nats://HOST:PORT URL instead of a directory: the JetStream
+    /// stream to read.
+    #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
+    pub(crate) stream: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,6 +76,9 @@ struct StatsJson {
 }
 
 pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
+    if crate::stream::is_url(&args.dir) {
+        return crate::cmd::stream_stats::run(args);
+    }
     // Opened first for the CLI's own words on a missing or foreign directory.
     drop(scan::open_reader(&args.dir)?);
     let log = logbook_replay::log_stats(&args.dir)?;

@@ -1,0 +1,104 @@
+//! `logbook ship`: send a log's durable records to a NATS JetStream
+//! stream, once each.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use logbook_fleet::{ShipOptions, ShipReport, Shipper, StreamSettings};
+
+use crate::output::{self, Outcome};
+use crate::stream;
+
+const EXAMPLES: &str = "\
+Examples:
+  logbook ship /var/lib/agent/log --to nats://10.0.0.5:4222
+  logbook ship /var/lib/agent/log --to nats://10.0.0.5:4222 --follow
+  logbook ship ./log --to nats://127.0.0.1:4222 --stream FLEET --replicas 3
+
+Ships every durable record of the log that the stream lacks, one message per
+record in LSN order (subject logbook.<log id>.<session>, Nats-Msg-Id
+<log id>:<LSN>), waits for the stream's acks, prints what was shipped and exits
+0. Where it stopped is found in the stream itself: run it again, or kill it at
+any moment and restart it, and every record is in the stream once. The stream
+is created if missing (--replicas for a cluster). The log is only read: a
+writer may be appending meanwhile, and nothing shipping does changes it.
+
+--follow keeps shipping what is appended (progress on stderr), reconnecting
+with backoff when the server goes away. Without it, a server that keeps
+failing for --give-up seconds is an error (exit 2), as is an unreachable or
+wrong URL, or a stream that takes other subjects.";
+
+/// Ship a log to a NATS JetStream stream.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct ShipArgs {
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// The NATS server: nats://HOST:PORT (a cluster's servers: several,
+    /// comma-separated).
+    #[arg(long, value_name = "URL")]
+    pub(crate) to: String,
+    /// The JetStream stream.
+    #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
+    pub(crate) stream: String,
+    /// Keep shipping what is appended, until interrupted.
+    #[arg(long, short = 'f')]
+    pub(crate) follow: bool,
+    /// Replicas of the stream, when it is created (1, or 3 on a cluster).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub(crate) replicas: usize,
+    /// Without --follow, give up after the server failed this many seconds
+    /// in a row.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub(crate) give_up: u64,
+    /// Publishes awaiting their ack at most.
+    #[arg(long, value_name = "N", default_value_t = 256, hide = true)]
+    pub(crate) window: usize,
+}
+
+pub(crate) fn run(args: &ShipArgs) -> anyhow::Result<Outcome> {
+    let target = stream::target(std::path::Path::new(&args.to), &args.stream)?;
+    let options = ShipOptions {
+        window: args.window,
+        stream: StreamSettings {
+            replicas: args.replicas,
+            ..StreamSettings::default()
+        },
+        give_up_after: Duration::from_secs(args.give_up),
+        ..ShipOptions::default()
+    };
+    let shipper = Shipper::new(&args.dir, target.clone(), options)?;
+    let report = if args.follow {
+        stream::block_on(shipper.follow(|r| {
+            output::report_note(&format!("{} (following)", progress(r)));
+        }))??
+    } else {
+        stream::block_on(shipper.ship())??
+    };
+    let mut out = output::stdout();
+    let lsns = report
+        .lsns
+        .map_or_else(String::new, |(a, b)| format!(" (LSN {a}..={b})"));
+    writeln!(
+        out,
+        "shipped {} record(s){lsns} of log {} in {} to {}; {} already there, {} imported from the stream, through LSN {}",
+        report.shipped,
+        args.dir.display(),
+        report.log,
+        stream::name(&target),
+        report.already_there + report.duplicates,
+        report.imported,
+        report.shipped_through
+    )?;
+    out.flush()?;
+    Ok(Outcome::Clean)
+}
+
+fn progress(r: &ShipReport) -> String {
+    format!(
+        "shipped {} record(s), through LSN {}, {} reconnect(s)",
+        r.shipped, r.shipped_through, r.reconnects
+    )
+}

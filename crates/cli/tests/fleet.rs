@@ -1,0 +1,436 @@
+//! `logbook ship`, `logbook resume` and the read commands given a
+//! `nats://` URL, against a real `nats-server` on a loopback port.
+
+mod common;
+#[path = "../../fleet/tests/common/mod.rs"]
+mod nats;
+
+use common::{texts, write_log};
+
+/// The `logbook` binary, killed if it runs for more than a minute.
+fn logbook() -> assert_cmd::Command {
+    let mut command = common::logbook();
+    command.timeout(std::time::Duration::from_secs(60));
+    command
+}
+
+#[test]
+fn ship_twice_then_the_read_commands_answer_from_the_stream() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let dir = root.path().join("log");
+    let written = write_log(&dir, 3, 40);
+    let url = server.url();
+
+    let first = logbook()
+        .args(["ship"])
+        .arg(&dir)
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    let (out, err) = texts(&first);
+    assert_eq!(first.status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.starts_with("shipped 120 record(s) (LSN 1..=120)"),
+        "{out}"
+    );
+    let second = logbook()
+        .args(["ship"])
+        .arg(&dir)
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    let (out, err) = texts(&second);
+    assert_eq!(second.status.code(), Some(0), "{out}{err}");
+    assert!(out.starts_with("shipped 0 record(s) of log"), "{out}");
+    assert!(out.contains("through LSN 120"), "{out}");
+
+    // dump: record for record, the same lines as the directory's.
+    for extra in [&[][..], &["--json"][..], &["--full"][..]] {
+        let local = logbook()
+            .arg("dump")
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap();
+        let remote = logbook()
+            .arg("dump")
+            .arg(&url)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(remote.status.code(), Some(0), "{}", texts(&remote).1);
+        assert_eq!(texts(&remote).0, texts(&local).0, "dump {extra:?}");
+        assert_eq!(texts(&local).0.lines().count(), 120);
+    }
+    let session = written.sessions[1].to_string();
+    let one = logbook()
+        .arg("dump")
+        .arg(&url)
+        .args(["--session", &session[..8]])
+        .output()
+        .unwrap();
+    assert_eq!(texts(&one).0.lines().count(), 40);
+
+    // sessions: the same sessions, statuses and counts.
+    let local = common::json_lines(
+        &texts(
+            &logbook()
+                .arg("sessions")
+                .arg(&dir)
+                .arg("--json")
+                .output()
+                .unwrap(),
+        )
+        .0,
+    );
+    let remote = common::json_lines(
+        &texts(
+            &logbook()
+                .arg("sessions")
+                .arg(&url)
+                .arg("--json")
+                .output()
+                .unwrap(),
+        )
+        .0,
+    );
+    assert_eq!(remote.len(), 3);
+    for (l, r) in local.iter().zip(&remote) {
+        for field in [
+            "session",
+            "events",
+            "tokens",
+            "title",
+            "first_lsn",
+            "last_lsn",
+        ] {
+            assert_eq!(l[field], r[field], "{field}");
+        }
+    }
+    // Whether a host is alive is not known from the stream: a session
+    // without a terminal event is interrupted here, running there.
+    let statuses = |v: &[serde_json::Value]| {
+        v.iter()
+            .map(|s| s["status"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(statuses(&local), ["completed", "completed", "interrupted"]);
+    assert_eq!(statuses(&remote), ["completed", "completed", "running"]);
+    let table = logbook().arg("sessions").arg(&url).output().unwrap();
+    assert!(
+        texts(&table).0.contains("3 session(s)"),
+        "{}",
+        texts(&table).0
+    );
+
+    // replay: the same state.
+    let local = logbook()
+        .args(["replay"])
+        .arg(&dir)
+        .args([&session, "--json"])
+        .output()
+        .unwrap();
+    let remote = logbook()
+        .args(["replay"])
+        .arg(&url)
+        .args([&session[..8], "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(remote.status.code(), Some(0), "{}", texts(&remote).1);
+    let (l, r) = (
+        &common::json_lines(&texts(&local).0)[0],
+        &common::json_lines(&texts(&remote).0)[0],
+    );
+    for field in ["session", "events", "transcript", "tool_calls", "tokens"] {
+        assert_eq!(l[field], r[field], "{field}");
+    }
+
+    // stats: one log, every record, every session.
+    let stats = logbook()
+        .arg("stats")
+        .arg(&url)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let s = &common::json_lines(&texts(&stats).0)[0];
+    assert_eq!(
+        (s["records"].as_u64(), s["sessions"].as_u64()),
+        (Some(120), Some(3)),
+        "{s}"
+    );
+    assert_eq!(s["logs"][0]["last_lsn"].as_u64(), Some(120));
+}
+
+#[test]
+fn bad_urls_and_streams_exit_2_naming_them() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let dir = root.path().join("log");
+    write_log(&dir, 1, 5);
+    let nobody = format!("nats://127.0.0.1:{}", nats::free_port());
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (vec!["dump".into(), nobody.clone()], nobody.clone()),
+        (vec!["sessions".into(), "nats://".into()], "nats://".into()),
+        (
+            vec![
+                "ship".into(),
+                dir.display().to_string(),
+                "--to".into(),
+                "http://x:1".into(),
+            ],
+            "http://x:1".into(),
+        ),
+        (
+            vec![
+                "ship".into(),
+                dir.display().to_string(),
+                "--to".into(),
+                nobody.clone(),
+                "--give-up".into(),
+                "1".into(),
+            ],
+            nobody.clone(),
+        ),
+        (
+            vec![
+                "replay".into(),
+                server.url(),
+                "0123".into(),
+                "--stream".into(),
+                "MISSING".into(),
+            ],
+            "MISSING".into(),
+        ),
+        (
+            vec![
+                "stats".into(),
+                server.url(),
+                "--stream".into(),
+                "MISSING".into(),
+            ],
+            "MISSING".into(),
+        ),
+    ];
+    for (args, named) in cases {
+        let started = std::time::Instant::now();
+        let output = logbook()
+            .args(&args)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let (out, err) = texts(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {out}{err}");
+        assert!(
+            err.contains(&named) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// A writer appends while `logbook ship --follow` runs; the shipper is
+/// SIGKILLed at random moments and started again, several times: the
+/// stream ends up with every record once, each session's in order.
+#[test]
+fn ship_follow_sigkilled_at_random_moments_ships_every_record_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let dir = root.path().join("log");
+    let url = server.url();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut rng = seed | 1;
+    let mut next = move |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    let options = logbook_wal::WalOptions {
+        segment_size: 256 << 10,
+        ..common::small_options()
+    };
+    let wal = logbook_wal::Wal::open(&dir, options).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (wal, stop) = (wal.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let sessions: Vec<uuid::Uuid> = (0..5).map(|_| uuid::Uuid::new_v4()).collect();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<_> = (0..10)
+                    .map(|k| {
+                        (
+                            sessions[(i + k) % 5],
+                            common::event(i + k, usize::MAX, false),
+                        )
+                    })
+                    .collect();
+                wal.append_many(&batch).unwrap();
+                i += 10;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let logbook_bin = assert_cmd::cargo::cargo_bin("logbook");
+    let started = Instant::now();
+    for round in 0..6 {
+        let mut child = std::process::Command::new(&logbook_bin)
+            .arg("ship")
+            .arg(&dir)
+            .args(["--to", &url, "--follow"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150 + next(700)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        eprintln!("round {round}: killed after {:?}", started.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let last = wal.sync().unwrap();
+    wal.close().unwrap();
+    // What the followers shipped before the end: most of it.
+    let target = logbook_fleet::Target::parse(&url).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let before = rt
+        .block_on(logbook_fleet::read(&target, logbook_fleet::Select::All))
+        .unwrap();
+    assert!(!before.is_empty(), "the followers shipped nothing");
+    let finish = logbook()
+        .arg("ship")
+        .arg(&dir)
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    assert_eq!(finish.status.code(), Some(0), "{:?}", texts(&finish));
+    let records = rt
+        .block_on(logbook_fleet::read(&target, logbook_fleet::Select::All))
+        .unwrap();
+    // Every LSN once.
+    let mut lsns: Vec<u64> = records.iter().map(|r| r.lsn).collect();
+    lsns.sort_unstable();
+    assert_eq!(
+        lsns,
+        (1..=last).collect::<Vec<_>>(),
+        "seed {seed}: not every record exactly once"
+    );
+    // Each session's records in LSN order, in the stream's own order.
+    let mut last_of: std::collections::HashMap<uuid::Uuid, u64> = Default::default();
+    for r in &records {
+        let prev = last_of.insert(r.session, r.lsn).unwrap_or(0);
+        assert!(
+            r.lsn > prev,
+            "seed {seed}: session {} has LSN {} after {prev}",
+            r.session,
+            r.lsn
+        );
+    }
+    // Payloads as in the log.
+    let local = common::placement(&dir);
+    assert_eq!(local.len(), records.len());
+    let dump_local = logbook().arg("dump").arg(&dir).output().unwrap();
+    let dump_stream = logbook().arg("dump").arg(&url).output().unwrap();
+    assert_eq!(texts(&dump_stream).0, texts(&dump_local).0, "seed {seed}");
+    eprintln!(
+        "{} records, {} shipped by the followers",
+        records.len(),
+        before.len()
+    );
+}
+
+/// `logbook resume DIR SESSION --from nats://…`: the session cut off in
+/// log A continues in log B; replay from the stream shows one session.
+#[test]
+fn resume_from_a_stream_on_another_log() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let written = write_log(&a, 2, 6); // the second session is unfinished
+    let cut_off = written.sessions[1].to_string();
+    let url = server.url();
+    let shipped = logbook()
+        .arg("ship")
+        .arg(&a)
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    assert_eq!(shipped.status.code(), Some(0));
+    let resumed = logbook()
+        .arg("resume")
+        .arg(&b)
+        .args([&cut_off, "--from", &url])
+        .output()
+        .unwrap();
+    let (out, err) = texts(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.contains("6 record(s) pulled") && out.contains("SessionResumed at LSN 7 (from LSN 6)"),
+        "{out}"
+    );
+    // B ships its SessionResumed only.
+    let shipped = logbook()
+        .arg("ship")
+        .arg(&b)
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    let (out, _) = texts(&shipped);
+    assert!(
+        out.starts_with("shipped 1 record(s) (LSN 7..=7)") && out.contains("6 imported"),
+        "{out}"
+    );
+    let replay = logbook()
+        .arg("replay")
+        .arg(&url)
+        .args([&cut_off, "--json"])
+        .output()
+        .unwrap();
+    let state = &common::json_lines(&texts(&replay).0)[0];
+    assert_eq!(state["events"].as_u64(), Some(7), "{state}");
+    assert_eq!(
+        state["resumptions"].as_array().map(Vec::len),
+        Some(1),
+        "{state}"
+    );
+    // A completed session is refused.
+    let done = written.sessions[0].to_string();
+    let refused = logbook()
+        .arg("resume")
+        .arg(&b)
+        .args([&done, "--from", &url])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{:?}", texts(&refused));
+    assert!(
+        texts(&refused).1.contains("completed"),
+        "{:?}",
+        texts(&refused)
+    );
+}

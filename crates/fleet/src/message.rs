@@ -1,0 +1,212 @@
+//! One record as a JetStream message: its subject, its headers, and
+//! [`FleetRecord`], a message read back.
+
+use std::path::Path;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use logbook_wal::{EventRecord, Lsn, RecordRef};
+use uuid::Uuid;
+
+/// `Nats-Msg-Id`: `<log id>:<LSN>`, JetStream's duplicate key.
+pub(crate) const MSG_ID: &str = "Nats-Msg-Id";
+/// The log's id.
+pub(crate) const LOG: &str = "Logbook-Log";
+/// The record's LSN in its log.
+pub(crate) const LSN: &str = "Logbook-Lsn";
+/// The record's session.
+pub(crate) const SESSION: &str = "Logbook-Session";
+/// The event kind (`logbook_bus::KINDS`), `unknown` for a newer one.
+pub(crate) const KIND: &str = "Logbook-Kind";
+/// The record's timestamp, µs since the Unix epoch.
+pub(crate) const TIMESTAMP: &str = "Logbook-Ts";
+/// The payload's codec (the segment header's codec id).
+pub(crate) const CODEC: &str = "Logbook-Codec";
+/// When this message was first sent, every LSN of the log below this was
+/// in the stream (`docs/fleet.md`, "Where to resume").
+pub(crate) const COMMITTED: &str = "Logbook-Committed";
+/// Every message of the log with an LSN at or above `Logbook-Committed`
+/// has a stream sequence above this one.
+pub(crate) const SCAN_FROM: &str = "Logbook-Scan-From";
+
+/// One record read from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetRecord {
+    /// The log it was written to.
+    pub log: Uuid,
+    /// Its LSN in that log.
+    pub lsn: Lsn,
+    /// When it was appended, µs since the Unix epoch.
+    pub timestamp_us: u64,
+    /// Its session.
+    pub session: Uuid,
+    /// The payload's codec id.
+    pub codec_id: u16,
+    /// The payload, as in the log (empty when only headers were read).
+    pub payload: Bytes,
+    /// The message's sequence in the stream.
+    pub stream_seq: u64,
+    /// Where to resume (see [`COMMITTED`]).
+    pub(crate) committed: Lsn,
+    /// Where to scan from (see [`SCAN_FROM`]).
+    pub(crate) scan_from: u64,
+}
+
+impl FleetRecord {
+    /// The record as the log's readers lend it, for decoding and
+    /// rendering: `place` stands for its segment (say, the stream's URL and
+    /// the log id), its stream sequence for the offset; the sync mark is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use logbook_fleet::FleetRecord;
+    /// use logbook_wal::EventRecord;
+    ///
+    /// let payload = logbook_bus::codec::encode(&logbook_bus::SessionEvent::Done)?;
+    /// let record = FleetRecord::new(uuid::Uuid::nil(), 7, 1_000, uuid::Uuid::nil(), payload.into());
+    /// let decoded = EventRecord::decode(&record.as_record_ref(Path::new("nats://h:4222/LOGBOOK")))?;
+    /// assert_eq!((decoded.lsn, decoded.event), (7, logbook_bus::SessionEvent::Done));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn as_record_ref<'a>(&'a self, place: &'a Path) -> RecordRef<'a> {
+        RecordRef {
+            lsn: self.lsn,
+            timestamp_us: self.timestamp_us,
+            sync_mark: 0,
+            session: self.session,
+            payload: &self.payload,
+            codec_id: self.codec_id,
+            segment: place,
+            offset: self.stream_seq,
+        }
+    }
+
+    /// A record with codec 1 and no stream position (for tests and
+    /// examples).
+    #[must_use]
+    pub fn new(
+        log: Uuid,
+        lsn: Lsn,
+        timestamp_us: u64,
+        session: Uuid,
+        payload: Bytes,
+    ) -> FleetRecord {
+        FleetRecord {
+            log,
+            lsn,
+            timestamp_us,
+            session,
+            codec_id: logbook_bus::codec::CODEC_ID,
+            payload,
+            stream_seq: 0,
+            committed: 0,
+            scan_from: 0,
+        }
+    }
+
+    /// Decode the event.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventRecord::decode`].
+    pub fn decode(&self) -> Result<EventRecord, logbook_wal::WalError> {
+        EventRecord::decode(&self.as_record_ref(Path::new("")))
+    }
+
+    /// Read a message's headers (and payload). `Err` says what is not a
+    /// Logbook record about it.
+    pub(crate) fn parse(
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        payload: Bytes,
+        stream_seq: u64,
+        prefix: &str,
+    ) -> Result<FleetRecord, String> {
+        let headers = headers.ok_or("it has no headers")?;
+        let get = |name: &str| -> Result<&str, String> {
+            headers
+                .get(name)
+                .map(|v| v.as_str())
+                .ok_or_else(|| format!("no {name} header"))
+        };
+        let number = |name: &str| -> Result<u64, String> {
+            get(name)?
+                .parse()
+                .map_err(|_| format!("{name} is not a number"))
+        };
+        let uuid = |name: &str| -> Result<Uuid, String> {
+            Uuid::parse_str(get(name)?).map_err(|_| format!("{name} is not a UUID"))
+        };
+        let log = uuid(LOG)?;
+        let session = uuid(SESSION)?;
+        let lsn = number(LSN)?;
+        let want = format!("{prefix}.{log}.{session}");
+        if subject != want {
+            return Err(format!("its subject {subject} is not {want}"));
+        }
+        if get(MSG_ID)? != msg_id(log, lsn) {
+            return Err(format!("{MSG_ID} is not {}", msg_id(log, lsn)));
+        }
+        Ok(FleetRecord {
+            log,
+            lsn,
+            timestamp_us: number(TIMESTAMP)?,
+            session,
+            codec_id: u16::try_from(number(CODEC)?).map_err(|_| format!("{CODEC} is too large"))?,
+            payload,
+            stream_seq,
+            committed: number(COMMITTED)?,
+            scan_from: number(SCAN_FROM)?,
+        })
+    }
+}
+
+/// `Nats-Msg-Id` of a record.
+pub(crate) fn msg_id(log: Uuid, lsn: Lsn) -> String {
+    format!("{log}:{lsn}")
+}
+
+/// What the shipper sends for one record.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub(crate) lsn: Lsn,
+    pub(crate) timestamp_us: u64,
+    pub(crate) session: Uuid,
+    pub(crate) codec_id: u16,
+    pub(crate) kind: &'static str,
+    pub(crate) payload: Bytes,
+}
+
+impl Outgoing {
+    pub(crate) fn of(record: &RecordRef<'_>) -> Outgoing {
+        let kind = match EventRecord::peek_kind(record) {
+            Ok(Some((kind, _))) => kind,
+            _ => "unknown",
+        };
+        Outgoing {
+            lsn: record.lsn,
+            timestamp_us: record.timestamp_us,
+            session: record.session,
+            codec_id: record.codec_id,
+            kind,
+            payload: Bytes::copy_from_slice(record.payload),
+        }
+    }
+
+    pub(crate) fn headers(&self, log: Uuid, committed: Lsn, scan_from: u64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(MSG_ID, msg_id(log, self.lsn).as_str());
+        h.insert(LOG, log.to_string().as_str());
+        h.insert(LSN, self.lsn.to_string().as_str());
+        h.insert(SESSION, self.session.to_string().as_str());
+        h.insert(KIND, self.kind);
+        h.insert(TIMESTAMP, self.timestamp_us.to_string().as_str());
+        h.insert(CODEC, self.codec_id.to_string().as_str());
+        h.insert(COMMITTED, committed.to_string().as_str());
+        h.insert(SCAN_FROM, scan_from.to_string().as_str());
+        h
+    }
+}

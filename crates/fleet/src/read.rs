@@ -1,0 +1,171 @@
+//! Reading records back from the stream: every log's, one log's or one
+//! session's, in stream order ([`read`]) or in each log's LSN order
+//! ([`in_log_order`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::stream::Stream;
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use crate::error::FleetError;
+use crate::message::FleetRecord;
+use crate::target::Target;
+
+/// Which records to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Select {
+    /// Every record of every log.
+    All,
+    /// One log's records.
+    Log(Uuid),
+    /// One session's records, from every log that wrote it.
+    Session(Uuid),
+}
+
+impl Select {
+    fn filter(self, target: &Target) -> String {
+        match self {
+            Select::All => target.all_filter(),
+            Select::Log(log) => target.log_filter(log),
+            Select::Session(session) => target.session_filter(session),
+        }
+    }
+}
+
+/// How long a read retries through a failing server (a restart, a leader
+/// election) before it gives up.
+pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Every record `select` picks, in the stream's order (the order the
+/// server stored them: each log's records in LSN order, except that a
+/// record resent after a failed publish lands after later ones).
+///
+/// The stream must exist; reading never creates or changes anything but
+/// a short-lived ordered consumer. Retries through transient failures for
+/// up to 30 s (an unreachable server fails at once).
+///
+/// # Errors
+///
+/// [`FleetError::Connect`], [`FleetError::NoStream`],
+/// [`FleetError::Server`] (naming the URL and stream), and
+/// [`FleetError::Foreign`] for a message that is not a Logbook record.
+///
+/// # Cancel safety
+///
+/// Cancel safe: dropping the future drops its consumer (the server
+/// removes it once idle).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f() -> Result<(), logbook_fleet::FleetError> {
+/// use logbook_fleet::{Select, Target, in_log_order, read};
+///
+/// let target = Target::parse("nats://127.0.0.1:4222")?;
+/// for record in in_log_order(read(&target, Select::All).await?) {
+///     println!("{} {} {}", record.log, record.lsn, record.session);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub async fn read(target: &Target, select: Select) -> Result<Vec<FleetRecord>, FleetError> {
+    // An unreachable server fails at once; a server that answers but
+    // fails (restarting, electing a stream leader) is retried.
+    let context = target.connect().await?;
+    crate::retry::until(READ_DEADLINE, "reading the stream", || async {
+        let stream = target.open_stream(&context).await?;
+        read_from(
+            target,
+            &stream,
+            &select.filter(target),
+            DeliverPolicy::All,
+            false,
+        )
+        .await
+    })
+    .await
+}
+
+/// Read the messages of `stream` under `filter` from `policy` on, until
+/// the last one there when the read started.
+pub(crate) async fn read_from(
+    target: &Target,
+    stream: &Stream,
+    filter: &str,
+    policy: DeliverPolicy,
+    headers_only: bool,
+) -> Result<Vec<FleetRecord>, FleetError> {
+    let timeout = target.timeout();
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            deliver_policy: policy,
+            headers_only,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| target.server_error("creating a consumer", e))?;
+    let mut out = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(out);
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| target.server_error("reading messages", e))?;
+    loop {
+        let next = tokio::time::timeout(timeout, messages.next())
+            .await
+            .map_err(|_| {
+                target.server_error("reading messages", format!("no message within {timeout:?}"))
+            })?;
+        let message = match next {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(target.server_error("reading messages", e)),
+            None => return Err(target.server_error("reading messages", "the consumer ended")),
+        };
+        let info = message
+            .info()
+            .map_err(|e| target.server_error("reading messages", e))?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        let record = FleetRecord::parse(
+            message.subject.as_str(),
+            message.headers.as_ref(),
+            message.payload.clone(),
+            seq,
+            target.prefix(),
+        )
+        .map_err(|reason| FleetError::Foreign {
+            url: target.url().to_owned(),
+            stream: target.stream().to_owned(),
+            seq,
+            reason,
+        })?;
+        out.push(record);
+        if pending == 0 {
+            return Ok(out);
+        }
+    }
+}
+
+/// `records` (as [`read`] returns them) in each log's LSN order: the logs
+/// in the order of their first record in the stream, each log's records by
+/// LSN, a record found twice kept once. One session moved from host to
+/// host (resumed elsewhere) reads as it was written: the records of the
+/// log it started in, then those of the log that resumed it.
+#[must_use]
+pub fn in_log_order(records: Vec<FleetRecord>) -> Vec<FleetRecord> {
+    let mut order: HashMap<Uuid, usize> = HashMap::new();
+    for r in &records {
+        let next = order.len();
+        order.entry(r.log).or_insert(next);
+    }
+    let mut records = records;
+    records.sort_by_key(|r| (order.get(&r.log).copied().unwrap_or(usize::MAX), r.lsn));
+    records.dedup_by_key(|r| (r.log, r.lsn));
+    records
+}

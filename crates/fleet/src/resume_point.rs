@@ -1,0 +1,87 @@
+//! Where a shipper resumes, found in the stream itself (`docs/fleet.md`,
+//! "Where to resume"): no local progress file, which could be lost with
+//! the host or disagree with the stream.
+//!
+//! Every message carries two headers set when it was sent:
+//! `Logbook-Committed: c` (every LSN of the log below `c` was then known
+//! to be in the stream) and `Logbook-Scan-From: s` (every message of the
+//! log with an LSN at or above `c` has a stream sequence above `s`). Any
+//! one message's pair is true forever after, so the last message of the
+//! log in the stream gives `(c, s)`; reading the log's messages after `s`
+//! (headers only) gives exactly which LSNs at or above `c` are there. The
+//! shipper then sends precisely the missing ones: a gap left by a publish
+//! that failed while later ones succeeded is filled, and nothing in the
+//! stream is sent again.
+
+use std::collections::BTreeMap;
+
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::stream::Stream;
+use logbook_wal::Lsn;
+use uuid::Uuid;
+
+use crate::error::FleetError;
+use crate::read::read_from;
+use crate::target::Target;
+
+/// What the stream holds of one log, as far as shipping needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ResumePoint {
+    /// Every LSN below this is in the stream.
+    pub(crate) committed: Lsn,
+    /// Every message of the log with an LSN at or above `committed` has a
+    /// stream sequence above this.
+    pub(crate) scan_from: u64,
+    /// The LSNs at or above `committed` that are in the stream, with the
+    /// session and timestamp of the record there (to tell it from another
+    /// record at the same LSN).
+    pub(crate) present: BTreeMap<Lsn, (Uuid, u64)>,
+    /// The highest stream sequence the scan saw (0: none).
+    pub(crate) scan_end: u64,
+}
+
+impl ResumePoint {
+    /// The highest LSN of the log in the stream (0: none known).
+    pub(crate) fn max_present(&self) -> Lsn {
+        self.present.last_key_value().map_or(0, |(lsn, _)| *lsn)
+    }
+}
+
+/// Find where shipping `log` resumes.
+pub(crate) async fn find(
+    target: &Target,
+    stream: &Stream,
+    log: Uuid,
+) -> Result<ResumePoint, FleetError> {
+    let filter = target.log_filter(log);
+    let last = read_from(target, stream, &filter, DeliverPolicy::Last, true).await?;
+    let Some(last) = last.last() else {
+        return Ok(ResumePoint {
+            committed: 1,
+            ..ResumePoint::default()
+        });
+    };
+    let scan = read_from(
+        target,
+        stream,
+        &filter,
+        DeliverPolicy::ByStartSequence {
+            start_sequence: last.scan_from + 1,
+        },
+        true,
+    )
+    .await?;
+    let present: BTreeMap<Lsn, (Uuid, u64)> = scan
+        .iter()
+        .filter(|r| r.lsn >= last.committed)
+        .map(|r| (r.lsn, (r.session, r.timestamp_us)))
+        .collect();
+    let point = ResumePoint {
+        committed: last.committed.max(1),
+        scan_from: last.scan_from,
+        present,
+        scan_end: scan.last().map_or(last.stream_seq, |r| r.stream_seq),
+    };
+    tracing::debug!(%log, committed = point.committed, scan_from = point.scan_from, scanned = scan.len(), present = point.present.len(), "resume point");
+    Ok(point)
+}

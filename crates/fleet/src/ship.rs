@@ -1,0 +1,534 @@
+//! [`Shipper`]: every durable record of a local log, once, in LSN order,
+//! to a JetStream stream.
+
+use std::collections::VecDeque;
+use std::future::{Future, IntoFuture};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::publish::PublishAck;
+use logbook_wal::{Lsn, Reader};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::error::FleetError;
+use crate::imports::Imports;
+use crate::message::Outgoing;
+use crate::resume_point::{self, ResumePoint};
+use crate::retry::backoff;
+use crate::target::{StreamSettings, Target};
+
+/// Called with each LSN the stream acknowledged (for measurements).
+pub type AckObserver = Arc<dyn Fn(Lsn) + Send + Sync>;
+
+/// How a [`Shipper`] ships.
+#[derive(Clone)]
+pub struct ShipOptions {
+    /// At most this many publishes awaiting their ack (default 256).
+    pub window: usize,
+    /// How a stream the shipper creates is configured.
+    pub stream: StreamSettings,
+    /// A one-shot ship gives up with [`FleetError::GaveUp`] after the
+    /// server failed for this long without progress (default 30 s).
+    /// Following never gives up.
+    pub give_up_after: Duration,
+    /// How often a follower looks for new records (default 20 ms).
+    pub poll: Duration,
+    /// Called with each LSN once the stream acknowledged it.
+    pub on_ack: Option<AckObserver>,
+}
+
+impl std::fmt::Debug for ShipOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShipOptions")
+            .field("window", &self.window)
+            .field("stream", &self.stream)
+            .field("give_up_after", &self.give_up_after)
+            .field("poll", &self.poll)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ShipOptions {
+    fn default() -> ShipOptions {
+        ShipOptions {
+            window: 256,
+            stream: StreamSettings::default(),
+            give_up_after: Duration::from_secs(30),
+            poll: Duration::from_millis(20),
+            on_ack: None,
+        }
+    }
+}
+
+/// What a ship did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShipReport {
+    /// The log shipped.
+    pub log: Uuid,
+    /// Records the stream stored.
+    pub shipped: u64,
+    /// Records sent again whose first copy the stream already had (it
+    /// dropped them by `Nats-Msg-Id`).
+    pub duplicates: u64,
+    /// Records not sent because the stream already had them when the
+    /// shipper (re)connected: after a reconnect, these may include records
+    /// this ship stored before it (whose acks were lost).
+    pub already_there: u64,
+    /// Records not sent because they were imported from the stream
+    /// (`IMPORTS`).
+    pub imported: u64,
+    /// The lowest and highest LSN the stream stored in this ship.
+    pub lsns: Option<(Lsn, Lsn)>,
+    /// Every LSN up to this one is in the stream or imported (0: none).
+    pub shipped_through: Lsn,
+    /// Times the shipper reconnected after a failure.
+    pub reconnects: u64,
+}
+
+/// Ships one local log to a stream. See the crate documentation.
+#[derive(Debug)]
+pub struct Shipper {
+    dir: PathBuf,
+    log: Uuid,
+    target: Target,
+    options: ShipOptions,
+}
+
+/// What the reader thread hands the publisher.
+enum Item {
+    Send(Outgoing),
+    /// Accounted for without sending: in the stream already, or imported.
+    Skip {
+        lsn: Lsn,
+        imported: bool,
+    },
+    /// The end of the log as it was (one-shot).
+    End,
+}
+
+type AckFuture = Pin<
+    Box<
+        dyn Future<Output = Result<PublishAck, async_nats::jetstream::context::PublishError>>
+            + Send,
+    >,
+>;
+
+struct InFlight {
+    record: Outgoing,
+    /// `known` when it was sent (see `docs/fleet.md`).
+    known_at_send: u64,
+    ack: AckFuture,
+}
+
+impl Shipper {
+    /// A shipper of the log in `dir` to `target`.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::Wal`] if the log has no id (`logbook_wal::log_id`):
+    /// open it once with a writer.
+    pub fn new(
+        dir: impl AsRef<Path>,
+        target: Target,
+        options: ShipOptions,
+    ) -> Result<Shipper, FleetError> {
+        let dir = dir.as_ref().to_path_buf();
+        let log = logbook_wal::log_id(&dir)
+            .map_err(|e| FleetError::wal(&dir, "reading the log id", e))?;
+        Ok(Shipper {
+            dir,
+            log,
+            target,
+            options: ShipOptions {
+                window: options.window.max(1),
+                ..options
+            },
+        })
+    }
+
+    /// The id of the log shipped.
+    #[must_use]
+    pub fn log_id(&self) -> Uuid {
+        self.log
+    }
+
+    /// Ship every durable record the stream lacks, wait for every ack,
+    /// and return. Creates the stream if it is missing. Retries through
+    /// failures (reconnecting, and finding again in the stream what it
+    /// holds) until `give_up_after` passes without progress.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::GaveUp`] (naming the URL, stream, log and LSN);
+    /// [`FleetError::Connect`] if the server is unreachable at the start;
+    /// [`FleetError::Foreign`] if the log's subjects hold foreign
+    /// messages; [`FleetError::Wal`] if the local log cannot be read
+    /// (damage is never skipped); [`FleetError::Lost`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops shipping at any point: the stream holds
+    /// a subset of the records, and the next ship sends exactly the rest.
+    pub async fn ship(&self) -> Result<ShipReport, FleetError> {
+        self.run(false, &mut |_| {}).await
+    }
+
+    /// Ship, then keep shipping what is appended, forever: retries every
+    /// failure with backoff (at most 5 s apart). `progress` is called
+    /// about once a second with the totals so far.
+    ///
+    /// # Errors
+    ///
+    /// Only errors that waiting cannot cure: foreign messages, an
+    /// unreadable local log, lost records.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Shipper::ship`].
+    pub async fn follow(
+        &self,
+        mut progress: impl FnMut(&ShipReport) + Send,
+    ) -> Result<ShipReport, FleetError> {
+        self.run(true, &mut progress).await
+    }
+
+    async fn run(
+        &self,
+        follow: bool,
+        progress: &mut (dyn FnMut(&ShipReport) + Send),
+    ) -> Result<ShipReport, FleetError> {
+        let mut report = ShipReport {
+            log: self.log,
+            ..ShipReport::default()
+        };
+        let mut failing_since: Option<Instant> = None;
+        let mut attempt = 0u32;
+        loop {
+            let before = report.shipped_through;
+            match self.attempt(follow, &mut report, progress).await {
+                Ok(()) => return Ok(report),
+                Err(e) if e.is_transient() => {
+                    if report.shipped_through > before {
+                        failing_since = None;
+                        attempt = 0;
+                    }
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if !follow && since.elapsed() >= self.options.give_up_after {
+                        return Err(FleetError::GaveUp {
+                            url: self.target.url().to_owned(),
+                            stream: self.target.stream().to_owned(),
+                            log: self.log,
+                            lsn: report.shipped_through + 1,
+                            seconds: self.options.give_up_after.as_secs(),
+                            reason: e.to_string(),
+                        });
+                    }
+                    let wait = backoff(attempt, Duration::from_secs(5));
+                    tracing::warn!(error = %e, ?wait, "shipping failed: reconnecting");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    report.reconnects += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One connection: find the resume point, then ship until the end
+    /// (one-shot) or a failure.
+    async fn attempt(
+        &self,
+        follow: bool,
+        report: &mut ShipReport,
+        progress: &mut (dyn FnMut(&ShipReport) + Send),
+    ) -> Result<(), FleetError> {
+        let target = &self.target;
+        let context = target.connect().await?;
+        let stream = target
+            .open_or_create_stream(&context, &self.options.stream)
+            .await?;
+        let point = resume_point::find(target, &stream, self.log).await?;
+        report.shipped_through = report
+            .shipped_through
+            .max(point.committed.saturating_sub(1));
+        let run_start = Instant::now();
+        // Publishes of an earlier connection may still land for a while:
+        // until then, acks do not raise the scan-from bound.
+        let horizon = target.timeout() * 2;
+        let (tx, mut rx) = mpsc::channel::<Result<Vec<Item>, FleetError>>(8);
+        let reader = {
+            let dir = self.dir.clone();
+            let point = point.clone();
+            let poll = self.options.poll;
+            let (target, log) = (target.clone(), self.log);
+            tokio::task::spawn_blocking(move || {
+                read_log(&target, log, &dir, &point, follow, poll, &tx)
+            })
+        };
+        let max_present = point.max_present();
+        let mut known = point.scan_from;
+        let mut inflight: VecDeque<InFlight> = VecDeque::new();
+        let mut ended = false;
+        let mut pending: VecDeque<Item> = VecDeque::new();
+        let mut last_progress = Instant::now();
+        let result = 'run: loop {
+            // Publish what is read, as far as the window allows.
+            while inflight.len() < self.options.window {
+                let Some(item) = pending.pop_front() else {
+                    break;
+                };
+                match item {
+                    Item::End => ended = true,
+                    Item::Skip { lsn, imported } => {
+                        if imported {
+                            report.imported += 1;
+                        } else {
+                            report.already_there += 1;
+                        }
+                        if inflight.is_empty() {
+                            report.shipped_through = report.shipped_through.max(lsn);
+                        }
+                    }
+                    Item::Send(record) => {
+                        let committed = inflight.front().map_or(record.lsn, |f| f.record.lsn);
+                        let scan_from = if committed <= max_present {
+                            point.scan_from
+                        } else {
+                            inflight.front().map_or(known, |f| f.known_at_send)
+                        };
+                        let headers = record.headers(self.log, committed, scan_from);
+                        let subject = target.subject(self.log, record.session);
+                        let sent = context
+                            .publish_with_headers(subject, headers, record.payload.clone())
+                            .await;
+                        match sent {
+                            Ok(ack) => inflight.push_back(InFlight {
+                                record,
+                                known_at_send: known,
+                                ack: boxed(ack),
+                            }),
+                            Err(e) => break 'run Err(publish_error(target, record.lsn, &e)),
+                        }
+                    }
+                }
+            }
+            if ended && inflight.is_empty() && pending.is_empty() {
+                break Ok(());
+            }
+            if follow && last_progress.elapsed() >= Duration::from_secs(1) {
+                progress(report);
+                last_progress = Instant::now();
+            }
+            let want_more = pending.is_empty() && !ended;
+            let front = async {
+                match inflight.front_mut() {
+                    Some(f) => Some((&mut f.ack).await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                ack = front => {
+                    let Some(ack) = ack else { continue };
+                    let Some(done) = inflight.pop_front() else { continue };
+                    match ack {
+                        Ok(ack) => {
+                            if ack.duplicate {
+                                report.duplicates += 1;
+                            } else {
+                                report.shipped += 1;
+                            }
+                            let lsn = done.record.lsn;
+                            report.lsns = Some(report.lsns.map_or((lsn, lsn), |(a, b)| (a.min(lsn), b.max(lsn))));
+                            report.shipped_through = report.shipped_through.max(lsn);
+                            if run_start.elapsed() >= horizon {
+                                known = known.max(ack.sequence);
+                            }
+                            if let Some(observe) = &self.options.on_ack {
+                                observe(lsn);
+                            }
+                        }
+                        Err(e) => break Err(publish_error(target, done.record.lsn, &e)),
+                    }
+                }
+                batch = rx.recv(), if want_more => {
+                    match batch {
+                        None => break Err(target.server_error("reading the local log", "the reader stopped")),
+                        Some(Err(e)) => break Err(e),
+                        Some(Ok(items)) => pending.extend(items),
+                    }
+                }
+            }
+        };
+        drop(rx);
+        if let Err(e) = reader.await {
+            tracing::warn!(error = %e, "the log reader task failed");
+        }
+        result
+    }
+}
+
+fn boxed(ack: PublishAckFuture) -> AckFuture {
+    Box::pin(ack.into_future())
+}
+
+fn publish_error(
+    target: &Target,
+    lsn: Lsn,
+    e: &async_nats::jetstream::context::PublishError,
+) -> FleetError {
+    let what = match e.kind() {
+        PublishErrorKind::TimedOut => "no ack in time".to_owned(),
+        PublishErrorKind::StreamNotFound => {
+            "no stream answers (deleted, or the server is restarting)".to_owned()
+        }
+        _ => e.to_string(),
+    };
+    target.server_error("publishing", format!("LSN {lsn}: {what}"))
+}
+
+/// The reader side, on a blocking thread: every durable record from
+/// `point.committed` on, classified; the log's own `Reader`, never a copy
+/// of its read loop.
+fn read_log(
+    target: &Target,
+    log: Uuid,
+    dir: &Path,
+    point: &ResumePoint,
+    follow: bool,
+    poll: Duration,
+    tx: &mpsc::Sender<Result<Vec<Item>, FleetError>>,
+) {
+    let send = |item: Result<Item, FleetError>| tx.blocking_send(item.map(|i| vec![i])).is_ok();
+    let mut imports = match Imports::load(dir) {
+        Ok(i) => i,
+        Err(e) => {
+            send(Err(e));
+            return;
+        }
+    };
+    let mut reader = match Reader::open(dir) {
+        Ok(r) => r.from_lsn(point.committed),
+        Err(e) => {
+            send(Err(FleetError::wal(dir, "opening a reader", e)));
+            return;
+        }
+    };
+    let mut expected = point.committed;
+    loop {
+        let mut batch = Vec::new();
+        let mut failure = None;
+        let mut at_end = false;
+        while batch.len() < 1024 {
+            match reader.next_ref() {
+                None => {
+                    at_end = true;
+                    break;
+                }
+                Some(Ok(record)) => batch.push(Outgoing::of(&record)),
+                Some(Err(e)) => {
+                    failure = Some(FleetError::wal(dir, "reading a record to ship", e));
+                    break;
+                }
+            }
+        }
+        // Records first, then the import list: an import's entries are
+        // durable before its records are appended.
+        if !batch.is_empty() {
+            if let Err(e) = imports.refresh() {
+                send(Err(e));
+                return;
+            }
+        }
+        let mut items = Vec::with_capacity(batch.len());
+        for record in batch {
+            while expected < record.lsn {
+                // LSNs the local log no longer has (retention): fine only
+                // if the stream has them.
+                if !point.present.contains_key(&expected) {
+                    send(Err(FleetError::Lost {
+                        url: target.url().to_owned(),
+                        stream: target.stream().to_owned(),
+                        log,
+                        lsn: expected,
+                        dir: dir.to_path_buf(),
+                    }));
+                    return;
+                }
+                expected += 1;
+            }
+            expected = record.lsn + 1;
+            let item = if imports.is_imported(record.lsn, record.session, &record.payload) {
+                Item::Skip {
+                    lsn: record.lsn,
+                    imported: true,
+                }
+            } else if let Some(&(session, timestamp_us)) = point.present.get(&record.lsn) {
+                if (session, timestamp_us) != (record.session, record.timestamp_us) {
+                    send(Err(diverged(
+                        target,
+                        log,
+                        dir,
+                        record.lsn,
+                        "the stream holds another record at this LSN (the local log was cut and written anew after it was shipped?)",
+                    )));
+                    return;
+                }
+                Item::Skip {
+                    lsn: record.lsn,
+                    imported: false,
+                }
+            } else {
+                Item::Send(record)
+            };
+            items.push(item);
+        }
+        if !items.is_empty() && tx.blocking_send(Ok(items)).is_err() {
+            return;
+        }
+        if let Some(e) = failure {
+            send(Err(e));
+            return;
+        }
+        if at_end && expected <= point.max_present() {
+            send(Err(diverged(
+                target,
+                log,
+                dir,
+                expected,
+                &format!(
+                    "the stream holds this log's records up to LSN {}, the local log ends before \
+                     (restored from an older copy?)",
+                    point.max_present()
+                ),
+            )));
+            return;
+        }
+        if at_end {
+            if !follow {
+                send(Ok(Item::End));
+                return;
+            }
+            if tx.is_closed() {
+                return;
+            }
+            std::thread::sleep(poll);
+        }
+    }
+}
+
+fn diverged(target: &Target, log: Uuid, dir: &Path, lsn: Lsn, reason: &str) -> FleetError {
+    FleetError::Diverged {
+        url: target.url().to_owned(),
+        stream: target.stream().to_owned(),
+        log,
+        lsn,
+        dir: dir.to_path_buf(),
+        reason: reason.to_owned(),
+    }
+}

@@ -1,0 +1,186 @@
+//! Real `nats-server`s for the tests: one per test (or a 3-node cluster),
+//! on free loopback ports, each with its own temporary store directory,
+//! killed when the guard drops. Without `nats-server` the tests skip with
+//! a message, except under `CI=true`, where that is a failure.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The server binary, or `None` (after saying so) when the test must skip.
+pub fn nats_server() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+            .map(|p| p.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nats-server is not installed, and CI=true: the fleet tests must run (apt-get install nats-server)"
+        );
+        eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
+    }
+    found
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16, within: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < within,
+            "nats-server did not listen on {port} within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One server process; killed (and waited for) on drop.
+pub struct Server {
+    pub bin: PathBuf,
+    pub port: u16,
+    pub store: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// A single JetStream server with a fresh store under `root`.
+    pub fn single(bin: &Path, root: &Path) -> Server {
+        let port = free_port();
+        let store = root.join(format!("nats-{port}"));
+        std::fs::create_dir_all(&store).unwrap();
+        let args = vec![
+            "-js".into(),
+            "-sd".into(),
+            store.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-a".into(),
+            "127.0.0.1".into(),
+        ];
+        let mut s = Server {
+            bin: bin.to_path_buf(),
+            port,
+            store,
+            args,
+            child: None,
+        };
+        s.start();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Start it (again, on the same port and store).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(15));
+    }
+
+    /// SIGKILL it and wait for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A 3-node JetStream cluster on loopback ports; each node its own store.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+}
+
+impl Cluster {
+    pub fn start(bin: &Path, root: &Path) -> Cluster {
+        let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let store = root.join(format!("node{i}"));
+            std::fs::create_dir_all(&store).unwrap();
+            let others: Vec<String> = (0..3)
+                .filter(|&j| j != i)
+                .map(|j| format!("nats-route://127.0.0.1:{}", routes[j]))
+                .collect();
+            let config = format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: \"{}\" }}\n\
+                 cluster {{\n  name: logbook\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                client[i],
+                store.display(),
+                routes[i],
+                others.join(", ")
+            );
+            let path = root.join(format!("node{i}.conf"));
+            std::fs::write(&path, config).unwrap();
+            let s = Server {
+                bin: bin.to_path_buf(),
+                port: client[i],
+                store,
+                args: vec!["-c".into(), path.display().to_string()],
+                child: None,
+            };
+            nodes.push(s);
+        }
+        for n in &mut nodes {
+            let child = Command::new(&n.bin)
+                .args(&n.args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start nats-server");
+            n.child = Some(child);
+        }
+        for n in &nodes {
+            wait_for_port(n.port, Duration::from_secs(15));
+        }
+        Cluster { nodes }
+    }
+}
+
+/// Run `f` on a fresh multi-thread runtime, failing the test after
+/// `limit`.
+pub fn run<F: Future>(limit: Duration, f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(limit, f)
+            .await
+            .unwrap_or_else(|_| panic!("the test did not finish within {limit:?}"))
+    })
+}
