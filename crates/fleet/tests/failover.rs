@@ -187,7 +187,9 @@ fn following_rides_out_a_server_restart_while_a_writer_appends() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         following.abort();
-        assert!(acked.load(Ordering::Relaxed) >= 3000);
+        // (Not `acked >= 3000`: records the shipper finds already in the
+        // stream after reconnecting are not acked again. The stream's
+        // contents are the claim.)
         assert_exactly_once(&records, log, &local_records(&dir));
         assert_eq!(records.len(), 3000);
     });
