@@ -398,6 +398,8 @@ mod tests {
                 codec_id: codec::CODEC_ID,
                 segment: std::path::Path::new("x.wal"),
                 offset: 40,
+                frame_crc: 0,
+                key_id: None,
             }
         }
         for (event, kind) in samples {

@@ -81,6 +81,8 @@ impl FleetRecord {
             codec_id: self.codec_id,
             segment: place,
             offset: self.stream_seq,
+            frame_crc: 0,
+            key_id: None,
         }
     }
 

@@ -649,8 +649,8 @@ struct Part {
     tallies: Vec<Tally>,
     index: FxHashMap<Uuid, usize>,
     records: u64,
-    /// The last record folded: LSN, offset, and what its CRC is computed
-    /// from (kept for the summaries; the payload in a reused buffer).
+    /// The last record folded: LSN, offset and stored CRC (for the
+    /// summaries).
     last: Option<Last>,
     /// The offset of the last record of the summaries this part started
     /// from (0 if none).
@@ -668,18 +668,12 @@ struct Part {
     last_count: u64,
 }
 
-/// The last record of a part: enough to compute its CRC later.
+/// The last record of a part: where it lies and its stored CRC.
 #[derive(Default)]
 struct Last {
     lsn: Lsn,
     offset: u64,
-    timestamp_us: u64,
-    sync_mark: Lsn,
-    session: Uuid,
-    codec_id: u16,
-    payload: Vec<u8>,
-    /// Known already (the summaries the part started from).
-    crc: Option<u32>,
+    crc: u32,
 }
 
 impl Part {
@@ -698,8 +692,7 @@ impl Part {
             last: Some(Last {
                 lsn: cached.last_lsn,
                 offset: cached.last_offset,
-                crc: Some(cached.last_crc),
-                ..Last::default()
+                crc: cached.last_crc,
             }),
             seeded_at: cached.last_offset,
             first_lsn: Some(cached.first_lsn()),
@@ -718,16 +711,11 @@ impl Part {
         self.records += 1;
         self.first_lsn.get_or_insert(lsn);
         self.figures.add(record);
-        let last = self.last.get_or_insert_with(Last::default);
-        last.lsn = lsn;
-        last.offset = record.offset;
-        last.timestamp_us = timestamp_us;
-        last.sync_mark = record.sync_mark;
-        last.session = session;
-        last.codec_id = record.codec_id;
-        last.payload.clear();
-        last.payload.extend_from_slice(record.payload);
-        last.crc = None;
+        self.last = Some(Last {
+            lsn,
+            offset: record.offset,
+            crc: record.crc(),
+        });
         let tallies = &mut self.tallies;
         let i = *self.index.entry(session).or_insert_with(|| {
             tallies.push(Tally::new(session, lsn, timestamp_us));
@@ -771,19 +759,7 @@ impl Part {
                 last.offset.saturating_sub(part.seeded_at) >= summaries::tail_step(k.len)
             });
         if let (true, true, Some(key)) = (clean, is_sealed || grew, key) {
-            let crc = last.crc.unwrap_or_else(|| {
-                RecordRef {
-                    lsn: last.lsn,
-                    timestamp_us: last.timestamp_us,
-                    sync_mark: last.sync_mark,
-                    session: last.session,
-                    payload: &last.payload,
-                    codec_id: last.codec_id,
-                    segment,
-                    offset: last.offset,
-                }
-                .crc()
-            });
+            let crc = last.crc;
             summaries::store(
                 segment,
                 &summaries::Summaries {

@@ -33,6 +33,7 @@ use crate::scan::{SkippedRecords, Undecodable, decode};
 /// let records = payloads.iter().zip(1..).map(|(payload, lsn)| RecordRef {
 ///     lsn, timestamp_us: lsn * 10, sync_mark: 0, session: id, payload,
 ///     codec_id: codec::CODEC_ID, segment: Path::new("elsewhere"), offset: 0,
+///     frame_crc: 0, key_id: None,
 /// });
 /// let log = summarize(records, false);
 /// assert_eq!(log.sessions[0].status, SessionStatus::Completed);

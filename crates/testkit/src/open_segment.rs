@@ -47,6 +47,7 @@ pub(crate) fn header(base_lsn: Lsn) -> [u8; logbook_wal::format::SEGMENT_HEADER_
         codec_id: codec::CODEC_ID,
         base_lsn,
         created_us: 1_700_000_000_000_000,
+        key_id: None,
     }
     .encode()
 }

@@ -136,6 +136,9 @@ pub(crate) struct Writer {
     dir: PathBuf,
     opts: WalOptions,
     max_payload: usize,
+    /// The key new records are sealed with, and the log id bound into them
+    /// (`crypto.rs`); `None` in the clear.
+    seal: Option<(crate::Key, Uuid)>,
     state: Mutex<State>,
     /// Waiters for durability and for the leader's turn, by the parity of
     /// their batch: finishing a batch wakes its own appenders, and just one
@@ -174,6 +177,7 @@ impl Writer {
         io: Io,
         next_lsn: Lsn,
         lock: Box<dyn LockGuard>,
+        log_id: Uuid,
     ) -> Result<Writer, WalError> {
         let lock_path = dir.join(LOCK_FILE);
         let boot_id = fs.boot_id();
@@ -191,9 +195,14 @@ impl Writer {
             poisoned: false,
             closed: false,
         });
+        let seal = opts
+            .encryption
+            .as_ref()
+            .map(|ring| (ring.current().clone(), log_id));
         Ok(Writer {
             fs,
             dir,
+            seal,
             max_payload: opts.max_payload_len(),
             opts,
             state: Mutex::new(State {
@@ -250,6 +259,33 @@ impl Writer {
         }
     }
 
+    /// The id of the key new segments are encrypted with, if any.
+    pub(crate) fn key_id(&self) -> Option<u32> {
+        self.seal.as_ref().map(|(key, _)| key.id())
+    }
+
+    /// At open: if the tail segment was written with another key (or in the
+    /// clear, or encrypted and this writer writes in the clear), start a new
+    /// segment, so that every segment holds one key or none.
+    pub(crate) fn start_segment_for_key(&self) -> Result<(), WalError> {
+        let mut io = lock(&self.io);
+        let header = crate::segment::read_header(&*io.file, &io.entry)?;
+        if header.key_id == self.key_id() {
+            return Ok(());
+        }
+        let next = lock(&self.state).next_lsn;
+        let mut out = Outcome {
+            written_bytes: 0,
+            written_end: next,
+            durable_end: None,
+            error: None,
+            fsyncs: 0,
+            fsync_micros: 0,
+            segments_created: 0,
+        };
+        self.roll(&mut io, next, &mut out)
+    }
+
     pub(crate) fn options(&self) -> &WalOptions {
         &self.opts
     }
@@ -295,6 +331,7 @@ impl Writer {
     /// Give the record the next LSN and queue it; returns its LSN and the
     /// epoch it was queued in.
     fn queue(
+        &self,
         st: &mut State,
         session: Uuid,
         payload: &[u8],
@@ -312,7 +349,13 @@ impl Writer {
             timestamp_us,
             session,
         };
-        encode_frame(&mut st.pending, &header, payload);
+        match &self.seal {
+            None => encode_frame(&mut st.pending, &header, payload),
+            Some((key, log)) => {
+                let sealed = crate::crypto::seal(key, log, lsn, &session, payload);
+                encode_frame(&mut st.pending, &header, &sealed);
+            }
+        }
         Ok((lsn, st.discards.epoch()))
     }
 
@@ -329,7 +372,7 @@ impl Writer {
         if st.stalled.is_some() {
             st = self.retry_stalled(st)?;
         }
-        let (lsn, epoch) = Self::queue(&mut st, session, payload, timestamp_us)?;
+        let (lsn, epoch) = self.queue(&mut st, session, payload, timestamp_us)?;
         match self.opts.sync {
             SyncPolicy::Always => self.wait_for(st, lsn, epoch),
             SyncPolicy::Batch { max_bytes, .. } => {

@@ -195,6 +195,33 @@ pub enum WalError {
     /// The options are inconsistent.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// A record of an encrypted segment, read without the segment's key
+    /// (no key ring given, or none with that id): its payload is still the
+    /// sealed bytes.
+    #[error("record LSN {lsn} of {} is encrypted with key {key_id:08x}, and no key with that id was given", segment.display())]
+    Encrypted {
+        /// The segment file.
+        segment: PathBuf,
+        /// The record's LSN.
+        lsn: Lsn,
+        /// The id of the key it is encrypted with.
+        key_id: u32,
+    },
+    /// A record of an encrypted segment whose payload does not decrypt with
+    /// its key: its bytes were changed (with the frame CRC recomputed), it
+    /// was moved from another LSN, session or log, or the key is not the
+    /// one it was written with.
+    #[error("{} offset {offset} (LSN {lsn}): the payload does not decrypt with key {key_id:08x} (tampered, moved from another place, or another key)", path.display())]
+    Decrypt {
+        /// The segment file.
+        path: PathBuf,
+        /// The frame's offset.
+        offset: u64,
+        /// The record's LSN.
+        lsn: Lsn,
+        /// The key id of the segment.
+        key_id: u32,
+    },
     /// A record's segment says its payloads use a codec this build cannot
     /// decode (its header's codec id is not `logbook_bus::codec::CODEC_ID`).
     #[error(
@@ -282,7 +309,8 @@ impl WalError {
             WalError::Corrupt { path, offset, .. }
             | WalError::Sequence { path, offset, .. }
             | WalError::MidLogCorruption { path, offset, .. }
-            | WalError::DurableDamaged { path, offset, .. } => Some((path, *offset)),
+            | WalError::DurableDamaged { path, offset, .. }
+            | WalError::Decrypt { path, offset, .. } => Some((path, *offset)),
             WalError::BadHeader { path, .. }
             | WalError::BadSegment { path, .. }
             | WalError::BadLogId { path, .. } => Some((path, 0)),
@@ -302,6 +330,7 @@ impl WalError {
                 | WalError::MidLogCorruption { .. }
                 | WalError::DurableDamaged { .. }
                 | WalError::BadLogId { .. }
+                | WalError::Decrypt { .. }
         )
     }
 }

@@ -59,8 +59,10 @@ impl EventRecord {
     ///
     /// # Errors
     ///
-    /// [`WalError::ForeignCodec`] if the record's segment uses another codec
-    /// than [`codec::CODEC_ID`]; [`WalError::Codec`] with the record's LSN
+    /// [`WalError::Encrypted`] if the record is still sealed (read without
+    /// its key); [`WalError::ForeignCodec`] if the record's segment uses
+    /// another codec than [`codec::CODEC_ID`]; [`WalError::Codec`] with the
+    /// record's LSN
     /// if the payload does not decode; its source is
     /// [`codec::CodecError::UnknownVariant`] for an event kind this build
     /// does not know (written by a newer one), which readers should count
@@ -85,13 +87,21 @@ impl EventRecord {
     ///
     /// # Errors
     ///
-    /// [`WalError::ForeignCodec`], as [`EventRecord::decode`].
+    /// [`WalError::Encrypted`] and [`WalError::ForeignCodec`], as
+    /// [`EventRecord::decode`].
     pub fn peek_kind(record: &RecordRef<'_>) -> Result<Option<(&'static str, bool)>, WalError> {
         Self::check_codec(record)?;
         Ok(codec::peek_kind(record.payload))
     }
 
     fn check_codec(record: &RecordRef<'_>) -> Result<(), WalError> {
+        if let Some(key_id) = record.key_id {
+            return Err(WalError::Encrypted {
+                segment: record.segment.to_path_buf(),
+                lsn: record.lsn,
+                key_id,
+            });
+        }
         if record.codec_id != codec::CODEC_ID {
             return Err(WalError::ForeignCodec {
                 segment: record.segment.to_path_buf(),

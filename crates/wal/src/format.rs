@@ -26,6 +26,7 @@ const CODEC_AT: usize = VERSION_AT + size_of::<u16>();
 const FLAGS_AT: usize = CODEC_AT + size_of::<u16>();
 const BASE_LSN_AT: usize = FLAGS_AT + size_of::<u32>();
 const CREATED_AT: usize = BASE_LSN_AT + size_of::<u64>();
+/// The id of the key of an encrypted segment (0 in the clear).
 const RESERVED_AT: usize = CREATED_AT + size_of::<u64>();
 const HEADER_CRC_AT: usize = RESERVED_AT + size_of::<u32>();
 /// Bytes of a segment header; records start at this offset.
@@ -111,7 +112,15 @@ pub struct SegmentHeader {
     pub base_lsn: Lsn,
     /// When the segment was created, µs since the Unix epoch.
     pub created_us: u64,
+    /// The id of the key its payloads are encrypted with
+    /// ([`FLAG_ENCRYPTED`] and the `key_id` field), or `None` for a
+    /// segment in the clear.
+    pub key_id: Option<u32>,
 }
+
+/// Segment flag: payloads are encrypted, with the key whose id is in the
+/// header's `key_id` field (`docs/format.md`, "Encrypted segments").
+pub const FLAG_ENCRYPTED: u32 = 1;
 
 impl SegmentHeader {
     /// The header's bytes.
@@ -121,10 +130,14 @@ impl SegmentHeader {
         h[MAGIC_AT..VERSION_AT].copy_from_slice(&SEGMENT_MAGIC);
         h[VERSION_AT..CODEC_AT].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         h[CODEC_AT..FLAGS_AT].copy_from_slice(&self.codec_id.to_le_bytes());
-        h[FLAGS_AT..BASE_LSN_AT].copy_from_slice(&0u32.to_le_bytes());
+        let (flags, key_id) = match self.key_id {
+            Some(id) => (FLAG_ENCRYPTED, id),
+            None => (0, 0),
+        };
+        h[FLAGS_AT..BASE_LSN_AT].copy_from_slice(&flags.to_le_bytes());
         h[BASE_LSN_AT..CREATED_AT].copy_from_slice(&self.base_lsn.to_le_bytes());
         h[CREATED_AT..RESERVED_AT].copy_from_slice(&self.created_us.to_le_bytes());
-        h[RESERVED_AT..HEADER_CRC_AT].copy_from_slice(&0u32.to_le_bytes());
+        h[RESERVED_AT..HEADER_CRC_AT].copy_from_slice(&key_id.to_le_bytes());
         let crc = crc32fast::hash(&h[..HEADER_CRC_AT]);
         h[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         h
@@ -151,13 +164,14 @@ impl SegmentHeader {
             return Err(HeaderError::Version { found: version });
         }
         let flags = le_u32(h, FLAGS_AT);
-        if flags != 0 {
+        if flags & !FLAG_ENCRYPTED != 0 {
             return Err(HeaderError::Flags { found: flags });
         }
         Ok(SegmentHeader {
             codec_id: le_u16(h, CODEC_AT),
             base_lsn: le_u64(h, BASE_LSN_AT),
             created_us: le_u64(h, CREATED_AT),
+            key_id: (flags & FLAG_ENCRYPTED != 0).then(|| le_u32(h, RESERVED_AT)),
         })
     }
 }
@@ -214,6 +228,7 @@ pub const fn frame_len(payload_len: usize) -> usize {
 /// The CRC a frame of `header` and `payload` stores: CRC-32 of its bytes
 /// from the LSN field to the end of the payload (see `docs/format.md`).
 #[must_use]
+#[cfg(any(test, feature = "testing"))]
 pub fn frame_crc(header: &FrameHeader, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&header.lsn.to_le_bytes());
@@ -888,6 +903,7 @@ mod tests {
             codec_id: 1,
             base_lsn: 0x0102,
             created_us: 0x0a0b_0c0d,
+            key_id: None,
         };
         let h = header.encode();
         assert_eq!(
@@ -904,6 +920,25 @@ mod tests {
             )
         );
         assert_eq!(SegmentHeader::decode(&h), Ok(header));
+        // An encrypted segment: flag 1, the key id in the reserved field.
+        let encrypted = SegmentHeader {
+            key_id: Some(0xdead_beef),
+            ..header
+        };
+        let e = encrypted.encode();
+        let eh = hex(&e);
+        assert_eq!(&eh[24..32], "01000000", "flags: encrypted");
+        assert_eq!(&eh[64..72], "efbeadde", "key id");
+        assert_eq!(SegmentHeader::decode(&e), Ok(encrypted));
+        // Any other flag is refused.
+        let mut other = h;
+        other[12] = 2;
+        let crc = crc32fast::hash(&other[..HEADER_CRC_AT]);
+        other[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            SegmentHeader::decode(&other),
+            Err(HeaderError::Flags { found: 2 })
+        );
 
         let mut buf = Vec::new();
         let fh = FrameHeader {
@@ -1095,6 +1130,7 @@ mod tests {
             codec_id: 1,
             base_lsn: 1,
             created_us: 2,
+            key_id: None,
         }
         .encode();
         assert_eq!(

@@ -61,6 +61,7 @@
 mod block_on;
 mod clock;
 mod commit;
+mod crypto;
 mod durable_watch;
 mod error;
 mod event;
@@ -87,11 +88,13 @@ mod wal;
 mod walk;
 
 pub use crate::commit::WalStats;
+pub use crate::crypto::{Key, KeyRing, SEAL_OVERHEAD};
 pub use crate::durable_watch::DurableWatch;
 pub use crate::error::WalError;
 pub use crate::event::EventRecord;
 pub use crate::format::{
-    FrameError, FrameFields, HeaderError, LogIdError, Lsn, MAX_PAYLOAD_LEN, SegmentHeader,
+    FLAG_ENCRYPTED, FrameError, FrameFields, HeaderError, LogIdError, Lsn, MAX_PAYLOAD_LEN,
+    SegmentHeader,
 };
 pub use crate::log_id::log_id;
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};

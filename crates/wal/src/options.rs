@@ -85,6 +85,14 @@ pub struct WalOptions {
     /// `<segment>.<offset>.broken` beside the segment (default false;
     /// `logbook repair --apply` sets it).
     pub keep_cut_bytes: bool,
+    /// Encrypt record payloads at rest (default `None`: in the clear).
+    /// New segments are encrypted with the ring's current key, and a
+    /// writer whose current key differs from the tail segment's starts a
+    /// new segment first, so every segment holds one key (or none);
+    /// readers take a ring ([`Reader::with_keys`](crate::Reader::with_keys))
+    /// holding the keys of the segments they read (`docs/format.md`,
+    /// "Encrypted segments").
+    pub encryption: Option<std::sync::Arc<crate::KeyRing>>,
 }
 
 impl Default for WalOptions {
@@ -98,6 +106,7 @@ impl Default for WalOptions {
             buffer_bytes: 1 << 20,
             codec_id: logbook_bus::codec::CODEC_ID,
             keep_cut_bytes: false,
+            encryption: None,
         }
     }
 }
@@ -111,7 +120,13 @@ impl WalOptions {
     #[must_use]
     pub fn max_payload_len(&self) -> usize {
         let room = usize::try_from(self.segment_size).unwrap_or(usize::MAX);
-        MAX_PAYLOAD_LEN.min(room.saturating_sub(SEGMENT_HEADER_LEN + RECORD_HEADER_LEN))
+        let framed =
+            MAX_PAYLOAD_LEN.min(room.saturating_sub(SEGMENT_HEADER_LEN + RECORD_HEADER_LEN));
+        if self.encryption.is_some() {
+            framed.saturating_sub(crate::SEAL_OVERHEAD)
+        } else {
+            framed
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {

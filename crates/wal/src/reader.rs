@@ -48,13 +48,20 @@ pub struct RecordRef<'a> {
     pub segment: &'a Path,
     /// Its byte offset in that segment.
     pub offset: u64,
+    /// The CRC stored in its frame (over the bytes on disk: for an
+    /// encrypted record, the sealed payload).
+    pub frame_crc: u32,
+    /// `Some(key id)` if the payload is still sealed: the record is in an
+    /// encrypted segment and the reader has no key with that id
+    /// ([`Reader::with_keys`]). `None` for a record in the clear or
+    /// decrypted.
+    pub key_id: Option<u32>,
 }
 
 impl RecordRef<'_> {
     /// The CRC stored in this record's frame: the CRC-32 of its LSN, sync
-    /// mark, timestamp, session and payload (`docs/format.md`). The reader
-    /// returned the record because that CRC checked out, so it is computed
-    /// here from the record's fields rather than read again.
+    /// mark, timestamp, session and payload as stored (`docs/format.md`).
+    /// The reader returned the record because that CRC checked out.
     ///
     /// # Examples
     ///
@@ -73,15 +80,7 @@ impl RecordRef<'_> {
     /// ```
     #[must_use]
     pub fn crc(&self) -> u32 {
-        crate::format::frame_crc(
-            &FrameHeader {
-                lsn: self.lsn,
-                sync_mark: self.sync_mark,
-                timestamp_us: self.timestamp_us,
-                session: self.session,
-            },
-            self.payload,
-        )
+        self.frame_crc
     }
 }
 
@@ -236,6 +235,12 @@ pub struct Reader {
     /// Only the segment with this base LSN (see
     /// [`Reader::open_segment_file`]).
     one_segment: Option<Lsn>,
+    /// Keys to decrypt encrypted segments with (see [`Reader::with_keys`]).
+    keys: Option<Arc<crate::KeyRing>>,
+    /// The log's id (bound into every sealed payload), once needed.
+    log: Option<Uuid>,
+    /// The last decrypted payload.
+    plain: Vec<u8>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -289,6 +294,9 @@ impl Reader {
             tail_indexed: 0,
             index_all: false,
             one_segment: None,
+            keys: None,
+            log: None,
+            plain: Vec::new(),
         })
     }
 
@@ -360,6 +368,39 @@ impl Reader {
             .position(|s| s.base_lsn == base)
             .unwrap_or(reader.segments.len());
         Ok(reader)
+    }
+
+    /// Decrypt the records of encrypted segments with the keys of `ring`
+    /// (`docs/format.md`, "Encrypted segments"). Without it, or without
+    /// the key a segment names, its records are returned still sealed
+    /// ([`RecordRef::key_id`]), their frames checked as always; decoding
+    /// one is then [`WalError::Encrypted`]. A record whose payload does not
+    /// decrypt (tampered, moved, another key with the same id) is
+    /// [`WalError::Decrypt`], a located problem like corruption.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use logbook_wal::{Key, KeyRing, Reader, Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let ring = Arc::new(KeyRing::new(Key::new([42; 32])));
+    /// let wal = Wal::open(dir.path(), WalOptions { encryption: Some(ring.clone()), ..WalOptions::default() })?;
+    /// wal.append_raw(uuid::Uuid::nil(), b"secret")?;
+    ///
+    /// let mut reader = Reader::open(dir.path())?.with_keys(ring);
+    /// assert_eq!(reader.next_ref().unwrap()?.payload, b"secret");
+    /// let mut blind = Reader::open(dir.path())?;
+    /// let sealed = blind.next_ref().unwrap()?;
+    /// assert_ne!(sealed.payload, b"secret");
+    /// assert!(sealed.key_id.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_keys(mut self, ring: Arc<crate::KeyRing>) -> Reader {
+        self.keys = Some(ring);
+        self
     }
 
     /// Start at `lsn`: segments that end before it are not even opened.
@@ -561,11 +602,45 @@ impl Reader {
         cur.offset += len;
         cur.expected += 1;
         cur.positioned = false;
+        let key_id = cur.header.key_id;
+        let key = key_id.and_then(|id| self.keys.as_ref()?.get(id).cloned());
+        if key.is_some() && self.log.is_none() {
+            match crate::log_id::read(&*self.fs, &self.dir) {
+                Ok(Some(file)) => self.log = Some(file.id),
+                Ok(None) => {
+                    return Some(Err(WalError::NoLogId {
+                        path: self.dir.join(crate::format::LOG_ID_FILE),
+                    }));
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
         let cur = self.current.as_ref()?;
         let (bytes, base) = cur.bytes();
-        let payload = bytes
-            .get(at - base + RECORD_HEADER_LEN..at - base + len)
-            .unwrap_or_default();
+        let frame = bytes.get(at - base..at - base + len).unwrap_or_default();
+        let frame_crc = FrameFields::parse(frame).map_or(0, |f| f.crc);
+        let stored = frame.get(RECORD_HEADER_LEN..).unwrap_or_default();
+        let (payload, still_sealed) = match (key, self.log) {
+            (Some(key), Some(log)) => {
+                if !crate::crypto::open_into(
+                    &key,
+                    &log,
+                    header.lsn,
+                    &header.session,
+                    stored,
+                    &mut self.plain,
+                ) {
+                    return Some(Err(WalError::Decrypt {
+                        path: cur.entry.path.clone(),
+                        offset: at as u64,
+                        lsn: header.lsn,
+                        key_id: key.id(),
+                    }));
+                }
+                (&self.plain[..], None)
+            }
+            _ => (stored, key_id),
+        };
         Some(Ok(RecordRef {
             lsn: header.lsn,
             timestamp_us: header.timestamp_us,
@@ -575,6 +650,8 @@ impl Reader {
             codec_id: cur.codec_id,
             segment: &cur.entry.path,
             offset: at as u64,
+            frame_crc,
+            key_id: still_sealed,
         }))
     }
 

@@ -310,6 +310,7 @@ mod tests {
             codec_id: 1,
             base_lsn: base,
             created_us: 0,
+            key_id: None,
         }
         .encode()
         .to_vec();

@@ -226,6 +226,7 @@ pub(crate) fn create(
     dir: &Path,
     base_lsn: Lsn,
     codec_id: u16,
+    key_id: Option<u32>,
     preallocate: Option<u64>,
 ) -> Result<(SegmentEntry, Box<dyn FsFile>), WalError> {
     let name = segment_file_name(base_lsn);
@@ -243,6 +244,7 @@ pub(crate) fn create(
             codec_id,
             base_lsn,
             created_us: crate::clock::now_us(),
+            key_id,
         };
         file.write_all_at(&header.encode(), 0)
             .map_err(|e| WalError::io("write", &tmp, e))?;

@@ -138,7 +138,9 @@ impl Wal {
         let prealloc = opts.preallocate.then_some(opts.segment_size);
         let (io, next_lsn) = match listing.segments.last() {
             None => {
-                let (entry, file) = segment::create(&*fs, &dir, 1, opts.codec_id, prealloc)?;
+                let key_id = opts.encryption.as_ref().map(|ring| ring.current().id());
+                let (entry, file) =
+                    segment::create(&*fs, &dir, 1, opts.codec_id, key_id, prealloc)?;
                 report.created = true;
                 report.segments = 1;
                 report.tail = Some(entry.path.clone());
@@ -154,7 +156,9 @@ impl Wal {
             io,
             next_lsn,
             lock,
+            log_id,
         )?);
+        writer.start_segment_for_key()?;
         let flusher = if matches!(writer.options().sync, SyncPolicy::Batch { .. }) {
             let w = writer.clone();
             let handle = std::thread::Builder::new()

@@ -781,6 +781,7 @@ fn d6_a_segment_for_base_lsn_0_is_refused_naming_the_file() {
         codec_id: logbook_bus::codec::CODEC_ID,
         base_lsn: 0,
         created_us: 0,
+        key_id: None,
     }
     .encode();
 

@@ -251,7 +251,7 @@ impl Writer {
 
     /// Seal the active segment (if not yet) and create the next one, whose
     /// first record is `lsn`.
-    fn roll(&self, io: &mut Io, lsn: Lsn, out: &mut Outcome) -> Result<(), WalError> {
+    pub(super) fn roll(&self, io: &mut Io, lsn: Lsn, out: &mut Outcome) -> Result<(), WalError> {
         if !io.sealed {
             out.sync(io)?;
             out.durable_end = Some(lsn);
@@ -262,7 +262,14 @@ impl Writer {
             io.sealed = true;
         }
         let prealloc = self.opts.preallocate.then_some(self.opts.segment_size);
-        match segment::create(&*self.fs, &self.dir, lsn, self.opts.codec_id, prealloc) {
+        match segment::create(
+            &*self.fs,
+            &self.dir,
+            lsn,
+            self.opts.codec_id,
+            self.key_id(),
+            prealloc,
+        ) {
             Ok((entry, file)) => {
                 let mut sealed =
                     std::mem::replace(io, Io::new(entry, file, SEGMENT_HEADER_LEN as u64));

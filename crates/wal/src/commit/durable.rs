@@ -156,7 +156,7 @@ impl Writer {
             // retries; an async append never writes on its caller's thread.
             return Err(error.clone());
         }
-        let (lsn, epoch) = Self::queue(&mut st, session, payload, timestamp_us)?;
+        let (lsn, epoch) = self.queue(&mut st, session, payload, timestamp_us)?;
         match self.opts.sync {
             SyncPolicy::Always => {
                 st.async_until = st.async_until.max(lsn + 1);
@@ -217,7 +217,7 @@ impl Writer {
         }
         let mut queued = Vec::with_capacity(records.len());
         for (session, timestamp_us, payload) in records {
-            queued.push(Self::queue(&mut st, *session, payload, *timestamp_us)?);
+            queued.push(self.queue(&mut st, *session, payload, *timestamp_us)?);
         }
         let Some(&(last, _)) = queued.last() else {
             return Ok(Vec::new());
