@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod keys;
 mod output;
 mod render;
 mod scan;
@@ -41,6 +42,11 @@ man pages: `logbook man` (or `logbook man --dir DIR` for one page per command)."
 #[derive(Debug, Parser)]
 #[command(name = "logbook", version, after_help = EXAMPLES)]
 struct Cli {
+    /// A 256-bit key for an encrypted log (32 bytes, or 64 hex digits);
+    /// repeat it for older keys (the first is the one new segments get).
+    /// Also LOGBOOK_KEY (64 hex digits).
+    #[arg(long, global = true, value_name = "FILE")]
+    key_file: Vec<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,6 +107,10 @@ fn main() -> ExitCode {
             return ExitCode::from(output::EXIT_ERROR);
         }
     };
+    if let Err(error) = keys::set_up(&cli.key_file) {
+        eprintln!("logbook: error: {}", output::one_line(&error));
+        return ExitCode::from(output::EXIT_ERROR);
+    }
     let result = match &cli.command {
         Command::Dump(args) => cmd::dump::run(args),
         Command::Verify(args) => cmd::verify::run(args),

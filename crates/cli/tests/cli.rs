@@ -1937,3 +1937,89 @@ fn export_import_round_trip_and_bad_lines() {
     assert!(stderr.contains("nothing imported"), "{stderr}");
     assert!(!d.exists(), "nothing created");
 }
+
+/// An encrypted log through the CLI: `import --key-file` writes one;
+/// `sessions`, `replay` and `export` read it with the key, and without it
+/// fail naming the segment and the key id (exit 2); `verify` without the
+/// key checks every frame and notes what it could not decode.
+#[test]
+fn an_encrypted_log_reads_with_its_key_and_names_the_key_without_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (clear, enc) = (tmp.path().join("clear"), tmp.path().join("enc"));
+    let w = write_log(&clear, 2, 5);
+    let key = tmp.path().join("key");
+    std::fs::write(&key, "42".repeat(32)).unwrap();
+    let exported = logbook().arg("export").arg(&clear).output().unwrap();
+    let file = tmp.path().join("all.jsonl");
+    std::fs::write(&file, &exported.stdout).unwrap();
+    let out = logbook()
+        .arg("import")
+        .arg(&enc)
+        .arg(&file)
+        .arg("--key-file")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+    // Nothing of the events in the clear on disk.
+    for segment in segments(&enc) {
+        let bytes = std::fs::read(&segment).unwrap();
+        assert!(!bytes.windows(13).any(|x| x == b"answer number"));
+    }
+    let with_key = |args: &[&str]| {
+        logbook()
+            .args(args)
+            .arg(&enc)
+            .arg("--key-file")
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    let listed = with_key(&["sessions", "--json"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", texts(&listed).1);
+    assert_eq!(json_lines(&texts(&listed).0).len(), 2);
+    let again = with_key(&["export"]);
+    let strip = |text: &str| {
+        json_lines(text)
+            .into_iter()
+            .map(|mut v| {
+                v.as_object_mut().unwrap().remove("lsn");
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&texts(&exported).0), strip(&texts(&again).0));
+    // Without the key: exit 2, naming the segment and the key.
+    let out = logbook().arg("sessions").arg(&enc).output().unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("00000000000000000001.wal is encrypted with key"),
+        "{stderr}"
+    );
+    let out = logbook()
+        .arg("replay")
+        .arg(&enc)
+        .arg(w.sessions[0].to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", texts(&out).1);
+    // verify without the key: frames checked, payloads noted, exit 0.
+    let out = logbook().arg("verify").arg(&enc).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("note: 10 record(s) encrypted with a key not given"),
+        "{stdout}"
+    );
+    // A bad key file is a clear error.
+    std::fs::write(&key, "not a key").unwrap();
+    let out = with_key(&["sessions"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--key-file"), "{stderr}");
+    assert!(
+        !stderr.contains("not a key"),
+        "never prints the key: {stderr}"
+    );
+}

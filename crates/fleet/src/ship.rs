@@ -412,7 +412,8 @@ fn read_log(
             return;
         }
     };
-    let mut reader = match Reader::open(dir) {
+    // As stored: an encrypted log ships encrypted, keys or not.
+    let mut reader = match Reader::open(dir).map(Reader::without_keys) {
         Ok(r) => r.from_lsn(point.committed),
         Err(e) => {
             send(Err(FleetError::wal(dir, "opening a reader", e)));

@@ -63,7 +63,7 @@ pub fn summarize<'a>(
             Err(why) => {
                 match why {
                     Undecodable::Unknown => unknown.push(record.lsn),
-                    Undecodable::Other(_) => undecodable.push(record.lsn),
+                    Undecodable::Sealed(_) | Undecodable::Other(_) => undecodable.push(record.lsn),
                 }
                 t.skip(record.lsn, record.timestamp_us);
             }

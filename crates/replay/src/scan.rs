@@ -171,6 +171,10 @@ pub(crate) fn scan_reader(
                     report.unknown.push(record.lsn);
                     f(skipped(&record), &record, report.corruption_count);
                 }
+                Err(Undecodable::Sealed(e)) => {
+                    // Read without its key: nothing of it can be told.
+                    return ControlFlow::Break(ReplayError::wal("decrypting", dir, e));
+                }
                 Err(Undecodable::Other(e)) => {
                     if on_corruption == OnCorruption::Fail {
                         return ControlFlow::Break(ReplayError::Undecodable {
@@ -204,6 +208,8 @@ fn skipped(record: &RecordRef<'_>) -> Item {
 pub(crate) enum Undecodable {
     /// An event kind from a newer build: skipped, never an error.
     Unknown,
+    /// Encrypted, and no key was given for it: always an error.
+    Sealed(WalError),
     /// Anything else.
     Other(WalError),
 }
@@ -213,6 +219,7 @@ pub(crate) fn decode(record: &RecordRef<'_>) -> Result<EventRecord, Undecodable>
         WalError::Codec { source, .. } if matches!(**source, CodecError::UnknownVariant { .. }) => {
             Undecodable::Unknown
         }
+        WalError::Encrypted { .. } => Undecodable::Sealed(e),
         _ => Undecodable::Other(e),
     })
 }

@@ -102,9 +102,14 @@ pub(crate) struct Key {
 }
 
 impl Key {
-    /// The key of `segment` as it is now (`sealed` as given).
+    /// The key of `segment` as it is now (`sealed` as given); `None` for an
+    /// encrypted segment, which gets no summaries: they would hold its
+    /// titles, models and working directories in the clear.
     pub(crate) fn of(segment: &Path, sealed: bool) -> Option<Key> {
         let header = logbook_wal::segment_header(segment).ok()?;
+        if header.key_id.is_some() {
+            return None;
+        }
         let len = std::fs::metadata(segment).ok()?.len();
         Some(Key {
             base_lsn: header.base_lsn,

@@ -264,14 +264,21 @@ impl Writer {
         self.seal.as_ref().map(|(key, _)| key.id())
     }
 
-    /// At open: if the tail segment was written with another key (or in the
-    /// clear, or encrypted and this writer writes in the clear), start a new
-    /// segment, so that every segment holds one key or none.
+    /// At open: if this writer has a key and the tail segment was written
+    /// in the clear or with another key, start a new segment, so that every
+    /// segment holds one key or none. A writer without a key refuses an
+    /// encrypted tail: a log never goes back to the clear by accident.
     pub(crate) fn start_segment_for_key(&self) -> Result<(), WalError> {
         let mut io = lock(&self.io);
         let header = crate::segment::read_header(&*io.file, &io.entry)?;
         if header.key_id == self.key_id() {
             return Ok(());
+        }
+        if let (None, Some(key_id)) = (self.key_id(), header.key_id) {
+            return Err(WalError::KeyRequired {
+                segment: io.entry.path.clone(),
+                key_id,
+            });
         }
         let next = lock(&self.state).next_lsn;
         let mut out = Outcome {

@@ -186,6 +186,27 @@ impl PartialEq for KeyRing {
 
 impl Eq for KeyRing {}
 
+/// The ring [`install_default_keys`] installed.
+static DEFAULT_KEYS: std::sync::OnceLock<std::sync::Arc<KeyRing>> = std::sync::OnceLock::new();
+
+/// Install the keys every [`Reader`](crate::Reader) of this process decrypts
+/// with when it is not given any ([`Reader::with_keys`](crate::Reader::with_keys)
+/// overrides it): so that a program (the `logbook` command) that reads a
+/// log through higher-level calls (`logbook_replay::list_sessions`, …) can
+/// read an encrypted one. Once per process, like a crypto provider.
+///
+/// # Errors
+///
+/// The ring back if one was installed already.
+pub fn install_default_keys(ring: std::sync::Arc<KeyRing>) -> Result<(), std::sync::Arc<KeyRing>> {
+    DEFAULT_KEYS.set(ring)
+}
+
+/// The ring readers use when not given one.
+pub(crate) fn default_keys() -> Option<std::sync::Arc<KeyRing>> {
+    DEFAULT_KEYS.get().cloned()
+}
+
 /// The associated data of a record.
 fn aad(key_id: u32, log: &Uuid, lsn: Lsn, session: &Uuid) -> [u8; 4 + 16 + 8 + 16] {
     let mut a = [0u8; 44];

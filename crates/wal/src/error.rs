@@ -207,6 +207,16 @@ pub enum WalError {
         /// The id of the key it is encrypted with.
         key_id: u32,
     },
+    /// A writer without a key opened a log whose tail segment is
+    /// encrypted: it would write in the clear after it. Open it with a key
+    /// ring (`WalOptions::encryption`).
+    #[error("the tail segment {} is encrypted with key {key_id:08x}: a writer needs a key ring (nothing was written)", segment.display())]
+    KeyRequired {
+        /// The tail segment.
+        segment: PathBuf,
+        /// The id of its key.
+        key_id: u32,
+    },
     /// A record of an encrypted segment whose payload does not decrypt with
     /// its key: its bytes were changed (with the frame CRC recomputed), it
     /// was moved from another LSN, session or log, or the key is not the

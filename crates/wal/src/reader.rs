@@ -294,7 +294,7 @@ impl Reader {
             tail_indexed: 0,
             index_all: false,
             one_segment: None,
-            keys: None,
+            keys: crate::crypto::default_keys(),
             log: None,
             plain: Vec::new(),
         })
@@ -400,6 +400,16 @@ impl Reader {
     #[must_use]
     pub fn with_keys(mut self, ring: Arc<crate::KeyRing>) -> Reader {
         self.keys = Some(ring);
+        self
+    }
+
+    /// Never decrypt: return every record as stored, sealed payloads
+    /// sealed ([`RecordRef::key_id`]), even if the process installed
+    /// default keys ([`install_default_keys`](crate::install_default_keys)).
+    /// For copies of the log that must stay encrypted (shipping).
+    #[must_use]
+    pub fn without_keys(mut self) -> Reader {
+        self.keys = None;
         self
     }
 

@@ -117,6 +117,24 @@ impl Wal {
         let prior = segment::read_watermark(&*fs, &dir)?;
 
         let listing = segment::list(&*fs, &dir)?;
+        if opts.encryption.is_none() {
+            // Refused before anything is changed (recovery included).
+            if let Some(tail) = listing.segments.last() {
+                let file = fs
+                    .open(&tail.path, OpenMode::Read)
+                    .map_err(|e| WalError::io("open", &tail.path, e))?;
+                if let Ok(crate::SegmentHeader {
+                    key_id: Some(key_id),
+                    ..
+                }) = segment::read_header(&*file, tail)
+                {
+                    return Err(WalError::KeyRequired {
+                        segment: tail.path.clone(),
+                        key_id,
+                    });
+                }
+            }
+        }
         for path in &listing.foreign {
             tracing::warn!(path = %path.display(), "ignoring a file that is not part of the log");
         }

@@ -195,9 +195,10 @@ fn tampered_moved_and_swapped_records_fail_their_tag() {
     }
 }
 
-/// Clear, then key A, then key B (A kept in the ring), then clear again:
-/// each writer starts a segment of its own, every segment names its key,
-/// and a reader with both keys reads the whole log in order.
+/// Clear, then key A, then key B (A kept in the ring): each writer
+/// starts a segment of its own, every segment names its key, and a reader
+/// with both keys reads the whole log in order. A writer without a key is
+/// then refused (the log does not go back to the clear by accident).
 #[test]
 fn mixed_clear_and_rotated_segments_read_back_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,7 +207,8 @@ fn mixed_clear_and_rotated_segments_read_back_in_order() {
         None,
         Some(Arc::new(KeyRing::new(a.clone()))),
         Some(Arc::new(KeyRing::new(b.clone()).with(a.clone()))),
-        None,
+        // B again: its tail is B's, no new segment.
+        Some(Arc::new(KeyRing::new(b.clone()))),
     ];
     let mut n = 0;
     let mut keys_seen = Vec::new();
@@ -224,7 +226,13 @@ fn mixed_clear_and_rotated_segments_read_back_in_order() {
                 .key_id,
         );
     }
-    assert_eq!(keys_seen, [None, Some(a.id()), Some(b.id()), None]);
+    assert_eq!(keys_seen, [None, Some(a.id()), Some(b.id()), Some(b.id())]);
+    let before = segments(dir.path());
+    match Wal::open(dir.path(), options(None)) {
+        Err(WalError::KeyRequired { key_id, .. }) => assert_eq!(key_id, b.id()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(segments(dir.path()), before, "nothing written");
     let both = Arc::new(KeyRing::new(b).with(a.clone()));
     let got: Vec<EventRecord> = read(dir.path(), Some(both))
         .into_iter()
@@ -240,7 +248,7 @@ fn mixed_clear_and_rotated_segments_read_back_in_order() {
         .iter()
         .filter(|r| matches!(r, Err(WalError::Encrypted { .. })))
         .count();
-    assert_eq!(missing, 5);
+    assert_eq!(missing, 10);
 }
 
 /// The bus's sink, sync and async, writes sealed records too.

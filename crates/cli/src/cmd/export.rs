@@ -138,7 +138,11 @@ pub(crate) fn import(args: &ImportArgs) -> anyhow::Result<Outcome> {
         }
         Ok(_) => {}
     }
-    let wal = Wal::open(&args.dir, WalOptions::default()).with_context(|| {
+    let wal = Wal::open(
+        &args.dir,
+        crate::keys::writer_options(WalOptions::default()),
+    )
+    .with_context(|| {
         format!(
             "cannot import into the log in {} (nothing imported)",
             args.dir.display()

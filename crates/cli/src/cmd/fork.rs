@@ -81,7 +81,7 @@ pub(crate) fn run(args: &ForkArgs) -> anyhow::Result<Outcome> {
         create_if_missing: false,
         ..WalOptions::default()
     };
-    let wal = Wal::open(dir, options).with_context(|| {
+    let wal = Wal::open(dir, crate::keys::writer_options(options)).with_context(|| {
         format!(
             "cannot fork in the log in {} (nothing changed)",
             dir.display()

@@ -584,7 +584,7 @@ fn apply(
     };
     // A log that cannot be written (a read-only file system, no write
     // permission) fails here, before anything is changed.
-    let wal = Wal::open(dir, options).with_context(|| {
+    let wal = Wal::open(dir, crate::keys::writer_options(options)).with_context(|| {
         format!(
             "cannot repair the log in {} (nothing changed)",
             dir.display()

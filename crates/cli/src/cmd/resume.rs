@@ -40,7 +40,10 @@ pub(crate) struct ResumeArgs {
 
 pub(crate) fn run(args: &ResumeArgs) -> anyhow::Result<Outcome> {
     let target = stream::target(std::path::Path::new(&args.from), &args.stream)?;
-    let wal = Wal::open(&args.dir, WalOptions::default())?;
+    let wal = Wal::open(
+        &args.dir,
+        crate::keys::writer_options(WalOptions::default()),
+    )?;
     let pulled = stream::block_on(logbook_fleet::resume_from_stream(
         &target,
         &wal,

@@ -133,6 +133,7 @@ struct SummaryJson<'a> {
     first_lsn: Option<Lsn>,
     last_lsn: Option<Lsn>,
     unknown_kinds: u64,
+    sealed_records: u64,
     tail: &'static str,
     writer_live: bool,
     unusable_indexes: Vec<IndexJson<'a>>,
@@ -154,6 +155,8 @@ pub(crate) struct Report {
     pub(crate) problems: u64,
     /// Records of an event kind this build does not know.
     pub(crate) unknown_kinds: u64,
+    /// Records of encrypted segments read without their key.
+    pub(crate) sealed: u64,
     pub(crate) tail: Option<TailDamage>,
     /// Problems found in the tail segment (its frames or past its end).
     pub(crate) tail_problems: u64,
@@ -226,6 +229,11 @@ fn check_counting(
                     Ok(_) => return Ok(Flow::Continue),
                     // Reported once for the segment, below.
                     Err(WalError::ForeignCodec { .. }) => return Ok(Flow::Continue),
+                    // Read without its key: the frame was checked; noted below.
+                    Err(WalError::Encrypted { .. }) => {
+                        report.sealed += 1;
+                        return Ok(Flow::Continue);
+                    }
                     Err(WalError::Codec { source, .. }) => {
                         if matches!(*source, CodecError::UnknownVariant { .. }) {
                             report.unknown_kinds += 1;
@@ -374,6 +382,7 @@ fn verify_json(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         first_lsn: report.first_lsn,
         last_lsn: report.last_lsn,
         unknown_kinds: report.unknown_kinds,
+        sealed_records: report.sealed,
         tail,
         writer_live: report.writer_live,
         unusable_indexes: report
@@ -513,6 +522,13 @@ fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Res
                 .map_or_else(String::new, SegmentSummary::file_name)
         )?,
         None => writeln!(out, "tail: ends cleanly")?,
+    }
+    if report.sealed > 0 {
+        writeln!(
+            out,
+            "note: {} record(s) encrypted with a key not given (--key-file): frames and CRCs checked, payloads not decoded",
+            report.sealed
+        )?;
     }
     if report.unknown_kinds > 0 {
         writeln!(
