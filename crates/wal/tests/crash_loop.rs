@@ -5,7 +5,7 @@
 //! and that LSNs stay gapless. 30 cycles by default;
 //! `LOGBOOK_CRASH_CYCLES=N` for more. The same loop runs with a child that
 //! emits through `SessionBus::emit_async` from 64 tasks on a 2-worker tokio
-//! runtime.
+//! runtime, and with encryption at rest on.
 
 mod common;
 
@@ -18,7 +18,32 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{assert_gapless, read_all, session, small};
 use logbook_bus::{DurableSink, SessionBus, SessionEvent};
-use logbook_wal::{Wal, WalSink};
+use logbook_wal::{EventRecord, Key, KeyRing, Reader, Wal, WalOptions, WalSink};
+
+/// The log's options: small segments, so that kills land during rolls
+/// too; encrypted at rest if asked.
+fn options(encrypted: bool) -> WalOptions {
+    WalOptions {
+        encryption: encrypted.then(|| Arc::new(KeyRing::new(Key::new([0xc7; 32])))),
+        ..small(32 * 1024)
+    }
+}
+
+/// Every record, decrypted if `encrypted`.
+fn read_back(dir: &Path, encrypted: bool) -> Vec<(u64, uuid::Uuid, SessionEvent)> {
+    let Some(ring) = options(encrypted).encryption else {
+        return read_all(dir);
+    };
+    let mut reader = Reader::open(dir).unwrap().with_keys(ring);
+    let mut out = Vec::new();
+    while let Some(r) = reader.next_ref() {
+        let r = r.unwrap_or_else(|e| panic!("reading the log: {e}"));
+        assert!(r.key_id.is_none(), "decrypted");
+        let e = EventRecord::decode(&r).unwrap();
+        out.push((e.lsn, e.session, e.event));
+    }
+    out
+}
 
 const CHILD_ENV: &str = "LOGBOOK_CRASH_CHILD";
 const THREADS: u64 = 4;
@@ -102,9 +127,8 @@ fn async_child(dir: &Path) {
     });
 }
 
-fn child(dir: &Path) {
-    // Small segments, so that kills land during rolls too.
-    let wal = Wal::open(dir, small(32 * 1024)).unwrap();
+fn child(dir: &Path, encrypted: bool) {
+    let wal = Wal::open(dir, options(encrypted)).unwrap();
     let run = std::process::id();
     std::thread::scope(|s| {
         for t in 0..THREADS {
@@ -128,10 +152,19 @@ fn child(dir: &Path) {
 #[test]
 fn sigkill_loop_loses_no_acknowledged_record() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        child(Path::new(&dir));
+        child(Path::new(&dir), false);
         return;
     }
-    crash_loop("sigkill_loop_loses_no_acknowledged_record");
+    crash_loop("sigkill_loop_loses_no_acknowledged_record", false);
+}
+
+#[test]
+fn sigkill_loop_encrypted_loses_no_acknowledged_record() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child(Path::new(&dir), true);
+        return;
+    }
+    crash_loop("sigkill_loop_encrypted_loses_no_acknowledged_record", true);
 }
 
 #[test]
@@ -140,11 +173,11 @@ fn sigkill_loop_through_emit_async_from_many_tasks() {
         async_child(Path::new(&dir));
         return;
     }
-    crash_loop("sigkill_loop_through_emit_async_from_many_tasks");
+    crash_loop("sigkill_loop_through_emit_async_from_many_tasks", false);
 }
 
 /// Run the child test `name` and `SIGKILL` it, again and again.
-fn crash_loop(name: &str) {
+fn crash_loop(name: &str, encrypted: bool) {
     let cycles: u64 = std::env::var("LOGBOOK_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -209,12 +242,12 @@ fn crash_loop(name: &str) {
         }
 
         // Reopen: recovery must keep every acknowledged record.
-        let wal = Wal::open(dir.path(), small(32 * 1024)).unwrap();
+        let wal = Wal::open(dir.path(), options(encrypted)).unwrap();
         if wal.recovery().cut.is_some() {
             total_cut += 1;
         }
         drop(wal);
-        let records = read_all(dir.path());
+        let records = read_back(dir.path(), encrypted);
         assert_gapless(&records);
         let by_lsn: BTreeMap<_, _> = records.iter().map(|(l, s, e)| (*l, (*s, e))).collect();
         for (lsn, (t, text)) in &acked {
