@@ -28,6 +28,9 @@ pub(crate) const COMMITTED: &str = "Logbook-Committed";
 /// Every message of the log with an LSN at or above `Logbook-Committed`
 /// has a stream sequence above this one.
 pub(crate) const SCAN_FROM: &str = "Logbook-Scan-From";
+/// The key id (8 hex digits) of a record shipped still sealed (its log is
+/// encrypted at rest); absent for a record in the clear.
+pub(crate) const KEY: &str = "Logbook-Key";
 
 /// One record read from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub struct FleetRecord {
     pub(crate) committed: Lsn,
     /// Where to scan from (see [`SCAN_FROM`]).
     pub(crate) scan_from: u64,
+    /// The key its payload is sealed with (see [`KEY`]), if it is.
+    pub key_id: Option<u32>,
 }
 
 impl FleetRecord {
@@ -82,7 +87,7 @@ impl FleetRecord {
             segment: place,
             offset: self.stream_seq,
             frame_crc: 0,
-            key_id: None,
+            key_id: self.key_id,
         }
     }
 
@@ -106,7 +111,37 @@ impl FleetRecord {
             stream_seq: 0,
             committed: 0,
             scan_from: 0,
+            key_id: None,
         }
+    }
+
+    /// This record with its payload decrypted by `ring` if it is sealed
+    /// (the key id, log, LSN and session it was sealed for are in its
+    /// headers); as it is if it is not.
+    ///
+    /// # Errors
+    ///
+    /// [`logbook_wal::WalError::Encrypted`] (naming the log and LSN) if the
+    /// ring has no key with its id or the tag does not check.
+    pub fn unsealed(
+        &self,
+        ring: Option<&logbook_wal::KeyRing>,
+    ) -> Result<FleetRecord, logbook_wal::WalError> {
+        let Some(key_id) = self.key_id else {
+            return Ok(self.clone());
+        };
+        let plain = ring
+            .and_then(|r| r.open(key_id, &self.log, self.lsn, &self.session, &self.payload))
+            .ok_or_else(|| logbook_wal::WalError::Encrypted {
+                segment: std::path::PathBuf::from(format!("log {}", self.log)),
+                lsn: self.lsn,
+                key_id,
+            })?;
+        Ok(FleetRecord {
+            payload: Bytes::from(plain),
+            key_id: None,
+            ..self.clone()
+        })
     }
 
     /// Decode the event.
@@ -115,6 +150,11 @@ impl FleetRecord {
     ///
     /// As [`EventRecord::decode`].
     pub fn decode(&self) -> Result<EventRecord, logbook_wal::WalError> {
+        if self.key_id.is_some() {
+            // With the process's keys (`logbook --key-file`), if any.
+            let open = self.unsealed(logbook_wal::default_keys().as_deref())?;
+            return EventRecord::decode(&open.as_record_ref(Path::new("")));
+        }
         EventRecord::decode(&self.as_record_ref(Path::new("")))
     }
 
@@ -162,6 +202,13 @@ impl FleetRecord {
             stream_seq,
             committed: number(COMMITTED)?,
             scan_from: number(SCAN_FROM)?,
+            key_id: match headers.get(KEY) {
+                None => None,
+                Some(v) => Some(
+                    u32::from_str_radix(v.as_str(), 16)
+                        .map_err(|_| format!("{KEY} is not a key id"))?,
+                ),
+            },
         })
     }
 }
@@ -180,12 +227,16 @@ pub(crate) struct Outgoing {
     pub(crate) codec_id: u16,
     pub(crate) kind: &'static str,
     pub(crate) payload: Bytes,
+    /// Shipped still sealed with this key.
+    pub(crate) key_id: Option<u32>,
 }
 
 impl Outgoing {
     pub(crate) fn of(record: &RecordRef<'_>) -> Outgoing {
         let kind = match EventRecord::peek_kind(record) {
             Ok(Some((kind, _))) => kind,
+            // Sealed: its kind is not said in the clear either.
+            Err(logbook_wal::WalError::Encrypted { .. }) => "encrypted",
             _ => "unknown",
         };
         Outgoing {
@@ -195,6 +246,7 @@ impl Outgoing {
             codec_id: record.codec_id,
             kind,
             payload: Bytes::copy_from_slice(record.payload),
+            key_id: record.key_id,
         }
     }
 
@@ -209,6 +261,9 @@ impl Outgoing {
         h.insert(CODEC, self.codec_id.to_string().as_str());
         h.insert(COMMITTED, committed.to_string().as_str());
         h.insert(SCAN_FROM, scan_from.to_string().as_str());
+        if let Some(key_id) = self.key_id {
+            h.insert(KEY, format!("{key_id:08x}").as_str());
+        }
         h
     }
 }

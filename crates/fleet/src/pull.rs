@@ -102,22 +102,28 @@ pub async fn resume_from_stream(
             }
         }
         if !wanted.is_empty() {
+            // Sealed records come in the clear here (this log seals them
+            // again with its own key, if it has one): the process's keys.
+            let keys = logbook_wal::default_keys();
+            let mut payloads: Vec<(Uuid, Vec<u8>)> = Vec::with_capacity(wanted.len());
+            for r in &wanted {
+                let open = r
+                    .unsealed(keys.as_deref())
+                    .map_err(|e| FleetError::wal(&dir, "decrypting a pulled record", e))?;
+                payloads.push((session, open.payload.to_vec()));
+            }
             let first = wal.last_lsn() + 1;
             let entries: Vec<Entry> = (first..)
-                .zip(&wanted)
-                .map(|(local_lsn, r)| Entry {
+                .zip(wanted.iter().zip(&payloads))
+                .map(|(local_lsn, (r, (_, plain)))| Entry {
                     local_lsn,
                     session,
                     origin_log: r.log,
                     origin_lsn: r.lsn,
-                    payload_crc: crc32fast::hash(&r.payload),
+                    payload_crc: crc32fast::hash(plain),
                 })
                 .collect();
             Imports::append(&dir, &entries)?;
-            let payloads: Vec<(Uuid, Vec<u8>)> = wanted
-                .iter()
-                .map(|r| (session, r.payload.to_vec()))
-                .collect();
             let lsns = wal
                 .append_many_raw(&payloads)
                 .map_err(|e| FleetError::wal(&dir, "appending the pulled records", e))?;

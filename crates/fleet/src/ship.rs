@@ -464,7 +464,21 @@ fn read_log(
                 expected += 1;
             }
             expected = record.lsn + 1;
-            let item = if imports.is_imported(record.lsn, record.session, &record.payload) {
+            // A pulled record is noted by its plaintext's CRC: a sealed one
+            // (this log is encrypted) is compared once opened, with the
+            // process's keys; without them it cannot be recognised, and
+            // ships (docs/fleet.md).
+            let plain = record.key_id.and_then(|key_id| {
+                logbook_wal::default_keys()?.open(
+                    key_id,
+                    &log,
+                    record.lsn,
+                    &record.session,
+                    &record.payload,
+                )
+            });
+            let payload = plain.as_deref().unwrap_or(&record.payload);
+            let item = if imports.is_imported(record.lsn, record.session, payload) {
                 Item::Skip {
                     lsn: record.lsn,
                     imported: true,

@@ -175,6 +175,24 @@ impl KeyRing {
     pub fn get(&self, id: u32) -> Option<&Key> {
         self.keys.iter().find(|k| k.id == id)
     }
+
+    /// The plaintext of a payload sealed with key `key_id` for the record
+    /// `lsn` of `session` in log `log` (a record shipped elsewhere still
+    /// sealed, say); `None` if the ring lacks that key or the tag does not
+    /// check.
+    #[must_use]
+    pub fn open(
+        &self,
+        key_id: u32,
+        log: &Uuid,
+        lsn: Lsn,
+        session: &Uuid,
+        sealed: &[u8],
+    ) -> Option<Vec<u8>> {
+        let key = self.get(key_id)?;
+        let mut out = Vec::new();
+        open_into(key, log, lsn, session, sealed, &mut out).then_some(out)
+    }
 }
 
 impl PartialEq for KeyRing {
@@ -202,8 +220,10 @@ pub fn install_default_keys(ring: std::sync::Arc<KeyRing>) -> Result<(), std::sy
     DEFAULT_KEYS.set(ring)
 }
 
-/// The ring readers use when not given one.
-pub(crate) fn default_keys() -> Option<std::sync::Arc<KeyRing>> {
+/// The ring [`install_default_keys`] installed, if any: what readers use
+/// when not given one.
+#[must_use]
+pub fn default_keys() -> Option<std::sync::Arc<KeyRing>> {
     DEFAULT_KEYS.get().cloned()
 }
 

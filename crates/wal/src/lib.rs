@@ -88,7 +88,7 @@ mod wal;
 mod walk;
 
 pub use crate::commit::WalStats;
-pub use crate::crypto::{Key, KeyRing, SEAL_OVERHEAD, install_default_keys};
+pub use crate::crypto::{Key, KeyRing, SEAL_OVERHEAD, default_keys, install_default_keys};
 pub use crate::durable_watch::DurableWatch;
 pub use crate::error::WalError;
 pub use crate::event::EventRecord;
