@@ -1989,6 +1989,18 @@ fn an_encrypted_log_reads_with_its_key_and_names_the_key_without_it() {
             .collect::<Vec<_>>()
     };
     assert_eq!(strip(&texts(&exported).0), strip(&texts(&again).0));
+    let replayed = logbook()
+        .args(["replay", "--json"])
+        .arg(&enc)
+        .arg(w.sessions[0].to_string())
+        .arg("--key-file")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(replayed.status.code(), Some(0), "{}", texts(&replayed).1);
+    let state: Value = serde_json::from_str(texts(&replayed).0.trim()).unwrap();
+    assert_eq!(state["events"], 5);
+    assert_eq!(state["status"], "completed");
     // Without the key: exit 2, naming the segment and the key.
     let out = logbook().arg("sessions").arg(&enc).output().unwrap();
     let (_, stderr) = texts(&out);
