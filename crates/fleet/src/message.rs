@@ -53,7 +53,8 @@ pub struct FleetRecord {
     pub(crate) committed: Lsn,
     /// Where to scan from (see [`SCAN_FROM`]).
     pub(crate) scan_from: u64,
-    /// The key its payload is sealed with (see [`KEY`]), if it is.
+    /// The key its payload is sealed with (its `Logbook-Key` header), if
+    /// it is.
     pub key_id: Option<u32>,
 }
 
