@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use logbook_replay::{ExportFilter, ReplayError};
 use logbook_wal::{Wal, WalOptions};
-use uuid::Uuid;
 
+use crate::cmd::replay::{Resolved, resolve_session};
 use crate::output::{self, Outcome};
 
 const EXPORT_EXAMPLES: &str = "\
@@ -66,25 +66,12 @@ pub(crate) fn export(args: &ExportArgs) -> anyhow::Result<Outcome> {
     drop(crate::scan::open_reader(dir)?);
     let mut filter = ExportFilter::all().between(args.since, args.until);
     if let Some(prefix) = &args.session {
-        let id = match Uuid::parse_str(prefix) {
-            Ok(id) => id,
-            Err(_) => match logbook_replay::sessions_with_prefix(dir, prefix)?.as_slice() {
-                [id] => *id,
-                [] => {
-                    output::report_nothing_found(&format!(
-                        "no session in the log in {} starts with {prefix}",
-                        dir.display()
-                    ));
-                    return Ok(Outcome::NothingFound);
-                }
-                many => {
-                    return Err(anyhow::anyhow!(
-                        "{prefix} names {} sessions in the log in {}: give more of the id",
-                        many.len(),
-                        dir.display()
-                    ));
-                }
-            },
+        let id = match resolve_session(dir, prefix)? {
+            Resolved::One(id) => id,
+            Resolved::None(why) => {
+                output::report_nothing_found(&why);
+                return Ok(Outcome::NothingFound);
+            }
         };
         filter = filter.session(id);
     }

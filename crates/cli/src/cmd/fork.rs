@@ -10,6 +10,7 @@ use logbook_wal::{Lsn, Wal, WalOptions};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::cmd::replay::{Resolved, resolve_session};
 use crate::output::{self, Outcome};
 
 const EXAMPLES: &str = "\
@@ -55,27 +56,12 @@ struct ForkJson {
 pub(crate) fn run(args: &ForkArgs) -> anyhow::Result<Outcome> {
     let dir = &args.dir;
     drop(crate::scan::open_reader(dir)?);
-    let id = match Uuid::parse_str(&args.session) {
-        Ok(id) => id,
-        Err(_) => match logbook_replay::sessions_with_prefix(dir, &args.session)?.as_slice() {
-            [] => {
-                output::report_nothing_found(&format!(
-                    "no session in the log in {} starts with {}",
-                    dir.display(),
-                    args.session
-                ));
-                return Ok(Outcome::NothingFound);
-            }
-            [id] => *id,
-            many => {
-                return Err(anyhow::anyhow!(
-                    "{} names {} sessions in the log in {}: give more of the id",
-                    args.session,
-                    many.len(),
-                    dir.display()
-                ));
-            }
-        },
+    let id = match resolve_session(dir, &args.session)? {
+        Resolved::One(id) => id,
+        Resolved::None(why) => {
+            output::report_nothing_found(&why);
+            return Ok(Outcome::NothingFound);
+        }
     };
     let options = WalOptions {
         create_if_missing: false,

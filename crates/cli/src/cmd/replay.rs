@@ -116,18 +116,15 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         (Err(_), None) => {
             logbook_replay::session_state_by_prefix(&args.dir, &args.session, on_corruption)
         }
-        (Err(_), Some(at)) => {
-            match logbook_replay::sessions_with_prefix(&args.dir, &args.session)?.as_slice() {
-                [] => Err(ReplayError::NoSessionWithPrefix(args.session.clone())),
-                [id] => {
-                    logbook_replay::session_state_until(&args.dir, *id, on_corruption, Some(at))
-                }
-                many => Err(ReplayError::AmbiguousPrefix {
-                    prefix: args.session.clone(),
-                    sessions: many.to_vec(),
-                }),
+        (Err(_), Some(at)) => match resolve_session(&args.dir, &args.session)? {
+            Resolved::One(id) => {
+                logbook_replay::session_state_until(&args.dir, id, on_corruption, Some(at))
             }
-        }
+            Resolved::None(why) => {
+                output::report_nothing_found(&why);
+                return Ok(Outcome::NothingFound);
+            }
+        },
     };
     let (state, damage) = match found {
         Ok(found) => found,
@@ -352,7 +349,8 @@ pub(crate) enum Resolved {
 }
 
 /// The session a full id or a unique prefix names. Every command that
-/// takes a session (`dump --session`, `replay`) resolves it here.
+/// takes a session (`dump --session`, `replay`, `fork`, `export --session`)
+/// resolves it here.
 ///
 /// # Errors
 ///
