@@ -51,11 +51,67 @@ struct SegmentJson {
     last_lsn: Option<Lsn>,
 }
 
+/// Records and frame bytes of one event kind, in `--json`.
 #[derive(Debug, Serialize)]
-struct KindJson {
-    kind: String,
-    records: u64,
-    bytes: u64,
+pub(crate) struct KindJson {
+    pub(crate) kind: String,
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+}
+
+/// `kinds`, the largest share of the bytes first (then by name): the
+/// order `stats` shows them in, for a log or a stream.
+pub(crate) fn by_share(mut kinds: Vec<KindJson>) -> Vec<KindJson> {
+    kinds.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.kind.cmp(&b.kind)));
+    kinds
+}
+
+/// What `stats` prints after its records line, for a log or a stream.
+pub(crate) struct Totals<'a> {
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+    pub(crate) durable: u64,
+    pub(crate) first_ts: Option<&'a str>,
+    pub(crate) last_ts: Option<&'a str>,
+    pub(crate) span_us: u64,
+    pub(crate) sessions: u64,
+    pub(crate) by_kind: &'a [KindJson],
+    pub(crate) problems: u64,
+}
+
+/// The durable count, time span, sessions, the by-kind table and the
+/// problem count.
+pub(crate) fn write_totals(out: &mut dyn Write, t: &Totals<'_>) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "durable: {} of {} records are of a durable kind",
+        t.durable, t.records
+    )?;
+    if let (Some(a), Some(b)) = (t.first_ts, t.last_ts) {
+        writeln!(out, "time: {a} .. {b} ({})", output::span(t.span_us))?;
+    }
+    writeln!(out, "sessions: {}", t.sessions)?;
+    if !t.by_kind.is_empty() {
+        writeln!(out, "by kind:")?;
+        let mut table = Table::new(&["kind", ">records", ">bytes", ">share"]);
+        for k in t.by_kind {
+            #[expect(clippy::cast_precision_loss, reason = "a display percentage")]
+            let share = if t.bytes == 0 {
+                0.0
+            } else {
+                k.bytes as f64 * 100.0 / t.bytes as f64
+            };
+            table.row(vec![
+                k.kind.clone(),
+                k.records.to_string(),
+                output::bytes(k.bytes),
+                format!("{share:.1}%"),
+            ]);
+        }
+        table.write(out, "  ")?;
+    }
+    writeln!(out, "problems: {}", t.problems)?;
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -129,20 +185,16 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
         span_us: last_ts.unwrap_or(0).saturating_sub(first_ts.unwrap_or(0)),
         sessions: log.sessions,
         durable: log.durable,
-        by_kind: {
-            let mut kinds: Vec<KindJson> = log
-                .by_kind
+        by_kind: by_share(
+            log.by_kind
                 .iter()
                 .map(|k| KindJson {
                     kind: k.kind.to_owned(),
                     records: k.records,
                     bytes: k.bytes,
                 })
-                .collect();
-            // The largest share of the bytes first.
-            kinds.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.kind.cmp(&b.kind)));
-            kinds
-        },
+                .collect(),
+        ),
         problems,
     };
     let mut out = output::stdout();
@@ -193,34 +245,18 @@ fn print_text(out: &mut dyn Write, s: &StatsJson) -> anyhow::Result<()> {
         s.records,
         output::bytes(s.bytes)
     )?;
-    writeln!(
+    write_totals(
         out,
-        "durable: {} of {} records are of a durable kind",
-        s.durable, s.records
-    )?;
-    if let (Some(a), Some(b)) = (&s.first_ts, &s.last_ts) {
-        writeln!(out, "time: {a} .. {b} ({})", output::span(s.span_us))?;
-    }
-    writeln!(out, "sessions: {}", s.sessions)?;
-    if !s.by_kind.is_empty() {
-        writeln!(out, "by kind:")?;
-        let mut table = Table::new(&["kind", ">records", ">bytes", ">share"]);
-        for k in &s.by_kind {
-            #[expect(clippy::cast_precision_loss, reason = "a display percentage")]
-            let share = if s.bytes == 0 {
-                0.0
-            } else {
-                k.bytes as f64 * 100.0 / s.bytes as f64
-            };
-            table.row(vec![
-                k.kind.clone(),
-                k.records.to_string(),
-                output::bytes(k.bytes),
-                format!("{share:.1}%"),
-            ]);
-        }
-        table.write(out, "  ")?;
-    }
-    writeln!(out, "problems: {}", s.problems)?;
-    Ok(())
+        &Totals {
+            records: s.records,
+            bytes: s.bytes,
+            durable: s.durable,
+            first_ts: s.first_ts.as_deref(),
+            last_ts: s.last_ts.as_deref(),
+            span_us: s.span_us,
+            sessions: s.sessions,
+            by_kind: &s.by_kind,
+            problems: s.problems,
+        },
+    )
 }

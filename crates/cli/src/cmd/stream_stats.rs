@@ -9,7 +9,7 @@ use logbook_wal::Lsn;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::cmd::stats::StatsArgs;
+use crate::cmd::stats::{KindJson, StatsArgs, Totals, by_share, write_totals};
 use crate::output::{self, Outcome, Table};
 use crate::render;
 
@@ -24,13 +24,6 @@ struct LogJson {
     bytes: u64,
     first_lsn: Lsn,
     last_lsn: Lsn,
-}
-
-#[derive(Debug, Serialize)]
-struct KindJson {
-    kind: String,
-    records: u64,
-    bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,15 +81,16 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
         entry.1 += size;
     }
     let count = records.len() as u64;
-    let mut kinds: Vec<KindJson> = by_kind
-        .iter()
-        .map(|(&i, &(records, bytes))| KindJson {
-            kind: KINDS.get(i).copied().unwrap_or("unknown").to_owned(),
-            records,
-            bytes,
-        })
-        .collect();
-    kinds.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.kind.cmp(&b.kind)));
+    let kinds = by_share(
+        by_kind
+            .iter()
+            .map(|(&i, &(records, bytes))| KindJson {
+                kind: KINDS.get(i).copied().unwrap_or("unknown").to_owned(),
+                records,
+                bytes,
+            })
+            .collect(),
+    );
     let stats = StreamStatsJson {
         url: target.url().to_owned(),
         stream: target.stream().to_owned(),
@@ -140,34 +134,18 @@ fn print_text(out: &mut dyn Write, s: &StreamStatsJson) -> anyhow::Result<()> {
         s.records,
         output::bytes(s.bytes)
     )?;
-    writeln!(
+    write_totals(
         out,
-        "durable: {} of {} records are of a durable kind",
-        s.durable, s.records
-    )?;
-    if let (Some(a), Some(b)) = (&s.first_ts, &s.last_ts) {
-        writeln!(out, "time: {a} .. {b} ({})", output::span(s.span_us))?;
-    }
-    writeln!(out, "sessions: {}", s.sessions)?;
-    if !s.by_kind.is_empty() {
-        writeln!(out, "by kind:")?;
-        let mut table = Table::new(&["kind", ">records", ">bytes", ">share"]);
-        for k in &s.by_kind {
-            #[expect(clippy::cast_precision_loss, reason = "a display percentage")]
-            let share = if s.bytes == 0 {
-                0.0
-            } else {
-                k.bytes as f64 * 100.0 / s.bytes as f64
-            };
-            table.row(vec![
-                k.kind.clone(),
-                k.records.to_string(),
-                output::bytes(k.bytes),
-                format!("{share:.1}%"),
-            ]);
-        }
-        table.write(out, "  ")?;
-    }
-    writeln!(out, "problems: {}", s.problems)?;
-    Ok(())
+        &Totals {
+            records: s.records,
+            bytes: s.bytes,
+            durable: s.durable,
+            first_ts: s.first_ts.as_deref(),
+            last_ts: s.last_ts.as_deref(),
+            span_us: s.span_us,
+            sessions: s.sessions,
+            by_kind: &s.by_kind,
+            problems: s.problems,
+        },
+    )
 }
