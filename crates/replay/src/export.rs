@@ -382,20 +382,8 @@ fn rfc3339(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testgen::event;
-    use logbook_wal::WalOptions;
+    use crate::testgen::{event, small_log};
     use proptest::prelude::*;
-
-    fn open(dir: &Path) -> Wal {
-        Wal::open(
-            dir,
-            WalOptions {
-                segment_size: 4096,
-                ..WalOptions::default()
-            },
-        )
-        .unwrap()
-    }
 
     /// The lines of an export, without the LSNs (which an import renews).
     fn without_lsns(export: &[u8]) -> Vec<Value> {
@@ -426,7 +414,7 @@ mod tests {
             events in prop::collection::vec((event(), 0u8..4), 1..80),
         ) {
             let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-            let wal = open(a.path());
+            let wal = small_log(a.path());
             for (e, s) in &events {
                 wal.append(Uuid::from_u128(u128::from(*s) + 1), e).unwrap();
             }
@@ -434,7 +422,7 @@ mod tests {
             let mut first = Vec::new();
             let done = export(a.path(), ExportFilter::all(), &mut first).unwrap();
             prop_assert_eq!(done.records, events.len() as u64);
-            let other = open(b.path());
+            let other = small_log(b.path());
             let imported = import(&other, &first[..]).unwrap();
             prop_assert_eq!(imported.records, events.len() as u64);
             prop_assert_eq!(imported.lsns, Some((1, events.len() as u64)));
@@ -448,7 +436,7 @@ mod tests {
     #[test]
     fn a_bad_line_is_named_and_nothing_is_imported() {
         let a = tempfile::tempdir().unwrap();
-        let wal = open(a.path());
+        let wal = small_log(a.path());
         let id = Uuid::from_u128(5);
         wal.append(id, &SessionEvent::UserMessage("one".into()))
             .unwrap();
@@ -474,7 +462,7 @@ mod tests {
             ),
         ];
         let b = tempfile::tempdir().unwrap();
-        let other = open(b.path());
+        let other = small_log(b.path());
         for (bad, says) in cases {
             let input = format!("{good}\n{bad}\n{good}");
             match import(&other, input.as_bytes()) {
@@ -491,7 +479,7 @@ mod tests {
     #[test]
     fn a_filter_keeps_one_session_and_a_time_span() {
         let a = tempfile::tempdir().unwrap();
-        let wal = open(a.path());
+        let wal = small_log(a.path());
         let (x, y) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let t0 = 1_700_000_000_000_000;
         let batch: Vec<(Uuid, u64, SessionEvent)> = (0..10u64)

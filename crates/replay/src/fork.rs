@@ -141,8 +141,7 @@ mod tests {
     use super::*;
     use crate::rebuild::{session_state, session_state_at};
     use crate::state::SessionState;
-    use crate::testgen::{SESSION, pooled_event};
-    use logbook_wal::WalOptions;
+    use crate::testgen::{SESSION, pooled_event, small_log};
     use proptest::prelude::*;
 
     /// What a fork must share with the original at the fork point: all but
@@ -163,17 +162,6 @@ mod tests {
         )
     }
 
-    fn open(dir: &std::path::Path) -> Wal {
-        Wal::open(
-            dir,
-            WalOptions {
-                segment_size: 4096,
-                ..WalOptions::default()
-            },
-        )
-        .unwrap()
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -185,7 +173,7 @@ mod tests {
             at in any::<prop::sample::Index>(),
         ) {
             let dir = tempfile::tempdir().unwrap();
-            let wal = open(dir.path());
+            let wal = small_log(dir.path());
             let other = Uuid::from_u128(7);
             let mut lsns = Vec::new();
             for (e, ours) in &events {
@@ -215,7 +203,7 @@ mod tests {
     #[test]
     fn a_fork_needs_a_session_and_a_point_in_it() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = open(dir.path());
+        let wal = small_log(dir.path());
         wal.append(Uuid::from_u128(1), &SessionEvent::Done).unwrap();
         let second = wal
             .append(SESSION, &SessionEvent::UserMessage("hi".into()))

@@ -356,18 +356,14 @@ pub fn sessions_with_prefix(dir: impl AsRef<Path>, prefix: &str) -> Result<Vec<U
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testgen::{SESSION, event};
-    use logbook_wal::{EventRecord, Wal, WalOptions};
+    use crate::testgen::{SESSION, event, small_log};
+    use logbook_wal::EventRecord;
     use proptest::prelude::*;
 
     /// The session's records, read back (real LSNs and times), and the log.
     fn log_of(events: &[(SessionEvent, bool)]) -> (tempfile::TempDir, Vec<EventRecord>) {
         let dir = tempfile::tempdir().unwrap();
-        let options = WalOptions {
-            segment_size: 4096,
-            ..WalOptions::default()
-        };
-        let wal = Wal::open(dir.path(), options).unwrap();
+        let wal = small_log(dir.path());
         let other = Uuid::from_u128(7);
         for (e, ours) in events {
             wal.append(if *ours { SESSION } else { other }, e).unwrap();

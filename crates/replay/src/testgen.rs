@@ -111,3 +111,15 @@ pub(crate) fn records(events: Vec<SessionEvent>) -> Vec<EventRecord> {
         })
         .collect()
 }
+
+/// A log in `dir` with the smallest segments, so that a few records roll.
+pub(crate) fn small_log(dir: &std::path::Path) -> logbook_wal::Wal {
+    logbook_wal::Wal::open(
+        dir,
+        logbook_wal::WalOptions {
+            segment_size: logbook_wal::MIN_SEGMENT_SIZE,
+            ..logbook_wal::WalOptions::default()
+        },
+    )
+    .unwrap()
+}
