@@ -42,7 +42,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::WalError;
-use crate::format::{BootId, FrameHeader, LOCK_FILE, Lsn, MAX_LSN, Watermark, encode_frame};
+use crate::format::{
+    BootId, FrameHeader, HEAD_LEN, Head, LOCK_FILE, Lsn, MAX_LSN, WATERMARK_LEN, Watermark,
+    encode_frame,
+};
 use crate::fs::{Fs, LockGuard};
 use crate::options::{SyncPolicy, WalOptions};
 
@@ -136,9 +139,6 @@ pub(crate) struct Writer {
     dir: PathBuf,
     opts: WalOptions,
     max_payload: usize,
-    /// The key new records are sealed with, and the log id bound into them
-    /// (`crypto.rs`); `None` in the clear.
-    seal: Option<(crate::Key, Uuid)>,
     state: Mutex<State>,
     /// Waiters for durability and for the leader's turn, by the parity of
     /// their batch: finishing a batch wakes its own appenders, and just one
@@ -177,8 +177,8 @@ impl Writer {
         io: Io,
         next_lsn: Lsn,
         lock: Box<dyn LockGuard>,
-        log_id: Uuid,
     ) -> Result<Writer, WalError> {
+        let mut io = io;
         let lock_path = dir.join(LOCK_FILE);
         let boot_id = fs.boot_id();
         let watermark = Watermark {
@@ -186,7 +186,11 @@ impl Writer {
             poisoned: false,
             boot_id,
         };
-        lock.publish(&watermark.encode())
+        let mut bytes = watermark.encode().to_vec();
+        if let Some(chain) = io.chain.as_mut() {
+            bytes.extend_from_slice(&chain.head().encode());
+        }
+        lock.publish(&bytes)
             .map_err(|e| WalError::io("write the durable watermark", &lock_path, e))?;
         lock.sync()
             .map_err(|e| WalError::fatal("fsync", &lock_path, e))?;
@@ -195,14 +199,9 @@ impl Writer {
             poisoned: false,
             closed: false,
         });
-        let seal = opts
-            .encryption
-            .as_ref()
-            .map(|ring| (ring.current().clone(), log_id));
         Ok(Writer {
             fs,
             dir,
-            seal,
             max_payload: opts.max_payload_len(),
             opts,
             state: Mutex::new(State {
@@ -243,16 +242,25 @@ impl Writer {
     /// Publish the durable watermark in the lock file (called by the leader,
     /// under the `io` lock). A failure only makes readers lag and the next
     /// `open` less strict; it is reported once and does not poison.
-    fn publish_watermark(&self, durable_end: Lsn, poisoned: bool) {
+    fn publish_watermark(&self, durable_end: Lsn, poisoned: bool, head: Option<Head>) {
         let durable_end = durable_end.max(self.published.load(Ordering::Relaxed));
         self.published.store(durable_end, Ordering::Relaxed);
-        let bytes = Watermark {
+        let watermark = Watermark {
             durable_end,
             poisoned,
             boot_id: self.boot_id,
         }
         .encode();
-        if let Err(error) = self.lock.publish(&bytes) {
+        let mut bytes = [0u8; WATERMARK_LEN + HEAD_LEN];
+        bytes[..WATERMARK_LEN].copy_from_slice(&watermark);
+        let len = match head {
+            Some(head) => {
+                bytes[WATERMARK_LEN..].copy_from_slice(&head.encode());
+                bytes.len()
+            }
+            None => WATERMARK_LEN,
+        };
+        if let Err(error) = self.lock.publish(bytes.get(..len).unwrap_or_default()) {
             if !self.publish_failed.swap(true, Ordering::Relaxed) {
                 tracing::warn!(%error, dir = %self.dir.display(), "cannot publish the durable watermark in LOCK: readers of this log will lag");
             }
@@ -261,7 +269,7 @@ impl Writer {
 
     /// The id of the key new segments are encrypted with, if any.
     pub(crate) fn key_id(&self) -> Option<u32> {
-        self.seal.as_ref().map(|(key, _)| key.id())
+        self.opts.encryption.as_ref().map(|ring| ring.current().id())
     }
 
     /// At open: if this writer has a key and the tail segment was written
@@ -356,13 +364,9 @@ impl Writer {
             timestamp_us,
             session,
         };
-        match &self.seal {
-            None => encode_frame(&mut st.pending, &header, payload),
-            Some((key, log)) => {
-                let sealed = crate::crypto::seal(key, log, lsn, &session, payload);
-                encode_frame(&mut st.pending, &header, &sealed);
-            }
-        }
+        // In the clear as queued; an encrypted log's leader seals the batch
+        // (`disk.rs`).
+        encode_frame(&mut st.pending, &header, payload);
         Ok((lsn, st.discards.epoch()))
     }
 

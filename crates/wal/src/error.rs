@@ -151,9 +151,9 @@ pub enum WalError {
     /// id"): a log written before log ids existed, or a copy made without
     /// it.
     #[error(
-        "{} is missing: this log has no id (written before log ids existed, or copied without \
-         it); open it once with a writer (Wal::open: the next run of the program that writes it) \
-         to give it one",
+        "{} is missing: this log has no id (copied without it, or written before log ids \
+         existed): restore it from a backup or a copy of this log; one that never had an id gets \
+         a new one from logbook_wal::assign_log_id (it is then another log to a stream)",
         path.display()
     )]
     NoLogId {
@@ -231,6 +231,44 @@ pub enum WalError {
         lsn: Lsn,
         /// The key id of the segment.
         key_id: u32,
+    },
+    /// Something a reader with the key would act on is not what the key
+    /// holder wrote (`docs/security.md`): a segment in the clear where the
+    /// log is encrypted, a segment or record out of the log's chain, a
+    /// segment of another log, a head that does not check, acknowledged
+    /// records cut. Located like corruption.
+    #[error("{} offset {offset} (LSN {lsn}): {reason}", path.display())]
+    Forged {
+        /// The file.
+        path: PathBuf,
+        /// Where in it.
+        offset: u64,
+        /// The LSN concerned.
+        lsn: Lsn,
+        /// What does not check.
+        reason: String,
+    },
+    /// The log has segments but its `LOG_ID` is missing, and no encrypted
+    /// segment names the id: a new id would make it another log.
+    #[error(
+        "{}: the log's id is missing and its segments do not name it: restore LOG_ID from a backup or a copy of this log (a new id, `logbook_wal::assign_log_id`, makes it another log: a shipped log ships again under it)",
+        path.display()
+    )]
+    LogIdLost {
+        /// The missing `LOG_ID` file.
+        path: PathBuf,
+    },
+    /// `LOG_ID` names another log than the log's encrypted segments do.
+    #[error("{}: LOG_ID says {found}, but the encrypted segment {} (authenticated) belongs to log {expected}", path.display(), segment.display())]
+    LogIdMismatch {
+        /// The `LOG_ID` file.
+        path: PathBuf,
+        /// The segment whose seal block names the log.
+        segment: PathBuf,
+        /// What `LOG_ID` says.
+        found: uuid::Uuid,
+        /// What the segment says.
+        expected: uuid::Uuid,
     },
     /// A record's segment says its payloads use a codec this build cannot
     /// decode (its header's codec id is not `logbook_bus::codec::CODEC_ID`).
@@ -320,7 +358,8 @@ impl WalError {
             | WalError::Sequence { path, offset, .. }
             | WalError::MidLogCorruption { path, offset, .. }
             | WalError::DurableDamaged { path, offset, .. }
-            | WalError::Decrypt { path, offset, .. } => Some((path, *offset)),
+            | WalError::Decrypt { path, offset, .. }
+            | WalError::Forged { path, offset, .. } => Some((path, *offset)),
             WalError::BadHeader { path, .. }
             | WalError::BadSegment { path, .. }
             | WalError::BadLogId { path, .. } => Some((path, 0)),
@@ -341,6 +380,7 @@ impl WalError {
                 | WalError::DurableDamaged { .. }
                 | WalError::BadLogId { .. }
                 | WalError::Decrypt { .. }
+                | WalError::Forged { .. }
         )
     }
 }
@@ -355,7 +395,9 @@ impl From<WalError> for io::Error {
         let kind = match &e {
             WalError::Io { source, .. } => source.kind(),
             WalError::DiskFull { .. } => io::ErrorKind::StorageFull,
-            WalError::NotFound { .. } | WalError::NoLogId { .. } => io::ErrorKind::NotFound,
+            WalError::NotFound { .. } | WalError::NoLogId { .. } | WalError::LogIdLost { .. } => {
+                io::ErrorKind::NotFound
+            }
             WalError::Locked { .. } => io::ErrorKind::WouldBlock,
             WalError::RecordTooLarge { .. }
             | WalError::EmptyRecord

@@ -176,6 +176,104 @@ impl SegmentHeader {
     }
 }
 
+impl SegmentHeader {
+    /// Where this segment's records start: after the header, and after
+    /// the seal block of an encrypted segment.
+    #[must_use]
+    pub fn records_start(&self) -> usize {
+        if self.key_id.is_some() {
+            SEGMENT_HEADER_LEN + SEAL_BLOCK_LEN
+        } else {
+            SEGMENT_HEADER_LEN
+        }
+    }
+}
+
+// Seal block layout (right after the header of an encrypted segment), each
+// offset built from the one before it.
+const SB_LOG_ID_AT: usize = 0;
+const SB_ENC_START_AT: usize = SB_LOG_ID_AT + size_of::<uuid::Bytes>();
+const SB_PREV_AT: usize = SB_ENC_START_AT + size_of::<u64>();
+const SB_MAC_AT: usize = SB_PREV_AT + CHAIN_BYTES;
+const SB_CRC_AT: usize = SB_MAC_AT + MAC_BYTES;
+/// Bytes of an encrypted segment's seal block (`docs/format.md`,
+/// "Encrypted segments"); its records start after it.
+pub const SEAL_BLOCK_LEN: usize = SB_CRC_AT + size_of::<u32>();
+/// Bytes of a chain value (a record's tag).
+const CHAIN_BYTES: usize = 16;
+/// Bytes of a MAC: a 24-byte nonce and a 16-byte tag.
+const MAC_BYTES: usize = 40;
+
+const _: () = assert!(SEAL_BLOCK_LEN == 84);
+
+/// The seal block of an encrypted segment: what its key authenticates
+/// besides the header (`docs/security.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealBlock {
+    /// The log the segment belongs to.
+    pub log_id: Uuid,
+    /// The LSN of the log's first encrypted record: every record from it
+    /// on must be encrypted.
+    pub enc_start: Lsn,
+    /// The chain value before the segment's first record: the tag of the
+    /// record before it, zeros if that one is in the clear (or none).
+    pub prev: [u8; CHAIN_BYTES],
+    /// The MAC of the header's first 36 bytes and this block's first 40,
+    /// under the segment's key.
+    pub mac: [u8; MAC_BYTES],
+}
+
+impl SealBlock {
+    /// The bytes the MAC covers in this block (log id, start, prev).
+    #[must_use]
+    pub fn authenticated(&self) -> [u8; SB_MAC_AT] {
+        let mut b = [0u8; SB_MAC_AT];
+        b[SB_LOG_ID_AT..SB_ENC_START_AT].copy_from_slice(self.log_id.as_bytes());
+        b[SB_ENC_START_AT..SB_PREV_AT].copy_from_slice(&self.enc_start.to_le_bytes());
+        b[SB_PREV_AT..SB_MAC_AT].copy_from_slice(&self.prev);
+        b
+    }
+
+    /// The block's bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; SEAL_BLOCK_LEN] {
+        let mut b = [0u8; SEAL_BLOCK_LEN];
+        b[..SB_MAC_AT].copy_from_slice(&self.authenticated());
+        b[SB_MAC_AT..SB_CRC_AT].copy_from_slice(&self.mac);
+        let crc = crc32fast::hash(&b[..SB_CRC_AT]);
+        b[SB_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parse a seal block; `None` if short or its CRC fails. Never panics.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<SealBlock> {
+        let b = bytes.get(..SEAL_BLOCK_LEN)?;
+        if crc32fast::hash(&b[..SB_CRC_AT]) != le_u32(b, SB_CRC_AT) {
+            return None;
+        }
+        let mut id = uuid::Bytes::default();
+        id.copy_from_slice(&b[SB_LOG_ID_AT..SB_ENC_START_AT]);
+        let mut prev = [0u8; CHAIN_BYTES];
+        prev.copy_from_slice(&b[SB_PREV_AT..SB_MAC_AT]);
+        let mut mac = [0u8; MAC_BYTES];
+        mac.copy_from_slice(&b[SB_MAC_AT..SB_CRC_AT]);
+        Some(SealBlock {
+            log_id: Uuid::from_bytes(id),
+            enc_start: le_u64(b, SB_ENC_START_AT),
+            prev,
+            mac,
+        })
+    }
+}
+
+/// The bytes of a segment header the seal block's MAC covers: all but its
+/// CRC.
+#[must_use]
+pub fn header_authenticated(header: &[u8; SEGMENT_HEADER_LEN]) -> &[u8] {
+    &header[..HEADER_CRC_AT]
+}
+
 /// Why a segment header is not valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -495,6 +593,96 @@ impl Watermark {
             durable_end: le_u64(w, WM_DURABLE_AT),
             poisoned: flags & WATERMARK_POISONED != 0,
             boot_id,
+        })
+    }
+}
+
+/// First bytes of the authenticated durable head in `LOCK`: `LBHD`.
+pub const HEAD_MAGIC: [u8; 4] = *b"LBHD";
+
+// Head layout (in `LOCK`, right after the watermark), each offset built
+// from the one before it.
+const HD_MAGIC_AT: usize = 0;
+const HD_KEY_AT: usize = HD_MAGIC_AT + HEAD_MAGIC.len();
+const HD_LOG_AT: usize = HD_KEY_AT + size_of::<u32>();
+const HD_LSN_AT: usize = HD_LOG_AT + size_of::<uuid::Bytes>();
+const HD_TAG_AT: usize = HD_LSN_AT + size_of::<u64>();
+const HD_START_AT: usize = HD_TAG_AT + CHAIN_BYTES;
+const HD_MAC_AT: usize = HD_START_AT + size_of::<u64>();
+const HD_CRC_AT: usize = HD_MAC_AT + MAC_BYTES;
+/// Bytes of the durable head.
+pub const HEAD_LEN: usize = HD_CRC_AT + size_of::<u32>();
+
+const _: () = assert!(HEAD_LEN == 100);
+
+/// The durable head of an encrypted log, published in `LOCK` after the
+/// watermark (`docs/security.md`): the last record the writer made durable
+/// and its tag, MAC'd under the current key. A reader with the key finds
+/// a replaced last record or a cut acknowledged tail against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The key the MAC is under.
+    pub key_id: u32,
+    /// The log.
+    pub log_id: Uuid,
+    /// The last durable record (0: none encrypted yet).
+    pub lsn: Lsn,
+    /// Its tag.
+    pub tag: [u8; CHAIN_BYTES],
+    /// The log's first encrypted LSN.
+    pub enc_start: Lsn,
+    /// The MAC of the fields above.
+    pub mac: [u8; MAC_BYTES],
+}
+
+impl Head {
+    /// The bytes the MAC covers.
+    #[must_use]
+    pub fn authenticated(&self) -> [u8; HD_MAC_AT] {
+        let mut b = [0u8; HD_MAC_AT];
+        b[HD_MAGIC_AT..HD_KEY_AT].copy_from_slice(&HEAD_MAGIC);
+        b[HD_KEY_AT..HD_LOG_AT].copy_from_slice(&self.key_id.to_le_bytes());
+        b[HD_LOG_AT..HD_LSN_AT].copy_from_slice(self.log_id.as_bytes());
+        b[HD_LSN_AT..HD_TAG_AT].copy_from_slice(&self.lsn.to_le_bytes());
+        b[HD_TAG_AT..HD_START_AT].copy_from_slice(&self.tag);
+        b[HD_START_AT..HD_MAC_AT].copy_from_slice(&self.enc_start.to_le_bytes());
+        b
+    }
+
+    /// The head's bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; HEAD_LEN] {
+        let mut b = [0u8; HEAD_LEN];
+        b[..HD_MAC_AT].copy_from_slice(&self.authenticated());
+        b[HD_MAC_AT..HD_CRC_AT].copy_from_slice(&self.mac);
+        let crc = crc32fast::hash(&b[..HD_CRC_AT]);
+        b[HD_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parse a head; `None` if absent, short or its CRC fails. Never
+    /// panics.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<Head> {
+        let b = bytes.get(..HEAD_LEN)?;
+        if b[HD_MAGIC_AT..HD_KEY_AT] != HEAD_MAGIC
+            || crc32fast::hash(&b[..HD_CRC_AT]) != le_u32(b, HD_CRC_AT)
+        {
+            return None;
+        }
+        let mut id = uuid::Bytes::default();
+        id.copy_from_slice(&b[HD_LOG_AT..HD_LSN_AT]);
+        let mut tag = [0u8; CHAIN_BYTES];
+        tag.copy_from_slice(&b[HD_TAG_AT..HD_START_AT]);
+        let mut mac = [0u8; MAC_BYTES];
+        mac.copy_from_slice(&b[HD_MAC_AT..HD_CRC_AT]);
+        Some(Head {
+            key_id: le_u32(b, HD_KEY_AT),
+            log_id: Uuid::from_bytes(id),
+            lsn: le_u64(b, HD_LSN_AT),
+            tag,
+            enc_start: le_u64(b, HD_START_AT),
+            mac,
         })
     }
 }

@@ -61,6 +61,7 @@
 mod block_on;
 mod clock;
 mod commit;
+mod chain;
 mod crypto;
 mod durable_watch;
 mod error;
@@ -88,7 +89,10 @@ mod wal;
 mod walk;
 
 pub use crate::commit::WalStats;
-pub use crate::crypto::{Key, KeyRing, SEAL_OVERHEAD, default_keys, install_default_keys};
+pub use crate::crypto::{
+    CHAIN_LEN, Chain, Key, KeyRing, RecordContext, SEAL_OVERHEAD, default_keys, install_default_keys,
+    tag_of,
+};
 pub use crate::durable_watch::DurableWatch;
 pub use crate::error::WalError;
 pub use crate::event::EventRecord;
@@ -96,7 +100,7 @@ pub use crate::format::{
     FLAG_ENCRYPTED, FrameError, FrameFields, HeaderError, LogIdError, Lsn, MAX_PAYLOAD_LEN,
     SegmentHeader,
 };
-pub use crate::log_id::log_id;
+pub use crate::log_id::{assign_log_id, log_id};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{Place, RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};

@@ -32,14 +32,73 @@ pub(crate) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<LogIdFile>, WalErro
         .map_err(|reason| WalError::BadLogId { path, reason })
 }
 
-/// The log's id, creating `LOG_ID` if the directory has none: written to
-/// `LOG_ID.tmp`, fsynced, renamed into place and the directory fsynced, so
-/// that a crash leaves either no id or a whole one. Called by the writer
-/// (it holds the lock, so two opens cannot create two ids).
-pub(crate) fn ensure(fs: &dyn Fs, dir: &Path) -> Result<Uuid, WalError> {
+/// The log's id, creating `LOG_ID` if the directory has none. Called by
+/// the writer (it holds the lock, so two opens cannot create two ids).
+///
+/// `named` is the id the log's encrypted segments name (authenticated by
+/// their seal blocks), if any: a missing `LOG_ID` is restored from it, and
+/// a `LOG_ID` that says otherwise is refused. Without it, a new id is
+/// minted only for a log without segments: one with segments and no
+/// `LOG_ID` is [`WalError::LogIdLost`] (a new id would make it another
+/// log; [`assign_log_id`] does that on purpose).
+pub(crate) fn ensure(
+    fs: &dyn Fs,
+    dir: &Path,
+    named: Option<(Uuid, &Path)>,
+    has_segments: bool,
+) -> Result<Uuid, WalError> {
     if let Some(existing) = read(fs, dir)? {
+        if let Some((id, segment)) = named {
+            if id != existing.id {
+                return Err(WalError::LogIdMismatch {
+                    path: dir.join(LOG_ID_FILE),
+                    segment: segment.to_path_buf(),
+                    found: existing.id,
+                    expected: id,
+                });
+            }
+        }
         return Ok(existing.id);
     }
+    match named {
+        Some((id, _)) => {
+            tracing::warn!(dir = %dir.display(), %id, "LOG_ID was missing: restored from the encrypted segments");
+            write(fs, dir, id)
+        }
+        None if has_segments => Err(WalError::LogIdLost {
+            path: dir.join(LOG_ID_FILE),
+        }),
+        None => write(fs, dir, Uuid::new_v4()),
+    }
+}
+
+/// Give the log in `dir`, which has no `LOG_ID`, a new id: for a log that
+/// never had one (written before log ids existed) or whose id is lost for
+/// good. It is then another log to every stream it was shipped to: its
+/// records ship again under the new id. Run it with no writer open.
+///
+/// # Errors
+///
+/// [`WalError::BadLogId`] / an error naming `LOG_ID` if it already has
+/// one (nothing is changed); I/O errors naming the file.
+pub fn assign_log_id(dir: impl AsRef<Path>) -> Result<Uuid, WalError> {
+    let dir = dir.as_ref();
+    let fs = StdFs;
+    crate::segment::check_dir(&fs, dir)?;
+    if let Some(existing) = read(&fs, dir)? {
+        return Err(WalError::InvalidOptions(format!(
+            "{} already names this log ({}): nothing changed",
+            dir.join(LOG_ID_FILE).display(),
+            existing.id
+        )));
+    }
+    write(&fs, dir, Uuid::new_v4())
+}
+
+/// Write `id` to `LOG_ID`: to `LOG_ID.tmp`, fsynced, renamed into place
+/// and the directory fsynced, so that a crash leaves either no id or a
+/// whole one.
+fn write(fs: &dyn Fs, dir: &Path, id: Uuid) -> Result<Uuid, WalError> {
     let tmp = dir.join(LOG_ID_TMP);
     let path = dir.join(LOG_ID_FILE);
     // A leftover of a creation that died before its rename holds nothing
@@ -50,7 +109,7 @@ pub(crate) fn ensure(fs: &dyn Fs, dir: &Path) -> Result<Uuid, WalError> {
         Err(e) => return Err(WalError::io("remove", &tmp, e)),
     }
     let record = LogIdFile {
-        id: Uuid::new_v4(),
+        id,
         created_us: crate::clock::now_us(),
     };
     let file = fs

@@ -241,6 +241,22 @@ pub struct Reader {
     log: Option<Uuid>,
     /// The last decrypted payload.
     plain: Vec<u8>,
+    /// With keys: what the log's chain says (`docs/security.md`), found on
+    /// first need.
+    chain: Option<ChainView>,
+    /// The last record decrypted and its tag: the chain value before the
+    /// next one.
+    last_tag: Option<(Lsn, crate::crypto::Chain)>,
+}
+
+/// What a reader with keys knows of the log's chain.
+#[derive(Debug, Clone, Copy)]
+struct ChainView {
+    /// Every record from this LSN on must be encrypted (`Lsn::MAX`: none
+    /// found to be).
+    enc_start: Lsn,
+    /// The authenticated durable head in `LOCK`, if any.
+    head: Option<crate::format::Head>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -297,6 +313,8 @@ impl Reader {
             keys: crate::crypto::default_keys(),
             log: None,
             plain: Vec::new(),
+            chain: None,
+            last_tag: None,
         })
     }
 
@@ -602,7 +620,7 @@ impl Reader {
     pub fn next_ref(&mut self) -> Option<Result<RecordRef<'_>, WalError>> {
         let (header, len) = match self.advance() {
             Ok(Some(record)) => record,
-            Ok(None) => return None,
+            Ok(None) => return self.cut_below_head().map(Err),
             Err(e) => return Some(Err(e)),
         };
         // `advance` left `offset` on the record it validated: step past it,
@@ -613,17 +631,29 @@ impl Reader {
         cur.expected += 1;
         cur.positioned = false;
         let key_id = cur.header.key_id;
-        let key = key_id.and_then(|id| self.keys.as_ref()?.get(id).cloned());
-        if key.is_some() && self.log.is_none() {
-            match crate::log_id::read(&*self.fs, &self.dir) {
-                Ok(Some(file)) => self.log = Some(file.id),
-                Ok(None) => {
-                    return Some(Err(WalError::NoLogId {
-                        path: self.dir.join(crate::format::LOG_ID_FILE),
-                    }));
-                }
+        if self.keys.is_some() && key_id.is_none() {
+            // A record in the clear where the log is encrypted: planted.
+            let view = match self.chain_view() {
+                Ok(view) => view,
                 Err(e) => return Some(Err(e)),
+            };
+            if header.lsn >= view.enc_start {
+                let cur = self.current.as_ref()?;
+                return Some(Err(WalError::Forged {
+                    path: cur.entry.path.clone(),
+                    offset: at as u64,
+                    lsn: header.lsn,
+                    reason: format!(
+                        "a record in the clear where the log is encrypted (from LSN {})",
+                        view.enc_start
+                    ),
+                }));
             }
+        }
+        let cur = self.current.as_ref()?;
+        let key = cur.key.as_ref();
+        if key.is_some() && self.log.is_none() {
+            self.log = cur.seal.map(|s| s.log_id);
         }
         let cur = self.current.as_ref()?;
         let (bytes, base) = cur.bytes();
@@ -632,20 +662,41 @@ impl Reader {
         let stored = frame.get(RECORD_HEADER_LEN..).unwrap_or_default();
         let (payload, still_sealed) = match (key, self.log) {
             (Some(key), Some(log)) => {
-                if !crate::crypto::open_into(
-                    &key,
-                    &log,
-                    header.lsn,
-                    &header.session,
-                    stored,
-                    &mut self.plain,
-                ) {
+                let prev = match self.last_tag {
+                    Some((lsn, tag)) if lsn + 1 == header.lsn => Ok(tag),
+                    _ => cur.chain_before(at),
+                };
+                let prev = match prev {
+                    Ok(prev) => prev,
+                    Err(e) => return Some(Err(e)),
+                };
+                let ctx = crate::crypto::RecordContext {
+                    log: &log,
+                    lsn: header.lsn,
+                    session: &header.session,
+                    timestamp_us: header.timestamp_us,
+                    sync_mark: header.sync_mark,
+                    prev: &prev,
+                };
+                if !crate::crypto::open_into(key, &ctx, stored, &mut self.plain) {
                     return Some(Err(WalError::Decrypt {
                         path: cur.entry.path.clone(),
                         offset: at as u64,
                         lsn: header.lsn,
                         key_id: key.id(),
                     }));
+                }
+                let tag = crate::crypto::tag_of(stored).unwrap_or_default();
+                self.last_tag = Some((header.lsn, tag));
+                if let Some(head) = self.chain.and_then(|v| v.head) {
+                    if head.lsn == header.lsn && head.tag != tag {
+                        return Some(Err(WalError::Forged {
+                            path: cur.entry.path.clone(),
+                            offset: at as u64,
+                            lsn: header.lsn,
+                            reason: "this is not the record the writer made durable at this LSN (the head in LOCK names another): replaced".to_owned(),
+                        }));
+                    }
                 }
                 (&self.plain[..], None)
             }
@@ -1104,6 +1155,160 @@ impl Reader {
         Ok(true)
     }
 
+    /// With keys: check a segment against the log's chain before reading
+    /// it (`docs/security.md`), and give it its key. An encrypted segment's
+    /// seal block must authenticate under its key, name this log, and (read
+    /// right after the segment before it) continue that segment's last
+    /// record; a segment in the clear must lie before the log's first
+    /// encrypted LSN.
+    fn check_chain(&mut self, cur: &mut Current) -> Result<(), WalError> {
+        let Some(ring) = self.keys.clone() else {
+            return Ok(());
+        };
+        self.chain_view()?;
+        let entry = cur.entry.clone();
+        let forged = |offset: usize, reason: String| WalError::Forged {
+            path: entry.path.clone(),
+            offset: offset as u64,
+            lsn: entry.base_lsn,
+            reason,
+        };
+        let (Some(key_id), Some(block)) = (cur.header.key_id, cur.seal) else {
+            let view = self.chain_view()?;
+            if entry.base_lsn >= view.enc_start {
+                return Err(forged(
+                    0,
+                    format!(
+                        "a segment in the clear where the log is encrypted (from LSN {})",
+                        view.enc_start
+                    ),
+                ));
+            }
+            return Ok(());
+        };
+        let Some(key) = ring.get(key_id) else {
+            return Ok(()); // its records come back sealed
+        };
+        if !crate::chain::seal_block_checks(key, &cur.header, &block) {
+            return Err(forged(
+                SEGMENT_HEADER_LEN,
+                format!("the segment header does not authenticate under key {key_id:08x}"),
+            ));
+        }
+        let log = match self.log {
+            Some(log) => log,
+            None => {
+                let log = match crate::log_id::read(&*self.fs, &self.dir)? {
+                    Some(file) => file.id,
+                    None => block.log_id,
+                };
+                self.log = Some(log);
+                log
+            }
+        };
+        if block.log_id != log {
+            return Err(forged(
+                SEGMENT_HEADER_LEN,
+                format!(
+                    "the segment belongs to log {}, not to this log ({log})",
+                    block.log_id
+                ),
+            ));
+        }
+        if let Some((lsn, tag)) = self.last_tag {
+            if lsn + 1 == entry.base_lsn && block.prev != tag {
+                return Err(forged(
+                    SEGMENT_HEADER_LEN,
+                    format!(
+                        "the segment does not continue the log's chain after LSN {lsn} (segments replaced, reordered or cut)"
+                    ),
+                ));
+            }
+        }
+        cur.key = Some(key.clone());
+        Ok(())
+    }
+
+    /// At the end of a whole-log read with keys: the error if the log ends
+    /// before the authenticated head, where the reader knows every record
+    /// was durable (acknowledged records were cut). Once.
+    fn cut_below_head(&mut self) -> Option<WalError> {
+        if self.only.is_some() || self.one_segment.is_some() {
+            return None;
+        }
+        let head = self.chain?.head?;
+        let reached = self
+            .last_tag
+            .map_or(0, |(lsn, _)| lsn)
+            .max(self.from_lsn.saturating_sub(1));
+        if reached >= head.lsn || self.vouched <= head.lsn {
+            return None;
+        }
+        if let Some(view) = self.chain.as_mut() {
+            view.head = None;
+        }
+        Some(WalError::Forged {
+            path: self.dir.join(crate::format::LOCK_FILE),
+            offset: crate::format::WATERMARK_LEN as u64,
+            lsn: head.lsn,
+            reason: format!(
+                "the log ends at LSN {reached}, before LSN {} that its writer made durable (the head): acknowledged records were cut",
+                head.lsn
+            ),
+        })
+    }
+
+    /// With keys: the log's first encrypted LSN and authenticated head,
+    /// found once (the head in `LOCK`, the newest encrypted segment).
+    fn chain_view(&mut self) -> Result<ChainView, WalError> {
+        if let Some(view) = self.chain {
+            return Ok(view);
+        }
+        let mut view = ChainView {
+            enc_start: Lsn::MAX,
+            head: None,
+        };
+        let Some(ring) = self.keys.clone() else {
+            return Ok(view);
+        };
+        if let Some(head) = crate::chain::read_head(&*self.fs, &self.dir) {
+            if crate::chain::head_checks(&ring, &head) {
+                view.head = Some(head);
+                view.enc_start = head.enc_start;
+            } else if ring.get(head.key_id).is_some() {
+                return Err(WalError::Forged {
+                    path: self.dir.join(crate::format::LOCK_FILE),
+                    offset: crate::format::WATERMARK_LEN as u64,
+                    lsn: head.lsn,
+                    reason: format!(
+                        "the durable head does not authenticate under key {:08x}",
+                        head.key_id
+                    ),
+                });
+            }
+        }
+        for entry in self.segments.iter().rev() {
+            let Ok(file) = self.fs.open(&entry.path, OpenMode::Read) else {
+                continue;
+            };
+            let Ok(header) = segment::read_header(&*file, entry) else {
+                continue;
+            };
+            let Some(key) = header.key_id.and_then(|id| ring.get(id)) else {
+                continue;
+            };
+            let Ok(block) = crate::chain::read_seal_block(&*file, entry) else {
+                continue;
+            };
+            if crate::chain::seal_block_checks(key, &header, &block) {
+                view.enc_start = view.enc_start.min(block.enc_start);
+                break;
+            }
+        }
+        self.chain = Some(view);
+        Ok(view)
+    }
+
     /// Open segment `index` as the current one. On any error the segment is
     /// skipped (the reader moves on to the next one, whose continuity is then
     /// not checked), so iterating past errors always terminates.
@@ -1120,10 +1325,17 @@ impl Reader {
                 .open(path, OpenMode::Read)
                 .map_err(|e| WalError::io("open", path, e))?;
             let header = segment::read_header(&*file, &entry)?;
+            let seal = match header.key_id {
+                Some(_) => Some(crate::chain::read_seal_block(&*file, &entry)?),
+                None => None,
+            };
             let len = file.len().map_err(|e| WalError::io("stat", path, e))?;
             let mut jumps = None;
             self.building = None;
-            if self.only.is_some() || self.index_all {
+            // An encrypted segment's index is not used by a reader with
+            // keys: nothing authenticates it (`docs/security.md`).
+            let trusted_index = header.key_id.is_none() || self.keys.is_none();
+            if (self.only.is_some() || self.index_all) && trusted_index {
                 let usable = match self.only {
                     Some(session) => {
                         crate::index::places(&*self.fs, path, &*file, &header, len, &session)
@@ -1150,7 +1362,7 @@ impl Reader {
                     }
                 }
             }
-            let mut current = Current::open(entry.clone(), header, file, tail)?;
+            let mut current = Current::open(entry.clone(), header, seal, file, tail)?;
             current.jumps = jumps;
             let gap = expected
                 .filter(|&e| e != header.base_lsn)
@@ -1163,6 +1375,10 @@ impl Reader {
                 });
             Ok((current, gap))
         })();
+        let opened = opened.and_then(|(mut current, gap)| {
+            self.check_chain(&mut current)?;
+            Ok((current, gap))
+        });
         match opened {
             Ok((current, gap)) => {
                 self.current = Some(current);

@@ -96,13 +96,13 @@ pub(crate) fn analyze(
     mode: RecoveryMode,
     prior: WatermarkState,
 ) -> Result<TailAnalysis, WalError> {
-    check_header(bytes, entry)?;
+    let header = check_header(bytes, entry)?;
     let path = &entry.path;
     let (durable_end, poisoned) = match prior {
         WatermarkState::Valid(w) => (w.durable_end, w.poisoned),
         WatermarkState::Absent | WatermarkState::Invalid => (0, false),
     };
-    let mut at = SEGMENT_HEADER_LEN;
+    let mut at = header.records_start();
     let mut expected = entry.base_lsn;
     let mut records = 0;
     let mut skipped = Vec::new();
@@ -242,7 +242,8 @@ pub(crate) fn vouched_prefix(
         WatermarkState::Absent | WatermarkState::Invalid => 0,
     };
     let mut frames = Vec::new();
-    let (mut at, mut lsn) = (SEGMENT_HEADER_LEN, entry.base_lsn);
+    let start = check_header(bytes, entry).map_or(SEGMENT_HEADER_LEN, |h| h.records_start());
+    let (mut at, mut lsn) = (start, entry.base_lsn);
     while let Step::Record { header, len, .. } = step(kept, at, lsn) {
         bound = bound.max(header.sync_mark);
         frames.push((lsn, at));

@@ -219,16 +219,18 @@ pub(crate) fn check_header(bytes: &[u8], entry: &SegmentEntry) -> Result<Segment
 
 /// Create the segment whose first record will be `base_lsn`: write its
 /// header to a temporary file, preallocate, fsync, rename into place and
-/// fsync the directory. On failure nothing is left behind but, at worst, a
-/// temporary file that the next `open` removes.
+/// fsync the directory; with `seal`, an encrypted segment whose seal block
+/// chains it to the log. Returns where its records start. On failure
+/// nothing is left behind but, at worst, a temporary file that the next
+/// `open` removes.
 pub(crate) fn create(
     fs: &dyn Fs,
     dir: &Path,
     base_lsn: Lsn,
     codec_id: u16,
-    key_id: Option<u32>,
+    seal: Option<crate::chain::NewSeal<'_>>,
     preallocate: Option<u64>,
-) -> Result<(SegmentEntry, Box<dyn FsFile>), WalError> {
+) -> Result<(SegmentEntry, Box<dyn FsFile>, usize), WalError> {
     let name = segment_file_name(base_lsn);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
@@ -244,9 +246,13 @@ pub(crate) fn create(
             codec_id,
             base_lsn,
             created_us: crate::clock::now_us(),
-            key_id,
+            key_id: seal.map(|s| s.key.id()),
         };
-        file.write_all_at(&header.encode(), 0)
+        let mut bytes = header.encode().to_vec();
+        if let Some(seal) = seal {
+            bytes.extend_from_slice(&seal.block(&header).encode());
+        }
+        file.write_all_at(&bytes, 0)
             .map_err(|e| WalError::io("write", &tmp, e))?;
         file.sync_data()
             .map_err(|e| WalError::fatal("fsync", &tmp, e))?;
@@ -262,7 +268,12 @@ pub(crate) fn create(
         }
         return Err(e);
     }
-    Ok((SegmentEntry { base_lsn, path }, file))
+    let start = if seal.is_some() {
+        SEGMENT_HEADER_LEN + crate::format::SEAL_BLOCK_LEN
+    } else {
+        SEGMENT_HEADER_LEN
+    };
+    Ok((SegmentEntry { base_lsn, path }, file, start))
 }
 
 /// Whether a leftover temporary holds something past its segment header

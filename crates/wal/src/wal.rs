@@ -12,7 +12,7 @@ use crate::commit::{Io, WalStats, Writer};
 use crate::error::WalError;
 use crate::event::encode_event;
 use crate::format::{
-    BootId, LOCK_FILE, Lsn, MAX_SEGMENT_SIZE, SEGMENT_HEADER_LEN, Watermark, WatermarkState,
+    BootId, LOCK_FILE, Lsn, MAX_SEGMENT_SIZE, Watermark, WatermarkState,
 };
 use crate::fs::{Fs, LockGuard, OpenMode, PathKind, StdFs};
 use crate::options::{SyncPolicy, WalOptions};
@@ -117,29 +117,29 @@ impl Wal {
         let prior = segment::read_watermark(&*fs, &dir)?;
 
         let listing = segment::list(&*fs, &dir)?;
-        if opts.encryption.is_none() {
-            // Refused before anything is changed (recovery included).
-            if let Some(tail) = listing.segments.last() {
-                let file = fs
-                    .open(&tail.path, OpenMode::Read)
-                    .map_err(|e| WalError::io("open", &tail.path, e))?;
-                if let Ok(crate::SegmentHeader {
-                    key_id: Some(key_id),
-                    ..
-                }) = segment::read_header(&*file, tail)
-                {
-                    return Err(WalError::KeyRequired {
-                        segment: tail.path.clone(),
-                        key_id,
-                    });
-                }
-            }
-        }
+        // Refused before anything is changed (recovery included).
+        let encrypted =
+            crate::chain::survey(&*fs, &listing.segments, opts.encryption.as_deref())?;
         for path in &listing.foreign {
             tracing::warn!(path = %path.display(), "ignoring a file that is not part of the log");
         }
         segment::remove_temporaries(&*fs, &dir, &listing.temporaries)?;
-        let log_id = crate::log_id::ensure(&*fs, &dir)?;
+        if let Some(tail) = listing.segments.last() {
+            // A tail that is not a segment is reported as such, before any
+            // question about the log's id.
+            let file = fs
+                .open(&tail.path, OpenMode::Read)
+                .map_err(|e| WalError::io("open", &tail.path, e))?;
+            segment::read_header(&*file, tail)?;
+        }
+        let log_id = crate::log_id::ensure(
+            &*fs,
+            &dir,
+            encrypted
+                .as_ref()
+                .map(|e| (e.block.log_id, e.entry.path.as_path())),
+            !listing.segments.is_empty(),
+        )?;
         // A previous writer may have died (or failed) between creating or
         // renaming a segment and fsyncing the directory: make every name
         // durable before adopting the tail and acknowledging anything in it.
@@ -154,18 +154,39 @@ impl Wal {
             ..RecoveryReport::default()
         };
         let prealloc = opts.preallocate.then_some(opts.segment_size);
-        let (io, next_lsn) = match listing.segments.last() {
+        let (mut io, next_lsn) = match listing.segments.last() {
             None => {
-                let key_id = opts.encryption.as_ref().map(|ring| ring.current().id());
-                let (entry, file) =
-                    segment::create(&*fs, &dir, 1, opts.codec_id, key_id, prealloc)?;
+                let chain = opts.encryption.as_ref().map(|ring| {
+                    crate::chain::ChainState::new(ring.current().clone(), log_id, 1, 0, [0; 16])
+                });
+                let seal = chain.as_ref().map(|c| c.new_segment(1));
+                let (entry, file, start) =
+                    segment::create(&*fs, &dir, 1, opts.codec_id, seal, prealloc)?;
                 report.created = true;
                 report.segments = 1;
                 report.tail = Some(entry.path.clone());
-                (Io::new(entry, file, SEGMENT_HEADER_LEN as u64), 1)
+                let mut io = Io::new(entry, file, start, start as u64);
+                io.chain = chain;
+                (io, 1)
             }
-            Some(tail) => recover_tail(&*fs, tail, &opts, prior, &*lock, &mut report)?,
+            Some(tail) => {
+                let (mut io, next) =
+                    recover_tail(&*fs, tail, &opts, prior, &*lock, &mut report)?;
+                if let Some(ring) = &opts.encryption {
+                    io.chain = Some(crate::chain::writer_chain(
+                        ring,
+                        log_id,
+                        encrypted.as_ref(),
+                        &*io.file,
+                        tail,
+                        io.write_pos,
+                        next,
+                    )?);
+                }
+                (io, next)
+            }
         };
+        let _ = &mut io;
         report.next_lsn = next_lsn;
         let writer = Arc::new(Writer::new(
             fs.clone(),
@@ -174,7 +195,6 @@ impl Wal {
             io,
             next_lsn,
             lock,
-            log_id,
         )?);
         writer.start_segment_for_key()?;
         let flusher = if matches!(writer.options().sync, SyncPolicy::Batch { .. }) {
@@ -679,7 +699,8 @@ fn recover_tail(
     report.tail_records = analysis.records;
     report.cut = analysis.cut;
     report.skipped = analysis.skipped;
-    let mut io = Io::new(tail.clone(), file, analysis.end as u64);
+    let start = segment::read_header(&*file, tail)?.records_start();
+    let mut io = Io::new(tail.clone(), file, start, analysis.end as u64);
     if io.index.is_none() {
         io.index = segment::read_header(&*io.file, tail)
             .ok()

@@ -36,6 +36,7 @@ fn every_flipped_byte_is_detected_with_its_offset() {
         let mut bytes = original.clone();
         bytes[i] ^= 0xff;
         fs::write(copy.path().join(name), &bytes).unwrap();
+        fs::copy(dir.path().join("LOG_ID"), copy.path().join("LOG_ID")).unwrap();
 
         // 1. A reader reports the damage at the damaged frame's offset and
         //    returns only records equal to the originals.

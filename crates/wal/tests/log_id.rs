@@ -30,9 +30,12 @@ fn created_with_the_log_and_stable_across_writers() {
 }
 
 #[test]
-fn a_log_without_one_is_a_clear_error_and_a_writer_gives_it_one() {
+fn a_log_without_one_is_a_clear_error_and_no_writer_gives_it_another() {
     let dir = tempfile::tempdir().unwrap();
-    drop(Wal::open(dir.path(), WalOptions::default()).unwrap());
+    let first = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let id = first.log_id();
+    first.append_raw(uuid::Uuid::nil(), b"x").unwrap();
+    drop(first);
     let path = dir.path().join("LOG_ID");
     std::fs::remove_file(&path).unwrap();
     let err = log_id(dir.path()).unwrap_err();
@@ -40,12 +43,26 @@ fn a_log_without_one_is_a_clear_error_and_a_writer_gives_it_one() {
         matches!(&err, WalError::NoLogId { path: p } if *p == path),
         "{err}"
     );
+    assert!(err.to_string().contains("restore it from a backup"), "{err}");
+    // A writer does not mint a new id for a log with segments: that would
+    // make it another log (issue: it used to, silently).
+    let before = std::fs::read_dir(dir.path()).unwrap().count();
+    let err = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
     assert!(
-        err.to_string().contains("open it once with a writer"),
+        matches!(&err, WalError::LogIdLost { path: p } if *p == path),
         "{err}"
     );
+    assert!(err.to_string().contains("restore LOG_ID"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before);
+    // Restored from a copy, the log is itself again.
+    let copy = tempfile::tempdir().unwrap();
+    drop(Wal::open(copy.path(), WalOptions::default()).unwrap());
+    // On purpose, a new one.
+    let new = logbook_wal::assign_log_id(dir.path()).unwrap();
+    assert_ne!(new, id);
+    assert!(logbook_wal::assign_log_id(dir.path()).is_err(), "only once");
     let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
-    assert_eq!(log_id(dir.path()).unwrap(), wal.log_id());
+    assert_eq!(wal.log_id(), new);
 }
 
 #[test]

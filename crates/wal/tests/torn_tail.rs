@@ -47,6 +47,8 @@ fn check_cut(bytes: &[u8], ends: &[usize], cut: usize, zero_fill: bool) {
         image.resize(bytes.len() + 4096, 0);
     }
     fs::write(dir.path().join("00000000000000000001.wal"), &image).unwrap();
+    // A bare segment image: a log that never had an id.
+    logbook_wal::assign_log_id(dir.path()).unwrap();
     let whole = ends.iter().filter(|&&e| e <= cut).count() as u64;
 
     let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use super::Writer;
 use crate::error::WalError;
-use crate::format::{FrameFields, Lsn, SEGMENT_HEADER_LEN, frame_len};
+use crate::chain::ChainState;
+use crate::format::{FrameFields, Lsn, frame_len};
 use crate::fs::FsFile;
 use crate::index;
 use crate::options::SyncPolicy;
@@ -30,10 +31,21 @@ pub(crate) struct Io {
     /// The session index of the segment, built as frames are written; only
     /// for a segment this writer wrote from its first record.
     pub(crate) index: Option<index::Builder>,
+    /// Where the segment's records start.
+    pub(crate) records_start: u64,
+    /// The chain of an encrypted log (`chain.rs`): set when this writer
+    /// has a key.
+    pub(crate) chain: Option<ChainState>,
 }
 
 impl Io {
-    pub(crate) fn new(entry: SegmentEntry, file: Box<dyn FsFile>, write_pos: u64) -> Io {
+    pub(crate) fn new(
+        entry: SegmentEntry,
+        file: Box<dyn FsFile>,
+        records_start: usize,
+        write_pos: u64,
+    ) -> Io {
+        let records_start = records_start as u64;
         Io {
             entry,
             file,
@@ -41,7 +53,9 @@ impl Io {
             sealed: false,
             zeroed_to: write_pos,
             synced_pos: write_pos,
-            index: (write_pos == SEGMENT_HEADER_LEN as u64).then(index::Builder::default),
+            index: (write_pos == records_start).then(index::Builder::default),
+            records_start,
+            chain: None,
         }
     }
 }
@@ -75,6 +89,9 @@ impl Outcome {
         synced.map_err(|e| WalError::fatal("fsync", &io.entry.path, e))?;
         self.fsyncs += 1;
         io.synced_pos = io.write_pos;
+        if let Some(chain) = io.chain.as_mut() {
+            chain.synced();
+        }
         Ok(())
     }
 }
@@ -114,12 +131,40 @@ impl Writer {
         }
         if out.durable_end.is_some() || poisoned {
             let durable = out.durable_end.unwrap_or(0);
-            self.publish_watermark(durable, poisoned);
+            let head = io.chain.as_mut().map(ChainState::head);
+            self.publish_watermark(durable, poisoned, head);
         }
         out
     }
 
     fn write_records(
+        &self,
+        io: &mut Io,
+        batch: &[u8],
+        first: Lsn,
+        end: Lsn,
+        sync: bool,
+    ) -> Outcome {
+        // An encrypted log seals the batch here, off the appenders' lock and
+        // in LSN order, each record against the one before it; what is not
+        // written (a full disk) is sealed again, with fresh nonces, when it
+        // is retried, chained to what was written.
+        let Some(chain) = io.chain.as_mut() else {
+            return self.write_frames(io, batch, first, end, sync);
+        };
+        chain.seal_batch(batch);
+        let sealed = std::mem::take(&mut chain.buf);
+        let mut out = self.write_frames(io, &sealed, first, end, sync);
+        let written = out.written_end - first;
+        out.written_bytes -= usize::try_from(written).unwrap_or(0) * crate::SEAL_OVERHEAD;
+        if let Some(chain) = io.chain.as_mut() {
+            chain.buf = sealed;
+        }
+        out
+    }
+
+    /// Write frames as they go to disk (sealed, for an encrypted log).
+    fn write_frames(
         &self,
         io: &mut Io,
         batch: &[u8],
@@ -153,7 +198,7 @@ impl Writer {
                 }
             }
             if n == 0 {
-                if !io.sealed && io.write_pos <= SEGMENT_HEADER_LEN as u64 {
+                if !io.sealed && io.write_pos <= io.records_start {
                     // Cannot happen: `max_payload_len` makes one record fit.
                     out.error = Some(WalError::InvalidOptions(
                         "record larger than a segment".into(),
@@ -178,6 +223,9 @@ impl Writer {
             io.write_pos += n as u64;
             off += n;
             lsn += count;
+            if let Some(chain) = io.chain.as_mut() {
+                chain.written(chunk, lsn - 1);
+            }
             out.written_end = lsn;
             out.written_bytes = off;
         }
@@ -262,17 +310,20 @@ impl Writer {
             io.sealed = true;
         }
         let prealloc = self.opts.preallocate.then_some(self.opts.segment_size);
+        let seal = io.chain.as_ref().map(|c| c.new_segment(lsn));
         match segment::create(
             &*self.fs,
             &self.dir,
             lsn,
             self.opts.codec_id,
-            self.key_id(),
+            seal,
             prealloc,
         ) {
-            Ok((entry, file)) => {
+            Ok((entry, file, start)) => {
+                let chain = io.chain.take();
                 let mut sealed =
-                    std::mem::replace(io, Io::new(entry, file, SEGMENT_HEADER_LEN as u64));
+                    std::mem::replace(io, Io::new(entry, file, start, start as u64));
+                io.chain = chain;
                 out.segments_created += 1;
                 // Only now, with every handle the log goes on with opened:
                 // storing the index is best effort, and nothing the log

@@ -2,10 +2,10 @@
 //! the tail read with `pread` in chunks and re-read on demand (a live
 //! writer may be appending to it, or cutting it back after a full disk).
 
+use crate::crypto::{Chain, Key};
 use crate::error::WalError;
 use crate::format::{
-    FrameError, FrameHeader, Lsn, MAX_SEGMENT_SIZE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
-    SegmentHeader,
+    FrameError, FrameHeader, Lsn, MAX_SEGMENT_SIZE, RECORD_HEADER_LEN, SealBlock, SegmentHeader,
 };
 use crate::fs::{Contents, FsFile};
 use crate::scan::{Problem, Step, step};
@@ -49,6 +49,11 @@ pub(super) struct Current {
     /// Under `jumps`: `offset` is at the place to read next (not past the
     /// record last returned).
     pub(super) positioned: bool,
+    /// An encrypted segment's seal block.
+    pub(super) seal: Option<SealBlock>,
+    /// The key to open its records with, if the reader has it (and the
+    /// seal block checked under it).
+    pub(super) key: Option<Key>,
 }
 
 /// The places of one session's records in a segment, from its index.
@@ -72,6 +77,7 @@ impl Current {
     pub(super) fn open(
         entry: SegmentEntry,
         header: SegmentHeader,
+        seal: Option<SealBlock>,
         file: Box<dyn FsFile>,
         tail: bool,
     ) -> Result<Current, WalError> {
@@ -94,14 +100,50 @@ impl Current {
             codec_id,
             entry,
             data,
-            offset: SEGMENT_HEADER_LEN,
+            offset: header.records_start(),
             expected,
             header,
             jumps: None,
             positioned: false,
+            seal,
+            key: None,
         };
         cur.invalidate();
         Ok(cur)
+    }
+
+    /// The chain value before the record at `at`: the seal block's for the
+    /// segment's first record, else the 16 bytes before it (the previous
+    /// record's tag).
+    pub(super) fn chain_before(&self, at: usize) -> Result<Chain, WalError> {
+        let mut chain = [0u8; 16];
+        if at <= self.header.records_start() {
+            return Ok(self.seal.map_or(chain, |s| s.prev));
+        }
+        let (bytes, base) = self.bytes();
+        if let Some(b) = at
+            .checked_sub(16 + base)
+            .and_then(|from| bytes.get(from..from + 16))
+        {
+            chain.copy_from_slice(b);
+            return Ok(chain);
+        }
+        if let Data::Tail { file, .. } = &self.data {
+            let got = crate::segment::read_full_at(&**file, &mut chain, (at - 16) as u64)
+                .map_err(|e| WalError::io("read", &self.entry.path, e))?;
+            if got == 16 {
+                return Ok(chain);
+            }
+        }
+        Err(WalError::Corrupt {
+            path: self.entry.path.clone(),
+            offset: at as u64,
+            lsn: self.expected,
+            reason: FrameError::Truncated {
+                needed: 16,
+                available: 0,
+            },
+        })
     }
 
     /// The bytes held and the file offset of their first byte.

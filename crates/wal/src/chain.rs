@@ -1,0 +1,325 @@
+//! The chain of an encrypted log (`docs/security.md`): what a writer
+//! keeps to seal each record against the one before it, the seal block
+//! that authenticates each encrypted segment's header, and the durable
+//! head it publishes in `LOCK`. The bytes are laid out in `format.rs`, the
+//! cryptography is in `crypto.rs`; this module ties them to the log.
+
+use std::path::Path;
+
+use uuid::Uuid;
+
+use crate::crypto::{self, Chain, Domain, Key, KeyRing, RecordContext, Sealer};
+use crate::error::WalError;
+use crate::format::{
+    FrameFields, HEAD_LEN, Head, LOCK_FILE, Lsn, RECORD_HEADER_LEN, SEAL_BLOCK_LEN,
+    SEGMENT_HEADER_LEN, SealBlock, SegmentHeader, WATERMARK_LEN, encode_frame, frame_len,
+    header_authenticated,
+};
+use crate::fs::{Fs, FsFile, OpenMode};
+use crate::segment::{SegmentEntry, read_full_at};
+
+/// A writer's side of the chain: the sealer, the chain value after the
+/// last record written, and the one after the last record made durable
+/// (the head it publishes).
+#[derive(Debug)]
+pub(crate) struct ChainState {
+    pub(crate) sealer: Sealer,
+    pub(crate) log: Uuid,
+    /// The log's first encrypted LSN.
+    pub(crate) enc_start: Lsn,
+    /// The tag of record `tag_lsn` (zeros before `enc_start`).
+    pub(crate) tag: Chain,
+    pub(crate) tag_lsn: Lsn,
+    /// The head: the last record fsynced, and its tag.
+    pub(crate) synced: (Lsn, Chain),
+    /// The batch being written, sealed.
+    pub(crate) buf: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl ChainState {
+    /// The chain of a writer whose last record is `tag_lsn` with tag
+    /// `tag` (zeros if it is in the clear or none), all durable.
+    pub(crate) fn new(
+        key: Key,
+        log: Uuid,
+        enc_start: Lsn,
+        tag_lsn: Lsn,
+        tag: Chain,
+    ) -> ChainState {
+        ChainState {
+            sealer: Sealer::new(key),
+            log,
+            enc_start,
+            tag,
+            tag_lsn,
+            synced: (tag_lsn, tag),
+            buf: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Seal the frames of `batch` (plaintext payloads, as queued) into
+    /// `self.buf`, chaining from the last record written.
+    pub(crate) fn seal_batch(&mut self, batch: &[u8]) {
+        self.buf.clear();
+        let mut prev = self.tag;
+        let mut off = 0;
+        while let Some(fields) = batch.get(off..).and_then(FrameFields::parse) {
+            let len = frame_len(fields.payload_len as usize);
+            let Some(payload) = batch.get(off + RECORD_HEADER_LEN..off + len) else {
+                break;
+            };
+            let h = fields.header;
+            self.scratch.clear();
+            prev = self.sealer.seal_into(
+                &RecordContext {
+                    log: &self.log,
+                    lsn: h.lsn,
+                    session: &h.session,
+                    timestamp_us: h.timestamp_us,
+                    sync_mark: h.sync_mark,
+                    prev: &prev,
+                },
+                payload,
+                &mut self.scratch,
+            );
+            encode_frame(&mut self.buf, &h, &self.scratch);
+            off += len;
+        }
+    }
+
+    /// Note that the frames of `chunk` (sealed), the last of which is
+    /// `last_lsn`, were written.
+    pub(crate) fn written(&mut self, chunk: &[u8], last_lsn: Lsn) {
+        if let Some(tag) = crypto::tag_of(chunk) {
+            self.tag = tag;
+            self.tag_lsn = last_lsn;
+        }
+    }
+
+    /// Everything written so far was fsynced.
+    pub(crate) fn synced(&mut self) {
+        self.synced = (self.tag_lsn, self.tag);
+    }
+
+    /// The seal block of a new segment whose first record is `base_lsn`,
+    /// chained to the last record written.
+    pub(crate) fn new_segment(&self, base_lsn: Lsn) -> NewSeal<'_> {
+        let prev = if base_lsn > self.enc_start && self.tag_lsn + 1 == base_lsn {
+            self.tag
+        } else {
+            [0; 16]
+        };
+        NewSeal {
+            key: self.sealer.key(),
+            log: self.log,
+            enc_start: self.enc_start.min(base_lsn),
+            prev,
+        }
+    }
+
+    /// The head to publish: the last record fsynced, MAC'd.
+    pub(crate) fn head(&mut self) -> Head {
+        let (lsn, tag) = self.synced;
+        let mut head = Head {
+            key_id: self.sealer.key().id(),
+            log_id: self.log,
+            lsn: if lsn >= self.enc_start { lsn } else { 0 },
+            tag: if lsn >= self.enc_start { tag } else { [0; 16] },
+            enc_start: self.enc_start,
+            mac: [0; 40],
+        };
+        head.mac = self.sealer.mac(Domain::Head, &[&head.authenticated()]);
+        head
+    }
+}
+
+/// What a new encrypted segment's seal block says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewSeal<'a> {
+    pub(crate) key: &'a Key,
+    pub(crate) log: Uuid,
+    pub(crate) enc_start: Lsn,
+    pub(crate) prev: Chain,
+}
+
+impl NewSeal<'_> {
+    /// The seal block of the segment with this `header`.
+    pub(crate) fn block(&self, header: &SegmentHeader) -> SealBlock {
+        let mut block = SealBlock {
+            log_id: self.log,
+            enc_start: self.enc_start,
+            prev: self.prev,
+            mac: [0; 40],
+        };
+        let h = header.encode();
+        block.mac = crypto::mac(
+            self.key,
+            Domain::Segment,
+            &[header_authenticated(&h), &block.authenticated()],
+        );
+        block
+    }
+}
+
+/// Whether `block` authenticates `header` under `key`.
+pub(crate) fn seal_block_checks(key: &Key, header: &SegmentHeader, block: &SealBlock) -> bool {
+    let h = header.encode();
+    crypto::mac_checks(
+        key,
+        Domain::Segment,
+        &[header_authenticated(&h), &block.authenticated()],
+        &block.mac,
+    )
+}
+
+/// The seal block of an encrypted segment (`header`), read from `file`.
+///
+/// # Errors
+///
+/// [`WalError::BadSegment`] if it is short or its CRC fails; I/O errors.
+pub(crate) fn read_seal_block(
+    file: &dyn FsFile,
+    entry: &SegmentEntry,
+) -> Result<SealBlock, WalError> {
+    let mut buf = [0u8; SEAL_BLOCK_LEN];
+    let got = read_full_at(file, &mut buf, SEGMENT_HEADER_LEN as u64)
+        .map_err(|e| WalError::io("read", &entry.path, e))?;
+    SealBlock::decode(buf.get(..got).unwrap_or_default()).ok_or_else(|| WalError::BadSegment {
+        path: entry.path.clone(),
+        reason: format!(
+            "the seal block at offset {SEGMENT_HEADER_LEN} of an encrypted segment is damaged"
+        ),
+    })
+}
+
+/// The durable head published in `dir`'s `LOCK`, if there is a
+/// well-formed one (its MAC not checked).
+pub(crate) fn read_head(fs: &dyn Fs, dir: &Path) -> Option<Head> {
+    let file = fs.open(&dir.join(LOCK_FILE), OpenMode::Read).ok()?;
+    let mut buf = [0u8; HEAD_LEN];
+    let got = read_full_at(&*file, &mut buf, WATERMARK_LEN as u64).ok()?;
+    Head::decode(buf.get(..got)?)
+}
+
+/// Whether `head` authenticates under a key of `ring`.
+pub(crate) fn head_checks(ring: &KeyRing, head: &Head) -> bool {
+    ring.get(head.key_id).is_some_and(|key| {
+        crypto::mac_checks(key, Domain::Head, &[&head.authenticated()], &head.mac)
+    })
+}
+
+/// The newest encrypted segment of a log, as a writer finds it at open.
+#[derive(Debug)]
+pub(crate) struct LastEncrypted {
+    pub(crate) entry: SegmentEntry,
+    pub(crate) header: SegmentHeader,
+    pub(crate) block: SealBlock,
+}
+
+/// Before a writer changes anything: find the newest encrypted segment
+/// (reading headers from the tail back) and refuse what a writer must not
+/// continue. Without keys: any encrypted segment
+/// ([`WalError::KeyRequired`]: a log never goes back to the clear, even
+/// after a segment in the clear was planted after it). With keys: a
+/// segment in the clear after an encrypted one ([`WalError::Forged`]), a
+/// newest encrypted segment whose key the ring lacks
+/// ([`WalError::KeyRequired`]: its chain cannot be continued) or whose
+/// seal block does not authenticate.
+pub(crate) fn survey(
+    fs: &dyn Fs,
+    segments: &[SegmentEntry],
+    ring: Option<&KeyRing>,
+) -> Result<Option<LastEncrypted>, WalError> {
+    let mut clear_after: Option<&SegmentEntry> = None;
+    for entry in segments.iter().rev() {
+        let file = fs
+            .open(&entry.path, OpenMode::Read)
+            .map_err(|e| WalError::io("open", &entry.path, e))?;
+        // A damaged header is for recovery (the tail) or readers to report.
+        let Ok(header) = crate::segment::read_header(&*file, entry) else {
+            continue;
+        };
+        let Some(key_id) = header.key_id else {
+            clear_after = Some(entry);
+            continue;
+        };
+        let Some(ring) = ring else {
+            return Err(WalError::KeyRequired {
+                segment: entry.path.clone(),
+                key_id,
+            });
+        };
+        let block = read_seal_block(&*file, entry)?;
+        if let Some(clear) = clear_after {
+            return Err(WalError::Forged {
+                path: clear.path.clone(),
+                offset: 0,
+                lsn: clear.base_lsn,
+                reason: format!(
+                    "a segment in the clear after the encrypted segment {} (the log is encrypted from LSN {}): planted, or written without keys; nothing was changed",
+                    entry.path.display(),
+                    block.enc_start
+                ),
+            });
+        }
+        let Some(key) = ring.get(key_id) else {
+            return Err(WalError::KeyRequired {
+                segment: entry.path.clone(),
+                key_id,
+            });
+        };
+        if !seal_block_checks(key, &header, &block) {
+            return Err(WalError::Forged {
+                path: entry.path.clone(),
+                offset: SEGMENT_HEADER_LEN as u64,
+                lsn: entry.base_lsn,
+                reason: format!(
+                    "the segment header does not authenticate under key {key_id:08x}"
+                ),
+            });
+        }
+        return Ok(Some(LastEncrypted {
+            entry: entry.clone(),
+            header,
+            block,
+        }));
+    }
+    Ok(None)
+}
+
+/// The chain a writer with `ring` continues: from the tail (`file`, whose
+/// records end at `end`) if it is encrypted, else starting at `next_lsn`.
+pub(crate) fn writer_chain(
+    ring: &KeyRing,
+    log: Uuid,
+    tail: Option<&LastEncrypted>,
+    file: &dyn FsFile,
+    tail_entry: &SegmentEntry,
+    end: u64,
+    next_lsn: Lsn,
+) -> Result<ChainState, WalError> {
+    let key = ring.current().clone();
+    let Some(last) = tail.filter(|t| t.entry == *tail_entry) else {
+        return Ok(ChainState::new(key, log, next_lsn, next_lsn - 1, [0; 16]));
+    };
+    let mut tag = last.block.prev;
+    if end > last.header.records_start() as u64 {
+        let got = read_full_at(file, &mut tag, end - 16)
+            .map_err(|e| WalError::io("read", &tail_entry.path, e))?;
+        if got != tag.len() {
+            return Err(WalError::BadSegment {
+                path: tail_entry.path.clone(),
+                reason: format!("cannot read the last record's tag before offset {end}"),
+            });
+        }
+    }
+    Ok(ChainState::new(
+        key,
+        log,
+        last.block.enc_start,
+        next_lsn - 1,
+        tag,
+    ))
+}
