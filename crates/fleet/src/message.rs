@@ -31,6 +31,11 @@ pub(crate) const SCAN_FROM: &str = "Logbook-Scan-From";
 /// The key id (8 hex digits) of a record shipped still sealed (its log is
 /// encrypted at rest); absent for a record in the clear.
 pub(crate) const KEY: &str = "Logbook-Key";
+/// The record's sync mark (bound into a sealed record's tag).
+pub(crate) const SYNC_MARK: &str = "Logbook-Sync";
+/// The chain value a sealed record was sealed against (32 hex digits):
+/// the tag of the record before it in its log (`docs/security.md`).
+pub(crate) const PREV: &str = "Logbook-Prev";
 
 /// One record read from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +61,11 @@ pub struct FleetRecord {
     /// The key its payload is sealed with (its `Logbook-Key` header), if
     /// it is.
     pub key_id: Option<u32>,
+    /// Its sync mark (0 if the message does not say).
+    pub sync_mark: Lsn,
+    /// For a sealed record: the chain value it was sealed against (the
+    /// tag of the record before it in its log), bound into its tag.
+    pub prev: Option<logbook_wal::Chain>,
 }
 
 impl FleetRecord {
@@ -81,7 +91,7 @@ impl FleetRecord {
         RecordRef {
             lsn: self.lsn,
             timestamp_us: self.timestamp_us,
-            sync_mark: 0,
+            sync_mark: self.sync_mark,
             session: self.session,
             payload: &self.payload,
             codec_id: self.codec_id,
@@ -113,12 +123,15 @@ impl FleetRecord {
             committed: 0,
             scan_from: 0,
             key_id: None,
+            sync_mark: 0,
+            prev: None,
         }
     }
 
     /// This record with its payload decrypted by `ring` if it is sealed
-    /// (the key id, log, LSN and session it was sealed for are in its
-    /// headers); as it is if it is not.
+    /// (the key id, log, LSN, session, time, sync mark and chain value it
+    /// was sealed for are in its headers, and all bound into its tag); as
+    /// it is if it is not.
     ///
     /// # Errors
     ///
@@ -131,8 +144,17 @@ impl FleetRecord {
         let Some(key_id) = self.key_id else {
             return Ok(self.clone());
         };
+        let prev = self.prev.unwrap_or_default();
+        let ctx = logbook_wal::RecordContext {
+            log: &self.log,
+            lsn: self.lsn,
+            session: &self.session,
+            timestamp_us: self.timestamp_us,
+            sync_mark: self.sync_mark,
+            prev: &prev,
+        };
         let plain = ring
-            .and_then(|r| r.open(key_id, &self.log, self.lsn, &self.session, &self.payload))
+            .and_then(|r| r.open(key_id, &ctx, &self.payload))
             .ok_or_else(|| logbook_wal::WalError::Encrypted {
                 segment: std::path::PathBuf::from(format!("log {}", self.log)),
                 lsn: self.lsn,
@@ -210,8 +232,36 @@ impl FleetRecord {
                         .map_err(|_| format!("{KEY} is not a key id"))?,
                 ),
             },
+            sync_mark: match headers.get(SYNC_MARK) {
+                None => 0,
+                Some(v) => v
+                    .as_str()
+                    .parse()
+                    .map_err(|_| format!("{SYNC_MARK} is not a number"))?,
+            },
+            prev: match headers.get(PREV) {
+                None => None,
+                Some(v) => Some(parse_chain(v.as_str()).ok_or(format!("{PREV} is not 32 hex digits"))?),
+            },
         })
     }
+}
+
+/// A chain value from 32 hex digits.
+fn parse_chain(text: &str) -> Option<logbook_wal::Chain> {
+    let mut out = [0u8; 16];
+    if text.len() != 32 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A chain value as 32 hex digits.
+pub(crate) fn chain_hex(chain: &logbook_wal::Chain) -> String {
+    chain.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `Nats-Msg-Id` of a record.
@@ -230,17 +280,27 @@ pub(crate) struct Outgoing {
     pub(crate) payload: Bytes,
     /// Shipped still sealed with this key.
     pub(crate) key_id: Option<u32>,
+    pub(crate) sync_mark: Lsn,
+    /// The chain value a sealed record was sealed against.
+    pub(crate) prev: Option<logbook_wal::Chain>,
 }
 
 impl Outgoing {
-    pub(crate) fn of(record: &RecordRef<'_>) -> Outgoing {
+    /// # Errors
+    ///
+    /// For a sealed record, reading its chain value from its segment.
+    pub(crate) fn of(record: &RecordRef<'_>) -> Result<Outgoing, logbook_wal::WalError> {
         let kind = match EventRecord::peek_kind(record) {
             Ok(Some((kind, _))) => kind,
             // Sealed: its kind is not said in the clear either.
             Err(logbook_wal::WalError::Encrypted { .. }) => "encrypted",
             _ => "unknown",
         };
-        Outgoing {
+        let prev = match record.key_id {
+            Some(_) => logbook_wal::chain_before(record)?,
+            None => None,
+        };
+        Ok(Outgoing {
             lsn: record.lsn,
             timestamp_us: record.timestamp_us,
             session: record.session,
@@ -248,7 +308,9 @@ impl Outgoing {
             kind,
             payload: Bytes::copy_from_slice(record.payload),
             key_id: record.key_id,
-        }
+            sync_mark: record.sync_mark,
+            prev,
+        })
     }
 
     pub(crate) fn headers(&self, log: Uuid, committed: Lsn, scan_from: u64) -> HeaderMap {
@@ -264,6 +326,10 @@ impl Outgoing {
         h.insert(SCAN_FROM, scan_from.to_string().as_str());
         if let Some(key_id) = self.key_id {
             h.insert(KEY, format!("{key_id:08x}").as_str());
+            h.insert(SYNC_MARK, self.sync_mark.to_string().as_str());
+        }
+        if let Some(prev) = &self.prev {
+            h.insert(PREV, chain_hex(prev).as_str());
         }
         h
     }

@@ -431,7 +431,13 @@ fn read_log(
                     at_end = true;
                     break;
                 }
-                Some(Ok(record)) => batch.push(Outgoing::of(&record)),
+                Some(Ok(record)) => match Outgoing::of(&record) {
+                    Ok(out) => batch.push(out),
+                    Err(e) => {
+                        failure = Some(FleetError::wal(dir, "reading a record to ship", e));
+                        break;
+                    }
+                },
                 Some(Err(e)) => {
                     failure = Some(FleetError::wal(dir, "reading a record to ship", e));
                     break;
@@ -469,13 +475,16 @@ fn read_log(
             // process's keys; without them it cannot be recognised, and
             // ships (docs/fleet.md).
             let plain = record.key_id.and_then(|key_id| {
-                logbook_wal::default_keys()?.open(
-                    key_id,
-                    &log,
-                    record.lsn,
-                    &record.session,
-                    &record.payload,
-                )
+                let prev = record.prev.unwrap_or_default();
+                let ctx = logbook_wal::RecordContext {
+                    log: &log,
+                    lsn: record.lsn,
+                    session: &record.session,
+                    timestamp_us: record.timestamp_us,
+                    sync_mark: record.sync_mark,
+                    prev: &prev,
+                };
+                logbook_wal::default_keys()?.open(key_id, &ctx, &record.payload)
             });
             let payload = plain.as_deref().unwrap_or(&record.payload);
             let item = if imports.is_imported(record.lsn, record.session, payload) {

@@ -323,3 +323,48 @@ pub(crate) fn writer_chain(
         tag,
     ))
 }
+
+/// The chain value a sealed record was sealed against: the tag of the
+/// record before it, read from its segment (the 16 bytes before its frame,
+/// or its segment's seal block for the first record of a segment). What a
+/// record shipped elsewhere carries so that a reader with the key can
+/// check it there (`logbook-fleet`). `None` for a record in the clear.
+///
+/// # Errors
+///
+/// I/O errors naming the segment; [`WalError::BadSegment`] if its seal
+/// block is damaged.
+pub fn chain_before(record: &crate::RecordRef<'_>) -> Result<Option<Chain>, WalError> {
+    let fs = crate::fs::StdFs;
+    let entry = SegmentEntry {
+        base_lsn: 0,
+        path: record.segment.to_path_buf(),
+    };
+    let file = fs
+        .open(record.segment, OpenMode::Read)
+        .map_err(|e| WalError::io("open", record.segment, e))?;
+    let mut h = [0u8; SEGMENT_HEADER_LEN];
+    let got = read_full_at(&*file, &mut h, 0).map_err(|e| WalError::io("read", record.segment, e))?;
+    let header = SegmentHeader::decode(h.get(..got).unwrap_or_default()).map_err(|reason| {
+        WalError::BadHeader {
+            path: record.segment.to_path_buf(),
+            reason,
+        }
+    })?;
+    if header.key_id.is_none() {
+        return Ok(None);
+    }
+    if record.offset <= header.records_start() as u64 {
+        return Ok(Some(read_seal_block(&*file, &entry)?.prev));
+    }
+    let mut tag = [0u8; 16];
+    let got = read_full_at(&*file, &mut tag, record.offset - 16)
+        .map_err(|e| WalError::io("read", record.segment, e))?;
+    if got != tag.len() {
+        return Err(WalError::BadSegment {
+            path: record.segment.to_path_buf(),
+            reason: format!("no tag before the record at offset {}", record.offset),
+        });
+    }
+    Ok(Some(tag))
+}

@@ -88,6 +88,7 @@ mod sink;
 mod wal;
 mod walk;
 
+pub use crate::chain::chain_before;
 pub use crate::commit::WalStats;
 pub use crate::crypto::{
     CHAIN_LEN, Chain, Key, KeyRing, RecordContext, SEAL_OVERHEAD, default_keys, install_default_keys,

@@ -1,0 +1,474 @@
+//! An attacker who can write the log directory but holds no key
+//! (`docs/security.md`, `../shared/THREATS.md`): whatever they plant,
+//! replay, reorder, cut or craft, a reader with the key returns only what
+//! the key holder wrote, at its LSN, in this log, in order, or a located
+//! error: never a forged record. Each test is one attack.
+
+mod common;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::session;
+use logbook_bus::SessionEvent;
+use logbook_wal::{
+    EventRecord, Item, Key, KeyRing, Reader, Wal, WalError, WalOptions, format::segment_file_name,
+};
+
+fn ring(byte: u8) -> Arc<KeyRing> {
+    Arc::new(KeyRing::new(Key::new([byte; 32])))
+}
+
+fn options(ring: Option<Arc<KeyRing>>) -> WalOptions {
+    WalOptions {
+        segment_size: 4096,
+        encryption: ring,
+        ..WalOptions::default()
+    }
+}
+
+fn text(i: u64) -> SessionEvent {
+    SessionEvent::UserMessage(format!("the secret number {i:04}"))
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every record of a whole-log read with `keys`: the event, or the error.
+fn read(dir: &Path, keys: Option<Arc<KeyRing>>) -> Vec<Result<EventRecord, WalError>> {
+    let mut reader = Reader::open(dir).unwrap();
+    if let Some(keys) = keys {
+        reader = reader.with_keys(keys);
+    }
+    let mut out = Vec::new();
+    let _: ControlFlow<()> = reader
+        .walk(|item| {
+            out.push(match item {
+                Item::Record(r) => EventRecord::decode(&r),
+                Item::Problem(e) => Err(e),
+            });
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    out
+}
+
+/// The events returned (errors dropped) and the errors.
+fn split(got: Vec<Result<EventRecord, WalError>>) -> (Vec<SessionEvent>, Vec<WalError>) {
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    for r in got {
+        match r {
+            Ok(r) => events.push(r.event),
+            Err(e) => errors.push(e),
+        }
+    }
+    (events, errors)
+}
+
+/// An encrypted log of `n` records over several 4 KiB segments.
+fn encrypted_log(dir: &Path, keys: &Arc<KeyRing>, n: u64) {
+    let wal = Wal::open(dir, options(Some(keys.clone()))).unwrap();
+    for i in 0..n {
+        wal.append(session(i % 2), &text(i)).unwrap();
+    }
+    wal.close().unwrap();
+}
+
+/// A segment in the clear holding `events` from `base`, as a keyless
+/// attacker writes one (with the library's own writer, in another dir).
+fn clear_segment(base: u64, events: &[SessionEvent]) -> Vec<u8> {
+    let tmp = tempfile::tempdir().unwrap();
+    // A clear log whose first LSN is `base`: write base-1 fillers, then
+    // take the records from `base` on into a segment of their own.
+    let wal = Wal::open(
+        tmp.path(),
+        WalOptions {
+            segment_size: 1 << 20,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    for _ in 1..base {
+        wal.append(session(9), &SessionEvent::Done).unwrap();
+    }
+    let first = tmp.path().join(segment_file_name(1));
+    let start_of_base = std::fs::metadata(&first).map(|_| ()).ok();
+    let _ = start_of_base;
+    let offset_before = Reader::open(tmp.path())
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            r.offset as usize + 48 + r.payload.len()
+        })
+        .last()
+        .unwrap_or(40);
+    for e in events {
+        wal.append(session(0), e).unwrap();
+    }
+    wal.close().unwrap();
+    let bytes = std::fs::read(&first).unwrap();
+    let end = Reader::open(tmp.path())
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            r.offset as usize + 48 + r.payload.len()
+        })
+        .last()
+        .unwrap();
+    // The header of a segment starting at `base`, then the frames.
+    let header = logbook_wal::SegmentHeader {
+        codec_id: logbook_bus::codec::CODEC_ID,
+        base_lsn: base,
+        created_us: 1,
+        key_id: None,
+    };
+    let mut out = header.encode().to_vec();
+    out.extend_from_slice(&bytes[offset_before..end]);
+    out
+}
+
+fn forged_at(errors: &[WalError], path: &Path) -> bool {
+    errors
+        .iter()
+        .any(|e| matches!(e, WalError::Forged { path: p, .. } if p == path))
+}
+
+/// (A) A clear segment added after an encrypted log: the reader with the
+/// key refuses it (the forged tool call is never returned), and neither a
+/// keyed nor a keyless writer continues the log after it.
+#[test]
+fn a_clear_segment_planted_after_an_encrypted_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(1);
+    encrypted_log(dir.path(), &keys, 40);
+    let next = Reader::open(dir.path())
+        .unwrap()
+        .with_keys(keys.clone())
+        .count() as u64
+        + 1;
+    let forged = [
+        SessionEvent::UserMessage("FORGED: also delete the backups".into()),
+        SessionEvent::TextComplete("rm -rf /backups".into()),
+    ];
+    let planted = dir.path().join(segment_file_name(next));
+    std::fs::write(&planted, clear_segment(next, &forged)).unwrap();
+
+    let (events, errors) = split(read(dir.path(), Some(keys.clone())));
+    assert_eq!(events.len(), 40, "{errors:?}");
+    assert!(events.iter().all(|e| !forged.contains(e)), "forged record returned");
+    assert!(forged_at(&errors, &planted), "{errors:?}");
+
+    let before = std::fs::read(&planted).unwrap();
+    let err = Wal::open(dir.path(), options(Some(keys))).unwrap_err();
+    assert!(matches!(&err, WalError::Forged { path, .. } if *path == planted), "{err}");
+    let err = Wal::open(dir.path(), options(None)).unwrap_err();
+    assert!(matches!(err, WalError::KeyRequired { .. }), "{err}");
+    assert_eq!(std::fs::read(&planted).unwrap(), before, "nothing changed");
+    assert_eq!(segments(dir.path()).last(), Some(&planted), "no segment after it");
+}
+
+/// (B) A sealed encrypted segment replaced by a clear one with the same
+/// LSNs: refused where it stands, none of its records returned.
+#[test]
+fn an_encrypted_segment_replaced_by_a_clear_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(2);
+    encrypted_log(dir.path(), &keys, 120);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3);
+    let victim = segs[1].clone();
+    let base: u64 = victim
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches(".wal")
+        .parse()
+        .unwrap();
+    let count = Reader::open_segment_file(&victim)
+        .unwrap()
+        .with_keys(keys.clone())
+        .count() as u64;
+    let forged: Vec<SessionEvent> = (0..count)
+        .map(|i| SessionEvent::UserMessage(format!("FORGED {i}")))
+        .collect();
+    std::fs::write(&victim, clear_segment(base, &forged)).unwrap();
+    let (events, errors) = split(read(dir.path(), Some(keys)));
+    assert!(
+        events.iter().all(|e| !forged.contains(e)),
+        "a forged record was returned"
+    );
+    assert!(forged_at(&errors, &victim), "{errors:?}");
+}
+
+/// A record's time or sync mark changed, its CRC fixed: the tag fails.
+#[test]
+fn a_changed_time_or_sync_mark_fails_the_tag() {
+    for field in [24usize, 16] {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ring(3);
+        encrypted_log(dir.path(), &keys, 5);
+        let seg = segments(dir.path())[0].clone();
+        let at = Reader::open(dir.path())
+            .unwrap()
+            .with_keys(keys.clone())
+            .nth(2)
+            .unwrap()
+            .unwrap()
+            .offset as usize;
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        // 2000-01-01, or a sync mark of 1.
+        let value: u64 = if field == 24 { 946_684_800_000_000 } else { 1 };
+        bytes[at + field..at + field + 8].copy_from_slice(&value.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[at + 8..at + 48 + len]);
+        bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&seg, &bytes).unwrap();
+        let got = read(dir.path(), Some(keys));
+        assert!(
+            matches!(&got[2], Err(WalError::Decrypt { lsn: 3, .. })),
+            "field at {field}: {:?}",
+            got[2]
+        );
+        assert!(got[0].is_ok() && got[1].is_ok());
+    }
+}
+
+/// The append of LSN 3 was never acknowledged (its fsync failed: emulated
+/// by cutting it and putting back the watermark of before); the next
+/// writer acknowledged `Done` at LSN 3; the attacker puts the captured
+/// frame back. Its tag is the right key's, for LSN 3 of this log after
+/// record 2, but the head the writer published names the other record 3.
+#[test]
+fn a_stale_record_put_back_at_a_reused_lsn_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(4);
+    let opts = || WalOptions {
+        encryption: Some(keys.clone()),
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir.path(), opts()).unwrap();
+    wal.append(session(0), &text(1)).unwrap();
+    wal.append(session(0), &text(2)).unwrap();
+    drop(wal);
+    let lock_before = std::fs::read(dir.path().join("LOCK")).unwrap();
+    let wal = Wal::open(dir.path(), opts()).unwrap();
+    let payment = SessionEvent::ToolCallStart {
+        tool_call_id: "t1".into(),
+        name: "pay".into(),
+        arguments: "invoice 42, 1 000 000".into(),
+    };
+    wal.append(session(0), &payment).unwrap();
+    drop(wal);
+    let seg = segments(dir.path())[0].clone();
+    let records: Vec<(usize, usize)> = Reader::open(dir.path())
+        .unwrap()
+        .with_keys(keys.clone())
+        .map(|r| {
+            let r = r.unwrap();
+            (r.offset as usize, 48 + r.payload.len() + logbook_wal::SEAL_OVERHEAD)
+        })
+        .collect();
+    let (at3, len3) = records[2];
+    let bytes = std::fs::read(&seg).unwrap();
+    let stale = bytes[at3..at3 + len3].to_vec();
+    // Never acknowledged: cut, and the watermark of before.
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(at3 as u64).unwrap();
+    drop(f);
+    std::fs::write(dir.path().join("LOCK"), &lock_before).unwrap();
+    let wal = Wal::open(dir.path(), opts()).unwrap();
+    assert_eq!(wal.append(session(0), &SessionEvent::Done).unwrap(), 3);
+    drop(wal);
+    // The attack.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[at3..at3 + stale.len()].copy_from_slice(&stale);
+    std::fs::write(&seg, &bytes).unwrap();
+    let (events, errors) = split(read(dir.path(), Some(keys)));
+    assert!(!events.contains(&payment), "the stale payment was returned");
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, WalError::Forged { lsn: 3, .. })),
+        "{errors:?}"
+    );
+}
+
+/// A record dropped from the middle of a sealed segment, the LSNs after
+/// it renumbered and their CRCs fixed: the first renumbered record fails
+/// (its LSN and its chain value are bound in its tag).
+#[test]
+fn a_record_dropped_from_the_middle_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(5);
+    encrypted_log(dir.path(), &keys, 10);
+    let seg = segments(dir.path())[0].clone();
+    let places: Vec<(usize, usize)> = Reader::open_segment_file(&seg)
+        .unwrap()
+        .with_keys(keys.clone())
+        .map(|r| {
+            let r = r.unwrap();
+            (r.offset as usize, 48 + r.payload.len() + logbook_wal::SEAL_OVERHEAD)
+        })
+        .collect();
+    let bytes = std::fs::read(&seg).unwrap();
+    let (drop_at, drop_len) = places[4];
+    let mut out = bytes[..drop_at].to_vec();
+    for &(at, len) in &places[5..] {
+        let mut frame = bytes[at..at + len].to_vec();
+        let lsn = u64::from_le_bytes(frame[8..16].try_into().unwrap()) - 1;
+        frame[8..16].copy_from_slice(&lsn.to_le_bytes());
+        let crc = crc32fast::hash(&frame[8..]);
+        frame[4..8].copy_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    out.resize(bytes.len(), 0);
+    let _ = drop_len;
+    std::fs::write(&seg, &out).unwrap();
+    let got = read(dir.path(), Some(keys));
+    assert!(got[..4].iter().all(Result::is_ok));
+    assert!(
+        matches!(&got[4], Err(WalError::Decrypt { lsn: 5, .. })),
+        "{:?}",
+        got[4]
+    );
+}
+
+/// The newest acknowledged records cut off the tail (LOCK kept): the
+/// reader with the key finds the log ends below its authenticated head.
+#[test]
+fn a_cut_acknowledged_tail_is_found_against_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(6);
+    encrypted_log(dir.path(), &keys, 30);
+    let seg = segments(dir.path()).last().unwrap().clone();
+    let places: Vec<usize> = Reader::open_segment_file(&seg)
+        .unwrap()
+        .with_keys(keys.clone())
+        .map(|r| r.unwrap().offset as usize)
+        .collect();
+    assert!(places.len() >= 3);
+    let cut = places[places.len() - 2];
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(cut as u64).unwrap();
+    drop(f);
+    let (events, errors) = split(read(dir.path(), Some(keys)));
+    assert_eq!(events.len(), 28);
+    assert!(
+        errors.iter().any(|e| matches!(e, WalError::Forged { lsn: 30, .. })),
+        "{errors:?}"
+    );
+}
+
+/// A segment taken from another log under the same key, put in place of
+/// one of this log's: its seal block names the other log.
+#[test]
+fn a_segment_of_another_log_under_the_same_key_is_refused() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keys = ring(7);
+    encrypted_log(a.path(), &keys, 60);
+    encrypted_log(b.path(), &keys, 60);
+    let (sa, sb) = (segments(a.path()), segments(b.path()));
+    assert_eq!(sa[1].file_name(), sb[1].file_name(), "same layout");
+    std::fs::copy(&sb[1], &sa[1]).unwrap();
+    let (_, errors) = split(read(a.path(), Some(keys)));
+    assert!(forged_at(&errors, &sa[1]), "{errors:?}");
+}
+
+/// A segment's header edited (its base LSN, as if renamed into another
+/// place), CRC fixed: the seal block's MAC fails.
+#[test]
+fn an_edited_segment_header_does_not_authenticate() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(8);
+    encrypted_log(dir.path(), &keys, 60);
+    let seg = segments(dir.path())[1].clone();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // created_us, the field nothing else checks.
+    bytes[24] ^= 1;
+    let crc = crc32fast::hash(&bytes[..36]);
+    bytes[36..40].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+    let (_, errors) = split(read(dir.path(), Some(keys)));
+    assert!(forged_at(&errors, &seg), "{errors:?}");
+}
+
+/// A missing LOG_ID never makes the owner's records unreadable: readers
+/// take the id from the (authenticated) seal blocks, and the next writer
+/// restores the file. A LOG_ID naming another log is refused.
+#[test]
+fn a_missing_or_replaced_log_id_neither_hides_nor_admits() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(9);
+    encrypted_log(dir.path(), &keys, 20);
+    let id = logbook_wal::log_id(dir.path()).unwrap();
+    let path = dir.path().join("LOG_ID");
+    let original = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let (events, errors) = split(read(dir.path(), Some(keys.clone())));
+    assert_eq!((events.len(), errors.len()), (20, 0), "{errors:?}");
+    let wal = Wal::open(dir.path(), options(Some(keys.clone()))).unwrap();
+    assert_eq!(wal.log_id(), id, "restored, not minted");
+    drop(wal);
+    assert_eq!(logbook_wal::log_id(dir.path()).unwrap(), id);
+
+    // Another log's LOG_ID in its place.
+    let other = tempfile::tempdir().unwrap();
+    drop(Wal::open(other.path(), WalOptions::default()).unwrap());
+    std::fs::copy(other.path().join("LOG_ID"), &path).unwrap();
+    let (events, errors) = split(read(dir.path(), Some(keys.clone())));
+    assert!(events.is_empty() && !errors.is_empty(), "{errors:?}");
+    let err = Wal::open(dir.path(), options(Some(keys))).unwrap_err();
+    assert!(matches!(err, WalError::LogIdMismatch { .. }), "{err}");
+    std::fs::write(&path, original).unwrap();
+}
+
+/// A crafted session index of an encrypted segment (one session's places
+/// cut to its first record, every CRC fixed) does not hide that session's
+/// records from a reader with the key: it reads what a full scan reads.
+#[test]
+fn a_crafted_index_does_not_hide_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(10);
+    encrypted_log(dir.path(), &keys, 60);
+    let seg = segments(dir.path())[0].clone();
+    let idx = PathBuf::from(format!("{}.idx", seg.display()));
+    let mut ix = std::fs::read(&idx).expect("a sealed segment's index");
+    let n = u32::from_le_bytes(ix[12..16].try_into().unwrap()) as usize;
+    assert!(n >= 1);
+    let entry = 64;
+    let places_at = u64::from_le_bytes(ix[entry + 16..entry + 24].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(ix[entry + 24..entry + 28].try_into().unwrap());
+    assert!(count > 1);
+    ix[entry + 24..entry + 28].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32fast::hash(&ix[places_at..places_at + 12]);
+    ix[entry + 28..entry + 32].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&ix[entry..entry + 32]);
+    ix[entry + 32..entry + 36].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&idx, &ix).unwrap();
+    let victim = uuid::Uuid::from_slice(&ix[entry..entry + 16]).unwrap();
+
+    let through_index: Vec<u64> = Reader::open(dir.path())
+        .unwrap()
+        .with_keys(keys.clone())
+        .session(victim)
+        .map(|r| r.unwrap().lsn)
+        .collect();
+    let scanned: Vec<u64> = Reader::open(dir.path())
+        .unwrap()
+        .with_keys(keys)
+        .map(|r| r.unwrap())
+        .filter(|r| r.session == victim)
+        .map(|r| r.lsn)
+        .collect();
+    assert_eq!(through_index, scanned);
+}
