@@ -75,6 +75,8 @@ pub mod format;
 mod format;
 pub mod fs;
 mod index;
+mod key_check;
+mod keyfile;
 mod log_id;
 mod options;
 mod reader;
@@ -88,7 +90,9 @@ mod wal;
 mod walk;
 
 pub use crate::commit::WalStats;
-pub use crate::crypto::{Key, KeyRing, SEAL_OVERHEAD, default_keys, install_default_keys};
+pub use crate::crypto::{
+    Key, KeyError, KeyRing, SEAL_OVERHEAD, default_keys, install_default_keys,
+};
 pub use crate::durable_watch::DurableWatch;
 pub use crate::error::WalError;
 pub use crate::event::EventRecord;
