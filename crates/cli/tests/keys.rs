@@ -329,3 +329,59 @@ fn key_commands_are_in_completions_and_man_pages() {
     assert!(new.contains("logbook key new"), "{new}");
     assert!(tmp.path().join("logbook-key-id.1").exists());
 }
+
+/// `stats` names each segment's key (or `clear`), in the table and in
+/// JSON: how an operator checks that no segment needs a key before
+/// retiring it.
+#[test]
+fn stats_names_each_segments_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (tmp.path().join("old.key"), tmp.path().join("new.key"));
+    write_key(&old, &"0a".repeat(32));
+    write_key(&new, &"0b".repeat(32));
+    let log = tmp.path().join("log");
+    write_log(&log, 1, 3);
+    let exported = tmp.path().join("all.jsonl");
+    let out = logbook().arg("export").arg(&log).output().unwrap();
+    std::fs::write(&exported, &out.stdout).unwrap();
+    for keys in [&[&old][..], &[&new, &old]] {
+        let mut cmd = logbook();
+        cmd.arg("import").arg(&log).arg(&exported);
+        for key in keys {
+            cmd.arg("--key-file").arg(key);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+    }
+    let (old_id, new_id) = (key_id(&old), key_id(&new));
+    let stats = |json: bool| {
+        let mut cmd = logbook();
+        cmd.arg("stats").arg(&log);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd
+            .arg("--key-file")
+            .arg(&new)
+            .arg("--key-file")
+            .arg(&old)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+        texts(&out).0
+    };
+    let v: serde_json::Value = serde_json::from_str(&stats(true)).unwrap();
+    let ids: Vec<_> = v["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids, [None, Some(old_id.clone()), Some(new_id.clone())]);
+    let text = stats(false);
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains(".wal")).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows[0].contains(" clear "), "{text}");
+    assert!(rows[1].contains(&old_id), "{text}");
+    assert!(rows[2].contains(&new_id), "{text}");
+}
