@@ -281,7 +281,10 @@ fn the_first_key_file_is_current_and_logbook_key_comes_after_the_files() {
     assert_eq!(segment_key_id(&segments(&both)[0]), Some(key_id(&file)));
     let env_only = tmp.path().join("env-only");
     import(&env_only, false);
-    assert_eq!(segment_key_id(&segments(&env_only)[0]), Some(key_id(&env_file)));
+    assert_eq!(
+        segment_key_id(&segments(&env_only)[0]),
+        Some(key_id(&env_file))
+    );
     // A reader given both reads either log.
     for dir in [&both, &env_only] {
         let out = logbook()

@@ -224,7 +224,9 @@ pub enum KeyError {
     /// Two different keys with one id were to go into one ring: a segment
     /// names its key by id, so one of them could never be used. (The same
     /// key twice is one key, not this.)
-    #[error("keys {first} and {second} (counting from 0) are different keys with the same id {id:08x}: a ring cannot hold both")]
+    #[error(
+        "keys {first} and {second} (counting from 0) are different keys with the same id {id:08x}: a ring cannot hold both"
+    )]
     IdCollision {
         /// The id both have.
         id: u32,
@@ -368,7 +370,11 @@ impl KeyRing {
 impl PartialEq for KeyRing {
     fn eq(&self, other: &KeyRing) -> bool {
         self.keys.len() == other.keys.len()
-            && self.keys.iter().zip(&other.keys).all(|(a, b)| a.same_key(b))
+            && self
+                .keys
+                .iter()
+                .zip(&other.keys)
+                .all(|(a, b)| a.same_key(b))
     }
 }
 
@@ -515,7 +521,14 @@ mod tests {
         }
         match KeyRing::from_keys([other.clone(), b.clone(), a.clone()]) {
             Err(e @ KeyError::IdCollision { .. }) => {
-                assert!(matches!(e, KeyError::IdCollision { first: 1, second: 2, .. }));
+                assert!(matches!(
+                    e,
+                    KeyError::IdCollision {
+                        first: 1,
+                        second: 2,
+                        ..
+                    }
+                ));
                 assert!(e.to_string().contains("44e9e243"), "{e}");
             }
             other => panic!("{other:?}"),
@@ -529,7 +542,8 @@ mod tests {
     #[test]
     fn the_same_key_twice_is_one_key_and_the_first_is_current() {
         let (a, b) = (Key::new([1; 32]), Key::new([2; 32]));
-        let ring = KeyRing::from_keys([b.clone(), a.clone(), Key::new([2; 32]), a.clone()]).unwrap();
+        let ring =
+            KeyRing::from_keys([b.clone(), a.clone(), Key::new([2; 32]), a.clone()]).unwrap();
         assert_eq!(ring.len(), 2);
         assert_eq!(ring.current().id(), b.id());
         assert_eq!(ring.ids().collect::<Vec<_>>(), [b.id(), a.id()]);
@@ -552,7 +566,10 @@ mod tests {
             ("raw", bytes.to_vec()),
             ("hex", "a5".repeat(32).into_bytes()),
             ("hex-newline", format!("{}\n", "A5".repeat(32)).into_bytes()),
-            ("hex-crlf", format!("  {}\r\n", "a5".repeat(32)).into_bytes()),
+            (
+                "hex-crlf",
+                format!("  {}\r\n", "a5".repeat(32)).into_bytes(),
+            ),
         ] {
             let key = Key::from_file(write(name, &contents)).unwrap();
             assert!(key.same_key(&want), "{name}");
@@ -570,13 +587,22 @@ mod tests {
             let path = write(name, &contents);
             let error = Key::from_file(&path).unwrap_err();
             let message = error.to_string();
-            assert!(matches!(error, KeyError::Malformed { .. }), "{name}: {error:?}");
-            assert!(message.contains(&*path.to_string_lossy()), "{name}: {message}");
+            assert!(
+                matches!(error, KeyError::Malformed { .. }),
+                "{name}: {error:?}"
+            );
+            assert!(
+                message.contains(&*path.to_string_lossy()),
+                "{name}: {message}"
+            );
             assert!(!message.contains("c3c3"), "{name}: {message}");
         }
         let missing = tmp.path().join("missing");
         let error = Key::from_file(&missing).unwrap_err();
-        assert!(matches!(error, KeyError::Io { op: "open", .. }), "{error:?}");
+        assert!(
+            matches!(error, KeyError::Io { op: "open", .. }),
+            "{error:?}"
+        );
         assert!(error.to_string().contains("missing"), "{error}");
     }
 

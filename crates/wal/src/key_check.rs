@@ -157,7 +157,13 @@ mod tests {
             .with_keys(ring)
             .map(|r| r.unwrap().payload)
             .collect();
-        let want: [&[u8]; 5] = [b"clear", b"under a", b"under b", b"under b again", b"under a again"];
+        let want: [&[u8]; 5] = [
+            b"clear",
+            b"under a",
+            b"under b",
+            b"under b again",
+            b"under a again",
+        ];
         assert_eq!(payloads, want);
     }
 }

@@ -140,7 +140,10 @@ mod tests {
         // Fresh each time.
         let other = Key::create_file(tmp.path().join("other.key"), false).unwrap();
         assert!(!other.same_key(&key));
-        assert_ne!(std::fs::read(tmp.path().join("other.key")).unwrap(), text.as_bytes());
+        assert_ne!(
+            std::fs::read(tmp.path().join("other.key")).unwrap(),
+            text.as_bytes()
+        );
     }
 
     #[test]
@@ -166,7 +169,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("missing").join("log.key");
         let error = Key::create_file(&path, false).unwrap_err();
-        assert!(matches!(error, KeyError::Io { op: "create", .. }), "{error:?}");
-        assert!(error.to_string().contains(&*path.to_string_lossy()), "{error}");
+        assert!(
+            matches!(error, KeyError::Io { op: "create", .. }),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains(&*path.to_string_lossy()),
+            "{error}"
+        );
     }
 }

@@ -206,7 +206,9 @@ fn mixed_clear_and_rotated_segments_read_back_in_order() {
     let phases: [Option<Arc<KeyRing>>; 4] = [
         None,
         Some(Arc::new(KeyRing::new(a.clone()))),
-        Some(Arc::new(KeyRing::from_keys([b.clone(), a.clone()]).unwrap())),
+        Some(Arc::new(
+            KeyRing::from_keys([b.clone(), a.clone()]).unwrap(),
+        )),
         // B again: its tail is B's, no new segment.
         Some(Arc::new(KeyRing::new(b.clone()))),
     ];
