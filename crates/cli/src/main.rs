@@ -30,6 +30,7 @@ Examples:
   logbook sessions ./logbook-demo       which sessions completed, failed, were interrupted
   logbook replay ./logbook-demo ID      one session rebuilt from its records
   logbook repair ./logbook-demo         what recovery would cut (a dry run)
+  logbook key new ./log.key             a fresh key for an encrypted log (--key-file)
   logbook ship ./log --to nats://10.0.0.5:4222 --follow    ship to a JetStream stream
   logbook sessions nats://10.0.0.5:4222 every session of every shipped log
 
@@ -44,7 +45,7 @@ man pages: `logbook man` (or `logbook man --dir DIR` for one page per command)."
 struct Cli {
     /// A 256-bit key for an encrypted log (32 bytes, or 64 hex digits);
     /// repeat it for older keys (the first is the one new segments get).
-    /// Also LOGBOOK_KEY (64 hex digits).
+    /// Also LOGBOOK_KEY (64 hex digits), after the files.
     #[arg(long, global = true, value_name = "FILE")]
     key_file: Vec<std::path::PathBuf>,
     #[command(subcommand)]
@@ -75,6 +76,8 @@ enum Command {
     Ship(cmd::ship::ShipArgs),
     /// Pull a session from a NATS JetStream stream into this log and resume it.
     Resume(cmd::resume::ResumeArgs),
+    /// Make a key file for an encrypted log, or print a key's id.
+    Key(cmd::key::KeyArgs),
     /// Run agent sessions in a child, kill it, recover, resume: the tour.
     Demo(cmd::demo::DemoArgs),
     /// The demo's child process (internal).
@@ -107,7 +110,13 @@ fn main() -> ExitCode {
             return ExitCode::from(output::EXIT_ERROR);
         }
     };
-    if let Err(error) = keys::set_up(&cli.key_file) {
+    // `key` makes and names keys: it needs no ring (and works whatever
+    // LOGBOOK_KEY holds).
+    let keys = match cli.command {
+        Command::Key(_) => Ok(()),
+        _ => keys::set_up(&cli.key_file),
+    };
+    if let Err(error) = keys {
         eprintln!("logbook: error: {}", output::one_line(&error));
         return ExitCode::from(output::EXIT_ERROR);
     }
@@ -123,6 +132,7 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::export::import(args),
         Command::Ship(args) => cmd::ship::run(args),
         Command::Resume(args) => cmd::resume::run(args),
+        Command::Key(args) => cmd::key::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::DemoChild(args) => cmd::demo::child(args),
         Command::Completions(args) => cmd::docs::completions(args, Cli::command()),

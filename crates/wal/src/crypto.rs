@@ -13,12 +13,13 @@
 //! with any clear field changed fails its tag. Nonces are a random
 //! per-writer prefix and a counter ([`Sealer`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, AeadCore, AeadInPlace, KeyInit, OsRng, Payload};
 
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use uuid::Uuid;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::format::Lsn;
 
@@ -34,9 +35,16 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 /// The id is derived from the key (the first four bytes of the tag of an
 /// empty message under a fixed nonce): it names the key in segment headers
 /// and errors without revealing it.
+///
+/// The key bytes live only inside the cipher, which wipes them when the
+/// last copy of the `Key` is dropped (`chacha20poly1305` zeroizes its key
+/// on drop); the constructors wipe every buffer they read them into.
 #[derive(Clone)]
 pub struct Key {
     id: u32,
+    /// The whole tag the id is the start of: tells two keys apart when
+    /// their 32-bit ids collide (not secret, like the id).
+    fingerprint: [u8; 16],
     cipher: XChaCha20Poly1305,
 }
 
@@ -48,11 +56,23 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// Bytes a key file may hold at most (a key, whitespace around it): a
+/// larger file is refused before it is read whole.
+const MAX_KEY_FILE_LEN: u64 = 1024;
+
 impl Key {
-    /// The key made of these 32 bytes.
+    /// The key made of these 32 bytes. The bytes passed in are wiped once
+    /// the key is made; copies the caller keeps are the caller's to wipe.
     #[must_use]
-    pub fn new(bytes: [u8; 32]) -> Key {
-        let cipher = XChaCha20Poly1305::new(&bytes.into());
+    pub fn new(mut bytes: [u8; 32]) -> Key {
+        let key = Key::from_bytes(&bytes);
+        bytes.zeroize();
+        key
+    }
+
+    /// The key made of these bytes (copied into the cipher only).
+    pub(crate) fn from_bytes(bytes: &[u8; 32]) -> Key {
+        let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(bytes));
         let tag = cipher
             .encrypt(
                 &XNonce::default(),
@@ -62,12 +82,15 @@ impl Key {
                 },
             )
             .unwrap_or_default();
-        let mut id = [0u8; 4];
-        if let Some(head) = tag.get(..4) {
-            id.copy_from_slice(head);
+        let mut fingerprint = [0u8; 16];
+        if let Some(tag) = tag.get(..16) {
+            fingerprint.copy_from_slice(tag);
         }
+        let mut id = [0u8; 4];
+        id.copy_from_slice(&fingerprint[..4]);
         Key {
             id: u32::from_le_bytes(id),
+            fingerprint,
             cipher,
         }
     }
@@ -77,7 +100,7 @@ impl Key {
     ///
     /// # Errors
     ///
-    /// A message saying what is wrong (never the key).
+    /// [`KeyError::Malformed`], saying what is wrong (never the key).
     ///
     /// # Examples
     ///
@@ -88,39 +111,69 @@ impl Key {
     /// assert_eq!(key.id(), Key::from_hex(&"AB".repeat(32)).unwrap().id());
     /// assert!(Key::from_hex("abc").is_err());
     /// ```
-    pub fn from_hex(text: &str) -> Result<Key, String> {
+    pub fn from_hex(text: &str) -> Result<Key, KeyError> {
+        let malformed = |reason: String| KeyError::Malformed { path: None, reason };
         let text = text.trim();
         if text.len() != 64 {
-            return Err(format!(
+            return Err(malformed(format!(
                 "a key is 64 hexadecimal digits (256 bits), not {} characters",
                 text.len()
-            ));
+            )));
         }
-        let mut bytes = [0u8; 32];
+        let mut bytes = Zeroizing::new([0u8; 32]);
         for (i, byte) in bytes.iter_mut().enumerate() {
             let pair = text.get(2 * i..2 * i + 2).unwrap_or("");
             *byte = u8::from_str_radix(pair, 16)
-                .map_err(|_| "a key is 64 hexadecimal digits (0-9, a-f)".to_owned())?;
+                .map_err(|_| malformed("a key is 64 hexadecimal digits (0-9, a-f)".to_owned()))?;
         }
-        Ok(Key::new(bytes))
+        Ok(Key::from_bytes(&bytes))
     }
 
     /// The key in the file at `path`: 32 raw bytes, or 64 hexadecimal
-    /// digits (a trailing newline allowed).
+    /// digits (surrounding whitespace, such as a trailing newline, allowed).
     ///
     /// # Errors
     ///
-    /// The file cannot be read, or holds neither form (the message names
-    /// the file, never its bytes).
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Key, String> {
+    /// [`KeyError::Io`] if the file cannot be read; [`KeyError::Malformed`]
+    /// if it holds neither form (the message names the file, never its
+    /// bytes).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Key, KeyError> {
+        use std::io::Read;
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Ok(raw) = <[u8; 32]>::try_from(bytes.as_slice()) {
-            return Ok(Key::new(raw));
+        let io = |op, source| KeyError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(|e| io("open", e))?;
+        // One allocation, never grown (growing would leave copies behind),
+        // wiped on drop.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_LEN as usize + 1));
+        file.take(MAX_KEY_FILE_LEN + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io("read", e))?;
+        let malformed = |reason: String| KeyError::Malformed {
+            path: Some(path.to_path_buf()),
+            reason,
+        };
+        if bytes.len() as u64 > MAX_KEY_FILE_LEN {
+            return Err(malformed(format!(
+                "a key file holds 32 bytes or 64 hexadecimal digits, not over {MAX_KEY_FILE_LEN} bytes"
+            )));
         }
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| format!("{}: not a key (32 bytes or 64 hex digits)", path.display()))?;
-        Key::from_hex(text).map_err(|e| format!("{}: {e}", path.display()))
+        if let Ok(raw) = <&[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(Key::from_bytes(raw));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            malformed(format!(
+                "a key file holds 32 bytes or 64 hexadecimal digits, not {} bytes of binary",
+                bytes.len()
+            ))
+        })?;
+        Key::from_hex(text).map_err(|e| match e {
+            KeyError::Malformed { reason, .. } => malformed(reason),
+            other => other,
+        })
     }
 
     /// The key's id.
@@ -128,11 +181,73 @@ impl Key {
     pub fn id(&self) -> u32 {
         self.id
     }
+
+    /// Whether `other` is the same key (the same 32 bytes), not merely one
+    /// with the same id.
+    #[must_use]
+    pub fn same_key(&self, other: &Key) -> bool {
+        self.fingerprint == other.fingerprint
+    }
+}
+
+/// What is wrong with a key, a key file or a key ring. Never shows key
+/// bytes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// A key file could not be opened, read, written or made durable.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`"open"`, `"read"`, `"write"`, `"fsync"`, …).
+        op: &'static str,
+        /// The key file (or its directory).
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Text or a file that is not a key.
+    #[error("{}{reason}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Malformed {
+        /// The key file, if the key came from one.
+        path: Option<PathBuf>,
+        /// What is wrong (never the bytes).
+        reason: String,
+    },
+    /// A new key file was not written, because a file is there already.
+    #[error("{} already exists (nothing written)", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The operating system's random generator failed.
+    #[error("the operating system's random generator failed: {0}")]
+    Random(String),
+    /// A ring was to be made of no key.
+    #[error("a key ring needs at least one key")]
+    NoKeys,
+    /// Two different keys with one id were to go into one ring: a segment
+    /// names its key by id, so one of them could never be used. (The same
+    /// key twice is one key, not this.)
+    #[error(
+        "keys {first} and {second} (counting from 0) are different keys with the same id {id:08x}: a ring cannot hold both"
+    )]
+    IdCollision {
+        /// The id both have.
+        id: u32,
+        /// The position of the first, in the order the keys were given
+        /// ([`KeyRing::from_keys`]), or among the ring's keys
+        /// ([`KeyRing::try_with`]).
+        first: usize,
+        /// The position of the second, in the order the keys were given,
+        /// or the number of keys the ring held ([`KeyRing::try_with`]).
+        second: usize,
+    },
 }
 
 /// The keys a log is written and read with: the current one (new segments
 /// are encrypted with it) and older ones (to read segments written before
-/// a rotation).
+/// a rotation). No two keys of a ring share an id.
 ///
 /// # Examples
 ///
@@ -140,10 +255,10 @@ impl Key {
 /// use logbook_wal::{Key, KeyRing};
 ///
 /// let (old, new) = (Key::new([1; 32]), Key::new([2; 32]));
-/// let ring = KeyRing::new(new.clone()).with(old.clone());
+/// let ring = KeyRing::from_keys([new.clone(), old.clone(), new.clone()]).unwrap();
 /// assert_eq!(ring.current().id(), new.id());
 /// assert!(ring.get(old.id()).is_some());
-/// assert!(ring.get(7).is_none() || Key::new([1; 32]).id() == 7);
+/// assert_eq!(ring.len(), 2, "the same key twice is one key");
 /// ```
 #[derive(Debug, Clone)]
 pub struct KeyRing {
@@ -159,13 +274,58 @@ impl KeyRing {
         }
     }
 
-    /// This ring, also able to read segments encrypted with `older`.
-    #[must_use]
-    pub fn with(mut self, older: Key) -> KeyRing {
-        if self.get(older.id).is_none() {
-            self.keys.push(older);
+    /// A ring of `keys`: the first is the current one, the others read
+    /// older segments. A key given again is kept once.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::NoKeys`] for no key; [`KeyError::IdCollision`] if two
+    /// different keys have one id, with their positions in `keys`.
+    pub fn from_keys(keys: impl IntoIterator<Item = Key>) -> Result<KeyRing, KeyError> {
+        let mut keys = keys.into_iter().enumerate();
+        let Some((_, first)) = keys.next() else {
+            return Err(KeyError::NoKeys);
+        };
+        let mut ring = KeyRing::new(first);
+        // Where each key of the ring was given.
+        let mut given = vec![0];
+        for (i, key) in keys {
+            let held = ring.keys.len();
+            ring = ring.try_with(key).map_err(|e| match e {
+                KeyError::IdCollision { id, first, .. } => KeyError::IdCollision {
+                    id,
+                    first: given.get(first).copied().unwrap_or(first),
+                    second: i,
+                },
+                other => other,
+            })?;
+            if ring.keys.len() > held {
+                given.push(i);
+            }
         }
-        self
+        Ok(ring)
+    }
+
+    /// This ring, also able to read segments encrypted with `older`
+    /// (unchanged if it holds `older` already).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::IdCollision`] if the ring holds another key with
+    /// `older`'s id.
+    pub fn try_with(mut self, older: Key) -> Result<KeyRing, KeyError> {
+        match self.keys.iter().position(|k| k.id == older.id) {
+            Some(i) if self.keys.get(i).is_some_and(|k| k.same_key(&older)) => Ok(self),
+            Some(i) => Err(KeyError::IdCollision {
+                id: older.id,
+                first: i,
+                second: self.keys.len(),
+            }),
+            None => {
+                self.keys.push(older);
+                Ok(self)
+            }
+        }
     }
 
     /// The key new segments are encrypted with.
@@ -173,6 +333,18 @@ impl KeyRing {
     pub fn current(&self) -> &Key {
         // `new` puts one in, and nothing takes any out.
         &self.keys[0]
+    }
+
+    /// How many keys the ring holds (at least one).
+    #[must_use]
+    #[allow(clippy::len_without_is_empty, reason = "a ring is never empty")]
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The ids of the ring's keys, the current one first.
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.keys.iter().map(Key::id)
     }
 
     /// The key with id `id`, if the ring has it.
@@ -196,7 +368,11 @@ impl KeyRing {
 impl PartialEq for KeyRing {
     fn eq(&self, other: &KeyRing) -> bool {
         self.keys.len() == other.keys.len()
-            && self.keys.iter().zip(&other.keys).all(|(a, b)| a.id == b.id)
+            && self
+                .keys
+                .iter()
+                .zip(&other.keys)
+                .all(|(a, b)| a.same_key(b))
     }
 }
 
@@ -494,6 +670,126 @@ pub(crate) fn open(key: &Key, ctx: &RecordContext<'_>, sealed: &[u8]) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two different keys whose ids collide (`44e9e243`): the
+    /// little-endian numbers 19780 and 68961 in the first eight of 32
+    /// bytes, found by a search over such keys (about 70 000 ids: too slow
+    /// for a test, hence written down).
+    fn colliding_keys() -> (Key, Key) {
+        let key = |n: u64| {
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&n.to_le_bytes());
+            Key::new(bytes)
+        };
+        (key(19_780), key(68_961))
+    }
+
+    #[test]
+    fn different_keys_with_one_id_are_refused_not_dropped() {
+        let (a, b) = colliding_keys();
+        assert_eq!(a.id(), b.id(), "the pair still collides");
+        assert_eq!(a.id(), 0x44e9_e243);
+        assert!(!a.same_key(&b));
+        let other = Key::new([9; 32]);
+        match KeyRing::new(a.clone()).try_with(b.clone()) {
+            Err(KeyError::IdCollision { id, first, second }) => {
+                assert_eq!((id, first, second), (a.id(), 0, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Positions in the order given, counting a repeated key.
+        match KeyRing::from_keys([a.clone(), other.clone(), a.clone(), b.clone()]) {
+            Err(KeyError::IdCollision { id, first, second }) => {
+                assert_eq!((id, first, second), (a.id(), 0, 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        match KeyRing::from_keys([other.clone(), b.clone(), a.clone()]) {
+            Err(e @ KeyError::IdCollision { .. }) => {
+                assert!(matches!(
+                    e,
+                    KeyError::IdCollision {
+                        first: 1,
+                        second: 2,
+                        ..
+                    }
+                ));
+                assert!(e.to_string().contains("44e9e243"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            KeyRing::from_keys(Vec::new()),
+            Err(KeyError::NoKeys)
+        ));
+    }
+
+    #[test]
+    fn the_same_key_twice_is_one_key_and_the_first_is_current() {
+        let (a, b) = (Key::new([1; 32]), Key::new([2; 32]));
+        let ring =
+            KeyRing::from_keys([b.clone(), a.clone(), Key::new([2; 32]), a.clone()]).unwrap();
+        assert_eq!(ring.len(), 2);
+        assert_eq!(ring.current().id(), b.id());
+        assert_eq!(ring.ids().collect::<Vec<_>>(), [b.id(), a.id()]);
+        let ring = KeyRing::new(a.clone()).try_with(a.clone()).unwrap();
+        assert_eq!(ring.len(), 1);
+        assert_eq!(ring, KeyRing::new(a));
+    }
+
+    #[test]
+    fn key_files_hold_32_bytes_or_64_hex_digits_and_errors_never_show_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bytes = [0xa5u8; 32];
+        let want = Key::new(bytes);
+        let write = |name: &str, contents: &[u8]| {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, contents).unwrap();
+            path
+        };
+        for (name, contents) in [
+            ("raw", bytes.to_vec()),
+            ("hex", "a5".repeat(32).into_bytes()),
+            ("hex-newline", format!("{}\n", "A5".repeat(32)).into_bytes()),
+            (
+                "hex-crlf",
+                format!("  {}\r\n", "a5".repeat(32)).into_bytes(),
+            ),
+        ] {
+            let key = Key::from_file(write(name, &contents)).unwrap();
+            assert!(key.same_key(&want), "{name}");
+        }
+        // 32 bytes of hex digits are raw bytes, not 16 bytes of hex.
+        let raw_digits = Key::from_file(write("32-digits", "ab".repeat(16).as_bytes())).unwrap();
+        assert!(raw_digits.same_key(&Key::new(*b"abababababababababababababababab")));
+        let secret = "c3".repeat(31);
+        for (name, contents) in [
+            ("short", secret.clone().into_bytes()),
+            ("long-binary", vec![0xc3; 33]),
+            ("not-hex", format!("{secret}zz").into_bytes()),
+            ("huge", "c3".repeat(4096).into_bytes()),
+        ] {
+            let path = write(name, &contents);
+            let error = Key::from_file(&path).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                matches!(error, KeyError::Malformed { .. }),
+                "{name}: {error:?}"
+            );
+            assert!(
+                message.contains(&*path.to_string_lossy()),
+                "{name}: {message}"
+            );
+            assert!(!message.contains("c3c3"), "{name}: {message}");
+        }
+        let missing = tmp.path().join("missing");
+        let error = Key::from_file(&missing).unwrap_err();
+        assert!(
+            matches!(error, KeyError::Io { op: "open", .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("missing"), "{error}");
+    }
 
     #[test]
     fn a_sealed_payload_opens_only_at_its_place_in_its_chain_with_its_key() {

@@ -217,6 +217,19 @@ pub enum WalError {
         /// The id of its key.
         key_id: u32,
     },
+    /// A writer was given keys none of which is the key of any of the
+    /// log's encrypted segments (most likely the wrong key file). Nothing
+    /// was changed: without this refusal the writer would have started a
+    /// new segment under a key the log's readers do not have.
+    #[error("none of the keys given ({}) matches the log: {} is encrypted with key {key_id:08x} (nothing was written)", hex_ids(given), segment.display())]
+    UnrelatedKeys {
+        /// The newest encrypted segment.
+        segment: PathBuf,
+        /// The id of its key.
+        key_id: u32,
+        /// The ids of the keys given, the current one first.
+        given: Vec<u32>,
+    },
     /// A record of an encrypted segment whose payload does not decrypt with
     /// its key: its bytes were changed (with the frame CRC recomputed), it
     /// was moved from another LSN, session or log, or the key is not the
@@ -415,4 +428,12 @@ impl From<WalError> for io::Error {
         };
         io::Error::new(kind, e)
     }
+}
+
+/// Key ids as the log prints them, comma-separated.
+fn hex_ids(ids: &[u32]) -> String {
+    ids.iter()
+        .map(|id| format!("{id:08x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

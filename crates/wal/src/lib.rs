@@ -76,6 +76,8 @@ pub mod format;
 mod format;
 pub mod fs;
 mod index;
+mod key_check;
+mod keyfile;
 mod log_id;
 mod options;
 mod reader;
@@ -91,8 +93,8 @@ mod walk;
 pub use crate::chain::chain_before;
 pub use crate::commit::WalStats;
 pub use crate::crypto::{
-    CHAIN_LEN, Chain, Key, KeyRing, RecordContext, SEAL_OVERHEAD, default_keys, install_default_keys,
-    tag_of,
+    CHAIN_LEN, Chain, Key, KeyError, KeyRing, RecordContext, SEAL_OVERHEAD, default_keys,
+    install_default_keys, tag_of,
 };
 pub use crate::durable_watch::DurableWatch;
 pub use crate::error::WalError;

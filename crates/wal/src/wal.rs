@@ -86,6 +86,9 @@ impl Wal {
     ///
     /// [`WalError::Locked`] if another writer holds the directory;
     /// [`WalError::NotFound`] / [`WalError::NotADirectory`] for a bad path;
+    /// [`WalError::KeyRequired`] for an encrypted tail and no keys;
+    /// [`WalError::UnrelatedKeys`] for keys that match none of the log's
+    /// encrypted segments;
     /// header and corruption errors naming the segment, offset and LSN; I/O
     /// errors naming the file.
     pub fn open(dir: impl AsRef<Path>, opts: WalOptions) -> Result<Wal, WalError> {
@@ -117,6 +120,9 @@ impl Wal {
         let prior = segment::read_watermark(&*fs, &dir)?;
 
         let listing = segment::list(&*fs, &dir)?;
+        // Keys that match none of the log's encrypted segments: refused
+        // before anything is changed.
+        crate::key_check::check_writer_keys(&*fs, &listing.segments, opts.encryption.as_deref())?;
         // Refused before anything is changed (recovery included).
         let encrypted =
             crate::chain::survey(&*fs, &listing.segments, opts.encryption.as_deref())?;

@@ -210,7 +210,9 @@ fn mixed_clear_and_rotated_segments_read_back_in_order() {
     let phases: [Option<Arc<KeyRing>>; 4] = [
         None,
         Some(Arc::new(KeyRing::new(a.clone()))),
-        Some(Arc::new(KeyRing::new(b.clone()).with(a.clone()))),
+        Some(Arc::new(
+            KeyRing::from_keys([b.clone(), a.clone()]).unwrap(),
+        )),
         // B again: its tail is B's, no new segment.
         Some(Arc::new(KeyRing::new(b.clone()))),
     ];
@@ -237,7 +239,7 @@ fn mixed_clear_and_rotated_segments_read_back_in_order() {
         other => panic!("{other:?}"),
     }
     assert_eq!(segments(dir.path()), before, "nothing written");
-    let both = Arc::new(KeyRing::new(b).with(a.clone()));
+    let both = Arc::new(KeyRing::from_keys([b, a.clone()]).unwrap());
     let got: Vec<EventRecord> = read(dir.path(), Some(both))
         .into_iter()
         .collect::<Result<_, _>>()

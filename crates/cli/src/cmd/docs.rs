@@ -55,16 +55,7 @@ pub(crate) fn man(args: &ManArgs, command: clap::Command) -> anyhow::Result<Outc
     };
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let mut pages = vec![("logbook.1".to_owned(), command.clone())];
-    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let name = format!("logbook-{}", sub.get_name());
-        // The page's title and usage line name the whole command.
-        let page = sub
-            .clone()
-            .name(name.clone())
-            .display_name(name.clone())
-            .bin_name(format!("logbook {}", sub.get_name()));
-        pages.push((format!("{name}.1"), page));
-    }
+    add_pages(&command, ("logbook", "logbook"), &mut pages);
     for (file, page) in pages {
         let path = dir.join(&file);
         let mut bytes = Vec::new();
@@ -73,4 +64,26 @@ pub(crate) fn man(args: &ManArgs, command: clap::Command) -> anyhow::Result<Outc
         println!("{}", path.display());
     }
     Ok(Outcome::Clean)
+}
+
+/// A page per visible subcommand of `command` (whose page and command
+/// line are `name`), and per subcommand of those (`logbook key new`:
+/// `logbook-key-new.1`, the page `logbook-key.1` refers to).
+fn add_pages(
+    command: &clap::Command,
+    (page, line): (&str, &str),
+    pages: &mut Vec<(String, clap::Command)>,
+) {
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("{page}-{}", sub.get_name());
+        let bin = format!("{line} {}", sub.get_name());
+        // The page's title and usage line name the whole command.
+        let command = sub
+            .clone()
+            .name(name.clone())
+            .display_name(name.clone())
+            .bin_name(bin.clone());
+        pages.push((format!("{name}.1"), command));
+        add_pages(sub, (&name, &bin), pages);
+    }
 }

@@ -5,6 +5,7 @@ pub(crate) mod docs;
 pub(crate) mod dump;
 pub(crate) mod export;
 pub(crate) mod fork;
+pub(crate) mod key;
 pub(crate) mod repair;
 pub(crate) mod replay;
 pub(crate) mod resume;

@@ -20,7 +20,8 @@ Bytes are frame bytes: the 48-byte record header plus the payload. `durable`
 counts the records whose event kind is durable (the kinds a SessionBus hands
 to its sink); a record of an ephemeral kind was appended directly. --json
 prints one object with the fields dir, segments (file, size, used_bytes,
-base_lsn, created, records, first_lsn, last_lsn), records, bytes, first_lsn,
+base_lsn, created, key_id (the id of the segment's key, null in the clear),
+records, first_lsn, last_lsn), records, bytes, first_lsn,
 last_lsn, first_ts, last_ts, span_us, sessions, durable, by_kind (kind,
 records, bytes; the largest share of the bytes first) and problems.";
 
@@ -46,6 +47,9 @@ struct SegmentJson {
     used_bytes: u64,
     base_lsn: Option<Lsn>,
     created: Option<String>,
+    /// The id of the segment's key (8 hex digits), or null in the clear
+    /// (or with an unreadable header).
+    key_id: Option<String>,
     records: u64,
     first_lsn: Option<Lsn>,
     last_lsn: Option<Lsn>,
@@ -170,6 +174,7 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
                     used_bytes: s.used_bytes,
                     base_lsn: header.map(|h| h.base_lsn),
                     created: header.map(|h| output::rfc3339(h.created_us)),
+                    key_id: header.and_then(|h| h.key_id).map(|id| format!("{id:08x}")),
                     records: s.records,
                     first_lsn: s.first_lsn,
                     last_lsn: s.last_lsn,
@@ -218,13 +223,20 @@ fn print_text(out: &mut dyn Write, s: &StatsJson) -> anyhow::Result<()> {
         output::bytes(on_disk),
         output::bytes(used)
     )?;
-    let mut table = Table::new(&["segment", "created", ">records", "LSNs", ">used", ">size"]);
+    let mut table = Table::new(&[
+        "segment", "created", "key", ">records", "LSNs", ">used", ">size",
+    ]);
     for seg in &s.segments {
         table.row(vec![
             seg.file.clone(),
             seg.created.as_deref().map_or("-".to_owned(), |c| {
                 c.chars().take(19).collect::<String>() + "Z"
             }),
+            match (&seg.key_id, &seg.created) {
+                (Some(id), _) => id.clone(),
+                (None, Some(_)) => "clear".to_owned(),
+                (None, None) => "-".to_owned(),
+            },
             seg.records.to_string(),
             match (seg.first_lsn, seg.last_lsn) {
                 (Some(a), Some(b)) => format!("{a}..={b}"),
