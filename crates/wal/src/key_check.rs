@@ -147,9 +147,15 @@ mod tests {
         // is needed only to read the older segment).
         write(tmp.path(), &[&b], b"under b again");
         assert_eq!(segment_count(tmp.path()), 3);
-        // So is the old key alone, which matches an older segment: a
-        // rotation back, starting a new segment.
-        write(tmp.path(), &[&a], b"under a again");
+        // The old key alone matches an older segment, but a writer
+        // continues the chain of the newest one and must authenticate it
+        // (`docs/security.md`): refused, nothing changed.
+        let before = snapshot(tmp.path());
+        let err = Wal::open(tmp.path(), options(&[&a])).unwrap_err();
+        assert!(matches!(err, crate::WalError::KeyRequired { .. }), "{err}");
+        assert_eq!(snapshot(tmp.path()), before);
+        // A rotation back, with the newest segment's key to read it.
+        write(tmp.path(), &[&a, &b], b"under a again");
         assert_eq!(segment_count(tmp.path()), 4);
         let ring = Arc::new(KeyRing::from_keys([a, b]).unwrap());
         let payloads: Vec<Vec<u8>> = Reader::open(tmp.path())
