@@ -403,6 +403,34 @@ impl Wal {
         self.append_timed_raw(&timed)
     }
 
+    /// [`Wal::append_many_raw`] with each record's time given (µs since
+    /// the Unix epoch), as [`Wal::append_many_at`]: for records copied from
+    /// another log (a pull from a stream), whose times are kept.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append_many_raw`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_wal::{Reader, Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let s = uuid::Uuid::new_v4();
+    /// assert_eq!(wal.append_many_raw_at(&[(s, 1_700_000_000_000_000, b"a".to_vec())])?, [1]);
+    /// let record = Reader::open(dir.path())?.next().unwrap()?;
+    /// assert_eq!(record.timestamp_us, 1_700_000_000_000_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_many_raw_at(
+        &self,
+        records: &[(Uuid, u64, Vec<u8>)],
+    ) -> Result<Vec<Lsn>, WalError> {
+        self.append_timed_raw(records)
+    }
+
     /// Queue `records` (session, time, payload) together and wait as
     /// [`Wal::append`] would for the last one.
     fn append_timed_raw(&self, records: &[(Uuid, u64, Vec<u8>)]) -> Result<Vec<Lsn>, WalError> {
