@@ -302,11 +302,13 @@ fn landed_origins(dir: &Path, me: Uuid, session: Uuid) -> Result<HashSet<(Uuid, 
     let Some(from) = imports.first_lsn_of(session) else {
         return Ok(landed);
     };
-    let mut reader = Reader::open(dir)
-        .map_err(|e| FleetError::wal(dir, "opening a reader", e))?
-        .without_keys()
-        .from_lsn(from)
-        .session(session);
+    let reader = match Reader::open(dir) {
+        Ok(reader) => reader,
+        // No segment: none of the entries' records landed.
+        Err(WalError::NoLog { .. }) => return Ok(landed),
+        Err(e) => return Err(FleetError::wal(dir, "opening a reader", e)),
+    };
+    let mut reader = reader.without_keys().from_lsn(from).session(session);
     let keys = logbook_wal::default_keys();
     while let Some(record) = reader.next_ref() {
         let record =
@@ -343,7 +345,10 @@ fn refuse_completed(
         None => SessionState::new(session),
         Some(_) => match logbook_replay::session_state(dir, session) {
             Ok(state) => state,
-            Err(ReplayError::UnknownSession(_)) => SessionState::new(session),
+            // Nothing of it here, or no log yet (an empty directory).
+            Err(ReplayError::UnknownSession(_) | ReplayError::NoLog { .. }) => {
+                SessionState::new(session)
+            }
             Err(e) => return Err(resume_error(e)),
         },
     };
@@ -373,4 +378,120 @@ fn refuse_completed(
         lsn,
         dir: PathBuf::from(dir),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use logbook_bus::SessionEvent;
+    use logbook_wal::WalOptions;
+
+    use super::*;
+
+    fn record(log: Uuid, lsn: Lsn, session: Uuid, event: &SessionEvent) -> FleetRecord {
+        let payload = logbook_bus::codec::encode(event).unwrap();
+        FleetRecord::new(log, lsn, 1_000 + lsn, session, payload.into())
+    }
+
+    /// A crash (or a full disk, or a failed fsync) between the `IMPORTS`
+    /// entries and the records: the entries alone count for nothing, the
+    /// records landed at the LSNs they name do, and a record of another
+    /// payload at such an LSN does not.
+    #[test]
+    fn an_import_entry_counts_only_once_its_record_landed() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (session, origin) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let me = wal.log_id();
+        wal.append(session, &SessionEvent::UserMessage("own".into()))
+            .unwrap();
+        let pulled: Vec<FleetRecord> = (10..13)
+            .map(|lsn| {
+                record(
+                    origin,
+                    lsn,
+                    session,
+                    &SessionEvent::UserMessage(format!("m{lsn}")),
+                )
+            })
+            .collect();
+        let entries: Vec<Entry> = (2..)
+            .zip(&pulled)
+            .map(|(local_lsn, r)| Entry {
+                local_lsn,
+                session,
+                origin_log: origin,
+                origin_lsn: r.lsn,
+                payload_crc: crc32fast::hash(&r.payload),
+            })
+            .collect();
+        Imports::append(dir.path(), &entries).unwrap();
+        // The crash: no record appended.
+        let landed = landed_origins(dir.path(), me, session).unwrap();
+        assert!(landed.is_empty(), "{landed:?}");
+        let first = plan(dir.path(), Some(me), session, &pulled).unwrap();
+        assert_eq!((first.wanted.len(), first.already_here), (3, 0));
+
+        // Two records land where their entries say; the third LSN gets
+        // another record.
+        wal.append_many_raw(&[
+            (session, pulled[0].payload.to_vec()),
+            (session, pulled[1].payload.to_vec()),
+        ])
+        .unwrap();
+        wal.append(session, &SessionEvent::UserMessage("another".into()))
+            .unwrap();
+        let landed = landed_origins(dir.path(), me, session).unwrap();
+        assert_eq!(
+            landed,
+            HashSet::from([(origin, 10), (origin, 11)]),
+            "not (origin, 12): LSN 4 holds another record"
+        );
+        let second = plan(dir.path(), Some(me), session, &pulled).unwrap();
+        assert_eq!((second.wanted.len(), second.already_here), (1, 2));
+        assert_eq!(second.wanted[0].lsn, 12);
+    }
+
+    /// The check reads only: a missing directory stays missing, an empty
+    /// one is a log with nothing yet, and a completed session is refused
+    /// naming the log and LSN of its `Done`.
+    #[test]
+    fn the_check_changes_nothing_and_refuses_a_completed_session() {
+        let root = tempfile::tempdir().unwrap();
+        let (session, origin) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let unfinished = SessionPull {
+            session,
+            records: vec![record(
+                origin,
+                7,
+                session,
+                &SessionEvent::UserMessage("hi".into()),
+            )],
+        };
+        let missing = root.path().join("missing");
+        unfinished.check(&missing).unwrap();
+        assert!(!missing.exists());
+        let empty = root.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        unfinished.check(&empty).unwrap();
+        assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+
+        let mut done = unfinished.clone();
+        done.records
+            .push(record(origin, 8, session, &SessionEvent::Done));
+        let e = done.check(&missing).unwrap_err();
+        assert!(
+            matches!(e, FleetError::Completed { log, lsn: 8, .. } if log == origin),
+            "{e}"
+        );
+        // Resumed after an error elsewhere (Failed) is not completed.
+        let mut failed = unfinished;
+        failed.records.push(record(
+            origin,
+            8,
+            session,
+            &SessionEvent::Error("boom".into()),
+        ));
+        failed.check(&missing).unwrap();
+        assert!(!missing.exists());
+    }
 }
