@@ -305,6 +305,12 @@ impl Target {
                 });
             }
         }
+        // A reader of a stream whose subjects are not all `<token>.>` (made
+        // by hand, say `logbook.*.*`) reads with the prefix it has: the
+        // server's answer decides.
+        if discover && !subjects.iter().all(|s| s.strip_suffix(".>").is_some()) {
+            return Ok(self.clone());
+        }
         Err(FleetError::WrongStream {
             url: self.url.clone(),
             stream: self.stream.clone(),
