@@ -53,7 +53,7 @@ pub(crate) struct ShipArgs {
     /// The JetStream stream.
     #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
     pub(crate) stream: String,
-    /// The first token of the records' subjects (<prefix>.<log id>.<session>):
+    /// The first token of the records' subjects (PREFIX.LOG_ID.SESSION):
     /// one per stream on a server.
     #[arg(long, value_name = "PREFIX", default_value = logbook_fleet::DEFAULT_PREFIX)]
     pub(crate) subject_prefix: String,
