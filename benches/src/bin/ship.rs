@@ -188,7 +188,8 @@ async fn shipped(url: &str, stream: &str, dir: &Path) -> f64 {
     let target = Target::parse(url)
         .expect("url")
         .with_stream(stream)
-        .with_prefix(stream.to_lowercase());
+        .with_prefix(stream.to_lowercase())
+        .expect("prefix");
     let shipper = Shipper::new(
         dir,
         target,
@@ -220,7 +221,8 @@ async fn lag(url: &str, dir: &Path, args: &Args) -> (f64, f64, f64, usize) {
     let target = Target::parse(url)
         .expect("url")
         .with_stream("LAG")
-        .with_prefix("lag");
+        .with_prefix("lag")
+        .expect("prefix");
     let options = ShipOptions {
         window: WINDOW,
         poll: Duration::from_millis(args.poll_ms),

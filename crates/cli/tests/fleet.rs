@@ -434,3 +434,320 @@ fn resume_from_a_stream_on_another_log() {
         texts(&refused)
     );
 }
+
+/// `ship` to a port where nobody listens: exit 2 at once (documented: 5 s;
+/// asserted with a wide margin), naming the URL, instead of retrying for
+/// `--give-up` seconds. With `--follow` it keeps retrying, one line on
+/// stderr per retry.
+#[test]
+fn ship_to_a_refused_port_exits_2_at_once_and_follow_says_it_retries() {
+    use std::time::{Duration, Instant};
+
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("log");
+    write_log(&dir, 1, 5);
+    let nobody = format!("nats://127.0.0.1:{}", nats::free_port());
+    let started = Instant::now();
+    let output = logbook()
+        .arg("ship")
+        .arg(&dir)
+        .args(["--to", &nobody])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let (out, err) = texts(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}{err}");
+    assert!(err.contains(&nobody) && err.contains("refused"), "{err}");
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}: {err}");
+
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("logbook"))
+        .arg("ship")
+        .arg(&dir)
+        .args(["--to", &nobody, "--follow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "--follow must keep retrying"
+    );
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    let retries = err
+        .lines()
+        .filter(|l| l.contains(&nobody) && l.contains("retrying in"))
+        .count();
+    assert!(retries >= 2, "one line per retry: {err}");
+}
+
+/// A second stream beside the default one, with a subject prefix of its
+/// own: `ship --stream OTHER` alone is refused at once (the subjects
+/// overlap the default stream's), with `--subject-prefix` it ships, and
+/// every reader given `--stream OTHER` reads it (its prefix found from the
+/// stream), `resume --from` included.
+#[test]
+fn a_second_stream_with_its_own_subject_prefix_is_read_by_every_command() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let url = server.url();
+    let (one, two) = (root.path().join("one"), root.path().join("two"));
+    write_log(&one, 2, 10);
+    let written = write_log(&two, 3, 6); // the last session is unfinished
+    let ship = |dir: &std::path::Path, extra: &[&str]| {
+        logbook()
+            .arg("ship")
+            .arg(dir)
+            .args(["--to", &url])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = ship(&one, &[]);
+    assert_eq!(first.status.code(), Some(0), "{:?}", texts(&first));
+
+    let started = std::time::Instant::now();
+    let refused = ship(&two, &["--stream", "OTHER"]);
+    let (out, err) = texts(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("LOGBOOK") && err.contains("--subject-prefix"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let second = ship(&two, &["--stream", "OTHER", "--subject-prefix", "other"]);
+    let (out, err) = texts(&second);
+    assert_eq!(second.status.code(), Some(0), "{out}{err}");
+    assert!(out.starts_with("shipped 18 record(s)"), "{out}");
+
+    // Every reader, given the stream's name only: its records, not the
+    // default stream's.
+    let read = |args: &[&str]| {
+        let output = logbook()
+            .arg(args[0])
+            .arg(&url)
+            .args(&args[1..])
+            .args(["--stream", "OTHER"])
+            .output()
+            .unwrap();
+        let (out, err) = texts(&output);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {out}{err}");
+        out
+    };
+    let local = logbook().arg("dump").arg(&two).output().unwrap();
+    assert_eq!(read(&["dump"]), texts(&local).0, "dump of OTHER");
+    let sessions = common::json_lines(&read(&["sessions", "--json"]));
+    let ids: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["session"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = written.sessions.iter().map(ToString::to_string).collect();
+    assert_eq!(ids, want);
+    let cut_off = written.sessions[2].to_string();
+    let state = &common::json_lines(&read(&["replay", &cut_off[..8], "--json"]))[0];
+    assert_eq!(state["events"].as_u64(), Some(6), "{state}");
+    let stats = &common::json_lines(&read(&["stats", "--json"]))[0];
+    assert_eq!(stats["records"].as_u64(), Some(18), "{stats}");
+    // The default stream still holds only the first log.
+    let default = logbook()
+        .args(["stats"])
+        .arg(&url)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stats = &common::json_lines(&texts(&default).0)[0];
+    assert_eq!(stats["records"].as_u64(), Some(20), "{stats}");
+
+    // resume --from the second stream, with or without its prefix.
+    for (i, extra) in [&[][..], &["--subject-prefix", "other"][..]]
+        .iter()
+        .enumerate()
+    {
+        let target = root.path().join(format!("resumed{i}"));
+        let resumed = logbook()
+            .arg("resume")
+            .arg(&target)
+            .args([&cut_off, "--from", &url, "--stream", "OTHER"])
+            .args(*extra)
+            .output()
+            .unwrap();
+        let (out, err) = texts(&resumed);
+        assert_eq!(resumed.status.code(), Some(0), "{extra:?}: {out}{err}");
+        assert!(out.contains("6 record(s) pulled"), "{out}");
+    }
+}
+
+/// Every file of a directory with its bytes (`None`: no directory).
+fn snapshot(dir: &std::path::Path) -> Option<Vec<(String, Vec<u8>)>> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut files: Vec<(String, Vec<u8>)> = entries
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    Some(files)
+}
+
+/// A refused `resume` changes nothing: a completed session leaves an
+/// existing log byte for byte as it was (no pulled record, no `IMPORTS`)
+/// and a missing directory missing; so do an unknown and an ambiguous
+/// session prefix (the latter listing the candidates).
+#[test]
+fn a_refused_resume_changes_nothing() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let url = server.url();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let written = write_log(&a, 3, 20); // two completed sessions
+    write_log(&b, 1, 3);
+    let shipped = logbook()
+        .arg("ship")
+        .arg(&a)
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    assert_eq!(shipped.status.code(), Some(0));
+    let done = written.sessions[0].to_string();
+    let missing = root.path().join("missing");
+    let before = snapshot(&b);
+    for (dir, session, code, says) in [
+        (&b, done.as_str(), 2, "completed"),
+        (&missing, done.as_str(), 2, "completed"),
+        (&b, &done[..8], 2, "completed"),
+        (&missing, "ffffffff-ffff", 1, "no session"),
+        (&missing, "", 2, "give more of the id"),
+    ] {
+        let refused = logbook()
+            .arg("resume")
+            .arg(dir)
+            .args([session, "--from", &url])
+            .output()
+            .unwrap();
+        let (out, err) = texts(&refused);
+        assert_eq!(refused.status.code(), Some(code), "{session}: {out}{err}");
+        assert!(err.contains(says), "{session}: {err}");
+        assert!(snapshot(&b) == before, "{session}: the log in b changed");
+        assert!(
+            !missing.exists(),
+            "{session}: created {}",
+            missing.display()
+        );
+    }
+    // The ambiguous prefix names its candidates.
+    let refused = logbook()
+        .arg("resume")
+        .arg(&missing)
+        .args(["", "--from", &url])
+        .output()
+        .unwrap();
+    let err = texts(&refused).1;
+    for id in &written.sessions {
+        assert!(err.contains(&id.to_string()), "{err}");
+    }
+}
+
+/// `resume` takes a unique id prefix, keeps the pulled records' times, and
+/// says what a runtime does next.
+#[test]
+fn resume_takes_a_prefix_keeps_the_times_and_says_what_comes_next() {
+    use logbook_bus::SessionEvent;
+    use uuid::Uuid;
+
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let url = server.url();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let first = Uuid::parse_str("aaaa1111-0000-4000-8000-000000000001").unwrap();
+    let second = Uuid::parse_str("aaaa2222-0000-4000-8000-000000000002").unwrap();
+    // 2020-09-13T12:26:40Z, a second apart.
+    let t0 = 1_600_000_000_000_000u64;
+    {
+        let wal = logbook_wal::Wal::open(&a, common::small_options()).unwrap();
+        wal.append_many_at(&[
+            (first, t0, SessionEvent::UserMessage("one".into())),
+            (
+                second,
+                t0 + 1_000_000,
+                SessionEvent::UserMessage("two".into()),
+            ),
+            (
+                second,
+                t0 + 2_000_000,
+                SessionEvent::TextComplete("on it".into()),
+            ),
+        ])
+        .unwrap();
+        wal.close().unwrap();
+    }
+    let shipped = logbook()
+        .arg("ship")
+        .arg(&a)
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    assert_eq!(shipped.status.code(), Some(0));
+
+    let ambiguous = logbook()
+        .arg("resume")
+        .arg(&b)
+        .args(["AAAA", "--from", &url])
+        .output()
+        .unwrap();
+    let (out, err) = texts(&ambiguous);
+    assert_eq!(ambiguous.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains(&first.to_string()) && err.contains(&second.to_string()),
+        "{err}"
+    );
+    assert!(!b.exists());
+
+    let resumed = logbook()
+        .arg("resume")
+        .arg(&b)
+        .args(["aaaa2", "--from", &url])
+        .output()
+        .unwrap();
+    let (out, err) = texts(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.starts_with(&format!("session {second} resumed")) && out.contains("2 record(s) pulled"),
+        "{out}"
+    );
+    // What next: the runtime writes the session on this log, and ship
+    // sends it.
+    assert!(
+        err.contains("next:") && err.contains("logbook ship"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 2, "{err}");
+    let times: Vec<u64> = common::placement(&b)
+        .iter()
+        .map(|p| p.timestamp_us)
+        .collect();
+    assert_eq!(times.len(), 3, "2 pulled, then SessionResumed");
+    assert_eq!(
+        times[..2],
+        [t0 + 1_000_000, t0 + 2_000_000],
+        "the pulled records' times"
+    );
+}

@@ -23,6 +23,14 @@ pub enum FleetError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The subject prefix is not one subject token.
+    #[error("`{prefix}` is not a subject prefix: {reason}")]
+    BadPrefix {
+        /// What was given.
+        prefix: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The server could not be reached (or did not answer in time).
     #[error("{url}: cannot connect to the NATS server: {reason}")]
     Connect {
@@ -42,7 +50,8 @@ pub enum FleetError {
     /// The stream exists but does not take the records' subjects.
     #[error(
         "{url}: JetStream stream {stream} exists but does not take the subjects {want} (its \
-         subjects: {subjects}): choose another stream (--stream) or prefix"
+         subjects: {subjects}): choose another stream (--stream) or subject prefix \
+         (--subject-prefix)"
     )]
     WrongStream {
         /// The server.
@@ -53,6 +62,23 @@ pub enum FleetError {
         subjects: String,
         /// The subjects the records need.
         want: String,
+    },
+    /// The stream cannot be created: another stream of the server already
+    /// takes its subjects (a server refuses overlapping streams).
+    #[error(
+        "{url}: cannot create JetStream stream {stream} for the subjects {subjects}: {} already \
+         takes them; give this stream a subject prefix of its own (--subject-prefix)",
+        other.as_deref().map_or_else(|| "another stream".to_owned(), |o| format!("stream {o}"))
+    )]
+    SubjectsTaken {
+        /// The server.
+        url: String,
+        /// The stream that could not be created.
+        stream: String,
+        /// Its subjects.
+        subjects: String,
+        /// The stream that takes them, if the server said.
+        other: Option<String>,
     },
     /// A request to the server failed or timed out.
     #[error("{url}, stream {stream}: {op}: {reason}")]
@@ -148,6 +174,23 @@ pub enum FleetError {
         stream: String,
         /// The session.
         session: Uuid,
+    },
+    /// The session completed: only an unfinished session can be resumed.
+    /// Refused before anything was written.
+    #[error(
+        "session {session} completed (Done at LSN {lsn} of log {log}): only an unfinished \
+         session can be resumed; nothing was changed in {}",
+        dir.display()
+    )]
+    Completed {
+        /// The session.
+        session: Uuid,
+        /// The log that holds its `Done`.
+        log: Uuid,
+        /// The `Done`'s LSN in that log.
+        lsn: Lsn,
+        /// The local log directory the session was to be resumed in.
+        dir: PathBuf,
     },
     /// Reading or writing the local log failed.
     #[error("log {}: {op}: {source}", dir.display())]

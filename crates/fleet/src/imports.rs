@@ -25,7 +25,7 @@
 //! | 56 | 4 | CRC-32 of the payload |
 //! | 60 | 4 | CRC-32 of bytes 0..60 |
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -98,8 +98,9 @@ impl Entry {
 #[derive(Debug)]
 pub(crate) struct Imports {
     path: PathBuf,
+    /// The last entry for each local LSN (a later pull's entry for an LSN
+    /// replaces that of an earlier pull whose record never landed).
     by_lsn: HashMap<Lsn, Entry>,
-    origins: HashSet<(Uuid, Lsn)>,
     /// Bytes read so far (whole entries).
     read: u64,
 }
@@ -110,7 +111,6 @@ impl Imports {
         let mut imports = Imports {
             path: dir.join(IMPORTS_FILE),
             by_lsn: HashMap::new(),
-            origins: HashSet::new(),
             read: 0,
         };
         imports.refresh()?;
@@ -135,7 +135,6 @@ impl Imports {
         for chunk in buf.chunks_exact(ENTRY_LEN) {
             match Entry::decode(chunk) {
                 Some(entry) => {
-                    self.origins.insert((entry.origin_log, entry.origin_lsn));
                     self.by_lsn.insert(entry.local_lsn, entry);
                 }
                 None => {
@@ -154,10 +153,28 @@ impl Imports {
             .is_some_and(|e| e.session == session && e.payload_crc == crc32fast::hash(payload))
     }
 
-    /// Whether the record `origin_lsn` of `origin_log` was imported (at
-    /// least an entry was written for it).
-    pub(crate) fn has_origin(&self, origin_log: Uuid, origin_lsn: Lsn) -> bool {
-        self.origins.contains(&(origin_log, origin_lsn))
+    /// Where the local record at `lsn` came from (origin log and LSN), if
+    /// it was imported ([`Imports::is_imported`]). An entry alone says
+    /// only that a pull meant to append that record there: it is durable
+    /// before the record is appended, which may then fail.
+    pub(crate) fn landed_origin(
+        &self,
+        lsn: Lsn,
+        session: Uuid,
+        payload: &[u8],
+    ) -> Option<(Uuid, Lsn)> {
+        self.is_imported(lsn, session, payload)
+            .then(|| self.by_lsn.get(&lsn).map(|e| (e.origin_log, e.origin_lsn)))
+            .flatten()
+    }
+
+    /// The lowest local LSN an entry of `session` names.
+    pub(crate) fn first_lsn_of(&self, session: Uuid) -> Option<Lsn> {
+        self.by_lsn
+            .values()
+            .filter(|e| e.session == session)
+            .map(|e| e.local_lsn)
+            .min()
     }
 
     /// Append `entries` and make them durable (the file fsynced, and its
@@ -252,7 +269,13 @@ mod tests {
             "another session"
         );
         assert!(!imports.is_imported(3, s, b"payload"), "the torn entry");
-        assert!(imports.has_origin(Uuid::from_u128(2), 102));
+        assert_eq!(
+            imports.landed_origin(2, s, b"payload"),
+            Some((Uuid::from_u128(2), 102))
+        );
+        assert_eq!(imports.landed_origin(2, s, b"other"), None);
+        assert_eq!(imports.first_lsn_of(s), Some(1));
+        assert_eq!(imports.first_lsn_of(Uuid::from_u128(8)), None);
         Imports::append(dir.path(), &[entry(4)]).unwrap();
         imports.refresh().unwrap();
         assert!(imports.is_imported(4, s, b"payload"));

@@ -241,7 +241,9 @@ impl FleetRecord {
             },
             prev: match headers.get(PREV) {
                 None => None,
-                Some(v) => Some(parse_chain(v.as_str()).ok_or(format!("{PREV} is not 32 hex digits"))?),
+                Some(v) => {
+                    Some(parse_chain(v.as_str()).ok_or(format!("{PREV} is not 32 hex digits"))?)
+                }
             },
         })
     }

@@ -77,11 +77,11 @@ pub async fn read(target: &Target, select: Select) -> Result<Vec<FleetRecord>, F
     // fails (restarting, electing a stream leader) is retried.
     let context = target.connect().await?;
     crate::retry::until(READ_DEADLINE, "reading the stream", || async {
-        let stream = target.open_stream(&context).await?;
+        let (stream, target) = target.open_stream(&context).await?;
         read_from(
-            target,
+            &target,
             &stream,
-            &select.filter(target),
+            &select.filter(&target),
             DeliverPolicy::All,
             false,
         )

@@ -24,6 +24,10 @@ use crate::target::{StreamSettings, Target};
 /// Called with each LSN the stream acknowledged (for measurements).
 pub type AckObserver = Arc<dyn Fn(Lsn) + Send + Sync>;
 
+/// Called before each retry with the failure and the wait before the next
+/// attempt (to say so: `logbook ship` prints one line per retry).
+pub type RetryObserver = Arc<dyn Fn(&FleetError, Duration) + Send + Sync>;
+
 /// How a [`Shipper`] ships.
 #[derive(Clone)]
 pub struct ShipOptions {
@@ -33,12 +37,16 @@ pub struct ShipOptions {
     pub stream: StreamSettings,
     /// A one-shot ship gives up with [`FleetError::GaveUp`] after the
     /// server failed for this long without progress (default 30 s).
-    /// Following never gives up.
+    /// Following never gives up. (A first connection that fails is not
+    /// retried by a one-shot ship: it returns [`FleetError::Connect`] at
+    /// once.)
     pub give_up_after: Duration,
     /// How often a follower looks for new records (default 20 ms).
     pub poll: Duration,
     /// Called with each LSN once the stream acknowledged it.
     pub on_ack: Option<AckObserver>,
+    /// Called before each retry after a failure.
+    pub on_retry: Option<RetryObserver>,
 }
 
 impl std::fmt::Debug for ShipOptions {
@@ -60,6 +68,7 @@ impl Default for ShipOptions {
             give_up_after: Duration::from_secs(30),
             poll: Duration::from_millis(20),
             on_ack: None,
+            on_retry: None,
         }
     }
 }
@@ -165,7 +174,12 @@ impl Shipper {
     /// # Errors
     ///
     /// [`FleetError::GaveUp`] (naming the URL, stream, log and LSN);
-    /// [`FleetError::Connect`] if the server is unreachable at the start;
+    /// [`FleetError::Connect`] at once if the first connection fails (the
+    /// server refuses it, or does not answer within the target's timeout):
+    /// only a server that was reached once is retried;
+    /// [`FleetError::WrongStream`] or [`FleetError::SubjectsTaken`] if the
+    /// stream takes other subjects, or cannot be created beside another
+    /// stream that takes these;
     /// [`FleetError::Foreign`] if the log's subjects hold foreign
     /// messages; [`FleetError::Wal`] if the local log cannot be read
     /// (damage is never skipped); [`FleetError::Lost`].
@@ -179,8 +193,9 @@ impl Shipper {
     }
 
     /// Ship, then keep shipping what is appended, forever: retries every
-    /// failure with backoff (at most 5 s apart). `progress` is called
-    /// about once a second with the totals so far.
+    /// failure with backoff (at most 5 s apart), a first connection that
+    /// fails included ([`ShipOptions::on_retry`] hears of each retry).
+    /// `progress` is called about once a second with the totals so far.
     ///
     /// # Errors
     ///
@@ -208,10 +223,17 @@ impl Shipper {
         };
         let mut failing_since: Option<Instant> = None;
         let mut attempt = 0u32;
+        let mut connected = false;
         loop {
             let before = report.shipped_through;
-            match self.attempt(follow, &mut report, progress).await {
+            match self
+                .attempt(follow, &mut report, &mut connected, progress)
+                .await
+            {
                 Ok(()) => return Ok(report),
+                // A server never reached (refused, no answer): say so now
+                // rather than after `give_up_after`, as the readers do.
+                Err(e @ FleetError::Connect { .. }) if !follow && !connected => return Err(e),
                 Err(e) if e.is_transient() => {
                     if report.shipped_through > before {
                         failing_since = None;
@@ -230,6 +252,9 @@ impl Shipper {
                     }
                     let wait = backoff(attempt, Duration::from_secs(5));
                     tracing::warn!(error = %e, ?wait, "shipping failed: reconnecting");
+                    if let Some(observe) = &self.options.on_retry {
+                        observe(&e, wait);
+                    }
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                     report.reconnects += 1;
@@ -245,13 +270,17 @@ impl Shipper {
         &self,
         follow: bool,
         report: &mut ShipReport,
+        connected: &mut bool,
         progress: &mut (dyn FnMut(&ShipReport) + Send),
     ) -> Result<(), FleetError> {
-        let target = &self.target;
-        let context = target.connect().await?;
-        let stream = target
+        let context = self.target.connect().await?;
+        *connected = true;
+        // The target with the stream's prefix (`Target::with_prefix`).
+        let (stream, target) = self
+            .target
             .open_or_create_stream(&context, &self.options.stream)
             .await?;
+        let target = &target;
         let point = resume_point::find(target, &stream, self.log).await?;
         report.shipped_through = report
             .shipped_through

@@ -23,7 +23,11 @@ pub const DEFAULT_PREFIX: &str = "logbook";
 /// let target = Target::parse("nats://127.0.0.1:4222")?.with_stream("FLEET");
 /// assert_eq!(target.stream(), "FLEET");
 /// assert_eq!(target.log_filter(uuid::Uuid::nil()), "logbook.00000000-0000-0000-0000-000000000000.*");
+/// // A second stream beside the default one takes subjects of its own.
+/// let other = Target::parse("nats://127.0.0.1:4222")?.with_stream("OTHER").with_prefix("other")?;
+/// assert_eq!(other.all_filter(), "other.>");
 /// assert!(Target::parse("http://example.com").is_err());
+/// assert!(Target::parse("nats://127.0.0.1:4222")?.with_prefix("a.b").is_err());
 /// // A cluster: any of its servers.
 /// assert!(Target::parse("nats://10.0.0.1:4222,nats://10.0.0.2:4222").is_ok());
 /// # Ok::<(), logbook_fleet::FleetError>(())
@@ -35,6 +39,9 @@ pub struct Target {
     servers: Vec<String>,
     stream: String,
     prefix: String,
+    /// Whether `prefix` was chosen ([`Target::with_prefix`]); if not, an
+    /// existing stream's own prefix is used (see [`Target::with_prefix`]).
+    prefix_given: bool,
     timeout: Duration,
 }
 
@@ -75,6 +82,7 @@ impl Target {
             servers,
             stream: DEFAULT_STREAM.to_owned(),
             prefix: DEFAULT_PREFIX.to_owned(),
+            prefix_given: false,
             timeout: Duration::from_secs(5),
         })
     }
@@ -86,11 +94,33 @@ impl Target {
         self
     }
 
-    /// Use the subject prefix `prefix` (one token, no dots).
-    #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Target {
-        self.prefix = prefix.into();
-        self
+    /// Use the subject prefix `prefix`: the records' subjects are
+    /// `<prefix>.<log id>.<session>`, and a stream the shipper creates takes
+    /// `<prefix>.>`. Two streams on one server need two prefixes (a server
+    /// refuses a stream whose subjects overlap another's).
+    ///
+    /// Without it, the shipper uses [`DEFAULT_PREFIX`] (and refuses a
+    /// stream that does not take `logbook.>`, rather than take it over);
+    /// readers ([`read`](crate::read), [`fetch_session`](crate::fetch_session))
+    /// use the stream's own: a stream that does not take `logbook.>` but
+    /// takes exactly one `<prefix>.>` is read with that prefix, so a reader
+    /// needs only the stream's name.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::BadPrefix`] unless `prefix` is one subject token of
+    /// ASCII letters, digits, `-` and `_`.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Target, FleetError> {
+        let prefix = prefix.into();
+        if let Some(reason) = prefix_problem(&prefix) {
+            return Err(FleetError::BadPrefix {
+                prefix,
+                reason: reason.to_owned(),
+            });
+        }
+        self.prefix = prefix;
+        self.prefix_given = true;
+        Ok(self)
     }
 
     /// Bound every request (connecting, stream and consumer calls, acks)
@@ -185,13 +215,17 @@ impl Target {
         Ok(context)
     }
 
-    /// The stream, which must exist.
+    /// The stream, which must exist, and this target with the prefix it
+    /// is read with ([`Target::with_prefix`]).
     pub(crate) async fn open_stream(
         &self,
         context: &jetstream::Context,
-    ) -> Result<stream::Stream, FleetError> {
+    ) -> Result<(stream::Stream, Target), FleetError> {
         match context.get_stream(&self.stream).await {
-            Ok(stream) => Ok(stream),
+            Ok(stream) => {
+                let target = self.for_subjects(&stream.cached_info().config.subjects, true)?;
+                Ok((stream, target))
+            }
             Err(e) if is_not_found(&e.to_string()) => Err(FleetError::NoStream {
                 url: self.url.clone(),
                 stream: self.stream.clone(),
@@ -200,25 +234,19 @@ impl Target {
         }
     }
 
-    /// The stream, created with `settings` if missing.
+    /// The stream, created with `settings` if missing, and this target
+    /// with the prefix it is shipped to with ([`Target::with_prefix`]).
     pub(crate) async fn open_or_create_stream(
         &self,
         context: &jetstream::Context,
         settings: &StreamSettings,
-    ) -> Result<stream::Stream, FleetError> {
+    ) -> Result<(stream::Stream, Target), FleetError> {
         match context.get_stream(&self.stream).await {
             Ok(stream) => {
-                let subjects = &stream.cached_info().config.subjects;
-                let all = self.all_filter();
-                if !subjects.iter().any(|s| *s == all || s == ">") {
-                    return Err(FleetError::WrongStream {
-                        url: self.url.clone(),
-                        stream: self.stream.clone(),
-                        subjects: subjects.join(", "),
-                        want: all,
-                    });
-                }
-                Ok(stream)
+                // Never another prefix than the one given (or the default):
+                // a stream of other subjects is not taken over.
+                let target = self.for_subjects(&stream.cached_info().config.subjects, false)?;
+                Ok((stream, target))
             }
             Err(e) if is_not_found(&e.to_string()) => {
                 let config = stream::Config {
@@ -230,13 +258,79 @@ impl Target {
                     ..Default::default()
                 };
                 tracing::info!(stream = %self.stream, url = %self.url, replicas = settings.replicas, "creating the stream");
-                context
-                    .create_stream(config)
-                    .await
-                    .map_err(|e| self.server_error("creating the stream", e))
+                match context.create_stream(config).await {
+                    Ok(stream) => Ok((stream, self.clone())),
+                    // Another stream takes these subjects: waiting will not
+                    // change that.
+                    Err(e) if is_overlap(&e.to_string()) => {
+                        let other = context.stream_by_subject(self.all_filter()).await.ok();
+                        Err(FleetError::SubjectsTaken {
+                            url: self.url.clone(),
+                            stream: self.stream.clone(),
+                            subjects: self.all_filter(),
+                            other,
+                        })
+                    }
+                    Err(e) => Err(self.server_error("creating the stream", e)),
+                }
             }
             Err(e) => Err(self.server_error("looking up the stream", e)),
         }
+    }
+}
+
+impl Target {
+    /// This target with the prefix to use on a stream that takes
+    /// `subjects`: its own, or (a reader, `discover`, without a prefix
+    /// given) the stream's ([`Target::with_prefix`]).
+    fn for_subjects(&self, subjects: &[String], discover: bool) -> Result<Target, FleetError> {
+        let takes = |prefix: &str| {
+            subjects
+                .iter()
+                .any(|s| s == ">" || s.strip_suffix(".>") == Some(prefix))
+        };
+        if takes(&self.prefix) {
+            return Ok(self.clone());
+        }
+        if discover && !self.prefix_given {
+            let own: Vec<&str> = subjects
+                .iter()
+                .filter_map(|s| s.strip_suffix(".>"))
+                .filter(|p| prefix_problem(p).is_none())
+                .collect();
+            if let [one] = own.as_slice() {
+                return Ok(Target {
+                    prefix: (*one).to_owned(),
+                    ..self.clone()
+                });
+            }
+        }
+        // A reader of a stream whose subjects are not all `<token>.>` (made
+        // by hand, say `logbook.*.*`) reads with the prefix it has: the
+        // server's answer decides.
+        if discover && !subjects.iter().all(|s| s.strip_suffix(".>").is_some()) {
+            return Ok(self.clone());
+        }
+        Err(FleetError::WrongStream {
+            url: self.url.clone(),
+            stream: self.stream.clone(),
+            subjects: subjects.join(", "),
+            want: self.all_filter(),
+        })
+    }
+}
+
+/// What is wrong with `prefix` as a subject prefix, if anything.
+fn prefix_problem(prefix: &str) -> Option<&'static str> {
+    if prefix.is_empty() {
+        Some("it is empty")
+    } else if !prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Some("only ASCII letters, digits, - and _ may be in it (one subject token)")
+    } else {
+        None
     }
 }
 
@@ -257,6 +351,12 @@ impl Default for StreamSettings {
             replicas: 1,
         }
     }
+}
+
+/// The server's refusal of a stream whose subjects another stream takes.
+fn is_overlap(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("overlap") || t.contains("10065")
 }
 
 fn is_not_found(text: &str) -> bool {

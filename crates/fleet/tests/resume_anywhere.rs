@@ -128,7 +128,7 @@ fn a_session_cut_off_on_host_a_resumes_on_host_b_and_replays_as_one() {
         let e = resume_from_stream(&target, &wal, session)
             .await
             .unwrap_err();
-        assert!(matches!(e, FleetError::Resume { .. }), "{e}");
+        assert!(matches!(e, FleetError::Completed { .. }), "{e}");
         let e = resume_from_stream(&target, &wal, Uuid::new_v4())
             .await
             .unwrap_err();

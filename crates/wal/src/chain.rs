@@ -40,13 +40,7 @@ pub(crate) struct ChainState {
 impl ChainState {
     /// The chain of a writer whose last record is `tag_lsn` with tag
     /// `tag` (zeros if it is in the clear or none), all durable.
-    pub(crate) fn new(
-        key: Key,
-        log: Uuid,
-        enc_start: Lsn,
-        tag_lsn: Lsn,
-        tag: Chain,
-    ) -> ChainState {
+    pub(crate) fn new(key: Key, log: Uuid, enc_start: Lsn, tag_lsn: Lsn, tag: Chain) -> ChainState {
         ChainState {
             sealer: Sealer::new(key),
             log,
@@ -275,9 +269,7 @@ pub(crate) fn survey(
                 path: entry.path.clone(),
                 offset: SEGMENT_HEADER_LEN as u64,
                 lsn: entry.base_lsn,
-                reason: format!(
-                    "the segment header does not authenticate under key {key_id:08x}"
-                ),
+                reason: format!("the segment header does not authenticate under key {key_id:08x}"),
             });
         }
         return Ok(Some(LastEncrypted {
@@ -344,7 +336,8 @@ pub fn chain_before(record: &crate::RecordRef<'_>) -> Result<Option<Chain>, WalE
         .open(record.segment, OpenMode::Read)
         .map_err(|e| WalError::io("open", record.segment, e))?;
     let mut h = [0u8; SEGMENT_HEADER_LEN];
-    let got = read_full_at(&*file, &mut h, 0).map_err(|e| WalError::io("read", record.segment, e))?;
+    let got =
+        read_full_at(&*file, &mut h, 0).map_err(|e| WalError::io("read", record.segment, e))?;
     let header = SegmentHeader::decode(h.get(..got).unwrap_or_default()).map_err(|reason| {
         WalError::BadHeader {
             path: record.segment.to_path_buf(),

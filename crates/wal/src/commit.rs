@@ -269,7 +269,10 @@ impl Writer {
 
     /// The id of the key new segments are encrypted with, if any.
     pub(crate) fn key_id(&self) -> Option<u32> {
-        self.opts.encryption.as_ref().map(|ring| ring.current().id())
+        self.opts
+            .encryption
+            .as_ref()
+            .map(|ring| ring.current().id())
     }
 
     /// At open: if this writer has a key and the tail segment was written

@@ -815,11 +815,35 @@ mod tests {
         let other_prev = [4u8; CHAIN_LEN];
         for (what, moved) in [
             ("another LSN", RecordContext { lsn: 6, ..ctx }),
-            ("another session", RecordContext { session: &log, ..ctx }),
+            (
+                "another session",
+                RecordContext {
+                    session: &log,
+                    ..ctx
+                },
+            ),
             ("another log", RecordContext { log: &s, ..ctx }),
-            ("another time", RecordContext { timestamp_us: 11, ..ctx }),
-            ("another sync mark", RecordContext { sync_mark: 3, ..ctx }),
-            ("another place in the chain", RecordContext { prev: &other_prev, ..ctx }),
+            (
+                "another time",
+                RecordContext {
+                    timestamp_us: 11,
+                    ..ctx
+                },
+            ),
+            (
+                "another sync mark",
+                RecordContext {
+                    sync_mark: 3,
+                    ..ctx
+                },
+            ),
+            (
+                "another place in the chain",
+                RecordContext {
+                    prev: &other_prev,
+                    ..ctx
+                },
+            ),
         ] {
             assert_eq!(open(&k, &moved, &sealed), None, "{what}");
         }
@@ -849,7 +873,10 @@ mod tests {
         let (k, other) = (Key::new([7; 32]), Key::new([8; 32]));
         let m = mac(&k, Domain::Index, &[b"abc", b"def"]);
         assert!(mac_checks(&k, Domain::Index, &[b"abc", b"def"], &m));
-        assert!(mac_checks(&k, Domain::Index, &[b"abcdef"], &m), "data is concatenated");
+        assert!(
+            mac_checks(&k, Domain::Index, &[b"abcdef"], &m),
+            "data is concatenated"
+        );
         assert!(!mac_checks(&k, Domain::Index, &[b"abcdeF"], &m));
         assert!(!mac_checks(&k, Domain::Head, &[b"abcdef"], &m));
         assert!(!mac_checks(&other, Domain::Index, &[b"abcdef"], &m));

@@ -152,7 +152,7 @@ mod tests {
         // (`docs/security.md`): refused, nothing changed.
         let before = snapshot(tmp.path());
         let err = Wal::open(tmp.path(), options(&[&a])).unwrap_err();
-        assert!(matches!(err, crate::WalError::KeyRequired { .. }), "{err}");
+        assert!(matches!(err, WalError::KeyRequired { .. }), "{err}");
         assert_eq!(snapshot(tmp.path()), before);
         // A rotation back, with the newest segment's key to read it.
         write(tmp.path(), &[&a, &b], b"under a again");

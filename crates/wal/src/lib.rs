@@ -59,9 +59,9 @@
 #![warn(clippy::unwrap_used)]
 
 mod block_on;
+mod chain;
 mod clock;
 mod commit;
-mod chain;
 mod crypto;
 mod durable_watch;
 mod error;

@@ -11,9 +11,7 @@ use crate::clock::now_us;
 use crate::commit::{Io, WalStats, Writer};
 use crate::error::WalError;
 use crate::event::encode_event;
-use crate::format::{
-    BootId, LOCK_FILE, Lsn, MAX_SEGMENT_SIZE, Watermark, WatermarkState,
-};
+use crate::format::{BootId, LOCK_FILE, Lsn, MAX_SEGMENT_SIZE, Watermark, WatermarkState};
 use crate::fs::{Fs, LockGuard, OpenMode, PathKind, StdFs};
 use crate::options::{SyncPolicy, WalOptions};
 use crate::recovery::{self, RecoveryReport};
@@ -124,8 +122,7 @@ impl Wal {
         // before anything is changed.
         crate::key_check::check_writer_keys(&*fs, &listing.segments, opts.encryption.as_deref())?;
         // Refused before anything is changed (recovery included).
-        let encrypted =
-            crate::chain::survey(&*fs, &listing.segments, opts.encryption.as_deref())?;
+        let encrypted = crate::chain::survey(&*fs, &listing.segments, opts.encryption.as_deref())?;
         for path in &listing.foreign {
             tracing::warn!(path = %path.display(), "ignoring a file that is not part of the log");
         }
@@ -176,8 +173,7 @@ impl Wal {
                 (io, 1)
             }
             Some(tail) => {
-                let (mut io, next) =
-                    recover_tail(&*fs, tail, &opts, prior, &*lock, &mut report)?;
+                let (mut io, next) = recover_tail(&*fs, tail, &opts, prior, &*lock, &mut report)?;
                 if let Some(ring) = &opts.encryption {
                     io.chain = Some(crate::chain::writer_chain(
                         ring,
@@ -427,6 +423,34 @@ impl Wal {
             .map(|(session, payload)| (*session, now, payload.clone()))
             .collect();
         self.append_timed_raw(&timed)
+    }
+
+    /// [`Wal::append_many_raw`] with each record's time given (µs since
+    /// the Unix epoch), as [`Wal::append_many_at`]: for records copied from
+    /// another log (a pull from a stream), whose times are kept.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append_many_raw`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_wal::{Reader, Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let s = uuid::Uuid::new_v4();
+    /// assert_eq!(wal.append_many_raw_at(&[(s, 1_700_000_000_000_000, b"a".to_vec())])?, [1]);
+    /// let record = Reader::open(dir.path())?.next().unwrap()?;
+    /// assert_eq!(record.timestamp_us, 1_700_000_000_000_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_many_raw_at(
+        &self,
+        records: &[(Uuid, u64, Vec<u8>)],
+    ) -> Result<Vec<Lsn>, WalError> {
+        self.append_timed_raw(records)
     }
 
     /// Queue `records` (session, time, payload) together and wait as

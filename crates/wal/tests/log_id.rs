@@ -43,7 +43,10 @@ fn a_log_without_one_is_a_clear_error_and_no_writer_gives_it_another() {
         matches!(&err, WalError::NoLogId { path: p } if *p == path),
         "{err}"
     );
-    assert!(err.to_string().contains("restore it from a backup"), "{err}");
+    assert!(
+        err.to_string().contains("restore it from a backup"),
+        "{err}"
+    );
     // A writer does not mint a new id for a log with segments: that would
     // make it another log (issue: it used to, silently).
     let before = std::fs::read_dir(dir.path()).unwrap().count();

@@ -164,16 +164,26 @@ fn a_clear_segment_planted_after_an_encrypted_log_is_refused() {
 
     let (events, errors) = split(read(dir.path(), Some(keys.clone())));
     assert_eq!(events.len(), 40, "{errors:?}");
-    assert!(events.iter().all(|e| !forged.contains(e)), "forged record returned");
+    assert!(
+        events.iter().all(|e| !forged.contains(e)),
+        "forged record returned"
+    );
     assert!(forged_at(&errors, &planted), "{errors:?}");
 
     let before = std::fs::read(&planted).unwrap();
     let err = Wal::open(dir.path(), options(Some(keys))).unwrap_err();
-    assert!(matches!(&err, WalError::Forged { path, .. } if *path == planted), "{err}");
+    assert!(
+        matches!(&err, WalError::Forged { path, .. } if *path == planted),
+        "{err}"
+    );
     let err = Wal::open(dir.path(), options(None)).unwrap_err();
     assert!(matches!(err, WalError::KeyRequired { .. }), "{err}");
     assert_eq!(std::fs::read(&planted).unwrap(), before, "nothing changed");
-    assert_eq!(segments(dir.path()).last(), Some(&planted), "no segment after it");
+    assert_eq!(
+        segments(dir.path()).last(),
+        Some(&planted),
+        "no segment after it"
+    );
 }
 
 /// (B) A sealed encrypted segment replaced by a clear one with the same
@@ -275,7 +285,10 @@ fn a_stale_record_put_back_at_a_reused_lsn_is_refused() {
         .with_keys(keys.clone())
         .map(|r| {
             let r = r.unwrap();
-            (r.offset as usize, 48 + r.payload.len() + logbook_wal::SEAL_OVERHEAD)
+            (
+                r.offset as usize,
+                48 + r.payload.len() + logbook_wal::SEAL_OVERHEAD,
+            )
         })
         .collect();
     let (at3, len3) = records[2];
@@ -317,7 +330,10 @@ fn a_record_dropped_from_the_middle_is_found() {
         .with_keys(keys.clone())
         .map(|r| {
             let r = r.unwrap();
-            (r.offset as usize, 48 + r.payload.len() + logbook_wal::SEAL_OVERHEAD)
+            (
+                r.offset as usize,
+                48 + r.payload.len() + logbook_wal::SEAL_OVERHEAD,
+            )
         })
         .collect();
     let bytes = std::fs::read(&seg).unwrap();
@@ -364,7 +380,9 @@ fn a_cut_acknowledged_tail_is_found_against_the_head() {
     let (events, errors) = split(read(dir.path(), Some(keys)));
     assert_eq!(events.len(), 28);
     assert!(
-        errors.iter().any(|e| matches!(e, WalError::Forged { lsn: 30, .. })),
+        errors
+            .iter()
+            .any(|e| matches!(e, WalError::Forged { lsn: 30, .. })),
         "{errors:?}"
     );
 }

@@ -379,6 +379,11 @@ fn no_session_with_prefix(dir: &Path, text: &str) -> String {
 /// The refusal of a prefix that names several sessions: the same from
 /// every command.
 fn ambiguous_prefix(dir: &Path, text: &str, many: &[Uuid]) -> anyhow::Error {
+    ambiguous_prefix_in(&format!("the log in {}", dir.display()), text, many)
+}
+
+/// [`ambiguous_prefix`] of sessions found in `place` (a log, a stream).
+pub(crate) fn ambiguous_prefix_in(place: &str, text: &str, many: &[Uuid]) -> anyhow::Error {
     let mut shown: Vec<String> = many
         .iter()
         .take(SHOW_IDS)
@@ -388,9 +393,8 @@ fn ambiguous_prefix(dir: &Path, text: &str, many: &[Uuid]) -> anyhow::Error {
         shown.push(format!("and {} more", many.len() - SHOW_IDS));
     }
     anyhow::anyhow!(
-        "{text} names {} sessions in the log in {} ({}): give more of the id",
+        "{text} names {} sessions in {place} ({}): give more of the id",
         many.len(),
-        dir.display(),
         shown.join(", ")
     )
 }

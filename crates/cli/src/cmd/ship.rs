@@ -5,8 +5,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use clap::Args;
-use logbook_fleet::{ShipOptions, ShipReport, Shipper, StreamSettings};
+use logbook_fleet::{FleetError, ShipOptions, ShipReport, Shipper, StreamSettings};
 
 use crate::output::{self, Outcome};
 use crate::stream;
@@ -16,6 +18,7 @@ Examples:
   logbook ship /var/lib/agent/log --to nats://10.0.0.5:4222
   logbook ship /var/lib/agent/log --to nats://10.0.0.5:4222 --follow
   logbook ship ./log --to nats://127.0.0.1:4222 --stream FLEET --replicas 3
+  logbook ship ./log --to nats://127.0.0.1:4222 --stream TEST --subject-prefix test
 
 Ships every durable record of the log that the stream lacks, one message per
 record in LSN order (subject logbook.<log id>.<session>, Nats-Msg-Id
@@ -25,10 +28,17 @@ any moment and restart it, and every record is in the stream once. The stream
 is created if missing (--replicas for a cluster). The log is only read: a
 writer may be appending meanwhile, and nothing shipping does changes it.
 
+Two streams on one server need two subject prefixes (--subject-prefix; the
+default is logbook): a server refuses a stream whose subjects overlap
+another's, and so does `ship` (exit 2, naming the stream that has them). The
+read commands and `resume` need only --stream: they find its prefix.
+
 --follow keeps shipping what is appended (progress on stderr), reconnecting
-with backoff when the server goes away. Without it, a server that keeps
-failing for --give-up seconds is an error (exit 2), as is an unreachable or
-wrong URL, or a stream that takes other subjects.";
+with backoff when the server goes away or cannot be reached, one line on
+stderr per retry. Without it, a server that cannot be reached at the start
+(connection refused, no answer within 5 s) is an error at once (exit 2), and a
+server that fails later is retried for --give-up seconds, then an error; so
+are a wrong URL and a stream that takes other subjects.";
 
 /// Ship a log to a NATS JetStream stream.
 #[derive(Debug, Args)]
@@ -43,6 +53,10 @@ pub(crate) struct ShipArgs {
     /// The JetStream stream.
     #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
     pub(crate) stream: String,
+    /// The first token of the records' subjects (PREFIX.LOG_ID.SESSION):
+    /// one per stream on a server.
+    #[arg(long, value_name = "PREFIX", default_value = logbook_fleet::DEFAULT_PREFIX)]
+    pub(crate) subject_prefix: String,
     /// Keep shipping what is appended, until interrupted.
     #[arg(long, short = 'f')]
     pub(crate) follow: bool,
@@ -59,7 +73,8 @@ pub(crate) struct ShipArgs {
 }
 
 pub(crate) fn run(args: &ShipArgs) -> anyhow::Result<Outcome> {
-    let target = stream::target(std::path::Path::new(&args.to), &args.stream)?;
+    let target = stream::target(std::path::Path::new(&args.to), &args.stream)?
+        .with_prefix(&args.subject_prefix)?;
     let options = ShipOptions {
         window: args.window,
         stream: StreamSettings {
@@ -67,6 +82,10 @@ pub(crate) fn run(args: &ShipArgs) -> anyhow::Result<Outcome> {
             ..StreamSettings::default()
         },
         give_up_after: Duration::from_secs(args.give_up),
+        // One line per retry: a shipper that waits says why.
+        on_retry: Some(Arc::new(|e: &FleetError, wait: Duration| {
+            output::report_note(&format!("{e}; retrying in {:.1} s", wait.as_secs_f64()));
+        })),
         ..ShipOptions::default()
     };
     let shipper = Shipper::new(&args.dir, target.clone(), options)?;

@@ -184,3 +184,54 @@ pub fn run<F: Future>(limit: Duration, f: F) -> F::Output {
             .unwrap_or_else(|_| panic!("the test did not finish within {limit:?}"))
     })
 }
+
+/// A small tmpfs, unmounted (lazily) on drop.
+pub struct Tmpfs(pub PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Mount a tmpfs of `size` (as `mount -o size=`, e.g. `2m`) on `mnt`,
+/// which is created. Needs root: elsewhere `None` (after saying so), except
+/// under `CI=true` (CI runs as root), where a refused mount is a failure.
+pub fn tmpfs(mnt: &Path, size: &str) -> Option<Tmpfs> {
+    std::fs::create_dir_all(mnt).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(mnt)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => Some(Tmpfs(mnt.to_path_buf())),
+        other => {
+            let why = match other {
+                Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: a tmpfs must be mounted for this test (CI runs as root), but: {why}"
+            );
+            eprintln!("SKIPPED: cannot mount a tmpfs (needs root): {why}");
+            None
+        }
+    }
+}
+
+/// Fill the file system of `dir` with a ballast file until it is full,
+/// then give back `leave` bytes. Returns the ballast's path (remove it to
+/// free the space).
+pub fn fill_leaving(dir: &Path, leave: u64) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("ballast");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0xa5u8; 64 << 10];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.sync_all();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len.saturating_sub(leave)).unwrap();
+    file.sync_all().unwrap();
+    path
+}

@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use super::Writer;
-use crate::error::WalError;
 use crate::chain::ChainState;
+use crate::error::WalError;
 use crate::format::{FrameFields, Lsn, frame_len};
 use crate::fs::FsFile;
 use crate::index;
@@ -164,14 +164,7 @@ impl Writer {
     }
 
     /// Write frames as they go to disk (sealed, for an encrypted log).
-    fn write_frames(
-        &self,
-        io: &mut Io,
-        batch: &[u8],
-        first: Lsn,
-        end: Lsn,
-        sync: bool,
-    ) -> Outcome {
+    fn write_frames(&self, io: &mut Io, batch: &[u8], first: Lsn, end: Lsn, sync: bool) -> Outcome {
         let mut out = Outcome {
             written_bytes: 0,
             written_end: first,
@@ -321,8 +314,7 @@ impl Writer {
         ) {
             Ok((entry, file, start)) => {
                 let chain = io.chain.take();
-                let mut sealed =
-                    std::mem::replace(io, Io::new(entry, file, start, start as u64));
+                let mut sealed = std::mem::replace(io, Io::new(entry, file, start, start as u64));
                 io.chain = chain;
                 out.segments_created += 1;
                 // Only now, with every handle the log goes on with opened:
