@@ -75,6 +75,16 @@ pub enum ReplayError {
         /// The LSN of its first record.
         first_lsn: Lsn,
     },
+    /// An LSN past the end of the log: no durable record has it yet (a
+    /// fork or a time-travelling replay may only name a point the log
+    /// holds).
+    #[error("LSN {lsn} is past the end of the log: its last durable record is LSN {last}")]
+    PastEnd {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The log's last durable LSN (0 for an empty log).
+        last: Lsn,
+    },
     /// A record to copy is of an event kind this build does not know (a
     /// newer build wrote it): a fork would lose it.
     #[error(

@@ -114,7 +114,7 @@ pub use crate::rebuild::{
 };
 pub use crate::records::summarize;
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
-pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords};
+pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords, last_lsn};
 pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};
 pub use crate::stats::{KindCount, LogStats, log_stats};
 pub use crate::status::SessionStatus;

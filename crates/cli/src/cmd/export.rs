@@ -33,7 +33,8 @@ pub(crate) struct ExportArgs {
     /// Only this session (an id, or a prefix of one that only it has).
     #[arg(long, value_name = "ID", value_parser = crate::cmd::dump::parse_session_prefix)]
     pub(crate) session: Option<String>,
-    /// Only records appended at or after this time.
+    /// Only records appended at or after this time (RFC 3339, a date,
+    /// @epoch-seconds or a duration back from now such as 15m).
     #[arg(long, value_name = "TIME", value_parser = output::parse_time)]
     pub(crate) since: Option<u64>,
     /// Only records appended before this time.
