@@ -1887,7 +1887,12 @@ fn export_import_round_trip_and_bad_lines() {
     }
     let file = tmp.path().join("export.jsonl");
     std::fs::write(&file, &first).unwrap();
-    let out = logbook().arg("import").arg(&b).arg(&file).output().unwrap();
+    let out = logbook()
+        .args(["import", "--create"])
+        .arg(&b)
+        .arg(&file)
+        .output()
+        .unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -1895,7 +1900,7 @@ fn export_import_round_trip_and_bad_lines() {
         "{stdout}"
     );
     let out = logbook()
-        .arg("import")
+        .args(["import", "--create"])
         .arg(&c)
         .arg("-")
         .write_stdin(first.clone())
@@ -1933,7 +1938,12 @@ fn export_import_round_trip_and_bad_lines() {
     bad.push_str("\n{\"v\":1,\"lsn\":5}\n");
     std::fs::write(&file, bad).unwrap();
     let d = tmp.path().join("d");
-    let out = logbook().arg("import").arg(&d).arg(&file).output().unwrap();
+    let out = logbook()
+        .args(["import", "--create"])
+        .arg(&d)
+        .arg(&file)
+        .output()
+        .unwrap();
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("line 5: not an export line"), "{stderr}");
@@ -1956,7 +1966,7 @@ fn an_encrypted_log_reads_with_its_key_and_names_the_key_without_it() {
     let file = tmp.path().join("all.jsonl");
     std::fs::write(&file, &exported.stdout).unwrap();
     let out = logbook()
-        .arg("import")
+        .args(["import", "--create"])
         .arg(&enc)
         .arg(&file)
         .arg("--key-file")

@@ -287,7 +287,7 @@ fn importing_the_same_file_twice_is_refused_unless_new_ids() {
 fn import_dry_run_create_and_segment_size() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let w = write_log(&a, 2, 25);
+    let w = write_log(&a, 2, 50);
     let file = tmp.path().join("a.jsonl");
     export_to(&a, &file, &[]);
     let file = file.to_str().unwrap();
@@ -304,10 +304,10 @@ fn import_dry_run_create_and_segment_size() {
     let (code, stdout, stderr) = run(&["import", "--dry-run"], &b, &[file]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("would import 50 event(s) of 2 session(s)"),
+        stdout.contains("would import 100 event(s) of 2 session(s)"),
         "{stdout}"
     );
-    assert!(stdout.contains("as LSNs 5..=54"), "{stdout}");
+    assert!(stdout.contains("as LSNs 5..=104"), "{stdout}");
     assert!(stdout.contains("nothing written"), "{stdout}");
     assert_eq!(segment_bytes(&b), before);
     let (code, stdout, stderr) = run(&["import", "--dry-run", "--create"], &typo, &[file]);

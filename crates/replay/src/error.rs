@@ -104,6 +104,25 @@ pub enum ReplayError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A session of an import is in the log already: importing it would
+    /// append its records a second time (the same file imported twice),
+    /// or mix them into another session of the same id.
+    #[error(
+        "session {session} is already in the log, {}{}",
+        if *same { format!("and its {existing} record(s) there include every one the file has of it: the file was imported before") } else { format!("with {existing} record(s): importing would append the file's to them") },
+        if *sessions > 1 { format!(" (as are {} more session(s) of the file)", sessions - 1) } else { String::new() }
+    )]
+    SessionExists {
+        /// The first session of the file (in file order) the log has.
+        session: Uuid,
+        /// How many records the log has of it.
+        existing: u64,
+        /// Whether the log already holds every record of the file's for
+        /// that session (same time, same event): an import done before.
+        same: bool,
+        /// How many sessions of the file the log has.
+        sessions: u64,
+    },
     /// Reading an import failed.
     #[error("reading line {line} of the import: {source}")]
     Read {

@@ -98,8 +98,8 @@ mod tools;
 
 pub use crate::error::ReplayError;
 pub use crate::export::{
-    EXPORT_VERSION, ExportFilter, Transfer, event_from_json, event_to_json, export, import,
-    import_check,
+    EXPORT_VERSION, ExportFilter, ImportOptions, Transfer, event_from_json, event_to_json, export,
+    import, import_check, import_plan, import_with,
 };
 pub use crate::follow::{Delivery, Follow, LosslessSubscriber, follow};
 pub use crate::fork::{Forked, fork};

@@ -235,7 +235,7 @@ pub fn last_lsn(dir: impl AsRef<Path>) -> Result<Lsn, ReplayError> {
             .map_err(|e| ReplayError::wal("opening", dir, e))?
             .from_lsn(base);
         let mut last = None;
-        reader
+        let _: ControlFlow<()> = reader
             .walk(|item| {
                 if let WalkItem::Record(record) = item {
                     last = Some(record.lsn);
