@@ -327,12 +327,13 @@ pub fn import(wal: &Wal, input: impl BufRead) -> Result<Transfer, ReplayError> {
 /// [`ImportOptions::new_ids`]) and its time (`ts_us`), in the order of the
 /// lines; LSNs are new. Returns once what was appended is durable.
 ///
-/// LSNs inside events are remapped: a `SessionForked { from, at_lsn }`
-/// names the fork point by the new LSN of the last record of `from` at or
-/// before `at_lsn` in the file, and a `SessionResumed { from_lsn }` the new
-/// LSN of its session's last record at or before `from_lsn`, so that both
-/// point at the same records as in the exported log. Such a reference
-/// must resolve to a record of the file (exported with it).
+/// LSNs inside events are remapped, so that they name the same records as
+/// in the exported log: a `SessionForked { from, at_lsn }` gets the new
+/// LSN of the file's last record at or before `at_lsn` (of any session;
+/// `from` must have a record there, its history up to the fork point),
+/// and a `SessionResumed { from_lsn }` the new LSN of its session's last
+/// record at or before `from_lsn`. Such a reference must resolve to a
+/// record of the file (exported with it).
 ///
 /// Nothing is appended unless every line is a valid export line, every
 /// reference resolves, and (without `new_ids`) no session of the file is
@@ -526,6 +527,10 @@ fn parse_all(input: impl BufRead) -> Result<Vec<Parsed>, ReplayError> {
     // Each session's lines so far: (LSN in the exported log, line index).
     let mut lines_of: std::collections::HashMap<Uuid, Vec<(Lsn, usize)>> =
         std::collections::HashMap::new();
+    // Every line's LSN in the exported log, and whether they rise so far
+    // (one export; a concatenation of several may not).
+    let mut all_lsns: Vec<Lsn> = Vec::new();
+    let mut rising = true;
     for (i, line) in input.lines().enumerate() {
         let number = i + 1;
         let line = line.map_err(|source| ReplayError::Read {
@@ -549,15 +554,29 @@ fn parse_all(input: impl BufRead) -> Result<Vec<Parsed>, ReplayError> {
                 .find(|(l, _)| *l <= lsn)
                 .map(|(_, index)| *index)
         };
+        // The last line of all at or before `lsn`.
+        let last_at = |lsn: Lsn| {
+            if rising {
+                all_lsns.partition_point(|l| *l <= lsn).checked_sub(1)
+            } else {
+                all_lsns.iter().rposition(|l| *l <= lsn)
+            }
+        };
         let refers_to = match &event {
             SessionEvent::SessionForked { from, at_lsn } => {
-                Some(find(from, *at_lsn).ok_or_else(|| {
+                // The fork's history is its original's records up to the
+                // point: the original must have one there. The point is
+                // kept as exact as the file allows: the last line at or
+                // before it, whichever session's (the same LSN when the
+                // record is in the file).
+                let of_from = find(from, *at_lsn).ok_or_else(|| {
                     bad(format!(
                         "session_forked refers to LSN {at_lsn} of session {from}, which is not in \
                          the file: a fork is imported with the records of the session it was \
                          forked from up to its fork point (export that session too)"
                     ))
-                })?)
+                })?;
+                Some(last_at(*at_lsn).map_or(of_from, |any| any.max(of_from)))
             }
             SessionEvent::SessionResumed { from_lsn } => {
                 Some(find(&session, *from_lsn).ok_or_else(|| {
@@ -574,6 +593,8 @@ fn parse_all(input: impl BufRead) -> Result<Vec<Parsed>, ReplayError> {
             .entry(session)
             .or_default()
             .push((lsn, events.len()));
+        rising &= all_lsns.last().is_none_or(|last| *last < lsn);
+        all_lsns.push(lsn);
         events.push(Parsed {
             session,
             ts_us,
@@ -791,9 +812,9 @@ mod tests {
                 if let Some((from, at)) = s.forked_from {
                     let (from_now, at_now) = c.forked_from.unwrap();
                     prop_assert_eq!(from_now, new_id[&from]);
-                    // The fork point names the same record of the original.
-                    let at_then = crate::rebuild::session_state_at(a.path(), from, at).unwrap().last_lsn().unwrap();
-                    prop_assert_eq!(at_now, at_then + shift);
+                    // The fork point names the same record (every record
+                    // of a is in the file).
+                    prop_assert_eq!(at_now, at + shift);
                     let history = |dir: &Path, id, at| crate::rebuild::session_state_at(dir, id, at).unwrap().transcript().to_vec();
                     let texts = |t: Vec<crate::state::TranscriptEntry>| t.into_iter().map(|e| e.text).collect::<Vec<_>>();
                     prop_assert_eq!(texts(history(a.path(), from, at)), texts(history(b.path(), from_now, at_now)));

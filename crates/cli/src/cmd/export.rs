@@ -46,7 +46,7 @@ const IMPORT_EXAMPLES: &str = "\
 Examples:
   logbook import ./other-log sessions.jsonl
   logbook import ./other-log sessions.jsonl --dry-run      what it would import
-  logbook import ./new-log sessions.jsonl --create         a new log, sized by the file
+  logbook import ./new-log sessions.jsonl --create         a new log
   logbook export ./a --session 1d17157b | logbook import ./b -
 
 Appends the events of an export (docs/json.md) to the log in DIR, in the order
@@ -60,9 +60,11 @@ changed): a bad line is named with its number; a reference to a record not in
 the file is named with its line; a file whose sessions the log already has is
 refused (importing it again would double them) unless --new-ids, which imports
 them under new ids. --dry-run makes every check and says what would be
-imported, writing nothing. The segments the import creates are --segment-size
-bytes (a new log's are sized by the file when not given; an existing log's are
-64 MiB, the default). The log must not be held by a live writer.";
+imported, writing nothing. The import does not preallocate segments: a small
+import leaves small files (a writer that preallocates, such as an agent runtime
+with the default options, grows the tail segment when it opens the log);
+--segment-size sets where its segments roll (default 64 MiB). The log must not
+be held by a live writer.";
 
 /// Append the events of an export to a log.
 #[derive(Debug, Args)]
@@ -83,9 +85,9 @@ pub(crate) struct ImportArgs {
     /// refusing a file whose sessions the log already has.
     #[arg(long)]
     pub(crate) new_ids: bool,
-    /// The size of the segments the import creates (bytes, or with KiB,
-    /// MiB, GiB; at least 4 KiB). Default: a new log's first segment is
-    /// sized by the file; otherwise 64 MiB.
+    /// Roll to a new segment when one would exceed this size (bytes, or
+    /// with KiB, MiB, GiB; at least 4 KiB; default 64 MiB). The import
+    /// does not preallocate: its segments end at their last record.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub(crate) segment_size: Option<u64>,
 }
@@ -113,20 +115,6 @@ fn parse_size(text: &str) -> Result<u64, String> {
         return Err(format!("{size} bytes is below the smallest segment, {min} bytes (4 KiB)"));
     }
     Ok(size)
-}
-
-/// The segment size of a new log for an import of `bytes` of JSON holding
-/// `records` records: room for them all (JSON is larger than the records'
-/// payloads), rounded up to 4 KiB, at most the default size.
-fn segment_size_for(bytes: u64, records: u64) -> u64 {
-    // A frame's header is 48 bytes (docs/format.md); a sealed payload grows
-    // by SEAL_OVERHEAD.
-    let per_record = 48 + logbook_wal::SEAL_OVERHEAD as u64;
-    let need = bytes
-        .saturating_add(records.saturating_mul(per_record))
-        .saturating_add(4096);
-    let rounded = need.div_ceil(4096).saturating_mul(4096);
-    rounded.clamp(logbook_wal::MIN_SEGMENT_SIZE, WalOptions::default().segment_size)
 }
 
 pub(crate) fn export(args: &ExportArgs) -> anyhow::Result<Outcome> {
@@ -243,13 +231,14 @@ pub(crate) fn import(args: &ImportArgs) -> anyhow::Result<Outcome> {
         out.flush()?;
         return Ok(Outcome::Clean);
     }
-    let segment_size = match args.segment_size {
-        Some(size) => size,
-        None if !exists => segment_size_for(lines.len() as u64, plan.records),
-        None => WalOptions::default().segment_size,
-    };
+    // Not preallocated: the segments hold what was imported, nothing more
+    // (a preallocating writer would also grow the log's tail segment to its
+    // segment size on open).
     let wal_options = WalOptions {
-        segment_size,
+        segment_size: args
+            .segment_size
+            .unwrap_or(WalOptions::default().segment_size),
+        preallocate: false,
         create_if_missing: args.create,
         ..WalOptions::default()
     };
