@@ -11,12 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 fn run(args: &[&str], dir: &Path, rest: &[&str]) -> (Option<i32>, String, String) {
-    let out = logbook()
-        .args(args)
-        .arg(dir)
-        .args(rest)
-        .output()
-        .unwrap();
+    let out = logbook().args(args).arg(dir).args(rest).output().unwrap();
     let (stdout, stderr) = texts(&out);
     (out.status.code(), stdout, stderr)
 }
@@ -177,7 +172,10 @@ fn fork_and_replay_refuse_an_lsn_past_the_end() {
     for at in ["9999", "1796314709"] {
         let (code, stdout, stderr) = run(&["replay"], dir, &[&s0, "--at", at]);
         assert_eq!(code, Some(2), "{at}: {stdout}{stderr}");
-        assert!(stderr.contains(&format!("LSN {at} is past the end")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("LSN {at} is past the end")),
+            "{stderr}"
+        );
         assert!(
             stderr.contains(&format!("@{at}")),
             "says how to give epoch seconds: {stderr}"
@@ -330,7 +328,11 @@ fn import_dry_run_create_and_segment_size() {
             .map(|s| std::fs::metadata(s).unwrap().len())
             .collect()
     };
-    assert!(sizes(&typo).iter().all(|s| *s < 1 << 20), "{:?}", sizes(&typo));
+    assert!(
+        sizes(&typo).iter().all(|s| *s < 1 << 20),
+        "{:?}",
+        sizes(&typo)
+    );
     assert!(sizes(&b).iter().all(|s| *s < 1 << 20), "{:?}", sizes(&b));
     // --segment-size: every segment the import creates at most that.
     let c = tmp.path().join("c");
@@ -342,7 +344,11 @@ fn import_dry_run_create_and_segment_size() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(segments(&c).len() > 1);
     for s in segments(&c) {
-        assert!(std::fs::metadata(&s).unwrap().len() <= 4096, "{}", s.display());
+        assert!(
+            std::fs::metadata(&s).unwrap().len() <= 4096,
+            "{}",
+            s.display()
+        );
     }
     assert_eq!(sessions_json(&c).len(), w.sessions.len());
     let (code, _, stderr) = run(&["import", "--create", "--segment-size", "12"], &c, &[file]);

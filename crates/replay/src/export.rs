@@ -617,10 +617,10 @@ fn refuse_existing(dir: &Path, events: &[Parsed]) -> Result<(), ReplayError> {
         Sessions::Matching(&matching),
         OnCorruption::Fail,
         |item| match item {
-            Item::Event(record) => found
-                .entry(record.session)
-                .or_default()
-                .push((record.timestamp_us, event_to_json(&record.event).to_string())),
+            Item::Event(record) => found.entry(record.session).or_default().push((
+                record.timestamp_us,
+                event_to_json(&record.event).to_string(),
+            )),
             Item::Skipped {
                 session,
                 timestamp_us,
@@ -856,14 +856,21 @@ mod tests {
             import_plan(b.path(), &lines[..], ImportOptions::default()).map(|_| ()),
         ] {
             match refused {
-                Err(e @ ReplayError::SessionExists { same: true, existing: 2, .. }) => {
+                Err(
+                    e @ ReplayError::SessionExists {
+                        same: true,
+                        existing: 2,
+                        ..
+                    },
+                ) => {
                     assert!(e.to_string().contains("imported before"), "{e}");
                 }
                 other => panic!("{other:?}"),
             }
         }
         assert_eq!(target.last_lsn(), 2, "nothing appended");
-        let again = import_with(&target, &lines[..], ImportOptions::default().with_new_ids()).unwrap();
+        let again =
+            import_with(&target, &lines[..], ImportOptions::default().with_new_ids()).unwrap();
         assert!(again.new_ids);
         assert_eq!(again.lsns, Some((3, 4)));
         target.close().unwrap();

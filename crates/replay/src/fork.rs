@@ -241,7 +241,10 @@ mod tests {
         }
         assert_eq!(last, 81);
         match fork(&wal, SESSION, 9999) {
-            Err(ReplayError::PastEnd { lsn: 9999, last: 81 }) => {}
+            Err(ReplayError::PastEnd {
+                lsn: 9999,
+                last: 81,
+            }) => {}
             other => panic!("{other:?}"),
         }
         assert_eq!(wal.last_lsn(), 81, "nothing appended");

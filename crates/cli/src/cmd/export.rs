@@ -103,16 +103,24 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "k" | "kib" | "kb" => 1 << 10,
         "m" | "mib" | "mb" => 1 << 20,
         "g" | "gib" | "gb" => 1 << 30,
-        _ => return Err(format!("`{text}` is not a size: give bytes, or a number with KiB, MiB or GiB")),
+        _ => {
+            return Err(format!(
+                "`{text}` is not a size: give bytes, or a number with KiB, MiB or GiB"
+            ));
+        }
     };
     let size = number
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit_size))
-        .ok_or_else(|| format!("`{text}` is not a size: give bytes, or a number with KiB, MiB or GiB"))?;
+        .ok_or_else(|| {
+            format!("`{text}` is not a size: give bytes, or a number with KiB, MiB or GiB")
+        })?;
     let min = logbook_wal::MIN_SEGMENT_SIZE;
     if size < min {
-        return Err(format!("{size} bytes is below the smallest segment, {min} bytes (4 KiB)"));
+        return Err(format!(
+            "{size} bytes is below the smallest segment, {min} bytes (4 KiB)"
+        ));
     }
     Ok(size)
 }
@@ -186,8 +194,10 @@ pub(crate) fn import(args: &ImportArgs) -> anyhow::Result<Outcome> {
         Ok(_) => true,
         Err(logbook_wal::WalError::NotFound { .. } | logbook_wal::WalError::NoLog { .. }) => false,
         Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("cannot import into {} (nothing imported)", dir.display())));
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot import into {} (nothing imported)",
+                dir.display()
+            )));
         }
     };
     if !exists && !args.create {

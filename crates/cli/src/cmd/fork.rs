@@ -68,15 +68,13 @@ pub(crate) fn run(args: &ForkArgs) -> anyhow::Result<Outcome> {
     // Refused before the log is opened for writing (which would touch it).
     let last = logbook_replay::last_lsn(dir)?;
     if args.at > last {
-        return Err(anyhow::Error::new(ReplayError::PastEnd {
-            lsn: args.at,
-            last,
-        })
-        .context(format!(
-            "cannot fork at LSN {} in the log in {} (nothing changed)",
-            args.at,
-            dir.display()
-        )));
+        return Err(
+            anyhow::Error::new(ReplayError::PastEnd { lsn: args.at, last }).context(format!(
+                "cannot fork at LSN {} in the log in {} (nothing changed)",
+                args.at,
+                dir.display()
+            )),
+        );
     }
     let options = WalOptions {
         create_if_missing: false,
