@@ -53,6 +53,8 @@ use crate::{DurableSink, NoopSink, SessionEvent};
 #[derive(Clone)]
 pub struct SessionBus {
     tx: broadcast::Sender<SessionEvent>,
+    /// The ephemeral events only ([`SessionBus::subscribe_ephemeral`]).
+    ephemeral: broadcast::Sender<SessionEvent>,
     sink: Arc<dyn DurableSink>,
     legacy: Option<mpsc::Sender<SessionEvent>>,
 }
@@ -92,8 +94,10 @@ impl SessionBus {
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity);
+        let (ephemeral, _) = broadcast::channel(capacity);
         Self {
             tx,
+            ephemeral,
             sink: Arc::new(NoopSink),
             legacy: None,
         }
@@ -165,6 +169,32 @@ impl SessionBus {
     #[must_use]
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
         self.tx.subscribe()
+    }
+
+    /// Subscribe to the ephemeral events only (progress signals the durable
+    /// sink never sees), on a channel of their own with the bus's
+    /// capacity: durable events take no room in it, and a
+    /// `RecvError::Lagged(n)` counts `n` ephemeral events exactly. For a
+    /// subscriber that takes durable events from the log instead
+    /// (`logbook_replay::LosslessSubscriber`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_bus::{SessionBus, SessionEvent};
+    ///
+    /// let bus = SessionBus::new(1);
+    /// let mut rx = bus.subscribe_ephemeral();
+    /// bus.emit(SessionEvent::Thinking);
+    /// bus.emit(SessionEvent::Done); // durable: not on this channel
+    /// bus.emit(SessionEvent::TextChunk("a".into()));
+    /// // Capacity 1: one ephemeral event lost, the durable one never sent.
+    /// assert!(matches!(rx.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Lagged(1))));
+    /// assert_eq!(rx.try_recv().unwrap(), SessionEvent::TextChunk("a".into()));
+    /// ```
+    #[must_use]
+    pub fn subscribe_ephemeral(&self) -> broadcast::Receiver<SessionEvent> {
+        self.ephemeral.subscribe()
     }
 
     /// Current number of active broadcast subscribers.
@@ -301,6 +331,10 @@ impl SessionBus {
             if let Err(error) = legacy.try_send(event.clone()) {
                 tracing::warn!(%error, "legacy mpsc forwarder dropped an event");
             }
+        }
+        if !event.is_durable() && self.ephemeral.receiver_count() > 0 {
+            // `send` fails only when there are no receivers: not an error.
+            let _ = self.ephemeral.send(event.clone());
         }
         // `send` fails only when there are no receivers: not an error here.
         let _ = self.tx.send(event);

@@ -18,6 +18,10 @@ use zeroize::Zeroizing;
 /// The ring of this run, once set up.
 static RING: OnceLock<Option<Arc<KeyRing>>> = OnceLock::new();
 
+/// The `--key-file` arguments of this run, made absolute: a child process
+/// (the demo's writer) gets the same keys.
+static FILES: OnceLock<Vec<PathBuf>> = OnceLock::new();
+
 /// Build the ring from `--key-file` arguments (in order) and the
 /// `LOGBOOK_KEY` environment variable (64 hex digits, after them), and
 /// install it for every reader of this process.
@@ -28,6 +32,12 @@ pub(crate) fn set_up(files: &[PathBuf]) -> anyhow::Result<()> {
         let _ = logbook_wal::install_default_keys(ring.clone());
     }
     let _ = RING.set(ring);
+    let _ = FILES.set(
+        files
+            .iter()
+            .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
+            .collect(),
+    );
     Ok(())
 }
 
@@ -71,6 +81,25 @@ fn ring(files: &[PathBuf], env_key: Option<Key>) -> anyhow::Result<Option<KeyRin
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The arguments that give a child `logbook` process this run's key files
+/// (`LOGBOOK_KEY` it inherits with the environment).
+pub(crate) fn child_args() -> Vec<std::ffi::OsString> {
+    FILES
+        .get()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| ["--key-file".into(), f.clone().into_os_string()])
+        .collect()
+}
+
+/// The id of the key new segments get, if this run has keys.
+pub(crate) fn current_key_id() -> Option<u32> {
+    RING.get()
+        .cloned()
+        .flatten()
+        .map(|ring| ring.current().id())
 }
 
 /// `options` with this run's keys, if any were given.

@@ -233,23 +233,32 @@ pub(crate) fn rfc3339_seconds(us: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(us)).to_string()
 }
 
+/// The one rule for LSNs and times on the command line (README,
+/// `docs/operations.md`): a bare whole number is an LSN; a time is written
+/// so that it cannot be taken for one. An option takes an LSN
+/// ([`parse_lsn`]), a time ([`parse_time`]) or either (`replay --at`), and
+/// refuses the other kind, saying how to write what was meant.
+const TIME_FORMS: &str = "RFC 3339 (2024-05-01T10:00:00Z), a date (2024-05-01), \
+     @epoch-seconds (@1764410000 or @1764410000.5) or a duration back from now (15m, 2h)";
+
 /// Parse a point in time given on the command line, to µs since the
 /// epoch: RFC 3339 (`2024-05-01T10:00:00Z`, `2024-05-01T12:00:00+02:00`,
 /// a space for the `T`, any fraction of a second; no zone means UTC), a
-/// date (`2024-05-01`, midnight UTC), seconds since the Unix epoch with an
-/// optional fraction and an optional `@` (`1764410000`, `1764410000.5`,
-/// `@1764410000`, as `date +%s` prints and `date -d @…` reads), or a
-/// duration back from now (`15m`, `2h 30m`, `3days`).
+/// date (`2024-05-01`, midnight UTC), seconds since the Unix epoch after
+/// an `@` with an optional fraction (`@1764410000`, `@1764410000.5`, as
+/// `date -d @…` reads), or a duration back from now (`15m`, `2h 30m`,
+/// `3days`). A bare number is refused: it is an LSN ([`TIME_FORMS`]).
 pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
     let s = text.trim();
-    let bad = || {
-        format!(
-            "`{text}` is not a time: use RFC 3339 (2024-05-01T10:00:00Z), a date (2024-05-01), \
-             epoch seconds (1764410000.5 or @1764410000) or a duration back from now (15m, 2h)"
-        )
-    };
-    if let Some(epoch) = parse_epoch(s) {
+    let bad = || format!("`{text}` is not a time: use {TIME_FORMS}");
+    if let Some(epoch) = s.strip_prefix('@').and_then(parse_epoch) {
         return epoch.ok_or_else(bad);
+    }
+    if parse_epoch(s).is_some() {
+        return Err(format!(
+            "`{s}` is a bare number, which on the command line is an LSN, and this option takes \
+             a time: for seconds since the Unix epoch write @{s}; other forms: {TIME_FORMS}"
+        ));
     }
     let time = if let Ok(ago) = humantime::parse_duration(s) {
         SystemTime::now().checked_sub(ago).ok_or_else(bad)?
@@ -272,12 +281,11 @@ pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
     u64::try_from(us).map_err(|_| bad())
 }
 
-/// Seconds since the Unix epoch (`1764410000`, `1764410000.5`,
-/// `@1764410000`) to µs: `None` if `s` is not of that form,
+/// Seconds since the Unix epoch (`1764410000`, `1764410000.5`; the `@`
+/// already taken off) to µs: `None` if `s` is not of that form,
 /// `Some(None)` if it is but does not fit (a fraction finer than a µs is
 /// cut).
-fn parse_epoch(s: &str) -> Option<Option<u64>> {
-    let digits = s.strip_prefix('@').unwrap_or(s);
+fn parse_epoch(digits: &str) -> Option<Option<u64>> {
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
     let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
@@ -291,6 +299,28 @@ fn parse_epoch(s: &str) -> Option<Option<u64>> {
             .and_then(|secs| secs.checked_mul(1_000_000))
             .and_then(|us| us.checked_add(micros.parse::<u64>().ok()?)),
     )
+}
+
+/// Parse an LSN given on the command line: a bare whole number (the one
+/// rule: [`TIME_FORMS`]). A time, or anything else, is refused, saying
+/// that the option takes an LSN.
+pub(crate) fn parse_lsn(text: &str) -> Result<Lsn, String> {
+    let s = text.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map_err(|_| format!("`{s}` is too large for an LSN (at most {})", Lsn::MAX));
+    }
+    if parse_time(s).is_ok() || s.starts_with('@') {
+        return Err(format!(
+            "`{s}` is a time, and this option takes an LSN (a whole number such as 57): find the \
+             LSN of a point in time with `logbook replay DIR SESSION --at TIME` or `logbook dump \
+             DIR --since TIME`"
+        ));
+    }
+    Err(format!(
+        "`{s}` is not an LSN: this option takes an LSN (a whole number such as 57)"
+    ))
 }
 
 /// Split a trailing `+HH:MM` / `-HH:MM` zone off an RFC 3339 time.
@@ -434,25 +464,44 @@ mod tests {
 
     #[test]
     fn epoch_times() {
-        assert_eq!(parse_time("1764410000").unwrap(), 1_764_410_000_000_000);
         assert_eq!(parse_time("@1764410000").unwrap(), 1_764_410_000_000_000);
-        assert_eq!(parse_time("1764410000.5").unwrap(), 1_764_410_000_500_000);
+        assert_eq!(parse_time("@1764410000.5").unwrap(), 1_764_410_000_500_000);
         assert_eq!(parse_time("@0.000001").unwrap(), 1);
-        assert_eq!(parse_time("1.1234567").unwrap(), 1_123_456);
+        assert_eq!(parse_time("@1.1234567").unwrap(), 1_123_456);
         assert_eq!(
-            parse_time("1764410000").unwrap(),
+            parse_time("@1764410000").unwrap(),
             parse_time("2025-11-29T09:53:20Z").unwrap()
         );
         for bad in [
             "@",
             "@x",
-            "1.2.3",
+            "@1.2.3",
             "-5",
             "@99999999999999999999",
             ".5",
             "@ 1",
+            "@@1",
         ] {
             assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The one rule: a bare number is an LSN, never a time; a time is
+    /// never an LSN.
+    #[test]
+    fn a_bare_number_is_an_lsn_and_only_an_lsn() {
+        for bare in ["1764410000", "1764410000.5", "57"] {
+            let e = parse_time(bare).unwrap_err();
+            assert!(e.contains(&format!("write @{bare}")), "{e}");
+        }
+        assert_eq!(parse_lsn("57"), Ok(57));
+        assert_eq!(parse_lsn(" 57 "), Ok(57));
+        for time in ["@57", "2024-05-01", "2024-05-01T10:00:00Z", "15m"] {
+            let e = parse_lsn(time).unwrap_err();
+            assert!(e.contains("is a time, and this option takes an LSN"), "{e}");
+        }
+        for bad in ["", "-1", "5x", "1.5", "99999999999999999999"] {
+            assert!(parse_lsn(bad).is_err(), "{bad}");
         }
     }
 

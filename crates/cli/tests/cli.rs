@@ -1282,13 +1282,13 @@ fn sessions_since_and_until_keep_the_sessions_active_in_the_span() {
     let [a, b, c] = [ids[0].as_str(), ids[1].as_str(), ids[2].as_str()];
     let (_, all, _) = sessions_json(tmp.path(), &[]);
     let us = |i: usize, field: &str| all[i][field].as_u64().unwrap();
-    // Epoch seconds with a fraction, bare and with '@'.
-    let epoch = |us: u64| format!("{}.{:06}", us / 1_000_000, us % 1_000_000);
+    // Epoch seconds with a fraction, after an '@' (a bare number is an LSN).
+    let epoch = |us: u64| format!("@{}.{:06}", us / 1_000_000, us % 1_000_000);
     let b_start = epoch(us(1, "started_us"));
     let (code, v, stderr) = sessions_json(tmp.path(), &["--since", &b_start]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(ids_of(&v), [b, c]);
-    let (_, v, _) = sessions_json(tmp.path(), &["--until", &format!("@{b_start}")]);
+    let (_, v, _) = sessions_json(tmp.path(), &["--until", &b_start]);
     assert_eq!(ids_of(&v), [a]);
     // A session active across --since (started before, ended after) is in.
     let b_mid = epoch(us(1, "started_us") + 1);
@@ -1584,12 +1584,15 @@ fn dump_since_and_until_take_epoch_seconds() {
         .map(|p| p.lsn)
         .collect();
     let lsns = |v: &[Value]| -> Vec<u64> { v.iter().map(|r| r["lsn"].as_u64().unwrap()).collect() };
-    for since in [epoch.clone(), format!("@{epoch}")] {
-        let (code, v, stderr) = json_run(&["dump", "--json", "--since", &since], dir);
-        assert_eq!(code, Some(0), "{since}: {stderr}");
-        assert_eq!(lsns(&v), from, "{since}");
-    }
-    let (code, v, stderr) = json_run(&["dump", "--json", "--until", &epoch], dir);
+    let since = format!("@{epoch}");
+    let (code, v, stderr) = json_run(&["dump", "--json", "--since", &since], dir);
+    assert_eq!(code, Some(0), "{since}: {stderr}");
+    assert_eq!(lsns(&v), from, "{since}");
+    // Without the '@' it is a bare number: an LSN, refused as a time.
+    let (code, _, stderr) = json_run(&["dump", "--json", "--since", &epoch], dir);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("write @{epoch}")), "{stderr}");
+    let (code, v, stderr) = json_run(&["dump", "--json", "--until", &since], dir);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(lsns(&v), before);
     // Whole seconds: nothing was written in 1970.
@@ -1601,7 +1604,7 @@ fn dump_since_and_until_take_epoch_seconds() {
     assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("epoch seconds (1764410000.5 or @1764410000)"),
+        stderr.contains("@epoch-seconds (@1764410000 or @1764410000.5)"),
         "{stderr}"
     );
 }
@@ -1887,7 +1890,12 @@ fn export_import_round_trip_and_bad_lines() {
     }
     let file = tmp.path().join("export.jsonl");
     std::fs::write(&file, &first).unwrap();
-    let out = logbook().arg("import").arg(&b).arg(&file).output().unwrap();
+    let out = logbook()
+        .args(["import", "--create"])
+        .arg(&b)
+        .arg(&file)
+        .output()
+        .unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -1895,7 +1903,7 @@ fn export_import_round_trip_and_bad_lines() {
         "{stdout}"
     );
     let out = logbook()
-        .arg("import")
+        .args(["import", "--create"])
         .arg(&c)
         .arg("-")
         .write_stdin(first.clone())
@@ -1933,7 +1941,12 @@ fn export_import_round_trip_and_bad_lines() {
     bad.push_str("\n{\"v\":1,\"lsn\":5}\n");
     std::fs::write(&file, bad).unwrap();
     let d = tmp.path().join("d");
-    let out = logbook().arg("import").arg(&d).arg(&file).output().unwrap();
+    let out = logbook()
+        .args(["import", "--create"])
+        .arg(&d)
+        .arg(&file)
+        .output()
+        .unwrap();
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("line 5: not an export line"), "{stderr}");
@@ -1956,7 +1969,7 @@ fn an_encrypted_log_reads_with_its_key_and_names_the_key_without_it() {
     let file = tmp.path().join("all.jsonl");
     std::fs::write(&file, &exported.stdout).unwrap();
     let out = logbook()
-        .arg("import")
+        .args(["import", "--create"])
         .arg(&enc)
         .arg(&file)
         .arg("--key-file")

@@ -185,3 +185,66 @@ fn the_demo_into_a_closed_pipe_finishes_its_log() {
     let out = logbook().arg("verify").arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
 }
+
+/// `logbook demo --key-file K` (and `LOGBOOK_KEY`) writes an encrypted demo
+/// log: every segment is sealed with that key's id, `sessions` reads it
+/// with the key and refuses it without.
+#[test]
+fn the_demo_honours_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("demo.key");
+    std::fs::write(&key, "5a".repeat(32)).unwrap();
+    let key_id = logbook_wal::Key::from_file(&key).unwrap().id();
+    let check = |dir: &std::path::Path| {
+        let all = segments(dir);
+        assert!(!all.is_empty());
+        for segment in &all {
+            let header = logbook_wal::segment_header(segment).unwrap();
+            assert_eq!(
+                header.key_id,
+                Some(key_id),
+                "{} is not sealed with the demo's key",
+                segment.display()
+            );
+            let bytes = std::fs::read(segment).unwrap();
+            assert!(
+                !bytes.windows(15).any(|w| w == b"Split config.rs"),
+                "{} holds the demo's text in the clear",
+                segment.display()
+            );
+        }
+        let out = logbook()
+            .arg("sessions")
+            .arg(dir)
+            .arg("--json")
+            .arg("--key-file")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+        assert_eq!(json_lines(&texts(&out).0).len(), 6);
+        let out = logbook().arg("sessions").arg(dir).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{:?}", texts(&out));
+    };
+    let dir = tmp.path().join("with-key-file");
+    let out = logbook()
+        .arg("demo")
+        .arg(&dir)
+        .arg("--key-file")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    check(&dir);
+    assert!(stdout.contains("encrypted with key"), "{stdout}");
+    let dir = tmp.path().join("with-env");
+    let out = logbook()
+        .arg("demo")
+        .arg(&dir)
+        .env("LOGBOOK_KEY", "5a".repeat(32))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+    check(&dir);
+}

@@ -75,6 +75,16 @@ pub enum ReplayError {
         /// The LSN of its first record.
         first_lsn: Lsn,
     },
+    /// An LSN past the end of the log: no durable record has it yet (a
+    /// fork or a time-travelling replay may only name a point the log
+    /// holds).
+    #[error("LSN {lsn} is past the end of the log: its last durable record is LSN {last}")]
+    PastEnd {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The log's last durable LSN (0 for an empty log).
+        last: Lsn,
+    },
     /// A record to copy is of an event kind this build does not know (a
     /// newer build wrote it): a fork would lose it.
     #[error(
@@ -93,6 +103,25 @@ pub enum ReplayError {
         line: usize,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A session of an import is in the log already: importing it would
+    /// append its records a second time (the same file imported twice),
+    /// or mix them into another session of the same id.
+    #[error(
+        "session {session} is already in the log, {}{}",
+        if *same { format!("and its {existing} record(s) there include every one the file has of it: the file was imported before") } else { format!("with {existing} record(s): importing would append the file's to them") },
+        if *sessions > 1 { format!(" (as are {} more session(s) of the file)", sessions - 1) } else { String::new() }
+    )]
+    SessionExists {
+        /// The first session of the file (in file order) the log has.
+        session: Uuid,
+        /// How many records the log has of it.
+        existing: u64,
+        /// Whether the log already holds every record of the file's for
+        /// that session (same time, same event): an import done before.
+        same: bool,
+        /// How many sessions of the file the log has.
+        sessions: u64,
     },
     /// Reading an import failed.
     #[error("reading line {line} of the import: {source}")]

@@ -104,7 +104,8 @@ pub fn event_from_json(json: &Value) -> Result<SessionEvent, String> {
 struct Line {
     /// The export format's version.
     v: u32,
-    /// The record's LSN in the exported log (not kept by an import).
+    /// The record's LSN in the exported log (not kept by an import, which
+    /// maps the LSNs inside events from it).
     lsn: Lsn,
     session: Uuid,
     /// RFC 3339, UTC, to the microsecond (informational: `ts_us` is read).
@@ -167,8 +168,41 @@ pub struct Transfer {
     /// Records left out: of an event kind this build does not know (an
     /// export cannot describe them).
     pub skipped: u64,
-    /// The first and last LSN appended (import only).
+    /// The first and last LSN appended (import only; for
+    /// [`import_plan`], the LSNs they would get).
     pub lsns: Option<(Lsn, Lsn)>,
+    /// Whether the sessions were imported under new ids
+    /// ([`ImportOptions::new_ids`]).
+    pub new_ids: bool,
+}
+
+/// How [`import_with`] and [`import_plan`] import a file.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_replay::ImportOptions;
+///
+/// assert!(!ImportOptions::default().new_ids);
+/// assert!(ImportOptions::default().with_new_ids().new_ids);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportOptions {
+    /// Import every session of the file under a new random id (a
+    /// `SessionForked.from` naming a session of the file names its new
+    /// id), instead of refusing a file whose sessions the log already has
+    /// ([`ReplayError::SessionExists`]): a second copy, on purpose.
+    pub new_ids: bool,
+}
+
+impl ImportOptions {
+    /// [`ImportOptions::new_ids`] on.
+    #[must_use]
+    pub fn with_new_ids(mut self) -> ImportOptions {
+        self.new_ids = true;
+        self
+    }
 }
 
 /// Write the records of the log in `dir` that `filter` keeps to `out` as
@@ -256,17 +290,12 @@ pub fn export(
 
 /// Append the events of an export (`docs/json.md`) read from `input` to
 /// `wal`: each keeps its session and its time (`ts_us`), in the order of
-/// the lines; LSNs are new. Every line is read and checked first: if any
-/// is not a valid export line, nothing is appended. Returns once what was
-/// appended is durable.
+/// the lines; LSNs are new. [`import_with`] with the default options: a
+/// file whose sessions the log already has is refused.
 ///
 /// # Errors
 ///
-/// [`ReplayError::BadImportLine`] naming the first bad line (1-based) and
-/// what is wrong with it; [`ReplayError::Read`] if `input` fails;
-/// [`ReplayError::Wal`] if appending or syncing fails (a crash or error
-/// then can leave a prefix of the import, as for any append not yet
-/// acknowledged).
+/// As [`import_with`].
 ///
 /// # Examples
 ///
@@ -286,27 +315,169 @@ pub fn export(
 /// let done = import(&other, &lines[..])?;
 /// assert_eq!((done.records, done.sessions), (1, 1));
 /// assert_eq!(session_state(to.path(), id)?.transcript()[0].text, "hi");
+/// assert!(import(&other, &lines[..]).is_err(), "the same file twice");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn import(wal: &Wal, input: impl BufRead) -> Result<Transfer, ReplayError> {
+    import_with(wal, input, ImportOptions::default())
+}
+
+/// Append the events of an export (`docs/json.md`) read from `input` to
+/// `wal`: each keeps its session (or gets a new id, with
+/// [`ImportOptions::new_ids`]) and its time (`ts_us`), in the order of the
+/// lines; LSNs are new. Returns once what was appended is durable.
+///
+/// LSNs inside events are remapped, so that they name the same records as
+/// in the exported log: a `SessionForked { from, at_lsn }` gets the new
+/// LSN of the file's last record at or before `at_lsn` (of any session;
+/// `from` must have a record there, its history up to the fork point),
+/// and a `SessionResumed { from_lsn }` the new LSN of its session's last
+/// record at or before `from_lsn`. Such a reference must resolve to a
+/// record of the file (exported with it).
+///
+/// Nothing is appended unless every line is a valid export line, every
+/// reference resolves, and (without `new_ids`) no session of the file is
+/// in the log already: importing the same file twice would double its
+/// sessions.
+///
+/// # Errors
+///
+/// [`ReplayError::BadImportLine`] naming the first bad line (1-based) and
+/// what is wrong with it, a reference to a record not in the file
+/// included; [`ReplayError::Read`] if `input` fails;
+/// [`ReplayError::SessionExists`] if the log already has a session of
+/// the file; [`ReplayError::Wal`] if reading, appending or syncing fails
+/// (a crash or error while appending can leave a prefix of the import,
+/// as for any append not yet acknowledged).
+pub fn import_with(
+    wal: &Wal,
+    input: impl BufRead,
+    options: ImportOptions,
+) -> Result<Transfer, ReplayError> {
     let events = parse_all(input)?;
     let dir = wal.dir();
-    let mut done = Transfer::default();
-    let mut sessions = std::collections::HashSet::new();
-    for chunk in events.chunks(IMPORT_BATCH) {
+    // Readers see durable records only: make this writer's appends durable
+    // before looking for the file's sessions in the log.
+    wal.sync()
+        .map_err(|e| ReplayError::wal("syncing before an import in", dir, e))?;
+    if !options.new_ids {
+        refuse_existing(dir, &events)?;
+    }
+    let ids: std::collections::HashMap<Uuid, Uuid> = if options.new_ids {
+        sessions_of(&events)
+            .into_iter()
+            .map(|s| (s, Uuid::new_v4()))
+            .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
+    let id = |s: Uuid| ids.get(&s).copied().unwrap_or(s);
+    let mut done = Transfer {
+        new_ids: options.new_ids,
+        sessions: sessions_of(&events).len() as u64,
+        ..Transfer::default()
+    };
+    // The new LSN of each line appended so far, by line index.
+    let mut new_lsns: Vec<Lsn> = Vec::with_capacity(events.len());
+    let mut pending: Vec<(Uuid, u64, SessionEvent)> = Vec::new();
+    let mut flush = |pending: &mut Vec<(Uuid, u64, SessionEvent)>,
+                     new_lsns: &mut Vec<Lsn>|
+     -> Result<(), ReplayError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
         let lsns = wal
-            .append_many_at(chunk)
+            .append_many_at(pending)
             .map_err(|e| ReplayError::wal("importing into", dir, e))?;
         if let (Some(&first), Some(&last)) = (lsns.first(), lsns.last()) {
             done.lsns = Some((done.lsns.map_or(first, |(f, _)| f), last));
         }
-        done.records += chunk.len() as u64;
-        sessions.extend(chunk.iter().map(|(s, _, _)| *s));
+        done.records += lsns.len() as u64;
+        new_lsns.extend(lsns);
+        pending.clear();
+        Ok(())
+    };
+    for parsed in events {
+        let mut event = parsed.event;
+        if let Some(target) = parsed.refers_to {
+            // The record referred to must have its LSN: append what is
+            // pending first.
+            if target >= new_lsns.len() {
+                flush(&mut pending, &mut new_lsns)?;
+            }
+            let at = new_lsns[target];
+            match &mut event {
+                SessionEvent::SessionForked { from, at_lsn } => {
+                    *from = id(*from);
+                    *at_lsn = at;
+                }
+                SessionEvent::SessionResumed { from_lsn } => *from_lsn = at,
+                _ => {}
+            }
+        }
+        pending.push((id(parsed.session), parsed.ts_us, event));
+        if pending.len() >= IMPORT_BATCH {
+            flush(&mut pending, &mut new_lsns)?;
+        }
     }
+    flush(&mut pending, &mut new_lsns)?;
     wal.sync()
         .map_err(|e| ReplayError::wal("syncing an import in", dir, e))?;
-    done.sessions = sessions.len() as u64;
     Ok(done)
+}
+
+/// What [`import_with`] would do with `input` in the log in `dir`,
+/// without writing anything (a dry run): every check it makes first
+/// (lines, references, sessions already in the log), then how many
+/// records and sessions it would append and the LSNs they would get. A
+/// directory with no log yet is a new log (LSNs from 1).
+///
+/// # Errors
+///
+/// As [`import_with`]'s checks; [`ReplayError::Wal`] if the log cannot
+/// be read.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{ExportFilter, ImportOptions, export, import_plan};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let (from, to) = (tempfile::tempdir()?, tempfile::tempdir()?);
+/// let wal = Wal::open(from.path(), WalOptions::default())?;
+/// wal.append(uuid::Uuid::new_v4(), &SessionEvent::UserMessage("hi".into()))?;
+/// let mut lines = Vec::new();
+/// export(from.path(), ExportFilter::all(), &mut lines)?;
+/// let plan = import_plan(to.path(), &lines[..], ImportOptions::default())?;
+/// assert_eq!((plan.records, plan.sessions, plan.lsns), (1, 1, Some((1, 1))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn import_plan(
+    dir: impl AsRef<Path>,
+    input: impl BufRead,
+    options: ImportOptions,
+) -> Result<Transfer, ReplayError> {
+    let dir = dir.as_ref();
+    let events = parse_all(input)?;
+    let next = match crate::scan::last_lsn(dir) {
+        Ok(last) => {
+            if !options.new_ids {
+                refuse_existing(dir, &events)?;
+            }
+            last + 1
+        }
+        Err(ReplayError::NoLog { .. }) => 1,
+        Err(e) => return Err(e),
+    };
+    let records = events.len() as u64;
+    Ok(Transfer {
+        records,
+        sessions: sessions_of(&events).len() as u64,
+        skipped: 0,
+        lsns: (records > 0).then(|| (next, next + records - 1)),
+        new_ids: options.new_ids,
+    })
 }
 
 /// Check an export as [`import`] does before appending anything, without
@@ -314,7 +485,7 @@ pub fn import(wal: &Wal, input: impl BufRead) -> Result<Transfer, ReplayError> {
 ///
 /// # Errors
 ///
-/// As [`import`]'s checks: [`ReplayError::BadImportLine`],
+/// As [`import`]'s checks of the file: [`ReplayError::BadImportLine`],
 /// [`ReplayError::Read`].
 ///
 /// # Examples
@@ -329,9 +500,37 @@ pub fn import_check(input: impl BufRead) -> Result<u64, ReplayError> {
     parse_all(input).map(|events| events.len() as u64)
 }
 
-/// Every line of an export, checked, as (session, time, event).
-fn parse_all(input: impl BufRead) -> Result<Vec<(Uuid, u64, SessionEvent)>, ReplayError> {
+/// One checked line of an export.
+struct Parsed {
+    session: Uuid,
+    ts_us: u64,
+    event: SessionEvent,
+    /// The index of the line whose record an LSN in the event names
+    /// (`SessionForked.at_lsn`, `SessionResumed.from_lsn`).
+    refers_to: Option<usize>,
+}
+
+/// The sessions of the lines, in order of their first line.
+fn sessions_of(events: &[Parsed]) -> Vec<Uuid> {
+    let mut seen = std::collections::HashSet::new();
+    events
+        .iter()
+        .map(|p| p.session)
+        .filter(|s| seen.insert(*s))
+        .collect()
+}
+
+/// Every line of an export, checked, with the references in its events
+/// resolved to lines of the file.
+fn parse_all(input: impl BufRead) -> Result<Vec<Parsed>, ReplayError> {
     let mut events = Vec::new();
+    // Each session's lines so far: (LSN in the exported log, line index).
+    let mut lines_of: std::collections::HashMap<Uuid, Vec<(Lsn, usize)>> =
+        std::collections::HashMap::new();
+    // Every line's LSN in the exported log, and whether they rise so far
+    // (one export; a concatenation of several may not).
+    let mut all_lsns: Vec<Lsn> = Vec::new();
+    let mut rising = true;
     for (i, line) in input.lines().enumerate() {
         let number = i + 1;
         let line = line.map_err(|source| ReplayError::Read {
@@ -341,18 +540,122 @@ fn parse_all(input: impl BufRead) -> Result<Vec<(Uuid, u64, SessionEvent)>, Repl
         if line.trim().is_empty() {
             continue;
         }
-        events.push(
-            parse_line(&line).map_err(|reason| ReplayError::BadImportLine {
-                line: number,
-                reason,
-            })?,
-        );
+        let bad = |reason| ReplayError::BadImportLine {
+            line: number,
+            reason,
+        };
+        let (session, ts_us, lsn, event) = parse_line(&line).map_err(bad)?;
+        // The last line of `of` at or before `lsn` in the exported log.
+        let find = |of: &Uuid, lsn: Lsn| {
+            lines_of
+                .get(of)?
+                .iter()
+                .rev()
+                .find(|(l, _)| *l <= lsn)
+                .map(|(_, index)| *index)
+        };
+        // The last line of all at or before `lsn`.
+        let last_at = |lsn: Lsn| {
+            if rising {
+                all_lsns.partition_point(|l| *l <= lsn).checked_sub(1)
+            } else {
+                all_lsns.iter().rposition(|l| *l <= lsn)
+            }
+        };
+        let refers_to = match &event {
+            SessionEvent::SessionForked { from, at_lsn } => {
+                // The fork's history is its original's records up to the
+                // point: the original must have one there. The point is
+                // kept as exact as the file allows: the last line at or
+                // before it, whichever session's (the same LSN when the
+                // record is in the file).
+                let of_from = find(from, *at_lsn).ok_or_else(|| {
+                    bad(format!(
+                        "session_forked refers to LSN {at_lsn} of session {from}, which is not in \
+                         the file: a fork is imported with the records of the session it was \
+                         forked from up to its fork point (export that session too)"
+                    ))
+                })?;
+                Some(last_at(*at_lsn).map_or(of_from, |any| any.max(of_from)))
+            }
+            SessionEvent::SessionResumed { from_lsn } => {
+                Some(find(&session, *from_lsn).ok_or_else(|| {
+                    bad(format!(
+                        "session_resumed refers to LSN {from_lsn} of its session {session}, which \
+                         is not in the file: a resumption is imported with the records before it \
+                         (export the whole session)"
+                    ))
+                })?)
+            }
+            _ => None,
+        };
+        lines_of
+            .entry(session)
+            .or_default()
+            .push((lsn, events.len()));
+        rising &= all_lsns.last().is_none_or(|last| *last < lsn);
+        all_lsns.push(lsn);
+        events.push(Parsed {
+            session,
+            ts_us,
+            event,
+            refers_to,
+        });
     }
     Ok(events)
 }
 
-/// One export line as (session, time, event), or what is wrong with it.
-fn parse_line(text: &str) -> Result<(Uuid, u64, SessionEvent), String> {
+/// Refuse an import whose sessions the log in `dir` already has.
+fn refuse_existing(dir: &Path, events: &[Parsed]) -> Result<(), ReplayError> {
+    let wanted: std::collections::HashSet<Uuid> = events.iter().map(|p| p.session).collect();
+    // The log's records of those sessions: (time, event as JSON text).
+    let mut found: std::collections::HashMap<Uuid, Vec<(u64, String)>> =
+        std::collections::HashMap::new();
+    let matching = |id: &Uuid| wanted.contains(id);
+    scan(
+        dir,
+        Sessions::Matching(&matching),
+        OnCorruption::Fail,
+        |item| match item {
+            Item::Event(record) => found.entry(record.session).or_default().push((
+                record.timestamp_us,
+                event_to_json(&record.event).to_string(),
+            )),
+            Item::Skipped {
+                session,
+                timestamp_us,
+                ..
+            } => found
+                .entry(session)
+                .or_default()
+                .push((timestamp_us, String::new())),
+        },
+    )?;
+    let Some(session) = sessions_of(events)
+        .into_iter()
+        .find(|s| found.contains_key(s))
+    else {
+        return Ok(());
+    };
+    let theirs = &found[&session];
+    let have: std::collections::HashSet<(u64, &str)> =
+        theirs.iter().map(|(t, e)| (*t, e.as_str())).collect();
+    let ours: Vec<(u64, String)> = events
+        .iter()
+        .filter(|p| p.session == session)
+        .map(|p| (p.ts_us, event_to_json(&p.event).to_string()))
+        .collect();
+    Err(ReplayError::SessionExists {
+        session,
+        existing: theirs.len() as u64,
+        same: ours.iter().all(|(t, e)| have.contains(&(*t, e.as_str()))),
+        sessions: found.len() as u64,
+    })
+}
+
+/// One export line as (session, time, LSN in the exported log, event), or
+/// what is wrong with it.
+fn parse_line(text: &str) -> Result<(Uuid, u64, Lsn, SessionEvent), String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let line: Line =
         serde_json::from_value(value).map_err(|e| format!("not an export line: {e}"))?;
@@ -370,7 +673,7 @@ fn parse_line(text: &str) -> Result<(Uuid, u64, SessionEvent), String> {
             event.kind()
         ));
     }
-    Ok((line.session, line.ts_us, event))
+    Ok((line.session, line.ts_us, line.lsn, event))
 }
 
 /// RFC 3339, UTC, to the microsecond.
@@ -382,7 +685,7 @@ fn rfc3339(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testgen::{event, small_log};
+    use crate::testgen::{event, pooled_event, small_log};
     use proptest::prelude::*;
 
     /// The lines of an export, without the LSNs (which an import renews).
@@ -408,10 +711,11 @@ mod tests {
         }
 
         /// export → import into another log → export gives the same lines
-        /// (sessions, order, times, events), LSNs aside.
+        /// (sessions, order, times, events), LSNs aside. (Events that name
+        /// LSNs are remapped: `references_name_the_same_records_after_an_import`.)
         #[test]
         fn export_import_export_round_trips(
-            events in prop::collection::vec((event(), 0u8..4), 1..80),
+            events in prop::collection::vec((event().prop_map(without_lsns_inside), 0u8..4), 1..80),
         ) {
             let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
             let wal = small_log(a.path());
@@ -431,6 +735,147 @@ mod tests {
             export(b.path(), ExportFilter::all(), &mut second).unwrap();
             prop_assert_eq!(without_lsns(&first), without_lsns(&second));
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// Forks and resumptions of a log, imported into a log that
+        /// already holds records: each `SessionForked` names its
+        /// original's record that it named in the exported log, under its
+        /// new LSN (the original as it was there is the fork's history),
+        /// and each `SessionResumed` its session's last record before it.
+        #[test]
+        fn references_name_the_same_records_after_an_import(
+            events in prop::collection::vec((pooled_event().prop_map(without_lsns_inside), 0u8..3), 1..40),
+            forks in prop::collection::vec((0u8..3, any::<prop::sample::Index>()), 0..4),
+            resumes in prop::collection::vec(0u8..3, 0..3),
+            before in 0usize..20,
+            new_ids in any::<bool>(),
+        ) {
+            let session = |s: u8| Uuid::from_u128(u128::from(s) + 1);
+            let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let wal = small_log(a.path());
+            let mut lsns: std::collections::HashMap<Uuid, Vec<Lsn>> = Default::default();
+            for (e, s) in &events {
+                let lsn = wal.append(session(*s), e).unwrap();
+                lsns.entry(session(*s)).or_default().push(lsn);
+            }
+            for (s, at) in &forks {
+                if let Some(mine) = lsns.get(&session(*s)) {
+                    // Any point from its first record to the log's end.
+                    let (first, last) = (mine[0], wal.last_lsn());
+                    let at_lsn = first + at.index((last - first + 1) as usize) as Lsn;
+                    crate::fork::fork(&wal, session(*s), at_lsn).unwrap();
+                }
+            }
+            for s in &resumes {
+                if lsns.contains_key(&session(*s)) {
+                    let _ = crate::resume::resume(&wal, session(*s));
+                }
+            }
+            wal.close().unwrap();
+            let mut lines = Vec::new();
+            export(a.path(), ExportFilter::all(), &mut lines).unwrap();
+            let target = small_log(b.path());
+            for i in 0..before {
+                target.append(Uuid::from_u128(99), &SessionEvent::UserMessage(format!("b{i}"))).unwrap();
+            }
+            let options = if new_ids { ImportOptions::default().with_new_ids() } else { ImportOptions::default() };
+            let done = import_with(&target, &lines[..], options).unwrap();
+            target.close().unwrap();
+            // The sessions of a and b, paired in order of their first record.
+            let source = crate::list::list_sessions(a.path()).unwrap().sessions;
+            let copied: Vec<_> = crate::list::list_sessions(b.path())
+                .unwrap()
+                .sessions
+                .into_iter()
+                .filter(|s| s.session != Uuid::from_u128(99))
+                .collect();
+            prop_assert_eq!(source.len(), copied.len());
+            prop_assert_eq!(done.sessions, source.len() as u64);
+            let shift = before as Lsn;
+            let new_id: std::collections::HashMap<Uuid, Uuid> =
+                source.iter().zip(&copied).map(|(s, c)| (s.session, c.session)).collect();
+            for (s, c) in source.iter().zip(&copied) {
+                prop_assert_eq!(new_ids, s.session != c.session);
+                prop_assert_eq!(c.first_lsn, s.first_lsn + shift);
+                let (then, now) = (
+                    crate::rebuild::session_state(a.path(), s.session).unwrap(),
+                    crate::rebuild::session_state(b.path(), c.session).unwrap(),
+                );
+                let resumed_from = |st: &crate::state::SessionState| st.resumptions().iter().map(|r| r.from_lsn).collect::<Vec<_>>();
+                prop_assert_eq!(
+                    resumed_from(&then).iter().map(|l| l + shift).collect::<Vec<_>>(),
+                    resumed_from(&now)
+                );
+                if let Some((from, at)) = s.forked_from {
+                    let (from_now, at_now) = c.forked_from.unwrap();
+                    prop_assert_eq!(from_now, new_id[&from]);
+                    // The fork point names the same record (every record
+                    // of a is in the file).
+                    prop_assert_eq!(at_now, at + shift);
+                    let history = |dir: &Path, id, at| crate::rebuild::session_state_at(dir, id, at).unwrap().transcript().to_vec();
+                    let texts = |t: Vec<crate::state::TranscriptEntry>| t.into_iter().map(|e| e.text).collect::<Vec<_>>();
+                    prop_assert_eq!(texts(history(a.path(), from, at)), texts(history(b.path(), from_now, at_now)));
+                }
+            }
+        }
+    }
+
+    /// Events whose LSNs an import remaps, made plain (the round trip
+    /// compares events as they were).
+    fn without_lsns_inside(e: SessionEvent) -> SessionEvent {
+        match e {
+            SessionEvent::SessionForked { .. } | SessionEvent::SessionResumed { .. } => {
+                SessionEvent::UserMessage("was a reference".into())
+            }
+            e => e,
+        }
+    }
+
+    /// The same file twice would double its sessions: refused, nothing
+    /// appended; with new ids, a second copy; a dry run says the same.
+    #[test]
+    fn the_same_file_twice_is_refused_unless_new_ids() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let wal = small_log(a.path());
+        let id = Uuid::from_u128(5);
+        wal.append(id, &SessionEvent::UserMessage("one".into()))
+            .unwrap();
+        wal.append(id, &SessionEvent::Done).unwrap();
+        wal.close().unwrap();
+        let mut lines = Vec::new();
+        export(a.path(), ExportFilter::all(), &mut lines).unwrap();
+        let target = small_log(b.path());
+        let plan = import_plan(b.path(), &lines[..], ImportOptions::default()).unwrap();
+        assert_eq!((plan.records, plan.lsns), (2, Some((1, 2))));
+        import(&target, &lines[..]).unwrap();
+        for refused in [
+            import(&target, &lines[..]).map(|_| ()),
+            import_plan(b.path(), &lines[..], ImportOptions::default()).map(|_| ()),
+        ] {
+            match refused {
+                Err(
+                    e @ ReplayError::SessionExists {
+                        same: true,
+                        existing: 2,
+                        ..
+                    },
+                ) => {
+                    assert!(e.to_string().contains("imported before"), "{e}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(target.last_lsn(), 2, "nothing appended");
+        let again =
+            import_with(&target, &lines[..], ImportOptions::default().with_new_ids()).unwrap();
+        assert!(again.new_ids);
+        assert_eq!(again.lsns, Some((3, 4)));
+        target.close().unwrap();
+        let listed = crate::list::list_sessions(b.path()).unwrap();
+        assert_eq!(listed.sessions.len(), 2);
     }
 
     #[test]

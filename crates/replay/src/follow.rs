@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use logbook_bus::SessionEvent;
+use logbook_bus::{SessionBus, SessionEvent};
 use logbook_wal::{DurableWatch, EventRecord, Lsn, Reader, Wal, WalError};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -56,7 +56,7 @@ pub struct Follow {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use logbook_bus::SessionEvent;
+/// use logbook_bus::{SessionBus, SessionEvent};
 /// use logbook_wal::{Wal, WalOptions};
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -217,7 +217,7 @@ pub enum Delivery {
     /// A durable event, with its record: every one exactly once, in order.
     Durable(EventRecord),
     /// An ephemeral event from the bus (best effort: the bus may drop
-    /// some for a slow subscriber, counted in
+    /// some for a slow subscriber, counted exactly in
     /// [`LosslessSubscriber::lost_ephemeral`]).
     Ephemeral(SessionEvent),
 }
@@ -225,11 +225,12 @@ pub enum Delivery {
 /// A `SessionBus` subscriber that never misses a durable event.
 ///
 /// It takes the session's durable events from the log ([`follow`]: read,
-/// then followed on the durable watermark), and only the ephemeral ones
-/// from the bus's lossy broadcast, skipping the durable events the bus
-/// also sends. So a subscriber slower than the bus still gets every
-/// durable event exactly once, in order; when it lags, it loses only
-/// ephemeral progress signals, and counts them. Both streams are live: the
+/// then followed on the durable watermark), and the ephemeral ones from
+/// the bus's lossy broadcast of ephemeral events only
+/// (`SessionBus::subscribe_ephemeral`). So a subscriber slower than the
+/// bus still gets every durable event exactly once, in order; when it
+/// lags, it loses only ephemeral progress signals, and counts exactly
+/// those. Both streams are live: the
 /// bus hands a durable event to the log before broadcasting it, so the
 /// log's copy is never later than the broadcast one by more than the
 /// follower's wake-up.
@@ -248,7 +249,7 @@ pub enum Delivery {
 /// let wal = Wal::open(dir.path(), WalOptions::default())?;
 /// let id = uuid::Uuid::new_v4();
 /// let bus = SessionBus::new(1).with_durable_sink(Arc::new(wal.sink(id)));
-/// let mut sub = LosslessSubscriber::new(&wal, bus.subscribe(), id)?;
+/// let mut sub = LosslessSubscriber::new(&wal, &bus, id)?;
 /// for i in 0..10 {
 ///     bus.emit(SessionEvent::UserMessage(format!("m{i}"))); // capacity 1: the bus drops most
 /// }
@@ -271,20 +272,20 @@ pub struct LosslessSubscriber {
 
 impl LosslessSubscriber {
     /// Subscribe to `session` of `wal` from its first record: durable
-    /// events from the log, ephemeral ones from `bus` (a receiver of the
-    /// session's `SessionBus::subscribe`).
+    /// events from the log, ephemeral ones from `bus` (the session's bus,
+    /// through `SessionBus::subscribe_ephemeral`: from now on).
     ///
     /// # Errors
     ///
     /// As [`follow`].
     pub fn new(
         wal: &Wal,
-        bus: broadcast::Receiver<SessionEvent>,
+        bus: &SessionBus,
         session: Uuid,
     ) -> Result<LosslessSubscriber, ReplayError> {
         Ok(LosslessSubscriber {
             follow: follow(wal, 0, Some(session))?,
-            bus: Some(bus),
+            bus: Some(bus.subscribe_ephemeral()),
             lost: 0,
         })
     }
@@ -311,7 +312,7 @@ impl LosslessSubscriber {
                     return durable.map(|r| r.map(Delivery::Durable));
                 }
                 live = bus.recv() => match live {
-                    Ok(event) if event.is_durable() => {} // the log has it
+                    Ok(event) if event.is_durable() => {} // never sent on this channel
                     Ok(event) => return Some(Ok(Delivery::Ephemeral(event))),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         self.lost = self.lost.saturating_add(n);
@@ -322,9 +323,9 @@ impl LosslessSubscriber {
         }
     }
 
-    /// Messages the bus dropped for this subscriber (it lagged); the
-    /// durable ones among them were handed on from the log, so only
-    /// ephemeral events were lost.
+    /// Ephemeral events the bus dropped for this subscriber (it lagged):
+    /// exactly those, as the bus's ephemeral channel carries no durable
+    /// event (and durable events are never lost: they come from the log).
     #[must_use]
     pub fn lost_ephemeral(&self) -> u64 {
         self.lost

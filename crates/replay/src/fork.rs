@@ -43,9 +43,10 @@ pub struct Forked {
 ///
 /// # Errors
 ///
-/// [`ReplayError::UnknownSession`] if the log holds no record of
-/// `session`; [`ReplayError::BeforeSession`] if its first record comes
-/// after `at_lsn`; [`ReplayError::CannotCopy`] if a record to copy is of an
+/// [`ReplayError::PastEnd`] if `at_lsn` is past the log's last record
+/// (nothing is appended); [`ReplayError::UnknownSession`] if the log holds
+/// no record of `session`; [`ReplayError::BeforeSession`] if its first
+/// record comes after `at_lsn`; [`ReplayError::CannotCopy`] if a record to copy is of an
 /// event kind this build does not know (it cannot be copied faithfully);
 /// [`ReplayError::Undecodable`] if one does not decode at all; [`ReplayError::Wal`] if the log cannot be read or the
 /// batch cannot be appended and synced. Nothing is appended unless every
@@ -78,8 +79,15 @@ pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError
     let dir = wal.dir();
     // Readers return durable records only: make what this writer appended
     // so far durable, so that the history up to `at_lsn` is all there.
-    wal.sync()
+    let durable = wal
+        .sync()
         .map_err(|e| ReplayError::wal("syncing before a fork in", dir, e))?;
+    if at_lsn > durable {
+        return Err(ReplayError::PastEnd {
+            lsn: at_lsn,
+            last: durable,
+        });
+    }
     let mut events = Vec::new();
     let mut first_lsn = None;
     let mut undecodable = None;
@@ -209,7 +217,7 @@ mod tests {
             .append(SESSION, &SessionEvent::UserMessage("hi".into()))
             .unwrap();
         assert!(matches!(
-            fork(&wal, Uuid::from_u128(9), 5),
+            fork(&wal, Uuid::from_u128(9), second),
             Err(ReplayError::UnknownSession(_))
         ));
         assert!(matches!(
@@ -217,5 +225,29 @@ mod tests {
             Err(ReplayError::BeforeSession { first_lsn, .. }) if first_lsn == second
         ));
         assert_eq!(wal.last_lsn(), second, "nothing appended");
+    }
+
+    /// A fork point past the log's last record is refused, and nothing is
+    /// appended (it was stored as "fork of …@9999" for good).
+    #[test]
+    fn a_fork_past_the_end_of_the_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = small_log(dir.path());
+        let mut last = 0;
+        for i in 0..81 {
+            last = wal
+                .append(SESSION, &SessionEvent::UserMessage(format!("m{i}")))
+                .unwrap();
+        }
+        assert_eq!(last, 81);
+        match fork(&wal, SESSION, 9999) {
+            Err(ReplayError::PastEnd {
+                lsn: 9999,
+                last: 81,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(wal.last_lsn(), 81, "nothing appended");
+        assert!(fork(&wal, SESSION, 81).is_ok(), "the last LSN is a point");
     }
 }

@@ -98,8 +98,8 @@ mod tools;
 
 pub use crate::error::ReplayError;
 pub use crate::export::{
-    EXPORT_VERSION, ExportFilter, Transfer, event_from_json, event_to_json, export, import,
-    import_check,
+    EXPORT_VERSION, ExportFilter, ImportOptions, Transfer, event_from_json, event_to_json, export,
+    import, import_check, import_plan, import_with,
 };
 pub use crate::follow::{Delivery, Follow, LosslessSubscriber, follow};
 pub use crate::fork::{Forked, fork};
@@ -114,7 +114,7 @@ pub use crate::rebuild::{
 };
 pub use crate::records::summarize;
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
-pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords};
+pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords, last_lsn};
 pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};
 pub use crate::stats::{KindCount, LogStats, log_stats};
 pub use crate::status::SessionStatus;

@@ -137,8 +137,9 @@ impl std::fmt::Display for Until {
 ///
 /// # Errors
 ///
-/// As [`session_state`], and [`ReplayError::BeforeSession`] if the
-/// session's first record comes after `at`.
+/// As [`session_state`], [`ReplayError::BeforeSession`] if the
+/// session's first record comes after `at`, and [`ReplayError::PastEnd`]
+/// if `at` is past the log's last durable record.
 ///
 /// # Examples
 ///
@@ -173,14 +174,22 @@ pub fn session_state_at(
 ///
 /// # Errors
 ///
-/// As [`session_state_with`], and [`ReplayError::BeforeSession`] if the
-/// session has no record at or before `until`.
+/// As [`session_state_with`], [`ReplayError::BeforeSession`] if the
+/// session has no record at or before `until`, and
+/// [`ReplayError::PastEnd`] if `until` is an LSN past the log's last
+/// durable record.
 pub fn session_state_until(
     dir: impl AsRef<Path>,
     session: Uuid,
     on_corruption: OnCorruption,
     until: Option<Until>,
 ) -> Result<(SessionState, Damage), ReplayError> {
+    if let Some(Until::Lsn(at)) = until {
+        let last = crate::scan::last_lsn(dir.as_ref())?;
+        if at > last {
+            return Err(ReplayError::PastEnd { lsn: at, last });
+        }
+    }
     let mut state = SessionState::new(session);
     let mut first_lsn = None;
     let report = scan(
@@ -420,10 +429,16 @@ mod tests {
             let t = mine[at.index(mine.len())].timestamp_us;
             let by_time = session_state_until(dir.path(), SESSION, OnCorruption::Fail, Some(Until::Time(t)));
             prop_assert_eq!(by_time.unwrap().0, fold(&mine, Until::Time(t)));
-            // Past the end: the whole session.
+            // At the log's last LSN: the whole session; past it: refused.
+            let last = events.len() as Lsn;
             prop_assert_eq!(
-                session_state_at(dir.path(), SESSION, Lsn::MAX).unwrap(),
+                session_state_at(dir.path(), SESSION, last).unwrap(),
                 session_state(dir.path(), SESSION).unwrap()
+            );
+            let past = session_state_at(dir.path(), SESSION, last + 1);
+            prop_assert!(
+                matches!(past, Err(ReplayError::PastEnd { lsn, last: l }) if lsn == last + 1 && l == last),
+                "{:?}", past
             );
         }
     }

@@ -197,6 +197,59 @@ pub(crate) fn scan_reader(
     Ok(report)
 }
 
+/// The LSN of the last record a reader of the log in `dir` returns (its
+/// last durable record; 0 if it has none), reading only from the last
+/// segment that holds a record: the end a fork point or a time-travelling
+/// replay may not pass ([`ReplayError::PastEnd`]).
+///
+/// # Errors
+///
+/// [`ReplayError::NoLog`] if there is no log in `dir`;
+/// [`ReplayError::Wal`] if it cannot be read.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// assert_eq!(logbook_replay::last_lsn(dir.path())?, 0);
+/// wal.append(uuid::Uuid::new_v4(), &SessionEvent::Done)?;
+/// assert_eq!(logbook_replay::last_lsn(dir.path())?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn last_lsn(dir: impl AsRef<Path>) -> Result<Lsn, ReplayError> {
+    let dir = dir.as_ref();
+    let segments = Reader::open(dir)
+        .map_err(|e| ReplayError::wal("opening", dir, e))?
+        .segments();
+    let bases = segments.iter().filter_map(|path| {
+        // `<20 digits: its base LSN>.wal` (`docs/format.md`).
+        let name = path.file_name()?.to_str()?;
+        name.strip_suffix(".wal")?.parse::<Lsn>().ok()
+    });
+    for base in bases.collect::<Vec<_>>().into_iter().rev() {
+        let mut reader = Reader::open(dir)
+            .map_err(|e| ReplayError::wal("opening", dir, e))?
+            .from_lsn(base);
+        let mut last = None;
+        let _: ControlFlow<()> = reader
+            .walk(|item| {
+                if let WalkItem::Record(record) = item {
+                    last = Some(record.lsn);
+                }
+                ControlFlow::<()>::Continue(())
+            })
+            .map_err(|e| ReplayError::wal("reading", dir, e))?;
+        if let Some(last) = last {
+            return Ok(last);
+        }
+    }
+    Ok(0)
+}
+
 fn skipped(record: &RecordRef<'_>) -> Item {
     Item::Skipped {
         lsn: record.lsn,

@@ -39,7 +39,7 @@ async fn a_slow_subscriber_with_a_tiny_channel_misses_no_durable_event() {
     let wal = Wal::open(dir.path(), options()).unwrap();
     let id = Uuid::new_v4();
     let bus = SessionBus::new(4).with_durable_sink(Arc::new(wal.sink(id)));
-    let mut sub = LosslessSubscriber::new(&wal, bus.subscribe(), id).unwrap();
+    let mut sub = LosslessSubscriber::new(&wal, &bus, id).unwrap();
     const N: u64 = 3000;
     let producer = {
         let wal = wal.clone();
@@ -80,7 +80,11 @@ async fn a_slow_subscriber_with_a_tiny_channel_misses_no_durable_event() {
         sub.lost_ephemeral() > 0,
         "the subscriber did lag (else this test proves nothing)"
     );
-    assert!(ephemeral + sub.lost_ephemeral() >= N / 3, "{ephemeral}");
+    assert_eq!(
+        ephemeral + sub.lost_ephemeral(),
+        N / 3,
+        "every ephemeral event received or counted lost, exactly"
+    );
 }
 
 /// A follower of all sessions from an LSN: what the log holds, then each
@@ -171,4 +175,45 @@ fn fork_and_import_return_once_their_records_are_durable() {
     let done = logbook_replay::import(&target, &lines[..]).unwrap();
     let (_, end) = done.lsns.unwrap();
     assert_eq!(target.durable_lsn(), end, "imported records are durable");
+}
+
+/// Bug: `lost_ephemeral` counted every message the bus dropped, durable
+/// ones too (600 ephemeral emitted, 1193 reported). With 600 ephemeral and
+/// 600 durable events emitted through a 4-message bus before the
+/// subscriber reads anything, the ephemeral events it got plus those it
+/// says it lost are exactly the 600 emitted, and it gets every durable one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_ephemeral_counts_exactly_the_ephemeral_events_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), options()).unwrap();
+    let id = Uuid::new_v4();
+    let bus = SessionBus::new(4).with_durable_sink(Arc::new(wal.sink(id)));
+    let mut sub = LosslessSubscriber::new(&wal, &bus, id).unwrap();
+    const EACH: u64 = 600;
+    for i in 0..EACH {
+        bus.emit(SessionEvent::TextChunk(format!("chunk {i}")));
+        bus.emit(SessionEvent::UserMessage(format!("message {i}")));
+    }
+    drop(bus);
+    wal.close().unwrap();
+    let (mut durable, mut ephemeral) = (0u64, 0u64);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Some(delivery) = tokio::time::timeout_at(deadline, sub.next())
+        .await
+        .expect("the subscriber ends once the writer closes")
+    {
+        match delivery.unwrap() {
+            Delivery::Durable(_) => durable += 1,
+            Delivery::Ephemeral(_) => ephemeral += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(durable, EACH, "every durable event");
+    assert!(ephemeral <= 4, "the bus kept at most 4: {ephemeral}");
+    assert_eq!(
+        ephemeral + sub.lost_ephemeral(),
+        EACH,
+        "{ephemeral} ephemeral events received, {} reported lost",
+        sub.lost_ephemeral()
+    );
 }

@@ -23,7 +23,7 @@ Examples:
   logbook dump ./logbook-demo --from-lsn 100 --limit 20 --full
   logbook dump ./logbook-demo --since 15m              the last fifteen minutes
   logbook dump ./logbook-demo --since 2024-05-01T10:00:00Z --until 2024-05-01T11:00:00Z
-  logbook dump ./logbook-demo --since 1764410000 --until @1764410060.5   epoch seconds
+  logbook dump ./logbook-demo --since @1764410000 --until @1764410060.5  epoch seconds
   logbook dump ./logbook-demo --json | jq -r .kind     JSON Lines
   logbook dump /var/lib/agent/log --follow             keep printing as a writer appends
   logbook dump /var/lib/agent/log --follow --from-end  only what is appended from now on
@@ -80,14 +80,14 @@ pub(crate) struct DumpArgs {
     #[arg(long, value_name = "KIND", value_parser = kind_parser(), value_delimiter = ',')]
     pub(crate) kind: Vec<String>,
     /// Start at this LSN.
-    #[arg(long, value_name = "LSN")]
+    #[arg(long, value_name = "LSN", value_parser = output::parse_lsn)]
     pub(crate) from_lsn: Option<Lsn>,
     /// Stop after this LSN.
-    #[arg(long, value_name = "LSN")]
+    #[arg(long, value_name = "LSN", value_parser = output::parse_lsn)]
     pub(crate) to_lsn: Option<Lsn>,
     /// Only records appended at or after this time (RFC 3339, a date, epoch
-    /// seconds such as 1764410000.5 or @1764410000, or a duration back from
-    /// now such as 15m).
+    /// seconds after an @ such as @1764410000.5, or a duration back from now
+    /// such as 15m; a bare number is an LSN, refused here).
     #[arg(long, value_name = "TIME", value_parser = output::parse_time)]
     pub(crate) since: Option<u64>,
     /// Only records appended before this time.

@@ -20,7 +20,8 @@ Examples:
 
 Appends a new session to the log: a durable session_forked record (naming the
 session and LSN it came from), then a copy of every event of the session up to
-and including --at, in order, and waits until they are durable. The original
+and including --at (an LSN: a whole number, at most the log's last; a later one
+is refused, exit 2), in order, and waits until they are durable. The original
 is not changed. The new session's id is printed; `logbook replay` shows its
 history and `logbook sessions` where it came from; resume it to go on from
 there. The log must not be held by a live writer (fork it from inside the
@@ -36,8 +37,9 @@ pub(crate) struct ForkArgs {
     /// The session: its id, or a prefix of it that only it has.
     #[arg(value_parser = crate::cmd::dump::parse_session_prefix)]
     pub(crate) session: String,
-    /// The last LSN of the session's history the fork includes.
-    #[arg(long, value_name = "LSN")]
+    /// The last LSN of the session's history the fork includes (a whole
+    /// number, at most the log's last LSN).
+    #[arg(long, value_name = "LSN", value_parser = output::parse_lsn)]
     pub(crate) at: Lsn,
     /// One JSON object.
     #[arg(long)]
@@ -63,6 +65,17 @@ pub(crate) fn run(args: &ForkArgs) -> anyhow::Result<Outcome> {
             return Ok(Outcome::NothingFound);
         }
     };
+    // Refused before the log is opened for writing (which would touch it).
+    let last = logbook_replay::last_lsn(dir)?;
+    if args.at > last {
+        return Err(
+            anyhow::Error::new(ReplayError::PastEnd { lsn: args.at, last }).context(format!(
+                "cannot fork at LSN {} in the log in {} (nothing changed)",
+                args.at,
+                dir.display()
+            )),
+        );
+    }
     let options = WalOptions {
         create_if_missing: false,
         ..WalOptions::default()
@@ -79,6 +92,14 @@ pub(crate) fn run(args: &ForkArgs) -> anyhow::Result<Outcome> {
             wal.close()?;
             output::report_nothing_found(&format!("{e} (nothing changed)"));
             return Ok(Outcome::NothingFound);
+        }
+        Err(e @ ReplayError::PastEnd { .. }) => {
+            wal.close()?;
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot fork at LSN {} in the log in {} (nothing changed)",
+                args.at,
+                dir.display()
+            )));
         }
         Err(e) => {
             wal.close()?;

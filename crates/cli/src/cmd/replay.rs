@@ -40,10 +40,11 @@ event), resumptions (lsn, ts, from_lsn), kinds (kind: count) and damage
 session's). Events of the JSON have the shape of `logbook dump --json`.
 
 --at shows the session as it was at a point of its history: its records up to
-and including an LSN (a plain number), or appended at or before a time (RFC
-3339, a date, @epoch-seconds or a duration back from now). Its status is then
-the one its records gave it at that point; the JSON has an as_of field. A point
-before the session's first record is \"nothing found\" (exit 1).
+and including an LSN (a bare whole number), or appended at or before a time
+(RFC 3339, a date, @epoch-seconds or a duration back from now: a bare number is
+always an LSN). Its status is then the one its records gave it at that point;
+the JSON has an as_of field. A point before the session's first record is
+\"nothing found\" (exit 1); an LSN past the end of the log is refused (exit 2).
 
 Damage in the log does not stop a replay: the session is rebuilt from every
 record that can be read, each damaged place is reported on stderr with its
@@ -74,8 +75,8 @@ pub(crate) struct ReplayArgs {
     /// replaying what can be read and reporting the damage.
     #[arg(long)]
     pub(crate) strict: bool,
-    /// The session as it was at this point: an LSN (a plain number) or a
-    /// time (RFC 3339, a date, @epoch-seconds, or a duration back from now).
+    /// The session as it was at this point: an LSN (a bare whole number) or
+    /// a time (RFC 3339, a date, @epoch-seconds, or a duration back from now).
     #[arg(long, value_name = "LSN|TIME", value_parser = parse_at)]
     pub(crate) at: Option<Until>,
     /// With a nats://HOST:PORT URL instead of a directory: the JetStream
@@ -84,16 +85,13 @@ pub(crate) struct ReplayArgs {
     pub(crate) stream: String,
 }
 
-/// `--at`: a plain number is an LSN; anything else is a time.
+/// `--at`: an LSN or a time, by the one rule (`output::parse_lsn`,
+/// `output::parse_time`): a bare whole number is an LSN, a time has a form
+/// no LSN has (`@1764410000` for epoch seconds).
 fn parse_at(text: &str) -> Result<Until, String> {
-    let s = text.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse()
-            .map(Until::Lsn)
-            .map_err(|_| format!("`{text}` is not an LSN"));
-    }
-    output::parse_time(s).map(Until::Time)
+    output::parse_lsn(text)
+        .map(Until::Lsn)
+        .or_else(|_| output::parse_time(text).map(Until::Time))
 }
 
 pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
@@ -145,6 +143,14 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         Err(e @ ReplayError::BeforeSession { .. }) => {
             output::report_nothing_found(&e.to_string());
             return Ok(Outcome::NothingFound);
+        }
+        Err(ReplayError::PastEnd { lsn, last }) => {
+            anyhow::bail!(
+                "--at {lsn}: LSN {lsn} is past the end of the log in {} (its last durable record \
+                 is LSN {last}); a bare number is an LSN: for seconds since the Unix epoch write \
+                 --at @{lsn}",
+                args.dir.display()
+            );
         }
         Err(e) => return Err(e.into()),
     };

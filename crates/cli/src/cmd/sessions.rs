@@ -19,7 +19,7 @@ Examples:
   logbook sessions ./logbook-demo --json | jq -r 'select(.status == \"failed\") | .error'
   logbook sessions ./logbook-demo --sort tokens --limit 3    the three biggest spenders
   logbook sessions ./logbook-demo --since 2h --model gpt-4.1
-  logbook sessions ./logbook-demo --since 1764410000 --until @1764413600.5
+  logbook sessions ./logbook-demo --since @1764410000 --until @1764413600.5
   logbook sessions nats://10.0.0.5:4222               every session of every log in the stream
 
 A session is running, completed (it ended with Done), failed (it ended with
@@ -121,8 +121,8 @@ pub(crate) struct SessionsArgs {
     /// comma-separated; exact names).
     #[arg(long, value_delimiter = ',')]
     pub(crate) model: Vec<String>,
-    /// Only sessions active at or after this time (RFC 3339, a date, an
-    /// epoch time such as 1764410000.5 or @1764410000, or 15m ago).
+    /// Only sessions active at or after this time (RFC 3339, a date, epoch
+    /// seconds after an @ such as @1764410000.5, or 15m ago).
     #[arg(long, value_name = "TIME", value_parser = output::parse_time)]
     pub(crate) since: Option<u64>,
     /// Only sessions active before this time (the forms of --since).

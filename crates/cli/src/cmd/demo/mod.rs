@@ -35,6 +35,10 @@ the recovery report, the sessions (two interrupted), the rebuilt state of one
 interrupted session; then resumes it, finishes it and verifies the log. It
 leaves the directory for you to explore with the other subcommands.
 
+With --key-file (or LOGBOOK_KEY), the demo's log is encrypted with that key
+(its child writes with it, every step reads with it): read it afterwards with
+the same --key-file.
+
 DIR may be missing or empty. If it holds a log an earlier `logbook demo` wrote,
 that log's files (*.wal, *.wal.tmp, LOCK, *.broken) are removed first; the demo
 refuses a directory with any other file in it, a log it did not write, and a
@@ -56,12 +60,13 @@ const SEGMENT_SIZE: u64 = logbook_wal::MIN_SEGMENT_SIZE;
 /// How long the parent waits for the child to be ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(25);
 
-/// The options the demo's writers use.
+/// The options the demo's writers use: with this run's keys (`--key-file`,
+/// `LOGBOOK_KEY`), if any, so the demo's log is encrypted with them.
 pub(crate) fn wal_options() -> WalOptions {
-    WalOptions {
+    crate::keys::writer_options(WalOptions {
         segment_size: SEGMENT_SIZE,
         ..WalOptions::default()
-    }
+    })
 }
 
 pub(crate) fn child(args: &ChildArgs) -> anyhow::Result<Outcome> {
@@ -160,7 +165,10 @@ fn demo(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     prepare(dir, out)?;
     std::fs::create_dir_all(dir).with_context(|| format!("create directory {}", dir.display()))?;
     let exe = std::env::current_exe().context("finding the logbook executable")?;
+    // The child writes with this run's keys: the same --key-file arguments
+    // (LOGBOOK_KEY it inherits).
     let mut child = Command::new(&exe)
+        .args(crate::keys::child_args())
         .arg("demo-child")
         .arg(dir)
         .stdin(Stdio::null())
@@ -168,9 +176,12 @@ fn demo(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {} demo-child", exe.display()))?;
+    let sealed = crate::keys::current_key_id().map_or_else(String::new, |id| {
+        format!(" (its segments encrypted with key {id:08x})")
+    });
     writeln!(
         out,
-        "== 1. Six agent sessions write to {} through SessionBus + WalSink, in child process {}",
+        "== 1. Six agent sessions write to {}{sealed} through SessionBus + WalSink, in child process {}",
         dir.display(),
         child.id()
     )?;
@@ -236,7 +247,12 @@ fn demo(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         output::span(micros(started.elapsed())),
         dir.display()
     )?;
-    let d = dir.display();
+    // An encrypted demo log is read with the same keys.
+    let keys: String = crate::keys::child_args()
+        .iter()
+        .map(|a| format!(" {}", a.to_string_lossy()))
+        .collect();
+    let d = format!("{}{keys}", dir.display());
     let (resumed, left) = resumed;
     let id = output::short_id(&resumed);
     let left = left.first().map_or_else(String::new, output::short_id);
