@@ -361,3 +361,33 @@ pub fn chain_before(record: &crate::RecordRef<'_>) -> Result<Option<Chain>, WalE
     }
     Ok(Some(tag))
 }
+
+/// The durable head the writer of the log in `dir` last published in
+/// `LOCK` (the last record it made durable and its tag), if there is one
+/// and it authenticates under `ring` (`docs/security.md`).
+///
+/// # Errors
+///
+/// [`WalError::Forged`] if `LOCK` holds a head under a key of `ring` that
+/// does not authenticate.
+pub fn published_head(dir: &Path, ring: &KeyRing) -> Result<Option<Head>, WalError> {
+    let fs = crate::fs::StdFs;
+    let Some(head) = read_head(&fs, dir) else {
+        return Ok(None);
+    };
+    if head_checks(ring, &head) {
+        return Ok(Some(head));
+    }
+    if ring.get(head.key_id).is_some() {
+        return Err(WalError::Forged {
+            path: dir.join(LOCK_FILE),
+            offset: WATERMARK_LEN as u64,
+            lsn: head.lsn,
+            reason: format!(
+                "the durable head does not authenticate under key {:08x}",
+                head.key_id
+            ),
+        });
+    }
+    Ok(None)
+}

@@ -90,7 +90,7 @@ mod sink;
 mod wal;
 mod walk;
 
-pub use crate::chain::chain_before;
+pub use crate::chain::{chain_before, published_head};
 pub use crate::commit::WalStats;
 pub use crate::crypto::{
     CHAIN_LEN, Chain, Key, KeyError, KeyRing, RecordContext, SEAL_OVERHEAD, default_keys,
@@ -100,8 +100,8 @@ pub use crate::durable_watch::DurableWatch;
 pub use crate::error::WalError;
 pub use crate::event::EventRecord;
 pub use crate::format::{
-    FLAG_ENCRYPTED, FrameError, FrameFields, HeaderError, LogIdError, Lsn, MAX_PAYLOAD_LEN,
-    SegmentHeader,
+    FLAG_ENCRYPTED, FrameError, FrameFields, Head, HeaderError, LogIdError, Lsn, MAX_PAYLOAD_LEN,
+    SealBlock, SegmentHeader,
 };
 pub use crate::log_id::{assign_log_id, log_id};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};

@@ -601,6 +601,16 @@ impl Reader {
         self
     }
 
+    /// With keys, on an encrypted log: the last record this reader
+    /// opened and its tag, the chain value every later record depends on
+    /// (`docs/security.md`). After a whole-log read without problems, the
+    /// log's **head**: a value an operator can record elsewhere and
+    /// compare later (`logbook verify --expect-head`).
+    #[must_use]
+    pub fn chain_head(&self) -> Option<(Lsn, crate::crypto::Chain)> {
+        self.last_tag
+    }
+
     /// Damage seen at the end of the tail segment by the last call that
     /// returned `None`, if any.
     #[must_use]
