@@ -423,6 +423,15 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
         logbook_wal::Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
     let segments = reader.segments();
     let sealed = segments.len().saturating_sub(1);
+    // With keys, nothing from the LSN where the log is encrypted on is
+    // taken from summaries (which hold no authentication): a segment whose
+    // encrypted flag was cleared must be read, and refused, not summarised
+    // (`docs/security.md`).
+    let end = match reader.encrypted_from() {
+        Ok(Some(start)) => end.min(start),
+        Ok(None) => end,
+        Err(e) => return Err(ReplayError::wal("reading", dir, e)),
+    };
     let mut tallies: FxHashMap<Uuid, Tally> = FxHashMap::default();
     let mut records = 0u64;
     let mut from = 0;

@@ -601,6 +601,21 @@ impl Reader {
         self
     }
 
+    /// With keys: the LSN from which the log is encrypted (from its
+    /// authenticated seal blocks and head), if it is: no record from it on
+    /// may be in the clear. What a shortcut past the records (summaries,
+    /// `logbook-replay`) must not stand in for (`docs/security.md`).
+    /// `None` without keys or on a log with no encrypted segment.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Forged`] if `LOCK` holds a head that does not
+    /// authenticate under the reader's keys.
+    pub fn encrypted_from(&mut self) -> Result<Option<Lsn>, WalError> {
+        let view = self.chain_view()?;
+        Ok((view.enc_start != Lsn::MAX).then_some(view.enc_start))
+    }
+
     /// With keys, on an encrypted log: the last record this reader
     /// opened and its tag, the chain value every later record depends on
     /// (`docs/security.md`). After a whole-log read without problems, the
