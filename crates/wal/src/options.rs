@@ -123,7 +123,8 @@ impl WalOptions {
         let framed =
             MAX_PAYLOAD_LEN.min(room.saturating_sub(SEGMENT_HEADER_LEN + RECORD_HEADER_LEN));
         if self.encryption.is_some() {
-            framed.saturating_sub(crate::SEAL_OVERHEAD)
+            // An encrypted segment's records start after its seal block.
+            framed.saturating_sub(crate::SEAL_OVERHEAD + crate::format::SEAL_BLOCK_LEN)
         } else {
             framed
         }

@@ -313,3 +313,26 @@ fn one_session_through_the_indexes_of_an_encrypted_log() {
     let expected: Vec<SessionEvent> = (0..120).filter(|i| i % 4 == 2).map(text).collect();
     assert_eq!(through_index, expected);
 }
+
+/// The largest payload the options allow fits in an empty encrypted
+/// segment (after its seal block), and one byte more is refused up front.
+#[test]
+fn the_largest_payload_fits_an_encrypted_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(Some(ring(12)));
+    let max = opts.max_payload_len();
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    wal.append_raw(session(1), &vec![7u8; max]).unwrap();
+    wal.append_raw(session(1), &vec![8u8; max]).unwrap();
+    assert!(matches!(
+        wal.append_raw(session(1), &vec![9u8; max + 1]),
+        Err(WalError::RecordTooLarge { .. })
+    ));
+    wal.close().unwrap();
+    let got: Vec<usize> = Reader::open(dir.path())
+        .unwrap()
+        .with_keys(ring(12))
+        .map(|r| r.unwrap().payload.len())
+        .collect();
+    assert_eq!(got, [max, max]);
+}
