@@ -14,6 +14,41 @@ fn logbook() -> assert_cmd::Command {
     command
 }
 
+/// `dump nats://…` without what it adds to a directory's dump: the log
+/// id that starts each text line, the `log` field of each JSON line
+/// (JSON lines come back with their keys sorted: compare with
+/// [`sorted_json`] of the directory's).
+fn without_log(text: &str) -> String {
+    text.lines()
+        .map(
+            |line| match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(mut v) => {
+                    assert!(v["log"].is_string(), "{line}");
+                    v.as_object_mut().unwrap().remove("log");
+                    format!("{v}\n")
+                }
+                Err(_) => {
+                    let (log, rest) = line.split_once("  ").expect("a log id, then the record");
+                    assert!(log.len() == 8 || log.len() == 36, "{line}");
+                    format!("{rest}\n")
+                }
+            },
+        )
+        .collect()
+}
+
+/// JSON lines with their keys sorted (text lines as they are).
+fn sorted_json(text: &str) -> String {
+    text.lines()
+        .map(
+            |line| match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(v) => format!("{v}\n"),
+                Err(_) => format!("{line}\n"),
+            },
+        )
+        .collect()
+}
+
 #[test]
 fn ship_twice_then_the_read_commands_answer_from_the_stream() {
     let Some(bin) = nats::nats_server() else {
@@ -63,7 +98,11 @@ fn ship_twice_then_the_read_commands_answer_from_the_stream() {
             .output()
             .unwrap();
         assert_eq!(remote.status.code(), Some(0), "{}", texts(&remote).1);
-        assert_eq!(texts(&remote).0, texts(&local).0, "dump {extra:?}");
+        assert_eq!(
+            without_log(&texts(&remote).0),
+            sorted_json(&texts(&local).0),
+            "dump {extra:?}"
+        );
         assert_eq!(texts(&local).0.lines().count(), 120);
     }
     let session = written.sessions[1].to_string();
@@ -354,7 +393,11 @@ fn ship_follow_sigkilled_at_random_moments_ships_every_record_once() {
     assert_eq!(local.len(), records.len());
     let dump_local = logbook().arg("dump").arg(&dir).output().unwrap();
     let dump_stream = logbook().arg("dump").arg(&url).output().unwrap();
-    assert_eq!(texts(&dump_stream).0, texts(&dump_local).0, "seed {seed}");
+    assert_eq!(
+        without_log(&texts(&dump_stream).0),
+        texts(&dump_local).0,
+        "seed {seed}"
+    );
     eprintln!(
         "{} records, {} shipped by the followers",
         records.len(),
@@ -433,4 +476,121 @@ fn resume_from_a_stream_on_another_log() {
         "{:?}",
         texts(&refused)
     );
+}
+
+/// An encrypted log shipped to a stream reads back with its key through
+/// every read command, exactly as the directory reads: `dump` (text and
+/// JSON), `sessions`, `stats` and `replay` decode every record the same
+/// way (issue 21, the new user's bug 1).
+#[test]
+fn an_encrypted_shipped_log_reads_from_the_stream_with_its_key_in_every_command() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let dir = root.path().join("log");
+    let key = root.path().join("key");
+    std::fs::write(&key, "42".repeat(32)).unwrap();
+    let ring = std::sync::Arc::new(logbook_wal::KeyRing::new(logbook_wal::Key::new([0x42; 32])));
+    let wal = logbook_wal::Wal::open(
+        &dir,
+        logbook_wal::WalOptions {
+            encryption: Some(ring),
+            ..common::small_options()
+        },
+    )
+    .unwrap();
+    let sessions: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::new_v4()).collect();
+    for i in 0..20 {
+        for (s, id) in sessions.iter().enumerate() {
+            wal.append(*id, &common::event(i, 20, s < 2)).unwrap();
+        }
+    }
+    wal.close().unwrap();
+    let url = server.url();
+    let shipped = logbook()
+        .arg("ship")
+        .arg(&dir)
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    assert_eq!(shipped.status.code(), Some(0), "{:?}", texts(&shipped));
+    let keyed = |args: &[&str], source: &std::ffi::OsStr| {
+        let output = logbook()
+            .arg("--key-file")
+            .arg(&key)
+            .arg(args[0])
+            .arg(source)
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let (out, err) = texts(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?} {source:?}: {out}{err}"
+        );
+        assert!(!err.contains("encrypted"), "{args:?} {source:?}: {err}");
+        out
+    };
+    let (local, remote) = (dir.as_os_str(), std::ffi::OsStr::new(&url));
+    for args in [&["dump"][..], &["dump", "--json"][..]] {
+        let (l, r) = (keyed(args, local), keyed(args, remote));
+        assert_eq!(l.lines().count(), 60, "{args:?}");
+        assert!(
+            !l.contains("undecodable") && !l.contains("\"kind\":null"),
+            "{l}"
+        );
+        // The stream's lines name their log; the rest is the directory's.
+        let strip = |text: &str| -> Vec<String> {
+            text.lines()
+                .map(
+                    |line| match serde_json::from_str::<serde_json::Value>(line) {
+                        Ok(mut v) => {
+                            v.as_object_mut().unwrap().remove("log");
+                            v.to_string()
+                        }
+                        Err(_) => line.to_owned(),
+                    },
+                )
+                .collect()
+        };
+        assert_eq!(strip(&r).len(), 60, "{args:?}: {r}");
+        if args.len() > 1 {
+            assert_eq!(strip(&r), strip(&l), "{args:?}");
+        } else {
+            for (rl, ll) in r.lines().zip(l.lines()) {
+                assert!(rl.ends_with(ll.trim_start()), "{rl}\n{ll}");
+            }
+        }
+    }
+    let listed = |source| common::json_lines(&keyed(&["sessions", "--json"], source));
+    let (l, r) = (listed(local), listed(remote));
+    assert_eq!(r.len(), 3);
+    for (l, r) in l.iter().zip(&r) {
+        for field in ["session", "events", "tokens", "title", "model"] {
+            assert_eq!(l[field], r[field], "{field}");
+        }
+    }
+    let stats = |source| common::json_lines(&keyed(&["stats", "--json"], source))[0].clone();
+    let (l, r) = (stats(local), stats(remote));
+    for field in ["records", "sessions", "durable", "by_kind", "problems"] {
+        assert_eq!(l[field], r[field], "{field}");
+    }
+    assert!(
+        r["by_kind"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["kind"] != "unknown"),
+        "{r}"
+    );
+    let id = sessions[0].to_string();
+    let replayed =
+        |source| common::json_lines(&keyed(&["replay", &id, "--json"], source))[0].clone();
+    let (l, r) = (replayed(local), replayed(remote));
+    for field in ["events", "transcript", "tool_calls", "tokens", "status"] {
+        assert_eq!(l[field], r[field], "{field}");
+    }
 }

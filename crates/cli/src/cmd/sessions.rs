@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use logbook_replay::{LogSummary, OnCorruption, SessionStatus, SessionSummary};
+use logbook_replay::{LogSummary, OnCorruption, SessionStatus, SessionSummary, Source};
 use logbook_wal::Lsn;
 use serde::Serialize;
 use uuid::Uuid;
@@ -144,6 +144,11 @@ pub(crate) struct SessionsArgs {
     /// stream to read (the sessions of every log in it).
     #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
     pub(crate) stream: String,
+    /// Only the records of this log: a log id or a prefix of one (a
+    /// stream holds the records of many logs; the table notes each
+    /// session's log, --json has a logs field).
+    #[arg(long, value_name = "ID", value_parser = crate::stream::parse_log_prefix)]
+    pub(crate) log: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -169,6 +174,9 @@ struct SessionJson<'a> {
     resumptions: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     forked_from: Option<ForkedFromJson>,
+    /// The logs holding its records, read from a stream.
+    #[serde(skip_serializing_if = "<[Uuid]>::is_empty")]
+    logs: &'a [Uuid],
 }
 
 /// Where a fork came from.
@@ -205,6 +213,7 @@ impl<'a> SessionJson<'a> {
             forked_from: s
                 .forked_from
                 .map(|(session, at_lsn)| ForkedFromJson { session, at_lsn }),
+            logs: &s.logs,
         }
     }
 }
@@ -219,12 +228,17 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
-    let from_stream = crate::stream::is_url(&args.dir);
-    let log = if from_stream {
-        list_stream(args)?
-    } else {
-        list(&args.dir)?
-    };
+    let mut source = crate::stream::source(&args.dir, &args.stream)?;
+    if let Source::Dir(dir) = &source {
+        // A missing directory, or one with no log, said as plainly as
+        // every other command says it.
+        scan::open_reader(dir)?;
+    }
+    if let Some(why) = crate::stream::keep_log(&mut source, args.log.as_deref())? {
+        output::report_nothing_found(&why);
+        return Ok(Outcome::NothingFound);
+    }
+    let log = logbook_replay::list_sessions_in(&source, OnCorruption::Skip)?;
     let problems = report_damage(&log);
     let mut out = output::stdout();
     let mut shown: Vec<&SessionSummary> = log.sessions.iter().filter(|s| args.wants(s)).collect();
@@ -244,7 +258,7 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
         }
     } else {
         print_table(&mut out, &log, &shown, "")?;
-        if from_stream {
+        if !log.writer_known {
             writeln!(
                 out,
                 "from a stream: sessions without a terminal event show as running (whether their host is alive is not known here)"
@@ -254,8 +268,8 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
     out.flush()?;
     if matched == 0 && args.filters() && !log.sessions.is_empty() {
         output::report_nothing_found(&format!(
-            "no session of the log in {} matches {} ({} session(s) in all)",
-            args.dir.display(),
+            "no session of {} matches {} ({} session(s) in all)",
+            source.name(),
             args.filter_words(),
             log.sessions.len()
         ));
@@ -307,27 +321,6 @@ impl SessionsArgs {
         }
         words.join(" ")
     }
-}
-
-/// The sessions of every log in a stream. Sessions without a terminal
-/// event are `running`: the stream cannot tell a live host from a dead one.
-fn list_stream(args: &SessionsArgs) -> anyhow::Result<LogSummary> {
-    let target = crate::stream::target(&args.dir, &args.stream)?;
-    let records = crate::stream::records(&target, logbook_fleet::Select::All)?;
-    let places: Vec<PathBuf> = records
-        .iter()
-        .map(|r| crate::stream::place(&target, r.log))
-        .collect();
-    let mut log = logbook_replay::summarize(
-        records
-            .iter()
-            .zip(&places)
-            .map(|(r, place)| r.as_record_ref(place)),
-        true,
-    );
-    // No local writer to speak of.
-    log.writer_live = false;
-    Ok(log)
 }
 
 /// List the log's sessions, going on past damage.
@@ -408,6 +401,14 @@ pub(crate) fn print_table(
     ]);
     for s in shown {
         let mut notes = Vec::new();
+        if !s.logs.is_empty() {
+            let logs: Vec<String> = s.logs.iter().map(output::short_id).collect();
+            notes.push(format!(
+                "log{} {}",
+                if logs.len() > 1 { "s" } else { "" },
+                logs.join(", ")
+            ));
+        }
         if let Some((from, at)) = s.forked_from {
             notes.push(format!("fork of {}@{at}", output::short_id(&from)));
         }
