@@ -40,7 +40,26 @@ pub(crate) fn source(path: &Path, stream: &str) -> anyhow::Result<Source> {
         let records = block_on(logbook_fleet::read(&target, Select::All))??;
         return Ok(logbook_fleet::to_source(&target, records));
     }
-    Ok(Source::of(path))
+    let source = Source::of(path);
+    match &source {
+        Source::Segment(path) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if logbook_wal::LogFile::of(&name) != Some(logbook_wal::LogFile::Segment) {
+                anyhow::bail!(
+                    "{} is not a directory, nor a segment file (<20 digits>.wal): give a log \
+                     directory or one of its segments",
+                    path.display()
+                );
+            }
+        }
+        // A missing directory, or one with no log, in the CLI's words.
+        Source::Dir(dir) => drop(crate::scan::open_reader(dir)?),
+        _ => {}
+    }
+    Ok(source)
 }
 
 /// `the stream S at URL`.

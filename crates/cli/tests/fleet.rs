@@ -594,3 +594,77 @@ fn an_encrypted_shipped_log_reads_from_the_stream_with_its_key_in_every_command(
         assert_eq!(l[field], r[field], "{field}");
     }
 }
+
+/// Two logs shipped to one stream: `dump` names each record's log (text
+/// and JSON), `sessions` each session's, and `--log ID-or-prefix` keeps one
+/// log's records in `dump`, `sessions`, `stats` and `replay`.
+#[test]
+fn two_logs_in_one_stream_show_their_log_and_filter_by_it() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let url = server.url();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let (wa, wb) = (write_log(&a, 2, 10), write_log(&b, 3, 5));
+    for dir in [&a, &b] {
+        let shipped = logbook()
+            .arg("ship")
+            .arg(dir)
+            .args(["--to", &url])
+            .output()
+            .unwrap();
+        assert_eq!(shipped.status.code(), Some(0), "{:?}", texts(&shipped));
+    }
+    let (la, lb) = (
+        logbook_wal::log_id(&a).unwrap().to_string(),
+        logbook_wal::log_id(&b).unwrap().to_string(),
+    );
+    let run = |args: &[&str]| {
+        let output = logbook().args(args).output().unwrap();
+        let (out, err) = texts(&output);
+        (output.status.code(), out, err)
+    };
+    // Every record names its log.
+    let (code, out, err) = run(&["dump", &url]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 35);
+    assert_eq!(out.lines().filter(|l| l.starts_with(&la[..8])).count(), 20);
+    assert_eq!(out.lines().filter(|l| l.starts_with(&lb[..8])).count(), 15);
+    let (_, out, _) = run(&["dump", &url, "--json"]);
+    let lines = common::json_lines(&out);
+    assert_eq!(lines.iter().filter(|v| v["log"] == la.as_str()).count(), 20);
+    assert_eq!(lines.iter().filter(|v| v["log"] == lb.as_str()).count(), 15);
+    // --log: one log's records, by its id or a prefix of it.
+    let (code, out, err) = run(&["dump", &url, "--log", &lb[..6]]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 15);
+    assert!(out.lines().all(|l| l.starts_with(&lb[..8])), "{out}");
+    let (code, out, _) = run(&["sessions", &url, "--log", &la, "--json"]);
+    assert_eq!(code, Some(0));
+    let listed = common::json_lines(&out);
+    assert_eq!(listed.len(), 2);
+    for s in &listed {
+        assert_eq!(s["logs"], serde_json::json!([la]), "{s}");
+    }
+    let (_, out, _) = run(&["sessions", &url]);
+    assert!(out.contains(&format!("log {}", &lb[..8])), "{out}");
+    let (code, out, _) = run(&["stats", &url, "--log", &lb[..8], "--json"]);
+    assert_eq!(code, Some(0));
+    let stats = &common::json_lines(&out)[0];
+    assert_eq!(stats["records"], 15, "{stats}");
+    assert_eq!(stats["logs"].as_array().unwrap().len(), 1, "{stats}");
+    let one = wb.sessions[0].to_string();
+    let (code, out, _) = run(&["replay", &url, &one[..8], "--log", &lb[..8], "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(common::json_lines(&out)[0]["logs"], serde_json::json!([lb]));
+    // A session of the other log is not there under --log.
+    let other = wa.sessions[0].to_string();
+    let (code, _, err) = run(&["replay", &url, &other, "--log", &lb[..8]]);
+    assert_eq!(code, Some(1), "{err}");
+    // An id no log has: nothing found (1), naming the logs there.
+    let (code, _, err) = run(&["dump", &url, "--log", "ffffffff"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&la) && err.contains(&lb), "{err}");
+}

@@ -70,9 +70,10 @@ gets a note and is waited for).";
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct DumpArgs {
-    /// The log directory, or one segment file of a log
-    /// (DIR/00000000000000000001.wal): only that segment's records.
-    #[arg(value_name = "DIR|SEGMENT")]
+    /// The log directory, one segment file of a log
+    /// (DIR/00000000000000000001.wal): only that segment's records, or
+    /// nats://HOST:PORT (every log shipped to the stream).
+    #[arg(value_name = "DIR|SEGMENT|URL")]
     pub(crate) dir: PathBuf,
     /// Only this session: a session id or a prefix of one (repeatable).
     #[arg(long, value_name = "ID", value_parser = parse_session_prefix)]
@@ -216,23 +217,6 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             "--follow follows a log directory, not one segment file: give {} instead",
             dir.as_deref().unwrap_or(Path::new(".")).display()
         );
-    }
-    if let Source::Segment(path) = &source {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if logbook_wal::LogFile::of(&name) != Some(logbook_wal::LogFile::Segment) {
-            anyhow::bail!(
-                "{} is not a directory, nor a segment file (<20 digits>.wal): give a log \
-                 directory or one of its segments",
-                path.display()
-            );
-        }
-    }
-    if let Source::Dir(dir) = &source {
-        // A missing directory, or one with no log, in the CLI's words.
-        drop(scan::open_reader(dir)?);
     }
     if let (Some(from), Some(to)) = (args.from_lsn, args.to_lsn) {
         if from > to {

@@ -62,7 +62,9 @@ running (the stream cannot tell whether its host is alive).";
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct ReplayArgs {
-    /// The log directory.
+    /// The log directory, one segment file of it (only that segment's
+    /// records), or nats://HOST:PORT (every log shipped to the stream).
+    #[arg(value_name = "DIR|SEGMENT|URL")]
     pub(crate) dir: PathBuf,
     /// The session: its id, or a prefix of it that only it has.
     #[arg(value_parser = crate::cmd::dump::parse_session_prefix)]

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use logbook_replay::{LogSummary, OnCorruption, SessionStatus, SessionSummary, Source};
+use logbook_replay::{LogSummary, OnCorruption, SessionStatus, SessionSummary};
 use logbook_wal::Lsn;
 use serde::Serialize;
 use uuid::Uuid;
@@ -112,7 +112,9 @@ impl SortKey {
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct SessionsArgs {
-    /// The log directory.
+    /// The log directory, one segment file of it (only that segment's
+    /// records), or nats://HOST:PORT (every log shipped to the stream).
+    #[arg(value_name = "DIR|SEGMENT|URL")]
     pub(crate) dir: PathBuf,
     /// Only sessions with this status (repeatable, or comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -229,11 +231,6 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
         }
     }
     let mut source = crate::stream::source(&args.dir, &args.stream)?;
-    if let Source::Dir(dir) = &source {
-        // A missing directory, or one with no log, said as plainly as
-        // every other command says it.
-        scan::open_reader(dir)?;
-    }
     if let Some(why) = crate::stream::keep_log(&mut source, args.log.as_deref())? {
         output::report_nothing_found(&why);
         return Ok(Outcome::NothingFound);

@@ -30,7 +30,9 @@ records, bytes; the largest share of the bytes first) and problems.";
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct StatsArgs {
-    /// The log directory.
+    /// The log directory, one segment file of it (only that segment's
+    /// records), or nats://HOST:PORT (every log shipped to the stream).
+    #[arg(value_name = "DIR|SEGMENT|URL")]
     pub(crate) dir: PathBuf,
     /// One JSON object.
     #[arg(long)]
@@ -208,11 +210,6 @@ pub(crate) struct FromSummariesJson {
 
 pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
     let mut source = crate::stream::source(&args.dir, &args.stream)?;
-    if let Source::Dir(dir) = &source {
-        // Opened first for the CLI's own words on a missing or foreign
-        // directory.
-        drop(scan::open_reader(dir)?);
-    }
     if let Some(why) = crate::stream::keep_log(&mut source, args.log.as_deref())? {
         output::report_nothing_found(&why);
         return Ok(Outcome::NothingFound);
