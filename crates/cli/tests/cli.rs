@@ -2035,3 +2035,53 @@ fn an_encrypted_log_reads_with_its_key_and_names_the_key_without_it() {
         "never prints the key: {stderr}"
     );
 }
+
+/// `replay` of a forked session says it is a fork, and of what, as
+/// `sessions` does (text and JSON; issue 21, the new user's bug 10).
+#[test]
+fn replay_of_a_fork_says_it_is_a_fork() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = write_log(tmp.path(), 2, 6);
+    let original = w.sessions[1].to_string();
+    let out = logbook()
+        .args(["fork", "--json"])
+        .arg(tmp.path())
+        .args([&original, "--at", "6"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+    let fork: Value = serde_json::from_str(texts(&out).0.trim()).unwrap();
+    let fork_id = fork["session"].as_str().unwrap().to_owned();
+    let text = logbook()
+        .arg("replay")
+        .arg(tmp.path())
+        .arg(&fork_id)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&text);
+    assert_eq!(text.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "fork of: session {original}, its history up to LSN 6"
+        )),
+        "{stdout}"
+    );
+    let json = logbook()
+        .args(["replay", "--json"])
+        .arg(tmp.path())
+        .arg(&fork_id)
+        .output()
+        .unwrap();
+    let state: Value = serde_json::from_str(texts(&json).0.trim()).unwrap();
+    assert_eq!(state["forked_from"]["session"], original.as_str(), "{state}");
+    assert_eq!(state["forked_from"]["at_lsn"], 6, "{state}");
+    // The original is no fork.
+    let json = logbook()
+        .args(["replay", "--json"])
+        .arg(tmp.path())
+        .arg(&original)
+        .output()
+        .unwrap();
+    let state: Value = serde_json::from_str(texts(&json).0.trim()).unwrap();
+    assert!(state.get("forked_from").is_none(), "{state}");
+}

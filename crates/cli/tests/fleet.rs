@@ -668,3 +668,50 @@ fn two_logs_in_one_stream_show_their_log_and_filter_by_it() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&la) && err.contains(&lb), "{err}");
 }
+
+/// `replay nats://… SESSION` of a session without a terminal event says
+/// what `sessions nats://…` says: running, and whether its host is alive
+/// is not known from a stream; never "a live writer holds the log" (a
+/// stream has no writer lock; issue 21, the new user's bug 5).
+#[test]
+fn replay_from_a_stream_says_what_sessions_says_of_an_unfinished_session() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let url = server.url();
+    let dir = root.path().join("log");
+    let written = write_log(&dir, 2, 6); // the second is unfinished
+    let shipped = logbook()
+        .arg("ship")
+        .arg(&dir)
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    assert_eq!(shipped.status.code(), Some(0), "{:?}", texts(&shipped));
+    let unfinished = written.sessions[1].to_string();
+    let replay = logbook()
+        .args(["replay", &url, &unfinished])
+        .output()
+        .unwrap();
+    let (out, err) = texts(&replay);
+    assert_eq!(replay.status.code(), Some(0), "{out}{err}");
+    assert!(!out.contains("a live writer holds the log"), "{out}");
+    let status = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("status:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        status.contains("running") && status.contains("whether its host is alive is not known"),
+        "{status}"
+    );
+    let sessions = logbook().args(["sessions", &url]).output().unwrap();
+    assert!(
+        texts(&sessions)
+            .0
+            .contains("whether their host is alive is not known"),
+        "{}",
+        texts(&sessions).0
+    );
+}
