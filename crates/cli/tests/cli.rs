@@ -2073,7 +2073,11 @@ fn replay_of_a_fork_says_it_is_a_fork() {
         .output()
         .unwrap();
     let state: Value = serde_json::from_str(texts(&json).0.trim()).unwrap();
-    assert_eq!(state["forked_from"]["session"], original.as_str(), "{state}");
+    assert_eq!(
+        state["forked_from"]["session"],
+        original.as_str(),
+        "{state}"
+    );
     assert_eq!(state["forked_from"]["at_lsn"], 6, "{state}");
     // The original is no fork.
     let json = logbook()
@@ -2084,4 +2088,79 @@ fn replay_of_a_fork_says_it_is_a_fork() {
         .unwrap();
     let state: Value = serde_json::from_str(texts(&json).0.trim()).unwrap();
     assert!(state.get("forked_from").is_none(), "{state}");
+}
+
+/// Damage in a sealed segment after `sessions` stored its summaries
+/// (`.sum`/`.run`): `verify` finds it (exit 1); `sessions` and `stats`,
+/// which count that segment from its summaries without reading it again,
+/// never report it as checked: they say how much they did not read and
+/// point to `logbook verify` (text and JSON), and `stats` never prints a
+/// bare "problems: 0" (issue 21, the new user's bug 3).
+#[test]
+fn sessions_and_stats_over_damage_behind_summaries_never_claim_a_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_log(tmp.path(), 3, 40);
+    assert!(segments(tmp.path()).len() >= 3);
+    let run = |args: &[&str]| {
+        let out = logbook().args(args).arg(tmp.path()).output().unwrap();
+        let (stdout, stderr) = texts(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    // A first pass reads every record (and stores the summaries): its
+    // "problems: 0" is a checked one.
+    let (code, stdout, _) = run(&["stats"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.lines().any(|l| l == "problems: 0"), "{stdout}");
+    let (code, _, stderr) = run(&["sessions"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "sum")),
+        "no summaries were stored"
+    );
+    // Four bytes overwritten inside the first (sealed) segment.
+    let (lsn, _) = middle_lsns(tmp.path());
+    let p = placement(tmp.path())
+        .into_iter()
+        .find(|p| p.lsn == lsn)
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p.segment)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"XXXX", p.offset + 52).unwrap();
+    let (code, _, _) = run(&["verify"]);
+    assert_eq!(code, Some(1));
+    let verify_hint = format!("logbook verify {}", tmp.path().display());
+    for args in [&["sessions"][..], &["sessions", "--json"][..]] {
+        let (code, _, stderr) = run(args);
+        // Either it saw the damage (exit 1), or it says it did not look.
+        assert!(
+            code == Some(1)
+                || (code == Some(0)
+                    && stderr.contains("not read again")
+                    && stderr.contains(&verify_hint)),
+            "{args:?}: {code:?}\n{stderr}"
+        );
+    }
+    let (code, stdout, stderr) = run(&["stats"]);
+    let problems = stdout
+        .lines()
+        .find(|l| l.starts_with("problems:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        code == Some(1) || (problems.contains("not read again") && problems.contains(&verify_hint)),
+        "{code:?}: {problems}\n{stderr}"
+    );
+    assert_ne!(problems, "problems: 0");
+    let (_, stdout, _) = run(&["stats", "--json"]);
+    let stats: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        stats["problems"].as_u64() > Some(0)
+            || stats["from_summaries"]["records"].as_u64() > Some(0),
+        "{stats}"
+    );
 }

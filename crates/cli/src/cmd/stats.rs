@@ -137,15 +137,8 @@ pub(crate) fn problems_line(problems: u64, from: &FromSummariesJson, path: &Path
         return format!("problems: {problems}");
     }
     format!(
-        "problems: {problems} in the records read; {} record(s){} were counted from session \
-         summaries, not read again: not checked here (`logbook verify {}` reads every record)",
-        from.records,
-        if from.segments > 0 {
-            format!(" ({} sealed segment(s) whole)", from.segments)
-        } else {
-            String::new()
-        },
-        path.display()
+        "problems: {problems} in the records read; {}",
+        crate::cmd::sessions::not_read_again(from.records, from.segments, path)
     )
 }
 
