@@ -236,7 +236,7 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::NothingFound);
     }
     let log = logbook_replay::list_sessions_in(&source, OnCorruption::Skip)?;
-    let problems = report_damage(&log, &args.dir);
+    let problems = report_damage(&log);
     let mut out = output::stdout();
     let mut shown: Vec<&SessionSummary> = log.sessions.iter().filter(|s| args.wants(s)).collect();
     let matched = shown.len();
@@ -250,11 +250,18 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
         shown.truncate(limit);
     }
     if args.json {
+        if log.from_summaries.any() {
+            output::report_note(&not_read_again(&log, &args.dir));
+        }
         for s in &shown {
             output::json_line(&mut out, &SessionJson::new(s))?;
         }
     } else {
         print_table(&mut out, &log, &shown, "")?;
+        // Never a clean bill of health for records nobody read.
+        if log.from_summaries.any() {
+            writeln!(out, "{}", not_read_again(&log, &args.dir))?;
+        }
         if !log.writer_known {
             writeln!(
                 out,
@@ -329,7 +336,7 @@ pub(crate) fn list(dir: &Path) -> anyhow::Result<LogSummary> {
 }
 
 /// Report on stderr what the listing skipped; returns how many problems.
-pub(crate) fn report_damage(log: &LogSummary, path: &Path) -> u64 {
+pub(crate) fn report_damage(log: &LogSummary) -> u64 {
     for e in &log.corruption {
         output::report_problem(&scan::describe(e));
     }
@@ -351,14 +358,6 @@ pub(crate) fn report_damage(log: &LogSummary, path: &Path) -> u64 {
             lsn_list(&log.unknown.lsns)
         ));
     }
-    // Never a clean bill of health for records nobody read.
-    if log.from_summaries.any() {
-        output::report_note(&not_read_again(
-            log.from_summaries.records,
-            log.from_summaries.segments,
-            path,
-        ));
-    }
     // A torn tail holds nothing that was acknowledged: the sessions are
     // what they are without it. Worth a note, not a problem.
     if let Some(damage) = &log.tail_damage {
@@ -377,13 +376,21 @@ pub(crate) fn report_damage(log: &LogSummary, path: &Path) -> u64 {
 
 /// What a listing or `stats` says of records it counted from session
 /// summaries instead of reading them: not checked here.
-pub(crate) fn not_read_again(records: u64, segments: u64, path: &Path) -> String {
+fn not_read_again(log: &LogSummary, path: &Path) -> String {
+    records_not_read_again(
+        log.from_summaries.records,
+        log.from_summaries.segments,
+        path,
+    )
+}
+
+/// [`not_read_again`] of `records` (`segments` of them whole).
+pub(crate) fn records_not_read_again(records: u64, segments: u64, path: &Path) -> String {
     format!(
-        "{records} record(s){} were counted from session summaries (.sum/.run files), not read \
-         again: damage in them since the summaries were written is not seen here (`logbook \
-         verify {}` reads every record)",
+        "{records} record(s){} counted from session summaries (.sum/.run), not read again: \
+         not checked here (`logbook verify {}` checks every record)",
         if segments > 0 {
-            format!(" ({segments} sealed segment(s) whole)")
+            format!(", {segments} sealed segment(s) whole,")
         } else {
             String::new()
         },

@@ -138,7 +138,7 @@ pub(crate) fn problems_line(problems: u64, from: &FromSummariesJson, path: &Path
     }
     format!(
         "problems: {problems} in the records read; {}",
-        crate::cmd::sessions::not_read_again(from.records, from.segments, path)
+        crate::cmd::sessions::records_not_read_again(from.records, from.segments, path)
     )
 }
 

@@ -336,7 +336,7 @@ fn post_crash(
 ) -> anyhow::Result<(Uuid, Vec<Uuid>)> {
     writeln!(out, "\n== 4. logbook sessions {}", dir.display())?;
     let log = crate::cmd::sessions::list(dir)?;
-    crate::cmd::sessions::report_damage(&log, dir);
+    crate::cmd::sessions::report_damage(&log);
     let all: Vec<_> = log.sessions.iter().collect();
     crate::cmd::sessions::print_table(out, &log, &all, "  ")?;
 
