@@ -54,8 +54,15 @@ pub(crate) fn man(args: &ManArgs, command: clap::Command) -> anyhow::Result<Outc
         return Ok(Outcome::Clean);
     };
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    // Built, so that each command has the global options (--key-file,
+    // --no-derived-writes) on its own page too.
+    let mut command = command;
+    command.build();
     let mut pages = vec![("logbook.1".to_owned(), command.clone())];
-    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in command
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("logbook-{}", sub.get_name());
         // The page's title and usage line name the whole command.
         let page = sub
