@@ -406,6 +406,7 @@ mod tests {
     use super::*;
     use crate::testgen::{SESSION, event, small_log};
     use logbook_wal::EventRecord;
+    use logbook_wal::Reader;
     use proptest::prelude::*;
 
     /// The session's records, read back (real LSNs and times), and the log.

@@ -21,7 +21,19 @@ use uuid::Uuid;
 
 use crate::error::ReplayError;
 
-/// A place records come from: see the [module docs](self).
+/// A place records come from: a log directory, one segment file of a log,
+/// or records read elsewhere (a stream holding the records of many logs),
+/// all read through one [`SourceReader`].
+///
+/// Every record a source hands on is *opened* the same way: a record of an
+/// encrypted log is decrypted with the process's keys
+/// ([`logbook_wal::default_keys`]) before anyone sees it (the log's
+/// [`Reader`] does it for segments, [`ShippedRecord::open`] for records
+/// read elsewhere); one whose key was not given stays sealed (its
+/// [`RecordRef::key_id`] says which key it needs), and one whose tag does
+/// not check is a located problem ([`WalError::Decrypt`]). Then every
+/// reader of this crate decodes it with [`EventRecord::decode`]: one
+/// decode path, whatever the record came from.
 ///
 /// # Examples
 ///
@@ -159,8 +171,8 @@ impl ShippedRecord {
     }
 }
 
-/// What a [`SourceReader`] hands on: a record (opened, see the
-/// [module docs](self)) with the log it belongs to, or a located problem.
+/// What a [`SourceReader`] hands on: a record (opened, see [`Source`])
+/// with the log it belongs to, or a located problem.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SourceItem<'a> {
@@ -285,12 +297,16 @@ impl Source {
     pub fn reader(&self) -> Result<SourceReader<'_>, ReplayError> {
         let inner = match self {
             Source::Dir(dir) => Inner::Log {
-                reader: Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?,
+                reader: Box::new(
+                    Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?,
+                ),
                 log: logbook_wal::log_id(dir).ok(),
             },
             Source::Segment(path) => Inner::Log {
-                reader: Reader::open_segment_file(path)
-                    .map_err(|e| ReplayError::wal("opening", path, e))?,
+                reader: Box::new(
+                    Reader::open_segment_file(path)
+                        .map_err(|e| ReplayError::wal("opening", path, e))?,
+                ),
                 log: self.dir().and_then(|dir| logbook_wal::log_id(dir).ok()),
             },
             Source::Shipped(s) => Inner::Shipped {
@@ -345,7 +361,7 @@ pub struct SourceReader<'s> {
 #[derive(Debug)]
 enum Inner<'s> {
     Log {
-        reader: Reader,
+        reader: Box<Reader>,
         log: Option<Uuid>,
     },
     Shipped {
@@ -364,7 +380,7 @@ impl<'s> SourceReader<'s> {
         SourceReader {
             inner: Inner::Log {
                 log: logbook_wal::log_id(dir).ok(),
-                reader,
+                reader: Box::new(reader),
             },
             path: dir.to_path_buf(),
         }
@@ -375,7 +391,7 @@ impl<'s> SourceReader<'s> {
     pub fn from_lsn(mut self, lsn: Lsn) -> SourceReader<'s> {
         self.inner = match self.inner {
             Inner::Log { reader, log } => Inner::Log {
-                reader: reader.from_lsn(lsn),
+                reader: Box::new(reader.from_lsn(lsn)),
                 log,
             },
             Inner::Shipped {
@@ -403,7 +419,7 @@ impl<'s> SourceReader<'s> {
     pub fn session(mut self, id: Uuid) -> SourceReader<'s> {
         self.inner = match self.inner {
             Inner::Log { reader, log } => Inner::Log {
-                reader: reader.session(id),
+                reader: Box::new(reader.session(id)),
                 log,
             },
             Inner::Shipped {

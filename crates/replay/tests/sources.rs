@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use logbook_bus::{SessionEvent, TokenDelta, TokenSource};
 use logbook_replay::{
-    OnCorruption, Shipped, ShippedRecord, Source, list_sessions_in, log_stats_in,
-    session_state_in,
+    OnCorruption, Shipped, ShippedRecord, Source, list_sessions_in, log_stats_in, session_state_in,
 };
 use logbook_wal::{Key, KeyRing, Reader, Wal, WalOptions};
 use uuid::Uuid;
