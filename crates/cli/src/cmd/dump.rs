@@ -33,6 +33,7 @@ Examples:
   logbook dump ./logbook-demo/00000000000000000037.wal one segment file
   logbook dump ./logbook-demo --physical               where each frame is: segment, offset, length, CRC
   logbook dump nats://10.0.0.5:4222                    every log shipped to the stream LOGBOOK
+  logbook dump nats://10.0.0.5:4222 --log 3601f79c     one of them (a log id or a prefix)
 
 Each line: LSN, time (RFC 3339, UTC), session (first 8 characters; all with
 --full), kind, and a summary of the event. --json prints one object per record
@@ -58,8 +59,11 @@ before, else 0.
 
 Given nats://HOST:PORT instead of a directory, dump reads every record of
 every log shipped to the stream (--stream, default LOGBOOK), each log's in LSN
-order, one log after the other; LSNs are each log's own. --follow, --last,
---from-end and --physical need a directory.
+order, one log after the other; LSNs are each log's own, so each line starts
+with its log's id (the first 8 characters; all with --full) and --json has a
+log field; --log keeps one log. Records of an encrypted log decode with its
+key (--key-file), as from its directory. --follow, --last, --from-end and
+--physical need a directory.
 
 --follow stops at --to-lsn, at --limit, and at the end of the log once the
 time is past --until. A followed log that is removed and created again is

@@ -21,6 +21,7 @@ Examples:
   logbook sessions ./logbook-demo --since 2h --model gpt-4.1
   logbook sessions ./logbook-demo --since 1764410000 --until @1764413600.5
   logbook sessions nats://10.0.0.5:4222               every session of every log in the stream
+  logbook sessions nats://10.0.0.5:4222 --log 3601f79c  the sessions of one log (an id or a prefix)
 
 A session is running, completed (it ended with Done), failed (it ended with
 Error) or interrupted: no terminal event, and no live writer holds the log, so
@@ -42,8 +43,14 @@ filtering and sorting.
 durable_events, skipped_records, tokens, legacy_tokens, first_lsn, last_lsn,
 started and last_event (RFC 3339, UTC, to the millisecond), started_us and
 last_event_us (µs since the Unix epoch), resumptions and, for a fork,
-forked_from (session, at_lsn); the table notes a fork as \"fork of ID@LSN\". Damage in the log is reported on stderr; the
-listing goes on past it (and exits 1); a torn tail at the end of the log (bytes
+forked_from (session, at_lsn) and, read from a stream, logs (the ids of the
+logs holding its records); the table notes a fork as \"fork of ID@LSN\" and a
+stream's session as \"log ID\". Sealed segments counted from their session
+summaries (.sum/.run files, stored by earlier listings) are not read again:
+a line under the table says how many records that is (a note on stderr with
+--json), and `logbook verify` checks every record.
+
+Damage in the log is reported on stderr; the listing goes on past it (and exits 1); a torn tail at the end of the log (bytes
 a crashed writer never acknowledged) gets a note and does not change the exit
 status. A filter (--status, --model, --since/--until) that no session matches says
 so on stderr (exit 1: nothing found).";

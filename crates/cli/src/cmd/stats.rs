@@ -24,7 +24,12 @@ to its sink); a record of an ephemeral kind was appended directly. --json
 prints one object with the fields dir, segments (file, size, used_bytes,
 base_lsn, created, records, first_lsn, last_lsn), records, bytes, first_lsn,
 last_lsn, first_ts, last_ts, span_us, sessions, durable, by_kind (kind,
-records, bytes; the largest share of the bytes first) and problems.";
+records, bytes; the largest share of the bytes first), problems and
+from_summaries (segments, records: counted from session summaries, .sum/.run
+files, without reading them again; `problems` is about the records read, and
+the text says so; `logbook verify` checks every record). Of a stream
+(nats://HOST:PORT): url, stream and logs (log, records, bytes, first_lsn,
+last_lsn) instead of dir, segments and the LSN range; --log keeps one log.";
 
 /// Summarise the log.
 #[derive(Debug, Args)]
