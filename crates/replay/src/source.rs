@@ -52,11 +52,11 @@ use crate::error::ReplayError;
 /// let mut events = Vec::new();
 /// source.reader()?.walk(|item| {
 ///     if let SourceItem::Record { record, .. } = item {
-///         events.push(EventRecord::decode(&record).map(|r| r.event));
+///         events.push(EventRecord::decode(&record).ok().map(|r| r.event));
 ///     }
 ///     ControlFlow::<()>::Continue(())
 /// })?;
-/// assert_eq!(events, [Ok(SessionEvent::Done)]);
+/// assert_eq!(events, [Some(SessionEvent::Done)]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
