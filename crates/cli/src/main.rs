@@ -48,6 +48,12 @@ struct Cli {
     /// Also LOGBOOK_KEY (64 hex digits), after the files.
     #[arg(long, global = true, value_name = "FILE")]
     key_file: Vec<std::path::PathBuf>,
+    /// Never write derived files (session indexes, .sum/.run session
+    /// summaries) into the log directory while reading it; also
+    /// LOGBOOK_NO_DERIVED_WRITES=1. Reads then change nothing there (they
+    /// are skipped silently anyway where the directory is not writable).
+    #[arg(long, global = true)]
+    no_derived_writes: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,6 +125,11 @@ fn main() -> ExitCode {
     if let Err(error) = keys {
         eprintln!("logbook: error: {}", output::one_line(&error));
         return ExitCode::from(output::EXIT_ERROR);
+    }
+    if cli.no_derived_writes
+        || std::env::var_os("LOGBOOK_NO_DERIVED_WRITES").is_some_and(|v| !v.is_empty() && v != "0")
+    {
+        logbook_wal::set_derived_writes(false);
     }
     let result = match &cli.command {
         Command::Dump(args) => cmd::dump::run(args),

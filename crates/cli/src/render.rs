@@ -315,6 +315,9 @@ fn no_event() -> serde_json::Value {
 /// decode), and `error` only for such a record.
 #[derive(Debug, Serialize)]
 pub(crate) struct JsonRecord {
+    /// The record's log, for records read from a stream of many logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) log: Option<Uuid>,
     pub(crate) lsn: Lsn,
     pub(crate) ts: String,
     pub(crate) session: Uuid,
@@ -341,6 +344,7 @@ impl JsonRecord {
             }
         };
         JsonRecord {
+            log: None,
             lsn: record.lsn,
             ts: rfc3339(record.timestamp_us),
             session: record.session,

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::ops::ControlFlow;
 
 use anyhow::Context;
+use logbook_replay::{SourceItem, SourceReader};
 use logbook_wal::{Item, Reader, TailDamage, WalError};
 
 /// Whether a walk goes on.
@@ -38,6 +39,28 @@ pub(crate) enum End {
 pub(crate) fn walk(
     reader: &mut Reader,
     mut f: impl FnMut(Item<'_>) -> anyhow::Result<Flow>,
+) -> anyhow::Result<End> {
+    let walked = reader.walk(|item| match f(item) {
+        Ok(Flow::Continue) => ControlFlow::Continue(()),
+        Ok(Flow::Stop) => ControlFlow::Break(Ok(())),
+        Err(e) => ControlFlow::Break(Err(e)),
+    })?;
+    match walked {
+        ControlFlow::Continue(()) => Ok(End::EndOfLog),
+        ControlFlow::Break(result) => result.map(|()| End::Stopped),
+    }
+}
+
+/// [`walk`] over any source's reader (a log directory, a segment file, a
+/// stream's records): the library's [`SourceReader::walk`], with a callback
+/// that may fail.
+///
+/// # Errors
+///
+/// As [`walk`].
+pub(crate) fn walk_source(
+    reader: &mut SourceReader<'_>,
+    mut f: impl FnMut(SourceItem<'_>) -> anyhow::Result<Flow>,
 ) -> anyhow::Result<End> {
     let walked = reader.walk(|item| match f(item) {
         Ok(Flow::Continue) => ControlFlow::Continue(()),

@@ -1,11 +1,14 @@
-//! Where a read command is given `nats://HOST:PORT` instead of a
-//! directory: the records of every log in a JetStream stream, read by
-//! `logbook-fleet` (the CLI only presents them).
+//! What a read command reads: a log directory, one segment file of a log,
+//! or, given `nats://HOST:PORT` instead, the records of every log in a
+//! JetStream stream (read by `logbook-fleet`). All of them are one
+//! [`Source`] of `logbook-replay`, read and decoded by the library; the
+//! CLI only presents them.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use logbook_fleet::{FleetRecord, Select, Target, in_log_order};
+use logbook_fleet::{Select, Target};
+use logbook_replay::Source;
 use uuid::Uuid;
 
 /// Whether a path argument is a NATS URL.
@@ -28,17 +31,35 @@ pub(crate) fn block_on<T>(f: impl Future<Output = T>) -> anyhow::Result<T> {
     Ok(rt.block_on(f))
 }
 
-/// The records `select` picks, each log's in LSN order.
-pub(crate) fn records(target: &Target, select: Select) -> anyhow::Result<Vec<FleetRecord>> {
-    Ok(in_log_order(block_on(logbook_fleet::read(
-        target, select,
-    ))??))
-}
-
-/// What stands for a stream record's segment in messages and in
-/// `--physical`: `nats://HOST:PORT/STREAM/<log id>`.
-pub(crate) fn place(target: &Target, log: Uuid) -> PathBuf {
-    PathBuf::from(format!("{}/{}/{log}", target.url(), target.stream()))
+/// What a path argument names: the records of every log in the stream
+/// `stream` for a `nats://` URL (read now, each log's in LSN order), else
+/// a log directory, or one segment file if `path` is a file.
+pub(crate) fn source(path: &Path, stream: &str) -> anyhow::Result<Source> {
+    if is_url(path) {
+        let target = target(path, stream)?;
+        let records = block_on(logbook_fleet::read(&target, Select::All))??;
+        return Ok(logbook_fleet::to_source(&target, records));
+    }
+    let source = Source::of(path);
+    match &source {
+        Source::Segment(path) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if logbook_wal::LogFile::of(&name) != Some(logbook_wal::LogFile::Segment) {
+                anyhow::bail!(
+                    "{} is not a directory, nor a segment file (<20 digits>.wal): give a log \
+                     directory or one of its segments",
+                    path.display()
+                );
+            }
+        }
+        // A missing directory, or one with no log, in the CLI's words.
+        Source::Dir(dir) => drop(crate::scan::open_reader(dir)?),
+        _ => {}
+    }
+    Ok(source)
 }
 
 /// `the stream S at URL`.
@@ -46,19 +67,58 @@ pub(crate) fn name(target: &Target) -> String {
     format!("the stream {} at {}", target.stream(), target.url())
 }
 
-/// The sessions among `records` whose id starts with `prefix` (with or
-/// without dashes), in order of first appearance.
-pub(crate) fn sessions_with_prefix(records: &[FleetRecord], prefix: &str) -> Vec<Uuid> {
-    let prefix = prefix.to_ascii_lowercase();
-    let mut out: Vec<Uuid> = Vec::new();
-    for r in records {
-        if out.contains(&r.session) {
-            continue;
-        }
-        let hyphenated = r.session.to_string();
-        if hyphenated.starts_with(&prefix) || r.session.simple().to_string().starts_with(&prefix) {
-            out.push(r.session);
-        }
+/// `--log ID`: keep only the records of the one log of `source` whose id
+/// starts with `prefix`. `Ok(None)` when it is there; `Ok(Some(why))` when
+/// no log of the source has such an id (nothing found).
+///
+/// # Errors
+///
+/// A prefix that several logs share (a usage error).
+pub(crate) fn keep_log(
+    source: &mut Source,
+    prefix: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let Some(prefix) = prefix else {
+        return Ok(None);
+    };
+    let all = source.logs();
+    match source.keep_logs_with_prefix(prefix).as_slice() {
+        [_] => Ok(None),
+        [] => Ok(Some(format!(
+            "no log of {} has an id that starts with {prefix} ({})",
+            source.name(),
+            if all.is_empty() {
+                "it has no log id".to_owned()
+            } else {
+                format!(
+                    "its log(s): {}",
+                    all.iter()
+                        .map(Uuid::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ))),
+        many => anyhow::bail!(
+            "--log {prefix} names {} logs of {} ({}): give more of the id",
+            many.len(),
+            source.name(),
+            many.iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
-    out
+}
+
+/// `--log`'s value: a log id or a prefix of one (hexadecimal digits and
+/// dashes).
+pub(crate) fn parse_log_prefix(text: &str) -> Result<String, String> {
+    let s = text.trim().to_ascii_lowercase();
+    if s.is_empty() || s.len() > 36 || !s.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(format!(
+            "`{text}` is not a log id or a prefix of one (like 3601f79c)"
+        ));
+    }
+    Ok(s)
 }

@@ -915,3 +915,128 @@ fn repair_refuses_to_cut_an_acknowledged_record_and_says_how() {
     let out = logbook().arg("verify").arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
 }
+
+/// Read-only commands store derived files (session indexes, `.sum`/`.run`
+/// session summaries) in the log directory. `--no-derived-writes`, or
+/// `LOGBOOK_NO_DERIVED_WRITES=1`, turns that off: the directory is left
+/// exactly as it was, and every command prints what it prints otherwise.
+/// Through a read-only bind mount (root only: root ignores permissions)
+/// they are skipped without a word.
+#[test]
+fn derived_writes_can_be_turned_off_and_are_skipped_silently_where_the_log_is_read_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("log");
+    std::fs::create_dir(&original).unwrap();
+    let w = write_log(&original, 3, 40);
+    assert!(segments(&original).len() >= 3);
+    let session = w.sessions[0].to_string();
+    let files = |dir: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect()
+    };
+    let copy = |name: &str| -> PathBuf {
+        let to = tmp.path().join(name);
+        std::fs::create_dir(&to).unwrap();
+        for (file, bytes) in files(&original) {
+            std::fs::write(to.join(file), bytes).unwrap();
+        }
+        to
+    };
+    let commands: [Vec<&str>; 4] = [
+        vec!["sessions"],
+        vec!["stats"],
+        vec!["dump", "--session", &session],
+        vec!["replay", &session],
+    ];
+    let run = |dir: &Path, command: &[&str], flag: bool, env: bool| {
+        let mut cmd = logbook();
+        if flag {
+            cmd.arg("--no-derived-writes");
+        }
+        if env {
+            cmd.env("LOGBOOK_NO_DERIVED_WRITES", "1");
+        }
+        let out = cmd
+            .arg(command[0])
+            .arg(dir)
+            .args(&command[1..])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(0), "{command:?}: {stderr}");
+        // The directory's name is in `stats`' output: the same for all.
+        (stdout.replace(&dir.display().to_string(), "DIR"), stderr)
+    };
+    // Each command on a fresh copy, as it is: it stores derived files.
+    let mut expected = Vec::new();
+    for (i, command) in commands.iter().enumerate() {
+        let dir = copy(&format!("writable{i}"));
+        let before = files(&dir);
+        expected.push(run(&dir, command, false, false));
+        if command[0] == "sessions" {
+            assert!(
+                files(&dir).keys().any(|f| f.ends_with(".sum")),
+                "{command:?} stored no summaries"
+            );
+        }
+        if command[0] == "stats" {
+            assert_ne!(files(&dir), before, "{command:?} stored nothing");
+        }
+    }
+    // With the flag, or the variable: nothing written, the same output.
+    for (flag, env) in [(true, false), (false, true)] {
+        let dir = copy(if flag { "flag" } else { "env" });
+        let before = files(&dir);
+        for (command, want) in commands.iter().zip(&expected) {
+            assert_eq!(&run(&dir, command, flag, env), want, "{command:?}");
+        }
+        assert_eq!(
+            files(&dir),
+            before,
+            "flag {flag}, env {env}: files were written"
+        );
+    }
+    // Through a read-only bind mount: nothing written, not a word more.
+    let mnt = tmp.path().join("ro");
+    std::fs::create_dir(&mnt).unwrap();
+    let dir = copy("bound");
+    // `mount --bind SRC DST`: the source goes before the target.
+    let bound = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(&dir)
+        .arg(&mnt)
+        .output()
+        .map_err(|e| e.to_string())
+        .and_then(|out| {
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+            }
+        });
+    if let Err(reason) = bound {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true: the read-only case must run (CI runs as root), but {reason}"
+        );
+        println!("SKIPPED the read-only bind mount case: {reason} (needs root)");
+        return;
+    }
+    let _guard = Mount(mnt.clone());
+    mount(&["-o", "remount,bind,ro"], &mnt).unwrap();
+    assert!(
+        std::fs::write(mnt.join("probe"), b"x").is_err(),
+        "not read-only"
+    );
+    let before = files(&dir);
+    for (command, want) in commands.iter().zip(&expected) {
+        assert_eq!(&run(&mnt, command, false, false), want, "{command:?}");
+    }
+    assert_eq!(files(&dir), before);
+}

@@ -1234,7 +1234,10 @@ fn sessions_sort_reverse_and_limit() {
         .output()
         .unwrap();
     let (stdout, _) = texts(&out);
-    assert_eq!(stdout.lines().count(), 1 + 2 + 1, "{stdout}");
+    // The header, two sessions, the totals, and what came from summaries
+    // (stored by the listings above).
+    assert_eq!(stdout.lines().count(), 1 + 2 + 1 + 1, "{stdout}");
+    assert!(stdout.ends_with("checks every record)\n"), "{stdout}");
     assert!(
         stdout.contains("3 session(s), 1 completed, 1 failed, 1 interrupted (2 shown)"),
         "{stdout}"
@@ -1265,6 +1268,10 @@ fn sessions_model_filter() {
     let (code, v, stderr) = sessions_json(tmp.path(), &["--model", "alph"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(v.is_empty());
+    // After the note on what came from summaries (stored by the listings
+    // above), not read again.
+    let (note, stderr) = stderr.split_once('\n').unwrap();
+    assert!(note.contains("not read again"), "{note}");
     assert_eq!(
         stderr.trim_end(),
         format!(
@@ -1303,7 +1310,12 @@ fn sessions_since_and_until_keep_the_sessions_active_in_the_span() {
     let (code, v, stderr) = sessions_json(tmp.path(), &["--until", "1970-01-02T00:00:00Z"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(v.is_empty());
-    assert!(stderr.starts_with("logbook: nothing found: "), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("logbook: nothing found: ")),
+        "{stderr}"
+    );
     // An empty span is a usage error.
     let (code, _, stderr) = sessions_json(tmp.path(), &["--since", "@200", "--until", "@100"]);
     assert_eq!(code, Some(2), "{stderr}");
@@ -2049,5 +2061,136 @@ fn an_encrypted_log_reads_with_its_key_and_names_the_key_without_it() {
     assert!(
         !stderr.contains("not a key"),
         "never prints the key: {stderr}"
+    );
+}
+
+/// `replay` of a forked session says it is a fork, and of what, as
+/// `sessions` does (text and JSON; issue 21, the new user's bug 10).
+#[test]
+fn replay_of_a_fork_says_it_is_a_fork() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = write_log(tmp.path(), 2, 6);
+    let original = w.sessions[1].to_string();
+    let out = logbook()
+        .args(["fork", "--json"])
+        .arg(tmp.path())
+        .args([&original, "--at", "6"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+    let fork: Value = serde_json::from_str(texts(&out).0.trim()).unwrap();
+    let fork_id = fork["session"].as_str().unwrap().to_owned();
+    let text = logbook()
+        .arg("replay")
+        .arg(tmp.path())
+        .arg(&fork_id)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&text);
+    assert_eq!(text.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "fork of: session {original}, its history up to LSN 6"
+        )),
+        "{stdout}"
+    );
+    let json = logbook()
+        .args(["replay", "--json"])
+        .arg(tmp.path())
+        .arg(&fork_id)
+        .output()
+        .unwrap();
+    let state: Value = serde_json::from_str(texts(&json).0.trim()).unwrap();
+    assert_eq!(
+        state["forked_from"]["session"],
+        original.as_str(),
+        "{state}"
+    );
+    assert_eq!(state["forked_from"]["at_lsn"], 6, "{state}");
+    // The original is no fork.
+    let json = logbook()
+        .args(["replay", "--json"])
+        .arg(tmp.path())
+        .arg(&original)
+        .output()
+        .unwrap();
+    let state: Value = serde_json::from_str(texts(&json).0.trim()).unwrap();
+    assert!(state.get("forked_from").is_none(), "{state}");
+}
+
+/// Damage in a sealed segment after `sessions` stored its summaries
+/// (`.sum`/`.run`): `verify` finds it (exit 1); `sessions` and `stats`,
+/// which count that segment from its summaries without reading it again,
+/// never report it as checked: they say how much they did not read and
+/// point to `logbook verify` (text and JSON), and `stats` never prints a
+/// bare "problems: 0" (issue 21, the new user's bug 3).
+#[test]
+fn sessions_and_stats_over_damage_behind_summaries_never_claim_a_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_log(tmp.path(), 3, 40);
+    assert!(segments(tmp.path()).len() >= 3);
+    let run = |args: &[&str]| {
+        let out = logbook().args(args).arg(tmp.path()).output().unwrap();
+        let (stdout, stderr) = texts(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    // A first pass reads every record (and stores the summaries): its
+    // "problems: 0" is a checked one.
+    let (code, stdout, _) = run(&["stats"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.lines().any(|l| l == "problems: 0"), "{stdout}");
+    let (code, _, stderr) = run(&["sessions"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "sum")),
+        "no summaries were stored"
+    );
+    // Four bytes overwritten inside the first (sealed) segment.
+    let (lsn, _) = middle_lsns(tmp.path());
+    let p = placement(tmp.path())
+        .into_iter()
+        .find(|p| p.lsn == lsn)
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p.segment)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"XXXX", p.offset + 52).unwrap();
+    let (code, _, _) = run(&["verify"]);
+    assert_eq!(code, Some(1));
+    let verify_hint = format!("logbook verify {}", tmp.path().display());
+    for args in [&["sessions"][..], &["sessions", "--json"][..]] {
+        let (code, stdout, stderr) = run(args);
+        // Either it saw the damage (exit 1), or it says it did not look:
+        // on stdout under the table, on stderr beside JSON Lines.
+        let said = if args.len() > 1 { &stderr } else { &stdout };
+        assert!(
+            code == Some(1)
+                || (code == Some(0)
+                    && said.contains("not read again")
+                    && said.contains(&verify_hint)),
+            "{args:?}: {code:?}\n{stdout}\n{stderr}"
+        );
+    }
+    let (code, stdout, stderr) = run(&["stats"]);
+    let problems = stdout
+        .lines()
+        .find(|l| l.starts_with("problems:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        code == Some(1) || (problems.contains("not read again") && problems.contains(&verify_hint)),
+        "{code:?}: {problems}\n{stderr}"
+    );
+    assert_ne!(problems, "problems: 0");
+    let (_, stdout, _) = run(&["stats", "--json"]);
+    let stats: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        stats["problems"].as_u64() > Some(0)
+            || stats["from_summaries"]["records"].as_u64() > Some(0),
+        "{stats}"
     );
 }

@@ -2,9 +2,11 @@
 //! [`FleetRecord`], a message read back.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use logbook_replay::ShippedRecord;
 use logbook_wal::{EventRecord, Lsn, RecordRef};
 use uuid::Uuid;
 
@@ -69,22 +71,23 @@ pub struct FleetRecord {
 }
 
 impl FleetRecord {
-    /// The record as the log's readers lend it, for decoding and
-    /// rendering: `place` stands for its segment (say, the stream's URL and
+    /// The record as stored in the stream, as the log's readers lend a
+    /// record: `place` stands for its segment (say, the stream's URL and
     /// the log id), its stream sequence for the offset; the sync mark is 0.
+    /// Its payload is *still sealed* if its log is encrypted
+    /// ([`RecordRef::key_id`]): to decode it, use [`FleetRecord::decode`]
+    /// or read it through [`FleetRecord::to_shipped`] (every reader of
+    /// `logbook-replay` opens it there, with the process's keys).
     ///
     /// # Examples
     ///
     /// ```
     /// use std::path::Path;
     /// use logbook_fleet::FleetRecord;
-    /// use logbook_wal::EventRecord;
     ///
-    /// let payload = logbook_bus::codec::encode(&logbook_bus::SessionEvent::Done)?;
-    /// let record = FleetRecord::new(uuid::Uuid::nil(), 7, 1_000, uuid::Uuid::nil(), payload.into());
-    /// let decoded = EventRecord::decode(&record.as_record_ref(Path::new("nats://h:4222/LOGBOOK")))?;
-    /// assert_eq!((decoded.lsn, decoded.event), (7, logbook_bus::SessionEvent::Done));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// let record = FleetRecord::new(uuid::Uuid::nil(), 7, 1_000, uuid::Uuid::nil(), vec![1, 2].into());
+    /// let raw = record.as_record_ref(Path::new("nats://h:4222/LOGBOOK"));
+    /// assert_eq!((raw.lsn, raw.payload, raw.key_id), (7, &[1, 2][..], None));
     /// ```
     #[must_use]
     pub fn as_record_ref<'a>(&'a self, place: &'a Path) -> RecordRef<'a> {
@@ -99,6 +102,27 @@ impl FleetRecord {
             offset: self.stream_seq,
             frame_crc: 0,
             key_id: self.key_id,
+        }
+    }
+
+    /// The record as a [`logbook_replay::ShippedRecord`], for a
+    /// [`logbook_replay::Source`] every reader of `logbook-replay` reads
+    /// (and decodes) as it reads a log directory: `place` stands for its
+    /// segment in messages, its stream sequence for the offset.
+    #[must_use]
+    pub fn to_shipped(&self, place: Arc<Path>) -> ShippedRecord {
+        ShippedRecord {
+            log: self.log,
+            lsn: self.lsn,
+            timestamp_us: self.timestamp_us,
+            session: self.session,
+            codec_id: self.codec_id,
+            payload: self.payload.to_vec(),
+            key_id: self.key_id,
+            sync_mark: self.sync_mark,
+            prev: self.prev,
+            place,
+            offset: self.stream_seq,
         }
     }
 
@@ -136,7 +160,8 @@ impl FleetRecord {
     /// # Errors
     ///
     /// [`logbook_wal::WalError::Encrypted`] (naming the log and LSN) if the
-    /// ring has no key with its id or the tag does not check.
+    /// ring has no key with its id, [`logbook_wal::WalError::Decrypt`] if
+    /// the tag does not check.
     pub fn unsealed(
         &self,
         ring: Option<&logbook_wal::KeyRing>,
@@ -144,22 +169,17 @@ impl FleetRecord {
         let Some(key_id) = self.key_id else {
             return Ok(self.clone());
         };
-        let prev = self.prev.unwrap_or_default();
-        let ctx = logbook_wal::RecordContext {
-            log: &self.log,
-            lsn: self.lsn,
-            session: &self.session,
-            timestamp_us: self.timestamp_us,
-            sync_mark: self.sync_mark,
-            prev: &prev,
-        };
-        let plain = ring
-            .and_then(|r| r.open(key_id, &ctx, &self.payload))
-            .ok_or_else(|| logbook_wal::WalError::Encrypted {
+        if ring.and_then(|r| r.get(key_id)).is_none() {
+            return Err(logbook_wal::WalError::Encrypted {
                 segment: std::path::PathBuf::from(format!("log {}", self.log)),
                 lsn: self.lsn,
                 key_id,
-            })?;
+            });
+        }
+        // The one way a shipped record is opened (`ShippedRecord::open`).
+        let shipped = self.to_shipped(Arc::from(Path::new(&format!("log {}", self.log))));
+        let mut buf = Vec::new();
+        let plain = shipped.open(ring, &mut buf)?.payload.to_vec();
         Ok(FleetRecord {
             payload: Bytes::from(plain),
             key_id: None,
@@ -167,18 +187,31 @@ impl FleetRecord {
         })
     }
 
-    /// Decode the event.
+    /// Decode the event, opened with the process's keys
+    /// ([`logbook_wal::default_keys`]) if it is sealed: the one decode of
+    /// every reader ([`ShippedRecord::decode`]).
     ///
     /// # Errors
     ///
-    /// As [`EventRecord::decode`].
+    /// As [`ShippedRecord::decode`]: [`logbook_wal::WalError::Encrypted`]
+    /// (naming the log and LSN) if no key with its id was given,
+    /// [`logbook_wal::WalError::Decrypt`] if its payload does not open,
+    /// and the errors of [`EventRecord::decode`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logbook_fleet::FleetRecord;
+    ///
+    /// let payload = logbook_bus::codec::encode(&logbook_bus::SessionEvent::Done)?;
+    /// let record = FleetRecord::new(uuid::Uuid::nil(), 7, 1_000, uuid::Uuid::nil(), payload.into());
+    /// let decoded = record.decode()?;
+    /// assert_eq!((decoded.lsn, decoded.event), (7, logbook_bus::SessionEvent::Done));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn decode(&self) -> Result<EventRecord, logbook_wal::WalError> {
-        if self.key_id.is_some() {
-            // With the process's keys (`logbook --key-file`), if any.
-            let open = self.unsealed(logbook_wal::default_keys().as_deref())?;
-            return EventRecord::decode(&open.as_record_ref(Path::new("")));
-        }
-        EventRecord::decode(&self.as_record_ref(Path::new("")))
+        let place: Arc<Path> = Arc::from(Path::new(&format!("log {}", self.log)));
+        self.to_shipped(place).decode()
     }
 
     /// Read a message's headers (and payload). `Err` says what is not a

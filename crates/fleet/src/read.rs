@@ -3,11 +3,14 @@
 //! ([`in_log_order`]).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::stream::Stream;
 use futures_util::StreamExt;
+use logbook_replay::{Shipped, Source};
 use uuid::Uuid;
 
 use crate::error::FleetError;
@@ -168,4 +171,51 @@ pub fn in_log_order(records: Vec<FleetRecord>) -> Vec<FleetRecord> {
     records.sort_by_key(|r| (order.get(&r.log).copied().unwrap_or(usize::MAX), r.lsn));
     records.dedup_by_key(|r| (r.log, r.lsn));
     records
+}
+
+/// `records` (as [`read`] returns them) as a [`Source`] that every reader
+/// of `logbook-replay` reads as it reads a log directory, decoding each
+/// record the same way (a sealed one opened with the process's keys):
+/// each log's records in LSN order ([`in_log_order`]), named
+/// `the stream S at URL`, each record's place `URL/STREAM/<log id>` (its
+/// offset is its stream sequence).
+///
+/// # Examples
+///
+/// ```
+/// use logbook_fleet::{FleetRecord, Target, to_source};
+/// use logbook_replay::{OnCorruption, list_sessions_in};
+///
+/// let payload = logbook_bus::codec::encode(&logbook_bus::SessionEvent::Done)?;
+/// let record = FleetRecord::new(uuid::Uuid::from_u128(1), 1, 1_000, uuid::Uuid::from_u128(2), payload.into());
+/// let source = to_source(&Target::parse("nats://127.0.0.1:4222")?, vec![record]);
+/// assert_eq!(source.name(), "the stream LOGBOOK at nats://127.0.0.1:4222");
+/// let log = list_sessions_in(&source, OnCorruption::Skip)?;
+/// assert_eq!(log.sessions[0].logs, [uuid::Uuid::from_u128(1)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn to_source(target: &Target, records: Vec<FleetRecord>) -> Source {
+    let mut places: HashMap<Uuid, Arc<Path>> = HashMap::new();
+    let records = in_log_order(records)
+        .iter()
+        .map(|r| {
+            let place = places
+                .entry(r.log)
+                .or_insert_with(|| {
+                    Arc::from(PathBuf::from(format!(
+                        "{}/{}/{}",
+                        target.url(),
+                        target.stream(),
+                        r.log
+                    )))
+                })
+                .clone();
+            r.to_shipped(place)
+        })
+        .collect();
+    Source::Shipped(Shipped {
+        name: format!("the stream {} at {}", target.stream(), target.url()),
+        records,
+    })
 }

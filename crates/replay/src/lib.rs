@@ -87,6 +87,7 @@ mod rebuild;
 mod records;
 mod resume;
 mod scan;
+mod source;
 mod state;
 mod stats;
 mod status;
@@ -104,19 +105,21 @@ pub use crate::export::{
 pub use crate::follow::{Delivery, Follow, LosslessSubscriber, follow};
 pub use crate::fork::{Forked, fork};
 pub use crate::list::{
-    LogSummary, SessionSummary, TITLE_MAX_CHARS, interrupted, interrupted_at_open, list_sessions,
-    list_sessions_with,
+    FromSummaries, LogSummary, SessionSummary, TITLE_MAX_CHARS, interrupted, interrupted_at_open,
+    list_sessions, list_sessions_with,
 };
 pub use crate::publish::{Pace, publish};
 pub use crate::rebuild::{
-    Damage, Until, session_state, session_state_at, session_state_by_prefix, session_state_until,
-    session_state_with, sessions_with_prefix,
+    Damage, Until, session_state, session_state_at, session_state_by_prefix,
+    session_state_by_prefix_in, session_state_in, session_state_until, session_state_with,
+    sessions_with_prefix, sessions_with_prefix_in,
 };
-pub use crate::records::summarize;
+pub use crate::records::{list_sessions_in, summarize};
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
 pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords, last_lsn};
+pub use crate::source::{Shipped, ShippedRecord, Source, SourceItem, SourceReader};
 pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};
-pub use crate::stats::{KindCount, LogStats, log_stats};
+pub use crate::stats::{KindCount, LogCount, LogStats, log_stats, log_stats_in};
 pub use crate::status::SessionStatus;
 pub use crate::tokens::{TokenAccounts, TokenTotals};
 pub use crate::tools::{ApprovalRequest, ToolCall, ToolCompletion, ToolMetadata, ToolStart};

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::error::ReplayError;
 use crate::scan::{Item, OnCorruption, ScanReport, Sessions, SkippedRecords, scan_reader};
+use crate::source::SourceReader;
 use crate::state::Span;
 use crate::stats::{Figures, SegmentCounts};
 use crate::status::SessionStatus;
@@ -62,6 +63,10 @@ pub struct SessionSummary {
     /// The session it was forked from and the last LSN of that session
     /// its history includes (its first `SessionForked`), if it is a fork.
     pub forked_from: Option<(Uuid, Lsn)>,
+    /// The logs that hold its records, in order, when they were read from
+    /// a [`Source`](crate::Source) of several logs (a stream); empty for a
+    /// log directory.
+    pub logs: Vec<Uuid>,
 }
 
 /// The longest [`SessionSummary::title`], in characters.
@@ -236,6 +241,7 @@ impl Tally {
             title: self.started_title.or(self.message_title),
             resumptions: self.resumptions,
             forked_from: self.forked_from,
+            logs: Vec::new(),
         }
     }
 }
@@ -250,6 +256,16 @@ pub struct LogSummary {
     /// ([`logbook_wal::is_locked`]). Sessions without a terminal event are
     /// `Running` if so, `Interrupted` if not.
     pub writer_live: bool,
+    /// Whether a writer's liveness can be known at all: true for a log
+    /// directory, false for records read elsewhere (a stream), where
+    /// sessions without a terminal event show as `Running` though their
+    /// host may be gone.
+    pub writer_known: bool,
+    /// What came from session summaries (`.sum`/`.run` files) instead of
+    /// being read again: those records' checksums were checked when the
+    /// summaries were written, not by this listing (`logbook verify`
+    /// reads every record).
+    pub from_summaries: FromSummaries,
     /// Records read.
     pub records: u64,
     /// Records of an event kind this build does not know (written by a
@@ -341,9 +357,8 @@ pub fn list_sessions_with(
     // "interrupted".
     let writer_live = logbook_wal::is_locked(dir)
         .map_err(|e| ReplayError::wal("checking the writer lock of", dir, e))?;
-    let Fold {
-        tallies, report, ..
-    } = fold(dir, on_corruption, Lsn::MAX)?;
+    let fold = fold(dir, on_corruption, Lsn::MAX)?;
+    let (tallies, report) = (fold.tallies, fold.report);
     let mut sessions: Vec<SessionSummary> = tallies
         .into_values()
         .map(|t| t.finish(writer_live))
@@ -352,6 +367,8 @@ pub fn list_sessions_with(
     Ok(LogSummary {
         sessions,
         writer_live,
+        writer_known: true,
+        from_summaries: fold.from_summaries,
         records: report.records,
         unknown: report.unknown,
         undecodable: report.undecodable,
@@ -400,13 +417,37 @@ pub fn interrupted(dir: impl AsRef<Path>) -> Result<Vec<SessionSummary>, ReplayE
         .collect())
 }
 
+/// What a listing or the figures of a log took from session summaries
+/// (`docs/format.md`, "Session summaries") instead of reading the records
+/// again. Their records were checked (CRC, LSN) when the summaries were
+/// written, by whoever read them then; damage since is not seen until the
+/// segments are read again (`logbook verify` reads every record).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FromSummaries {
+    /// Segments wholly taken from their summaries.
+    pub segments: u64,
+    /// Records counted from summaries, not read again (whole segments and
+    /// the summarised front of the tail).
+    pub records: u64,
+}
+
+impl FromSummaries {
+    /// Whether anything came from summaries.
+    #[must_use]
+    pub fn any(&self) -> bool {
+        self.records > 0
+    }
+}
+
 /// What [`fold`] found: each session's tally, what the scan reported,
 /// each segment's share, and the reader (for the segment table).
 pub(crate) struct Fold {
+    pub(crate) from_summaries: FromSummaries,
     pub(crate) tallies: FxHashMap<Uuid, Tally>,
     pub(crate) report: ScanReport,
     pub(crate) segments: Vec<SegmentCounts>,
-    pub(crate) reader: logbook_wal::Reader,
+    pub(crate) reader: SourceReader<'static>,
 }
 
 /// Fold every record below LSN `end` into its session's tally.
@@ -438,6 +479,7 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
     let mut next_lsn = None;
     let mut part = Part::default();
     let mut shares = Vec::new();
+    let mut from_summaries = FromSummaries::default();
     // The run of sealed segments at the front, folded as one.
     let mut run_len = 0;
     if let Some(run) = segments
@@ -446,6 +488,8 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
     {
         run_len = run.segments.len();
         records = records.saturating_add(run.records);
+        from_summaries.segments += run_len as u64;
+        from_summaries.records = from_summaries.records.saturating_add(run.records);
         next_lsn = Some(run.last_lsn + 1);
         from = run.last_lsn + 1;
         for (s, path) in run.segments.iter().zip(&segments) {
@@ -484,6 +528,8 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
         }
         if cached.key.is_whole(&now) {
             records = records.saturating_add(cached.records);
+            from_summaries.segments += 1;
+            from_summaries.records = from_summaries.records.saturating_add(cached.records);
             next_lsn = Some(cached.last_lsn + 1);
             from = cached.last_lsn + 1;
             shares.push(SegmentCounts {
@@ -506,6 +552,7 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
             .map_err(|e| ReplayError::wal("reading", dir, e))?
         {
             records = records.saturating_add(cached.records);
+            from_summaries.records = from_summaries.records.saturating_add(cached.records);
             part = Part::seeded(segment.clone(), cached);
         }
         break;
@@ -517,12 +564,13 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
     let tail = segments.get(sealed).cloned();
     let first_segment = segments.first().cloned();
     let sealed: Vec<PathBuf> = segments.into_iter().take(sealed).collect();
+    let mut source = SourceReader::of_reader(reader, dir);
     let mut report = scan_reader(
         dir,
-        &mut reader,
+        &mut source,
         Sessions::All,
         on_corruption,
-        |item, record, skipped| {
+        |item, record, skipped, _| {
             if part.segment.as_deref() != Some(record.segment) {
                 // A problem skipped between the last segment's last record
                 // and this one's first may lie in either: neither is cached.
@@ -555,10 +603,11 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
     }
     report.records = report.records.saturating_add(records);
     Ok(Fold {
+        from_summaries,
         tallies,
         report,
         segments: shares,
-        reader,
+        reader: source,
     })
 }
 

@@ -6,11 +6,12 @@ use std::path::Path;
 
 use std::ops::ControlFlow;
 
-use logbook_wal::{Item as WalkItem, Lsn, Reader, WalError};
+use logbook_wal::{Lsn, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, Sessions, SkippedRecords, scan};
+use crate::scan::{Item, OnCorruption, Sessions, SkippedRecords, scan_in};
+use crate::source::{Source, SourceItem};
 use crate::state::SessionState;
 
 /// The full [`SessionState`] of `session`, rebuilt from the log in `dir`.
@@ -190,13 +191,35 @@ pub fn session_state_until(
             return Err(ReplayError::PastEnd { lsn: at, last });
         }
     }
+    session_state_in(
+        &Source::Dir(dir.as_ref().to_path_buf()),
+        session,
+        on_corruption,
+        until,
+    )
+}
+
+/// [`session_state_until`] of any [`Source`]: a log directory, one segment
+/// file, or records read elsewhere (a stream: the session's records from
+/// every log that holds them, in the order they were written).
+///
+/// # Errors
+///
+/// As [`session_state_until`].
+pub fn session_state_in(
+    source: &Source,
+    session: Uuid,
+    on_corruption: OnCorruption,
+    until: Option<Until>,
+) -> Result<(SessionState, Damage), ReplayError> {
     let mut state = SessionState::new(session);
     let mut first_lsn = None;
-    let report = scan(
-        dir.as_ref(),
+    let report = scan_in(
+        source,
+        0,
         Sessions::One(session),
         on_corruption,
-        |item| {
+        |item, _, _, _| {
             let (lsn, timestamp_us) = match &item {
                 Item::Event(record) => (record.lsn, record.timestamp_us),
                 Item::Skipped {
@@ -263,17 +286,36 @@ pub fn session_state_by_prefix(
     prefix: &str,
     on_corruption: OnCorruption,
 ) -> Result<(SessionState, Damage), ReplayError> {
+    session_state_by_prefix_in(
+        &Source::Dir(dir.as_ref().to_path_buf()),
+        prefix,
+        on_corruption,
+    )
+}
+
+/// [`session_state_by_prefix`] of any [`Source`] (see
+/// [`session_state_in`]).
+///
+/// # Errors
+///
+/// As [`session_state_by_prefix`].
+pub fn session_state_by_prefix_in(
+    source: &Source,
+    prefix: &str,
+    on_corruption: OnCorruption,
+) -> Result<(SessionState, Damage), ReplayError> {
     let prefix = prefix.to_ascii_lowercase();
     let matches = |id: &Uuid| has_prefix(id, &prefix);
     // Every matching id; the state of the first only while it is the only
     // one (several make the prefix ambiguous: memory stays one state).
     let mut matched: BTreeSet<Uuid> = BTreeSet::new();
     let mut state: Option<SessionState> = None;
-    let report = scan(
-        dir.as_ref(),
+    let report = scan_in(
+        source,
+        0,
         Sessions::Matching(&matches),
         on_corruption,
-        |item| {
+        |item, _, _, _| {
             let session = match &item {
                 Item::Event(record) => record.session,
                 Item::Skipped { session, .. } => *session,
@@ -340,25 +382,31 @@ fn has_prefix(id: &Uuid, prefix: &str) -> bool {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn sessions_with_prefix(dir: impl AsRef<Path>, prefix: &str) -> Result<Vec<Uuid>, ReplayError> {
-    let dir = dir.as_ref();
+    sessions_with_prefix_in(&Source::Dir(dir.as_ref().to_path_buf()), prefix)
+}
+
+/// [`sessions_with_prefix`] of any [`Source`].
+///
+/// # Errors
+///
+/// As [`sessions_with_prefix`].
+pub fn sessions_with_prefix_in(source: &Source, prefix: &str) -> Result<Vec<Uuid>, ReplayError> {
     let prefix = prefix.to_ascii_lowercase();
-    let mut reader = Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
+    let mut reader = source.reader()?;
     let mut seen = BTreeSet::new();
     let mut last = None;
-    let _: ControlFlow<()> = reader
-        .walk(|item| {
-            if let WalkItem::Record(record) = item {
-                // Sessions come in runs: test each run's id once.
-                if last != Some(record.session) {
-                    last = Some(record.session);
-                    if has_prefix(&record.session, &prefix) {
-                        seen.insert(record.session);
-                    }
+    let _: ControlFlow<()> = reader.walk(|item| {
+        if let SourceItem::Record { record, .. } = item {
+            // Sessions come in runs: test each run's id once.
+            if last != Some(record.session) {
+                last = Some(record.session);
+                if has_prefix(&record.session, &prefix) {
+                    seen.insert(record.session);
                 }
             }
-            ControlFlow::Continue(())
-        })
-        .map_err(|e| ReplayError::wal("reading", dir, e))?;
+        }
+        ControlFlow::Continue(())
+    })?;
     Ok(seen.into_iter().collect())
 }
 
@@ -367,6 +415,7 @@ mod tests {
     use super::*;
     use crate::testgen::{SESSION, event, small_log};
     use logbook_wal::EventRecord;
+    use logbook_wal::Reader;
     use proptest::prelude::*;
 
     /// The session's records, read back (real LSNs and times), and the log.

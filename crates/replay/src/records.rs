@@ -1,13 +1,16 @@
-//! Listing sessions from records that come from elsewhere than a local
-//! log directory (a stream holding many logs): [`summarize`].
+//! Listing sessions from any [`Source`] ([`list_sessions_in`]), and from
+//! records handed one by one ([`summarize`]).
 
 use std::collections::HashMap;
 
 use logbook_wal::RecordRef;
 use uuid::Uuid;
 
-use crate::list::{LogSummary, Tally};
+use crate::error::ReplayError;
+use crate::list::{FromSummaries, LogSummary, Tally};
+use crate::scan::{Item, OnCorruption, Sessions, scan_in};
 use crate::scan::{SkippedRecords, Undecodable, decode};
+use crate::source::Source;
 
 /// The [`LogSummary`] of `records`, with the same rules as
 /// [`list_sessions`](crate::list_sessions): one summary per session, in
@@ -72,6 +75,8 @@ pub fn summarize<'a>(
     LogSummary {
         sessions: tallies.into_iter().map(|t| t.finish(writer_live)).collect(),
         writer_live,
+        writer_known: true,
+        from_summaries: FromSummaries::default(),
         records: count,
         unknown,
         undecodable,
@@ -79,4 +84,96 @@ pub fn summarize<'a>(
         corruption_count: 0,
         tail_damage: None,
     }
+}
+
+/// Summarise every session of `source`, in one pass: [`list_sessions_with`](crate::list_sessions_with)
+/// for a log directory (with its session summaries), the same fold over
+/// the records of one segment file or of records read elsewhere (a
+/// stream, each session's records from every log that holds them, in the
+/// order they were written). For records read elsewhere,
+/// [`LogSummary::writer_known`] is false: sessions without a terminal
+/// event are `Running` (whether their host is alive is not known), and
+/// each session's [`logs`](crate::SessionSummary::logs) are listed.
+///
+/// # Errors
+///
+/// As [`list_sessions_with`](crate::list_sessions_with).
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{OnCorruption, Source, list_sessions_in};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// wal.append(uuid::Uuid::nil(), &SessionEvent::Done)?;
+/// wal.close()?;
+/// let log = list_sessions_in(&Source::of(dir.path()), OnCorruption::Skip)?;
+/// assert_eq!(log.sessions.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn list_sessions_in(
+    source: &Source,
+    on_corruption: OnCorruption,
+) -> Result<LogSummary, ReplayError> {
+    if let Source::Dir(dir) = source {
+        return crate::list::list_sessions_with(dir, on_corruption);
+    }
+    let liveness = source.writer_live()?;
+    let writer_live = liveness.unwrap_or(true);
+    let mut tallies: Vec<Tally> = Vec::new();
+    let mut logs: Vec<Vec<Uuid>> = Vec::new();
+    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    let report = scan_in(
+        source,
+        0,
+        Sessions::All,
+        on_corruption,
+        |item, record, _, log| {
+            let i = *index.entry(record.session).or_insert_with(|| {
+                tallies.push(Tally::new(record.session, record.lsn, record.timestamp_us));
+                logs.push(Vec::new());
+                tallies.len() - 1
+            });
+            if let (Some(log), Some(seen)) = (log, logs.get_mut(i)) {
+                if seen.last() != Some(&log) && !seen.contains(&log) {
+                    seen.push(log);
+                }
+            }
+            let Some(t) = tallies.get_mut(i) else {
+                return;
+            };
+            match item {
+                Item::Event(event) => t.apply(&event),
+                Item::Skipped {
+                    lsn, timestamp_us, ..
+                } => t.skip(lsn, timestamp_us),
+            }
+        },
+    )?;
+    let shipped = matches!(source, Source::Shipped(_));
+    Ok(LogSummary {
+        sessions: tallies
+            .into_iter()
+            .zip(logs)
+            .map(|(t, logs)| {
+                let mut s = t.finish(writer_live);
+                if shipped {
+                    s.logs = logs;
+                }
+                s
+            })
+            .collect(),
+        writer_live: liveness.unwrap_or(false),
+        writer_known: liveness.is_some(),
+        from_summaries: FromSummaries::default(),
+        records: report.records,
+        unknown: report.unknown,
+        undecodable: report.undecodable,
+        corruption: report.corruption,
+        corruption_count: report.corruption_count,
+        tail_damage: report.tail_damage,
+    })
 }

@@ -6,10 +6,11 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use logbook_bus::codec::CodecError;
-use logbook_wal::{EventRecord, Item as WalkItem, Lsn, Reader, RecordRef, TailDamage, WalError};
+use logbook_wal::{EventRecord, Lsn, RecordRef, TailDamage, WalError};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
+use crate::source::{Source, SourceItem, SourceReader};
 
 /// How many LSNs (or errors) a report lists before it only counts.
 pub const MAX_REPORTED: usize = 100;
@@ -108,7 +109,7 @@ pub(crate) fn scan(
     on_corruption: OnCorruption,
     mut f: impl FnMut(Item),
 ) -> Result<ScanReport, ReplayError> {
-    scan_from(dir, 0, sessions, on_corruption, |item, _, _| f(item))
+    scan_from(dir, 0, sessions, on_corruption, |item, _, _, _| f(item))
 }
 
 /// [`scan`] from LSN `from`, handing each item with its record and how
@@ -118,25 +119,43 @@ pub(crate) fn scan_from(
     from: Lsn,
     sessions: Sessions<'_>,
     on_corruption: OnCorruption,
-    f: impl FnMut(Item, &RecordRef<'_>, u64),
+    f: impl FnMut(Item, &RecordRef<'_>, u64, Option<Uuid>),
 ) -> Result<ScanReport, ReplayError> {
-    let mut reader = Reader::open(dir)
-        .map_err(|e| ReplayError::wal("opening", dir, e))?
-        .from_lsn(from);
+    scan_in(
+        &Source::Dir(dir.to_path_buf()),
+        from,
+        sessions,
+        on_corruption,
+        f,
+    )
+}
+
+/// [`scan_from`] over any [`Source`]: a log directory, one segment file, or
+/// records read elsewhere.
+pub(crate) fn scan_in(
+    source: &Source,
+    from: Lsn,
+    sessions: Sessions<'_>,
+    on_corruption: OnCorruption,
+    f: impl FnMut(Item, &RecordRef<'_>, u64, Option<Uuid>),
+) -> Result<ScanReport, ReplayError> {
+    let mut reader = source.reader()?.from_lsn(from);
     if let Sessions::One(id) = sessions {
         // Through the segments' session indexes: O(the session).
         reader = reader.session(id);
     }
-    scan_reader(dir, &mut reader, sessions, on_corruption, f)
+    scan_reader(&source.path(), &mut reader, sessions, on_corruption, f)
 }
 
-/// [`scan_from`] with a reader already placed (the log of `dir`).
+/// [`scan_in`] with a reader already placed; `place` names the source in
+/// errors. Every reader of this crate decodes its records here, through
+/// [`decode`], whatever their source.
 pub(crate) fn scan_reader(
-    dir: &Path,
-    reader: &mut Reader,
+    place: &Path,
+    reader: &mut SourceReader<'_>,
     sessions: Sessions<'_>,
     on_corruption: OnCorruption,
-    mut f: impl FnMut(Item, &RecordRef<'_>, u64),
+    mut f: impl FnMut(Item, &RecordRef<'_>, u64, Option<Uuid>),
 ) -> Result<ScanReport, ReplayError> {
     let wanted = |id: &Uuid| match &sessions {
         Sessions::All => true,
@@ -144,52 +163,50 @@ pub(crate) fn scan_reader(
         Sessions::Matching(matches) => matches(id),
     };
     let mut report = ScanReport::default();
-    // The library's walk: records and located problems, always progressing.
-    let walked = reader
-        .walk(|item| {
-            let record = match item {
-                WalkItem::Record(record) => record,
-                WalkItem::Problem(e) if on_corruption == OnCorruption::Skip => {
-                    tracing::warn!(error = %e, dir = %dir.display(), "skipping corruption");
-                    report.corruption_count = report.corruption_count.saturating_add(1);
-                    if report.corruption.len() < MAX_REPORTED {
-                        report.corruption.push(e);
-                    }
-                    return ControlFlow::Continue(());
+    // The source's walk: records and located problems, always progressing.
+    let walked = reader.walk(|item| {
+        let (record, log) = match item {
+            SourceItem::Record { record, log } => (record, log),
+            SourceItem::Problem(e) if on_corruption == OnCorruption::Skip => {
+                tracing::warn!(error = %e, source = %place.display(), "skipping corruption");
+                report.corruption_count = report.corruption_count.saturating_add(1);
+                if report.corruption.len() < MAX_REPORTED {
+                    report.corruption.push(e);
                 }
-                WalkItem::Problem(e) => {
-                    return ControlFlow::Break(ReplayError::wal("reading", dir, e));
-                }
-            };
-            if !wanted(&record.session) {
                 return ControlFlow::Continue(());
             }
-            report.records = report.records.saturating_add(1);
-            match decode(&record) {
-                Ok(event) => f(Item::Event(event), &record, report.corruption_count),
-                Err(Undecodable::Unknown) => {
-                    report.unknown.push(record.lsn);
-                    f(skipped(&record), &record, report.corruption_count);
-                }
-                Err(Undecodable::Sealed(e)) => {
-                    // Read without its key: nothing of it can be told.
-                    return ControlFlow::Break(ReplayError::wal("decrypting", dir, e));
-                }
-                Err(Undecodable::Other(e)) => {
-                    if on_corruption == OnCorruption::Fail {
-                        return ControlFlow::Break(ReplayError::Undecodable {
-                            dir: dir.to_path_buf(),
-                            lsn: record.lsn,
-                            source: e,
-                        });
-                    }
-                    report.undecodable.push(record.lsn);
-                    f(skipped(&record), &record, report.corruption_count);
-                }
+            SourceItem::Problem(e) => {
+                return ControlFlow::Break(ReplayError::wal("reading", place, e));
             }
-            ControlFlow::Continue(())
-        })
-        .map_err(|e| ReplayError::wal("reading", dir, e))?;
+        };
+        if !wanted(&record.session) {
+            return ControlFlow::Continue(());
+        }
+        report.records = report.records.saturating_add(1);
+        match decode(&record) {
+            Ok(event) => f(Item::Event(event), &record, report.corruption_count, log),
+            Err(Undecodable::Unknown) => {
+                report.unknown.push(record.lsn);
+                f(skipped(&record), &record, report.corruption_count, log);
+            }
+            Err(Undecodable::Sealed(e)) => {
+                // Read without its key: nothing of it can be told.
+                return ControlFlow::Break(ReplayError::wal("decrypting", place, e));
+            }
+            Err(Undecodable::Other(e)) => {
+                if on_corruption == OnCorruption::Fail {
+                    return ControlFlow::Break(ReplayError::Undecodable {
+                        dir: place.to_path_buf(),
+                        lsn: record.lsn,
+                        source: e,
+                    });
+                }
+                report.undecodable.push(record.lsn);
+                f(skipped(&record), &record, report.corruption_count, log);
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
     if let ControlFlow::Break(e) = walked {
         return Err(e);
     }
@@ -222,7 +239,7 @@ pub(crate) fn scan_reader(
 /// ```
 pub fn last_lsn(dir: impl AsRef<Path>) -> Result<Lsn, ReplayError> {
     let dir = dir.as_ref();
-    let segments = Reader::open(dir)
+    let segments = logbook_wal::Reader::open(dir)
         .map_err(|e| ReplayError::wal("opening", dir, e))?
         .segments();
     let bases = segments.iter().filter_map(|path| {
@@ -231,13 +248,13 @@ pub fn last_lsn(dir: impl AsRef<Path>) -> Result<Lsn, ReplayError> {
         name.strip_suffix(".wal")?.parse::<Lsn>().ok()
     });
     for base in bases.collect::<Vec<_>>().into_iter().rev() {
-        let mut reader = Reader::open(dir)
+        let mut reader = logbook_wal::Reader::open(dir)
             .map_err(|e| ReplayError::wal("opening", dir, e))?
             .from_lsn(base);
         let mut last = None;
         let _: ControlFlow<()> = reader
             .walk(|item| {
-                if let WalkItem::Record(record) = item {
+                if let logbook_wal::Item::Record(record) = item {
                     last = Some(record.lsn);
                 }
                 ControlFlow::<()>::Continue(())
@@ -267,6 +284,8 @@ pub(crate) enum Undecodable {
     Other(WalError),
 }
 
+/// The one decode of a record, opened by its source (see `source.rs`),
+/// with what does not decode sorted into kinds.
 pub(crate) fn decode(record: &RecordRef<'_>) -> Result<EventRecord, Undecodable> {
     EventRecord::decode(record).map_err(|e| match &e {
         WalError::Codec { source, .. } if matches!(**source, CodecError::UnknownVariant { .. }) => {

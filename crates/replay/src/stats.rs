@@ -10,9 +10,14 @@ use logbook_wal::{
     EventRecord, Lsn, RecordRef, SegmentSummary, SegmentTable, TailDamage, WalError,
 };
 
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
 use crate::error::ReplayError;
-use crate::list;
-use crate::scan::OnCorruption;
+use crate::list::{self, FromSummaries};
+use crate::scan::{OnCorruption, Sessions, scan_reader};
+use crate::source::Source;
 
 /// A segment's figures besides its sessions' tallies: what `stats` adds up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +129,29 @@ pub struct LogStats {
     pub problem_count: u64,
     /// Damage at the end of the tail segment, where reading stopped.
     pub tail_damage: Option<TailDamage>,
+    /// Each log's share, for records read elsewhere (a stream of several
+    /// logs), in order of first appearance; empty for a log directory.
+    pub logs: Vec<LogCount>,
+    /// What came from session summaries instead of being read again (see
+    /// [`FromSummaries`]): the problems above are those of the records
+    /// read.
+    pub from_summaries: FromSummaries,
+}
+
+/// One log's share of records read elsewhere: see [`LogStats::logs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogCount {
+    /// The log's id.
+    pub log: Uuid,
+    /// Its records.
+    pub records: u64,
+    /// Their frame bytes.
+    pub bytes: u64,
+    /// Its first and last LSN here.
+    pub first_lsn: Lsn,
+    /// See `first_lsn`.
+    pub last_lsn: Lsn,
 }
 
 /// Figures of the log in `dir`: records and frame bytes by event kind,
@@ -178,6 +206,27 @@ pub fn log_stats(dir: impl AsRef<Path>) -> Result<LogStats, ReplayError> {
         first_lsn = Some(first_lsn.map_or(s.first_lsn, |f| f.min(s.first_lsn)));
         last_lsn = Some(last_lsn.map_or(s.last_lsn, |l| l.max(s.last_lsn)));
     }
+    let segments = fold
+        .reader
+        .log_reader()
+        .map(|reader| table.finish(reader))
+        .unwrap_or_default();
+    let mut stats = totals(&figures, segments, first_lsn, last_lsn);
+    stats.sessions = fold.tallies.len() as u64;
+    stats.problems = fold.report.corruption;
+    stats.problem_count = fold.report.corruption_count;
+    stats.tail_damage = fold.report.tail_damage;
+    stats.from_summaries = fold.from_summaries;
+    Ok(stats)
+}
+
+/// The figures of a whole log, by kind, without the sessions and problems.
+fn totals(
+    figures: &Figures,
+    segments: Vec<SegmentSummary>,
+    first_lsn: Option<Lsn>,
+    last_lsn: Option<Lsn>,
+) -> LogStats {
     let mut by_kind = Vec::new();
     let mut durable = 0;
     for (i, &(records, bytes)) in figures.kinds.iter().enumerate() {
@@ -195,19 +244,104 @@ pub fn log_stats(dir: impl AsRef<Path>) -> Result<LogStats, ReplayError> {
     }
     let records = by_kind.iter().map(|k| k.records).sum();
     let bytes = by_kind.iter().map(|k| k.bytes).sum();
-    Ok(LogStats {
-        segments: table.finish(&fold.reader),
+    LogStats {
+        segments,
         records,
         bytes,
         first_lsn,
         last_lsn,
         first_timestamp_us: (records > 0).then_some(figures.min_timestamp_us),
         last_timestamp_us: (records > 0).then_some(figures.max_timestamp_us),
-        sessions: fold.tallies.len() as u64,
+        sessions: 0,
         durable,
         by_kind,
-        problems: fold.report.corruption,
-        problem_count: fold.report.corruption_count,
-        tail_damage: fold.report.tail_damage,
-    })
+        problems: Vec::new(),
+        problem_count: 0,
+        tail_damage: None,
+        logs: Vec::new(),
+        from_summaries: FromSummaries::default(),
+    }
+}
+
+/// [`log_stats`] of any [`Source`]: a log directory (with its session
+/// summaries), one segment file, or records read elsewhere (a stream:
+/// [`LogStats::logs`] has each log's share, and the segment table is
+/// empty). Goes on past damage, as [`log_stats`] does; a record that does
+/// not decrypt with the process's keys is a problem; one sealed with a
+/// key that was not given is an error naming the key it needs, as for a
+/// log directory.
+///
+/// # Errors
+///
+/// As [`log_stats`].
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{Source, log_stats_in};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// wal.append(uuid::Uuid::nil(), &SessionEvent::Done)?;
+/// wal.close()?;
+/// let segment = logbook_wal::Reader::open(dir.path())?.segments()[0].clone();
+/// let stats = log_stats_in(&Source::of(&segment))?;
+/// assert_eq!((stats.records, stats.sessions, stats.segments.len()), (1, 1, 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn log_stats_in(source: &Source) -> Result<LogStats, ReplayError> {
+    if let Source::Dir(dir) = source {
+        return log_stats(dir);
+    }
+    let mut reader = source.reader()?;
+    let mut table = SegmentTable::default();
+    let mut figures = Figures::default();
+    let mut logs: Vec<LogCount> = Vec::new();
+    let mut sessions: HashSet<Uuid> = HashSet::new();
+    let (mut first_lsn, mut last_lsn) = (None::<Lsn>, None::<Lsn>);
+    let report = scan_reader(
+        &source.path(),
+        &mut reader,
+        Sessions::All,
+        OnCorruption::Skip,
+        |_, record, _, log| {
+            table.add(record);
+            figures.add(record);
+            sessions.insert(record.session);
+            first_lsn = Some(first_lsn.map_or(record.lsn, |f| f.min(record.lsn)));
+            last_lsn = Some(last_lsn.map_or(record.lsn, |l| l.max(record.lsn)));
+            let (Some(log), Source::Shipped(_)) = (log, source) else {
+                return;
+            };
+            let bytes = record.end_offset().saturating_sub(record.offset);
+            match logs.last_mut() {
+                Some(l) if l.log == log => {
+                    l.records += 1;
+                    l.bytes += bytes;
+                    l.first_lsn = l.first_lsn.min(record.lsn);
+                    l.last_lsn = l.last_lsn.max(record.lsn);
+                }
+                _ => logs.push(LogCount {
+                    log,
+                    records: 1,
+                    bytes,
+                    first_lsn: record.lsn,
+                    last_lsn: record.lsn,
+                }),
+            }
+        },
+    )?;
+    let segments = match reader.log_reader() {
+        Some(r) => table.finish(r),
+        None => Vec::new(),
+    };
+    let mut stats = totals(&figures, segments, first_lsn, last_lsn);
+    stats.sessions = sessions.len() as u64;
+    stats.problems = report.corruption;
+    stats.problem_count = report.corruption_count;
+    stats.tail_damage = report.tail_damage;
+    stats.logs = logs;
+    Ok(stats)
 }

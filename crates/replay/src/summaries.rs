@@ -151,8 +151,13 @@ pub(crate) fn store(segment: &Path, summaries: &Summaries) {
 }
 
 /// Write `bytes` to `target` through a temporary renamed over it (never
-/// fsynced: derived data), or leave nothing.
+/// fsynced: derived data), or leave nothing; nothing at all when derived
+/// writes are off ([`logbook_wal::set_derived_writes`]).
 fn store_file(target: &Path, bytes: &[u8], segment: &Path) {
+    if !logbook_wal::derived_writes() {
+        // Turned off for this process (`logbook --no-derived-writes`).
+        return;
+    }
     let mut tmp = target.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

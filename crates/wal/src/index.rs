@@ -206,6 +206,41 @@ pub(crate) fn resume(
     })
 }
 
+/// Whether readers store derived files: see [`set_derived_writes`].
+static DERIVED_WRITES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Let readers of this process store derived files beside the segments
+/// they read, or not (`true` by default).
+///
+/// Reading a log may write derived data into its directory: a
+/// [`Reader`](crate::Reader) stores the session index it built on the way
+/// (`<segment>.idx`), and `logbook-replay`'s listings store session
+/// summaries (`<segment>.sum`, `<segment>.run`). Each is best effort,
+/// never fsynced, and silently skipped where the directory cannot be
+/// written (a read-only mount, another user's log). `false` turns them
+/// off for the whole process (`logbook --no-derived-writes`): reads then
+/// change nothing in the directory, and cost what a log without derived
+/// files costs. The writer's own indexes (at segment close) and explicit
+/// rebuilds ([`build_indexes`](crate::build_indexes)) are not affected.
+///
+/// # Examples
+///
+/// ```
+/// logbook_wal::set_derived_writes(false);
+/// assert!(!logbook_wal::derived_writes());
+/// logbook_wal::set_derived_writes(true);
+/// ```
+pub fn set_derived_writes(enabled: bool) {
+    DERIVED_WRITES.store(enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether readers of this process store derived files (see
+/// [`set_derived_writes`]).
+#[must_use]
+pub fn derived_writes() -> bool {
+    DERIVED_WRITES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Store `index` as the index of `segment`: written to a temporary and
 /// renamed over the old one, not fsynced (derived data; a torn one fails
 /// its CRCs and is not used). Best effort: errors are returned for the

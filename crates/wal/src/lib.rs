@@ -103,6 +103,7 @@ pub use crate::format::{
     FLAG_ENCRYPTED, FrameError, FrameFields, Head, HeaderError, LogIdError, Lsn, MAX_PAYLOAD_LEN,
     SealBlock, SegmentHeader,
 };
+pub use crate::index::{derived_writes, set_derived_writes};
 pub use crate::log_id::{assign_log_id, log_id};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{Place, RawRecord, Reader, RecordRef, TailDamage};

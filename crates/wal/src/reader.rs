@@ -1065,6 +1065,9 @@ impl Reader {
         let (Some(building), Some(cur)) = (self.building.take(), self.current.as_ref()) else {
             return;
         };
+        if !crate::index::derived_writes() {
+            return;
+        }
         let index = building.finish(&cur.header);
         if let Err(error) = crate::index::store(&*self.fs, &cur.entry.path, &index) {
             tracing::debug!(%error, segment = %cur.entry.path.display(), "cannot store a session index");
@@ -1078,6 +1081,9 @@ impl Reader {
     /// index keeps up with it "from time to time", by its readers, besides
     /// the writer's at close.
     fn store_tail_index(&mut self) {
+        if !crate::index::derived_writes() {
+            return;
+        }
         let (Some(building), Some(cur)) = (self.building.as_ref(), self.current.as_ref()) else {
             return;
         };

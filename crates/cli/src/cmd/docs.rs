@@ -54,6 +54,10 @@ pub(crate) fn man(args: &ManArgs, command: clap::Command) -> anyhow::Result<Outc
         return Ok(Outcome::Clean);
     };
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    // Built, so that each command has the global options (--key-file,
+    // --no-derived-writes) on its own page too.
+    let mut command = command;
+    command.build();
     let mut pages = vec![("logbook.1".to_owned(), command.clone())];
     add_pages(&command, ("logbook", "logbook"), &mut pages);
     for (file, page) in pages {
@@ -74,7 +78,11 @@ fn add_pages(
     (page, line): (&str, &str),
     pages: &mut Vec<(String, clap::Command)>,
 ) {
-    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // `build` added a `help` subcommand: it gets no page.
+    for sub in command
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("{page}-{}", sub.get_name());
         let bin = format!("{line} {}", sub.get_name());
         // The page's title and usage line name the whole command.

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use clap::Args;
 use logbook_bus::KINDS;
-use logbook_wal::{EventRecord, Item, Lsn, RecordRef};
+use logbook_replay::{Source, SourceItem, SourceReader};
+use logbook_wal::{EventRecord, Lsn, RecordRef};
+use uuid::Uuid;
 
-use crate::cmd::replay::{Resolved, resolve_session};
+use crate::cmd::replay::{Resolved, resolve_session_in};
 use crate::output::{self, Outcome};
 use crate::render::{self, JsonRecord};
 use crate::scan::{self, End, Flow};
@@ -31,6 +33,7 @@ Examples:
   logbook dump ./logbook-demo/00000000000000000037.wal one segment file
   logbook dump ./logbook-demo --physical               where each frame is: segment, offset, length, CRC
   logbook dump nats://10.0.0.5:4222                    every log shipped to the stream LOGBOOK
+  logbook dump nats://10.0.0.5:4222 --log 3601f79c     one of them (a log id or a prefix)
 
 Each line: LSN, time (RFC 3339, UTC), session (first 8 characters; all with
 --full), kind, and a summary of the event. --json prints one object per record
@@ -56,8 +59,11 @@ before, else 0.
 
 Given nats://HOST:PORT instead of a directory, dump reads every record of
 every log shipped to the stream (--stream, default LOGBOOK), each log's in LSN
-order, one log after the other; LSNs are each log's own. --follow, --last,
---from-end and --physical need a directory.
+order, one log after the other; LSNs are each log's own, so each line starts
+with its log's id (the first 8 characters; all with --full) and --json has a
+log field; --log keeps one log. Records of an encrypted log decode with its
+key (--key-file), as from its directory. --follow, --last, --from-end and
+--physical need a directory.
 
 --follow stops at --to-lsn, at --limit, and at the end of the log once the
 time is past --until. A followed log that is removed and created again is
@@ -68,9 +74,10 @@ gets a note and is waited for).";
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct DumpArgs {
-    /// The log directory, or one segment file of a log
-    /// (DIR/00000000000000000001.wal): only that segment's records.
-    #[arg(value_name = "DIR|SEGMENT")]
+    /// The log directory, one segment file of a log
+    /// (DIR/00000000000000000001.wal): only that segment's records, or
+    /// nats://HOST:PORT (every log shipped to the stream).
+    #[arg(value_name = "DIR|SEGMENT|URL")]
     pub(crate) dir: PathBuf,
     /// Only this session: a session id or a prefix of one (repeatable).
     #[arg(long, value_name = "ID", value_parser = parse_session_prefix)]
@@ -123,6 +130,11 @@ pub(crate) struct DumpArgs {
     /// stream to read (every log in it).
     #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
     pub(crate) stream: String,
+    /// Only the records of this log: a log id or a prefix of one (a
+    /// stream holds the records of many logs; each line then starts with
+    /// its log's id, and --json has a log field).
+    #[arg(long, value_name = "ID", value_parser = crate::stream::parse_log_prefix)]
+    pub(crate) log: Option<String>,
     /// How often --follow looks for new records, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 200, hide = true)]
     pub(crate) poll_ms: u64,
@@ -145,7 +157,7 @@ pub(crate) fn parse_session_prefix(text: &str) -> Result<String, String> {
 }
 
 struct Filter {
-    sessions: Vec<uuid::Uuid>,
+    sessions: Vec<Uuid>,
     kinds: HashSet<String>,
     to_lsn: Option<Lsn>,
     since: Option<u64>,
@@ -194,72 +206,20 @@ pub(crate) fn run(args: &DumpArgs) -> anyhow::Result<Outcome> {
     outcome
 }
 
-/// What `dump` reads: a log directory, or one segment file of a log.
-struct Source {
-    /// The log directory (the segment file's directory).
-    dir: PathBuf,
-    segment: Option<PathBuf>,
-}
-
-impl Source {
-    fn of(path: &Path) -> Source {
-        if path.is_file() {
-            let dir = match path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            Source {
-                dir,
-                segment: Some(path.to_path_buf()),
-            }
-        } else {
-            Source {
-                dir: path.to_path_buf(),
-                segment: None,
-            }
-        }
-    }
-
-    /// A reader of the log, or of the one segment.
-    fn open(&self) -> anyhow::Result<logbook_wal::Reader> {
-        match &self.segment {
-            Some(segment) => {
-                let name = segment
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if logbook_wal::LogFile::of(&name) != Some(logbook_wal::LogFile::Segment) {
-                    anyhow::bail!(
-                        "{} is not a directory, nor a segment file (<20 digits>.wal): give a \
-                         log directory or one of its segments",
-                        segment.display()
-                    );
-                }
-                Ok(logbook_wal::Reader::open_segment_file(segment)?)
-            }
-            None => scan::open_reader(&self.dir),
-        }
-    }
-
-    /// `the log in DIR` or `the segment PATH`.
-    fn name(&self) -> String {
-        match &self.segment {
-            Some(segment) => format!("the segment {}", segment.display()),
-            None => format!("the log in {}", self.dir.display()),
-        }
-    }
-}
-
 fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    if crate::stream::is_url(&args.dir) {
-        return dump_stream(args, out);
+    let shipped = crate::stream::is_url(&args.dir);
+    if shipped && (args.follow || args.last.is_some() || args.from_end || args.physical) {
+        anyhow::bail!(
+            "--follow, --last, --from-end and --physical read a log directory, not a stream"
+        );
     }
-    let source = Source::of(&args.dir);
-    let dir = &source.dir;
-    if args.follow && source.segment.is_some() {
+    let mut source = crate::stream::source(&args.dir, &args.stream)?;
+    let segment = matches!(source, Source::Segment(_));
+    let dir = source.dir().map(Path::to_path_buf);
+    if args.follow && segment {
         anyhow::bail!(
             "--follow follows a log directory, not one segment file: give {} instead",
-            dir.display()
+            dir.as_deref().unwrap_or(Path::new(".")).display()
         );
     }
     if let (Some(from), Some(to)) = (args.from_lsn, args.to_lsn) {
@@ -280,9 +240,13 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             return Ok(Outcome::NothingFound);
         }
     }
+    if let Some(why) = crate::stream::keep_log(&mut source, args.log.as_deref())? {
+        output::report_nothing_found(&why);
+        return Ok(Outcome::NothingFound);
+    }
     let mut sessions = Vec::with_capacity(args.session.len());
     for text in &args.session {
-        match resolve_session(dir, text)? {
+        match resolve_session_in(&source, text)? {
             Resolved::One(id) => sessions.push(id),
             Resolved::None(why) => {
                 output::report_nothing_found(&why);
@@ -308,8 +272,8 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     } else {
         args.from_lsn
     };
-    let open = |start: Option<Lsn>| -> anyhow::Result<logbook_wal::Reader> {
-        let mut reader = source.open()?;
+    let open = |start: Option<Lsn>| -> anyhow::Result<SourceReader<'_>> {
+        let mut reader = source.reader()?;
         if let [one] = filter.sessions.as_slice() {
             // One session: through the segments' session indexes.
             reader = reader.session(*one);
@@ -320,12 +284,12 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         })
     };
     let mut reader = open(start)?;
-    let mut following = Following::new(&reader);
+    let mut following = Following::new(reader.log_reader());
     let mut last_tail_note = None;
     loop {
-        let walked = scan::walk(&mut reader, |item| {
+        let walked = scan::walk_source(&mut reader, |item| {
             match item {
-                Item::Problem(e) => {
+                SourceItem::Problem(e) => {
                     problems += 1;
                     // Keep the problem in its place among the records; a
                     // closed stdout ends the dump, but after the report.
@@ -333,12 +297,15 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                     output::report_problem(&scan::describe(&e));
                     flushed?;
                 }
-                Item::Record(record) => {
+                SourceItem::Record { record, log } => {
                     if filter.past_the_end(record.lsn) {
-                        return Ok(Flow::Stop);
+                        // Records of several logs: the next log starts
+                        // again from its first LSN.
+                        return Ok(if shipped { Flow::Continue } else { Flow::Stop });
                     }
                     if filter.wants(&record) {
-                        if print_record(out, &record, args)? {
+                        let log = if shipped { log } else { None };
+                        if print_record(out, &record, log, args)? {
                             problems += 1;
                         }
                         printed += 1;
@@ -346,10 +313,11 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                             return Ok(Flow::Stop);
                         }
                     }
-                    if filter.to_lsn == Some(record.lsn) {
+                    if filter.to_lsn == Some(record.lsn) && !shipped {
                         return Ok(Flow::Stop);
                     }
                 }
+                _ => {}
             }
             Ok(Flow::Continue)
         });
@@ -363,7 +331,7 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         if end == End::Stopped {
             break;
         }
-        if let Some(damage) = reader.tail_damage() {
+        if let (Some(damage), Some(dir)) = (reader.tail_damage(), dir.as_deref()) {
             if last_tail_note.as_ref() != Some(&(damage.path.clone(), damage.offset)) {
                 last_tail_note = Some((damage.path.clone(), damage.offset));
                 if tail_counts_as_problem(dir) {
@@ -383,6 +351,9 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         if !args.follow {
             break;
         }
+        let Some(dir) = dir.as_deref() else {
+            break;
+        };
         // Nothing appended from now on can be before --until.
         if args.until.is_some_and(|until| now_us() >= until) {
             break;
@@ -400,7 +371,7 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                         dir.display()
                     ));
                     reader = new;
-                    following = Following::new(&reader);
+                    following = Following::new(reader.log_reader());
                     last_tail_note = None;
                 }
                 Err(_) => following.note_absence(dir),
@@ -472,12 +443,12 @@ fn now_us() -> u64 {
 /// (the end of the log for 0): one pass over the log, keeping only LSNs.
 /// Problems are reported by the dump itself, for the part it shows.
 fn start_of_last(source: &Source, filter: &Filter, n: u64) -> anyhow::Result<Lsn> {
-    let mut reader = source.open()?;
+    let mut reader = source.reader()?;
     let mut last = std::collections::VecDeque::new();
     let mut next = 0;
     let cap = usize::try_from(n).unwrap_or(usize::MAX);
-    scan::walk(&mut reader, |item| {
-        if let Item::Record(record) = item {
+    scan::walk_source(&mut reader, |item| {
+        if let SourceItem::Record { record, .. } = item {
             next = record.lsn + 1;
             if cap > 0 && filter.wants(&record) && !filter.past_the_end(record.lsn) {
                 if last.len() == cap {
@@ -501,12 +472,16 @@ struct Following {
 }
 
 impl Following {
-    fn new(reader: &logbook_wal::Reader) -> Following {
+    fn new(reader: Option<&logbook_wal::Reader>) -> Following {
         Following {
-            segment: reader.segments().last().map(|path| {
-                let created = logbook_wal::segment_header(path).ok().map(|h| h.created_us);
-                (path.clone(), created)
-            }),
+            segment: reader
+                .and_then(|r| r.segments().last().cloned())
+                .map(|path| {
+                    let created = logbook_wal::segment_header(&path)
+                        .ok()
+                        .map(|h| h.created_us);
+                    (path, created)
+                }),
             absence_noted: false,
         }
     }
@@ -550,6 +525,7 @@ pub(crate) fn tail_counts_as_problem(dir: &Path) -> bool {
 fn print_record(
     out: &mut dyn Write,
     record: &RecordRef<'_>,
+    log: Option<Uuid>,
     args: &DumpArgs,
 ) -> anyhow::Result<bool> {
     let decoded = render::decode(record);
@@ -557,10 +533,15 @@ fn print_record(
     if args.json {
         let mut json = JsonRecord::new(record, &decoded);
         json.physical = physical;
+        json.log = log;
         output::json_line(out, &json)?;
     } else {
         let line = render::text_line(record, &decoded, args.full, physical.as_ref());
-        writeln!(out, "{line}")?;
+        match log {
+            Some(log) if args.full => writeln!(out, "{log}  {line}")?,
+            Some(log) => writeln!(out, "{}  {line}", output::short_id(&log))?,
+            None => writeln!(out, "{line}")?,
+        }
     }
     // A kind newer than this build is not damage; a foreign codec or a
     // known kind that does not decode is.
@@ -576,70 +557,4 @@ fn print_record(
         flushed?;
     }
     Ok(bad)
-}
-
-/// `dump` of a stream: every log's records, each log's in LSN order.
-fn dump_stream(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    if args.follow || args.last.is_some() || args.from_end || args.physical {
-        anyhow::bail!(
-            "--follow, --last, --from-end and --physical read a log directory, not a stream"
-        );
-    }
-    let target = crate::stream::target(&args.dir, &args.stream)?;
-    let records = crate::stream::records(&target, logbook_fleet::Select::All)?;
-    let mut sessions = Vec::with_capacity(args.session.len());
-    for text in &args.session {
-        match crate::stream::sessions_with_prefix(&records, text).as_slice() {
-            [one] => sessions.push(*one),
-            [] => {
-                output::report_nothing_found(&format!(
-                    "{} holds no session whose id starts with {text}",
-                    crate::stream::name(&target)
-                ));
-                return Ok(Outcome::NothingFound);
-            }
-            many => anyhow::bail!(
-                "{} sessions of {} start with {text}: give more of the id ({})",
-                many.len(),
-                crate::stream::name(&target),
-                many.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
-    }
-    let filter = Filter {
-        sessions,
-        kinds: args.kind.iter().cloned().collect(),
-        to_lsn: args.to_lsn,
-        since: args.since,
-        until: args.until,
-    };
-    let (mut printed, mut problems) = (0u64, 0u64);
-    for r in &records {
-        if args.limit.is_some_and(|n| printed >= n) {
-            break;
-        }
-        if args.from_lsn.is_some_and(|from| r.lsn < from) || filter.past_the_end(r.lsn) {
-            continue;
-        }
-        let place = crate::stream::place(&target, r.log);
-        let record = r.as_record_ref(&place);
-        if filter.wants(&record) {
-            if print_record(out, &record, args)? {
-                problems += 1;
-            }
-            printed += 1;
-        }
-    }
-    if printed == 0 && (filter.is_set() || args.from_lsn.is_some()) {
-        output::report_nothing_found(&format!(
-            "no record of {} matches {}",
-            crate::stream::name(&target),
-            filter_words(args)
-        ));
-        return Ok(Outcome::NothingFound);
-    }
-    Ok(Outcome::from_count(problems))
 }

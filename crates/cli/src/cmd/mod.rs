@@ -12,5 +12,4 @@ pub(crate) mod resume;
 pub(crate) mod sessions;
 pub(crate) mod ship;
 pub(crate) mod stats;
-pub(crate) mod stream_stats;
 pub(crate) mod verify;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use logbook_replay::{
-    Damage, OnCorruption, ReplayError, SessionState, SessionStatus, SessionSummary, TokenTotals,
-    ToolCall, Until,
+    Damage, OnCorruption, ReplayError, SessionState, SessionStatus, SessionSummary, Source,
+    TokenTotals, ToolCall, Until,
 };
 use logbook_wal::{EventRecord, Lsn, WalError};
 use serde::Serialize;
@@ -63,7 +63,9 @@ running (the stream cannot tell whether its host is alive).";
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct ReplayArgs {
-    /// The log directory.
+    /// The log directory, one segment file of it (only that segment's
+    /// records), or nats://HOST:PORT (every log shipped to the stream).
+    #[arg(value_name = "DIR|SEGMENT|URL")]
     pub(crate) dir: PathBuf,
     /// The session: its id, or a prefix of it that only it has.
     #[arg(value_parser = crate::cmd::dump::parse_session_prefix)]
@@ -83,6 +85,10 @@ pub(crate) struct ReplayArgs {
     /// stream to read (the session's records from every log in it).
     #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
     pub(crate) stream: String,
+    /// Only the records of this log: a log id or a prefix of one (a
+    /// stream holds the records of many logs).
+    #[arg(long, value_name = "ID", value_parser = crate::stream::parse_log_prefix)]
+    pub(crate) log: Option<String>,
 }
 
 /// `--at`: an LSN or a time, by the one rule (`output::parse_lsn`,
@@ -95,13 +101,16 @@ fn parse_at(text: &str) -> Result<Until, String> {
 }
 
 pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
-    if crate::stream::is_url(&args.dir) {
-        if args.at.is_some() {
-            anyhow::bail!(
-                "--at replays a session from a log directory, not from a stream: its LSNs are those of one log"
-            );
-        }
-        return replay_stream(args);
+    let shipped = crate::stream::is_url(&args.dir);
+    if shipped && args.at.is_some() {
+        anyhow::bail!(
+            "--at replays a session from a log directory, not from a stream: its LSNs are those of one log"
+        );
+    }
+    let mut source = crate::stream::source(&args.dir, &args.stream)?;
+    if let Some(why) = crate::stream::keep_log(&mut source, args.log.as_deref())? {
+        output::report_nothing_found(&why);
+        return Ok(Outcome::NothingFound);
     }
     let on_corruption = if args.strict {
         OnCorruption::Fail
@@ -110,13 +119,13 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     };
     // A whole id, or a prefix found and replayed in the same pass.
     let found = match (Uuid::parse_str(&args.session), args.at) {
-        (Ok(id), at) => logbook_replay::session_state_until(&args.dir, id, on_corruption, at),
+        (Ok(id), at) => logbook_replay::session_state_in(&source, id, on_corruption, at),
         (Err(_), None) => {
-            logbook_replay::session_state_by_prefix(&args.dir, &args.session, on_corruption)
+            logbook_replay::session_state_by_prefix_in(&source, &args.session, on_corruption)
         }
-        (Err(_), Some(at)) => match resolve_session(&args.dir, &args.session)? {
+        (Err(_), Some(at)) => match resolve_session_in(&source, &args.session)? {
             Resolved::One(id) => {
-                logbook_replay::session_state_until(&args.dir, id, on_corruption, Some(at))
+                logbook_replay::session_state_in(&source, id, on_corruption, Some(at))
             }
             Resolved::None(why) => {
                 output::report_nothing_found(&why);
@@ -128,17 +137,17 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         Ok(found) => found,
         Err(ReplayError::UnknownSession(id)) => {
             output::report_nothing_found(&format!(
-                "the log in {} holds no record of session {id}",
-                args.dir.display()
+                "{} holds no record of session {id}",
+                source.name()
             ));
             return Ok(Outcome::NothingFound);
         }
         Err(ReplayError::NoSessionWithPrefix(_)) => {
-            output::report_nothing_found(&no_session_with_prefix(&args.dir, &args.session));
+            output::report_nothing_found(&no_session_with_prefix(&source, &args.session));
             return Ok(Outcome::NothingFound);
         }
         Err(ReplayError::AmbiguousPrefix { sessions, .. }) => {
-            return Err(ambiguous_prefix(&args.dir, &args.session, &sessions));
+            return Err(ambiguous_prefix(&source, &args.session, &sessions));
         }
         Err(e @ ReplayError::BeforeSession { .. }) => {
             output::report_nothing_found(&e.to_string());
@@ -156,20 +165,26 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     };
     // At a past point, the status is the records' own then: running
     // until a terminal event, whatever became of the writer since.
-    let writer_live = args.at.is_some() || logbook_wal::is_locked(&args.dir)?;
-    if !writer_live {
-        note_torn_tail(&args.dir);
+    let writer = match (args.at, source.writer_live()?) {
+        (Some(_), _) => Writer::AsOf,
+        (None, Some(true)) => Writer::Live,
+        (None, Some(false)) => Writer::Gone,
+        (None, None) => Writer::Unknown,
+    };
+    if let (Writer::Gone, Source::Dir(dir)) = (writer, &source) {
+        note_torn_tail(dir);
     }
     let places = if damage.is_empty() {
         Vec::new()
     } else {
-        report_damage(&args.dir, &state, &damage)?
+        report_damage(&source, &state, &damage)?
     };
     let mut out = output::stdout();
     if args.json {
-        let mut json = StateJson::new(&state, writer_live);
+        let mut json = StateJson::new(&state, writer.is_live());
         json.damage = places.iter().map(DamageJson::new).collect();
         json.as_of = args.at.map(|at| AsOfJson::new(at, &state));
+        json.logs = state_logs(&source, state.session_id());
         output::json_line(&mut out, &json)?;
     } else {
         if let Some(at) = args.at {
@@ -180,12 +195,18 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 state.last_lsn().unwrap_or_default()
             )?;
         }
-        let live = if args.at.is_some() {
-            None
-        } else {
-            Some(writer_live)
-        };
-        print_state_as(&mut out, &state, live, "")?;
+        print_state_as(&mut out, &state, writer, "")?;
+        let logs = state_logs(&source, state.session_id());
+        if !logs.is_empty() {
+            writeln!(
+                out,
+                "  logs:    {}",
+                logs.iter()
+                    .map(Uuid::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+        }
         for place in places.iter().filter(|p| p.may_touch) {
             writeln!(
                 out,
@@ -204,6 +225,43 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Problems
     })
+}
+
+/// What is known of the writer of the replayed session's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writer {
+    /// A live writer holds the log.
+    Live,
+    /// No live writer holds the log.
+    Gone,
+    /// Not known: records read from a stream (their host may or may not
+    /// be alive).
+    Unknown,
+    /// A state as it was at a past point (`--at`): its status is its
+    /// records' own then.
+    AsOf,
+}
+
+impl Writer {
+    /// Whether sessions without a terminal event show as running.
+    fn is_live(self) -> bool {
+        self != Writer::Gone
+    }
+}
+
+/// The logs that hold a session's records, for records read from a
+/// stream of several logs (empty for a log directory).
+fn state_logs(source: &Source, session: Uuid) -> Vec<Uuid> {
+    let Source::Shipped(shipped) = source else {
+        return Vec::new();
+    };
+    let mut logs: Vec<Uuid> = Vec::new();
+    for r in shipped.records.iter().filter(|r| r.session == session) {
+        if !logs.contains(&r.log) {
+            logs.push(r.log);
+        }
+    }
+    logs
 }
 
 /// A damaged place a lenient replay stepped over.
@@ -250,11 +308,11 @@ fn lsn_due(e: &WalError) -> Option<Lsn> {
 /// there (a damaged record's session cannot be known: it may be any of
 /// them); returns the places.
 fn report_damage(
-    dir: &Path,
+    source: &Source,
     state: &SessionState,
     damage: &Damage,
 ) -> anyhow::Result<Vec<DamagePlace>> {
-    let log = crate::cmd::sessions::list(dir)?;
+    let log = logbook_replay::list_sessions_in(source, OnCorruption::Skip)?;
     let mut places = Vec::new();
     for e in &damage.corruption {
         let lsn = lsn_due(e);
@@ -363,29 +421,32 @@ pub(crate) enum Resolved {
 /// A prefix that several sessions share (a usage error: exit 2), or the
 /// log's errors.
 pub(crate) fn resolve_session(dir: &Path, text: &str) -> anyhow::Result<Resolved> {
+    resolve_session_in(&Source::Dir(dir.to_path_buf()), text)
+}
+
+/// [`resolve_session`] in any source (a log directory, a segment file, a
+/// stream's records).
+pub(crate) fn resolve_session_in(source: &Source, text: &str) -> anyhow::Result<Resolved> {
     if let Ok(id) = Uuid::parse_str(text) {
         return Ok(Resolved::One(id));
     }
-    let matching = logbook_replay::sessions_with_prefix(dir, text)?;
+    let matching = logbook_replay::sessions_with_prefix_in(source, text)?;
     match matching.as_slice() {
-        [] => Ok(Resolved::None(no_session_with_prefix(dir, text))),
+        [] => Ok(Resolved::None(no_session_with_prefix(source, text))),
         [one] => Ok(Resolved::One(*one)),
-        many => Err(ambiguous_prefix(dir, text, many)),
+        many => Err(ambiguous_prefix(source, text, many)),
     }
 }
 
 /// What a prefix that names no session says.
-fn no_session_with_prefix(dir: &Path, text: &str) -> String {
-    format!(
-        "no session in the log in {} starts with {text}",
-        dir.display()
-    )
+fn no_session_with_prefix(source: &Source, text: &str) -> String {
+    format!("no session in {} starts with {text}", source.name())
 }
 
 /// The refusal of a prefix that names several sessions: the same from
 /// every command.
-fn ambiguous_prefix(dir: &Path, text: &str, many: &[Uuid]) -> anyhow::Error {
-    ambiguous_prefix_in(&format!("the log in {}", dir.display()), text, many)
+fn ambiguous_prefix(source: &Source, text: &str, many: &[Uuid]) -> anyhow::Error {
+    ambiguous_prefix_in(&source.name(), text, many)
 }
 
 /// [`ambiguous_prefix`] of sessions found in `place` (a log, a stream).
@@ -412,18 +473,22 @@ pub(crate) fn print_state(
     writer_live: bool,
     indent: &str,
 ) -> anyhow::Result<()> {
-    print_state_as(out, state, Some(writer_live), indent)
+    let writer = if writer_live {
+        Writer::Live
+    } else {
+        Writer::Gone
+    };
+    print_state_as(out, state, writer, indent)
 }
 
-/// [`print_state`]; `writer_live` `None` for a state as it was at a past
-/// point (`--at`), whose status is its records' own then.
+/// [`print_state`], with what is known of the writer.
 fn print_state_as(
     out: &mut dyn Write,
     state: &SessionState,
-    writer_live: Option<bool>,
+    writer: Writer,
     indent: &str,
 ) -> anyhow::Result<()> {
-    let status = state.status_given(writer_live.unwrap_or(true));
+    let status = state.status_given(writer.is_live());
     writeln!(
         out,
         "{indent}session {}{}",
@@ -436,15 +501,24 @@ fn print_state_as(
         SessionStatus::Interrupted => {
             "interrupted (no terminal event, and no live writer holds the log)".to_owned()
         }
-        SessionStatus::Running if writer_live.is_none() => {
-            "running (no terminal event yet at that point)".to_owned()
-        }
-        SessionStatus::Running if writer_live == Some(false) => "running".to_owned(),
-        SessionStatus::Running => "running (a live writer holds the log)".to_owned(),
+        SessionStatus::Running => match writer {
+            Writer::AsOf => "running (no terminal event yet at that point)".to_owned(),
+            Writer::Live => "running (a live writer holds the log)".to_owned(),
+            Writer::Unknown => "running (no terminal event; from a stream, whether its host \
+                 is alive is not known here)"
+                .to_owned(),
+            Writer::Gone => "running".to_owned(),
+        },
         SessionStatus::Failed(e) => format!("failed: {}", output::flatten(e)),
         other => other.to_string(),
     };
     writeln!(out, "{indent}  status:  {status_text}")?;
+    if let Some((from, at_lsn)) = state.forked_from() {
+        writeln!(
+            out,
+            "{indent}  fork of: session {from}, its history up to LSN {at_lsn}"
+        )?;
+    }
     writeln!(
         out,
         "{indent}  model:   {}    cwd: {}",
@@ -712,6 +786,19 @@ struct StateJson<'a> {
     resumptions: Vec<ResumptionJson>,
     kinds: serde_json::Map<String, serde_json::Value>,
     damage: Vec<DamageJson>,
+    /// For a fork: the session and LSN its history was taken from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forked_from: Option<ForkedFromJson>,
+    /// The logs holding its records, read from a stream.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    logs: Vec<Uuid>,
+}
+
+/// Where a fork came from (as in `sessions --json`).
+#[derive(Debug, Serialize)]
+struct ForkedFromJson {
+    session: Uuid,
+    at_lsn: Lsn,
 }
 
 impl<'a> StateJson<'a> {
@@ -803,6 +890,10 @@ impl<'a> StateJson<'a> {
                 .map(|(k, n)| (k.to_owned(), serde_json::Value::from(n)))
                 .collect(),
             damage: Vec::new(),
+            forked_from: state
+                .forked_from()
+                .map(|(session, at_lsn)| ForkedFromJson { session, at_lsn }),
+            logs: Vec::new(),
         }
     }
 }
@@ -840,65 +931,4 @@ impl AsOfJson {
             last_lsn: state.last_lsn(),
         }
     }
-}
-
-/// `replay` of a session from a stream, across every log that wrote it.
-fn replay_stream(args: &ReplayArgs) -> anyhow::Result<Outcome> {
-    let target = crate::stream::target(&args.dir, &args.stream)?;
-    let whole = Uuid::parse_str(&args.session).ok();
-    let select = whole.map_or(logbook_fleet::Select::All, logbook_fleet::Select::Session);
-    let records = crate::stream::records(&target, select)?;
-    let id = match whole {
-        Some(id) => id,
-        None => match crate::stream::sessions_with_prefix(&records, &args.session).as_slice() {
-            [one] => *one,
-            [] => {
-                output::report_nothing_found(&format!(
-                    "{} holds no session whose id starts with {}",
-                    crate::stream::name(&target),
-                    args.session
-                ));
-                return Ok(Outcome::NothingFound);
-            }
-            many => anyhow::bail!(
-                "{} sessions of {} start with {}: give more of the id",
-                many.len(),
-                crate::stream::name(&target),
-                args.session
-            ),
-        },
-    };
-    let mut state = SessionState::new(id);
-    let mut problems = 0u64;
-    let mut found = false;
-    for r in records.iter().filter(|r| r.session == id) {
-        found = true;
-        match r.decode() {
-            Ok(event) => state.apply(&event),
-            Err(e) => {
-                problems += 1;
-                output::report_problem(&format!(
-                    "{}, log {}, LSN {}: {e}",
-                    crate::stream::name(&target),
-                    r.log,
-                    r.lsn
-                ));
-            }
-        }
-    }
-    if !found {
-        output::report_nothing_found(&format!(
-            "{} holds no record of session {id}",
-            crate::stream::name(&target)
-        ));
-        return Ok(Outcome::NothingFound);
-    }
-    let mut out = output::stdout();
-    if args.json {
-        output::json_line(&mut out, &StateJson::new(&state, true))?;
-    } else {
-        print_state(&mut out, &state, true, "")?;
-    }
-    out.flush()?;
-    Ok(Outcome::from_count(problems))
 }

@@ -62,8 +62,9 @@ pub(crate) fn run(args: &ResumeArgs) -> anyhow::Result<Outcome> {
     let session = match Uuid::parse_str(&args.session) {
         Ok(id) => id,
         Err(_) => {
-            let records = stream::records(&target, Select::All)?;
-            let mut matching = stream::sessions_with_prefix(&records, &args.session);
+            let records = stream::block_on(logbook_fleet::read(&target, Select::All))??;
+            let source = logbook_fleet::to_source(&target, records);
+            let mut matching = logbook_replay::sessions_with_prefix_in(&source, &args.session)?;
             matching.sort_unstable();
             match matching.as_slice() {
                 [one] => *one,

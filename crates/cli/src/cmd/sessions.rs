@@ -21,6 +21,7 @@ Examples:
   logbook sessions ./logbook-demo --since 2h --model gpt-4.1
   logbook sessions ./logbook-demo --since @1764410000 --until @1764413600.5
   logbook sessions nats://10.0.0.5:4222               every session of every log in the stream
+  logbook sessions nats://10.0.0.5:4222 --log 3601f79c  the sessions of one log (an id or a prefix)
 
 A session is running, completed (it ended with Done), failed (it ended with
 Error) or interrupted: no terminal event, and no live writer holds the log, so
@@ -42,8 +43,14 @@ filtering and sorting.
 durable_events, skipped_records, tokens, legacy_tokens, first_lsn, last_lsn,
 started and last_event (RFC 3339, UTC, to the millisecond), started_us and
 last_event_us (µs since the Unix epoch), resumptions and, for a fork,
-forked_from (session, at_lsn); the table notes a fork as \"fork of ID@LSN\". Damage in the log is reported on stderr; the
-listing goes on past it (and exits 1); a torn tail at the end of the log (bytes
+forked_from (session, at_lsn) and, read from a stream, logs (the ids of the
+logs holding its records); the table notes a fork as \"fork of ID@LSN\" and a
+stream's session as \"log ID\". Sealed segments counted from their session
+summaries (.sum/.run files, stored by earlier listings) are not read again:
+a line under the table says how many records that is (a note on stderr with
+--json), and `logbook verify` checks every record.
+
+Damage in the log is reported on stderr; the listing goes on past it (and exits 1); a torn tail at the end of the log (bytes
 a crashed writer never acknowledged) gets a note and does not change the exit
 status. A filter (--status, --model, --since/--until) that no session matches says
 so on stderr (exit 1: nothing found).";
@@ -112,7 +119,9 @@ impl SortKey {
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct SessionsArgs {
-    /// The log directory.
+    /// The log directory, one segment file of it (only that segment's
+    /// records), or nats://HOST:PORT (every log shipped to the stream).
+    #[arg(value_name = "DIR|SEGMENT|URL")]
     pub(crate) dir: PathBuf,
     /// Only sessions with this status (repeatable, or comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -144,6 +153,11 @@ pub(crate) struct SessionsArgs {
     /// stream to read (the sessions of every log in it).
     #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
     pub(crate) stream: String,
+    /// Only the records of this log: a log id or a prefix of one (a
+    /// stream holds the records of many logs; the table notes each
+    /// session's log, --json has a logs field).
+    #[arg(long, value_name = "ID", value_parser = crate::stream::parse_log_prefix)]
+    pub(crate) log: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -169,6 +183,9 @@ struct SessionJson<'a> {
     resumptions: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     forked_from: Option<ForkedFromJson>,
+    /// The logs holding its records, read from a stream.
+    #[serde(skip_serializing_if = "<[Uuid]>::is_empty")]
+    logs: &'a [Uuid],
 }
 
 /// Where a fork came from.
@@ -205,6 +222,7 @@ impl<'a> SessionJson<'a> {
             forked_from: s
                 .forked_from
                 .map(|(session, at_lsn)| ForkedFromJson { session, at_lsn }),
+            logs: &s.logs,
         }
     }
 }
@@ -219,12 +237,12 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
-    let from_stream = crate::stream::is_url(&args.dir);
-    let log = if from_stream {
-        list_stream(args)?
-    } else {
-        list(&args.dir)?
-    };
+    let mut source = crate::stream::source(&args.dir, &args.stream)?;
+    if let Some(why) = crate::stream::keep_log(&mut source, args.log.as_deref())? {
+        output::report_nothing_found(&why);
+        return Ok(Outcome::NothingFound);
+    }
+    let log = logbook_replay::list_sessions_in(&source, OnCorruption::Skip)?;
     let problems = report_damage(&log);
     let mut out = output::stdout();
     let mut shown: Vec<&SessionSummary> = log.sessions.iter().filter(|s| args.wants(s)).collect();
@@ -239,12 +257,19 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
         shown.truncate(limit);
     }
     if args.json {
+        if log.from_summaries.any() {
+            output::report_note(&not_read_again(&log, &args.dir));
+        }
         for s in &shown {
             output::json_line(&mut out, &SessionJson::new(s))?;
         }
     } else {
         print_table(&mut out, &log, &shown, "")?;
-        if from_stream {
+        // Never a clean bill of health for records nobody read.
+        if log.from_summaries.any() {
+            writeln!(out, "{}", not_read_again(&log, &args.dir))?;
+        }
+        if !log.writer_known {
             writeln!(
                 out,
                 "from a stream: sessions without a terminal event show as running (whether their host is alive is not known here)"
@@ -254,8 +279,8 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
     out.flush()?;
     if matched == 0 && args.filters() && !log.sessions.is_empty() {
         output::report_nothing_found(&format!(
-            "no session of the log in {} matches {} ({} session(s) in all)",
-            args.dir.display(),
+            "no session of {} matches {} ({} session(s) in all)",
+            source.name(),
             args.filter_words(),
             log.sessions.len()
         ));
@@ -309,27 +334,6 @@ impl SessionsArgs {
     }
 }
 
-/// The sessions of every log in a stream. Sessions without a terminal
-/// event are `running`: the stream cannot tell a live host from a dead one.
-fn list_stream(args: &SessionsArgs) -> anyhow::Result<LogSummary> {
-    let target = crate::stream::target(&args.dir, &args.stream)?;
-    let records = crate::stream::records(&target, logbook_fleet::Select::All)?;
-    let places: Vec<PathBuf> = records
-        .iter()
-        .map(|r| crate::stream::place(&target, r.log))
-        .collect();
-    let mut log = logbook_replay::summarize(
-        records
-            .iter()
-            .zip(&places)
-            .map(|(r, place)| r.as_record_ref(place)),
-        true,
-    );
-    // No local writer to speak of.
-    log.writer_live = false;
-    Ok(log)
-}
-
 /// List the log's sessions, going on past damage.
 pub(crate) fn list(dir: &Path) -> anyhow::Result<LogSummary> {
     // A missing directory, or one with no log, said as plainly as every
@@ -377,6 +381,30 @@ pub(crate) fn report_damage(log: &LogSummary) -> u64 {
     log.corruption_count + log.undecodable.count
 }
 
+/// What a listing or `stats` says of records it counted from session
+/// summaries instead of reading them: not checked here.
+fn not_read_again(log: &LogSummary, path: &Path) -> String {
+    records_not_read_again(
+        log.from_summaries.records,
+        log.from_summaries.segments,
+        path,
+    )
+}
+
+/// [`not_read_again`] of `records` (`segments` of them whole).
+pub(crate) fn records_not_read_again(records: u64, segments: u64, path: &Path) -> String {
+    format!(
+        "{records} record(s){} counted from session summaries (.sum/.run), not read again: \
+         not checked here (`logbook verify {}` checks every record)",
+        if segments > 0 {
+            format!(", {segments} sealed segment(s) whole,")
+        } else {
+            String::new()
+        },
+        path.display()
+    )
+}
+
 fn lsn_list(lsns: &[Lsn]) -> String {
     let mut s: Vec<String> = lsns.iter().take(5).map(ToString::to_string).collect();
     if lsns.len() > 5 {
@@ -408,6 +436,14 @@ pub(crate) fn print_table(
     ]);
     for s in shown {
         let mut notes = Vec::new();
+        if !s.logs.is_empty() {
+            let logs: Vec<String> = s.logs.iter().map(output::short_id).collect();
+            notes.push(format!(
+                "log{} {}",
+                if logs.len() > 1 { "s" } else { "" },
+                logs.join(", ")
+            ));
+        }
         if let Some((from, at)) = s.forked_from {
             notes.push(format!("fork of {}@{at}", output::short_id(&from)));
         }

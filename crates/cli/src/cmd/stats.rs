@@ -2,11 +2,13 @@
 //! time span, durable against total.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use logbook_wal::Lsn;
 use serde::Serialize;
+
+use logbook_replay::Source;
 
 use crate::output::{self, Outcome, Table};
 use crate::scan;
@@ -23,13 +25,20 @@ prints one object with the fields dir, segments (file, size, used_bytes,
 base_lsn, created, key_id (the id of the segment's key, null in the clear),
 records, first_lsn, last_lsn), records, bytes, first_lsn,
 last_lsn, first_ts, last_ts, span_us, sessions, durable, by_kind (kind,
-records, bytes; the largest share of the bytes first) and problems.";
+records, bytes; the largest share of the bytes first), problems and
+from_summaries (segments, records: counted from session summaries, .sum/.run
+files, without reading them again; `problems` is about the records read, and
+the text says so; `logbook verify` checks every record). Of a stream
+(nats://HOST:PORT): url, stream and logs (log, records, bytes, first_lsn,
+last_lsn) instead of dir, segments and the LSN range; --log keeps one log.";
 
 /// Summarise the log.
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct StatsArgs {
-    /// The log directory.
+    /// The log directory, one segment file of it (only that segment's
+    /// records), or nats://HOST:PORT (every log shipped to the stream).
+    #[arg(value_name = "DIR|SEGMENT|URL")]
     pub(crate) dir: PathBuf,
     /// One JSON object.
     #[arg(long)]
@@ -38,6 +47,10 @@ pub(crate) struct StatsArgs {
     /// stream to read.
     #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
     pub(crate) stream: String,
+    /// Only the records of this log: a log id or a prefix of one (a
+    /// stream holds the records of many logs).
+    #[arg(long, value_name = "ID", value_parser = crate::stream::parse_log_prefix)]
+    pub(crate) log: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +94,9 @@ pub(crate) struct Totals<'a> {
     pub(crate) sessions: u64,
     pub(crate) by_kind: &'a [KindJson],
     pub(crate) problems: u64,
+    pub(crate) from_summaries: &'a FromSummariesJson,
+    /// The log, for the `logbook verify` a reader is pointed to.
+    pub(crate) path: &'a Path,
 }
 
 /// The durable count, time span, sessions, the by-kind table and the
@@ -114,18 +130,35 @@ pub(crate) fn write_totals(out: &mut dyn Write, t: &Totals<'_>) -> anyhow::Resul
         }
         table.write(out, "  ")?;
     }
-    writeln!(out, "problems: {}", t.problems)?;
+    writeln!(
+        out,
+        "{}",
+        problems_line(t.problems, t.from_summaries, t.path)
+    )?;
     Ok(())
+}
+
+/// The problems line: how many problems in the records read, and what
+/// was not read again (counted from session summaries), never a bare
+/// "0" for records nobody checked.
+pub(crate) fn problems_line(problems: u64, from: &FromSummariesJson, path: &Path) -> String {
+    if from.records == 0 {
+        return format!("problems: {problems}");
+    }
+    format!(
+        "problems: {problems} in the records read; {}",
+        crate::cmd::sessions::records_not_read_again(from.records, from.segments, path)
+    )
 }
 
 #[derive(Debug, Serialize)]
 struct StatsJson {
-    dir: String,
-    segments: Vec<SegmentJson>,
+    #[serde(flatten)]
+    place: PlaceJson,
     records: u64,
     bytes: u64,
-    first_lsn: Option<Lsn>,
-    last_lsn: Option<Lsn>,
+    #[serde(flatten)]
+    lsns: Option<LsnsJson>,
     first_ts: Option<String>,
     last_ts: Option<String>,
     span_us: u64,
@@ -133,15 +166,57 @@ struct StatsJson {
     durable: u64,
     by_kind: Vec<KindJson>,
     problems: u64,
+    from_summaries: FromSummariesJson,
+}
+
+/// Where the figures are of: a log directory and its segments, or a
+/// stream and its logs.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum PlaceJson {
+    Dir {
+        dir: String,
+        segments: Vec<SegmentJson>,
+    },
+    Stream {
+        url: String,
+        stream: String,
+        logs: Vec<LogJson>,
+    },
+}
+
+/// The LSN range of one log (not given for a stream: each log has its
+/// own).
+#[derive(Debug, Serialize)]
+struct LsnsJson {
+    first_lsn: Option<Lsn>,
+    last_lsn: Option<Lsn>,
+}
+
+/// One log's share of a stream.
+#[derive(Debug, Serialize)]
+struct LogJson {
+    log: uuid::Uuid,
+    records: u64,
+    bytes: u64,
+    first_lsn: Lsn,
+    last_lsn: Lsn,
+}
+
+/// What was counted from session summaries and not read again.
+#[derive(Debug, Serialize)]
+pub(crate) struct FromSummariesJson {
+    pub(crate) segments: u64,
+    pub(crate) records: u64,
 }
 
 pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
-    if crate::stream::is_url(&args.dir) {
-        return crate::cmd::stream_stats::run(args);
+    let mut source = crate::stream::source(&args.dir, &args.stream)?;
+    if let Some(why) = crate::stream::keep_log(&mut source, args.log.as_deref())? {
+        output::report_nothing_found(&why);
+        return Ok(Outcome::NothingFound);
     }
-    // Opened first for the CLI's own words on a missing or foreign directory.
-    drop(scan::open_reader(&args.dir)?);
-    let log = logbook_replay::log_stats(&args.dir)?;
+    let log = logbook_replay::log_stats_in(&source)?;
     let mut problems = 0u64;
     for e in &log.problems {
         problems += 1;
@@ -154,37 +229,62 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
         ));
         problems = log.problem_count;
     }
-    if let Some(damage) = &log.tail_damage {
-        if crate::cmd::dump::tail_counts_as_problem(&args.dir) {
+    if let (Some(damage), Some(dir)) = (&log.tail_damage, source.dir()) {
+        if crate::cmd::dump::tail_counts_as_problem(dir) {
             problems += 1;
             output::report_problem(&scan::describe_tail(damage));
         }
     }
     let (first_ts, last_ts) = (log.first_timestamp_us, log.last_timestamp_us);
+    let shipped = matches!(source, Source::Shipped(_));
+    let place = if shipped {
+        let target = crate::stream::target(&args.dir, &args.stream)?;
+        PlaceJson::Stream {
+            url: target.url().to_owned(),
+            stream: target.stream().to_owned(),
+            logs: log
+                .logs
+                .iter()
+                .map(|l| LogJson {
+                    log: l.log,
+                    records: l.records,
+                    bytes: l.bytes,
+                    first_lsn: l.first_lsn,
+                    last_lsn: l.last_lsn,
+                })
+                .collect(),
+        }
+    } else {
+        PlaceJson::Dir {
+            dir: args.dir.display().to_string(),
+            segments: log
+                .segments
+                .iter()
+                .map(|s| {
+                    let header = s.header.as_ref().ok();
+                    SegmentJson {
+                        file: s.file_name(),
+                        size: s.file_size,
+                        used_bytes: s.used_bytes,
+                        base_lsn: header.map(|h| h.base_lsn),
+                        created: header.map(|h| output::rfc3339(h.created_us)),
+                        key_id: header.and_then(|h| h.key_id).map(|id| format!("{id:08x}")),
+                        records: s.records,
+                        first_lsn: s.first_lsn,
+                        last_lsn: s.last_lsn,
+                    }
+                })
+                .collect(),
+        }
+    };
     let stats = StatsJson {
-        dir: args.dir.display().to_string(),
-        segments: log
-            .segments
-            .iter()
-            .map(|s| {
-                let header = s.header.as_ref().ok();
-                SegmentJson {
-                    file: s.file_name(),
-                    size: s.file_size,
-                    used_bytes: s.used_bytes,
-                    base_lsn: header.map(|h| h.base_lsn),
-                    created: header.map(|h| output::rfc3339(h.created_us)),
-                    key_id: header.and_then(|h| h.key_id).map(|id| format!("{id:08x}")),
-                    records: s.records,
-                    first_lsn: s.first_lsn,
-                    last_lsn: s.last_lsn,
-                }
-            })
-            .collect(),
+        place,
         records: log.records,
         bytes: log.bytes,
-        first_lsn: log.first_lsn,
-        last_lsn: log.last_lsn,
+        lsns: (!shipped).then_some(LsnsJson {
+            first_lsn: log.first_lsn,
+            last_lsn: log.last_lsn,
+        }),
         first_ts: first_ts.map(output::rfc3339),
         last_ts: last_ts.map(output::rfc3339),
         span_us: last_ts.unwrap_or(0).saturating_sub(first_ts.unwrap_or(0)),
@@ -201,54 +301,76 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
                 .collect(),
         ),
         problems,
+        from_summaries: FromSummariesJson {
+            segments: log.from_summaries.segments,
+            records: log.from_summaries.records,
+        },
     };
     let mut out = output::stdout();
     if args.json {
         output::json_line(&mut out, &stats)?;
     } else {
-        print_text(&mut out, &stats)?;
+        print_text(&mut out, &stats, &args.dir)?;
     }
     out.flush()?;
     Ok(Outcome::from_count(problems))
 }
 
-fn print_text(out: &mut dyn Write, s: &StatsJson) -> anyhow::Result<()> {
-    let on_disk: u64 = s.segments.iter().map(|x| x.size).sum();
-    let used: u64 = s.segments.iter().map(|x| x.used_bytes).sum();
-    writeln!(out, "log {}", s.dir)?;
-    writeln!(
-        out,
-        "segments: {}, {} on disk, {} in use",
-        s.segments.len(),
-        output::bytes(on_disk),
-        output::bytes(used)
-    )?;
-    let mut table = Table::new(&[
-        "segment", "created", "key", ">records", "LSNs", ">used", ">size",
-    ]);
-    for seg in &s.segments {
-        table.row(vec![
-            seg.file.clone(),
-            seg.created.as_deref().map_or("-".to_owned(), |c| {
-                c.chars().take(19).collect::<String>() + "Z"
-            }),
-            match (&seg.key_id, &seg.created) {
-                (Some(id), _) => id.clone(),
-                (None, Some(_)) => "clear".to_owned(),
-                (None, None) => "-".to_owned(),
-            },
-            seg.records.to_string(),
-            match (seg.first_lsn, seg.last_lsn) {
-                (Some(a), Some(b)) => format!("{a}..={b}"),
-                _ => "-".to_owned(),
-            },
-            output::bytes(seg.used_bytes),
-            output::bytes(seg.size),
-        ]);
+fn print_text(out: &mut dyn Write, s: &StatsJson, path: &Path) -> anyhow::Result<()> {
+    match &s.place {
+        PlaceJson::Dir { dir, segments } => {
+            let on_disk: u64 = segments.iter().map(|x| x.size).sum();
+            let used: u64 = segments.iter().map(|x| x.used_bytes).sum();
+            writeln!(out, "log {dir}")?;
+            writeln!(
+                out,
+                "segments: {}, {} on disk, {} in use",
+                segments.len(),
+                output::bytes(on_disk),
+                output::bytes(used)
+            )?;
+            let mut table = Table::new(&[
+                "segment", "created", "key", ">records", "LSNs", ">used", ">size",
+            ]);
+            for seg in segments {
+                table.row(vec![
+                    seg.file.clone(),
+                    seg.created.as_deref().map_or("-".to_owned(), |c| {
+                        c.chars().take(19).collect::<String>() + "Z"
+                    }),
+                    match (&seg.key_id, &seg.created) {
+                        (Some(id), _) => id.clone(),
+                        (None, Some(_)) => "clear".to_owned(),
+                        (None, None) => "-".to_owned(),
+                    },
+                    seg.records.to_string(),
+                    match (seg.first_lsn, seg.last_lsn) {
+                        (Some(a), Some(b)) => format!("{a}..={b}"),
+                        _ => "-".to_owned(),
+                    },
+                    output::bytes(seg.used_bytes),
+                    output::bytes(seg.size),
+                ]);
+            }
+            table.write(out, "  ")?;
+        }
+        PlaceJson::Stream { url, stream, logs } => {
+            writeln!(out, "stream {stream} at {url}")?;
+            writeln!(out, "logs: {}", logs.len())?;
+            let mut table = Table::new(&["log", ">records", "LSNs", ">bytes"]);
+            for l in logs {
+                table.row(vec![
+                    l.log.to_string(),
+                    l.records.to_string(),
+                    format!("{}..={}", l.first_lsn, l.last_lsn),
+                    output::bytes(l.bytes),
+                ]);
+            }
+            table.write(out, "  ")?;
+        }
     }
-    table.write(out, "  ")?;
-    let lsns = match (s.first_lsn, s.last_lsn) {
-        (Some(a), Some(b)) => format!(", LSN {a}..={b}"),
+    let lsns = match s.lsns.as_ref().map(|l| (l.first_lsn, l.last_lsn)) {
+        Some((Some(a), Some(b))) => format!(", LSN {a}..={b}"),
         _ => String::new(),
     };
     writeln!(
@@ -269,6 +391,8 @@ fn print_text(out: &mut dyn Write, s: &StatsJson) -> anyhow::Result<()> {
             sessions: s.sessions,
             by_kind: &s.by_kind,
             problems: s.problems,
+            from_summaries: &s.from_summaries,
+            path,
         },
     )
 }
