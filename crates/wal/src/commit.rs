@@ -67,7 +67,8 @@ pub(crate) struct Progress {
     /// Every LSN below this is durable.
     pub(crate) durable_end: Lsn,
     pub(crate) poisoned: bool,
-    /// The writer was closed: nothing more will become durable.
+    /// The writer was closed and its final sync is over: nothing more
+    /// will become durable (set by `Writer::close` only).
     pub(crate) closed: bool,
 }
 
@@ -665,10 +666,17 @@ impl Writer {
             }
         }
         self.durable_end.store(st.durable_end, Ordering::Release);
-        self.progress.send_replace(Progress {
-            durable_end: st.durable_end,
-            poisoned: st.poisoned.is_some(),
-            closed: st.closed,
+        // `closed` is left as it is: only `close` sets it, once its own sync
+        // is over. `st.closed` is set when `close` *begins*, and a batch
+        // already in flight then (the flusher's, another caller's) ends here
+        // before the records queued behind it are durable: announcing
+        // "closed" with this older durable end would tell a follower that
+        // nothing more is coming (`DurableWatch::changed` returns `None`,
+        // `Wal::wait_durable` fails with `Closed`) while the close is still
+        // making those records durable.
+        self.progress.send_modify(|p| {
+            p.durable_end = st.durable_end;
+            p.poisoned = st.poisoned.is_some();
         });
         st.poisoned.is_some() || st.discards.epoch() != epoch_before
     }

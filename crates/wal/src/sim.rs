@@ -372,7 +372,8 @@ impl SimFs {
 
     /// Hold every `op` (before it takes effect) until the returned gate is
     /// released: lets a test see what other threads and tasks do while an
-    /// fsync is in progress.
+    /// fsync (`Op::Sync`) or a write (`Op::Write`, a file's
+    /// `write_all_at`) is in progress. Other operations are not held.
     #[must_use]
     pub fn hold(&self, op: Op) -> Gate {
         let gate = Arc::new(GateState::default());
@@ -732,6 +733,7 @@ impl FsFile for SimFile {
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.writable()?;
+        self.fs.pass(self.op(Op::Write));
         let mut st = self.live()?;
         let (mut n, mut fail) = (buf.len(), None);
         if let Err((e, partial)) = st.check(self.op(Op::Write)) {

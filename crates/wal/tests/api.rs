@@ -554,3 +554,93 @@ fn open_removes_an_empty_temporary_but_not_one_holding_data() {
     let aside = dir.path().join("00000000000000000099.wal.tmp.0.broken");
     assert_eq!(fs::read(&aside).unwrap(), bytes, "kept as it was");
 }
+
+/// Bug: `close` marks the writer closed before it makes what is queued
+/// durable, and a batch already in flight (here the `Batch` flusher's)
+/// then published "closed" with its own, older, durable end. A follower
+/// woken by that took it for the end of the log and missed every record
+/// the close then made durable (`logbook_replay::follow` ended after LSN
+/// 251 of 400). The interleaving, pinned with the simulated file system:
+/// the flusher's fsync of LSN 1 is held; LSNs 2.. are queued; `close`
+/// starts (appends are refused); the fsync goes on, and the write of the
+/// rest is held. At that point the log is not done: the watch must not say
+/// closed, and `wait_durable` of a queued record must still wait.
+#[test]
+fn a_close_during_a_batch_in_flight_is_not_announced_before_its_records_are_durable() {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    use logbook_wal::sim::{Op, SimFs};
+
+    /// Poll `future` once, without a runtime.
+    fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
+        let mut future = std::pin::pin!(future);
+        future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    }
+    fn until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    let fs = SimFs::new(11);
+    let opts = WalOptions {
+        sync: SyncPolicy::Batch {
+            max_delay: Duration::from_millis(1),
+            max_bytes: 1 << 20,
+        },
+        ..WalOptions::default()
+    };
+    let wal = Wal::open_with_fs(Arc::new(fs.clone()), "/log", opts).unwrap();
+    let mut watch = wal.watch_durable();
+    let fsync = fs.hold(Op::Sync);
+    wal.append(session(1), &event(1)).unwrap();
+    until("the flusher fsyncs LSN 1", || fsync.waiting() == 1);
+    let mut last = wal.append(session(1), &event(2)).unwrap();
+    let closer = std::thread::spawn({
+        let wal = wal.clone();
+        move || wal.close()
+    });
+    // Appends are refused once `close` has begun (those accepted before
+    // are queued, and the close makes them durable).
+    until("close begins", || {
+        match wal.append(session(1), &event(last + 1)) {
+            Ok(lsn) => {
+                last = lsn;
+                false
+            }
+            Err(WalError::Closed) => true,
+            Err(e) => panic!("{e}"),
+        }
+    });
+    let write = fs.hold(Op::Write);
+    fsync.release();
+    until("LSNs 2.. are being written", || write.waiting() == 1);
+
+    assert_eq!(watch.durable_lsn(), 1, "the flusher's batch is durable");
+    assert_eq!(poll_once(watch.changed()), Poll::Ready(Some(1)));
+    assert_eq!(
+        poll_once(watch.changed()),
+        Poll::Pending,
+        "LSNs 2..={last} are still to be made durable by the close: not the end yet"
+    );
+    assert!(
+        poll_once(wal.wait_durable(last)).is_pending(),
+        "LSN {last} is queued and the close makes it durable"
+    );
+
+    write.release();
+    closer.join().unwrap().unwrap();
+    assert_eq!(poll_once(watch.changed()), Poll::Ready(Some(last)));
+    assert_eq!(poll_once(watch.changed()), Poll::Ready(None), "now closed");
+    let lsns: Vec<u64> = common::read_all_fs(Arc::new(fs.clone()), std::path::Path::new("/log"))
+        .into_iter()
+        .map(|(lsn, ..)| lsn)
+        .collect();
+    assert_eq!(lsns, (1..=last).collect::<Vec<u64>>());
+}
