@@ -413,7 +413,6 @@ pub type Chain = [u8; CHAIN_LEN];
 const RECORD_DOMAIN: &[u8; 8] = b"LBREC\x00v2";
 const SEGMENT_DOMAIN: &[u8; 8] = b"LBSEG\x00v2";
 const HEAD_DOMAIN: &[u8; 8] = b"LBHED\x00v2";
-const INDEX_DOMAIN: &[u8; 8] = b"LBIDX\x00v2";
 
 /// Bytes of a record's associated data.
 const RECORD_AAD_LEN: usize = 8 + 4 + 16 + 8 + 16 + 8 + 8 + CHAIN_LEN;
@@ -558,8 +557,6 @@ pub(crate) enum Domain {
     Segment,
     /// The durable head in `LOCK`.
     Head,
-    /// A session index.
-    Index,
 }
 
 /// Bytes of a MAC: a nonce and the tag of an empty message whose
@@ -582,7 +579,6 @@ fn mac_aad(key_id: u32, domain: Domain, data: &[&[u8]]) -> Vec<u8> {
     let prefix = match domain {
         Domain::Segment => SEGMENT_DOMAIN,
         Domain::Head => HEAD_DOMAIN,
-        Domain::Index => INDEX_DOMAIN,
     };
     let mut aad = Vec::with_capacity(12 + data.iter().map(|d| d.len()).sum::<usize>());
     aad.extend_from_slice(prefix);
@@ -871,15 +867,15 @@ mod tests {
     #[test]
     fn a_mac_checks_only_its_data_domain_and_key() {
         let (k, other) = (Key::new([7; 32]), Key::new([8; 32]));
-        let m = mac(&k, Domain::Index, &[b"abc", b"def"]);
-        assert!(mac_checks(&k, Domain::Index, &[b"abc", b"def"], &m));
+        let m = mac(&k, Domain::Segment, &[b"abc", b"def"]);
+        assert!(mac_checks(&k, Domain::Segment, &[b"abc", b"def"], &m));
         assert!(
-            mac_checks(&k, Domain::Index, &[b"abcdef"], &m),
+            mac_checks(&k, Domain::Segment, &[b"abcdef"], &m),
             "data is concatenated"
         );
-        assert!(!mac_checks(&k, Domain::Index, &[b"abcdeF"], &m));
+        assert!(!mac_checks(&k, Domain::Segment, &[b"abcdeF"], &m));
         assert!(!mac_checks(&k, Domain::Head, &[b"abcdef"], &m));
-        assert!(!mac_checks(&other, Domain::Index, &[b"abcdef"], &m));
-        assert!(!mac_checks(&k, Domain::Index, &[b"abcdef"], &m[1..]));
+        assert!(!mac_checks(&other, Domain::Segment, &[b"abcdef"], &m));
+        assert!(!mac_checks(&k, Domain::Segment, &[b"abcdef"], &m[1..]));
     }
 }
