@@ -31,6 +31,7 @@ fn encrypted_log(tmp: &Path, enc: &Path, key: &Path) {
     std::fs::write(&file, &exported.stdout).unwrap();
     let out = logbook()
         .arg("import")
+        .arg("--create")
         .arg(enc)
         .arg(&file)
         .arg("--key-file")
@@ -124,6 +125,7 @@ fn a_writer_with_an_unrelated_key_refuses_and_changes_nothing() {
     let before = snapshot(&enc);
     let out = logbook()
         .arg("import")
+        .arg("--create")
         .arg(&enc)
         .arg(&file)
         .arg("--key-file")
@@ -144,6 +146,7 @@ fn a_writer_with_an_unrelated_key_refuses_and_changes_nothing() {
     // Rotation: the new key first, the old one kept for reading.
     let out = logbook()
         .arg("import")
+        .arg("--create")
         .arg(&enc)
         .arg(&file)
         .arg("--key-file")
@@ -157,6 +160,7 @@ fn a_writer_with_an_unrelated_key_refuses_and_changes_nothing() {
     // Now the new key alone matches a segment: a writer may use it.
     let out = logbook()
         .arg("import")
+        .arg("--create")
         .arg(&enc)
         .arg(&file)
         .arg("--key-file")
@@ -269,7 +273,8 @@ fn the_first_key_file_is_current_and_logbook_key_comes_after_the_files() {
     std::fs::write(&exported, &out.stdout).unwrap();
     let import = |dir: &Path, with_file: bool| {
         let mut cmd = logbook();
-        cmd.arg("import").arg(dir).arg(&exported);
+        cmd.arg("import")
+        .arg("--create").arg(dir).arg(&exported);
         if with_file {
             cmd.arg("--key-file").arg(&file);
         }
@@ -349,7 +354,8 @@ fn stats_names_each_segments_key() {
     std::fs::write(&exported, &out.stdout).unwrap();
     for keys in [&[&old][..], &[&new, &old]] {
         let mut cmd = logbook();
-        cmd.arg("import").arg(&log).arg(&exported);
+        cmd.arg("import")
+        .arg("--create").arg(&log).arg(&exported);
         for key in keys {
             cmd.arg("--key-file").arg(key);
         }

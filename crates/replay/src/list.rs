@@ -468,7 +468,7 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
     // taken from summaries (which hold no authentication): a segment whose
     // encrypted flag was cleared must be read, and refused, not summarised
     // (`docs/security.md`).
-    let end = match reader.encrypted_from() {
+    let summaries_end = match reader.encrypted_from() {
         Ok(Some(start)) => end.min(start),
         Ok(None) => end,
         Err(e) => return Err(ReplayError::wal("reading", dir, e)),
@@ -484,7 +484,7 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
     let mut run_len = 0;
     if let Some(run) = segments
         .first()
-        .and_then(|first| usable_run(first, &segments, sealed, end))
+        .and_then(|first| usable_run(first, &segments, sealed, summaries_end))
     {
         run_len = run.segments.len();
         records = records.saturating_add(run.records);
@@ -523,7 +523,8 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
             break;
         };
         // Gapless with what came before, and wholly below `end`.
-        if next_lsn.is_some_and(|n| n != cached.key.base_lsn) || cached.last_lsn >= end {
+        if next_lsn.is_some_and(|n| n != cached.key.base_lsn) || cached.last_lsn >= summaries_end
+        {
             break;
         }
         if cached.key.is_whole(&now) {

@@ -185,12 +185,6 @@ pub fn session_state_until(
     on_corruption: OnCorruption,
     until: Option<Until>,
 ) -> Result<(SessionState, Damage), ReplayError> {
-    if let Some(Until::Lsn(at)) = until {
-        let last = crate::scan::last_lsn(dir.as_ref())?;
-        if at > last {
-            return Err(ReplayError::PastEnd { lsn: at, last });
-        }
-    }
     session_state_in(
         &Source::Dir(dir.as_ref().to_path_buf()),
         session,
@@ -212,6 +206,12 @@ pub fn session_state_in(
     on_corruption: OnCorruption,
     until: Option<Until>,
 ) -> Result<(SessionState, Damage), ReplayError> {
+    if let (Some(Until::Lsn(at)), Source::Dir(dir)) = (until, source) {
+        let last = crate::scan::last_lsn(dir)?;
+        if at > last {
+            return Err(ReplayError::PastEnd { lsn: at, last });
+        }
+    }
     let mut state = SessionState::new(session);
     let mut first_lsn = None;
     let report = scan_in(

@@ -248,6 +248,16 @@ pub fn open_segment(data: &[u8]) {
     for (p, bytes) in &files {
         fs.set_file_bytes(p, bytes.clone());
     }
+    // The log's id (a writer never mints one for a log with segments).
+    fs.set_file_bytes(
+        Path::new(DIR).join(logbook_wal::format::LOG_ID_FILE),
+        logbook_wal::format::LogIdFile {
+            id: uuid::Uuid::from_u128(u128::from(mode) + 1),
+            created_us: 1,
+        }
+        .encode()
+        .to_vec(),
+    );
 
     // 1. Read.
     let pass = read_log(&fs, &files, total);
