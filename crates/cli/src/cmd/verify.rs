@@ -23,6 +23,8 @@ Examples:
   logbook verify ./logbook-demo          check everything; exit 1 if anything is wrong
   logbook verify ./logbook-demo --hex    also show the bytes around each problem
   logbook verify ./logbook-demo --json | jq -c 'select(.type == \"problem\")'
+  logbook verify ./log --key-file ./log.key    also check the chain; print the head
+  logbook verify ./log --key-file ./log.key --expect-head 76:f1447eda1afda1b83c9f91667145f4c2
 
 What is checked: every segment header (magic, version, flags, CRC, base LSN
 against the file name, codec); every record frame (length, CRC); LSN
@@ -33,15 +35,30 @@ check: the reader resumes at the next valid record, so one bad byte does not
 hide the rest of the log. Damage at the tail of a log that a live writer
 holds is reported as a note (most likely a write in progress), not a problem.
 
+With the log's keys (--key-file, LOGBOOK_KEY), also the chain of an encrypted
+log: each encrypted segment's seal block, each record's tag (bound to the one
+before), no segment in the clear after the first encrypted one, and the head
+the writer published in LOCK. The table names each segment's key (or clear).
+Then it prints the log's head, LSN:TAG (the last record and its tag), to
+record elsewhere; --expect-head LSN:TAG is a problem unless the log's chain
+still holds that record with that tag (the log may have grown since). Without
+keys the chain is not checked, and --expect-head is refused.
+
 --json prints JSON Lines: one object per problem, then one summary object.
 A problem: {\"type\":\"problem\", \"kind\", \"segment\" (the segment file, or null),
 \"offset\" (its byte offset in the segment, or null), \"lsn\" (the LSN expected
 or found there, or null), \"message\"}. Kinds: bad_header, bad_segment,
 corrupt_record, lsn_sequence, mid_log_corruption, durable_damaged,
-undecodable_payload, unknown_codec, torn_tail, stale_bytes. The summary:
-{\"type\":\"summary\", \"log\", \"ok\", \"problems\", \"segments\", \"records\",
-\"first_lsn\", \"last_lsn\", \"unknown_kinds\", \"tail\" (clean, torn or damaged),
-\"writer_live\", \"unusable_indexes\" (a list of {\"segment\", \"reason\"})}.";
+undecodable_payload, unknown_codec, torn_tail, stale_bytes, forged,
+decrypt_failed, bad_log_id, head_mismatch, head_missing, head_unchecked. The
+summary: {\"type\":\"summary\", \"log\", \"ok\", \"problems\", \"segments\",
+\"records\", \"first_lsn\", \"last_lsn\", \"unknown_kinds\", \"sealed_records\"
+(records read without their key), \"tail\" (clean, torn or damaged),
+\"writer_live\", \"unusable_indexes\" (a list of {\"segment\", \"reason\"}),
+\"chain\" (checked, partial, not_checked or clear), \"head\" (LSN:TAG or null),
+\"head_lsn\", \"head_tag\", \"published_head\" and \"expected_head\" (null or
+{\"lsn\", \"tag\", \"found\": holds, differs, not_read or unchecked}),
+\"segment_keys\" (a list of {\"segment\", \"key\": key id, clear, or null})}.";
 
 /// Check the whole log.
 #[derive(Debug, Args)]
@@ -219,6 +236,8 @@ pub(crate) struct Report {
     pub(crate) published: Option<(ChainHead, HeadCheck)>,
     /// `--expect-head`, and what the read found of it.
     pub(crate) expected: Option<(ChainHead, HeadCheck)>,
+    /// Problems of the heads compared (counted in `problems` too).
+    pub(crate) head_problems: u64,
 }
 
 impl Report {
@@ -276,7 +295,9 @@ pub(crate) fn check(
     // Problems by segment, to tell whether the tail segment has any.
     let mut by_segment: HashMap<PathBuf, u64> = HashMap::new();
     let mut report = check_counting(dir, progress, tail, expect, &mut |finding| {
-        if let Some((path, _)) = &finding.at {
+        // A head not found is about the chain, not damage to the tail.
+        let damage = !finding.kind.starts_with("head_");
+        if let (Some((path, _)), true) = (&finding.at, damage) {
             *by_segment.entry(path.clone()).or_default() += 1;
         }
         on_problem(finding)
@@ -393,6 +414,7 @@ fn check_counting(
     report.expected = expect.map(|h| (h, found(&h)));
     for finding in head_problems(&report, published_reported) {
         report.problems += 1;
+        report.head_problems += 1;
         on_problem(&finding)?;
     }
     for info in &report.segments {
@@ -869,7 +891,7 @@ fn print_chain(out: &mut dyn Write, report: &Report) -> anyhow::Result<()> {
         }
     }
     match report.head {
-        Some(head) if report.problems == 0 => writeln!(
+        Some(head) if report.problems == report.head_problems => writeln!(
             out,
             "head: {head} (the last record's LSN and tag: record it, check it later with --expect-head)"
         )?,
