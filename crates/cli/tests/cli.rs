@@ -2194,3 +2194,425 @@ fn sessions_and_stats_over_damage_behind_summaries_never_claim_a_check() {
         "{stats}"
     );
 }
+
+/// The keys of the chain tests: a key file holding `byte` 32 times, and
+/// its ring.
+fn chain_key(
+    dir: &std::path::Path,
+    byte: u8,
+) -> (std::path::PathBuf, std::sync::Arc<logbook_wal::KeyRing>) {
+    let hex = format!("{byte:02x}").repeat(32);
+    let path = dir.join(format!("key-{byte:02x}"));
+    std::fs::write(&path, format!("{hex}\n")).unwrap();
+    let key = logbook_wal::Key::from_hex(&hex).unwrap();
+    (path, std::sync::Arc::new(logbook_wal::KeyRing::new(key)))
+}
+
+/// An encrypted log of `n` records over several small segments in `dir`.
+fn encrypted_chain_log(
+    dir: &std::path::Path,
+    ring: &std::sync::Arc<logbook_wal::KeyRing>,
+    n: usize,
+) {
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            encryption: Some(ring.clone()),
+            ..small_options()
+        },
+    )
+    .unwrap();
+    let id = uuid::Uuid::new_v4();
+    for i in 0..n {
+        wal.append(id, &event(i, n, true)).unwrap();
+    }
+    wal.close().unwrap();
+}
+
+/// The log's head as the library sees it after a whole read with `ring`:
+/// `LSN:HEX`.
+fn library_head(
+    dir: &std::path::Path,
+    ring: &std::sync::Arc<logbook_wal::KeyRing>,
+) -> (u64, String) {
+    let mut reader = logbook_wal::Reader::open(dir)
+        .unwrap()
+        .with_keys(ring.clone());
+    for r in reader.by_ref() {
+        r.unwrap();
+    }
+    let (lsn, tag) = reader.chain_head().unwrap();
+    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    (lsn, hex)
+}
+
+fn verify_with(
+    dir: &std::path::Path,
+    key: &std::path::Path,
+    extra: &[&str],
+) -> (Option<i32>, String, String) {
+    let out = logbook()
+        .arg("verify")
+        .arg(dir)
+        .arg("--key-file")
+        .arg(key)
+        .args(extra)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    (out.status.code(), stdout, stderr)
+}
+
+/// `verify --key-file` on a clean encrypted log: the chain is checked, the
+/// head printed is the library's `Reader::chain_head` after a whole read,
+/// and it matches the head the writer published in LOCK; `--expect-head`
+/// with that head passes (also once the log has grown), with a wrong tag or
+/// an LSN past the end is a problem, malformed or without the key a usage
+/// error.
+#[test]
+fn verify_with_the_key_prints_the_head_and_compares_an_expected_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (key, ring) = chain_key(tmp.path(), 0x42);
+    encrypted_chain_log(&dir, &ring, 90);
+    assert!(segments(&dir).len() >= 2);
+    let (lsn, tag) = library_head(&dir, &ring);
+    assert_eq!(lsn, 90);
+    let head = format!("{lsn}:{tag}");
+
+    let (code, stdout, stderr) = verify_with(&dir, &key, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("chain: checked"), "{stdout}");
+    assert!(stdout.contains(&format!("head: {head} (")), "{stdout}");
+    assert!(
+        stdout.contains("head: matches the head the writer published at LSN 90"),
+        "{stdout}"
+    );
+    let (code, v, stderr) = json_run(
+        &["verify", "--json", "--key-file", key.to_str().unwrap()],
+        &dir,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let s = v.last().unwrap();
+    assert_eq!(s["chain"], "checked");
+    assert_eq!(s["head"], head.as_str());
+    assert_eq!(s["head_lsn"], lsn);
+    assert_eq!(s["head_tag"], tag.as_str());
+    assert_eq!(s["published_head"]["lsn"], lsn);
+    assert_eq!(s["published_head"]["found"], "holds");
+    assert_eq!(s["expected_head"], Value::Null);
+    assert_eq!(s["sealed_records"], 0);
+
+    // The recorded head.
+    let (code, stdout, stderr) = verify_with(&dir, &key, &["--expect-head", &head]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("head as expected: the log's chain holds {head}")),
+        "{stdout}"
+    );
+
+    // The log grows: the recorded head is still in its chain.
+    let wal = Wal::open(
+        &dir,
+        WalOptions {
+            encryption: Some(ring.clone()),
+            ..small_options()
+        },
+    )
+    .unwrap();
+    for i in 0..5 {
+        wal.append(uuid::Uuid::new_v4(), &event(i + 1, 10, false))
+            .unwrap();
+    }
+    wal.close().unwrap();
+    let (code, stdout, stderr) = verify_with(&dir, &key, &["--expect-head", &head]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "head as expected: the log's chain holds {head} (the log has grown since, to LSN 95)"
+        )),
+        "{stdout}"
+    );
+    let (new_lsn, new_tag) = library_head(&dir, &ring);
+    assert!(
+        stdout.contains(&format!("head: {new_lsn}:{new_tag} (")),
+        "{stdout}"
+    );
+
+    // A wrong tag: a located problem, exit 1.
+    let mut wrong = tag.clone().into_bytes();
+    wrong[0] = if wrong[0] == b'0' { b'1' } else { b'0' };
+    let wrong = format!("{lsn}:{}", String::from_utf8(wrong).unwrap());
+    let (code, v, stderr) = json_run(
+        &[
+            "verify",
+            "--json",
+            "--key-file",
+            key.to_str().unwrap(),
+            "--expect-head",
+            &wrong,
+        ],
+        &dir,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0]["kind"], "head_mismatch");
+    assert_eq!(v[0]["lsn"], lsn);
+    assert!(v[0]["segment"].as_str().unwrap().ends_with(".wal"), "{v:?}");
+    assert!(v[0]["offset"].as_u64().unwrap() > 0);
+    assert_eq!(v[1]["expected_head"]["found"], "differs");
+    let (code, stdout, _) = verify_with(&dir, &key, &["--expect-head", &wrong]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains("head NOT as expected"), "{stdout}");
+
+    // An LSN past the end.
+    let past = format!("99:{tag}");
+    let (code, stdout, stderr) = verify_with(&dir, &key, &["--expect-head", &past]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("problem: the log ends at LSN 95, before the expected head 99:"),
+        "{stdout}"
+    );
+
+    // Malformed: a usage error.
+    for bad in [
+        "60",
+        "60:abc",
+        "x:00112233445566778899aabbccddeeff",
+        "0:00112233445566778899aabbccddeeff",
+    ] {
+        let (code, _, stderr) = verify_with(&dir, &key, &["--expect-head", bad]);
+        assert_eq!(code, Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("is not a head"), "{stderr}");
+    }
+
+    // Without the key: the chain is not checked, and --expect-head is a
+    // usage error saying why.
+    let out = logbook().arg("verify").arg(&dir).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("chain: not checked: the log is encrypted and no key was given"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("head:"), "{stdout}");
+    let (code, v, _) = json_run(&["verify", "--json"], &dir);
+    assert_eq!(code, Some(0));
+    assert_eq!(v[0]["chain"], "not_checked");
+    assert_eq!(v[0]["head"], Value::Null);
+    assert_eq!(v[0]["sealed_records"], 95);
+    let out = logbook()
+        .arg("verify")
+        .arg(&dir)
+        .args(["--expect-head", &head])
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs the log's key"), "{stderr}");
+}
+
+/// A record of a sealed segment whose ciphertext was changed (its CRC
+/// fixed): `verify --key-file` reports it where it is, as a problem.
+#[test]
+fn verify_with_the_key_locates_a_tampered_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (key, ring) = chain_key(tmp.path(), 0x43);
+    encrypted_chain_log(&dir, &ring, 60);
+    let victim = logbook_wal::Reader::open(&dir)
+        .unwrap()
+        .with_keys(ring.clone())
+        .map(Result::unwrap)
+        .nth(20)
+        .unwrap();
+    let (seg, at) = (victim.segment.clone(), victim.offset as usize);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    bytes[at + 48 + 2] ^= 0x01;
+    let crc = crc32fast::hash(&bytes[at + 8..at + 48 + len]);
+    bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let (code, v, stderr) = json_run(
+        &["verify", "--json", "--key-file", key.to_str().unwrap()],
+        &dir,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(v[0]["type"], "problem");
+    assert_eq!(v[0]["kind"], "decrypt_failed");
+    assert_eq!(v[0]["segment"], seg.to_str().unwrap());
+    assert_eq!(v[0]["offset"], at);
+    assert_eq!(v[0]["lsn"], victim.lsn);
+    let s = v.last().unwrap();
+    assert_eq!(s["ok"], false);
+    assert!(s["problems"].as_u64().unwrap() >= 1);
+    let (code, stdout, _) = verify_with(&dir, &key, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stdout.contains(&format!(
+            "problem: {} offset {at} (LSN {}): the payload does not decrypt",
+            seg.display(),
+            victim.lsn
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not a head to record"), "{stdout}");
+}
+
+/// A segment in the clear planted after the encrypted ones: a located
+/// problem (never its records), and the key table names it `clear`.
+#[test]
+fn verify_with_the_key_locates_a_planted_clear_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (key, ring) = chain_key(tmp.path(), 0x44);
+    encrypted_chain_log(&dir, &ring, 30);
+    // A clear segment from LSN 31, as a keyless attacker writes one: the
+    // frames of a clear log's records 31 and 32 under a header of its own.
+    let other = tmp.path().join("other");
+    let wal = Wal::open(
+        &other,
+        WalOptions {
+            segment_size: 1 << 20,
+            ..small_options()
+        },
+    )
+    .unwrap();
+    for i in 0..32 {
+        let e = if i < 30 {
+            SessionEvent::Done
+        } else {
+            SessionEvent::UserMessage("FORGED".into())
+        };
+        wal.append(uuid::Uuid::nil(), &e).unwrap();
+    }
+    wal.close().unwrap();
+    let placed = placement(&other);
+    let (from, to) = (
+        placed[30].offset as usize,
+        (placed[31].offset + placed[31].len) as usize,
+    );
+    let bytes = std::fs::read(&placed[30].segment).unwrap();
+    let header = logbook_wal::SegmentHeader {
+        codec_id: logbook_bus::codec::CODEC_ID,
+        base_lsn: 31,
+        created_us: 1,
+        key_id: None,
+    };
+    let mut planted_bytes = header.encode().to_vec();
+    planted_bytes.extend_from_slice(&bytes[from..to]);
+    let planted = dir.join("00000000000000000031.wal");
+    std::fs::write(&planted, planted_bytes).unwrap();
+
+    let (code, v, stderr) = json_run(
+        &["verify", "--json", "--key-file", key.to_str().unwrap()],
+        &dir,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let forged: Vec<&Value> = v.iter().filter(|p| p["kind"] == "forged").collect();
+    assert_eq!(forged.len(), 1, "{v:?}");
+    assert_eq!(forged[0]["segment"], planted.to_str().unwrap());
+    assert_eq!(forged[0]["offset"], 0);
+    assert_eq!(forged[0]["lsn"], 31);
+    let s = v.last().unwrap();
+    assert_eq!(s["records"], 30, "the forged records are not counted");
+    assert_eq!(s["head_lsn"], 30);
+    let keys: Vec<&Value> = s["segment_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["key"])
+        .collect();
+    assert_eq!(keys.last().unwrap().as_str(), Some("clear"));
+    let (code, stdout, _) = verify_with(&dir, &key, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stdout.contains(&format!(
+            "problem: {} offset 0 (LSN 31): a segment in the clear where the log is encrypted",
+            planted.display()
+        )),
+        "{stdout}"
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("00000000000000000031.wal "))
+        .unwrap();
+    assert!(row.contains(" clear "), "{stdout}");
+}
+
+/// A log that went clear, then key A, then key B: verify names each
+/// segment's key, or `clear`, in the table and in JSON, and checks the
+/// chain across them.
+#[test]
+fn verify_names_each_segments_key_clear_then_a_then_b() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (key_a, ring_a) = chain_key(tmp.path(), 0x0a);
+    let (key_b, _) = chain_key(tmp.path(), 0x0b);
+    let both = std::sync::Arc::new(
+        logbook_wal::KeyRing::from_keys(vec![
+            logbook_wal::Key::from_file(&key_b).unwrap(),
+            logbook_wal::Key::from_file(&key_a).unwrap(),
+        ])
+        .unwrap(),
+    );
+    let id = uuid::Uuid::new_v4();
+    for ring in [None, Some(ring_a.clone()), Some(both.clone())] {
+        let wal = Wal::open(
+            &dir,
+            WalOptions {
+                encryption: ring,
+                ..WalOptions::default()
+            },
+        )
+        .unwrap();
+        for i in 1..4 {
+            wal.append(id, &event(i, 10, false)).unwrap();
+        }
+        wal.close().unwrap();
+    }
+    assert_eq!(segments(&dir).len(), 3);
+    let hex_id =
+        |k: &std::path::Path| format!("{:08x}", logbook_wal::Key::from_file(k).unwrap().id());
+    let (a, b) = (hex_id(&key_a), hex_id(&key_b));
+    let args = [
+        "--key-file",
+        key_b.to_str().unwrap(),
+        "--key-file",
+        key_a.to_str().unwrap(),
+    ];
+    let (code, stdout, stderr) = verify_with(&dir, &key_b, &args[2..]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(".wal")).collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert!(rows[0].contains(" clear "), "{stdout}");
+    assert!(rows[1].contains(&format!(" {a} ")), "{stdout}");
+    assert!(rows[2].contains(&format!(" {b} ")), "{stdout}");
+    assert!(
+        stdout.contains("chain: checked: the log is encrypted from LSN 4"),
+        "{stdout}"
+    );
+    let (lsn, tag) = library_head(&dir, &both);
+    assert!(stdout.contains(&format!("head: {lsn}:{tag} (")), "{stdout}");
+    let mut json = vec!["verify", "--json"];
+    json.extend(args);
+    let (code, v, stderr) = json_run(&json, &dir);
+    assert_eq!(code, Some(0), "{stderr}");
+    let keys: Vec<Option<&str>> = v[0]["segment_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key"].as_str())
+        .collect();
+    assert_eq!(keys, [Some("clear"), Some(a.as_str()), Some(b.as_str())]);
+
+    // With key B alone: A's records come back sealed, and the chain is
+    // checked only in part (said so).
+    let (code, stdout, stderr) = verify_with(&dir, &key_b, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("chain: checked, but for the records sealed with a key not given"),
+        "{stdout}"
+    );
+}

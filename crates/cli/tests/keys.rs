@@ -273,8 +273,7 @@ fn the_first_key_file_is_current_and_logbook_key_comes_after_the_files() {
     std::fs::write(&exported, &out.stdout).unwrap();
     let import = |dir: &Path, with_file: bool| {
         let mut cmd = logbook();
-        cmd.arg("import")
-        .arg("--create").arg(dir).arg(&exported);
+        cmd.arg("import").arg("--create").arg(dir).arg(&exported);
         if with_file {
             cmd.arg("--key-file").arg(&file);
         }
@@ -354,8 +353,7 @@ fn stats_names_each_segments_key() {
     std::fs::write(&exported, &out.stdout).unwrap();
     for keys in [&[&old][..], &[&new, &old]] {
         let mut cmd = logbook();
-        cmd.arg("import")
-        .arg("--create").arg(&log).arg(&exported);
+        cmd.arg("import").arg("--create").arg(&log).arg(&exported);
         for key in keys {
             cmd.arg("--key-file").arg(key);
         }

@@ -523,8 +523,7 @@ pub(crate) fn fold(dir: &Path, on_corruption: OnCorruption, end: Lsn) -> Result<
             break;
         };
         // Gapless with what came before, and wholly below `end`.
-        if next_lsn.is_some_and(|n| n != cached.key.base_lsn) || cached.last_lsn >= summaries_end
-        {
+        if next_lsn.is_some_and(|n| n != cached.key.base_lsn) || cached.last_lsn >= summaries_end {
             break;
         }
         if cached.key.is_whole(&now) {

@@ -252,7 +252,7 @@ pub fn open_segment(data: &[u8]) {
     fs.set_file_bytes(
         Path::new(DIR).join(logbook_wal::format::LOG_ID_FILE),
         logbook_wal::format::LogIdFile {
-            id: uuid::Uuid::from_u128(u128::from(mode) + 1),
+            id: Uuid::from_u128(u128::from(mode) + 1),
             created_us: 1,
         }
         .encode()

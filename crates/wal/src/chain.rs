@@ -391,3 +391,125 @@ pub fn published_head(dir: &Path, ring: &KeyRing) -> Result<Option<Head>, WalErr
     }
     Ok(None)
 }
+
+/// A head of an encrypted log: the LSN of one of its records and that
+/// record's tag, the chain value every later record depends on
+/// (`docs/security.md`). Written `LSN:HEX` (32 hexadecimal digits), the
+/// form `logbook verify` prints and `--expect-head` takes: a value an
+/// operator records elsewhere (a ticket, another machine) and compares
+/// later. A log whose chain holds the record at that LSN with that tag is
+/// that log, grown or not; nobody without the key can make another one
+/// that does.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_wal::ChainHead;
+///
+/// let head: ChainHead = "57:000102030405060708090a0b0c0d0e0f".parse()?;
+/// assert_eq!(head.lsn, 57);
+/// assert_eq!(head.tag[15], 0x0f);
+/// assert_eq!(head.to_string(), "57:000102030405060708090a0b0c0d0e0f");
+/// assert!("57:0001".parse::<ChainHead>().is_err());
+/// # Ok::<(), logbook_wal::ChainHeadError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChainHead {
+    /// The record's LSN.
+    pub lsn: Lsn,
+    /// Its tag.
+    pub tag: Chain,
+}
+
+impl std::fmt::Display for ChainHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:", self.lsn)?;
+        for b in self.tag {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a text is not a [`ChainHead`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{text}` is not a head: {reason} (a head is LSN:TAG, the LSN a whole number and the tag 32 hexadecimal digits, as `logbook verify` prints it)"
+)]
+pub struct ChainHeadError {
+    /// The text (a head is not secret).
+    pub text: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl std::str::FromStr for ChainHead {
+    type Err = ChainHeadError;
+
+    fn from_str(text: &str) -> Result<ChainHead, ChainHeadError> {
+        let bad = |reason| ChainHeadError {
+            text: text.to_owned(),
+            reason,
+        };
+        let (lsn, hex) = text.trim().split_once(':').ok_or(bad("no `:`"))?;
+        if lsn.is_empty() || !lsn.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("the LSN is not a whole number"));
+        }
+        let lsn: Lsn = lsn.parse().map_err(|_| bad("the LSN is too large"))?;
+        if lsn == 0 {
+            return Err(bad("LSNs start at 1"));
+        }
+        if hex.len() != 2 * crypto::CHAIN_LEN || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("the tag is not 32 hexadecimal digits"));
+        }
+        let mut tag: Chain = [0; crypto::CHAIN_LEN];
+        for (i, byte) in tag.iter_mut().enumerate() {
+            *byte = hex
+                .get(2 * i..2 * i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or(bad("the tag is not 32 hexadecimal digits"))?;
+        }
+        Ok(ChainHead { lsn, tag })
+    }
+}
+
+/// What a reader with keys found of a head it was asked to look for
+/// ([`Reader::watch_head`](crate::Reader::watch_head)), so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeadCheck {
+    /// The record at the head's LSN was opened and carries the head's
+    /// tag: the log's chain holds the head.
+    Holds {
+        /// Its segment.
+        segment: std::path::PathBuf,
+        /// Its offset there.
+        offset: u64,
+    },
+    /// The record at the head's LSN was opened and carries another tag:
+    /// this log's history is not the one whose head was recorded (rolled
+    /// back and written again, another log, or a head recorded wrong).
+    Differs {
+        /// Its segment.
+        segment: std::path::PathBuf,
+        /// Its offset there.
+        offset: u64,
+        /// Its tag.
+        found: Chain,
+    },
+    /// The record at the head's LSN was returned without being opened: in
+    /// the clear (`key_id` `None`, a log read without keys or a clear
+    /// prefix), or sealed with a key the reader was not given.
+    Unchecked {
+        /// Its segment.
+        segment: std::path::PathBuf,
+        /// Its offset there.
+        offset: u64,
+        /// The key it is sealed with, if any.
+        key_id: Option<u32>,
+    },
+    /// No record at the head's LSN was returned: after a whole read, the
+    /// log ends before it, or the record there is damaged or forged (each
+    /// a problem the reader reported).
+    NotRead,
+}

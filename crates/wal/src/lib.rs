@@ -90,7 +90,7 @@ mod sink;
 mod wal;
 mod walk;
 
-pub use crate::chain::{chain_before, published_head};
+pub use crate::chain::{ChainHead, ChainHeadError, HeadCheck, chain_before, published_head};
 pub use crate::commit::WalStats;
 pub use crate::crypto::{
     CHAIN_LEN, Chain, Key, KeyError, KeyRing, RecordContext, SEAL_OVERHEAD, default_keys,

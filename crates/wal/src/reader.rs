@@ -247,6 +247,11 @@ pub struct Reader {
     /// The last record decrypted and its tag: the chain value before the
     /// next one.
     last_tag: Option<(Lsn, crate::crypto::Chain)>,
+    /// Heads looked for ([`Reader::watch_head`]) and what was found.
+    watched: Vec<(crate::ChainHead, crate::HeadCheck)>,
+    /// A problem found on the way (the head in `LOCK` does not
+    /// authenticate), returned by the next call of `next_ref`.
+    pending: Option<WalError>,
 }
 
 /// What a reader with keys knows of the log's chain.
@@ -315,6 +320,8 @@ impl Reader {
             plain: Vec::new(),
             chain: None,
             last_tag: None,
+            watched: Vec::new(),
+            pending: None,
         })
     }
 
@@ -626,6 +633,47 @@ impl Reader {
         self.last_tag
     }
 
+    /// Look for `head` (a record's LSN and tag, recorded earlier) as this
+    /// reader goes: when it returns the record at that LSN, note whether
+    /// it carries that tag ([`Reader::head_check`]). After a whole-log read
+    /// with keys, [`HeadCheck::Holds`](crate::HeadCheck::Holds) means the
+    /// log's chain holds the head: it is the log whose head was recorded,
+    /// grown or not. Call it more than once to look for several heads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use logbook_wal::{ChainHead, HeadCheck, Key, KeyRing, Reader, Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let ring = Arc::new(KeyRing::new(Key::new([7; 32])));
+    /// let wal = Wal::open(dir.path(), WalOptions { encryption: Some(ring.clone()), ..WalOptions::default() })?;
+    /// wal.append_raw(uuid::Uuid::nil(), b"one")?;
+    /// let mut reader = Reader::open(dir.path())?.with_keys(ring.clone());
+    /// reader.by_ref().for_each(drop);
+    /// let (lsn, tag) = reader.chain_head().unwrap();
+    /// let head = ChainHead { lsn, tag };
+    ///
+    /// wal.append_raw(uuid::Uuid::nil(), b"two")?; // the log grows
+    /// let mut reader = Reader::open(dir.path())?.with_keys(ring).watch_head(head);
+    /// reader.by_ref().for_each(drop);
+    /// assert!(matches!(reader.head_check(&head), Some(HeadCheck::Holds { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn watch_head(mut self, head: crate::ChainHead) -> Reader {
+        self.watched.push((head, crate::HeadCheck::NotRead));
+        self
+    }
+
+    /// What this reader found so far of a head given to
+    /// [`Reader::watch_head`] (`None` for a head not given to it).
+    #[must_use]
+    pub fn head_check(&self, head: &crate::ChainHead) -> Option<&crate::HeadCheck> {
+        self.watched.iter().find(|(h, _)| h == head).map(|(_, c)| c)
+    }
+
     /// Damage seen at the end of the tail segment by the last call that
     /// returned `None`, if any.
     #[must_use]
@@ -643,9 +691,18 @@ impl Reader {
     /// [`WalError::MidLogCorruption`]) naming the segment, offset and LSN;
     /// I/O errors naming the file.
     pub fn next_ref(&mut self) -> Option<Result<RecordRef<'_>, WalError>> {
+        if let Some(e) = self.pending.take() {
+            return Some(Err(e));
+        }
         let (header, len) = match self.advance() {
             Ok(Some(record)) => record,
-            Ok(None) => return self.cut_below_head().map(Err),
+            Ok(None) => {
+                return self
+                    .pending
+                    .take()
+                    .or_else(|| self.cut_below_head())
+                    .map(Err);
+            }
             Err(e) => return Some(Err(e)),
         };
         // `advance` left `offset` on the record it validated: step past it,
@@ -715,6 +772,14 @@ impl Reader {
                 self.last_tag = Some((header.lsn, tag));
                 if let Some(head) = self.chain.and_then(|v| v.head) {
                     if head.lsn == header.lsn && head.tag != tag {
+                        note_head(
+                            &mut self.watched,
+                            header.lsn,
+                            &cur.entry.path,
+                            at as u64,
+                            Some(tag),
+                            None,
+                        );
                         return Some(Err(WalError::Forged {
                             path: cur.entry.path.clone(),
                             offset: at as u64,
@@ -727,6 +792,18 @@ impl Reader {
             }
             _ => (stored, key_id),
         };
+        let opened = match still_sealed {
+            None if key.is_some() => self.last_tag.map(|(_, tag)| tag),
+            _ => None,
+        };
+        note_head(
+            &mut self.watched,
+            header.lsn,
+            &cur.entry.path,
+            at as u64,
+            opened,
+            still_sealed,
+        );
         Some(Ok(RecordRef {
             lsn: header.lsn,
             timestamp_us: header.timestamp_us,
@@ -1307,7 +1384,9 @@ impl Reader {
                 view.head = Some(head);
                 view.enc_start = head.enc_start;
             } else if ring.get(head.key_id).is_some() {
-                return Err(WalError::Forged {
+                // Reported once, by `next_ref`; the segments are read
+                // all the same (a bad head must not hide the log).
+                self.pending = Some(WalError::Forged {
                     path: self.dir.join(crate::format::LOCK_FILE),
                     offset: crate::format::WATERMARK_LEN as u64,
                     lsn: head.lsn,
@@ -1436,6 +1515,35 @@ impl Iterator for Reader {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_ref().map(|r| r.map(|r| r.to_owned_record()))
+    }
+}
+
+/// Note what the record at `lsn` (at `offset` of `segment`) says of the
+/// heads watched at that LSN: its tag if it was opened, else the key it is
+/// still sealed with (`None`: in the clear).
+fn note_head(
+    watched: &mut [(crate::ChainHead, crate::HeadCheck)],
+    lsn: Lsn,
+    segment: &Path,
+    offset: u64,
+    opened: Option<crate::crypto::Chain>,
+    key_id: Option<u32>,
+) {
+    for (head, check) in watched.iter_mut().filter(|(h, _)| h.lsn == lsn) {
+        let segment = segment.to_path_buf();
+        *check = match opened {
+            Some(found) if found == head.tag => crate::HeadCheck::Holds { segment, offset },
+            Some(found) => crate::HeadCheck::Differs {
+                segment,
+                offset,
+                found,
+            },
+            None => crate::HeadCheck::Unchecked {
+                segment,
+                offset,
+                key_id,
+            },
+        };
     }
 }
 

@@ -498,3 +498,29 @@ fn a_crafted_index_does_not_hide_records() {
         .collect();
     assert_eq!(through_index, scanned);
 }
+
+/// The head in LOCK altered (its tag, the CRC fixed): one located problem
+/// at LOCK, and every record is still read (a bad head must not hide the
+/// log, nor be reported once per segment).
+#[test]
+fn a_forged_head_in_lock_is_one_problem_and_hides_no_record() {
+    use logbook_wal::format::{HEAD_LEN, LOCK_FILE, WATERMARK_LEN};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(11);
+    encrypted_log(dir.path(), &keys, 60);
+    assert!(segments(dir.path()).len() >= 2);
+    let lock = dir.path().join(LOCK_FILE);
+    let mut bytes = std::fs::read(&lock).unwrap();
+    let mut head =
+        logbook_wal::Head::decode(&bytes[WATERMARK_LEN..WATERMARK_LEN + HEAD_LEN]).unwrap();
+    head.tag[0] ^= 1;
+    bytes[WATERMARK_LEN..WATERMARK_LEN + HEAD_LEN].copy_from_slice(&head.encode());
+    std::fs::write(&lock, &bytes).unwrap();
+    let (events, errors) = split(read(dir.path(), Some(keys)));
+    assert_eq!(events.len(), 60, "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        matches!(&errors[0], WalError::Forged { path, lsn: 60, .. } if *path == lock),
+        "{errors:?}"
+    );
+}

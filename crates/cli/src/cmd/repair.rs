@@ -355,7 +355,7 @@ fn repair(
 /// in sealed segments, and gaps between segments.
 fn sealed_problems(dir: &Path, tail: &Path, inspection: &Inspection) -> anyhow::Result<Sealed> {
     let mut sealed = Sealed::default();
-    crate::cmd::verify::check(dir, None, Some(inspection), &mut |finding| {
+    crate::cmd::verify::check(dir, None, Some(inspection), None, &mut |finding| {
         let in_tail_frames = finding
             .at
             .as_ref()

@@ -10,8 +10,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use logbook_bus::codec::{CODEC_ID, CodecError};
 use logbook_wal::{
-    EventRecord, FrameFields, Inspection, Item, Lsn, SegmentSummary, SegmentTable, TailDamage,
-    WalError,
+    ChainHead, EventRecord, FrameFields, HeadCheck, Inspection, Item, Lsn, SegmentSummary,
+    SegmentTable, TailDamage, WalError,
 };
 use serde::Serialize;
 
@@ -23,6 +23,8 @@ Examples:
   logbook verify ./logbook-demo          check everything; exit 1 if anything is wrong
   logbook verify ./logbook-demo --hex    also show the bytes around each problem
   logbook verify ./logbook-demo --json | jq -c 'select(.type == \"problem\")'
+  logbook verify ./log --key-file ./log.key    also check the chain; print the head
+  logbook verify ./log --key-file ./log.key --expect-head 76:f1447eda1afda1b83c9f91667145f4c2
 
 What is checked: every segment header (magic, version, flags, CRC, base LSN
 against the file name, codec); every record frame (length, CRC); LSN
@@ -33,15 +35,30 @@ check: the reader resumes at the next valid record, so one bad byte does not
 hide the rest of the log. Damage at the tail of a log that a live writer
 holds is reported as a note (most likely a write in progress), not a problem.
 
+With the log's keys (--key-file, LOGBOOK_KEY), also the chain of an encrypted
+log: each encrypted segment's seal block, each record's tag (bound to the one
+before), no segment in the clear after the first encrypted one, and the head
+the writer published in LOCK. The table names each segment's key (or clear).
+Then it prints the log's head, LSN:TAG (the last record and its tag), to
+record elsewhere; --expect-head LSN:TAG is a problem unless the log's chain
+still holds that record with that tag (the log may have grown since). Without
+keys the chain is not checked, and --expect-head is refused.
+
 --json prints JSON Lines: one object per problem, then one summary object.
 A problem: {\"type\":\"problem\", \"kind\", \"segment\" (the segment file, or null),
 \"offset\" (its byte offset in the segment, or null), \"lsn\" (the LSN expected
 or found there, or null), \"message\"}. Kinds: bad_header, bad_segment,
 corrupt_record, lsn_sequence, mid_log_corruption, durable_damaged,
-undecodable_payload, unknown_codec, torn_tail, stale_bytes. The summary:
-{\"type\":\"summary\", \"log\", \"ok\", \"problems\", \"segments\", \"records\",
-\"first_lsn\", \"last_lsn\", \"unknown_kinds\", \"tail\" (clean, torn or damaged),
-\"writer_live\", \"unusable_indexes\" (a list of {\"segment\", \"reason\"})}.";
+undecodable_payload, unknown_codec, torn_tail, stale_bytes, forged,
+decrypt_failed, bad_log_id, head_mismatch, head_missing, head_unchecked. The
+summary: {\"type\":\"summary\", \"log\", \"ok\", \"problems\", \"segments\",
+\"records\", \"first_lsn\", \"last_lsn\", \"unknown_kinds\", \"sealed_records\"
+(records read without their key), \"tail\" (clean, torn or damaged),
+\"writer_live\", \"unusable_indexes\" (a list of {\"segment\", \"reason\"}),
+\"chain\" (checked, partial, not_checked or clear), \"head\" (LSN:TAG or null),
+\"head_lsn\", \"head_tag\", \"published_head\" and \"expected_head\" (null or
+{\"lsn\", \"tag\", \"found\": holds, differs, not_read or unchecked}),
+\"segment_keys\" (a list of {\"segment\", \"key\": key id, clear, or null})}.";
 
 /// Check the whole log.
 #[derive(Debug, Args)]
@@ -55,6 +72,15 @@ pub(crate) struct VerifyArgs {
     /// JSON Lines: one object per problem, then a summary.
     #[arg(long, conflicts_with = "hex")]
     pub(crate) json: bool,
+    /// A head recorded earlier (LSN:TAG, as verify prints it): a problem
+    /// unless the log's chain holds it. Needs the log's key.
+    #[arg(long, value_name = "LSN:TAG", value_parser = parse_head)]
+    pub(crate) expect_head: Option<ChainHead>,
+}
+
+fn parse_head(text: &str) -> Result<ChainHead, String> {
+    text.parse()
+        .map_err(|e: logbook_wal::ChainHeadError| e.to_string())
 }
 
 /// Logs at least this large (in file bytes) get a progress bar, when
@@ -83,6 +109,9 @@ impl Finding {
             WalError::Sequence { expected, .. } => ("lsn_sequence", Some(*expected)),
             WalError::MidLogCorruption { lsn, .. } => ("mid_log_corruption", Some(*lsn)),
             WalError::DurableDamaged { lsn, .. } => ("durable_damaged", Some(*lsn)),
+            WalError::Forged { lsn, .. } => ("forged", Some(*lsn)),
+            WalError::Decrypt { lsn, .. } => ("decrypt_failed", Some(*lsn)),
+            WalError::BadLogId { .. } => ("bad_log_id", None),
             _ => ("error", None),
         };
         Finding {
@@ -137,6 +166,42 @@ struct SummaryJson<'a> {
     tail: &'static str,
     writer_live: bool,
     unusable_indexes: Vec<IndexJson<'a>>,
+    chain: &'static str,
+    head: Option<String>,
+    head_lsn: Option<Lsn>,
+    head_tag: Option<String>,
+    published_head: Option<HeadJson>,
+    expected_head: Option<HeadJson>,
+    segment_keys: Vec<SegmentKeyJson<'a>>,
+}
+
+/// A head verify compared the log with, and what it found.
+#[derive(Debug, Serialize)]
+struct HeadJson {
+    lsn: Lsn,
+    tag: String,
+    found: &'static str,
+}
+
+impl HeadJson {
+    fn new((head, check): &(ChainHead, HeadCheck)) -> HeadJson {
+        HeadJson {
+            lsn: head.lsn,
+            tag: hex(&head.tag),
+            found: match check {
+                HeadCheck::Holds { .. } => "holds",
+                HeadCheck::Differs { .. } => "differs",
+                HeadCheck::Unchecked { .. } => "unchecked",
+                _ => "not_read",
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SegmentKeyJson<'a> {
+    segment: &'a Path,
+    key: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,6 +227,57 @@ pub(crate) struct Report {
     pub(crate) tail_problems: u64,
     /// Whether a live writer held the log when the tail was checked.
     pub(crate) writer_live: bool,
+    /// Whether this run has keys (`--key-file`, `LOGBOOK_KEY`).
+    pub(crate) keys: bool,
+    /// With keys: the log's head, the last record opened and its tag.
+    pub(crate) head: Option<ChainHead>,
+    /// The authenticated head the writer published in `LOCK`, and what
+    /// the read found of it.
+    pub(crate) published: Option<(ChainHead, HeadCheck)>,
+    /// `--expect-head`, and what the read found of it.
+    pub(crate) expected: Option<(ChainHead, HeadCheck)>,
+    /// Problems of the heads compared (counted in `problems` too).
+    pub(crate) head_problems: u64,
+}
+
+impl Report {
+    /// Whether any segment is encrypted.
+    fn encrypted(&self) -> bool {
+        self.segments.iter().any(|s| key_of(s).is_some())
+    }
+
+    /// How far the chain was checked: `checked`, `partial` (records sealed
+    /// with a key not given), `not_checked` (no key), `clear` (no
+    /// encrypted segment).
+    fn chain(&self) -> &'static str {
+        match (self.encrypted(), self.keys) {
+            (false, _) => "clear",
+            (true, false) => "not_checked",
+            (true, true) if self.sealed > 0 => "partial",
+            (true, true) => "checked",
+        }
+    }
+}
+
+/// A segment's key id, if its header is valid and names one.
+fn key_of(info: &SegmentSummary) -> Option<u32> {
+    info.header.as_ref().ok().and_then(|h| h.key_id)
+}
+
+/// A segment's key as verify names it: its id, `clear`, or `-` (a bad
+/// header).
+fn key_name(info: &SegmentSummary) -> String {
+    match &info.header {
+        Ok(h) => h
+            .key_id
+            .map_or_else(|| "clear".to_owned(), |id| format!("{id:08x}")),
+        Err(_) => "-".to_owned(),
+    }
+}
+
+/// A tag in hexadecimal.
+fn hex(tag: &[u8]) -> String {
+    tag.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Check the log in `dir`, handing each problem to `on_problem` as it is
@@ -173,12 +289,15 @@ pub(crate) fn check(
     dir: &Path,
     progress: Option<&ProgressBar>,
     tail: Option<&Inspection>,
+    expect: Option<ChainHead>,
     on_problem: &mut dyn FnMut(&Finding) -> anyhow::Result<()>,
 ) -> anyhow::Result<Report> {
     // Problems by segment, to tell whether the tail segment has any.
     let mut by_segment: HashMap<PathBuf, u64> = HashMap::new();
-    let mut report = check_counting(dir, progress, tail, &mut |finding| {
-        if let Some((path, _)) = &finding.at {
+    let mut report = check_counting(dir, progress, tail, expect, &mut |finding| {
+        // A head not found is about the chain, not damage to the tail.
+        let damage = !finding.kind.starts_with("head_");
+        if let (Some((path, _)), true) = (&finding.at, damage) {
             *by_segment.entry(path.clone()).or_default() += 1;
         }
         on_problem(finding)
@@ -196,10 +315,30 @@ fn check_counting(
     dir: &Path,
     progress: Option<&ProgressBar>,
     tail: Option<&Inspection>,
+    expect: Option<ChainHead>,
     on_problem: &mut dyn FnMut(&Finding) -> anyhow::Result<()>,
 ) -> anyhow::Result<Report> {
+    let ring = logbook_wal::default_keys();
+    // The head the writer published, if it authenticates (one that does
+    // not is a problem the reader reports).
+    let published = ring
+        .as_ref()
+        .and_then(|ring| logbook_wal::published_head(dir, ring).ok().flatten())
+        .filter(|h| h.lsn > 0)
+        .map(|h| ChainHead {
+            lsn: h.lsn,
+            tag: h.tag,
+        });
     let mut reader = scan::open_reader(dir)?;
-    let mut report = Report::default();
+    for head in published.iter().chain(expect.iter()) {
+        reader = reader.watch_head(*head);
+    }
+    // Whether the reader reported a problem at the published head's LSN.
+    let mut published_reported = false;
+    let mut report = Report {
+        keys: ring.is_some(),
+        ..Report::default()
+    };
     let starts = segment_starts(&reader.segments());
     if let Some(bar) = progress {
         bar.set_length(starts.last().map_or(0, |s| s.1));
@@ -256,11 +395,28 @@ fn check_counting(
                 }
             }
         };
+        if finding.lsn.is_some() && finding.lsn == published.map(|h| h.lsn) {
+            published_reported = true;
+        }
         report.problems += 1;
         on_problem(&finding)?;
         Ok(Flow::Continue)
     })?;
     report.segments = table.finish(&reader);
+    report.head = reader.chain_head().map(|(lsn, tag)| ChainHead { lsn, tag });
+    let found = |head: &ChainHead| {
+        reader
+            .head_check(head)
+            .cloned()
+            .unwrap_or(HeadCheck::NotRead)
+    };
+    report.published = published.map(|h| (h, found(&h)));
+    report.expected = expect.map(|h| (h, found(&h)));
+    for finding in head_problems(&report, published_reported) {
+        report.problems += 1;
+        report.head_problems += 1;
+        on_problem(&finding)?;
+    }
     for info in &report.segments {
         if let Ok(header) = &info.header {
             if header.codec_id != CODEC_ID {
@@ -307,6 +463,104 @@ fn check_counting(
     Ok(report)
 }
 
+/// The problems of the heads compared: the expected head (`--expect-head`)
+/// unless the log's chain holds it; the head the writer published if the
+/// log ends before it and the reader did not say so already (it reports a
+/// record there that is not the one published).
+fn head_problems(report: &Report, published_reported: bool) -> Vec<Finding> {
+    let end = report
+        .segments
+        .last()
+        .map(|tail| (tail.path.clone(), tail.used_bytes));
+    let ends_at = report.last_lsn.map_or_else(
+        || "holds no record".to_owned(),
+        |l| format!("ends at LSN {l}"),
+    );
+    let mut problems = Vec::new();
+    if let Some((head, HeadCheck::NotRead)) = &report.published {
+        if !published_reported && report.last_lsn.is_none_or(|l| l < head.lsn) {
+            problems.push(Finding {
+                kind: "head_missing",
+                text: format!(
+                    "the log {ends_at}, before LSN {} that its writer made durable (the head it published in LOCK): acknowledged records were cut",
+                    head.lsn
+                ),
+                at: end.clone(),
+                lsn: Some(head.lsn),
+            });
+        }
+    }
+    let Some((head, check)) = &report.expected else {
+        return problems;
+    };
+    let at = |segment: &Path, offset: u64| {
+        format!("{} at offset {offset}: LSN {}", segment.display(), head.lsn)
+    };
+    let (kind, text, place) = match check {
+        HeadCheck::Holds { .. } => return problems,
+        HeadCheck::Differs {
+            segment,
+            offset,
+            found,
+        } => (
+            "head_mismatch",
+            format!(
+                "{} has tag {}, not {}: the log's chain does not hold the expected head {head} (the log was rolled back and written again, replaced, or is another log; or the head was recorded wrong)",
+                at(segment, *offset),
+                hex(found),
+                hex(&head.tag)
+            ),
+            Some((segment.clone(), *offset)),
+        ),
+        HeadCheck::Unchecked {
+            segment,
+            offset,
+            key_id: None,
+        } => (
+            "head_mismatch",
+            format!(
+                "{} is a record in the clear: it has no tag, so the log's chain does not hold the expected head {head}",
+                at(segment, *offset)
+            ),
+            Some((segment.clone(), *offset)),
+        ),
+        HeadCheck::Unchecked {
+            segment,
+            offset,
+            key_id: Some(id),
+        } => (
+            "head_unchecked",
+            format!(
+                "{} is sealed with key {id:08x}, which was not given: the expected head {head} cannot be checked (give that key with --key-file)",
+                at(segment, *offset)
+            ),
+            Some((segment.clone(), *offset)),
+        ),
+        _ if report.last_lsn.is_some_and(|l| l >= head.lsn) => (
+            "head_missing",
+            format!(
+                "the record at LSN {} was not read (see the problems above): the expected head {head} is not confirmed",
+                head.lsn
+            ),
+            None,
+        ),
+        _ => (
+            "head_missing",
+            format!(
+                "the log {ends_at}, before the expected head {head}: records were cut, or the log was rolled back to an older copy"
+            ),
+            end,
+        ),
+    };
+    problems.push(Finding {
+        kind,
+        text,
+        at: place,
+        lsn: Some(head.lsn),
+    });
+    problems
+}
+
 /// What recovery would cut from a tail that readers see ending cleanly:
 /// non-zero bytes after a run of zeros.
 fn stale_bytes_past_the_end(dir: &Path, tail: Option<&Inspection>) -> Option<Finding> {
@@ -347,11 +601,18 @@ fn segment_starts(paths: &[PathBuf]) -> Vec<(PathBuf, u64)> {
 }
 
 pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    if let Some(head) = &args.expect_head {
+        if logbook_wal::default_keys().is_none() {
+            anyhow::bail!(
+                "--expect-head {head} needs the log's key (--key-file or LOGBOOK_KEY): a head is a record's tag, which only the key checks"
+            );
+        }
+    }
     let mut out = output::stdout();
     let outcome = if args.json {
-        verify_json(&args.dir, &mut out)
+        verify_json(&args.dir, args.expect_head, &mut out)
     } else {
-        verify(&args.dir, args.hex, &mut out)
+        verify_expecting(&args.dir, args.hex, args.expect_head, &mut out)
     };
     out.flush()?;
     outcome
@@ -359,9 +620,13 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
 
 /// Check the log and print JSON Lines to `out`: each problem, then the
 /// summary.
-fn verify_json(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+fn verify_json(
+    dir: &Path,
+    expect: Option<ChainHead>,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
     let mut first = None;
-    let report = check(dir, None, None, &mut |finding| {
+    let report = check(dir, None, None, expect, &mut |finding| {
         first.get_or_insert_with(|| finding.text.clone());
         output::json_line(out, &finding.json())?;
         Ok(())
@@ -396,6 +661,20 @@ fn verify_json(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 })
             })
             .collect(),
+        chain: report.chain(),
+        head: report.head.map(|h| h.to_string()),
+        head_lsn: report.head.map(|h| h.lsn),
+        head_tag: report.head.map(|h| hex(&h.tag)),
+        published_head: report.published.as_ref().map(HeadJson::new),
+        expected_head: report.expected.as_ref().map(HeadJson::new),
+        segment_keys: report
+            .segments
+            .iter()
+            .map(|info| SegmentKeyJson {
+                segment: &info.path,
+                key: info.header.is_ok().then(|| key_name(info)),
+            })
+            .collect(),
     };
     output::json_line(out, &summary)?;
     out.flush()?;
@@ -404,9 +683,19 @@ fn verify_json(dir: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
 
 /// Check the log and print the report to `out`.
 pub(crate) fn verify(dir: &Path, hex: bool, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    verify_expecting(dir, hex, None, out)
+}
+
+/// [`verify`], comparing the log's chain with `expect` (`--expect-head`).
+fn verify_expecting(
+    dir: &Path,
+    hex: bool,
+    expect: Option<ChainHead>,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
     let bar = progress_bar(dir);
     let mut first = None;
-    let report = check(dir, bar.as_ref(), None, &mut |finding| {
+    let report = check(dir, bar.as_ref(), None, expect, &mut |finding| {
         first.get_or_insert_with(|| finding.text.clone());
         let mut print = || -> anyhow::Result<()> {
             writeln!(out, "problem: {}", output::flatten(&finding.text))?;
@@ -472,7 +761,7 @@ fn progress_bar(dir: &Path) -> Option<ProgressBar> {
 
 fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Result<()> {
     let mut table = Table::new(&[
-        "segment", "header", "created", ">records", "LSNs", ">used", ">size",
+        "segment", "header", "created", "key", ">records", "LSNs", ">used", ">size",
     ]);
     for info in &report.segments {
         let (header, created) = match &info.header {
@@ -483,6 +772,7 @@ fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Res
             info.file_name(),
             header,
             created,
+            key_name(info),
             info.records.to_string(),
             output::lsn_range(info.first_lsn, info.last_lsn),
             output::bytes(info.used_bytes),
@@ -526,10 +816,16 @@ fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Res
     if report.sealed > 0 {
         writeln!(
             out,
-            "note: {} record(s) encrypted with a key not given (--key-file): frames and CRCs checked, payloads not decoded",
-            report.sealed
+            "note: {} record(s) encrypted with a key not given (--key-file): frames and CRCs checked, payloads not decoded{}",
+            report.sealed,
+            if report.keys {
+                ", their chain not checked"
+            } else {
+                ""
+            }
         )?;
     }
+    print_chain(out, report)?;
     if report.unknown_kinds > 0 {
         writeln!(
             out,
@@ -554,6 +850,93 @@ fn print_report(out: &mut dyn Write, dir: &Path, report: &Report) -> anyhow::Res
             "FAILED: {} problem(s); {segments} segment(s), {} valid record(s), {lsns}",
             report.problems, report.records
         )?;
+    }
+    Ok(())
+}
+
+/// What the check found of the log's chain (`docs/security.md`): how far
+/// it was checked, its head, and the heads compared with it.
+fn print_chain(out: &mut dyn Write, report: &Report) -> anyhow::Result<()> {
+    match report.chain() {
+        "clear" if report.keys => {
+            writeln!(
+                out,
+                "chain: none: the log is in the clear (no encrypted segment), it has no head"
+            )?;
+            return Ok(());
+        }
+        "clear" => return Ok(()),
+        "not_checked" => {
+            writeln!(
+                out,
+                "chain: not checked: the log is encrypted and no key was given (--key-file or LOGBOOK_KEY); the tags that chain its records need the key"
+            )?;
+            return Ok(());
+        }
+        "partial" => writeln!(
+            out,
+            "chain: checked, but for the records sealed with a key not given (note above)"
+        )?,
+        _ => {
+            let from = report
+                .segments
+                .iter()
+                .find(|s| key_of(s).is_some())
+                .and_then(|s| s.header.as_ref().ok())
+                .map_or(0, |h| h.base_lsn);
+            writeln!(
+                out,
+                "chain: checked: the log is encrypted from LSN {from}, each record's tag bound to the one before"
+            )?;
+        }
+    }
+    match report.head {
+        Some(head) if report.problems == report.head_problems => writeln!(
+            out,
+            "head: {head} (the last record's LSN and tag: record it, check it later with --expect-head)"
+        )?,
+        Some(head) => writeln!(
+            out,
+            "head: {head} (the last record that opened: with the problems above, not a head to record)"
+        )?,
+        None => writeln!(out, "head: none (no encrypted record opened)")?,
+    }
+    if let Some((head, check)) = &report.published {
+        let n = head.lsn;
+        match check {
+            HeadCheck::Holds { .. } => {
+                writeln!(
+                    out,
+                    "head: matches the head the writer published at LSN {n}"
+                )?;
+            }
+            HeadCheck::Unchecked {
+                key_id: Some(id), ..
+            } => writeln!(
+                out,
+                "head: the head the writer published at LSN {n} was not checked: that record is sealed with key {id:08x}, not given"
+            )?,
+            _ => writeln!(
+                out,
+                "head: does NOT match the head the writer published at LSN {n} (problem above)"
+            )?,
+        }
+    }
+    if let Some((head, check)) = &report.expected {
+        if matches!(check, HeadCheck::Holds { .. }) {
+            let grown = match report.head {
+                Some(now) if now.lsn > head.lsn => {
+                    format!(" (the log has grown since, to LSN {})", now.lsn)
+                }
+                _ => String::new(),
+            };
+            writeln!(out, "head as expected: the log's chain holds {head}{grown}")?;
+        } else {
+            writeln!(
+                out,
+                "head NOT as expected: the log's chain does not hold {head} (problem above)"
+            )?;
+        }
     }
     Ok(())
 }
