@@ -509,12 +509,40 @@ impl<'s> SourceReader<'s> {
                     if r.lsn < *from || session.is_some_and(|s| s != r.session) {
                         continue;
                     }
-                    let item = match r.open(keys.as_deref(), buf) {
-                        Ok(record) => SourceItem::Record {
-                            log: Some(r.log),
-                            record,
-                        },
-                        Err(e) => SourceItem::Problem(e),
+                    // Each sealed record commits to the tag of the one
+                    // before it in its log: where the stream holds both, a
+                    // record replayed or put in another's place shows.
+                    let before = next.checked_sub(2).and_then(|j| records.get(j));
+                    let broken = match (keys.as_deref(), r.key_id, r.prev, before) {
+                        (Some(ring), Some(key_id), Some(prev), Some(b))
+                            if ring.get(key_id).is_some()
+                                && b.log == r.log
+                                && b.lsn + 1 == r.lsn
+                                && b.key_id.is_some() =>
+                        {
+                            logbook_wal::tag_of(&b.payload) != Some(prev)
+                        }
+                        _ => false,
+                    };
+                    let item = if broken {
+                        SourceItem::Problem(WalError::Forged {
+                            path: r.place.to_path_buf(),
+                            offset: r.offset,
+                            lsn: r.lsn,
+                            reason: format!(
+                                "not the record the key holder wrote after LSN {} of log {}: its chain value is not that record's tag (replayed or replaced)",
+                                r.lsn - 1,
+                                r.log
+                            ),
+                        })
+                    } else {
+                        match r.open(keys.as_deref(), buf) {
+                            Ok(record) => SourceItem::Record {
+                                log: Some(r.log),
+                                record,
+                            },
+                            Err(e) => SourceItem::Problem(e),
+                        }
                     };
                     if let ControlFlow::Break(b) = f(item) {
                         return Ok(ControlFlow::Break(b));

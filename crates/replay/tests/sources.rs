@@ -138,3 +138,80 @@ fn a_shipped_record_that_does_not_open_is_a_located_problem() {
     let skipped = list_sessions_in(&shipped, OnCorruption::Skip).unwrap();
     assert_eq!(skipped.corruption_count, 1);
 }
+
+/// The records of the log in `dir`, shipped as stored (sealed).
+fn ship(dir: &Path) -> Vec<ShippedRecord> {
+    let log = logbook_wal::log_id(dir).unwrap();
+    let place: Arc<Path> = Arc::from(Path::new("elsewhere"));
+    let mut out = Vec::new();
+    let mut reader = Reader::open(dir).unwrap().without_keys();
+    while let Some(r) = reader.next_ref() {
+        let r = r.unwrap();
+        out.push(ShippedRecord {
+            log,
+            lsn: r.lsn,
+            timestamp_us: r.timestamp_us,
+            session: r.session,
+            codec_id: r.codec_id,
+            payload: r.payload.to_vec(),
+            key_id: r.key_id,
+            sync_mark: r.sync_mark,
+            prev: logbook_wal::chain_before(&r).unwrap(),
+            place: place.clone(),
+            offset: r.lsn,
+        });
+    }
+    out
+}
+
+/// Two copies of one encrypted log that went on apart (same `LOG_ID`):
+/// the other copy's record put in the stream in place of this one's opens
+/// (the key holder wrote it, at that LSN, after the same records), but the
+/// record after it in the stream commits to the original's tag: a located
+/// problem there, never a silent mix of the two histories.
+#[test]
+fn a_record_of_a_diverged_copy_replayed_into_the_stream_is_caught_by_the_next() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _ = encrypted_log(a.path());
+    for entry in std::fs::read_dir(a.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, b.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let ring = Arc::new(KeyRing::new(Key::new([7; 32])));
+    for (dir, word) in [(a.path(), "here"), (b.path(), "there")] {
+        let wal = Wal::open(
+            dir,
+            WalOptions {
+                encryption: Some(ring.clone()),
+                segment_size: 4096,
+                preallocate: false,
+                ..WalOptions::default()
+            },
+        )
+        .unwrap();
+        for i in 0..3 {
+            wal.append(Uuid::from_u128(9), &SessionEvent::UserMessage(format!("{word} {i}")))
+                .unwrap();
+        }
+        wal.close().unwrap();
+    }
+    let mut records = ship(a.path());
+    let theirs = ship(b.path());
+    let n = records.len();
+    let at = n - 2; // the second-to-last record
+    assert_eq!(records[at].lsn, theirs[at].lsn);
+    assert_ne!(records[at].payload, theirs[at].payload);
+    records[at] = theirs[at].clone();
+    let next = records[at + 1].lsn;
+    let stats = log_stats_in(&Source::Shipped(Shipped {
+        name: "the stream S".into(),
+        records,
+    }))
+    .unwrap();
+    assert_eq!(stats.problem_count, 1, "{:?}", stats.problems);
+    assert!(
+        matches!(&stats.problems[0], logbook_wal::WalError::Forged { lsn, .. } if *lsn == next),
+        "{:?}",
+        stats.problems
+    );
+}
