@@ -112,6 +112,8 @@ struct Demo {
     shared_prefix: String,
     /// Two epoch times (seconds, as text) around the first `done` record.
     done_since: String,
+    /// The heads the docs show of `./secret`, and that log's real ones.
+    heads: Vec<(&'static str, String)>,
     done_until: String,
 }
 
@@ -216,7 +218,8 @@ fn demo(cwd: &Path) -> Demo {
             .map(|s| s["session"].as_str().unwrap().to_owned())
             .collect(),
         shared_prefix: shared(&listed).unwrap(),
-        done_since: format!("{:.6}", first - 0.000_001),
+        heads: Vec::new(),
+        done_since: format!("@{:.6}", first - 0.000_001),
         done_until: format!("@{:.6}", first + 0.000_001),
     }
 }
@@ -240,8 +243,11 @@ fn substitute(line: &str, d: &Demo, nats: Option<&str>, snapshot: Option<&Path>)
     if s.ends_with("--session 0") {
         s = format!("{}{}", s.strip_suffix('0').unwrap(), d.shared_prefix);
     }
+    for (documented, real) in &d.heads {
+        s = s.replace(documented, real);
+    }
     s = s.replace(
-        "--since 1795977099.79 --until @1795977099.81",
+        "--since @1795977099.79 --until @1795977099.81",
         &format!("--since {} --until {}", d.done_since, d.done_until),
     );
     // `ID`, a session: for `resume`, the one a crash cut off.
@@ -288,7 +294,7 @@ fn every_documented_command_line_runs_with_its_documented_exit_status() {
     // The demo log, and what the docs assume beside it.
     let (code, _, err) = sh(cwd, "logbook demo", Some(Duration::from_secs(120)));
     assert_eq!(code, Some(0), "{err}");
-    let d = demo(cwd);
+    let mut d = demo(cwd);
     for dir in [
         "empty",
         "photos",
@@ -301,6 +307,10 @@ fn every_documented_command_line_runs_with_its_documented_exit_status() {
     }
     std::fs::write(cwd.join("photos/cat.jpg"), b"\xff\xd8\xff").unwrap();
     std::fs::write(cwd.join("log.key"), "42".repeat(32)).unwrap();
+    // `./secret`: an encrypted log of 90 records under ./log.key, for the
+    // chain and head examples; the heads they show become its own.
+    d.heads = secret_logs(cwd);
+    rotated_log(cwd);
     // `./bad` and `./mid`: copies the docs damage (`./bad` is damaged
     // before its first use, as "Damage in a sealed segment" does).
     for copy in ["bad", "mid", "live"] {
@@ -388,6 +398,96 @@ fn every_documented_command_line_runs_with_its_documented_exit_status() {
     }
     assert!(ran > 60, "only {ran} lines ran");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The encrypted logs of the chain examples, under the key of
+/// `./log.key`: `./secret` (90 records), `./backup` (a copy of it taken at
+/// LSN 76) and `./tampered` (a copy at LSN 76 with one ciphertext bit of
+/// LSN 28 flipped, its CRC fixed). Returns the docs' example heads at LSN
+/// 76 and 90, with this log's own.
+fn secret_logs(cwd: &Path) -> Vec<(&'static str, String)> {
+    let ring = std::sync::Arc::new(logbook_wal::KeyRing::new(
+        logbook_wal::Key::from_hex(&"42".repeat(32)).unwrap(),
+    ));
+    let dir = cwd.join("secret");
+    let append = |from: u64, to: u64| {
+        let wal = logbook_wal::Wal::open(
+            &dir,
+            logbook_wal::WalOptions {
+                segment_size: 4096,
+                encryption: Some(ring.clone()),
+                ..logbook_wal::WalOptions::default()
+            },
+        )
+        .unwrap();
+        for i in from..to {
+            let event = logbook_bus::SessionEvent::UserMessage(format!("secret {i}"));
+            wal.append(uuid::Uuid::from_u128(u128::from(i % 3) + 1), &event)
+                .unwrap();
+        }
+        wal.close().unwrap();
+    };
+    append(0, 76);
+    for copy in ["backup", "tampered"] {
+        let (code, _, err) = sh(cwd, &format!("cp -r ./secret ./{copy}"), None);
+        assert_eq!(code, Some(0), "{err}");
+    }
+    append(76, 90);
+    let mut reader = logbook_wal::Reader::open(&dir)
+        .unwrap()
+        .with_keys(ring.clone());
+    let mut heads = Vec::new();
+    while let Some(r) = reader.next_ref() {
+        let lsn = r.unwrap().lsn;
+        if lsn == 76 || lsn == 90 {
+            let (l, tag) = reader.chain_head().unwrap();
+            let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+            heads.push(format!("{l}:{hex}"));
+        }
+    }
+    // One bit of LSN 28's ciphertext, the frame's CRC fixed.
+    let record = logbook_wal::Reader::open(cwd.join("tampered"))
+        .unwrap()
+        .with_keys(ring)
+        .find(|r| r.as_ref().is_ok_and(|r| r.lsn == 28))
+        .unwrap()
+        .unwrap();
+    let mut bytes = std::fs::read(&record.segment).unwrap();
+    let at = usize::try_from(record.offset).unwrap();
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    bytes[at + 48 + 30] ^= 1;
+    let crc = crc32fast::hash(&bytes[at + 8..at + 48 + len]);
+    bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&record.segment, bytes).unwrap();
+    vec![
+        ("76:f1447eda1afda1b83c9f91667145f4c2", heads[0].clone()),
+        ("90:72e1d2df1059977587217535d5c1ee1b", heads[1].clone()),
+    ]
+}
+
+/// `./rotated`: written under `./key1.key`, then rotated to `./key2.key`
+/// (the key section's examples).
+fn rotated_log(cwd: &Path) {
+    let (one, two) = ("0a".repeat(32), "0b".repeat(32));
+    std::fs::write(cwd.join("key1.key"), &one).unwrap();
+    std::fs::write(cwd.join("key2.key"), &two).unwrap();
+    let key = |hex: &str| logbook_wal::Key::from_hex(hex).unwrap();
+    for keys in [vec![key(&one)], vec![key(&two), key(&one)]] {
+        let ring = logbook_wal::KeyRing::from_keys(keys).unwrap();
+        let wal = logbook_wal::Wal::open(
+            cwd.join("rotated"),
+            logbook_wal::WalOptions {
+                encryption: Some(std::sync::Arc::new(ring)),
+                ..logbook_wal::WalOptions::default()
+            },
+        )
+        .unwrap();
+        for i in 0..10u64 {
+            let event = logbook_bus::SessionEvent::UserMessage(format!("rotated {i}"));
+            wal.append(uuid::Uuid::from_u128(7), &event).unwrap();
+        }
+        wal.close().unwrap();
+    }
 }
 
 /// A read-only bind mount of a copy of the demo log, unmounted on drop.
