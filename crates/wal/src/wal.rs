@@ -830,9 +830,17 @@ impl Inspection {
 /// (no permission, or a read-only file system) is not an error: no writer
 /// can hold it there, and the answer is `false`.
 pub fn is_locked(dir: impl AsRef<Path>) -> Result<bool, WalError> {
+    is_locked_with_fs(&StdFs, dir)
+}
+
+/// [`is_locked`] on another file system.
+///
+/// # Errors
+///
+/// As [`is_locked`].
+pub fn is_locked_with_fs(fs: &dyn Fs, dir: impl AsRef<Path>) -> Result<bool, WalError> {
     let dir = dir.as_ref();
-    let fs = StdFs;
-    segment::check_dir(&fs, dir)?;
+    segment::check_dir(fs, dir)?;
     let lock = dir.join(LOCK_FILE);
     if fs.kind(&lock).map_err(|e| WalError::io("stat", &lock, e))? == PathKind::Missing {
         return Ok(false);
