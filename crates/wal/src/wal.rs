@@ -657,10 +657,15 @@ fn recover_tail(
         // off, on the file and in the watermark, so that the next `open`
         // does not take it for durable. In another boot everything read
         // came from the disk, and the watermark may be older than what was
-        // acknowledged: nothing is cut.
+        // acknowledged: nothing is cut. A boot id that cannot be read
+        // (zeros, now or in the watermark) may be this boot: cut, as for
+        // the same boot (after a power cut that may cut the last batch no
+        // surviving watermark or sync mark vouches for; not cutting could
+        // adopt pages that never reach the disk).
         let boot_id = fs.boot_id();
-        let same_boot = matches!(prior, WatermarkState::Valid(w) if w.boot_id == boot_id)
-            && boot_id != BootId::default();
+        let unknown = BootId::default();
+        let same_boot = matches!(prior, WatermarkState::Valid(w)
+            if w.boot_id == boot_id || w.boot_id == unknown || boot_id == unknown);
         if same_boot {
             tracing::error!(error = %e, path = %path.display(), lsn = vouched.0, "fsync failed during recovery: cutting back to what was durable");
             let _ = file.set_len(vouched.1 as u64);

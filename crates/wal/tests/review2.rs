@@ -88,8 +88,8 @@ fn power_cut_keeps(
     context: &str,
 ) -> Vec<(Lsn, uuid::Uuid, logbook_bus::SessionEvent)> {
     fs.power_cut();
-    let wal = open(fs, always())
-        .unwrap_or_else(|e| panic!("{context}: open after the power cut: {e}"));
+    let wal =
+        open(fs, always()).unwrap_or_else(|e| panic!("{context}: open after the power cut: {e}"));
     drop(wal);
     let records = read_all_fs(sim(fs), Path::new(DIR));
     for (lsn, want) in acked {
@@ -113,8 +113,7 @@ fn reopen_after_fault(fs: &SimFs, context: &str) -> Wal {
         Ok(wal) => wal,
         Err(e) => {
             assert!(e.to_string().contains("fsync"), "{context}: {e}");
-            open(fs, always())
-                .unwrap_or_else(|e| panic!("{context}: the second open: {e}"))
+            open(fs, always()).unwrap_or_else(|e| panic!("{context}: the second open: {e}"))
         }
     }
 }
@@ -165,3 +164,78 @@ fn r2_a_reader_s_failed_fsync_never_leads_open_past_the_unvouched_tail() {
     );
 }
 
+/// Finding 3: with the boot id unreadable (zeros), `open` took a failed
+/// recovery fsync for one in another boot and cut nothing; the next `open`
+/// adopted the never-written pages, acknowledged a record past them, and a
+/// power cut then made it refuse ("acknowledged data is damaged"). An
+/// unknown boot id (the current one, or the one in the watermark) now
+/// counts as "possibly this boot": the unvouched tail is cut and the
+/// watermark poisoned.
+#[test]
+fn r3_an_unknown_boot_id_counts_as_possibly_this_boot() {
+    for (writer_unknown, recovery_unknown) in [(true, true), (true, false), (false, true)] {
+        let what = format!(
+            "boot id of the writer {}, of recovery {}",
+            if writer_unknown { "unknown" } else { "known" },
+            if recovery_unknown { "unknown" } else { "known" }
+        );
+        let fs = SimFs::new(3);
+        fs.set_boot_id_unknown(writer_unknown);
+        let (wal, mut acked) = live_writer_past_its_durable_point(&fs, 2);
+        std::mem::forget(wal);
+        fs.crash();
+        fs.set_boot_id_unknown(recovery_unknown);
+        fs.fail_after(Op::Sync, 0, libc::EIO);
+        let e = open(&fs, always()).unwrap_err();
+        assert!(e.to_string().contains("fsync"), "{what}: {e}");
+        let wal = open(&fs, always())
+            .unwrap_or_else(|e| panic!("{what}: open after the failed recovery: {e}"));
+        let continues = wal.last_lsn();
+        let lsn = wal.append(session(3), &event(9)).unwrap();
+        acked.insert(lsn, (session(3), event(9)));
+        drop(wal);
+        power_cut_keeps(&fs, &acked, &what);
+        assert_eq!(continues, 3, "{what}: the unvouched tail is cut");
+    }
+}
+
+/// The other side of finding 3's trade-off: in another boot, with both boot
+/// ids known, a failed recovery fsync still cuts nothing, not even an
+/// acknowledged record that the surviving watermark and no sync mark vouch
+/// for (the watermark is not fsynced at every batch).
+#[test]
+fn r3_in_another_known_boot_a_failed_recovery_fsync_cuts_nothing() {
+    let mut unvouched = 0;
+    for seed in 0..8 {
+        let fs = SimFs::new(seed);
+        let wal = open(&fs, always()).unwrap();
+        let mut acked = Acked::new();
+        for i in 1..=3 {
+            let lsn = wal.append(session(1), &event(i)).unwrap();
+            acked.insert(lsn, (session(1), event(i)));
+        }
+        std::mem::forget(wal);
+        fs.power_cut();
+        let lock = fs.file_bytes(LOCK).unwrap_or_default();
+        if !matches!(logbook_wal::format::Watermark::decode(&lock),
+            logbook_wal::format::WatermarkState::Valid(w) if w.durable_end > 3)
+        {
+            unvouched += 1;
+        }
+        fs.fail_after(Op::Sync, 0, libc::EIO);
+        let e = open(&fs, always()).unwrap_err();
+        assert!(e.to_string().contains("fsync"), "seed {seed}: {e}");
+        let wal = open(&fs, always()).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(
+            wal.last_lsn(),
+            3,
+            "seed {seed}: nothing acknowledged is cut"
+        );
+        drop(wal);
+        power_cut_keeps(&fs, &acked, &format!("seed {seed}"));
+    }
+    assert!(
+        unvouched > 0,
+        "no power cut left LSN 3 unvouched: the case was never met"
+    );
+}
