@@ -75,14 +75,20 @@ fn r5_sessions_run_as_another_user_sees_the_live_writer() {
     let lock = dir.join("LOCK");
     let status_line = |out: &Output| -> String {
         let (stdout, stderr) = texts(out);
-        assert!(!stderr.contains("panicked"), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            !stderr.contains("panicked"),
+            "stdout:\n{stdout}\nstderr:\n{stderr}"
+        );
         stdout
             .lines()
             .find(|l| l.contains(&session.to_string()[..8]))
             .unwrap_or_else(|| panic!("no line for the session:\n{stdout}\nstderr:\n{stderr}"))
             .to_owned()
     };
-    for (what, mode) in [("LOCK readable, not writable", 0o644), ("LOCK unreadable", 0o600)] {
+    for (what, mode) in [
+        ("LOCK readable, not writable", 0o644),
+        ("LOCK unreadable", 0o600),
+    ] {
         chmod(&lock, mode);
         let line = status_line(&sessions_as_nobody(&dir));
         assert!(

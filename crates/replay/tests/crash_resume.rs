@@ -261,7 +261,10 @@ fn sigkill_mid_session_then_resume() {
     for s in &before.sessions {
         let r = recovered.session(s.session).unwrap();
         assert_eq!(r.first_lsn, s.first_lsn);
-        assert!(r.last_lsn >= s.last_lsn && r.events >= s.events, "{s:?} {r:?}");
+        assert!(
+            r.last_lsn >= s.last_lsn && r.events >= s.events,
+            "{s:?} {r:?}"
+        );
     }
     let resumed = resume(&wal, id(resumed_n)).unwrap();
     let on_disk = session_state(dir.path(), id(resumed_n)).unwrap();

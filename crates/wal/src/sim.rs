@@ -727,6 +727,25 @@ impl Fs for SimFs {
             generation,
         })))
     }
+
+    fn lock_is_held(&self, path: &Path) -> io::Result<bool> {
+        self.probe_lock(path)
+    }
+}
+
+impl SimFs {
+    /// See [`Fs::lock_is_held`]: opening the file read-only may be refused
+    /// ([`SimFs::refuse_open`]); flock needs no more.
+    fn probe_lock(&self, path: &Path) -> io::Result<bool> {
+        let st = self.st();
+        if let Some(&(_, Some(code))) = st.refused.get(path) {
+            return Err(errno(code));
+        }
+        if !st.entries.contains_key(path) {
+            return Ok(false);
+        }
+        Ok(st.locks.contains(path))
+    }
 }
 
 impl SimFile {
