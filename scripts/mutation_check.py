@@ -10,10 +10,10 @@ proves. Usage: scripts/mutation_check.py [INDEX ...]
 import os, re, subprocess, sys, tempfile
 
 MUTANTS = [
- ("batch fdatasync", "crates/wal/src/commit.rs",
+ ("batch fdatasync", "crates/wal/src/commit/disk.rs",
   "        debug_assert_eq!(lsn, end);\n        if sync {\n            if let Err(e) = out.sync(io) {",
   "        debug_assert_eq!(lsn, end);\n        if sync {\n            if let Err(e) = Ok::<(), WalError>(()) {"),
- ("seal fdatasync before a roll", "crates/wal/src/commit.rs",
+ ("seal fdatasync before a roll", "crates/wal/src/commit/disk.rs",
   "        if !io.sealed {\n            out.sync(io)?;\n            out.durable_end = Some(lsn);",
   "        if !io.sealed {\n            out.durable_end = Some(lsn);"),
  ("directory fsync after creating a segment", "crates/wal/src/segment.rs",
@@ -25,7 +25,7 @@ MUTANTS = [
  ("parent fsync when creating the log directory", "crates/wal/src/wal.rs",
   "            fs.sync_dir(parent)\n                .map_err(|e| WalError::fatal(\"fsync directory\", parent, e))?;\n        }\n    }\n    Ok(())",
   "            let _ = parent;\n        }\n    }\n    Ok(())"),
- ("poison on a failed fsync whatever the errno", "crates/wal/src/commit.rs",
+ ("poison on a failed fsync whatever the errno", "crates/wal/src/commit/disk.rs",
   "synced.map_err(|e| WalError::fatal(\"fsync\", &io.entry.path, e))?;",
   "synced.map_err(|e| WalError::io(\"fsync\", &io.entry.path, e))?;"),
  ("Batch/Never keep queued records through a full disk", "crates/wal/src/commit.rs",
@@ -40,7 +40,7 @@ MUTANTS = [
  ("recovery cuts a poisoned writer's unsynced tail", "crates/wal/src/recovery.rs",
   "Step::Record { .. } if poisoned && expected >= durable_end => {",
   "Step::Record { .. } if false => {"),
- ("a poisoned writer cuts its unsynced tail off the file", "crates/wal/src/commit.rs",
+ ("a poisoned writer cuts its unsynced tail off the file", "crates/wal/src/commit/disk.rs",
   "            if let Err(e) = io.file.set_len(io.synced_pos) {",
   "            if let Err(e) = Ok::<(), std::io::Error>(()) {"),
  ("a failed recovery fsync cuts the unvouched tail (same boot)", "crates/wal/src/wal.rs",
@@ -53,6 +53,19 @@ MUTANTS = [
  ("an unknown boot id now counts as possibly this boot", "crates/wal/src/wal.rs",
   "if w.boot_id == boot_id || w.boot_id == unknown || boot_id == unknown);",
   "if w.boot_id == boot_id || w.boot_id == unknown);"),
+ ("readers never fsync (a reader's fsync of the tail put back)", "crates/wal/src/reader.rs",
+  "            cur.invalidate();\n            return Ok(true);\n        }\n        Ok(false)\n    }",
+  "            cur.invalidate();\n            return Ok(true);\n        }\n        let path = cur.entry.path.clone();\n"
+  "        match self.fs.open(&path, OpenMode::Read).and_then(|f| f.sync_data()) {\n"
+  "            Ok(()) => {\n                self.vouched = lsn + 1;\n"
+  "                if let Some(cur) = self.current.as_mut() {\n                    cur.invalidate();\n                }\n"
+  "                Ok(true)\n            }\n            Err(_) => Ok(false),\n        }\n    }"),
+ ("the liveness probe opens LOCK read-only", "crates/wal/src/fs.rs",
+  "        let file = match File::open(path) {",
+  "        let file = match OpenOptions::new().read(true).write(true).open(path) {"),
+ ("a LOCK that cannot be read means a writer may be live", "crates/wal/src/wal.rs",
+  "cannot probe the writer lock: a writer may be live\");\n            Ok(true)",
+  "cannot probe the writer lock: a writer may be live\");\n            Ok(false)"),
  ("recovery refuses damage below the watermark", "crates/wal/src/recovery.rs",
   "                if vouched {\n                    return Err(WalError::DurableDamaged {",
   "                if false {\n                    return Err(WalError::DurableDamaged {"),
