@@ -658,10 +658,14 @@ impl Writer {
             }
         }
         self.durable_end.store(st.durable_end, Ordering::Release);
-        self.progress.send_replace(Progress {
-            durable_end: st.durable_end,
-            poisoned: st.poisoned.is_some(),
-            closed: st.closed,
+        // `closed` is left to `close`, which sets it once its last sync is
+        // done: a batch that ends while `close` syncs (it has set
+        // `st.closed` already) must not tell a follower that nothing more
+        // will become durable.
+        let poisoned = st.poisoned.is_some();
+        self.progress.send_modify(|p| {
+            p.durable_end = st.durable_end;
+            p.poisoned = poisoned;
         });
         st.poisoned.is_some() || st.discards.epoch() != epoch_before
     }
