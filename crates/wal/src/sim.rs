@@ -166,11 +166,19 @@ impl Gate {
         lock(&self.gate.state).1
     }
 
-    /// Let every held and later operation through.
+    /// Let every held and later operation through (a gate held on the
+    /// same operation since, by a later [`SimFs::hold`], stays).
     pub fn release(&self) {
         lock(&self.gate.state).0 = true;
         self.gate.opened.notify_all();
-        self.fs.st().holds.remove(&self.op);
+        let mut st = self.fs.st();
+        if st
+            .holds
+            .get(&self.op)
+            .is_some_and(|g| Arc::ptr_eq(g, &self.gate))
+        {
+            st.holds.remove(&self.op);
+        }
     }
 }
 
