@@ -108,6 +108,17 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
     ///
     /// The OS error.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>>;
+    /// Whether someone holds the lock [`Fs::try_lock`] takes on `path`,
+    /// asked without write access: the file is opened read-only (never
+    /// created) and a shared lock is tried on it for an instant, so the
+    /// answer is the same through a read-only mount and for a user who
+    /// may only read the file. `Ok(false)` if `path` does not exist.
+    ///
+    /// # Errors
+    ///
+    /// The OS error (`EACCES` if the file cannot even be read: then
+    /// whether a writer is live is unknown, not "no").
+    fn lock_is_held(&self, path: &Path) -> io::Result<bool>;
     /// Which boot of the machine this is: Linux's
     /// `/proc/sys/kernel/random/boot_id` (all zeros if it cannot be read).
     fn boot_id(&self) -> BootId {
@@ -289,6 +300,37 @@ impl Fs for StdFs {
                     || e.raw_os_error() == Some(libc::EWOULDBLOCK) =>
             {
                 Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn lock_is_held(&self, path: &Path) -> io::Result<bool> {
+        StdFs::probe_lock(path)
+    }
+}
+
+impl StdFs {
+    /// See [`Fs::lock_is_held`].
+    fn probe_lock(path: &Path) -> io::Result<bool> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        // `flock` works on a descriptor opened read-only (a shared lock
+        // conflicts with the writer's exclusive one), on any mount of the
+        // file. fs2's, not std's `File::try_lock_shared`.
+        match fs2::FileExt::try_lock_shared(&file) {
+            Ok(()) => {
+                let _ = fs2::FileExt::unlock(&file);
+                Ok(false)
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.raw_os_error() == Some(libc::EWOULDBLOCK) =>
+            {
+                Ok(true)
             }
             Err(e) => Err(e),
         }

@@ -110,7 +110,7 @@ pub use crate::reader::{Place, RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
 pub use crate::segment::LogFile;
 pub use crate::sink::WalSink;
-pub use crate::wal::{Inspection, Wal, inspect, is_locked};
+pub use crate::wal::{Inspection, Wal, inspect, is_locked, is_locked_with_fs};
 pub use crate::walk::{
     Item, SegmentSummary, SegmentTable, broken_path, build_indexes, lock_path, segment_header,
 };

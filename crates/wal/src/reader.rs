@@ -181,6 +181,13 @@ pub struct TailDamage {
 /// [`Reader::next_ref`] again later to follow new records (it also picks up
 /// segments created since).
 ///
+/// On the tail segment a record is returned only once it is known durable:
+/// below the durable watermark the writer publishes in `LOCK`, or vouched
+/// for by a later record's sync mark (`docs/format.md`). A reader never
+/// fsyncs anything: the unvouched tail of a writer that crashed is returned
+/// once the next [`Wal::open`](crate::Wal::open) has recovered it, so what a
+/// reader returns is never more than what recovery keeps.
+///
 /// After yielding an error, iteration resumes at the next valid record, so
 /// a tool can report every problem in one pass; stop at the first error for
 /// strict behaviour.
@@ -1010,6 +1017,11 @@ impl Reader {
     /// durable: the watermark in `LOCK`, then the sync marks of the records
     /// after it. `Ok(true)` if found (the tail's bytes have been dropped, to
     /// be re-read).
+    ///
+    /// A reader never makes records durable itself (it never fsyncs): a
+    /// crashed writer's tail that nothing vouches for is returned only once
+    /// the next `open` has recovered it (and published its watermark), so
+    /// what a reader returns is never more than what recovery keeps.
     fn find_evidence(&mut self, lsn: Lsn) -> Result<bool, WalError> {
         self.reload_bound()?;
         if self.unbounded || lsn < self.vouched {
@@ -1028,57 +1040,7 @@ impl Reader {
             cur.invalidate();
             return Ok(true);
         }
-        self.vouch_at_rest()
-    }
-
-    /// On a log no writer holds (a writer that crashed, or the copy of
-    /// one), make the tail's complete records durable by fsyncing it, so
-    /// that readers agree with what the next `open` keeps. Only when:
-    /// the writer lock is free before and after, the watermark did not
-    /// change meanwhile (no writer came and went) and does not say the last
-    /// writer was poisoned (its unsynced records are cut at the next open),
-    /// and the fsync succeeded. `Ok(true)` if the records up to the end of
-    /// the freshly read tail are now vouched for.
-    fn vouch_at_rest(&mut self) -> Result<bool, WalError> {
-        let before = self.watermark()?;
-        if matches!(before, WatermarkState::Valid(w) if w.poisoned) || !self.lock_is_free() {
-            return Ok(false);
-        }
-        let Some(cur) = self.current.as_mut() else {
-            return Ok(false);
-        };
-        let path = cur.entry.path.clone();
-        let file = self
-            .fs
-            .open(&path, OpenMode::Read)
-            .map_err(|e| WalError::io("open", &path, e))?;
-        match file.sync_data() {
-            Ok(()) => {}
-            // A read-only file system: nothing can be dirty, what reads back
-            // is what the medium holds.
-            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {}
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot fsync the tail of a log at rest: its last records stay unvouched");
-                return Ok(false);
-            }
-        }
-        cur.invalidate();
-        cur.ensure(usize::MAX)?;
-        let (bytes, base) = cur.bytes();
-        let last = crate::scan::last_valid_lsn(bytes, cur.offset - base, cur.expected);
-        if !self.lock_is_free() || self.watermark()? != before {
-            if let Some(cur) = self.current.as_mut() {
-                cur.invalidate();
-            }
-            return Ok(false);
-        }
-        match last {
-            Some(last) => {
-                self.vouched = self.vouched.max(last + 1);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(false)
     }
 
     fn watermark(&self) -> Result<WatermarkState, WalError> {
@@ -1090,17 +1052,6 @@ impl Reader {
                 Ok(WatermarkState::Invalid)
             }
             other => other,
-        }
-    }
-
-    /// Whether no writer holds the log's lock (probed by taking it for an
-    /// instant). A lock that cannot be probed (no permission) counts as
-    /// held; on a read-only file system no writer can be live.
-    fn lock_is_free(&self) -> bool {
-        let path = self.dir.join(crate::format::LOCK_FILE);
-        match self.fs.try_lock(&path) {
-            Ok(guard) => guard.is_some(),
-            Err(e) => e.raw_os_error() == Some(libc::EROFS),
         }
     }
 

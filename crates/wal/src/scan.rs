@@ -150,18 +150,6 @@ pub(crate) fn max_sync_mark(bytes: &[u8], offset: usize, expected: Lsn) -> Lsn {
     max
 }
 
-/// The LSN of the last of the consecutive valid records from `offset` on
-/// (where LSN `expected` is due), if there is one.
-pub(crate) fn last_valid_lsn(bytes: &[u8], offset: usize, expected: Lsn) -> Option<Lsn> {
-    let (mut at, mut lsn, mut last) = (offset, expected, None);
-    while let Step::Record { len, .. } = step(bytes, at, lsn) {
-        last = Some(lsn);
-        at += len;
-        lsn += 1;
-    }
-    last
-}
-
 /// What follows the first bad frame of a segment (see `docs/format.md`,
 /// "Torn tails and the sync mark").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -137,6 +137,10 @@ struct State {
     holds: BTreeMap<Op, Arc<GateState>>,
     /// Power cuts so far: the boot number.
     boots: u64,
+    /// The boot id cannot be read (see [`SimFs::set_boot_id_unknown`]).
+    boot_unknown: bool,
+    /// Opens refused, by path: (for writing, for reading) errnos.
+    refused: BTreeMap<PathBuf, (Option<i32>, Option<i32>)>,
 }
 
 #[derive(Debug, Default)]
@@ -162,11 +166,19 @@ impl Gate {
         lock(&self.gate.state).1
     }
 
-    /// Let every held and later operation through.
+    /// Let every held and later operation through (a gate held on the
+    /// same operation since, by a later [`SimFs::hold`], stays).
     pub fn release(&self) {
         lock(&self.gate.state).0 = true;
         self.gate.opened.notify_all();
-        self.fs.st().holds.remove(&self.op);
+        let mut st = self.fs.st();
+        if st
+            .holds
+            .get(&self.op)
+            .is_some_and(|g| Arc::ptr_eq(g, &self.gate))
+        {
+            st.holds.remove(&self.op);
+        }
     }
 }
 
@@ -401,6 +413,25 @@ impl SimFs {
         }
     }
 
+    /// Make the boot id unknown (`unknown`: [`Fs::boot_id`] answers all
+    /// zeros, as on a machine whose `/proc/sys/kernel/random/boot_id`
+    /// cannot be read) or known again (a new id at every power cut).
+    pub fn set_boot_id_unknown(&self, unknown: bool) {
+        self.st().boot_unknown = unknown;
+    }
+
+    /// Make opening `path` fail: for writing (any mode but
+    /// [`OpenMode::Read`], and taking the writer lock) with `write`, for
+    /// reading with `read` (`None`: allowed). `EROFS` for writing alone is
+    /// a read-only mount of a log a writer may use elsewhere; `EACCES` for
+    /// writing alone, a user who may read the file but not write it;
+    /// `EACCES` for both, one who may not even read it.
+    pub fn refuse_open(&self, path: impl AsRef<Path>, write: Option<i32>, read: Option<i32>) {
+        self.st()
+            .refused
+            .insert(path.as_ref().to_path_buf(), (write, read));
+    }
+
     /// Remove every pending fault.
     pub fn clear_faults(&self) {
         self.st().faults.clear();
@@ -597,6 +628,12 @@ impl Fs for SimFs {
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>> {
         let mut st = self.st();
+        if let Some(&(write, read)) = st.refused.get(path) {
+            let refusal = if mode == OpenMode::Read { read } else { write };
+            if let Some(code) = refusal {
+                return Err(errno(code));
+            }
+        }
         let inode = match mode {
             OpenMode::Read | OpenMode::ReadWrite => st
                 .entries
@@ -666,14 +703,21 @@ impl Fs for SimFs {
     }
 
     fn boot_id(&self) -> crate::format::BootId {
-        // A new boot at every power cut; never all zeros.
+        // A new boot at every power cut; all zeros only when made unknown.
+        let st = self.st();
+        if st.boot_unknown {
+            return crate::format::BootId::default();
+        }
         let mut id = [0xb0; 16];
-        id[..8].copy_from_slice(&self.st().boots.to_le_bytes());
+        id[..8].copy_from_slice(&st.boots.to_le_bytes());
         id
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
         let mut st = self.st();
+        if let Some(&(Some(code), _)) = st.refused.get(path) {
+            return Err(errno(code));
+        }
         if !st.entries.contains_key(path) {
             if !st.parent_exists(path) {
                 return Err(errno(libc::ENOENT));
@@ -691,6 +735,25 @@ impl Fs for SimFs {
             inode,
             generation,
         })))
+    }
+
+    fn lock_is_held(&self, path: &Path) -> io::Result<bool> {
+        self.probe_lock(path)
+    }
+}
+
+impl SimFs {
+    /// See [`Fs::lock_is_held`]: opening the file read-only may be refused
+    /// ([`SimFs::refuse_open`]); flock needs no more.
+    fn probe_lock(&self, path: &Path) -> io::Result<bool> {
+        let st = self.st();
+        if let Some(&(_, Some(code))) = st.refused.get(path) {
+            return Err(errno(code));
+        }
+        if !st.entries.contains_key(path) {
+            return Ok(false);
+        }
+        Ok(st.locks.contains(path))
     }
 }
 

@@ -707,10 +707,15 @@ fn recover_tail(
         // off, on the file and in the watermark, so that the next `open`
         // does not take it for durable. In another boot everything read
         // came from the disk, and the watermark may be older than what was
-        // acknowledged: nothing is cut.
+        // acknowledged: nothing is cut. A boot id that cannot be read
+        // (zeros, now or in the watermark) may be this boot: cut, as for
+        // the same boot (after a power cut that may cut the last batch no
+        // surviving watermark or sync mark vouches for; not cutting could
+        // adopt pages that never reach the disk).
         let boot_id = fs.boot_id();
-        let same_boot = matches!(prior, WatermarkState::Valid(w) if w.boot_id == boot_id)
-            && boot_id != BootId::default();
+        let unknown = BootId::default();
+        let same_boot = matches!(prior, WatermarkState::Valid(w)
+            if w.boot_id == boot_id || w.boot_id == unknown || boot_id == unknown);
         if same_boot {
             tracing::error!(error = %e, path = %path.display(), lsn = vouched.0, "fsync failed during recovery: cutting back to what was durable");
             let _ = file.set_len(vouched.1 as u64);
@@ -868,37 +873,53 @@ impl Inspection {
     }
 }
 
-/// Whether a live writer holds the lock of the log in `dir`.
+/// Whether a writer may be live on the log in `dir`: `true` if one holds
+/// its lock, or if that cannot be known.
 ///
 /// The answer can change right after it is given; use it for reports (a
 /// session without a terminal event is *interrupted* only if no writer is
 /// live), not for mutual exclusion.
 ///
+/// It needs no write access: `LOCK` is opened read-only and `flock`ed for
+/// an instant (a shared lock, which conflicts with the writer's exclusive
+/// one), so the answer is the same through a read-only mount (which shares
+/// the writer's lock) and for another user who may only read `LOCK`. A
+/// `LOCK` that cannot even be read (`EACCES`) leaves liveness unknown:
+/// the answer is then `true` ("a writer may be live"), never "no writer".
+/// No `LOCK` file: `false` (every writer creates one).
+///
 /// # Errors
 ///
 /// [`WalError::NotFound`] / [`WalError::NotADirectory`], or the I/O error
-/// of opening the lock file. A lock file that cannot be opened for writing
-/// (no permission, or a read-only file system) is not an error: no writer
-/// can hold it there, and the answer is `false`.
+/// (other than a permission refusal) of checking the lock file, with its
+/// path.
 pub fn is_locked(dir: impl AsRef<Path>) -> Result<bool, WalError> {
+    is_locked_with_fs(&StdFs, dir)
+}
+
+/// [`is_locked`] on another file system. This is the one liveness check
+/// of the crate (readers need none: they never fsync, and are bounded by
+/// the watermark whether a writer is live or not).
+///
+/// # Errors
+///
+/// As [`is_locked`].
+pub fn is_locked_with_fs(fs: &dyn Fs, dir: impl AsRef<Path>) -> Result<bool, WalError> {
     let dir = dir.as_ref();
-    let fs = StdFs;
-    segment::check_dir(&fs, dir)?;
+    segment::check_dir(fs, dir)?;
     let lock = dir.join(LOCK_FILE);
+    // A directory that cannot be searched is an error, as for readers.
     if fs.kind(&lock).map_err(|e| WalError::io("stat", &lock, e))? == PathKind::Missing {
         return Ok(false);
     }
-    match fs.try_lock(&lock) {
-        Ok(guard) => Ok(guard.is_none()),
-        // A read-only copy of a log (no write permission on the lock file),
-        // or a log on a read-only file system (a snapshot, a mounted image):
-        // nobody can be writing it through this path.
-        Err(e)
-            if e.kind() == std::io::ErrorKind::PermissionDenied
-                || e.raw_os_error() == Some(libc::EROFS) =>
-        {
-            Ok(false)
+    match fs.lock_is_held(&lock) {
+        Ok(held) => Ok(held),
+        // Not allowed to read `LOCK` (another user): whether a writer holds
+        // it is unknown, and unknown is "maybe", never "no writer".
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::debug!(lock = %lock.display(), error = %e, "cannot probe the writer lock: a writer may be live");
+            Ok(true)
         }
-        Err(e) => Err(WalError::io("lock", &lock, e)),
+        Err(e) => Err(WalError::io("probe lock", &lock, e)),
     }
 }

@@ -307,3 +307,88 @@ fn concurrent_tasks_keep_per_session_order_and_share_fsyncs() {
         TASKS * EACH
     );
 }
+
+/// `DurableWatch::changed` answers `None` ("nothing more will become
+/// durable") only once `close` made everything durable: a batch that ends
+/// while `close` waits for it must not tell the watch the writer closed
+/// (a follower then ended before the records `close` made durable).
+/// Records 2 and later are queued behind a batch held at its fsync, then
+/// `close` begins; once that batch ends, the watch moves to 1 but must not
+/// answer `None` until `close`'s own fsync is done.
+#[test]
+fn the_durable_watch_closes_only_after_close_made_everything_durable() {
+    let fs = SimFs::new(11);
+    let opts = WalOptions {
+        segment_size: 16 * 1024,
+        // Nothing is flushed but on `sync` and `close`.
+        sync: logbook_wal::SyncPolicy::Batch {
+            max_delay: Duration::from_secs(3600),
+            max_bytes: 1 << 20,
+        },
+        ..WalOptions::default()
+    };
+    let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, opts).unwrap();
+    let mut watch = wal.watch_durable();
+    wal.append(session(1), &event(1)).unwrap();
+    // A batch with record 1 held at its fsync…
+    let first = fs.hold(Op::Sync);
+    let syncing = {
+        let wal = wal.clone();
+        std::thread::spawn(move || wal.sync())
+    };
+    let t = Instant::now();
+    while first.waiting() == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the batch never reached its fsync"
+        );
+        std::thread::yield_now();
+    }
+    // …record 2 queued behind it, and `close` waiting for it.
+    wal.append(session(1), &event(2)).unwrap();
+    let closing = {
+        let wal = wal.clone();
+        std::thread::spawn(move || wal.close())
+    };
+    // (Appends before it began are queued behind record 2.)
+    let mut last = 2;
+    loop {
+        match wal.append(session(1), &event(3)) {
+            Ok(lsn) => last = lsn,
+            Err(WalError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "close never began");
+        std::thread::yield_now();
+    }
+    // The batch ends; the next one (record 2, for close) is held at its
+    // fsync in turn.
+    let second = fs.hold(Op::Sync);
+    first.release();
+    while second.waiting() == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "record 2 never reached its fsync"
+        );
+        std::thread::yield_now();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert_eq!(watch.changed().await, Some(1));
+        let early = tokio::time::timeout(Duration::from_millis(100), watch.changed()).await;
+        assert!(
+            early.is_err(),
+            "while close still syncs record 2, the watch answered {early:?}"
+        );
+    });
+    second.release();
+    assert!(syncing.join().unwrap().unwrap() >= 1);
+    closing.join().unwrap().unwrap();
+    rt.block_on(async {
+        assert_eq!(watch.changed().await, Some(last));
+        assert_eq!(watch.changed().await, None);
+    });
+}

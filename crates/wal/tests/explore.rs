@@ -247,8 +247,9 @@ impl Explorer {
         if self.fs.power_was_cut() {
             // The Batch flusher ran into a scheduled cut while we read: the
             // writer is gone, and what the reader saw after the cut is the
-            // log at rest (which it may vouch for itself), no longer the
-            // live one. The restart checks what survived.
+            // log at rest (what its surviving watermark and sync marks
+            // vouch for), no longer the live one. The restart checks what
+            // survived.
             return;
         }
         // The leader publishes the watermark in `LOCK` just before it

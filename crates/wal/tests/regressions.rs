@@ -423,6 +423,10 @@ impl Fs for OvertakenReads {
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
         StdFs.try_lock(path)
     }
+
+    fn lock_is_held(&self, path: &Path) -> io::Result<bool> {
+        StdFs.lock_is_held(path)
+    }
 }
 
 impl FsFile for OvertakenFile {
