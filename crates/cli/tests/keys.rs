@@ -148,6 +148,7 @@ fn a_writer_with_an_unrelated_key_refuses_and_changes_nothing() {
     let out = logbook()
         .arg("import")
         .arg("--create")
+        .arg("--new-ids")
         .arg(&enc)
         .arg(&file)
         .arg("--key-file")
@@ -158,14 +159,19 @@ fn a_writer_with_an_unrelated_key_refuses_and_changes_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
     assert_eq!(segments(&enc).len(), 2, "the new key starts a segment");
-    // Now the new key alone matches a segment: a writer may use it.
+    // Now the new key is the tail's: a writer goes on with it (the old
+    // one still given, to read the log's older segment: `import` reads the
+    // log for the sessions it already has).
     let out = logbook()
         .arg("import")
         .arg("--create")
+        .arg("--new-ids")
         .arg(&enc)
         .arg(&file)
         .arg("--key-file")
         .arg(&other)
+        .arg("--key-file")
+        .arg(&key)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
