@@ -371,8 +371,16 @@ pub fn chain_before(record: &crate::RecordRef<'_>) -> Result<Option<Chain>, WalE
 /// [`WalError::Forged`] if `LOCK` holds a head under a key of `ring` that
 /// does not authenticate.
 pub fn published_head(dir: &Path, ring: &KeyRing) -> Result<Option<Head>, WalError> {
-    let fs = crate::fs::StdFs;
-    let Some(head) = read_head(&fs, dir) else {
+    published_head_with(&crate::fs::StdFs, dir, ring)
+}
+
+/// [`published_head`] on any file system.
+pub(crate) fn published_head_with(
+    fs: &dyn Fs,
+    dir: &Path,
+    ring: &KeyRing,
+) -> Result<Option<Head>, WalError> {
+    let Some(head) = read_head(fs, dir) else {
         return Ok(None);
     };
     if head_checks(ring, &head) {

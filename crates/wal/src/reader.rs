@@ -261,6 +261,18 @@ pub struct Reader {
     pending: Option<WalError>,
 }
 
+/// A record [`Reader::next_checked`] validated: where it is, and whether
+/// its payload was opened into the reader's `plain` buffer.
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    header: FrameHeader,
+    at: usize,
+    len: usize,
+    frame_crc: u32,
+    decrypted: bool,
+    still_sealed: Option<u32>,
+}
+
 /// What a reader with keys knows of the log's chain.
 #[derive(Debug, Clone, Copy)]
 struct ChainView {
@@ -698,6 +710,51 @@ impl Reader {
     /// [`WalError::MidLogCorruption`]) naming the segment, offset and LSN;
     /// I/O errors naming the file.
     pub fn next_ref(&mut self) -> Option<Result<RecordRef<'_>, WalError>> {
+        // With keys, every record of an encrypted segment the reader passes
+        // is opened, also those of other sessions than the one asked for
+        // (`Reader::session`): each is the chain value of the next, so a
+        // stale or replaced record among them shows (`docs/security.md`).
+        let checked = loop {
+            match self.next_checked()? {
+                Err(e) => return Some(Err(e)),
+                Ok(c) if self.only.is_some_and(|s| s != c.header.session) => {}
+                Ok(c) => break c,
+            }
+        };
+        let cur = self.current.as_ref()?;
+        let Checked {
+            header,
+            at,
+            len,
+            frame_crc,
+            decrypted,
+            still_sealed,
+        } = checked;
+        let payload = if decrypted {
+            &self.plain[..]
+        } else {
+            let (bytes, base) = cur.bytes();
+            bytes
+                .get(at - base + RECORD_HEADER_LEN..at - base + len)
+                .unwrap_or_default()
+        };
+        Some(Ok(RecordRef {
+            lsn: header.lsn,
+            timestamp_us: header.timestamp_us,
+            sync_mark: header.sync_mark,
+            session: header.session,
+            payload,
+            codec_id: cur.codec_id,
+            segment: &cur.entry.path,
+            offset: at as u64,
+            frame_crc,
+            key_id: still_sealed,
+        }))
+    }
+
+    /// The next record [`Reader::next_ref`] considers, checked (and, with
+    /// its key, opened into `plain`), whatever its session.
+    fn next_checked(&mut self) -> Option<Result<Checked, WalError>> {
         if let Some(e) = self.pending.take() {
             return Some(Err(e));
         }
@@ -749,7 +806,7 @@ impl Reader {
         let frame = bytes.get(at - base..at - base + len).unwrap_or_default();
         let frame_crc = FrameFields::parse(frame).map_or(0, |f| f.crc);
         let stored = frame.get(RECORD_HEADER_LEN..).unwrap_or_default();
-        let (payload, still_sealed) = match (key, self.log) {
+        let (decrypted, still_sealed) = match (key, self.log) {
             (Some(key), Some(log)) => {
                 let prev = match self.last_tag {
                     Some((lsn, tag)) if lsn + 1 == header.lsn => Ok(tag),
@@ -795,9 +852,9 @@ impl Reader {
                         }));
                     }
                 }
-                (&self.plain[..], None)
+                (true, None)
             }
-            _ => (stored, key_id),
+            _ => (false, key_id),
         };
         let opened = match still_sealed {
             None if key.is_some() => self.last_tag.map(|(_, tag)| tag),
@@ -811,17 +868,13 @@ impl Reader {
             opened,
             still_sealed,
         );
-        Some(Ok(RecordRef {
-            lsn: header.lsn,
-            timestamp_us: header.timestamp_us,
-            sync_mark: header.sync_mark,
-            session: header.session,
-            payload,
-            codec_id: cur.codec_id,
-            segment: &cur.entry.path,
-            offset: at as u64,
+        Some(Ok(Checked {
+            header,
+            at,
+            len,
             frame_crc,
-            key_id: still_sealed,
+            decrypted,
+            still_sealed,
         }))
     }
 
@@ -918,7 +971,10 @@ impl Reader {
                             crc,
                         );
                     }
-                    if lsn >= self.from_lsn && self.only.is_none_or(|s| s == header.session) {
+                    let opens_all = self.keys.is_some() && cur.key.is_some();
+                    if lsn >= self.from_lsn
+                        && (opens_all || self.only.is_none_or(|s| s == header.session))
+                    {
                         return Ok(Some((header, len)));
                     }
                     cur.offset += len;
@@ -1292,7 +1348,7 @@ impl Reader {
     /// before the authenticated head, where the reader knows every record
     /// was durable (acknowledged records were cut). Once.
     fn cut_below_head(&mut self) -> Option<WalError> {
-        if self.only.is_some() || self.one_segment.is_some() {
+        if self.one_segment.is_some() {
             return None;
         }
         let head = self.chain?.head?;
@@ -1300,7 +1356,7 @@ impl Reader {
             .last_tag
             .map_or(0, |(lsn, _)| lsn)
             .max(self.from_lsn.saturating_sub(1));
-        if reached >= head.lsn || self.vouched <= head.lsn {
+        if reached >= head.lsn {
             return None;
         }
         if let Some(view) = self.chain.as_mut() {
@@ -1334,6 +1390,10 @@ impl Reader {
             if crate::chain::head_checks(&ring, &head) {
                 view.head = Some(head);
                 view.enc_start = head.enc_start;
+                // Authenticated evidence that every record through the
+                // head was durable, whatever the (unauthenticated)
+                // watermark says: a log that ends before it was cut.
+                self.vouched = self.vouched.max(head.lsn + 1);
             } else if ring.get(head.key_id).is_some() {
                 // Reported once, by `next_ref`; the segments are read
                 // all the same (a bad head must not hide the log).

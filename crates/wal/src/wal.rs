@@ -157,7 +157,7 @@ impl Wal {
             ..RecoveryReport::default()
         };
         let prealloc = opts.preallocate.then_some(opts.segment_size);
-        let (mut io, next_lsn) = match listing.segments.last() {
+        let (io, next_lsn) = match listing.segments.last() {
             None => {
                 let chain = opts.encryption.as_ref().map(|ring| {
                     crate::chain::ChainState::new(ring.current().clone(), log_id, 1, 0, [0; 16])
@@ -188,7 +188,26 @@ impl Wal {
                 (io, next)
             }
         };
-        let _ = &mut io;
+        if let Some(ring) = &opts.encryption {
+            // The authenticated head names the last record a writer made
+            // durable: a log that now ends before it lost acknowledged
+            // records (cut by someone without the key, whatever the
+            // watermark says). Refused: a writer would reuse their LSNs.
+            if let Some(head) = crate::chain::published_head_with(&*fs, &dir, ring)? {
+                if head.log_id == log_id && head.lsn >= next_lsn {
+                    return Err(WalError::Forged {
+                        path: dir.join(LOCK_FILE),
+                        offset: crate::format::WATERMARK_LEN as u64,
+                        lsn: head.lsn,
+                        reason: format!(
+                            "the log ends at LSN {}, before LSN {} that its writer made durable (the head): acknowledged records were cut; nothing more is written",
+                            next_lsn - 1,
+                            head.lsn
+                        ),
+                    });
+                }
+            }
+        }
         report.next_lsn = next_lsn;
         let writer = Arc::new(Writer::new(
             fs.clone(),

@@ -524,3 +524,138 @@ fn a_forged_head_in_lock_is_one_problem_and_hides_no_record() {
         "{errors:?}"
     );
 }
+
+/// The newest acknowledged record cut off, and the (unauthenticated)
+/// watermark in `LOCK` rewritten to match, its CRC fixed: the
+/// authenticated head still names the cut record. Readers with the key
+/// find the log ends before it, and a writer with the key refuses to go
+/// on (it would reuse the record's LSN for another).
+#[test]
+fn a_cut_tail_with_an_edited_watermark_is_still_found_and_never_extended() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(11);
+    encrypted_log(dir.path(), &keys, 30);
+    let seg = segments(dir.path()).last().unwrap().clone();
+    let last = Reader::open_segment_file(&seg)
+        .unwrap()
+        .with_keys(keys.clone())
+        .last()
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.lsn, 30);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = last.offset as usize;
+    bytes[at..].fill(0);
+    std::fs::write(&seg, &bytes).unwrap();
+    let lock = dir.path().join("LOCK");
+    let mut wm = std::fs::read(&lock).unwrap();
+    wm[8..16].copy_from_slice(&30u64.to_le_bytes()); // durable through 29
+    let crc = crc32fast::hash(&wm[..32]);
+    wm[32..36].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&lock, &wm).unwrap();
+
+    let (events, errors) = split(read(dir.path(), Some(keys.clone())));
+    assert_eq!(events.len(), 29);
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, WalError::Forged { lsn: 30, .. })),
+        "{errors:?}"
+    );
+    let before = std::fs::read(&seg).unwrap();
+    let err = Wal::open(dir.path(), options(Some(keys))).unwrap_err();
+    assert!(matches!(err, WalError::Forged { lsn: 30, .. }), "{err}");
+    assert_eq!(std::fs::read(&seg).unwrap(), before, "nothing appended");
+}
+
+/// The stale record of a reused LSN put back where the record after it
+/// belongs to another session: a one-session read (what `dump --session`,
+/// `export --session` and `fork` use) opens the records of other sessions
+/// it passes too, so the next record's chain value gives it away; and a
+/// one-session read of a cut tail is found against the head as a whole
+/// read is.
+#[test]
+fn one_session_reads_check_the_chain_through_other_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(13);
+    let opts = || WalOptions {
+        encryption: Some(keys.clone()),
+        ..WalOptions::default()
+    };
+    let pay = |amount: &str| SessionEvent::ToolCallStart {
+        tool_call_id: "t1".into(),
+        name: "pay".into(),
+        arguments: format!("invoice 42, {amount}"),
+    };
+    let wal = Wal::open(dir.path(), opts()).unwrap();
+    wal.append(session(0), &text(1)).unwrap();
+    wal.append(session(0), &text(2)).unwrap();
+    drop(wal);
+    let lock_before = std::fs::read(dir.path().join("LOCK")).unwrap();
+    let wal = Wal::open(dir.path(), opts()).unwrap();
+    wal.append(session(0), &pay("1 000 000")).unwrap();
+    drop(wal);
+    let seg = segments(dir.path())[0].clone();
+    let third = Reader::open(dir.path())
+        .unwrap()
+        .with_keys(keys.clone())
+        .nth(2)
+        .unwrap()
+        .unwrap();
+    let (at3, len3) = (
+        third.offset as usize,
+        48 + third.payload.len() + logbook_wal::SEAL_OVERHEAD,
+    );
+    let stale = std::fs::read(&seg).unwrap()[at3..at3 + len3].to_vec();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(at3 as u64).unwrap();
+    drop(f);
+    std::fs::write(dir.path().join("LOCK"), &lock_before).unwrap();
+    let wal = Wal::open(dir.path(), opts()).unwrap();
+    assert_eq!(wal.append(session(0), &pay("0 000 001")).unwrap(), 3);
+    assert_eq!(wal.append(session(1), &SessionEvent::Done).unwrap(), 4);
+    drop(wal);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[at3..at3 + stale.len()].copy_from_slice(&stale);
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let mut reader = Reader::open(dir.path())
+        .unwrap()
+        .with_keys(keys.clone())
+        .session(session(0));
+    let mut got = Vec::new();
+    while let Some(r) = reader.next_ref() {
+        got.push(r.map(|r| r.lsn));
+    }
+    assert!(
+        got.iter()
+            .any(|r| matches!(r, Err(WalError::Decrypt { lsn: 4, .. }))),
+        "{got:?}"
+    );
+
+    // A cut tail, read for one session.
+    let dir = tempfile::tempdir().unwrap();
+    encrypted_log(dir.path(), &keys, 30);
+    let seg = segments(dir.path()).last().unwrap().clone();
+    let last = Reader::open_segment_file(&seg)
+        .unwrap()
+        .with_keys(keys.clone())
+        .last()
+        .unwrap()
+        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(last.offset).unwrap();
+    drop(f);
+    let errors: Vec<WalError> = Reader::open(dir.path())
+        .unwrap()
+        .with_keys(keys)
+        .session(session(0))
+        .filter_map(Result::err)
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, WalError::Forged { lsn: 30, .. })),
+        "{errors:?}"
+    );
+}
