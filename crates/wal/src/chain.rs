@@ -272,13 +272,58 @@ pub(crate) fn survey(
                 reason: format!("the segment header does not authenticate under key {key_id:08x}"),
             });
         }
-        return Ok(Some(LastEncrypted {
+        let last = LastEncrypted {
             entry: entry.clone(),
             header,
             block,
-        }));
+        };
+        same_log_throughout(fs, segments, ring, &last)?;
+        return Ok(Some(last));
     }
     Ok(None)
+}
+
+/// Every encrypted segment of the log whose seal block authenticates names
+/// the same log as the newest one: else one of them was planted (a segment
+/// of another log under the same key), and a writer must not take its id
+/// (`LOG_ID` may be missing) nor continue its chain.
+fn same_log_throughout(
+    fs: &dyn Fs,
+    segments: &[SegmentEntry],
+    ring: &KeyRing,
+    newest: &LastEncrypted,
+) -> Result<(), WalError> {
+    for entry in segments {
+        if entry.base_lsn >= newest.entry.base_lsn {
+            break;
+        }
+        let file = fs
+            .open(&entry.path, OpenMode::Read)
+            .map_err(|e| WalError::io("open", &entry.path, e))?;
+        let Ok(header) = crate::segment::read_header(&*file, entry) else {
+            continue;
+        };
+        let Some(key) = header.key_id.and_then(|id| ring.get(id)) else {
+            continue;
+        };
+        let Ok(block) = read_seal_block(&*file, entry) else {
+            continue;
+        };
+        if seal_block_checks(key, &header, &block) && block.log_id != newest.block.log_id {
+            return Err(WalError::Forged {
+                path: newest.entry.path.clone(),
+                offset: SEGMENT_HEADER_LEN as u64,
+                lsn: newest.entry.base_lsn,
+                reason: format!(
+                    "the newest encrypted segment belongs to log {}, but {} belongs to log {}: one of them was planted; nothing was changed",
+                    newest.block.log_id,
+                    entry.path.display(),
+                    block.log_id
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The chain a writer with `ring` continues: from the tail (`file`, whose
@@ -296,16 +341,89 @@ pub(crate) fn writer_chain(
     let Some(last) = tail.filter(|t| t.entry == *tail_entry) else {
         return Ok(ChainState::new(key, log, next_lsn, next_lsn - 1, [0; 16]));
     };
+    let start = last.header.records_start();
     let mut tag = last.block.prev;
-    if end > last.header.records_start() as u64 {
-        let got = read_full_at(file, &mut tag, end - 16)
+    if end > start as u64 {
+        // The tail's last record must be the key holder's: the chain goes
+        // on from its tag, and a writer never extends a forgery.
+        let contents = file
+            .contents()
             .map_err(|e| WalError::io("read", &tail_entry.path, e))?;
-        if got != tag.len() {
-            return Err(WalError::BadSegment {
-                path: tail_entry.path.clone(),
-                reason: format!("cannot read the last record's tag before offset {end}"),
-            });
+        let bytes = contents
+            .get(..usize::try_from(end).unwrap_or(usize::MAX))
+            .unwrap_or(&contents);
+        let (mut at, mut before) = (start, None);
+        while let crate::format::Frame::Valid { len, .. } =
+            crate::format::decode_frame(bytes.get(at..).unwrap_or_default())
+        {
+            before = Some(at);
+            at += len;
         }
+        let forged = |reason: String, offset: usize| WalError::Forged {
+            path: tail_entry.path.clone(),
+            offset: offset as u64,
+            lsn: next_lsn - 1,
+            reason,
+        };
+        let Some(last_at) = before.filter(|_| at as u64 == end) else {
+            // Damage skipped before it (`RecoveryMode::SkipCorrupted`):
+            // the chain goes on from the stored tag; readers check it.
+            tracing::warn!(path = %tail_entry.path.display(), "the tail's last record could not be located to authenticate it");
+            let got = read_full_at(file, &mut tag, end - 16)
+                .map_err(|e| WalError::io("read", &tail_entry.path, e))?;
+            if got != tag.len() {
+                return Err(forged(format!("no tag before offset {end}"), at));
+            }
+            return Ok(ChainState::new(
+                ring.current().clone(),
+                log,
+                last.block.enc_start,
+                next_lsn - 1,
+                tag,
+            ));
+        };
+        let frame = bytes.get(last_at..at).unwrap_or_default();
+        let Some(fields) = FrameFields::parse(frame) else {
+            return Err(forged(
+                "the tail's last frame cannot be read".into(),
+                last_at,
+            ));
+        };
+        let prev = if last_at == start {
+            last.block.prev
+        } else {
+            let mut p = [0u8; 16];
+            p.copy_from_slice(bytes.get(last_at - 16..last_at).unwrap_or(&[0; 16]));
+            p
+        };
+        let h = fields.header;
+        let ctx = RecordContext {
+            log: &log,
+            lsn: h.lsn,
+            session: &h.session,
+            timestamp_us: h.timestamp_us,
+            sync_mark: h.sync_mark,
+            prev: &prev,
+        };
+        let sealed = frame.get(RECORD_HEADER_LEN..).unwrap_or_default();
+        let key = last
+            .header
+            .key_id
+            .and_then(|id| ring.get(id))
+            .ok_or_else(|| WalError::KeyRequired {
+                segment: tail_entry.path.clone(),
+                key_id: last.header.key_id.unwrap_or(0),
+            })?;
+        if !crypto::open_into(key, &ctx, sealed, &mut Vec::new()) {
+            return Err(forged(
+                format!(
+                    "the tail's last record does not open under key {:08x}: not the key holder's; a writer does not go on from it",
+                    key.id()
+                ),
+                last_at,
+            ));
+        }
+        tag = crypto::tag_of(sealed).unwrap_or_default();
     }
     Ok(ChainState::new(
         key,

@@ -659,3 +659,60 @@ fn one_session_reads_check_the_chain_through_other_sessions() {
         "{errors:?}"
     );
 }
+
+/// `LOG_ID` deleted and another log's newest segment (same key) planted
+/// after this log's: the next writer with the key neither takes that log's
+/// id nor continues its chain.
+#[test]
+fn a_planted_foreign_segment_does_not_lend_its_id_to_the_next_writer() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keys = ring(14);
+    encrypted_log(a.path(), &keys, 40);
+    encrypted_log(b.path(), &keys, 120);
+    let id = logbook_wal::log_id(a.path()).unwrap();
+    let theirs = segments(b.path()).last().unwrap().clone();
+    let planted = a.path().join(theirs.file_name().unwrap());
+    std::fs::copy(&theirs, &planted).unwrap();
+    std::fs::remove_file(a.path().join("LOG_ID")).unwrap();
+    let err = Wal::open(a.path(), options(Some(keys))).unwrap_err();
+    assert!(
+        matches!(&err, WalError::Forged { path, .. } if *path == planted),
+        "{err}"
+    );
+    assert!(!a.path().join("LOG_ID").exists(), "no id taken");
+    let _ = id;
+}
+
+/// A frame appended to an encrypted tail by someone without the key (a
+/// valid CRC, random "sealed" bytes): the next writer with the key refuses
+/// to go on from it, instead of chaining the log's future to a forgery.
+#[test]
+fn a_writer_does_not_extend_a_forged_tail_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(15);
+    encrypted_log(dir.path(), &keys, 10);
+    let seg = segments(dir.path()).last().unwrap().clone();
+    let last = Reader::open_segment_file(&seg)
+        .unwrap()
+        .with_keys(keys.clone())
+        .last()
+        .unwrap()
+        .unwrap();
+    let end = last.offset as usize + 48 + last.payload.len() + logbook_wal::SEAL_OVERHEAD;
+    let mut frame = Vec::new();
+    logbook_wal::format::encode_frame(
+        &mut frame,
+        &logbook_wal::format::FrameHeader {
+            lsn: 11,
+            sync_mark: 11,
+            timestamp_us: 1,
+            session: session(0),
+        },
+        &[0x5a; 80],
+    );
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[end..end + frame.len()].copy_from_slice(&frame);
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = Wal::open(dir.path(), options(Some(keys))).unwrap_err();
+    assert!(matches!(err, WalError::Forged { lsn: 11, .. }), "{err}");
+}
