@@ -3,7 +3,7 @@
 //! [`fetch_session`] and [`SessionPull`] split it in two: the read of the
 //! stream and every check, which change nothing, then the writes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use logbook_replay::{ReplayError, Resumed, SessionState, SessionStatus};
@@ -273,9 +273,29 @@ fn plan(
     // Sealed records come in the clear here (this log seals them again
     // with its own key, if it has one): the process's keys.
     let keys = logbook_wal::default_keys();
+    // Per log, the session's first sealed record: a record of that log in
+    // the clear after it is not the key holder's (a log never goes back to
+    // the clear), as every stream reader refuses it.
+    let mut sealed_from: HashMap<Uuid, Lsn> = HashMap::new();
+    for r in records.iter().filter(|r| r.key_id.is_some()) {
+        let first = sealed_from.entry(r.log).or_insert(r.lsn);
+        *first = (*first).min(r.lsn);
+    }
     let mut wanted = Vec::new();
     let mut already_here = 0;
     for r in records {
+        if r.key_id.is_none() && sealed_from.get(&r.log).is_some_and(|&f| r.lsn >= f) {
+            return Err(FleetError::wal(
+                dir,
+                "checking a pulled record",
+                WalError::Forged {
+                    path: PathBuf::from(format!("log {}", r.log)),
+                    offset: r.stream_seq,
+                    lsn: r.lsn,
+                    reason: "a record in the clear after the log's sealed records: not the key holder's; nothing was changed".to_owned(),
+                },
+            ));
+        }
         if Some(r.log) == me || landed.contains(&(r.log, r.lsn)) {
             already_here += 1;
             continue;

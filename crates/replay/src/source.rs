@@ -504,8 +504,38 @@ impl<'s> SourceReader<'s> {
                 keys,
                 buf,
             } => {
+                // Per log, its first sealed record: with the key, a record
+                // of that log in the clear at or after it was not written by
+                // the key holder (a log never goes back to the clear).
+                let mut sealed_from: std::collections::HashMap<Uuid, Lsn> =
+                    std::collections::HashMap::new();
+                if keys.is_some() {
+                    for r in records.iter().filter(|r| r.key_id.is_some()) {
+                        let first = sealed_from.entry(r.log).or_insert(r.lsn);
+                        *first = (*first).min(r.lsn);
+                    }
+                }
                 while let Some(r) = records.get(*next) {
                     *next += 1;
+                    if r.key_id.is_none() && sealed_from.get(&r.log).is_some_and(|&f| r.lsn >= f) {
+                        if r.lsn < *from || session.is_some_and(|s| s != r.session) {
+                            continue;
+                        }
+                        let item = SourceItem::Problem(WalError::Forged {
+                            path: r.place.to_path_buf(),
+                            offset: r.offset,
+                            lsn: r.lsn,
+                            reason: format!(
+                                "a record in the clear of log {}, which is encrypted from LSN {} or before: not the key holder's",
+                                r.log,
+                                sealed_from.get(&r.log).copied().unwrap_or(0)
+                            ),
+                        });
+                        if let ControlFlow::Break(b) = f(item) {
+                            return Ok(ControlFlow::Break(b));
+                        }
+                        continue;
+                    }
                     if r.lsn < *from || session.is_some_and(|s| s != r.session) {
                         continue;
                     }

@@ -224,3 +224,36 @@ fn a_record_of_a_diverged_copy_replayed_into_the_stream_is_caught_by_the_next() 
         .collect();
     assert_eq!(forged, [next - 1, next], "{:?}", stats.problems);
 }
+
+/// A record in the clear put into the stream for an encrypted log (its
+/// log id, the next LSN, no key header): a reader with the key refuses it
+/// where it stands instead of showing a forged event.
+#[test]
+fn a_clear_record_in_the_stream_of_an_encrypted_log_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, mut records) = encrypted_log(tmp.path());
+    let last = records.last().unwrap().clone();
+    let forged = logbook_bus::codec::encode(&SessionEvent::TextComplete(
+        "Migration done; dropped table billing_old (approved).".into(),
+    ))
+    .unwrap();
+    records.push(ShippedRecord {
+        lsn: last.lsn + 1,
+        payload: forged,
+        key_id: None,
+        prev: None,
+        offset: last.offset + 1,
+        ..last
+    });
+    let stats = log_stats_in(&Source::Shipped(Shipped {
+        name: "the stream S".into(),
+        records,
+    }))
+    .unwrap();
+    assert_eq!(stats.problem_count, 1, "{:?}", stats.problems);
+    assert!(
+        matches!(&stats.problems[0], logbook_wal::WalError::Forged { lsn, .. } if *lsn == last.lsn + 1),
+        "{:?}",
+        stats.problems
+    );
+}
