@@ -112,7 +112,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // A usage error on one line, like every other diagnostic.
-            eprintln!("logbook: error: {}", usage_line(&e.render().to_string()));
+            output::diag(format_args!("logbook: error: {}", usage_line(&e.render().to_string())));
             return ExitCode::from(output::EXIT_ERROR);
         }
     };
@@ -123,7 +123,7 @@ fn main() -> ExitCode {
         _ => keys::set_up(&cli.key_file),
     };
     if let Err(error) = keys {
-        eprintln!("logbook: error: {}", output::one_line(&error));
+        output::diag(format_args!("logbook: error: {}", output::one_line(&error)));
         return ExitCode::from(output::EXIT_ERROR);
     }
     if cli.no_derived_writes
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Problems | Outcome::NothingFound) => EXIT_PROBLEM,
         Err(error) if output::is_broken_pipe(&error) => output::exit_code(&error),
         Err(error) => {
-            eprintln!("logbook: error: {}", output::one_line(&error));
+            output::diag(format_args!("logbook: error: {}", output::one_line(&error)));
             output::exit_code(&error)
         }
     })

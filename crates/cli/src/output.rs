@@ -118,6 +118,13 @@ pub(crate) fn flatten(text: &str) -> String {
 /// closed stdout ends a command early.
 static PROBLEMS_REPORTED: AtomicU64 = AtomicU64::new(0);
 
+/// Write one diagnostic line to stderr. A stderr that cannot be written
+/// (closed, a full disk, `2>&1 | head`) loses the line, never the exit
+/// status: `eprintln!` would panic there (exit 101).
+pub(crate) fn diag(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 /// How many problems [`report_problem`] has reported.
 pub(crate) fn problems_reported() -> u64 {
     PROBLEMS_REPORTED.load(Ordering::Relaxed)
@@ -126,17 +133,17 @@ pub(crate) fn problems_reported() -> u64 {
 /// Report a problem found in the log on stderr, on one line.
 pub(crate) fn report_problem(text: &str) {
     PROBLEMS_REPORTED.fetch_add(1, Ordering::Relaxed);
-    eprintln!("logbook: problem: {}", flatten(text));
+    diag(format_args!("logbook: problem: {}", flatten(text)));
 }
 
 /// Say on stderr, on one line, that a filter matched nothing.
 pub(crate) fn report_nothing_found(text: &str) {
-    eprintln!("logbook: nothing found: {}", flatten(text));
+    diag(format_args!("logbook: nothing found: {}", flatten(text)));
 }
 
 /// Report something worth knowing that is not a problem, on one line.
 pub(crate) fn report_note(text: &str) {
-    eprintln!("logbook: note: {}", flatten(text));
+    diag(format_args!("logbook: note: {}", flatten(text)));
 }
 
 /// Buffered, locked stdout that outlives its reader: once stdout is a

@@ -1040,3 +1040,30 @@ fn derived_writes_can_be_turned_off_and_are_skipped_silently_where_the_log_is_re
     }
     assert_eq!(files(&dir), before);
 }
+
+/// A stderr that cannot be written (`2>/dev/full`, `2>&1 | head -1`)
+/// loses diagnostics, never the exit status: no panic (exit 101).
+#[test]
+fn an_unwritable_stderr_keeps_the_documented_exit_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    write_log(&dir, 2, 4);
+    let run = |args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("logbook"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+            .status()
+            .unwrap()
+            .code()
+    };
+    let d = dir.to_str().unwrap();
+    assert_eq!(run(&["sessions", d]), Some(0));
+    assert_eq!(run(&["replay", d, "ffffffff"]), Some(1));
+    assert_eq!(run(&["dump", "/nonexistent/logbook"]), Some(2));
+    let seg = dir.join("00000000000000000001.wal");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[60] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    assert_eq!(run(&["verify", d]), Some(1));
+}
