@@ -112,7 +112,10 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // A usage error on one line, like every other diagnostic.
-            output::diag(format_args!("logbook: error: {}", usage_line(&e.render().to_string())));
+            output::diag(format_args!(
+                "logbook: error: {}",
+                usage_line(&e.render().to_string())
+            ));
             return ExitCode::from(output::EXIT_ERROR);
         }
     };

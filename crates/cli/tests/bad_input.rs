@@ -1052,7 +1052,12 @@ fn an_unwritable_stderr_keeps_the_documented_exit_status() {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("logbook"))
             .args(args)
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .unwrap(),
+            )
             .status()
             .unwrap()
             .code()

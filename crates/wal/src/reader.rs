@@ -1325,7 +1325,7 @@ impl Reader {
             return Err(forged(
                 SEGMENT_HEADER_LEN,
                 format!(
-                    "the segment belongs to log {}, not to this log ({log})",
+                    "the segment belongs to log {} (authenticated), not to this log ({log}, as LOG_ID or the segments before it say): LOG_ID was replaced, or the segment was taken from another log",
                     block.log_id
                 ),
             ));
@@ -1386,8 +1386,16 @@ impl Reader {
         let Some(ring) = self.keys.clone() else {
             return Ok(view);
         };
+        if self.log.is_none() {
+            self.log = crate::log_id::read(&*self.fs, &self.dir)?.map(|f| f.id);
+        }
         if let Some(head) = crate::chain::read_head(&*self.fs, &self.dir) {
-            if crate::chain::head_checks(&ring, &head) {
+            // A head of another log than `LOG_ID` names says nothing of
+            // this one (the segments' own checks name the mismatch).
+            let ours = self.log.is_none_or(|log| log == head.log_id);
+            if !ours {
+                // Ignored.
+            } else if crate::chain::head_checks(&ring, &head) {
                 view.head = Some(head);
                 view.enc_start = head.enc_start;
                 // Authenticated evidence that every record through the

@@ -716,3 +716,25 @@ fn a_writer_does_not_extend_a_forged_tail_record() {
     let err = Wal::open(dir.path(), options(Some(keys))).unwrap_err();
     assert!(matches!(err, WalError::Forged { lsn: 11, .. }), "{err}");
 }
+
+/// Another log's `LOG_ID` put in an encrypted log's place: readers with
+/// the key name the mismatch at the segments (never "records were cut" from
+/// a head they cannot tie to this log).
+#[test]
+fn a_foreign_log_id_is_named_not_taken_for_a_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(16);
+    encrypted_log(dir.path(), &keys, 20);
+    let other = tempfile::tempdir().unwrap();
+    drop(Wal::open(other.path(), WalOptions::default()).unwrap());
+    std::fs::copy(other.path().join("LOG_ID"), dir.path().join("LOG_ID")).unwrap();
+    let (events, errors) = split(read(dir.path(), Some(keys)));
+    assert!(events.is_empty());
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert!(
+            matches!(e, WalError::Forged { reason, .. } if reason.contains("LOG_ID was replaced")),
+            "{e}"
+        );
+    }
+}
