@@ -258,10 +258,21 @@ pub(crate) fn import(args: &ImportArgs) -> anyhow::Result<Outcome> {
             dir.display()
         )
     })?;
+    let before = wal.recovery().next_lsn;
     let done = match logbook_replay::import_with(&wal, &lines[..], options) {
         Ok(done) => done,
         Err(e) => {
-            wal.close()?;
+            // What became durable before the failure (a full disk part-way)
+            // stays: say so, never "nothing imported".
+            let kept = wal.durable_lsn();
+            let _ = wal.close();
+            if kept >= before {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "import of {source} into the log in {} failed part-way: LSNs {before}..={kept}                      ({} record(s)) were appended and stay; the import is not complete (its                      sessions are cut short there). Restore the log from a copy, or import the                      file again with --new-ids (a whole second copy under new ids)",
+                    dir.display(),
+                    kept + 1 - before
+                )));
+            }
             return Err(refused(e));
         }
     };
