@@ -1072,3 +1072,64 @@ fn an_unwritable_stderr_keeps_the_documented_exit_status() {
     std::fs::write(&seg, bytes).unwrap();
     assert_eq!(run(&["verify", d]), Some(1));
 }
+
+/// A log whose `LOG_ID` is gone: `verify` says a writer will refuse it,
+/// a writer does refuse it, `repair --new-log-id` is a dry run without
+/// `--apply` and gives it a new id with it (once).
+#[test]
+fn a_lost_log_id_is_said_refused_and_given_on_purpose() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    write_log(&dir, 1, 3);
+    let exported = tmp.path().join("all.jsonl");
+    let out = logbook().arg("export").arg(&dir).output().unwrap();
+    std::fs::write(&exported, &out.stdout).unwrap();
+    std::fs::remove_file(dir.join("LOG_ID")).unwrap();
+    let out = logbook().arg("verify").arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("LOG_ID is missing") && err.contains("--new-log-id"),
+        "{err}"
+    );
+    let out = logbook()
+        .args(["import", "--new-ids"])
+        .arg(&dir)
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--new-log-id"));
+    let out = logbook()
+        .arg("repair")
+        .arg(&dir)
+        .arg("--new-log-id")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!dir.join("LOG_ID").exists(), "a dry run");
+    let out = logbook()
+        .arg("repair")
+        .arg(&dir)
+        .args(["--new-log-id", "--apply"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(logbook_wal::log_id(&dir).is_ok());
+    let again = logbook()
+        .arg("repair")
+        .arg(&dir)
+        .args(["--new-log-id", "--apply"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+}

@@ -264,7 +264,7 @@ pub enum WalError {
     /// The log has segments but its `LOG_ID` is missing, and no encrypted
     /// segment names the id: a new id would make it another log.
     #[error(
-        "{}: the log's id is missing and its segments do not name it: restore LOG_ID from a backup or a copy of this log (a new id, `logbook_wal::assign_log_id`, makes it another log: a shipped log ships again under it)",
+        "{}: the log's id is missing and its segments do not name it: restore LOG_ID from a backup or a copy of this log (a new id, `logbook repair DIR --new-log-id --apply` or `logbook_wal::assign_log_id`, makes it another log: a shipped log ships again under it)",
         path.display()
     )]
     LogIdLost {

@@ -94,10 +94,49 @@ pub(crate) struct RepairArgs {
     /// JSON Lines: one object per problem, then a summary.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Give a log that has no LOG_ID (written before log ids, or whose id
+    /// is lost for good) a new id; nothing else is repaired. It is then
+    /// another log to every stream it was shipped to.
+    #[arg(long, conflicts_with_all = ["mode", "json"])]
+    pub(crate) new_log_id: bool,
+}
+
+/// `repair --new-log-id`: a dry run says what `--apply` would do.
+fn new_log_id(args: &RepairArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let dir = &args.dir;
+    match logbook_wal::log_id(dir) {
+        Ok(id) => anyhow::bail!(
+            "{} already has an id ({id}): nothing changed",
+            dir.join("LOG_ID").display()
+        ),
+        Err(WalError::NoLogId { .. }) => {}
+        Err(e) => return Err(anyhow::Error::new(e).context("reading the log id")),
+    }
+    if !args.apply {
+        writeln!(
+            out,
+            "{} has no LOG_ID: --apply gives it a new id (restore LOG_ID from a copy instead, if \
+             one exists: with a new id the log ships again as another log); nothing changed \
+             (dry run)",
+            dir.display()
+        )?;
+        return Ok(Outcome::Clean);
+    }
+    anyhow::ensure!(
+        !logbook_wal::is_locked(dir)?,
+        "a live writer holds {}: nothing changed",
+        dir.display()
+    );
+    let id = logbook_wal::assign_log_id(dir)?;
+    writeln!(out, "{} now has the id {id}", dir.display())?;
+    Ok(Outcome::Clean)
 }
 
 pub(crate) fn run(args: &RepairArgs) -> anyhow::Result<Outcome> {
     let mut out = output::stdout();
+    if args.new_log_id {
+        return new_log_id(args, &mut out);
+    }
     if !args.json {
         let outcome = repair(args, &mut out, &mut None);
         out.flush()?;

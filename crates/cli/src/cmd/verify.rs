@@ -608,6 +608,18 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
+    if args.dir.is_dir() {
+        if let Err(logbook_wal::WalError::NoLogId { path }) = logbook_wal::log_id(&args.dir) {
+            // Not damage to a record, but a log no writer will open.
+            output::report_note(&format!(
+                "{} is missing: readers read this log, but a writer refuses it (it never mints \
+                 a new id for a log with segments); restore it from a copy of the log, or give \
+                 it a new id on purpose: logbook repair {} --new-log-id --apply",
+                path.display(),
+                args.dir.display()
+            ));
+        }
+    }
     let mut out = output::stdout();
     let outcome = if args.json {
         verify_json(&args.dir, args.expect_head, &mut out)
