@@ -609,7 +609,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
         }
     }
     if args.dir.is_dir() {
-        if let Err(logbook_wal::WalError::NoLogId { path }) = logbook_wal::log_id(&args.dir) {
+        if let Err(WalError::NoLogId { path }) = logbook_wal::log_id(&args.dir) {
             // Not damage to a record, but a log no writer will open.
             output::report_note(&format!(
                 "{} is missing: readers read this log, but a writer refuses it (it never mints \
