@@ -608,7 +608,13 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
-    if args.dir.is_dir() {
+    let has_segments = std::fs::read_dir(&args.dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            logbook_wal::LogFile::of(&e.file_name().to_string_lossy())
+                == Some(logbook_wal::LogFile::Segment)
+        })
+    });
+    if has_segments {
         if let Err(WalError::NoLogId { path }) = logbook_wal::log_id(&args.dir) {
             // Not damage to a record, but a log no writer will open.
             output::report_note(&format!(
