@@ -174,6 +174,10 @@ pub struct Transfer {
     /// Whether the sessions were imported under new ids
     /// ([`ImportOptions::new_ids`]).
     pub new_ids: bool,
+    /// Records of an earlier import of the same file that stopped
+    /// part-way (a full disk): the file's first lines, found at the end of
+    /// the log, not appended again; the import goes on after them.
+    pub already_there: u64,
 }
 
 /// How [`import_with`] and [`import_plan`] import a file.
@@ -360,9 +364,11 @@ pub fn import_with(
     // before looking for the file's sessions in the log.
     wal.sync()
         .map_err(|e| ReplayError::wal("syncing before an import in", dir, e))?;
-    if !options.new_ids {
-        refuse_existing(dir, &events)?;
-    }
+    let there = if options.new_ids {
+        Vec::new()
+    } else {
+        refuse_existing(dir, &events)?.unwrap_or_default()
+    };
     let ids: std::collections::HashMap<Uuid, Uuid> = if options.new_ids {
         sessions_of(&events)
             .into_iter()
@@ -377,8 +383,12 @@ pub fn import_with(
         sessions: sessions_of(&events).len() as u64,
         ..Transfer::default()
     };
-    // The new LSN of each line appended so far, by line index.
-    let mut new_lsns: Vec<Lsn> = Vec::with_capacity(events.len());
+    done.already_there = there.len() as u64;
+    // The new LSN of each line appended so far, by line index (the lines
+    // an earlier import left have theirs).
+    let skip = there.len();
+    let mut new_lsns: Vec<Lsn> = there;
+    new_lsns.reserve(events.len());
     let mut pending: Vec<(Uuid, u64, SessionEvent)> = Vec::new();
     let mut flush = |pending: &mut Vec<(Uuid, u64, SessionEvent)>,
                      new_lsns: &mut Vec<Lsn>|
@@ -397,7 +407,7 @@ pub fn import_with(
         pending.clear();
         Ok(())
     };
-    for parsed in events {
+    for parsed in events.into_iter().skip(skip) {
         let mut event = parsed.event;
         if let Some(target) = parsed.refers_to {
             // The record referred to must have its LSN: append what is
@@ -460,23 +470,25 @@ pub fn import_plan(
 ) -> Result<Transfer, ReplayError> {
     let dir = dir.as_ref();
     let events = parse_all(input)?;
+    let mut there = 0;
     let next = match crate::scan::last_lsn(dir) {
         Ok(last) => {
             if !options.new_ids {
-                refuse_existing(dir, &events)?;
+                there = refuse_existing(dir, &events)?.map_or(0, |p| p.len() as u64);
             }
             last + 1
         }
         Err(ReplayError::NoLog { .. }) => 1,
         Err(e) => return Err(e),
     };
-    let records = events.len() as u64;
+    let records = events.len() as u64 - there;
     Ok(Transfer {
         records,
         sessions: sessions_of(&events).len() as u64,
         skipped: 0,
         lsns: (records > 0).then(|| (next, next + records - 1)),
         new_ids: options.new_ids,
+        already_there: there,
     })
 }
 
@@ -606,21 +618,39 @@ fn parse_all(input: impl BufRead) -> Result<Vec<Parsed>, ReplayError> {
 }
 
 /// Refuse an import whose sessions the log in `dir` already has.
-fn refuse_existing(dir: &Path, events: &[Parsed]) -> Result<(), ReplayError> {
+/// Refuse a file whose sessions the log already has, with one exception:
+/// an earlier import of this very file that stopped part-way (a full
+/// disk). Its records are the file's first lines, in order, at the end of
+/// the log (an import appends in file order, and what a failure keeps is a
+/// prefix); then the LSNs they have are returned and the import goes on
+/// after them. `None`: none of the file's sessions is in the log.
+fn refuse_existing(dir: &Path, events: &[Parsed]) -> Result<Option<Vec<Lsn>>, ReplayError> {
     let wanted: std::collections::HashSet<Uuid> = events.iter().map(|p| p.session).collect();
     // The log's records of those sessions: (time, event as JSON text).
     let mut found: std::collections::HashMap<Uuid, Vec<(u64, String)>> =
         std::collections::HashMap::new();
+    // The same, in log order, with their LSNs.
+    let mut in_order: Vec<(Lsn, Uuid, u64, String)> = Vec::new();
+    let mut last_lsn = 0;
     let matching = |id: &Uuid| wanted.contains(id);
     scan(
         dir,
         Sessions::Matching(&matching),
         OnCorruption::Fail,
         |item| match item {
-            Item::Event(record) => found.entry(record.session).or_default().push((
-                record.timestamp_us,
-                event_to_json(&record.event).to_string(),
-            )),
+            Item::Event(record) => {
+                let json = event_to_json(&record.event).to_string();
+                in_order.push((
+                    record.lsn,
+                    record.session,
+                    record.timestamp_us,
+                    json.clone(),
+                ));
+                found
+                    .entry(record.session)
+                    .or_default()
+                    .push((record.timestamp_us, json));
+            }
             Item::Skipped {
                 session,
                 timestamp_us,
@@ -631,12 +661,26 @@ fn refuse_existing(dir: &Path, events: &[Parsed]) -> Result<(), ReplayError> {
                 .push((timestamp_us, String::new())),
         },
     )?;
+    if !in_order.is_empty() {
+        last_lsn = crate::scan::last_lsn(dir)?;
+    }
     let Some(session) = sessions_of(events)
         .into_iter()
         .find(|s| found.contains_key(s))
     else {
-        return Ok(());
+        return Ok(None);
     };
+    let skipped_any = found.values().flatten().count() != in_order.len();
+    let prefix = in_order.len() < events.len()
+        && !skipped_any
+        && in_order.windows(2).all(|w| w[1].0 == w[0].0 + 1)
+        && in_order.last().is_some_and(|l| l.0 == last_lsn)
+        && in_order.iter().zip(events).all(|((_, s, t, e), p)| {
+            *s == p.session && *t == p.ts_us && *e == event_to_json(&p.event).to_string()
+        });
+    if prefix {
+        return Ok(Some(in_order.iter().map(|r| r.0).collect()));
+    }
     let theirs = &found[&session];
     let have: std::collections::HashSet<(u64, &str)> =
         theirs.iter().map(|(t, e)| (*t, e.as_str())).collect();
@@ -832,6 +876,53 @@ mod tests {
             }
             e => e,
         }
+    }
+
+    /// An import that stopped part-way (a full disk keeps what it wrote
+    /// before failing: the file's first lines) is completed by importing
+    /// the file again: the lines already there are not appended twice, and
+    /// the log ends as one whole import leaves it. A log that holds
+    /// something else of those sessions is still refused.
+    #[test]
+    fn an_import_cut_short_is_completed_by_running_it_again() {
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let wal = small_log(a.path());
+        for i in 0..9u128 {
+            let id = Uuid::from_u128(i % 3 + 1);
+            wal.append(id, &SessionEvent::UserMessage(format!("line {i}")))
+                .unwrap();
+        }
+        wal.close().unwrap();
+        let mut lines = Vec::new();
+        export(a.path(), ExportFilter::all(), &mut lines).unwrap();
+        let text = String::from_utf8(lines.clone()).unwrap();
+        let first: String = text.lines().take(4).map(|l| format!("{l}\n")).collect();
+        // What the failed import left: its first four lines.
+        let cut = small_log(b.path());
+        import(&cut, first.as_bytes()).unwrap();
+        let plan = import_plan(b.path(), &lines[..], ImportOptions::default()).unwrap();
+        assert_eq!((plan.records, plan.already_there), (5, 4));
+        let done = import(&cut, &lines[..]).unwrap();
+        assert_eq!((done.records, done.already_there), (5, 4));
+        assert_eq!(done.lsns, Some((5, 9)));
+        cut.close().unwrap();
+        let whole = small_log(c.path());
+        import(&whole, &lines[..]).unwrap();
+        whole.close().unwrap();
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        export(b.path(), ExportFilter::all(), &mut x).unwrap();
+        export(c.path(), ExportFilter::all(), &mut y).unwrap();
+        assert_eq!(x, y, "as one whole import");
+        // Done: a third run is refused as a duplicate.
+        let again = small_log(b.path());
+        assert!(matches!(
+            import(&again, &lines[..]),
+            Err(ReplayError::SessionExists { same: true, .. })
+        ));
     }
 
     /// The same file twice would double its sessions: refused, nothing

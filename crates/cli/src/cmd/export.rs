@@ -278,9 +278,18 @@ pub(crate) fn import(args: &ImportArgs) -> anyhow::Result<Outcome> {
     };
     wal.close()?;
     let (first, last) = done.lsns.unwrap_or_default();
+    let completed = if done.already_there > 0 {
+        format!(
+            " (completing an earlier import of it that stopped part-way: its first {} \
+             event(s) were there already)",
+            done.already_there
+        )
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "imported {} event(s) of {} session(s){ids} from {source} as LSNs {first}..={last}",
+        "imported {} event(s) of {} session(s){ids} from {source} as LSNs {first}..={last}{completed}",
         done.records, done.sessions
     )?;
     out.flush()?;
