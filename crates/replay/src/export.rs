@@ -630,7 +630,7 @@ fn refuse_existing(dir: &Path, events: &[Parsed]) -> Result<Option<Vec<Lsn>>, Re
     let mut found: std::collections::HashMap<Uuid, Vec<(u64, String)>> =
         std::collections::HashMap::new();
     // The same, in log order, with their LSNs.
-    let mut in_order: Vec<(Lsn, Uuid, u64, String)> = Vec::new();
+    let mut in_order: Vec<(Lsn, Uuid, u64, Value)> = Vec::new();
     let mut last_lsn = 0;
     let matching = |id: &Uuid| wanted.contains(id);
     scan(
@@ -676,7 +676,7 @@ fn refuse_existing(dir: &Path, events: &[Parsed]) -> Result<Option<Vec<Lsn>>, Re
         && in_order.windows(2).all(|w| w[1].0 == w[0].0 + 1)
         && in_order.last().is_some_and(|l| l.0 == last_lsn)
         && in_order.iter().zip(events).all(|((_, s, t, e), p)| {
-            *s == p.session && *t == p.ts_us && *e == event_to_json(&p.event).to_string()
+            *s == p.session && *t == p.ts_us && *e == event_to_json(&p.event)
         });
     if prefix {
         return Ok(Some(in_order.iter().map(|r| r.0).collect()));
