@@ -639,17 +639,12 @@ fn refuse_existing(dir: &Path, events: &[Parsed]) -> Result<Option<Vec<Lsn>>, Re
         OnCorruption::Fail,
         |item| match item {
             Item::Event(record) => {
-                let json = event_to_json(&record.event).to_string();
-                in_order.push((
-                    record.lsn,
-                    record.session,
-                    record.timestamp_us,
-                    json.clone(),
-                ));
+                let value = event_to_json(&record.event);
                 found
                     .entry(record.session)
                     .or_default()
-                    .push((record.timestamp_us, json));
+                    .push((record.timestamp_us, value.to_string()));
+                in_order.push((record.lsn, record.session, record.timestamp_us, value));
             }
             Item::Skipped {
                 session,
