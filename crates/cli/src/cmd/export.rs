@@ -268,7 +268,7 @@ pub(crate) fn import(args: &ImportArgs) -> anyhow::Result<Outcome> {
             let _ = wal.close();
             if kept >= before {
                 return Err(anyhow::Error::new(e).context(format!(
-                    "import of {source} into the log in {} failed part-way: LSNs {before}..={kept}                      ({} record(s)) were appended and stay; the import is not complete (its                      sessions are cut short there). Restore the log from a copy, or import the                      file again with --new-ids (a whole second copy under new ids)",
+                    "import of {source} into the log in {} failed part-way: LSNs {before}..={kept} ({} record(s)) were appended and stay; the import is not complete (its sessions are cut short there): once the cause is fixed, import the same file again to complete it",
                     dir.display(),
                     kept + 1 - before
                 )));
