@@ -96,9 +96,14 @@ pub(crate) fn run(args: &ResumeArgs) -> anyhow::Result<Outcome> {
     };
     pull.check(&args.dir)?;
 
+    // Not preallocated (as `import`): the pulled records, nothing more; a
+    // nearly full disk does not fail on 64 MiB of room the pull never uses.
     let wal = Wal::open(
         &args.dir,
-        crate::keys::writer_options(WalOptions::default()),
+        crate::keys::writer_options(WalOptions {
+            preallocate: false,
+            ..WalOptions::default()
+        }),
     )?;
     let pulled = stream::block_on(pull.resume_into(&wal))??;
     let mut out = output::stdout();
