@@ -188,6 +188,48 @@ pub(crate) fn read_seal_block(
     })
 }
 
+/// The seal block of `entry` if it is an encrypted segment whose block
+/// authenticates under a key of `ring`; `None` for anything else (a clear
+/// segment, a key not given, an unreadable or damaged header or block),
+/// which is for readers to report where they read it.
+///
+/// # Errors
+///
+/// The segment cannot be opened.
+pub(crate) fn authentic_seal(
+    fs: &dyn Fs,
+    entry: &SegmentEntry,
+    ring: &KeyRing,
+) -> Result<Option<SealBlock>, WalError> {
+    let file = fs
+        .open(&entry.path, OpenMode::Read)
+        .map_err(|e| WalError::io("open", &entry.path, e))?;
+    let Ok(header) = crate::segment::read_header(&*file, entry) else {
+        return Ok(None);
+    };
+    let Some(key) = header.key_id.and_then(|id| ring.get(id)) else {
+        return Ok(None);
+    };
+    let Ok(block) = read_seal_block(&*file, entry) else {
+        return Ok(None);
+    };
+    Ok(seal_block_checks(key, &header, &block).then_some(block))
+}
+
+/// The error for a head in `dir`'s `LOCK` under a key of the ring that
+/// does not authenticate.
+pub(crate) fn head_forged(dir: &Path, head: &Head) -> WalError {
+    WalError::Forged {
+        path: dir.join(LOCK_FILE),
+        offset: WATERMARK_LEN as u64,
+        lsn: head.lsn,
+        reason: format!(
+            "the durable head does not authenticate under key {:08x}",
+            head.key_id
+        ),
+    }
+}
+
 /// The durable head published in `dir`'s `LOCK`, if there is a
 /// well-formed one (its MAC not checked).
 pub(crate) fn read_head(fs: &dyn Fs, dir: &Path) -> Option<Head> {
@@ -297,19 +339,10 @@ fn same_log_throughout(
         if entry.base_lsn >= newest.entry.base_lsn {
             break;
         }
-        let file = fs
-            .open(&entry.path, OpenMode::Read)
-            .map_err(|e| WalError::io("open", &entry.path, e))?;
-        let Ok(header) = crate::segment::read_header(&*file, entry) else {
+        let Some(block) = authentic_seal(fs, entry, ring)? else {
             continue;
         };
-        let Some(key) = header.key_id.and_then(|id| ring.get(id)) else {
-            continue;
-        };
-        let Ok(block) = read_seal_block(&*file, entry) else {
-            continue;
-        };
-        if seal_block_checks(key, &header, &block) && block.log_id != newest.block.log_id {
+        if block.log_id != newest.block.log_id {
             return Err(WalError::Forged {
                 path: newest.entry.path.clone(),
                 offset: SEGMENT_HEADER_LEN as u64,
@@ -505,15 +538,7 @@ pub(crate) fn published_head_with(
         return Ok(Some(head));
     }
     if ring.get(head.key_id).is_some() {
-        return Err(WalError::Forged {
-            path: dir.join(LOCK_FILE),
-            offset: WATERMARK_LEN as u64,
-            lsn: head.lsn,
-            reason: format!(
-                "the durable head does not authenticate under key {:08x}",
-                head.key_id
-            ),
-        });
+        return Err(head_forged(dir, &head));
     }
     Ok(None)
 }

@@ -1405,34 +1405,16 @@ impl Reader {
             } else if ring.get(head.key_id).is_some() {
                 // Reported once, by `next_ref`; the segments are read
                 // all the same (a bad head must not hide the log).
-                self.pending = Some(WalError::Forged {
-                    path: self.dir.join(crate::format::LOCK_FILE),
-                    offset: crate::format::WATERMARK_LEN as u64,
-                    lsn: head.lsn,
-                    reason: format!(
-                        "the durable head does not authenticate under key {:08x}",
-                        head.key_id
-                    ),
-                });
+                self.pending = Some(crate::chain::head_forged(&self.dir, &head));
             }
         }
-        for entry in self.segments.iter().rev() {
-            let Ok(file) = self.fs.open(&entry.path, OpenMode::Read) else {
-                continue;
-            };
-            let Ok(header) = segment::read_header(&*file, entry) else {
-                continue;
-            };
-            let Some(key) = header.key_id.and_then(|id| ring.get(id)) else {
-                continue;
-            };
-            let Ok(block) = crate::chain::read_seal_block(&*file, entry) else {
-                continue;
-            };
-            if crate::chain::seal_block_checks(key, &header, &block) {
-                view.enc_start = view.enc_start.min(block.enc_start);
-                break;
-            }
+        if let Some(block) = self.segments.iter().rev().find_map(|entry| {
+            // One that cannot be opened is reported where it is read.
+            crate::chain::authentic_seal(&*self.fs, entry, &ring)
+                .ok()
+                .flatten()
+        }) {
+            view.enc_start = view.enc_start.min(block.enc_start);
         }
         self.chain = Some(view);
         Ok(view)
