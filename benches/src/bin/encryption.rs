@@ -3,7 +3,8 @@
 //! one thread and 16 threads), buffered appends (`SyncPolicy::Never`), and a
 //! CRC-checked scan that decodes every record (decrypting it when sealed).
 //!
-//! Usage: `encryption [--dir DIR] [--records N] [--rounds N]`
+//! Usage: `encryption [--dir DIR] [--records N] [--rounds N] [--only TEXT]`
+//! (`--only`: the rows whose name holds TEXT, such as `scan`)
 //!
 //! Each figure is the median of `--rounds` (default 3) runs of `--records`
 //! (default 200 000) events of ~200 bytes, under `DIR` (default: the
@@ -104,6 +105,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> io::Result<()> {
     let mut dir = PathBuf::from(".");
     let (mut records, mut rounds) = (200_000u64, 3usize);
+    let mut only = String::new();
     let mut args = std::env::args().skip(1);
     let bad = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
     while let Some(a) = args.next() {
@@ -113,6 +115,7 @@ fn main() -> io::Result<()> {
         let n = || v.parse::<u64>().map_err(|_| bad(format!("{a}: a number")));
         match a.as_str() {
             "--dir" => dir = PathBuf::from(&v),
+            "--only" => only.clone_from(&v),
             "--records" => records = n()?,
             "--rounds" => rounds = usize::try_from(n()?).unwrap_or(1).max(1),
             other => return Err(bad(format!("unknown argument {other}"))),
@@ -146,7 +149,7 @@ fn main() -> io::Result<()> {
     println!("## Encryption at rest against the clear (median of {rounds}, records/s)\n");
     println!("| work | clear | encrypted | ratio |");
     println!("|---|--:|--:|--:|");
-    for (name, cell) in &cells {
+    for (name, cell) in cells.iter().filter(|(name, _)| name.contains(only.as_str())) {
         let mut clear = Vec::new();
         let mut sealed = Vec::new();
         for _ in 0..rounds {

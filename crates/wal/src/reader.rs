@@ -248,6 +248,8 @@ pub struct Reader {
     log: Option<Uuid>,
     /// The last decrypted payload.
     plain: Vec<u8>,
+    /// Opens the records of the key last used.
+    opener: Option<crate::crypto::Opener>,
     /// With keys: what the log's chain says (`docs/security.md`), found on
     /// first need.
     chain: Option<ChainView>,
@@ -337,6 +339,7 @@ impl Reader {
             keys: crate::crypto::default_keys(),
             log: None,
             plain: Vec::new(),
+            opener: None,
             chain: None,
             last_tag: None,
             watched: Vec::new(),
@@ -824,7 +827,11 @@ impl Reader {
                     sync_mark: header.sync_mark,
                     prev: &prev,
                 };
-                if !crate::crypto::open_into(key, &ctx, stored, &mut self.plain) {
+                let opener = match &mut self.opener {
+                    Some(o) if o.key().same_key(key) => o,
+                    slot => slot.insert(crate::crypto::Opener::new(key.clone())),
+                };
+                if !opener.open_into(&ctx, stored, &mut self.plain) {
                     return Some(Err(WalError::Decrypt {
                         path: cur.entry.path.clone(),
                         offset: at as u64,
