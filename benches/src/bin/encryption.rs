@@ -149,7 +149,10 @@ fn main() -> io::Result<()> {
     println!("## Encryption at rest against the clear (median of {rounds}, records/s)\n");
     println!("| work | clear | encrypted | ratio |");
     println!("|---|--:|--:|--:|");
-    for (name, cell) in cells.iter().filter(|(name, _)| name.contains(only.as_str())) {
+    for (name, cell) in cells
+        .iter()
+        .filter(|(name, _)| name.contains(only.as_str()))
+    {
         let mut clear = Vec::new();
         let mut sealed = Vec::new();
         for _ in 0..rounds {

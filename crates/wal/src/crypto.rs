@@ -118,8 +118,8 @@ impl Key {
     fn derive(&self, salt: &[u8; SALT_LEN]) -> Aes256Gcm {
         let mut okm = Zeroizing::new([0u8; 32]);
         // 32 bytes are far below HKDF's limit (255 hash lengths).
-        let _ = Hkdf::<Sha256>::new(Some(salt), &*self.inner.secret)
-            .expand(RECORD_KEY_INFO, &mut *okm);
+        let _ =
+            Hkdf::<Sha256>::new(Some(salt), &*self.inner.secret).expand(RECORD_KEY_INFO, &mut *okm);
         Aes256Gcm::new((&*okm).into())
     }
 
