@@ -65,7 +65,7 @@ const EXTRA_BATCHES: u32 = 1;
 /// (`WalOptions::buffer_bytes`) appenders may queue ahead of the committer
 /// thread sealing and writing the batch before: past this, an appender
 /// waits for that batch (or, nobody leading, leads it itself).
-const SEAL_AHEAD_BUFFERS: usize = 4;
+const SEAL_AHEAD_BUFFERS: usize = 2;
 
 /// What the watch channel publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
