@@ -5,6 +5,7 @@
 //! cryptography is in `crypto.rs`; this module ties them to the log.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -463,6 +464,47 @@ pub(crate) fn writer_chain(
         next_lsn - 1,
         tag,
     ))
+}
+
+/// Check that the record at `head.lsn` (before the tail's last record) is
+/// the one the authenticated `head` names, reading it with the keys: a
+/// keyed reader refuses a record at the head's LSN whose tag differs.
+///
+/// # Errors
+///
+/// [`WalError::Forged`] (or the error the reader gives at that LSN) if
+/// it is not, or if the log holds no record at that LSN.
+pub(crate) fn head_record_holds(
+    fs: &Arc<dyn Fs>,
+    dir: &Path,
+    ring: &Arc<KeyRing>,
+    head: &Head,
+) -> Result<(), WalError> {
+    let mut reader = crate::Reader::open_with_fs(fs.clone(), dir)?
+        .with_keys(ring.clone())
+        .from_lsn(head.lsn);
+    while let Some(r) = reader.next_ref() {
+        match r {
+            Ok(r) if r.lsn >= head.lsn => {
+                if r.lsn == head.lsn {
+                    return Ok(());
+                }
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if matches!(&e, WalError::Forged { lsn, .. } | WalError::Decrypt { lsn, .. } if *lsn == head.lsn) =>
+            {
+                return Err(e);
+            }
+            Err(_) => {}
+        }
+    }
+    Err(WalError::Forged {
+        path: dir.join(LOCK_FILE),
+        offset: WATERMARK_LEN as u64,
+        lsn: head.lsn,
+        reason: "the log holds no record at the LSN its writer made durable (the head): nothing more is written".into(),
+    })
 }
 
 /// The chain value a sealed record was sealed against: the tag of the

@@ -115,6 +115,8 @@ struct State {
     /// wake-up (a `futex` system call) of a condition variable nobody waits
     /// on, which at one appender is every batch.
     waiting: [usize; 2],
+    /// Appenders waiting in `seal_aside` for the queue to shrink.
+    room_waiting: usize,
     /// What full disks discarded, by epoch, while a waiter may need it.
     discards: Discards,
     /// Under `Batch` and `Never`: a write failed for a full disk and the
@@ -155,6 +157,10 @@ pub(crate) struct Writer {
     flusher: Condvar,
     /// Wakes the committer thread of async appends (see [`durable`]).
     committer: Condvar,
+    /// Wakes appenders waiting in `seal_aside`: a leader notifies it when
+    /// it takes the queue and when it ends a batch (the queue shrank, or
+    /// the log failed, or nobody leads any more).
+    room: Condvar,
     committer_thread: Mutex<Option<JoinHandle<()>>>,
     io: Mutex<Io>,
     durable_end: AtomicU64,
@@ -221,6 +227,7 @@ impl Writer {
                 leader: false,
                 batch: 0,
                 waiting: [0; 2],
+                room_waiting: 0,
                 discards: Discards::default(),
                 stalled: None,
                 async_waiters: BTreeMap::new(),
@@ -235,6 +242,7 @@ impl Writer {
             turn: [Condvar::new(), Condvar::new()],
             flusher: Condvar::new(),
             committer: Condvar::new(),
+            room: Condvar::new(),
             committer_thread: Mutex::new(None),
             io: Mutex::new(io),
             durable_end: AtomicU64::new(next_lsn),
@@ -436,35 +444,33 @@ impl Writer {
     /// then runs beside the appending thread rather than on it. Appenders
     /// queue at most [`SEAL_AHEAD_BUFFERS`] buffers ahead of it.
     fn seal_aside<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, State>) -> Result<(), WalError> {
-        // Whether the committer is yet to be told (until it takes the
-        // batch, every append finds the buffer full: one wake-up is enough).
-        let tell = !mem::replace(&mut st.async_flush, true);
+        if !mem::replace(&mut st.async_flush, true) {
+            // The committer is yet to be told (until it takes the batch,
+            // every append finds the buffer full: one wake-up is enough).
+            // Started before anyone waits for it, with the state unlocked.
+            drop(st);
+            self.start_committer()?;
+            st = lock(&self.state);
+            if !st.leader {
+                self.committer.notify_one();
+            }
+        }
         let ahead = SEAL_AHEAD_BUFFERS * self.opts.buffer_bytes;
         while st.pending.len() >= ahead && st.poisoned.is_none() && st.stalled.is_none() {
             if !st.leader {
                 st = self.lead(st, false);
                 continue;
             }
-            // The batch in flight is the one before `st.batch`.
-            let parity = (st.batch.wrapping_sub(1) % 2) as usize;
-            st.waiting[parity] += 1;
-            st = self.turn[parity]
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
-            st.waiting[parity] -= 1;
+            // Woken when a leader takes the queue or ends a batch,
+            // whichever batch it is.
+            st.room_waiting += 1;
+            st = self.room.wait(st).unwrap_or_else(PoisonError::into_inner);
+            st.room_waiting -= 1;
         }
         if let Some(cause) = &st.poisoned {
             return Err(WalError::Poisoned {
                 cause: cause.clone(),
             });
-        }
-        let idle = !st.leader;
-        drop(st);
-        if tell {
-            self.start_committer()?;
-            if idle {
-                self.committer.notify_one();
-            }
         }
         Ok(())
     }
@@ -603,7 +609,11 @@ impl Writer {
             let taken = st.batch;
             st.batch = st.batch.wrapping_add(1);
             let batch_sync = sync && st.durable_end < end;
+            let room = st.room_waiting > 0;
             drop(st);
+            if room {
+                self.room.notify_all();
+            }
 
             let outcome = {
                 let mut io = lock(&self.io);
@@ -640,6 +650,7 @@ impl Writer {
                 .then_some(parity(st.batch))
                 .filter(|&p| waiting[p] > 0);
             let taken = Some(parity(taken)).filter(|&p| waiting[p] > 0);
+            let room = st.room_waiting > 0;
             // Notify with the lock released, so that woken threads do not
             // immediately block on it; the next batch's leader goes first.
             drop(st);
@@ -648,6 +659,9 @@ impl Writer {
             }
             if committer {
                 self.committer.notify_one();
+            }
+            if room {
+                self.room.notify_all();
             }
             if everyone {
                 for (turn, &n) in self.turn.iter().zip(&waiting) {

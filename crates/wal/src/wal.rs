@@ -206,6 +206,32 @@ impl Wal {
                         ),
                     });
                 }
+                if head.log_id == log_id && head.lsn >= head.enc_start.max(1) {
+                    // The record at the head's LSN must be the one the head
+                    // names: a stale record put back at a reused LSN opens
+                    // under the key, and a writer going on from it would
+                    // publish a head vouching for it.
+                    let tail_tag = io
+                        .chain
+                        .as_ref()
+                        .filter(|c| c.tag_lsn == head.lsn)
+                        .map(|c| c.tag);
+                    match tail_tag {
+                        Some(tag) if tag == head.tag => {}
+                        Some(_) => {
+                            return Err(WalError::Forged {
+                                path: listing
+                                    .segments
+                                    .last()
+                                    .map_or_else(|| dir.join(LOCK_FILE), |t| t.path.clone()),
+                                offset: io.write_pos,
+                                lsn: head.lsn,
+                                reason: "the tail's last record is not the record the writer made durable at this LSN (the head in LOCK names another): replaced; nothing more is written".into(),
+                            });
+                        }
+                        None => crate::chain::head_record_holds(&fs, &dir, ring, &head)?,
+                    }
+                }
             }
         }
         report.next_lsn = next_lsn;

@@ -191,7 +191,9 @@ impl Writer {
             total.written_bytes +=
                 out.written_bytes - usize::try_from(written).unwrap_or(0) * crate::SEAL_OVERHEAD;
             total.written_end = out.written_end;
-            total.durable_end = out.durable_end;
+            // A roll in any piece made the records before it durable:
+            // the latest such point stands, whatever the pieces after it.
+            total.durable_end = out.durable_end.or(total.durable_end);
             total.fsyncs += out.fsyncs;
             total.fsync_micros += out.fsync_micros;
             total.segments_created += out.segments_created;
