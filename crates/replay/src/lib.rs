@@ -77,6 +77,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod delete;
+mod deleted;
 mod error;
 mod export;
 mod follow;
@@ -97,6 +99,10 @@ mod testgen;
 mod tokens;
 mod tools;
 
+pub use crate::delete::{
+    DeletePlan, Selection, delete, delete_after, delete_runs, delete_session, plan_delete, prune,
+};
+pub use crate::deleted::{LogDeletions, tombstones_in};
 pub use crate::error::ReplayError;
 pub use crate::export::{
     EXPORT_VERSION, ExportFilter, ImportOptions, Transfer, event_from_json, event_to_json, export,

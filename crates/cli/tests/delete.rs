@@ -1,0 +1,103 @@
+//! `logbook delete` (dry run, then `--apply`), and what `dump` and
+//! `sessions` show of deleted records and sessions.
+
+mod common;
+
+use common::logbook;
+use logbook_bus::SessionEvent;
+use logbook_wal::Wal;
+use uuid::Uuid;
+
+fn two_sessions(dir: &std::path::Path) -> (Uuid, Uuid) {
+    let wal = Wal::open(dir, common::small_options()).unwrap();
+    let (secret, other) = (Uuid::new_v4(), Uuid::new_v4());
+    for i in 0..10 {
+        wal.append(
+            secret,
+            &SessionEvent::UserMessage(format!("purple-elephant {i}")),
+        )
+        .unwrap();
+        wal.append(other, &SessionEvent::UserMessage(format!("other {i}")))
+            .unwrap();
+    }
+    wal.close().unwrap();
+    (secret, other)
+}
+
+fn stdout(args: &[&str]) -> String {
+    let out = logbook().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn delete_is_a_dry_run_until_apply_and_then_every_view_hides_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, other) = two_sessions(dir.path());
+    let d = dir.path().to_str().unwrap();
+    let id = secret.to_string();
+
+    let dry = stdout(&["delete", d, &id]);
+    assert!(dry.contains("would delete 10 record(s)"), "{dry}");
+    assert!(
+        stdout(&["dump", d]).contains("purple-elephant"),
+        "a dry run writes nothing"
+    );
+
+    let applied = stdout(&["delete", d, &id, "--apply", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(applied.trim()).unwrap();
+    assert_eq!(v["records"], 10);
+    assert_eq!(v["applied"], true);
+    assert_eq!(v["tombstone_lsn"], 21);
+
+    let dump = stdout(&["dump", d]);
+    assert!(!dump.contains("purple-elephant"), "{dump}");
+    assert!(
+        dump.contains("session_deleted"),
+        "the tombstone shows: {dump}"
+    );
+    assert!(dump.contains("deletes the whole session"), "{dump}");
+    let all = stdout(&["dump", d, "--include-deleted"]);
+    assert_eq!(all.matches("purple-elephant").count(), 10);
+    assert_eq!(all.matches("[deleted]").count(), 10);
+    let json = stdout(&["dump", d, "--include-deleted", "--json"]);
+    assert_eq!(json.matches("\"deleted\":true").count(), 10);
+
+    let sessions = stdout(&["sessions", d]);
+    assert!(!sessions.contains(&id[..8]), "{sessions}");
+    assert!(sessions.contains(&other.to_string()[..8]));
+    assert!(sessions.contains("1 deleted session(s)"), "{sessions}");
+    let with = stdout(&["sessions", d, "--include-deleted", "--json"]);
+    assert!(with.contains("\"deleted\":true"), "{with}");
+
+    let replay = logbook().args(["replay", d, &id]).output().unwrap();
+    assert!(!replay.status.success());
+    assert!(!String::from_utf8_lossy(&replay.stdout).contains("purple-elephant"));
+
+    let export = stdout(&["export", d]);
+    assert!(!export.contains("purple-elephant"));
+
+    // Deleting again: nothing found, nothing changed.
+    let again = logbook()
+        .args(["delete", d, &id, "--apply"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+}
+
+#[test]
+fn delete_after_pops_the_tail_of_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, _) = two_sessions(dir.path());
+    let d = dir.path().to_str().unwrap();
+    let id = secret.to_string();
+    // The secret session's records are the odd LSNs; keep up to LSN 5.
+    let out = stdout(&["delete", d, &id, "--after", "5", "--apply"]);
+    assert!(out.contains("deleted 7 record(s)"), "{out}");
+    let dump = stdout(&["dump", d, "--session", &id]);
+    assert_eq!(dump.matches("purple-elephant").count(), 3, "{dump}");
+}
