@@ -1681,6 +1681,7 @@ fn man_prints_the_page_or_writes_one_per_command() {
             "logbook-repair.1",
             "logbook-replay.1",
             "logbook-resume.1",
+            "logbook-retain.1",
             "logbook-sessions.1",
             "logbook-ship.1",
             "logbook-stats.1",

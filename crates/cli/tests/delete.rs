@@ -101,3 +101,38 @@ fn delete_after_pops_the_tail_of_a_session() {
     let dump = stdout(&["dump", d, "--session", &id]);
     assert_eq!(dump.matches("purple-elephant").count(), 3, "{dump}");
 }
+
+#[test]
+fn retain_is_a_dry_run_until_apply_and_sessions_hides_truncated_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, _) = two_sessions(dir.path());
+    let wal = Wal::open(dir.path(), common::small_options()).unwrap();
+    for i in 0..200 {
+        wal.append(
+            Uuid::new_v4(),
+            &SessionEvent::UserMessage(format!("filler {i}")),
+        )
+        .unwrap();
+    }
+    wal.close().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let dry = stdout(&["retain", d, "--before", "100"]);
+    assert!(dry.contains("would remove"), "{dry}");
+    assert!(dry.contains("run again with --apply"), "{dry}");
+    assert!(stdout(&["dump", d]).contains("purple-elephant 0"));
+    let applied = stdout(&["retain", d, "--before", "100", "--apply", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(applied.trim()).unwrap();
+    assert_eq!(v["applied"], true);
+    assert!(v["keep_from"].as_u64().unwrap() > 1);
+    assert!(!stdout(&["dump", d]).contains("purple-elephant 0"));
+    // No session began with a SessionStarted: every one left shows as
+    // truncated.
+    let sessions = stdout(&["sessions", d]);
+    assert!(sessions.contains("truncated by retention"), "{sessions}");
+    assert!(!sessions.contains("filler"), "{sessions}");
+    let all = stdout(&["sessions", d, "--include-truncated", "--json"]);
+    assert!(!all.contains(&secret.to_string()), "removed whole");
+    assert!(all.contains("\"truncated\":true"));
+    let bad = logbook().args(["retain", d]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

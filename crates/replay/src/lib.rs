@@ -88,6 +88,7 @@ mod publish;
 mod rebuild;
 mod records;
 mod resume;
+mod retain;
 mod scan;
 mod source;
 mod state;
@@ -122,6 +123,7 @@ pub use crate::rebuild::{
 };
 pub use crate::records::{list_sessions_in, summarize};
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
+pub use crate::retain::{RetentionPreview, retention_preview};
 pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords, last_lsn};
 pub use crate::source::{Shipped, ShippedRecord, Source, SourceItem, SourceReader};
 pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};

@@ -404,7 +404,7 @@ pub fn list_sessions_with(
         .map_err(|e| ReplayError::wal("checking the writer lock of", dir, e))?;
     let mut fold = fold(dir, on_corruption, Lsn::MAX)?;
     refold_deleted(dir, &mut fold.tallies, on_corruption, Lsn::MAX)?;
-    let log_start = fold.segments.first().map_or(1, |s| s.first_lsn);
+    let log_start = crate::scan::log_start(dir)?;
     let (tallies, report) = (fold.tallies, fold.report);
     let (sessions, deleted) = split_deleted(
         tallies

@@ -242,6 +242,9 @@ pub fn session_state_in(
         return Err(ReplayError::UnknownSession(session));
     }
     state.note_deleted(report.deleted.count);
+    if let Source::Dir(dir) = source {
+        state.note_log_start(crate::scan::log_start(dir)?);
+    }
     if let (true, Some(tombstone_lsn)) = (state.is_deleted(), state.last_tombstone()) {
         return Err(ReplayError::DeletedSession {
             session,

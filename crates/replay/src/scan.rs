@@ -301,6 +301,22 @@ pub fn last_lsn(dir: impl AsRef<Path>) -> Result<Lsn, ReplayError> {
     Ok(0)
 }
 
+/// The LSN the log in `dir` starts at: its first segment's base LSN (1
+/// for a log nothing was retained from; 0 if it has no segment). Read from
+/// the segment file names (`docs/format.md`).
+pub(crate) fn log_start(dir: &Path) -> Result<Lsn, ReplayError> {
+    let segments = logbook_wal::Reader::open(dir)
+        .map_err(|e| ReplayError::wal("opening", dir, e))?
+        .segments();
+    Ok(segments
+        .first()
+        .and_then(|path| {
+            let name = path.file_name()?.to_str()?;
+            name.strip_suffix(".wal")?.parse::<Lsn>().ok()
+        })
+        .unwrap_or(0))
+}
+
 fn skipped(record: &RecordRef<'_>) -> Item {
     Item::Skipped {
         lsn: record.lsn,

@@ -163,6 +163,9 @@ pub struct SessionState {
     ended_at: Option<Lsn>,
     deleted: u64,
     last_tombstone: Option<Lsn>,
+    /// Its first record is a beginning (`SessionStarted`, `SessionForked`).
+    began: bool,
+    truncated: bool,
 }
 
 impl SessionState {
@@ -190,6 +193,8 @@ impl SessionState {
             ended_at: None,
             deleted: 0,
             last_tombstone: None,
+            began: false,
+            truncated: false,
         }
     }
 
@@ -198,6 +203,12 @@ impl SessionState {
     pub fn apply(&mut self, record: &EventRecord) {
         if record.session != self.session {
             return;
+        }
+        if self.span.is_none() {
+            self.began = matches!(
+                record.event,
+                SessionEvent::SessionStarted { .. } | SessionEvent::SessionForked { .. }
+            );
         }
         Span::note(&mut self.span, record.lsn, record.timestamp_us);
         self.events = self.events.saturating_add(1);
@@ -333,6 +344,24 @@ impl SessionState {
     #[must_use]
     pub fn deleted_records(&self) -> u64 {
         self.deleted
+    }
+
+    /// Mark the session truncated if the log it was read from starts at
+    /// `log_start` > 1 (older segments were retained away) and its first
+    /// record is not a beginning.
+    pub(crate) fn note_log_start(&mut self, log_start: Lsn) {
+        self.truncated = log_start > 1 && !self.began;
+    }
+
+    /// Whether the session's beginning may have been retained away: the
+    /// log's records start after LSN 1 (retention removed older segments)
+    /// and its first record is not a beginning (`SessionStarted`,
+    /// `SessionForked`). A truncated session is not complete; one that
+    /// never wrote a beginning shows as truncated once the log's front was
+    /// retained (the safe side).
+    #[must_use]
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
 
     /// The LSN of the session's latest tombstone, if it has one.

@@ -82,6 +82,7 @@ mod log_id;
 mod options;
 mod reader;
 mod recovery;
+mod retain;
 mod scan;
 mod segment;
 #[cfg(any(test, feature = "testing"))]
@@ -108,6 +109,7 @@ pub use crate::log_id::{assign_log_id, log_id};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{Place, RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
+pub use crate::retain::{RetainedSegment, Retention, RetentionPlan, retention_plan};
 pub use crate::segment::LogFile;
 pub use crate::sink::WalSink;
 pub use crate::wal::{Inspection, Wal, inspect, is_locked, is_locked_with_fs};

@@ -581,30 +581,37 @@ impl Wal {
     ///
     /// The I/O error of listing or removing, naming the file.
     pub fn truncate_before(&self, lsn: Lsn) -> Result<usize, WalError> {
+        let policy = crate::Retention {
+            before_lsn: Some(lsn),
+            ..crate::Retention::default()
+        };
+        self.retain(&policy).map(|plan| plan.segments.len())
+    }
+
+    /// Apply a retention policy once: remove the sealed segments at the
+    /// front of the log that `policy` says may go (see
+    /// [`Retention`](crate::Retention)), oldest first, the directory
+    /// fsynced after each removal. The active segment is never removed.
+    /// Returns what was removed.
+    ///
+    /// A session whose first records were removed is marked truncated by
+    /// listings (`logbook_replay`), never passed off as complete.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of listing, reading a header or removing, naming the
+    /// file (the segments before it are removed); a failed directory fsync
+    /// is fatal.
+    pub fn retain(&self, policy: &crate::Retention) -> Result<crate::RetentionPlan, WalError> {
         let fs = &*self.inner.fs;
         let dir = &self.inner.dir;
         self.inner.writer.with_io(|io| {
-            let listing = segment::list(fs, dir)?;
-            let mut removed = 0;
-            let mut gone = Vec::new();
-            for pair in listing.segments.windows(2) {
-                let [seg, next] = pair else { continue };
-                if next.base_lsn <= lsn && seg.base_lsn < io.entry.base_lsn {
-                    fs.remove_file(&seg.path)
-                        .map_err(|e| WalError::io("remove", &seg.path, e))?;
-                    fs.sync_dir(dir)
-                        .map_err(|e| WalError::fatal("fsync directory", dir, e))?;
-                    removed += 1;
-                    gone.push(seg.path.clone());
-                }
-            }
-            // Their indexes last, once every removal is durable: removing
-            // one is best effort, and nothing durable may follow an error
-            // the log chose to ignore.
-            for path in &gone {
-                crate::index::remove(fs, path);
-            }
-            Ok(removed)
+            let mut plan = crate::retain::plan(fs, dir, policy, now_us())?;
+            let removed = crate::retain::remove(fs, dir, &plan, io.entry.base_lsn)?;
+            plan.segments.truncate(removed);
+            plan.bytes = plan.segments.iter().map(|s| s.bytes).sum();
+            plan.keep_from = plan.segments.last().map_or(0, |s| s.end_lsn);
+            Ok(plan)
         })
     }
 

@@ -10,6 +10,7 @@ pub(crate) mod key;
 pub(crate) mod repair;
 pub(crate) mod replay;
 pub(crate) mod resume;
+pub(crate) mod retain;
 pub(crate) mod sessions;
 pub(crate) mod ship;
 pub(crate) mod stats;
