@@ -176,7 +176,11 @@ fn plan_in(
             (chosen, (None, ranges))
         }
     };
-    let (after_lsn, ranges) = tombstone;
+    // Every record deleted is listed, whatever the selection: compaction
+    // erases only listed records (a placeholder's session is not
+    // authenticated, its LSN in a sealed tombstone is).
+    let (after_lsn, _) = tombstone;
+    let ranges = lsn_ranges(chosen.iter().map(|c| c.0));
     Ok(DeletePlan {
         session,
         bytes: chosen.iter().map(|c| c.1).sum(),

@@ -305,6 +305,28 @@ impl Writer {
         self.roll(&mut io, next, &mut out)
     }
 
+    /// Seal the active segment and start the next one, if it holds
+    /// records and nothing is queued (every LSN handed out is durable);
+    /// `Ok(false)` if it did not (an empty tail, or appends in flight).
+    pub(crate) fn seal_tail_if_idle(&self) -> Result<bool, WalError> {
+        let mut io = lock(&self.io);
+        let next = lock(&self.state).next_lsn;
+        if self.durable_end() != next || io.write_pos <= io.records_start {
+            return Ok(false);
+        }
+        let mut out = Outcome {
+            written_bytes: 0,
+            written_end: next,
+            durable_end: None,
+            error: None,
+            fsyncs: 0,
+            fsync_micros: 0,
+            segments_created: 0,
+        };
+        self.roll(&mut io, next, &mut out)?;
+        Ok(true)
+    }
+
     pub(crate) fn options(&self) -> &WalOptions {
         &self.opts
     }

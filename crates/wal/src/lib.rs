@@ -62,6 +62,7 @@ mod block_on;
 mod chain;
 mod clock;
 mod commit;
+mod compact;
 mod crypto;
 mod durable_watch;
 mod error;
@@ -93,6 +94,7 @@ mod walk;
 
 pub use crate::chain::{ChainHead, ChainHeadError, HeadCheck, chain_before, published_head};
 pub use crate::commit::WalStats;
+pub use crate::compact::{CompactedSegment, Compaction, compaction_plan};
 pub use crate::crypto::{
     CHAIN_LEN, Chain, Key, KeyError, KeyRing, RecordContext, SEAL_OVERHEAD, default_keys,
     install_default_keys, tag_of,

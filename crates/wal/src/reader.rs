@@ -259,6 +259,12 @@ pub struct Reader {
     /// A problem found on the way (the head in `LOCK` does not
     /// authenticate), returned by the next call of `next_ref`.
     pending: Option<WalError>,
+    /// Redacted placeholders passed that no tombstone read since explains
+    /// (session, LSN, segment, offset): each is an error at the end of the
+    /// read (`docs/format.md`, "Redacted placeholders").
+    redactions: Vec<(Uuid, Lsn, PathBuf, u64)>,
+    /// Placeholders passed in all.
+    redacted: u64,
 }
 
 /// A record [`Reader::next_checked`] validated: where it is, and whether
@@ -271,6 +277,30 @@ struct Checked {
     frame_crc: u32,
     decrypted: bool,
     still_sealed: Option<u32>,
+    /// A redacted placeholder: passed over, never returned.
+    redacted: bool,
+}
+
+/// Drop from `pending` the placeholders the record with `header` and
+/// `payload` explains: a tombstone (`session_deleted`, codec 1) of the
+/// same session, after them, whose ranges list their LSNs.
+fn explain_redactions(
+    pending: &mut Vec<(Uuid, Lsn, PathBuf, u64)>,
+    header: &FrameHeader,
+    codec_id: u16,
+    payload: &[u8],
+) {
+    if codec_id != logbook_bus::codec::CODEC_ID {
+        return;
+    }
+    let Some(ranges) = crate::compact::listed_ranges(payload) else {
+        return;
+    };
+    pending.retain(|(session, lsn, _, _)| {
+        !(*session == header.session
+            && *lsn < header.lsn
+            && ranges.iter().any(|&(a, b)| a <= *lsn && *lsn <= b))
+    });
 }
 
 /// What a reader with keys knows of the log's chain.
@@ -341,6 +371,8 @@ impl Reader {
             last_tag: None,
             watched: Vec::new(),
             pending: None,
+            redactions: Vec::new(),
+            redacted: 0,
         })
     }
 
@@ -717,6 +749,7 @@ impl Reader {
         let checked = loop {
             match self.next_checked()? {
                 Err(e) => return Some(Err(e)),
+                Ok(c) if c.redacted => {}
                 Ok(c) if self.only.is_some_and(|s| s != c.header.session) => {}
                 Ok(c) => break c,
             }
@@ -729,6 +762,7 @@ impl Reader {
             frame_crc,
             decrypted,
             still_sealed,
+            ..
         } = checked;
         let payload = if decrypted {
             &self.plain[..]
@@ -738,6 +772,9 @@ impl Reader {
                 .get(at - base + RECORD_HEADER_LEN..at - base + len)
                 .unwrap_or_default()
         };
+        if !self.redactions.is_empty() && still_sealed.is_none() {
+            explain_redactions(&mut self.redactions, &header, cur.codec_id, payload);
+        }
         Some(Ok(RecordRef {
             lsn: header.lsn,
             timestamp_us: header.timestamp_us,
@@ -764,6 +801,7 @@ impl Reader {
                 return self
                     .pending
                     .take()
+                    .or_else(|| self.unexplained_redaction())
                     .or_else(|| self.cut_below_head())
                     .map(Err);
             }
@@ -806,6 +844,46 @@ impl Reader {
         let frame = bytes.get(at - base..at - base + len).unwrap_or_default();
         let frame_crc = FrameFields::parse(frame).map_or(0, |f| f.crc);
         let stored = frame.get(RECORD_HEADER_LEN..).unwrap_or_default();
+        if crate::format::is_redacted(frame) {
+            // A placeholder compaction left for a deleted record: its tag
+            // (encrypted) or one zero byte (clear). The chain goes on from
+            // the tag; a tombstone read later must explain it.
+            let encrypted = cur.header.key_id.is_some();
+            let size_ok = if encrypted {
+                stored.len() == crate::crypto::CHAIN_LEN
+            } else {
+                stored == crate::format::REDACTED_CLEAR_PAYLOAD
+            };
+            let path = cur.entry.path.clone();
+            if !size_ok {
+                return Some(Err(WalError::Forged {
+                    path,
+                    offset: at as u64,
+                    lsn: header.lsn,
+                    reason: "a redacted placeholder whose payload is not what compaction writes"
+                        .to_owned(),
+                }));
+            }
+            if key.is_some() {
+                self.last_tag = crate::crypto::tag_of(stored).map(|tag| (header.lsn, tag));
+            }
+            self.redacted += 1;
+            // Reading one session: only its tombstones are seen, so only
+            // its placeholders are held to them.
+            if self.only.is_none_or(|s| s == header.session) {
+                self.redactions
+                    .push((header.session, header.lsn, path, at as u64));
+            }
+            return Some(Ok(Checked {
+                header,
+                at,
+                len,
+                frame_crc,
+                decrypted: false,
+                still_sealed: None,
+                redacted: true,
+            }));
+        }
         let (decrypted, still_sealed) = match (key, self.log) {
             (Some(key), Some(log)) => {
                 let prev = match self.last_tag {
@@ -875,7 +953,36 @@ impl Reader {
             frame_crc,
             decrypted,
             still_sealed,
+            redacted: false,
         }))
+    }
+
+    /// The first redacted placeholder passed that no tombstone read since
+    /// explains, as the error it is (once: the list is cleared).
+    fn unexplained_redaction(&mut self) -> Option<WalError> {
+        let (session, lsn, path, offset) = self.redactions.first().cloned()?;
+        let more = self.redactions.len() - 1;
+        self.redactions.clear();
+        Some(WalError::Forged {
+            path,
+            offset,
+            lsn,
+            reason: format!(
+                "a redacted placeholder of session {session} that no tombstone later in the log lists (a record removed by someone other than compaction){}",
+                if more > 0 {
+                    format!("; {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+        })
+    }
+
+    /// Redacted placeholders passed so far (records erased by compaction:
+    /// never returned; each must be listed by a tombstone read later).
+    #[must_use]
+    pub fn redacted(&self) -> u64 {
+        self.redacted
     }
 
     /// Move to the next record to return, leaving the current segment's

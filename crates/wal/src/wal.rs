@@ -127,6 +127,7 @@ impl Wal {
             tracing::warn!(path = %path.display(), "ignoring a file that is not part of the log");
         }
         segment::remove_temporaries(&*fs, &dir, &listing.temporaries)?;
+        segment::remove_compacting(&*fs, &dir, &listing.compacting)?;
         if let Some(tail) = listing.segments.last() {
             // A tail that is not a segment is reported as such, before any
             // question about the log's id.
@@ -613,6 +614,64 @@ impl Wal {
             plan.keep_from = plan.segments.last().map_or(0, |s| s.end_lsn);
             Ok(plan)
         })
+    }
+
+    /// Erase, for good, the bytes of every record a tombstone lists
+    /// (`session_deleted`, `docs/format.md`): make what was appended
+    /// durable, seal the active segment (when no append is in flight, so
+    /// that the records are all in sealed segments), then rewrite each
+    /// sealed segment that holds such a record with a redacted placeholder
+    /// in its place, swapped in by an fsynced `<segment>.compact` renamed
+    /// over it and a directory fsync. Survivors keep their bytes and LSNs;
+    /// the session index and summaries of a rewritten segment are removed
+    /// (derived data, rebuilt by the next reader).
+    ///
+    /// The bound: once this returns `Ok` with
+    /// [`Compaction::in_active_segment`](crate::Compaction) 0, no byte of
+    /// a listed record's payload is left in the log directory. Copies made
+    /// before (backups, records already shipped) still hold them.
+    ///
+    /// Appends go on meanwhile (only the rename takes the writer's lock).
+    ///
+    /// # Errors
+    ///
+    /// The error of reading the log (corruption included: a placeholder no
+    /// tombstone lists is [`WalError::Forged`]), or of writing, fsyncing or
+    /// renaming, naming the file; segments rewritten before it stay so.
+    pub fn compact(&self) -> Result<crate::Compaction, WalError> {
+        let fs = Arc::clone(&self.inner.fs);
+        let dir = self.inner.dir.clone();
+        self.sync()?;
+        let sealed_tail = self.inner.writer.seal_tail_if_idle()?;
+        let active = self.inner.writer.with_io(|io| io.entry.base_lsn);
+        let keys = self.inner.writer.options().encryption.clone();
+        let writer = &self.inner.writer;
+        let mut swap_in = |entry: &SegmentEntry, bytes: &[u8]| -> Result<(), WalError> {
+            crate::compact::swap(&*fs, &dir, entry, bytes, &mut |rename| {
+                writer.with_io(|_| rename())
+            })?;
+            crate::index::remove(&*fs, &entry.path);
+            Ok(())
+        };
+        let mut out =
+            crate::compact::compact(&fs, &dir, keys.as_ref(), Some(active), Some(&mut swap_in))?;
+        if !out.segments.is_empty() {
+            // A run (`.run`, beside the first segment) folds the segments
+            // rewritten too.
+            if let Some(first) = segment::list(&*fs, &dir)?.segments.first() {
+                let mut run = first.path.as_os_str().to_owned();
+                run.push(".run");
+                match fs.remove_file(Path::new(&run)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(WalError::io("remove", PathBuf::from(run), e)),
+                }
+            }
+            fs.sync_dir(&dir)
+                .map_err(|e| WalError::fatal("fsync directory", &dir, e))?;
+        }
+        out.sealed_tail = sealed_tail;
+        Ok(out)
     }
 
     /// Flush and fsync everything, and release the lock once every clone is
