@@ -76,6 +76,8 @@ enum Command {
     Fork(cmd::fork::ForkArgs),
     /// Delete a session, or its records after an LSN (dry run unless --apply).
     Delete(cmd::delete::DeleteArgs),
+    /// Erase the bytes of deleted records (dry run unless --apply).
+    Compact(cmd::compact::CompactArgs),
     /// Remove old segments by age, size or LSN (dry run unless --apply).
     Retain(cmd::retain::RetainArgs),
     /// Write sessions as JSON Lines (docs/json.md).
@@ -148,6 +150,7 @@ fn main() -> ExitCode {
         Command::Fork(args) => cmd::fork::run(args),
         Command::Delete(args) => cmd::delete::run(args),
         Command::Retain(args) => cmd::retain::run(args),
+        Command::Compact(args) => cmd::compact::run(args),
         Command::Export(args) => cmd::export::export(args),
         Command::Import(args) => cmd::export::import(args),
         Command::Ship(args) => cmd::ship::run(args),

@@ -1669,6 +1669,7 @@ fn man_prints_the_page_or_writes_one_per_command() {
     assert_eq!(
         names,
         [
+            "logbook-compact.1",
             "logbook-delete.1",
             "logbook-demo.1",
             "logbook-dump.1",

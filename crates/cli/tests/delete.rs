@@ -136,3 +136,53 @@ fn retain_is_a_dry_run_until_apply_and_sessions_hides_truncated_ones() {
     let bad = logbook().args(["retain", d]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            std::fs::read(p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+/// The erasure proof through the command line: delete, see the
+/// reclaimable bytes, compact (dry run, then --apply), and no file of the
+/// log holds the phrase; the other session is intact and verify passes.
+#[test]
+fn delete_then_compact_erases_the_session_from_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, other) = two_sessions(dir.path());
+    let d = dir.path().to_str().unwrap();
+    let before_other = stdout(&["replay", d, &other.to_string()]);
+    // Summaries that hold the session's title.
+    stdout(&["sessions", d]);
+    stdout(&["delete", d, &secret.to_string(), "--apply"]);
+    assert!(!files_holding(dir.path(), b"purple-elephant").is_empty());
+    let stats = stdout(&["stats", d, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stats.trim()).unwrap();
+    // All in the active segment: compact --apply seals it first.
+    assert_eq!(v["reclaimable"]["in_active_segment"], 10, "{stats}");
+    let dry = stdout(&["compact", d]);
+    assert!(dry.contains("--apply seals it first"), "{dry}");
+    assert!(!files_holding(dir.path(), b"purple-elephant").is_empty());
+    let done = stdout(&["compact", d, "--apply", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(done.trim()).unwrap();
+    assert_eq!(v["erased"], 10, "{done}");
+    assert_eq!(v["in_active_segment"], 0, "{done}");
+    assert_eq!(
+        files_holding(dir.path(), b"purple-elephant"),
+        Vec::<String>::new()
+    );
+    assert!(!files_holding(dir.path(), b"other 3").is_empty());
+    assert_eq!(stdout(&["replay", d, &other.to_string()]), before_other);
+    stdout(&["verify", d]);
+    let dump = stdout(&["dump", d, "--include-deleted"]);
+    assert!(!dump.contains("purple-elephant"));
+    assert!(stdout(&["compact", d, "--apply"]).contains("nothing to erase"));
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod compact;
 pub(crate) mod delete;
 pub(crate) mod demo;
 pub(crate) mod docs;
