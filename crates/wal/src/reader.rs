@@ -265,6 +265,9 @@ pub struct Reader {
     redactions: Vec<(Uuid, Lsn, PathBuf, u64)>,
     /// Placeholders passed in all.
     redacted: u64,
+    /// The LSNs of placeholders passed since the last
+    /// [`Reader::take_redacted`] (when asked for: [`Reader::noting_redacted`]).
+    noted_redacted: Option<Vec<Lsn>>,
 }
 
 /// A record [`Reader::next_checked`] validated: where it is, and whether
@@ -373,6 +376,7 @@ impl Reader {
             pending: None,
             redactions: Vec::new(),
             redacted: 0,
+            noted_redacted: None,
         })
     }
 
@@ -868,9 +872,15 @@ impl Reader {
                 self.last_tag = crate::crypto::tag_of(stored).map(|tag| (header.lsn, tag));
             }
             self.redacted += 1;
+            if let Some(noted) = self.noted_redacted.as_mut() {
+                noted.push(header.lsn);
+            }
             // Reading one session: only its tombstones are seen, so only
-            // its placeholders are held to them.
-            if self.only.is_none_or(|s| s == header.session) {
+            // its placeholders are held to them. Without the key of an
+            // encrypted segment, its tombstones cannot be read: its
+            // placeholders are taken as its sealed records are, unchecked.
+            let checkable = !encrypted || key.is_some();
+            if checkable && self.only.is_none_or(|s| s == header.session) {
                 self.redactions
                     .push((header.session, header.lsn, path, at as u64));
             }
@@ -976,6 +986,24 @@ impl Reader {
                 }
             ),
         })
+    }
+
+    /// Note the LSN of each redacted placeholder passed, for
+    /// [`Reader::take_redacted`]: a reader that must account for every LSN
+    /// (a shipper) learns which ones compaction erased.
+    #[must_use]
+    pub fn noting_redacted(mut self) -> Reader {
+        self.noted_redacted = Some(Vec::new());
+        self
+    }
+
+    /// The LSNs of the redacted placeholders passed since the last call
+    /// (only with [`Reader::noting_redacted`]; empty otherwise).
+    pub fn take_redacted(&mut self) -> Vec<Lsn> {
+        self.noted_redacted
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Redacted placeholders passed so far (records erased by compaction:

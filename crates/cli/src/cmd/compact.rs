@@ -39,6 +39,14 @@ pub(crate) struct CompactArgs {
     /// One JSON object.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also remove the deleted records' messages from the stream this log
+    /// ships to (nats://HOST:PORT): a purge of each session deleted whole,
+    /// then each listed record's message; idempotent (with --apply).
+    #[arg(long, value_name = "URL", requires = "apply")]
+    pub(crate) to: Option<PathBuf>,
+    /// With --to: the JetStream stream.
+    #[arg(long, value_name = "NAME", default_value = logbook_fleet::DEFAULT_STREAM)]
+    pub(crate) stream: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +57,15 @@ struct CompactJson {
     reclaimed: u64,
     in_active_segment: u64,
     skipped: Vec<SkippedJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<StreamJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct StreamJson {
+    tombstones: u64,
+    purged: u64,
+    deleted: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,6 +95,17 @@ pub(crate) fn run(args: &CompactArgs) -> anyhow::Result<Outcome> {
         logbook_wal::compaction_plan(dir, None)
             .with_context(|| format!("reading the log in {}", dir.display()))?
     };
+    let in_stream = match &args.to {
+        Some(url) => {
+            let target = crate::stream::target(url, &args.stream)?;
+            let log = logbook_wal::log_id(dir)
+                .with_context(|| format!("reading the log id of {}", dir.display()))?;
+            Some(crate::stream::block_on(logbook_fleet::erase_in_stream(
+                &target, log,
+            ))??)
+        }
+        None => None,
+    };
     for (path, why) in &done.skipped {
         output::report_problem(&format!(
             "{}: not compacted, it does not read cleanly: {why}",
@@ -102,6 +130,11 @@ pub(crate) fn run(args: &CompactArgs) -> anyhow::Result<Outcome> {
                         reason: reason.clone(),
                     })
                     .collect(),
+                stream: in_stream.map(|e| StreamJson {
+                    tombstones: e.tombstones,
+                    purged: e.purged,
+                    deleted: e.deleted,
+                }),
             },
         )?;
     } else if done.erased == 0 && done.in_active_segment == 0 {
@@ -130,6 +163,13 @@ pub(crate) fn run(args: &CompactArgs) -> anyhow::Result<Outcome> {
         if !args.apply {
             writeln!(out, "run again with --apply")?;
         }
+    }
+    if let (Some(e), false) = (in_stream, args.json) {
+        writeln!(
+            out,
+            "stream: {} message(s) purged, {} deleted ({} tombstone(s) kept)",
+            e.purged, e.deleted, e.tombstones
+        )?;
     }
     out.flush()?;
     Ok(Outcome::from_count(done.skipped.len() as u64))
