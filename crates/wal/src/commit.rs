@@ -327,6 +327,18 @@ impl Writer {
         Ok(true)
     }
 
+    /// Poison the writer from outside the commit path (a failed directory
+    /// fsync of a compaction): every later append and sync fails until the
+    /// log is reopened, as after any failed fsync.
+    pub(crate) fn poison(&self, error: WalError) {
+        let mut st = lock(&self.state);
+        if st.poisoned.is_none() {
+            tracing::error!(%error, "log poisoned: every later append fails until it is reopened");
+            st.poisoned = Some(Arc::new(error));
+        }
+        self.progress.send_modify(|p| p.poisoned = true);
+    }
+
     pub(crate) fn options(&self) -> &WalOptions {
         &self.opts
     }

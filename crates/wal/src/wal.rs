@@ -653,8 +653,29 @@ impl Wal {
             crate::index::remove(&*fs, &entry.path);
             Ok(())
         };
-        let mut out =
-            crate::compact::compact(&fs, &dir, keys.as_ref(), Some(active), Some(&mut swap_in))?;
+        let compacted =
+            crate::compact::compact(&fs, &dir, keys.as_ref(), Some(active), Some(&mut swap_in));
+        let mut out = match compacted {
+            Ok(out) => out,
+            Err(e) => {
+                if matches!(
+                    &e,
+                    WalError::Io {
+                        op: "fsync directory",
+                        ..
+                    }
+                ) {
+                    // A rename whose durability is unknown: as after any
+                    // failed fsync, the writer stops.
+                    self.inner.writer.poison(WalError::Io {
+                        op: "fsync directory (compaction)",
+                        path: dir.clone(),
+                        source: Arc::new(std::io::Error::other(e.to_string())),
+                    });
+                }
+                return Err(e);
+            }
+        };
         if !out.segments.is_empty() {
             // A run (`.run`, beside the first segment) folds the segments
             // rewritten too.
