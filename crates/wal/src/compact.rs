@@ -22,6 +22,9 @@ use crate::format::{Frame, Lsn, decode_frame};
 use crate::fs::{Fs, OpenMode};
 use crate::segment::{self, SegmentEntry};
 
+/// Bytes a compaction writes (and fsyncs) at a time.
+const WRITE_CHUNK: usize = 1 << 20;
+
 /// The suffix of a segment being compacted: `<segment>.compact`, removed
 /// by the next `open` (the segment it would replace is still in place).
 pub(crate) const COMPACT_SUFFIX: &str = ".compact";
@@ -30,15 +33,37 @@ pub(crate) const COMPACT_SUFFIX: &str = ".compact";
 /// tombstone of codec 1). Only listed LSNs are ever erased: an
 /// `after_lsn` alone names records by session, which a placeholder's clear
 /// header does not authenticate.
+///
+/// The ranges come back sorted by their first LSN, for [`is_listed`].
 pub(crate) fn listed_ranges(payload: &[u8]) -> Option<Vec<(u64, u64)>> {
     let tag = logbook_bus::codec::peek_tag(payload)?;
     if logbook_bus::KINDS.get(usize::try_from(tag).ok()?) != Some(&"session_deleted") {
         return None;
     }
     match logbook_bus::codec::decode(payload) {
-        Ok(SessionEvent::SessionDeleted { ranges, .. }) => Some(ranges),
+        Ok(SessionEvent::SessionDeleted { mut ranges, .. }) => {
+            ranges.sort_unstable();
+            // Merged, so that they do not overlap.
+            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+            for (a, b) in ranges {
+                match merged.last_mut() {
+                    Some((_, end)) if a <= end.saturating_add(1) => *end = (*end).max(b),
+                    _ => merged.push((a, b)),
+                }
+            }
+            Some(merged)
+        }
         _ => None,
     }
+}
+
+/// Whether `lsn` lies in one of `ranges` (sorted and merged, as
+/// [`listed_ranges`] returns them): a binary search.
+pub(crate) fn is_listed(ranges: &[(u64, u64)], lsn: Lsn) -> bool {
+    let end = ranges.partition_point(|&(a, _)| a <= lsn);
+    end.checked_sub(1)
+        .and_then(|i| ranges.get(i))
+        .is_some_and(|&(_, b)| b >= lsn)
 }
 
 /// One segment a compaction rewrote (or would rewrite).
@@ -87,6 +112,10 @@ pub(crate) type SwapIn<'a> = &'a mut dyn FnMut(&SegmentEntry, &[u8]) -> Result<(
 pub(crate) type Locked<'a> =
     &'a mut dyn FnMut(&mut dyn FnMut() -> Result<(), WalError>) -> Result<(), WalError>;
 
+/// Told how long each chunk took to write and fsync; may pause (to leave
+/// the device to the writer's appends).
+pub(crate) type Pace<'a> = &'a mut dyn FnMut(std::time::Duration);
+
 /// What the tombstones of a log list: per session, the tombstones' LSNs
 /// and ranges; and every tombstone's LSN (never erased).
 #[derive(Debug, Default)]
@@ -98,10 +127,10 @@ struct Listed {
 impl Listed {
     fn erases(&self, session: Uuid, lsn: Lsn) -> bool {
         !self.tombstones.contains(&lsn)
-            && self.by_session.get(&session).is_some_and(|t| {
-                t.iter()
-                    .any(|(at, r)| lsn < *at && r.iter().any(|&(a, b)| a <= lsn && lsn <= b))
-            })
+            && self
+                .by_session
+                .get(&session)
+                .is_some_and(|t| t.iter().any(|(at, r)| lsn < *at && is_listed(r, lsn)))
     }
 }
 
@@ -258,6 +287,7 @@ pub(crate) fn swap(
     entry: &SegmentEntry,
     bytes: &[u8],
     rename_locked: Locked<'_>,
+    pace: Pace<'_>,
 ) -> Result<(), WalError> {
     let tmp = compact_path(&entry.path);
     match fs.remove_file(&tmp) {
@@ -268,13 +298,24 @@ pub(crate) fn swap(
     let file = fs
         .open(&tmp, OpenMode::CreateNew)
         .map_err(|e| WalError::io("create", &tmp, e))?;
-    let written = file
-        .write_all_at(bytes, 0)
-        .map_err(|e| WalError::io("write", &tmp, e))
-        .and_then(|()| {
-            file.sync_data()
-                .map_err(|e| WalError::fatal("fsync", &tmp, e))
-        });
+    // In chunks, each made durable before the next is written: one large
+    // write and fsync would hold the device's queue for its whole length,
+    // and the writer's own fsyncs (its appends) would wait behind it.
+    let mut written = Ok(());
+    for (i, chunk) in bytes.chunks(WRITE_CHUNK).enumerate() {
+        let started = std::time::Instant::now();
+        written = file
+            .write_all_at(chunk, (i * WRITE_CHUNK) as u64)
+            .map_err(|e| WalError::io("write", &tmp, e))
+            .and_then(|()| {
+                file.sync_data()
+                    .map_err(|e| WalError::fatal("fsync", &tmp, e))
+            });
+        if written.is_err() {
+            break;
+        }
+        pace(started.elapsed());
+    }
     drop(file);
     if let Err(e) = written {
         let _ = fs.remove_file(&tmp);
@@ -322,4 +363,36 @@ pub fn compaction_plan(
     let fs: Arc<dyn Fs> = Arc::new(crate::fs::StdFs);
     let keys = keys.or_else(crate::default_keys);
     compact(&fs, dir.as_ref(), keys.as_ref(), None, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tombstone(ranges: Vec<(u64, u64)>) -> Vec<u8> {
+        logbook_bus::codec::encode(&SessionEvent::SessionDeleted {
+            after_lsn: None,
+            ranges,
+            reason: String::new(),
+        })
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn listed_ranges_are_sorted_merged_and_searched() {
+        let r = listed_ranges(&tombstone(vec![(9, 9), (1, 3), (2, 5), (7, 7), (6, 6)]));
+        assert_eq!(r.as_deref(), Some(&[(1, 7), (9, 9)][..]));
+        let r = r.unwrap_or_default();
+        for lsn in 0..12 {
+            assert_eq!(
+                is_listed(&r, lsn),
+                (1..=7).contains(&lsn) || lsn == 9,
+                "{lsn}"
+            );
+        }
+        assert!(
+            listed_ranges(&logbook_bus::codec::encode(&SessionEvent::Done).unwrap_or_default())
+                .is_none()
+        );
+    }
 }

@@ -302,7 +302,7 @@ fn explain_redactions(
     pending.retain(|(session, lsn, _, _)| {
         !(*session == header.session
             && *lsn < header.lsn
-            && ranges.iter().any(|&(a, b)| a <= *lsn && *lsn <= b))
+            && crate::compact::is_listed(&ranges, *lsn))
     });
 }
 

@@ -646,10 +646,27 @@ impl Wal {
         let active = self.inner.writer.with_io(|io| io.entry.base_lsn);
         let keys = self.inner.writer.options().encryption.clone();
         let writer = &self.inner.writer;
+        // While appends are coming in, each chunk written is followed by a
+        // pause as long as it took: on a device whose every flush carries
+        // whatever is dirty, the appenders' fsyncs would otherwise carry
+        // the compaction's bytes too. Alone, a compaction runs flat out.
+        let mut last = writer.next_lsn();
+        let mut pace = |took: std::time::Duration| {
+            let now = writer.next_lsn();
+            if now != last {
+                std::thread::sleep(took);
+            }
+            last = now;
+        };
         let mut swap_in = |entry: &SegmentEntry, bytes: &[u8]| -> Result<(), WalError> {
-            crate::compact::swap(&*fs, &dir, entry, bytes, &mut |rename| {
-                writer.with_io(|_| rename())
-            })?;
+            crate::compact::swap(
+                &*fs,
+                &dir,
+                entry,
+                bytes,
+                &mut |rename| writer.with_io(|_| rename()),
+                &mut pace,
+            )?;
             crate::index::remove(&*fs, &entry.path);
             Ok(())
         };
