@@ -16,11 +16,31 @@ struct Tombstone {
 }
 
 impl Tombstone {
+    /// `ranges` sorted and merged (see [`Deletions::note`]): a binary
+    /// search.
     fn covers(&self, lsn: u64) -> bool {
         lsn < self.lsn
-            && (self.after_lsn.is_some_and(|after| lsn > after)
-                || self.ranges.iter().any(|&(a, b)| a <= lsn && lsn <= b))
+            && (self.after_lsn.is_some_and(|after| lsn > after) || {
+                let end = self.ranges.partition_point(|&(a, _)| a <= lsn);
+                end.checked_sub(1)
+                    .and_then(|i| self.ranges.get(i))
+                    .is_some_and(|&(_, b)| b >= lsn)
+            })
     }
+}
+
+/// `ranges` sorted by first LSN, overlapping and adjacent ones merged.
+fn merged(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut sorted: Vec<(u64, u64)> = ranges.iter().copied().filter(|(a, b)| a <= b).collect();
+    sorted.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(sorted.len());
+    for (a, b) in sorted {
+        match out.last_mut() {
+            Some((_, end)) if a <= end.saturating_add(1) => *end = (*end).max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
 }
 
 /// The tombstones (`SessionEvent::SessionDeleted` records) of one log,
@@ -70,7 +90,7 @@ impl Deletions {
         self.by_session.entry(session).or_default().push(Tombstone {
             lsn,
             after_lsn: *after_lsn,
-            ranges: ranges.clone(),
+            ranges: merged(ranges),
         });
         true
     }
@@ -163,6 +183,20 @@ mod tests {
             for w in ranges.windows(2) {
                 prop_assert!(w[0].1 + 1 < w[1].0);
             }
+        }
+
+        /// Coverage by ranges in any order, overlapping or not, is
+        /// membership in one of them.
+        #[test]
+        fn ranges_in_any_order_cover_their_members(
+            ranges in proptest::collection::vec((0u64..60, 0u64..8), 0..12),
+            n in 0u64..80,
+        ) {
+            let ranges: Vec<(u64, u64)> = ranges.into_iter().map(|(a, w)| (a, a + w)).collect();
+            let s = Uuid::from_u128(3);
+            let mut d = Deletions::new();
+            d.note(s, 100, &SessionEvent::SessionDeleted { after_lsn: None, ranges: ranges.clone(), reason: String::new() });
+            prop_assert_eq!(d.covers(s, n), ranges.iter().any(|&(a, b)| a <= n && n <= b));
         }
 
         /// A tombstone never covers its own LSN, one after it, or a

@@ -100,9 +100,14 @@ pub async fn erase_in_stream(target: &Target, log: Uuid) -> Result<StreamErasure
             continue;
         };
         let listed = ts.iter().any(|(at, seq, _, ranges)| {
-            r.lsn < *at
-                && r.stream_seq != *seq
-                && ranges.iter().any(|&(a, b)| a <= r.lsn && r.lsn <= b)
+            r.lsn < *at && r.stream_seq != *seq && {
+                // Sorted by first LSN (see `tombstone`): the last range
+                // starting at or below the LSN is the one to look at.
+                let end = ranges.partition_point(|&(a, _)| a <= r.lsn);
+                end.checked_sub(1)
+                    .and_then(|i| ranges.get(i))
+                    .is_some_and(|&(_, b)| b >= r.lsn)
+            }
         });
         if !listed || tombstone(r).is_some() {
             continue;
@@ -123,7 +128,19 @@ fn tombstone(r: &FleetRecord) -> Option<(bool, Vec<(u64, u64)>)> {
     match r.decode().ok()?.event {
         SessionEvent::SessionDeleted {
             after_lsn, ranges, ..
-        } => Some((after_lsn == Some(0), ranges)),
+        } => {
+            // Sorted and merged, for a binary search.
+            let mut sorted: Vec<(u64, u64)> = ranges.into_iter().filter(|(a, b)| a <= b).collect();
+            sorted.sort_unstable();
+            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(sorted.len());
+            for (a, b) in sorted {
+                match merged.last_mut() {
+                    Some((_, end)) if a <= end.saturating_add(1) => *end = (*end).max(b),
+                    _ => merged.push((a, b)),
+                }
+            }
+            Some((after_lsn == Some(0), merged))
+        }
         _ => None,
     }
 }
