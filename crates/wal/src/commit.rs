@@ -323,7 +323,16 @@ impl Writer {
             fsync_micros: 0,
             segments_created: 0,
         };
-        self.roll(&mut io, next, &mut out)?;
+        if let Err(e) = self.roll(&mut io, next, &mut out) {
+            // As in the commit path: a full disk while creating the next
+            // segment leaves the sealed one active; anything else (a
+            // failed fsync) poisons.
+            if !e.is_disk_full() {
+                drop(io);
+                self.poison(e.clone());
+            }
+            return Err(e);
+        }
         Ok(true)
     }
 

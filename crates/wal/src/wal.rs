@@ -675,17 +675,12 @@ impl Wal {
         let mut out = match compacted {
             Ok(out) => out,
             Err(e) => {
-                if matches!(
-                    &e,
-                    WalError::Io {
-                        op: "fsync directory",
-                        ..
-                    }
-                ) {
-                    // A rename whose durability is unknown: as after any
-                    // failed fsync, the writer stops.
+                if matches!(&e, WalError::Io { op, .. } if op.starts_with("fsync")) {
+                    // A failed fsync (of the rewritten segment, or of the
+                    // directory after its rename, whose durability is then
+                    // unknown): as after any failed fsync, the writer stops.
                     self.inner.writer.poison(WalError::Io {
-                        op: "fsync directory (compaction)",
+                        op: "fsync (compaction)",
                         path: dir.clone(),
                         source: Arc::new(std::io::Error::other(e.to_string())),
                     });
@@ -705,8 +700,11 @@ impl Wal {
                     Err(e) => return Err(WalError::io("remove", PathBuf::from(run), e)),
                 }
             }
-            fs.sync_dir(&dir)
-                .map_err(|e| WalError::fatal("fsync directory", &dir, e))?;
+            if let Err(e) = fs.sync_dir(&dir) {
+                let e = WalError::fatal("fsync directory", &dir, e);
+                self.inner.writer.poison(e.clone());
+                return Err(e);
+            }
         }
         out.sealed_tail = sealed_tail;
         Ok(out)
