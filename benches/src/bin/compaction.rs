@@ -157,7 +157,12 @@ fn main() -> io::Result<()> {
         let t = Instant::now();
         let done = wal.compact().map_err(io::Error::from)?;
         let compact_secs = t.elapsed().as_secs_f64();
-        assert!(done.erased > 0 && !done.segments.is_empty());
+        assert!(
+            done.erased > 0 && !done.segments.is_empty(),
+            "{:?} {:?}",
+            done.skipped,
+            done.in_active_segment
+        );
         wal.close().map_err(io::Error::from)?;
         std::fs::remove_dir_all(&dir)?;
         copy_rate.push(mb / copy_secs);

@@ -53,6 +53,13 @@ pub enum Selection {
     },
 }
 
+/// The most LSN ranges one tombstone lists: a deletion that lists more
+/// (a session interleaved with others has one range per record) appends
+/// several tombstones, in one group commit. One tombstone's ranges then
+/// decode within the codec's allocation bound (`MAX_EVENT_BYTES`, 16 MiB)
+/// with room to spare.
+pub const MAX_RANGES_PER_TOMBSTONE: usize = 1 << 16;
+
 /// What a deletion deletes (or would: see [`plan_delete`]).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -64,10 +71,11 @@ pub struct DeletePlan {
     pub lsns: Vec<Lsn>,
     /// Their frame bytes in the log: what a compaction reclaims.
     pub bytes: u64,
-    /// The tombstone it appends (`None`: nothing to delete, nothing is
-    /// appended).
-    pub tombstone: Option<SessionEvent>,
-    /// The LSN of the tombstone, once appended ([`delete`]).
+    /// The tombstones it appends (none: nothing to delete, nothing is
+    /// appended): one, or several when it lists more than
+    /// [`MAX_RANGES_PER_TOMBSTONE`] ranges of LSNs.
+    pub tombstones: Vec<SessionEvent>,
+    /// The LSN of the last tombstone, once appended ([`delete`]).
     pub tombstone_lsn: Option<Lsn>,
 }
 
@@ -92,14 +100,19 @@ pub fn plan_delete(
         session,
         selection,
         "",
+        MAX_RANGES_PER_TOMBSTONE,
     )
 }
+
+/// Bytes one range takes in a tombstone at most (two varints of 9 bytes).
+const RANGE_BYTES: usize = 18;
 
 fn plan_in(
     source: &Source,
     session: Uuid,
     selection: &Selection,
     reason: &str,
+    per_tombstone: usize,
 ) -> Result<DeletePlan, ReplayError> {
     if let Selection::KeepLatest { kind, .. } = selection {
         if !KINDS.contains(&kind.as_str()) || kind == "session_deleted" {
@@ -184,11 +197,14 @@ fn plan_in(
     Ok(DeletePlan {
         session,
         bytes: chosen.iter().map(|c| c.1).sum(),
-        tombstone: (!chosen.is_empty()).then(|| SessionEvent::SessionDeleted {
-            after_lsn,
-            ranges,
-            reason: reason.to_owned(),
-        }),
+        tombstones: ranges
+            .chunks(per_tombstone.max(1))
+            .map(|part| SessionEvent::SessionDeleted {
+                after_lsn,
+                ranges: part.to_vec(),
+                reason: reason.to_owned(),
+            })
+            .collect(),
         lsns: chosen.into_iter().map(|c| c.0).collect(),
         tombstone_lsn: None,
     })
@@ -238,16 +254,30 @@ pub fn delete(
     // be seen by the plan.
     wal.sync()
         .map_err(|e| ReplayError::wal("syncing before a delete in", dir, e))?;
-    let mut plan = plan_in(&Source::Dir(dir.to_path_buf()), session, selection, reason)?;
-    let Some(tombstone) = &plan.tombstone else {
+    // Each tombstone fits in a record of this log (its segment size may
+    // be small), its reason and framing aside.
+    let room = wal.max_payload_len().saturating_sub(reason.len() + 64) / RANGE_BYTES;
+    let mut plan = plan_in(
+        &Source::Dir(dir.to_path_buf()),
+        session,
+        selection,
+        reason,
+        room.min(MAX_RANGES_PER_TOMBSTONE),
+    )?;
+    if plan.tombstones.is_empty() {
         return Ok(plan);
-    };
-    let lsn = wal
-        .append(session, tombstone)
+    }
+    let batch: Vec<(Uuid, SessionEvent)> = plan
+        .tombstones
+        .iter()
+        .map(|t| (session, t.clone()))
+        .collect();
+    let lsns = wal
+        .append_many(&batch)
         .map_err(|e| ReplayError::wal("appending a tombstone to", dir, e))?;
     wal.sync()
         .map_err(|e| ReplayError::wal("syncing a tombstone in", dir, e))?;
-    plan.tombstone_lsn = Some(lsn);
+    plan.tombstone_lsn = lsns.last().copied();
     Ok(plan)
 }
 

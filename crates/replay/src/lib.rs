@@ -101,7 +101,8 @@ mod tokens;
 mod tools;
 
 pub use crate::delete::{
-    DeletePlan, Selection, delete, delete_after, delete_runs, delete_session, plan_delete, prune,
+    DeletePlan, MAX_RANGES_PER_TOMBSTONE, Selection, delete, delete_after, delete_runs,
+    delete_session, plan_delete, prune,
 };
 pub use crate::deleted::{LogDeletions, tombstones_in};
 pub use crate::error::ReplayError;

@@ -175,7 +175,7 @@ fn pop_runs_and_prune_delete_what_they_name() {
     assert_eq!(state.deleted_records(), 6);
     // Nothing left to delete after u3: nothing appended.
     let again = delete(&wal, s, &Selection::After(u3), "pop").unwrap();
-    assert!(again.tombstone.is_none() && again.tombstone_lsn.is_none());
+    assert!(again.tombstones.is_empty() && again.tombstone_lsn.is_none());
     // The listing agrees with the state.
     let log = list_sessions(dir.path()).unwrap();
     let summary = log.session(s).unwrap();
@@ -230,4 +230,28 @@ fn a_tombstone_line_cannot_be_imported() {
     let line = r#"{"v":1,"lsn":2,"session":"00000000-0000-4000-8000-000000000001","ts":"x","ts_us":1,"kind":"session_deleted","event":{"kind":"SessionDeleted","after_lsn":0,"ranges":[],"reason":""}}"#;
     let e = import(&wal, format!("{line}\n").as_bytes()).unwrap_err();
     assert!(e.to_string().contains("session_deleted"), "{e}");
+}
+
+/// A deletion that lists more LSN ranges than one tombstone holds (or than
+/// fit in one record of a log of small segments) appends several, and
+/// every reader honours them all.
+#[test]
+fn a_deletion_of_many_ranges_is_split_over_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small()).unwrap();
+    let (gone, kept) = (Uuid::new_v4(), Uuid::new_v4());
+    for i in 0..600 {
+        wal.append(gone, &user(&format!("g{i}"))).unwrap();
+        wal.append(kept, &user(&format!("k{i}"))).unwrap();
+    }
+    let done = delete_session(&wal, gone).unwrap();
+    assert_eq!(done.lsns.len(), 600);
+    assert!(done.tombstones.len() > 1, "{}", done.tombstones.len());
+    assert!(matches!(
+        session_state(dir.path(), gone),
+        Err(ReplayError::DeletedSession { .. })
+    ));
+    assert_eq!(transcript(dir.path(), kept).len(), 600);
+    let erased = wal.compact().unwrap();
+    assert_eq!(erased.erased, 600);
 }

@@ -22,7 +22,8 @@ use crate::format::{Frame, Lsn, decode_frame};
 use crate::fs::{Fs, OpenMode};
 use crate::segment::{self, SegmentEntry};
 
-/// Bytes a compaction writes (and fsyncs) at a time.
+/// Bytes a compaction writes at a time (and fsyncs, while appends come
+/// in).
 const WRITE_CHUNK: usize = 1 << 20;
 
 /// The suffix of a segment being compacted: `<segment>.compact`, removed
@@ -112,9 +113,10 @@ pub(crate) type SwapIn<'a> = &'a mut dyn FnMut(&SegmentEntry, &[u8]) -> Result<(
 pub(crate) type Locked<'a> =
     &'a mut dyn FnMut(&mut dyn FnMut() -> Result<(), WalError>) -> Result<(), WalError>;
 
-/// Told how long each chunk took to write and fsync; may pause (to leave
-/// the device to the writer's appends).
-pub(crate) type Pace<'a> = &'a mut dyn FnMut(std::time::Duration);
+/// Asked with `None` whether appends are coming in (then each chunk is
+/// fsynced on its own); told with `Some` how long a chunk took to write
+/// and fsync, and may pause (to leave the device to the appends).
+pub(crate) type Pace<'a> = &'a mut dyn FnMut(Option<std::time::Duration>) -> bool;
 
 /// What the tombstones of a log list: per session, the tombstones' LSNs
 /// and ranges; and every tombstone's LSN (never erased).
@@ -301,20 +303,31 @@ pub(crate) fn swap(
     // In chunks, each made durable before the next is written: one large
     // write and fsync would hold the device's queue for its whole length,
     // and the writer's own fsyncs (its appends) would wait behind it.
+    let sync = || {
+        file.sync_data()
+            .map_err(|e| WalError::fatal("fsync", &tmp, e))
+    };
     let mut written = Ok(());
     for (i, chunk) in bytes.chunks(WRITE_CHUNK).enumerate() {
         let started = std::time::Instant::now();
         written = file
             .write_all_at(chunk, (i * WRITE_CHUNK) as u64)
-            .map_err(|e| WalError::io("write", &tmp, e))
-            .and_then(|()| {
-                file.sync_data()
-                    .map_err(|e| WalError::fatal("fsync", &tmp, e))
-            });
+            .map_err(|e| WalError::io("write", &tmp, e));
         if written.is_err() {
             break;
         }
-        pace(started.elapsed());
+        // While appends come in, each chunk is made durable before the
+        // next, and a pause follows (see `Wal::compact`).
+        if pace(None) {
+            written = sync();
+            if written.is_err() {
+                break;
+            }
+            pace(Some(started.elapsed()));
+        }
+    }
+    if written.is_ok() {
+        written = sync();
     }
     drop(file);
     if let Err(e) = written {
@@ -333,11 +346,11 @@ pub(crate) fn swap(
                 .map_err(|e| WalError::io("remove", &tmp, e));
         }
         fs.rename(&tmp, &entry.path)
-            .map_err(|e| WalError::io("rename", &tmp, e))?;
-        fs.sync_dir(dir)
-            .map_err(|e| WalError::fatal("fsync directory", dir, e))
+            .map_err(|e| WalError::io("rename", &tmp, e))
     })?;
-    Ok(())
+    // Outside the writer's lock: its appends need not wait for it.
+    fs.sync_dir(dir)
+        .map_err(|e| WalError::fatal("fsync directory", dir, e))
 }
 
 /// `<segment>.compact`.

@@ -616,6 +616,13 @@ impl Wal {
         })
     }
 
+    /// The largest payload an append takes with this log's options
+    /// ([`WalOptions::max_payload_len`]).
+    #[must_use]
+    pub fn max_payload_len(&self) -> usize {
+        self.inner.writer.options().max_payload_len()
+    }
+
     /// Erase, for good, the bytes of every record a tombstone lists
     /// (`session_deleted`, `docs/format.md`): make what was appended
     /// durable, seal the active segment (when no append is in flight, so
@@ -650,13 +657,18 @@ impl Wal {
         // pause as long as it took: on a device whose every flush carries
         // whatever is dirty, the appenders' fsyncs would otherwise carry
         // the compaction's bytes too. Alone, a compaction runs flat out.
-        let mut last = writer.next_lsn();
-        let mut pace = |took: std::time::Duration| {
-            let now = writer.next_lsn();
-            if now != last {
-                std::thread::sleep(took);
+        let (mut last, mut busy) = (writer.next_lsn(), false);
+        let mut pace = |took: Option<std::time::Duration>| {
+            match took {
+                None => {
+                    let now = writer.next_lsn();
+                    busy = now != last;
+                    last = now;
+                }
+                Some(took) if busy => std::thread::sleep(took * 2),
+                Some(_) => {}
             }
-            last = now;
+            busy
         };
         let mut swap_in = |entry: &SegmentEntry, bytes: &[u8]| -> Result<(), WalError> {
             crate::compact::swap(
