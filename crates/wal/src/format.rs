@@ -772,7 +772,7 @@ pub struct LogIdFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LogIdError {
-    /// Fewer bytes than [`LOG_ID_LEN`].
+    /// Fewer bytes than `LOG_ID_LEN` (40).
     #[error("{0} bytes, a log id has {LOG_ID_LEN}")]
     Short(usize),
     /// The magic is wrong.
