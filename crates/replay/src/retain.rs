@@ -39,10 +39,10 @@ pub struct RetentionPreview {
 /// # let dir = tempfile::tempdir()?;
 /// let wal = Wal::open(dir.path(), WalOptions { segment_size: 4096, ..WalOptions::default() })?;
 /// let id = uuid::Uuid::new_v4();
-/// for i in 0..100 {
+/// for i in 0..300 {
 ///     wal.append(id, &SessionEvent::UserMessage(format!("message {i}")))?;
 /// }
-/// let preview = logbook_replay::retention_preview(dir.path(), &Retention { before_lsn: Some(50), ..Retention::default() })?;
+/// let preview = logbook_replay::retention_preview(dir.path(), &Retention { before_lsn: Some(150), ..Retention::default() })?;
 /// assert!(!preview.plan.is_empty());
 /// assert_eq!(preview.cut_short, [id]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
