@@ -670,15 +670,24 @@ impl Wal {
             }
             busy
         };
+        // Reading and rewriting a segment (CRCs, copies) takes a core:
+        // while appends come in, the same time again is left to them.
+        let mut since = std::time::Instant::now();
         let mut swap_in = |entry: &SegmentEntry, bytes: &[u8]| -> Result<(), WalError> {
-            crate::compact::swap(
+            let rewrite = since.elapsed();
+            if pace(None) {
+                std::thread::sleep(rewrite);
+            }
+            let result = crate::compact::swap(
                 &*fs,
                 &dir,
                 entry,
                 bytes,
                 &mut |rename| writer.with_io(|_| rename()),
                 &mut pace,
-            )?;
+            );
+            since = std::time::Instant::now();
+            result?;
             crate::index::remove(&*fs, &entry.path);
             Ok(())
         };
