@@ -8,11 +8,11 @@ use std::path::Path;
 
 use uuid::Uuid;
 
-use crate::crypto::{self, Chain, Domain, Key, KeyRing, RecordContext, Sealer};
+use crate::crypto::{self, Chain, Domain, Key, KeyRing, RecordContext, SEAL_OVERHEAD, Sealer};
 use crate::error::WalError;
 use crate::format::{
     FrameFields, HEAD_LEN, Head, LOCK_FILE, Lsn, RECORD_HEADER_LEN, SEAL_BLOCK_LEN,
-    SEGMENT_HEADER_LEN, SealBlock, SegmentHeader, WATERMARK_LEN, encode_frame, frame_len,
+    SEGMENT_HEADER_LEN, SealBlock, SegmentHeader, WATERMARK_LEN, encode_frame_with, frame_len,
     header_authenticated,
 };
 use crate::fs::{Fs, FsFile, OpenMode};
@@ -34,7 +34,6 @@ pub(crate) struct ChainState {
     pub(crate) synced: (Lsn, Chain),
     /// The batch being written, sealed.
     pub(crate) buf: Vec<u8>,
-    scratch: Vec<u8>,
 }
 
 impl ChainState {
@@ -49,7 +48,6 @@ impl ChainState {
             tag_lsn,
             synced: (tag_lsn, tag),
             buf: Vec::new(),
-            scratch: Vec::new(),
         }
     }
 
@@ -65,20 +63,20 @@ impl ChainState {
                 break;
             };
             let h = fields.header;
-            self.scratch.clear();
-            prev = self.sealer.seal_into(
-                &RecordContext {
-                    log: &self.log,
-                    lsn: h.lsn,
-                    session: &h.session,
-                    timestamp_us: h.timestamp_us,
-                    sync_mark: h.sync_mark,
-                    prev: &prev,
-                },
-                payload,
-                &mut self.scratch,
-            );
-            encode_frame(&mut self.buf, &h, &self.scratch);
+            let ctx = RecordContext {
+                log: &self.log,
+                lsn: h.lsn,
+                session: &h.session,
+                timestamp_us: h.timestamp_us,
+                sync_mark: h.sync_mark,
+                prev: &prev,
+            };
+            let sealer = &mut self.sealer;
+            let mut tag = prev;
+            encode_frame_with(&mut self.buf, &h, payload.len() + SEAL_OVERHEAD, |dst| {
+                tag = sealer.seal_to(&ctx, payload, dst);
+            });
+            prev = tag;
             off += len;
         }
     }

@@ -44,7 +44,7 @@ use uuid::Uuid;
 use crate::error::WalError;
 use crate::format::{
     BootId, FrameHeader, HEAD_LEN, Head, LOCK_FILE, Lsn, MAX_LSN, WATERMARK_LEN, Watermark,
-    encode_frame,
+    encode_frame, encode_frame_unchecked,
 };
 use crate::fs::{Fs, LockGuard};
 use crate::options::{SyncPolicy, WalOptions};
@@ -60,6 +60,12 @@ use disk::Outcome;
 /// How many batches a leader leads in a row, beyond its own, when records
 /// keep queuing up behind it.
 const EXTRA_BATCHES: u32 = 1;
+
+/// Under `SyncPolicy::Never` in an encrypted log, how many buffers
+/// (`WalOptions::buffer_bytes`) appenders may queue ahead of the committer
+/// thread sealing and writing the batch before: past this, an appender
+/// waits for that batch (or, nobody leading, leads it itself).
+const SEAL_AHEAD_BUFFERS: usize = 2;
 
 /// What the watch channel publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -412,14 +418,18 @@ impl Writer {
             session,
         };
         // In the clear as queued; an encrypted log's leader seals the batch
-        // (`disk.rs`).
-        encode_frame(&mut st.pending, &header, payload);
+        // and frames it again, CRC included (`disk.rs`).
+        if self.opts.encryption.is_some() {
+            encode_frame_unchecked(&mut st.pending, &header, payload);
+        } else {
+            encode_frame(&mut st.pending, &header, payload);
+        }
         Ok((lsn, st.discards.epoch()))
     }
 
     /// Append one record; see the module docs for when this returns.
     pub(crate) fn append(
-        &self,
+        self: &Arc<Self>,
         session: Uuid,
         payload: &[u8],
         timestamp_us: u64,
@@ -441,6 +451,12 @@ impl Writer {
                 }
                 Ok(lsn)
             }
+            SyncPolicy::Never if self.opts.encryption.is_some() => {
+                if st.pending.len() >= self.opts.buffer_bytes {
+                    self.seal_aside(st)?;
+                }
+                Ok(lsn)
+            }
             SyncPolicy::Never => {
                 if st.pending.len() >= self.opts.buffer_bytes && !st.leader {
                     let st = self.lead(st, false);
@@ -455,6 +471,45 @@ impl Writer {
                 Ok(lsn)
             }
         }
+    }
+
+    /// Under `SyncPolicy::Never` in an encrypted log, a full buffer is
+    /// sealed and written by the committer thread while appenders go on
+    /// filling the next one: sealing (an AES-GCM pass over every payload)
+    /// then runs beside the appending thread rather than on it. Appenders
+    /// queue at most [`SEAL_AHEAD_BUFFERS`] buffers ahead of it.
+    fn seal_aside<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, State>) -> Result<(), WalError> {
+        // Whether the committer is yet to be told (until it takes the
+        // batch, every append finds the buffer full: one wake-up is enough).
+        let tell = !mem::replace(&mut st.async_flush, true);
+        let ahead = SEAL_AHEAD_BUFFERS * self.opts.buffer_bytes;
+        while st.pending.len() >= ahead && st.poisoned.is_none() && st.stalled.is_none() {
+            if !st.leader {
+                st = self.lead(st, false);
+                continue;
+            }
+            // The batch in flight is the one before `st.batch`.
+            let parity = (st.batch.wrapping_sub(1) % 2) as usize;
+            st.waiting[parity] += 1;
+            st = self.turn[parity]
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+            st.waiting[parity] -= 1;
+        }
+        if let Some(cause) = &st.poisoned {
+            return Err(WalError::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        let idle = !st.leader;
+        drop(st);
+        if tell {
+            self.start_committer()?;
+            if idle {
+                self.committer.notify_one();
+            }
+        }
+        Ok(())
     }
 
     /// Under a stall (see the module docs), retry writing the queued

@@ -341,17 +341,52 @@ pub fn frame_crc(header: &FrameHeader, payload: &[u8]) -> u32 {
 ///
 /// The caller has checked `1 <= payload.len() <= MAX_PAYLOAD_LEN`.
 pub fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, payload: &[u8]) {
-    debug_assert!(!payload.is_empty() && payload.len() <= MAX_PAYLOAD_LEN);
     let start = buf.len();
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    buf.reserve(frame_len(payload.len()));
+    put_header(buf, header, payload.len());
+    buf.extend_from_slice(payload);
+    put_crc(buf, start);
+}
+
+/// Append the frame of one record of `payload_len` bytes to `buf`, the
+/// payload written in place by `fill` (given exactly `payload_len`
+/// bytes): an encrypted log's leader seals each record straight into its
+/// frame this way.
+pub(crate) fn encode_frame_with(
+    buf: &mut Vec<u8>,
+    header: &FrameHeader,
+    payload_len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) {
+    let start = buf.len();
+    put_header(buf, header, payload_len);
+    buf.resize(start + frame_len(payload_len), 0);
+    fill(&mut buf[start + RECORD_HEADER_LEN..]);
+    put_crc(buf, start);
+}
+
+/// [`encode_frame`] with a zero CRC: a frame an encrypted log queues in
+/// the clear, which its leader seals and frames again (with its CRC)
+/// before anything is written (`commit/disk.rs`).
+pub(crate) fn encode_frame_unchecked(buf: &mut Vec<u8>, header: &FrameHeader, payload: &[u8]) {
+    put_header(buf, header, payload.len());
+    buf.extend_from_slice(payload);
+}
+
+/// A frame's header, with a zero CRC.
+fn put_header(buf: &mut Vec<u8>, header: &FrameHeader, payload_len: usize) {
+    debug_assert!(payload_len != 0 && payload_len <= MAX_PAYLOAD_LEN);
+    let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
+    buf.reserve(frame_len(payload_len));
     buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&[0; 4]); // CRC, filled below
+    buf.extend_from_slice(&[0; 4]); // CRC, filled by `put_crc`
     buf.extend_from_slice(&header.lsn.to_le_bytes());
     buf.extend_from_slice(&header.sync_mark.to_le_bytes());
     buf.extend_from_slice(&header.timestamp_us.to_le_bytes());
     buf.extend_from_slice(header.session.as_bytes());
-    buf.extend_from_slice(payload);
+}
+
+/// Fill in the CRC of the frame at `start`, the last one of `buf`.
+fn put_crc(buf: &mut [u8], start: usize) {
     let crc = crc32fast::hash(&buf[start + LSN_AT..]);
     buf[start + CRC_AT..start + LSN_AT].copy_from_slice(&crc.to_le_bytes());
 }

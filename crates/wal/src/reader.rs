@@ -21,6 +21,7 @@ use crate::fs::{Fs, OpenMode, StdFs};
 use crate::scan::{Problem, find_next_valid};
 use crate::segment::{self, SegmentEntry};
 
+mod ahead;
 mod cursor;
 
 /// A tail's index is stored again by a reader once it covers this many
@@ -248,6 +249,10 @@ pub struct Reader {
     log: Option<Uuid>,
     /// The last decrypted payload.
     plain: Vec<u8>,
+    /// Opens the records of the key last used.
+    opener: Option<crate::crypto::Opener>,
+    /// Opens records ahead on a second thread, on long runs.
+    ahead: ahead::OpenAhead,
     /// With keys: what the log's chain says (`docs/security.md`), found on
     /// first need.
     chain: Option<ChainView>,
@@ -370,6 +375,8 @@ impl Reader {
             keys: crate::crypto::default_keys(),
             log: None,
             plain: Vec::new(),
+            opener: None,
+            ahead: ahead::OpenAhead::default(),
             chain: None,
             last_tag: None,
             watched: Vec::new(),
@@ -729,6 +736,15 @@ impl Reader {
         self.watched.iter().find(|(h, _)| h == head).map(|(_, c)| c)
     }
 
+    /// How many records this reader took opened by its second thread
+    /// (records opened ahead, `reader/ahead.rs`): for tests.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    #[must_use]
+    pub fn opened_ahead(&self) -> u64 {
+        self.ahead.taken
+    }
+
     /// Damage seen at the end of the tail segment by the last call that
     /// returned `None`, if any.
     #[must_use]
@@ -912,7 +928,20 @@ impl Reader {
                     sync_mark: header.sync_mark,
                     prev: &prev,
                 };
-                if !crate::crypto::open_into(key, &ctx, stored, &mut self.plain) {
+                let due = ahead::Due {
+                    segment: cur.entry.base_lsn,
+                    at,
+                    len,
+                    ctx: &ctx,
+                    sealed: stored,
+                };
+                let opener = match &mut self.opener {
+                    Some(o) if o.key().same_key(key) => o,
+                    slot => slot.insert(crate::crypto::Opener::new(key.clone())),
+                };
+                if !self.ahead.take(&due, &mut self.plain)
+                    && !opener.open_into(&ctx, stored, &mut self.plain)
+                {
                     return Some(Err(WalError::Decrypt {
                         path: cur.entry.path.clone(),
                         offset: at as u64,
@@ -921,6 +950,7 @@ impl Reader {
                     }));
                 }
                 let tag = crate::crypto::tag_of(stored).unwrap_or_default();
+                self.ahead.after(&due, key, tag, bytes, base);
                 self.last_tag = Some((header.lsn, tag));
                 if let Some(head) = self.chain.and_then(|v| v.head) {
                     if head.lsn == header.lsn && head.tag != tag {

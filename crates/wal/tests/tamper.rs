@@ -738,3 +738,110 @@ fn a_foreign_log_id_is_named_not_taken_for_a_cut() {
         );
     }
 }
+
+/// An encrypted log long enough that a reader opens most of it on its
+/// second thread: `n` records over 256 KiB segments, three sessions,
+/// written as buffered appends (sealed on the committer thread).
+fn long_log(dir: &Path, keys: &Arc<KeyRing>, n: u64) {
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            segment_size: 256 << 10,
+            sync: logbook_wal::SyncPolicy::Never,
+            buffer_bytes: 16 << 10,
+            encryption: Some(keys.clone()),
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    for i in 0..n {
+        wal.append(session(i % 3), &text(i)).unwrap();
+    }
+    wal.close().unwrap();
+}
+
+/// Whether this machine lets a reader open ahead (a second core).
+fn opens_ahead() -> bool {
+    std::thread::available_parallelism().map_or(1, usize::from) >= 2
+}
+
+#[test]
+fn a_long_log_opened_ahead_reads_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(3);
+    long_log(dir.path(), &keys, 6000);
+    assert!(segments(dir.path()).len() > 1, "several segments");
+    let mut reader = Reader::open(dir.path()).unwrap().with_keys(keys);
+    let mut lsn = 0;
+    while let Some(r) = reader.next_ref() {
+        let r = EventRecord::decode(&r.unwrap()).unwrap();
+        lsn += 1;
+        assert_eq!(
+            (r.lsn, r.session, r.event),
+            (lsn, session((lsn - 1) % 3), text(lsn - 1))
+        );
+    }
+    assert_eq!(lsn, 6000);
+    if opens_ahead() {
+        assert!(
+            reader.opened_ahead() > 4000,
+            "opened ahead: {}",
+            reader.opened_ahead()
+        );
+    } else {
+        assert_eq!(reader.opened_ahead(), 0);
+    }
+}
+
+/// A record deep in a long log changed (its CRC fixed): the records
+/// before it come back, then the located error, whether it was met by the
+/// reader or by its second thread.
+#[test]
+fn a_record_changed_deep_in_a_long_log_is_found_opened_ahead() {
+    for target in [2000u64, 2001, 2002, 2003, 2500] {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ring(3);
+        long_log(dir.path(), &keys, 3000);
+        let found = Reader::open(dir.path())
+            .unwrap()
+            .with_keys(keys.clone())
+            .nth(usize::try_from(target - 1).unwrap())
+            .unwrap()
+            .unwrap();
+        let (seg, at) = (found.segment.clone(), found.offset as usize);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        bytes[at + 48 + 30] ^= 1;
+        let crc = crc32fast::hash(&bytes[at + 8..at + 48 + len]);
+        bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&seg, &bytes).unwrap();
+        let mut reader = Reader::open(dir.path()).unwrap().with_keys(keys);
+        let mut lsn = 0;
+        let error = loop {
+            match reader.next_ref().unwrap() {
+                Ok(r) => {
+                    let r = EventRecord::decode(&r).unwrap();
+                    lsn += 1;
+                    assert_eq!((r.lsn, r.event), (lsn, text(lsn - 1)));
+                }
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(lsn, target - 1, "every record before LSN {target}");
+        match error {
+            WalError::Decrypt {
+                lsn, path, offset, ..
+            } => {
+                assert_eq!((lsn, path, offset), (target, seg, at as u64));
+            }
+            other => panic!("LSN {target}: {other}"),
+        }
+        if opens_ahead() {
+            assert!(
+                reader.opened_ahead() > 1000,
+                "opened ahead: {}",
+                reader.opened_ahead()
+            );
+        }
+    }
+}
