@@ -745,6 +745,17 @@ impl Reader {
         self.ahead.taken
     }
 
+    /// This reader, never opening ahead (every record opened on the
+    /// reading thread): what a reader with open-ahead is compared with,
+    /// for tests.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    #[must_use]
+    pub fn without_open_ahead(mut self) -> Reader {
+        self.ahead.switch_off();
+        self
+    }
+
     /// Damage seen at the end of the tail segment by the last call that
     /// returned `None`, if any.
     #[must_use]
@@ -886,6 +897,8 @@ impl Reader {
             }
             if key.is_some() {
                 self.last_tag = crate::crypto::tag_of(stored).map(|tag| (header.lsn, tag));
+                // Opening ahead goes on past it (`reader/ahead.rs`).
+                self.ahead.passed(header.lsn, at, len);
             }
             self.redacted += 1;
             if let Some(noted) = self.noted_redacted.as_mut() {
