@@ -1037,6 +1037,93 @@ fn resume_takes_a_prefix_keeps_the_times_and_says_what_comes_next() {
     );
 }
 
+/// The erasure proof against the stream: ship, delete a session, ship the
+/// tombstone, then `compact --apply --to nats://…`: neither the log
+/// directory nor `dump nats://` nor the raw messages hold its phrase, the
+/// other sessions read back as before, and verify passes.
+#[test]
+fn compact_to_a_stream_erases_a_deleted_session_there_too() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let dir = root.path().join("log");
+    let (secret, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    {
+        let wal = logbook_wal::Wal::open(&dir, logbook_wal::WalOptions::default()).unwrap();
+        for i in 0..20 {
+            wal.append(
+                secret,
+                &logbook_bus::SessionEvent::UserMessage(format!("walrus-secret {i}")),
+            )
+            .unwrap();
+            wal.append(
+                other,
+                &logbook_bus::SessionEvent::UserMessage(format!("plain {i}")),
+            )
+            .unwrap();
+        }
+        wal.close().unwrap();
+    }
+    let url = server.url();
+    let d = dir.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = logbook().args(args).output().unwrap();
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        stdout
+    };
+    run(&["ship", d, "--to", &url]);
+    let before = run(&["dump", &url, "--session", &other.to_string()]);
+    run(&["delete", d, &secret.to_string(), "--apply"]);
+    run(&["ship", d, "--to", &url]);
+    // A stream reader honours the tombstone at once.
+    assert!(!run(&["dump", &url]).contains("walrus-secret"));
+    assert!(run(&["dump", &url, "--include-deleted"]).contains("walrus-secret"));
+    let done = run(&["compact", d, "--apply", "--to", &url, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(done.trim()).unwrap();
+    assert_eq!(v["erased"], 20, "{done}");
+    assert_eq!(v["stream"]["purged"], 20, "{done}");
+    assert!(!run(&["dump", &url, "--include-deleted"]).contains("walrus-secret"));
+    let raw = nats::run(std::time::Duration::from_secs(60), async {
+        let target = logbook_fleet::Target::parse(&url).unwrap();
+        logbook_fleet::read(&target, logbook_fleet::Select::All)
+            .await
+            .unwrap()
+    });
+    assert!(
+        raw.iter()
+            .all(|r| !String::from_utf8_lossy(&r.payload).contains("walrus-secret"))
+    );
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(13).any(|w| w == b"walrus-secret"));
+    }
+    assert_eq!(
+        run(&["dump", &url, "--session", &other.to_string()]),
+        before
+    );
+    run(&["verify", d]);
+    // The log goes on shipping after its compaction.
+    {
+        let wal = logbook_wal::Wal::open(&dir, logbook_wal::WalOptions::default()).unwrap();
+        wal.append(other, &logbook_bus::SessionEvent::Done).unwrap();
+        wal.close().unwrap();
+    }
+    run(&["ship", d, "--to", &url]);
+    assert!(run(&["dump", &url, "--session", &other.to_string()]).contains("done"));
+    // A new shipper (no resume point known) reads the stream and sends nothing again.
+    // Again: idempotent.
+    let again = run(&["compact", d, "--apply", "--to", &url, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(again.trim()).unwrap();
+    assert_eq!(
+        (v["erased"].as_u64(), v["stream"]["purged"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+}
+
 /// The stream as the outside anchor of an encrypted log's head
 /// (`verify --expect-head-from`): the directory as shipped checks; the same
 /// directory rolled back whole (`LOCK` included) to an older copy of

@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod erase;
 mod error;
 mod imports;
 mod message;
@@ -60,6 +61,7 @@ mod retry;
 mod ship;
 mod target;
 
+pub use crate::erase::{StreamErasure, erase_in_stream};
 pub use crate::error::FleetError;
 pub use crate::message::FleetRecord;
 pub use crate::pull::{Pulled, SessionPull, fetch_session, resume_from_stream};

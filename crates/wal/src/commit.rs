@@ -319,6 +319,49 @@ impl Writer {
         self.roll(&mut io, next, &mut out)
     }
 
+    /// Seal the active segment and start the next one, if it holds
+    /// records and nothing is queued (every LSN handed out is durable);
+    /// `Ok(false)` if it did not (an empty tail, or appends in flight).
+    pub(crate) fn seal_tail_if_idle(&self) -> Result<bool, WalError> {
+        let mut io = lock(&self.io);
+        let next = lock(&self.state).next_lsn;
+        if self.durable_end() != next || io.write_pos <= io.records_start {
+            return Ok(false);
+        }
+        let mut out = Outcome {
+            written_bytes: 0,
+            written_end: next,
+            durable_end: None,
+            error: None,
+            fsyncs: 0,
+            fsync_micros: 0,
+            segments_created: 0,
+        };
+        if let Err(e) = self.roll(&mut io, next, &mut out) {
+            // As in the commit path: a full disk while creating the next
+            // segment leaves the sealed one active; anything else (a
+            // failed fsync) poisons.
+            if !e.is_disk_full() {
+                drop(io);
+                self.poison(e.clone());
+            }
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Poison the writer from outside the commit path (a failed directory
+    /// fsync of a compaction): every later append and sync fails until the
+    /// log is reopened, as after any failed fsync.
+    pub(crate) fn poison(&self, error: WalError) {
+        let mut st = lock(&self.state);
+        if st.poisoned.is_none() {
+            tracing::error!(%error, "log poisoned: every later append fails until it is reopened");
+            st.poisoned = Some(Arc::new(error));
+        }
+        self.progress.send_modify(|p| p.poisoned = true);
+    }
+
     pub(crate) fn options(&self) -> &WalOptions {
         &self.opts
     }

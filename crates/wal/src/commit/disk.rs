@@ -366,11 +366,38 @@ impl Writer {
                 // storing the index is best effort, and nothing the log
                 // does may depend on it having worked.
                 self.store_index(&mut sealed);
-                Ok(())
+                self.retain_at_roll(io.entry.base_lsn)
             }
             // A full disk while creating a segment leaves the sealed one
             // active; the next batch tries to roll again.
             Err(e) => Err(e),
+        }
+    }
+
+    /// Apply the options' retention policy after a roll to the segment
+    /// starting at `active_base`. A segment that cannot be read or removed
+    /// is left for the next roll (a warning); a failed directory fsync is
+    /// fatal, as everywhere.
+    fn retain_at_roll(&self, active_base: Lsn) -> Result<(), WalError> {
+        let policy = &self.opts.retention;
+        if policy.is_none() {
+            return Ok(());
+        }
+        let fs = &*self.fs;
+        let plan = match crate::retain::plan(fs, &self.dir, policy, crate::clock::now_us()) {
+            Ok(plan) => plan,
+            Err(error) => {
+                tracing::warn!(%error, "retention at roll: cannot plan (tried again at the next roll)");
+                return Ok(());
+            }
+        };
+        match crate::retain::remove(fs, &self.dir, &plan, active_base) {
+            Ok(_) => Ok(()),
+            Err(crate::retain::Removal::Fatal(e)) => Err(e),
+            Err(crate::retain::Removal::Failed(error)) => {
+                tracing::warn!(%error, "retention at roll: a segment was not removed (tried again at the next roll)");
+                Ok(())
+            }
         }
     }
 

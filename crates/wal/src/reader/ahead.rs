@@ -17,6 +17,16 @@
 //! The thread starts once a reader has opened [`WARM_UP`] records of one
 //! segment in a row (a short read never pays for it), only where the
 //! machine has a second core, and stops when the reader is dropped.
+//!
+//! Redacted placeholders (`docs/format.md`, "Redacted placeholders") are
+//! passed over on both sides: the reader never asks for one (it checks
+//! them itself, `reader.rs`), and the second thread never opens one; it
+//! takes a placeholder's 16-byte payload as the chain value of the record
+//! after it, as the reader does, so a run of records broken by
+//! placeholders is still opened ahead. A placeholder is never substituted
+//! for a record nor a record for a placeholder: what is opened ahead is
+//! keyed by the record's offset, and a placeholder's offset is never due
+//! as a record.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -25,7 +35,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use uuid::Uuid;
 
 use crate::crypto::{self, Chain, Key, Opener, RecordContext};
-use crate::format::{FrameFields, Lsn, RECORD_HEADER_LEN, frame_len};
+use crate::format::{FrameFields, Lsn, RECORD_HEADER_LEN, REDACTED_FLAG, frame_len};
 
 /// Records a reader opens inline, in a row in one segment, before it
 /// starts opening ahead.
@@ -102,6 +112,25 @@ impl OpenAhead {
         let taken = self.thread.as_mut().is_some_and(|t| t.take(due, out));
         self.taken += u64::from(taken);
         taken
+    }
+
+    /// Never open ahead (for tests: `Reader::without_open_ahead`).
+    #[cfg(feature = "testing")]
+    pub(super) fn switch_off(&mut self) {
+        self.thread = None;
+        self.alone = true;
+    }
+
+    /// The reader passed the redacted placeholder of LSN `lsn` at offset
+    /// `at`, `len` bytes long, in an encrypted segment: a run of records
+    /// opened in a row goes on past it (without counting it).
+    pub(super) fn passed(&mut self, lsn: Lsn, at: usize, len: usize) {
+        let (count, due, due_at) = self.streak;
+        self.streak = if due == lsn && due_at == at {
+            (count, lsn + 1, at + len)
+        } else {
+            (0, lsn + 1, at + len)
+        };
     }
 
     /// After the record `due` was opened (by either thread) with `key`,
@@ -308,14 +337,14 @@ impl Ahead {
 
 /// From offset `from` of `bytes`, the end of the whole frames that fit
 /// below `limit`, at most `most` of them, and how many: found by their
-/// length fields alone.
+/// length fields alone (a redacted placeholder's without its flag: it is
+/// a frame, and holds an LSN, like any other).
 fn whole_frames(bytes: &[u8], from: usize, limit: usize, most: u64) -> (usize, Lsn) {
     let (mut end, mut count) = (from, 0);
     while count < most {
-        let Some(len) = bytes
-            .get(end..end + 4)
-            .map(|b| frame_len(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize))
-        else {
+        let Some(len) = bytes.get(end..end + 4).map(|b| {
+            frame_len((u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & !REDACTED_FLAG) as usize)
+        }) else {
             break;
         };
         if len <= RECORD_HEADER_LEN || end + len > limit {
@@ -337,7 +366,10 @@ pub(super) struct Due<'a> {
 }
 
 /// The second thread's work: open the whole frames of `job` in order, up
-/// to the first it cannot.
+/// to the first it cannot. A redacted placeholder is not opened: its
+/// payload, the tag of the record it replaced, is the chain value of the
+/// next record (a placeholder of another size stops the job, as the
+/// reader refuses it).
 fn open_job(job: Job) -> Batch {
     let Job {
         segment,
@@ -354,13 +386,24 @@ fn open_job(job: Job) -> Batch {
     let (mut off, mut lsn) = (0, expected);
     // Frames are taken as they are (the reader checks each one's CRC
     // before it uses what was opened here).
-    while let Some((header, payload, len)) =
+    while let Some((header, payload, len, redacted)) =
         FrameFields::parse(bytes.get(off..).unwrap_or_default()).and_then(|f| {
-            let len = frame_len(f.payload_len as usize);
+            let redacted = f.payload_len & REDACTED_FLAG != 0;
+            let len = frame_len((f.payload_len & !REDACTED_FLAG) as usize);
             let payload = bytes.get(off + RECORD_HEADER_LEN..off + len)?;
-            (f.header.lsn == lsn && !payload.is_empty()).then_some((f.header, payload, len))
+            (f.header.lsn == lsn && !payload.is_empty())
+                .then_some((f.header, payload, len, redacted))
         })
     {
+        if redacted {
+            let Ok(tag) = <Chain>::try_from(payload) else {
+                break;
+            };
+            prev = tag;
+            off += len;
+            lsn += 1;
+            continue;
+        }
         let ctx = RecordContext {
             log: &log,
             lsn,
@@ -652,5 +695,58 @@ mod tests {
             [2, 3, 4, 5, 6],
             "LSN 7 (index 6) fails: nothing from it on"
         );
+    }
+
+    /// `bytes` with the frame of record `i` replaced by a placeholder
+    /// holding `payload`.
+    fn redact(
+        bytes: &[u8],
+        recs: &[(usize, usize, FrameHeader, Vec<u8>)],
+        i: usize,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let (at, len, header, _) = &recs[i];
+        let mut out = bytes[..*at].to_vec();
+        crate::format::encode_placeholder(&mut out, header, payload);
+        out.extend_from_slice(&bytes[at + len..]);
+        out
+    }
+
+    #[test]
+    fn the_second_thread_passes_placeholders_and_stops_at_a_malformed_one() {
+        let (key, log) = (Key::new([3; 32]), Uuid::from_u64_pair(1, 2));
+        let (bytes, recs) = frames(&key, &log, 12);
+        let tag = |i: usize| {
+            let (at, len, _, _) = recs[i];
+            crypto::tag_of(&bytes[at + RECORD_HEADER_LEN..at + len]).unwrap()
+        };
+        let job = |bytes: Vec<u8>| Job {
+            segment: 1,
+            start: 0,
+            bytes,
+            expected: 1,
+            prev: [0; 16],
+            opener: Opener::new(key.clone()),
+            log,
+        };
+        // Records 4 and 8 (LSNs 5 and 9) erased: their tags stay.
+        let erased = redact(&redact(&bytes, &recs, 8, &tag(8)), &recs, 4, &tag(4));
+        let (end, count) = whole_frames(&erased, 0, erased.len(), u64::MAX);
+        assert_eq!((end, count), (erased.len(), 12), "placeholders are frames");
+        let batch = open_job(job(erased));
+        let lsns: Vec<Lsn> = batch.opened.iter().map(|o| o.lsn).collect();
+        assert_eq!(lsns, [1, 2, 3, 4, 6, 7, 8, 10, 11, 12]);
+        let after = batch.opened.iter().find(|o| o.lsn == 6).unwrap();
+        assert_eq!(after.prev, tag(4), "the chain goes on from the tag");
+        assert_eq!(
+            &batch.plain[after.plain.clone()],
+            &recs[5].3[..],
+            "record 6 as it is"
+        );
+        // A placeholder of another size (a clear one's zero byte): the
+        // thread stops there, as the reader refuses it.
+        let bad = redact(&bytes, &recs, 4, &crate::format::REDACTED_CLEAR_PAYLOAD);
+        let lsns: Vec<Lsn> = open_job(job(bad)).opened.iter().map(|o| o.lsn).collect();
+        assert_eq!(lsns, [1, 2, 3, 4]);
     }
 }
