@@ -87,6 +87,7 @@ mod segment;
 #[cfg(any(test, feature = "testing"))]
 pub mod sim;
 mod sink;
+mod telemetry;
 mod wal;
 mod walk;
 
