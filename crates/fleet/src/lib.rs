@@ -59,6 +59,7 @@ mod resume_point;
 mod retry;
 mod ship;
 mod target;
+mod telemetry;
 
 pub use crate::error::FleetError;
 pub use crate::message::FleetRecord;
