@@ -10,9 +10,13 @@
 //! 2. **Lag**: from a record's local fsync (the writer's `append_many`
 //!    returned) to the stream's ack of it, p50/p99, under a steady writer
 //!    of `--rate` events/s (default 10 000: a batch of 10 every ms) with a
-//!    `ship --follow` running beside it, for `--secs` seconds.
+//!    following shipper beside it, for `--secs` seconds, in each mode
+//!    `--mode` names, one after the other on the same server: `poll`
+//!    (`Shipper::new`, reading the log every `--poll-ms`, as `logbook ship
+//!    --follow` does), `wal` (`Shipper::for_wal`, woken by the writer's
+//!    durable watermark), or `both` (the default).
 //!
-//! Usage: `ship [--dir DIR] [--records N] [--rounds N] [--secs S] [--rate R] [--poll-ms MS] [--url nats://…]`
+//! Usage: `ship [--dir DIR] [--records N] [--rounds N] [--secs S] [--rate R] [--poll-ms MS] [--mode poll|wal|both] [--url nats://…]`
 //!
 //! Without `--url` it starts its own `nats-server -js` on a free loopback
 //! port with its store under `DIR` (default: a temporary directory in the
@@ -40,7 +44,17 @@ struct Args {
     secs: u64,
     rate: u64,
     poll_ms: u64,
+    modes: Vec<Mode>,
     url: Option<String>,
+}
+
+/// How the lag bench's shipper follows the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `Shipper::new`: polls every `--poll-ms`.
+    Poll,
+    /// `Shipper::for_wal`: woken by the durable watermark.
+    Wal,
 }
 
 fn args() -> Args {
@@ -51,6 +65,7 @@ fn args() -> Args {
         secs: 10,
         rate: 10_000,
         poll_ms: 5,
+        modes: vec![Mode::Poll, Mode::Wal],
         url: None,
     };
     let mut it = std::env::args().skip(1);
@@ -63,6 +78,17 @@ fn args() -> Args {
             "--secs" => a.secs = value.parse().unwrap_or(a.secs),
             "--rate" => a.rate = value.parse().unwrap_or(a.rate),
             "--poll-ms" => a.poll_ms = value.parse().unwrap_or(a.poll_ms),
+            "--mode" => {
+                a.modes = match value.as_str() {
+                    "poll" => vec![Mode::Poll],
+                    "wal" => vec![Mode::Wal],
+                    "both" => vec![Mode::Poll, Mode::Wal],
+                    other => {
+                        eprintln!("--mode poll|wal|both, not {other:?}");
+                        std::process::exit(2);
+                    }
+                }
+            }
             "--url" => a.url = Some(value),
             other => {
                 eprintln!("unknown flag {other}");
@@ -213,15 +239,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn lag(url: &str, dir: &Path, args: &Args) -> (f64, f64, f64, usize) {
+async fn lag(url: &str, dir: &Path, args: &Args, mode: Mode) -> (f64, f64, f64, usize) {
     let wal = Wal::open(dir, WalOptions::default()).expect("open");
     let durable: Arc<Mutex<HashMap<Lsn, Instant>>> = Arc::default();
     let acked: Arc<Mutex<HashMap<Lsn, Instant>>> = Arc::default();
     let seen = acked.clone();
+    let name = format!("{mode:?}").to_lowercase();
     let target = Target::parse(url)
         .expect("url")
-        .with_stream("LAG")
-        .with_prefix("lag")
+        .with_stream(format!("LAG{}", name.to_uppercase()))
+        .with_prefix(format!("lag{name}"))
         .expect("prefix");
     let options = ShipOptions {
         window: WINDOW,
@@ -231,8 +258,24 @@ async fn lag(url: &str, dir: &Path, args: &Args) -> (f64, f64, f64, usize) {
         })),
         ..ShipOptions::default()
     };
-    let shipper = Shipper::new(dir, target, options).expect("shipper");
+    let shipper = match mode {
+        Mode::Poll => Shipper::new(dir, target, options).expect("shipper"),
+        Mode::Wal => Shipper::for_wal(&wal, target, options),
+    };
     let follower = tokio::spawn(async move { shipper.follow(|_| {}).await });
+    // The writer starts once the shipper has connected and found where to
+    // resume: one record first, acked (its lag is not counted).
+    let first = wal
+        .append(uuid::Uuid::new_v4(), &SessionEvent::Done)
+        .expect("append");
+    let start = Instant::now();
+    while !acked.lock().expect("lock").contains_key(&first) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the shipper did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let per_ms = (args.rate / 1000).max(1) as usize;
     let writer = {
         let (wal, durable) = (wal.clone(), durable.clone());
@@ -270,7 +313,7 @@ async fn lag(url: &str, dir: &Path, args: &Args) -> (f64, f64, f64, usize) {
         .expect("join");
     let written = durable.lock().expect("lock").len();
     let end = Instant::now();
-    while acked.lock().expect("lock").len() < written && end.elapsed() < Duration::from_secs(30) {
+    while acked.lock().expect("lock").len() <= written && end.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     follower.abort();
@@ -284,6 +327,15 @@ async fn lag(url: &str, dir: &Path, args: &Args) -> (f64, f64, f64, usize) {
         })
         .collect();
     lags.sort_by(f64::total_cmp);
+    eprintln!(
+        "lag (ms): p90 {:.2} p95 {:.2} p98 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+        percentile(&lags, 0.9),
+        percentile(&lags, 0.95),
+        percentile(&lags, 0.98),
+        percentile(&lags, 0.99),
+        percentile(&lags, 0.999),
+        percentile(&lags, 1.0)
+    );
     let rate = written as f64 / args.secs as f64;
     (
         percentile(&lags, 0.5),
@@ -331,12 +383,23 @@ fn main() {
     println!("| `Shipper::ship` (reads the log) | {s:.0} |");
     println!("| ratio | {:.2}× |", s / b);
     println!();
-    let lag_log = root.path().join("lag");
-    let (p50, p99, rate, n) = rt.block_on(lag(&url, &lag_log, &args));
-    println!("| writer | records acked | fsync→ack p50 | p99 |");
+    let mut rows = Vec::new();
+    for &mode in &args.modes {
+        let lag_log = root.path().join(format!("lag-{mode:?}"));
+        let (p50, p99, rate, n) = rt.block_on(lag(&url, &lag_log, &args, mode));
+        let how = match mode {
+            Mode::Poll => format!("`Shipper::new`, polling every {} ms", args.poll_ms),
+            Mode::Wal => "`Shipper::for_wal`, woken by the durable watermark".to_owned(),
+        };
+        eprintln!("{mode:?}: p50 {p50:.2} ms, p99 {p99:.2} ms");
+        rows.push(format!(
+            "| {rate:.0} events/s for {} s, {how} | {n} | {p50:.2} ms | {p99:.2} ms |",
+            args.secs
+        ));
+    }
+    println!("| writer, shipper | records acked | fsync→ack p50 | p99 |");
     println!("|---|---:|---:|---:|");
-    println!(
-        "| {rate:.0} events/s for {} s, poll {} ms | {n} | {p50:.1} ms | {p99:.1} ms |",
-        args.secs, args.poll_ms
-    );
+    for row in rows {
+        println!("{row}");
+    }
 }
