@@ -47,25 +47,6 @@ pub(crate) const STALLED: &str = "logbook_wal_stalled";
 /// 1 once the log is poisoned.
 pub(crate) const POISONED: &str = "logbook_wal_poisoned";
 
-/// Every metric name the writer records (for tests and the docs).
-#[cfg(test)]
-pub(crate) const NAMES: [&str; 14] = [
-    APPENDS,
-    BATCHES,
-    WRITTEN_BYTES,
-    FSYNCS,
-    FSYNC_SECONDS,
-    RECORDS_PER_FSYNC,
-    SYNCED,
-    SEGMENTS,
-    QUEUED,
-    DURABLE_LSN,
-    DISK_FULL,
-    STALLS,
-    STALLED,
-    POISONED,
-];
-
 /// One writer's handles.
 #[derive(Debug, Clone)]
 pub(crate) struct WalMetrics {
