@@ -14,9 +14,13 @@
 //!    `--mode` names, one after the other on the same server: `poll`
 //!    (`Shipper::new`, reading the log every `--poll-ms`, as `logbook ship
 //!    --follow` does), `wal` (`Shipper::for_wal`, woken by the writer's
-//!    durable watermark), or `both` (the default).
+//!    durable watermark), `both` (the default), or `all`: both and the
+//!    server's own share (`Floor`: a bare publisher of the same messages
+//!    at the same rate, publish→ack, no log), `--lag-runs` times
+//!    each (alternating; then the median of the runs' p50 and p99).
 //!
-//! Usage: `ship [--dir DIR] [--records N] [--rounds N] [--secs S] [--rate R] [--poll-ms MS] [--mode poll|wal|both] [--url nats://…]`
+//! Usage: `ship [--dir DIR] [--records N] [--rounds N] [--secs S] [--rate R] [--poll-ms MS] [--mode poll|wal|both|all] [--lag-runs N] [--url nats://…]`
+//! (`--rounds 0`: no throughput table).
 //!
 //! Without `--url` it starts its own `nats-server -js` on a free loopback
 //! port with its store under `DIR` (default: a temporary directory in the
@@ -45,16 +49,19 @@ struct Args {
     rate: u64,
     poll_ms: u64,
     modes: Vec<Mode>,
+    lag_runs: usize,
     url: Option<String>,
 }
 
 /// How the lag bench's shipper follows the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Mode {
     /// `Shipper::new`: polls every `--poll-ms`.
     Poll,
     /// `Shipper::for_wal`: woken by the durable watermark.
     Wal,
+    /// No log, no shipper: publish to ack of the same messages.
+    Floor,
 }
 
 fn args() -> Args {
@@ -66,6 +73,7 @@ fn args() -> Args {
         rate: 10_000,
         poll_ms: 5,
         modes: vec![Mode::Poll, Mode::Wal],
+        lag_runs: 1,
         url: None,
     };
     let mut it = std::env::args().skip(1);
@@ -83,12 +91,14 @@ fn args() -> Args {
                     "poll" => vec![Mode::Poll],
                     "wal" => vec![Mode::Wal],
                     "both" => vec![Mode::Poll, Mode::Wal],
+                    "all" => vec![Mode::Poll, Mode::Wal, Mode::Floor],
                     other => {
-                        eprintln!("--mode poll|wal|both, not {other:?}");
+                        eprintln!("--mode poll|wal|both|all, not {other:?}");
                         std::process::exit(2);
                     }
                 }
             }
+            "--lag-runs" => a.lag_runs = value.parse().unwrap_or(a.lag_runs).max(1),
             "--url" => a.url = Some(value),
             other => {
                 eprintln!("unknown flag {other}");
@@ -239,7 +249,70 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn lag(url: &str, dir: &Path, args: &Args, mode: Mode) -> (f64, f64, f64, usize) {
+/// The server's share of the lag: a bare `async-nats` publisher of the
+/// same messages at the same rate (a group every millisecond), from
+/// publish to ack, with no log in between.
+async fn floor(url: &str, args: &Args, run: usize) -> (f64, f64, f64, usize) {
+    let client = async_nats::connect(url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let name = format!("FLOOR{run}");
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{}.>", name.to_lowercase())],
+        duplicate_window: Duration::from_secs(600),
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+        Instant,
+        async_nats::jetstream::context::PublishAckFuture,
+    )>();
+    let acks = tokio::spawn(async move {
+        let mut lags = Vec::new();
+        while let Some((sent, ack)) = rx.recv().await {
+            ack.await.expect("ack");
+            lags.push(sent.elapsed().as_secs_f64() * 1000.0);
+        }
+        lags
+    });
+    let session = uuid::Uuid::new_v4();
+    let payload = Bytes::from(vec![b'y'; 210]);
+    let per_ms = (args.rate / 1000).max(1);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < Duration::from_secs(args.secs) {
+        for _ in 0..per_ms {
+            sent += 1;
+            let mut h = HeaderMap::new();
+            h.insert("Nats-Msg-Id", format!("floor:{sent}").as_str());
+            h.insert("Logbook-Lsn", sent.to_string().as_str());
+            let subject = format!("{}.floor.{session}", name.to_lowercase());
+            let ack = js
+                .publish_with_headers(subject, h, payload.clone())
+                .await
+                .expect("publish");
+            tx.send((Instant::now(), ack)).expect("acks");
+        }
+        let next = start + Duration::from_micros(sent * 1_000_000 / args.rate.max(1));
+        tokio::time::sleep_until(next.into()).await;
+    }
+    drop(tx);
+    let mut lags = acks.await.expect("acks");
+    lags.sort_by(f64::total_cmp);
+    let rate = sent as f64 / args.secs as f64;
+    (
+        percentile(&lags, 0.5),
+        percentile(&lags, 0.99),
+        rate,
+        lags.len(),
+    )
+}
+
+async fn lag(url: &str, dir: &Path, args: &Args, mode: Mode, run: usize) -> (f64, f64, f64, usize) {
+    if mode == Mode::Floor {
+        return floor(url, args, run).await;
+    }
     let wal = Wal::open(dir, WalOptions::default()).expect("open");
     let durable: Arc<Mutex<HashMap<Lsn, Instant>>> = Arc::default();
     let acked: Arc<Mutex<HashMap<Lsn, Instant>>> = Arc::default();
@@ -247,8 +320,8 @@ async fn lag(url: &str, dir: &Path, args: &Args, mode: Mode) -> (f64, f64, f64, 
     let name = format!("{mode:?}").to_lowercase();
     let target = Target::parse(url)
         .expect("url")
-        .with_stream(format!("LAG{}", name.to_uppercase()))
-        .with_prefix(format!("lag{name}"))
+        .with_stream(format!("LAG{}{run}", name.to_uppercase()))
+        .with_prefix(format!("lag{name}{run}"))
         .expect("prefix");
     let options = ShipOptions {
         window: WINDOW,
@@ -260,7 +333,7 @@ async fn lag(url: &str, dir: &Path, args: &Args, mode: Mode) -> (f64, f64, f64, 
     };
     let shipper = match mode {
         Mode::Poll => Shipper::new(dir, target, options).expect("shipper"),
-        Mode::Wal => Shipper::for_wal(&wal, target, options),
+        Mode::Wal | Mode::Floor => Shipper::for_wal(&wal, target, options),
     };
     let follower = tokio::spawn(async move { shipper.follow(|_| {}).await });
     // The writer starts once the shipper has connected and found where to
@@ -362,13 +435,21 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let log = root.path().join("log");
+    if args.rounds > 0 {
+        throughput(&rt, &url, root.path(), &args);
+    }
+    lags(&rt, &url, root.path(), &args);
+}
+
+/// The throughput table (`--rounds` rounds; none with `--rounds 0`).
+fn throughput(rt: &tokio::runtime::Runtime, url: &str, root: &Path, args: &Args) {
+    let log = root.join("log");
     write_log(&log, args.records);
     let msgs = messages(&log);
     let (mut bare_rates, mut ship_rates) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
-        let b = rt.block_on(bare(&url, &format!("BARE{round}"), &msgs));
-        let s = rt.block_on(shipped(&url, &format!("SHIP{round}"), &log));
+        let b = rt.block_on(bare(url, &format!("BARE{round}"), &msgs));
+        let s = rt.block_on(shipped(url, &format!("SHIP{round}"), &log));
         eprintln!("round {round}: bare {b:.0}/s, ship {s:.0}/s");
         bare_rates.push(b);
         ship_rates.push(s);
@@ -383,13 +464,25 @@ fn main() {
     println!("| `Shipper::ship` (reads the log) | {s:.0} |");
     println!("| ratio | {:.2}× |", s / b);
     println!();
+}
+
+/// The lag table: each mode of `--mode`, `--lag-runs` times, alternating,
+/// a fresh log and stream each time; then the median p50 and p99 of each
+/// mode's runs.
+fn lags(rt: &tokio::runtime::Runtime, url: &str, root: &Path, args: &Args) {
     let mut rows = Vec::new();
-    for &mode in &args.modes {
-        let lag_log = root.path().join(format!("lag-{mode:?}"));
-        let (p50, p99, rate, n) = rt.block_on(lag(&url, &lag_log, &args, mode));
+    let mut by_mode: HashMap<Mode, (Vec<f64>, Vec<f64>)> = HashMap::new();
+    for (run, &mode) in (0..args.lag_runs).flat_map(|run| args.modes.iter().map(move |m| (run, m)))
+    {
+        let lag_log = root.join(format!("lag-{mode:?}-{run}"));
+        let (p50, p99, rate, n) = rt.block_on(lag(url, &lag_log, args, mode, run));
+        let entry = by_mode.entry(mode).or_default();
+        entry.0.push(p50);
+        entry.1.push(p99);
         let how = match mode {
             Mode::Poll => format!("`Shipper::new`, polling every {} ms", args.poll_ms),
             Mode::Wal => "`Shipper::for_wal`, woken by the durable watermark".to_owned(),
+            Mode::Floor => "no log: a bare publisher, publish→ack".to_owned(),
         };
         eprintln!("{mode:?}: p50 {p50:.2} ms, p99 {p99:.2} ms");
         rows.push(format!(
@@ -401,5 +494,19 @@ fn main() {
     println!("|---|---:|---:|---:|");
     for row in rows {
         println!("{row}");
+    }
+    if args.lag_runs > 1 {
+        println!();
+        println!("| shipper | runs | median p50 | median p99 |");
+        println!("|---|---:|---:|---:|");
+        for mode in &args.modes {
+            let (p50s, p99s) = by_mode.remove(mode).unwrap_or_default();
+            println!(
+                "| {mode:?} | {} | {:.2} ms | {:.2} ms |",
+                p99s.len(),
+                median(p50s),
+                median(p99s)
+            );
+        }
     }
 }
