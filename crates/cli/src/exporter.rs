@@ -53,7 +53,7 @@ impl fmt::Display for ExporterError {
         match self {
             ExporterError::Listen { addr, reason } => write!(
                 f,
-                "cannot serve metrics on http://{addr}/metrics: {reason} (give another --metrics address, such as 127.0.0.1:9464)"
+                "cannot serve metrics on http://{addr}/metrics: {reason}: give --metrics another IP:PORT"
             ),
             ExporterError::Setup { addr, reason } => {
                 write!(f, "cannot serve metrics on http://{addr}/metrics: {reason}")
