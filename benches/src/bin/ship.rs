@@ -19,12 +19,13 @@
 //!    at the same rate, publish→ack, no log), `--lag-runs` times
 //!    each (alternating; then the median of the runs' p50 and p99).
 //!
-//! Usage: `ship [--dir DIR] [--records N] [--rounds N] [--secs S] [--rate R] [--poll-ms MS] [--mode poll|wal|both|all] [--lag-runs N] [--url nats://…]`
+//! Usage: `ship [--dir DIR] [--records N] [--rounds N] [--secs S] [--rate R] [--poll-ms MS] [--mode poll|wal|both|all] [--lag-runs N] [--store DIR] [--url nats://…]`
 //! (`--rounds 0`: no throughput table).
 //!
 //! Without `--url` it starts its own `nats-server -js` on a free loopback
 //! port with its store under `DIR` (default: a temporary directory in the
-//! current one) and stops it at the end.
+//! current one; `--store` puts it elsewhere, such as a tmpfs) and stops it
+//! at the end.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -50,6 +51,7 @@ struct Args {
     poll_ms: u64,
     modes: Vec<Mode>,
     lag_runs: usize,
+    store: Option<PathBuf>,
     url: Option<String>,
 }
 
@@ -74,6 +76,7 @@ fn args() -> Args {
         poll_ms: 5,
         modes: vec![Mode::Poll, Mode::Wal],
         lag_runs: 1,
+        store: None,
         url: None,
     };
     let mut it = std::env::args().skip(1);
@@ -99,6 +102,7 @@ fn args() -> Args {
                 }
             }
             "--lag-runs" => a.lag_runs = value.parse().unwrap_or(a.lag_runs).max(1),
+            "--store" => a.store = Some(PathBuf::from(value)),
             "--url" => a.url = Some(value),
             other => {
                 eprintln!("unknown flag {other}");
@@ -421,10 +425,19 @@ async fn lag(url: &str, dir: &Path, args: &Args, mode: Mode, run: usize) -> (f64
 fn main() {
     let args = args();
     let root = tempfile::tempdir_in(&args.dir).expect("temporary directory");
+    // The server's store: under --dir, or in a temporary directory under
+    // --store (another file system, so that the log's fsyncs and the
+    // server's writes do not share a disk, as on separate machines).
+    let store_root = args
+        .store
+        .as_ref()
+        .map(|dir| tempfile::tempdir_in(dir).expect("temporary store directory"));
     let (_server, url) = match &args.url {
         Some(url) => (None, url.clone()),
         None => {
-            let store = root.path().join("nats");
+            let store = store_root
+                .as_ref()
+                .map_or_else(|| root.path().join("nats"), |d| d.path().join("nats"));
             std::fs::create_dir_all(&store).expect("store");
             let (s, u) = start_server(&store);
             (Some(s), u)
