@@ -15,8 +15,9 @@
 //!    (`Shipper::new`, reading the log every `--poll-ms`, as `logbook ship
 //!    --follow` does), `wal` (`Shipper::for_wal`, woken by the writer's
 //!    durable watermark), `both` (the default), or `all`: both and the
-//!    server's own share (`Floor`: a bare publisher of the same messages
-//!    at the same rate, publish→ack, no log), `--lag-runs` times
+//!    server's own share (`Floor`: a bare publisher of messages of the
+//!    same subjects, headers and sizes at the same rate, publish→ack,
+//!    beside the same writer to a log no one ships), `--lag-runs` times
 //!    each (alternating; then the median of the runs' p50 and p99).
 //!
 //! Usage: `ship [--dir DIR] [--records N] [--rounds N] [--secs S] [--rate R] [--poll-ms MS] [--mode poll|wal|both|all] [--lag-runs N] [--store DIR] [--url nats://…]`
@@ -253,10 +254,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The server's share of the lag: a bare `async-nats` publisher of the
-/// same messages at the same rate (a group every millisecond), from
-/// publish to ack, with no log in between.
-async fn floor(url: &str, args: &Args, run: usize) -> (f64, f64, f64, usize) {
+/// The server's share of the lag: a bare `async-nats` publisher of
+/// messages like the shipper's (subjects, headers, sizes) at the same rate
+/// (a group every millisecond), from the publish call to the ack, with no
+/// log in between; beside it the same writer as in the other modes,
+/// appending to a log in `dir` that no one ships (its fsyncs share the
+/// disk and its thread the CPUs, as they do with a shipper).
+async fn floor(url: &str, dir: &Path, args: &Args, run: usize) -> (f64, f64, f64, usize) {
     let client = async_nats::connect(url).await.expect("connect");
     let js = async_nats::jetstream::new(client);
     let name = format!("FLOOR{run}");
@@ -280,28 +284,45 @@ async fn floor(url: &str, args: &Args, run: usize) -> (f64, f64, f64, usize) {
         }
         lags
     });
-    let session = uuid::Uuid::new_v4();
+    let (log, session) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let payload = Bytes::from(vec![b'y'; 210]);
     let per_ms = (args.rate / 1000).max(1);
+    // The same writer as beside a shipper, to a log no one ships: its
+    // fsyncs on the same disk, its thread on the same CPUs.
+    let wal = Wal::open(dir, WalOptions::default()).expect("open");
+    let writer = spawn_writer(&wal, &Arc::default(), args);
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < Duration::from_secs(args.secs) {
         for _ in 0..per_ms {
             sent += 1;
+            // The shipper's headers, of the same sizes.
             let mut h = HeaderMap::new();
-            h.insert("Nats-Msg-Id", format!("floor:{sent}").as_str());
+            h.insert("Nats-Msg-Id", format!("{log}:{sent}").as_str());
+            h.insert("Logbook-Log", log.to_string().as_str());
             h.insert("Logbook-Lsn", sent.to_string().as_str());
-            let subject = format!("{}.floor.{session}", name.to_lowercase());
+            h.insert("Logbook-Session", session.to_string().as_str());
+            h.insert("Logbook-Kind", "text_complete");
+            h.insert("Logbook-Ts", "1764820000000000");
+            h.insert("Logbook-Codec", "1");
+            h.insert("Logbook-Committed", sent.to_string().as_str());
+            h.insert("Logbook-Scan-From", "0");
+            let subject = format!("{}.{log}.{session}", name.to_lowercase());
+            let before = Instant::now();
             let ack = js
                 .publish_with_headers(subject, h, payload.clone())
                 .await
                 .expect("publish");
-            tx.send((Instant::now(), ack)).expect("acks");
+            tx.send((before, ack)).expect("acks");
         }
         let next = start + Duration::from_micros(sent * 1_000_000 / args.rate.max(1));
         tokio::time::sleep_until(next.into()).await;
     }
     drop(tx);
+    tokio::task::spawn_blocking(move || writer.join().expect("writer"))
+        .await
+        .expect("join");
+    wal.close().expect("close");
     let mut lags = acks.await.expect("acks");
     lags.sort_by(f64::total_cmp);
     let rate = sent as f64 / args.secs as f64;
@@ -313,9 +334,50 @@ async fn floor(url: &str, args: &Args, run: usize) -> (f64, f64, f64, usize) {
     )
 }
 
+/// The steady writer of the lag runs, on its own thread: `--rate`
+/// events/s in group commits (`append_many`, fsynced), at least a
+/// millisecond's worth at a time, for `--secs`; notes when each LSN's
+/// `append_many` returned.
+fn spawn_writer(
+    wal: &Wal,
+    durable: &Arc<Mutex<HashMap<Lsn, Instant>>>,
+    args: &Args,
+) -> std::thread::JoinHandle<()> {
+    let per_ms = (args.rate / 1000).max(1) as usize;
+    let (wal, durable) = (wal.clone(), durable.clone());
+    let (secs, rate) = (args.secs, args.rate.max(1));
+    std::thread::spawn(move || {
+        let session = uuid::Uuid::new_v4();
+        let start = Instant::now();
+        let mut written = 0u64;
+        while start.elapsed() < Duration::from_secs(secs) {
+            // Whatever is due by now at `rate`, at least one ms' worth:
+            // a steady rate, in group commits.
+            let due =
+                (start.elapsed().as_micros() as u64 * rate / 1_000_000).saturating_sub(written);
+            let n = due.max(per_ms as u64) as usize;
+            let batch: Vec<_> = (0..n)
+                .map(|_| (session, SessionEvent::TextComplete("y".repeat(200))))
+                .collect();
+            let lsns = wal.append_many(&batch).expect("append");
+            let now = Instant::now();
+            let mut d = durable.lock().expect("lock");
+            for lsn in lsns {
+                d.insert(lsn, now);
+            }
+            drop(d);
+            written += n as u64;
+            let next = start + Duration::from_micros(written * 1_000_000 / rate);
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+    })
+}
+
 async fn lag(url: &str, dir: &Path, args: &Args, mode: Mode, run: usize) -> (f64, f64, f64, usize) {
     if mode == Mode::Floor {
-        return floor(url, args, run).await;
+        return floor(url, dir, args, run).await;
     }
     let wal = Wal::open(dir, WalOptions::default()).expect("open");
     let durable: Arc<Mutex<HashMap<Lsn, Instant>>> = Arc::default();
@@ -353,38 +415,7 @@ async fn lag(url: &str, dir: &Path, args: &Args, mode: Mode, run: usize) -> (f64
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let per_ms = (args.rate / 1000).max(1) as usize;
-    let writer = {
-        let (wal, durable) = (wal.clone(), durable.clone());
-        let (secs, rate) = (args.secs, args.rate.max(1));
-        std::thread::spawn(move || {
-            let session = uuid::Uuid::new_v4();
-            let start = Instant::now();
-            let mut written = 0u64;
-            while start.elapsed() < Duration::from_secs(secs) {
-                // Whatever is due by now at `rate`, at least one ms' worth:
-                // a steady rate, in group commits.
-                let due =
-                    (start.elapsed().as_micros() as u64 * rate / 1_000_000).saturating_sub(written);
-                let n = due.max(per_ms as u64) as usize;
-                let batch: Vec<_> = (0..n)
-                    .map(|_| (session, SessionEvent::TextComplete("y".repeat(200))))
-                    .collect();
-                let lsns = wal.append_many(&batch).expect("append");
-                let now = Instant::now();
-                let mut d = durable.lock().expect("lock");
-                for lsn in lsns {
-                    d.insert(lsn, now);
-                }
-                drop(d);
-                written += n as u64;
-                let next = start + Duration::from_micros(written * 1_000_000 / rate);
-                if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
-        })
-    };
+    let writer = spawn_writer(&wal, &durable, args);
     tokio::task::spawn_blocking(move || writer.join().expect("writer"))
         .await
         .expect("join");

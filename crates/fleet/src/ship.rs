@@ -586,18 +586,36 @@ fn read_log(
     let mut expected = point.committed;
     // The writer closed: one more read to the end, then the end.
     let mut closed = false;
+    // The durable LSN the watch last reported, and the last LSN read: once
+    // every record up to the former is read, the batch goes out and the
+    // reader sleeps on the watch again without looking for more (which
+    // costs a read of `LOCK` and a listing of the directory, for nothing:
+    // anything newer wakes the watch).
+    let mut reported: Option<Lsn> = None;
+    let mut read_to = point.committed.saturating_sub(1);
     loop {
         let mut batch = Vec::new();
         let mut failure = None;
         let mut at_end = false;
+        let mut caught_up = false;
         while batch.len() < 1024 {
+            if !closed
+                && read_to >= point.max_present()
+                && reported.is_some_and(|durable| read_to >= durable)
+            {
+                caught_up = true;
+                break;
+            }
             match reader.next_ref() {
                 None => {
                     at_end = true;
                     break;
                 }
                 Some(Ok(record)) => match Outgoing::of(&record) {
-                    Ok(out) => batch.push(out),
+                    Ok(out) => {
+                        read_to = out.lsn;
+                        batch.push(out);
+                    }
                     Err(e) => {
                         failure = Some(FleetError::wal(dir, "reading a record to ship", e));
                         break;
@@ -698,8 +716,8 @@ fn read_log(
             )));
             return;
         }
-        if at_end {
-            if !follow || closed {
+        if at_end || caught_up {
+            if at_end && (!follow || closed) {
                 send(Ok(Item::End));
                 return;
             }
@@ -720,8 +738,17 @@ fn read_log(
                     });
                     match woken {
                         None => return,
-                        Some(None) => closed = true,
-                        Some(Some(_)) => {}
+                        Some(None) => {
+                            // Read to the end as it is now (the records
+                            // read up to here may have ended the reader's
+                            // view of the file).
+                            closed = true;
+                            reader.note_durable(watch);
+                        }
+                        Some(Some(durable)) => {
+                            reported = Some(durable);
+                            reader.note_durable(watch);
+                        }
                     }
                 }
             }
