@@ -526,7 +526,7 @@ fn lags(rt: &tokio::runtime::Runtime, url: &str, root: &Path, args: &Args) {
         let how = match mode {
             Mode::Poll => format!("`Shipper::new`, polling every {} ms", args.poll_ms),
             Mode::Wal => "`Shipper::for_wal`, woken by the durable watermark".to_owned(),
-            Mode::Floor => "no log: a bare publisher, publish→ack".to_owned(),
+            Mode::Floor => "no shipper: a bare publisher beside the writer, publish→ack".to_owned(),
         };
         eprintln!("{mode:?}: p50 {p50:.2} ms, p99 {p99:.2} ms");
         rows.push(format!(
