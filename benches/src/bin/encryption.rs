@@ -3,7 +3,9 @@
 //! one thread and 16 threads), buffered appends (`SyncPolicy::Never`), and a
 //! CRC-checked scan that decodes every record (decrypting it when sealed).
 //!
-//! Usage: `encryption [--dir DIR] [--records N] [--rounds N]`
+//! Usage: `encryption [--dir DIR] [--records N] [--rounds N] [--only TEXT]
+//! [--each]` (`--only`: the rows whose name holds TEXT, such as `scan`;
+//! `--each`: every round's figures on stderr)
 //!
 //! Each figure is the median of `--rounds` (default 3) runs of `--records`
 //! (default 200 000) events of ~200 bytes, under `DIR` (default: the
@@ -47,6 +49,7 @@ fn appends(
 ) -> io::Result<f64> {
     let dir = fresh(base)?;
     let wal = Wal::open(&dir, options(sync, ring)).map_err(io::Error::from)?;
+    quiesce();
     let started = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads {
@@ -89,11 +92,18 @@ fn scan(base: &Path, n: u64, ring: Option<&Arc<KeyRing>>) -> io::Result<f64> {
         Ok(count)
     };
     read()?; // warm the page cache
+    quiesce();
     let started = Instant::now();
     let count = read()?;
     let rate = count as f64 / started.elapsed().as_secs_f64();
     std::fs::remove_dir_all(dir)?;
     Ok(rate)
+}
+
+/// Write out the dirty pages of the cells before (`sync(2)`), so that the
+/// kernel's writeback does not share the CPUs with the cell measured next.
+fn quiesce() {
+    rustix::fs::sync();
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -104,15 +114,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> io::Result<()> {
     let mut dir = PathBuf::from(".");
     let (mut records, mut rounds) = (200_000u64, 3usize);
+    let mut only = String::new();
+    let verbose = std::env::args().any(|a| a == "--each");
     let mut args = std::env::args().skip(1);
     let bad = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
     while let Some(a) = args.next() {
+        if a == "--each" {
+            continue;
+        }
         let v = args
             .next()
             .ok_or_else(|| bad(format!("{a} needs a value")))?;
         let n = || v.parse::<u64>().map_err(|_| bad(format!("{a}: a number")));
         match a.as_str() {
             "--dir" => dir = PathBuf::from(&v),
+            "--only" => only.clone_from(&v),
             "--records" => records = n()?,
             "--rounds" => rounds = usize::try_from(n()?).unwrap_or(1).max(1),
             other => return Err(bad(format!("unknown argument {other}"))),
@@ -146,12 +162,19 @@ fn main() -> io::Result<()> {
     println!("## Encryption at rest against the clear (median of {rounds}, records/s)\n");
     println!("| work | clear | encrypted | ratio |");
     println!("|---|--:|--:|--:|");
-    for (name, cell) in &cells {
+    for (name, cell) in cells
+        .iter()
+        .filter(|(name, _)| name.contains(only.as_str()))
+    {
         let mut clear = Vec::new();
         let mut sealed = Vec::new();
         for _ in 0..rounds {
             clear.push(cell(None)?);
             sealed.push(cell(Some(&ring))?);
+            if verbose {
+                let (c, e) = (clear[clear.len() - 1], sealed[sealed.len() - 1]);
+                eprintln!("  {name}: {c:.0} {e:.0} {:.2}", e / c);
+            }
         }
         let (c, e) = (median(clear), median(sealed));
         println!("| {name} | {c:.0} | {e:.0} | {:.2} |", e / c);

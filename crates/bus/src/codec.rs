@@ -222,6 +222,22 @@ mod tests {
                 },
                 "1a1000112233445566778899aabbccddeeff07",
             ),
+            (
+                SessionEvent::SessionDeleted {
+                    after_lsn: Some(0),
+                    ranges: vec![],
+                    reason: String::new(),
+                },
+                "1b01000000",
+            ),
+            (
+                SessionEvent::SessionDeleted {
+                    after_lsn: None,
+                    ranges: vec![(3, 4), (300, 300)],
+                    reason: "runs".into(),
+                },
+                "1b00020304fb2c01fb2c010472756e73",
+            ),
         ];
         for (event, want) in cases {
             let bytes = encode(&event).unwrap();

@@ -269,6 +269,25 @@ pub enum SessionEvent {
         /// The last LSN of `from` that the fork's history includes.
         at_lsn: u64,
     },
+    // 27
+    /// A **tombstone** (durable; Logbook addition): records of this
+    /// session (the record's own session) that come before this one in
+    /// the log are deleted. Every reader that answers with session content
+    /// leaves them out from the moment this record is durable (see
+    /// [`Deletions`](crate::Deletions) for the exact rule). A tombstone
+    /// covers only LSNs below its own, never another tombstone, and never
+    /// records appended after it (a session can go on after it).
+    SessionDeleted {
+        /// Every record of the session with an LSN above this one is
+        /// deleted; `Some(0)`: the whole session; `None`: none by position.
+        after_lsn: Option<u64>,
+        /// And every record of the session in these inclusive LSN ranges
+        /// (`(first, last)`), in any order.
+        ranges: Vec<(u64, u64)>,
+        /// Why, for people (`pop`, `runs`, `prune`, an erasure request's
+        /// reference); may be empty. Never holds deleted content.
+        reason: String,
+    },
     // Append new variants here, and only here.
 }
 
@@ -303,6 +322,7 @@ pub const KINDS: &[&str] = &[
     "user_message",
     "session_resumed",
     "session_forked",
+    "session_deleted",
 ];
 
 /// The tag of the first durable kind (`token_usage`): the seed's enum lists
@@ -345,7 +365,8 @@ impl SessionEvent {
             | SessionEvent::SessionStarted { .. }
             | SessionEvent::UserMessage(_)
             | SessionEvent::SessionResumed { .. }
-            | SessionEvent::SessionForked { .. } => true,
+            | SessionEvent::SessionForked { .. }
+            | SessionEvent::SessionDeleted { .. } => true,
         }
     }
 
@@ -374,6 +395,12 @@ impl SessionEvent {
         } else {
             None
         }
+    }
+
+    /// Whether this event is a tombstone (`SessionDeleted`).
+    #[must_use]
+    pub const fn is_tombstone(&self) -> bool {
+        matches!(self, SessionEvent::SessionDeleted { .. })
     }
 
     /// Whether this event ends a session (`Done` or `Error`).
@@ -413,6 +440,7 @@ impl SessionEvent {
             SessionEvent::UserMessage(_) => 24,
             SessionEvent::SessionResumed { .. } => 25,
             SessionEvent::SessionForked { .. } => 26,
+            SessionEvent::SessionDeleted { .. } => 27,
         }
     }
 
@@ -558,6 +586,11 @@ pub(crate) mod tests {
                 from: id,
                 at_lsn: 7,
             },
+            SessionEvent::SessionDeleted {
+                after_lsn: Some(3),
+                ranges: vec![(1, 1)],
+                reason: s("pop"),
+            },
         ]
     }
 
@@ -615,6 +648,7 @@ pub(crate) mod tests {
             ("user_message", true),
             ("session_resumed", true),
             ("session_forked", true),
+            ("session_deleted", true),
         ];
         let all = one_of_each();
         assert_eq!(expected.len(), all.len());

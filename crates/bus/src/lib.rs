@@ -49,11 +49,13 @@
 
 mod bus;
 pub mod codec;
+mod delete;
 mod event;
 mod payload;
 mod sink;
 
 pub use crate::bus::SessionBus;
+pub use crate::delete::{Deletions, lsn_ranges};
 pub use crate::event::{KINDS, SessionEvent};
 pub use crate::payload::{RlmOutcome, TokenDelta, TokenEstimate, TokenSource, ToolStream};
 pub use crate::sink::{DurableSink, MemorySink, NoopSink, WriteFuture};

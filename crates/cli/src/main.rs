@@ -75,6 +75,12 @@ enum Command {
     Repair(cmd::repair::RepairArgs),
     /// Start a new session from another's history up to an LSN.
     Fork(cmd::fork::ForkArgs),
+    /// Delete a session, or its records after an LSN (dry run unless --apply).
+    Delete(cmd::delete::DeleteArgs),
+    /// Erase the bytes of deleted records (dry run unless --apply).
+    Compact(cmd::compact::CompactArgs),
+    /// Remove old segments by age, size or LSN (dry run unless --apply).
+    Retain(cmd::retain::RetainArgs),
     /// Write sessions as JSON Lines (docs/json.md).
     Export(cmd::export::ExportArgs),
     /// Append the events of an export to a log.
@@ -143,6 +149,9 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd::replay::run(args),
         Command::Repair(args) => cmd::repair::run(args),
         Command::Fork(args) => cmd::fork::run(args),
+        Command::Delete(args) => cmd::delete::run(args),
+        Command::Retain(args) => cmd::retain::run(args),
+        Command::Compact(args) => cmd::compact::run(args),
         Command::Export(args) => cmd::export::export(args),
         Command::Import(args) => cmd::export::import(args),
         Command::Ship(args) => cmd::ship::run(args),

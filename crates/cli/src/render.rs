@@ -233,6 +233,36 @@ pub(crate) fn summary(event: &SessionEvent, full: bool) -> String {
         SessionEvent::SessionForked { from, at_lsn } => {
             format!("forked from {from} at LSN {at_lsn}")
         }
+        SessionEvent::SessionDeleted {
+            after_lsn,
+            ranges,
+            reason,
+        } => {
+            let mut parts = Vec::new();
+            match after_lsn {
+                Some(0) => parts.push("the whole session".to_owned()),
+                Some(after) => parts.push(format!("after LSN {after}")),
+                None => {}
+            }
+            if !ranges.is_empty() {
+                let shown: Vec<String> = ranges
+                    .iter()
+                    .map(|(a, b)| {
+                        if a == b {
+                            a.to_string()
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
+                    .collect();
+                parts.push(format!("LSN {}", shown.join(",")));
+            }
+            let mut s = format!("deletes {}", parts.join(" and "));
+            if !reason.is_empty() {
+                s.push_str(&format!(" ({})", q(reason)));
+            }
+            s
+        }
         // A kind added to logbook-bus after this renderer was written.
         other => format!("{other:?}"),
     }
@@ -326,6 +356,9 @@ pub(crate) struct JsonRecord {
     pub(crate) event: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
+    /// With `--include-deleted`: a tombstone deletes this record.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) deleted: bool,
     /// With `--physical`: the frame's segment, offset, length and CRC.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub(crate) physical: Option<Physical>,
@@ -344,6 +377,7 @@ impl JsonRecord {
             }
         };
         JsonRecord {
+            deleted: false,
             log: None,
             lsn: record.lsn,
             ts: rfc3339(record.timestamp_us),

@@ -1669,6 +1669,8 @@ fn man_prints_the_page_or_writes_one_per_command() {
     assert_eq!(
         names,
         [
+            "logbook-compact.1",
+            "logbook-delete.1",
             "logbook-demo.1",
             "logbook-dump.1",
             "logbook-export.1",
@@ -1680,6 +1682,7 @@ fn man_prints_the_page_or_writes_one_per_command() {
             "logbook-repair.1",
             "logbook-replay.1",
             "logbook-resume.1",
+            "logbook-retain.1",
             "logbook-sessions.1",
             "logbook-ship.1",
             "logbook-stats.1",

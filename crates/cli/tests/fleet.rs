@@ -1036,3 +1036,186 @@ fn resume_takes_a_prefix_keeps_the_times_and_says_what_comes_next() {
         "the pulled records' times"
     );
 }
+
+/// The erasure proof against the stream: ship, delete a session, ship the
+/// tombstone, then `compact --apply --to nats://…`: neither the log
+/// directory nor `dump nats://` nor the raw messages hold its phrase, the
+/// other sessions read back as before, and verify passes.
+#[test]
+fn compact_to_a_stream_erases_a_deleted_session_there_too() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let dir = root.path().join("log");
+    let (secret, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    {
+        let wal = logbook_wal::Wal::open(&dir, logbook_wal::WalOptions::default()).unwrap();
+        for i in 0..20 {
+            wal.append(
+                secret,
+                &logbook_bus::SessionEvent::UserMessage(format!("walrus-secret {i}")),
+            )
+            .unwrap();
+            wal.append(
+                other,
+                &logbook_bus::SessionEvent::UserMessage(format!("plain {i}")),
+            )
+            .unwrap();
+        }
+        wal.close().unwrap();
+    }
+    let url = server.url();
+    let d = dir.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = logbook().args(args).output().unwrap();
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        stdout
+    };
+    run(&["ship", d, "--to", &url]);
+    let before = run(&["dump", &url, "--session", &other.to_string()]);
+    run(&["delete", d, &secret.to_string(), "--apply"]);
+    run(&["ship", d, "--to", &url]);
+    // A stream reader honours the tombstone at once.
+    assert!(!run(&["dump", &url]).contains("walrus-secret"));
+    assert!(run(&["dump", &url, "--include-deleted"]).contains("walrus-secret"));
+    let done = run(&["compact", d, "--apply", "--to", &url, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(done.trim()).unwrap();
+    assert_eq!(v["erased"], 20, "{done}");
+    assert_eq!(v["stream"]["purged"], 20, "{done}");
+    assert!(!run(&["dump", &url, "--include-deleted"]).contains("walrus-secret"));
+    let raw = nats::run(std::time::Duration::from_secs(60), async {
+        let target = logbook_fleet::Target::parse(&url).unwrap();
+        logbook_fleet::read(&target, logbook_fleet::Select::All)
+            .await
+            .unwrap()
+    });
+    assert!(
+        raw.iter()
+            .all(|r| !String::from_utf8_lossy(&r.payload).contains("walrus-secret"))
+    );
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(13).any(|w| w == b"walrus-secret"));
+    }
+    assert_eq!(
+        run(&["dump", &url, "--session", &other.to_string()]),
+        before
+    );
+    run(&["verify", d]);
+    // The log goes on shipping after its compaction.
+    {
+        let wal = logbook_wal::Wal::open(&dir, logbook_wal::WalOptions::default()).unwrap();
+        wal.append(other, &logbook_bus::SessionEvent::Done).unwrap();
+        wal.close().unwrap();
+    }
+    run(&["ship", d, "--to", &url]);
+    assert!(run(&["dump", &url, "--session", &other.to_string()]).contains("done"));
+    // A new shipper (no resume point known) reads the stream and sends nothing again.
+    // Again: idempotent.
+    let again = run(&["compact", d, "--apply", "--to", &url, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(again.trim()).unwrap();
+    assert_eq!(
+        (v["erased"].as_u64(), v["stream"]["purged"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+}
+
+/// The stream as the outside anchor of an encrypted log's head
+/// (`verify --expect-head-from`): the directory as shipped checks; the same
+/// directory rolled back whole (`LOCK` included) to an older copy of
+/// itself, which no check inside it can catch, is a problem; without the
+/// key the option is refused.
+#[test]
+fn verify_expect_head_from_the_stream_finds_a_rolled_back_directory() {
+    let Some(bin) = nats::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = nats::Server::single(&bin, root.path());
+    let dir = root.path().join("log");
+    let old = root.path().join("old");
+    let key = root.path().join("key");
+    std::fs::write(&key, "42".repeat(32)).unwrap();
+    let open = || {
+        let ring =
+            std::sync::Arc::new(logbook_wal::KeyRing::new(logbook_wal::Key::new([0x42; 32])));
+        logbook_wal::Wal::open(
+            &dir,
+            logbook_wal::WalOptions {
+                encryption: Some(ring),
+                ..common::small_options()
+            },
+        )
+        .unwrap()
+    };
+    let session = uuid::Uuid::new_v4();
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        let _ = std::fs::remove_dir_all(to);
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+    };
+    let wal = open();
+    for i in 0..10 {
+        wal.append(session, &common::event(i, 20, true)).unwrap();
+    }
+    wal.close().unwrap();
+    copy(&dir, &old);
+    let wal = open();
+    for i in 10..20 {
+        wal.append(session, &common::event(i, 20, true)).unwrap();
+    }
+    wal.close().unwrap();
+    let url = server.url();
+    let shipped = logbook()
+        .arg("ship")
+        .arg(&dir)
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    assert_eq!(shipped.status.code(), Some(0), "{:?}", texts(&shipped));
+    let verify = |keyed: bool| {
+        let mut cmd = logbook();
+        if keyed {
+            cmd.arg("--key-file").arg(&key);
+        }
+        let output = cmd
+            .arg("verify")
+            .arg(&dir)
+            .args(["--expect-head-from", &url])
+            .output()
+            .unwrap();
+        let (out, err) = texts(&output);
+        (output.status.code(), format!("{out}{err}"))
+    };
+    let (code, text) = verify(true);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("the head") && text.contains(":"), "{text}");
+    let (code, text) = verify(false);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("needs the log's key"), "{text}");
+    // Rolled back whole: every check inside the directory passes.
+    copy(&old, &dir);
+    let plain = logbook()
+        .arg("--key-file")
+        .arg(&key)
+        .arg("verify")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(0), "{:?}", texts(&plain));
+    let (code, text) = verify(true);
+    assert_ne!(code, Some(0), "a rolled-back directory passed: {text}");
+    assert!(
+        text.contains("20:"),
+        "names the stream's head at LSN 20: {text}"
+    );
+}

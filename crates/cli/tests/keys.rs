@@ -8,13 +8,13 @@ use std::path::Path;
 
 use common::*;
 
-/// Two different keys whose 32-bit ids collide (both `44e9e243`): the
-/// little-endian numbers 19780 and 68961 in the first eight of 32 bytes,
+/// Two different keys whose 32-bit ids collide (both `749fe283`): the
+/// little-endian numbers 5211 and 6094 in the first eight of 32 bytes,
 /// found by a search over such keys. `logbook_wal`'s crypto tests check
 /// that they still collide.
 const COLLIDING: [&str; 2] = [
-    "444d000000000000000000000000000000000000000000000000000000000000",
-    "610d010000000000000000000000000000000000000000000000000000000000",
+    "5b14000000000000000000000000000000000000000000000000000000000000",
+    "ce17000000000000000000000000000000000000000000000000000000000000",
 ];
 
 fn write_key(path: &Path, hex: &str) {
@@ -80,7 +80,7 @@ fn key_files_whose_ids_collide_are_refused_naming_both() {
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("44e9e243"), "{stderr}");
+    assert!(stderr.contains("749fe283"), "{stderr}");
     assert!(stderr.contains(&*a.to_string_lossy()), "{stderr}");
     assert!(stderr.contains(&*b.to_string_lossy()), "{stderr}");
     // With LOGBOOK_KEY as the second source.

@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod erase;
 mod error;
 mod imports;
 mod message;
@@ -69,10 +70,11 @@ mod ship;
 mod target;
 mod telemetry;
 
+pub use crate::erase::{StreamErasure, erase_in_stream};
 pub use crate::error::FleetError;
 pub use crate::message::FleetRecord;
 pub use crate::pull::{Pulled, SessionPull, fetch_session, resume_from_stream};
-pub use crate::read::{Select, in_log_order, read, to_source};
+pub use crate::read::{Select, in_log_order, read, stream_head, to_source};
 pub use crate::ship::{AckObserver, RetryObserver, ShipOptions, ShipReport, Shipper};
 pub use crate::target::{DEFAULT_PREFIX, DEFAULT_STREAM, StreamSettings, Target};
 

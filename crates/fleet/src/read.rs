@@ -219,3 +219,54 @@ pub fn to_source(target: &Target, records: Vec<FleetRecord>) -> Source {
         records,
     })
 }
+
+/// The head of `log` as its stream holds it: the newest sealed record of
+/// that log in the stream that opens under `ring`, as a
+/// [`logbook_wal::ChainHead`] (its LSN and tag). The outside anchor for a
+/// log's head (`docs/security.md`, "What it does not protect"): a log
+/// directory rolled back, or cut together with its `LOCK`, no longer holds
+/// the record the stream names (`logbook verify --expect-head-from`).
+///
+/// `None` if the stream holds no sealed record of `log`.
+///
+/// # Errors
+///
+/// The errors of [`read`]; [`FleetError::Wal`] if the newest sealed record
+/// of `log` in the stream does not open under `ring` (a forged or damaged
+/// message, or a key missing from the ring): the anchor is refused, never
+/// replaced by an older record.
+///
+/// # Cancel safety
+///
+/// Cancel safe, as [`read`].
+pub async fn stream_head(
+    target: &Target,
+    log: Uuid,
+    ring: &logbook_wal::KeyRing,
+) -> Result<Option<logbook_wal::ChainHead>, FleetError> {
+    let records = in_log_order(read(target, Select::Log(log)).await?);
+    let Some(newest) = records.iter().rev().find(|r| r.key_id.is_some()) else {
+        return Ok(None);
+    };
+    newest
+        .unsealed(Some(ring))
+        .map_err(|source| FleetError::Wal {
+            dir: PathBuf::from(format!("{} (log {log})", target.url())),
+            op: "open the stream's newest sealed record",
+            source,
+        })?;
+    let tag = logbook_wal::tag_of(&newest.payload).ok_or_else(|| FleetError::Wal {
+        dir: PathBuf::from(format!("{} (log {log})", target.url())),
+        op: "read the stream's newest sealed record",
+        source: logbook_wal::WalError::Decrypt {
+            path: PathBuf::from(format!("log {log}")),
+            offset: 0,
+            lsn: newest.lsn,
+            key_id: newest.key_id.unwrap_or(0),
+        },
+    })?;
+    Ok(Some(logbook_wal::ChainHead {
+        lsn: newest.lsn,
+        tag,
+    }))
+}

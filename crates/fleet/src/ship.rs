@@ -577,7 +577,7 @@ fn read_log(
     };
     // As stored: an encrypted log ships encrypted, keys or not.
     let mut reader = match Reader::open(dir).map(Reader::without_keys) {
-        Ok(r) => r.from_lsn(point.committed),
+        Ok(r) => r.from_lsn(point.committed).noting_redacted(),
         Err(e) => {
             send(Err(FleetError::wal(dir, "opening a reader", e)));
             return;
@@ -593,6 +593,8 @@ fn read_log(
     // anything newer wakes the watch).
     let mut reported: Option<Lsn> = None;
     let mut read_to = point.committed.saturating_sub(1);
+    // LSNs compaction erased (placeholders): never shipped, never missing.
+    let mut erased = std::collections::HashSet::new();
     loop {
         let mut batch = Vec::new();
         let mut failure = None;
@@ -627,6 +629,7 @@ fn read_log(
                 }
             }
         }
+        erased.extend(reader.take_redacted());
         // Records first, then the import list: an import's entries are
         // durable before its records are appended.
         if !batch.is_empty() {
@@ -640,7 +643,7 @@ fn read_log(
             while expected < record.lsn {
                 // LSNs the local log no longer has (retention): fine only
                 // if the stream has them.
-                if !point.present.contains_key(&expected) {
+                if !point.present.contains_key(&expected) && !erased.remove(&expected) {
                     send(Err(FleetError::Lost {
                         url: target.url().to_owned(),
                         stream: target.stream().to_owned(),

@@ -43,6 +43,30 @@ pub enum ReplayError {
     /// The session has no record in the log.
     #[error("session {0} is not in the log")]
     UnknownSession(Uuid),
+    /// The session was deleted: a tombstone deletes every record of it
+    /// and nothing was appended to it since (`logbook_bus::Deletions`).
+    #[error("session {session} was deleted (tombstone at LSN {tombstone_lsn})")]
+    DeletedSession {
+        /// The session.
+        session: Uuid,
+        /// The LSN of its latest tombstone.
+        tombstone_lsn: Lsn,
+    },
+    /// A run to delete is not named by a `UserMessage` of the session
+    /// (`Selection::Runs`).
+    #[error(
+        "LSN {lsn} is not a user message of session {session}: a run is named by the user message that opened it"
+    )]
+    NotARun {
+        /// The session.
+        session: Uuid,
+        /// The LSN given.
+        lsn: Lsn,
+    },
+    /// An event kind that this build does not know, or that cannot be
+    /// pruned (`session_deleted`).
+    #[error("{0} is not an event kind that can be pruned")]
+    UnknownKind(String),
     /// No session's id starts with this prefix.
     #[error("no session in the log starts with {0}")]
     NoSessionWithPrefix(String),

@@ -260,7 +260,9 @@ pub fn export(
                 return;
             }
         };
-        if !filter.keeps(record.timestamp_us) {
+        // Deleted records are left out by the scan; tombstones too: their
+        // LSNs name records of this log, which an import renumbers.
+        if !filter.keeps(record.timestamp_us) || record.event.is_tombstone() {
             return;
         }
         let line = Line {
@@ -712,6 +714,13 @@ fn parse_line(text: &str) -> Result<(Uuid, u64, Lsn, SessionEvent), String> {
             event.kind()
         ));
     }
+    if event.is_tombstone() {
+        return Err(
+            "a session_deleted line cannot be imported: its LSNs name records of the exported \
+             log (an export leaves deleted records and tombstones out)"
+                .to_owned(),
+        );
+    }
     Ok((line.session, line.ts_us, line.lsn, event))
 }
 
@@ -754,7 +763,8 @@ mod tests {
         /// LSNs are remapped: `references_name_the_same_records_after_an_import`.)
         #[test]
         fn export_import_export_round_trips(
-            events in prop::collection::vec((event().prop_map(without_lsns_inside), 0u8..4), 1..80),
+            // Tombstones delete records and are not exported: `tests/delete.rs`.
+            events in prop::collection::vec((event().prop_filter("a tombstone", |e| !e.is_tombstone()).prop_map(without_lsns_inside), 0u8..4), 1..80),
         ) {
             let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
             let wal = small_log(a.path());

@@ -38,6 +38,12 @@ pub struct Follow {
     /// The writer closed (or failed): read what is left, then end.
     closing: bool,
     done: bool,
+    /// The tombstones seen: those durable when the follow began, then each
+    /// one read since (it hides what it deletes among the records not yet
+    /// returned).
+    deletions: crate::deleted::LogDeletions,
+    log: Option<Uuid>,
+    deleted: u64,
 }
 
 /// Follow the log of `wal` from LSN `from`: every durable record of
@@ -46,6 +52,13 @@ pub struct Follow {
 /// follower sleeps on the writer's durable watermark between records (no
 /// polling) and ends, after the last durable record, when the writer is
 /// closed. Reading runs on tokio's blocking pool.
+///
+/// Records a tombstone deletes are left out: the tombstones durable when
+/// the follow begins are gathered first (a pass over the records from
+/// `from`, reading only their kinds, in this call), and a tombstone read
+/// later hides what it deletes among the records not yet returned. A record
+/// returned before its tombstone was durable was not deleted then; the
+/// tombstone follows it, for the caller to act on.
 ///
 /// # Errors
 ///
@@ -83,7 +96,16 @@ pub fn follow(wal: &Wal, from: Lsn, session: Option<Uuid>) -> Result<Follow, Rep
     if let Some(id) = session {
         reader = reader.session(id);
     }
+    let source = crate::source::Source::Dir(dir.clone());
+    let deletions = crate::deleted::tombstones(
+        &source,
+        from,
+        &session.map_or(crate::scan::Sessions::All, crate::scan::Sessions::One),
+    )?;
     Ok(Follow {
+        deletions,
+        log: logbook_wal::log_id(&dir).ok(),
+        deleted: 0,
         dir,
         watch,
         reader: Some(reader),
@@ -113,6 +135,12 @@ impl Follow {
     pub async fn next(&mut self) -> Option<Result<EventRecord, ReplayError>> {
         loop {
             if let Some(record) = self.buffered.pop_front() {
+                if !record.event.is_tombstone()
+                    && self.deletions.covers(self.log, record.session, record.lsn)
+                {
+                    self.deleted += 1;
+                    continue;
+                }
                 return Some(Ok(record));
             }
             if self.done {
@@ -153,6 +181,9 @@ impl Follow {
                 }));
             }
             if !records.is_empty() {
+                for r in &records {
+                    self.deletions.note(self.log, r.session, r.lsn, &r.event);
+                }
                 self.buffered.extend(records);
                 continue;
             }
@@ -166,6 +197,12 @@ impl Follow {
                 self.closing = true;
             }
         }
+    }
+
+    /// Records left out so far because a tombstone deletes them.
+    #[must_use]
+    pub fn deleted(&self) -> u64 {
+        self.deleted
     }
 
     /// Records skipped so far: of an event kind this build does not know.

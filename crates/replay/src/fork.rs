@@ -101,6 +101,9 @@ pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError
             return;
         }
         match item {
+            // A tombstone's LSNs are the original's: the fork copies only
+            // what was not deleted, and no tombstone.
+            Item::Event(record) if record.event.is_tombstone() => {}
             Item::Event(record) => events.push(record.event),
             Item::Skipped { lsn, .. } => {
                 undecodable.get_or_insert(lsn);

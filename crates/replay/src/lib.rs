@@ -77,6 +77,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod delete;
+mod deleted;
 mod error;
 mod export;
 mod follow;
@@ -86,6 +88,7 @@ mod publish;
 mod rebuild;
 mod records;
 mod resume;
+mod retain;
 mod scan;
 mod source;
 mod state;
@@ -97,6 +100,11 @@ mod testgen;
 mod tokens;
 mod tools;
 
+pub use crate::delete::{
+    DeletePlan, MAX_RANGES_PER_TOMBSTONE, Selection, delete, delete_after, delete_runs,
+    delete_session, plan_delete, prune,
+};
+pub use crate::deleted::{LogDeletions, tombstones_in};
 pub use crate::error::ReplayError;
 pub use crate::export::{
     EXPORT_VERSION, ExportFilter, ImportOptions, Transfer, event_from_json, event_to_json, export,
@@ -116,6 +124,7 @@ pub use crate::rebuild::{
 };
 pub use crate::records::{list_sessions_in, summarize};
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};
+pub use crate::retain::{RetentionPreview, retention_preview};
 pub use crate::scan::{MAX_REPORTED, OnCorruption, SkippedRecords, last_lsn};
 pub use crate::source::{Shipped, ShippedRecord, Source, SourceItem, SourceReader};
 pub use crate::state::{Resumption, Role, SessionState, TranscriptEntry};

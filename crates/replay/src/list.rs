@@ -67,6 +67,17 @@ pub struct SessionSummary {
     /// a [`Source`](crate::Source) of several logs (a stream); empty for a
     /// log directory.
     pub logs: Vec<Uuid>,
+    /// Nothing of it is left but tombstones: it was deleted (and nothing
+    /// was appended to it since). Such sessions are listed in
+    /// [`LogSummary::deleted`], never in [`LogSummary::sessions`].
+    pub deleted: bool,
+    /// Its beginning may have been retained away: the log's records start
+    /// after LSN 1 (older segments were removed by retention) and the
+    /// session's first record is not a beginning (`SessionStarted`,
+    /// `SessionForked`). A truncated session is never passed off as
+    /// complete; a session that never wrote a beginning shows as truncated
+    /// once the log's front was retained (the safe side).
+    pub truncated: bool,
 }
 
 /// The longest [`SessionSummary::title`], in characters.
@@ -115,6 +126,11 @@ pub(crate) struct Tally {
     pub(crate) resumptions: u64,
     /// Its first `SessionForked`'s origin.
     pub(crate) forked_from: Option<(Uuid, Lsn)>,
+    /// Its tombstones (`SessionDeleted`): a listing folds a session that
+    /// has any again from its records, leaving out what they delete.
+    pub(crate) tombstones: u64,
+    /// Its first record is a beginning (`SessionStarted`, `SessionForked`).
+    pub(crate) began: bool,
 }
 
 impl Tally {
@@ -134,11 +150,19 @@ impl Tally {
             message_title: None,
             resumptions: 0,
             forked_from: None,
+            tombstones: 0,
+            began: false,
         }
     }
 
     /// The same rules as `SessionState::apply`, for the fields kept here.
     pub(crate) fn apply(&mut self, record: &EventRecord) {
+        if self.events == 0 && self.skipped_records == 0 {
+            self.began = matches!(
+                record.event,
+                SessionEvent::SessionStarted { .. } | SessionEvent::SessionForked { .. }
+            );
+        }
         self.span.extend(record.lsn, record.timestamp_us);
         self.events = self.events.saturating_add(1);
         let event = &record.event;
@@ -187,6 +211,9 @@ impl Tally {
             SessionEvent::SessionForked { from, at_lsn } if self.forked_from.is_none() => {
                 self.forked_from = Some((*from, *at_lsn));
             }
+            SessionEvent::SessionDeleted { .. } => {
+                self.tombstones = self.tombstones.saturating_add(1);
+            }
             _ => {}
         }
     }
@@ -208,6 +235,7 @@ impl Tally {
         self.tokens = self.tokens.saturating_add(later.tokens);
         self.legacy_tokens = self.legacy_tokens.saturating_add(later.legacy_tokens);
         self.resumptions = self.resumptions.saturating_add(later.resumptions);
+        self.tombstones = self.tombstones.saturating_add(later.tombstones);
         self.status = later.status.or(self.status.take());
         self.model = later.model.or(self.model.take());
         self.cwd = later.cwd.or(self.cwd.take());
@@ -242,7 +270,19 @@ impl Tally {
             resumptions: self.resumptions,
             forked_from: self.forked_from,
             logs: Vec::new(),
+            deleted: self.tombstones > 0
+                && self.events == self.tombstones
+                && self.skipped_records == 0,
+            truncated: false,
         }
+    }
+
+    /// [`Tally::finish`] in a log whose first record is `log_start`.
+    pub(crate) fn finish_in(self, writer_live: bool, log_start: Lsn) -> SessionSummary {
+        let began = self.began;
+        let mut s = self.finish(writer_live);
+        s.truncated = log_start > 1 && !began;
+        s
     }
 }
 
@@ -250,8 +290,13 @@ impl Tally {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LogSummary {
-    /// One summary per session, ordered by the LSN of its first record.
+    /// One summary per session, ordered by the LSN of its first record;
+    /// deleted sessions are not among them (see [`LogSummary::deleted`]).
+    /// Records a tombstone deletes are left out of every count.
     pub sessions: Vec<SessionSummary>,
+    /// The sessions nothing is left of but tombstones
+    /// ([`SessionSummary::deleted`]), ordered by first LSN.
+    pub deleted: Vec<SessionSummary>,
     /// Whether a live writer held the log when the listing began
     /// ([`logbook_wal::is_locked`]). Sessions without a terminal event are
     /// `Running` if so, `Interrupted` if not.
@@ -357,15 +402,19 @@ pub fn list_sessions_with(
     // "interrupted".
     let writer_live = logbook_wal::is_locked(dir)
         .map_err(|e| ReplayError::wal("checking the writer lock of", dir, e))?;
-    let fold = fold(dir, on_corruption, Lsn::MAX)?;
+    let mut fold = fold(dir, on_corruption, Lsn::MAX)?;
+    refold_deleted(dir, &mut fold.tallies, on_corruption, Lsn::MAX)?;
+    let log_start = crate::scan::log_start(dir)?;
     let (tallies, report) = (fold.tallies, fold.report);
-    let mut sessions: Vec<SessionSummary> = tallies
-        .into_values()
-        .map(|t| t.finish(writer_live))
-        .collect();
-    sessions.sort_by_key(|s| s.first_lsn);
+    let (sessions, deleted) = split_deleted(
+        tallies
+            .into_values()
+            .map(|t| t.finish_in(writer_live, log_start))
+            .collect(),
+    );
     Ok(LogSummary {
         sessions,
+        deleted,
         writer_live,
         writer_known: true,
         from_summaries: fold.from_summaries,
@@ -690,6 +739,62 @@ impl FrontRun {
     }
 }
 
+/// Split `sessions` into the live ones and the deleted ones, each ordered
+/// by first LSN.
+pub(crate) fn split_deleted(
+    sessions: Vec<SessionSummary>,
+) -> (Vec<SessionSummary>, Vec<SessionSummary>) {
+    let (mut deleted, mut live): (Vec<_>, Vec<_>) = sessions.into_iter().partition(|s| s.deleted);
+    live.sort_by_key(|s| s.first_lsn);
+    deleted.sort_by_key(|s| s.first_lsn);
+    (live, deleted)
+}
+
+/// Fold again, from its records, every session whose tally counts a
+/// tombstone, leaving out what the tombstones delete: summaries and the
+/// listing's one pass fold every record, and a tombstone comes after the
+/// records it deletes. One read per such session, through the session
+/// indexes.
+fn refold_deleted(
+    dir: &Path,
+    tallies: &mut FxHashMap<Uuid, Tally>,
+    on_corruption: OnCorruption,
+    end: Lsn,
+) -> Result<(), ReplayError> {
+    let with_tombstones: Vec<Uuid> = tallies
+        .values()
+        .filter(|t| t.tombstones > 0)
+        .map(|t| t.session)
+        .collect();
+    let source = crate::source::Source::Dir(dir.to_path_buf());
+    for id in with_tombstones {
+        let mut tally: Option<Tally> = None;
+        crate::scan::scan_in(
+            &source,
+            0,
+            Sessions::One(id),
+            on_corruption,
+            |item, record, _, _| {
+                if record.lsn >= end {
+                    return;
+                }
+                let t =
+                    tally.get_or_insert_with(|| Tally::new(id, record.lsn, record.timestamp_us));
+                match item {
+                    Item::Event(event) => t.apply(&event),
+                    Item::Skipped {
+                        lsn, timestamp_us, ..
+                    } => t.skip(lsn, timestamp_us),
+                }
+            },
+        )?;
+        if let Some(t) = tally {
+            tallies.insert(id, t);
+        }
+    }
+    Ok(())
+}
+
 /// Fold `later` into the tally of its session.
 fn merge_into(tallies: &mut FxHashMap<Uuid, Tally>, later: Tally) {
     match tallies.get_mut(&later.session) {
@@ -883,12 +988,13 @@ pub fn interrupted_at_open(wal: &Wal) -> Result<Vec<SessionSummary>, ReplayError
     if wal.recovery().created {
         return Ok(Vec::new());
     }
-    let Fold { tallies, .. } = fold(wal.dir(), OnCorruption::Fail, end)?;
+    let Fold { mut tallies, .. } = fold(wal.dir(), OnCorruption::Fail, end)?;
+    refold_deleted(wal.dir(), &mut tallies, OnCorruption::Fail, end)?;
     // Everything below `end` was written by writers that are gone.
     let mut sessions: Vec<SessionSummary> = tallies
         .into_values()
         .map(|t| t.finish(false))
-        .filter(|s| s.status == SessionStatus::Interrupted)
+        .filter(|s| s.status == SessionStatus::Interrupted && !s.deleted)
         .collect();
     sessions.sort_by_key(|s| s.first_lsn);
     Ok(sessions)

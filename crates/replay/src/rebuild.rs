@@ -241,6 +241,16 @@ pub fn session_state_in(
     if report.records == 0 {
         return Err(ReplayError::UnknownSession(session));
     }
+    state.note_deleted(report.deleted.count);
+    if let Source::Dir(dir) = source {
+        state.note_log_start(crate::scan::log_start(dir)?);
+    }
+    if let (true, Some(tombstone_lsn)) = (state.is_deleted(), state.last_tombstone()) {
+        return Err(ReplayError::DeletedSession {
+            session,
+            tombstone_lsn,
+        });
+    }
     if let (Some(until), None, Some(first_lsn)) = (until, state.first_lsn(), first_lsn) {
         return Err(ReplayError::BeforeSession {
             session,
@@ -335,8 +345,15 @@ pub fn session_state_by_prefix_in(
         },
     )?;
     match (matched.len(), state) {
-        (1, Some(state)) => Ok((
-            state,
+        (1, Some(state)) if state.is_deleted() => Err(ReplayError::DeletedSession {
+            session: state.session_id(),
+            tombstone_lsn: state.last_tombstone().unwrap_or_default(),
+        }),
+        (1, Some(mut state)) => Ok((
+            {
+                state.note_deleted(report.deleted.count);
+                state
+            },
             Damage {
                 corruption: report.corruption,
                 corruption_count: report.corruption_count,

@@ -52,8 +52,26 @@ pub fn summarize<'a>(
     let mut unknown = SkippedRecords::default();
     let mut undecodable = SkippedRecords::default();
     let mut count = 0u64;
+    // A tombstone comes after what it deletes: gather them first.
+    let records: Vec<RecordRef<'a>> = records.into_iter().collect();
+    let mut deletions = logbook_bus::Deletions::new();
+    for record in &records {
+        if let Ok(Some(("session_deleted", _))) = logbook_wal::EventRecord::peek_kind(record) {
+            if let Ok(e) = decode(record) {
+                deletions.note(record.session, record.lsn, &e.event);
+            }
+        }
+    }
     for record in records {
         count = count.saturating_add(1);
+        if deletions.covers(record.session, record.lsn)
+            && !matches!(
+                logbook_wal::EventRecord::peek_kind(&record),
+                Ok(Some(("session_deleted", _)))
+            )
+        {
+            continue;
+        }
         let i = *index.entry(record.session).or_insert_with(|| {
             tallies.push(Tally::new(record.session, record.lsn, record.timestamp_us));
             tallies.len() - 1
@@ -72,8 +90,11 @@ pub fn summarize<'a>(
             }
         }
     }
+    let (sessions, deleted) =
+        crate::list::split_deleted(tallies.into_iter().map(|t| t.finish(writer_live)).collect());
     LogSummary {
-        sessions: tallies.into_iter().map(|t| t.finish(writer_live)).collect(),
+        sessions,
+        deleted,
         writer_live,
         writer_known: true,
         from_summaries: FromSummaries::default(),
@@ -154,8 +175,8 @@ pub fn list_sessions_in(
         },
     )?;
     let shipped = matches!(source, Source::Shipped(_));
-    Ok(LogSummary {
-        sessions: tallies
+    let (sessions, deleted) = crate::list::split_deleted(
+        tallies
             .into_iter()
             .zip(logs)
             .map(|(t, logs)| {
@@ -166,6 +187,10 @@ pub fn list_sessions_in(
                 s
             })
             .collect(),
+    );
+    Ok(LogSummary {
+        sessions,
+        deleted,
         writer_live: liveness.unwrap_or(false),
         writer_known: liveness.is_some(),
         from_summaries: FromSummaries::default(),

@@ -166,6 +166,12 @@ pub fn resume_many(wal: &Wal, sessions: &[Uuid]) -> Result<Vec<Resumed>, ReplayE
         let state = states
             .remove(&session)
             .ok_or(ReplayError::UnknownSession(session))?;
+        if let (true, Some(tombstone_lsn)) = (state.is_deleted(), state.last_tombstone()) {
+            return Err(ReplayError::DeletedSession {
+                session,
+                tombstone_lsn,
+            });
+        }
         if *state.status() == SessionStatus::Completed {
             return Err(ReplayError::AlreadyCompleted {
                 session,

@@ -86,6 +86,9 @@ pub(crate) struct ScanReport {
     pub(crate) corruption_count: u64,
     /// Damage at the end of the tail segment, where the reader stopped.
     pub(crate) tail_damage: Option<TailDamage>,
+    /// Records left out because a tombstone deletes them (reads through
+    /// [`scan_in`] only; counted in `records` too).
+    pub(crate) deleted: SkippedRecords,
 }
 
 /// Which sessions a scan hands on.
@@ -96,6 +99,16 @@ pub(crate) enum Sessions<'a> {
     One(Uuid),
     /// The sessions this says yes to.
     Matching(&'a dyn Fn(&Uuid) -> bool),
+}
+
+impl Sessions<'_> {
+    pub(crate) fn wants(&self, id: &Uuid) -> bool {
+        match self {
+            Sessions::All => true,
+            Sessions::One(one) => one == id,
+            Sessions::Matching(matches) => matches(id),
+        }
+    }
 }
 
 /// Read the log in `dir` from its first record and hand every record of
@@ -132,19 +145,44 @@ pub(crate) fn scan_from(
 
 /// [`scan_from`] over any [`Source`]: a log directory, one segment file, or
 /// records read elsewhere.
+///
+/// Records that a tombstone deletes are left out (counted in
+/// [`ScanReport::deleted`]): the source's tombstones are gathered first
+/// (`deleted.rs`), in a pass that reads only each record's kind.
+/// Tombstones themselves are handed on.
 pub(crate) fn scan_in(
     source: &Source,
     from: Lsn,
     sessions: Sessions<'_>,
     on_corruption: OnCorruption,
-    f: impl FnMut(Item, &RecordRef<'_>, u64, Option<Uuid>),
+    mut f: impl FnMut(Item, &RecordRef<'_>, u64, Option<Uuid>),
 ) -> Result<ScanReport, ReplayError> {
+    let deletions = crate::deleted::tombstones(source, from, &sessions)?;
     let mut reader = source.reader()?.from_lsn(from);
     if let Sessions::One(id) = sessions {
         // Through the segments' session indexes: O(the session).
         reader = reader.session(id);
     }
-    scan_reader(&source.path(), &mut reader, sessions, on_corruption, f)
+    if deletions.is_empty() {
+        return scan_reader(&source.path(), &mut reader, sessions, on_corruption, f);
+    }
+    let mut deleted = SkippedRecords::default();
+    let mut report = scan_reader(
+        &source.path(),
+        &mut reader,
+        sessions,
+        on_corruption,
+        |item, record, skipped, log| {
+            let tombstone = matches!(&item, Item::Event(e) if e.event.is_tombstone());
+            if !tombstone && deletions.covers(log, record.session, record.lsn) {
+                deleted.push(record.lsn);
+                return;
+            }
+            f(item, record, skipped, log);
+        },
+    )?;
+    report.deleted = deleted;
+    Ok(report)
 }
 
 /// [`scan_in`] with a reader already placed; `place` names the source in
@@ -157,11 +195,7 @@ pub(crate) fn scan_reader(
     on_corruption: OnCorruption,
     mut f: impl FnMut(Item, &RecordRef<'_>, u64, Option<Uuid>),
 ) -> Result<ScanReport, ReplayError> {
-    let wanted = |id: &Uuid| match &sessions {
-        Sessions::All => true,
-        Sessions::One(one) => one == id,
-        Sessions::Matching(matches) => matches(id),
-    };
+    let wanted = |id: &Uuid| sessions.wants(id);
     let mut report = ScanReport::default();
     // The source's walk: records and located problems, always progressing.
     let walked = reader.walk(|item| {
@@ -265,6 +299,22 @@ pub fn last_lsn(dir: impl AsRef<Path>) -> Result<Lsn, ReplayError> {
         }
     }
     Ok(0)
+}
+
+/// The LSN the log in `dir` starts at: its first segment's base LSN (1
+/// for a log nothing was retained from; 0 if it has no segment). Read from
+/// the segment file names (`docs/format.md`).
+pub(crate) fn log_start(dir: &Path) -> Result<Lsn, ReplayError> {
+    let segments = logbook_wal::Reader::open(dir)
+        .map_err(|e| ReplayError::wal("opening", dir, e))?
+        .segments();
+    Ok(segments
+        .first()
+        .and_then(|path| {
+            let name = path.file_name()?.to_str()?;
+            name.strip_suffix(".wal")?.parse::<Lsn>().ok()
+        })
+        .unwrap_or(0))
 }
 
 fn skipped(record: &RecordRef<'_>) -> Item {

@@ -161,6 +161,11 @@ pub struct SessionState {
     forked_from: Option<(Uuid, Lsn)>,
     status: SessionStatus,
     ended_at: Option<Lsn>,
+    deleted: u64,
+    last_tombstone: Option<Lsn>,
+    /// Its first record is a beginning (`SessionStarted`, `SessionForked`).
+    began: bool,
+    truncated: bool,
 }
 
 impl SessionState {
@@ -186,6 +191,10 @@ impl SessionState {
             forked_from: None,
             status: SessionStatus::Running,
             ended_at: None,
+            deleted: 0,
+            last_tombstone: None,
+            began: false,
+            truncated: false,
         }
     }
 
@@ -194,6 +203,12 @@ impl SessionState {
     pub fn apply(&mut self, record: &EventRecord) {
         if record.session != self.session {
             return;
+        }
+        if self.span.is_none() {
+            self.began = matches!(
+                record.event,
+                SessionEvent::SessionStarted { .. } | SessionEvent::SessionForked { .. }
+            );
         }
         Span::note(&mut self.span, record.lsn, record.timestamp_us);
         self.events = self.events.saturating_add(1);
@@ -302,6 +317,7 @@ impl SessionState {
             SessionEvent::SessionForked { from, at_lsn } if self.forked_from.is_none() => {
                 self.forked_from = Some((*from, *at_lsn));
             }
+            SessionEvent::SessionDeleted { .. } => self.last_tombstone = Some(lsn),
             // Durable events this version keeps no state for: counted above.
             _ => {}
         }
@@ -313,6 +329,54 @@ impl SessionState {
     pub(crate) fn note_skipped(&mut self, lsn: Lsn, timestamp_us: u64) {
         Span::note(&mut self.span, lsn, timestamp_us);
         self.skipped = self.skipped.saturating_add(1);
+    }
+
+    /// Count records of this session that a tombstone deleted and the
+    /// read left out.
+    pub(crate) fn note_deleted(&mut self, count: u64) {
+        self.deleted = self.deleted.saturating_add(count);
+    }
+
+    /// How many records of the session were left out because a tombstone
+    /// (`SessionDeleted`) deletes them. The tombstones themselves are
+    /// folded like any durable event (counted, in the span) and hold no
+    /// content.
+    #[must_use]
+    pub fn deleted_records(&self) -> u64 {
+        self.deleted
+    }
+
+    /// Mark the session truncated if the log it was read from starts at
+    /// `log_start` > 1 (older segments were retained away) and its first
+    /// record is not a beginning.
+    pub(crate) fn note_log_start(&mut self, log_start: Lsn) {
+        self.truncated = log_start > 1 && !self.began;
+    }
+
+    /// Whether the session's beginning may have been retained away: the
+    /// log's records start after LSN 1 (retention removed older segments)
+    /// and its first record is not a beginning (`SessionStarted`,
+    /// `SessionForked`). A truncated session is not complete; one that
+    /// never wrote a beginning shows as truncated once the log's front was
+    /// retained (the safe side).
+    #[must_use]
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The LSN of the session's latest tombstone, if it has one.
+    #[must_use]
+    pub fn last_tombstone(&self) -> Option<Lsn> {
+        self.last_tombstone
+    }
+
+    /// Whether nothing of the session is left but tombstones: it was
+    /// deleted, and nothing was appended to it since.
+    #[must_use]
+    pub fn is_deleted(&self) -> bool {
+        self.last_tombstone.is_some()
+            && self.skipped == 0
+            && self.events == self.events_of_kind("session_deleted")
     }
 
     fn say(&mut self, lsn: Lsn, role: Role, text: &str) {

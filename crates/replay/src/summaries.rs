@@ -47,7 +47,7 @@ pub(crate) fn tail_step(len: u64) -> u64 {
 }
 
 /// The layout version this build writes and reads.
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
 
 /// A segment's summaries (the whole of a sealed one, or the front of the
 /// tail up to a record), and what they are of.
@@ -239,6 +239,7 @@ fn put_tallies(out: &mut Vec<u8>, tallies: &[Tally]) {
             t.tokens,
             t.legacy_tokens,
             t.resumptions,
+            t.tombstones,
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -253,6 +254,7 @@ fn put_tallies(out: &mut Vec<u8>, tallies: &[Tally]) {
                 out.extend_from_slice(&at_lsn.to_le_bytes());
             }
         }
+        out.push(u8::from(t.began));
     }
 }
 
@@ -331,6 +333,7 @@ impl Cursor<'_> {
             };
             let (events, durable_events, skipped_records) = (self.u64()?, self.u64()?, self.u64()?);
             let (tokens, legacy_tokens, resumptions) = (self.u64()?, self.u64()?, self.u64()?);
+            let tombstones = self.u64()?;
             tallies.push(Tally {
                 session,
                 status,
@@ -345,12 +348,18 @@ impl Cursor<'_> {
                 started_title: self.str()?,
                 message_title: self.str()?,
                 resumptions,
+                tombstones,
                 forked_from: match *self.take(1)?.first()? {
                     0 => None,
                     1 => Some((
                         Uuid::from_bytes(self.take(16)?.try_into().ok()?),
                         self.u64()?,
                     )),
+                    _ => return None,
+                },
+                began: match *self.take(1)?.first()? {
+                    0 => false,
+                    1 => true,
                     _ => return None,
                 },
             });
@@ -543,6 +552,8 @@ mod tests {
                 message_title: Some("hi".into()),
                 resumptions: 1,
                 forked_from: Some((Uuid::from_u128(0x0304), 9)),
+                tombstones: 2,
+                began: true,
             }],
         }
     }
@@ -558,7 +569,7 @@ mod tests {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let expected = [
             "894c4253554d0d0a",                 // magic
-            "0200",                             // version 2
+            "0300",                             // version 3
             "0100000000000000",                 // base LSN
             "0200000000000000",                 // created_us
             "0010000000000000",                 // file length
@@ -585,6 +596,7 @@ mod tests {
             "0500000000000000",                 // tokens
             "0000000000000000",                 // legacy tokens
             "0100000000000000",                 // resumptions
+            "0200000000000000",                 // tombstones
             "010000006d",                       // model "m"
             "ffffffff",                         // cwd: none
             "ffffffff",                         // started title: none
@@ -592,6 +604,7 @@ mod tests {
             "01",                               // a fork
             "00000000000000000000000000000304", // of this session
             "0900000000000000",                 // at this LSN
+            "01",                               // began with a beginning
         ]
         .concat();
         let crc = crc32fast::hash(&bytes[..bytes.len() - 4]);
@@ -635,7 +648,7 @@ mod tests {
         let bytes = encode_run(&run);
         let head: String = [
             "894c4252554e0d0a", // magic
-            "0200",             // version 2
+            "0300",             // version 3
             "01000000",         // segments
             "0100000000000000", // base LSN
             "0200000000000000", // created_us

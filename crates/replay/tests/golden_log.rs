@@ -305,3 +305,91 @@ fn docs_json_shows_every_kind_as_written() {
         missing.join("\n")
     );
 }
+
+/// The golden log of the codec of 2026-12-03, which appended
+/// `session_deleted` (tag 27): a tombstone that deletes one record of
+/// session A and one that deletes the whole of session B.
+fn golden_2026_12_03() -> Vec<(Uuid, SessionEvent)> {
+    let (a, b) = (Uuid::from_u128(0xa), Uuid::from_u128(0xb));
+    vec![
+        (a, SessionEvent::UserMessage("keep".into())),
+        (a, SessionEvent::UserMessage("gone".into())),
+        (b, SessionEvent::UserMessage("all of b".into())),
+        (
+            a,
+            SessionEvent::SessionDeleted {
+                after_lsn: None,
+                ranges: vec![(2, 2)],
+                reason: "pop".into(),
+            },
+        ),
+        (
+            b,
+            SessionEvent::SessionDeleted {
+                after_lsn: Some(0),
+                ranges: vec![],
+                reason: "session".into(),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn the_golden_log_of_2026_12_03_reads_back_and_honours_its_tombstones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/2026-12-03");
+    for entry in std::fs::read_dir(golden).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let mut reader = Reader::open(tmp.path()).unwrap();
+    let mut got = Vec::new();
+    while let Some(record) = reader.next_ref() {
+        let r = EventRecord::decode(&record.unwrap()).unwrap();
+        got.push((r.session, r.event));
+    }
+    assert_eq!(got, golden_2026_12_03());
+    let a = session_state(tmp.path(), Uuid::from_u128(0xa)).unwrap();
+    let texts: Vec<&str> = a.transcript().iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(texts, ["keep"]);
+    assert!(matches!(
+        session_state(tmp.path(), Uuid::from_u128(0xb)),
+        Err(logbook_replay::ReplayError::DeletedSession {
+            tombstone_lsn: 5,
+            ..
+        })
+    ));
+    let listed = list_sessions_with(tmp.path(), OnCorruption::Fail).unwrap();
+    assert_eq!(listed.sessions.len(), 1);
+    assert_eq!(listed.deleted.len(), 1);
+}
+
+/// Writes the golden log of 2026-12-03 (run by hand:
+/// `LOGBOOK_WRITE_GOLDEN=tests/golden/2026-12-03 cargo test -p
+/// logbook-replay --test golden_log -- --ignored write_golden_2026_12_03`).
+#[test]
+#[ignore = "writes a new golden log; run by hand"]
+fn write_golden_2026_12_03() {
+    let Ok(dir) = std::env::var("LOGBOOK_WRITE_GOLDEN") else {
+        panic!("set LOGBOOK_WRITE_GOLDEN to the directory to write");
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    assert!(!dir.exists(), "never rewrite a golden log");
+    let options = WalOptions {
+        segment_size: logbook_wal::MIN_SEGMENT_SIZE,
+        preallocate: false,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(&dir, options).unwrap();
+    for (session, event) in golden_2026_12_03() {
+        wal.append(session, &event).unwrap();
+    }
+    wal.close().unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.ends_with(".wal") || name == "LOCK" || name == "LOG_ID") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}

@@ -277,6 +277,32 @@ impl Steps {
     }
 }
 
+/// A workload of appends, deletions and compactions among crashes, power
+/// cuts, reads and retention.
+pub(crate) fn delete_workload(policy: Policy, mut x: u64) -> Vec<u8> {
+    let mut w = Ops::new(policy);
+    for i in 0..160u8 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = usize::try_from(x >> 40).unwrap_or(0) % 500;
+        match x % 100 {
+            0..55 => w.append(i, len),
+            55..62 => w.op(SYNC),
+            62..72 => w.delete(u16::from(i) * 7),
+            72..80 => w.op(COMPACT),
+            80..84 => w.op(CRASH),
+            84..88 => w.op(POWER_CUT),
+            88..92 => w.op(READ),
+            92..94 => w.truncate(i),
+            94..96 => w.op(REOPEN),
+            _ => w.cut_after(i),
+        };
+    }
+    w.op(SYNC).delete(1).op(COMPACT).op(READ);
+    w.finish()
+}
+
 fn replay_reduce() -> Vec<(&'static str, Vec<u8>)> {
     let (done, fail, resume) = (5, 6, 7);
     let (any, foreign) = (0, 8);
@@ -346,6 +372,7 @@ const POWER_CUT: u32 = 3;
 const REOPEN: u32 = 4;
 const FREE_DISK: u32 = 8;
 const READ: u32 = 9;
+const COMPACT: u32 = 12;
 
 impl Ops {
     fn new(policy: Policy) -> Ops {
@@ -393,6 +420,10 @@ impl Ops {
     }
     fn fill_disk(&mut self, room: u16) -> &mut Self {
         self.0.more().variant(7, OP_VARIANTS).u16(room);
+        self
+    }
+    fn delete(&mut self, pick: u16) -> &mut Self {
+        self.0.more().variant(11, OP_VARIANTS).u16(pick);
         self
     }
     fn fail_sync(&mut self, after: u8, enospc: bool) -> &mut Self {
@@ -605,6 +636,32 @@ fn wal_ops() -> Vec<(&'static str, Vec<u8>)> {
         ("batch_sync_right_after_free_disk", free_then_sync.finish()),
         ("batch_reads_while_flushing", reads_while_flushing.finish()),
         ("retention_crash_power_cut", retention.finish()),
+        ("delete_compact_power_cut", {
+            let mut d = Ops::new(Policy::Always);
+            for i in 0..40 {
+                d.append(i, 200);
+            }
+            d.delete(3).delete(9).op(COMPACT).op(READ).delete(20);
+            d.cut_after(6)
+                .op(COMPACT)
+                .op(READ)
+                .op(POWER_CUT)
+                .op(COMPACT)
+                .op(READ);
+            d.finish()
+        }),
+        (
+            "long_delete_compact_always",
+            delete_workload(Policy::Always, 0x2545_f491_4f6c_dd1d),
+        ),
+        (
+            "long_delete_compact_batch",
+            delete_workload(Policy::Batch, 0x9e37_79b9_7f4a_7c15),
+        ),
+        (
+            "long_delete_compact_never",
+            delete_workload(Policy::Never, 0x1234_5678_9abc_def1),
+        ),
         ("disk_full_always", full.finish()),
         ("disk_full_never", full_never.finish()),
         ("disk_full_never_kept", never_kept.finish()),

@@ -1,4 +1,5 @@
-//! `wal_ops`: appends, syncs, reads, retention, a full disk, failed fsyncs,
+//! `wal_ops`: appends, syncs, reads, retention, deletions (tombstones) and
+//! compactions, a full disk, failed fsyncs,
 //! crashes, power cuts and reopens against an in-memory model of what was
 //! acknowledged, under each `SyncPolicy`.
 
@@ -86,10 +87,15 @@ pub(crate) enum Op {
     /// Make the `after % 4 + 1`-th next fsync fail (with `ENOSPC` when
     /// `enospc`, else `EIO`): the writer is poisoned.
     FailSync { after: u8, enospc: bool },
+    /// Append a tombstone (`session_deleted`) of the session of the
+    /// acknowledged record `pick % acknowledged`, listing its LSN.
+    Delete { pick: u16 },
+    /// `Wal::compact`: the records listed by tombstones are erased.
+    Compact,
 }
 
 /// Variants of [`Op`], for writing seeds.
-pub(crate) const OP_VARIANTS: u32 = 11;
+pub(crate) const OP_VARIANTS: u32 = 13;
 
 /// The payload length an `Append { len }` asks for: half of them below 64
 /// bytes, a quarter below 600, a quarter up to 4099 (above the largest
@@ -144,6 +150,30 @@ struct Model {
     /// The highest LSN a reader returned: it, and everything before it
     /// down to the truncation floor, must stay in the log, unchanged.
     read: u64,
+    /// Tombstones appended: (the tombstone's LSN, the LSN it lists).
+    /// One counts while its own record is in `records`.
+    tombstones: Vec<(u64, u64)>,
+    /// LSNs a compaction may have erased: a reader may pass them over.
+    maybe_erased: std::collections::BTreeSet<u64>,
+    /// LSNs a compaction that returned `Ok` erased: no reader may ever
+    /// return them again.
+    erased: std::collections::BTreeSet<u64>,
+}
+
+impl Model {
+    /// Whether a reader may pass LSN `lsn` over (compaction erased it).
+    fn skippable(&self, lsn: u64) -> bool {
+        self.maybe_erased.contains(&lsn)
+    }
+
+    /// The LSNs listed by tombstones still in the log.
+    fn listed(&self) -> Vec<u64> {
+        self.tombstones
+            .iter()
+            .filter(|(t, _)| lsn_index(*t) < self.records.len())
+            .map(|(_, l)| *l)
+            .collect()
+    }
 }
 
 struct Driver {
@@ -192,6 +222,8 @@ struct Driver {
     open_retries: usize,
     /// Calls that failed with `Poisoned` after an injected fsync failure.
     poisoned_calls: usize,
+    /// Records compactions erased (placeholders written).
+    pub(crate) erased: u64,
 }
 
 impl Driver {
@@ -238,6 +270,7 @@ impl Driver {
             kept_through_full_disk: 0,
             open_retries: 0,
             poisoned_calls: 0,
+            erased: 0,
         }
     }
 
@@ -387,6 +420,8 @@ impl Driver {
                 self.cut_pending = true;
             }
             Op::Read => self.read(),
+            Op::Delete { pick } => self.delete(pick),
+            Op::Compact => self.compact(),
             Op::FailSync { after, enospc } => {
                 let after = u64::from(after % 4);
                 let errno = if enospc { ENOSPC } else { EIO };
@@ -423,8 +458,74 @@ impl Driver {
     fn append(&mut self, s: u8, len: usize) {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
-        let session = session(s, seq);
-        let payload = payload(seq, len);
+        self.append_payload(session(s, seq), payload(seq, len));
+    }
+
+    /// Append a tombstone of the session of an acknowledged record (not a
+    /// tombstone, not listed yet), listing its LSN.
+    fn delete(&mut self, pick: u16) {
+        let listed = self.model.listed();
+        let candidates: Vec<u64> = (1..=self.model.acked as u64)
+            .filter(|l| *l >= self.model.floor)
+            .filter(|l| !listed.contains(l) && !self.model.tombstones.iter().any(|(t, _)| t == l))
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let target = candidates[usize::from(pick) % candidates.len()];
+        let Some((session, _)) = self.model.records.get(lsn_index(target)).cloned() else {
+            return;
+        };
+        let tombstone = logbook_bus::SessionEvent::SessionDeleted {
+            after_lsn: None,
+            ranges: vec![(target, target)],
+            reason: String::new(),
+        };
+        let Ok(payload) = logbook_bus::codec::encode(&tombstone) else {
+            return;
+        };
+        let before = self.model.records.len();
+        self.append_payload(session, payload);
+        if self.model.records.len() > before {
+            self.model.tombstones.push((before as u64 + 1, target));
+        }
+    }
+
+    /// `Wal::compact`: it syncs first, so on `Ok` every record is
+    /// acknowledged and every listed record is erased.
+    fn compact(&mut self) {
+        let listed = self.model.listed();
+        self.model.maybe_erased.extend(listed.iter().copied());
+        match self.wal().compact() {
+            Ok(done) => {
+                assert!(!self.poisoned, "compact returned Ok on a poisoned log");
+                self.acknowledge(self.len());
+                self.erased += done.erased;
+                if done.in_active_segment == 0 {
+                    self.model.erased.extend(listed);
+                }
+            }
+            Err(e) => {
+                let cut = self.cut_now();
+                let fault = self.fault_now() || self.faulted;
+                assert!(
+                    cut || fault || self.poisoned || self.disk_limited || self.was_limited,
+                    "compact failed without a fault: {e}"
+                );
+                let fsync = matches!(&e, WalError::Io { op, .. } if op.starts_with("fsync"));
+                if fsync || matches!(e, WalError::Poisoned { .. }) {
+                    self.poisoned = true;
+                }
+                if cut {
+                    self.recover();
+                }
+            }
+        }
+    }
+
+    fn append_payload(&mut self, session: Uuid, payload: Vec<u8>) {
+        let seq = seq_of(&session);
+        let len = payload.len();
         let max = self.opts.max_payload_len();
         let n = self.len();
         match self.wal().append_raw(session, &payload) {
@@ -655,13 +756,21 @@ impl Driver {
                 );
                 self.reader_ahead += 1;
             }
+            assert!(
+                !self.model.erased.contains(&lsn),
+                "a reader returned LSN {lsn}, which a compaction erased"
+            );
             match next {
                 None => assert!(
-                    (1..=self.model.floor).contains(&lsn),
+                    (1..=self.model.floor).contains(&lsn)
+                        || (self.model.floor..lsn).all(|l| self.model.skippable(l)),
                     "a reader started at LSN {lsn}, past the truncation floor {}",
                     self.model.floor
                 ),
-                Some(next) => assert_eq!(lsn, next, "a reader skipped LSNs"),
+                Some(next) => assert!(
+                    (next..lsn).all(|l| self.model.skippable(l)),
+                    "a reader skipped LSNs {next}..{lsn}"
+                ),
             }
             next = Some(lsn + 1);
             let Some((s, p)) = self.model.records.get(lsn_index(lsn)) else {
@@ -734,6 +843,8 @@ impl Driver {
         );
         // What recovery kept is durable now: the new baseline.
         self.model.records.truncate(n);
+        // Tombstones recovery cut are gone (their LSNs go to new records).
+        self.model.tombstones.retain(|(t, _)| lsn_index(*t) < n);
         self.model.acked = n;
         self.wal = Some(wal);
     }
@@ -752,13 +863,23 @@ impl Driver {
             let r = r.unwrap_or_else(|e| panic!("reading a recovered log: {e}"));
             let n = n.get_or_insert_with(|| {
                 assert!(
-                    (1..=self.model.floor).contains(&r.lsn),
+                    (1..=self.model.floor).contains(&r.lsn)
+                        || (self.model.floor..r.lsn).all(|l| self.model.skippable(l)),
                     "the log starts at LSN {}, past the truncation floor {}",
                     r.lsn,
                     self.model.floor
                 );
                 lsn_index(r.lsn)
             });
+            assert!(
+                !self.model.erased.contains(&r.lsn),
+                "LSN {} is in the log, but a compaction erased it",
+                r.lsn
+            );
+            // Gapless but for what compaction erased.
+            while (*n as u64 + 1) < r.lsn && self.model.skippable(*n as u64 + 1) {
+                *n += 1;
+            }
             assert_eq!(r.lsn, *n as u64 + 1, "LSNs are gapless");
             let Some((session, payload)) = self.model.records.get(*n) else {
                 panic!(
@@ -925,6 +1046,39 @@ mod tests {
                 "{name}: no record queued across the full disk was synced"
             );
             assert_ne!(d.policy, Policy::Always, "{name}");
+        }
+    }
+
+    /// Seeded random workloads of appends, deletions, compactions,
+    /// crashes, power cuts, reads and retention under each policy:
+    /// `LOGBOOK_WAL_OPS_RANDOM=N` runs more.
+    #[test]
+    fn random_deletion_workloads_hold_the_model() {
+        let n: u64 = std::env::var("LOGBOOK_WAL_OPS_RANDOM")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30);
+        let mut erased = 0;
+        for i in 0..n {
+            let policy = [Policy::Always, Policy::Batch, Policy::Never][(i % 3) as usize];
+            let x = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i + 1) | 1;
+            let data = crate::seeds::delete_workload(policy, x);
+            let d = std::panic::catch_unwind(|| run(&data))
+                .unwrap_or_else(|_| panic!("workload {i} ({policy:?}, seed {x:#x}) failed"));
+            erased += d.erased;
+        }
+        assert!(erased > 0);
+    }
+
+    #[test]
+    fn seeds_reach_deletion_and_compaction() {
+        for name in [
+            "delete_compact_power_cut",
+            "long_delete_compact_always",
+            "long_delete_compact_batch",
+            "long_delete_compact_never",
+        ] {
+            assert!(run(&seed(name)).erased > 0, "{name}");
         }
     }
 

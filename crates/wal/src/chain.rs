@@ -5,14 +5,15 @@
 //! cryptography is in `crypto.rs`; this module ties them to the log.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::crypto::{self, Chain, Domain, Key, KeyRing, RecordContext, Sealer};
+use crate::crypto::{self, Chain, Domain, Key, KeyRing, RecordContext, SEAL_OVERHEAD, Sealer};
 use crate::error::WalError;
 use crate::format::{
     FrameFields, HEAD_LEN, Head, LOCK_FILE, Lsn, RECORD_HEADER_LEN, SEAL_BLOCK_LEN,
-    SEGMENT_HEADER_LEN, SealBlock, SegmentHeader, WATERMARK_LEN, encode_frame, frame_len,
+    SEGMENT_HEADER_LEN, SealBlock, SegmentHeader, WATERMARK_LEN, encode_frame_with, frame_len,
     header_authenticated,
 };
 use crate::fs::{Fs, FsFile, OpenMode};
@@ -34,7 +35,6 @@ pub(crate) struct ChainState {
     pub(crate) synced: (Lsn, Chain),
     /// The batch being written, sealed.
     pub(crate) buf: Vec<u8>,
-    scratch: Vec<u8>,
 }
 
 impl ChainState {
@@ -49,7 +49,6 @@ impl ChainState {
             tag_lsn,
             synced: (tag_lsn, tag),
             buf: Vec::new(),
-            scratch: Vec::new(),
         }
     }
 
@@ -65,20 +64,20 @@ impl ChainState {
                 break;
             };
             let h = fields.header;
-            self.scratch.clear();
-            prev = self.sealer.seal_into(
-                &RecordContext {
-                    log: &self.log,
-                    lsn: h.lsn,
-                    session: &h.session,
-                    timestamp_us: h.timestamp_us,
-                    sync_mark: h.sync_mark,
-                    prev: &prev,
-                },
-                payload,
-                &mut self.scratch,
-            );
-            encode_frame(&mut self.buf, &h, &self.scratch);
+            let ctx = RecordContext {
+                log: &self.log,
+                lsn: h.lsn,
+                session: &h.session,
+                timestamp_us: h.timestamp_us,
+                sync_mark: h.sync_mark,
+                prev: &prev,
+            };
+            let sealer = &mut self.sealer;
+            let mut tag = prev;
+            encode_frame_with(&mut self.buf, &h, payload.len() + SEAL_OVERHEAD, |dst| {
+                tag = sealer.seal_to(&ctx, payload, dst);
+            });
+            prev = tag;
             off += len;
         }
     }
@@ -465,6 +464,47 @@ pub(crate) fn writer_chain(
         next_lsn - 1,
         tag,
     ))
+}
+
+/// Check that the record at `head.lsn` (before the tail's last record) is
+/// the one the authenticated `head` names, reading it with the keys: a
+/// keyed reader refuses a record at the head's LSN whose tag differs.
+///
+/// # Errors
+///
+/// [`WalError::Forged`] (or the error the reader gives at that LSN) if
+/// it is not, or if the log holds no record at that LSN.
+pub(crate) fn head_record_holds(
+    fs: &Arc<dyn Fs>,
+    dir: &Path,
+    ring: &Arc<KeyRing>,
+    head: &Head,
+) -> Result<(), WalError> {
+    let mut reader = crate::Reader::open_with_fs(fs.clone(), dir)?
+        .with_keys(ring.clone())
+        .from_lsn(head.lsn);
+    while let Some(r) = reader.next_ref() {
+        match r {
+            Ok(r) if r.lsn >= head.lsn => {
+                if r.lsn == head.lsn {
+                    return Ok(());
+                }
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if matches!(&e, WalError::Forged { lsn, .. } | WalError::Decrypt { lsn, .. } if *lsn == head.lsn) =>
+            {
+                return Err(e);
+            }
+            Err(_) => {}
+        }
+    }
+    Err(WalError::Forged {
+        path: dir.join(LOCK_FILE),
+        offset: WATERMARK_LEN as u64,
+        lsn: head.lsn,
+        reason: "the log holds no record at the LSN its writer made durable (the head): nothing more is written".into(),
+    })
 }
 
 /// The chain value a sealed record was sealed against: the tag of the

@@ -44,7 +44,7 @@ use uuid::Uuid;
 use crate::error::WalError;
 use crate::format::{
     BootId, FrameHeader, HEAD_LEN, Head, LOCK_FILE, Lsn, MAX_LSN, WATERMARK_LEN, Watermark,
-    encode_frame,
+    encode_frame, encode_frame_unchecked,
 };
 use crate::fs::{Fs, LockGuard};
 use crate::options::{SyncPolicy, WalOptions};
@@ -61,6 +61,12 @@ use disk::Outcome;
 /// How many batches a leader leads in a row, beyond its own, when records
 /// keep queuing up behind it.
 const EXTRA_BATCHES: u32 = 1;
+
+/// Under `SyncPolicy::Never` in an encrypted log, how many buffers
+/// (`WalOptions::buffer_bytes`) appenders may queue ahead of the committer
+/// thread sealing and writing the batch before: past this, an appender
+/// waits for that batch (or, nobody leading, leads it itself).
+const SEAL_AHEAD_BUFFERS: usize = 2;
 
 /// What the watch channel publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -110,6 +116,8 @@ struct State {
     /// wake-up (a `futex` system call) of a condition variable nobody waits
     /// on, which at one appender is every batch.
     waiting: [usize; 2],
+    /// Appenders waiting in `seal_aside` for the queue to shrink.
+    room_waiting: usize,
     /// What full disks discarded, by epoch, while a waiter may need it.
     discards: Discards,
     /// Under `Batch` and `Never`: a write failed for a full disk and the
@@ -150,6 +158,10 @@ pub(crate) struct Writer {
     flusher: Condvar,
     /// Wakes the committer thread of async appends (see [`durable`]).
     committer: Condvar,
+    /// Wakes appenders waiting in `seal_aside`: a leader notifies it when
+    /// it takes the queue and when it ends a batch (the queue shrank, or
+    /// the log failed, or nobody leads any more).
+    room: Condvar,
     committer_thread: Mutex<Option<JoinHandle<()>>>,
     io: Mutex<Io>,
     durable_end: AtomicU64,
@@ -220,6 +232,7 @@ impl Writer {
                 leader: false,
                 batch: 0,
                 waiting: [0; 2],
+                room_waiting: 0,
                 discards: Discards::default(),
                 stalled: None,
                 async_waiters: BTreeMap::new(),
@@ -234,6 +247,7 @@ impl Writer {
             turn: [Condvar::new(), Condvar::new()],
             flusher: Condvar::new(),
             committer: Condvar::new(),
+            room: Condvar::new(),
             committer_thread: Mutex::new(None),
             io: Mutex::new(io),
             durable_end: AtomicU64::new(next_lsn),
@@ -311,6 +325,63 @@ impl Writer {
         self.roll(&mut io, next, &mut out)
     }
 
+    /// Seal the active segment and start the next one, if it holds
+    /// records and nothing is queued (every LSN handed out is durable);
+    /// `Ok(false)` if it did not (an empty tail, or appends in flight).
+    pub(crate) fn seal_tail_if_idle(&self) -> Result<bool, WalError> {
+        let mut io = lock(&self.io);
+        let next = lock(&self.state).next_lsn;
+        if self.durable_end() != next || io.write_pos <= io.records_start {
+            return Ok(false);
+        }
+        let mut out = Outcome {
+            written_bytes: 0,
+            written_end: next,
+            durable_end: None,
+            error: None,
+            fsyncs: 0,
+            fsync_micros: 0,
+            segments_created: 0,
+        };
+        let rolled = self.roll(&mut io, next, &mut out);
+        drop(io);
+        // Its fsyncs and segment counted as a batch's are (the fsyncs'
+        // latency is recorded by `roll`).
+        {
+            let mut st = lock(&self.state);
+            st.stats.fsyncs += out.fsyncs;
+            st.stats.fsync_micros += out.fsync_micros;
+            st.stats.segments_created += out.segments_created;
+        }
+        self.metrics.fsyncs.increment(out.fsyncs);
+        self.metrics.segments.increment(out.segments_created);
+        if let Err(e) = rolled {
+            // As in the commit path: a full disk while creating the next
+            // segment leaves the sealed one active; anything else (a
+            // failed fsync) poisons.
+            if e.is_disk_full() {
+                self.metrics.disk_full.increment(1);
+            } else {
+                self.poison(e.clone());
+            }
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Poison the writer from outside the commit path (a failed directory
+    /// fsync of a compaction): every later append and sync fails until the
+    /// log is reopened, as after any failed fsync.
+    pub(crate) fn poison(&self, error: WalError) {
+        let mut st = lock(&self.state);
+        if st.poisoned.is_none() {
+            tracing::error!(%error, "log poisoned: every later append fails until it is reopened");
+            st.poisoned = Some(Arc::new(error));
+            self.metrics.poisoned.set(1.0);
+        }
+        self.progress.send_modify(|p| p.poisoned = true);
+    }
+
     pub(crate) fn options(&self) -> &WalOptions {
         &self.opts
     }
@@ -376,14 +447,18 @@ impl Writer {
             session,
         };
         // In the clear as queued; an encrypted log's leader seals the batch
-        // (`disk.rs`).
-        encode_frame(&mut st.pending, &header, payload);
+        // and frames it again, CRC included (`disk.rs`).
+        if self.opts.encryption.is_some() {
+            encode_frame_unchecked(&mut st.pending, &header, payload);
+        } else {
+            encode_frame(&mut st.pending, &header, payload);
+        }
         Ok((lsn, st.discards.epoch()))
     }
 
     /// Append one record; see the module docs for when this returns.
     pub(crate) fn append(
-        &self,
+        self: &Arc<Self>,
         session: Uuid,
         payload: &[u8],
         timestamp_us: u64,
@@ -405,6 +480,12 @@ impl Writer {
                 }
                 Ok(lsn)
             }
+            SyncPolicy::Never if self.opts.encryption.is_some() => {
+                if st.pending.len() >= self.opts.buffer_bytes {
+                    self.seal_aside(st)?;
+                }
+                Ok(lsn)
+            }
             SyncPolicy::Never => {
                 if st.pending.len() >= self.opts.buffer_bytes && !st.leader {
                     let st = self.lead(st, false);
@@ -419,6 +500,43 @@ impl Writer {
                 Ok(lsn)
             }
         }
+    }
+
+    /// Under `SyncPolicy::Never` in an encrypted log, a full buffer is
+    /// sealed and written by the committer thread while appenders go on
+    /// filling the next one: sealing (an AES-GCM pass over every payload)
+    /// then runs beside the appending thread rather than on it. Appenders
+    /// queue at most [`SEAL_AHEAD_BUFFERS`] buffers ahead of it.
+    fn seal_aside<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, State>) -> Result<(), WalError> {
+        if !mem::replace(&mut st.async_flush, true) {
+            // The committer is yet to be told (until it takes the batch,
+            // every append finds the buffer full: one wake-up is enough).
+            // Started before anyone waits for it, with the state unlocked.
+            drop(st);
+            self.start_committer()?;
+            st = lock(&self.state);
+            if !st.leader {
+                self.committer.notify_one();
+            }
+        }
+        let ahead = SEAL_AHEAD_BUFFERS * self.opts.buffer_bytes;
+        while st.pending.len() >= ahead && st.poisoned.is_none() && st.stalled.is_none() {
+            if !st.leader {
+                st = self.lead(st, false);
+                continue;
+            }
+            // Woken when a leader takes the queue or ends a batch,
+            // whichever batch it is.
+            st.room_waiting += 1;
+            st = self.room.wait(st).unwrap_or_else(PoisonError::into_inner);
+            st.room_waiting -= 1;
+        }
+        if let Some(cause) = &st.poisoned {
+            return Err(WalError::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Under a stall (see the module docs), retry writing the queued
@@ -555,7 +673,11 @@ impl Writer {
             let taken = st.batch;
             st.batch = st.batch.wrapping_add(1);
             let batch_sync = sync && st.durable_end < end;
+            let room = st.room_waiting > 0;
             drop(st);
+            if room {
+                self.room.notify_all();
+            }
 
             let outcome = {
                 let mut io = lock(&self.io);
@@ -592,6 +714,7 @@ impl Writer {
                 .then_some(parity(st.batch))
                 .filter(|&p| waiting[p] > 0);
             let taken = Some(parity(taken)).filter(|&p| waiting[p] > 0);
+            let room = st.room_waiting > 0;
             // Notify with the lock released, so that woken threads do not
             // immediately block on it; the next batch's leader goes first.
             drop(st);
@@ -600,6 +723,9 @@ impl Writer {
             }
             if committer {
                 self.committer.notify_one();
+            }
+            if room {
+                self.room.notify_all();
             }
             if everyone {
                 for (turn, &n) in self.turn.iter().zip(&waiting) {

@@ -341,19 +341,95 @@ pub fn frame_crc(header: &FrameHeader, payload: &[u8]) -> u32 {
 ///
 /// The caller has checked `1 <= payload.len() <= MAX_PAYLOAD_LEN`.
 pub fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, payload: &[u8]) {
-    debug_assert!(!payload.is_empty() && payload.len() <= MAX_PAYLOAD_LEN);
     let start = buf.len();
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    buf.reserve(frame_len(payload.len()));
+    put_header(buf, header, payload.len());
+    buf.extend_from_slice(payload);
+    put_crc(buf, start);
+}
+
+/// Append the frame of one record of `payload_len` bytes to `buf`, the
+/// payload written in place by `fill` (given exactly `payload_len`
+/// bytes): an encrypted log's leader seals each record straight into its
+/// frame this way.
+pub(crate) fn encode_frame_with(
+    buf: &mut Vec<u8>,
+    header: &FrameHeader,
+    payload_len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) {
+    let start = buf.len();
+    put_header(buf, header, payload_len);
+    buf.resize(start + frame_len(payload_len), 0);
+    fill(&mut buf[start + RECORD_HEADER_LEN..]);
+    put_crc(buf, start);
+}
+
+/// [`encode_frame`] with a zero CRC: a frame an encrypted log queues in
+/// the clear, which its leader seals and frames again (with its CRC)
+/// before anything is written (`commit/disk.rs`).
+pub(crate) fn encode_frame_unchecked(buf: &mut Vec<u8>, header: &FrameHeader, payload: &[u8]) {
+    put_header(buf, header, payload.len());
+    buf.extend_from_slice(payload);
+}
+
+/// A frame's header, with a zero CRC.
+fn put_header(buf: &mut Vec<u8>, header: &FrameHeader, payload_len: usize) {
+    debug_assert!(payload_len != 0 && payload_len <= MAX_PAYLOAD_LEN);
+    let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
+    buf.reserve(frame_len(payload_len));
     buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&[0; 4]); // CRC, filled below
+    buf.extend_from_slice(&[0; 4]); // CRC, filled by `put_crc`
     buf.extend_from_slice(&header.lsn.to_le_bytes());
     buf.extend_from_slice(&header.sync_mark.to_le_bytes());
     buf.extend_from_slice(&header.timestamp_us.to_le_bytes());
     buf.extend_from_slice(header.session.as_bytes());
-    buf.extend_from_slice(payload);
+}
+
+/// Fill in the CRC of the frame at `start`, the last one of `buf`.
+fn put_crc(buf: &mut [u8], start: usize) {
     let crc = crc32fast::hash(&buf[start + LSN_AT..]);
     buf[start + CRC_AT..start + LSN_AT].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Bit 31 of a frame's `payload_len` field: the frame is a **redacted
+/// placeholder** left by compaction in place of a deleted record (see
+/// `docs/format.md`, "Redacted placeholders"). The other bits are the
+/// payload's length; the CRC is over [`REDACTED_CRC_DOMAIN`] then the
+/// bytes it covers in any frame, so a flipped flag fails the CRC.
+pub const REDACTED_FLAG: u32 = 1 << 31;
+
+/// What a placeholder's CRC covers before the frame's bytes from the LSN
+/// field on.
+pub const REDACTED_CRC_DOMAIN: &[u8; 8] = b"LBREDACT";
+
+/// The payload of a placeholder in a segment in the clear: one zero byte.
+pub const REDACTED_CLEAR_PAYLOAD: [u8; 1] = [0];
+
+/// Whether the frame at `bytes[0]` has the [`REDACTED_FLAG`] (its length
+/// field only; nothing is checked).
+#[must_use]
+pub fn is_redacted(bytes: &[u8]) -> bool {
+    bytes.len() >= RECORD_HEADER_LEN && le_u32(bytes, LEN_AT) & REDACTED_FLAG != 0
+}
+
+/// Append a redacted placeholder for the record with `header` to `buf`:
+/// the same header, `payload` (the record's 16-byte tag in an encrypted
+/// segment, [`REDACTED_CLEAR_PAYLOAD`] in the clear), the
+/// [`REDACTED_FLAG`] set and the CRC over [`REDACTED_CRC_DOMAIN`] first.
+pub fn encode_placeholder(buf: &mut Vec<u8>, header: &FrameHeader, payload: &[u8]) {
+    let start = buf.len();
+    encode_frame(buf, header, payload);
+    let len = u32::try_from(payload.len()).unwrap_or(0) | REDACTED_FLAG;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(REDACTED_CRC_DOMAIN);
+    hasher.update(buf.get(start + LSN_AT..).unwrap_or_default());
+    let crc = hasher.finalize();
+    if let Some(field) = buf.get_mut(start + LEN_AT..start + CRC_AT) {
+        field.copy_from_slice(&len.to_le_bytes());
+    }
+    if let Some(field) = buf.get_mut(start + CRC_AT..start + LSN_AT) {
+        field.copy_from_slice(&crc.to_le_bytes());
+    }
 }
 
 /// One frame as found at an offset of a segment's bytes.
@@ -416,13 +492,15 @@ pub fn decode_frame(bytes: &[u8]) -> Frame<'_> {
             available: bytes.len(),
         });
     };
-    let len = le_u32(head, LEN_AT);
-    if len == 0 && head.iter().all(|&b| b == 0) {
+    let field = le_u32(head, LEN_AT);
+    if field == 0 && head.iter().all(|&b| b == 0) {
         return Frame::Zero;
     }
+    let redacted = field & REDACTED_FLAG != 0;
+    let len = field & !REDACTED_FLAG;
     let payload_len = len as usize;
     if len == 0 || payload_len > MAX_PAYLOAD_LEN {
-        return Frame::Invalid(FrameError::Length { len });
+        return Frame::Invalid(FrameError::Length { len: field });
     }
     let total = frame_len(payload_len);
     let Some(frame) = bytes.get(..total) else {
@@ -432,7 +510,14 @@ pub fn decode_frame(bytes: &[u8]) -> Frame<'_> {
         });
     };
     let stored = le_u32(frame, CRC_AT);
-    let computed = crc32fast::hash(frame.get(LSN_AT..).unwrap_or_default());
+    let computed = if redacted {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(REDACTED_CRC_DOMAIN);
+        hasher.update(frame.get(LSN_AT..).unwrap_or_default());
+        hasher.finalize()
+    } else {
+        crc32fast::hash(frame.get(LSN_AT..).unwrap_or_default())
+    };
     if stored != computed {
         return Frame::Invalid(FrameError::Checksum { stored, computed });
     }
@@ -722,7 +807,7 @@ pub struct LogIdFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LogIdError {
-    /// Fewer bytes than [`LOG_ID_LEN`].
+    /// Fewer bytes than `LOG_ID_LEN` (40).
     #[error("{0} bytes, a log id has {LOG_ID_LEN}")]
     Short(usize),
     /// The magic is wrong.
@@ -1371,6 +1456,34 @@ mod tests {
                 );
             }
         }
+        // A placeholder: the flag, the CRC over the domain first; the same
+        // frame without the flag, or with the plain CRC, does not check.
+        let mut ph = Vec::new();
+        let header = FrameHeader {
+            lsn: 7,
+            sync_mark: 6,
+            timestamp_us: 5,
+            session: Uuid::from_u128(9),
+        };
+        encode_placeholder(&mut ph, &header, &REDACTED_CLEAR_PAYLOAD);
+        assert!(is_redacted(&ph));
+        assert_eq!(&ph[..4], &(1u32 | REDACTED_FLAG).to_le_bytes());
+        assert!(
+            matches!(decode_frame(&ph), Frame::Valid { header: h, payload, len: 49 } if h == header && payload == [0])
+        );
+        let mut unflagged = ph.clone();
+        unflagged[3] &= 0x7f;
+        assert!(matches!(
+            decode_frame(&unflagged),
+            Frame::Invalid(FrameError::Checksum { .. })
+        ));
+        let mut plain = Vec::new();
+        encode_frame(&mut plain, &header, &REDACTED_CLEAR_PAYLOAD);
+        plain[..4].copy_from_slice(&ph[..4]);
+        assert!(matches!(
+            decode_frame(&plain),
+            Frame::Invalid(FrameError::Checksum { .. })
+        ));
         let mut huge = buf.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(

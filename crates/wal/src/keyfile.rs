@@ -1,7 +1,7 @@
 //! Writing a fresh key to a file ([`Key::create_file`], `logbook key new`).
 //!
 //! The key comes from the operating system's random generator (through
-//! `chacha20poly1305`'s `OsRng`); the file is written as 64 hexadecimal
+//! `aes-gcm`'s `OsRng`); the file is written as 64 hexadecimal
 //! digits and a newline, readable by its owner only from the moment it
 //! exists, and made durable (file and directory) before the key is
 //! returned.
@@ -11,8 +11,8 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::OsRng;
-use chacha20poly1305::aead::rand_core::RngCore;
+use aes_gcm::aead::OsRng;
+use aes_gcm::aead::rand_core::RngCore;
 use zeroize::Zeroizing;
 
 use crate::crypto::{Key, KeyError};

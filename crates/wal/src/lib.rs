@@ -72,6 +72,7 @@ mod block_on;
 mod chain;
 mod clock;
 mod commit;
+mod compact;
 mod crypto;
 mod durable_watch;
 mod error;
@@ -92,6 +93,7 @@ mod log_id;
 mod options;
 mod reader;
 mod recovery;
+mod retain;
 mod scan;
 mod segment;
 #[cfg(any(test, feature = "testing"))]
@@ -103,6 +105,7 @@ mod walk;
 
 pub use crate::chain::{ChainHead, ChainHeadError, HeadCheck, chain_before, published_head};
 pub use crate::commit::WalStats;
+pub use crate::compact::{CompactedSegment, Compaction, compaction_plan};
 pub use crate::crypto::{
     CHAIN_LEN, Chain, Key, KeyError, KeyRing, RecordContext, SEAL_OVERHEAD, default_keys,
     install_default_keys, tag_of,
@@ -119,6 +122,7 @@ pub use crate::log_id::{assign_log_id, log_id};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
 pub use crate::reader::{Place, RawRecord, Reader, RecordRef, TailDamage};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
+pub use crate::retain::{RetainedSegment, Retention, RetentionPlan, retention_plan};
 pub use crate::segment::LogFile;
 pub use crate::sink::WalSink;
 pub use crate::wal::{Inspection, Wal, inspect, is_locked, is_locked_with_fs};

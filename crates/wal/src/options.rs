@@ -93,6 +93,10 @@ pub struct WalOptions {
     /// holding the keys of the segments they read (`docs/format.md`,
     /// "Encrypted segments").
     pub encryption: Option<std::sync::Arc<crate::KeyRing>>,
+    /// A retention policy the writer applies each time it rolls to a new
+    /// segment (default: none, nothing is removed). See
+    /// [`Retention`](crate::Retention).
+    pub retention: crate::Retention,
 }
 
 impl Default for WalOptions {
@@ -107,6 +111,7 @@ impl Default for WalOptions {
             codec_id: logbook_bus::codec::CODEC_ID,
             keep_cut_bytes: false,
             encryption: None,
+            retention: crate::Retention::default(),
         }
     }
 }

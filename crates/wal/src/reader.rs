@@ -21,6 +21,7 @@ use crate::fs::{Fs, OpenMode, StdFs};
 use crate::scan::{Problem, find_next_valid};
 use crate::segment::{self, SegmentEntry};
 
+mod ahead;
 mod cursor;
 
 /// A tail's index is stored again by a reader once it covers this many
@@ -248,6 +249,10 @@ pub struct Reader {
     log: Option<Uuid>,
     /// The last decrypted payload.
     plain: Vec<u8>,
+    /// Opens the records of the key last used.
+    opener: Option<crate::crypto::Opener>,
+    /// Opens records ahead on a second thread, on long runs.
+    ahead: ahead::OpenAhead,
     /// With keys: what the log's chain says (`docs/security.md`), found on
     /// first need.
     chain: Option<ChainView>,
@@ -259,6 +264,15 @@ pub struct Reader {
     /// A problem found on the way (the head in `LOCK` does not
     /// authenticate), returned by the next call of `next_ref`.
     pending: Option<WalError>,
+    /// Redacted placeholders passed that no tombstone read since explains
+    /// (session, LSN, segment, offset): each is an error at the end of the
+    /// read (`docs/format.md`, "Redacted placeholders").
+    redactions: Vec<(Uuid, Lsn, PathBuf, u64)>,
+    /// Placeholders passed in all.
+    redacted: u64,
+    /// The LSNs of placeholders passed since the last
+    /// [`Reader::take_redacted`] (when asked for: [`Reader::noting_redacted`]).
+    noted_redacted: Option<Vec<Lsn>>,
 }
 
 /// A record [`Reader::next_checked`] validated: where it is, and whether
@@ -271,6 +285,30 @@ struct Checked {
     frame_crc: u32,
     decrypted: bool,
     still_sealed: Option<u32>,
+    /// A redacted placeholder: passed over, never returned.
+    redacted: bool,
+}
+
+/// Drop from `pending` the placeholders the record with `header` and
+/// `payload` explains: a tombstone (`session_deleted`, codec 1) of the
+/// same session, after them, whose ranges list their LSNs.
+fn explain_redactions(
+    pending: &mut Vec<(Uuid, Lsn, PathBuf, u64)>,
+    header: &FrameHeader,
+    codec_id: u16,
+    payload: &[u8],
+) {
+    if codec_id != logbook_bus::codec::CODEC_ID {
+        return;
+    }
+    let Some(ranges) = crate::compact::listed_ranges(payload) else {
+        return;
+    };
+    pending.retain(|(session, lsn, _, _)| {
+        !(*session == header.session
+            && *lsn < header.lsn
+            && crate::compact::is_listed(&ranges, *lsn))
+    });
 }
 
 /// What a reader with keys knows of the log's chain.
@@ -337,10 +375,15 @@ impl Reader {
             keys: crate::crypto::default_keys(),
             log: None,
             plain: Vec::new(),
+            opener: None,
+            ahead: ahead::OpenAhead::default(),
             chain: None,
             last_tag: None,
             watched: Vec::new(),
             pending: None,
+            redactions: Vec::new(),
+            redacted: 0,
+            noted_redacted: None,
         })
     }
 
@@ -693,6 +736,26 @@ impl Reader {
         self.watched.iter().find(|(h, _)| h == head).map(|(_, c)| c)
     }
 
+    /// How many records this reader took opened by its second thread
+    /// (records opened ahead, `reader/ahead.rs`): for tests.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    #[must_use]
+    pub fn opened_ahead(&self) -> u64 {
+        self.ahead.taken
+    }
+
+    /// This reader, never opening ahead (every record opened on the
+    /// reading thread): what a reader with open-ahead is compared with,
+    /// for tests.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    #[must_use]
+    pub fn without_open_ahead(mut self) -> Reader {
+        self.ahead.switch_off();
+        self
+    }
+
     /// Damage seen at the end of the tail segment by the last call that
     /// returned `None`, if any.
     #[must_use]
@@ -717,6 +780,7 @@ impl Reader {
         let checked = loop {
             match self.next_checked()? {
                 Err(e) => return Some(Err(e)),
+                Ok(c) if c.redacted => {}
                 Ok(c) if self.only.is_some_and(|s| s != c.header.session) => {}
                 Ok(c) => break c,
             }
@@ -729,6 +793,7 @@ impl Reader {
             frame_crc,
             decrypted,
             still_sealed,
+            ..
         } = checked;
         let payload = if decrypted {
             &self.plain[..]
@@ -738,6 +803,9 @@ impl Reader {
                 .get(at - base + RECORD_HEADER_LEN..at - base + len)
                 .unwrap_or_default()
         };
+        if !self.redactions.is_empty() && still_sealed.is_none() {
+            explain_redactions(&mut self.redactions, &header, cur.codec_id, payload);
+        }
         Some(Ok(RecordRef {
             lsn: header.lsn,
             timestamp_us: header.timestamp_us,
@@ -764,6 +832,7 @@ impl Reader {
                 return self
                     .pending
                     .take()
+                    .or_else(|| self.unexplained_redaction())
                     .or_else(|| self.cut_below_head())
                     .map(Err);
             }
@@ -806,6 +875,54 @@ impl Reader {
         let frame = bytes.get(at - base..at - base + len).unwrap_or_default();
         let frame_crc = FrameFields::parse(frame).map_or(0, |f| f.crc);
         let stored = frame.get(RECORD_HEADER_LEN..).unwrap_or_default();
+        if crate::format::is_redacted(frame) {
+            // A placeholder compaction left for a deleted record: its tag
+            // (encrypted) or one zero byte (clear). The chain goes on from
+            // the tag; a tombstone read later must explain it.
+            let encrypted = cur.header.key_id.is_some();
+            let size_ok = if encrypted {
+                stored.len() == crate::crypto::CHAIN_LEN
+            } else {
+                stored == crate::format::REDACTED_CLEAR_PAYLOAD
+            };
+            let path = cur.entry.path.clone();
+            if !size_ok {
+                return Some(Err(WalError::Forged {
+                    path,
+                    offset: at as u64,
+                    lsn: header.lsn,
+                    reason: "a redacted placeholder whose payload is not what compaction writes"
+                        .to_owned(),
+                }));
+            }
+            if key.is_some() {
+                self.last_tag = crate::crypto::tag_of(stored).map(|tag| (header.lsn, tag));
+                // Opening ahead goes on past it (`reader/ahead.rs`).
+                self.ahead.passed(header.lsn, at, len);
+            }
+            self.redacted += 1;
+            if let Some(noted) = self.noted_redacted.as_mut() {
+                noted.push(header.lsn);
+            }
+            // Reading one session: only its tombstones are seen, so only
+            // its placeholders are held to them. Without the key of an
+            // encrypted segment, its tombstones cannot be read: its
+            // placeholders are taken as its sealed records are, unchecked.
+            let checkable = !encrypted || key.is_some();
+            if checkable && self.only.is_none_or(|s| s == header.session) {
+                self.redactions
+                    .push((header.session, header.lsn, path, at as u64));
+            }
+            return Some(Ok(Checked {
+                header,
+                at,
+                len,
+                frame_crc,
+                decrypted: false,
+                still_sealed: None,
+                redacted: true,
+            }));
+        }
         let (decrypted, still_sealed) = match (key, self.log) {
             (Some(key), Some(log)) => {
                 let prev = match self.last_tag {
@@ -824,7 +941,20 @@ impl Reader {
                     sync_mark: header.sync_mark,
                     prev: &prev,
                 };
-                if !crate::crypto::open_into(key, &ctx, stored, &mut self.plain) {
+                let due = ahead::Due {
+                    segment: cur.entry.base_lsn,
+                    at,
+                    len,
+                    ctx: &ctx,
+                    sealed: stored,
+                };
+                let opener = match &mut self.opener {
+                    Some(o) if o.key().same_key(key) => o,
+                    slot => slot.insert(crate::crypto::Opener::new(key.clone())),
+                };
+                if !self.ahead.take(&due, &mut self.plain)
+                    && !opener.open_into(&ctx, stored, &mut self.plain)
+                {
                     return Some(Err(WalError::Decrypt {
                         path: cur.entry.path.clone(),
                         offset: at as u64,
@@ -833,6 +963,7 @@ impl Reader {
                     }));
                 }
                 let tag = crate::crypto::tag_of(stored).unwrap_or_default();
+                self.ahead.after(&due, key, tag, bytes, base);
                 self.last_tag = Some((header.lsn, tag));
                 if let Some(head) = self.chain.and_then(|v| v.head) {
                     if head.lsn == header.lsn && head.tag != tag {
@@ -875,7 +1006,54 @@ impl Reader {
             frame_crc,
             decrypted,
             still_sealed,
+            redacted: false,
         }))
+    }
+
+    /// The first redacted placeholder passed that no tombstone read since
+    /// explains, as the error it is (once: the list is cleared).
+    fn unexplained_redaction(&mut self) -> Option<WalError> {
+        let (session, lsn, path, offset) = self.redactions.first().cloned()?;
+        let more = self.redactions.len() - 1;
+        self.redactions.clear();
+        Some(WalError::Forged {
+            path,
+            offset,
+            lsn,
+            reason: format!(
+                "a redacted placeholder of session {session} that no tombstone later in the log lists (a record removed by someone other than compaction){}",
+                if more > 0 {
+                    format!("; {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+        })
+    }
+
+    /// Note the LSN of each redacted placeholder passed, for
+    /// [`Reader::take_redacted`]: a reader that must account for every LSN
+    /// (a shipper) learns which ones compaction erased.
+    #[must_use]
+    pub fn noting_redacted(mut self) -> Reader {
+        self.noted_redacted = Some(Vec::new());
+        self
+    }
+
+    /// The LSNs of the redacted placeholders passed since the last call
+    /// (only with [`Reader::noting_redacted`]; empty otherwise).
+    pub fn take_redacted(&mut self) -> Vec<Lsn> {
+        self.noted_redacted
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Redacted placeholders passed so far (records erased by compaction:
+    /// never returned; each must be listed by a tombstone read later).
+    #[must_use]
+    pub fn redacted(&self) -> u64 {
+        self.redacted
     }
 
     /// Move to the next record to return, leaving the current segment's

@@ -23,6 +23,9 @@ pub(crate) struct SegmentEntry {
 pub(crate) struct Listing {
     /// Segments, by base LSN.
     pub(crate) segments: Vec<SegmentEntry>,
+    /// `*.wal.compact` files: compactions interrupted before their rename
+    /// (the segment they would replace is in place).
+    pub(crate) compacting: Vec<PathBuf>,
     /// `*.wal.tmp` files: segments whose creation was interrupted.
     pub(crate) temporaries: Vec<PathBuf>,
     /// Everything else but the lock file.
@@ -38,6 +41,9 @@ pub enum LogFile {
     /// An unfinished segment creation, `<20 digits>.wal.tmp`, which the
     /// next `open` removes.
     Temporary,
+    /// A segment being compacted, `<20 digits>.wal.compact`, which the
+    /// next `open` removes (the segment it would replace is in place).
+    Compacting,
     /// The writer lock, which carries the durable watermark: `LOCK`.
     Lock,
     /// The log's stable id, `LOG_ID` (see [`log_id`](crate::log_id)), or
@@ -87,6 +93,11 @@ impl LogFile {
             Some(LogFile::Imports)
         } else if name.strip_suffix(TMP_SUFFIX).is_some_and(is_segment) {
             Some(LogFile::Temporary)
+        } else if name
+            .strip_suffix(crate::compact::COMPACT_SUFFIX)
+            .is_some_and(|s| parse_segment_file_name(s).is_some())
+        {
+            Some(LogFile::Compacting)
         } else if name
             .strip_suffix(".idx")
             .or_else(|| name.strip_suffix(".idx.tmp"))
@@ -147,6 +158,7 @@ pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, WalError> {
         } else {
             match LogFile::of(&name) {
                 Some(LogFile::Temporary) => out.temporaries.push(path),
+                Some(LogFile::Compacting) => out.compacting.push(path),
                 Some(LogFile::Lock | LogFile::LogId | LogFile::Imports | LogFile::Index) => {}
                 _ => out.foreign.push(path),
             }
@@ -296,6 +308,26 @@ fn holds_data(fs: &dyn Fs, path: &Path) -> Result<bool, WalError> {
         }
         at += n as u64;
     }
+}
+
+/// Remove what interrupted compactions left: each `.compact` file was to
+/// replace a segment still in place (its rename never happened), and may
+/// hold survivors' bytes only, never a record the segment lacks.
+pub(crate) fn remove_compacting(
+    fs: &dyn Fs,
+    dir: &Path,
+    compacting: &[PathBuf],
+) -> Result<(), WalError> {
+    for path in compacting {
+        tracing::info!(path = %path.display(), "removing an interrupted compaction");
+        fs.remove_file(path)
+            .map_err(|e| WalError::io("remove", path, e))?;
+    }
+    if !compacting.is_empty() {
+        fs.sync_dir(dir)
+            .map_err(|e| WalError::fatal("fsync directory", dir, e))?;
+    }
+    Ok(())
 }
 
 /// Remove the temporaries of interrupted segment creations. One that holds

@@ -127,6 +127,7 @@ impl Wal {
             tracing::warn!(path = %path.display(), "ignoring a file that is not part of the log");
         }
         segment::remove_temporaries(&*fs, &dir, &listing.temporaries)?;
+        segment::remove_compacting(&*fs, &dir, &listing.compacting)?;
         if let Some(tail) = listing.segments.last() {
             // A tail that is not a segment is reported as such, before any
             // question about the log's id.
@@ -205,6 +206,32 @@ impl Wal {
                             head.lsn
                         ),
                     });
+                }
+                if head.log_id == log_id && head.lsn >= head.enc_start.max(1) {
+                    // The record at the head's LSN must be the one the head
+                    // names: a stale record put back at a reused LSN opens
+                    // under the key, and a writer going on from it would
+                    // publish a head vouching for it.
+                    let tail_tag = io
+                        .chain
+                        .as_ref()
+                        .filter(|c| c.tag_lsn == head.lsn)
+                        .map(|c| c.tag);
+                    match tail_tag {
+                        Some(tag) if tag == head.tag => {}
+                        Some(_) => {
+                            return Err(WalError::Forged {
+                                path: listing
+                                    .segments
+                                    .last()
+                                    .map_or_else(|| dir.join(LOCK_FILE), |t| t.path.clone()),
+                                offset: io.write_pos,
+                                lsn: head.lsn,
+                                reason: "the tail's last record is not the record the writer made durable at this LSN (the head in LOCK names another): replaced; nothing more is written".into(),
+                            });
+                        }
+                        None => crate::chain::head_record_holds(&fs, &dir, ring, &head)?,
+                    }
                 }
             }
         }
@@ -581,31 +608,153 @@ impl Wal {
     ///
     /// The I/O error of listing or removing, naming the file.
     pub fn truncate_before(&self, lsn: Lsn) -> Result<usize, WalError> {
+        let policy = crate::Retention {
+            before_lsn: Some(lsn),
+            ..crate::Retention::default()
+        };
+        self.retain(&policy).map(|plan| plan.segments.len())
+    }
+
+    /// Apply a retention policy once: remove the sealed segments at the
+    /// front of the log that `policy` says may go (see
+    /// [`Retention`](crate::Retention)), oldest first, the directory
+    /// fsynced after each removal. The active segment is never removed.
+    /// Returns what was removed.
+    ///
+    /// A session whose first records were removed is marked truncated by
+    /// listings (`logbook_replay`), never passed off as complete.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of listing, reading a header or removing, naming the
+    /// file (the segments before it are removed); a failed directory fsync
+    /// is fatal.
+    pub fn retain(&self, policy: &crate::Retention) -> Result<crate::RetentionPlan, WalError> {
         let fs = &*self.inner.fs;
         let dir = &self.inner.dir;
         self.inner.writer.with_io(|io| {
-            let listing = segment::list(fs, dir)?;
-            let mut removed = 0;
-            let mut gone = Vec::new();
-            for pair in listing.segments.windows(2) {
-                let [seg, next] = pair else { continue };
-                if next.base_lsn <= lsn && seg.base_lsn < io.entry.base_lsn {
-                    fs.remove_file(&seg.path)
-                        .map_err(|e| WalError::io("remove", &seg.path, e))?;
-                    fs.sync_dir(dir)
-                        .map_err(|e| WalError::fatal("fsync directory", dir, e))?;
-                    removed += 1;
-                    gone.push(seg.path.clone());
+            let mut plan = crate::retain::plan(fs, dir, policy, now_us())?;
+            let removed = crate::retain::remove(fs, dir, &plan, io.entry.base_lsn)?;
+            plan.segments.truncate(removed);
+            plan.bytes = plan.segments.iter().map(|s| s.bytes).sum();
+            plan.keep_from = plan.segments.last().map_or(0, |s| s.end_lsn);
+            Ok(plan)
+        })
+    }
+
+    /// The largest payload an append takes with this log's options
+    /// ([`WalOptions::max_payload_len`]).
+    #[must_use]
+    pub fn max_payload_len(&self) -> usize {
+        self.inner.writer.options().max_payload_len()
+    }
+
+    /// Erase, for good, the bytes of every record a tombstone lists
+    /// (`session_deleted`, `docs/format.md`): make what was appended
+    /// durable, seal the active segment (when no append is in flight, so
+    /// that the records are all in sealed segments), then rewrite each
+    /// sealed segment that holds such a record with a redacted placeholder
+    /// in its place, swapped in by an fsynced `<segment>.compact` renamed
+    /// over it and a directory fsync. Survivors keep their bytes and LSNs;
+    /// the session index and summaries of a rewritten segment are removed
+    /// (derived data, rebuilt by the next reader).
+    ///
+    /// The bound: once this returns `Ok` with
+    /// [`Compaction::in_active_segment`](crate::Compaction) 0, no byte of
+    /// a listed record's payload is left in the log directory. Copies made
+    /// before (backups, records already shipped) still hold them.
+    ///
+    /// Appends go on meanwhile (only the rename takes the writer's lock).
+    ///
+    /// # Errors
+    ///
+    /// The error of reading the log (corruption included: a placeholder no
+    /// tombstone lists is [`WalError::Forged`]), or of writing, fsyncing or
+    /// renaming, naming the file; segments rewritten before it stay so.
+    pub fn compact(&self) -> Result<crate::Compaction, WalError> {
+        let fs = Arc::clone(&self.inner.fs);
+        let dir = self.inner.dir.clone();
+        self.sync()?;
+        let sealed_tail = self.inner.writer.seal_tail_if_idle()?;
+        let active = self.inner.writer.with_io(|io| io.entry.base_lsn);
+        let keys = self.inner.writer.options().encryption.clone();
+        let writer = &self.inner.writer;
+        // While appends are coming in, each chunk written is followed by a
+        // pause as long as it took: on a device whose every flush carries
+        // whatever is dirty, the appenders' fsyncs would otherwise carry
+        // the compaction's bytes too. Alone, a compaction runs flat out.
+        let (mut last, mut busy) = (writer.next_lsn(), false);
+        let mut pace = |took: Option<std::time::Duration>| {
+            match took {
+                None => {
+                    let now = writer.next_lsn();
+                    busy = now != last;
+                    last = now;
+                }
+                Some(took) if busy => std::thread::sleep(took * 2),
+                Some(_) => {}
+            }
+            busy
+        };
+        // Reading and rewriting a segment (CRCs, copies) takes a core:
+        // while appends come in, the same time again is left to them.
+        let mut since = std::time::Instant::now();
+        let mut swap_in = |entry: &SegmentEntry, bytes: &[u8]| -> Result<(), WalError> {
+            let rewrite = since.elapsed();
+            if pace(None) {
+                std::thread::sleep(rewrite);
+            }
+            let result = crate::compact::swap(
+                &*fs,
+                &dir,
+                entry,
+                bytes,
+                &mut |rename| writer.with_io(|_| rename()),
+                &mut pace,
+            );
+            since = std::time::Instant::now();
+            result?;
+            crate::index::remove(&*fs, &entry.path);
+            Ok(())
+        };
+        let compacted =
+            crate::compact::compact(&fs, &dir, keys.as_ref(), Some(active), Some(&mut swap_in));
+        let mut out = match compacted {
+            Ok(out) => out,
+            Err(e) => {
+                if matches!(&e, WalError::Io { op, .. } if op.starts_with("fsync")) {
+                    // A failed fsync (of the rewritten segment, or of the
+                    // directory after its rename, whose durability is then
+                    // unknown): as after any failed fsync, the writer stops.
+                    self.inner.writer.poison(WalError::Io {
+                        op: "fsync (compaction)",
+                        path: dir.clone(),
+                        source: Arc::new(std::io::Error::other(e.to_string())),
+                    });
+                }
+                return Err(e);
+            }
+        };
+        if !out.segments.is_empty() {
+            // A run (`.run`, beside the first segment) folds the segments
+            // rewritten too.
+            if let Some(first) = segment::list(&*fs, &dir)?.segments.first() {
+                let mut run = first.path.as_os_str().to_owned();
+                run.push(".run");
+                match fs.remove_file(Path::new(&run)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(WalError::io("remove", PathBuf::from(run), e)),
                 }
             }
-            // Their indexes last, once every removal is durable: removing
-            // one is best effort, and nothing durable may follow an error
-            // the log chose to ignore.
-            for path in &gone {
-                crate::index::remove(fs, path);
+            if let Err(e) = fs.sync_dir(&dir) {
+                let e = WalError::fatal("fsync directory", &dir, e);
+                self.inner.writer.poison(e.clone());
+                return Err(e);
             }
-            Ok(removed)
-        })
+        }
+        out.sealed_tail = sealed_tail;
+        Ok(out)
     }
 
     /// Flush and fsync everything, and release the lock once every clone is

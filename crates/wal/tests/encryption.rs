@@ -336,3 +336,56 @@ fn the_largest_payload_fits_an_encrypted_segment() {
         .collect();
     assert_eq!(got, [max, max]);
 }
+
+/// Under `SyncPolicy::Never` the committer thread seals and writes a full
+/// buffer, without an fsync; a `sync` that then finds nothing queued must
+/// still make those records durable (an empty batch has nothing to seal,
+/// but its fsync is due). This hung once.
+#[test]
+fn a_sync_after_the_committer_wrote_makes_its_records_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            sync: logbook_wal::SyncPolicy::Never,
+            buffer_bytes: 512,
+            segment_size: 1 << 20,
+            ..options(Some(ring(4)))
+        },
+    )
+    .unwrap();
+    // Each record fills the buffer: each append hands it to the committer.
+    let big = |i: u64| SessionEvent::UserMessage(format!("{i:04} {}", "s".repeat(600)));
+    let mut last = 0;
+    for i in 0..20 {
+        last = wal.append(session(0), &big(i)).unwrap();
+    }
+    // Let the committer write everything queued, none of it fsynced: wait
+    // until its count of writes has stood still for a while (a count of
+    // looks, not a clock; were it to miss, the test would only not reach
+    // the empty batch).
+    let mut still = 0;
+    let mut writes = wal.stats().writes;
+    while still < 20_000 {
+        std::thread::yield_now();
+        let now = wal.stats().writes;
+        still = if now == writes && now > 0 {
+            still + 1
+        } else {
+            0
+        };
+        writes = now;
+    }
+    assert_eq!(wal.stats().fsyncs, 0, "nothing fsynced yet");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let syncer = wal.clone();
+    std::thread::spawn(move || tx.send(syncer.sync()).unwrap());
+    let synced = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("sync returned (it used to lead empty batches forever)");
+    assert_eq!(synced.unwrap(), last);
+    assert_eq!(wal.durable_lsn(), last);
+    wal.close().unwrap();
+    let got = read(dir.path(), Some(ring(4)));
+    assert_eq!(got.len(), 20);
+}

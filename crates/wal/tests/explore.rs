@@ -17,7 +17,11 @@
 //!   `Ok` again;
 //! * a reader returns only durable records, never reports damage (none is
 //!   injected here), and never returns a record that later disappears or
-//!   changes.
+//!   changes, unless a tombstone deleted it and a compaction erased it;
+//! * deletions (tombstones) and compactions among all that: a record a
+//!   compaction that returned `Ok` erased never comes back, to a reader or
+//!   after any restart, and a compaction that fails without a fault (or
+//!   whose fsync fails without poisoning the writer) is a failure.
 //!
 //! `LOGBOOK_EXPLORE_SEEDS=N` runs more seeds (default 150, about 10 s);
 //! `LOGBOOK_EXPLORE_SEED=S` replays one.
@@ -35,6 +39,10 @@ use logbook_wal::{Lsn, Reader, SyncPolicy, Wal, WalError, WalOptions};
 use uuid::Uuid;
 
 const DIR: &str = "/log";
+
+/// Records compactions erased, over every seed run (a check that the
+/// exploration reaches them).
+static ERASED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 struct Rng(u64);
 
@@ -99,6 +107,17 @@ struct Model {
     disk_trouble: bool,
     /// Records below this LSN may have been removed by retention.
     truncated_below: Lsn,
+    /// The session of each record of `recs`.
+    sessions: BTreeMap<Lsn, Uuid>,
+    /// Tombstones appended: (the tombstone's LSN, the LSN it lists).
+    tombstones: Vec<(Lsn, Lsn)>,
+    /// LSNs a compaction may have erased: readers may pass them over.
+    maybe_erased: BTreeSet<Lsn>,
+    /// LSNs a compaction that returned `Ok` erased: never returned again.
+    erased: BTreeSet<Lsn>,
+    /// A fault was injected since the last reopen (it may fail a
+    /// compaction, which does not poison unless an fsync failed).
+    armed: bool,
 }
 
 impl Model {
@@ -156,6 +175,84 @@ impl Explorer {
         let len = self.rng.pick(&[0usize, 10, 60, 300, 1500]);
         let p = payload(self.seq, len);
         let session = Uuid::from_u64_pair(7, self.seq % 4);
+        self.append_payload(session, p);
+    }
+
+    /// Append a tombstone of an acknowledged record's session listing it.
+    fn delete(&mut self) {
+        let listed: BTreeSet<Lsn> = self.model.tombstones.iter().map(|t| t.1).collect();
+        let tombs: BTreeSet<Lsn> = self.model.tombstones.iter().map(|t| t.0).collect();
+        let candidates: Vec<Lsn> = self
+            .model
+            .acked
+            .iter()
+            .copied()
+            .filter(|l| *l >= self.model.truncated_below)
+            .filter(|l| !listed.contains(l) && !tombs.contains(l))
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let target = candidates[self.rng.below(candidates.len() as u64) as usize];
+        let Some(session) = self.model.sessions.get(&target).copied() else {
+            return;
+        };
+        let tombstone = logbook_bus::SessionEvent::SessionDeleted {
+            after_lsn: None,
+            ranges: vec![(target, target)],
+            reason: String::new(),
+        };
+        let p = logbook_bus::codec::encode(&tombstone).expect("encode");
+        let next = self.model.next;
+        self.append_payload(session, p);
+        if self.model.next > next {
+            self.model.tombstones.push((next, target));
+        }
+    }
+
+    /// `Wal::compact`: on `Ok` every listed record is erased for good.
+    fn compact(&mut self) {
+        let listed: Vec<Lsn> = self
+            .model
+            .tombstones
+            .iter()
+            .filter(|(t, _)| self.model.recs.contains_key(t))
+            .map(|t| t.1)
+            .collect();
+        self.model.maybe_erased.extend(listed.iter().copied());
+        match self.wal().compact() {
+            Ok(done) => {
+                let ctx = self.ctx("compact");
+                assert!(!self.model.poisoned, "{ctx}: Ok after poisoning");
+                // It synced first: everything appended is durable.
+                let d = self.model.next - 1;
+                self.model.ack_through(d);
+                ERASED.fetch_add(done.erased, std::sync::atomic::Ordering::Relaxed);
+                if done.in_active_segment == 0 {
+                    self.model.erased.extend(listed);
+                }
+            }
+            Err(e) => {
+                let ctx = self.ctx("compact");
+                if std::env::var("LOGBOOK_DEBUG").is_ok() {
+                    eprintln!("{ctx}: {e:?}");
+                }
+                if self.model.poisoned || matches!(e, WalError::Poisoned { .. }) {
+                    self.model.check_err(&e, &ctx);
+                    return;
+                }
+                assert!(
+                    self.model.armed || self.model.disk_trouble || self.fs.power_was_cut(),
+                    "{ctx}: failed without a fault: {e}"
+                );
+                if matches!(&e, WalError::Io { op, .. } if op.starts_with("fsync")) {
+                    self.model.poisoned = true;
+                }
+            }
+        }
+    }
+
+    fn append_payload(&mut self, session: Uuid, p: Vec<u8>) {
         match self.wal().append_raw(session, &p) {
             Ok(lsn) => {
                 let ctx = self.ctx("append");
@@ -166,6 +263,7 @@ impl Explorer {
                     m.recs.insert(lsn, p).is_none(),
                     "{ctx}: LSN {lsn} given twice"
                 );
+                m.sessions.insert(lsn, session);
                 m.next += 1;
                 if self.policy == SyncPolicy::Always {
                     m.acked.insert(lsn);
@@ -266,6 +364,10 @@ impl Explorer {
         let m = &mut self.model;
         for (lsn, p) in got {
             assert!(
+                !m.erased.contains(&lsn),
+                "{ctx}: a reader returned LSN {lsn}, which a compaction erased"
+            );
+            assert!(
                 lsn <= durable,
                 "{ctx}: a reader returned LSN {lsn} above the durable {durable}"
             );
@@ -306,6 +408,7 @@ impl Explorer {
         if errno != libc::EIO {
             self.model.disk_trouble = true;
         }
+        self.model.armed = true;
     }
 
     fn truncate(&mut self) {
@@ -383,9 +486,11 @@ impl Explorer {
         let mut reader = Reader::open_with_fs(Arc::new(self.fs.clone()), DIR)
             .unwrap_or_else(|e| panic!("{ctx}: reader: {e}"));
         let mut log = BTreeMap::new();
+        let mut sessions = BTreeMap::new();
         while let Some(r) = reader.next_ref() {
             let r = r.unwrap_or_else(|e| panic!("{ctx}: {e}"));
             log.insert(r.lsn, r.payload.to_vec());
+            sessions.insert(r.lsn, r.session);
         }
         assert!(
             reader.tail_damage().is_none(),
@@ -406,8 +511,17 @@ impl Explorer {
         // Retention may have left only an empty tail: then nothing is below
         // `next` to check.
         let first = log.keys().next().copied().unwrap_or(next);
-        for (i, lsn) in log.keys().enumerate() {
-            assert_eq!(*lsn, first + i as u64, "{ctx}: LSN gap");
+        let mut expect = first;
+        for lsn in log.keys() {
+            while expect < *lsn && self.model.maybe_erased.contains(&expect) {
+                expect += 1;
+            }
+            assert_eq!(*lsn, expect, "{ctx}: LSN gap");
+            assert!(
+                !self.model.erased.contains(lsn),
+                "{ctx}: LSN {lsn}, erased by a compaction, came back"
+            );
+            expect += 1;
         }
         assert_eq!(
             log.keys().last().map_or(next, |l| l + 1),
@@ -422,10 +536,14 @@ impl Explorer {
         let m = &mut self.model;
         let kept_from = m.truncated_below.min(next);
         assert!(
-            first <= kept_from.max(1),
+            first <= kept_from.max(1)
+                || (kept_from.max(1)..first).all(|l| m.maybe_erased.contains(&l)),
             "{ctx}: retention removed records from LSN {first}, past {kept_from}"
         );
         for lsn in m.acked.range(kept_from..) {
+            if m.maybe_erased.contains(lsn) {
+                continue;
+            }
             assert_eq!(
                 log.get(lsn),
                 m.recs.get(lsn),
@@ -433,6 +551,9 @@ impl Explorer {
             );
         }
         for (lsn, p) in m.seen.range(kept_from..) {
+            if m.maybe_erased.contains(lsn) {
+                continue;
+            }
             assert_eq!(
                 log.get(lsn),
                 Some(p),
@@ -451,6 +572,8 @@ impl Explorer {
         // Everything recovered is durable now; what was lost is forgotten
         // (its LSNs may be reused).
         m.recs = log;
+        m.sessions = sessions;
+        m.tombstones.retain(|(t, _)| m.recs.contains_key(t));
         m.acked = m.recs.keys().copied().collect();
         m.seen.retain(|l, _| *l >= first);
         m.next = next;
@@ -504,6 +627,8 @@ impl Explorer {
                 }
                 79..=81 => ex.fs.set_capacity(None),
                 82 => ex.truncate(),
+                95..=96 => ex.delete(),
+                97 => ex.compact(),
                 83..=85 => ex.restart(SimFs::crash, false),
                 86..=88 => ex.restart(SimFs::power_cut, false),
                 89..=90 => ex.restart(|_| {}, true),
@@ -516,6 +641,7 @@ impl Explorer {
                     // record that returned Ok must now become durable.
                     ex.fs.set_capacity(None);
                     ex.fs.clear_faults();
+                    ex.model.armed = false;
                     ex.free_and_sync();
                 }
             }
@@ -536,6 +662,12 @@ fn explore_faults_crashes_and_power_cuts_against_the_model() {
         assert!(
             r.is_ok(),
             "exploration failed; replay with LOGBOOK_EXPLORE_SEED={seed}"
+        );
+    }
+    if std::env::var_os("LOGBOOK_EXPLORE_SEED").is_none() {
+        assert!(
+            ERASED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "no compaction erased anything"
         );
     }
 }

@@ -16,6 +16,11 @@
 //! * then a power cut and a reopen: every acknowledged record is there, and
 //!   every LSN holds the record it was returned for (or nothing, if that
 //!   record was never acknowledged).
+//!
+//! The same matrix runs with encryption at rest on (`*_encrypted`): there,
+//! under `Never`, a full buffer is sealed and written by the committer
+//! thread while appends go on (`Writer::seal_aside`), so every fault of a
+//! write or fsync lands on that thread.
 
 mod common;
 
@@ -27,7 +32,7 @@ use std::time::Duration;
 use common::read_all_fs;
 use logbook_bus::SessionEvent;
 use logbook_wal::sim::{Op, SimFs};
-use logbook_wal::{Lsn, SyncPolicy, Wal, WalError, WalOptions};
+use logbook_wal::{EventRecord, Key, KeyRing, Lsn, Reader, SyncPolicy, Wal, WalError, WalOptions};
 use uuid::Uuid;
 
 const DIR: &str = "/log";
@@ -41,13 +46,38 @@ const POLICIES: [SyncPolicy; 3] = [
     SyncPolicy::Never,
 ];
 
+thread_local! {
+    /// The keys of the matrix running on this thread: `None` in the clear.
+    static RING: std::cell::RefCell<Option<Arc<KeyRing>>> = const { std::cell::RefCell::new(None) };
+}
+
 fn opts(sync: SyncPolicy) -> WalOptions {
     WalOptions {
         segment_size: 4096,
         buffer_bytes: 512,
         sync,
+        encryption: RING.with(|r| r.borrow().clone()),
         ..WalOptions::default()
     }
+}
+
+/// Every record of the log, decoded (opened, when encrypted).
+fn read_back(fs: &SimFs) -> BTreeMap<Lsn, SessionEvent> {
+    let Some(ring) = RING.with(|r| r.borrow().clone()) else {
+        return read_all_fs(Arc::new(fs.clone()), Path::new(DIR))
+            .into_iter()
+            .map(|(l, _, e)| (l, e))
+            .collect();
+    };
+    let mut reader = Reader::open_with_fs(Arc::new(fs.clone()), DIR)
+        .unwrap()
+        .with_keys(ring);
+    let mut out = BTreeMap::new();
+    while let Some(r) = reader.next_ref() {
+        let r = EventRecord::decode(&r.unwrap()).unwrap();
+        out.insert(r.lsn, r.event);
+    }
+    out
 }
 
 fn event(i: u64) -> SessionEvent {
@@ -217,10 +247,7 @@ fn cell(policy: SyncPolicy, op: Op, errno: i32, partial: Option<usize>, after: u
     let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, opts(policy))
         .unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
     drop(wal);
-    let log: BTreeMap<Lsn, SessionEvent> = read_all_fs(Arc::new(fs.clone()), Path::new(DIR))
-        .into_iter()
-        .map(|(l, _, e)| (l, e))
-        .collect();
+    let log = read_back(&fs);
     for (lsn, e) in ok.range(..=acked) {
         assert_eq!(log.get(lsn), Some(e), "{what}: acknowledged LSN {lsn} lost");
     }
@@ -264,4 +291,26 @@ fn segment_rolls() {
 #[test]
 fn watermark_publication() {
     matrix(&[Op::Publish]);
+}
+
+/// [`matrix`] with encryption at rest on.
+fn matrix_encrypted(ops: &[Op]) {
+    RING.with(|r| *r.borrow_mut() = Some(Arc::new(KeyRing::new(Key::new([0x4d; 32])))));
+    matrix(ops);
+    RING.with(|r| *r.borrow_mut() = None);
+}
+
+#[test]
+fn writes_and_short_writes_encrypted() {
+    matrix_encrypted(&[Op::Write]);
+}
+
+#[test]
+fn fsyncs_of_files_and_directories_encrypted() {
+    matrix_encrypted(&[Op::Sync, Op::SyncDir]);
+}
+
+#[test]
+fn segment_rolls_encrypted() {
+    matrix_encrypted(&[Op::SetLen, Op::Create, Op::Allocate, Op::Rename]);
 }

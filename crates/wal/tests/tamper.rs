@@ -738,3 +738,276 @@ fn a_foreign_log_id_is_named_not_taken_for_a_cut() {
         );
     }
 }
+
+/// An encrypted log long enough that a reader opens most of it on its
+/// second thread: `n` records over 256 KiB segments, three sessions,
+/// written as buffered appends (sealed on the committer thread).
+fn long_log(dir: &Path, keys: &Arc<KeyRing>, n: u64) {
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            segment_size: 256 << 10,
+            sync: logbook_wal::SyncPolicy::Never,
+            buffer_bytes: 16 << 10,
+            encryption: Some(keys.clone()),
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    for i in 0..n {
+        wal.append(session(i % 3), &text(i)).unwrap();
+    }
+    wal.close().unwrap();
+}
+
+/// Whether this machine lets a reader open ahead (a second core).
+fn opens_ahead() -> bool {
+    std::thread::available_parallelism().map_or(1, usize::from) >= 2
+}
+
+#[test]
+fn a_long_log_opened_ahead_reads_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(3);
+    long_log(dir.path(), &keys, 6000);
+    assert!(segments(dir.path()).len() > 1, "several segments");
+    let mut reader = Reader::open(dir.path()).unwrap().with_keys(keys);
+    let mut lsn = 0;
+    while let Some(r) = reader.next_ref() {
+        let r = EventRecord::decode(&r.unwrap()).unwrap();
+        lsn += 1;
+        assert_eq!(
+            (r.lsn, r.session, r.event),
+            (lsn, session((lsn - 1) % 3), text(lsn - 1))
+        );
+    }
+    assert_eq!(lsn, 6000);
+    if opens_ahead() {
+        assert!(
+            reader.opened_ahead() > 4000,
+            "opened ahead: {}",
+            reader.opened_ahead()
+        );
+    } else {
+        assert_eq!(reader.opened_ahead(), 0);
+    }
+}
+
+/// A record deep in a long log changed (its CRC fixed): the records
+/// before it come back, then the located error, whether it was met by the
+/// reader or by its second thread.
+#[test]
+fn a_record_changed_deep_in_a_long_log_is_found_opened_ahead() {
+    for target in [2000u64, 2001, 2002, 2003, 2500] {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ring(3);
+        long_log(dir.path(), &keys, 3000);
+        let found = Reader::open(dir.path())
+            .unwrap()
+            .with_keys(keys.clone())
+            .nth(usize::try_from(target - 1).unwrap())
+            .unwrap()
+            .unwrap();
+        let (seg, at) = (found.segment.clone(), found.offset as usize);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        bytes[at + 48 + 30] ^= 1;
+        let crc = crc32fast::hash(&bytes[at + 8..at + 48 + len]);
+        bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&seg, &bytes).unwrap();
+        let mut reader = Reader::open(dir.path()).unwrap().with_keys(keys);
+        let mut lsn = 0;
+        let error = loop {
+            match reader.next_ref().unwrap() {
+                Ok(r) => {
+                    let r = EventRecord::decode(&r).unwrap();
+                    lsn += 1;
+                    assert_eq!((r.lsn, r.event), (lsn, text(lsn - 1)));
+                }
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(lsn, target - 1, "every record before LSN {target}");
+        match error {
+            WalError::Decrypt {
+                lsn, path, offset, ..
+            } => {
+                assert_eq!((lsn, path, offset), (target, seg, at as u64));
+            }
+            other => panic!("LSN {target}: {other}"),
+        }
+        if opens_ahead() {
+            assert!(
+                reader.opened_ahead() > 1000,
+                "opened ahead: {}",
+                reader.opened_ahead()
+            );
+        }
+    }
+}
+
+/// A long encrypted log (three sessions, 256 KiB segments, buffered
+/// appends sealed on the committer thread) whose session 1 is deleted by
+/// a tombstone listing each of its records, then compacted: every third
+/// record of every sealed segment is a placeholder. The LSNs erased.
+fn compacted_long_log(dir: &Path, keys: &Arc<KeyRing>, n: u64) -> Vec<u64> {
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            segment_size: 256 << 10,
+            sync: logbook_wal::SyncPolicy::Never,
+            buffer_bytes: 16 << 10,
+            encryption: Some(keys.clone()),
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    let mut deleted = Vec::new();
+    for i in 0..n {
+        let lsn = wal.append(session(i % 3), &text(i)).unwrap();
+        if i % 3 == 1 {
+            deleted.push(lsn);
+        }
+    }
+    wal.append(
+        session(1),
+        &SessionEvent::SessionDeleted {
+            after_lsn: None,
+            ranges: logbook_bus::lsn_ranges(deleted.iter().copied()),
+            reason: "test".into(),
+        },
+    )
+    .unwrap();
+    let compaction = wal.compact().unwrap();
+    assert_eq!(compaction.erased, deleted.len() as u64);
+    assert_eq!(compaction.in_active_segment, 0);
+    assert!(compaction.segments.len() > 1, "several segments rewritten");
+    wal.close().unwrap();
+    deleted
+}
+
+/// What a whole-log read with `keys` returns, record by record (LSN,
+/// session, event) or problem (as text), opening ahead or not; the count
+/// of records opened ahead and of placeholders passed.
+fn read_through(dir: &Path, keys: &Arc<KeyRing>, ahead: bool) -> (Vec<String>, u64, u64) {
+    let mut reader = Reader::open(dir).unwrap().with_keys(keys.clone());
+    if !ahead {
+        reader = reader.without_open_ahead();
+    }
+    let mut out = Vec::new();
+    let _: ControlFlow<()> = reader
+        .walk(|item| {
+            out.push(match item {
+                Item::Record(r) => match EventRecord::decode(&r) {
+                    Ok(r) => format!("{} {} {:?}", r.lsn, r.session, r.event),
+                    Err(e) => format!("undecodable {}: {e}", r.lsn),
+                },
+                Item::Problem(e) => format!("problem: {e}"),
+            });
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    (out, reader.opened_ahead(), reader.redacted())
+}
+
+/// A compacted encrypted log read with the key through long segments
+/// gives the same answer opening ahead as not: placeholders are passed
+/// over on both threads (never a record taken for a placeholder, nor a
+/// placeholder for a record), and opening ahead goes on past them.
+#[test]
+fn a_compacted_log_opened_ahead_reads_the_same_as_opened_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ring(3);
+    let n = 6000;
+    let deleted = compacted_long_log(dir.path(), &keys, n);
+    let (inline, none_ahead, redacted) = read_through(dir.path(), &keys, false);
+    assert_eq!(none_ahead, 0);
+    assert_eq!(redacted, deleted.len() as u64);
+    // Sessions 0 and 2, and the tombstone; no problem.
+    assert_eq!(inline.len() as u64, n - deleted.len() as u64 + 1);
+    assert!(
+        inline.iter().all(|l| !l.starts_with("problem")),
+        "{inline:?}"
+    );
+    for (i, line) in inline.iter().take(4).enumerate() {
+        let lsn = [1u64, 3, 4, 6][i];
+        let want = format!("{lsn} {} {:?}", session((lsn - 1) % 3), text(lsn - 1));
+        assert_eq!(line, &want);
+    }
+    let (ahead, taken, redacted) = read_through(dir.path(), &keys, true);
+    assert_eq!(ahead, inline);
+    assert_eq!(redacted, deleted.len() as u64);
+    if opens_ahead() {
+        // As many as through a log without placeholders (two thirds of
+        // the records and more): opening ahead goes on past them.
+        assert!(
+            taken > 2 * inline.len() as u64 / 3,
+            "opened ahead: {taken} of {}",
+            inline.len()
+        );
+    } else {
+        assert_eq!(taken, 0);
+    }
+}
+
+/// Deep in a compacted long log, a placeholder's tag changed, or a record
+/// replaced by a placeholder no tombstone lists (CRCs made right): a
+/// reader opening ahead reports exactly what one opening inline does.
+#[test]
+fn a_placeholder_tampered_deep_in_a_long_log_reads_the_same_opened_ahead() {
+    let keys = ring(3);
+    for (what, target) in [("changed tag", 3002u64), ("record redacted", 3001)] {
+        let dir = tempfile::tempdir().unwrap();
+        let deleted = compacted_long_log(dir.path(), &keys, 4500);
+        assert_eq!(deleted.contains(&target), what == "changed tag");
+        // Where LSN `target` is: the record before it, then one frame on.
+        let before = Reader::open(dir.path())
+            .unwrap()
+            .with_keys(keys.clone())
+            .find(|r| r.as_ref().unwrap().lsn >= target - 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(before.lsn, target - 1);
+        let seg = before.segment.clone();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let field = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let prev_at = before.offset as usize;
+        let at = prev_at + 48 + (field(&bytes, prev_at) & 0x7fff_ffff) as usize;
+        assert_eq!(
+            u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap()),
+            target
+        );
+        let len = (field(&bytes, at) & 0x7fff_ffff) as usize;
+        let redacted_crc = |frame: &[u8]| {
+            let mut h = crc32fast::Hasher::new();
+            h.update(b"LBREDACT");
+            h.update(&frame[8..]);
+            h.finalize()
+        };
+        if what == "changed tag" {
+            assert_eq!((field(&bytes, at), len), (16 | 0x8000_0000, 16));
+            bytes[at + 48 + 3] ^= 1;
+            let crc = redacted_crc(&bytes[at..at + 48 + len]);
+            bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        } else {
+            assert_eq!(field(&bytes, at) & 0x8000_0000, 0, "a record");
+            let mut frame = bytes[at..at + 48].to_vec();
+            frame.extend_from_slice(&bytes[at + 48 + len - 16..at + 48 + len]);
+            frame[..4].copy_from_slice(&(16u32 | 0x8000_0000).to_le_bytes());
+            let crc = redacted_crc(&frame);
+            frame[4..8].copy_from_slice(&crc.to_le_bytes());
+            bytes.splice(at..at + 48 + len, frame);
+        }
+        std::fs::write(&seg, &bytes).unwrap();
+        let (inline, _, _) = read_through(dir.path(), &keys, false);
+        let (ahead, taken, _) = read_through(dir.path(), &keys, true);
+        assert_eq!(ahead, inline, "{what}");
+        assert!(
+            inline.iter().any(|l| l.starts_with("problem")),
+            "{what}: found {inline:?}"
+        );
+        if opens_ahead() {
+            assert!(taken > 1000, "{what}: opened ahead: {taken}");
+        }
+    }
+}

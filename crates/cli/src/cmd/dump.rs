@@ -135,6 +135,10 @@ pub(crate) struct DumpArgs {
     /// its log's id, and --json has a log field).
     #[arg(long, value_name = "ID", value_parser = crate::stream::parse_log_prefix)]
     pub(crate) log: Option<String>,
+    /// Also the records a tombstone deletes, for as long as their bytes
+    /// exist (until a compaction erases them); each is marked deleted.
+    #[arg(long)]
+    pub(crate) include_deleted: bool,
     /// How often --follow looks for new records, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 200, hide = true)]
     pub(crate) poll_ms: u64,
@@ -283,6 +287,9 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             None => reader,
         })
     };
+    // Deleted records are left out unless asked for: the tombstones first
+    // (each comes after what it deletes).
+    let mut deletions = logbook_replay::tombstones_in(&source, start.unwrap_or(0))?;
     let mut reader = open(start)?;
     let mut following = Following::new(reader.log_reader());
     let mut last_tail_note = None;
@@ -303,9 +310,14 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                         // again from its first LSN.
                         return Ok(if shipped { Flow::Continue } else { Flow::Stop });
                     }
+                    deletions.note_record(log, &record);
+                    let deleted = deletions.hides(log, &record);
+                    if deleted && !args.include_deleted {
+                        return Ok(Flow::Continue);
+                    }
                     if filter.wants(&record) {
                         let log = if shipped { log } else { None };
-                        if print_record(out, &record, log, args)? {
+                        if print_record(out, &record, log, deleted, args)? {
                             problems += 1;
                         }
                         printed += 1;
@@ -526,6 +538,7 @@ fn print_record(
     out: &mut dyn Write,
     record: &RecordRef<'_>,
     log: Option<Uuid>,
+    deleted: bool,
     args: &DumpArgs,
 ) -> anyhow::Result<bool> {
     let decoded = render::decode(record);
@@ -534,9 +547,13 @@ fn print_record(
         let mut json = JsonRecord::new(record, &decoded);
         json.physical = physical;
         json.log = log;
+        json.deleted = deleted;
         output::json_line(out, &json)?;
     } else {
-        let line = render::text_line(record, &decoded, args.full, physical.as_ref());
+        let mut line = render::text_line(record, &decoded, args.full, physical.as_ref());
+        if deleted {
+            line.push_str("  [deleted]");
+        }
         match log {
             Some(log) if args.full => writeln!(out, "{log}  {line}")?,
             Some(log) => writeln!(out, "{}  {line}", output::short_id(&log))?,

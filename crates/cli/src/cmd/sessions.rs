@@ -158,6 +158,13 @@ pub(crate) struct SessionsArgs {
     /// session's log, --json has a logs field).
     #[arg(long, value_name = "ID", value_parser = crate::stream::parse_log_prefix)]
     pub(crate) log: Option<String>,
+    /// Also the deleted sessions (nothing left of them but tombstones).
+    #[arg(long)]
+    pub(crate) include_deleted: bool,
+    /// Also the sessions whose beginning was retained away (older segments
+    /// removed by retention): they are not complete.
+    #[arg(long)]
+    pub(crate) include_truncated: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -186,6 +193,12 @@ struct SessionJson<'a> {
     /// The logs holding its records, read from a stream.
     #[serde(skip_serializing_if = "<[Uuid]>::is_empty")]
     logs: &'a [Uuid],
+    /// Deleted: nothing left of it but tombstones.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+    /// Its beginning was retained away.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
 }
 
 /// Where a fork came from.
@@ -223,6 +236,8 @@ impl<'a> SessionJson<'a> {
                 .forked_from
                 .map(|(session, at_lsn)| ForkedFromJson { session, at_lsn }),
             logs: &s.logs,
+            deleted: s.deleted,
+            truncated: s.truncated,
         }
     }
 }
@@ -245,7 +260,27 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
     let log = logbook_replay::list_sessions_in(&source, OnCorruption::Skip)?;
     let problems = report_damage(&log);
     let mut out = output::stdout();
-    let mut shown: Vec<&SessionSummary> = log.sessions.iter().filter(|s| args.wants(s)).collect();
+    let deleted_hidden = if args.include_deleted {
+        0
+    } else {
+        log.deleted.len()
+    };
+    let truncated_hidden = if args.include_truncated {
+        0
+    } else {
+        log.sessions.iter().filter(|s| s.truncated).count()
+    };
+    let deleted_shown = log.deleted.iter().filter(|_| args.include_deleted);
+    let mut shown: Vec<&SessionSummary> = log
+        .sessions
+        .iter()
+        .chain(deleted_shown)
+        .filter(|s| args.include_truncated || !s.truncated)
+        .filter(|s| args.wants(s))
+        .collect();
+    if args.include_deleted && args.sort.is_none() {
+        shown.sort_by_key(|s| s.first_lsn);
+    }
     let matched = shown.len();
     if let Some(key) = args.sort {
         key.sort(&mut shown);
@@ -265,6 +300,12 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<Outcome> {
         }
     } else {
         print_table(&mut out, &log, &shown, "")?;
+        if deleted_hidden + truncated_hidden > 0 {
+            writeln!(
+                out,
+                "not shown: {deleted_hidden} deleted session(s) (--include-deleted), {truncated_hidden} truncated by retention (--include-truncated)"
+            )?;
+        }
         // Never a clean bill of health for records nobody read.
         if log.from_summaries.any() {
             writeln!(out, "{}", not_read_again(&log, &args.dir))?;
@@ -446,6 +487,12 @@ pub(crate) fn print_table(
         }
         if let Some((from, at)) = s.forked_from {
             notes.push(format!("fork of {}@{at}", output::short_id(&from)));
+        }
+        if s.deleted {
+            notes.push("deleted".to_owned());
+        }
+        if s.truncated {
+            notes.push("truncated: its beginning was retained away".to_owned());
         }
         match &s.status {
             SessionStatus::Failed(e) => notes.push(output::flatten(e)),

@@ -167,6 +167,21 @@ struct StatsJson {
     by_kind: Vec<KindJson>,
     problems: u64,
     from_summaries: FromSummariesJson,
+    /// What `logbook compact --apply` would erase: records a tombstone
+    /// lists (a log directory only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reclaimable: Option<ReclaimableJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReclaimableJson {
+    /// Bytes a compaction frees in sealed segments.
+    bytes: u64,
+    /// Records it erases there.
+    records: u64,
+    /// Records deleted in the active segment (erased once it is sealed;
+    /// `compact --apply` seals it first when no writer is live).
+    in_active_segment: u64,
 }
 
 /// Where the figures are of: a log directory and its segments, or a
@@ -305,6 +320,18 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
             segments: log.from_summaries.segments,
             records: log.from_summaries.records,
         },
+        reclaimable: match source.dir() {
+            Some(dir) if !matches!(source, Source::Segment(_)) => {
+                logbook_wal::compaction_plan(dir, None)
+                    .ok()
+                    .map(|c| ReclaimableJson {
+                        bytes: c.reclaimed,
+                        records: c.erased,
+                        in_active_segment: c.in_active_segment,
+                    })
+            }
+            _ => None,
+        },
     };
     let mut out = output::stdout();
     if args.json {
@@ -367,6 +394,22 @@ fn print_text(out: &mut dyn Write, s: &StatsJson, path: &Path) -> anyhow::Result
                 ]);
             }
             table.write(out, "  ")?;
+        }
+    }
+    if let Some(r) = &s.reclaimable {
+        if r.records + r.in_active_segment > 0 {
+            writeln!(
+                out,
+                "reclaimable: {} in {} deleted record(s) (`logbook compact {} --apply`){}",
+                output::bytes(r.bytes),
+                r.records,
+                path.display(),
+                if r.in_active_segment > 0 {
+                    format!(", and {} in the active segment", r.in_active_segment)
+                } else {
+                    String::new()
+                }
+            )?;
         }
     }
     let lsns = match s.lsns.as_ref().map(|l| (l.first_lsn, l.last_lsn)) {

@@ -76,6 +76,15 @@ pub(crate) struct VerifyArgs {
     /// unless the log's chain holds it. Needs the log's key.
     #[arg(long, value_name = "LSN:TAG", value_parser = parse_head)]
     pub(crate) expect_head: Option<ChainHead>,
+    /// Take the head to expect from the stream the log is shipped to
+    /// (nats://HOST:PORT): its newest sealed record of this log, which
+    /// must open under the key. A log rolled back, or cut together with
+    /// its LOCK, no longer holds it. Needs the log's key.
+    #[arg(long, value_name = "URL", conflicts_with = "expect_head")]
+    pub(crate) expect_head_from: Option<String>,
+    /// The stream `--expect-head-from` reads.
+    #[arg(long, default_value = logbook_fleet::DEFAULT_STREAM, requires = "expect_head_from")]
+    pub(crate) stream: String,
 }
 
 fn parse_head(text: &str) -> Result<ChainHead, String> {
@@ -601,7 +610,11 @@ fn segment_starts(paths: &[PathBuf]) -> Vec<(PathBuf, u64)> {
 }
 
 pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
-    if let Some(head) = &args.expect_head {
+    let expect_head = match &args.expect_head_from {
+        Some(url) => Some(head_from_stream(&args.dir, url, &args.stream)?),
+        None => args.expect_head,
+    };
+    if let Some(head) = &expect_head {
         if logbook_wal::default_keys().is_none() {
             anyhow::bail!(
                 "--expect-head {head} needs the log's key (--key-file or LOGBOOK_KEY): a head is a record's tag, which only the key checks"
@@ -628,12 +641,33 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     }
     let mut out = output::stdout();
     let outcome = if args.json {
-        verify_json(&args.dir, args.expect_head, &mut out)
+        verify_json(&args.dir, expect_head, &mut out)
     } else {
-        verify_expecting(&args.dir, args.hex, args.expect_head, &mut out)
+        verify_expecting(&args.dir, args.hex, expect_head, &mut out)
     };
     out.flush()?;
     outcome
+}
+
+/// The head the stream at `url` holds for the log in `dir`
+/// (`--expect-head-from`).
+fn head_from_stream(dir: &Path, url: &str, stream: &str) -> anyhow::Result<ChainHead> {
+    let Some(ring) = logbook_wal::default_keys() else {
+        anyhow::bail!(
+            "--expect-head-from {url} needs the log's key (--key-file or LOGBOOK_KEY): a head is a record's tag, which only the key checks"
+        );
+    };
+    let log = logbook_wal::log_id(dir)?;
+    let target = crate::stream::target(Path::new(url), stream)?;
+    let head = crate::stream::block_on(logbook_fleet::stream_head(&target, log, &ring))??;
+    let Some(head) = head else {
+        anyhow::bail!(
+            "{url} (stream {stream}) holds no sealed record of log {log} ({}): nothing to compare the head with",
+            dir.display()
+        );
+    };
+    output::report_note(&format!("the head {url} holds for log {log}: {head}"));
+    Ok(head)
 }
 
 /// Check the log and print JSON Lines to `out`: each problem, then the

@@ -65,6 +65,10 @@ impl Io {
 /// Zeros written ahead of the records at a time (see [`Writer::zero_ahead`]).
 const ZERO_CHUNK: u64 = 1 << 20;
 
+/// Bytes of an encrypted log's batch sealed at a time, then written, so
+/// that the sealed bytes are written while still in the CPU's cache.
+const SEAL_PIECE: usize = 256 << 10;
+
 /// Batches at least this large are not zero-filled ahead.
 const ZERO_AHEAD_MAX_BATCH: u64 = 64 << 10;
 
@@ -154,18 +158,59 @@ impl Writer {
         // in LSN order, each record against the one before it; what is not
         // written (a full disk) is sealed again, with fresh nonces, when it
         // is retried, chained to what was written.
-        let Some(chain) = io.chain.as_mut() else {
+        // Nothing to seal (an fsync of what was written before, say): as in
+        // the clear.
+        if io.chain.is_none() || batch.is_empty() {
             return self.write_frames(io, batch, first, end, sync);
-        };
-        chain.seal_batch(batch);
-        let sealed = std::mem::take(&mut chain.buf);
-        let mut out = self.write_frames(io, &sealed, first, end, sync);
-        let written = out.written_end - first;
-        out.written_bytes -= usize::try_from(written).unwrap_or(0) * crate::SEAL_OVERHEAD;
-        if let Some(chain) = io.chain.as_mut() {
-            chain.buf = sealed;
         }
-        out
+        // A piece at a time, so that what is sealed is still in the cache
+        // when it is written.
+        let mut total = Outcome {
+            written_bytes: 0,
+            written_end: first,
+            durable_end: None,
+            error: None,
+            fsyncs: 0,
+            fsync_micros: 0,
+            segments_created: 0,
+        };
+        let (mut off, mut lsn) = (0, first);
+        while off < batch.len() {
+            let (mut n, mut count) = (0, 0);
+            while off + n < batch.len() && (n == 0 || n < SEAL_PIECE) {
+                n += frame_len_at(batch, off + n);
+                count += 1;
+            }
+            let piece = batch.get(off..off + n).unwrap_or_default();
+            let last = off + n >= batch.len();
+            let Some(chain) = io.chain.as_mut() else {
+                break;
+            };
+            chain.seal_batch(piece);
+            let sealed = std::mem::take(&mut chain.buf);
+            let out = self.write_frames(io, &sealed, lsn, lsn + count, sync && last);
+            if let Some(chain) = io.chain.as_mut() {
+                chain.buf = sealed;
+            }
+            let written = out.written_end - lsn;
+            total.written_bytes +=
+                out.written_bytes - usize::try_from(written).unwrap_or(0) * crate::SEAL_OVERHEAD;
+            total.written_end = out.written_end;
+            // A roll in any piece made the records before it durable:
+            // the latest such point stands, whatever the pieces after it.
+            total.durable_end = out.durable_end.or(total.durable_end);
+            total.fsyncs += out.fsyncs;
+            total.fsync_micros += out.fsync_micros;
+            total.segments_created += out.segments_created;
+            if out.error.is_some() {
+                total.error = out.error;
+                return total;
+            }
+            off += n;
+            lsn += count;
+        }
+        debug_assert_eq!(lsn, end);
+        total
     }
 
     /// Write frames as they go to disk (sealed, for an encrypted log).
@@ -326,11 +371,38 @@ impl Writer {
                 // storing the index is best effort, and nothing the log
                 // does may depend on it having worked.
                 self.store_index(&mut sealed);
-                Ok(())
+                self.retain_at_roll(io.entry.base_lsn)
             }
             // A full disk while creating a segment leaves the sealed one
             // active; the next batch tries to roll again.
             Err(e) => Err(e),
+        }
+    }
+
+    /// Apply the options' retention policy after a roll to the segment
+    /// starting at `active_base`. A segment that cannot be read or removed
+    /// is left for the next roll (a warning); a failed directory fsync is
+    /// fatal, as everywhere.
+    fn retain_at_roll(&self, active_base: Lsn) -> Result<(), WalError> {
+        let policy = &self.opts.retention;
+        if policy.is_none() {
+            return Ok(());
+        }
+        let fs = &*self.fs;
+        let plan = match crate::retain::plan(fs, &self.dir, policy, crate::clock::now_us()) {
+            Ok(plan) => plan,
+            Err(error) => {
+                tracing::warn!(%error, "retention at roll: cannot plan (tried again at the next roll)");
+                return Ok(());
+            }
+        };
+        match crate::retain::remove(fs, &self.dir, &plan, active_base) {
+            Ok(_) => Ok(()),
+            Err(crate::retain::Removal::Fatal(e)) => Err(e),
+            Err(crate::retain::Removal::Failed(error)) => {
+                tracing::warn!(%error, "retention at roll: a segment was not removed (tried again at the next roll)");
+                Ok(())
+            }
         }
     }
 

@@ -30,7 +30,9 @@
 //! Under `Batch` and `Never` a ticket is ready at once, as the blocking
 //! append returns once queued: the flusher (`Batch`) or a `sync` (`Never`)
 //! makes it durable. An async append under `Never` that fills the buffer
-//! leaves the write to the committer thread.
+//! leaves the write to the committer thread, and so does a blocking one in
+//! an encrypted log (`Writer::seal_aside`: the committer seals the batch
+//! while appenders fill the next).
 //!
 //! Cancelling (dropping) a waiting ticket removes its waker; the record
 //! stays queued and becomes durable with its batch.
@@ -256,7 +258,7 @@ impl Writer {
     }
 
     /// Start the committer thread, once.
-    fn start_committer(self: &Arc<Self>) -> Result<(), WalError> {
+    pub(super) fn start_committer(self: &Arc<Self>) -> Result<(), WalError> {
         let mut slot = lock(&self.committer_thread);
         if slot.is_none() {
             let writer = self.clone();

@@ -1,0 +1,327 @@
+//! Deleting, at the logical level: [`delete`] appends a tombstone
+//! (`SessionEvent::SessionDeleted`) that every reader of session content
+//! honours from the moment it is durable; [`plan_delete`] says what it
+//! would delete, without writing (a dry run).
+//!
+//! Erasure of the bytes is a separate step (`Wal::compact`): until then the
+//! deleted records are still in the segments (`logbook dump
+//! --include-deleted` shows them).
+
+use std::path::Path;
+
+use logbook_bus::{KINDS, SessionEvent, lsn_ranges};
+use logbook_wal::{Lsn, Wal};
+use uuid::Uuid;
+
+use crate::error::ReplayError;
+use crate::scan::{Item, OnCorruption, Sessions, scan_in};
+use crate::source::Source;
+
+/// What of a session to delete.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_replay::Selection;
+///
+/// // Undo the last turn: everything after the record at LSN 41.
+/// let pop = Selection::After(41);
+/// assert_ne!(pop, Selection::Session);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Selection {
+    /// The whole session: every record of it so far (LangGraph's
+    /// `delete_thread`, the Agents SDK's `clear_session`). The session can
+    /// go on afterwards; what is appended later is not deleted.
+    Session,
+    /// Its records after this LSN (pop, undo: the Agents SDK's `pop_item`).
+    After(Lsn),
+    /// The records of these runs. A **run** is named by the LSN of the
+    /// `UserMessage` that opened it and holds that record and every record
+    /// of the session after it, up to the next `UserMessage` (LangGraph's
+    /// `delete_for_runs`).
+    Runs(Vec<Lsn>),
+    /// Keep only the latest `keep` records of the event kind `kind` (a
+    /// name of `logbook_bus::KINDS`); delete the older ones (LangGraph's
+    /// `prune`, keep the latest).
+    KeepLatest {
+        /// The event kind.
+        kind: String,
+        /// How many of the latest to keep.
+        keep: usize,
+    },
+}
+
+/// The most LSN ranges one tombstone lists: a deletion that lists more
+/// (a session interleaved with others has one range per record) appends
+/// several tombstones, in one group commit. One tombstone's ranges then
+/// decode within the codec's allocation bound (`MAX_EVENT_BYTES`, 16 MiB)
+/// with room to spare.
+pub const MAX_RANGES_PER_TOMBSTONE: usize = 1 << 16;
+
+/// What a deletion deletes (or would: see [`plan_delete`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DeletePlan {
+    /// The session.
+    pub session: Uuid,
+    /// The LSNs of the records it deletes that were not deleted yet, in
+    /// order (tombstones are never deleted).
+    pub lsns: Vec<Lsn>,
+    /// Their frame bytes in the log: what a compaction reclaims.
+    pub bytes: u64,
+    /// The tombstones it appends (none: nothing to delete, nothing is
+    /// appended): one, or several when it lists more than
+    /// [`MAX_RANGES_PER_TOMBSTONE`] ranges of LSNs.
+    pub tombstones: Vec<SessionEvent>,
+    /// The LSN of the last tombstone, once appended ([`delete`]).
+    pub tombstone_lsn: Option<Lsn>,
+}
+
+/// What [`delete`] would delete of `session` in the log in `dir`, without
+/// writing anything: the dry run of `logbook delete`.
+///
+/// # Errors
+///
+/// [`ReplayError::UnknownSession`] if the log has no record of `session`;
+/// [`ReplayError::DeletedSession`] if nothing of it is left but
+/// tombstones; [`ReplayError::NotARun`] for a run that is not a
+/// `UserMessage` of the session; [`ReplayError::UnknownKind`] for a kind
+/// that is not in `logbook_bus::KINDS`; [`ReplayError::Wal`] if the log
+/// cannot be read (corruption included).
+pub fn plan_delete(
+    dir: impl AsRef<Path>,
+    session: Uuid,
+    selection: &Selection,
+) -> Result<DeletePlan, ReplayError> {
+    plan_in(
+        &Source::Dir(dir.as_ref().to_path_buf()),
+        session,
+        selection,
+        "",
+        MAX_RANGES_PER_TOMBSTONE,
+    )
+}
+
+/// Bytes one range takes in a tombstone at most (two varints of 9 bytes).
+const RANGE_BYTES: usize = 18;
+
+fn plan_in(
+    source: &Source,
+    session: Uuid,
+    selection: &Selection,
+    reason: &str,
+    per_tombstone: usize,
+) -> Result<DeletePlan, ReplayError> {
+    if let Selection::KeepLatest { kind, .. } = selection {
+        if !KINDS.contains(&kind.as_str()) || kind == "session_deleted" {
+            return Err(ReplayError::UnknownKind(kind.clone()));
+        }
+    }
+    // (LSN, kind if known, frame bytes) of each record not deleted yet.
+    let mut live: Vec<(Lsn, Option<&'static str>, u64)> = Vec::new();
+    let mut last_tombstone = None;
+    let report = scan_in(
+        source,
+        0,
+        Sessions::One(session),
+        OnCorruption::Fail,
+        |item, record, _, _| {
+            let bytes = record.end_offset().saturating_sub(record.offset);
+            match item {
+                Item::Event(e) if e.event.is_tombstone() => last_tombstone = Some(e.lsn),
+                Item::Event(e) => live.push((e.lsn, Some(e.event.kind()), bytes)),
+                Item::Skipped { lsn, .. } => live.push((lsn, None, bytes)),
+            }
+        },
+    )?;
+    if report.records == 0 {
+        return Err(ReplayError::UnknownSession(session));
+    }
+    if let (true, Some(tombstone_lsn)) = (live.is_empty(), last_tombstone) {
+        return Err(ReplayError::DeletedSession {
+            session,
+            tombstone_lsn,
+        });
+    }
+    let (chosen, tombstone): (Vec<(Lsn, u64)>, _) = match selection {
+        Selection::Session => (
+            live.iter().map(|&(l, _, b)| (l, b)).collect(),
+            (Some(0), Vec::new()),
+        ),
+        Selection::After(after) => (
+            live.iter()
+                .filter(|r| r.0 > *after)
+                .map(|&(l, _, b)| (l, b))
+                .collect(),
+            (Some(*after), Vec::new()),
+        ),
+        Selection::Runs(runs) => {
+            let mut chosen = Vec::new();
+            for &run in runs {
+                let start = live
+                    .iter()
+                    .position(|r| r.0 == run && r.1 == Some("user_message"))
+                    .ok_or(ReplayError::NotARun { session, lsn: run })?;
+                chosen.extend(
+                    live.iter()
+                        .skip(start)
+                        .enumerate()
+                        .take_while(|(i, r)| *i == 0 || r.1 != Some("user_message"))
+                        .map(|(_, &(l, _, b))| (l, b)),
+                );
+            }
+            chosen.sort_unstable();
+            chosen.dedup();
+            let ranges = lsn_ranges(chosen.iter().map(|c| c.0));
+            (chosen, (None, ranges))
+        }
+        Selection::KeepLatest { kind, keep } => {
+            let of_kind: Vec<(Lsn, u64)> = live
+                .iter()
+                .filter(|r| r.1 == Some(kind.as_str()))
+                .map(|&(l, _, b)| (l, b))
+                .collect();
+            let older = of_kind.len().saturating_sub(*keep);
+            let chosen: Vec<(Lsn, u64)> = of_kind.into_iter().take(older).collect();
+            let ranges = lsn_ranges(chosen.iter().map(|c| c.0));
+            (chosen, (None, ranges))
+        }
+    };
+    // Every record deleted is listed, whatever the selection: compaction
+    // erases only listed records (a placeholder's session is not
+    // authenticated, its LSN in a sealed tombstone is).
+    let (after_lsn, _) = tombstone;
+    let ranges = lsn_ranges(chosen.iter().map(|c| c.0));
+    Ok(DeletePlan {
+        session,
+        bytes: chosen.iter().map(|c| c.1).sum(),
+        tombstones: ranges
+            .chunks(per_tombstone.max(1))
+            .map(|part| SessionEvent::SessionDeleted {
+                after_lsn,
+                ranges: part.to_vec(),
+                reason: reason.to_owned(),
+            })
+            .collect(),
+        lsns: chosen.into_iter().map(|c| c.0).collect(),
+        tombstone_lsn: None,
+    })
+}
+
+/// Delete `selection` of `session` in the log of `wal`: append a tombstone
+/// (`SessionEvent::SessionDeleted`, with `reason` for people) and make it
+/// durable, whatever the log's sync policy. From then on every reader that
+/// answers with session content leaves the deleted records out
+/// (`logbook_bus::Deletions` has the rule). The bytes stay in the segments
+/// until a compaction erases them.
+///
+/// Nothing is appended when nothing is left to delete.
+///
+/// # Errors
+///
+/// As [`plan_delete`], and [`ReplayError::Wal`] if the tombstone cannot be
+/// appended or made durable (then it may or may not be in the log: a read
+/// tells).
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{Selection, delete, session_state};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let id = uuid::Uuid::new_v4();
+/// wal.append(id, &SessionEvent::UserMessage("one".into()))?;
+/// let kept = wal.append(id, &SessionEvent::TextComplete("1".into()))?;
+/// wal.append(id, &SessionEvent::UserMessage("two".into()))?;
+/// let done = delete(&wal, id, &Selection::After(kept), "pop")?;
+/// assert_eq!(done.lsns, [3]);
+/// assert_eq!(session_state(dir.path(), id)?.transcript().len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn delete(
+    wal: &Wal,
+    session: Uuid,
+    selection: &Selection,
+    reason: &str,
+) -> Result<DeletePlan, ReplayError> {
+    let dir = wal.dir();
+    // Readers return durable records only: what was appended so far must
+    // be seen by the plan.
+    wal.sync()
+        .map_err(|e| ReplayError::wal("syncing before a delete in", dir, e))?;
+    // Each tombstone fits in a record of this log (its segment size may
+    // be small), its reason and framing aside.
+    let room = wal.max_payload_len().saturating_sub(reason.len() + 64) / RANGE_BYTES;
+    let mut plan = plan_in(
+        &Source::Dir(dir.to_path_buf()),
+        session,
+        selection,
+        reason,
+        room.min(MAX_RANGES_PER_TOMBSTONE),
+    )?;
+    if plan.tombstones.is_empty() {
+        return Ok(plan);
+    }
+    let batch: Vec<(Uuid, SessionEvent)> = plan
+        .tombstones
+        .iter()
+        .map(|t| (session, t.clone()))
+        .collect();
+    let lsns = wal
+        .append_many(&batch)
+        .map_err(|e| ReplayError::wal("appending a tombstone to", dir, e))?;
+    wal.sync()
+        .map_err(|e| ReplayError::wal("syncing a tombstone in", dir, e))?;
+    plan.tombstone_lsn = lsns.last().copied();
+    Ok(plan)
+}
+
+/// [`delete`] of the whole session.
+///
+/// # Errors
+///
+/// As [`delete`].
+pub fn delete_session(wal: &Wal, session: Uuid) -> Result<DeletePlan, ReplayError> {
+    delete(wal, session, &Selection::Session, "session")
+}
+
+/// [`delete`] of the session's records after `after` (pop, undo).
+///
+/// # Errors
+///
+/// As [`delete`].
+pub fn delete_after(wal: &Wal, session: Uuid, after: Lsn) -> Result<DeletePlan, ReplayError> {
+    delete(wal, session, &Selection::After(after), "after")
+}
+
+/// [`delete`] of the records of `runs` (each named by the LSN of the
+/// `UserMessage` that opened it, see [`Selection::Runs`]).
+///
+/// # Errors
+///
+/// As [`delete`].
+pub fn delete_runs(wal: &Wal, session: Uuid, runs: &[Lsn]) -> Result<DeletePlan, ReplayError> {
+    delete(wal, session, &Selection::Runs(runs.to_vec()), "runs")
+}
+
+/// [`delete`] of all but the latest `keep` records of `kind` (prune).
+///
+/// # Errors
+///
+/// As [`delete`].
+pub fn prune(wal: &Wal, session: Uuid, kind: &str, keep: usize) -> Result<DeletePlan, ReplayError> {
+    delete(
+        wal,
+        session,
+        &Selection::KeepLatest {
+            kind: kind.to_owned(),
+            keep,
+        },
+        "prune",
+    )
+}
