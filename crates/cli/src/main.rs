@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod exporter;
 mod keys;
 mod output;
 mod render;

@@ -25,6 +25,14 @@
 //!   read, see `docs/fleet.md`), then sends exactly what is missing:
 //!   killing it at any moment and starting it again leaves every record
 //!   in the stream once.
+//! * **Following.** [`Shipper::follow`] keeps shipping what is appended:
+//!   a shipper of a directory ([`Shipper::new`]) polls the log; one made
+//!   from the writer's own [`Wal`](logbook_wal::Wal)
+//!   ([`Shipper::for_wal`]) sleeps on its durable watermark and ships each
+//!   record as soon as it is durable.
+//! * **Metrics.** A shipper records what it ships and how far behind it is
+//!   through the `metrics` facade (`logbook_ship_*`, `docs/operations.md`);
+//!   the application installs the exporter.
 //! * **Reading** ([`read`], [`in_log_order`]) yields [`FleetRecord`]s
 //!   that decode and render like a local log's records.
 //! * **Resume anywhere** ([`resume_from_stream`]): pull a session's
@@ -60,6 +68,7 @@ mod resume_point;
 mod retry;
 mod ship;
 mod target;
+mod telemetry;
 
 pub use crate::erase::{StreamErasure, erase_in_stream};
 pub use crate::error::FleetError;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::publish::PublishAck;
-use logbook_wal::{Lsn, Reader};
+use logbook_wal::{DurableWatch, Lsn, Reader, Wal};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -20,6 +20,7 @@ use crate::message::Outgoing;
 use crate::resume_point::{self, ResumePoint};
 use crate::retry::backoff;
 use crate::target::{StreamSettings, Target};
+use crate::telemetry::{self, ShipMetrics};
 
 /// Called with each LSN the stream acknowledged (for measurements).
 pub type AckObserver = Arc<dyn Fn(Lsn) + Send + Sync>;
@@ -41,7 +42,8 @@ pub struct ShipOptions {
     /// retried by a one-shot ship: it returns [`FleetError::Connect`] at
     /// once.)
     pub give_up_after: Duration,
-    /// How often a follower looks for new records (default 20 ms).
+    /// How often a follower looks for new records (default 20 ms); a
+    /// shipper made with [`Shipper::for_wal`] does not poll.
     pub poll: Duration,
     /// Called with each LSN once the stream acknowledged it.
     pub on_ack: Option<AckObserver>,
@@ -97,15 +99,37 @@ pub struct ShipReport {
     pub shipped_through: Lsn,
     /// Times the shipper reconnected after a failure.
     pub reconnects: u64,
+    /// The highest LSN read from the log (0: none).
+    pub read_through: Lsn,
+    /// How long the oldest record read from the log and not yet in the
+    /// stream has been in the log (from its timestamp), when this report
+    /// was made; zero when there is none.
+    pub lag: Duration,
 }
 
 /// Ships one local log to a stream. See the crate documentation.
+///
+/// A shipper records what it does through the `metrics` facade
+/// (`logbook_ship_*`, labelled with the log directory; `docs/operations.md`):
+/// install the recorder before making the shipper.
 #[derive(Debug)]
 pub struct Shipper {
     dir: PathBuf,
     log: Uuid,
     target: Target,
     options: ShipOptions,
+    /// Made with [`Shipper::for_wal`]: what a follower sleeps on.
+    watch: Option<DurableWatch>,
+    metrics: ShipMetrics,
+}
+
+/// How a follower at the end of the log waits for more.
+enum Wake {
+    /// Reads again after this long.
+    Poll(Duration),
+    /// Reads again when the writer's durable watermark moves, and a last
+    /// time when the writer closes.
+    Watch(DurableWatch),
 }
 
 /// What the reader thread hands the publisher.
@@ -118,6 +142,16 @@ enum Item {
     },
     /// The end of the log as it was (one-shot).
     End,
+}
+
+impl Item {
+    fn lsn(&self) -> Option<Lsn> {
+        match self {
+            Item::Send(record) => Some(record.lsn),
+            Item::Skip { lsn, .. } => Some(*lsn),
+            Item::End => None,
+        }
+    }
 }
 
 type AckFuture = Pin<
@@ -149,7 +183,58 @@ impl Shipper {
         let dir = dir.as_ref().to_path_buf();
         let log = logbook_wal::log_id(&dir)
             .map_err(|e| FleetError::wal(&dir, "reading the log id", e))?;
-        Ok(Shipper {
+        Ok(Shipper::with(dir, log, target, options, None))
+    }
+
+    /// A shipper of the log `wal` writes, in this process: the same
+    /// reads, headers and resume point as [`Shipper::new`], but
+    /// [`Shipper::follow`] sleeps on the writer's durable watermark
+    /// ([`Wal::watch_durable`]) instead of polling the log: each record
+    /// is read as soon as it is durable, and following ends (`Ok`) once
+    /// the writer is closed (or poisoned) and every record it made durable
+    /// is in the stream. Nothing here delays the writer: the records are
+    /// read by a [`Reader`] on a blocking thread, as by [`Shipper::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use logbook_fleet::{ShipOptions, Shipper, Target};
+    /// use logbook_wal::{Wal, WalOptions};
+    ///
+    /// let wal = Wal::open("/var/lib/agent/log", WalOptions::default())?;
+    /// let target = Target::parse("nats://127.0.0.1:4222")?;
+    /// let shipper = Shipper::for_wal(&wal, target, ShipOptions::default());
+    /// let shipping = tokio::spawn(async move { shipper.follow(|_| {}).await });
+    /// // ... the agent appends to `wal`; then:
+    /// wal.close()?;
+    /// let report = shipping.await??; // every durable record is in the stream
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn for_wal(wal: &Wal, target: Target, options: ShipOptions) -> Shipper {
+        // The watch before any reader: a record made durable later is
+        // either read or wakes it.
+        let watch = wal.watch_durable();
+        Shipper::with(
+            wal.dir().to_path_buf(),
+            wal.log_id(),
+            target,
+            options,
+            Some(watch),
+        )
+    }
+
+    fn with(
+        dir: PathBuf,
+        log: Uuid,
+        target: Target,
+        options: ShipOptions,
+        watch: Option<DurableWatch>,
+    ) -> Shipper {
+        let metrics = ShipMetrics::new(&dir);
+        Shipper {
             dir,
             log,
             target,
@@ -157,7 +242,9 @@ impl Shipper {
                 window: options.window.max(1),
                 ..options
             },
-        })
+            watch,
+            metrics,
+        }
     }
 
     /// The id of the log shipped.
@@ -197,6 +284,12 @@ impl Shipper {
     /// fails included ([`ShipOptions::on_retry`] hears of each retry).
     /// `progress` is called about once a second with the totals so far.
     ///
+    /// A shipper made with [`Shipper::new`] looks for new records every
+    /// [`ShipOptions::poll`], and follows until the future is dropped; one
+    /// made with [`Shipper::for_wal`] is woken when records become
+    /// durable, and returns once the writer closed and everything it made
+    /// durable is in the stream.
+    ///
     /// # Errors
     ///
     /// Only errors that waiting cannot cure: foreign messages, an
@@ -224,10 +317,13 @@ impl Shipper {
         let mut failing_since: Option<Instant> = None;
         let mut attempt = 0u32;
         let mut connected = false;
+        // The timestamp of the oldest record read and not yet in the
+        // stream, across reconnections.
+        let mut oldest: Option<u64> = None;
         loop {
             let before = report.shipped_through;
             match self
-                .attempt(follow, &mut report, &mut connected, progress)
+                .attempt(follow, &mut report, &mut connected, &mut oldest, progress)
                 .await
             {
                 Ok(()) => return Ok(report),
@@ -255,9 +351,14 @@ impl Shipper {
                     if let Some(observe) = &self.options.on_retry {
                         observe(&e, wait);
                     }
+                    // Still behind by the oldest record not shipped, and
+                    // more so while reconnecting.
+                    report.lag = oldest.map_or(Duration::ZERO, telemetry::age);
+                    self.metrics.lag_seconds.set(report.lag);
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                     report.reconnects += 1;
+                    self.metrics.reconnects.increment(1);
                 }
                 Err(e) => return Err(e),
             }
@@ -271,6 +372,7 @@ impl Shipper {
         follow: bool,
         report: &mut ShipReport,
         connected: &mut bool,
+        oldest: &mut Option<u64>,
         progress: &mut (dyn FnMut(&ShipReport) + Send),
     ) -> Result<(), FleetError> {
         let context = self.target.connect().await?;
@@ -293,10 +395,13 @@ impl Shipper {
         let reader = {
             let dir = self.dir.clone();
             let point = point.clone();
-            let poll = self.options.poll;
+            let wake = match &self.watch {
+                Some(watch) => Wake::Watch(watch.clone()),
+                None => Wake::Poll(self.options.poll),
+            };
             let (target, log) = (target.clone(), self.log);
             tokio::task::spawn_blocking(move || {
-                read_log(&target, log, &dir, &point, follow, poll, &tx)
+                read_log(&target, log, &dir, &point, follow, wake, &tx)
             })
         };
         let max_present = point.max_present();
@@ -305,6 +410,10 @@ impl Shipper {
         let mut ended = false;
         let mut pending: VecDeque<Item> = VecDeque::new();
         let mut last_progress = Instant::now();
+        // Wakes the loop to report (progress, the lag gauges) when nothing
+        // else does.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = 'run: loop {
             // Publish what is read, as far as the window allows.
             while inflight.len() < self.options.window {
@@ -341,11 +450,23 @@ impl Shipper {
                                 known_at_send: known,
                                 ack: boxed(ack),
                             }),
-                            Err(e) => break 'run Err(publish_error(target, record.lsn, &e)),
+                            Err(e) => {
+                                self.metrics.publish_errors.increment(1);
+                                break 'run Err(publish_error(target, record.lsn, &e));
+                            }
                         }
                     }
                 }
             }
+            *oldest = inflight.front().map(|f| f.record.timestamp_us).or_else(|| {
+                pending.iter().find_map(|item| match item {
+                    Item::Send(record) => Some(record.timestamp_us),
+                    _ => None,
+                })
+            });
+            report.lag = oldest.map_or(Duration::ZERO, telemetry::age);
+            self.metrics
+                .positions(report.read_through, report.shipped_through, report.lag);
             if ended && inflight.is_empty() && pending.is_empty() {
                 break Ok(());
             }
@@ -369,8 +490,11 @@ impl Shipper {
                         Ok(ack) => {
                             if ack.duplicate {
                                 report.duplicates += 1;
+                                self.metrics.duplicates.increment(1);
                             } else {
                                 report.shipped += 1;
+                                self.metrics.records.increment(1);
+                                self.metrics.ack_delay.record(telemetry::age(done.record.timestamp_us));
                             }
                             let lsn = done.record.lsn;
                             report.lsns = Some(report.lsns.map_or((lsn, lsn), |(a, b)| (a.min(lsn), b.max(lsn))));
@@ -382,16 +506,25 @@ impl Shipper {
                                 observe(lsn);
                             }
                         }
-                        Err(e) => break Err(publish_error(target, done.record.lsn, &e)),
+                        Err(e) => {
+                            self.metrics.publish_errors.increment(1);
+                            break Err(publish_error(target, done.record.lsn, &e));
+                        }
                     }
                 }
                 batch = rx.recv(), if want_more => {
                     match batch {
                         None => break Err(target.server_error("reading the local log", "the reader stopped")),
                         Some(Err(e)) => break Err(e),
-                        Some(Ok(items)) => pending.extend(items),
+                        Some(Ok(items)) => {
+                            if let Some(last) = items.iter().rev().find_map(Item::lsn) {
+                                report.read_through = report.read_through.max(last);
+                            }
+                            pending.extend(items);
+                        }
                     }
                 }
+                _ = tick.tick(), if follow => {}
             }
         };
         drop(rx);
@@ -423,14 +556,15 @@ fn publish_error(
 
 /// The reader side, on a blocking thread: every durable record from
 /// `point.committed` on, classified; the log's own `Reader`, never a copy
-/// of its read loop.
+/// of its read loop. At the end of the log a follower waits as `wake`
+/// says; the others end.
 fn read_log(
     target: &Target,
     log: Uuid,
     dir: &Path,
     point: &ResumePoint,
     follow: bool,
-    poll: Duration,
+    mut wake: Wake,
     tx: &mpsc::Sender<Result<Vec<Item>, FleetError>>,
 ) {
     let send = |item: Result<Item, FleetError>| tx.blocking_send(item.map(|i| vec![i])).is_ok();
@@ -450,20 +584,40 @@ fn read_log(
         }
     };
     let mut expected = point.committed;
+    // The writer closed: one more read to the end, then the end.
+    let mut closed = false;
+    // The durable LSN the watch last reported, and the last LSN read: once
+    // every record up to the former is read, the batch goes out and the
+    // reader sleeps on the watch again without looking for more (which
+    // costs a read of `LOCK` and a listing of the directory, for nothing:
+    // anything newer wakes the watch).
+    let mut reported: Option<Lsn> = None;
+    let mut read_to = point.committed.saturating_sub(1);
     // LSNs compaction erased (placeholders): never shipped, never missing.
     let mut erased = std::collections::HashSet::new();
     loop {
         let mut batch = Vec::new();
         let mut failure = None;
         let mut at_end = false;
+        let mut caught_up = false;
         while batch.len() < 1024 {
+            if !closed
+                && read_to >= point.max_present()
+                && reported.is_some_and(|durable| read_to >= durable)
+            {
+                caught_up = true;
+                break;
+            }
             match reader.next_ref() {
                 None => {
                     at_end = true;
                     break;
                 }
                 Some(Ok(record)) => match Outgoing::of(&record) {
-                    Ok(out) => batch.push(out),
+                    Ok(out) => {
+                        read_to = out.lsn;
+                        batch.push(out);
+                    }
                     Err(e) => {
                         failure = Some(FleetError::wal(dir, "reading a record to ship", e));
                         break;
@@ -565,15 +719,42 @@ fn read_log(
             )));
             return;
         }
-        if at_end {
-            if !follow {
+        if at_end || caught_up {
+            if at_end && (!follow || closed) {
                 send(Ok(Item::End));
                 return;
             }
             if tx.is_closed() {
                 return;
             }
-            std::thread::sleep(poll);
+            match &mut wake {
+                Wake::Poll(poll) => std::thread::sleep(*poll),
+                Wake::Watch(watch) => {
+                    // Woken by the writer (more is durable, or it closed),
+                    // or by the publisher going away. On this blocking
+                    // thread, never on a runtime worker.
+                    let woken = tokio::runtime::Handle::current().block_on(async {
+                        tokio::select! {
+                            more = watch.changed() => Some(more),
+                            () = tx.closed() => None,
+                        }
+                    });
+                    match woken {
+                        None => return,
+                        Some(None) => {
+                            // Read to the end as it is now (the records
+                            // read up to here may have ended the reader's
+                            // view of the file).
+                            closed = true;
+                            reader.note_durable(watch);
+                        }
+                        Some(Some(durable)) => {
+                            reported = Some(durable);
+                            reader.note_durable(watch);
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -48,6 +48,7 @@ use crate::format::{
 };
 use crate::fs::{Fs, LockGuard};
 use crate::options::{SyncPolicy, WalOptions};
+use crate::telemetry::WalMetrics;
 
 mod discards;
 mod disk;
@@ -173,6 +174,8 @@ pub(crate) struct Writer {
     publish_failed: AtomicBool,
     /// The machine's boot, written into every watermark.
     boot_id: BootId,
+    /// What is recorded beside `State::stats` (`telemetry.rs`).
+    metrics: WalMetrics,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -207,6 +210,8 @@ impl Writer {
             .map_err(|e| WalError::io("write the durable watermark", &lock_path, e))?;
         lock.sync()
             .map_err(|e| WalError::fatal("fsync", &lock_path, e))?;
+        let metrics = WalMetrics::new(&dir);
+        metrics.durable_lsn.set(next_lsn.saturating_sub(1) as f64);
         let (progress, _) = watch::channel(Progress {
             durable_end: next_lsn,
             poisoned: false,
@@ -251,6 +256,7 @@ impl Writer {
             published: AtomicU64::new(next_lsn),
             publish_failed: AtomicBool::new(false),
             boot_id,
+            metrics,
         })
     }
 
@@ -337,12 +343,25 @@ impl Writer {
             fsync_micros: 0,
             segments_created: 0,
         };
-        if let Err(e) = self.roll(&mut io, next, &mut out) {
+        let rolled = self.roll(&mut io, next, &mut out);
+        drop(io);
+        // Its fsyncs and segment counted as a batch's are (the fsyncs'
+        // latency is recorded by `roll`).
+        {
+            let mut st = lock(&self.state);
+            st.stats.fsyncs += out.fsyncs;
+            st.stats.fsync_micros += out.fsync_micros;
+            st.stats.segments_created += out.segments_created;
+        }
+        self.metrics.fsyncs.increment(out.fsyncs);
+        self.metrics.segments.increment(out.segments_created);
+        if let Err(e) = rolled {
             // As in the commit path: a full disk while creating the next
             // segment leaves the sealed one active; anything else (a
             // failed fsync) poisons.
-            if !e.is_disk_full() {
-                drop(io);
+            if e.is_disk_full() {
+                self.metrics.disk_full.increment(1);
+            } else {
                 self.poison(e.clone());
             }
             return Err(e);
@@ -358,6 +377,7 @@ impl Writer {
         if st.poisoned.is_none() {
             tracing::error!(%error, "log poisoned: every later append fails until it is reopened");
             st.poisoned = Some(Arc::new(error));
+            self.metrics.poisoned.set(1.0);
         }
         self.progress.send_modify(|p| p.poisoned = true);
     }
@@ -419,6 +439,7 @@ impl Writer {
         }
         st.next_lsn += 1;
         st.stats.appends += 1;
+        self.metrics.appends.increment(1);
         let header = FrameHeader {
             lsn,
             sync_mark: st.durable_end,
@@ -737,14 +758,29 @@ impl Writer {
         st.stats.fsync_micros += outcome.fsync_micros;
         st.stats.segments_created += outcome.segments_created;
         st.written_end = st.written_end.max(outcome.written_end);
+        let m = &self.metrics;
+        m.batches.increment(1);
+        m.written_bytes.increment(outcome.written_bytes as u64);
+        m.fsyncs.increment(outcome.fsyncs);
+        m.segments.increment(outcome.segments_created);
         if let Some(d) = outcome.durable_end {
             if d > st.durable_end {
                 st.stats.records_synced += d - st.durable_end;
+                m.synced.increment(d - st.durable_end);
+                m.records_per_fsync.record((d - st.durable_end) as f64);
+                m.durable_lsn.set((d - 1) as f64);
                 st.durable_end = d;
             }
         }
+        if outcome.error.as_ref().is_some_and(WalError::is_disk_full) {
+            m.disk_full.increment(1);
+        }
         match outcome.error {
-            None => st.stalled = None,
+            None => {
+                if st.stalled.take().is_some() {
+                    m.stalled.set(0.0);
+                }
+            }
             Some(error) if error.is_disk_full() && self.opts.sync != SyncPolicy::Always => {
                 // These records returned `Ok(lsn)`: keep them queued, in
                 // front of what queued meanwhile, with their LSNs. Waiters
@@ -752,6 +788,8 @@ impl Writer {
                 let from = outcome.written_end;
                 if st.stalled.is_none() {
                     tracing::warn!(%error, from_lsn = from, "disk full: queued records are kept; sync and appends fail until space is free");
+                    m.stalls.increment(1);
+                    m.stalled.set(1.0);
                 }
                 let mut kept = Vec::with_capacity(rest.len() + st.pending.len());
                 kept.extend_from_slice(rest);
@@ -775,8 +813,10 @@ impl Writer {
             Some(error) => {
                 tracing::error!(%error, "log poisoned: every later append fails until it is reopened");
                 st.poisoned = Some(Arc::new(error));
+                m.poisoned.set(1.0);
             }
         }
+        m.queued.set((st.next_lsn - st.written_end) as f64);
         self.durable_end.store(st.durable_end, Ordering::Release);
         // `closed` is left as it is: only `close` sets it, once its own sync
         // is over. `st.closed` is set when `close` *begins*, and a batch

@@ -32,6 +32,16 @@
 //! only records known durable (the writer publishes its durable watermark
 //! in `LOCK`, see `docs/format.md`).
 //!
+//! ## Metrics
+//!
+//! The writer records appends, batches, bytes, fsyncs and their latency,
+//! records per fsync, the commit queue's depth, the durable LSN, full-disk
+//! writes, stalls and poisoning through the `metrics` facade
+//! (`logbook_wal_*`, labelled `dir`; `docs/operations.md` lists them). The
+//! application installs a recorder, before opening the log; without one,
+//! recording costs nothing measurable. Readers never fsync, so they record
+//! nothing.
+//!
 //! ## Quick start
 //!
 //! ```
@@ -89,6 +99,7 @@ mod segment;
 #[cfg(any(test, feature = "testing"))]
 pub mod sim;
 mod sink;
+mod telemetry;
 mod wal;
 mod walk;
 

@@ -1316,6 +1316,25 @@ impl Reader {
         }
     }
 
+    /// Take the durable LSN reported by `watch`, a [`DurableWatch`] of
+    /// this log's writer in this process, as the reader's bound (it is
+    /// published in `LOCK` before the watch moves, so this spares the read
+    /// of `LOCK` that the next record past the bound would cost), and read
+    /// the tail segment's end afresh on the next call. A follower woken by
+    /// the watch calls this, then reads up to the LSN it reported.
+    ///
+    /// The watch must be of the writer of this log: a reader given
+    /// another log's watch may return records not yet durable.
+    ///
+    /// [`DurableWatch`]: crate::DurableWatch
+    pub fn note_durable(&mut self, watch: &crate::DurableWatch) {
+        let end = watch.durable_lsn().saturating_add(1);
+        self.vouched = self.vouched.max(end);
+        if let Some(cur) = self.current.as_mut() {
+            cur.invalidate();
+        }
+    }
+
     fn is_tail(&self) -> bool {
         self.index + 1 >= self.segments.len()
     }

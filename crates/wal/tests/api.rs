@@ -644,3 +644,45 @@ fn a_close_during_a_batch_in_flight_is_not_announced_before_its_records_are_dura
         .collect();
     assert_eq!(lsns, (1..=last).collect::<Vec<u64>>());
 }
+
+#[test]
+fn a_reader_told_by_the_durable_watch_reads_up_to_what_it_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        sync: SyncPolicy::Always,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    let mut watch = wal.watch_durable();
+    for i in 1..=3 {
+        wal.append(session(1), &event(i)).unwrap();
+    }
+    let mut reader = Reader::open(dir.path()).unwrap();
+    // A follower reads exactly what is durable and stops there, without
+    // looking past it.
+    for lsn in 1..=3 {
+        assert_eq!(reader.next_ref().unwrap().unwrap().lsn, lsn);
+    }
+    for i in 4..=5 {
+        wal.append(session(1), &event(i)).unwrap();
+    }
+    assert_eq!(watch.durable_lsn(), 5);
+    reader.note_durable(&watch);
+    assert_eq!(reader.durable_bound(), 6);
+    let mut rest = Vec::new();
+    while let Some(record) = reader.next_ref() {
+        rest.push(record.unwrap().lsn);
+    }
+    assert_eq!(rest, [4, 5], "the records the watch reported, read at once");
+    wal.close().unwrap();
+    // Closed: the last report; the reader still ends at the durable end.
+    assert_eq!(
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(watch.changed()),
+        Some(5)
+    );
+    reader.note_durable(&watch);
+    assert!(reader.next_ref().is_none());
+}

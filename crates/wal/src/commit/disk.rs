@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use metrics::Histogram;
+
 use super::Writer;
 use crate::chain::ChainState;
 use crate::error::WalError;
@@ -85,11 +87,14 @@ pub(super) struct Outcome {
 }
 
 impl Outcome {
-    /// `fdatasync` the active segment, counting and timing the call.
-    fn sync(&mut self, io: &mut Io) -> Result<(), WalError> {
+    /// `fdatasync` the active segment, counting and timing the call (into
+    /// `latency` too).
+    fn sync(&mut self, io: &mut Io, latency: &Histogram) -> Result<(), WalError> {
         let started = Instant::now();
         let synced = io.file.sync_data();
-        self.fsync_micros += u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        latency.record(elapsed);
+        self.fsync_micros += u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         synced.map_err(|e| WalError::fatal("fsync", &io.entry.path, e))?;
         self.fsyncs += 1;
         io.synced_pos = io.write_pos;
@@ -269,7 +274,7 @@ impl Writer {
         }
         debug_assert_eq!(lsn, end);
         if sync {
-            if let Err(e) = out.sync(io) {
+            if let Err(e) = out.sync(io, &self.metrics.fsync_seconds) {
                 out.error = Some(e);
                 return out;
             }
@@ -327,7 +332,7 @@ impl Writer {
             return WalError::fatal("truncate after a full disk", &io.entry.path, e);
         }
         if sync {
-            if let Err(e) = out.sync(io) {
+            if let Err(e) = out.sync(io, &self.metrics.fsync_seconds) {
                 return e;
             }
             out.durable_end = Some(out.written_end);
@@ -339,12 +344,12 @@ impl Writer {
     /// first record is `lsn`.
     pub(super) fn roll(&self, io: &mut Io, lsn: Lsn, out: &mut Outcome) -> Result<(), WalError> {
         if !io.sealed {
-            out.sync(io)?;
+            out.sync(io, &self.metrics.fsync_seconds)?;
             out.durable_end = Some(lsn);
             io.file
                 .set_len(io.write_pos)
                 .map_err(|e| WalError::fatal("truncate to seal", &io.entry.path, e))?;
-            out.sync(io)?;
+            out.sync(io, &self.metrics.fsync_seconds)?;
             io.sealed = true;
         }
         let prealloc = self.opts.preallocate.then_some(self.opts.segment_size);
