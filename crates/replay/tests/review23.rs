@@ -1,0 +1,123 @@
+//! Review 23: an outside attack on deletion, retention and erasure by
+//! compaction (issue 23), through the replay crate. Each test is one
+//! reproduction of a defect: it fails on the code it was written against.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use logbook_bus::SessionEvent;
+use logbook_replay::{delete_session, list_sessions};
+use logbook_wal::{Wal, WalOptions};
+use uuid::Uuid;
+
+fn options() -> WalOptions {
+    WalOptions {
+        segment_size: 8192,
+        ..WalOptions::default()
+    }
+}
+
+/// Every file of `dir` whose bytes contain `needle` (`grep -rl`).
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        if bytes.windows(needle.len()).any(|w| w == needle) {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits.sort();
+    hits
+}
+
+/// The derived files (`.sum`, `.run`, `.idx`) of `dir` and their bytes.
+fn derived(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.to_string_lossy();
+            n.ends_with(".sum") || n.ends_with(".run") || n.ends_with(".idx")
+        })
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
+/// `Wal::compact` swaps a segment in (rename, directory fsync) and only
+/// then removes its derived files (`index::remove`: `.idx`, `.sum`,
+/// `.run`; the run beside the first segment at the very end). A process
+/// killed between the two leaves the old summaries, which hold the
+/// deleted session's title (its first user message) in the clear. The
+/// next `compact --apply` finds nothing left to rewrite (the segment
+/// already holds placeholders), returns `Ok` with nothing in the active
+/// segment, and leaves them: `grep -r` still finds the deleted phrase,
+/// against the bound `Wal::compact` documents ("once this returns `Ok`
+/// with `in_active_segment` 0, no byte of a listed record's payload is
+/// left in the log directory").
+///
+/// The crash is reproduced by putting back the `.run` file as it was
+/// before the compaction (what a kill after the last rename, before its
+/// removal, leaves).
+#[test]
+fn summaries_left_by_a_compaction_killed_after_its_rename_keep_the_deleted_phrase() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let wal = Wal::open(dir, options()).unwrap();
+    let (gone, kept) = (Uuid::from_u128(0x90e), Uuid::from_u128(0x4e9));
+    wal.append(gone, &SessionEvent::UserMessage("secret-aardvark-phrase".into()))
+        .unwrap();
+    for i in 0..200 {
+        wal.append(kept, &SessionEvent::UserMessage(format!("kept {i}")))
+            .unwrap();
+        wal.append(gone, &SessionEvent::TextComplete(format!("reply {i}")))
+            .unwrap();
+    }
+    wal.close().unwrap();
+    // A listing stores summaries (with titles) beside the sealed segments.
+    assert_eq!(list_sessions(dir).unwrap().sessions.len(), 2);
+    let before = derived(dir);
+    assert!(
+        !files_holding(dir, b"secret-aardvark-phrase")
+            .iter()
+            .all(|f| f.ends_with(".wal")),
+        "the summaries hold the title: {:?}",
+        files_holding(dir, b"secret-aardvark-phrase")
+    );
+
+    let wal = Wal::open(dir, options()).unwrap();
+    delete_session(&wal, gone).unwrap();
+    let done = wal.compact().unwrap();
+    assert!(done.erased > 0 && done.in_active_segment == 0, "{done:?}");
+    wal.close().unwrap();
+    assert_eq!(files_holding(dir, b"secret-aardvark-phrase"), Vec::<String>::new());
+
+    // The state a kill after the last rename, before the run beside the
+    // first segment is removed (`wal.rs`, the end of `compact`), leaves:
+    // that `.run` file as it was. (A power cut before the final directory
+    // fsync can bring back the `.sum` files too: their unlinks are not
+    // fsynced on their own.)
+    let mut restored = 0;
+    for (path, bytes) in &before {
+        if path.to_string_lossy().ends_with(".run") {
+            std::fs::write(path, bytes).unwrap();
+            restored += 1;
+        }
+    }
+    assert_eq!(restored, 1);
+    // Run again after the restart, as an operator would: Ok, nothing left
+    // in the active segment ...
+    let wal = Wal::open(dir, options()).unwrap();
+    let again = wal.compact().unwrap();
+    assert_eq!(again.in_active_segment, 0, "{again:?}");
+    wal.close().unwrap();
+    // ... so no byte of the deleted session may be left.
+    assert_eq!(
+        files_holding(dir, b"secret-aardvark-phrase"),
+        Vec::<String>::new(),
+        "a compaction returned Ok and the deleted phrase is still on disk ({again:?})"
+    );
+}
