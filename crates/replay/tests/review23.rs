@@ -121,3 +121,89 @@ fn summaries_left_by_a_compaction_killed_after_its_rename_keep_the_deleted_phras
         "a compaction returned Ok and the deleted phrase is still on disk ({again:?})"
     );
 }
+
+/// `logbook_replay::delete` plans by scanning the session, then appends
+/// the tombstone: an append to the session by another thread in between
+/// lands below the tombstone, so `after_lsn = Some(0)` deletes it (every
+/// reader hides it), but the tombstone's ranges do not list it, and
+/// compaction erases only listed records (`compact.rs`, `Listed::erases`).
+/// The record is deleted and never erased: after `Wal::compact` returns
+/// `Ok` with nothing in the active segment, its phrase is still on disk.
+/// `docs/format.md` says "`logbook_replay::delete` lists every record it
+/// deletes".
+#[test]
+fn a_record_appended_while_a_delete_plans_is_deleted_but_never_erased() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    // Group commit by time (a documented policy): appends return once
+    // queued, so the plan's scan (durable records only) does not see the
+    // ones racing it. With `Always` the window is narrower, not closed.
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            sync: logbook_wal::SyncPolicy::Batch {
+                max_delay: std::time::Duration::from_millis(500),
+                max_bytes: 64 << 20,
+            },
+            ..options()
+        },
+    )
+    .unwrap();
+    let (gone, kept) = (Uuid::from_u128(0x90e), Uuid::from_u128(0x4e9));
+    for i in 0..500 {
+        wal.append(gone, &SessionEvent::UserMessage(format!("early-{i:05}")))
+            .unwrap();
+        wal.append(kept, &SessionEvent::UserMessage(format!("kept {i}")))
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (wal, stop) = (wal.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) && i < 20_000 {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+                let text = format!("racing-okapi-{i:06}");
+                let lsn = wal
+                    .append(gone, &SessionEvent::UserMessage(text.clone()))
+                    .unwrap();
+                out.push((lsn, text));
+                i += 1;
+            }
+            out
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let plan = delete_session(&wal, gone).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let appended = appender.join().unwrap();
+    let tombstone = plan.tombstone_lsn.unwrap();
+    let below: Vec<&(u64, String)> = appended.iter().filter(|(l, _)| *l < tombstone).collect();
+    let unlisted: Vec<&&(u64, String)> =
+        below.iter().filter(|(l, _)| !plan.lsns.contains(l)).collect();
+    assert!(!unlisted.is_empty(), "no append landed between plan and tombstone; run again");
+    // Readers hide them: the tombstone deletes the session below it (the
+    // records appended after it go on as the session).
+    let state = logbook_replay::session_state(dir, gone).unwrap();
+    let shown: Vec<String> = state.transcript().iter().map(|t| t.text.clone()).collect();
+    for (_, text) in &unlisted {
+        assert!(!shown.contains(text), "{text} is deleted");
+    }
+    let done = wal.compact().unwrap();
+    assert_eq!(done.in_active_segment, 0, "{done:?}");
+    wal.close().unwrap();
+    let left: Vec<String> = unlisted
+        .iter()
+        .filter(|(_, text)| !files_holding(dir, text.as_bytes()).is_empty())
+        .map(|(lsn, text)| format!("LSN {lsn} {text}"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{} deleted record(s) (below tombstone LSN {tombstone}, hidden by every reader) still on disk after compaction, e.g. {:?}",
+        left.len(),
+        &left[..left.len().min(3)]
+    );
+}
