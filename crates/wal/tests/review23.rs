@@ -143,3 +143,86 @@ fn a_placeholder_naming_another_session_hides_a_record_from_a_session_read() {
         seen.len()
     );
 }
+
+/// The summaries (`.sum`, `.run`) and session index (`.idx`) of a segment
+/// retention removes are removed after it (`retain.rs` `remove`: "their
+/// indexes and summaries last"), never fsynced, and nothing ever removes a
+/// derived file whose segment is gone (`segment::list` passes them over).
+/// A power cut after the segment's removal is durable leaves them for
+/// good: the next `retain` has nothing to remove, and the summaries,
+/// which hold the sessions' titles (first user messages) in the clear,
+/// stay in the directory. On the simulated file system, at every
+/// operation of a retention pass; the derived files stand for those a
+/// listing (`logbook sessions`) stores beside each sealed segment.
+#[test]
+fn a_power_cut_during_retention_leaves_the_removed_segments_summaries_for_good() {
+    use logbook_wal::Retention;
+    use logbook_wal::fs::Fs;
+    use logbook_wal::sim::SimFs;
+    const DIR: &str = "/log";
+    let names = |fs: &SimFs| {
+        let mut n = fs.read_dir(Path::new(DIR)).unwrap();
+        n.sort();
+        n
+    };
+    let mut orphans_seen = Vec::new();
+    let mut completed = false;
+    for n in 1..200u64 {
+        if completed {
+            break;
+        }
+        let fs = SimFs::new(n);
+        let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, common::small(4096)).unwrap();
+        for i in 0..200u64 {
+            wal.append(
+                common::session(i % 3),
+                &SessionEvent::UserMessage(format!("title-phrase-{i:04} {}", "x".repeat(40))),
+            )
+            .unwrap();
+        }
+        wal.close().unwrap();
+        // A listing's derived files beside each sealed segment.
+        let segments: Vec<String> = names(&fs).into_iter().filter(|f| f.ends_with(".wal")).collect();
+        assert!(segments.len() >= 4);
+        for seg in &segments[..segments.len() - 1] {
+            fs.set_file_bytes(
+                Path::new(DIR).join(format!("{seg}.sum")),
+                b"summary: title-phrase-0000".to_vec(),
+            );
+        }
+        let policy = Retention {
+            before_lsn: Some(120),
+            ..Retention::default()
+        };
+        let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, common::small(4096)).unwrap();
+        fs.cut_power_after(n);
+        let result = wal.retain(&policy);
+        completed |= result.is_ok() && !fs.power_was_cut();
+        let cut = fs.power_was_cut();
+        fs.cut_power_after(u64::MAX / 2);
+        if !cut {
+            fs.power_cut();
+        }
+        drop(wal);
+        // Restart, and retain again (as the writer does at every roll).
+        let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, common::small(4096)).unwrap();
+        wal.retain(&policy).unwrap();
+        wal.close().unwrap();
+        let all = names(&fs);
+        let orphans: Vec<String> = all
+            .iter()
+            .filter(|f| f.ends_with(".sum"))
+            .filter(|f| !all.contains(&f.trim_end_matches(".sum").to_owned()))
+            .cloned()
+            .collect();
+        if !orphans.is_empty() {
+            orphans_seen.push((n, orphans));
+        }
+    }
+    assert!(completed);
+    assert!(
+        orphans_seen.is_empty(),
+        "summaries of removed segments left for good after a power cut at operation(s) {:?}",
+        orphans_seen
+    );
+}
