@@ -207,3 +207,95 @@ fn a_record_appended_while_a_delete_plans_is_deleted_but_never_erased() {
         &left[..left.len().min(3)]
     );
 }
+
+/// The key-less attacker of `docs/security.md` (write access to an
+/// encrypted log's directory, no key) hides a record from `replay`
+/// (`session_state`, which reads one session through `Reader::session`):
+/// the record's frame is replaced by a redacted placeholder as compaction
+/// writes one (its 16-byte tag kept, so the next record's chain still
+/// checks) whose clear header names another session. A whole-log read
+/// reports it as forged; the replay of the victim's session, with the key,
+/// shows the session without the record and no error.
+#[test]
+fn a_placeholder_naming_another_session_hides_a_record_from_replay() {
+    use std::sync::{Arc, OnceLock};
+    use logbook_wal::{Key, KeyRing, Reader};
+    static RING: OnceLock<Arc<KeyRing>> = OnceLock::new();
+    let ring = RING
+        .get_or_init(|| {
+            let ring = Arc::new(KeyRing::new(Key::new([9; 32])));
+            logbook_wal::install_default_keys(ring.clone()).unwrap();
+            ring
+        })
+        .clone();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (a, b) = (Uuid::from_u128(0xa), Uuid::from_u128(0xb));
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            segment_size: 8192,
+            encryption: Some(ring.clone()),
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    let mut victim = 0;
+    for i in 0..100 {
+        let lsn = wal
+            .append(a, &SessionEvent::UserMessage(format!("a says {i:03}")))
+            .unwrap();
+        if i == 3 {
+            victim = lsn;
+        }
+        wal.append(b, &SessionEvent::UserMessage(format!("b says {i:03}")))
+            .unwrap();
+    }
+    wal.close().unwrap();
+    let before = logbook_replay::session_state(dir, a).unwrap().transcript().len();
+    assert_eq!(before, 100);
+    // Find the victim's frame; replace it (no key needed).
+    let (path, at) = {
+        let mut r = Reader::open(dir).unwrap().without_keys();
+        loop {
+            let rec = r.next_ref().unwrap().unwrap();
+            if rec.lsn == victim {
+                break (rec.segment.to_path_buf(), rec.offset as usize);
+            }
+        }
+    };
+    let bytes = std::fs::read(&path).unwrap();
+    let fields = logbook_wal::FrameFields::parse(&bytes[at..]).unwrap();
+    let len = fields.payload_len as usize;
+    let tag = bytes[at + 48 + len - 16..at + 48 + len].to_vec();
+    let h = fields.header;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(16u32 | 1 << 31).to_le_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(&h.lsn.to_le_bytes());
+    frame.extend_from_slice(&h.sync_mark.to_le_bytes());
+    frame.extend_from_slice(&h.timestamp_us.to_le_bytes());
+    frame.extend_from_slice(b.as_bytes());
+    frame.extend_from_slice(&tag);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(b"LBREDACT");
+    crc.update(&frame[8..]);
+    let crc = crc.finalize();
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(&frame);
+    out.extend_from_slice(&bytes[at + 48 + len..]);
+    std::fs::write(&path, out).unwrap();
+
+    match logbook_replay::session_state(dir, a) {
+        Err(e) => eprintln!("refused: {e}"),
+        Ok(state) => {
+            let texts: Vec<String> = state.transcript().iter().map(|t| t.text.clone()).collect();
+            assert!(
+                texts.contains(&"a says 003".to_owned()),
+                "replay of session a, with the key, shows {} message(s) without `a says 003` and no error",
+                texts.len()
+            );
+        }
+    }
+}
