@@ -302,3 +302,57 @@ fn a_placeholder_naming_another_session_hides_a_record_from_replay() {
         }
     }
 }
+
+/// Issue 23: "A session whose beginning was retained away is marked as
+/// truncated in listings and replay, never passed off as complete." A
+/// fork of such a session copies what is left of it after a
+/// `SessionForked` record, which counts as a beginning: the fork is
+/// listed and replayed as whole, though its history lacks the original's
+/// beginning (`fork.rs` never looks at truncation; `list.rs`
+/// `finish_in`: `truncated = log_start > 1 && !began`).
+#[test]
+fn a_fork_of_a_session_cut_short_by_retention_is_passed_off_as_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let wal = Wal::open(dir, options()).unwrap();
+    let s = Uuid::from_u128(0x5e55);
+    wal.append(
+        s,
+        &SessionEvent::SessionStarted {
+            model: "m".into(),
+            cwd: "/w".into(),
+            title: Some("the beginning".into()),
+        },
+    )
+    .unwrap();
+    let mut last = 0;
+    for i in 0..300 {
+        last = wal
+            .append(s, &SessionEvent::UserMessage(format!("turn {i} {}", "y".repeat(60))))
+            .unwrap();
+    }
+    let removed = wal
+        .retain(&logbook_wal::Retention {
+            before_lsn: Some(150),
+            ..logbook_wal::Retention::default()
+        })
+        .unwrap();
+    assert!(!removed.segments.is_empty());
+    let state = logbook_replay::session_state(dir, s).unwrap();
+    assert!(state.truncated(), "the original is marked");
+    let forked = logbook_replay::fork(&wal, s, last).unwrap();
+    wal.close().unwrap();
+    let fork_state = logbook_replay::session_state(dir, forked.session).unwrap();
+    let listed = list_sessions(dir).unwrap();
+    let in_listing = listed
+        .sessions
+        .iter()
+        .find(|x| x.session == forked.session)
+        .map(|x| x.truncated);
+    assert!(
+        fork_state.truncated() && in_listing != Some(false),
+        "a fork of a truncated session ({} of its turns left) is replayed as whole (truncated: {}) and listed as whole ({in_listing:?})",
+        fork_state.transcript().len(),
+        fork_state.truncated()
+    );
+}
