@@ -391,6 +391,14 @@ fn a_fork_of_a_session_cut_short_by_retention_is_passed_off_as_whole() {
         fork_state.transcript().len(),
         fork_state.truncated()
     );
+    // Still a fork of the original, with what was left of its history.
+    assert_eq!(fork_state.forked_from(), Some((s, last)));
+    assert!(forked.truncated);
+    assert_eq!(
+        fork_state.transcript().len(),
+        state.transcript().len(),
+        "the fork holds what is left of the original"
+    );
 }
 
 /// A delete reads the session up to the end the log had reached when it
