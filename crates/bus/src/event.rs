@@ -262,7 +262,9 @@ pub enum SessionEvent {
     /// The session was forked from another one at a point of its history
     /// (durable; Logbook addition): the first record of a fork, followed by
     /// copies of the original's durable events up to and including
-    /// `at_lsn`.
+    /// `at_lsn`. When the original's beginning was retained away, the
+    /// copies come first and this record after them, so that the fork, too,
+    /// does not begin with a beginning and is marked truncated.
     SessionForked {
         /// The session it was forked from.
         from: Uuid,

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use logbook_bus::Deletions;
 use logbook_replay::{ReplayError, Resumed, SessionState, SessionStatus};
 use logbook_wal::{Lsn, Reader, Wal, WalError};
 use uuid::Uuid;
@@ -26,6 +27,11 @@ pub struct Pulled {
     /// Records of the session the stream holds that this log already had
     /// (its own, or imported before).
     pub already_here: u64,
+    /// Records of the session the stream holds that were left out: its
+    /// tombstones (their LSNs are their own log's, meaningless here) and
+    /// the records they delete (`logbook_bus::Deletions`, one set per
+    /// log), as every reader of the stream leaves them out.
+    pub deleted: u64,
     /// The session, resumed on this log: its `SessionResumed` record is
     /// durable, and its sink takes the session's next events.
     pub resumed: Resumed,
@@ -35,8 +41,9 @@ pub struct Pulled {
 /// then resume it there ([`logbook_replay::resume`]: a durable
 /// `SessionResumed { from_lsn }`, then a sink for new events).
 ///
-/// The records of other logs that this log lacks are appended, in the
-/// session's order (each log's records by LSN, the logs in the order the
+/// The records of other logs that this log lacks and that no tombstone in
+/// the stream deletes are appended (tombstones are not: their LSNs name
+/// their own log's records), in the session's order (each log's records by LSN, the logs in the order the
 /// session reached them), with their payloads unchanged. Before they are
 /// appended, `IMPORTS` in the log directory lists them (fsynced): the
 /// shipper of this log skips them, so what the stream already has is never
@@ -201,6 +208,7 @@ impl SessionPull {
             let Plan {
                 wanted,
                 already_here,
+                deleted,
             } = plan(&dir, Some(wal.log_id()), session, &records)?;
             if !wanted.is_empty() {
                 let first = wal.last_lsn() + 1;
@@ -238,6 +246,7 @@ impl SessionPull {
             Ok(Pulled {
                 imported: wanted.len() as u64,
                 already_here,
+                deleted,
                 resumed,
             })
         });
@@ -255,6 +264,9 @@ struct Plan {
     wanted: Vec<FleetRecord>,
     /// The records it has.
     already_here: u64,
+    /// The tombstones of other logs and the records they delete: left
+    /// out.
+    deleted: u64,
 }
 
 /// Which of `records` the log in `dir` (`me`: its id; `None`: no log
@@ -281,9 +293,40 @@ fn plan(
         let first = sealed_from.entry(r.log).or_insert(r.lsn);
         *first = (*first).min(r.lsn);
     }
+    // The tombstones of each other log, as every stream reader honours
+    // them (`logbook_bus::Deletions`, the one rule; LSNs are per log). A
+    // tombstone follows the records it deletes: gathered before any record
+    // is taken. A record this log has is opened only to look for one (it
+    // was opened when it was pulled; one that does not open now is passed
+    // over: what this log has, it keeps).
+    let mut opened: Vec<Option<(FleetRecord, bool)>> = Vec::with_capacity(records.len());
+    let mut deletions: HashMap<Uuid, Deletions> = HashMap::new();
+    for r in records {
+        if Some(r.log) == me {
+            opened.push(None);
+            continue;
+        }
+        let open = match r.unsealed(keys.as_deref()) {
+            Ok(open) => open,
+            Err(_) if landed.contains(&(r.log, r.lsn)) => {
+                opened.push(None);
+                continue;
+            }
+            Err(e) => return Err(FleetError::wal(dir, "decrypting a pulled record", e)),
+        };
+        // A record of a kind this build does not know deletes nothing.
+        let tombstone = open.decode().is_ok_and(|event| {
+            deletions
+                .entry(r.log)
+                .or_default()
+                .note(r.session, r.lsn, &event.event)
+        });
+        opened.push(Some((open, tombstone)));
+    }
     let mut wanted = Vec::new();
     let mut already_here = 0;
-    for r in records {
+    let mut deleted = 0;
+    for (r, open) in records.iter().zip(opened) {
         if r.key_id.is_none() && sealed_from.get(&r.log).is_some_and(|&f| r.lsn >= f) {
             return Err(FleetError::wal(
                 dir,
@@ -300,15 +343,24 @@ fn plan(
             already_here += 1;
             continue;
         }
-        let open = r
-            .unsealed(keys.as_deref())
-            .map_err(|e| FleetError::wal(dir, "decrypting a pulled record", e))?;
+        let Some((open, tombstone)) = open else {
+            continue;
+        };
+        if tombstone
+            || deletions
+                .get(&r.log)
+                .is_some_and(|d| d.covers(r.session, r.lsn))
+        {
+            deleted += 1;
+            continue;
+        }
         wanted.push(open);
     }
     refuse_completed(dir, me, session, &wanted)?;
     Ok(Plan {
         wanted,
         already_here,
+        deleted,
     })
 }
 

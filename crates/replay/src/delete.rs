@@ -14,7 +14,7 @@ use logbook_wal::{Lsn, Wal};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, Sessions, scan_in};
+use crate::scan::{Item, OnCorruption, Sessions, scan_reader, scan_until};
 use crate::source::Source;
 
 /// What of a session to delete.
@@ -75,7 +75,13 @@ pub struct DeletePlan {
     /// appended): one, or several when it lists more than
     /// [`MAX_RANGES_PER_TOMBSTONE`] ranges of LSNs.
     pub tombstones: Vec<SessionEvent>,
-    /// The LSN of the last tombstone, once appended ([`delete`]).
+    /// The LSN of the deletion's last tombstone, once appended
+    /// ([`delete`]). With `after_lsn` (a whole session, a pop) it bounds the
+    /// deletion: the selected records of the session below it are deleted,
+    /// those appended after it are not. Records appended while the delete
+    /// planned (after the end it read to, below this tombstone: deleted by
+    /// `after_lsn`) are listed by further tombstones of ranges only,
+    /// appended after it (in `tombstones`, their LSNs in `lsns`).
     pub tombstone_lsn: Option<Lsn>,
 }
 
@@ -101,6 +107,7 @@ pub fn plan_delete(
         selection,
         "",
         MAX_RANGES_PER_TOMBSTONE,
+        Lsn::MAX,
     )
 }
 
@@ -113,6 +120,7 @@ fn plan_in(
     selection: &Selection,
     reason: &str,
     per_tombstone: usize,
+    until: Lsn,
 ) -> Result<DeletePlan, ReplayError> {
     if let Selection::KeepLatest { kind, .. } = selection {
         if !KINDS.contains(&kind.as_str()) || kind == "session_deleted" {
@@ -122,9 +130,10 @@ fn plan_in(
     // (LSN, kind if known, frame bytes) of each record not deleted yet.
     let mut live: Vec<(Lsn, Option<&'static str>, u64)> = Vec::new();
     let mut last_tombstone = None;
-    let report = scan_in(
+    let report = scan_until(
         source,
         0,
+        until,
         Sessions::One(session),
         OnCorruption::Fail,
         |item, record, _, _| {
@@ -251,8 +260,10 @@ pub fn delete(
 ) -> Result<DeletePlan, ReplayError> {
     let dir = wal.dir();
     // Readers return durable records only: what was appended so far must
-    // be seen by the plan.
-    wal.sync()
+    // be seen by the plan, which reads up to there and no further (a
+    // writer appending to the session beside it never keeps it chasing).
+    let until = wal
+        .sync()
         .map_err(|e| ReplayError::wal("syncing before a delete in", dir, e))?;
     // Each tombstone fits in a record of this log (its segment size may
     // be small), its reason and framing aside.
@@ -263,6 +274,7 @@ pub fn delete(
         selection,
         reason,
         room.min(MAX_RANGES_PER_TOMBSTONE),
+        until,
     )?;
     if plan.tombstones.is_empty() {
         return Ok(plan);
@@ -278,7 +290,83 @@ pub fn delete(
     wal.sync()
         .map_err(|e| ReplayError::wal("syncing a tombstone in", dir, e))?;
     plan.tombstone_lsn = lsns.last().copied();
+    // A tombstone with `after_lsn` (a whole session, a pop) deletes every
+    // record of the session below it above that LSN, those appended
+    // between the plan's end and the tombstone too. Compaction erases only
+    // listed records, so they are listed, by tombstones of ranges only
+    // (which delete exactly what they list: nothing appended meanwhile is
+    // deleted unlisted). Every record deleted is listed, hence erased.
+    let after = plan.tombstones.iter().find_map(|t| match t {
+        SessionEvent::SessionDeleted { after_lsn, .. } => *after_lsn,
+        _ => None,
+    });
+    if let (Some(after), Some(&last)) = (after, lsns.last()) {
+        let raced = appended_between(dir, session, until, last, after)?;
+        if !raced.is_empty() {
+            let ranges = lsn_ranges(raced.iter().map(|r| r.0));
+            let more: Vec<SessionEvent> = ranges
+                .chunks(room.clamp(1, MAX_RANGES_PER_TOMBSTONE))
+                .map(|part| SessionEvent::SessionDeleted {
+                    after_lsn: None,
+                    ranges: part.to_vec(),
+                    reason: reason.to_owned(),
+                })
+                .collect();
+            let batch: Vec<(Uuid, SessionEvent)> =
+                more.iter().map(|t| (session, t.clone())).collect();
+            wal.append_many(&batch)
+                .map_err(|e| ReplayError::wal("appending a tombstone to", dir, e))?;
+            wal.sync()
+                .map_err(|e| ReplayError::wal("syncing a tombstone in", dir, e))?;
+            plan.tombstones.extend(more);
+            plan.bytes += raced.iter().map(|r| r.1).sum::<u64>();
+            plan.lsns.extend(raced.iter().map(|r| r.0));
+            plan.lsns.sort_unstable();
+        }
+    }
     Ok(plan)
+}
+
+/// (LSN, frame bytes) of each record of `session` after LSN `until` (the
+/// end the plan read to) and below `tombstone` (the last tombstone the
+/// delete appended), above `after`, tombstones aside: records appended
+/// while the delete planned, which its tombstones delete by `after_lsn`.
+/// Read with no tombstone applied: the delete's own delete them all.
+fn appended_between(
+    dir: &Path,
+    session: Uuid,
+    until: Lsn,
+    tombstone: Lsn,
+    after: Lsn,
+) -> Result<Vec<(Lsn, u64)>, ReplayError> {
+    let mut raced = Vec::new();
+    if tombstone <= until.saturating_add(1) {
+        return Ok(raced);
+    }
+    let source = Source::Dir(dir.to_path_buf());
+    let mut reader = source
+        .reader()?
+        .from_lsn(until + 1)
+        .session(session)
+        .until(tombstone - 1);
+    scan_reader(
+        dir,
+        &mut reader,
+        Sessions::One(session),
+        OnCorruption::Fail,
+        |item, record, _, _| {
+            let bytes = record.end_offset().saturating_sub(record.offset);
+            let lsn = match item {
+                Item::Event(e) if e.event.is_tombstone() => return,
+                Item::Event(e) => e.lsn,
+                Item::Skipped { lsn, .. } => lsn,
+            };
+            if lsn > after {
+                raced.push((lsn, bytes));
+            }
+        },
+    )?;
+    Ok(raced)
 }
 
 /// [`delete`] of the whole session.

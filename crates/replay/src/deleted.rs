@@ -92,7 +92,18 @@ pub(crate) fn tombstones(
     from: Lsn,
     sessions: &Sessions<'_>,
 ) -> Result<LogDeletions, ReplayError> {
-    let mut reader = source.reader()?.from_lsn(from);
+    tombstones_until(source, from, Lsn::MAX, sessions)
+}
+
+/// [`tombstones`] up to LSN `until` (of each log): the walk of a log
+/// directory ends at its first record above it.
+pub(crate) fn tombstones_until(
+    source: &Source,
+    from: Lsn,
+    until: Lsn,
+    sessions: &Sessions<'_>,
+) -> Result<LogDeletions, ReplayError> {
+    let mut reader = source.reader()?.from_lsn(from).until(until);
     if let Sessions::One(id) = sessions {
         reader = reader.session(*id);
     }

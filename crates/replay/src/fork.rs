@@ -20,10 +20,17 @@ pub struct Forked {
     pub from: Uuid,
     /// The last LSN of `from` its history includes.
     pub at_lsn: Lsn,
-    /// The LSN of its `SessionForked` record (its first).
+    /// The LSN of its `SessionForked` record (its first; its last when
+    /// the original was truncated, see [`Forked::truncated`]).
     pub forked_lsn: Lsn,
-    /// Events copied after it.
+    /// Events copied after it (before it, for a truncated original).
     pub copied: u64,
+    /// Whether the original's beginning was retained away
+    /// (`SessionState::truncated`): the copy then comes first and the
+    /// `SessionForked` record after it, so that the fork's first record is
+    /// not a beginning and the fork is marked truncated as the original
+    /// is, never passed off as whole.
+    pub truncated: bool,
 }
 
 /// Fork `session` at `at_lsn`: append, as one batch, a new session's
@@ -40,6 +47,12 @@ pub struct Forked {
 /// LSNs and times (the original's are in its history, where
 /// `SessionState::forked_from` points). A crash before `fork` returns can
 /// leave a prefix of the batch, as for any append not yet acknowledged.
+///
+/// A fork of a session whose beginning was retained away (truncated) lacks
+/// that beginning too: it is written as the copy first, then the
+/// `SessionForked` record, so its first record is not a beginning and
+/// listings and replay mark it truncated by the one rule
+/// (`SessionState::truncated`), as they mark the original.
 ///
 /// # Errors
 ///
@@ -91,11 +104,23 @@ pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError
     let mut events = Vec::new();
     let mut first_lsn = None;
     let mut undecodable = None;
+    // Whether the session's first record is a beginning: the rule of
+    // `SessionState::truncated`.
+    let mut began = false;
     let report = scan(dir, Sessions::One(session), OnCorruption::Fail, |item| {
         let lsn = match &item {
             Item::Event(record) => record.lsn,
             Item::Skipped { lsn, .. } => *lsn,
         };
+        if first_lsn.is_none() {
+            began = matches!(
+                &item,
+                Item::Event(record) if matches!(
+                    record.event,
+                    SessionEvent::SessionStarted { .. } | SessionEvent::SessionForked { .. }
+                )
+            );
+        }
         first_lsn.get_or_insert(lsn);
         if lsn > at_lsn {
             return;
@@ -123,15 +148,25 @@ pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError
     if let Some(lsn) = undecodable {
         return Err(ReplayError::CannotCopy { session, lsn });
     }
+    let truncated = !began && crate::scan::log_start(dir)? > 1;
     let new = Uuid::new_v4();
     let copied = events.len() as u64;
-    let batch: Vec<(Uuid, SessionEvent)> = std::iter::once(SessionEvent::SessionForked {
+    let forked = SessionEvent::SessionForked {
         from: session,
         at_lsn,
-    })
-    .chain(events)
-    .map(|event| (new, event))
-    .collect();
+    };
+    let batch: Vec<(Uuid, SessionEvent)> = if truncated {
+        events
+            .into_iter()
+            .chain(std::iter::once(forked))
+            .map(|event| (new, event))
+            .collect()
+    } else {
+        std::iter::once(forked)
+            .chain(events)
+            .map(|event| (new, event))
+            .collect()
+    };
     let lsns = wal
         .append_many(&batch)
         .map_err(|e| ReplayError::wal("appending a fork to", dir, e))?;
@@ -142,8 +177,13 @@ pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError
         session: new,
         from: session,
         at_lsn,
-        forked_lsn: lsns.first().copied().unwrap_or_default(),
+        forked_lsn: if truncated {
+            lsns.last().copied().unwrap_or_default()
+        } else {
+            lsns.first().copied().unwrap_or_default()
+        },
         copied,
+        truncated,
     })
 }
 

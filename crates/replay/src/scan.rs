@@ -155,10 +155,24 @@ pub(crate) fn scan_in(
     from: Lsn,
     sessions: Sessions<'_>,
     on_corruption: OnCorruption,
+    f: impl FnMut(Item, &RecordRef<'_>, u64, Option<Uuid>),
+) -> Result<ScanReport, ReplayError> {
+    scan_until(source, from, Lsn::MAX, sessions, on_corruption, f)
+}
+
+/// [`scan_in`] of the records from LSN `from` up to LSN `until` (of each
+/// log): a log directory's walk ends at its first record above `until`,
+/// however fast a writer appends beside it.
+pub(crate) fn scan_until(
+    source: &Source,
+    from: Lsn,
+    until: Lsn,
+    sessions: Sessions<'_>,
+    on_corruption: OnCorruption,
     mut f: impl FnMut(Item, &RecordRef<'_>, u64, Option<Uuid>),
 ) -> Result<ScanReport, ReplayError> {
-    let deletions = crate::deleted::tombstones(source, from, &sessions)?;
-    let mut reader = source.reader()?.from_lsn(from);
+    let deletions = crate::deleted::tombstones_until(source, from, until, &sessions)?;
+    let mut reader = source.reader()?.from_lsn(from).until(until);
     if let Sessions::One(id) = sessions {
         // Through the segments' session indexes: O(the session).
         reader = reader.session(id);

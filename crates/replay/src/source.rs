@@ -335,6 +335,7 @@ impl Source {
         Ok(SourceReader {
             inner,
             path: self.path(),
+            until: Lsn::MAX,
         })
     }
 }
@@ -370,6 +371,9 @@ impl From<Shipped> for Source {
 pub struct SourceReader<'s> {
     inner: Inner<'s>,
     path: PathBuf,
+    /// The last LSN read (of each log): a walk stops at a log
+    /// directory's first record above it.
+    until: Lsn,
 }
 
 #[derive(Debug)]
@@ -397,7 +401,18 @@ impl<'s> SourceReader<'s> {
                 reader: Box::new(reader),
             },
             path: dir.to_path_buf(),
+            until: Lsn::MAX,
         }
+    }
+
+    /// Read no record above LSN `lsn` (of each log): a walk of a log
+    /// directory ends at its first record above it, so a reader bounded
+    /// to the end a writer had reached never chases a tail growing under
+    /// it.
+    #[must_use]
+    pub(crate) fn until(mut self, lsn: Lsn) -> SourceReader<'s> {
+        self.until = lsn;
+        self
     }
 
     /// Start at LSN `lsn` (of each log, for records of several).
@@ -488,13 +503,26 @@ impl<'s> SourceReader<'s> {
     ) -> Result<ControlFlow<B>, ReplayError> {
         match &mut self.inner {
             Inner::Log { reader, log } => {
-                let log = *log;
-                reader
+                let (log, until) = (*log, self.until);
+                let walked = reader
                     .walk(|item| match item {
-                        Item::Record(record) => f(SourceItem::Record { log, record }),
-                        Item::Problem(e) => f(SourceItem::Problem(e)),
+                        Item::Record(record) if record.lsn > until => ControlFlow::Break(None),
+                        Item::Record(record) => match f(SourceItem::Record { log, record }) {
+                            ControlFlow::Break(b) => ControlFlow::Break(Some(b)),
+                            ControlFlow::Continue(()) => ControlFlow::Continue(()),
+                        },
+                        Item::Problem(e) => match f(SourceItem::Problem(e)) {
+                            ControlFlow::Break(b) => ControlFlow::Break(Some(b)),
+                            ControlFlow::Continue(()) => ControlFlow::Continue(()),
+                        },
                     })
-                    .map_err(|e| ReplayError::wal("reading", &self.path, e))
+                    .map_err(|e| ReplayError::wal("reading", &self.path, e))?;
+                Ok(match walked {
+                    ControlFlow::Break(Some(b)) => ControlFlow::Break(b),
+                    ControlFlow::Break(None) | ControlFlow::Continue(()) => {
+                        ControlFlow::Continue(())
+                    }
+                })
             }
             Inner::Shipped {
                 records,
@@ -536,7 +564,10 @@ impl<'s> SourceReader<'s> {
                         }
                         continue;
                     }
-                    if r.lsn < *from || session.is_some_and(|s| s != r.session) {
+                    if r.lsn < *from
+                        || r.lsn > self.until
+                        || session.is_some_and(|s| s != r.session)
+                    {
                         continue;
                     }
                     // Each sealed record commits to the tag of the one

@@ -137,7 +137,8 @@ impl Listed {
 }
 
 /// The tombstones of the log in `dir`, read with `keys` (an encrypted
-/// log's tombstones are sealed).
+/// log's tombstones are sealed): [`WalError::Encrypted`] for a record
+/// sealed with a key `keys` lacks.
 fn gather(
     fs: &Arc<dyn Fs>,
     dir: &Path,
@@ -150,6 +151,16 @@ fn gather(
     let mut listed = Listed::default();
     while let Some(record) = reader.next_ref() {
         let record = record?;
+        // Still sealed (no key with its id): it may be a tombstone, so
+        // what the log deletes cannot be known. Refused, never read as
+        // "nothing to erase".
+        if let Some(key_id) = record.key_id {
+            return Err(WalError::Encrypted {
+                segment: record.segment.to_path_buf(),
+                lsn: record.lsn,
+                key_id,
+            });
+        }
         if record.codec_id != logbook_bus::codec::CODEC_ID {
             continue;
         }
@@ -368,7 +379,9 @@ pub(crate) fn compact_path(segment: &Path) -> PathBuf {
 /// # Errors
 ///
 /// [`WalError`] for a log that cannot be read (corruption included: the
-/// tombstones are read with a full, checked read).
+/// tombstones are read with a full, checked read);
+/// [`WalError::Encrypted`] for a record sealed with a key not given (it
+/// may be a tombstone: what would be erased cannot be told).
 pub fn compaction_plan(
     dir: impl AsRef<Path>,
     keys: Option<Arc<crate::KeyRing>>,

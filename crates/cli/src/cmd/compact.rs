@@ -92,8 +92,19 @@ pub(crate) fn run(args: &CompactArgs) -> anyhow::Result<Outcome> {
         wal.close()?;
         done.with_context(|| format!("compacting the log in {}", dir.display()))?
     } else {
-        logbook_wal::compaction_plan(dir, None)
-            .with_context(|| format!("reading the log in {}", dir.display()))?
+        // Sealed records without their key may be tombstones: refused
+        // (exit 2), never "nothing to erase", as `--apply` refuses.
+        logbook_wal::compaction_plan(dir, None).map_err(|e| {
+            let needs_key = matches!(e, logbook_wal::WalError::Encrypted { .. });
+            anyhow::Error::new(e).context(if needs_key {
+                format!(
+                    "cannot tell what a compaction of the log in {} would erase: its tombstones are sealed, and the key is needed (--key-file or LOGBOOK_KEY)",
+                    dir.display()
+                )
+            } else {
+                format!("reading the log in {}", dir.display())
+            })
+        })?
     };
     let in_stream = match &args.to {
         Some(url) => {

@@ -26,7 +26,7 @@ is not changed. The new session's id is printed; `logbook replay` shows its
 history and `logbook sessions` where it came from; resume it to go on from
 there. The log must not be held by a live writer (fork it from inside the
 program that writes it with logbook_replay::fork). --json prints one object
-with session, from, at_lsn, forked_lsn and copied.";
+with session, from, at_lsn, forked_lsn, truncated and copied.";
 
 /// Fork a session at a point of its history.
 #[derive(Debug, Args)]
@@ -52,6 +52,9 @@ struct ForkJson {
     from: Uuid,
     at_lsn: Lsn,
     forked_lsn: Lsn,
+    /// The original's beginning was retained away: the fork is marked
+    /// truncated too.
+    truncated: bool,
     copied: u64,
 }
 
@@ -116,14 +119,24 @@ pub(crate) fn run(args: &ForkArgs) -> anyhow::Result<Outcome> {
                 from: forked.from,
                 at_lsn: forked.at_lsn,
                 forked_lsn: forked.forked_lsn,
+                truncated: forked.truncated,
                 copied: forked.copied,
             },
         )?;
     } else {
         writeln!(
             out,
-            "forked {} at LSN {} as {}: session_forked at LSN {}, {} event(s) copied",
-            forked.from, forked.at_lsn, forked.session, forked.forked_lsn, forked.copied
+            "forked {} at LSN {} as {}: session_forked at LSN {}, {} event(s) copied{}",
+            forked.from,
+            forked.at_lsn,
+            forked.session,
+            forked.forked_lsn,
+            forked.copied,
+            if forked.truncated {
+                " (the original's beginning was retained away: the fork is marked truncated too, its copy before its session_forked)"
+            } else {
+                ""
+            }
         )?;
     }
     out.flush()?;

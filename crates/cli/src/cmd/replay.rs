@@ -513,6 +513,12 @@ fn print_state_as(
         other => other.to_string(),
     };
     writeln!(out, "{indent}  status:  {status_text}")?;
+    if state.truncated() {
+        writeln!(
+            out,
+            "{indent}  truncated: its beginning was retained away (the log no longer holds it): not the whole session"
+        )?;
+    }
     if let Some((from, at_lsn)) = state.forked_from() {
         writeln!(
             out,
@@ -786,6 +792,9 @@ struct StateJson<'a> {
     resumptions: Vec<ResumptionJson>,
     kinds: serde_json::Map<String, serde_json::Value>,
     damage: Vec<DamageJson>,
+    /// Whether its beginning was retained away (`SessionState::truncated`):
+    /// not the whole session.
+    truncated: bool,
     /// For a fork: the session and LSN its history was taken from.
     #[serde(skip_serializing_if = "Option::is_none")]
     forked_from: Option<ForkedFromJson>,
@@ -890,6 +899,7 @@ impl<'a> StateJson<'a> {
                 .map(|(k, n)| (k.to_owned(), serde_json::Value::from(n)))
                 .collect(),
             damage: Vec::new(),
+            truncated: state.truncated(),
             forked_from: state
                 .forked_from()
                 .map(|(session, at_lsn)| ForkedFromJson { session, at_lsn }),

@@ -110,11 +110,19 @@ pub(crate) fn run(args: &ResumeArgs) -> anyhow::Result<Outcome> {
     let r = &pulled.resumed;
     writeln!(
         out,
-        "session {session} resumed in {}: {} record(s) pulled from {} ({} already here); SessionResumed at LSN {} (from LSN {}); {} pending tool call(s)",
+        "session {session} resumed in {}: {} record(s) pulled from {} ({} already here{}); SessionResumed at LSN {} (from LSN {}); {} pending tool call(s)",
         args.dir.display(),
         pulled.imported,
         stream::name(&target),
         pulled.already_here,
+        if pulled.deleted > 0 {
+            format!(
+                ", {} left out: tombstone(s) and the records they delete",
+                pulled.deleted
+            )
+        } else {
+            String::new()
+        },
         r.resumed_lsn,
         r.last_lsn,
         r.pending_tool_calls.len()

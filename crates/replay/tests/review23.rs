@@ -1,0 +1,461 @@
+//! Review 23: an outside attack on deletion, retention and erasure by
+//! compaction (issue 23), through the replay crate. Each test is one
+//! reproduction of a defect: it fails on the code it was written against.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use logbook_bus::SessionEvent;
+use logbook_replay::{delete_session, list_sessions};
+use logbook_wal::{Wal, WalOptions};
+use uuid::Uuid;
+
+fn options() -> WalOptions {
+    WalOptions {
+        segment_size: 8192,
+        ..WalOptions::default()
+    }
+}
+
+/// Every file of `dir` whose bytes contain `needle` (`grep -rl`).
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        if bytes.windows(needle.len()).any(|w| w == needle) {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits.sort();
+    hits
+}
+
+/// The derived files (`.sum`, `.run`, `.idx`) of `dir` and their bytes.
+fn derived(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.to_string_lossy();
+            n.ends_with(".sum") || n.ends_with(".run") || n.ends_with(".idx")
+        })
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
+/// `Wal::compact` swaps a segment in (rename, directory fsync) and only
+/// then removes its derived files (`index::remove`: `.idx`, `.sum`,
+/// `.run`; the run beside the first segment at the very end). A process
+/// killed between the two leaves the old summaries, which hold the
+/// deleted session's title (its first user message) in the clear. The
+/// next `compact --apply` finds nothing left to rewrite (the segment
+/// already holds placeholders), returns `Ok` with nothing in the active
+/// segment, and leaves them: `grep -r` still finds the deleted phrase,
+/// against the bound `Wal::compact` documents ("once this returns `Ok`
+/// with `in_active_segment` 0, no byte of a listed record's payload is
+/// left in the log directory").
+///
+/// The crash is reproduced by putting back the `.run` file as it was
+/// before the compaction (what a kill after the last rename, before its
+/// removal, leaves).
+#[test]
+fn summaries_left_by_a_compaction_killed_after_its_rename_keep_the_deleted_phrase() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let wal = Wal::open(dir, options()).unwrap();
+    let (gone, kept) = (Uuid::from_u128(0x90e), Uuid::from_u128(0x4e9));
+    wal.append(
+        gone,
+        &SessionEvent::UserMessage("secret-aardvark-phrase".into()),
+    )
+    .unwrap();
+    for i in 0..200 {
+        wal.append(kept, &SessionEvent::UserMessage(format!("kept {i}")))
+            .unwrap();
+        wal.append(gone, &SessionEvent::TextComplete(format!("reply {i}")))
+            .unwrap();
+    }
+    wal.close().unwrap();
+    // A listing stores summaries (with titles) beside the sealed segments.
+    assert_eq!(list_sessions(dir).unwrap().sessions.len(), 2);
+    let before = derived(dir);
+    assert!(
+        !files_holding(dir, b"secret-aardvark-phrase")
+            .iter()
+            .all(|f| f.ends_with(".wal")),
+        "the summaries hold the title: {:?}",
+        files_holding(dir, b"secret-aardvark-phrase")
+    );
+
+    let wal = Wal::open(dir, options()).unwrap();
+    delete_session(&wal, gone).unwrap();
+    let done = wal.compact().unwrap();
+    assert!(done.erased > 0 && done.in_active_segment == 0, "{done:?}");
+    wal.close().unwrap();
+    assert_eq!(
+        files_holding(dir, b"secret-aardvark-phrase"),
+        Vec::<String>::new()
+    );
+
+    // The state a kill after the last rename, before the run beside the
+    // first segment is removed (`wal.rs`, the end of `compact`), leaves:
+    // that `.run` file as it was. (A power cut before the final directory
+    // fsync can bring back the `.sum` files too: their unlinks are not
+    // fsynced on their own.)
+    let mut restored = 0;
+    for (path, bytes) in &before {
+        if path.to_string_lossy().ends_with(".run") {
+            std::fs::write(path, bytes).unwrap();
+            restored += 1;
+        }
+    }
+    assert_eq!(restored, 1);
+    // Run again after the restart, as an operator would: Ok, nothing left
+    // in the active segment ...
+    let wal = Wal::open(dir, options()).unwrap();
+    let again = wal.compact().unwrap();
+    assert_eq!(again.in_active_segment, 0, "{again:?}");
+    wal.close().unwrap();
+    // ... so no byte of the deleted session may be left.
+    assert_eq!(
+        files_holding(dir, b"secret-aardvark-phrase"),
+        Vec::<String>::new(),
+        "a compaction returned Ok and the deleted phrase is still on disk ({again:?})"
+    );
+}
+
+/// `logbook_replay::delete` plans by scanning the session, then appends
+/// the tombstone: an append to the session by another thread in between
+/// lands below the tombstone, so `after_lsn = Some(0)` deletes it (every
+/// reader hides it), but the tombstone's ranges do not list it, and
+/// compaction erases only listed records (`compact.rs`, `Listed::erases`).
+/// The record is deleted and never erased: after `Wal::compact` returns
+/// `Ok` with nothing in the active segment, its phrase is still on disk.
+/// `docs/format.md` says "`logbook_replay::delete` lists every record it
+/// deletes".
+#[test]
+fn a_record_appended_while_a_delete_plans_is_deleted_but_never_erased() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    // Group commit by time (a documented policy): appends return once
+    // queued, so the plan's scan (durable records only) does not see the
+    // ones racing it. With `Always` the window is narrower, not closed.
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            sync: logbook_wal::SyncPolicy::Batch {
+                max_delay: std::time::Duration::from_millis(500),
+                max_bytes: 64 << 20,
+            },
+            ..options()
+        },
+    )
+    .unwrap();
+    let (gone, kept) = (Uuid::from_u128(0x90e), Uuid::from_u128(0x4e9));
+    for i in 0..500 {
+        wal.append(gone, &SessionEvent::UserMessage(format!("early-{i:05}")))
+            .unwrap();
+        wal.append(kept, &SessionEvent::UserMessage(format!("kept {i}")))
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (wal, stop) = (wal.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) && i < 20_000 {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+                let text = format!("racing-okapi-{i:06}");
+                let lsn = wal
+                    .append(gone, &SessionEvent::UserMessage(text.clone()))
+                    .unwrap();
+                out.push((lsn, text));
+                i += 1;
+            }
+            out
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let plan = delete_session(&wal, gone).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let appended = appender.join().unwrap();
+    let tombstone = plan.tombstone_lsn.unwrap();
+    let below: Vec<&(u64, String)> = appended.iter().filter(|(l, _)| *l < tombstone).collect();
+    // The race: appends landed between the plan's scan and its tombstone
+    // (the delete lists them with a further tombstone of ranges only).
+    let raced = plan.tombstones.iter().any(|t| {
+        matches!(
+            t,
+            SessionEvent::SessionDeleted {
+                after_lsn: None,
+                ..
+            }
+        )
+    });
+    assert!(
+        raced,
+        "no append landed between plan and tombstone; run again"
+    );
+    // Every record the tombstones delete is listed ...
+    let unlisted: Vec<&&(u64, String)> = below
+        .iter()
+        .filter(|(l, _)| !plan.lsns.contains(l))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "{} record(s) below tombstone LSN {tombstone} deleted and not listed, e.g. {:?}",
+        unlisted.len(),
+        &unlisted[..unlisted.len().min(3)]
+    );
+    let unlisted = below;
+    // Readers hide them: the tombstone deletes the session below it (the
+    // records appended after it go on as the session).
+    let shown: Vec<String> = match logbook_replay::session_state(dir, gone) {
+        Ok(state) => state.transcript().iter().map(|t| t.text.clone()).collect(),
+        Err(logbook_replay::ReplayError::DeletedSession { .. }) => Vec::new(),
+        Err(e) => panic!("{e}"),
+    };
+    for (_, text) in &unlisted {
+        assert!(!shown.contains(text), "{text} is deleted");
+    }
+    let done = wal.compact().unwrap();
+    assert_eq!(done.in_active_segment, 0, "{done:?}");
+    wal.close().unwrap();
+    let left: Vec<String> = unlisted
+        .iter()
+        .filter(|(_, text)| !files_holding(dir, text.as_bytes()).is_empty())
+        .map(|(lsn, text)| format!("LSN {lsn} {text}"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{} deleted record(s) (below tombstone LSN {tombstone}, hidden by every reader) still on disk after compaction, e.g. {:?}",
+        left.len(),
+        &left[..left.len().min(3)]
+    );
+}
+
+/// The key-less attacker of `docs/security.md` (write access to an
+/// encrypted log's directory, no key) hides a record from `replay`
+/// (`session_state`, which reads one session through `Reader::session`):
+/// the record's frame is replaced by a redacted placeholder as compaction
+/// writes one (its 16-byte tag kept, so the next record's chain still
+/// checks) whose clear header names another session. A whole-log read
+/// reports it as forged; the replay of the victim's session, with the key,
+/// shows the session without the record and no error.
+#[test]
+fn a_placeholder_naming_another_session_hides_a_record_from_replay() {
+    use logbook_wal::{Key, KeyRing, Reader};
+    use std::sync::{Arc, OnceLock};
+    static RING: OnceLock<Arc<KeyRing>> = OnceLock::new();
+    let ring = RING
+        .get_or_init(|| {
+            let ring = Arc::new(KeyRing::new(Key::new([9; 32])));
+            logbook_wal::install_default_keys(ring.clone()).unwrap();
+            ring
+        })
+        .clone();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (a, b) = (Uuid::from_u128(0xa), Uuid::from_u128(0xb));
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            segment_size: 8192,
+            encryption: Some(ring.clone()),
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    let mut victim = 0;
+    for i in 0..100 {
+        let lsn = wal
+            .append(a, &SessionEvent::UserMessage(format!("a says {i:03}")))
+            .unwrap();
+        if i == 3 {
+            victim = lsn;
+        }
+        wal.append(b, &SessionEvent::UserMessage(format!("b says {i:03}")))
+            .unwrap();
+    }
+    wal.close().unwrap();
+    let before = logbook_replay::session_state(dir, a)
+        .unwrap()
+        .transcript()
+        .len();
+    assert_eq!(before, 100);
+    // Find the victim's frame; replace it (no key needed).
+    let (path, at) = {
+        let mut r = Reader::open(dir).unwrap().without_keys();
+        loop {
+            let rec = r.next_ref().unwrap().unwrap();
+            if rec.lsn == victim {
+                break (rec.segment.to_path_buf(), rec.offset as usize);
+            }
+        }
+    };
+    let bytes = std::fs::read(&path).unwrap();
+    let fields = logbook_wal::FrameFields::parse(&bytes[at..]).unwrap();
+    let len = fields.payload_len as usize;
+    let tag = bytes[at + 48 + len - 16..at + 48 + len].to_vec();
+    let h = fields.header;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(16u32 | 1 << 31).to_le_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(&h.lsn.to_le_bytes());
+    frame.extend_from_slice(&h.sync_mark.to_le_bytes());
+    frame.extend_from_slice(&h.timestamp_us.to_le_bytes());
+    frame.extend_from_slice(b.as_bytes());
+    frame.extend_from_slice(&tag);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(b"LBREDACT");
+    crc.update(&frame[8..]);
+    let crc = crc.finalize();
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(&frame);
+    out.extend_from_slice(&bytes[at + 48 + len..]);
+    std::fs::write(&path, out).unwrap();
+
+    match logbook_replay::session_state(dir, a) {
+        Err(e) => eprintln!("refused: {e}"),
+        Ok(state) => {
+            let texts: Vec<String> = state.transcript().iter().map(|t| t.text.clone()).collect();
+            assert!(
+                texts.contains(&"a says 003".to_owned()),
+                "replay of session a, with the key, shows {} message(s) without `a says 003` and no error",
+                texts.len()
+            );
+        }
+    }
+}
+
+/// Issue 23: "A session whose beginning was retained away is marked as
+/// truncated in listings and replay, never passed off as complete." A
+/// fork of such a session copies what is left of it after a
+/// `SessionForked` record, which counts as a beginning: the fork is
+/// listed and replayed as whole, though its history lacks the original's
+/// beginning (`fork.rs` never looks at truncation; `list.rs`
+/// `finish_in`: `truncated = log_start > 1 && !began`).
+#[test]
+fn a_fork_of_a_session_cut_short_by_retention_is_passed_off_as_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let wal = Wal::open(dir, options()).unwrap();
+    let s = Uuid::from_u128(0x5e55);
+    wal.append(
+        s,
+        &SessionEvent::SessionStarted {
+            model: "m".into(),
+            cwd: "/w".into(),
+            title: Some("the beginning".into()),
+        },
+    )
+    .unwrap();
+    let mut last = 0;
+    for i in 0..300 {
+        last = wal
+            .append(
+                s,
+                &SessionEvent::UserMessage(format!("turn {i} {}", "y".repeat(60))),
+            )
+            .unwrap();
+    }
+    let removed = wal
+        .retain(&logbook_wal::Retention {
+            before_lsn: Some(150),
+            ..logbook_wal::Retention::default()
+        })
+        .unwrap();
+    assert!(!removed.segments.is_empty());
+    let state = logbook_replay::session_state(dir, s).unwrap();
+    assert!(state.truncated(), "the original is marked");
+    let forked = logbook_replay::fork(&wal, s, last).unwrap();
+    wal.close().unwrap();
+    let fork_state = logbook_replay::session_state(dir, forked.session).unwrap();
+    let listed = list_sessions(dir).unwrap();
+    let in_listing = listed
+        .sessions
+        .iter()
+        .find(|x| x.session == forked.session)
+        .map(|x| x.truncated);
+    assert!(
+        fork_state.truncated() && in_listing != Some(false),
+        "a fork of a truncated session ({} of its turns left) is replayed as whole (truncated: {}) and listed as whole ({in_listing:?})",
+        fork_state.transcript().len(),
+        fork_state.truncated()
+    );
+    // Still a fork of the original, with what was left of its history.
+    assert_eq!(fork_state.forked_from(), Some((s, last)));
+    assert!(forked.truncated);
+    assert_eq!(
+        fork_state.transcript().len(),
+        state.transcript().len(),
+        "the fork holds what is left of the original"
+    );
+}
+
+/// A delete reads the session up to the end the log had reached when it
+/// started: another thread appending to the same session as fast as it
+/// can never keeps it chasing the tail (the review saw `delete_session`
+/// not return within 30 s). Group commit by time, default segments: with
+/// tiny segments the writer's own backlog of rolls, not the plan, delays
+/// the tombstone's append.
+#[test]
+fn a_delete_returns_while_the_session_grows_unthrottled() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let d = tempfile::tempdir().unwrap();
+    let wal = Wal::open(
+        d.path(),
+        WalOptions {
+            sync: logbook_wal::SyncPolicy::Batch {
+                max_delay: std::time::Duration::from_millis(5),
+                max_bytes: 1 << 20,
+            },
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    let s = Uuid::from_u128(0x9a11);
+    for i in 0..200 {
+        wal.append(s, &SessionEvent::UserMessage(format!("before {i}")))
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (wal, stop) = (wal.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) && i < 2_000_000 {
+                wal.append(s, &SessionEvent::UserMessage(format!("racing {i}")))
+                    .unwrap();
+                i += 1;
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(delete_session(&wal, s).map(|p| p.lsns.len()));
+        });
+    }
+    // Bounded, it returns within a second or two here; chasing, it took
+    // some 25 s.
+    let done = rx.recv_timeout(std::time::Duration::from_secs(15));
+    stop.store(true, Ordering::Relaxed);
+    appender.join().unwrap();
+    let deleted = done
+        .expect("delete_session did not return within 15 s")
+        .unwrap();
+    assert!(deleted >= 200, "{deleted}");
+    wal.close().unwrap();
+}
