@@ -538,7 +538,11 @@ fn read_log(
         }
         for placeholder in reader.take_placeholders() {
             if let Err(e) = placeholders.check(&placeholder) {
-                send(Err(FleetError::wal(dir, "checking a redacted placeholder", e)));
+                send(Err(FleetError::wal(
+                    dir,
+                    "checking a redacted placeholder",
+                    e,
+                )));
                 return;
             }
             erased.insert(placeholder.lsn);

@@ -1158,7 +1158,10 @@ impl Reader {
     /// The LSNs of the redacted placeholders passed since the last call
     /// (only with [`Reader::noting_redacted`]; empty otherwise).
     pub fn take_redacted(&mut self) -> Vec<Lsn> {
-        self.take_placeholders().into_iter().map(|p| p.lsn).collect()
+        self.take_placeholders()
+            .into_iter()
+            .map(|p| p.lsn)
+            .collect()
     }
 
     /// The redacted placeholders passed since the last call (or
