@@ -52,7 +52,10 @@ fn replay_of_a_session_cut_short_by_retention_does_not_say_it_is_truncated() {
     // The replay must say so too.
     let text = logbook().args(["replay", d, &id]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
-    let json = logbook().args(["replay", d, &id, "--json"]).output().unwrap();
+    let json = logbook()
+        .args(["replay", d, &id, "--json"])
+        .output()
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(
         text.contains("truncated") && json["truncated"] == true,
@@ -111,7 +114,10 @@ fn compact_dry_run_without_the_key_says_nothing_to_erase() {
         .unwrap();
     let with_key = String::from_utf8_lossy(&with_key.stdout).into_owned();
     assert!(!with_key.contains("nothing to erase"), "{with_key}");
-    for keys in [vec![], vec!["--key-file".to_owned(), wrong.display().to_string()]] {
+    for keys in [
+        vec![],
+        vec!["--key-file".to_owned(), wrong.display().to_string()],
+    ] {
         let out = logbook()
             .arg("compact")
             .arg(&enc)

@@ -48,7 +48,9 @@ fn resume_from_the_stream_brings_back_records_a_shipped_tombstone_deletes() {
         .unwrap();
         let mut after = 0;
         for i in 0..30 {
-            let lsn = wal.append(s, &SessionEvent::UserMessage(phrase(i))).unwrap();
+            let lsn = wal
+                .append(s, &SessionEvent::UserMessage(phrase(i)))
+                .unwrap();
             wal.append(other, &SessionEvent::UserMessage(format!("other {i}")))
                 .unwrap();
             if i == 14 {
@@ -111,8 +113,8 @@ fn resume_from_the_stream_brings_back_records_a_shipped_tombstone_deletes() {
 /// reports the placeholder as forged.
 #[test]
 fn a_planted_placeholder_keeps_a_record_out_of_the_stream_without_a_trace() {
-    use std::sync::Arc;
     use logbook_wal::{Key, KeyRing, Reader};
+    use std::sync::Arc;
     let Some(bin) = common::nats_server() else {
         return;
     };
@@ -134,7 +136,9 @@ fn a_planted_placeholder_keeps_a_record_out_of_the_stream_without_a_trace() {
         )
         .unwrap();
         for i in 0..100 {
-            let lsn = wal.append(a, &SessionEvent::UserMessage(phrase(i))).unwrap();
+            let lsn = wal
+                .append(a, &SessionEvent::UserMessage(phrase(i)))
+                .unwrap();
             if i == 3 {
                 victim = lsn;
             }

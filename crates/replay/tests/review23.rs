@@ -68,8 +68,11 @@ fn summaries_left_by_a_compaction_killed_after_its_rename_keep_the_deleted_phras
     let dir = d.path();
     let wal = Wal::open(dir, options()).unwrap();
     let (gone, kept) = (Uuid::from_u128(0x90e), Uuid::from_u128(0x4e9));
-    wal.append(gone, &SessionEvent::UserMessage("secret-aardvark-phrase".into()))
-        .unwrap();
+    wal.append(
+        gone,
+        &SessionEvent::UserMessage("secret-aardvark-phrase".into()),
+    )
+    .unwrap();
     for i in 0..200 {
         wal.append(kept, &SessionEvent::UserMessage(format!("kept {i}")))
             .unwrap();
@@ -93,7 +96,10 @@ fn summaries_left_by_a_compaction_killed_after_its_rename_keep_the_deleted_phras
     let done = wal.compact().unwrap();
     assert!(done.erased > 0 && done.in_active_segment == 0, "{done:?}");
     wal.close().unwrap();
-    assert_eq!(files_holding(dir, b"secret-aardvark-phrase"), Vec::<String>::new());
+    assert_eq!(
+        files_holding(dir, b"secret-aardvark-phrase"),
+        Vec::<String>::new()
+    );
 
     // The state a kill after the last rename, before the run beside the
     // first segment is removed (`wal.rs`, the end of `compact`), leaves:
@@ -182,9 +188,14 @@ fn a_record_appended_while_a_delete_plans_is_deleted_but_never_erased() {
     let appended = appender.join().unwrap();
     let tombstone = plan.tombstone_lsn.unwrap();
     let below: Vec<&(u64, String)> = appended.iter().filter(|(l, _)| *l < tombstone).collect();
-    let unlisted: Vec<&&(u64, String)> =
-        below.iter().filter(|(l, _)| !plan.lsns.contains(l)).collect();
-    assert!(!unlisted.is_empty(), "no append landed between plan and tombstone; run again");
+    let unlisted: Vec<&&(u64, String)> = below
+        .iter()
+        .filter(|(l, _)| !plan.lsns.contains(l))
+        .collect();
+    assert!(
+        !unlisted.is_empty(),
+        "no append landed between plan and tombstone; run again"
+    );
     // Readers hide them: the tombstone deletes the session below it (the
     // records appended after it go on as the session).
     let shown: Vec<String> = match logbook_replay::session_state(dir, gone) {
@@ -221,8 +232,8 @@ fn a_record_appended_while_a_delete_plans_is_deleted_but_never_erased() {
 /// shows the session without the record and no error.
 #[test]
 fn a_placeholder_naming_another_session_hides_a_record_from_replay() {
-    use std::sync::{Arc, OnceLock};
     use logbook_wal::{Key, KeyRing, Reader};
+    use std::sync::{Arc, OnceLock};
     static RING: OnceLock<Arc<KeyRing>> = OnceLock::new();
     let ring = RING
         .get_or_init(|| {
@@ -255,7 +266,10 @@ fn a_placeholder_naming_another_session_hides_a_record_from_replay() {
             .unwrap();
     }
     wal.close().unwrap();
-    let before = logbook_replay::session_state(dir, a).unwrap().transcript().len();
+    let before = logbook_replay::session_state(dir, a)
+        .unwrap()
+        .transcript()
+        .len();
     assert_eq!(before, 100);
     // Find the victim's frame; replace it (no key needed).
     let (path, at) = {
@@ -328,7 +342,10 @@ fn a_fork_of_a_session_cut_short_by_retention_is_passed_off_as_whole() {
     let mut last = 0;
     for i in 0..300 {
         last = wal
-            .append(s, &SessionEvent::UserMessage(format!("turn {i} {}", "y".repeat(60))))
+            .append(
+                s,
+                &SessionEvent::UserMessage(format!("turn {i} {}", "y".repeat(60))),
+            )
             .unwrap();
     }
     let removed = wal

@@ -56,14 +56,7 @@ fn plant_placeholder(dir: &Path, lsn: Lsn, session: Uuid) {
     assert_eq!(header.lsn, lsn);
     let tag = &payload[payload.len() - 16..];
     let mut out = bytes[..at].to_vec();
-    encode_placeholder(
-        &mut out,
-        &FrameHeader {
-            session,
-            ..header
-        },
-        tag,
-    );
+    encode_placeholder(&mut out, &FrameHeader { session, ..header }, tag);
     out.extend_from_slice(&bytes[at + len..]);
     std::fs::write(&path, out).unwrap();
 }
@@ -105,11 +98,18 @@ fn a_placeholder_naming_another_session_hides_a_record_from_a_session_read() {
     }
     wal.close().unwrap();
     // The victim lies in a sealed segment.
-    assert!(std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wal"))
-        .count()
-        >= 2);
+    assert!(
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "wal"))
+            .count()
+            >= 2
+    );
     plant_placeholder(dir, victim, b);
 
     // The whole-log read catches it (the placeholder names b, and no
@@ -182,7 +182,10 @@ fn a_power_cut_during_retention_leaves_the_removed_segments_summaries_for_good()
         }
         wal.close().unwrap();
         // A listing's derived files beside each sealed segment.
-        let segments: Vec<String> = names(&fs).into_iter().filter(|f| f.ends_with(".wal")).collect();
+        let segments: Vec<String> = names(&fs)
+            .into_iter()
+            .filter(|f| f.ends_with(".wal"))
+            .collect();
         assert!(segments.len() >= 4);
         for seg in &segments[..segments.len() - 1] {
             fs.set_file_bytes(
