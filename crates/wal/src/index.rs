@@ -282,25 +282,29 @@ fn derived_paths(segment: &Path) -> impl Iterator<Item = PathBuf> + '_ {
     })
 }
 
-/// Remove the derived files of `segment` (the segment is gone, or was
-/// rewritten): its session index, the session summaries `logbook-replay`
-/// keeps beside it (`<segment>.sum`, and `<segment>.run` for a run of
-/// segments starting with it), and their temporaries. Best effort (an
-/// error is logged): what is left is removed by [`sweep`] (the next
-/// writer's `open`, the next compaction). Not fsynced: the caller fsyncs
-/// the directory. Returns whether anything was removed.
-pub(crate) fn remove(fs: &dyn Fs, segment: &Path) -> bool {
+/// Remove the derived files of `segment` (the segment is gone, or is
+/// being rewritten): its session index, the session summaries
+/// `logbook-replay` keeps beside it (`<segment>.sum`, and `<segment>.run`
+/// for a run of segments starting with it), and their temporaries. Not
+/// fsynced: the caller fsyncs the directory. Returns whether anything was
+/// removed.
+///
+/// # Errors
+///
+/// The first error of a removal (but not found), naming the file: the
+/// caller stops there (nothing durable may follow an error it ignored);
+/// what is left is removed by [`sweep`] (the next writer's `open`, the
+/// next compaction).
+pub(crate) fn remove(fs: &dyn Fs, segment: &Path) -> Result<bool, crate::WalError> {
     let mut removed = false;
     for path in derived_paths(segment) {
         match fs.remove_file(&path) {
             Ok(()) => removed = true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove derived data of a removed or rewritten segment");
-            }
+            Err(e) => return Err(crate::WalError::io("remove", &path, e)),
         }
     }
-    removed
+    Ok(removed)
 }
 
 /// The segment a summaries file (`.sum`) or run (`.run`) was made of, as

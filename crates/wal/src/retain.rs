@@ -182,15 +182,13 @@ pub(crate) fn remove(
         if seg.first_lsn >= active_base || seg.end_lsn > active_base {
             break;
         }
-        // Its derived files first (best effort): a power cut between the
-        // two leaves the segment without them (rebuilt), never them
-        // without it.
-        crate::index::remove(fs, &seg.path);
+        // Its derived files first: a power cut between the two leaves the
+        // segment without them (rebuilt), never them without it. An error
+        // stops the pass (the next one tries again).
+        crate::index::remove(fs, &seg.path).map_err(Removal::Failed)?;
         if let Err(e) = fs.remove_file(&seg.path) {
             return Err(Removal::Failed(WalError::io("remove", &seg.path, e)));
         }
-        // A listing may have stored one meanwhile.
-        crate::index::remove(fs, &seg.path);
         if let Err(e) = fs.sync_dir(dir) {
             return Err(Removal::Fatal(WalError::fatal("fsync directory", dir, e)));
         }

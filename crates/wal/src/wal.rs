@@ -736,7 +736,7 @@ impl Wal {
             // its own, and the run (a kill after the rename leaves none
             // of the old bytes' summaries behind); again after it (a
             // listing may have stored them from the old bytes meanwhile).
-            crate::index::remove(&*fs, &entry.path);
+            crate::index::remove(&*fs, &entry.path)?;
             remove_run(&run)?;
             let result = crate::compact::swap(
                 &*fs,
@@ -748,7 +748,11 @@ impl Wal {
             );
             since = std::time::Instant::now();
             result?;
-            crate::index::remove(&*fs, &entry.path);
+            // Best effort: what is left is removed by the sweep at the end
+            // (or the next writer's `open`).
+            if let Err(error) = crate::index::remove(&*fs, &entry.path) {
+                tracing::warn!(%error, "cannot remove derived data of a rewritten segment");
+            }
             Ok(())
         };
         let compacted =
