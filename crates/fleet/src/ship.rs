@@ -435,7 +435,7 @@ fn publish_error(
 /// its sealed records are, unchecked (`docs/security.md`).
 struct Placeholders {
     dir: PathBuf,
-    keys: Option<std::sync::Arc<logbook_wal::KeyRing>>,
+    keys: Option<Arc<logbook_wal::KeyRing>>,
     /// The tombstones read so far (read again when one does not explain
     /// a placeholder: more may have been appended since).
     read: Option<logbook_wal::Tombstones>,

@@ -294,13 +294,16 @@ pub struct Placeholder {
     pub sealed: bool,
 }
 
+/// A tombstone's LSN and the inclusive LSN ranges it lists.
+type Listing = (Lsn, Vec<(u64, u64)>);
+
 /// The tombstones of a log (`session_deleted` records, codec 1): what
 /// explains a redacted placeholder (`docs/format.md`, "Redacted
 /// placeholders"). Read by [`Tombstones::read`].
 #[derive(Debug, Clone, Default)]
 pub struct Tombstones {
     /// Per session, each tombstone's LSN and the ranges it lists.
-    by_session: std::collections::HashMap<Uuid, Vec<(Lsn, Vec<(u64, u64)>)>>,
+    by_session: std::collections::HashMap<Uuid, Vec<Listing>>,
 }
 
 impl Tombstones {
