@@ -554,6 +554,63 @@ fn publish_error(
     target.server_error("publishing", format!("LSN {lsn}: {what}"))
 }
 
+/// The redacted placeholders a shipper passes, held to the log's
+/// tombstones (`docs/format.md`, "Redacted placeholders"): the shipper
+/// reads without keys (an encrypted log ships encrypted), so its reader
+/// cannot hold the placeholders of an encrypted segment to the (sealed)
+/// tombstones itself. With the process's keys
+/// ([`logbook_wal::default_keys`]), or for a segment in the clear, each
+/// placeholder must be explained by a tombstone of its session after it,
+/// or the shipper stops before shipping past it: a placeholder planted by
+/// someone without the key (in place of a record, naming any session)
+/// would otherwise keep the record out of the stream without a trace.
+/// Without the keys, an encrypted segment's placeholders are taken as
+/// its sealed records are, unchecked (`docs/security.md`).
+struct Placeholders {
+    dir: PathBuf,
+    keys: Option<Arc<logbook_wal::KeyRing>>,
+    /// The tombstones read so far (read again when one does not explain
+    /// a placeholder: more may have been appended since).
+    read: Option<logbook_wal::Tombstones>,
+}
+
+impl Placeholders {
+    fn new(dir: &Path) -> Placeholders {
+        Placeholders {
+            dir: dir.to_path_buf(),
+            keys: logbook_wal::default_keys(),
+            read: None,
+        }
+    }
+
+    /// `Ok` if `p` is explained (or, sealed and without the keys, cannot
+    /// be checked); [`WalError::Forged`](logbook_wal::WalError::Forged)
+    /// naming its segment, offset and LSN if no tombstone explains it.
+    fn check(&mut self, p: &logbook_wal::Placeholder) -> Result<(), logbook_wal::WalError> {
+        if p.sealed && self.keys.is_none() {
+            return Ok(());
+        }
+        let explained = |t: &Option<logbook_wal::Tombstones>| {
+            t.as_ref().is_some_and(|t| t.explain(p.session, p.lsn))
+        };
+        if !explained(&self.read) {
+            self.read = Some(logbook_wal::Tombstones::read(&self.dir, self.keys.clone())?);
+        }
+        if explained(&self.read) {
+            return Ok(());
+        }
+        Err(logbook_wal::WalError::Forged {
+            path: p.segment.clone(),
+            offset: p.offset,
+            lsn: p.lsn,
+            reason: format!(
+                "a redacted placeholder of session {} that no tombstone later in the log lists (a record removed by someone other than compaction): not shipped past",
+                p.session
+            ),
+        })
+    }
+}
+
 /// The reader side, on a blocking thread: every durable record from
 /// `point.committed` on, classified; the log's own `Reader`, never a copy
 /// of its read loop. At the end of the log a follower waits as `wake`
@@ -595,6 +652,10 @@ fn read_log(
     let mut read_to = point.committed.saturating_sub(1);
     // LSNs compaction erased (placeholders): never shipped, never missing.
     let mut erased = std::collections::HashSet::new();
+    // What explains them: each placeholder is held to the log's
+    // tombstones before the records after it ship, where they can be
+    // read (a clear log; an encrypted one with the process's keys).
+    let mut placeholders = Placeholders::new(dir);
     loop {
         let mut batch = Vec::new();
         let mut failure = None;
@@ -629,7 +690,17 @@ fn read_log(
                 }
             }
         }
-        erased.extend(reader.take_redacted());
+        for placeholder in reader.take_placeholders() {
+            if let Err(e) = placeholders.check(&placeholder) {
+                send(Err(FleetError::wal(
+                    dir,
+                    "checking a redacted placeholder",
+                    e,
+                )));
+                return;
+            }
+            erased.insert(placeholder.lsn);
+        }
         // Records first, then the import list: an import's entries are
         // durable before its records are appended.
         if !batch.is_empty() {

@@ -261,23 +261,223 @@ pub(crate) fn store(fs: &dyn Fs, segment: &Path, index: &SessionIndex) -> std::i
     written
 }
 
-/// Remove the derived files of `segment` (the segment is gone): its
-/// session index and the session summaries `logbook-replay` keeps beside
-/// it (`<segment>.sum`, and `<segment>.run` for a run of segments starting
-/// with it).
-pub(crate) fn remove(fs: &dyn Fs, segment: &Path) {
-    let beside = |suffix: &str| {
+/// The suffixes of the derived files kept beside a segment: its session
+/// index, the session summaries `logbook-replay` keeps (`.sum`, and `.run`
+/// for a run of segments starting with it), and their temporaries.
+const DERIVED_SUFFIXES: [&str; 6] = [
+    INDEX_SUFFIX,
+    ".sum",
+    ".run",
+    ".idx.tmp",
+    ".sum.tmp",
+    ".run.tmp",
+];
+
+/// The derived files beside `segment` (see [`DERIVED_SUFFIXES`]).
+fn derived_paths(segment: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    DERIVED_SUFFIXES.iter().map(move |suffix| {
         let mut name = segment.as_os_str().to_owned();
         name.push(suffix);
         PathBuf::from(name)
-    };
-    for path in [index_path(segment), beside(".sum"), beside(".run")] {
+    })
+}
+
+/// Remove the derived files of `segment` (the segment is gone, or is
+/// being rewritten): its session index, the session summaries
+/// `logbook-replay` keeps beside it (`<segment>.sum`, and `<segment>.run`
+/// for a run of segments starting with it), and their temporaries. Not
+/// fsynced: the caller fsyncs the directory. Returns whether anything was
+/// removed.
+///
+/// # Errors
+///
+/// The first error of a removal (but not found), naming the file: the
+/// caller stops there (nothing durable may follow an error it ignored);
+/// what is left is removed by [`sweep`] (the next writer's `open`, the
+/// next compaction).
+pub(crate) fn remove(fs: &dyn Fs, segment: &Path) -> Result<bool, crate::WalError> {
+    let mut removed = false;
+    for path in derived_paths(segment) {
         match fs.remove_file(&path) {
-            Ok(()) => {}
+            Ok(()) => removed = true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove derived data of a removed segment");
-            }
+            Err(e) => return Err(crate::WalError::io("remove", &path, e)),
         }
     }
+    Ok(removed)
+}
+
+/// The segment a summaries file (`.sum`) or run (`.run`) was made of, as
+/// it records it (`logbook-replay`'s `summaries.rs`, `docs/format.md`,
+/// "Session summaries"): base LSN, creation time, length, and whether it
+/// was summarised whole (sealed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SummaryKey {
+    base_lsn: Lsn,
+    created_us: u64,
+    len: u64,
+    sealed: bool,
+}
+
+/// First bytes of a summaries file and of a run file, and the layout
+/// version both have (`logbook-replay`'s `summaries.rs`).
+const SUM_MAGIC: [u8; 8] = *b"\x89LBSUM\r\n";
+const RUN_MAGIC: [u8; 8] = *b"\x89LBRUN\r\n";
+const SUMMARY_VERSION: u16 = 3;
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The segments a summaries (`run` false) or run (`run` true) file's
+/// `bytes` record; `None` if they are not such a file of the layout this
+/// build knows (then nothing can use it).
+fn summary_keys(bytes: &[u8], run: bool) -> Option<Vec<SummaryKey>> {
+    let magic = if run { RUN_MAGIC } else { SUM_MAGIC };
+    if bytes.get(..8)? != magic {
+        return None;
+    }
+    let version = u16::from_le_bytes(bytes.get(8..10)?.try_into().ok()?);
+    if version != SUMMARY_VERSION {
+        return None;
+    }
+    if !run {
+        // base, created, len, last LSN, last offset, records; last CRC;
+        // sealed.
+        return Some(vec![SummaryKey {
+            base_lsn: u64_at(bytes, 10)?,
+            created_us: u64_at(bytes, 18)?,
+            len: u64_at(bytes, 26)?,
+            sealed: *bytes.get(10 + 6 * 8 + 4)? != 0,
+        }]);
+    }
+    let n = u32::from_le_bytes(bytes.get(10..14)?.try_into().ok()?);
+    let mut keys = Vec::new();
+    for i in 0..usize::try_from(n).ok()? {
+        // base, created, len, records, first LSN, last LSN, bytes used.
+        let at = 14 + i * 7 * 8;
+        keys.push(SummaryKey {
+            base_lsn: u64_at(bytes, at)?,
+            created_us: u64_at(bytes, at + 8)?,
+            len: u64_at(bytes, at + 16)?,
+            sealed: true,
+        });
+    }
+    Some(keys)
+}
+
+/// Whether the summaries recorded as `key` still are of the segment
+/// whose header is `header` and length `len`: same base LSN and creation
+/// time; summarised whole at exactly this length, or its front at no
+/// more than it. Otherwise the segment was rewritten (compaction: its
+/// length changed) or replaced since, and the summaries, which may hold
+/// what compaction erased (titles), are stale.
+fn key_holds(key: &SummaryKey, header: &SegmentHeader, len: u64) -> bool {
+    key.base_lsn == header.base_lsn
+        && key.created_us == header.created_us
+        && if key.sealed {
+            key.len == len
+        } else {
+            key.len <= len
+        }
+}
+
+/// Why the derived file `name` (in `dir`, whose segments are `segments`)
+/// is to be removed, if it is: its segment is gone, or it is a summaries
+/// or run file that is not of the segments there now ([`key_holds`]), or
+/// one of unknown layout, or a temporary left by a store that was cut
+/// short.
+fn stale(
+    fs: &dyn Fs,
+    dir: &Path,
+    name: &str,
+    segments: &HashMap<Lsn, PathBuf>,
+) -> Option<&'static str> {
+    let (stem, suffix) = DERIVED_SUFFIXES
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix).map(|stem| (stem, *suffix)))?;
+    let base = crate::format::parse_segment_file_name(stem)?;
+    if !segments.contains_key(&base) {
+        // Listed before the segment was created? Looked at again.
+        if fs.kind(&dir.join(stem)).ok()? == crate::fs::PathKind::Missing {
+            return Some("its segment is gone");
+        }
+        return None;
+    }
+    if suffix.ends_with(".tmp") {
+        return Some("a temporary left by a store cut short");
+    }
+    if suffix == INDEX_SUFFIX {
+        // An index holds no payload; a stale one is never used.
+        return None;
+    }
+    let file = fs.open(&dir.join(name), OpenMode::Read).ok()?;
+    let bytes = file.contents().ok()?;
+    let Some(keys) = summary_keys(&bytes, suffix == ".run") else {
+        return Some("not summaries of a layout this build reads");
+    };
+    for key in &keys {
+        let Some(path) = segments.get(&key.base_lsn) else {
+            return Some("a segment it summarises is gone");
+        };
+        let Ok(segment) = fs.open(path, OpenMode::Read) else {
+            return None;
+        };
+        let entry = crate::segment::SegmentEntry {
+            base_lsn: key.base_lsn,
+            path: path.clone(),
+        };
+        let (Ok(header), Ok(len)) = (
+            crate::segment::read_header(&*segment, &entry),
+            segment.len(),
+        ) else {
+            return None;
+        };
+        if !key_holds(key, &header, len) {
+            return Some("the segment it summarises was rewritten or replaced since");
+        }
+    }
+    None
+}
+
+/// Remove the derived files of `dir` that are stale: those whose segment
+/// is gone (retention, or a compaction, cut short by a crash or an
+/// error), and the summaries and runs that are not of the segments there
+/// now (a compaction killed after its rename left them, or a listing
+/// stored them from a segment's old bytes while it was rewritten). They
+/// may hold what retention or compaction removed (sessions' titles). Not
+/// fsynced: the caller fsyncs the directory if this returns `Ok(true)`
+/// (something was removed).
+///
+/// # Errors
+///
+/// The I/O error of listing the directory or removing a file, naming it.
+pub(crate) fn sweep(fs: &dyn Fs, dir: &Path) -> Result<bool, crate::WalError> {
+    let mut names = fs
+        .read_dir(dir)
+        .map_err(|e| crate::WalError::io("read directory", dir, e))?;
+    names.sort();
+    let segments: HashMap<Lsn, PathBuf> = names
+        .iter()
+        .filter_map(|n| crate::format::parse_segment_file_name(n).map(|b| (b, dir.join(n))))
+        .collect();
+    let mut removed = false;
+    for name in &names {
+        if crate::format::parse_segment_file_name(name).is_some() {
+            continue;
+        }
+        let Some(why) = stale(fs, dir, name, &segments) else {
+            continue;
+        };
+        let path = dir.join(name);
+        match fs.remove_file(&path) {
+            Ok(()) => {
+                tracing::debug!(path = %path.display(), why, "removed a stale derived file");
+                removed = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(crate::WalError::io("remove", &path, e)),
+        }
+    }
+    Ok(removed)
 }

@@ -272,7 +272,82 @@ pub struct Reader {
     redacted: u64,
     /// The LSNs of placeholders passed since the last
     /// [`Reader::take_redacted`] (when asked for: [`Reader::noting_redacted`]).
-    noted_redacted: Option<Vec<Lsn>>,
+    noted_redacted: Option<Vec<Placeholder>>,
+}
+
+/// A redacted placeholder a reader passed ([`Reader::noting_redacted`],
+/// [`Reader::take_placeholders`]): where it is, and what its clear header
+/// says (nothing authenticates its session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Placeholder {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// The session its clear header names.
+    pub session: Uuid,
+    /// Its segment.
+    pub segment: PathBuf,
+    /// Its offset in the segment.
+    pub offset: u64,
+    /// Whether its segment is encrypted (then only a reader with the key
+    /// reads the tombstones that must explain it).
+    pub sealed: bool,
+}
+
+/// A tombstone's LSN and the inclusive LSN ranges it lists.
+type Listing = (Lsn, Vec<(u64, u64)>);
+
+/// The tombstones of a log (`session_deleted` records, codec 1): what
+/// explains a redacted placeholder (`docs/format.md`, "Redacted
+/// placeholders"). Read by [`Tombstones::read`].
+#[derive(Debug, Clone, Default)]
+pub struct Tombstones {
+    /// Per session, each tombstone's LSN and the ranges it lists.
+    by_session: std::collections::HashMap<Uuid, Vec<Listing>>,
+}
+
+impl Tombstones {
+    /// The tombstones of the log in `dir` that a reader with `keys` reads
+    /// (an encrypted log's tombstones are sealed: without its keys, none
+    /// of them). Records that cannot be read are passed over (a
+    /// placeholder they would explain then stays unexplained).
+    ///
+    /// # Errors
+    ///
+    /// The error of opening a reader of `dir`.
+    pub fn read(dir: &Path, keys: Option<Arc<crate::KeyRing>>) -> Result<Tombstones, WalError> {
+        let reader = Reader::open(dir)?;
+        let mut reader = match keys {
+            Some(keys) => reader.with_keys(keys),
+            None => reader.without_keys(),
+        };
+        let mut out = Tombstones::default();
+        while let Some(record) = reader.next_ref() {
+            let Ok(record) = record else {
+                continue;
+            };
+            if record.key_id.is_some() || record.codec_id != logbook_bus::codec::CODEC_ID {
+                continue;
+            }
+            if let Some(ranges) = crate::compact::listed_ranges(record.payload) {
+                out.by_session
+                    .entry(record.session)
+                    .or_default()
+                    .push((record.lsn, ranges));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a tombstone of `session` after `lsn` lists it: the
+    /// placeholder at `lsn` naming `session` is one compaction left.
+    #[must_use]
+    pub fn explain(&self, session: Uuid, lsn: Lsn) -> bool {
+        self.by_session.get(&session).is_some_and(|t| {
+            t.iter()
+                .any(|(at, ranges)| lsn < *at && crate::compact::is_listed(ranges, lsn))
+        })
+    }
 }
 
 /// A record [`Reader::next_checked`] validated: where it is, and whether
@@ -777,11 +852,21 @@ impl Reader {
         // is opened, also those of other sessions than the one asked for
         // (`Reader::session`): each is the chain value of the next, so a
         // stale or replaced record among them shows (`docs/security.md`).
+        //
+        // Every tombstone passed explains the placeholders held so far,
+        // whatever session is asked for: a placeholder's session is its
+        // clear header's, which nothing authenticates, so a one-session
+        // read holds every placeholder it passes to the tombstones it
+        // reads, as a whole-log read does.
         let checked = loop {
             match self.next_checked()? {
                 Err(e) => return Some(Err(e)),
                 Ok(c) if c.redacted => {}
-                Ok(c) if self.only.is_some_and(|s| s != c.header.session) => {}
+                Ok(c) if self.only.is_some_and(|s| s != c.header.session) => {
+                    if !self.redactions.is_empty() && c.still_sealed.is_none() {
+                        self.explain_skipped(&c);
+                    }
+                }
                 Ok(c) => break c,
             }
         };
@@ -818,6 +903,23 @@ impl Reader {
             frame_crc,
             key_id: still_sealed,
         }))
+    }
+
+    /// Let the record `c` (of another session than the one asked for,
+    /// passed over) explain the placeholders held so far.
+    fn explain_skipped(&mut self, c: &Checked) {
+        let Some(cur) = self.current.as_ref() else {
+            return;
+        };
+        let payload = if c.decrypted {
+            &self.plain[..]
+        } else {
+            let (bytes, base) = cur.bytes();
+            bytes
+                .get(c.at - base + RECORD_HEADER_LEN..c.at - base + c.len)
+                .unwrap_or_default()
+        };
+        explain_redactions(&mut self.redactions, &c.header, cur.codec_id, payload);
     }
 
     /// The next record [`Reader::next_ref`] considers, checked (and, with
@@ -902,14 +1004,30 @@ impl Reader {
             }
             self.redacted += 1;
             if let Some(noted) = self.noted_redacted.as_mut() {
-                noted.push(header.lsn);
+                noted.push(Placeholder {
+                    lsn: header.lsn,
+                    session: header.session,
+                    segment: path.clone(),
+                    offset: at as u64,
+                    sealed: encrypted,
+                });
             }
-            // Reading one session: only its tombstones are seen, so only
-            // its placeholders are held to them. Without the key of an
-            // encrypted segment, its tombstones cannot be read: its
-            // placeholders are taken as its sealed records are, unchecked.
+            // Without the key of an encrypted segment, its tombstones
+            // cannot be read: its placeholders are taken as its sealed
+            // records are, unchecked. With it, every placeholder passed is
+            // held to the tombstones read, whatever session its clear
+            // (unauthenticated) header names: a reader with keys passes
+            // every record of an encrypted segment, other sessions'
+            // tombstones included (`advance`, no index), so a placeholder
+            // planted in place of one of the session's records, naming
+            // another session, is reported, never silently taken. A
+            // one-session read of a clear segment sees only that
+            // session's records (through its index), so only its
+            // placeholders are held there (nothing authenticates a clear
+            // log anyway: `docs/security.md`).
             let checkable = !encrypted || key.is_some();
-            if checkable && self.only.is_none_or(|s| s == header.session) {
+            let sees_all = self.only.is_none() || (encrypted && self.keys.is_some());
+            if checkable && (sees_all || self.only == Some(header.session)) {
                 self.redactions
                     .push((header.session, header.lsn, path, at as u64));
             }
@@ -1043,6 +1161,18 @@ impl Reader {
     /// The LSNs of the redacted placeholders passed since the last call
     /// (only with [`Reader::noting_redacted`]; empty otherwise).
     pub fn take_redacted(&mut self) -> Vec<Lsn> {
+        self.take_placeholders()
+            .into_iter()
+            .map(|p| p.lsn)
+            .collect()
+    }
+
+    /// The redacted placeholders passed since the last call (or
+    /// [`Reader::take_redacted`]), with where they are and the session
+    /// they name, for a reader that reads without keys to hold them to
+    /// the log's [`Tombstones`] itself (only with
+    /// [`Reader::noting_redacted`]; empty otherwise).
+    pub fn take_placeholders(&mut self) -> Vec<Placeholder> {
         self.noted_redacted
             .as_mut()
             .map(std::mem::take)

@@ -158,10 +158,13 @@ fn created_us(fs: &dyn Fs, entry: &SegmentEntry) -> Result<u64, WalError> {
 }
 
 /// Remove the segments of `plan` (all sealed, at the front), oldest first,
-/// fsyncing the directory after each removal so that a power cut never
-/// leaves a hole at the start of the log; then their derived files (best
-/// effort). Only a segment below `active_base` is removed. Returns how many
-/// were removed.
+/// each with its derived files (index, summaries: they may hold the
+/// removed sessions' titles), fsyncing the directory after each removal
+/// so that a power cut never leaves a hole at the start of the log, nor a
+/// removed segment's derived files (their removal is made durable with
+/// the segment's; those a power cut or an error still leaves are removed
+/// by the next writer's `open`, `index::sweep`). Only a segment below
+/// `active_base` is removed. Returns how many were removed.
 ///
 /// # Errors
 ///
@@ -174,31 +177,24 @@ pub(crate) fn remove(
     plan: &RetentionPlan,
     active_base: Lsn,
 ) -> Result<usize, Removal> {
-    let mut gone = Vec::new();
-    let mut result = Ok(());
+    let mut gone = 0;
     for seg in &plan.segments {
         if seg.first_lsn >= active_base || seg.end_lsn > active_base {
             break;
         }
+        // Its derived files first: a power cut between the two leaves the
+        // segment without them (rebuilt), never them without it. An error
+        // stops the pass (the next one tries again).
+        crate::index::remove(fs, &seg.path).map_err(Removal::Failed)?;
         if let Err(e) = fs.remove_file(&seg.path) {
-            result = Err(Removal::Failed(WalError::io("remove", &seg.path, e)));
-            break;
+            return Err(Removal::Failed(WalError::io("remove", &seg.path, e)));
         }
         if let Err(e) = fs.sync_dir(dir) {
-            result = Err(Removal::Fatal(WalError::fatal("fsync directory", dir, e)));
-            break;
+            return Err(Removal::Fatal(WalError::fatal("fsync directory", dir, e)));
         }
-        gone.push(seg.path.clone());
+        gone += 1;
     }
-    // Their indexes and summaries last, once every removal is durable:
-    // removing one is best effort, and nothing durable may follow an error
-    // the log chose to ignore.
-    if result.is_ok() {
-        for path in &gone {
-            crate::index::remove(fs, path);
-        }
-    }
-    result.map(|()| gone.len())
+    Ok(gone)
 }
 
 /// Why [`remove`] stopped.

@@ -128,6 +128,10 @@ impl Wal {
         }
         segment::remove_temporaries(&*fs, &dir, &listing.temporaries)?;
         segment::remove_compacting(&*fs, &dir, &listing.compacting)?;
+        // Derived files left stale by a retention or compaction cut short
+        // (their segment gone, or rewritten since): they may hold what was
+        // removed. Their removal is made durable by the fsync below.
+        crate::index::sweep(&*fs, &dir)?;
         if let Some(tail) = listing.segments.last() {
             // A tail that is not a segment is reported as such, before any
             // question about the log's id.
@@ -696,6 +700,30 @@ impl Wal {
             }
             busy
         };
+        // Derived files a compaction cut short left stale (their segment
+        // rewritten since: a kill after a rename), removed before anything
+        // else; made durable by the directory fsync at the end.
+        let mut swept = crate::index::sweep(&*fs, &dir)?;
+        // The run beside the first segment folds the segments after it
+        // (`logbook-replay`'s summaries).
+        let first_run = || -> Result<Option<PathBuf>, WalError> {
+            Ok(segment::list(&*fs, &dir)?.segments.first().map(|first| {
+                let mut run = first.path.as_os_str().to_owned();
+                run.push(".run");
+                PathBuf::from(run)
+            }))
+        };
+        let remove_run = |run: &Option<PathBuf>| -> Result<bool, WalError> {
+            let Some(run) = run else {
+                return Ok(false);
+            };
+            match fs.remove_file(run) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(WalError::io("remove", run.clone(), e)),
+            }
+        };
+        let run = first_run()?;
         // Reading and rewriting a segment (CRCs, copies) takes a core:
         // while appends come in, the same time again is left to them.
         let mut since = std::time::Instant::now();
@@ -704,6 +732,12 @@ impl Wal {
             if pace(None) {
                 std::thread::sleep(rewrite);
             }
+            // Before the swap, every derived file covering the segment:
+            // its own, and the run (a kill after the rename leaves none
+            // of the old bytes' summaries behind); again after it (a
+            // listing may have stored them from the old bytes meanwhile).
+            crate::index::remove(&*fs, &entry.path)?;
+            remove_run(&run)?;
             let result = crate::compact::swap(
                 &*fs,
                 &dir,
@@ -714,7 +748,11 @@ impl Wal {
             );
             since = std::time::Instant::now();
             result?;
-            crate::index::remove(&*fs, &entry.path);
+            // Best effort: what is left is removed by the sweep at the end
+            // (or the next writer's `open`).
+            if let Err(error) = crate::index::remove(&*fs, &entry.path) {
+                tracing::warn!(%error, "cannot remove derived data of a rewritten segment");
+            }
             Ok(())
         };
         let compacted =
@@ -737,16 +775,12 @@ impl Wal {
         };
         if !out.segments.is_empty() {
             // A run (`.run`, beside the first segment) folds the segments
-            // rewritten too.
-            if let Some(first) = segment::list(&*fs, &dir)?.segments.first() {
-                let mut run = first.path.as_os_str().to_owned();
-                run.push(".run");
-                match fs.remove_file(Path::new(&run)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(WalError::io("remove", PathBuf::from(run), e)),
-                }
-            }
+            // rewritten too; and a listing may have stored summaries of a
+            // segment's old bytes while it was rewritten.
+            remove_run(&first_run()?)?;
+            swept |= crate::index::sweep(&*fs, &dir)?;
+        }
+        if !out.segments.is_empty() || swept {
             if let Err(e) = fs.sync_dir(&dir) {
                 let e = WalError::fatal("fsync directory", &dir, e);
                 self.inner.writer.poison(e.clone());
