@@ -1,0 +1,135 @@
+"""An OpenAI Agents SDK session on a Logbook log: :class:`LogbookSession`.
+
+>>> from agents import Agent, Runner                      # doctest: +SKIP
+>>> from logbook.agents import LogbookSession              # doctest: +SKIP
+>>> session = LogbookSession("user-42", "./conversations")  # doctest: +SKIP
+>>> await Runner.run(agent, "Hello", session=session)       # doctest: +SKIP
+
+Each conversation is one Logbook session (``logbook.session_id("agents:" +
+session_id)``); each item is one ``Custom`` record named ``agents.item``
+holding the item's JSON. ``add_items`` appends its items as one batch and
+returns once they are durable (under the default ``sync="always"``);
+``pop_item`` and ``clear_session`` delete through Logbook's deletion API
+(tombstones; ``logbook compact`` erases the bytes later). Several
+``LogbookSession`` objects may share one :class:`logbook.Log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Optional
+
+from logbook import DeletedSessionError, Log, UnknownSessionError, session_id as _session_id
+
+try:  # The SDK is optional: the class follows its protocol either way.
+    from agents.memory.session import SessionABC as _Base
+    from agents.memory.session_settings import SessionSettings, resolve_session_limit
+except ImportError:  # pragma: no cover - without the SDK
+    _Base = object  # type: ignore[assignment,misc]
+    SessionSettings = None  # type: ignore[assignment,misc]
+
+    def resolve_session_limit(limit, settings):  # type: ignore[no-redef]
+        return limit
+
+
+__all__ = ["LogbookSession"]
+
+_ITEM = "agents.item"
+
+
+class LogbookSession(_Base):  # type: ignore[misc,valid-type]
+    """The Agents SDK ``Session`` protocol on a Logbook log.
+
+    ``log`` is an open :class:`logbook.Log` (shared by any number of
+    sessions) or a directory, opened with ``open_options`` and closed by
+    :meth:`close`. ``session_settings`` as for the SDK's ``SQLiteSession``
+    (its ``limit`` is the default of :meth:`get_items`).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        log: "Log | str | Any",
+        *,
+        session_settings: Any = None,
+        **open_options: Any,
+    ) -> None:
+        self.session_id = session_id
+        if SessionSettings is not None:
+            self.session_settings = session_settings if session_settings is not None else SessionSettings()
+        else:
+            self.session_settings = session_settings
+        if isinstance(log, Log):
+            self.log = log
+            self._owns_log = False
+        else:
+            self.log = Log(log, **open_options)
+            self._owns_log = True
+        self._session = _session_id("agents:" + str(session_id))
+        self._lock = asyncio.Lock()
+
+    async def _items(self) -> list[tuple[int, Any]]:
+        out = []
+        for lsn, _name, data in await self.log.read_custom_async(self._session, _ITEM):
+            try:
+                out.append((lsn, json.loads(data)))
+            except (ValueError, UnicodeDecodeError):
+                continue  # Skip an entry that is not JSON, as SQLiteSession does.
+        return out
+
+    async def get_items(self, limit: Optional[int] = None) -> list[Any]:
+        """The conversation's items in order; with ``limit``, the latest
+        ``limit`` of them (still in order)."""
+        limit = resolve_session_limit(limit, self.session_settings)
+        items = [item for _lsn, item in await self._items()]
+        if limit is None or limit < 0:
+            return items
+        return items[-limit:] if limit > 0 else []
+
+    async def add_items(self, items: list[Any]) -> None:
+        """Append ``items``: one batch, durable when this returns. The
+        append goes on if the caller is cancelled (it is not half done)."""
+        if not items:
+            return
+        data = [json.dumps(item, separators=(",", ":")).encode() for item in items]
+        await _shielded(self.log.append_custom_many_async(self._session, _ITEM, data))
+
+    async def pop_item(self) -> Optional[Any]:
+        """Remove and return the latest item (None for an empty session)."""
+        async with self._lock:
+            items = await self._items()
+            if not items:
+                return None
+            lsn, item = items[-1]
+            await _shielded(self.log.delete_records_async(self._session, [lsn]))
+            return item
+
+    async def clear_session(self) -> None:
+        """Delete every item of the conversation."""
+        async with self._lock:
+            try:
+                await _shielded(self.log.delete_session_async(self._session))
+            except (UnknownSessionError, DeletedSessionError):
+                pass
+
+    def close(self) -> None:
+        """Close the log if this session opened it."""
+        if self._owns_log:
+            self.log.close()
+
+
+async def _shielded(awaitable: Any) -> Any:
+    """Wait for a mutation to finish even if the caller is cancelled, then
+    re-raise the cancellation (as the SDK's own sessions do)."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled: Optional[BaseException] = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as e:
+            cancelled = cancelled or e
+    result = task.result()
+    if cancelled is not None:
+        raise cancelled
+    return result
