@@ -24,10 +24,17 @@ from logbook import DeletedSessionError, Log, UnknownSessionError, session_id as
 
 try:  # The SDK is optional: the class follows its protocol either way.
     from agents.memory.session import SessionABC as _Base
-    from agents.memory.session_settings import SessionSettings, resolve_session_limit
+    from agents.memory.session_settings import (
+        SessionSettings,
+        coerce_session_settings,
+        resolve_session_limit,
+    )
 except ImportError:  # pragma: no cover - without the SDK
     _Base = object  # type: ignore[assignment,misc]
     SessionSettings = None  # type: ignore[assignment,misc]
+
+    def coerce_session_settings(settings):  # type: ignore[no-redef]
+        return settings
 
     def resolve_session_limit(limit, settings):  # type: ignore[no-redef]
         return limit
@@ -36,6 +43,7 @@ except ImportError:  # pragma: no cover - without the SDK
 __all__ = ["LogbookSession"]
 
 _ITEM = "agents.item"
+_BAD = object()  # an entry that is not JSON
 
 
 class LogbookSession(_Base):  # type: ignore[misc,valid-type]
@@ -56,10 +64,10 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
         **open_options: Any,
     ) -> None:
         self.session_id = session_id
-        if SessionSettings is not None:
-            self.session_settings = session_settings if session_settings is not None else SessionSettings()
+        if session_settings is not None:
+            self.session_settings = coerce_session_settings(session_settings)
         else:
-            self.session_settings = session_settings
+            self.session_settings = SessionSettings() if SessionSettings is not None else None
         if isinstance(log, Log):
             self.log = log
             self._owns_log = False
@@ -67,20 +75,40 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
             self.log = Log(log, **open_options)
             self._owns_log = True
         self._session = _session_id("agents:" + str(session_id))
-        self._lock = asyncio.Lock()
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._closed = False
 
-    async def _items(self) -> list[tuple[int, Any]]:
+    def _lock(self) -> asyncio.Lock:
+        # One lock per event loop: Runner.run_sync drives the session from
+        # a loop of its own.
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(id(loop))
+        if lock is None:
+            lock = self._locks[id(loop)] = asyncio.Lock()
+        return lock
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("LogbookSession is closed")
+
+    async def _records(self) -> list[tuple[int, Any]]:
+        """(lsn, item or _BAD) of every item record, in order."""
         out = []
         for lsn, _name, data in await self.log.read_custom_async(self._session, _ITEM):
             try:
                 out.append((lsn, json.loads(data)))
             except (ValueError, UnicodeDecodeError):
-                continue  # Skip an entry that is not JSON, as SQLiteSession does.
+                out.append((lsn, _BAD))
         return out
+
+    async def _items(self) -> list[tuple[int, Any]]:
+        # An entry that is not JSON is skipped, as SQLiteSession does.
+        return [(lsn, item) for lsn, item in await self._records() if item is not _BAD]
 
     async def get_items(self, limit: Optional[int] = None) -> list[Any]:
         """The conversation's items in order; with ``limit``, the latest
         ``limit`` of them (still in order)."""
+        self._check_open()
         limit = resolve_session_limit(limit, self.session_settings)
         items = [item for _lsn, item in await self._items()]
         if limit is None or limit < 0:
@@ -90,31 +118,49 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
     async def add_items(self, items: list[Any]) -> None:
         """Append ``items``: one batch, durable when this returns. The
         append goes on if the caller is cancelled (it is not half done)."""
+        self._check_open()
         if not items:
             return
         data = [json.dumps(item, separators=(",", ":")).encode() for item in items]
         await _shielded(self.log.append_custom_many_async(self._session, _ITEM, data))
 
     async def pop_item(self) -> Optional[Any]:
-        """Remove and return the latest item (None for an empty session)."""
-        async with self._lock:
-            items = await self._items()
-            if not items:
-                return None
-            lsn, item = items[-1]
-            await _shielded(self.log.delete_records_async(self._session, [lsn]))
+        """Remove and return the latest item (None for an empty session).
+        Once started, the pop completes even if the caller is cancelled."""
+        self._check_open()
+        return await _shielded(self._pop())
+
+    async def _pop(self) -> Optional[Any]:
+        async with self._lock():
+            records = await self._records()
+            # The latest item, and any entry that is not JSON after it
+            # (dropped with it, as SQLiteSession drops corrupt rows).
+            doomed = []
+            item = None
+            for lsn, value in reversed(records):
+                doomed.append(lsn)
+                if value is not _BAD:
+                    item = value
+                    break
+            if doomed:
+                await self.log.delete_records_async(self._session, doomed)
             return item
 
     async def clear_session(self) -> None:
-        """Delete every item of the conversation."""
-        async with self._lock:
+        """Delete every item of the conversation (a tombstone)."""
+        self._check_open()
+        await _shielded(self._clear())
+
+    async def _clear(self) -> None:
+        async with self._lock():
             try:
-                await _shielded(self.log.delete_session_async(self._session))
+                await self.log.delete_session_async(self._session)
             except (UnknownSessionError, DeletedSessionError):
                 pass
 
     def close(self) -> None:
-        """Close the log if this session opened it."""
+        """Close the session (and the log, if this session opened it)."""
+        self._closed = True
         if self._owns_log:
             self.log.close()
 

@@ -451,7 +451,7 @@ fn forked_to_py(py: Python<'_>, f: &logbook_replay::Forked) -> PyResult<PyObject
 /// Sessions are named by UUIDs (`str` or `uuid.UUID`). Events are dicts in
 /// the shape of `docs/json.md`: `{"kind": "UserMessage", "value": "hi"}`,
 /// `{"kind": "Custom", "name": "app.state", "data": b"..."}`.
-#[pyclass(module = "logbook._logbook", frozen)]
+#[pyclass(module = "logbook._logbook", frozen, weakref)]
 struct Log {
     wal: Mutex<Option<Wal>>,
     path: String,
@@ -1110,7 +1110,7 @@ impl<'py> FromPyObject<'py> for PathOrStr {
 
 /// An async iterator over a log's records as they become durable
 /// (`Log.follow`).
-#[pyclass(module = "logbook._logbook", frozen)]
+#[pyclass(module = "logbook._logbook", frozen, weakref)]
 struct Follow {
     inner: Arc<tokio::sync::Mutex<logbook_replay::Follow>>,
 }
