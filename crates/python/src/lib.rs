@@ -69,12 +69,7 @@ pyo3::create_exception!(
     LogbookError,
     "An earlier write or fsync failed: the log accepts nothing more until it is reopened."
 );
-pyo3::create_exception!(
-    _logbook,
-    ClosedError,
-    LogbookError,
-    "The log was closed."
-);
+pyo3::create_exception!(_logbook, ClosedError, LogbookError, "The log was closed.");
 pyo3::create_exception!(
     _logbook,
     UnknownSessionError,
@@ -272,10 +267,18 @@ fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         return Ok(Value::Object(map));
     }
     if let Ok(l) = obj.downcast::<PyList>() {
-        return l.iter().map(|v| to_json(&v)).collect::<PyResult<_>>().map(Value::Array);
+        return l
+            .iter()
+            .map(|v| to_json(&v))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
     }
     if let Ok(t) = obj.downcast::<PyTuple>() {
-        return t.iter().map(|v| to_json(&v)).collect::<PyResult<_>>().map(Value::Array);
+        return t
+            .iter()
+            .map(|v| to_json(&v))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
     }
     Err(PyTypeError::new_err(format!(
         "cannot put a {} in an event",
@@ -560,7 +563,10 @@ fn options(
     Ok(opts)
 }
 
-fn key_ring(key_file: Option<String>, key: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<KeyRing>>> {
+fn key_ring(
+    key_file: Option<String>,
+    key: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<Arc<KeyRing>>> {
     let key_err = |e: logbook_wal::KeyError| {
         Python::with_gil(|py| {
             use pyo3::PyTypeInfo;
@@ -664,16 +670,24 @@ impl Log {
     /// The writer's counters since open: `appends`, `writes`, `fsyncs`, `records_synced`, `segments_created`, `fsync_micros`.
     fn stats(&self, py: Python<'_>) -> PyResult<PyObject> {
         let s = self.wal()?.stats();
-        from_json(py, &serde_json::json!({
-            "appends": s.appends, "writes": s.writes, "fsyncs": s.fsyncs,
-            "records_synced": s.records_synced, "segments_created": s.segments_created,
-            "fsync_micros": s.fsync_micros,
-        }))
+        from_json(
+            py,
+            &serde_json::json!({
+                "appends": s.appends, "writes": s.writes, "fsyncs": s.fsyncs,
+                "records_synced": s.records_synced, "segments_created": s.segments_created,
+                "fsync_micros": s.fsync_micros,
+            }),
+        )
     }
 
     /// Append one event to `session`; returns its LSN once the sync policy
     /// says (under `"always"`: once it is fsynced).
-    fn append(&self, py: Python<'_>, session: &Bound<'_, PyAny>, event: &Bound<'_, PyAny>) -> PyResult<Lsn> {
+    fn append(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        event: &Bound<'_, PyAny>,
+    ) -> PyResult<Lsn> {
         let (session, event) = (session_id(session)?, event_from_py(event)?);
         self.blocking(py, move |wal| Ok(wal.append(session, &event)?))
     }
@@ -702,7 +716,13 @@ impl Log {
     }
 
     /// `append(session, {"kind": "Custom", "name": name, "data": data})`.
-    fn append_custom(&self, py: Python<'_>, session: &Bound<'_, PyAny>, name: String, data: Vec<u8>) -> PyResult<Lsn> {
+    fn append_custom(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        name: String,
+        data: Vec<u8>,
+    ) -> PyResult<Lsn> {
         let session = session_id(session)?;
         let event = SessionEvent::Custom { name, data };
         self.blocking(py, move |wal| Ok(wal.append(session, &event)?))
@@ -727,11 +747,25 @@ impl Log {
     /// Append `Custom` records named `name`, one per item of `data`, to
     /// `session` as one batch (consecutive LSNs, one group commit); returns
     /// their LSNs.
-    fn append_custom_many(&self, py: Python<'_>, session: &Bound<'_, PyAny>, name: String, data: Vec<Vec<u8>>) -> PyResult<Vec<Lsn>> {
+    fn append_custom_many(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        name: String,
+        data: Vec<Vec<u8>>,
+    ) -> PyResult<Vec<Lsn>> {
         let session = session_id(session)?;
         let batch: Vec<(Uuid, SessionEvent)> = data
             .into_iter()
-            .map(|data| (session, SessionEvent::Custom { name: name.clone(), data }))
+            .map(|data| {
+                (
+                    session,
+                    SessionEvent::Custom {
+                        name: name.clone(),
+                        data,
+                    },
+                )
+            })
             .collect();
         self.blocking(py, move |wal| Ok(wal.append_many(&batch)?))
     }
@@ -750,7 +784,10 @@ impl Log {
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let events: Vec<SessionEvent> = data
                 .into_iter()
-                .map(|data| SessionEvent::Custom { name: name.clone(), data })
+                .map(|data| SessionEvent::Custom {
+                    name: name.clone(),
+                    data,
+                })
                 .collect();
             // `join_all` polls them in order on its first poll: each is
             // queued (gets its LSN) in the order given.
@@ -778,23 +815,41 @@ impl Log {
     /// deleted records and tombstones left out. Empty for an unknown session.
     fn read(&self, py: Python<'_>, session: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let session = session_id(session)?;
-        let records = self.blocking(py, move |wal| Ok(logbook_replay::session_events(wal.dir(), session)?))?;
+        let records = self.blocking(py, move |wal| {
+            Ok(logbook_replay::session_events(wal.dir(), session)?)
+        })?;
         Out::Records(records).into_pyobject(py).map(Bound::unbind)
     }
 
     /// `read(session)` as an awaitable.
-    fn read_async<'py>(&self, py: Python<'py>, session: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn read_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
-        self.spawn(py, move |wal| Ok(Out::Records(logbook_replay::session_events(wal.dir(), session)?)))
+        self.spawn(py, move |wal| {
+            Ok(Out::Records(logbook_replay::session_events(
+                wal.dir(),
+                session,
+            )?))
+        })
     }
 
     /// `(lsn, name, data)` of the `Custom` records of `session` whose name
     /// starts with `prefix` (all when None), in LSN order: `read` for
     /// applications that keep their own records, without the dicts.
     #[pyo3(signature = (session, prefix = None))]
-    fn read_custom(&self, py: Python<'_>, session: &Bound<'_, PyAny>, prefix: Option<String>) -> PyResult<PyObject> {
+    fn read_custom(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        prefix: Option<String>,
+    ) -> PyResult<PyObject> {
         let session = session_id(session)?;
-        let records = self.blocking(py, move |wal| Ok(logbook_replay::session_events(wal.dir(), session)?))?;
+        let records = self.blocking(py, move |wal| {
+            Ok(logbook_replay::session_events(wal.dir(), session)?)
+        })?;
         custom_list(py, &records, prefix.as_deref()).map(Bound::unbind)
     }
 
@@ -808,7 +863,10 @@ impl Log {
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
         self.spawn(py, move |wal| {
-            Ok(Out::Custom(logbook_replay::session_events(wal.dir(), session)?, prefix))
+            Ok(Out::Custom(
+                logbook_replay::session_events(wal.dir(), session)?,
+                prefix,
+            ))
         })
     }
 
@@ -938,32 +996,62 @@ impl Log {
     }
 
     /// Delete the session's records after `lsn` (pop, undo).
-    fn delete_after(&self, py: Python<'_>, session: &Bound<'_, PyAny>, lsn: Lsn) -> PyResult<PyObject> {
+    fn delete_after(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        lsn: Lsn,
+    ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::After(lsn))
     }
 
     /// Delete the runs named by the LSNs of the `UserMessage`s that opened them.
-    fn delete_runs(&self, py: Python<'_>, session: &Bound<'_, PyAny>, runs: Vec<Lsn>) -> PyResult<PyObject> {
+    fn delete_runs(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        runs: Vec<Lsn>,
+    ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::Runs(runs))
     }
 
     /// Delete these records of the session (by LSN).
-    fn delete_records(&self, py: Python<'_>, session: &Bound<'_, PyAny>, lsns: Vec<Lsn>) -> PyResult<PyObject> {
+    fn delete_records(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        lsns: Vec<Lsn>,
+    ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::Records(lsns))
     }
 
     /// Keep only the latest `keep` records of event kind `kind` (snake_case); delete the older.
-    fn prune(&self, py: Python<'_>, session: &Bound<'_, PyAny>, kind: String, keep: usize) -> PyResult<PyObject> {
+    fn prune(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        kind: String,
+        keep: usize,
+    ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::KeepLatest { kind, keep })
     }
 
     /// `delete_session` as an awaitable.
-    fn delete_session_async<'py>(&self, py: Python<'py>, session: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn delete_session_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.delete_async(py, session, Selection::Session)
     }
 
     /// `delete_after` as an awaitable.
-    fn delete_after_async<'py>(&self, py: Python<'py>, session: &Bound<'py, PyAny>, lsn: Lsn) -> PyResult<Bound<'py, PyAny>> {
+    fn delete_after_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        lsn: Lsn,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.delete_async(py, session, Selection::After(lsn))
     }
 
@@ -979,7 +1067,11 @@ impl Log {
 
     /// Flush, fsync and close the log, releasing its lock. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let wal = self.wal.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let wal = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         match wal {
             Some(wal) => py.allow_threads(|| wal.close()).map_err(wal_err),
             None => Ok(()),
@@ -988,7 +1080,11 @@ impl Log {
 
     /// `close()` as an awaitable (the final fsync off the event loop).
     fn close_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let wal = self.wal.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let wal = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             match wal {
                 Some(wal) => tokio::task::spawn_blocking(move || wal.close())
@@ -1017,8 +1113,16 @@ impl Log {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __aexit__<'py>(&self, py: Python<'py>, _args: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
-        let wal = self.wal.lock().unwrap_or_else(PoisonError::into_inner).take();
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let wal = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             if let Some(wal) = wal {
                 tokio::task::spawn_blocking(move || wal.close())
@@ -1031,15 +1135,29 @@ impl Log {
     }
 
     fn __repr__(&self) -> String {
-        format!("Log({:?}{})", self.path, if self.closed() { ", closed" } else { "" })
+        format!(
+            "Log({:?}{})",
+            self.path,
+            if self.closed() { ", closed" } else { "" }
+        )
     }
 }
 
 impl Log {
-    fn delete(&self, py: Python<'_>, session: &Bound<'_, PyAny>, selection: Selection) -> PyResult<PyObject> {
+    fn delete(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        selection: Selection,
+    ) -> PyResult<PyObject> {
         let session = session_id(session)?;
         let plan = self.blocking(py, move |wal| {
-            Ok(logbook_replay::delete(wal, session, &selection, reason(&selection))?)
+            Ok(logbook_replay::delete(
+                wal,
+                session,
+                &selection,
+                reason(&selection),
+            )?)
         })?;
         plan_to_py(py, &plan)
     }
@@ -1052,7 +1170,12 @@ impl Log {
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
         self.spawn(py, move |wal| {
-            Ok(Out::Plan(logbook_replay::delete(wal, session, &selection, reason(&selection))?))
+            Ok(Out::Plan(logbook_replay::delete(
+                wal,
+                session,
+                &selection,
+                reason(&selection),
+            )?))
         })
     }
 }
@@ -1075,7 +1198,10 @@ fn fork_fn(
     new_session: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<ForkFn> {
     let session = session_id(session)?;
-    let new = new_session.map(session_id).transpose()?.unwrap_or_else(Uuid::new_v4);
+    let new = new_session
+        .map(session_id)
+        .transpose()?
+        .unwrap_or_else(Uuid::new_v4);
     Ok(Box::new(move |wal: &Wal| {
         let at = match at_lsn {
             Some(at) => at,

@@ -437,11 +437,12 @@ fn the_golden_log_of_2026_12_04_reads_back() {
         got.push((r.session, r.event));
     }
     assert_eq!(got, golden_2026_12_04());
-    let events: Vec<SessionEvent> = logbook_replay::session_events(tmp.path(), Uuid::from_u128(0xc))
-        .unwrap()
-        .into_iter()
-        .map(|r| r.event)
-        .collect();
+    let events: Vec<SessionEvent> =
+        logbook_replay::session_events(tmp.path(), Uuid::from_u128(0xc))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
     let want: Vec<SessionEvent> = golden_2026_12_04().into_iter().map(|(_, e)| e).collect();
     assert_eq!(events, want);
     let state = session_state(tmp.path(), Uuid::from_u128(0xc)).unwrap();
