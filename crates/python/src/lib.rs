@@ -1,7 +1,7 @@
 //! # logbook-python: the `logbook._logbook` extension module
 //!
 //! A thin layer over `logbook-wal` and `logbook-replay` for Python: the
-//! [`Log`] class (open, append sync and async, read, replay, list, fork,
+//! `Log` class (open, append sync and async, read, replay, list, fork,
 //! export, follow, delete, close), the exception classes, and the
 //! conversion of events to and from dicts in the shape of `docs/json.md`
 //! (through `logbook_replay::event_to_json` / `event_from_json`). Every
