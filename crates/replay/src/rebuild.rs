@@ -93,21 +93,29 @@ pub fn session_events(
     dir: impl AsRef<Path>,
     session: Uuid,
 ) -> Result<Vec<logbook_wal::EventRecord>, ReplayError> {
-    let mut out = Vec::new();
-    scan_in(
-        &Source::Dir(dir.as_ref().to_path_buf()),
-        0,
+    // One pass: a tombstone deletes only records of its own session, so the
+    // session's own records hold every tombstone that applies to them.
+    let source = Source::Dir(dir.as_ref().to_path_buf());
+    let mut reader = source.reader()?.session(session);
+    let mut read = Vec::new();
+    let mut deletions = crate::deleted::LogDeletions::default();
+    crate::scan::scan_reader(
+        &source.path(),
+        &mut reader,
         Sessions::One(session),
         OnCorruption::Fail,
-        |item, _, _, _| {
+        |item, _, _, log| {
             if let Item::Event(e) = item {
-                if !e.event.is_tombstone() {
-                    out.push(e);
-                }
+                deletions.note(log, e.session, e.lsn, &e.event);
+                read.push((log, e));
             }
         },
     )?;
-    Ok(out)
+    Ok(read
+        .into_iter()
+        .filter(|(log, e)| !e.event.is_tombstone() && !deletions.covers(*log, e.session, e.lsn))
+        .map(|(_, e)| e)
+        .collect())
 }
 
 /// What [`session_state_with`] stepped over to rebuild a session from a
