@@ -231,3 +231,35 @@ def test_encrypted_log(tmp_path):
 def test_session_id_is_stable():
     assert logbook.session_id("a") == logbook.session_id("a") != logbook.session_id("b")
     uuid.UUID(logbook.session_id("a"))
+
+
+async def test_async_append_errors_and_cancellation(tmp_path):
+    s = sid()
+    log = logbook.Log(str(tmp_path / "log"), segment_size=4096)
+    with pytest.raises(logbook.LogbookError, match="larger than the limit"):
+        await log.append_custom_async(s, "big", b"x" * 10_000)
+    # A cancelled append is still queued: it becomes durable with its batch.
+    fut = log.append_custom_async(s, "kept", b"1")
+    fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fut
+    assert await log.append_custom_async(s, "next", b"2") == 2
+    assert [name for _, name, _ in log.read_custom(s)] == ["kept", "next"]
+    # Appends from several loops (threads) resolve on their own loops.
+    import threading
+
+    got = []
+
+    async def one():
+        return await log.append_custom_async(s, "thread", b"3")
+
+    def other():
+        got.append(asyncio.run(one()))
+
+    threads = [threading.Thread(target=other) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(got) == [3, 4, 5, 6]
+    log.close()

@@ -444,6 +444,140 @@ fn forked_to_py(py: Python<'_>, f: &logbook_replay::Forked) -> PyResult<PyObject
 }
 
 // ---------------------------------------------------------------------------
+// Async appends: queued on the caller's thread, completed in batches
+// ---------------------------------------------------------------------------
+
+/// How an async append ended.
+enum Done {
+    Lsn(Lsn),
+    Lsns(Vec<Lsn>),
+    Err(WalError),
+}
+
+/// An append to resolve: its asyncio future, the loop it belongs to.
+struct Completion {
+    future: Py<PyAny>,
+    event_loop: Py<PyAny>,
+    done: Done,
+}
+
+static COMPLETER: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Completion>> =
+    std::sync::OnceLock::new();
+
+static GET_RUNNING_LOOP: pyo3::sync::GILOnceCell<Py<PyAny>> = pyo3::sync::GILOnceCell::new();
+
+/// The task that resolves the futures of finished appends: one GIL
+/// acquisition and one `call_soon_threadsafe` per loop for every batch of
+/// them (a group commit releases many appends at once), instead of one
+/// each.
+fn completer() -> &'static tokio::sync::mpsc::UnboundedSender<Completion> {
+    COMPLETER.get_or_init(|| {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Completion>();
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, 4096).await > 0 {
+                let _: PyResult<()> = Python::with_gil(|py| {
+                    let mut by_loop: Vec<(Py<PyAny>, Vec<PyObject>)> = Vec::new();
+                    for c in batch.drain(..) {
+                        let (ok, value) = match c.done {
+                            Done::Lsn(l) => (true, Ok(l.into_pyobject(py)?.into_any().unbind())),
+                            Done::Lsns(l) => {
+                                (true, l.into_pyobject(py).map(|v| v.into_any().unbind()))
+                            }
+                            Done::Err(e) => (false, Ok(wal_err(e).into_value(py).into_any())),
+                        };
+                        let Ok(value) = value else { continue };
+                        let item = (c.future, ok, value)
+                            .into_pyobject(py)
+                            .map(|t| t.into_any().unbind());
+                        let Ok(item) = item else { continue };
+                        match by_loop.iter_mut().find(|(l, _)| l.is(&c.event_loop)) {
+                            Some((_, items)) => items.push(item),
+                            None => by_loop.push((c.event_loop, vec![item])),
+                        }
+                    }
+                    let resolve = wrap_pyfunction!(resolve_batch, py);
+                    for (event_loop, items) in by_loop {
+                        let (Ok(resolve), Ok(list)) = (&resolve, PyList::new(py, items)) else {
+                            continue;
+                        };
+                        // A closed loop refuses: its futures are gone with it.
+                        let _ =
+                            event_loop.call_method1(py, "call_soon_threadsafe", (resolve, list));
+                    }
+                    Ok(())
+                });
+            }
+        });
+        tx
+    })
+}
+
+/// Resolve `(future, ok, value)` items on their loop (a future cancelled
+/// meanwhile is left alone: its record is queued all the same).
+#[pyfunction]
+fn resolve_batch(batch: &Bound<'_, PyList>) -> PyResult<()> {
+    for item in batch.iter() {
+        let (future, ok, value): (Bound<'_, PyAny>, bool, Bound<'_, PyAny>) = item.extract()?;
+        if future.call_method0("done")?.is_truthy()? {
+            continue;
+        }
+        if ok {
+            future.call_method1("set_result", (value,))?;
+        } else {
+            future.call_method1("set_exception", (value,))?;
+        }
+    }
+    Ok(())
+}
+
+/// An asyncio future for an append: `append` is polled once here, on the
+/// caller's thread (it encodes and queues the record, so records are queued
+/// in the order of the calls; outside tokio that poll does no I/O), then
+/// awaited on the runtime; the future resolves through [`completer`].
+fn appending<'py>(
+    py: Python<'py>,
+    append: impl Future<Output = Done> + Send + 'static,
+) -> PyResult<Bound<'py, PyAny>> {
+    use std::task::{Context, Poll, Waker};
+    let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+    })?;
+    let event_loop = get_loop.call0(py)?.into_bound(py);
+    let future = event_loop.call_method0("create_future")?;
+    let mut append = Box::pin(append);
+    let first = py.allow_threads(|| {
+        append
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    });
+    match first {
+        Poll::Ready(Done::Err(e)) => {
+            future.call_method1("set_exception", (wal_err(e).into_value(py),))?;
+        }
+        Poll::Ready(Done::Lsn(l)) => {
+            future.call_method1("set_result", (l,))?;
+        }
+        Poll::Ready(Done::Lsns(l)) => {
+            future.call_method1("set_result", (l,))?;
+        }
+        Poll::Pending => {
+            let completion = (future.clone().unbind(), event_loop.unbind());
+            pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+                let done = append.await;
+                let (future, event_loop) = completion;
+                let _ = completer().send(Completion {
+                    future,
+                    event_loop,
+                    done,
+                });
+            });
+        }
+    }
+    Ok(future)
+}
+
+// ---------------------------------------------------------------------------
 // Log
 // ---------------------------------------------------------------------------
 
@@ -710,8 +844,10 @@ impl Log {
     ) -> PyResult<Bound<'py, PyAny>> {
         let (session, event) = (session_id(session)?, event_from_py(event)?);
         let wal = self.wal()?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            wal.append_async(session, &event).await.map_err(wal_err)
+        appending(py, async move {
+            wal.append_async(session, &event)
+                .await
+                .map_or_else(Done::Err, Done::Lsn)
         })
     }
 
@@ -738,9 +874,11 @@ impl Log {
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
         let wal = self.wal()?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let event = SessionEvent::Custom { name, data };
-            wal.append_async(session, &event).await.map_err(wal_err)
+        let event = SessionEvent::Custom { name, data };
+        appending(py, async move {
+            wal.append_async(session, &event)
+                .await
+                .map_or_else(Done::Err, Done::Lsn)
         })
     }
 
@@ -781,14 +919,14 @@ impl Log {
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
         let wal = self.wal()?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let events: Vec<SessionEvent> = data
-                .into_iter()
-                .map(|data| SessionEvent::Custom {
-                    name: name.clone(),
-                    data,
-                })
-                .collect();
+        let events: Vec<SessionEvent> = data
+            .into_iter()
+            .map(|data| SessionEvent::Custom {
+                name: name.clone(),
+                data,
+            })
+            .collect();
+        appending(py, async move {
             // `join_all` polls them in order on its first poll: each is
             // queued (gets its LSN) in the order given.
             let appends = events.iter().map(|e| wal.append_async(session, e));
@@ -796,7 +934,7 @@ impl Log {
                 .await
                 .into_iter()
                 .collect::<Result<Vec<Lsn>, WalError>>()
-                .map_err(wal_err)
+                .map_or_else(Done::Err, Done::Lsns)
         })
     }
 
