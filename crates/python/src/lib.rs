@@ -452,6 +452,8 @@ enum Done {
     Lsn(Lsn),
     Lsns(Vec<Lsn>),
     Err(WalError),
+    /// What a task on the blocking pool returned ([`Log::spawn`]).
+    Out(Result<Out, PyErrLater>),
 }
 
 /// An append to resolve: its asyncio future, the loop it belongs to.
@@ -485,6 +487,8 @@ fn completer() -> &'static tokio::sync::mpsc::UnboundedSender<Completion> {
                                 (true, l.into_pyobject(py).map(|v| v.into_any().unbind()))
                             }
                             Done::Err(e) => (false, Ok(wal_err(e).into_value(py).into_any())),
+                            Done::Out(Ok(out)) => (true, out.into_pyobject(py).map(Bound::unbind)),
+                            Done::Out(Err(e)) => (false, Ok(e.into_py().into_value(py).into_any())),
                         };
                         let Ok(value) = value else { continue };
                         let item = (c.future, ok, value)
@@ -539,6 +543,17 @@ fn appending<'py>(
     py: Python<'py>,
     append: impl Future<Output = Done> + Send + 'static,
 ) -> PyResult<Bound<'py, PyAny>> {
+    resolving(py, append, true)
+}
+
+/// An asyncio future resolved with what `task` returns; `poll_first`:
+/// poll it once on the caller's thread first (see [`appending`]).
+fn resolving<'py>(
+    py: Python<'py>,
+    task: impl Future<Output = Done> + Send + 'static,
+    poll_first: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let append = task;
     use std::task::{Context, Poll, Waker};
     let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
         Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
@@ -546,11 +561,15 @@ fn appending<'py>(
     let event_loop = get_loop.call0(py)?.into_bound(py);
     let future = event_loop.call_method0("create_future")?;
     let mut append = Box::pin(append);
-    let first = py.allow_threads(|| {
-        append
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-    });
+    let first = if poll_first {
+        py.allow_threads(|| {
+            append
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+        })
+    } else {
+        Poll::Pending
+    };
     match first {
         Poll::Ready(Done::Err(e)) => {
             future.call_method1("set_exception", (wal_err(e).into_value(py),))?;
@@ -560,6 +579,12 @@ fn appending<'py>(
         }
         Poll::Ready(Done::Lsns(l)) => {
             future.call_method1("set_result", (l,))?;
+        }
+        Poll::Ready(Done::Out(Ok(out))) => {
+            future.call_method1("set_result", (out,))?;
+        }
+        Poll::Ready(Done::Out(Err(e))) => {
+            future.call_method1("set_exception", (e.into_py().into_value(py),))?;
         }
         Poll::Pending => {
             let completion = (future.clone().unbind(), event_loop.unbind());
@@ -630,13 +655,16 @@ impl Log {
         f: impl FnOnce(&Wal) -> Result<Out, PyErrLater> + Send + 'static,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wal = self.wal()?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let joined = tokio::task::spawn_blocking(move || f(&wal)).await;
-            match joined {
-                Ok(result) => result.map_err(PyErrLater::into_py),
-                Err(e) => Err(LogbookError::new_err(format!("a log task failed: {e}"))),
-            }
-        })
+        // Not polled here: `spawn_blocking` needs the runtime's context.
+        resolving(
+            py,
+            async move {
+                let joined = tokio::task::spawn_blocking(move || f(&wal)).await;
+                // A task that panicked: the log's `Closed` is the nearest error.
+                Done::Out(joined.unwrap_or(Err(PyErrLater::Wal(WalError::Closed))))
+            },
+            false,
+        )
     }
 }
 
