@@ -478,43 +478,44 @@ fn completer() -> &'static tokio::sync::mpsc::UnboundedSender<Completion> {
         pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
             let mut batch = Vec::new();
             while rx.recv_many(&mut batch, 4096).await > 0 {
-                let _: PyResult<()> = Python::with_gil(|py| {
-                    let mut by_loop: Vec<(Py<PyAny>, Vec<PyObject>)> = Vec::new();
-                    for c in batch.drain(..) {
-                        let (ok, value) = match c.done {
-                            Done::Lsn(l) => (true, Ok(l.into_pyobject(py)?.into_any().unbind())),
-                            Done::Lsns(l) => {
-                                (true, l.into_pyobject(py).map(|v| v.into_any().unbind()))
-                            }
-                            Done::Err(e) => (false, Ok(wal_err(e).into_value(py).into_any())),
-                            Done::Out(Ok(out)) => (true, out.into_pyobject(py).map(Bound::unbind)),
-                            Done::Out(Err(e)) => (false, Ok(e.into_py().into_value(py).into_any())),
-                        };
-                        let Ok(value) = value else { continue };
-                        let item = (c.future, ok, value)
-                            .into_pyobject(py)
-                            .map(|t| t.into_any().unbind());
-                        let Ok(item) = item else { continue };
-                        match by_loop.iter_mut().find(|(l, _)| l.is(&c.event_loop)) {
-                            Some((_, items)) => items.push(item),
-                            None => by_loop.push((c.event_loop, vec![item])),
-                        }
-                    }
-                    let resolve = wrap_pyfunction!(resolve_batch, py);
-                    for (event_loop, items) in by_loop {
-                        let (Ok(resolve), Ok(list)) = (&resolve, PyList::new(py, items)) else {
-                            continue;
-                        };
-                        // A closed loop refuses: its futures are gone with it.
-                        let _ =
-                            event_loop.call_method1(py, "call_soon_threadsafe", (resolve, list));
-                    }
-                    Ok(())
-                });
+                deliver(&mut batch);
             }
         });
         tx
     })
+}
+
+/// Resolve the futures of `batch` (emptied): one GIL acquisition, one
+/// `call_soon_threadsafe` per event loop.
+fn deliver(batch: &mut Vec<Completion>) {
+    let _: PyResult<()> = Python::with_gil(|py| {
+        let mut by_loop: Vec<(Py<PyAny>, Vec<PyObject>)> = Vec::new();
+        for c in batch.drain(..) {
+            let (ok, value) = match c.done {
+                Done::Lsn(l) => (true, Ok(l.into_pyobject(py)?.into_any().unbind())),
+                Done::Lsns(l) => (true, l.into_pyobject(py).map(|v| v.into_any().unbind())),
+                Done::Err(e) => (false, Ok(wal_err(e).into_value(py).into_any())),
+                Done::Out(Ok(out)) => (true, out.into_pyobject(py).map(Bound::unbind)),
+                Done::Out(Err(e)) => (false, Ok(e.into_py().into_value(py).into_any())),
+            };
+            let Ok(value) = value else { continue };
+            let item = (c.future, ok, value)
+                .into_pyobject(py)
+                .map(|t| t.into_any().unbind());
+            let Ok(item) = item else { continue };
+            match by_loop.iter_mut().find(|(l, _)| l.is(&c.event_loop)) {
+                Some((_, items)) => items.push(item),
+                None => by_loop.push((c.event_loop, vec![item])),
+            }
+        }
+        let resolve = wrap_pyfunction!(resolve_batch, py)?;
+        for (event_loop, items) in by_loop {
+            let list = PyList::new(py, items)?;
+            // A closed loop refuses: its futures are gone with it.
+            let _ = event_loop.call_method1(py, "call_soon_threadsafe", (&resolve, list));
+        }
+        Ok(())
+    });
 }
 
 /// Resolve `(future, ok, value)` items on their loop (a future cancelled
@@ -543,17 +544,6 @@ fn appending<'py>(
     py: Python<'py>,
     append: impl Future<Output = Done> + Send + 'static,
 ) -> PyResult<Bound<'py, PyAny>> {
-    resolving(py, append, true)
-}
-
-/// An asyncio future resolved with what `task` returns; `poll_first`:
-/// poll it once on the caller's thread first (see [`appending`]).
-fn resolving<'py>(
-    py: Python<'py>,
-    task: impl Future<Output = Done> + Send + 'static,
-    poll_first: bool,
-) -> PyResult<Bound<'py, PyAny>> {
-    let append = task;
     use std::task::{Context, Poll, Waker};
     let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
         Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
@@ -561,15 +551,11 @@ fn resolving<'py>(
     let event_loop = get_loop.call0(py)?.into_bound(py);
     let future = event_loop.call_method0("create_future")?;
     let mut append = Box::pin(append);
-    let first = if poll_first {
-        py.allow_threads(|| {
-            append
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-        })
-    } else {
-        Poll::Pending
-    };
+    let first = py.allow_threads(|| {
+        append
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    });
     match first {
         Poll::Ready(Done::Err(e)) => {
             future.call_method1("set_exception", (wal_err(e).into_value(py),))?;
@@ -655,16 +641,22 @@ impl Log {
         f: impl FnOnce(&Wal) -> Result<Out, PyErrLater> + Send + 'static,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wal = self.wal()?;
-        // Not polled here: `spawn_blocking` needs the runtime's context.
-        resolving(
-            py,
-            async move {
-                let joined = tokio::task::spawn_blocking(move || f(&wal)).await;
-                // A task that panicked: the log's `Closed` is the nearest error.
-                Done::Out(joined.unwrap_or(Err(PyErrLater::Wal(WalError::Closed))))
-            },
-            false,
-        )
+        let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+        })?;
+        let event_loop = get_loop.call0(py)?.into_bound(py);
+        let future = event_loop.call_method0("create_future")?;
+        let (f_, l_) = (future.clone().unbind(), event_loop.unbind());
+        // The pool's thread resolves the future itself: one hop there, one back.
+        pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
+            let done = Done::Out(f(&wal));
+            deliver(&mut vec![Completion {
+                future: f_,
+                event_loop: l_,
+                done,
+            }]);
+        });
+        Ok(future)
     }
 }
 
