@@ -107,13 +107,24 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
 
     async def get_items(self, limit: Optional[int] = None) -> list[Any]:
         """The conversation's items in order; with ``limit``, the latest
-        ``limit`` of them (still in order)."""
+        ``limit`` of them (still in order). Only those are decoded."""
         self._check_open()
         limit = resolve_session_limit(limit, self.session_settings)
-        items = [item for _lsn, item in await self._items()]
+        records = await self.log.read_custom_async(self._session, _ITEM)
+        if limit is not None and limit == 0:
+            return []
         if limit is None or limit < 0:
-            return items
-        return items[-limit:] if limit > 0 else []
+            limit = len(records)
+        out = []
+        for _lsn, _name, data in reversed(records):
+            try:
+                out.append(json.loads(data))
+            except (ValueError, UnicodeDecodeError):
+                continue  # Skip an entry that is not JSON, as SQLiteSession does.
+            if len(out) >= limit:
+                break
+        out.reverse()
+        return out
 
     async def add_items(self, items: list[Any]) -> None:
         """Append ``items``: one batch, durable when this returns. The
