@@ -263,3 +263,22 @@ async def test_async_append_errors_and_cancellation(tmp_path):
         t.join(10)
     assert sorted(got) == [3, 4, 5, 6]
     log.close()
+
+
+@pytest.mark.parametrize("policy", ["batch", "never"])
+async def test_reads_see_their_own_writes_under_every_policy(tmp_path, policy):
+    from logbook.langgraph import LogbookSaver
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    s = sid()
+    log = logbook.Log(str(tmp_path / "log"), sync=policy, batch_delay_ms=1000)
+    log.append(s, {"kind": "UserMessage", "value": "hi"})
+    assert len(log.read(s)) == 1
+    await log.append_async(s, {"kind": "Done"})
+    assert len(await log.read_async(s)) == 2
+    assert log.replay(s)["status"] == "completed"
+    assert [x["session"] for x in log.sessions()] == [s]
+    saver = LogbookSaver(log)
+    config = saver.put({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, empty_checkpoint(), {}, {})
+    assert saver.get_tuple(config) is not None
+    log.close()

@@ -488,6 +488,40 @@ fn completer() -> &'static tokio::sync::mpsc::UnboundedSender<Completion> {
 /// Resolve the futures of `batch` (emptied): one GIL acquisition, one
 /// `call_soon_threadsafe` per event loop.
 fn deliver(batch: &mut Vec<Completion>) {
+    // At interpreter exit, a thread that takes the GIL (or gives it up in
+    // `call_soon_threadsafe`'s write and takes it back) is ended by Python
+    // in the middle of Rust frames, which aborts the process: deliveries
+    // stop at exit (see [`shutdown`]), and exit waits for those under way.
+    IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        // Dropped without the GIL: pyo3 defers the decrefs (never run).
+        batch.clear();
+        return;
+    }
+    deliver_now(batch);
+    IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Registered with `atexit`: stop delivering results to Python, and wait
+/// (without the GIL, at most a second) for the deliveries under way.
+#[pyfunction]
+fn shutdown(py: Python<'_>) {
+    SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+    py.allow_threads(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while IN_FLIGHT.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+}
+
+fn deliver_now(batch: &mut Vec<Completion>) {
     let _: PyResult<()> = Python::with_gil(|py| {
         let mut by_loop: Vec<(Py<PyAny>, Vec<PyObject>)> = Vec::new();
         for c in batch.drain(..) {
@@ -603,6 +637,10 @@ fn appending<'py>(
 struct Log {
     wal: Mutex<Option<Wal>>,
     path: String,
+    /// Under `batch` and `never`, reads first make what was appended
+    /// durable: readers see durable records only, and a reader must see
+    /// its own writes.
+    sync_reads: bool,
 }
 
 impl Log {
@@ -784,6 +822,7 @@ impl Log {
             let _ = logbook_wal::install_default_keys(ring.clone());
         }
         let opts = options(sync, batch_delay_ms, segment_size, ring)?;
+        let sync_reads = opts.sync != SyncPolicy::Always;
         let path = path.0;
         let wal = py
             .allow_threads(|| Wal::open(&path, opts))
@@ -791,6 +830,7 @@ impl Log {
         Ok(Log {
             wal: Mutex::new(Some(wal)),
             path,
+            sync_reads,
         })
     }
 
@@ -973,8 +1013,12 @@ impl Log {
     /// deleted records and tombstones left out. Empty for an unknown session.
     fn read(&self, py: Python<'_>, session: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
         let records = self.blocking(py, move |wal| {
-            Ok(logbook_replay::session_events(wal.dir(), session)?)
+            Ok(logbook_replay::session_events(
+                synced(wal, sync_reads)?,
+                session,
+            )?)
         })?;
         Out::Records(records).into_pyobject(py).map(Bound::unbind)
     }
@@ -986,9 +1030,10 @@ impl Log {
         session: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
         self.spawn(py, move |wal| {
             Ok(Out::Records(logbook_replay::session_events(
-                wal.dir(),
+                synced(wal, sync_reads)?,
                 session,
             )?))
         })
@@ -1005,8 +1050,12 @@ impl Log {
         prefix: Option<String>,
     ) -> PyResult<PyObject> {
         let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
         let records = self.blocking(py, move |wal| {
-            Ok(logbook_replay::session_events(wal.dir(), session)?)
+            Ok(logbook_replay::session_events(
+                synced(wal, sync_reads)?,
+                session,
+            )?)
         })?;
         custom_list(py, &records, prefix.as_deref()).map(Bound::unbind)
     }
@@ -1020,9 +1069,10 @@ impl Log {
         prefix: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
         self.spawn(py, move |wal| {
             Ok(Out::Custom(
-                logbook_replay::session_events(wal.dir(), session)?,
+                logbook_replay::session_events(synced(wal, sync_reads)?, session)?,
                 prefix,
             ))
         })
@@ -1034,8 +1084,9 @@ impl Log {
     /// `pending_tool_calls`, `forked_from`. Raises `UnknownSessionError`.
     fn replay(&self, py: Python<'_>, session: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
         let (state, live) = self.blocking(py, move |wal| {
-            let state = logbook_replay::session_state(wal.dir(), session)?;
+            let state = logbook_replay::session_state(synced(wal, sync_reads)?, session)?;
             Ok((state, true))
         })?;
         let status = state.status_given(live);
@@ -1063,7 +1114,10 @@ impl Log {
     /// `title`, `model`, `tokens`, `forked_from`), in the order of their
     /// first records. Deleted sessions are left out.
     fn sessions(&self, py: Python<'_>) -> PyResult<PyObject> {
-        let log = self.blocking(py, |wal| Ok(logbook_replay::list_sessions(wal.dir())?))?;
+        let sync_reads = self.sync_reads;
+        let log = self.blocking(py, move |wal| {
+            Ok(logbook_replay::list_sessions(synced(wal, sync_reads)?)?)
+        })?;
         let json: Vec<Value> = log
             .sessions
             .iter()
@@ -1338,6 +1392,14 @@ impl Log {
     }
 }
 
+/// The log's directory, after a sync when `sync_first`.
+fn synced(wal: &Wal, sync_first: bool) -> Result<&std::path::Path, WalError> {
+    if sync_first && wal.last_lsn() > wal.durable_lsn() {
+        wal.sync()?;
+    }
+    Ok(wal.dir())
+}
+
 fn reason(selection: &Selection) -> &'static str {
     match selection {
         Selection::Session => "session",
@@ -1440,6 +1502,8 @@ fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
     base.setattr("offset", py.None())?;
     base.setattr("lsn", py.None())?;
     m.add("KINDS", logbook_bus::KINDS.to_vec())?;
+    py.import("atexit")?
+        .call_method1("register", (wrap_pyfunction!(shutdown, m)?,))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
