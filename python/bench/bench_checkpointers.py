@@ -5,7 +5,8 @@ Agents SDK's SQLiteSession, side by side in one run.
     python python/bench/bench_checkpointers.py [--dir DIR] [--threads 100] [--per-thread 20]
 
 DIR (default: a temporary directory) should be on the disk to measure.
-Prints one table; figures are medians of --repeat runs (default 3).
+Prints one table; figures are medians of --repeat rounds (default 3), after
+a warm-up round; the order of the checkpointers rotates from round to round.
 """
 
 from __future__ import annotations
@@ -152,8 +153,16 @@ async def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
           f"Python {platform.python_version()}; dir {base}")
     rows: dict[str, dict[str, list[float]]] = {}
-    for _ in range(args.repeat):
+    # A warm-up round, not counted (imports, allocator, page cache).
+    d, made = await savers(base)
+    for name, saver, closer in made:
+        await bench_aput(saver, args.threads, args.per_thread)
+        await close(closer)
+    shutil.rmtree(d, ignore_errors=True)
+    for round_ in range(args.repeat):
         d, made = await savers(base)
+        # Each round in another order: no checkpointer always goes first.
+        made = made[round_ % len(made):] + made[: round_ % len(made)]
         for name, saver, closer in made:
             r = rows.setdefault(name, {"aput": [], "get": [], "list": []})
             r["aput"].append(await bench_aput(saver, args.threads, args.per_thread))

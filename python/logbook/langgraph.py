@@ -24,6 +24,7 @@ One writer per directory: open the saver in one process (see
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Optional
 
@@ -53,6 +54,7 @@ _THREAD = "lg.t"
 _PREFIX = "lg."
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def thread_session(thread_id: str) -> str:
     """The Logbook session that holds a LangGraph thread."""
     return logbook.session_id("langgraph:" + str(thread_id))

@@ -503,6 +503,24 @@ fn deliver(batch: &mut Vec<Completion>) {
     IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// About how many bytes `event` encodes to (its big fields).
+fn approx_len(event: &SessionEvent) -> usize {
+    match event {
+        SessionEvent::Custom { data, .. } => data.len(),
+        SessionEvent::TextComplete(t)
+        | SessionEvent::TextChunk(t)
+        | SessionEvent::ThinkingComplete(t)
+        | SessionEvent::UserMessage(t)
+        | SessionEvent::Error(t) => t.len(),
+        SessionEvent::ToolCallComplete { output, .. } => output.len(),
+        SessionEvent::ToolCallStart { arguments, .. } => arguments.len(),
+        _ => 0,
+    }
+}
+
+/// Payload bytes from which an async append is encoded with the GIL released.
+const RELEASE_GIL_FROM: usize = 16 << 10;
+
 static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -576,6 +594,7 @@ fn resolve_batch(batch: &Bound<'_, PyList>) -> PyResult<()> {
 /// awaited on the runtime; the future resolves through [`completer`].
 fn appending<'py>(
     py: Python<'py>,
+    bytes: usize,
     append: impl Future<Output = Done> + Send + 'static,
 ) -> PyResult<Bound<'py, PyAny>> {
     use std::task::{Context, Poll, Waker};
@@ -585,11 +604,20 @@ fn appending<'py>(
     let event_loop = get_loop.call0(py)?.into_bound(py);
     let future = event_loop.call_method0("create_future")?;
     let mut append = Box::pin(append);
-    let first = py.allow_threads(|| {
+    let mut poll = || {
         append
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
-    });
+    };
+    // The poll encodes and queues: microseconds for a small record, less
+    // than giving the GIL up and taking it back (which, with the threads
+    // that resolve finished appends wanting it, costs a switch). Large
+    // records are encoded without it.
+    let first = if bytes >= RELEASE_GIL_FROM {
+        py.allow_threads(poll)
+    } else {
+        poll()
+    };
     match first {
         Poll::Ready(Done::Err(e)) => {
             future.call_method1("set_exception", (wal_err(e).into_value(py),))?;
@@ -904,7 +932,7 @@ impl Log {
     ) -> PyResult<Bound<'py, PyAny>> {
         let (session, event) = (session_id(session)?, event_from_py(event)?);
         let wal = self.wal()?;
-        appending(py, async move {
+        appending(py, approx_len(&event), async move {
             wal.append_async(session, &event)
                 .await
                 .map_or_else(Done::Err, Done::Lsn)
@@ -935,7 +963,7 @@ impl Log {
         let session = session_id(session)?;
         let wal = self.wal()?;
         let event = SessionEvent::Custom { name, data };
-        appending(py, async move {
+        appending(py, approx_len(&event), async move {
             wal.append_async(session, &event)
                 .await
                 .map_or_else(Done::Err, Done::Lsn)
@@ -986,7 +1014,7 @@ impl Log {
                 data,
             })
             .collect();
-        appending(py, async move {
+        appending(py, events.iter().map(approx_len).sum(), async move {
             // `join_all` polls them in order on its first poll: each is
             // queued (gets its LSN) in the order given.
             let appends = events.iter().map(|e| wal.append_async(session, e));
