@@ -89,6 +89,16 @@ if MODE == "run":
     print("FINISHED WITHOUT BEING KILLED")
 else:
     before = graph.get_state(config)
+    # The node runs the log holds (checkpointed): the state's own, and the
+    # writes of finished tasks stored with put_writes.
+    saved = []
+    def note(values):
+        saved.extend(values.get("trace", []))
+        saved.extend(f"tool{m.tool_call_id[4:]}" for m in values.get("messages", []) if isinstance(m, ToolMessage))
+    note(before.values)
+    for task in before.tasks:
+        if task.result:
+            note(task.result)
     result = graph.invoke(None, config)
     history = [
         {"step": t.metadata.get("step"), "id": t.config["configurable"]["checkpoint_id"]}
@@ -97,6 +107,7 @@ else:
     print(json.dumps({
         "next_before": list(before.next),
         "tasks_before": [t.name for t in before.tasks],
+        "saved_before": saved,
         "trace": result["trace"],
         "messages": [
             {"type": m.type, "tool_calls": [c["id"] for c in getattr(m, "tool_calls", []) or []],
