@@ -21,6 +21,7 @@ from logbook.langgraph import LogbookSaver
 LOG, MARKS, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
 ROUNDS = 4
 PAUSE = float(os.environ.get("CRASH_PAUSE", "0.15"))
+DURABILITY = os.environ.get("CRASH_DURABILITY", "async")
 
 
 def mark(what: str) -> None:
@@ -85,7 +86,7 @@ graph = builder.compile(checkpointer=saver)
 config = {"configurable": {"thread_id": "crash-thread"}}
 
 if MODE == "run":
-    graph.invoke({"messages": [HumanMessage(content="count to four")], "trace": []}, config)
+    graph.invoke({"messages": [HumanMessage(content="count to four")], "trace": []}, config, durability=DURABILITY)
     print("FINISHED WITHOUT BEING KILLED")
 else:
     before = graph.get_state(config)
@@ -99,7 +100,7 @@ else:
     for task in before.tasks:
         if task.result:
             note(task.result)
-    result = graph.invoke(None, config)
+    result = graph.invoke(None, config, durability=DURABILITY)
     history = [
         {"step": t.metadata.get("step"), "id": t.config["configurable"]["checkpoint_id"]}
         for t in saver.list(config)
