@@ -238,6 +238,13 @@ mod tests {
                 },
                 "1b00020304fb2c01fb2c010472756e73",
             ),
+            (
+                SessionEvent::Custom {
+                    name: "ab".into(),
+                    data: vec![0, 1, 255],
+                },
+                "1c026162030001ff",
+            ),
         ];
         for (event, want) in cases {
             let bytes = encode(&event).unwrap();

@@ -290,6 +290,21 @@ pub enum SessionEvent {
         /// reference); may be empty. Never holds deleted content.
         reason: String,
     },
+    // 28
+    /// An application's own record (durable; Logbook addition): opaque
+    /// bytes under a name saying what they are (`langgraph.checkpoint`,
+    /// `agents.item`, …). Logbook stores, indexes, deletes and ships it
+    /// like any other record and never looks inside: integrations that
+    /// keep state of their own (a LangGraph checkpointer, an Agents SDK
+    /// session) write it. In JSON, `data` is base64 (standard alphabet,
+    /// padded); on disk, a length-prefixed byte string.
+    Custom {
+        /// What the bytes are: a short name the application chooses.
+        name: String,
+        /// The bytes.
+        #[serde(with = "crate::payload::bytes")]
+        data: Vec<u8>,
+    },
     // Append new variants here, and only here.
 }
 
@@ -325,6 +340,7 @@ pub const KINDS: &[&str] = &[
     "session_resumed",
     "session_forked",
     "session_deleted",
+    "custom",
 ];
 
 /// The tag of the first durable kind (`token_usage`): the seed's enum lists
@@ -368,7 +384,8 @@ impl SessionEvent {
             | SessionEvent::UserMessage(_)
             | SessionEvent::SessionResumed { .. }
             | SessionEvent::SessionForked { .. }
-            | SessionEvent::SessionDeleted { .. } => true,
+            | SessionEvent::SessionDeleted { .. }
+            | SessionEvent::Custom { .. } => true,
         }
     }
 
@@ -443,6 +460,7 @@ impl SessionEvent {
             SessionEvent::SessionResumed { .. } => 25,
             SessionEvent::SessionForked { .. } => 26,
             SessionEvent::SessionDeleted { .. } => 27,
+            SessionEvent::Custom { .. } => 28,
         }
     }
 
@@ -593,6 +611,10 @@ pub(crate) mod tests {
                 ranges: vec![(1, 1)],
                 reason: s("pop"),
             },
+            SessionEvent::Custom {
+                name: s("app.state"),
+                data: vec![0, 1, 2, 255],
+            },
         ]
     }
 
@@ -651,6 +673,7 @@ pub(crate) mod tests {
             ("session_resumed", true),
             ("session_forked", true),
             ("session_deleted", true),
+            ("custom", true),
         ];
         let all = one_of_each();
         assert_eq!(expected.len(), all.len());

@@ -51,6 +51,11 @@ pub enum Selection {
         /// How many of the latest to keep.
         keep: usize,
     },
+    /// These records of the session, named by their LSNs (a checkpointer
+    /// deleting the checkpoints of some runs, an application dropping
+    /// records it chose). LSNs that are not live records of the session
+    /// (another session's, already deleted, tombstones) are left alone.
+    Records(Vec<Lsn>),
 }
 
 /// The most LSN ranges one tombstone lists: a deletion that lists more
@@ -194,6 +199,16 @@ fn plan_in(
                 .collect();
             let older = of_kind.len().saturating_sub(*keep);
             let chosen: Vec<(Lsn, u64)> = of_kind.into_iter().take(older).collect();
+            let ranges = lsn_ranges(chosen.iter().map(|c| c.0));
+            (chosen, (None, ranges))
+        }
+        Selection::Records(lsns) => {
+            let wanted: std::collections::BTreeSet<Lsn> = lsns.iter().copied().collect();
+            let chosen: Vec<(Lsn, u64)> = live
+                .iter()
+                .filter(|r| wanted.contains(&r.0))
+                .map(|&(l, _, b)| (l, b))
+                .collect();
             let ranges = lsn_ranges(chosen.iter().map(|c| c.0));
             (chosen, (None, ranges))
         }
@@ -395,6 +410,34 @@ pub fn delete_after(wal: &Wal, session: Uuid, after: Lsn) -> Result<DeletePlan, 
 /// As [`delete`].
 pub fn delete_runs(wal: &Wal, session: Uuid, runs: &[Lsn]) -> Result<DeletePlan, ReplayError> {
     delete(wal, session, &Selection::Runs(runs.to_vec()), "runs")
+}
+
+/// [`delete`] of the records of `session` at `lsns` ([`Selection::Records`]).
+///
+/// # Errors
+///
+/// As [`delete`].
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{delete_records, session_events};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let id = uuid::Uuid::new_v4();
+/// for text in ["a", "b", "c"] {
+///     wal.append(id, &SessionEvent::TextComplete(text.into()))?;
+/// }
+/// assert_eq!(delete_records(&wal, id, &[2])?.lsns, [2]);
+/// let left: Vec<u64> = session_events(dir.path(), id)?.iter().map(|r| r.lsn).collect();
+/// assert_eq!(left, [1, 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn delete_records(wal: &Wal, session: Uuid, lsns: &[Lsn]) -> Result<DeletePlan, ReplayError> {
+    delete(wal, session, &Selection::Records(lsns.to_vec()), "records")
 }
 
 /// [`delete`] of all but the latest `keep` records of `kind` (prune).

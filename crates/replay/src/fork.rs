@@ -89,6 +89,34 @@ pub struct Forked {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError> {
+    fork_as(wal, session, at_lsn, Uuid::new_v4())
+}
+
+/// [`fork`] into the session `new` chosen by the caller instead of a
+/// random one: for an application whose sessions have ids of its own
+/// making (a LangGraph thread copied to a thread it names). `new` should
+/// hold no record yet: what it holds stays before the fork's records.
+///
+/// # Errors
+///
+/// As [`fork`].
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{fork_as, session_state};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let (id, copy) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+/// let at = wal.append(id, &SessionEvent::UserMessage("hi".into()))?;
+/// assert_eq!(fork_as(&wal, id, at, copy)?.session, copy);
+/// assert_eq!(session_state(dir.path(), copy)?.forked_from(), Some((id, at)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn fork_as(wal: &Wal, session: Uuid, at_lsn: Lsn, new: Uuid) -> Result<Forked, ReplayError> {
     let dir = wal.dir();
     // Readers return durable records only: make what this writer appended
     // so far durable, so that the history up to `at_lsn` is all there.
@@ -149,7 +177,6 @@ pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError
         return Err(ReplayError::CannotCopy { session, lsn });
     }
     let truncated = !began && crate::scan::log_start(dir)? > 1;
-    let new = Uuid::new_v4();
     let copied = events.len() as u64;
     let forked = SessionEvent::SessionForked {
         from: session,

@@ -101,8 +101,8 @@ mod tokens;
 mod tools;
 
 pub use crate::delete::{
-    DeletePlan, MAX_RANGES_PER_TOMBSTONE, Selection, delete, delete_after, delete_runs,
-    delete_session, plan_delete, prune,
+    DeletePlan, MAX_RANGES_PER_TOMBSTONE, Selection, delete, delete_after, delete_records,
+    delete_runs, delete_session, plan_delete, prune,
 };
 pub use crate::deleted::{LogDeletions, tombstones_in};
 pub use crate::error::ReplayError;
@@ -111,14 +111,14 @@ pub use crate::export::{
     import, import_check, import_plan, import_with,
 };
 pub use crate::follow::{Delivery, Follow, LosslessSubscriber, follow};
-pub use crate::fork::{Forked, fork};
+pub use crate::fork::{Forked, fork, fork_as};
 pub use crate::list::{
     FromSummaries, LogSummary, SessionSummary, TITLE_MAX_CHARS, interrupted, interrupted_at_open,
     list_sessions, list_sessions_with,
 };
 pub use crate::publish::{Pace, publish};
 pub use crate::rebuild::{
-    Damage, Until, session_state, session_state_at, session_state_by_prefix,
+    Damage, Until, session_events, session_state, session_state_at, session_state_by_prefix,
     session_state_by_prefix_in, session_state_in, session_state_until, session_state_with,
     sessions_with_prefix, sessions_with_prefix_in,
 };

@@ -56,6 +56,68 @@ pub fn session_state(dir: impl AsRef<Path>, session: Uuid) -> Result<SessionStat
     session_state_with(dir, session, OnCorruption::Fail).map(|(state, _)| state)
 }
 
+/// The records of `session` in the log in `dir`, in LSN order, as events:
+/// what an application that keeps its own state in a session (a
+/// checkpointer, a conversation store) reads back. Read through the
+/// segments' session indexes (`logbook_wal::Reader::session`): the other
+/// sessions' records are not read where a segment has an index. Records a
+/// tombstone deletes are left out, and so are the tombstones; records of
+/// an event kind this build does not know are skipped (as in
+/// [`session_state`]). An unknown session has no records: the answer is
+/// empty, not an error.
+///
+/// # Errors
+///
+/// [`ReplayError::Wal`] if the log cannot be opened or read, corruption
+/// included; [`ReplayError::Undecodable`] for a record of the session
+/// that passed its checksum but holds no event.
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{delete_after, session_events};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let id = uuid::Uuid::new_v4();
+/// let kept = wal.append(id, &SessionEvent::UserMessage("one".into()))?;
+/// wal.append(id, &SessionEvent::UserMessage("two".into()))?;
+/// delete_after(&wal, id, kept)?;
+/// let events: Vec<SessionEvent> = session_events(dir.path(), id)?.into_iter().map(|r| r.event).collect();
+/// assert_eq!(events, [SessionEvent::UserMessage("one".into())]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn session_events(
+    dir: impl AsRef<Path>,
+    session: Uuid,
+) -> Result<Vec<logbook_wal::EventRecord>, ReplayError> {
+    // One pass: a tombstone deletes only records of its own session, so the
+    // session's own records hold every tombstone that applies to them.
+    let source = Source::Dir(dir.as_ref().to_path_buf());
+    let mut reader = source.reader()?.session(session);
+    let mut read = Vec::new();
+    let mut deletions = crate::deleted::LogDeletions::default();
+    crate::scan::scan_reader(
+        &source.path(),
+        &mut reader,
+        Sessions::One(session),
+        OnCorruption::Fail,
+        |item, _, _, log| {
+            if let Item::Event(e) = item {
+                deletions.note(log, e.session, e.lsn, &e.event);
+                read.push((log, e));
+            }
+        },
+    )?;
+    Ok(read
+        .into_iter()
+        .filter(|(log, e)| !e.event.is_tombstone() && !deletions.covers(*log, e.session, e.lsn))
+        .map(|(_, e)| e)
+        .collect())
+}
+
 /// What [`session_state_with`] stepped over to rebuild a session from a
 /// damaged log (empty with [`OnCorruption::Fail`]).
 #[derive(Debug, Clone, Default)]

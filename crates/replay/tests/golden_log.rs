@@ -285,7 +285,11 @@ fn docs_json_shows_every_kind_as_written() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/json.md"))
             .unwrap();
     let mut missing = Vec::new();
-    for event in golden_events() {
+    let custom = SessionEvent::Custom {
+        name: "app.state".into(),
+        data: vec![0, 1, 2, 255],
+    };
+    for event in golden_events().into_iter().chain([custom]) {
         let json = logbook_replay::event_to_json(&event);
         assert_eq!(logbook_replay::event_from_json(&json).as_ref(), Ok(&event));
         // The table's row for the kind: `| `kind` | `{...}` |`, compared as
@@ -382,6 +386,95 @@ fn write_golden_2026_12_03() {
     };
     let wal = Wal::open(&dir, options).unwrap();
     for (session, event) in golden_2026_12_03() {
+        wal.append(session, &event).unwrap();
+    }
+    wal.close().unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.ends_with(".wal") || name == "LOCK" || name == "LOG_ID") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}
+
+/// The golden log of the codec of 2026-12-04, which appended `custom`
+/// (tag 28): an application's opaque records (a LangGraph checkpoint, an
+/// Agents SDK item), one with empty bytes.
+fn golden_2026_12_04() -> Vec<(Uuid, SessionEvent)> {
+    let c = Uuid::from_u128(0xc);
+    vec![
+        (c, SessionEvent::UserMessage("before".into())),
+        (
+            c,
+            SessionEvent::Custom {
+                name: "langgraph.checkpoint".into(),
+                data: vec![0, 1, 2, 255],
+            },
+        ),
+        (
+            c,
+            SessionEvent::Custom {
+                name: "agents.item".into(),
+                data: Vec::new(),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn the_golden_log_of_2026_12_04_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/2026-12-04");
+    for entry in std::fs::read_dir(golden).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let mut reader = Reader::open(tmp.path()).unwrap();
+    let mut got = Vec::new();
+    while let Some(record) = reader.next_ref() {
+        let r = EventRecord::decode(&record.unwrap()).unwrap();
+        got.push((r.session, r.event));
+    }
+    assert_eq!(got, golden_2026_12_04());
+    let events: Vec<SessionEvent> =
+        logbook_replay::session_events(tmp.path(), Uuid::from_u128(0xc))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
+    let want: Vec<SessionEvent> = golden_2026_12_04().into_iter().map(|(_, e)| e).collect();
+    assert_eq!(events, want);
+    let state = session_state(tmp.path(), Uuid::from_u128(0xc)).unwrap();
+    assert_eq!(state.events(), 3);
+    assert_eq!(state.events_of_kind("custom"), 2);
+    // In JSON, the bytes are base64 (docs/json.md).
+    let json = logbook_replay::event_to_json(&want[1]);
+    assert_eq!(
+        json,
+        serde_json::json!({"kind": "Custom", "name": "langgraph.checkpoint", "data": "AAEC/w=="})
+    );
+    assert_eq!(logbook_replay::event_from_json(&json), Ok(want[1].clone()));
+}
+
+/// Writes the golden log of 2026-12-04 (run by hand:
+/// `LOGBOOK_WRITE_GOLDEN=tests/golden/2026-12-04 cargo test -p
+/// logbook-replay --test golden_log -- --ignored write_golden_2026_12_04`).
+#[test]
+#[ignore = "writes a new golden log; run by hand"]
+fn write_golden_2026_12_04() {
+    let Ok(dir) = std::env::var("LOGBOOK_WRITE_GOLDEN") else {
+        panic!("set LOGBOOK_WRITE_GOLDEN to the directory to write");
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    assert!(!dir.exists(), "never rewrite a golden log");
+    let options = WalOptions {
+        segment_size: logbook_wal::MIN_SEGMENT_SIZE,
+        preallocate: false,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(&dir, options).unwrap();
+    for (session, event) in golden_2026_12_04() {
         wal.append(session, &event).unwrap();
     }
     wal.close().unwrap();

@@ -26,7 +26,7 @@ mod cursor;
 
 /// A tail's index is stored again by a reader once it covers this many
 /// more bytes (or a quarter of the file, if less) than the last one.
-const TAIL_INDEX_STEP: u64 = 1 << 20;
+const TAIL_INDEX_STEP: u64 = 256 << 10;
 
 use cursor::{Current, Jumps, Peek};
 

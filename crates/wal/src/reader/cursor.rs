@@ -18,8 +18,13 @@ pub(super) const SEGMENT_LIMIT: usize = MAX_SEGMENT_SIZE as usize;
 /// records through an index.
 const JUMP_CHUNK: usize = 4096;
 
-/// Bytes read at a time from the tail segment.
+/// Bytes read at a time from the tail segment, at most.
 const TAIL_CHUNK: usize = 1 << 20;
+
+/// Bytes of the tail read first: each read after it doubles, up to
+/// [`TAIL_CHUNK`]. A preallocated tail is mostly zeros past its records:
+/// a short read (one session, a small log) costs a short read.
+const FIRST_TAIL_CHUNK: usize = 64 << 10;
 
 pub(super) enum Data {
     /// A sealed segment, whole.
@@ -198,7 +203,9 @@ impl Current {
         let chunk = if self.jumps.is_some() {
             JUMP_CHUNK
         } else {
-            TAIL_CHUNK
+            buf.len()
+                .saturating_mul(2)
+                .clamp(FIRST_TAIL_CHUNK, TAIL_CHUNK)
         };
         let want = need.max(chunk).min(len.saturating_sub(offset));
         buf.clear();

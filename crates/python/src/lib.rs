@@ -1,0 +1,1537 @@
+//! # logbook-python: the `logbook._logbook` extension module
+//!
+//! A thin layer over `logbook-wal` and `logbook-replay` for Python: the
+//! `Log` class (open, append sync and async, read, replay, list, fork,
+//! export, follow, delete, close), the exception classes, and the
+//! conversion of events to and from dicts in the shape of `docs/json.md`
+//! (through `logbook_replay::event_to_json` / `event_from_json`). Every
+//! read and decode is the library's; this crate only converts.
+//!
+//! Blocking calls release the GIL (`allow_threads`) for their I/O and
+//! encoding; `*_async` methods return asyncio awaitables driven by one
+//! shared tokio runtime (`pyo3-async-runtimes`), on the library's async
+//! path (`Wal::append_async`): concurrent coroutines share group commits,
+//! and no thread is started per call.
+//!
+//! The pure-Python package (`python/logbook`) re-exports this module and
+//! adds the LangGraph and Agents SDK adapters.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use logbook_bus::SessionEvent;
+use logbook_replay::{DeletePlan, ExportFilter, ReplayError, Selection};
+use logbook_wal::{EventRecord, Key, KeyRing, Lsn, SyncPolicy, Uuid, Wal, WalError, WalOptions};
+use pyo3::exceptions::{PyException, PyStopAsyncIteration, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde_json::Value;
+
+pyo3::create_exception!(
+    _logbook,
+    LogbookError,
+    PyException,
+    "Base class of every error of the log. Carries `path`, `offset` and `lsn` (None when the error names none)."
+);
+pyo3::create_exception!(
+    _logbook,
+    LockedError,
+    LogbookError,
+    "Another writer (most likely another process) holds the log directory's lock: one writer per directory."
+);
+pyo3::create_exception!(
+    _logbook,
+    CorruptError,
+    LogbookError,
+    "Damage on disk (a bad frame, header or sequence, or a record that does not authenticate): `path`, `offset` and `lsn` say where."
+);
+pyo3::create_exception!(
+    _logbook,
+    NoLogError,
+    LogbookError,
+    "The path does not exist, is not a directory, or holds no log."
+);
+pyo3::create_exception!(
+    _logbook,
+    EncryptionKeyError,
+    LogbookError,
+    "A key is missing, malformed, or matches none of the log's encrypted segments."
+);
+pyo3::create_exception!(
+    _logbook,
+    DiskFullError,
+    LogbookError,
+    "The disk is full; appends succeed again once space is freed."
+);
+pyo3::create_exception!(
+    _logbook,
+    PoisonedError,
+    LogbookError,
+    "An earlier write or fsync failed: the log accepts nothing more until it is reopened."
+);
+pyo3::create_exception!(_logbook, ClosedError, LogbookError, "The log was closed.");
+pyo3::create_exception!(
+    _logbook,
+    UnknownSessionError,
+    LogbookError,
+    "The session has no record in the log."
+);
+pyo3::create_exception!(
+    _logbook,
+    DeletedSessionError,
+    LogbookError,
+    "Nothing of the session is left but tombstones: it was deleted."
+);
+
+/// Where an error of the log is: (path, offset, lsn).
+type Place = (Option<String>, Option<u64>, Option<Lsn>);
+
+fn wal_place(e: &WalError) -> Place {
+    let (path, offset) = match e.location() {
+        Some((p, o)) => (Some(p.display().to_string()), Some(o)),
+        None => (None, None),
+    };
+    let lsn = match e {
+        WalError::Corrupt { lsn, .. }
+        | WalError::MidLogCorruption { lsn, .. }
+        | WalError::DurableDamaged { lsn, .. }
+        | WalError::Decrypt { lsn, .. }
+        | WalError::Forged { lsn, .. }
+        | WalError::Encrypted { lsn, .. }
+        | WalError::ForeignCodec { lsn, .. } => Some(*lsn),
+        WalError::Sequence { expected, .. } => Some(*expected),
+        WalError::Codec { lsn, .. } if *lsn > 0 => Some(*lsn),
+        _ => None,
+    };
+    let path = path.or_else(|| match e {
+        WalError::Io { path, .. }
+        | WalError::DiskFull { path, .. }
+        | WalError::NotFound { path }
+        | WalError::NotADirectory { path } => Some(path.display().to_string()),
+        WalError::Locked { dir, .. } | WalError::NoLog { dir } => Some(dir.display().to_string()),
+        WalError::Encrypted { segment, .. }
+        | WalError::KeyRequired { segment, .. }
+        | WalError::UnrelatedKeys { segment, .. } => Some(segment.display().to_string()),
+        _ => None,
+    });
+    (path, offset, lsn)
+}
+
+fn wal_class<'py>(py: Python<'py>, e: &WalError) -> Bound<'py, pyo3::types::PyType> {
+    use pyo3::PyTypeInfo;
+    match e {
+        WalError::Locked { .. } => LockedError::type_object(py),
+        WalError::NotFound { .. } | WalError::NotADirectory { .. } | WalError::NoLog { .. } => {
+            NoLogError::type_object(py)
+        }
+        WalError::Encrypted { .. }
+        | WalError::KeyRequired { .. }
+        | WalError::UnrelatedKeys { .. } => EncryptionKeyError::type_object(py),
+        WalError::DiskFull { .. } => DiskFullError::type_object(py),
+        WalError::Poisoned { .. } => PoisonedError::type_object(py),
+        WalError::Closed => ClosedError::type_object(py),
+        e if e.is_corruption() => CorruptError::type_object(py),
+        _ => LogbookError::type_object(py),
+    }
+}
+
+/// Raise `class(message)` with `path`, `offset` and `lsn` set.
+fn raise(
+    _py: Python<'_>,
+    class: &Bound<'_, pyo3::types::PyType>,
+    message: String,
+    (path, offset, lsn): Place,
+) -> PyErr {
+    let made = class.call1((message,)).and_then(|value| {
+        value.setattr("path", path)?;
+        value.setattr("offset", offset)?;
+        value.setattr("lsn", lsn)?;
+        Ok(PyErr::from_value(value))
+    });
+    made.unwrap_or_else(|e| e)
+}
+
+/// The Python exception for an error of the log.
+fn wal_err(e: WalError) -> PyErr {
+    Python::with_gil(|py| {
+        let class = wal_class(py, &e);
+        raise(py, &class, e.to_string(), wal_place(&e))
+    })
+}
+
+/// The Python exception for an error of a replay: the log's own error
+/// (with its place) when there is one, the replay's message around it.
+fn replay_err(e: ReplayError) -> PyErr {
+    use pyo3::PyTypeInfo;
+    Python::with_gil(|py| {
+        let message = full_message(&e);
+        match &e {
+            ReplayError::Wal { source, .. } | ReplayError::Undecodable { source, .. } => {
+                let class = wal_class(py, source);
+                let mut place = wal_place(source);
+                if let ReplayError::Undecodable { lsn, .. } = &e {
+                    place.2 = Some(*lsn);
+                }
+                raise(py, &class, message, place)
+            }
+            ReplayError::UnknownSession(_) => raise(
+                py,
+                &UnknownSessionError::type_object(py),
+                message,
+                (None, None, None),
+            ),
+            ReplayError::DeletedSession { tombstone_lsn, .. } => raise(
+                py,
+                &DeletedSessionError::type_object(py),
+                message,
+                (None, None, Some(*tombstone_lsn)),
+            ),
+            ReplayError::PastEnd { lsn, .. } => raise(
+                py,
+                &LogbookError::type_object(py),
+                message,
+                (None, None, Some(*lsn)),
+            ),
+            _ => raise(
+                py,
+                &LogbookError::type_object(py),
+                message,
+                (None, None, None),
+            ),
+        }
+    })
+}
+
+/// An error's message followed by its sources' (`a: b: c`).
+fn full_message(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Conversions
+// ---------------------------------------------------------------------------
+
+/// A session id from a `str` or a `uuid.UUID`.
+fn session_id(obj: &Bound<'_, PyAny>) -> PyResult<Uuid> {
+    let text = if obj.is_instance_of::<PyString>() {
+        obj.extract::<String>()?
+    } else {
+        obj.str()?.extract::<String>()?
+    };
+    Uuid::parse_str(text.trim())
+        .map_err(|e| PyValueError::new_err(format!("not a session id (a UUID): {text:?}: {e}")))
+}
+
+/// A Python value as JSON (dicts, lists, tuples, str, int, float, bool,
+/// None; bytes as base64, the JSON shape of `custom` data).
+fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(Value::Bool(obj.extract()?));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        if let Ok(u) = obj.extract::<u64>() {
+            return Ok(Value::from(u));
+        }
+        return Ok(Value::from(obj.extract::<i64>()?));
+    }
+    if obj.is_instance_of::<PyFloat>() {
+        let f: f64 = obj.extract()?;
+        return serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| PyValueError::new_err(format!("{f} is not a JSON number")));
+    }
+    if let Ok(s) = obj.downcast::<PyString>() {
+        return Ok(Value::String(s.extract::<String>()?));
+    }
+    if let Ok(d) = obj.downcast::<PyDict>() {
+        let mut map = serde_json::Map::new();
+        for (k, v) in d.iter() {
+            let key: String = k
+                .extract()
+                .map_err(|_| PyTypeError::new_err("event keys must be strings"))?;
+            map.insert(key, to_json(&v)?);
+        }
+        return Ok(Value::Object(map));
+    }
+    if let Ok(l) = obj.downcast::<PyList>() {
+        return l
+            .iter()
+            .map(|v| to_json(&v))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
+    }
+    if let Ok(t) = obj.downcast::<PyTuple>() {
+        return t
+            .iter()
+            .map(|v| to_json(&v))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
+    }
+    Err(PyTypeError::new_err(format!(
+        "cannot put a {} in an event",
+        obj.get_type().name()?
+    )))
+}
+
+/// JSON as a Python value.
+fn from_json(py: Python<'_>, value: &Value) -> PyResult<PyObject> {
+    Ok(match value {
+        Value::Null => py.None(),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any().unbind(),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any().unbind()
+            } else if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any().unbind()
+            } else {
+                n.as_f64()
+                    .unwrap_or(f64::NAN)
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind()
+            }
+        }
+        Value::String(s) => s.into_pyobject(py)?.into_any().unbind(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(from_json(py, item)?)?;
+            }
+            list.into_any().unbind()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, v) in map {
+                dict.set_item(k, from_json(py, v)?)?;
+            }
+            dict.into_any().unbind()
+        }
+    })
+}
+
+/// An event from its dict (`docs/json.md`). A `Custom` event's `data` may
+/// be `bytes` (or base64 text, its JSON shape).
+fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<SessionEvent> {
+    let dict = obj
+        .downcast::<PyDict>()
+        .map_err(|_| PyTypeError::new_err("an event is a dict with a \"kind\""))?;
+    if let (Some(kind), Some(data)) = (dict.get_item("kind")?, dict.get_item("data")?) {
+        if kind.extract::<String>().ok().as_deref() == Some("Custom") {
+            if let Ok(bytes) = data.downcast::<PyBytes>() {
+                let name: String = dict
+                    .get_item("name")?
+                    .ok_or_else(|| PyValueError::new_err("a Custom event needs a \"name\""))?
+                    .extract()?;
+                if dict.len() != 3 {
+                    return Err(PyValueError::new_err(
+                        "a Custom event has exactly \"kind\", \"name\" and \"data\"",
+                    ));
+                }
+                return Ok(SessionEvent::Custom {
+                    name,
+                    data: bytes.as_bytes().to_vec(),
+                });
+            }
+        }
+    }
+    let json = to_json(obj)?;
+    logbook_replay::event_from_json(&json).map_err(PyValueError::new_err)
+}
+
+/// An event as its dict (`docs/json.md`); a `Custom` event's `data` as `bytes`.
+fn event_to_py(py: Python<'_>, event: &SessionEvent) -> PyResult<PyObject> {
+    if let SessionEvent::Custom { name, data } = event {
+        let dict = PyDict::new(py);
+        dict.set_item("kind", "Custom")?;
+        dict.set_item("name", name)?;
+        dict.set_item("data", PyBytes::new(py, data))?;
+        return Ok(dict.into_any().unbind());
+    }
+    from_json(py, &logbook_replay::event_to_json(event))
+}
+
+/// A record as a dict: `lsn`, `session`, `ts_us`, `kind` (snake_case) and `event`.
+fn record_to_py(py: Python<'_>, record: &EventRecord) -> PyResult<PyObject> {
+    let dict = PyDict::new(py);
+    dict.set_item("lsn", record.lsn)?;
+    dict.set_item("session", record.session.to_string())?;
+    dict.set_item("ts_us", record.timestamp_us)?;
+    dict.set_item("kind", record.event.kind())?;
+    dict.set_item("event", event_to_py(py, &record.event)?)?;
+    Ok(dict.into_any().unbind())
+}
+
+fn plan_to_py(py: Python<'_>, plan: &DeletePlan) -> PyResult<PyObject> {
+    let dict = PyDict::new(py);
+    dict.set_item("session", plan.session.to_string())?;
+    dict.set_item("lsns", plan.lsns.clone())?;
+    dict.set_item("bytes", plan.bytes)?;
+    dict.set_item("tombstone_lsn", plan.tombstone_lsn)?;
+    Ok(dict.into_any().unbind())
+}
+
+/// What an async call hands back, converted once the GIL is held again.
+enum Out {
+    Lsn(Lsn),
+    Record(EventRecord),
+    Records(Vec<EventRecord>),
+    Custom(Vec<EventRecord>, Option<String>),
+    Plan(DeletePlan),
+    Forked(logbook_replay::Forked),
+}
+
+impl<'py> IntoPyObject<'py> for Out {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Out::Lsn(l) => Ok(l.into_pyobject(py)?.into_any()),
+            Out::Record(r) => Ok(record_to_py(py, &r)?.into_bound(py)),
+            Out::Records(records) => {
+                let list = PyList::empty(py);
+                for r in &records {
+                    list.append(record_to_py(py, r)?)?;
+                }
+                Ok(list.into_any())
+            }
+            Out::Custom(records, prefix) => custom_list(py, &records, prefix.as_deref()),
+            Out::Plan(plan) => Ok(plan_to_py(py, &plan)?.into_bound(py)),
+            Out::Forked(f) => Ok(forked_to_py(py, &f)?.into_bound(py)),
+        }
+    }
+}
+
+/// `(lsn, name, data)` of each `Custom` record whose name starts with `prefix`.
+fn custom_list<'py>(
+    py: Python<'py>,
+    records: &[EventRecord],
+    prefix: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let list = PyList::empty(py);
+    for r in records {
+        if let SessionEvent::Custom { name, data } = &r.event {
+            if prefix.is_none_or(|p| name.starts_with(p)) {
+                list.append((r.lsn, name.as_str(), PyBytes::new(py, data)))?;
+            }
+        }
+    }
+    Ok(list.into_any())
+}
+
+fn forked_to_py(py: Python<'_>, f: &logbook_replay::Forked) -> PyResult<PyObject> {
+    let dict = PyDict::new(py);
+    dict.set_item("session", f.session.to_string())?;
+    dict.set_item("from", f.from.to_string())?;
+    dict.set_item("at_lsn", f.at_lsn)?;
+    dict.set_item("forked_lsn", f.forked_lsn)?;
+    dict.set_item("copied", f.copied)?;
+    Ok(dict.into_any().unbind())
+}
+
+// ---------------------------------------------------------------------------
+// Async appends: queued on the caller's thread, completed in batches
+// ---------------------------------------------------------------------------
+
+/// How an async append ended.
+enum Done {
+    Lsn(Lsn),
+    Lsns(Vec<Lsn>),
+    Err(WalError),
+    /// What a task on the blocking pool returned ([`Log::spawn`]).
+    Out(Result<Out, PyErrLater>),
+}
+
+/// An append to resolve: its asyncio future, the loop it belongs to.
+struct Completion {
+    future: Py<PyAny>,
+    event_loop: Py<PyAny>,
+    done: Done,
+}
+
+static COMPLETER: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Completion>> =
+    std::sync::OnceLock::new();
+
+static GET_RUNNING_LOOP: pyo3::sync::GILOnceCell<Py<PyAny>> = pyo3::sync::GILOnceCell::new();
+
+/// The task that resolves the futures of finished appends: one GIL
+/// acquisition and one `call_soon_threadsafe` per loop for every batch of
+/// them (a group commit releases many appends at once), instead of one
+/// each.
+fn completer() -> &'static tokio::sync::mpsc::UnboundedSender<Completion> {
+    COMPLETER.get_or_init(|| {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Completion>();
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, 4096).await > 0 {
+                deliver(&mut batch);
+            }
+        });
+        tx
+    })
+}
+
+/// Resolve the futures of `batch` (emptied): one GIL acquisition, one
+/// `call_soon_threadsafe` per event loop.
+fn deliver(batch: &mut Vec<Completion>) {
+    // At interpreter exit, a thread that takes the GIL (or gives it up in
+    // `call_soon_threadsafe`'s write and takes it back) is ended by Python
+    // in the middle of Rust frames, which aborts the process: deliveries
+    // stop at exit (see [`shutdown`]), and exit waits for those under way.
+    IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        // Dropped without the GIL: pyo3 defers the decrefs (never run).
+        batch.clear();
+        return;
+    }
+    deliver_now(batch);
+    IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// About how many bytes `event` encodes to (its big fields).
+fn approx_len(event: &SessionEvent) -> usize {
+    match event {
+        SessionEvent::Custom { data, .. } => data.len(),
+        SessionEvent::TextComplete(t)
+        | SessionEvent::TextChunk(t)
+        | SessionEvent::ThinkingComplete(t)
+        | SessionEvent::UserMessage(t)
+        | SessionEvent::Error(t) => t.len(),
+        SessionEvent::ToolCallComplete { output, .. } => output.len(),
+        SessionEvent::ToolCallStart { arguments, .. } => arguments.len(),
+        _ => 0,
+    }
+}
+
+/// Payload bytes from which an async append is encoded with the GIL released.
+const RELEASE_GIL_FROM: usize = 16 << 10;
+
+static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Registered with `atexit`: stop delivering results to Python, and wait
+/// (without the GIL, at most a second) for the deliveries under way.
+#[pyfunction]
+fn shutdown(py: Python<'_>) {
+    SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+    py.allow_threads(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while IN_FLIGHT.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+}
+
+fn deliver_now(batch: &mut Vec<Completion>) {
+    let _: PyResult<()> = Python::with_gil(|py| {
+        let mut by_loop: Vec<(Py<PyAny>, Vec<PyObject>)> = Vec::new();
+        for c in batch.drain(..) {
+            let (ok, value) = match c.done {
+                Done::Lsn(l) => (true, Ok(l.into_pyobject(py)?.into_any().unbind())),
+                Done::Lsns(l) => (true, l.into_pyobject(py).map(|v| v.into_any().unbind())),
+                Done::Err(e) => (false, Ok(wal_err(e).into_value(py).into_any())),
+                Done::Out(Ok(out)) => (true, out.into_pyobject(py).map(Bound::unbind)),
+                Done::Out(Err(e)) => (false, Ok(e.into_py().into_value(py).into_any())),
+            };
+            let Ok(value) = value else { continue };
+            let item = (c.future, ok, value)
+                .into_pyobject(py)
+                .map(|t| t.into_any().unbind());
+            let Ok(item) = item else { continue };
+            match by_loop.iter_mut().find(|(l, _)| l.is(&c.event_loop)) {
+                Some((_, items)) => items.push(item),
+                None => by_loop.push((c.event_loop, vec![item])),
+            }
+        }
+        let resolve = wrap_pyfunction!(resolve_batch, py)?;
+        for (event_loop, items) in by_loop {
+            let list = PyList::new(py, items)?;
+            // A closed loop refuses: its futures are gone with it.
+            let _ = event_loop.call_method1(py, "call_soon_threadsafe", (&resolve, list));
+        }
+        Ok(())
+    });
+}
+
+/// Resolve `(future, ok, value)` items on their loop (a future cancelled
+/// meanwhile is left alone: its record is queued all the same).
+#[pyfunction]
+fn resolve_batch(batch: &Bound<'_, PyList>) -> PyResult<()> {
+    for item in batch.iter() {
+        let (future, ok, value): (Bound<'_, PyAny>, bool, Bound<'_, PyAny>) = item.extract()?;
+        if future.call_method0("done")?.is_truthy()? {
+            continue;
+        }
+        if ok {
+            future.call_method1("set_result", (value,))?;
+        } else {
+            future.call_method1("set_exception", (value,))?;
+        }
+    }
+    Ok(())
+}
+
+/// An asyncio future for an append: `append` is polled once here, on the
+/// caller's thread (it encodes and queues the record, so records are queued
+/// in the order of the calls; outside tokio that poll does no I/O), then
+/// awaited on the runtime; the future resolves through [`completer`].
+fn appending<'py>(
+    py: Python<'py>,
+    bytes: usize,
+    append: impl Future<Output = Done> + Send + 'static,
+) -> PyResult<Bound<'py, PyAny>> {
+    use std::task::{Context, Poll, Waker};
+    let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+    })?;
+    let event_loop = get_loop.call0(py)?.into_bound(py);
+    let future = event_loop.call_method0("create_future")?;
+    let mut append = Box::pin(append);
+    let mut poll = || {
+        append
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    };
+    // The poll encodes and queues: microseconds for a small record, less
+    // than giving the GIL up and taking it back (which, with the threads
+    // that resolve finished appends wanting it, costs a switch). Large
+    // records are encoded without it.
+    let first = if bytes >= RELEASE_GIL_FROM {
+        py.allow_threads(poll)
+    } else {
+        poll()
+    };
+    match first {
+        Poll::Ready(Done::Err(e)) => {
+            future.call_method1("set_exception", (wal_err(e).into_value(py),))?;
+        }
+        Poll::Ready(Done::Lsn(l)) => {
+            future.call_method1("set_result", (l,))?;
+        }
+        Poll::Ready(Done::Lsns(l)) => {
+            future.call_method1("set_result", (l,))?;
+        }
+        Poll::Ready(Done::Out(Ok(out))) => {
+            future.call_method1("set_result", (out,))?;
+        }
+        Poll::Ready(Done::Out(Err(e))) => {
+            future.call_method1("set_exception", (e.into_py().into_value(py),))?;
+        }
+        Poll::Pending => {
+            let completion = (future.clone().unbind(), event_loop.unbind());
+            pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+                let done = append.await;
+                let (future, event_loop) = completion;
+                let _ = completer().send(Completion {
+                    future,
+                    event_loop,
+                    done,
+                });
+            });
+        }
+    }
+    Ok(future)
+}
+
+// ---------------------------------------------------------------------------
+// Log
+// ---------------------------------------------------------------------------
+
+/// A Logbook write-ahead log in one directory, opened for writing.
+///
+/// One writer per directory: a second `Log` on the same directory, in
+/// this process or another, raises `LockedError` at once (it never waits).
+/// Sessions are named by UUIDs (`str` or `uuid.UUID`). Events are dicts in
+/// the shape of `docs/json.md`: `{"kind": "UserMessage", "value": "hi"}`,
+/// `{"kind": "Custom", "name": "app.state", "data": b"..."}`.
+#[pyclass(module = "logbook._logbook", frozen, weakref)]
+struct Log {
+    wal: Mutex<Option<Wal>>,
+    path: String,
+    /// Under `batch` and `never`, reads first make what was appended
+    /// durable: readers see durable records only, and a reader must see
+    /// its own writes.
+    sync_reads: bool,
+}
+
+impl Log {
+    fn wal(&self) -> PyResult<Wal> {
+        self.wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                Python::with_gil(|py| {
+                    use pyo3::PyTypeInfo;
+                    raise(
+                        py,
+                        &ClosedError::type_object(py),
+                        format!("the log in {} is closed", self.path),
+                        (Some(self.path.clone()), None, None),
+                    )
+                })
+            })
+    }
+
+    /// Run `f` on the log off the GIL.
+    fn blocking<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Wal) -> Result<T, PyErrLater> + Send,
+    ) -> PyResult<T> {
+        let wal = self.wal()?;
+        py.allow_threads(|| f(&wal)).map_err(PyErrLater::into_py)
+    }
+
+    /// Run `f` on the log on the runtime's blocking pool; an awaitable.
+    fn spawn<'py>(
+        &self,
+        py: Python<'py>,
+        f: impl FnOnce(&Wal) -> Result<Out, PyErrLater> + Send + 'static,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let wal = self.wal()?;
+        let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+        })?;
+        let event_loop = get_loop.call0(py)?.into_bound(py);
+        let future = event_loop.call_method0("create_future")?;
+        let (f_, l_) = (future.clone().unbind(), event_loop.unbind());
+        // The pool's thread resolves the future itself: one hop there, one back.
+        pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
+            let done = Done::Out(f(&wal));
+            deliver(&mut vec![Completion {
+                future: f_,
+                event_loop: l_,
+                done,
+            }]);
+        });
+        Ok(future)
+    }
+}
+
+/// An error made off the GIL, turned into a Python exception once it is held.
+enum PyErrLater {
+    Wal(WalError),
+    Replay(ReplayError),
+}
+
+impl PyErrLater {
+    fn into_py(self) -> PyErr {
+        match self {
+            PyErrLater::Wal(e) => wal_err(e),
+            PyErrLater::Replay(e) => replay_err(e),
+        }
+    }
+}
+
+impl From<WalError> for PyErrLater {
+    fn from(e: WalError) -> Self {
+        PyErrLater::Wal(e)
+    }
+}
+
+impl From<ReplayError> for PyErrLater {
+    fn from(e: ReplayError) -> Self {
+        PyErrLater::Replay(e)
+    }
+}
+
+fn options(
+    sync: &str,
+    batch_delay_ms: Option<f64>,
+    segment_size: Option<u64>,
+    ring: Option<Arc<KeyRing>>,
+) -> PyResult<WalOptions> {
+    let sync = match sync {
+        "always" => SyncPolicy::Always,
+        "batch" => SyncPolicy::Batch {
+            max_delay: Duration::from_secs_f64(batch_delay_ms.unwrap_or(5.0).max(0.001) / 1000.0),
+            max_bytes: 1 << 20,
+        },
+        "never" => SyncPolicy::Never,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "sync must be \"always\", \"batch\" or \"never\", not {other:?}"
+            )));
+        }
+    };
+    let mut opts = WalOptions {
+        sync,
+        encryption: ring,
+        ..WalOptions::default()
+    };
+    if let Some(size) = segment_size {
+        opts.segment_size = size;
+    }
+    Ok(opts)
+}
+
+fn key_ring(
+    key_file: Option<String>,
+    key: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<Arc<KeyRing>>> {
+    let key_err = |e: logbook_wal::KeyError| {
+        Python::with_gil(|py| {
+            use pyo3::PyTypeInfo;
+            raise(
+                py,
+                &EncryptionKeyError::type_object(py),
+                e.to_string(),
+                (key_file.clone(), None, None),
+            )
+        })
+    };
+    let key = match (&key_file, key) {
+        (Some(_), Some(_)) => {
+            return Err(PyValueError::new_err("give key_file or key, not both"));
+        }
+        (Some(path), None) => Key::from_file(path).map_err(key_err)?,
+        (None, Some(k)) => {
+            if let Ok(b) = k.downcast::<PyBytes>() {
+                let bytes: [u8; 32] = b.as_bytes().try_into().map_err(|_| {
+                    PyValueError::new_err("a key is 32 bytes (or 64 hex digits as a str)")
+                })?;
+                Key::new(bytes)
+            } else {
+                Key::from_hex(&k.extract::<String>()?).map_err(key_err)?
+            }
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Arc::new(KeyRing::new(key))))
+}
+
+#[pymethods]
+impl Log {
+    /// Open (creating it if needed) the log in `path` and take its writer lock.
+    ///
+    /// `sync`: when an append returns: `"always"` (after the fsync that
+    /// makes it durable, shared with concurrent appends: the default),
+    /// `"batch"` (once queued; a flusher fsyncs within `batch_delay_ms`) or
+    /// `"never"` (tests, bulk loads). `segment_size`: bytes per segment
+    /// (default 64 MiB). `key_file` (a file of 32 bytes or 64 hex digits) or
+    /// `key` (32 bytes, or 64 hex digits): encrypt new segments, and read
+    /// encrypted ones, with this key.
+    ///
+    /// Raises `LockedError` if another writer holds the directory,
+    /// `CorruptError` for damage recovery must not cut,
+    /// `EncryptionKeyError` for a missing or wrong key.
+    #[new]
+    #[pyo3(signature = (path, *, sync = "always", batch_delay_ms = None, segment_size = None, key_file = None, key = None))]
+    fn new(
+        py: Python<'_>,
+        path: PathOrStr,
+        sync: &str,
+        batch_delay_ms: Option<f64>,
+        segment_size: Option<u64>,
+        key_file: Option<String>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Log> {
+        let ring = key_ring(key_file, key)?;
+        if let Some(ring) = &ring {
+            // Readers of this process (replays, listings) read with it.
+            let _ = logbook_wal::install_default_keys(ring.clone());
+        }
+        let opts = options(sync, batch_delay_ms, segment_size, ring)?;
+        let sync_reads = opts.sync != SyncPolicy::Always;
+        let path = path.0;
+        let wal = py
+            .allow_threads(|| Wal::open(&path, opts))
+            .map_err(wal_err)?;
+        Ok(Log {
+            wal: Mutex::new(Some(wal)),
+            path,
+            sync_reads,
+        })
+    }
+
+    /// The log's directory.
+    #[getter]
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether the log was closed.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    /// The highest LSN known durable (0 if none).
+    #[getter]
+    fn durable_lsn(&self) -> PyResult<Lsn> {
+        Ok(self.wal()?.durable_lsn())
+    }
+
+    /// The LSN of the last record appended (0 if none).
+    #[getter]
+    fn last_lsn(&self) -> PyResult<Lsn> {
+        Ok(self.wal()?.last_lsn())
+    }
+
+    /// The writer's counters since open: `appends`, `writes`, `fsyncs`, `records_synced`, `segments_created`, `fsync_micros`.
+    fn stats(&self, py: Python<'_>) -> PyResult<PyObject> {
+        let s = self.wal()?.stats();
+        from_json(
+            py,
+            &serde_json::json!({
+                "appends": s.appends, "writes": s.writes, "fsyncs": s.fsyncs,
+                "records_synced": s.records_synced, "segments_created": s.segments_created,
+                "fsync_micros": s.fsync_micros,
+            }),
+        )
+    }
+
+    /// Append one event to `session`; returns its LSN once the sync policy
+    /// says (under `"always"`: once it is fsynced).
+    fn append(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        event: &Bound<'_, PyAny>,
+    ) -> PyResult<Lsn> {
+        let (session, event) = (session_id(session)?, event_from_py(event)?);
+        self.blocking(py, move |wal| Ok(wal.append(session, &event)?))
+    }
+
+    /// Append several `(session, event)` pairs as one batch (one group
+    /// commit); returns their LSNs, in order.
+    fn append_many(&self, py: Python<'_>, items: &Bound<'_, PyAny>) -> PyResult<Vec<Lsn>> {
+        let batch = batch_from_py(items)?;
+        self.blocking(py, move |wal| Ok(wal.append_many(&batch)?))
+    }
+
+    /// Append one event without blocking the event loop: an awaitable
+    /// that resolves to its LSN once the sync policy says. Coroutines
+    /// appending at once share one write and one fsync.
+    fn append_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        event: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (session, event) = (session_id(session)?, event_from_py(event)?);
+        let wal = self.wal()?;
+        appending(py, approx_len(&event), async move {
+            wal.append_async(session, &event)
+                .await
+                .map_or_else(Done::Err, Done::Lsn)
+        })
+    }
+
+    /// `append(session, {"kind": "Custom", "name": name, "data": data})`.
+    fn append_custom(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        name: String,
+        data: Vec<u8>,
+    ) -> PyResult<Lsn> {
+        let session = session_id(session)?;
+        let event = SessionEvent::Custom { name, data };
+        self.blocking(py, move |wal| Ok(wal.append(session, &event)?))
+    }
+
+    /// `append_async(session, {"kind": "Custom", "name": name, "data": data})`.
+    fn append_custom_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        name: String,
+        data: Vec<u8>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let session = session_id(session)?;
+        let wal = self.wal()?;
+        let event = SessionEvent::Custom { name, data };
+        appending(py, approx_len(&event), async move {
+            wal.append_async(session, &event)
+                .await
+                .map_or_else(Done::Err, Done::Lsn)
+        })
+    }
+
+    /// Append `Custom` records named `name`, one per item of `data`, to
+    /// `session` as one batch (consecutive LSNs, one group commit); returns
+    /// their LSNs.
+    fn append_custom_many(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        name: String,
+        data: Vec<Vec<u8>>,
+    ) -> PyResult<Vec<Lsn>> {
+        let session = session_id(session)?;
+        let batch: Vec<(Uuid, SessionEvent)> = data
+            .into_iter()
+            .map(|data| {
+                (
+                    session,
+                    SessionEvent::Custom {
+                        name: name.clone(),
+                        data,
+                    },
+                )
+            })
+            .collect();
+        self.blocking(py, move |wal| Ok(wal.append_many(&batch)?))
+    }
+
+    /// `append_custom_many` as an awaitable: the records are queued in
+    /// order, on the async path, and share group commits.
+    fn append_custom_many_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        name: String,
+        data: Vec<Vec<u8>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let session = session_id(session)?;
+        let wal = self.wal()?;
+        let events: Vec<SessionEvent> = data
+            .into_iter()
+            .map(|data| SessionEvent::Custom {
+                name: name.clone(),
+                data,
+            })
+            .collect();
+        appending(py, events.iter().map(approx_len).sum(), async move {
+            // `join_all` polls them in order on its first poll: each is
+            // queued (gets its LSN) in the order given.
+            let appends = events.iter().map(|e| wal.append_async(session, e));
+            futures_util::future::join_all(appends)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<Lsn>, WalError>>()
+                .map_or_else(Done::Err, Done::Lsns)
+        })
+    }
+
+    /// Write and fsync everything appended so far; returns the last durable LSN.
+    fn sync(&self, py: Python<'_>) -> PyResult<Lsn> {
+        self.blocking(py, |wal| Ok(wal.sync()?))
+    }
+
+    /// `sync()` as an awaitable.
+    fn sync_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.spawn(py, |wal| Ok(Out::Lsn(wal.sync()?)))
+    }
+
+    /// The records of `session`, in LSN order, as dicts (`lsn`, `session`,
+    /// `ts_us`, `kind`, `event`), read through the log's session index;
+    /// deleted records and tombstones left out. Empty for an unknown session.
+    fn read(&self, py: Python<'_>, session: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
+        let records = self.blocking(py, move |wal| {
+            Ok(logbook_replay::session_events(
+                synced(wal, sync_reads)?,
+                session,
+            )?)
+        })?;
+        Out::Records(records).into_pyobject(py).map(Bound::unbind)
+    }
+
+    /// `read(session)` as an awaitable.
+    fn read_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
+        self.spawn(py, move |wal| {
+            Ok(Out::Records(logbook_replay::session_events(
+                synced(wal, sync_reads)?,
+                session,
+            )?))
+        })
+    }
+
+    /// `(lsn, name, data)` of the `Custom` records of `session` whose name
+    /// starts with `prefix` (all when None), in LSN order: `read` for
+    /// applications that keep their own records, without the dicts.
+    #[pyo3(signature = (session, prefix = None))]
+    fn read_custom(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        prefix: Option<String>,
+    ) -> PyResult<PyObject> {
+        let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
+        let records = self.blocking(py, move |wal| {
+            Ok(logbook_replay::session_events(
+                synced(wal, sync_reads)?,
+                session,
+            )?)
+        })?;
+        custom_list(py, &records, prefix.as_deref()).map(Bound::unbind)
+    }
+
+    /// `read_custom(session, prefix)` as an awaitable.
+    #[pyo3(signature = (session, prefix = None))]
+    fn read_custom_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        prefix: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
+        self.spawn(py, move |wal| {
+            Ok(Out::Custom(
+                logbook_replay::session_events(synced(wal, sync_reads)?, session)?,
+                prefix,
+            ))
+        })
+    }
+
+    /// The session rebuilt by replay: `status` (`running`, `completed`,
+    /// `failed`, `interrupted`), `model`, `cwd`, `title`, `first_lsn`,
+    /// `last_lsn`, `events`, `transcript` (a list of `{lsn, role, text}`),
+    /// `pending_tool_calls`, `forked_from`. Raises `UnknownSessionError`.
+    fn replay(&self, py: Python<'_>, session: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
+        let (state, live) = self.blocking(py, move |wal| {
+            let state = logbook_replay::session_state(synced(wal, sync_reads)?, session)?;
+            Ok((state, true))
+        })?;
+        let status = state.status_given(live);
+        let json = serde_json::json!({
+            "session": state.session_id().to_string(),
+            "status": status.as_str(),
+            "error": match &status { logbook_replay::SessionStatus::Failed(m) => Some(m.clone()), _ => None },
+            "model": state.model(),
+            "cwd": state.cwd(),
+            "title": state.title(),
+            "first_lsn": state.first_lsn(),
+            "last_lsn": state.last_lsn(),
+            "events": state.events(),
+            "transcript": state.transcript().iter().map(|t| serde_json::json!({
+                "lsn": t.lsn, "role": t.role.as_str(), "text": t.text,
+            })).collect::<Vec<_>>(),
+            "pending_tool_calls": state.pending_tool_calls().iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            "forked_from": state.forked_from().map(|(s, l)| serde_json::json!([s.to_string(), l])),
+        });
+        from_json(py, &json)
+    }
+
+    /// Every session of the log, one dict each (`session`, `status`,
+    /// `events`, `first_lsn`, `last_lsn`, `first_ts_us`, `last_ts_us`,
+    /// `title`, `model`, `tokens`, `forked_from`), in the order of their
+    /// first records. Deleted sessions are left out.
+    fn sessions(&self, py: Python<'_>) -> PyResult<PyObject> {
+        let sync_reads = self.sync_reads;
+        let log = self.blocking(py, move |wal| {
+            Ok(logbook_replay::list_sessions(synced(wal, sync_reads)?)?)
+        })?;
+        let json: Vec<Value> = log
+            .sessions
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "session": s.session.to_string(),
+                    "status": s.status.as_str(),
+                    "events": s.events,
+                    "first_lsn": s.first_lsn,
+                    "last_lsn": s.last_lsn,
+                    "first_ts_us": s.first_timestamp_us,
+                    "last_ts_us": s.last_timestamp_us,
+                    "title": s.title,
+                    "model": s.model,
+                    "tokens": s.tokens,
+                    "forked_from": s.forked_from.map(|(f, l)| serde_json::json!([f.to_string(), l])),
+                })
+            })
+            .collect();
+        from_json(py, &Value::Array(json))
+    }
+
+    /// Fork `session` at `at_lsn` (default: its whole history so far) into
+    /// `new_session` (default: a new random id): the fork starts with a
+    /// `SessionForked` record and a copy of the events. Returns
+    /// `{session, from, at_lsn, forked_lsn, copied}`.
+    #[pyo3(signature = (session, at_lsn = None, new_session = None))]
+    fn fork(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        at_lsn: Option<Lsn>,
+        new_session: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyObject> {
+        let f = fork_fn(session, at_lsn, new_session)?;
+        let forked = self.blocking(py, move |wal| f(wal))?;
+        forked_to_py(py, &forked)
+    }
+
+    /// `fork(...)` as an awaitable.
+    #[pyo3(signature = (session, at_lsn = None, new_session = None))]
+    fn fork_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        at_lsn: Option<Lsn>,
+        new_session: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let f = fork_fn(session, at_lsn, new_session)?;
+        self.spawn(py, move |wal| Ok(Out::Forked(f(wal)?)))
+    }
+
+    /// The log (or one session) as export lines (`docs/json.md`): one JSON
+    /// object per line, a `str`. Deleted records are left out.
+    #[pyo3(signature = (session = None))]
+    fn export(&self, py: Python<'_>, session: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+        let mut filter = ExportFilter::all();
+        if let Some(s) = session {
+            filter = filter.session(session_id(s)?);
+        }
+        let bytes = self.blocking(py, move |wal| {
+            wal.sync()?;
+            let mut out = Vec::new();
+            logbook_replay::export(wal.dir(), filter, &mut out)?;
+            Ok(out)
+        })?;
+        String::from_utf8(bytes).map_err(|e| LogbookError::new_err(e.to_string()))
+    }
+
+    /// Follow the log (or one session) from `from_lsn`: an async iterator
+    /// of record dicts, every durable record once and in order, waiting
+    /// for new ones; it ends once the log is closed.
+    #[pyo3(signature = (session = None, from_lsn = 0))]
+    fn follow(&self, session: Option<&Bound<'_, PyAny>>, from_lsn: Lsn) -> PyResult<Follow> {
+        let session = session.map(session_id).transpose()?;
+        let wal = self.wal()?;
+        let inner = logbook_replay::follow(&wal, from_lsn, session).map_err(replay_err)?;
+        Ok(Follow {
+            inner: Arc::new(tokio::sync::Mutex::new(inner)),
+        })
+    }
+
+    /// Delete the whole session (a durable tombstone; every reader leaves
+    /// its records out from now on). Returns `{session, lsns, bytes,
+    /// tombstone_lsn}`. Raises `UnknownSessionError`, `DeletedSessionError`.
+    fn delete_session(&self, py: Python<'_>, session: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        self.delete(py, session, Selection::Session)
+    }
+
+    /// Delete the session's records after `lsn` (pop, undo).
+    fn delete_after(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        lsn: Lsn,
+    ) -> PyResult<PyObject> {
+        self.delete(py, session, Selection::After(lsn))
+    }
+
+    /// Delete the runs named by the LSNs of the `UserMessage`s that opened them.
+    fn delete_runs(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        runs: Vec<Lsn>,
+    ) -> PyResult<PyObject> {
+        self.delete(py, session, Selection::Runs(runs))
+    }
+
+    /// Delete these records of the session (by LSN).
+    fn delete_records(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        lsns: Vec<Lsn>,
+    ) -> PyResult<PyObject> {
+        self.delete(py, session, Selection::Records(lsns))
+    }
+
+    /// Keep only the latest `keep` records of event kind `kind` (snake_case); delete the older.
+    fn prune(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        kind: String,
+        keep: usize,
+    ) -> PyResult<PyObject> {
+        self.delete(py, session, Selection::KeepLatest { kind, keep })
+    }
+
+    /// `delete_session` as an awaitable.
+    fn delete_session_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.delete_async(py, session, Selection::Session)
+    }
+
+    /// `delete_after` as an awaitable.
+    fn delete_after_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        lsn: Lsn,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.delete_async(py, session, Selection::After(lsn))
+    }
+
+    /// `delete_records` as an awaitable.
+    fn delete_records_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        lsns: Vec<Lsn>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.delete_async(py, session, Selection::Records(lsns))
+    }
+
+    /// Flush, fsync and close the log, releasing its lock. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let wal = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match wal {
+            Some(wal) => py.allow_threads(|| wal.close()).map_err(wal_err),
+            None => Ok(()),
+        }
+    }
+
+    /// `close()` as an awaitable (the final fsync off the event loop).
+    fn close_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let wal = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            match wal {
+                Some(wal) => tokio::task::spawn_blocking(move || wal.close())
+                    .await
+                    .map_err(|e| LogbookError::new_err(e.to_string()))?
+                    .map_err(wal_err),
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me: PyObject = slf.into_any().unbind();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(me) })
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let wal = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            if let Some(wal) = wal {
+                tokio::task::spawn_blocking(move || wal.close())
+                    .await
+                    .map_err(|e| LogbookError::new_err(e.to_string()))?
+                    .map_err(wal_err)?;
+            }
+            Ok(false)
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Log({:?}{})",
+            self.path,
+            if self.closed() { ", closed" } else { "" }
+        )
+    }
+}
+
+impl Log {
+    fn delete(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        selection: Selection,
+    ) -> PyResult<PyObject> {
+        let session = session_id(session)?;
+        let plan = self.blocking(py, move |wal| {
+            Ok(logbook_replay::delete(
+                wal,
+                session,
+                &selection,
+                reason(&selection),
+            )?)
+        })?;
+        plan_to_py(py, &plan)
+    }
+
+    fn delete_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        selection: Selection,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let session = session_id(session)?;
+        self.spawn(py, move |wal| {
+            Ok(Out::Plan(logbook_replay::delete(
+                wal,
+                session,
+                &selection,
+                reason(&selection),
+            )?))
+        })
+    }
+}
+
+/// The log's directory, after a sync when `sync_first`.
+fn synced(wal: &Wal, sync_first: bool) -> Result<&std::path::Path, WalError> {
+    if sync_first && wal.last_lsn() > wal.durable_lsn() {
+        wal.sync()?;
+    }
+    Ok(wal.dir())
+}
+
+fn reason(selection: &Selection) -> &'static str {
+    match selection {
+        Selection::Session => "session",
+        Selection::After(_) => "after",
+        Selection::Runs(_) => "runs",
+        Selection::KeepLatest { .. } => "prune",
+        _ => "records",
+    }
+}
+
+type ForkFn = Box<dyn FnOnce(&Wal) -> Result<logbook_replay::Forked, PyErrLater> + Send>;
+
+fn fork_fn(
+    session: &Bound<'_, PyAny>,
+    at_lsn: Option<Lsn>,
+    new_session: Option<&Bound<'_, PyAny>>,
+) -> PyResult<ForkFn> {
+    let session = session_id(session)?;
+    let new = new_session
+        .map(session_id)
+        .transpose()?
+        .unwrap_or_else(Uuid::new_v4);
+    Ok(Box::new(move |wal: &Wal| {
+        let at = match at_lsn {
+            Some(at) => at,
+            None => wal.sync()?,
+        };
+        Ok(logbook_replay::fork_as(wal, session, at, new)?)
+    }))
+}
+
+fn batch_from_py(items: &Bound<'_, PyAny>) -> PyResult<Vec<(Uuid, SessionEvent)>> {
+    let mut batch = Vec::new();
+    for item in items.try_iter()? {
+        let item = item?;
+        let (session, event): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        batch.push((session_id(&session)?, event_from_py(&event)?));
+    }
+    Ok(batch)
+}
+
+/// A path given as `str` or `os.PathLike`.
+struct PathOrStr(String);
+
+impl<'py> FromPyObject<'py> for PathOrStr {
+    fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(s) = obj.extract::<String>() {
+            return Ok(PathOrStr(s));
+        }
+        let fspath = obj.call_method0("__fspath__")?;
+        Ok(PathOrStr(fspath.extract()?))
+    }
+}
+
+/// An async iterator over a log's records as they become durable
+/// (`Log.follow`).
+#[pyclass(module = "logbook._logbook", frozen, weakref)]
+struct Follow {
+    inner: Arc<tokio::sync::Mutex<logbook_replay::Follow>>,
+}
+
+#[pymethods]
+impl Follow {
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let next = inner.lock().await.next().await;
+            match next {
+                None => Err(PyStopAsyncIteration::new_err(())),
+                Some(Err(e)) => Err(replay_err(e)),
+                Some(Ok(record)) => Ok(Out::Record(record)),
+            }
+        })
+    }
+}
+
+/// The module.
+#[pymodule]
+fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Log>()?;
+    m.add_class::<Follow>()?;
+    m.add("LogbookError", py.get_type::<LogbookError>())?;
+    m.add("LockedError", py.get_type::<LockedError>())?;
+    m.add("CorruptError", py.get_type::<CorruptError>())?;
+    m.add("NoLogError", py.get_type::<NoLogError>())?;
+    m.add("EncryptionKeyError", py.get_type::<EncryptionKeyError>())?;
+    m.add("DiskFullError", py.get_type::<DiskFullError>())?;
+    m.add("PoisonedError", py.get_type::<PoisonedError>())?;
+    m.add("ClosedError", py.get_type::<ClosedError>())?;
+    m.add("UnknownSessionError", py.get_type::<UnknownSessionError>())?;
+    m.add("DeletedSessionError", py.get_type::<DeletedSessionError>())?;
+    // Defaults on the base class: every instance answers path/offset/lsn.
+    let base = py.get_type::<LogbookError>();
+    base.setattr("path", py.None())?;
+    base.setattr("offset", py.None())?;
+    base.setattr("lsn", py.None())?;
+    m.add("KINDS", logbook_bus::KINDS.to_vec())?;
+    py.import("atexit")?
+        .call_method1("register", (wrap_pyfunction!(shutdown, m)?,))?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+"""Logbook: a crash-safe write-ahead log for AI-agent sessions.
+
+Open a log with :class:`Log` (one writer per directory), append events
+(dicts in the shape of ``docs/json.md``) with :meth:`Log.append` or, from
+asyncio, :meth:`Log.append_async` (coroutines appending at once share one
+fsync), read a session back with :meth:`Log.read`, rebuild it with
+:meth:`Log.replay`, list, fork, export, follow and delete.
+
+>>> import logbook, tempfile, uuid
+>>> with logbook.Log(tempfile.mkdtemp()) as log:
+...     session = str(uuid.uuid4())
+...     log.append(session, {"kind": "UserMessage", "value": "hi"})
+...     [r["event"] for r in log.read(session)]
+1
+[{'kind': 'UserMessage', 'value': 'hi'}]
+
+Framework adapters: :mod:`logbook.langgraph` (``LogbookSaver``, a LangGraph
+checkpointer; ``pip install logbook[langgraph]``) and :mod:`logbook.agents`
+(``LogbookSession``, an OpenAI Agents SDK session; ``pip install
+logbook[agents]``).
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+
+from logbook._logbook import (
+    KINDS,
+    ClosedError,
+    CorruptError,
+    DeletedSessionError,
+    DiskFullError,
+    EncryptionKeyError,
+    Follow,
+    LockedError,
+    Log,
+    LogbookError,
+    NoLogError,
+    PoisonedError,
+    UnknownSessionError,
+    __version__,
+)
+
+__all__ = [
+    "KINDS",
+    "ClosedError",
+    "CorruptError",
+    "DeletedSessionError",
+    "DiskFullError",
+    "EncryptionKeyError",
+    "Follow",
+    "LockedError",
+    "Log",
+    "LogbookError",
+    "NoLogError",
+    "PoisonedError",
+    "UnknownSessionError",
+    "__version__",
+    "open",
+    "session_id",
+]
+
+#: The namespace of :func:`session_id`'s name-based ids.
+NAMESPACE = _uuid.UUID("6c6f6762-6f6f-4b00-8000-6c6f67626f6f")
+
+
+def open(path, **options) -> Log:  # noqa: A001 - mirrors io.open
+    """Open (creating if needed) the log in ``path``: ``Log(path, **options)``."""
+    return Log(path, **options)
+
+
+def session_id(name: str) -> str:
+    """A session id (a UUID string) named by ``name``: the same name gives
+    the same id in every process (UUID v5), so an application can name its
+    sessions by its own keys (a thread id, a conversation id)."""
+    return str(_uuid.uuid5(NAMESPACE, name))

@@ -1,0 +1,192 @@
+"""An OpenAI Agents SDK session on a Logbook log: :class:`LogbookSession`.
+
+>>> from agents import Agent, Runner                      # doctest: +SKIP
+>>> from logbook.agents import LogbookSession              # doctest: +SKIP
+>>> session = LogbookSession("user-42", "./conversations")  # doctest: +SKIP
+>>> await Runner.run(agent, "Hello", session=session)       # doctest: +SKIP
+
+Each conversation is one Logbook session (``logbook.session_id("agents:" +
+session_id)``); each item is one ``Custom`` record named ``agents.item``
+holding the item's JSON. ``add_items`` appends its items as one batch and
+returns once they are durable (under the default ``sync="always"``);
+``pop_item`` and ``clear_session`` delete through Logbook's deletion API
+(tombstones; ``logbook compact`` erases the bytes later). Several
+``LogbookSession`` objects may share one :class:`logbook.Log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Optional
+
+from logbook import DeletedSessionError, Log, UnknownSessionError, session_id as _session_id
+
+try:  # The SDK is optional: the class follows its protocol either way.
+    from agents.memory.session import SessionABC as _Base
+    from agents.memory.session_settings import (
+        SessionSettings,
+        coerce_session_settings,
+        resolve_session_limit,
+    )
+except ImportError:  # pragma: no cover - without the SDK
+    _Base = object  # type: ignore[assignment,misc]
+    SessionSettings = None  # type: ignore[assignment,misc]
+
+    def coerce_session_settings(settings):  # type: ignore[no-redef]
+        return settings
+
+    def resolve_session_limit(limit, settings):  # type: ignore[no-redef]
+        return limit
+
+
+__all__ = ["LogbookSession"]
+
+_ITEM = "agents.item"
+_BAD = object()  # an entry that is not JSON
+
+
+class LogbookSession(_Base):  # type: ignore[misc,valid-type]
+    """The Agents SDK ``Session`` protocol on a Logbook log.
+
+    ``log`` is an open :class:`logbook.Log` (shared by any number of
+    sessions) or a directory, opened with ``open_options`` and closed by
+    :meth:`close`. ``session_settings`` as for the SDK's ``SQLiteSession``
+    (its ``limit`` is the default of :meth:`get_items`).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        log: "Log | str | Any",
+        *,
+        session_settings: Any = None,
+        **open_options: Any,
+    ) -> None:
+        self.session_id = session_id
+        if session_settings is not None:
+            self.session_settings = coerce_session_settings(session_settings)
+        else:
+            self.session_settings = SessionSettings() if SessionSettings is not None else None
+        if isinstance(log, Log):
+            self.log = log
+            self._owns_log = False
+        else:
+            self.log = Log(log, **open_options)
+            self._owns_log = True
+        self._session = _session_id("agents:" + str(session_id))
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._closed = False
+
+    def _lock(self) -> asyncio.Lock:
+        # One lock per event loop: Runner.run_sync drives the session from
+        # a loop of its own.
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(id(loop))
+        if lock is None:
+            lock = self._locks[id(loop)] = asyncio.Lock()
+        return lock
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("LogbookSession is closed")
+
+    async def _records(self) -> list[tuple[int, Any]]:
+        """(lsn, item or _BAD) of every item record, in order."""
+        out = []
+        for lsn, _name, data in await self.log.read_custom_async(self._session, _ITEM):
+            try:
+                out.append((lsn, json.loads(data)))
+            except (ValueError, UnicodeDecodeError):
+                out.append((lsn, _BAD))
+        return out
+
+    async def _items(self) -> list[tuple[int, Any]]:
+        # An entry that is not JSON is skipped, as SQLiteSession does.
+        return [(lsn, item) for lsn, item in await self._records() if item is not _BAD]
+
+    async def get_items(self, limit: Optional[int] = None) -> list[Any]:
+        """The conversation's items in order; with ``limit``, the latest
+        ``limit`` of them (still in order). Only those are decoded."""
+        self._check_open()
+        limit = resolve_session_limit(limit, self.session_settings)
+        records = await self.log.read_custom_async(self._session, _ITEM)
+        if limit is not None and limit == 0:
+            return []
+        if limit is None or limit < 0:
+            limit = len(records)
+        out = []
+        for _lsn, _name, data in reversed(records):
+            try:
+                out.append(json.loads(data))
+            except (ValueError, UnicodeDecodeError):
+                continue  # Skip an entry that is not JSON, as SQLiteSession does.
+            if len(out) >= limit:
+                break
+        out.reverse()
+        return out
+
+    async def add_items(self, items: list[Any]) -> None:
+        """Append ``items``: one batch, durable when this returns. The
+        append goes on if the caller is cancelled (it is not half done)."""
+        self._check_open()
+        if not items:
+            return
+        data = [json.dumps(item, separators=(",", ":")).encode() for item in items]
+        await _shielded(self.log.append_custom_many_async(self._session, _ITEM, data))
+
+    async def pop_item(self) -> Optional[Any]:
+        """Remove and return the latest item (None for an empty session).
+        Once started, the pop completes even if the caller is cancelled."""
+        self._check_open()
+        return await _shielded(self._pop())
+
+    async def _pop(self) -> Optional[Any]:
+        async with self._lock():
+            records = await self._records()
+            # The latest item, and any entry that is not JSON after it
+            # (dropped with it, as SQLiteSession drops corrupt rows).
+            doomed = []
+            item = None
+            for lsn, value in reversed(records):
+                doomed.append(lsn)
+                if value is not _BAD:
+                    item = value
+                    break
+            if doomed:
+                await self.log.delete_records_async(self._session, doomed)
+            return item
+
+    async def clear_session(self) -> None:
+        """Delete every item of the conversation (a tombstone)."""
+        self._check_open()
+        await _shielded(self._clear())
+
+    async def _clear(self) -> None:
+        async with self._lock():
+            try:
+                await self.log.delete_session_async(self._session)
+            except (UnknownSessionError, DeletedSessionError):
+                pass
+
+    def close(self) -> None:
+        """Close the session (and the log, if this session opened it)."""
+        self._closed = True
+        if self._owns_log:
+            self.log.close()
+
+
+async def _shielded(awaitable: Any) -> Any:
+    """Wait for a mutation to finish even if the caller is cancelled, then
+    re-raise the cancellation (as the SDK's own sessions do)."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled: Optional[BaseException] = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as e:
+            cancelled = cancelled or e
+    result = task.result()
+    if cancelled is not None:
+        raise cancelled
+    return result

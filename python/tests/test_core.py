@@ -1,0 +1,284 @@
+"""The core API: logbook.Log."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+import logbook
+
+
+def sid():
+    return str(uuid.uuid4())
+
+
+def test_append_read_replay(log_dir):
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        assert log.append(s, {"kind": "SessionStarted", "model": "m", "cwd": "/w", "title": None}) == 1
+        log.append(s, {"kind": "UserMessage", "value": "2 + 2?"})
+        log.append(s, {"kind": "TextComplete", "value": "4"})
+        log.append(s, {"kind": "Done"})
+        records = log.read(s)
+        assert [r["lsn"] for r in records] == [1, 2, 3, 4]
+        assert records[1]["event"] == {"kind": "UserMessage", "value": "2 + 2?"}
+        assert records[1]["kind"] == "user_message"
+        state = log.replay(s)
+        assert state["status"] == "completed"
+        assert [(t["role"], t["text"]) for t in state["transcript"]] == [("user", "2 + 2?"), ("assistant", "4")]
+        assert log.durable_lsn == 4 and log.last_lsn == 4
+    assert log.closed
+
+
+def test_every_json_kind_round_trips(log_dir):
+    """The examples of docs/json.md go in and come back as written."""
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "json.md")).read()
+    events = []
+    for line in doc.splitlines():
+        if line.startswith("| `") and "`{" in line:
+            events.append(json.loads(line.split("`{", 1)[1].rsplit("}`", 1)[0].join("{}")))
+    assert len(events) >= 28
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        durable = [e for e in events if e["kind"] != "SessionDeleted"]
+        log.append_many([(s, e) for e in durable])
+        got = [r["event"] for r in log.read(s)]
+    custom = [e for e in durable if e["kind"] == "Custom"]
+    for e in custom:  # JSON's base64 comes back as bytes
+        import base64
+
+        e["data"] = base64.b64decode(e["data"])
+    assert got == durable
+
+
+def test_custom_records_and_uuid_objects(log_dir):
+    s = uuid.uuid4()
+    with logbook.Log(log_dir) as log:
+        log.append_custom(s, "app.state", b"\x00\xff")
+        log.append(s, {"kind": "Custom", "name": "app.other", "data": b"x"})
+        log.append(s, {"kind": "Custom", "name": "app.b64", "data": "eQ=="})
+        assert log.read_custom(s) == [(1, "app.state", b"\x00\xff"), (2, "app.other", b"x"), (3, "app.b64", b"y")]
+        assert log.read_custom(str(s), "app.o") == [(2, "app.other", b"x")]
+        assert log.append_custom_many(s, "n", [b"1", b"2"]) == [4, 5]
+
+
+def test_bad_events_are_value_errors(log_dir):
+    with logbook.Log(log_dir) as log:
+        with pytest.raises(ValueError, match="NoSuchKind"):
+            log.append(sid(), {"kind": "NoSuchKind"})
+        with pytest.raises(ValueError, match="UUID"):
+            log.append("not-a-uuid", {"kind": "Done"})
+        with pytest.raises(TypeError):
+            log.append(sid(), ["Done"])
+
+
+async def test_async_appends_share_fsyncs(log_dir):
+    s = sid()
+    log = logbook.Log(log_dir)
+    lsns = await asyncio.gather(*[log.append_async(s, {"kind": "TextComplete", "value": str(i)}) for i in range(100)])
+    assert sorted(lsns) == list(range(1, 101))
+    assert log.stats()["fsyncs"] < 100
+    assert len(await log.read_async(s)) == 100
+    assert await log.sync_async() == 100
+    assert await log.append_custom_many_async(s, "x", [b"a", b"b", b"c"]) == [101, 102, 103]
+    await log.close_async()
+    assert log.closed
+
+
+async def test_async_context_manager(log_dir):
+    async with logbook.Log(log_dir) as log:
+        await log.append_async(sid(), {"kind": "Done"})
+    assert log.closed
+
+
+def test_sessions_fork_export(log_dir):
+    a = sid()
+    with logbook.Log(log_dir) as log:
+        log.append(a, {"kind": "UserMessage", "value": "plan A?"})
+        at = log.append(a, {"kind": "TextComplete", "value": "A it is"})
+        log.append(a, {"kind": "UserMessage", "value": "actually, no"})
+        forked = log.fork(a, at)
+        assert forked["from"] == a and forked["copied"] == 2
+        b = sid()
+        assert log.fork(a, new_session=b)["session"] == b
+        assert [s["session"] for s in log.sessions()] == [a, forked["session"], b]
+        assert log.replay(forked["session"])["forked_from"] == [a, at]
+        lines = [json.loads(x) for x in log.export(a).splitlines()]
+        assert [x["event"]["kind"] for x in lines] == ["UserMessage", "TextComplete", "UserMessage"]
+
+
+def test_deletions(log_dir):
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        run1 = log.append(s, {"kind": "UserMessage", "value": "one"})
+        log.append(s, {"kind": "TextComplete", "value": "1"})
+        run2 = log.append(s, {"kind": "UserMessage", "value": "two"})
+        log.append(s, {"kind": "TextComplete", "value": "2"})
+        log.append(s, {"kind": "UserMessage", "value": "three"})
+        plan = log.delete_after(s, run2 + 1)
+        assert plan["lsns"] == [5] and plan["tombstone_lsn"] == 6
+        assert log.delete_runs(s, [run1])["lsns"] == [1, 2]
+        assert [r["lsn"] for r in log.read(s)] == [3, 4]
+        log.append(s, {"kind": "TokenUsage", "source": "Root", "model": "m", "prompt_tokens": 1, "completion_tokens": 1, "duration_ms": 1})
+        log.append(s, {"kind": "TokenUsage", "source": "Root", "model": "m", "prompt_tokens": 2, "completion_tokens": 1, "duration_ms": 1})
+        assert log.prune(s, "token_usage", 1)["lsns"] == [8]
+        assert log.delete_records(s, [3])["lsns"] == [3]
+        log.delete_session(s)
+        assert log.read(s) == []
+        with pytest.raises(logbook.DeletedSessionError) as e:
+            log.delete_session(s)
+        assert e.value.lsn is not None
+        with pytest.raises(logbook.UnknownSessionError):
+            log.delete_session(sid())
+        with pytest.raises(logbook.UnknownSessionError):
+            log.replay(sid())
+
+
+async def test_follow(log_dir):
+    s = sid()
+    log = logbook.Log(log_dir)
+    log.append(s, {"kind": "UserMessage", "value": "hi"})
+    got = []
+
+    async def follow():
+        async for record in log.follow(s):
+            got.append(record["event"])
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.05)
+    await log.append_async(s, {"kind": "Done"})
+    await asyncio.sleep(0.05)
+    log.close()
+    await asyncio.wait_for(task, 5)
+    assert got == [{"kind": "UserMessage", "value": "hi"}, {"kind": "Done"}]
+
+
+def test_closed_log_raises(log_dir):
+    log = logbook.Log(log_dir)
+    log.close()
+    log.close()  # idempotent
+    with pytest.raises(logbook.ClosedError) as e:
+        log.append(sid(), {"kind": "Done"})
+    assert e.value.path == log_dir
+
+
+def test_a_second_writer_gets_a_clear_error_not_a_hang(log_dir):
+    with logbook.Log(log_dir):
+        with pytest.raises(logbook.LockedError) as e:
+            logbook.Log(log_dir)
+        assert e.value.path == log_dir
+        assert isinstance(e.value, logbook.LogbookError)
+        # Another process: the same error, at once.
+        code = f"""
+import logbook, sys
+try:
+    logbook.Log({log_dir!r})
+except logbook.LockedError as e:
+    print("locked", e.path)
+    sys.exit(0)
+sys.exit(1)
+"""
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("locked")
+    # Released on close: a new writer may open it.
+    logbook.Log(log_dir).close()
+
+
+def test_corruption_carries_path_offset_lsn(log_dir):
+    s = sid()
+    with logbook.Log(log_dir, segment_size=4096) as log:
+        for i in range(200):
+            log.append(s, {"kind": "TextComplete", "value": "x" * 40 + str(i)})
+    segments = sorted(f for f in os.listdir(log_dir) if f.endswith(".wal"))
+    first = os.path.join(log_dir, segments[0])
+    with open(first, "r+b") as f:
+        f.seek(200)
+        b = f.read(1)
+        f.seek(200)
+        f.write(bytes([b[0] ^ 0xFF]))
+    with logbook.Log(log_dir) as log:
+        with pytest.raises(logbook.CorruptError) as e:
+            log.read(s)
+    assert e.value.path == first
+    assert e.value.offset is not None and e.value.offset <= 200
+    assert e.value.lsn is not None and e.value.lsn >= 1
+
+
+def test_encrypted_log(tmp_path):
+    key = os.urandom(32)
+    d = str(tmp_path / "enc")
+    s = sid()
+    with logbook.Log(d, key=key) as log:
+        log.append(s, {"kind": "UserMessage", "value": "secret"})
+        assert log.read(s)[0]["event"]["value"] == "secret"
+    raw = b"".join(open(os.path.join(d, f), "rb").read() for f in os.listdir(d) if f.endswith(".wal"))
+    assert b"secret" not in raw
+    code = f"import logbook; logbook.Log({d!r})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert "EncryptionKeyError" in out.stderr
+    keyfile = tmp_path / "k"
+    keyfile.write_text(key.hex())
+    code = f"import logbook; l = logbook.Log({d!r}, key_file={str(keyfile)!r}); print(l.read({s!r})[0]['event']['value'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "secret", out.stderr
+
+
+def test_session_id_is_stable():
+    assert logbook.session_id("a") == logbook.session_id("a") != logbook.session_id("b")
+    uuid.UUID(logbook.session_id("a"))
+
+
+async def test_async_append_errors_and_cancellation(tmp_path):
+    s = sid()
+    log = logbook.Log(str(tmp_path / "log"), segment_size=4096)
+    with pytest.raises(logbook.LogbookError, match="larger than the limit"):
+        await log.append_custom_async(s, "big", b"x" * 10_000)
+    # A cancelled append is still queued: it becomes durable with its batch.
+    fut = log.append_custom_async(s, "kept", b"1")
+    fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fut
+    assert await log.append_custom_async(s, "next", b"2") == 2
+    assert [name for _, name, _ in log.read_custom(s)] == ["kept", "next"]
+    # Appends from several loops (threads) resolve on their own loops.
+    import threading
+
+    got = []
+
+    async def one():
+        return await log.append_custom_async(s, "thread", b"3")
+
+    def other():
+        got.append(asyncio.run(one()))
+
+    threads = [threading.Thread(target=other) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(got) == [3, 4, 5, 6]
+    log.close()
+
+
+@pytest.mark.parametrize("policy", ["batch", "never"])
+async def test_reads_see_their_own_writes_under_every_policy(tmp_path, policy):
+    from logbook.langgraph import LogbookSaver
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    s = sid()
+    log = logbook.Log(str(tmp_path / "log"), sync=policy, batch_delay_ms=1000)
+    log.append(s, {"kind": "UserMessage", "value": "hi"})
+    assert len(log.read(s)) == 1
+    await log.append_async(s, {"kind": "Done"})
+    assert len(await log.read_async(s)) == 2
+    assert log.replay(s)["status"] == "completed"
+    assert [x["session"] for x in log.sessions()] == [s]
+    saver = LogbookSaver(log)
+    config = saver.put({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, empty_checkpoint(), {}, {})
+    assert saver.get_tuple(config) is not None
+    log.close()
