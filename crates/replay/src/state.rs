@@ -378,9 +378,10 @@ impl SessionState {
     /// records start after LSN 1 (retention removed older segments) and
     /// its first record is not a beginning (`SessionStarted`,
     /// `SessionForked`) or is the log's first record (retention may have
-    /// cut right before it: see [`cut_short`]). A truncated session is not
-    /// complete; one that never wrote a beginning shows as truncated once
-    /// the log's front was retained (the safe side).
+    /// cut right before it: a fork's records can straddle segments). A
+    /// truncated session is not complete; one that never wrote a beginning
+    /// shows as truncated once the log's front was retained (the safe
+    /// side).
     #[must_use]
     pub fn truncated(&self) -> bool {
         self.marked || self.truncated
