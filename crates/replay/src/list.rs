@@ -999,10 +999,11 @@ pub fn interrupted_at_open(wal: &Wal) -> Result<Vec<SessionSummary>, ReplayError
     }
     let Fold { mut tallies, .. } = fold(wal.dir(), OnCorruption::Fail, end)?;
     refold_deleted(wal.dir(), &mut tallies, OnCorruption::Fail, end)?;
+    let log_start = crate::scan::log_start(wal.dir())?;
     // Everything below `end` was written by writers that are gone.
     let mut sessions: Vec<SessionSummary> = tallies
         .into_values()
-        .map(|t| t.finish(false))
+        .map(|t| t.finish_in(false, log_start))
         .filter(|s| s.status == SessionStatus::Interrupted && !s.deleted)
         .collect();
     sessions.sort_by_key(|s| s.first_lsn);

@@ -414,6 +414,9 @@ pub fn session_state_by_prefix_in(
         (1, Some(mut state)) => Ok((
             {
                 state.note_deleted(report.deleted.count);
+                if let Source::Dir(dir) = source {
+                    state.note_log_start(crate::scan::log_start(dir)?);
+                }
                 state
             },
             Damage {

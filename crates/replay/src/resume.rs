@@ -161,11 +161,15 @@ pub fn resume_many(wal: &Wal, sessions: &[Uuid]) -> Result<Vec<Resumed>, ReplayE
             }
         },
     )?;
+    // A session whose beginning was retained away resumes as truncated,
+    // as a later replay shows it.
+    let log_start = crate::scan::log_start(dir)?;
     let mut plans = Vec::with_capacity(sessions.len());
     for &session in sessions {
-        let state = states
+        let mut state = states
             .remove(&session)
             .ok_or(ReplayError::UnknownSession(session))?;
+        state.note_log_start(log_start);
         if let (true, Some(tombstone_lsn)) = (state.is_deleted(), state.last_tombstone()) {
             return Err(ReplayError::DeletedSession {
                 session,

@@ -459,3 +459,86 @@ fn a_delete_returns_while_the_session_grows_unthrottled() {
     assert!(deleted >= 200, "{deleted}");
     wal.close().unwrap();
 }
+
+/// A log of one session whose beginning retention removed (the log starts
+/// after LSN 1), left by a process that died: the session is interrupted.
+fn cut_short_by_retention(dir: &Path, s: Uuid) {
+    let wal = Wal::open(
+        dir,
+        WalOptions {
+            segment_size: 4096,
+            preallocate: false,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    wal.append(
+        s,
+        &SessionEvent::SessionStarted {
+            model: "m".into(),
+            cwd: "/w".into(),
+            title: None,
+        },
+    )
+    .unwrap();
+    for i in 0..200 {
+        wal.append(
+            s,
+            &SessionEvent::UserMessage(format!("message {i} {}", "x".repeat(40))),
+        )
+        .unwrap();
+    }
+    let removed = wal
+        .retain(&logbook_wal::Retention {
+            before_lsn: Some(100),
+            ..logbook_wal::Retention::default()
+        })
+        .unwrap();
+    assert!(!removed.segments.is_empty());
+    // No `close`: the process dies, the session stays interrupted.
+}
+
+/// `replay DIR <id prefix>` rebuilt the session through
+/// `session_state_by_prefix_in`, which never looked at where the log
+/// starts: a session cut short by retention replayed as whole by prefix,
+/// truncated by full id.
+#[test]
+fn a_session_cut_short_by_retention_is_truncated_when_replayed_by_prefix() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Uuid::parse_str("7e57ab1e-0000-4000-8000-000000000001").unwrap();
+    cut_short_by_retention(d.path(), s);
+    assert!(
+        logbook_replay::session_state(d.path(), s)
+            .unwrap()
+            .truncated()
+    );
+    let (by_prefix, _) = logbook_replay::session_state_by_prefix(
+        d.path(),
+        "7e57ab",
+        logbook_replay::OnCorruption::Fail,
+    )
+    .unwrap();
+    assert_eq!(by_prefix.session_id(), s);
+    assert!(by_prefix.truncated(), "replayed by prefix as whole");
+}
+
+/// `resume_many` (and so `resume`) never looked at where the log starts,
+/// and `interrupted_at_open` finished its tallies as if the log began at
+/// LSN 1: a session cut short by retention was offered for resumption and
+/// resumed as whole, while a later replay of it says truncated.
+#[test]
+fn resume_and_interrupted_at_open_mark_a_session_cut_short_by_retention() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Uuid::from_u128(0x2e50e);
+    cut_short_by_retention(d.path(), s);
+    let wal = Wal::open(d.path(), WalOptions::default()).unwrap();
+    let cut_off = logbook_replay::interrupted_at_open(&wal).unwrap();
+    assert_eq!(cut_off.len(), 1);
+    assert!(cut_off[0].truncated, "interrupted_at_open: whole");
+    let resumed = logbook_replay::resume(&wal, s).unwrap();
+    assert!(resumed.state.truncated(), "resume: whole");
+    wal.close().unwrap();
+    let later = logbook_replay::session_state(d.path(), s).unwrap();
+    assert_eq!(resumed.state.truncated(), later.truncated());
+    assert_eq!(resumed.state, later, "Resumed.state is what a replay shows");
+}
