@@ -102,6 +102,51 @@ fn delete_after_pops_the_tail_of_a_session() {
     assert_eq!(dump.matches("purple-elephant").count(), 3, "{dump}");
 }
 
+/// `delete --after` an LSN past the log's end named no point of the log
+/// and was taken as "nothing to delete" (exit 0): like `fork --at` and
+/// `replay --at`, it is refused (exit 2), naming the last LSN, with and
+/// without `--apply`, and nothing is written.
+#[test]
+fn delete_after_past_the_end_of_the_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, _) = two_sessions(dir.path());
+    let d = dir.path().to_str().unwrap();
+    let id = secret.to_string();
+    let before = stdout(&["dump", d, "--include-deleted"]);
+    for after in ["100000", "18446744073709551615"] {
+        for apply in [false, true] {
+            let mut args = vec!["delete", d, &id, "--after", after];
+            if apply {
+                args.push("--apply");
+            }
+            let out = logbook().args(&args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains("past the end of the log"), "{stderr}");
+            assert!(stderr.contains("LSN 20"), "{stderr}");
+        }
+    }
+    assert_eq!(stdout(&["dump", d, "--include-deleted"]), before);
+    // In the library too.
+    let wal = Wal::open(dir.path(), common::small_options()).unwrap();
+    match logbook_replay::delete_after(&wal, secret, 21) {
+        Err(logbook_replay::ReplayError::PastEnd { lsn: 21, last: 20 }) => {}
+        other => panic!("{other:?}"),
+    }
+    match logbook_replay::plan_delete(dir.path(), secret, &logbook_replay::Selection::After(21)) {
+        Err(logbook_replay::ReplayError::PastEnd { lsn: 21, last: 20 }) => {}
+        other => panic!("{other:?}"),
+    }
+    // The last LSN itself is a point of the log: nothing after it.
+    assert!(
+        logbook_replay::delete_after(&wal, secret, 20)
+            .unwrap()
+            .lsns
+            .is_empty()
+    );
+    wal.close().unwrap();
+}
+
 #[test]
 fn retain_is_a_dry_run_until_apply_and_sessions_hides_truncated_ones() {
     let dir = tempfile::tempdir().unwrap();

@@ -97,7 +97,8 @@ pub struct DeletePlan {
 ///
 /// [`ReplayError::UnknownSession`] if the log has no record of `session`;
 /// [`ReplayError::DeletedSession`] if nothing of it is left but
-/// tombstones; [`ReplayError::NotARun`] for a run that is not a
+/// tombstones; [`ReplayError::PastEnd`] for [`Selection::After`] an LSN
+/// past the log's last durable record; [`ReplayError::NotARun`] for a run that is not a
 /// `UserMessage` of the session; [`ReplayError::UnknownKind`] for a kind
 /// that is not in `logbook_bus::KINDS`; [`ReplayError::Wal`] if the log
 /// cannot be read (corruption included).
@@ -106,6 +107,7 @@ pub fn plan_delete(
     session: Uuid,
     selection: &Selection,
 ) -> Result<DeletePlan, ReplayError> {
+    past_end(selection, crate::scan::last_lsn(dir.as_ref())?)?;
     plan_in(
         &Source::Dir(dir.as_ref().to_path_buf()),
         session,
@@ -114,6 +116,16 @@ pub fn plan_delete(
         MAX_RANGES_PER_TOMBSTONE,
         Lsn::MAX,
     )
+}
+
+/// [`ReplayError::PastEnd`] for a pop after an LSN past `last`, the log's
+/// last durable record: like a fork or a replay at such a point, it names
+/// a point the log does not hold (a typo, or the wrong log).
+fn past_end(selection: &Selection, last: Lsn) -> Result<(), ReplayError> {
+    match selection {
+        Selection::After(after) if *after > last => Err(ReplayError::PastEnd { lsn: *after, last }),
+        _ => Ok(()),
+    }
 }
 
 /// Bytes one range takes in a tombstone at most (two varints of 9 bytes).
@@ -280,6 +292,7 @@ pub fn delete(
     let until = wal
         .sync()
         .map_err(|e| ReplayError::wal("syncing before a delete in", dir, e))?;
+    past_end(selection, until)?;
     // Each tombstone fits in a record of this log (its segment size may
     // be small), its reason and framing aside.
     let room = wal.max_payload_len().saturating_sub(reason.len() + 64) / RANGE_BYTES;
