@@ -9,12 +9,12 @@
 
 use std::path::Path;
 
-use logbook_bus::{KINDS, SessionEvent, lsn_ranges};
+use logbook_bus::{Deletions, KINDS, SessionEvent, lsn_ranges};
 use logbook_wal::{Lsn, Wal};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
-use crate::scan::{Item, OnCorruption, Sessions, scan_reader, scan_until};
+use crate::scan::{Item, OnCorruption, Sessions, scan_reader};
 use crate::source::Source;
 
 /// What of a session to delete.
@@ -71,8 +71,10 @@ pub const MAX_RANGES_PER_TOMBSTONE: usize = 1 << 16;
 pub struct DeletePlan {
     /// The session.
     pub session: Uuid,
-    /// The LSNs of the records it deletes that were not deleted yet, in
-    /// order (tombstones are never deleted).
+    /// The LSNs of the records it deletes that were not deleted yet, and
+    /// of those a tombstone hides that none lists (a delete cut short:
+    /// listed now, so compaction erases them), in order (tombstones are
+    /// never deleted).
     pub lsns: Vec<Lsn>,
     /// Their frame bytes in the log: what a compaction reclaims.
     pub bytes: u64,
@@ -144,32 +146,69 @@ fn plan_in(
             return Err(ReplayError::UnknownKind(kind.clone()));
         }
     }
-    // (LSN, kind if known, frame bytes) of each record not deleted yet.
-    let mut live: Vec<(Lsn, Option<&'static str>, u64)> = Vec::new();
+    // (LSN, kind if known, frame bytes) of each record of the session, read
+    // with no tombstone applied, and its tombstones: as they delete
+    // (`hiding`), and as they list (`listing`: ranges only).
+    let mut all: Vec<(Lsn, Option<&'static str>, u64)> = Vec::new();
+    let (mut hiding, mut listing) = (Deletions::new(), Deletions::new());
     let mut last_tombstone = None;
-    let report = scan_until(
-        source,
-        0,
-        until,
+    let mut reader = source.reader()?.from_lsn(0).until(until).session(session);
+    let report = scan_reader(
+        &source.path(),
+        &mut reader,
         Sessions::One(session),
         OnCorruption::Fail,
         |item, record, _, _| {
             let bytes = record.end_offset().saturating_sub(record.offset);
             match item {
-                Item::Event(e) if e.event.is_tombstone() => last_tombstone = Some(e.lsn),
-                Item::Event(e) => live.push((e.lsn, Some(e.event.kind()), bytes)),
-                Item::Skipped { lsn, .. } => live.push((lsn, None, bytes)),
+                Item::Event(e) if e.event.is_tombstone() => {
+                    last_tombstone = Some(e.lsn);
+                    hiding.note(session, e.lsn, &e.event);
+                    if let SessionEvent::SessionDeleted { ranges, .. } = &e.event {
+                        let listed = SessionEvent::SessionDeleted {
+                            after_lsn: None,
+                            ranges: ranges.clone(),
+                            reason: String::new(),
+                        };
+                        listing.note(session, e.lsn, &listed);
+                    }
+                }
+                Item::Event(e) => all.push((e.lsn, Some(e.event.kind()), bytes)),
+                Item::Skipped { lsn, .. } => all.push((lsn, None, bytes)),
             }
         },
     )?;
     if report.records == 0 {
         return Err(ReplayError::UnknownSession(session));
     }
+    // Records a tombstone hides (by `after_lsn`) that none lists: left by
+    // a delete cut short (a crash kept the tombstone that hides, not all
+    // those that list). Compaction erases listed records only, so every
+    // delete lists them: running it again repairs the cut.
+    let unlisted: Vec<(Lsn, u64)> = all
+        .iter()
+        .filter(|r| hiding.covers(session, r.0) && !listing.covers(session, r.0))
+        .map(|&(l, _, b)| (l, b))
+        .collect();
+    let live: Vec<(Lsn, Option<&'static str>, u64)> = all
+        .into_iter()
+        .filter(|r| !hiding.covers(session, r.0))
+        .collect();
     if let (true, Some(tombstone_lsn)) = (live.is_empty(), last_tombstone) {
-        return Err(ReplayError::DeletedSession {
+        if unlisted.is_empty() {
+            return Err(ReplayError::DeletedSession {
+                session,
+                tombstone_lsn,
+            });
+        }
+        // Nothing of it is left but what the cut delete hides: list that.
+        return Ok(tombstones_of(
             session,
-            tombstone_lsn,
-        });
+            unlisted,
+            None,
+            reason,
+            per_tombstone,
+        ));
     }
     let (chosen, tombstone): (Vec<(Lsn, u64)>, _) = match selection {
         Selection::Session => (
@@ -229,21 +268,50 @@ fn plan_in(
     // erases only listed records (a placeholder's session is not
     // authenticated, its LSN in a sealed tombstone is).
     let (after_lsn, _) = tombstone;
+    let mut chosen = chosen;
+    chosen.extend(unlisted);
+    chosen.sort_unstable();
+    chosen.dedup();
+    Ok(tombstones_of(
+        session,
+        chosen,
+        after_lsn,
+        reason,
+        per_tombstone,
+    ))
+}
+
+/// The plan deleting `chosen` ((LSN, frame bytes), sorted) of `session`:
+/// tombstones listing them, `per_tombstone` ranges each. Only the last
+/// carries `after_lsn`: a delete appends them in this order in one batch,
+/// and a crash may keep any prefix of a batch; a prefix without the last
+/// deletes exactly what it lists, one with it lists everything it hides
+/// (below the plan's end). Deleted, hence listed, hence erased.
+fn tombstones_of(
+    session: Uuid,
+    chosen: Vec<(Lsn, u64)>,
+    after_lsn: Option<Lsn>,
+    reason: &str,
+    per_tombstone: usize,
+) -> DeletePlan {
     let ranges = lsn_ranges(chosen.iter().map(|c| c.0));
-    Ok(DeletePlan {
+    let parts: Vec<&[(Lsn, Lsn)]> = ranges.chunks(per_tombstone.max(1)).collect();
+    let count = parts.len();
+    DeletePlan {
         session,
         bytes: chosen.iter().map(|c| c.1).sum(),
-        tombstones: ranges
-            .chunks(per_tombstone.max(1))
-            .map(|part| SessionEvent::SessionDeleted {
-                after_lsn,
+        tombstones: parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| SessionEvent::SessionDeleted {
+                after_lsn: if i + 1 == count { after_lsn } else { None },
                 ranges: part.to_vec(),
                 reason: reason.to_owned(),
             })
             .collect(),
         lsns: chosen.into_iter().map(|c| c.0).collect(),
         tombstone_lsn: None,
-    })
+    }
 }
 
 /// Delete `selection` of `session` in the log of `wal`: append a tombstone

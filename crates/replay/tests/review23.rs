@@ -542,3 +542,135 @@ fn resume_and_interrupted_at_open_mark_a_session_cut_short_by_retention() {
     assert_eq!(resumed.state.truncated(), later.truncated());
     assert_eq!(resumed.state, later, "Resumed.state is what a replay shows");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Tiny segments: a tombstone lists few ranges, a delete of a session
+/// interleaved with another appends several in one batch.
+fn tiny() -> WalOptions {
+    WalOptions {
+        segment_size: 4096,
+        preallocate: false,
+        ..WalOptions::default()
+    }
+}
+
+/// A log of `s` (300 records holding "SECRET-") interleaved with another
+/// session, and the tombstones a whole delete of `s` appends to it, in
+/// their order (seen on a copy).
+fn with_a_delete_batch(dir: &Path, s: Uuid) -> Vec<SessionEvent> {
+    let other = Uuid::from_u128(0x0f4e);
+    let wal = Wal::open(dir, tiny()).unwrap();
+    for i in 0..300 {
+        wal.append(s, &SessionEvent::UserMessage(format!("SECRET-{i:03}")))
+            .unwrap();
+        wal.append(other, &SessionEvent::UserMessage(format!("kept {i}")))
+            .unwrap();
+    }
+    wal.close().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
+    let wal = Wal::open(copy.path(), tiny()).unwrap();
+    let plan = delete_session(&wal, s).unwrap();
+    wal.close().unwrap();
+    assert!(plan.tombstones.len() > 1, "{}", plan.tombstones.len());
+    plan.tombstones
+}
+
+/// The records of `s` a tombstone of `tombstones` lists.
+fn listed(tombstones: &[SessionEvent]) -> u64 {
+    tombstones
+        .iter()
+        .map(|t| match t {
+            SessionEvent::SessionDeleted { ranges, .. } => {
+                ranges.iter().map(|(a, b)| b - a + 1).sum::<u64>()
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Delete `s` (whatever is left of it to delete), compact, and say how
+/// many "SECRET-" phrases are left in the directory.
+fn delete_compact_and_count(dir: &Path, s: Uuid) -> usize {
+    let wal = Wal::open(dir, tiny()).unwrap();
+    let _ = delete_session(&wal, s);
+    // Reopened: the tombstones' segment is sealed, the active one new.
+    wal.close().unwrap();
+    let wal = Wal::open(dir, tiny()).unwrap();
+    wal.compact().unwrap();
+    wal.close().unwrap();
+    let mut left = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        left += bytes.windows(7).filter(|w| w == b"SECRET-").count();
+    }
+    left
+}
+
+/// A delete appends its tombstones in one batch, and every one carried
+/// the deletion's `after_lsn`: a crash keeping a prefix of the batch (or
+/// a kill across a segment roll) left a tombstone hiding records no
+/// tombstone listed. Compaction erases listed records only, and a new
+/// delete was refused ("was deleted"): the phrases stayed on disk for
+/// good. Now only the batch's last tombstone hides, so any durable prefix
+/// deletes exactly what it lists.
+#[test]
+fn a_delete_cut_short_after_its_first_tombstone_deletes_only_what_it_lists() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Uuid::from_u128(0x5ec);
+    let tombstones = with_a_delete_batch(d.path(), s);
+    // What a crash keeping only the batch's first tombstone leaves.
+    let wal = Wal::open(d.path(), tiny()).unwrap();
+    wal.append(s, &tombstones[0]).unwrap();
+    wal.close().unwrap();
+    let visible = match logbook_replay::session_state(d.path(), s) {
+        Ok(state) => state.transcript().len() as u64,
+        Err(_) => 0,
+    };
+    assert_eq!(
+        visible + listed(&tombstones[..1]),
+        300,
+        "records of the session neither visible nor listed (deleted, never erased)"
+    );
+    assert_eq!(delete_compact_and_count(d.path(), s), 0);
+}
+
+/// A log a delete cut short left hiding records it does not list (the
+/// order the delete used to append in, or a crash between its batch and
+/// the tombstones listing records appended while it planned): a delete
+/// run again lists them, and compaction then erases them.
+#[test]
+fn a_delete_run_again_lists_what_a_delete_cut_short_hides_unlisted() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Uuid::from_u128(0x5ed);
+    let tombstones = with_a_delete_batch(d.path(), s);
+    let SessionEvent::SessionDeleted { ranges, reason, .. } = &tombstones[0] else {
+        panic!("not a tombstone");
+    };
+    // A tombstone that hides the whole session and lists a part of it.
+    let wal = Wal::open(d.path(), tiny()).unwrap();
+    wal.append(
+        s,
+        &SessionEvent::SessionDeleted {
+            after_lsn: Some(0),
+            ranges: ranges.clone(),
+            reason: reason.clone(),
+        },
+    )
+    .unwrap();
+    let again = delete_session(&wal, s).unwrap();
+    assert_eq!(
+        again.lsns.len() as u64 + listed(&tombstones[..1]),
+        300,
+        "a delete run again lists what is hidden unlisted"
+    );
+    wal.close().unwrap();
+    assert_eq!(delete_compact_and_count(d.path(), s), 0);
+}
