@@ -822,6 +822,54 @@ fn dump_follow_notices_a_log_removed_and_created_again() {
     wal.close().unwrap();
 }
 
+/// `dump --follow` noted a tombstone only when its walk reached it: the
+/// records a tombstone deletes, read after it was durable (appended and
+/// deleted while the follower slept), were printed as live. Now it reads
+/// on to the end for tombstones before it shows a record (the library's
+/// `LogDeletions::note_through_end`, as `follow` does).
+#[test]
+fn dump_follow_shows_no_record_read_after_its_tombstone_was_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (s, keep) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let wal = Wal::open(dir, WalOptions::default()).unwrap();
+    wal.append(keep, &SessionEvent::UserMessage("other".into()))
+        .unwrap();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("logbook"))
+        .args(["dump", "--follow", "--json", "--poll-ms", "1500"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = lines_of(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first: Value = serde_json::from_str(&next_line(&out, deadline, "first")).unwrap();
+    assert_eq!(first["lsn"], 1);
+    // While it sleeps: appended, then deleted.
+    let batch: Vec<(uuid::Uuid, SessionEvent)> = (0..3000)
+        .map(|i| (s, SessionEvent::UserMessage(format!("SECRET {i}"))))
+        .collect();
+    wal.append_many(&batch).unwrap();
+    logbook_replay::delete_session(&wal, s).unwrap();
+    wal.append(keep, &SessionEvent::UserMessage("after".into()))
+        .unwrap();
+    let mut leaked = 0;
+    loop {
+        let line = next_line(&out, deadline, "the record after the delete");
+        if line.contains("SECRET") {
+            leaked += 1;
+        }
+        if line.contains("\"after\"") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wal.close().unwrap();
+    assert_eq!(leaked, 0, "deleted records shown by dump --follow");
+}
+
 /// Wait for a child to exit by itself; kill it and fail past `deadline`.
 fn exits_by_itself(child: &mut std::process::Child, deadline: Instant) -> Option<i32> {
     loop {

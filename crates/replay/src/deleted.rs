@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::error::ReplayError;
 use crate::scan::Sessions;
-use crate::source::{Source, SourceItem};
+use crate::source::{Source, SourceItem, SourceReader};
 
 /// The tombstones of each log of a source (LSNs are per log; a log
 /// directory is one log, `None` when its id cannot be read): what
@@ -41,6 +41,27 @@ impl LogDeletions {
                 EventRecord::peek_kind(record),
                 Ok(Some(("session_deleted", _)))
             )
+    }
+
+    /// Read `scout` on to the end of what its source holds now, taking
+    /// note of the tombstones it passes (only each record's kind is read;
+    /// a problem is passed over, for the main read to report). A follower
+    /// calls this after reading a record and before showing it, with a
+    /// scout reading the same records ahead of it: a record read after
+    /// its tombstone was durable is then never shown (`follow` does the
+    /// same, a batch at a time).
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayError::Wal`] for I/O errors of the source.
+    pub fn note_through_end(&mut self, scout: &mut SourceReader<'_>) -> Result<(), ReplayError> {
+        let _: ControlFlow<()> = scout.walk(|item| {
+            if let SourceItem::Record { record, log } = item {
+                self.note_record(log, &record);
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(())
     }
 
     pub(crate) fn note(

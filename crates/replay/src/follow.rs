@@ -29,6 +29,10 @@ pub struct Follow {
     watch: DurableWatch,
     /// Off while a read runs on the blocking pool.
     reader: Option<Reader>,
+    /// A second reader of the same records, ahead of `reader`: after each
+    /// batch it reads on to the durable end, noting the tombstones there,
+    /// before the batch is returned (off with `reader`).
+    scout: Option<Reader>,
     /// The read running on the blocking pool, and whether the writer had
     /// closed when it began.
     pending: Option<(tokio::task::JoinHandle<Batch>, bool)>,
@@ -38,9 +42,9 @@ pub struct Follow {
     /// The writer closed (or failed): read what is left, then end.
     closing: bool,
     done: bool,
-    /// The tombstones seen: those durable when the follow began, then each
-    /// one read since (it hides what it deletes among the records not yet
-    /// returned).
+    /// The tombstones seen: those durable when the follow began, then
+    /// those the scout read since (each hides what it deletes among the
+    /// records not yet returned).
     deletions: crate::deleted::LogDeletions,
     log: Option<Uuid>,
     deleted: u64,
@@ -55,8 +59,10 @@ pub struct Follow {
 ///
 /// Records a tombstone deletes are left out: the tombstones durable when
 /// the follow begins are gathered first (a pass over the records from
-/// `from`, reading only their kinds, in this call), and a tombstone read
-/// later hides what it deletes among the records not yet returned. A record
+/// `from`, reading only their kinds, in this call). After each batch of
+/// records it reads, the follower reads on to the durable end, noting the
+/// tombstones there, before it returns any record of the batch: a record
+/// read after its tombstone was durable is never returned. A record
 /// returned before its tombstone was durable was not deleted then; the
 /// tombstone follows it, for the caller to act on.
 ///
@@ -96,15 +102,23 @@ pub fn follow(wal: &Wal, from: Lsn, session: Option<Uuid>) -> Result<Follow, Rep
     if let Some(id) = session {
         reader = reader.session(id);
     }
-    let source = crate::source::Source::Dir(dir.clone());
-    let deletions = crate::deleted::tombstones(
-        &source,
-        from,
-        &session.map_or(crate::scan::Sessions::All, crate::scan::Sessions::One),
-    )?;
+    let mut scout = Reader::open(&dir)
+        .map_err(|e| ReplayError::wal("opening", &dir, e))?
+        .from_lsn(from);
+    if let Some(id) = session {
+        scout = scout.session(id);
+    }
+    let mut tombstones = Vec::new();
+    scout_to_end(&mut scout, &mut tombstones).map_err(|e| ReplayError::wal("reading", &dir, e))?;
+    let log = logbook_wal::log_id(&dir).ok();
+    let mut deletions = crate::deleted::LogDeletions::default();
+    for t in &tombstones {
+        deletions.note(log, t.session, t.lsn, &t.event);
+    }
     Ok(Follow {
         deletions,
-        log: logbook_wal::log_id(&dir).ok(),
+        log,
+        scout: Some(scout),
         deleted: 0,
         dir,
         watch,
@@ -148,11 +162,11 @@ impl Follow {
             }
             // Whatever became durable up to now is readable now.
             if self.pending.is_none() {
-                let Some(reader) = self.reader.take() else {
+                let (Some(reader), Some(scout)) = (self.reader.take(), self.scout.take()) else {
                     self.done = true;
                     return None;
                 };
-                let read = tokio::task::spawn_blocking(move || read_batch(reader));
+                let read = tokio::task::spawn_blocking(move || read_batch(reader, scout));
                 self.pending = Some((read, self.closing));
             }
             let Some((read, closing)) = self.pending.as_mut() else {
@@ -163,12 +177,26 @@ impl Follow {
             // the next call picks it up.
             let joined = read.await;
             self.pending = None;
-            let Ok((reader, records, skipped, error)) = joined else {
+            let Ok(Batch {
+                reader,
+                scout,
+                records,
+                tombstones,
+                skipped,
+                error,
+            }) = joined
+            else {
                 self.done = true;
                 return None;
             };
             self.reader = Some(reader);
+            self.scout = Some(scout);
             self.skipped += skipped;
+            // Every tombstone durable when the batch was read, before any
+            // record of it is returned.
+            for t in &tombstones {
+                self.deletions.note(self.log, t.session, t.lsn, &t.event);
+            }
             if let Some(e) = error {
                 self.done = true;
                 return Some(Err(match e {
@@ -181,9 +209,6 @@ impl Follow {
                 }));
             }
             if !records.is_empty() {
-                for r in &records {
-                    self.deletions.note(self.log, r.session, r.lsn, &r.event);
-                }
                 self.buffered.extend(records);
                 continue;
             }
@@ -218,28 +243,69 @@ enum Failure {
     Undecodable(Lsn, WalError),
 }
 
-type Batch = (Reader, Vec<EventRecord>, u64, Option<Failure>);
+/// What one trip to the blocking pool read.
+#[derive(Debug)]
+struct Batch {
+    reader: Reader,
+    scout: Reader,
+    records: Vec<EventRecord>,
+    /// The tombstones the scout read, up to the durable end it reached
+    /// after the records were read.
+    tombstones: Vec<EventRecord>,
+    skipped: u64,
+    error: Option<Failure>,
+}
 
-/// Up to [`BATCH`] records from where `reader` is (on the blocking pool).
-fn read_batch(mut reader: Reader) -> Batch {
-    let mut out = Vec::new();
+/// Up to [`BATCH`] records from where `reader` is, then the tombstones
+/// from where `scout` is to the durable end (on the blocking pool).
+fn read_batch(mut reader: Reader, mut scout: Reader) -> Batch {
+    let mut records = Vec::new();
     let mut skipped = 0;
-    while out.len() < BATCH {
+    let mut error = None;
+    while records.len() < BATCH {
         let record = match reader.next_ref() {
             None => break,
-            Some(Err(e)) => return (reader, out, skipped, Some(Failure::Wal(e))),
+            Some(Err(e)) => {
+                error = Some(Failure::Wal(e));
+                break;
+            }
             Some(Ok(record)) => record,
         };
         match EventRecord::decode(&record) {
-            Ok(event) => out.push(event),
+            Ok(event) => records.push(event),
             Err(e) if is_unknown_kind(&e) => skipped += 1,
             Err(e) => {
-                let lsn = record.lsn;
-                return (reader, out, skipped, Some(Failure::Undecodable(lsn, e)));
+                error = Some(Failure::Undecodable(record.lsn, e));
+                break;
             }
         }
     }
-    (reader, out, skipped, None)
+    let mut tombstones = Vec::new();
+    if let (Err(e), None) = (scout_to_end(&mut scout, &mut tombstones), &error) {
+        error = Some(Failure::Wal(e));
+    }
+    Batch {
+        reader,
+        scout,
+        records,
+        tombstones,
+        skipped,
+        error,
+    }
+}
+
+/// Read `scout` on to the durable end, keeping the tombstones it passes
+/// (reading only the kind of every other record).
+fn scout_to_end(scout: &mut Reader, tombstones: &mut Vec<EventRecord>) -> Result<(), WalError> {
+    while let Some(record) = scout.next_ref() {
+        let record = record?;
+        if let Ok(Some(("session_deleted", _))) = EventRecord::peek_kind(&record) {
+            if let Ok(decoded) = EventRecord::decode(&record) {
+                tombstones.push(decoded);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn is_unknown_kind(e: &WalError) -> bool {

@@ -217,3 +217,44 @@ async fn lost_ephemeral_counts_exactly_the_ephemeral_events_lost() {
         sub.lost_ephemeral()
     );
 }
+
+/// A follower read ahead in batches of 1024 and returned each batch as
+/// soon as it was read: a follower begun before a tombstone returned
+/// records read after the tombstone that deletes them was durable (the
+/// review: 3000 records appended in one batch, then deleted, before the
+/// follower read anything; it returned 2048 of them). Now it reads on to
+/// the durable end, noting tombstones, before it returns a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_begun_before_a_tombstone_returns_no_record_read_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let (s, keep) = (Uuid::new_v4(), Uuid::new_v4());
+    wal.append(keep, &SessionEvent::UserMessage("other".into()))
+        .unwrap();
+    // Begun before anything of `s` is there.
+    let mut one = follow(&wal, 0, Some(s)).unwrap();
+    let mut all = follow(&wal, 0, None).unwrap();
+    let batch: Vec<(Uuid, SessionEvent)> = (0..3000)
+        .map(|i| (s, SessionEvent::UserMessage(format!("SECRET {i}"))))
+        .collect();
+    wal.append_many(&batch).unwrap();
+    logbook_replay::delete_session(&wal, s).unwrap();
+    wal.append(keep, &SessionEvent::UserMessage("after".into()))
+        .unwrap();
+    wal.close().unwrap();
+    // Only now does either follower read anything.
+    for (name, f) in [("one session", &mut one), ("every session", &mut all)] {
+        let mut leaked = 0;
+        let mut tombstones = 0;
+        while let Some(record) = f.next().await {
+            match record.unwrap().event {
+                SessionEvent::UserMessage(t) if t.starts_with("SECRET") => leaked += 1,
+                SessionEvent::SessionDeleted { .. } => tombstones += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(leaked, 0, "{name}: deleted records returned");
+        assert!(tombstones >= 1, "{name}");
+        assert_eq!(f.deleted(), 3000, "{name}");
+    }
+}

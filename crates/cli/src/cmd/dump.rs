@@ -288,8 +288,19 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         })
     };
     // Deleted records are left out unless asked for: the tombstones first
-    // (each comes after what it deletes).
+    // (each comes after what it deletes). Following, a scout reads the
+    // same records on to the end after each record is read and before it
+    // is shown, so a record read after its tombstone was durable is never
+    // shown (the library's rule: `LogDeletions::note_through_end`).
     let mut deletions = logbook_replay::tombstones_in(&source, start.unwrap_or(0))?;
+    let mut scout = if args.follow {
+        Some(open(start)?)
+    } else {
+        None
+    };
+    if let Some(scout) = scout.as_mut() {
+        deletions.note_through_end(scout)?;
+    }
     let mut reader = open(start)?;
     let mut following = Following::new(reader.log_reader());
     let mut last_tail_note = None;
@@ -311,6 +322,9 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                         return Ok(if shipped { Flow::Continue } else { Flow::Stop });
                     }
                     deletions.note_record(log, &record);
+                    if let Some(scout) = scout.as_mut() {
+                        deletions.note_through_end(scout)?;
+                    }
                     let deleted = deletions.hides(log, &record);
                     if deleted && !args.include_deleted {
                         return Ok(Flow::Continue);
@@ -383,6 +397,8 @@ fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                         dir.display()
                     ));
                     reader = new;
+                    scout = Some(open(None)?);
+                    deletions = logbook_replay::LogDeletions::default();
                     following = Following::new(reader.log_reader());
                     last_tail_note = None;
                 }
