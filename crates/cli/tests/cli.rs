@@ -2667,3 +2667,52 @@ fn verify_names_each_segments_key_clear_then_a_then_b() {
         "{stdout}"
     );
 }
+
+/// `sessions` and `replay` of any segment file but the log's first found
+/// nothing ("0 session(s)") while `dump` of the same file showed its
+/// records: the reader placed itself at LSN 0, on the log's first segment,
+/// which a one-segment reader does not read. A one-segment source lists
+/// and replays what it holds.
+#[test]
+fn sessions_and_replay_of_a_later_segment_file_show_what_it_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wal = Wal::open(dir, small_options()).unwrap();
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for i in 0..60 {
+        wal.append(
+            a,
+            &SessionEvent::UserMessage(format!("alpha {i} {}", "x".repeat(40))),
+        )
+        .unwrap();
+        wal.append(
+            b,
+            &SessionEvent::UserMessage(format!("bravo {i} {}", "y".repeat(40))),
+        )
+        .unwrap();
+    }
+    wal.close().unwrap();
+    let segments = segments(dir);
+    assert!(segments.len() >= 3, "{segments:?}");
+    for seg in &segments {
+        let seg = seg.to_str().unwrap();
+        let out = logbook().args(["sessions", seg]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{seg}: {stdout}");
+        assert!(stdout.contains("2 session(s)"), "{seg}: {stdout}");
+        let out = logbook()
+            .args(["replay", seg, &a.to_string(), "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{seg}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("alpha"),
+            "{seg}"
+        );
+    }
+}

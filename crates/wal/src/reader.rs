@@ -580,9 +580,16 @@ impl Reader {
     pub fn from_lsn(mut self, lsn: Lsn) -> Reader {
         self.from_lsn = lsn;
         if self.current.is_none() {
-            // The last segment whose base is at or below `lsn`.
+            // The last segment whose base is at or below `lsn`; a reader of
+            // one segment stays on it (records below `lsn` are passed over),
+            // never placed on an earlier one it would not read.
             let i = self.segments.partition_point(|s| s.base_lsn <= lsn);
             self.index = i.saturating_sub(1);
+            if let Some(base) = self.one_segment {
+                if let Some(at) = self.segments.iter().position(|s| s.base_lsn == base) {
+                    self.index = self.index.max(at);
+                }
+            }
         }
         self
     }
