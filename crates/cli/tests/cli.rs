@@ -2716,3 +2716,91 @@ fn sessions_and_replay_of_a_later_segment_file_show_what_it_holds() {
         );
     }
 }
+
+/// One-segment views (`dump SEG --session`, `replay SEG id`, `sessions
+/// SEG`) read the tombstones of that segment only and took the segment's
+/// first record for the session's beginning: records the log deletes (by
+/// a tombstone in a later segment) showed as live, and a session begun in
+/// an earlier segment showed as whole. A segment of a log directory now
+/// applies the whole log's tombstones, and a session begun before the
+/// segment is truncated in its view.
+#[test]
+fn a_one_segment_view_hides_what_the_log_deletes_and_marks_a_session_begun_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let wal = Wal::open(dir, small_options()).unwrap();
+    let (s, t) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for id in [s, t] {
+        wal.append(
+            id,
+            &SessionEvent::SessionStarted {
+                model: "m".into(),
+                cwd: "/w".into(),
+                title: None,
+            },
+        )
+        .unwrap();
+    }
+    let mut kept = 0;
+    for i in 0..120 {
+        let lsn = wal
+            .append(
+                s,
+                &SessionEvent::UserMessage(format!("turn {i} {}", "z".repeat(40))),
+            )
+            .unwrap();
+        if i == 9 {
+            kept = lsn;
+        }
+        wal.append(t, &SessionEvent::UserMessage(format!("other {i}")))
+            .unwrap();
+    }
+    logbook_replay::delete_after(&wal, s, kept).unwrap();
+    wal.close().unwrap();
+    let segments = segments(dir);
+    assert!(segments.len() >= 3, "{segments:?}");
+    let second = segments[1].to_str().unwrap();
+    let id = s.to_string();
+    let dump = logbook()
+        .args(["dump", second, "--session", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        !text.contains("turn "),
+        "deleted records shown as live: {text}"
+    );
+    let out = logbook()
+        .args(["replay", second, &id, "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Nothing of the session is live in that segment.
+    assert!(
+        out.status.code() == Some(1)
+            || (v["events"] == 0 && v["transcript"] == Value::Array(vec![])),
+        "{v} {stderr}"
+    );
+    // The other session, begun in the first segment, is cut short there.
+    let out = logbook()
+        .args(["replay", second, &t.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["truncated"], true, "{v}");
+    let listed = logbook().args(["sessions", second]).output().unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("1 session(s)"), "{text}");
+    // The first segment holds the beginning and turns 0..9 kept: whole;
+    // the last segment's view of the session is cut short.
+    let first = segments[0].to_str().unwrap();
+    let out = logbook()
+        .args(["replay", first, &id, "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["truncated"], false, "{v}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("turn 10 "), "{text}");
+}

@@ -124,6 +124,17 @@ pub(crate) fn tombstones_until(
     until: Lsn,
     sessions: &Sessions<'_>,
 ) -> Result<LogDeletions, ReplayError> {
+    // A segment of a log directory: the tombstones of the whole log (a
+    // tombstone is appended after what it deletes, often in a later
+    // segment), so a one-segment view hides what the log deletes.
+    let whole;
+    let source = match (source, source.dir()) {
+        (Source::Segment(_), Some(dir)) => {
+            whole = Source::Dir(dir.to_path_buf());
+            &whole
+        }
+        _ => source,
+    };
     let mut reader = source.reader()?.from_lsn(from).until(until);
     if let Sessions::One(id) = sessions {
         reader = reader.session(*id);

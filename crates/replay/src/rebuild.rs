@@ -304,8 +304,8 @@ pub fn session_state_in(
         return Err(ReplayError::UnknownSession(session));
     }
     state.note_deleted(report.deleted.count);
-    if let Source::Dir(dir) = source {
-        state.note_log_start(crate::scan::log_start(dir)?);
+    if let Some(start) = crate::scan::view_start(source)? {
+        state.note_log_start(start);
     }
     if let (true, Some(tombstone_lsn)) = (state.is_deleted(), state.last_tombstone()) {
         return Err(ReplayError::DeletedSession {
@@ -414,8 +414,8 @@ pub fn session_state_by_prefix_in(
         (1, Some(mut state)) => Ok((
             {
                 state.note_deleted(report.deleted.count);
-                if let Source::Dir(dir) = source {
-                    state.note_log_start(crate::scan::log_start(dir)?);
+                if let Some(start) = crate::scan::view_start(source)? {
+                    state.note_log_start(start);
                 }
                 state
             },

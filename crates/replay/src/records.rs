@@ -175,12 +175,20 @@ pub fn list_sessions_in(
         },
     )?;
     let shipped = matches!(source, Source::Shipped(_));
+    // A one-segment view: a session begun before its segment is cut short.
+    let start = match source {
+        Source::Segment(_) => crate::scan::view_start(source)?,
+        _ => None,
+    };
     let (sessions, deleted) = crate::list::split_deleted(
         tallies
             .into_iter()
             .zip(logs)
             .map(|(t, logs)| {
-                let mut s = t.finish(writer_live);
+                let mut s = match start {
+                    Some(start) => t.finish_in(writer_live, start),
+                    None => t.finish(writer_live),
+                };
                 if shipped {
                     s.logs = logs;
                 }

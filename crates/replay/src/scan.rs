@@ -331,6 +331,22 @@ pub(crate) fn log_start(dir: &Path) -> Result<Lsn, ReplayError> {
         .unwrap_or(0))
 }
 
+/// Where the records of `source` start, for telling whether a session was
+/// cut short: the log's start for a directory, the segment's base LSN for
+/// one segment file (a session begun in an earlier segment is cut short
+/// in that view), `None` for records read elsewhere.
+pub(crate) fn view_start(source: &Source) -> Result<Option<Lsn>, ReplayError> {
+    match source {
+        Source::Dir(dir) => log_start(dir).map(Some),
+        Source::Segment(path) => Ok(path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse::<Lsn>().ok())),
+        Source::Shipped(_) => Ok(None),
+    }
+}
+
 fn skipped(record: &RecordRef<'_>) -> Item {
     Item::Skipped {
         lsn: record.lsn,
