@@ -674,3 +674,48 @@ fn a_delete_run_again_lists_what_a_delete_cut_short_hides_unlisted() {
     wal.close().unwrap();
     assert_eq!(delete_compact_and_count(d.path(), s), 0);
 }
+
+/// One record with a bad CRC in a sealed segment made `compact` fail
+/// whole (the pass gathering tombstones stopped at the damage), though
+/// durability.md says a segment that does not read cleanly is left and
+/// reported (`Compaction::skipped`) and the rest erased. The gathering now
+/// passes over damage (a damaged tombstone deletes nothing for readers
+/// either), and the damaged segment is skipped.
+#[test]
+fn one_damaged_record_leaves_its_segment_and_compaction_erases_the_rest() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (s, other) = (Uuid::from_u128(0xda3), Uuid::from_u128(0x07e));
+    let wal = Wal::open(dir, tiny()).unwrap();
+    for i in 0..150 {
+        wal.append(s, &SessionEvent::UserMessage(format!("SECRET-{i:03}")))
+            .unwrap();
+        wal.append(other, &SessionEvent::UserMessage(format!("kept {i}")))
+            .unwrap();
+    }
+    delete_session(&wal, s).unwrap();
+    wal.close().unwrap();
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 4, "{segments:?}");
+    // The last byte of the second segment's last record: its CRC fails.
+    let damaged = segments[1].clone();
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x55;
+    std::fs::write(&damaged, bytes).unwrap();
+    let wal = Wal::open(dir, tiny()).unwrap();
+    let done = wal.compact().unwrap();
+    wal.close().unwrap();
+    assert_eq!(done.skipped.len(), 1, "{:?}", done.skipped);
+    assert_eq!(done.skipped[0].0, damaged, "{:?}", done.skipped);
+    assert!(done.erased > 0);
+    let left: Vec<String> = files_holding(dir, b"SECRET-")
+        .into_iter()
+        .filter(|f| f.ends_with(".wal") && *f != damaged.display().to_string())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

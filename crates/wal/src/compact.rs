@@ -150,7 +150,15 @@ fn gather(
     }
     let mut listed = Listed::default();
     while let Some(record) = reader.next_ref() {
-        let record = record?;
+        let record = match record {
+            Ok(record) => record,
+            // Damage: passed over (the reader goes on after it). A damaged
+            // tombstone deletes nothing for readers either, so nothing
+            // unlisted is erased; the damaged segment itself is left as
+            // it is and reported (`Compaction::skipped`).
+            Err(e) if e.is_corruption() => continue,
+            Err(e) => return Err(e),
+        };
         // Still sealed (no key with its id): it may be a tombstone, so
         // what the log deletes cannot be known. Refused, never read as
         // "nothing to erase".
