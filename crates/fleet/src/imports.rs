@@ -168,6 +168,16 @@ impl Imports {
             .flatten()
     }
 
+    /// Where the record compaction erased at `lsn` (a redacted placeholder
+    /// naming `session`) came from, if an entry names that LSN and
+    /// session: it landed, and was deleted and erased here since.
+    pub(crate) fn erased_origin(&self, lsn: Lsn, session: Uuid) -> Option<(Uuid, Lsn)> {
+        self.by_lsn
+            .get(&lsn)
+            .filter(|e| e.session == session)
+            .map(|e| (e.origin_log, e.origin_lsn))
+    }
+
     /// The lowest local LSN an entry of `session` names.
     pub(crate) fn first_lsn_of(&self, session: Uuid) -> Option<Lsn> {
         self.by_lsn

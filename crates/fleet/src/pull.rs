@@ -382,11 +382,18 @@ fn landed_origins(dir: &Path, session: Uuid) -> Result<HashSet<(Uuid, Lsn)>, Fle
     };
     // With the process's keys (the one decode path): entries hold the
     // plaintext's CRC, as the shipper compares it.
-    let mut reader = reader.from_lsn(from).session(session);
+    // Noting placeholders: an imported record deleted here and erased by
+    // compaction landed all the same; pulled again, it would come back.
+    let mut reader = reader.from_lsn(from).session(session).noting_redacted();
     while let Some(record) = reader.next_ref() {
         let record =
             record.map_err(|e| FleetError::wal(dir, "reading the log for imported records", e))?;
         if let Some(origin) = imports.landed_origin(record.lsn, record.session, record.payload) {
+            landed.insert(origin);
+        }
+    }
+    for erased in reader.take_placeholders() {
+        if let Some(origin) = imports.erased_origin(erased.lsn, erased.session) {
             landed.insert(origin);
         }
     }

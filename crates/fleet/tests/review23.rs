@@ -207,3 +207,59 @@ fn a_planted_placeholder_keeps_a_record_out_of_the_stream_without_a_trace() {
         );
     });
 }
+
+/// A pulling host deletes pulled records and compacts: their `IMPORTS`
+/// entries then point at redacted placeholders, which the pull's check of
+/// what landed never saw (it compared payload CRCs of the records the
+/// reader returns), so they counted as missing and the next pull brought
+/// the erased records back. A placeholder at an entry's LSN, of its
+/// session, now counts as landed.
+#[test]
+fn a_pull_after_compaction_does_not_bring_erased_records_back() {
+    let Some(bin) = common::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = common::Server::single(&bin, root.path());
+    let (host_a, host_b) = (root.path().join("a"), root.path().join("b"));
+    let s = Uuid::new_v4();
+    {
+        let wal = Wal::open(&host_a, WalOptions::default()).unwrap();
+        for i in 0..60 {
+            wal.append(s, &SessionEvent::UserMessage(phrase(i)))
+                .unwrap();
+        }
+        wal.close().unwrap();
+    }
+    let tiny = || WalOptions {
+        segment_size: 4096,
+        preallocate: false,
+        ..WalOptions::default()
+    };
+    common::run(Duration::from_secs(120), async {
+        let target = Target::parse(&server.url()).unwrap();
+        Shipper::new(&host_a, target.clone(), ShipOptions::default())
+            .unwrap()
+            .ship()
+            .await
+            .unwrap();
+        let wal = Wal::open(&host_b, tiny()).unwrap();
+        let pulled = resume_from_stream(&target, &wal, s).await.unwrap();
+        assert_eq!(pulled.imported, 60);
+        drop(pulled);
+        // Host B pops all but the first ten, then erases them.
+        let kept = session_state(&host_b, s).unwrap().transcript()[9].lsn;
+        logbook_replay::delete_after(&wal, s, kept).unwrap();
+        wal.close().unwrap();
+        let wal = Wal::open(&host_b, tiny()).unwrap();
+        let done = wal.compact().unwrap();
+        assert!(done.erased >= 40, "{done:?}");
+        // Pulled again: nothing is missing.
+        let again = resume_from_stream(&target, &wal, s).await.unwrap();
+        assert_eq!(again.imported, 0, "erased records pulled back");
+        drop(again);
+        wal.close().unwrap();
+    });
+    let said = session_state(&host_b, s).unwrap().transcript().len();
+    assert_eq!(said, 10);
+}
