@@ -200,3 +200,22 @@ fn a_truncated_fork_read_or_pulled_from_the_stream_is_still_truncated() {
         .args([&f.to_string(), "--from", &url]));
     assert_marked_truncated(b.to_str().unwrap(), f, "a truncated fork pulled");
 }
+
+/// `replay DIR <id prefix>` (text and `--json`) rebuilt the session
+/// without looking at where the log starts: a session cut short by
+/// retention replayed as whole by prefix, truncated by full id.
+#[test]
+fn a_truncated_session_replayed_by_id_prefix_is_still_truncated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = truncated_log(tmp.path());
+    let dir = tmp.path().to_str().unwrap();
+    let prefix = &id.to_string()[..8];
+    let text = ok(logbook().args(["replay", dir, prefix]));
+    let json = ok(logbook().args(["replay", dir, prefix, "--json"]));
+    let json = json_lines(&json).remove(0);
+    assert_eq!(json["session"], id.to_string());
+    assert!(
+        text.contains("truncated:") && json["truncated"] == true,
+        "by prefix, passed off as whole: {json}\n{text}"
+    );
+}
