@@ -107,12 +107,20 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
 
     async def get_items(self, limit: Optional[int] = None) -> list[Any]:
         """The conversation's items in order; with ``limit``, the latest
-        ``limit`` of them (still in order). Only those are decoded."""
+        ``limit`` of them (still in order), read from the end of the
+        conversation: O(limit), not O(the conversation)."""
         self._check_open()
         limit = resolve_session_limit(limit, self.session_settings)
-        records = await self.log.read_custom_async(self._session, _ITEM)
         if limit is not None and limit == 0:
             return []
+        if limit is not None and limit > 0:
+            records = await self.log.read_custom_tail_async(self._session, limit, _ITEM)
+            out = _decoded(records)
+            if out is not None:
+                return out
+            # An entry that is not JSON among them: it does not count
+            # (as in SQLiteSession); read the whole conversation.
+        records = await self.log.read_custom_async(self._session, _ITEM)
         if limit is None or limit < 0:
             limit = len(records)
         out = []
@@ -143,6 +151,13 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
 
     async def _pop(self) -> Optional[Any]:
         async with self._lock():
+            # The latest item, read from the end.
+            latest = await self.log.read_custom_tail_async(self._session, 1, _ITEM)
+            decoded = _decoded(latest)
+            if decoded is not None:
+                if latest:
+                    await self.log.delete_records_async(self._session, [latest[0][0]])
+                return decoded[0] if decoded else None
             records = await self._records()
             # The latest item, and any entry that is not JSON after it
             # (dropped with it, as SQLiteSession drops corrupt rows).
@@ -174,6 +189,18 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
         self._closed = True
         if self._owns_log:
             self.log.close()
+
+
+def _decoded(records: list) -> Optional[list]:
+    """The items of ``(lsn, name, data)`` records, or None if one of them
+    is not JSON."""
+    out = []
+    for _lsn, _name, data in records:
+        try:
+            out.append(json.loads(data))
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return out
 
 
 async def _shielded(awaitable: Any) -> Any:

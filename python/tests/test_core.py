@@ -282,3 +282,27 @@ async def test_reads_see_their_own_writes_under_every_policy(tmp_path, policy):
     config = saver.put({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, empty_checkpoint(), {}, {})
     assert saver.get_tuple(config) is not None
     log.close()
+
+
+@pytest.mark.parametrize("key", [None, bytes(range(32))])
+async def test_read_custom_tail_is_the_end_of_read_custom(tmp_path, key):
+    import random
+
+    rng = random.Random(24)
+    with logbook.Log(tmp_path / "log", segment_size=4096, key=key) as log:
+        s, other = sid(), sid()
+        for round_ in range(6):
+            for i in range(40):
+                name = "item" if rng.random() < 0.7 else "note"
+                log.append_custom(s if rng.random() < 0.8 else other, name, f"{round_}.{i}".encode())
+            live = [lsn for lsn, _, _ in log.read_custom(s)]
+            if live:
+                log.delete_records(s, rng.sample(live, min(len(live), rng.randrange(8))))
+            if round_ == 3:
+                log.delete_after(s, live[len(live) // 2])
+            for prefix in (None, "item"):
+                full = log.read_custom(s, prefix)
+                for n in (1, 2, 7, 30, 500):
+                    assert log.read_custom_tail(s, n, prefix) == full[-n:]
+                    assert await log.read_custom_tail_async(s, n, prefix) == full[-n:]
+        assert log.read_custom_tail(sid(), 5) == []

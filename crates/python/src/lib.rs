@@ -416,6 +416,22 @@ impl<'py> IntoPyObject<'py> for Out {
     }
 }
 
+/// The last `limit` `Custom` records of `session` whose name starts with
+/// `prefix`, read from the end.
+fn custom_tail(
+    dir: &std::path::Path,
+    session: Uuid,
+    limit: usize,
+    prefix: Option<&str>,
+) -> Result<Vec<EventRecord>, ReplayError> {
+    logbook_replay::session_tail(
+        dir,
+        session,
+        limit,
+        |r| matches!(&r.event, SessionEvent::Custom { name, .. } if prefix.is_none_or(|p| name.starts_with(p))),
+    )
+}
+
 /// `(lsn, name, data)` of each `Custom` record whose name starts with `prefix`.
 fn custom_list<'py>(
     py: Python<'py>,
@@ -1086,6 +1102,50 @@ impl Log {
             )?)
         })?;
         custom_list(py, &records, prefix.as_deref()).map(Bound::unbind)
+    }
+
+    /// The last `limit` of `read_custom(session, prefix)`, read from the
+    /// end of the session (`logbook_replay::session_tail`): O(limit)
+    /// records through the session index, not the whole session (an
+    /// encrypted log is read forwards whole). The same answer as
+    /// `read_custom(session, prefix)[-limit:]`.
+    #[pyo3(signature = (session, limit, prefix = None))]
+    fn read_custom_tail(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        limit: usize,
+        prefix: Option<String>,
+    ) -> PyResult<PyObject> {
+        let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
+        let wanted = prefix.clone();
+        let records = self.blocking(py, move |wal| {
+            Ok(custom_tail(
+                synced(wal, sync_reads)?,
+                session,
+                limit,
+                wanted.as_deref(),
+            )?)
+        })?;
+        custom_list(py, &records, prefix.as_deref()).map(Bound::unbind)
+    }
+
+    /// `read_custom_tail(session, limit, prefix)` as an awaitable.
+    #[pyo3(signature = (session, limit, prefix = None))]
+    fn read_custom_tail_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        limit: usize,
+        prefix: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
+        self.spawn(py, move |wal| {
+            let records = custom_tail(synced(wal, sync_reads)?, session, limit, prefix.as_deref())?;
+            Ok(Out::Custom(records, prefix))
+        })
     }
 
     /// `read_custom(session, prefix)` as an awaitable.

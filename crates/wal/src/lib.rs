@@ -120,7 +120,9 @@ pub use crate::format::{
 pub use crate::index::{derived_writes, set_derived_writes};
 pub use crate::log_id::{assign_log_id, log_id};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
-pub use crate::reader::{Place, Placeholder, RawRecord, Reader, RecordRef, TailDamage, Tombstones};
+pub use crate::reader::{
+    Place, Placeholder, RawRecord, Reader, RecordRef, SessionStarts, TailDamage, Tombstones,
+};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
 pub use crate::retain::{RetainedSegment, Retention, RetentionPlan, retention_plan};
 pub use crate::segment::LogFile;
