@@ -10,8 +10,9 @@
 //! Blocking calls release the GIL (`allow_threads`) for their I/O and
 //! encoding; `*_async` methods return asyncio awaitables driven by one
 //! shared tokio runtime (`pyo3-async-runtimes`), on the library's async
-//! path (`Wal::append_async`): concurrent coroutines share group commits,
-//! and no thread is started per call.
+//! path (`Wal::append_async`): concurrent coroutines share group commits;
+//! no thread or task is started per append (one resolver task resolves
+//! the appends a group commit made durable, in one batch).
 //!
 //! The pure-Python package (`python/logbook`) re-exports this module and
 //! adds the LangGraph and Agents SDK adapters.
@@ -479,27 +480,7 @@ struct Completion {
     done: Done,
 }
 
-static COMPLETER: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Completion>> =
-    std::sync::OnceLock::new();
-
 static GET_RUNNING_LOOP: pyo3::sync::GILOnceCell<Py<PyAny>> = pyo3::sync::GILOnceCell::new();
-
-/// The task that resolves the futures of finished appends: one GIL
-/// acquisition and one `call_soon_threadsafe` per loop for every batch of
-/// them (a group commit releases many appends at once), instead of one
-/// each.
-fn completer() -> &'static tokio::sync::mpsc::UnboundedSender<Completion> {
-    COMPLETER.get_or_init(|| {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Completion>();
-        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            let mut batch = Vec::new();
-            while rx.recv_many(&mut batch, 4096).await > 0 {
-                deliver(&mut batch);
-            }
-        });
-        tx
-    })
-}
 
 /// Resolve the futures of `batch` (emptied): one GIL acquisition, one
 /// `call_soon_threadsafe` per event loop.
@@ -604,26 +585,141 @@ fn resolve_batch(batch: &Bound<'_, PyList>) -> PyResult<()> {
     Ok(())
 }
 
+/// An append waiting for durability: its future (polled once already),
+/// and the asyncio future and loop to resolve.
+struct Waiting {
+    append: std::pin::Pin<Box<dyn Future<Output = Done> + Send>>,
+    future: Py<PyAny>,
+    event_loop: Py<PyAny>,
+}
+
+/// The appends waiting for durability, and the task that resolves them:
+/// every waiting append's future is polled with one shared waker, which
+/// the writer wakes when it makes their records durable (or fails); the
+/// task then polls them all, and resolves the finished ones in one batch
+/// ([`deliver`]). No task per append, no channel: a group commit costs
+/// one wake-up of the task, one GIL acquisition and one
+/// `call_soon_threadsafe` per event loop.
+struct Resolver {
+    waiting: Mutex<Vec<Waiting>>,
+    waker: std::task::Waker,
+}
+
+/// Wakes the resolver's task.
+struct WakeResolver(Arc<tokio::sync::Notify>);
+
+impl std::task::Wake for WakeResolver {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
+static RESOLVER: std::sync::OnceLock<Resolver> = std::sync::OnceLock::new();
+
+fn resolver() -> &'static Resolver {
+    RESOLVER.get_or_init(|| {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let waker = std::task::Waker::from(Arc::new(WakeResolver(notify.clone())));
+        let resolver = Resolver {
+            waiting: Mutex::new(Vec::new()),
+            waker,
+        };
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                notify.notified().await;
+                // Only the `OnceLock` is set after this task is spawned.
+                let Some(resolver) = RESOLVER.get() else {
+                    continue;
+                };
+                resolver.resolve(&mut done);
+            }
+        });
+        resolver
+    })
+}
+
+impl Resolver {
+    /// Poll every waiting append; resolve those that finished.
+    fn resolve(&self, done: &mut Vec<Completion>) {
+        use std::task::{Context, Poll};
+        let taken =
+            std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut cx = Context::from_waker(&self.waker);
+        let mut taken: Vec<Waiting> = taken
+            .into_iter()
+            .filter_map(|mut w| match w.append.as_mut().poll(&mut cx) {
+                Poll::Ready(d) => {
+                    done.push(Completion {
+                        future: w.future,
+                        event_loop: w.event_loop,
+                        done: d,
+                    });
+                    None
+                }
+                Poll::Pending => Some(w),
+            })
+            .collect();
+        if !taken.is_empty() {
+            self.waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .append(&mut taken);
+        }
+        if !done.is_empty() {
+            deliver(done);
+        }
+    }
+}
+
 /// An asyncio future for an append: `append` is polled once here, on the
 /// caller's thread (it encodes and queues the record, so records are queued
-/// in the order of the calls; outside tokio that poll does no I/O), then
-/// awaited on the runtime; the future resolves through [`completer`].
+/// in the order of the calls; outside tokio that poll does no I/O); if it
+/// must wait for durability it joins the [`Resolver`]'s waiting appends,
+/// which resolves it once its record is durable.
 fn appending<'py>(
     py: Python<'py>,
     bytes: usize,
     append: impl Future<Output = Done> + Send + 'static,
 ) -> PyResult<Bound<'py, PyAny>> {
-    use std::task::{Context, Poll, Waker};
+    use std::task::{Context, Poll};
     let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
         Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
     })?;
     let event_loop = get_loop.call0(py)?.into_bound(py);
     let future = event_loop.call_method0("create_future")?;
-    let mut append = Box::pin(append);
+    let resolver = resolver();
+    let mut append: std::pin::Pin<Box<dyn Future<Output = Done> + Send>> = Box::pin(append);
+    let mut handles = Some((future.clone().unbind(), event_loop.clone().unbind()));
+    // The first poll encodes and queues the record, registering the
+    // resolver's waker; a waiting append joins the list before the lock is
+    // let go, so a wake-up in between finds it there (the resolver takes
+    // the list under the same lock).
     let mut poll = || {
-        append
+        let mut waiting = resolver
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match append
             .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
+            .poll(&mut Context::from_waker(&resolver.waker))
+        {
+            Poll::Ready(done) => Some(done),
+            Poll::Pending => {
+                if let Some((future, event_loop)) = handles.take() {
+                    waiting.push(Waiting {
+                        append: std::mem::replace(&mut append, Box::pin(std::future::pending())),
+                        future,
+                        event_loop,
+                    });
+                }
+                None
+            }
+        }
     };
     // The poll encodes and queues: microseconds for a small record, less
     // than giving the GIL up and taking it back (which, with the threads
@@ -635,33 +731,22 @@ fn appending<'py>(
         poll()
     };
     match first {
-        Poll::Ready(Done::Err(e)) => {
+        Some(Done::Err(e)) => {
             future.call_method1("set_exception", (wal_err(e).into_value(py),))?;
         }
-        Poll::Ready(Done::Lsn(l)) => {
+        Some(Done::Lsn(l)) => {
             future.call_method1("set_result", (l,))?;
         }
-        Poll::Ready(Done::Lsns(l)) => {
+        Some(Done::Lsns(l)) => {
             future.call_method1("set_result", (l,))?;
         }
-        Poll::Ready(Done::Out(Ok(out))) => {
+        Some(Done::Out(Ok(out))) => {
             future.call_method1("set_result", (out,))?;
         }
-        Poll::Ready(Done::Out(Err(e))) => {
+        Some(Done::Out(Err(e))) => {
             future.call_method1("set_exception", (e.into_py().into_value(py),))?;
         }
-        Poll::Pending => {
-            let completion = (future.clone().unbind(), event_loop.unbind());
-            pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-                let done = append.await;
-                let (future, event_loop) = completion;
-                let _ = completer().send(Completion {
-                    future,
-                    event_loop,
-                    done,
-                });
-            });
-        }
+        None => {}
     }
     Ok(future)
 }
@@ -961,10 +1046,10 @@ impl Log {
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
         name: String,
-        data: Vec<u8>,
+        data: Data,
     ) -> PyResult<Lsn> {
         let session = session_id(session)?;
-        let event = SessionEvent::Custom { name, data };
+        let event = SessionEvent::Custom { name, data: data.0 };
         self.blocking(py, move |wal| Ok(wal.append(session, &event)?))
     }
 
@@ -974,11 +1059,11 @@ impl Log {
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
         name: String,
-        data: Vec<u8>,
+        data: Data,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
         let wal = self.wal()?;
-        let event = SessionEvent::Custom { name, data };
+        let event = SessionEvent::Custom { name, data: data.0 };
         appending(py, approx_len(&event), async move {
             wal.append_async(session, &event)
                 .await
@@ -994,7 +1079,7 @@ impl Log {
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
         name: String,
-        data: Vec<Vec<u8>>,
+        data: Vec<Data>,
     ) -> PyResult<Vec<Lsn>> {
         let session = session_id(session)?;
         let batch: Vec<(Uuid, SessionEvent)> = data
@@ -1004,7 +1089,7 @@ impl Log {
                     session,
                     SessionEvent::Custom {
                         name: name.clone(),
-                        data,
+                        data: data.0,
                     },
                 )
             })
@@ -1019,7 +1104,7 @@ impl Log {
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
         name: String,
-        data: Vec<Vec<u8>>,
+        data: Vec<Data>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
         let wal = self.wal()?;
@@ -1027,7 +1112,7 @@ impl Log {
             .into_iter()
             .map(|data| SessionEvent::Custom {
                 name: name.clone(),
-                data,
+                data: data.0,
             })
             .collect();
         appending(py, events.iter().map(approx_len).sum(), async move {
@@ -1527,6 +1612,19 @@ fn batch_from_py(items: &Bound<'_, PyAny>) -> PyResult<Vec<(Uuid, SessionEvent)>
         batch.push((session_id(&session)?, event_from_py(&event)?));
     }
     Ok(batch)
+}
+
+/// Record data: `bytes` (copied once, straight from the object), or any
+/// other sequence of ints (`bytearray`, a list).
+struct Data(Vec<u8>);
+
+impl<'py> FromPyObject<'py> for Data {
+    fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(b) = obj.downcast::<PyBytes>() {
+            return Ok(Data(b.as_bytes().to_vec()));
+        }
+        Ok(Data(obj.extract()?))
+    }
 }
 
 /// A path given as `str` or `os.PathLike`.
