@@ -328,3 +328,34 @@ async def test_read_custom_tail_async(tmp_path):
         full = log.read_custom(s)
         for n in (1, 3, 60):
             assert await log.read_custom_tail_async(s, n) == full[-n:]
+
+
+def test_async_appends_on_any_event_loop(tmp_path):
+    """Appends resolve on a loop that cannot watch a socket (no
+    add_reader: results go through call_soon_threadsafe), on loops made
+    one after another (asyncio.run), and in batches larger than a group
+    commit's (append_custom_many_async of 200 records)."""
+
+    class NoReaderLoop(asyncio.SelectorEventLoop):
+        def add_reader(self, *args, **kwargs):
+            raise NotImplementedError
+
+    s = sid()
+    with logbook.Log(tmp_path / "log") as log:
+
+        async def work(n):
+            lsns = await asyncio.gather(*(log.append_custom_async(s, "x", b"%d" % i) for i in range(n)))
+            many = await log.append_custom_many_async(s, "y", [b"%d" % i for i in range(200)])
+            assert many == list(range(many[0], many[0] + 200))
+            await log.sync_async()
+            return lsns
+
+        for _ in range(3):
+            assert len(asyncio.run(work(50))) == 50
+        loop = NoReaderLoop()
+        try:
+            assert len(loop.run_until_complete(work(50))) == 50
+        finally:
+            loop.close()
+        assert len(asyncio.run(work(10))) == 10
+        assert len(log.read_custom(s)) == 3 * 250 + 250 + 210

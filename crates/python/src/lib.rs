@@ -11,8 +11,9 @@
 //! encoding; `*_async` methods return asyncio awaitables driven by one
 //! shared tokio runtime (`pyo3-async-runtimes`), on the library's async
 //! path (`Wal::append_async`): concurrent coroutines share group commits;
-//! no thread or task is started per append (one resolver task resolves
-//! the appends a group commit made durable, in one batch).
+//! no thread or task is started per append (one resolver task hands the
+//! appends a group commit made durable to their event loop in one batch,
+//! through a socket the loop watches: see [`Door`]).
 //!
 //! The pure-Python package (`python/logbook`) re-exports this module and
 //! adds the LangGraph and Agents SDK adapters.
@@ -473,11 +474,168 @@ enum Done {
     Out(Result<Out, PyErrLater>),
 }
 
-/// An append to resolve: its asyncio future, the loop it belongs to.
+/// An append to resolve: its asyncio future, where it is resolved, and how
+/// it ended.
 struct Completion {
     future: Py<PyAny>,
-    event_loop: Py<PyAny>,
+    home: Home,
     done: Done,
+}
+
+/// Where a future is resolved: through its loop's [`Door`] (no GIL needed
+/// to hand it over), or with `call_soon_threadsafe` on its loop (a loop
+/// that cannot watch a socket: `add_reader` unsupported).
+enum Home {
+    Door(Arc<Door>),
+    Loop(Py<PyAny>),
+}
+
+/// A way into one asyncio event loop that needs no GIL: results are queued
+/// here, and one byte written to a socket the loop watches
+/// (`loop.add_reader`) wakes it; the loop's reader callback ([`Door::open`])
+/// then resolves every queued future, with the GIL it already holds. A
+/// thread that finishes work for Python so never takes the GIL, and the
+/// event loop's thread is never made to give it up.
+struct Door {
+    tx: std::os::unix::net::UnixStream,
+    rx: std::os::unix::net::UnixStream,
+    /// A byte is on its way (or unread): no other is written.
+    rung: std::sync::atomic::AtomicBool,
+    queued: Mutex<Vec<Handed>>,
+}
+
+/// A future and how it ended, on its way to its loop.
+type Handed = (Py<PyAny>, Done);
+
+/// The event loops seen, each with its door (registered with it), or
+/// none if it cannot watch a socket. A loop is kept alive while it is
+/// listed (so no other object takes its address); closed loops are
+/// dropped from the list when a new loop is seen.
+static DOORS: Mutex<Vec<LoopDoor>> = Mutex::new(Vec::new());
+
+/// An event loop and its door, if it has one.
+type LoopDoor = (Py<PyAny>, Option<Arc<Door>>);
+
+/// Where futures of `event_loop` are resolved: its door, made (and
+/// registered with `add_reader`) on first use; `Home::Loop` if the loop
+/// cannot watch a socket. Called on the loop's own thread; no lock is held
+/// across a call into Python (which may let another thread run).
+fn home(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> Home {
+    let known: Vec<LoopDoor> = {
+        let doors = DOORS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, door)) = doors.iter().find(|(l, _)| l.is(event_loop)) {
+            return match door {
+                Some(door) => Home::Door(door.clone()),
+                None => Home::Loop(event_loop.clone().unbind()),
+            };
+        }
+        doors
+            .iter()
+            .map(|(l, d)| (l.clone_ref(py), d.clone()))
+            .collect()
+    };
+    let closed: Vec<Py<PyAny>> = known
+        .into_iter()
+        .filter(|(l, _)| {
+            l.call_method0(py, "is_closed")
+                .and_then(|c| c.is_truthy(py))
+                .unwrap_or(true)
+        })
+        .map(|(l, _)| l)
+        .collect();
+    let door = Door::make(py, event_loop);
+    let mut doors = DOORS.lock().unwrap_or_else(PoisonError::into_inner);
+    doors.retain(|(l, _)| !closed.iter().any(|c| c.is(l)));
+    doors.push((event_loop.clone().unbind(), door.clone()));
+    drop(doors);
+    match door {
+        Some(door) => Home::Door(door),
+        None => Home::Loop(event_loop.clone().unbind()),
+    }
+}
+
+impl Door {
+    fn make(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> Option<Arc<Door>> {
+        use std::os::fd::AsRawFd;
+        let (tx, rx) = std::os::unix::net::UnixStream::pair().ok()?;
+        tx.set_nonblocking(true).ok()?;
+        rx.set_nonblocking(true).ok()?;
+        let door = Arc::new(Door {
+            tx,
+            rx,
+            rung: std::sync::atomic::AtomicBool::new(false),
+            queued: Mutex::new(Vec::new()),
+        });
+        let weak = Arc::downgrade(&door);
+        let callback = pyo3::types::PyCFunction::new_closure(
+            py,
+            None,
+            None,
+            move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| {
+                if let Some(door) = weak.upgrade() {
+                    door.open(args.py());
+                }
+            },
+        )
+        .ok()?;
+        event_loop
+            .call_method1("add_reader", (door.rx.as_raw_fd(), callback))
+            .ok()?;
+        Some(door)
+    }
+
+    /// Queue results for the loop, and wake it (no GIL needed).
+    fn hand_over(&self, items: impl IntoIterator<Item = Handed>) {
+        use std::io::Write;
+        self.queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(items);
+        if !self.rung.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // A full socket buffer already holds a byte: nothing lost.
+            let _ = (&self.tx).write(&[1]);
+        }
+    }
+
+    /// On the loop's thread (its reader callback): resolve what is queued.
+    fn open(&self, py: Python<'_>) {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        while matches!((&self.rx).read(&mut buf), Ok(n) if n > 0) {}
+        // Results queued from here on ring again.
+        self.rung.store(false, std::sync::atomic::Ordering::SeqCst);
+        let queued =
+            std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        for (future, done) in queued {
+            let _ = settle(py, future.bind(py), done);
+        }
+    }
+}
+
+/// Resolve `future` with `done`, unless it is done already (cancelled: its
+/// record is queued all the same).
+fn settle(py: Python<'_>, future: &Bound<'_, PyAny>, done: Done) -> PyResult<()> {
+    if future.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    let (ok, value) = outcome(py, done)?;
+    if ok {
+        future.call_method1("set_result", (value,))?;
+    } else {
+        future.call_method1("set_exception", (value,))?;
+    }
+    Ok(())
+}
+
+/// Whether `done` is a result (else an exception), and its Python value.
+fn outcome(py: Python<'_>, done: Done) -> PyResult<(bool, PyObject)> {
+    Ok(match done {
+        Done::Lsn(l) => (true, l.into_pyobject(py)?.into_any().unbind()),
+        Done::Lsns(l) => (true, l.into_pyobject(py)?.into_any().unbind()),
+        Done::Err(e) => (false, wal_err(e).into_value(py).into_any()),
+        Done::Out(Ok(out)) => (true, out.into_pyobject(py)?.unbind()),
+        Done::Out(Err(e)) => (false, e.into_py().into_value(py).into_any()),
+    })
 }
 
 static GET_RUNNING_LOOP: pyo3::sync::GILOnceCell<Py<PyAny>> = pyo3::sync::GILOnceCell::new();
@@ -485,6 +643,29 @@ static GET_RUNNING_LOOP: pyo3::sync::GILOnceCell<Py<PyAny>> = pyo3::sync::GILOnc
 /// Resolve the futures of `batch` (emptied): one GIL acquisition, one
 /// `call_soon_threadsafe` per event loop.
 fn deliver(batch: &mut Vec<Completion>) {
+    // Through doors first: no GIL.
+    let mut by_door: Vec<(Arc<Door>, Vec<Handed>)> = Vec::new();
+    let mut rest = Vec::new();
+    for c in batch.drain(..) {
+        match c.home {
+            Home::Door(door) => match by_door.iter_mut().find(|(d, _)| Arc::ptr_eq(d, &door)) {
+                Some((_, items)) => items.push((c.future, c.done)),
+                None => by_door.push((door, vec![(c.future, c.done)])),
+            },
+            home => rest.push(Completion {
+                future: c.future,
+                home,
+                done: c.done,
+            }),
+        }
+    }
+    for (door, items) in by_door {
+        door.hand_over(items);
+    }
+    *batch = rest;
+    if batch.is_empty() {
+        return;
+    }
     // At interpreter exit, a thread that takes the GIL (or gives it up in
     // `call_soon_threadsafe`'s write and takes it back) is ended by Python
     // in the middle of Rust frames, which aborts the process: deliveries
@@ -540,21 +721,19 @@ fn deliver_now(batch: &mut Vec<Completion>) {
     let _: PyResult<()> = Python::with_gil(|py| {
         let mut by_loop: Vec<(Py<PyAny>, Vec<PyObject>)> = Vec::new();
         for c in batch.drain(..) {
-            let (ok, value) = match c.done {
-                Done::Lsn(l) => (true, Ok(l.into_pyobject(py)?.into_any().unbind())),
-                Done::Lsns(l) => (true, l.into_pyobject(py).map(|v| v.into_any().unbind())),
-                Done::Err(e) => (false, Ok(wal_err(e).into_value(py).into_any())),
-                Done::Out(Ok(out)) => (true, out.into_pyobject(py).map(Bound::unbind)),
-                Done::Out(Err(e)) => (false, Ok(e.into_py().into_value(py).into_any())),
+            let Home::Loop(event_loop) = c.home else {
+                continue; // (handed over above)
             };
-            let Ok(value) = value else { continue };
+            let Ok((ok, value)) = outcome(py, c.done) else {
+                continue;
+            };
             let item = (c.future, ok, value)
                 .into_pyobject(py)
                 .map(|t| t.into_any().unbind());
             let Ok(item) = item else { continue };
-            match by_loop.iter_mut().find(|(l, _)| l.is(&c.event_loop)) {
+            match by_loop.iter_mut().find(|(l, _)| l.is(&event_loop)) {
                 Some((_, items)) => items.push(item),
-                None => by_loop.push((c.event_loop, vec![item])),
+                None => by_loop.push((event_loop, vec![item])),
             }
         }
         let resolve = wrap_pyfunction!(resolve_batch, py)?;
@@ -586,101 +765,109 @@ fn resolve_batch(batch: &Bound<'_, PyList>) -> PyResult<()> {
 }
 
 /// An append waiting for durability: its future (polled once already),
-/// and the asyncio future and loop to resolve.
+/// and the asyncio future to resolve and where.
 struct Waiting {
     append: std::pin::Pin<Box<dyn Future<Output = Done> + Send>>,
     future: Py<PyAny>,
-    event_loop: Py<PyAny>,
+    home: Home,
 }
 
-/// The appends waiting for durability, and the task that resolves them:
-/// every waiting append's future is polled with one shared waker, which
-/// the writer wakes when it makes their records durable (or fails); the
-/// task then polls them all, and resolves the finished ones in one batch
-/// ([`deliver`]). No task per append, no channel: a group commit costs
-/// one wake-up of the task, one GIL acquisition and one
-/// `call_soon_threadsafe` per event loop.
-struct Resolver {
-    waiting: Mutex<Vec<Waiting>>,
-    waker: std::task::Waker,
-}
+/// The appends waiting for durability, by id. Each is polled with a waker
+/// of its own ([`WakeAppend`]), which the writer wakes once its record is
+/// durable (or the log failed): the wake notes the id and wakes one
+/// resolver task ([`resolver`]), which polls the appends woken since it
+/// last ran and hands the finished ones to their event loops in one batch
+/// (through a [`Door`]: without the GIL). No task, thread or channel
+/// message per append; a group commit wakes the resolver and each event
+/// loop about once.
+static WAITING: std::sync::LazyLock<Mutex<std::collections::HashMap<u64, Waiting>>> =
+    std::sync::LazyLock::new(|| Mutex::new(std::collections::HashMap::new()));
 
-/// Wakes the resolver's task.
-struct WakeResolver(Arc<tokio::sync::Notify>);
+static NEXT_WAITING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-impl std::task::Wake for WakeResolver {
+/// The ids of the waiting appends woken since the resolver last ran.
+static WOKEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// The waker of the waiting append with this id.
+struct WakeAppend(u64);
+
+impl std::task::Wake for WakeAppend {
     fn wake(self: Arc<Self>) {
-        self.0.notify_one();
+        self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.notify_one();
+        WOKEN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self.0);
+        resolver().notify_one();
     }
 }
 
-static RESOLVER: std::sync::OnceLock<Resolver> = std::sync::OnceLock::new();
+static RESOLVER: std::sync::OnceLock<Arc<tokio::sync::Notify>> = std::sync::OnceLock::new();
 
-fn resolver() -> &'static Resolver {
+/// The resolver task's bell (the task is started on first use).
+fn resolver() -> &'static tokio::sync::Notify {
     RESOLVER.get_or_init(|| {
         let notify = Arc::new(tokio::sync::Notify::new());
-        let waker = std::task::Waker::from(Arc::new(WakeResolver(notify.clone())));
-        let resolver = Resolver {
-            waiting: Mutex::new(Vec::new()),
-            waker,
-        };
+        let bell = notify.clone();
         pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
             let mut done = Vec::new();
             loop {
-                notify.notified().await;
-                // Only the `OnceLock` is set after this task is spawned.
-                let Some(resolver) = RESOLVER.get() else {
-                    continue;
-                };
-                resolver.resolve(&mut done);
+                bell.notified().await;
+                resolve(&mut done);
             }
         });
-        resolver
+        notify
     })
 }
 
-impl Resolver {
-    /// Poll every waiting append; resolve those that finished.
-    fn resolve(&self, done: &mut Vec<Completion>) {
-        use std::task::{Context, Poll};
-        let taken =
-            std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
-        let mut cx = Context::from_waker(&self.waker);
-        let mut taken: Vec<Waiting> = taken
-            .into_iter()
-            .filter_map(|mut w| match w.append.as_mut().poll(&mut cx) {
-                Poll::Ready(d) => {
-                    done.push(Completion {
-                        future: w.future,
-                        event_loop: w.event_loop,
-                        done: d,
-                    });
-                    None
+/// Poll the appends woken; hand over those that finished, in one batch.
+/// The lock of [`WAITING`] is held while an append is polled (a waiting
+/// append joins it under that lock after its first poll, so a wake that
+/// comes in between finds it); a wake during a poll only notes its id.
+fn resolve(done: &mut Vec<Completion>) {
+    use std::task::Poll;
+    let woken = std::mem::take(&mut *WOKEN.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut finished = Vec::new();
+    {
+        let mut waiting = WAITING.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in woken {
+            let Some(mut w) = waiting.remove(&id) else {
+                continue; // Woken twice, finished the first time.
+            };
+            let waker = std::task::Waker::from(Arc::new(WakeAppend(id)));
+            match w
+                .append
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker))
+            {
+                Poll::Ready(d) => finished.push((w, d)),
+                Poll::Pending => {
+                    waiting.insert(id, w);
                 }
-                Poll::Pending => Some(w),
-            })
-            .collect();
-        if !taken.is_empty() {
-            self.waiting
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .append(&mut taken);
+            }
         }
-        if !done.is_empty() {
-            deliver(done);
-        }
+    }
+    // The appends' futures are dropped here, with no lock of ours held.
+    for (w, d) in finished {
+        done.push(Completion {
+            future: w.future,
+            home: w.home,
+            done: d,
+        });
+    }
+    if !done.is_empty() {
+        deliver(done);
     }
 }
 
 /// An asyncio future for an append: `append` is polled once here, on the
 /// caller's thread (it encodes and queues the record, so records are queued
 /// in the order of the calls; outside tokio that poll does no I/O); if it
-/// must wait for durability it joins the [`Resolver`]'s waiting appends,
-/// which resolves it once its record is durable.
+/// must wait for durability it joins [`WAITING`], and is resolved once its
+/// record is durable.
 fn appending<'py>(
     py: Python<'py>,
     bytes: usize,
@@ -692,34 +879,36 @@ fn appending<'py>(
     })?;
     let event_loop = get_loop.call0(py)?.into_bound(py);
     let future = event_loop.call_method0("create_future")?;
-    let resolver = resolver();
     let mut append: std::pin::Pin<Box<dyn Future<Output = Done> + Send>> = Box::pin(append);
-    let mut handles = Some((future.clone().unbind(), event_loop.clone().unbind()));
+    let mut handles = Some((future.clone().unbind(), home(py, &event_loop)));
+    let id = NEXT_WAITING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let waker = std::task::Waker::from(Arc::new(WakeAppend(id)));
     // The first poll encodes and queues the record, registering the
-    // resolver's waker; a waiting append joins the list before the lock is
-    // let go, so a wake-up in between finds it there (the resolver takes
-    // the list under the same lock).
+    // append's waker; a waiting append joins the map before its lock is let
+    // go, so a wake-up in between finds it there.
     let mut poll = || {
-        let mut waiting = resolver
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match append
-            .as_mut()
-            .poll(&mut Context::from_waker(&resolver.waker))
-        {
+        let mut waiting = WAITING.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = match append.as_mut().poll(&mut Context::from_waker(&waker)) {
             Poll::Ready(done) => Some(done),
             Poll::Pending => {
-                if let Some((future, event_loop)) = handles.take() {
-                    waiting.push(Waiting {
-                        append: std::mem::replace(&mut append, Box::pin(std::future::pending())),
-                        future,
-                        event_loop,
-                    });
+                if let Some((future, home)) = handles.take() {
+                    waiting.insert(
+                        id,
+                        Waiting {
+                            append: std::mem::replace(
+                                &mut append,
+                                Box::pin(std::future::pending()),
+                            ),
+                            future,
+                            home,
+                        },
+                    );
                 }
                 None
             }
-        }
+        };
+        drop(waiting);
+        first
     };
     // The poll encodes and queues: microseconds for a small record, less
     // than giving the GIL up and taking it back (which, with the threads
@@ -813,13 +1002,14 @@ impl Log {
         })?;
         let event_loop = get_loop.call0(py)?.into_bound(py);
         let future = event_loop.call_method0("create_future")?;
-        let (f_, l_) = (future.clone().unbind(), event_loop.unbind());
-        // The pool's thread resolves the future itself: one hop there, one back.
+        let (f_, home) = (future.clone().unbind(), home(py, &event_loop));
+        // The pool's thread hands the result back itself: one hop there,
+        // one back (through the loop's door: without the GIL).
         pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
             let done = Done::Out(f(&wal));
             deliver(&mut vec![Completion {
                 future: f_,
-                event_loop: l_,
+                home,
                 done,
             }]);
         });
