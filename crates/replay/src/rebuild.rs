@@ -93,7 +93,7 @@ pub fn session_events(
     dir: impl AsRef<Path>,
     session: Uuid,
 ) -> Result<Vec<logbook_wal::EventRecord>, ReplayError> {
-    session_events_from(dir.as_ref(), session, 0)
+    session_events_from(dir.as_ref(), session, 0, None)
 }
 
 /// The last `n` of the records of `session` that `keep` accepts, in LSN
@@ -153,9 +153,9 @@ pub fn session_tail(
         kept.drain(..cut);
         kept
     };
-    let mut starts = logbook_wal::Reader::open(dir)
-        .map_err(|e| ReplayError::wal("opening", dir, e))?
-        .session_starts(session);
+    let reader = logbook_wal::Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
+    let mut starts = reader.session_starts(session);
+    let mut opened = Some(reader);
     // One start past the `n`th: the first may be where an index stops,
     // with nothing after it.
     let mut step = n.saturating_add(1);
@@ -177,7 +177,8 @@ pub fn session_tail(
         // Out of starts: the read from the first (the session's first
         // record or below) is the whole read.
         let from = if exhausted { 0 } else { from.unwrap_or(0) };
-        let read = session_events_from(dir, session, from)?;
+        // The first round reads with the reader already open.
+        let read = session_events_from(dir, session, from, opened.take())?;
         let kept = last_n(read);
         if kept.len() >= n || from == 0 {
             return Ok(kept);
@@ -193,11 +194,17 @@ fn session_events_from(
     dir: &Path,
     session: Uuid,
     from: Lsn,
+    opened: Option<logbook_wal::Reader>,
 ) -> Result<Vec<logbook_wal::EventRecord>, ReplayError> {
     // One pass: a tombstone deletes only records of its own session, so the
     // session's own records hold every tombstone that applies to them.
     let source = Source::Dir(dir.to_path_buf());
-    let mut reader = source.reader()?.session(session);
+    let mut reader = match opened {
+        // A reader of `dir` that has read nothing yet.
+        Some(reader) => crate::source::SourceReader::of_reader(reader, dir),
+        None => source.reader()?,
+    }
+    .session(session);
     if from > 0 {
         reader = reader.from_lsn(from);
     }
