@@ -11,9 +11,9 @@
 //! encoding; `*_async` methods return asyncio awaitables driven by one
 //! shared tokio runtime (`pyo3-async-runtimes`), on the library's async
 //! path (`Wal::append_async`): concurrent coroutines share group commits;
-//! no thread or task is started per append (one resolver task hands the
-//! appends a group commit made durable to their event loop in one batch,
-//! through a socket the loop watches: see [`Door`]).
+//! no thread or task is started per append (the writer's wake-ups reach
+//! the event loop through a socket it watches, and the loop resolves the
+//! appends a group commit made durable in one batch: see [`Door`]).
 //!
 //! The pure-Python package (`python/logbook`) re-exports this module and
 //! adds the LangGraph and Agents SDK adapters.
@@ -502,6 +502,9 @@ struct Door {
     /// A byte is on its way (or unread): no other is written.
     rung: std::sync::atomic::AtomicBool,
     queued: Mutex<Vec<Handed>>,
+    /// Waiting appends of this loop that the writer woke (ids in
+    /// [`WAITING`]): polled by the loop's callback itself.
+    woken: Mutex<Vec<u64>>,
 }
 
 /// A future and how it ended, on its way to its loop.
@@ -565,6 +568,7 @@ impl Door {
             rx,
             rung: std::sync::atomic::AtomicBool::new(false),
             queued: Mutex::new(Vec::new()),
+            woken: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&door);
         let callback = pyo3::types::PyCFunction::new_closure(
@@ -586,11 +590,25 @@ impl Door {
 
     /// Queue results for the loop, and wake it (no GIL needed).
     fn hand_over(&self, items: impl IntoIterator<Item = Handed>) {
-        use std::io::Write;
         self.queued
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(items);
+        self.ring();
+    }
+
+    /// Note that the waiting append `id` was woken, and wake the loop.
+    fn woke(&self, id: u64) {
+        self.woken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(id);
+        self.ring();
+    }
+
+    /// Wake the loop, unless a byte is already on its way.
+    fn ring(&self) {
+        use std::io::Write;
         if !self.rung.swap(true, std::sync::atomic::Ordering::SeqCst) {
             // A full socket buffer already holds a byte: nothing lost.
             let _ = (&self.tx).write(&[1]);
@@ -608,6 +626,10 @@ impl Door {
             std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
         for (future, done) in queued {
             let _ = settle(py, future.bind(py), done);
+        }
+        let woken = std::mem::take(&mut *self.woken.lock().unwrap_or_else(PoisonError::into_inner));
+        for (w, done) in poll_woken(woken) {
+            let _ = settle(py, w.future.bind(py), done);
         }
     }
 }
@@ -774,12 +796,13 @@ struct Waiting {
 
 /// The appends waiting for durability, by id. Each is polled with a waker
 /// of its own ([`WakeAppend`]), which the writer wakes once its record is
-/// durable (or the log failed): the wake notes the id and wakes one
-/// resolver task ([`resolver`]), which polls the appends woken since it
-/// last ran and hands the finished ones to their event loops in one batch
-/// (through a [`Door`]: without the GIL). No task, thread or channel
-/// message per append; a group commit wakes the resolver and each event
-/// loop about once.
+/// durable (or the log failed): the wake notes the id with the append's
+/// event loop ([`Door::woke`]) and wakes the loop, whose reader callback
+/// polls the appends woken and resolves the finished ones, all in one go,
+/// on the loop's own thread and with the GIL it holds. No task, thread or
+/// channel message per append, and no other thread takes the GIL; a group
+/// commit wakes each event loop about once. (A loop without a door is
+/// served by one resolver task instead: [`resolver`].)
 static WAITING: std::sync::LazyLock<Mutex<std::collections::HashMap<u64, Waiting>>> =
     std::sync::LazyLock::new(|| Mutex::new(std::collections::HashMap::new()));
 
@@ -788,8 +811,23 @@ static NEXT_WAITING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// The ids of the waiting appends woken since the resolver last ran.
 static WOKEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
-/// The waker of the waiting append with this id.
-struct WakeAppend(u64);
+/// The waker of the waiting append with this id: it tells the append's
+/// event loop ([`Door::woke`]), which polls it itself; or, for a loop
+/// without a door, the resolver task.
+struct WakeAppend {
+    id: u64,
+    door: Option<Arc<Door>>,
+}
+
+impl WakeAppend {
+    fn waker(id: u64, home: &Home) -> std::task::Waker {
+        let door = match home {
+            Home::Door(door) => Some(door.clone()),
+            Home::Loop(_) => None,
+        };
+        std::task::Waker::from(Arc::new(WakeAppend { id, door }))
+    }
+}
 
 impl std::task::Wake for WakeAppend {
     fn wake(self: Arc<Self>) {
@@ -797,17 +835,53 @@ impl std::task::Wake for WakeAppend {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        WOKEN
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(self.0);
-        resolver().notify_one();
+        match &self.door {
+            Some(door) => door.woke(self.id),
+            None => {
+                WOKEN
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(self.id);
+                resolver().notify_one();
+            }
+        }
     }
+}
+
+/// Poll the waiting appends `ids` (those woken); the finished ones, taken
+/// out of [`WAITING`]. Its lock is held while an append is polled (a
+/// waiting append joins it under that lock after its first poll, so a wake
+/// that comes in between finds it); a wake during a poll only notes its id.
+fn poll_woken(ids: Vec<u64>) -> Vec<(Waiting, Done)> {
+    use std::task::Poll;
+    let mut finished = Vec::new();
+    if ids.is_empty() {
+        return finished;
+    }
+    let mut waiting = WAITING.lock().unwrap_or_else(PoisonError::into_inner);
+    for id in ids {
+        let Some(mut w) = waiting.remove(&id) else {
+            continue; // Woken twice, finished the first time.
+        };
+        let waker = WakeAppend::waker(id, &w.home);
+        match w
+            .append
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker))
+        {
+            Poll::Ready(d) => finished.push((w, d)),
+            Poll::Pending => {
+                waiting.insert(id, w);
+            }
+        }
+    }
+    finished
 }
 
 static RESOLVER: std::sync::OnceLock<Arc<tokio::sync::Notify>> = std::sync::OnceLock::new();
 
-/// The resolver task's bell (the task is started on first use).
+/// The bell of the resolver task, which polls the woken appends of event
+/// loops without a [`Door`] (the task is started on first use).
 fn resolver() -> &'static tokio::sync::Notify {
     RESOLVER.get_or_init(|| {
         let notify = Arc::new(tokio::sync::Notify::new());
@@ -823,35 +897,12 @@ fn resolver() -> &'static tokio::sync::Notify {
     })
 }
 
-/// Poll the appends woken; hand over those that finished, in one batch.
-/// The lock of [`WAITING`] is held while an append is polled (a waiting
-/// append joins it under that lock after its first poll, so a wake that
-/// comes in between finds it); a wake during a poll only notes its id.
+/// Poll the appends of door-less loops woken; hand over those that
+/// finished, in one batch.
 fn resolve(done: &mut Vec<Completion>) {
-    use std::task::Poll;
     let woken = std::mem::take(&mut *WOKEN.lock().unwrap_or_else(PoisonError::into_inner));
-    let mut finished = Vec::new();
-    {
-        let mut waiting = WAITING.lock().unwrap_or_else(PoisonError::into_inner);
-        for id in woken {
-            let Some(mut w) = waiting.remove(&id) else {
-                continue; // Woken twice, finished the first time.
-            };
-            let waker = std::task::Waker::from(Arc::new(WakeAppend(id)));
-            match w
-                .append
-                .as_mut()
-                .poll(&mut std::task::Context::from_waker(&waker))
-            {
-                Poll::Ready(d) => finished.push((w, d)),
-                Poll::Pending => {
-                    waiting.insert(id, w);
-                }
-            }
-        }
-    }
     // The appends' futures are dropped here, with no lock of ours held.
-    for (w, d) in finished {
+    for (w, d) in poll_woken(woken) {
         done.push(Completion {
             future: w.future,
             home: w.home,
@@ -880,9 +931,10 @@ fn appending<'py>(
     let event_loop = get_loop.call0(py)?.into_bound(py);
     let future = event_loop.call_method0("create_future")?;
     let mut append: std::pin::Pin<Box<dyn Future<Output = Done> + Send>> = Box::pin(append);
-    let mut handles = Some((future.clone().unbind(), home(py, &event_loop)));
+    let home = home(py, &event_loop);
     let id = NEXT_WAITING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let waker = std::task::Waker::from(Arc::new(WakeAppend(id)));
+    let waker = WakeAppend::waker(id, &home);
+    let mut handles = Some((future.clone().unbind(), home));
     // The first poll encodes and queues the record, registering the
     // append's waker; a waiting append joins the map before its lock is let
     // go, so a wake-up in between finds it there.
