@@ -111,6 +111,32 @@ def test_sessions_fork_export(log_dir):
         assert [x["event"]["kind"] for x in lines] == ["UserMessage", "TextComplete", "UserMessage"]
 
 
+def test_sessions_cut_short_by_retention_are_marked_truncated(log_dir):
+    # Retention removes segments at the front of the log (`logbook retain`);
+    # here the first segment (and its derived files) goes by hand, as it
+    # would. The session that began there is truncated; so is a fork of it.
+    cut, whole = sid(), sid()
+    with logbook.Log(log_dir, segment_size=4096) as log:
+        log.append(cut, {"kind": "SessionStarted", "model": "m", "cwd": "/w", "title": None})
+        for i in range(120):
+            log.append(cut, {"kind": "UserMessage", "value": f"message {i} " + "x" * 60})
+    first = sorted(f for f in os.listdir(log_dir) if f.endswith(".wal"))[0]
+    for f in os.listdir(log_dir):
+        if f.startswith(first[: -len(".wal")] + "."):
+            os.remove(os.path.join(log_dir, f))
+    with logbook.Log(log_dir, segment_size=4096) as log:
+        log.append(whole, {"kind": "SessionStarted", "model": "m", "cwd": "/w", "title": None})
+        log.append(whole, {"kind": "UserMessage", "value": "hi"})
+        listed = {s["session"]: s for s in log.sessions()}
+        assert listed[cut]["truncated"] is True
+        assert listed[whole]["truncated"] is False
+        assert log.replay(cut)["truncated"] is True
+        assert log.replay(whole)["truncated"] is False
+        forked = log.fork(cut)
+        assert forked["truncated"] is True
+        assert log.replay(forked["session"])["truncated"] is True
+
+
 def test_deletions(log_dir):
     s = sid()
     with logbook.Log(log_dir) as log:

@@ -245,6 +245,12 @@ mod tests {
                 },
                 "1c026162030001ff",
             ),
+            (
+                SessionEvent::SessionTruncated {
+                    reason: "ab".into(),
+                },
+                "1d026162",
+            ),
         ];
         for (event, want) in cases {
             let bytes = encode(&event).unwrap();

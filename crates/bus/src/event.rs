@@ -262,9 +262,11 @@ pub enum SessionEvent {
     /// The session was forked from another one at a point of its history
     /// (durable; Logbook addition): the first record of a fork, followed by
     /// copies of the original's durable events up to and including
-    /// `at_lsn`. When the original's beginning was retained away, the
-    /// copies come first and this record after them, so that the fork, too,
-    /// does not begin with a beginning and is marked truncated.
+    /// `at_lsn`. When the original's beginning was retained away, the fork
+    /// begins with a truncation mark ([`SessionEvent::SessionTruncated`])
+    /// before this record, and is marked truncated as the original is (a
+    /// fork written by an earlier build has the copies first and this
+    /// record after them: its first record is not a beginning either).
     SessionForked {
         /// The session it was forked from.
         from: Uuid,
@@ -305,6 +307,19 @@ pub enum SessionEvent {
         #[serde(with = "crate::payload::bytes")]
         data: Vec<u8>,
     },
+    // 29
+    /// A **truncation mark** (durable; Logbook addition): as a session's
+    /// first record, it says that the records after it are not the
+    /// session's beginning (it was retained away in the log they came
+    /// from), so that readers mark the session truncated wherever its
+    /// records go: an export writes one before a truncated session's first
+    /// line (an import appends it), and a fork of a truncated session
+    /// begins with one. Anywhere but first it means nothing. It holds no
+    /// content of the session.
+    SessionTruncated {
+        /// Why, for people (where the records came from); may be empty.
+        reason: String,
+    },
     // Append new variants here, and only here.
 }
 
@@ -341,6 +356,7 @@ pub const KINDS: &[&str] = &[
     "session_forked",
     "session_deleted",
     "custom",
+    "session_truncated",
 ];
 
 /// The tag of the first durable kind (`token_usage`): the seed's enum lists
@@ -385,7 +401,8 @@ impl SessionEvent {
             | SessionEvent::SessionResumed { .. }
             | SessionEvent::SessionForked { .. }
             | SessionEvent::SessionDeleted { .. }
-            | SessionEvent::Custom { .. } => true,
+            | SessionEvent::Custom { .. }
+            | SessionEvent::SessionTruncated { .. } => true,
         }
     }
 
@@ -420,6 +437,23 @@ impl SessionEvent {
     #[must_use]
     pub const fn is_tombstone(&self) -> bool {
         matches!(self, SessionEvent::SessionDeleted { .. })
+    }
+
+    /// Whether this event begins a session (`SessionStarted` or
+    /// `SessionForked`): a session whose first record is one is whole
+    /// from its beginning.
+    #[must_use]
+    pub const fn is_beginning(&self) -> bool {
+        matches!(
+            self,
+            SessionEvent::SessionStarted { .. } | SessionEvent::SessionForked { .. }
+        )
+    }
+
+    /// Whether this event is a truncation mark (`SessionTruncated`).
+    #[must_use]
+    pub const fn is_truncation_mark(&self) -> bool {
+        matches!(self, SessionEvent::SessionTruncated { .. })
     }
 
     /// Whether this event ends a session (`Done` or `Error`).
@@ -461,6 +495,7 @@ impl SessionEvent {
             SessionEvent::SessionForked { .. } => 26,
             SessionEvent::SessionDeleted { .. } => 27,
             SessionEvent::Custom { .. } => 28,
+            SessionEvent::SessionTruncated { .. } => 29,
         }
     }
 
@@ -615,6 +650,9 @@ pub(crate) mod tests {
                 name: s("app.state"),
                 data: vec![0, 1, 2, 255],
             },
+            SessionEvent::SessionTruncated {
+                reason: s("retained"),
+            },
         ]
     }
 
@@ -674,6 +712,7 @@ pub(crate) mod tests {
             ("session_forked", true),
             ("session_deleted", true),
             ("custom", true),
+            ("session_truncated", true),
         ];
         let all = one_of_each();
         assert_eq!(expected.len(), all.len());

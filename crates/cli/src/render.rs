@@ -263,6 +263,15 @@ pub(crate) fn summary(event: &SessionEvent, full: bool) -> String {
             }
             s
         }
+        SessionEvent::SessionTruncated { reason } if reason.is_empty() => {
+            "the session's beginning is not here (truncated)".to_owned()
+        }
+        SessionEvent::SessionTruncated { reason } => {
+            format!(
+                "the session's beginning is not here (truncated): {}",
+                q(reason)
+            )
+        }
         // A kind added to logbook-bus after this renderer was written.
         other => format!("{other:?}"),
     }

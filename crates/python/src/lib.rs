@@ -458,6 +458,7 @@ fn forked_to_py(py: Python<'_>, f: &logbook_replay::Forked) -> PyResult<PyObject
     dict.set_item("at_lsn", f.at_lsn)?;
     dict.set_item("forked_lsn", f.forked_lsn)?;
     dict.set_item("copied", f.copied)?;
+    dict.set_item("truncated", f.truncated)?;
     Ok(dict.into_any().unbind())
 }
 
@@ -1496,7 +1497,8 @@ impl Log {
     /// The session rebuilt by replay: `status` (`running`, `completed`,
     /// `failed`, `interrupted`), `model`, `cwd`, `title`, `first_lsn`,
     /// `last_lsn`, `events`, `transcript` (a list of `{lsn, role, text}`),
-    /// `pending_tool_calls`, `forked_from`. Raises `UnknownSessionError`.
+    /// `pending_tool_calls`, `forked_from`, `truncated` (its beginning was
+    /// retained away: not the whole session). Raises `UnknownSessionError`.
     fn replay(&self, py: Python<'_>, session: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let session = session_id(session)?;
         let sync_reads = self.sync_reads;
@@ -1520,14 +1522,16 @@ impl Log {
             })).collect::<Vec<_>>(),
             "pending_tool_calls": state.pending_tool_calls().iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
             "forked_from": state.forked_from().map(|(s, l)| serde_json::json!([s.to_string(), l])),
+            "truncated": state.truncated(),
         });
         from_json(py, &json)
     }
 
     /// Every session of the log, one dict each (`session`, `status`,
     /// `events`, `first_lsn`, `last_lsn`, `first_ts_us`, `last_ts_us`,
-    /// `title`, `model`, `tokens`, `forked_from`), in the order of their
-    /// first records. Deleted sessions are left out.
+    /// `title`, `model`, `tokens`, `forked_from`, `truncated`: its
+    /// beginning was retained away), in the order of their first records.
+    /// Deleted sessions are left out; truncated ones are listed, marked.
     fn sessions(&self, py: Python<'_>) -> PyResult<PyObject> {
         let sync_reads = self.sync_reads;
         let log = self.blocking(py, move |wal| {
@@ -1549,6 +1553,7 @@ impl Log {
                     "model": s.model,
                     "tokens": s.tokens,
                     "forked_from": s.forked_from.map(|(f, l)| serde_json::json!([f.to_string(), l])),
+                    "truncated": s.truncated,
                 })
             })
             .collect();
@@ -1558,7 +1563,7 @@ impl Log {
     /// Fork `session` at `at_lsn` (default: its whole history so far) into
     /// `new_session` (default: a new random id): the fork starts with a
     /// `SessionForked` record and a copy of the events. Returns
-    /// `{session, from, at_lsn, forked_lsn, copied}`.
+    /// `{session, from, at_lsn, forked_lsn, copied, truncated}`.
     #[pyo3(signature = (session, at_lsn = None, new_session = None))]
     fn fork(
         &self,

@@ -247,40 +247,92 @@ pub fn export(
     let mut sessions = std::collections::HashSet::new();
     let mut failed = None;
     let selected = filter.session.map_or(Sessions::All, Sessions::One);
+    let log_start = crate::scan::log_start(dir)?;
+    // Each session's truncation mark to write before its first line, until
+    // that line is written: the export never holds a truncated session's
+    // beginning, so it says so (`docs/json.md`, "Truncated sessions").
+    let mut marks: std::collections::HashMap<Uuid, Option<String>> =
+        std::collections::HashMap::new();
     scan(dir, selected, OnCorruption::Fail, |item| {
         if failed.is_some() {
             return;
         }
+        let (session, lsn) = match &item {
+            Item::Event(record) => (record.session, record.lsn),
+            Item::Skipped { session, lsn, .. } => (*session, *lsn),
+        };
+        // At the session's first record: is it truncated in this log (the
+        // rule of `SessionState::truncated`)?
+        let mark = marks.entry(session).or_insert_with(|| match &item {
+            Item::Event(record) => match &record.event {
+                SessionEvent::SessionTruncated { reason } => Some(reason.clone()),
+                event if crate::state::cut_short(log_start, lsn, event.is_beginning()) => {
+                    Some(retained(log_start))
+                }
+                _ => None,
+            },
+            Item::Skipped { .. } => (log_start > 1).then(|| retained(log_start)),
+        });
         let record = match item {
             Item::Event(record) => record,
             Item::Skipped { timestamp_us, .. } => {
                 if filter.keeps(timestamp_us) {
                     done.skipped += 1;
                 }
+                // Its first line will not be the session's first record.
+                if sessions.contains(&session) {
+                    return;
+                }
+                mark.get_or_insert_with(|| format!("exported without its record at LSN {lsn}"));
                 return;
             }
         };
         // Deleted records are left out by the scan; tombstones too: their
-        // LSNs name records of this log, which an import renumbers.
-        if !filter.keeps(record.timestamp_us) || record.event.is_tombstone() {
+        // LSNs name records of this log, which an import renumbers. A
+        // truncation mark is written only before the first line.
+        if record.event.is_tombstone() || record.event.is_truncation_mark() {
             return;
         }
-        let line = Line {
-            v: EXPORT_VERSION,
-            lsn: record.lsn,
-            session: record.session,
-            ts: rfc3339(record.timestamp_us),
-            ts_us: record.timestamp_us,
-            kind: record.event.kind().to_owned(),
-            event: event_to_json(&record.event),
-        };
-        let written = serde_json::to_writer(&mut *out, &line)
-            .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n"));
+        if !filter.keeps(record.timestamp_us) {
+            // A session whose first records the filter leaves out does not
+            // begin where its export does.
+            if !sessions.contains(&session) {
+                mark.get_or_insert_with(|| {
+                    format!("exported from LSN {lsn} on, without its earlier records")
+                });
+            }
+            return;
+        }
+        let mut lines = Vec::with_capacity(2);
+        if !sessions.contains(&session) {
+            lines.extend(
+                mark.take()
+                    .map(|reason| SessionEvent::SessionTruncated { reason }),
+            );
+        }
+        let marked = lines.len() as u64;
+        lines.push(record.event);
+        let mut written = Ok(());
+        for event in &lines {
+            let line = Line {
+                v: EXPORT_VERSION,
+                lsn: record.lsn,
+                session,
+                ts: rfc3339(record.timestamp_us),
+                ts_us: record.timestamp_us,
+                kind: event.kind().to_owned(),
+                event: event_to_json(event),
+            };
+            written = written.and_then(|()| {
+                serde_json::to_writer(&mut *out, &line)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"))
+            });
+        }
         match written {
             Ok(()) => {
-                done.records += 1;
-                sessions.insert(record.session);
+                done.records += 1 + marked;
+                sessions.insert(session);
             }
             Err(e) => failed = Some(e),
         }
@@ -292,6 +344,12 @@ pub fn export(
         .map_err(|source| ReplayError::Write { source })?;
     done.sessions = sessions.len() as u64;
     Ok(done)
+}
+
+/// The reason a truncation mark gives for a session whose beginning was
+/// retained away from the log it is exported from.
+fn retained(log_start: Lsn) -> String {
+    format!("its beginning was retained away (the exported log starts at LSN {log_start})")
 }
 
 /// Append the events of an export (`docs/json.md`) read from `input` to
@@ -607,7 +665,8 @@ fn parse_all(input: impl BufRead) -> Result<Vec<Parsed>, ReplayError> {
             .entry(session)
             .or_default()
             .push((lsn, events.len()));
-        rising &= all_lsns.last().is_none_or(|last| *last < lsn);
+        // A truncation mark has the LSN of its session's first line.
+        rising &= all_lsns.last().is_none_or(|last| *last <= lsn);
         all_lsns.push(lsn);
         events.push(Parsed {
             session,
@@ -763,8 +822,10 @@ mod tests {
         /// LSNs are remapped: `references_name_the_same_records_after_an_import`.)
         #[test]
         fn export_import_export_round_trips(
-            // Tombstones delete records and are not exported: `tests/delete.rs`.
-            events in prop::collection::vec((event().prop_filter("a tombstone", |e| !e.is_tombstone()).prop_map(without_lsns_inside), 0u8..4), 1..80),
+            // Tombstones delete records and are not exported: `tests/delete.rs`;
+            // nor is a truncation mark but as a session's first line
+            // (`a_truncated_session_is_exported_with_one_mark_first`).
+            events in prop::collection::vec((event().prop_filter("a tombstone or a mark", |e| !e.is_tombstone() && !e.is_truncation_mark()).prop_map(without_lsns_inside), 0u8..4), 1..80),
         ) {
             let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
             let wal = small_log(a.path());
@@ -1035,16 +1096,84 @@ mod tests {
             export(a.path(), filter, &mut out).unwrap();
             without_lsns(&out)
                 .into_iter()
-                .map(|v| v["event"]["value"].as_str().unwrap().to_owned())
+                .map(|v| match v["event"]["value"].as_str() {
+                    Some(text) => text.to_owned(),
+                    None => v["kind"].as_str().unwrap().to_owned(),
+                })
                 .collect::<Vec<_>>()
         };
         assert_eq!(
             lines(ExportFilter::all().session(x)),
             ["m0", "m2", "m4", "m6", "m8"]
         );
+        // Both sessions begin before the span: each is marked truncated.
         assert_eq!(
             lines(ExportFilter::all().between(Some(t0 + 3), Some(t0 + 6))),
-            ["m3", "m4", "m5"]
+            ["session_truncated", "m3", "session_truncated", "m4", "m5"]
         );
+        assert_eq!(
+            lines(ExportFilter::all().between(Some(t0), Some(t0 + 3))),
+            ["m0", "m1", "m2"]
+        );
+    }
+
+    /// A session whose beginning is not in the export (retained away, or
+    /// left out by a time filter) gets one `session_truncated` line before
+    /// its first one, with that line's LSN and time; an import appends it
+    /// as the session's first record, and the session is truncated there
+    /// although that log starts at LSN 1 (`docs/format.md`, "Truncation
+    /// marks"). Exported again, it has one mark, not two.
+    #[test]
+    fn a_truncated_session_is_exported_with_one_mark_first() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let wal = small_log(a.path());
+        let (x, y) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let t0 = 1_700_000_000_000_000;
+        let started = SessionEvent::SessionStarted {
+            model: "m".into(),
+            cwd: "/".into(),
+            title: None,
+        };
+        let batch = vec![
+            (x, t0, started.clone()),
+            (y, t0 + 1, started),
+            (x, t0 + 2, SessionEvent::UserMessage("x1".into())),
+            (y, t0 + 3, SessionEvent::UserMessage("y1".into())),
+        ];
+        wal.append_many_at(&batch).unwrap();
+        wal.close().unwrap();
+        let mut out = Vec::new();
+        let done = export(
+            a.path(),
+            ExportFilter::all().between(Some(t0 + 1), None),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(done.records, 4, "three records and x's mark");
+        let lines: Vec<Value> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["kind"], "session_started");
+        assert_eq!(
+            (&lines[1]["kind"], &lines[1]["lsn"], &lines[1]["ts_us"]),
+            (
+                &Value::from("session_truncated"),
+                &lines[2]["lsn"],
+                &lines[2]["ts_us"]
+            )
+        );
+        let other = small_log(b.path());
+        import(&other, &out[..]).unwrap();
+        other.close().unwrap();
+        let listed = crate::list_sessions(b.path()).unwrap();
+        assert!(listed.session(x).unwrap().truncated);
+        assert!(!listed.session(y).unwrap().truncated);
+        assert!(crate::session_state(b.path(), x).unwrap().truncated());
+        assert!(!crate::session_state(b.path(), y).unwrap().truncated());
+        let mut again = Vec::new();
+        export(b.path(), ExportFilter::all(), &mut again).unwrap();
+        assert_eq!(without_lsns(&out), without_lsns(&again));
     }
 }

@@ -20,16 +20,18 @@ pub struct Forked {
     pub from: Uuid,
     /// The last LSN of `from` its history includes.
     pub at_lsn: Lsn,
-    /// The LSN of its `SessionForked` record (its first; its last when
-    /// the original was truncated, see [`Forked::truncated`]).
+    /// The LSN of its `SessionForked` record (its first; its second, after
+    /// a truncation mark, when the original was truncated, see
+    /// [`Forked::truncated`]).
     pub forked_lsn: Lsn,
-    /// Events copied after it (before it, for a truncated original).
+    /// Events copied after it.
     pub copied: u64,
     /// Whether the original's beginning was retained away
-    /// (`SessionState::truncated`): the copy then comes first and the
-    /// `SessionForked` record after it, so that the fork's first record is
-    /// not a beginning and the fork is marked truncated as the original
-    /// is, never passed off as whole.
+    /// (`SessionState::truncated`): the fork then begins with a truncation
+    /// mark (`SessionTruncated`) before its `SessionForked` record, so that
+    /// it is marked truncated as the original is, in this log and wherever
+    /// its records go (an export, the stream, a pull), never passed off as
+    /// whole.
     pub truncated: bool,
 }
 
@@ -49,10 +51,11 @@ pub struct Forked {
 /// leave a prefix of the batch, as for any append not yet acknowledged.
 ///
 /// A fork of a session whose beginning was retained away (truncated) lacks
-/// that beginning too: it is written as the copy first, then the
-/// `SessionForked` record, so its first record is not a beginning and
-/// listings and replay mark it truncated by the one rule
-/// (`SessionState::truncated`), as they mark the original.
+/// that beginning too: it is written with a truncation mark
+/// (`SessionTruncated`) first, then the `SessionForked` record and the
+/// copy, so listings and replay mark it truncated
+/// (`SessionState::truncated`), as they mark the original. The copy holds
+/// no tombstone and no truncation mark of the original.
 ///
 /// # Errors
 ///
@@ -132,22 +135,22 @@ pub fn fork_as(wal: &Wal, session: Uuid, at_lsn: Lsn, new: Uuid) -> Result<Forke
     let mut events = Vec::new();
     let mut first_lsn = None;
     let mut undecodable = None;
-    // Whether the session's first record is a beginning: the rule of
-    // `SessionState::truncated`.
-    let mut began = false;
+    // Whether the session's first record is a beginning, or a truncation
+    // mark: the rule of `SessionState::truncated`.
+    let (mut began, mut marked) = (false, false);
     let report = scan(dir, Sessions::One(session), OnCorruption::Fail, |item| {
         let lsn = match &item {
             Item::Event(record) => record.lsn,
             Item::Skipped { lsn, .. } => *lsn,
         };
         if first_lsn.is_none() {
-            began = matches!(
-                &item,
-                Item::Event(record) if matches!(
-                    record.event,
-                    SessionEvent::SessionStarted { .. } | SessionEvent::SessionForked { .. }
-                )
-            );
+            (began, marked) = match &item {
+                Item::Event(record) => (
+                    record.event.is_beginning(),
+                    record.event.is_truncation_mark(),
+                ),
+                Item::Skipped { .. } => (false, false),
+            };
         }
         first_lsn.get_or_insert(lsn);
         if lsn > at_lsn {
@@ -155,8 +158,10 @@ pub fn fork_as(wal: &Wal, session: Uuid, at_lsn: Lsn, new: Uuid) -> Result<Forke
         }
         match item {
             // A tombstone's LSNs are the original's: the fork copies only
-            // what was not deleted, and no tombstone.
-            Item::Event(record) if record.event.is_tombstone() => {}
+            // what was not deleted, and no tombstone. A truncation mark
+            // means something only first: the fork writes its own.
+            Item::Event(record)
+                if record.event.is_tombstone() || record.event.is_truncation_mark() => {}
             Item::Event(record) => events.push(record.event),
             Item::Skipped { lsn, .. } => {
                 undecodable.get_or_insert(lsn);
@@ -176,24 +181,22 @@ pub fn fork_as(wal: &Wal, session: Uuid, at_lsn: Lsn, new: Uuid) -> Result<Forke
     if let Some(lsn) = undecodable {
         return Err(ReplayError::CannotCopy { session, lsn });
     }
-    let truncated = !began && crate::scan::log_start(dir)? > 1;
+    let truncated =
+        marked || crate::state::cut_short(crate::scan::log_start(dir)?, first_lsn, began);
     let copied = events.len() as u64;
+    let mark = truncated.then(|| SessionEvent::SessionTruncated {
+        reason: format!("a fork of session {session}, whose beginning was retained away"),
+    });
     let forked = SessionEvent::SessionForked {
         from: session,
         at_lsn,
     };
-    let batch: Vec<(Uuid, SessionEvent)> = if truncated {
-        events
-            .into_iter()
-            .chain(std::iter::once(forked))
-            .map(|event| (new, event))
-            .collect()
-    } else {
-        std::iter::once(forked)
-            .chain(events)
-            .map(|event| (new, event))
-            .collect()
-    };
+    let batch: Vec<(Uuid, SessionEvent)> = mark
+        .into_iter()
+        .chain(std::iter::once(forked))
+        .chain(events)
+        .map(|event| (new, event))
+        .collect();
     let lsns = wal
         .append_many(&batch)
         .map_err(|e| ReplayError::wal("appending a fork to", dir, e))?;
@@ -204,11 +207,10 @@ pub fn fork_as(wal: &Wal, session: Uuid, at_lsn: Lsn, new: Uuid) -> Result<Forke
         session: new,
         from: session,
         at_lsn,
-        forked_lsn: if truncated {
-            lsns.last().copied().unwrap_or_default()
-        } else {
-            lsns.first().copied().unwrap_or_default()
-        },
+        forked_lsn: lsns
+            .get(usize::from(truncated))
+            .copied()
+            .unwrap_or_default(),
         copied,
         truncated,
     })

@@ -71,10 +71,13 @@ pub struct SessionSummary {
     /// was appended to it since). Such sessions are listed in
     /// [`LogSummary::deleted`], never in [`LogSummary::sessions`].
     pub deleted: bool,
-    /// Its beginning may have been retained away: the log's records start
-    /// after LSN 1 (older segments were removed by retention) and the
-    /// session's first record is not a beginning (`SessionStarted`,
-    /// `SessionForked`). A truncated session is never passed off as
+    /// Its beginning may have been retained away: its first record is a
+    /// truncation mark (`SessionTruncated`: it was imported, pulled or
+    /// forked from a truncated session), or the log's records start after
+    /// LSN 1 (older segments were removed by retention) and the session's
+    /// first record is not a beginning (`SessionStarted`,
+    /// `SessionForked`) or is the log's first record (retention may have
+    /// cut right before it). A truncated session is never passed off as
     /// complete; a session that never wrote a beginning shows as truncated
     /// once the log's front was retained (the safe side).
     pub truncated: bool,
@@ -131,6 +134,8 @@ pub(crate) struct Tally {
     pub(crate) tombstones: u64,
     /// Its first record is a beginning (`SessionStarted`, `SessionForked`).
     pub(crate) began: bool,
+    /// Its first record is a truncation mark (`SessionTruncated`).
+    pub(crate) marked: bool,
 }
 
 impl Tally {
@@ -152,16 +157,15 @@ impl Tally {
             forked_from: None,
             tombstones: 0,
             began: false,
+            marked: false,
         }
     }
 
     /// The same rules as `SessionState::apply`, for the fields kept here.
     pub(crate) fn apply(&mut self, record: &EventRecord) {
         if self.events == 0 && self.skipped_records == 0 {
-            self.began = matches!(
-                record.event,
-                SessionEvent::SessionStarted { .. } | SessionEvent::SessionForked { .. }
-            );
+            self.began = record.event.is_beginning();
+            self.marked = record.event.is_truncation_mark();
         }
         self.span.extend(record.lsn, record.timestamp_us);
         self.events = self.events.saturating_add(1);
@@ -273,15 +277,20 @@ impl Tally {
             deleted: self.tombstones > 0
                 && self.events == self.tombstones
                 && self.skipped_records == 0,
-            truncated: false,
+            // Wherever the records were read (a stream included), a
+            // session whose first record is a truncation mark is truncated.
+            truncated: self.marked,
         }
     }
 
-    /// [`Tally::finish`] in a log whose first record is `log_start`.
+    /// [`Tally::finish`] in a log whose first record is `log_start`: also
+    /// truncated if the log starts after LSN 1 and the session's first
+    /// record is not a beginning, or is the log's first record
+    /// (`state::cut_short`).
     pub(crate) fn finish_in(self, writer_live: bool, log_start: Lsn) -> SessionSummary {
-        let began = self.began;
+        let cut = crate::state::cut_short(log_start, self.span.first_lsn, self.began);
         let mut s = self.finish(writer_live);
-        s.truncated = log_start > 1 && !began;
+        s.truncated |= cut;
         s
     }
 }

@@ -165,7 +165,25 @@ pub struct SessionState {
     last_tombstone: Option<Lsn>,
     /// Its first record is a beginning (`SessionStarted`, `SessionForked`).
     began: bool,
+    /// Its first record is a truncation mark (`SessionTruncated`).
+    marked: bool,
     truncated: bool,
+}
+
+/// Whether a session whose first record (the first no tombstone deletes)
+/// is at `first_lsn`, and is a beginning (`SessionStarted`,
+/// `SessionForked`) if `began`, may have lost its beginning to retention
+/// in a log that starts at `log_start`: the log starts after LSN 1, and
+/// the record is not a beginning or is the log's very first one. A
+/// beginning can follow other records of its session (a fork's
+/// `SessionForked` after its truncation mark, the `SessionForked` a fork of
+/// a fork copied, a `SessionStarted` a fork copied), and a fork's records,
+/// one batch, can straddle segments: a cut right before such a record
+/// leaves it first, at the log's first LSN. The one rule, shared by
+/// [`SessionState::truncated`], the listing, `fork` and `export`; a
+/// truncation mark first is the other.
+pub(crate) fn cut_short(log_start: Lsn, first_lsn: Lsn, began: bool) -> bool {
+    log_start > 1 && (!began || first_lsn <= log_start)
 }
 
 impl SessionState {
@@ -194,6 +212,7 @@ impl SessionState {
             deleted: 0,
             last_tombstone: None,
             began: false,
+            marked: false,
             truncated: false,
         }
     }
@@ -205,10 +224,8 @@ impl SessionState {
             return;
         }
         if self.span.is_none() {
-            self.began = matches!(
-                record.event,
-                SessionEvent::SessionStarted { .. } | SessionEvent::SessionForked { .. }
-            );
+            self.began = record.event.is_beginning();
+            self.marked = record.event.is_truncation_mark();
         }
         Span::note(&mut self.span, record.lsn, record.timestamp_us);
         self.events = self.events.saturating_add(1);
@@ -348,20 +365,26 @@ impl SessionState {
 
     /// Mark the session truncated if the log it was read from starts at
     /// `log_start` > 1 (older segments were retained away) and its first
-    /// record is not a beginning.
+    /// record is not a beginning, or is the log's first record
+    /// ([`cut_short`]).
     pub(crate) fn note_log_start(&mut self, log_start: Lsn) {
-        self.truncated = log_start > 1 && !self.began;
+        let first_lsn = self.span.map_or(Lsn::MAX, |s| s.first_lsn);
+        self.truncated = cut_short(log_start, first_lsn, self.began);
     }
 
-    /// Whether the session's beginning may have been retained away: the
-    /// log's records start after LSN 1 (retention removed older segments)
-    /// and its first record is not a beginning (`SessionStarted`,
-    /// `SessionForked`). A truncated session is not complete; one that
-    /// never wrote a beginning shows as truncated once the log's front was
-    /// retained (the safe side).
+    /// Whether the session's beginning may have been retained away: its
+    /// first record is a truncation mark (`SessionTruncated`: it was
+    /// imported, pulled or forked from a truncated session), or the log's
+    /// records start after LSN 1 (retention removed older segments) and
+    /// its first record is not a beginning (`SessionStarted`,
+    /// `SessionForked`) or is the log's first record (retention may have
+    /// cut right before it: a fork's records can straddle segments). A
+    /// truncated session is not complete; one that never wrote a beginning
+    /// shows as truncated once the log's front was retained (the safe
+    /// side).
     #[must_use]
     pub fn truncated(&self) -> bool {
-        self.truncated
+        self.marked || self.truncated
     }
 
     /// The LSN of the session's latest tombstone, if it has one.

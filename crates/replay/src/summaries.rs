@@ -254,7 +254,8 @@ fn put_tallies(out: &mut Vec<u8>, tallies: &[Tally]) {
                 out.extend_from_slice(&at_lsn.to_le_bytes());
             }
         }
-        out.push(u8::from(t.began));
+        // 0: neither, 1: a beginning, 2: a truncation mark.
+        out.push(u8::from(t.began) | (u8::from(t.marked) << 1));
     }
 }
 
@@ -334,6 +335,23 @@ impl Cursor<'_> {
             let (events, durable_events, skipped_records) = (self.u64()?, self.u64()?, self.u64()?);
             let (tokens, legacy_tokens, resumptions) = (self.u64()?, self.u64()?, self.u64()?);
             let tombstones = self.u64()?;
+            let (model, cwd) = (self.str()?, self.str()?);
+            let (started_title, message_title) = (self.str()?, self.str()?);
+            let forked_from = match *self.take(1)?.first()? {
+                0 => None,
+                1 => Some((
+                    Uuid::from_bytes(self.take(16)?.try_into().ok()?),
+                    self.u64()?,
+                )),
+                _ => return None,
+            };
+            // 0: neither, 1: a beginning, 2: a truncation mark.
+            let (began, marked) = match *self.take(1)?.first()? {
+                0 => (false, false),
+                1 => (true, false),
+                2 => (false, true),
+                _ => return None,
+            };
             tallies.push(Tally {
                 session,
                 status,
@@ -343,25 +361,15 @@ impl Cursor<'_> {
                 skipped_records,
                 tokens,
                 legacy_tokens,
-                model: self.str()?,
-                cwd: self.str()?,
-                started_title: self.str()?,
-                message_title: self.str()?,
+                model,
+                cwd,
+                started_title,
+                message_title,
                 resumptions,
                 tombstones,
-                forked_from: match *self.take(1)?.first()? {
-                    0 => None,
-                    1 => Some((
-                        Uuid::from_bytes(self.take(16)?.try_into().ok()?),
-                        self.u64()?,
-                    )),
-                    _ => return None,
-                },
-                began: match *self.take(1)?.first()? {
-                    0 => false,
-                    1 => true,
-                    _ => return None,
-                },
+                forked_from,
+                began,
+                marked,
             });
         }
         Some(tallies)
@@ -554,6 +562,7 @@ mod tests {
                 forked_from: Some((Uuid::from_u128(0x0304), 9)),
                 tombstones: 2,
                 began: true,
+                marked: false,
             }],
         }
     }

@@ -289,7 +289,10 @@ fn docs_json_shows_every_kind_as_written() {
         name: "app.state".into(),
         data: vec![0, 1, 2, 255],
     };
-    for event in golden_events().into_iter().chain([custom]) {
+    let mark = SessionEvent::SessionTruncated {
+        reason: "retained".into(),
+    };
+    for event in golden_events().into_iter().chain([custom, mark]) {
         let json = logbook_replay::event_to_json(&event);
         assert_eq!(logbook_replay::event_from_json(&json).as_ref(), Ok(&event));
         // The table's row for the kind: `| `kind` | `{...}` |`, compared as
@@ -475,6 +478,94 @@ fn write_golden_2026_12_04() {
     };
     let wal = Wal::open(&dir, options).unwrap();
     for (session, event) in golden_2026_12_04() {
+        wal.append(session, &event).unwrap();
+    }
+    wal.close().unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.ends_with(".wal") || name == "LOCK" || name == "LOG_ID") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}
+
+/// The golden log of the codec of 2026-12-04 that appended
+/// `session_truncated` (tag 29): session T begins with a truncation mark
+/// (it was imported from a log its beginning was retained away from), U
+/// with a `SessionStarted`.
+fn golden_2026_12_04b() -> Vec<(Uuid, SessionEvent)> {
+    let (t, u) = (Uuid::from_u128(0x7), Uuid::from_u128(0x8));
+    vec![
+        (
+            t,
+            SessionEvent::SessionTruncated {
+                reason: "its beginning was retained away".into(),
+            },
+        ),
+        (
+            u,
+            SessionEvent::SessionStarted {
+                model: "m".into(),
+                cwd: "/".into(),
+                title: None,
+            },
+        ),
+        (t, SessionEvent::UserMessage("after the cut".into())),
+        (u, SessionEvent::UserMessage("whole".into())),
+    ]
+}
+
+/// The log starts at LSN 1, yet T is truncated (its first record is the
+/// mark) in the listing and in its replay; U is not.
+#[test]
+fn the_golden_log_of_2026_12_04b_reads_back_and_marks_its_truncated_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/2026-12-04b");
+    for entry in std::fs::read_dir(golden).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let mut reader = Reader::open(tmp.path()).unwrap();
+    let mut got = Vec::new();
+    while let Some(record) = reader.next_ref() {
+        let r = EventRecord::decode(&record.unwrap()).unwrap();
+        got.push((r.session, r.event));
+    }
+    assert_eq!(got, golden_2026_12_04b());
+    let (t, u) = (Uuid::from_u128(0x7), Uuid::from_u128(0x8));
+    let listed = list_sessions_with(tmp.path(), OnCorruption::Fail).unwrap();
+    assert!(listed.session(t).unwrap().truncated);
+    assert!(!listed.session(u).unwrap().truncated);
+    let state = session_state(tmp.path(), t).unwrap();
+    assert!(state.truncated());
+    assert_eq!(state.transcript()[0].text, "after the cut");
+    assert!(!session_state(tmp.path(), u).unwrap().truncated());
+    let json = logbook_replay::event_to_json(&got[0].1);
+    assert_eq!(
+        json,
+        serde_json::json!({"kind": "SessionTruncated", "reason": "its beginning was retained away"})
+    );
+}
+
+/// Writes the golden log of 2026-12-04b (run by hand:
+/// `LOGBOOK_WRITE_GOLDEN=tests/golden/2026-12-04b cargo test -p
+/// logbook-replay --test golden_log -- --ignored write_golden_2026_12_04b`).
+#[test]
+#[ignore = "writes a new golden log; run by hand"]
+fn write_golden_2026_12_04b() {
+    let Ok(dir) = std::env::var("LOGBOOK_WRITE_GOLDEN") else {
+        panic!("set LOGBOOK_WRITE_GOLDEN to the directory to write");
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    assert!(!dir.exists(), "never rewrite a golden log");
+    let options = WalOptions {
+        segment_size: logbook_wal::MIN_SEGMENT_SIZE,
+        preallocate: false,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(&dir, options).unwrap();
+    for (session, event) in golden_2026_12_04b() {
         wal.append(session, &event).unwrap();
     }
     wal.close().unwrap();

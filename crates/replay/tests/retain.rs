@@ -62,3 +62,97 @@ fn sessions_cut_by_retention_are_marked_truncated() {
     assert!(session_state(dir.path(), long).unwrap().truncated());
     assert!(!session_state(dir.path(), late).unwrap().truncated());
 }
+
+/// The base LSNs of the log's segments (from their file names).
+fn segment_bases(dir: &std::path::Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().ok()?;
+            name.strip_suffix(".wal")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+/// A fork's records are one batch, and a batch can straddle segments: a
+/// retention pass can cut between two of them. Cut right before a
+/// beginning inside a truncated fork (its own `SessionForked` after its
+/// truncation mark, or the `SessionForked` its copy of a fork holds), the
+/// fork's first record left is a beginning, and the fork, whose history
+/// lacks the original's beginning, was passed off as whole.
+#[test]
+fn a_retention_cut_right_before_a_beginning_inside_a_truncated_fork_leaves_it_truncated() {
+    // `copied_fork`: the cut lands on the `SessionForked` a fork of a fork
+    // copied (its third record), else on the fork's own (its second).
+    for copied_fork in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(
+            dir.path(),
+            WalOptions {
+                segment_size: 4096,
+                preallocate: false,
+                ..WalOptions::default()
+            },
+        )
+        .unwrap();
+        let s = Uuid::new_v4();
+        wal.append(s, &started()).unwrap();
+        let mut last = 0;
+        for i in 0..90 {
+            last = wal
+                .append(
+                    s,
+                    &SessionEvent::UserMessage(format!("message {i} {}", "x".repeat(40))),
+                )
+                .unwrap();
+        }
+        wal.retain(&Retention {
+            before_lsn: Some(50),
+            ..Retention::default()
+        })
+        .unwrap();
+        assert!(session_state(dir.path(), s).unwrap().truncated());
+        // Fork (and fork the fork) with fillers of growing sizes before
+        // it, until the cut point is a segment's first record.
+        let mut target = None;
+        for pad in 0..400 {
+            wal.append(
+                Uuid::new_v4(),
+                &SessionEvent::UserMessage("f".repeat(pad * 37 % 3000)),
+            )
+            .unwrap();
+            let first = logbook_replay::fork(&wal, s, last).unwrap();
+            assert!(first.truncated);
+            let (fork, at) = if copied_fork {
+                let second = logbook_replay::fork(&wal, first.session, wal.last_lsn()).unwrap();
+                assert!(second.truncated);
+                (second.session, second.forked_lsn + 1)
+            } else {
+                (first.session, first.forked_lsn)
+            };
+            if segment_bases(dir.path()).contains(&at) {
+                target = Some((fork, at));
+                break;
+            }
+        }
+        let (fork, base) = target.expect("no fork's cut point began a segment");
+        wal.retain(&Retention {
+            before_lsn: Some(base),
+            ..Retention::default()
+        })
+        .unwrap();
+        let events = logbook_replay::session_events(dir.path(), fork).unwrap();
+        assert!(events[0].event.is_beginning(), "{:?}", events[0]);
+        let state = session_state(dir.path(), fork).unwrap();
+        let listed = list_sessions(dir.path()).unwrap();
+        assert!(
+            state.truncated() && listed.session(fork).unwrap().truncated,
+            "cut at LSN {base}, a beginning inside fork {fork} (copied fork: {copied_fork}): \
+             passed off as whole (replay: {}, listing: {})",
+            state.truncated(),
+            listed.session(fork).unwrap().truncated
+        );
+    }
+}

@@ -2,14 +2,21 @@
 //! header).
 
 use logbook_wal::format::{
-    Frame, FrameError, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader,
-    decode_frame, encode_frame, frame_len,
+    Frame, FrameError, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, REDACTED_CRC_DOMAIN, REDACTED_FLAG,
+    SEGMENT_HEADER_LEN, SegmentHeader, decode_frame, encode_frame, encode_placeholder, frame_len,
+    is_redacted,
 };
 
 fn le_u32(bytes: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(a)
+}
+
+/// The payload length in the length field at `bytes[0]`: the field without
+/// its [`REDACTED_FLAG`] (a redacted placeholder's marker).
+fn payload_len(bytes: &[u8]) -> usize {
+    (le_u32(bytes, 0) & !REDACTED_FLAG) as usize
 }
 
 /// Decode `data` as the frame at the start of a segment's records, and as a
@@ -19,8 +26,9 @@ fn le_u32(bytes: &[u8], at: usize) -> u32 {
 ///
 /// * a `Valid` frame's payload is 1 to [`MAX_PAYLOAD_LEN`] bytes, its length
 ///   is the header plus the payload and fits in `data`, and
-///   `encode_frame(header, payload)` gives exactly `data[..len]` (so the CRC
-///   holds and nothing was read from outside the frame);
+///   `encode_frame(header, payload)` (`encode_placeholder` for a frame whose
+///   length field has the redacted flag) gives exactly `data[..len]` (so
+///   the CRC holds and nothing was read from outside the frame);
 /// * `Zero` means the frame header (or all of a shorter `data`) is zeros;
 /// * each `Invalid` reason is true of the bytes: a truncated frame really
 ///   needs more than there is, a bad length really is 0 or above the limit
@@ -46,9 +54,13 @@ pub fn decode_record(data: &[u8]) {
             );
             assert_eq!(len, frame_len(payload.len()));
             assert!(len <= data.len(), "frame of {len} bytes in {}", data.len());
-            assert_eq!(le_u32(data, 0) as usize, payload.len());
+            assert_eq!(payload_len(data), payload.len());
             let mut again = Vec::with_capacity(len);
-            encode_frame(&mut again, &header, payload);
+            if is_redacted(data) {
+                encode_placeholder(&mut again, &header, payload);
+            } else {
+                encode_frame(&mut again, &header, payload);
+            }
             assert_eq!(
                 again,
                 data[..len],
@@ -68,22 +80,28 @@ pub fn decode_record(data: &[u8]) {
             assert_eq!(available, data.len());
             assert!(needed > available, "needs {needed}, has {available}");
             if data.len() >= RECORD_HEADER_LEN {
-                assert_eq!(needed, frame_len(le_u32(data, 0) as usize));
+                assert_eq!(needed, frame_len(payload_len(data)));
             }
         }
         Frame::Invalid(FrameError::Length { len }) => {
             assert!(data.len() >= RECORD_HEADER_LEN);
             assert_eq!(len, le_u32(data, 0));
+            let payload = payload_len(data);
             assert!(
-                len == 0 || len as usize > MAX_PAYLOAD_LEN,
+                payload == 0 || payload > MAX_PAYLOAD_LEN,
                 "length {len} refused"
             );
         }
         Frame::Invalid(FrameError::Checksum { stored, computed }) => {
             assert_ne!(stored, computed);
             assert_eq!(stored, le_u32(data, 4));
-            let end = frame_len(le_u32(data, 0) as usize);
-            assert_eq!(computed, crc32fast::hash(&data[8..end]));
+            let end = frame_len(payload_len(data));
+            let mut hasher = crc32fast::Hasher::new();
+            if is_redacted(data) {
+                hasher.update(REDACTED_CRC_DOMAIN);
+            }
+            hasher.update(&data[8..end]);
+            assert_eq!(computed, hasher.finalize());
         }
         Frame::Invalid(other) => panic!("unexpected frame error {other:?}"),
     }

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use logbook_bus::{SessionEvent, TokenDelta, TokenEstimate, TokenSource, codec};
-use logbook_wal::format::{FrameHeader, SEGMENT_HEADER_LEN, encode_frame, segment_file_name};
+use logbook_wal::format::{
+    FrameHeader, REDACTED_CLEAR_PAYLOAD, SEGMENT_HEADER_LEN, encode_frame, encode_placeholder,
+    segment_file_name,
+};
 use logbook_wal::sim::SimFs;
 use logbook_wal::{MIN_SEGMENT_SIZE, Wal, WalOptions};
 use uuid::Uuid;
@@ -103,6 +106,19 @@ fn decode_record() -> Vec<(&'static str, Vec<u8>)> {
     huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
     let mut segment_start = header(1).to_vec();
     segment_start.extend_from_slice(&done);
+    let mut placeholder = Vec::new();
+    encode_placeholder(
+        &mut placeholder,
+        &FrameHeader {
+            lsn: 4,
+            sync_mark: 4,
+            timestamp_us: 1_700_000_000_000_000,
+            session: Uuid::from_u128(7),
+        },
+        &REDACTED_CLEAR_PAYLOAD,
+    );
+    let mut placeholder_bad_crc = placeholder.clone();
+    placeholder_bad_crc[12] ^= 0x01;
     vec![
         ("frame_done", done),
         ("frame_user_message", message.clone()),
@@ -113,6 +129,8 @@ fn decode_record() -> Vec<(&'static str, Vec<u8>)> {
         ("frame_huge_length", huge),
         ("zeros", vec![0; 64]),
         ("segment_header_then_frame", segment_start),
+        ("frame_placeholder", placeholder),
+        ("frame_placeholder_bad_crc", placeholder_bad_crc),
     ]
 }
 

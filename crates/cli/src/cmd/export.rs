@@ -20,9 +20,12 @@ Writes one JSON object per record, in LSN order, with the fields v (the format
 version, 1), lsn, session, ts (RFC 3339, UTC, to the microsecond), ts_us (µs
 since the Unix epoch), kind (the event's stable kind name) and event (the event,
 as `logbook dump --json` prints it). docs/json.md describes every kind and
-field. `logbook import` reads it back into any log. Records of an event kind this
-build does not know are left out and counted on stderr. A damaged log is an
-error (exit 1): an export never leaves records out silently.";
+field. A session whose beginning the export does not hold (retained away, or
+before --since) starts with a session_truncated line, so that it stays marked
+truncated where it is imported. `logbook import` reads it back into any log.
+Records of an event kind this build does not know are left out and counted on
+stderr. A damaged log is an error (exit 1): an export never leaves records out
+silently.";
 
 /// Write sessions as JSON Lines (docs/json.md).
 #[derive(Debug, Args)]

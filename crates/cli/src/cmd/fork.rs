@@ -133,7 +133,7 @@ pub(crate) fn run(args: &ForkArgs) -> anyhow::Result<Outcome> {
             forked.forked_lsn,
             forked.copied,
             if forked.truncated {
-                " (the original's beginning was retained away: the fork is marked truncated too, its copy before its session_forked)"
+                " (the original's beginning was retained away: the fork is marked truncated too, a session_truncated record first)"
             } else {
                 ""
             }

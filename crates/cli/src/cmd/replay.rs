@@ -516,7 +516,7 @@ fn print_state_as(
     if state.truncated() {
         writeln!(
             out,
-            "{indent}  truncated: its beginning was retained away (the log no longer holds it): not the whole session"
+            "{indent}  truncated: its beginning was retained away (from this log, or from the one its records came from): not the whole session"
         )?;
     }
     if let Some((from, at_lsn)) = state.forked_from() {
