@@ -28,56 +28,62 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 use serde_json::Value;
 
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     LogbookError,
     PyException,
     "Base class of every error of the log. Carries `path`, `offset` and `lsn` (None when the error names none)."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     LockedError,
     LogbookError,
     "Another writer (most likely another process) holds the log directory's lock: one writer per directory."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     CorruptError,
     LogbookError,
     "Damage on disk (a bad frame, header or sequence, or a record that does not authenticate): `path`, `offset` and `lsn` say where."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     NoLogError,
     LogbookError,
     "The path does not exist, is not a directory, or holds no log."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     EncryptionKeyError,
     LogbookError,
     "A key is missing, malformed, or matches none of the log's encrypted segments."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     DiskFullError,
     LogbookError,
     "The disk is full; appends succeed again once space is freed."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     PoisonedError,
     LogbookError,
     "An earlier write or fsync failed: the log accepts nothing more until it is reopened."
 );
-pyo3::create_exception!(_logbook, ClosedError, LogbookError, "The log was closed.");
+pyo3::create_exception!(logbook, ClosedError, LogbookError, "The log was closed.");
 pyo3::create_exception!(
-    _logbook,
+    logbook,
+    ForkedError,
+    LockedError,
+    "The log was opened by another process, this one's parent before a fork: a `Log` works only in the process that opened it (open it in this one)."
+);
+pyo3::create_exception!(
+    logbook,
     UnknownSessionError,
     LogbookError,
     "The session has no record in the log."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     DeletedSessionError,
     LogbookError,
     "Nothing of the session is left but tombstones: it was deleted."
@@ -666,6 +672,10 @@ fn appending<'py>(
 struct Log {
     wal: Mutex<Option<Wal>>,
     path: String,
+    /// The process that opened the log (`std::process::id`): a child
+    /// forked from it shares its file descriptors and lock but not its
+    /// threads, so it must not use (or close, or drop) this handle.
+    owner: u32,
     /// Under `batch` and `never`, reads first make what was appended
     /// durable: readers see durable records only, and a reader must see
     /// its own writes.
@@ -673,7 +683,13 @@ struct Log {
 }
 
 impl Log {
+    /// `ForkedError` unless this is the process that opened the log.
+    fn check_process(&self) -> PyResult<()> {
+        check_process(self.owner, &self.path)
+    }
+
     fn wal(&self) -> PyResult<Wal> {
+        self.check_process()?;
         self.wal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -724,6 +740,47 @@ impl Log {
             }]);
         });
         Ok(future)
+    }
+}
+
+/// `ForkedError` unless this is process `owner`, the one that opened the
+/// log in `path`. After a `fork()` the child holds a copy of the parent's
+/// writer, file descriptors and lock, without its threads: appends from
+/// both would get the same LSNs and overwrite each other's records.
+fn check_process(owner: u32, path: &str) -> PyResult<()> {
+    let here = std::process::id();
+    if here == owner {
+        return Ok(());
+    }
+    Python::with_gil(|py| {
+        use pyo3::PyTypeInfo;
+        Err(raise(
+            py,
+            &ForkedError::type_object(py),
+            format!(
+                "the log in {path} was opened by process {owner}, and this is process {here}, \
+                 forked from it: a Log works only in the process that opened it. Open the log \
+                 in this process instead (after the fork: in a worker's start-up, or at first \
+                 use, not at import), in a directory of its own (one writer per directory)"
+            ),
+            (Some(path.to_owned()), None, None),
+        ))
+    })
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // A forked child's copy of the parent's writer: closing it would
+            // write to the parent's segment, join threads this process does
+            // not have, and unlock the parent's lock. Leak it instead.
+            let wal = self
+                .wal
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            std::mem::forget(wal);
+        }
     }
 }
 
@@ -859,6 +916,7 @@ impl Log {
         Ok(Log {
             wal: Mutex::new(Some(wal)),
             path,
+            owner: std::process::id(),
             sync_reads,
         })
     }
@@ -1230,6 +1288,8 @@ impl Log {
         let inner = logbook_replay::follow(&wal, from_lsn, session).map_err(replay_err)?;
         Ok(Follow {
             inner: Arc::new(tokio::sync::Mutex::new(inner)),
+            owner: self.owner,
+            path: self.path.clone(),
         })
     }
 
@@ -1312,6 +1372,7 @@ impl Log {
 
     /// Flush, fsync and close the log, releasing its lock. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_process()?;
         let wal = self
             .wal
             .lock()
@@ -1325,6 +1386,7 @@ impl Log {
 
     /// `close()` as an awaitable (the final fsync off the event loop).
     fn close_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.check_process()?;
         let wal = self
             .wal
             .lock()
@@ -1363,6 +1425,7 @@ impl Log {
         py: Python<'py>,
         _args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.check_process()?;
         let wal = self
             .wal
             .lock()
@@ -1492,6 +1555,19 @@ impl<'py> FromPyObject<'py> for PathOrStr {
 #[pyclass(module = "logbook._logbook", frozen, weakref)]
 struct Follow {
     inner: Arc<tokio::sync::Mutex<logbook_replay::Follow>>,
+    /// The process that opened the log, and its path ([`check_process`]).
+    owner: u32,
+    path: String,
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // In a forked child: never the last owner of the parent's
+            // writer (see `Drop for Log`).
+            std::mem::forget(self.inner.clone());
+        }
+    }
 }
 
 #[pymethods]
@@ -1501,6 +1577,7 @@ impl Follow {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        check_process(self.owner, &self.path)?;
         let inner = self.inner.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let next = inner.lock().await.next().await;
@@ -1527,6 +1604,7 @@ fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DiskFullError", py.get_type::<DiskFullError>())?;
     m.add("PoisonedError", py.get_type::<PoisonedError>())?;
     m.add("ClosedError", py.get_type::<ClosedError>())?;
+    m.add("ForkedError", py.get_type::<ForkedError>())?;
     m.add("UnknownSessionError", py.get_type::<UnknownSessionError>())?;
     m.add("DeletedSessionError", py.get_type::<DeletedSessionError>())?;
     // Defaults on the base class: every instance answers path/offset/lsn.
