@@ -397,6 +397,8 @@ enum Out {
     Custom(Vec<EventRecord>, Option<String>),
     Plan(DeletePlan),
     Forked(logbook_replay::Forked),
+    None,
+    Bool(bool),
 }
 
 impl<'py> IntoPyObject<'py> for Out {
@@ -418,6 +420,8 @@ impl<'py> IntoPyObject<'py> for Out {
             Out::Custom(records, prefix) => custom_list(py, &records, prefix.as_deref()),
             Out::Plan(plan) => Ok(plan_to_py(py, &plan)?.into_bound(py)),
             Out::Forked(f) => Ok(forked_to_py(py, &f)?.into_bound(py)),
+            Out::None => Ok(py.None().into_bound(py)),
+            Out::Bool(b) => Ok(PyBool::new(py, b).to_owned().into_any()),
         }
     }
 }
@@ -605,10 +609,7 @@ fn appending<'py>(
     append: impl Future<Output = Done> + Send + 'static,
 ) -> PyResult<Bound<'py, PyAny>> {
     use std::task::{Context, Poll, Waker};
-    let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
-    })?;
-    let event_loop = get_loop.call0(py)?.into_bound(py);
+    let event_loop = running_loop(py)?;
     let future = event_loop.call_method0("create_future")?;
     let mut append = Box::pin(append);
     let mut poll = || {
@@ -724,23 +725,56 @@ impl Log {
         f: impl FnOnce(&Wal) -> Result<Out, PyErrLater> + Send + 'static,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wal = self.wal()?;
-        let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
-        })?;
-        let event_loop = get_loop.call0(py)?.into_bound(py);
-        let future = event_loop.call_method0("create_future")?;
-        let (f_, l_) = (future.clone().unbind(), event_loop.unbind());
-        // The pool's thread resolves the future itself: one hop there, one back.
-        pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
-            let done = Done::Out(f(&wal));
-            deliver(&mut vec![Completion {
-                future: f_,
-                event_loop: l_,
-                done,
-            }]);
-        });
-        Ok(future)
+        spawn_blocking(py, move || f(&wal))
     }
+
+    /// Take the writer out (None if closed) and close it on the runtime's
+    /// blocking pool; an awaitable resolving to `out`.
+    fn closing<'py>(&self, py: Python<'py>, out: Out) -> PyResult<Bound<'py, PyAny>> {
+        self.check_process()?;
+        let wal = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        spawn_blocking(py, move || {
+            if let Some(wal) = wal {
+                wal.close()?;
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Run `f` on the runtime's blocking pool: an asyncio future of the
+/// running loop, which the pool's thread resolves through [`deliver`]
+/// (which stops at interpreter exit, see [`shutdown`]), as every async
+/// method does.
+fn spawn_blocking<'py>(
+    py: Python<'py>,
+    f: impl FnOnce() -> Result<Out, PyErrLater> + Send + 'static,
+) -> PyResult<Bound<'py, PyAny>> {
+    let event_loop = running_loop(py)?;
+    let future = event_loop.call_method0("create_future")?;
+    let (f_, l_) = (future.clone().unbind(), event_loop.unbind());
+    // The pool's thread resolves the future itself: one hop there, one back.
+    pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
+        let done = Done::Out(f());
+        deliver(&mut vec![Completion {
+            future: f_,
+            event_loop: l_,
+            done,
+        }]);
+    });
+    Ok(future)
+}
+
+/// The running asyncio loop (`RuntimeError` outside one).
+fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+    })?;
+    get_loop.call0(py).map(|l| l.into_bound(py))
 }
 
 /// `ForkedError` unless this is process `owner`, the one that opened the
@@ -788,6 +822,8 @@ impl Drop for Log {
 enum PyErrLater {
     Wal(WalError),
     Replay(ReplayError),
+    /// The end of a `Follow` (`StopAsyncIteration`).
+    End,
 }
 
 impl PyErrLater {
@@ -795,6 +831,7 @@ impl PyErrLater {
         match self {
             PyErrLater::Wal(e) => wal_err(e),
             PyErrLater::Replay(e) => replay_err(e),
+            PyErrLater::End => PyStopAsyncIteration::new_err(()),
         }
     }
 }
@@ -1386,21 +1423,7 @@ impl Log {
 
     /// `close()` as an awaitable (the final fsync off the event loop).
     fn close_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.check_process()?;
-        let wal = self
-            .wal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            match wal {
-                Some(wal) => tokio::task::spawn_blocking(move || wal.close())
-                    .await
-                    .map_err(|e| LogbookError::new_err(e.to_string()))?
-                    .map_err(wal_err),
-                None => Ok(()),
-            }
-        })
+        self.closing(py, Out::None)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -1414,9 +1437,11 @@ impl Log {
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.get().check_process()?;
         let py = slf.py();
-        let me: PyObject = slf.into_any().unbind();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(me) })
+        let future = running_loop(py)?.call_method0("create_future")?;
+        future.call_method1("set_result", (slf,))?;
+        Ok(future)
     }
 
     #[pyo3(signature = (*_args))]
@@ -1425,21 +1450,7 @@ impl Log {
         py: Python<'py>,
         _args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.check_process()?;
-        let wal = self
-            .wal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            if let Some(wal) = wal {
-                tokio::task::spawn_blocking(move || wal.close())
-                    .await
-                    .map_err(|e| LogbookError::new_err(e.to_string()))?
-                    .map_err(wal_err)?;
-            }
-            Ok(false)
-        })
+        self.closing(py, Out::Bool(false))
     }
 
     fn __repr__(&self) -> String {
@@ -1576,17 +1587,42 @@ impl Follow {
         slf
     }
 
+    /// The next record: an asyncio future resolved through [`completer`],
+    /// as the other async methods are (so never after interpreter exit
+    /// has begun). Cancelling it drops the wait.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         check_process(self.owner, &self.path)?;
         let inner = self.inner.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let event_loop = running_loop(py)?;
+        let future = event_loop.call_method0("create_future")?;
+        let (f_, l_) = (future.clone().unbind(), event_loop.unbind());
+        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
             let next = inner.lock().await.next().await;
-            match next {
-                None => Err(PyStopAsyncIteration::new_err(())),
-                Some(Err(e)) => Err(replay_err(e)),
+            let done = Done::Out(match next {
+                None => Err(PyErrLater::End),
+                Some(Err(e)) => Err(PyErrLater::Replay(e)),
                 Some(Ok(record)) => Ok(Out::Record(record)),
-            }
-        })
+            });
+            let _ = completer().send(Completion {
+                future: f_,
+                event_loop: l_,
+                done,
+            });
+        });
+        let abort = task.abort_handle();
+        let on_done = pyo3::types::PyCFunction::new_closure(
+            py,
+            None,
+            None,
+            move |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+                if args.get_item(0)?.call_method0("cancelled")?.is_truthy()? {
+                    abort.abort();
+                }
+                Ok(())
+            },
+        )?;
+        future.call_method1("add_done_callback", (on_done,))?;
+        Ok(future)
     }
 }
 
