@@ -308,3 +308,21 @@ async def test_reads_see_their_own_writes_under_every_policy(tmp_path, policy):
     config = saver.put({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, empty_checkpoint(), {}, {})
     assert saver.get_tuple(config) is not None
     log.close()
+
+
+@pytest.mark.parametrize("delay", [1e30, float("inf"), float("-inf"), float("nan"), -5, 0, 1e-9, 3_600_001])
+def test_a_bad_batch_delay_is_a_value_error_naming_it(tmp_path, delay):
+    for policy in ["batch", "always"]:
+        with pytest.raises(ValueError, match="batch_delay_ms"):
+            logbook.Log(str(tmp_path / "log"), sync=policy, batch_delay_ms=delay)
+    # Nothing was opened: the directory is free.
+    logbook.Log(str(tmp_path / "log"), sync="batch", batch_delay_ms=0.5).close()
+
+
+@pytest.mark.parametrize("size", [-1, 0, 10, 4095, (1 << 30) + 1, 1 << 70])
+def test_a_bad_segment_size_is_a_value_error_naming_it(tmp_path, size):
+    with pytest.raises(ValueError, match="segment_size"):
+        logbook.Log(str(tmp_path / "log"), segment_size=size)
+    with pytest.raises(TypeError, match="segment_size"):
+        logbook.Log(str(tmp_path / "log"), segment_size=4096.0)
+    logbook.Log(str(tmp_path / "log"), segment_size=4096).close()

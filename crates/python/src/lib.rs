@@ -848,16 +848,61 @@ impl From<ReplayError> for PyErrLater {
     }
 }
 
+/// The shortest and the longest `batch_delay_ms` accepted: a microsecond
+/// (the flusher's delay must be above zero) and an hour.
+const BATCH_DELAY_MS: (f64, f64) = (0.001, 3_600_000.0);
+
+/// `batch_delay_ms` as a delay: a finite number of milliseconds in
+/// [`BATCH_DELAY_MS`], else a `ValueError` naming it.
+fn batch_delay(ms: Option<f64>) -> PyResult<Duration> {
+    let ms = ms.unwrap_or(5.0);
+    let (min, max) = BATCH_DELAY_MS;
+    if !(min..=max).contains(&ms) {
+        return Err(PyValueError::new_err(format!(
+            "batch_delay_ms must be a number of milliseconds from {min} to {max} (an hour), not {ms:?}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// `segment_size` in bytes: an int from `MIN_SEGMENT_SIZE` to
+/// `MAX_SEGMENT_SIZE`, else a `ValueError` naming it.
+fn segment_size(size: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    let Some(size) = size else { return Ok(None) };
+    let (min, max) = (logbook_wal::MIN_SEGMENT_SIZE, logbook_wal::MAX_SEGMENT_SIZE);
+    let refuse = |what: String| {
+        PyValueError::new_err(format!(
+            "segment_size must be an int from {min} to {max} bytes (the default is 64 MiB), not {what}"
+        ))
+    };
+    if size.is_instance_of::<PyBool>() || !size.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "segment_size must be an int (bytes), not {}",
+            size.get_type().name()?
+        )));
+    }
+    match size.extract::<i128>() {
+        Ok(n) => u64::try_from(n)
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .map(Some)
+            .ok_or_else(|| refuse(n.to_string())),
+        Err(_) => Err(refuse(size.str()?.extract::<String>()?)),
+    }
+}
+
 fn options(
     sync: &str,
     batch_delay_ms: Option<f64>,
     segment_size: Option<u64>,
     ring: Option<Arc<KeyRing>>,
 ) -> PyResult<WalOptions> {
+    // Checked whatever the policy: a bad value is a mistake under any.
+    let max_delay = batch_delay(batch_delay_ms)?;
     let sync = match sync {
         "always" => SyncPolicy::Always,
         "batch" => SyncPolicy::Batch {
-            max_delay: Duration::from_secs_f64(batch_delay_ms.unwrap_or(5.0).max(0.001) / 1000.0),
+            max_delay,
             max_bytes: 1 << 20,
         },
         "never" => SyncPolicy::Never,
@@ -920,8 +965,10 @@ impl Log {
     /// `sync`: when an append returns: `"always"` (after the fsync that
     /// makes it durable, shared with concurrent appends: the default),
     /// `"batch"` (once queued; a flusher fsyncs within `batch_delay_ms`) or
-    /// `"never"` (tests, bulk loads). `segment_size`: bytes per segment
-    /// (default 64 MiB). `key_file` (a file of 32 bytes or 64 hex digits) or
+    /// `"never"` (tests, bulk loads); `batch_delay_ms` from 0.001 to
+    /// 3,600,000 (default 5). `segment_size`: bytes per segment, from 4096
+    /// to 1 GiB (default 64 MiB). An option out of range is a `ValueError`
+    /// naming it. `key_file` (a file of 32 bytes or 64 hex digits) or
     /// `key` (32 bytes, or 64 hex digits): encrypt new segments, and read
     /// encrypted ones, with this key.
     ///
@@ -935,10 +982,11 @@ impl Log {
         path: PathOrStr,
         sync: &str,
         batch_delay_ms: Option<f64>,
-        segment_size: Option<u64>,
+        segment_size: Option<&Bound<'_, PyAny>>,
         key_file: Option<String>,
         key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Log> {
+        let segment_size = self::segment_size(segment_size)?;
         let ring = key_ring(key_file, key)?;
         if let Some(ring) = &ring {
             // Readers of this process (replays, listings) read with it.
