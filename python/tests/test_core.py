@@ -326,3 +326,40 @@ def test_a_bad_segment_size_is_a_value_error_naming_it(tmp_path, size):
     with pytest.raises(TypeError, match="segment_size"):
         logbook.Log(str(tmp_path / "log"), segment_size=4096.0)
     logbook.Log(str(tmp_path / "log"), segment_size=4096).close()
+
+
+async def test_a_fork_into_a_session_with_records_is_refused(log_dir):
+    s, taken = sid(), sid()
+    with logbook.Log(log_dir) as log:
+        log.append(s, {"kind": "UserMessage", "value": "mine"})
+        log.append(taken, {"kind": "UserMessage", "value": "theirs"})
+        last = log.last_lsn
+        with pytest.raises(ValueError, match="into itself"):
+            log.fork(s, new_session=s)
+        with pytest.raises(ValueError, match="already has 1 record"):
+            log.fork(s, new_session=taken)
+        with pytest.raises(ValueError, match="already has 1 record"):
+            await log.fork_async(s, new_session=uuid.UUID(taken))
+        assert log.last_lsn == last
+        assert [r["event"]["value"] for r in log.read(taken)] == ["theirs"]
+        # A deleted session's id may be reused.
+        log.delete_session(taken)
+        assert log.fork(s, new_session=taken)["session"] == taken
+        assert log.replay(taken)["forked_from"][0] == s
+
+
+async def test_copy_thread_into_a_thread_with_checkpoints_is_refused(log_dir):
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from logbook.langgraph import LogbookSaver
+
+    with LogbookSaver(log_dir) as saver:
+        for thread in ["a", "b"]:
+            saver.put({"configurable": {"thread_id": thread, "checkpoint_ns": ""}}, empty_checkpoint(), {}, {})
+        with pytest.raises(ValueError, match="cannot copy thread 'a' to thread 'b'"):
+            saver.copy_thread("a", "b")
+        with pytest.raises(ValueError, match="cannot copy thread 'a' to thread 'a'"):
+            await saver.acopy_thread("a", "a")
+        assert len(list(saver.list({"configurable": {"thread_id": "b"}}))) == 1
+        saver.copy_thread("a", "c")
+        assert len(list(saver.list({"configurable": {"thread_id": "c"}}))) == 1

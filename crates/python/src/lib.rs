@@ -192,6 +192,8 @@ fn replay_err(e: ReplayError) -> PyErr {
                 message,
                 (None, None, Some(*tombstone_lsn)),
             ),
+            // A mistake of the caller's, not of the log.
+            ReplayError::ForkTargetExists { .. } => PyValueError::new_err(message),
             ReplayError::PastEnd { lsn, .. } => raise(
                 py,
                 &LogbookError::type_object(py),
@@ -1319,7 +1321,9 @@ impl Log {
     /// Fork `session` at `at_lsn` (default: its whole history so far) into
     /// `new_session` (default: a new random id): the fork starts with a
     /// `SessionForked` record and a copy of the events. Returns
-    /// `{session, from, at_lsn, forked_lsn, copied, truncated}`.
+    /// `{session, from, at_lsn, forked_lsn, copied, truncated}`. A
+    /// `new_session` that is `session` or already has records is a
+    /// `ValueError` (the histories would merge).
     #[pyo3(signature = (session, at_lsn = None, new_session = None))]
     fn fork(
         &self,
