@@ -42,11 +42,20 @@ def test_every_json_kind_round_trips(log_dir):
         if line.startswith("| `") and "`{" in line:
             events.append(json.loads(line.split("`{", 1)[1].rsplit("}`", 1)[0].join("{}")))
     assert len(events) >= 28
+    # Only the log's own operations write these (a tombstone, a fork, a
+    # truncation mark): append refuses them (test_append_refuses_...).
+    internal = {"SessionDeleted", "SessionForked", "SessionTruncated"}
     s = sid()
     with logbook.Log(log_dir) as log:
-        durable = [e for e in events if e["kind"] != "SessionDeleted"]
+        durable = [e for e in events if e["kind"] not in internal]
         log.append_many([(s, e) for e in durable])
         got = [r["event"] for r in log.read(s)]
+        # A fork's SessionForked record reads back in the documented shape.
+        forked = log.fork(s)
+        first = log.read(forked["session"])[0]["event"]
+        shape = next(e for e in events if e["kind"] == "SessionForked")
+        assert sorted(first) == sorted(shape)
+        assert first == {"kind": "SessionForked", "from": s, "at_lsn": forked["at_lsn"]}
     custom = [e for e in durable if e["kind"] == "Custom"]
     for e in custom:  # JSON's base64 comes back as bytes
         import base64
@@ -363,3 +372,27 @@ async def test_copy_thread_into_a_thread_with_checkpoints_is_refused(log_dir):
         assert len(list(saver.list({"configurable": {"thread_id": "b"}}))) == 1
         saver.copy_thread("a", "c")
         assert len(list(saver.list({"configurable": {"thread_id": "c"}}))) == 1
+
+
+@pytest.mark.parametrize(
+    "event, points_to",
+    [
+        ({"kind": "SessionDeleted", "after_lsn": 0, "ranges": [[1, 1]], "reason": "pop"}, "delete_session"),
+        ({"kind": "SessionForked", "at_lsn": 1, "from": "01234567-89ab-cdef-0123-456789abcdef"}, "Log.fork"),
+        ({"kind": "SessionTruncated", "reason": "retained"}, "the log writes it itself"),
+    ],
+)
+async def test_append_refuses_the_kinds_only_the_log_writes(log_dir, event, points_to):
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        log.append(s, {"kind": "UserMessage", "value": "kept"})
+        for call in [
+            lambda: log.append(s, event),
+            lambda: log.append_many([(s, {"kind": "Done"}), (s, event)]),
+            lambda: log.append_async(s, event),
+        ]:
+            with pytest.raises(ValueError, match=points_to) as e:
+                await call() if asyncio.iscoroutinefunction(call) else call()
+            assert event["kind"] in str(e.value)
+        assert [r["event"] for r in log.read(s)] == [{"kind": "UserMessage", "value": "kept"}]
+        assert log.last_lsn == 1

@@ -356,7 +356,34 @@ fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<SessionEvent> {
         }
     }
     let json = to_json(obj)?;
-    logbook_replay::event_from_json(&json).map_err(PyValueError::new_err)
+    let event = logbook_replay::event_from_json(&json).map_err(PyValueError::new_err)?;
+    refuse_internal(&event)?;
+    Ok(event)
+}
+
+/// A `ValueError` for the kinds only the log's own operations write, each
+/// pointing to the call that writes it: appended by hand, a tombstone
+/// would delete records behind the deletion API's back, and a fork or
+/// truncation mark would give a session a history it does not have.
+fn refuse_internal(event: &SessionEvent) -> PyResult<()> {
+    let (kind, instead) = match event {
+        SessionEvent::SessionDeleted { .. } => (
+            "SessionDeleted",
+            "delete through Log.delete_session, delete_after, delete_runs, delete_records or prune",
+        ),
+        SessionEvent::SessionForked { .. } => (
+            "SessionForked",
+            "fork a session with Log.fork (or fork_async)",
+        ),
+        SessionEvent::SessionTruncated { .. } => (
+            "SessionTruncated",
+            "the log writes it itself, at the start of a fork of a truncated session",
+        ),
+        _ => return Ok(()),
+    };
+    Err(PyValueError::new_err(format!(
+        "a {kind} event cannot be appended: {instead}"
+    )))
 }
 
 /// An event as its dict (`docs/json.md`); a `Custom` event's `data` as `bytes`.
