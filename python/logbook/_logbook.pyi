@@ -39,8 +39,9 @@ class Log:
         sync: Literal["always", "batch", "never"] = "always",
         batch_delay_ms: Optional[float] = None,
         segment_size: Optional[int] = None,
-        key_file: Optional[str] = None,
+        key_file: Union[str, os.PathLike[str], None] = None,
         key: Union[bytes, str, None] = None,
+        create: bool = True,
     ) -> None: ...
     @property
     def path(self) -> str: ...

@@ -396,3 +396,47 @@ async def test_append_refuses_the_kinds_only_the_log_writes(log_dir, event, poin
             assert event["kind"] in str(e.value)
         assert [r["event"] for r in log.read(s)] == [{"kind": "UserMessage", "value": "kept"}]
         assert log.last_lsn == 1
+
+
+def test_create_false_opens_only_an_existing_log(tmp_path):
+    missing = tmp_path / "no" / "such" / "log"
+    with pytest.raises(logbook.NoLogError, match="create=True") as e:
+        logbook.Log(missing, create=False)
+    assert e.value.path == str(missing)
+    assert not (tmp_path / "no").exists(), "nothing was created"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(logbook.NoLogError):
+        logbook.Log(tmp_path / "empty", create=False)
+    # The default makes the log, and the missing parents, as Wal::open does.
+    s = sid()
+    with logbook.Log(missing) as log:
+        log.append(s, {"kind": "Done"})
+    with logbook.Log(missing, create=False) as log:
+        assert len(log.read(s)) == 1
+
+
+def test_a_path_that_is_not_one_is_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match="the path is empty"):
+        logbook.Log("")
+    with pytest.raises(TypeError, match="str or an os.PathLike"):
+        logbook.Log(5)
+    with pytest.raises(TypeError, match="str or an os.PathLike"):
+        logbook.Log(None)
+
+
+def test_key_file_takes_a_pathlib_path(tmp_path):
+    # In a process of its own: a process reads with the first key it was given.
+    key = os.urandom(32)
+    keyfile = tmp_path / "k"
+    keyfile.write_bytes(key)
+    d = tmp_path / "enc"
+    code = f"""
+import logbook, pathlib
+with logbook.Log(pathlib.Path({str(d)!r}), key_file=pathlib.Path({str(keyfile)!r})) as log:
+    log.append({sid()!r}, {{"kind": "UserMessage", "value": "secret"}})
+    print(log.read(log.sessions()[0]["session"])[0]["event"]["value"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "secret", out.stderr
+    raw = b"".join(f.read_bytes() for f in d.iterdir() if f.name.endswith(".wal"))
+    assert b"secret" not in raw

@@ -49,7 +49,7 @@ pyo3::create_exception!(
     logbook,
     NoLogError,
     LogbookError,
-    "The path does not exist, is not a directory, or holds no log."
+    "The path is not a directory, or (opened with `create=False`) does not exist or holds no log."
 );
 pyo3::create_exception!(
     logbook,
@@ -989,7 +989,10 @@ fn key_ring(
 
 #[pymethods]
 impl Log {
-    /// Open (creating it if needed) the log in `path` and take its writer lock.
+    /// Open the log in `path` and take its writer lock. `create` (default
+    /// True): make a new log there if it holds none, creating the directory
+    /// and any missing parent, as `Wal::open` does; with `create=False` a
+    /// path that is missing or holds no log is a `NoLogError`.
     ///
     /// `sync`: when an append returns: `"always"` (after the fsync that
     /// makes it durable, shared with concurrent appends: the default),
@@ -1005,18 +1008,28 @@ impl Log {
     /// `CorruptError` for damage recovery must not cut,
     /// `EncryptionKeyError` for a missing or wrong key.
     #[new]
-    #[pyo3(signature = (path, *, sync = "always", batch_delay_ms = None, segment_size = None, key_file = None, key = None))]
+    #[pyo3(signature = (path, *, sync = "always", batch_delay_ms = None, segment_size = None, key_file = None, key = None, create = true))]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Python's keyword arguments, one per option"
+    )]
     fn new(
         py: Python<'_>,
         path: PathOrStr,
         sync: &str,
         batch_delay_ms: Option<f64>,
         segment_size: Option<&Bound<'_, PyAny>>,
-        key_file: Option<String>,
+        key_file: Option<PathOrStr>,
         key: Option<&Bound<'_, PyAny>>,
+        create: bool,
     ) -> PyResult<Log> {
+        if path.0.is_empty() {
+            return Err(PyValueError::new_err(
+                "the path is empty: give the log's directory (Log(\"./logs\"))",
+            ));
+        }
         let segment_size = self::segment_size(segment_size)?;
-        let ring = key_ring(key_file, key)?;
+        let ring = key_ring(key_file.map(|k| k.0), key)?;
         if let Some(ring) = &ring {
             // Readers of this process (replays, listings) read with it.
             let _ = logbook_wal::install_default_keys(ring.clone());
@@ -1024,6 +1037,24 @@ impl Log {
         let opts = options(sync, batch_delay_ms, segment_size, ring)?;
         let sync_reads = opts.sync != SyncPolicy::Always;
         let path = path.0;
+        if !create {
+            let holds_a_log = py.allow_threads(|| match logbook_wal::Reader::open(&path) {
+                Err(WalError::NotFound { .. } | WalError::NoLog { .. }) => false,
+                // Anything else is Wal::open's to report.
+                _ => true,
+            });
+            if !holds_a_log {
+                use pyo3::PyTypeInfo;
+                return Err(raise(
+                    py,
+                    &NoLogError::type_object(py),
+                    format!(
+                        "there is no log in {path}: check the path, or pass create=True to make a new log there"
+                    ),
+                    (Some(path.clone()), None, None),
+                ));
+            }
+        }
         let wal = py
             .allow_threads(|| Wal::open(&path, opts))
             .map_err(wal_err)?;
@@ -1635,8 +1666,19 @@ impl<'py> FromPyObject<'py> for PathOrStr {
         if let Ok(s) = obj.extract::<String>() {
             return Ok(PathOrStr(s));
         }
-        let fspath = obj.call_method0("__fspath__")?;
-        Ok(PathOrStr(fspath.extract()?))
+        let not_a_path = || -> PyResult<PyErr> {
+            Ok(PyTypeError::new_err(format!(
+                "a path is a str or an os.PathLike (pathlib.Path), not {}",
+                obj.get_type().name()?
+            )))
+        };
+        if !obj.hasattr("__fspath__")? {
+            return Err(not_a_path()?);
+        }
+        match obj.call_method0("__fspath__")?.extract::<String>() {
+            Ok(s) => Ok(PathOrStr(s)),
+            Err(_) => Err(not_a_path()?),
+        }
     }
 }
 
