@@ -42,7 +42,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 import logbook
-from logbook import DeletedSessionError, Log, UnknownSessionError
+from logbook import DeletedSessionError, Log, UnknownSessionError, _open_writer
 
 __all__ = ["LogbookSaver"]
 
@@ -227,7 +227,7 @@ class LogbookSaver(BaseCheckpointSaver[int]):
             self.log = log
             self._owns_log = False
         else:
-            self.log = Log(log, **open_options)
+            self.log = _open_writer(log, open_options, "LogbookSaver(log)")
             self._owns_log = True
 
     # -- lifecycle ---------------------------------------------------------
