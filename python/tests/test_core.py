@@ -440,3 +440,27 @@ with logbook.Log(pathlib.Path({str(d)!r}), key_file=pathlib.Path({str(keyfile)!r
     assert out.stdout.strip() == "secret", out.stderr
     raw = b"".join(f.read_bytes() for f in d.iterdir() if f.name.endswith(".wal"))
     assert b"secret" not in raw
+
+
+@pytest.mark.parametrize(
+    "event, error",
+    [
+        ({"kind": "UserMessage", "value": 5}, '"value": invalid type: integer `5`, expected a string'),
+        ({"kind": "UserMessage"}, '"value" is missing (expected a string)'),
+        ({"kind": "Done", "extra": 1}, 'no field but "kind"'),
+        (
+            {"kind": "TokenUsage", "completion_tokens": "5", "duration_ms": 7, "model": "m", "prompt_tokens": 10, "source": "Root"},
+            '"completion_tokens": invalid type: string "5", expected u64',
+        ),
+        (
+            {"kind": "TokenUsage", "completion_tokens": 2**70, "duration_ms": 7, "model": "m", "prompt_tokens": 10, "source": "Root"},
+            "does not fit in an event",
+        ),
+    ],
+)
+def test_a_malformed_event_names_the_field_and_the_type(log_dir, event, error):
+    with logbook.Log(log_dir) as log:
+        with pytest.raises(ValueError) as e:
+            log.append(sid(), event)
+        assert error in str(e.value)
+        assert log.last_lsn == 0

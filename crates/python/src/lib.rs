@@ -253,7 +253,13 @@ fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         if let Ok(u) = obj.extract::<u64>() {
             return Ok(Value::from(u));
         }
-        return Ok(Value::from(obj.extract::<i64>()?));
+        return match obj.extract::<i64>() {
+            Ok(i) => Ok(Value::from(i)),
+            Err(_) => Err(PyValueError::new_err(format!(
+                "the integer {} does not fit in an event (from -2**63 to 2**64 - 1)",
+                obj.str()?
+            ))),
+        };
     }
     if obj.is_instance_of::<PyFloat>() {
         let f: f64 = obj.extract()?;
