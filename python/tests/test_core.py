@@ -464,3 +464,18 @@ def test_a_malformed_event_names_the_field_and_the_type(log_dir, event, error):
             log.append(sid(), event)
         assert error in str(e.value)
         assert log.last_lsn == 0
+
+
+def test_exceptions_are_named_in_the_logbook_module_and_pickle():
+    import pickle
+
+    classes = [c for c in vars(logbook).values() if isinstance(c, type) and issubclass(c, logbook.LogbookError)]
+    assert len(classes) >= 11
+    for cls in classes:
+        assert cls.__module__ == "logbook", cls
+        assert getattr(logbook, cls.__name__) is cls
+        e = cls("message")
+        e.path, e.offset, e.lsn = "/p", 7, 3
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is cls and str(back) == "message"
+        assert (back.path, back.offset, back.lsn) == ("/p", 7, 3)
