@@ -82,3 +82,14 @@ async def test_a_cancelled_follow_step_loses_no_record(tmp_path):
     await log.close_async()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(follow.__anext__(), 5)
+
+
+def test_close_async_outside_a_loop_leaves_the_log_open(tmp_path):
+    import logbook
+
+    log = logbook.Log(str(tmp_path / "log"))
+    with pytest.raises(RuntimeError):
+        log.close_async()
+    assert not log.closed
+    assert log.append("6c6f6762-6f6f-4b00-8000-000000000002", {"kind": "Done"}) == 1
+    log.close()

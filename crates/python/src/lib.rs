@@ -767,6 +767,8 @@ impl Log {
     /// blocking pool; an awaitable resolving to `out`.
     fn closing<'py>(&self, py: Python<'py>, out: Out) -> PyResult<Bound<'py, PyAny>> {
         self.check_process()?;
+        // Outside a running loop: refused before the writer is taken out.
+        running_loop(py)?;
         let wal = self
             .wal
             .lock()
