@@ -424,6 +424,12 @@ def test_a_path_that_is_not_one_is_refused_clearly(tmp_path):
         logbook.Log(None)
 
 
+def test_a_key_of_another_type_is_a_type_error_naming_key(tmp_path):
+    with pytest.raises(TypeError, match="key is bytes"):
+        logbook.Log(str(tmp_path / "log"), key=5)
+    assert not (tmp_path / "log").exists()
+
+
 def test_key_file_takes_a_pathlib_path(tmp_path):
     # In a process of its own: a process reads with the first key it was given.
     key = os.urandom(32)

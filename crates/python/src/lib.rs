@@ -987,7 +987,15 @@ fn key_ring(
                 })?;
                 Key::new(bytes)
             } else {
-                Key::from_hex(&k.extract::<String>()?).map_err(key_err)?
+                let hex = k.extract::<String>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "key is bytes (32 of them) or a str of 64 hex digits, not {}",
+                        k.get_type()
+                            .name()
+                            .map_or_else(|_| "that".to_owned(), |n| n.to_string())
+                    ))
+                })?;
+                Key::from_hex(&hex).map_err(key_err)?
             }
         }
         (None, None) => return Ok(None),
