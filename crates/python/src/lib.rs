@@ -30,56 +30,62 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 use serde_json::Value;
 
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     LogbookError,
     PyException,
     "Base class of every error of the log. Carries `path`, `offset` and `lsn` (None when the error names none)."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     LockedError,
     LogbookError,
     "Another writer (most likely another process) holds the log directory's lock: one writer per directory."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     CorruptError,
     LogbookError,
     "Damage on disk (a bad frame, header or sequence, or a record that does not authenticate): `path`, `offset` and `lsn` say where."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     NoLogError,
     LogbookError,
-    "The path does not exist, is not a directory, or holds no log."
+    "The path is not a directory, or (opened with `create=False`) does not exist or holds no log."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     EncryptionKeyError,
     LogbookError,
     "A key is missing, malformed, or matches none of the log's encrypted segments."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     DiskFullError,
     LogbookError,
     "The disk is full; appends succeed again once space is freed."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     PoisonedError,
     LogbookError,
     "An earlier write or fsync failed: the log accepts nothing more until it is reopened."
 );
-pyo3::create_exception!(_logbook, ClosedError, LogbookError, "The log was closed.");
+pyo3::create_exception!(logbook, ClosedError, LogbookError, "The log was closed.");
 pyo3::create_exception!(
-    _logbook,
+    logbook,
+    ForkedError,
+    LockedError,
+    "The log was opened by another process, this one's parent before a fork: a `Log` works only in the process that opened it (open it in this one)."
+);
+pyo3::create_exception!(
+    logbook,
     UnknownSessionError,
     LogbookError,
     "The session has no record in the log."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     DeletedSessionError,
     LogbookError,
     "Nothing of the session is left but tombstones: it was deleted."
@@ -188,6 +194,8 @@ fn replay_err(e: ReplayError) -> PyErr {
                 message,
                 (None, None, Some(*tombstone_lsn)),
             ),
+            // A mistake of the caller's, not of the log.
+            ReplayError::ForkTargetExists { .. } => PyValueError::new_err(message),
             ReplayError::PastEnd { lsn, .. } => raise(
                 py,
                 &LogbookError::type_object(py),
@@ -247,7 +255,13 @@ fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         if let Ok(u) = obj.extract::<u64>() {
             return Ok(Value::from(u));
         }
-        return Ok(Value::from(obj.extract::<i64>()?));
+        return match obj.extract::<i64>() {
+            Ok(i) => Ok(Value::from(i)),
+            Err(_) => Err(PyValueError::new_err(format!(
+                "the integer {} does not fit in an event (from -2**63 to 2**64 - 1)",
+                obj.str()?
+            ))),
+        };
     }
     if obj.is_instance_of::<PyFloat>() {
         let f: f64 = obj.extract()?;
@@ -350,7 +364,34 @@ fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<SessionEvent> {
         }
     }
     let json = to_json(obj)?;
-    logbook_replay::event_from_json(&json).map_err(PyValueError::new_err)
+    let event = logbook_replay::event_from_json(&json).map_err(PyValueError::new_err)?;
+    refuse_internal(&event)?;
+    Ok(event)
+}
+
+/// A `ValueError` for the kinds only the log's own operations write, each
+/// pointing to the call that writes it: appended by hand, a tombstone
+/// would delete records behind the deletion API's back, and a fork or
+/// truncation mark would give a session a history it does not have.
+fn refuse_internal(event: &SessionEvent) -> PyResult<()> {
+    let (kind, instead) = match event {
+        SessionEvent::SessionDeleted { .. } => (
+            "SessionDeleted",
+            "delete through Log.delete_session, delete_after, delete_runs, delete_records or prune",
+        ),
+        SessionEvent::SessionForked { .. } => (
+            "SessionForked",
+            "fork a session with Log.fork (or fork_async)",
+        ),
+        SessionEvent::SessionTruncated { .. } => (
+            "SessionTruncated",
+            "the log writes it itself, at the start of a fork of a truncated session",
+        ),
+        _ => return Ok(()),
+    };
+    Err(PyValueError::new_err(format!(
+        "a {kind} event cannot be appended: {instead}"
+    )))
 }
 
 /// An event as its dict (`docs/json.md`); a `Custom` event's `data` as `bytes`.
@@ -393,6 +434,8 @@ enum Out {
     Custom(Vec<EventRecord>, Option<String>),
     Plan(DeletePlan),
     Forked(logbook_replay::Forked),
+    None,
+    Bool(bool),
 }
 
 impl<'py> IntoPyObject<'py> for Out {
@@ -414,6 +457,8 @@ impl<'py> IntoPyObject<'py> for Out {
             Out::Custom(records, prefix) => custom_list(py, &records, prefix.as_deref()),
             Out::Plan(plan) => Ok(plan_to_py(py, &plan)?.into_bound(py)),
             Out::Forked(f) => Ok(forked_to_py(py, &f)?.into_bound(py)),
+            Out::None => Ok(py.None().into_bound(py)),
+            Out::Bool(b) => Ok(PyBool::new(py, b).to_owned().into_any()),
         }
     }
 }
@@ -926,10 +971,7 @@ fn appending<'py>(
     append: impl Future<Output = Done> + Send + 'static,
 ) -> PyResult<Bound<'py, PyAny>> {
     use std::task::{Context, Poll};
-    let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
-    })?;
-    let event_loop = get_loop.call0(py)?.into_bound(py);
+    let event_loop = running_loop(py)?;
     let future = event_loop.call_method0("create_future")?;
     let mut append: std::pin::Pin<Box<dyn Future<Output = Done> + Send>> = Box::pin(append);
     let home = home(py, &event_loop);
@@ -1008,6 +1050,10 @@ fn appending<'py>(
 struct Log {
     wal: Mutex<Option<Wal>>,
     path: String,
+    /// The process that opened the log (`std::process::id`): a child
+    /// forked from it shares its file descriptors and lock but not its
+    /// threads, so it must not use (or close, or drop) this handle.
+    owner: u32,
     /// Under `batch` and `never`, reads first make what was appended
     /// durable: readers see durable records only, and a reader must see
     /// its own writes.
@@ -1015,7 +1061,13 @@ struct Log {
 }
 
 impl Log {
+    /// `ForkedError` unless this is the process that opened the log.
+    fn check_process(&self) -> PyResult<()> {
+        check_process(self.owner, &self.path)
+    }
+
     fn wal(&self) -> PyResult<Wal> {
+        self.check_process()?;
         self.wal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -1050,23 +1102,99 @@ impl Log {
         f: impl FnOnce(&Wal) -> Result<Out, PyErrLater> + Send + 'static,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wal = self.wal()?;
-        let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
-        })?;
-        let event_loop = get_loop.call0(py)?.into_bound(py);
-        let future = event_loop.call_method0("create_future")?;
-        let (f_, home) = (future.clone().unbind(), home(py, &event_loop));
-        // The pool's thread hands the result back itself: one hop there,
-        // one back (through the loop's door: without the GIL).
-        pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
-            let done = Done::Out(f(&wal));
-            deliver(&mut vec![Completion {
-                future: f_,
-                home,
-                done,
-            }]);
-        });
-        Ok(future)
+        spawn_blocking(py, move || f(&wal))
+    }
+
+    /// Take the writer out (None if closed) and close it on the runtime's
+    /// blocking pool; an awaitable resolving to `out`.
+    fn closing<'py>(&self, py: Python<'py>, out: Out) -> PyResult<Bound<'py, PyAny>> {
+        self.check_process()?;
+        // Outside a running loop: refused before the writer is taken out.
+        running_loop(py)?;
+        let wal = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        spawn_blocking(py, move || {
+            if let Some(wal) = wal {
+                wal.close()?;
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Run `f` on the runtime's blocking pool: an asyncio future of the
+/// running loop, which the pool's thread resolves through [`deliver`]
+/// (which stops at interpreter exit, see [`shutdown`]), as every async
+/// method does.
+fn spawn_blocking<'py>(
+    py: Python<'py>,
+    f: impl FnOnce() -> Result<Out, PyErrLater> + Send + 'static,
+) -> PyResult<Bound<'py, PyAny>> {
+    let event_loop = running_loop(py)?;
+    let future = event_loop.call_method0("create_future")?;
+    let (f_, home) = (future.clone().unbind(), home(py, &event_loop));
+    // The pool's thread hands the result back itself: one hop there, one
+    // back (through the loop's door: without the GIL).
+    pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
+        let done = Done::Out(f());
+        deliver(&mut vec![Completion {
+            future: f_,
+            home,
+            done,
+        }]);
+    });
+    Ok(future)
+}
+
+/// The running asyncio loop (`RuntimeError` outside one).
+fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+    })?;
+    get_loop.call0(py).map(|l| l.into_bound(py))
+}
+
+/// `ForkedError` unless this is process `owner`, the one that opened the
+/// log in `path`. After a `fork()` the child holds a copy of the parent's
+/// writer, file descriptors and lock, without its threads: appends from
+/// both would get the same LSNs and overwrite each other's records.
+fn check_process(owner: u32, path: &str) -> PyResult<()> {
+    let here = std::process::id();
+    if here == owner {
+        return Ok(());
+    }
+    Python::with_gil(|py| {
+        use pyo3::PyTypeInfo;
+        Err(raise(
+            py,
+            &ForkedError::type_object(py),
+            format!(
+                "the log in {path} was opened by process {owner}, and this is process {here}, \
+                 forked from it: a Log works only in the process that opened it. Open the log \
+                 in this process instead (after the fork: in a worker's start-up, or at first \
+                 use, not at import), in a directory of its own (one writer per directory)"
+            ),
+            (Some(path.to_owned()), None, None),
+        ))
+    })
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // A forked child's copy of the parent's writer: closing it would
+            // write to the parent's segment, join threads this process does
+            // not have, and unlock the parent's lock. Leak it instead.
+            let wal = self
+                .wal
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            std::mem::forget(wal);
+        }
     }
 }
 
@@ -1074,6 +1202,8 @@ impl Log {
 enum PyErrLater {
     Wal(WalError),
     Replay(ReplayError),
+    /// The end of a `Follow` (`StopAsyncIteration`).
+    End,
 }
 
 impl PyErrLater {
@@ -1081,6 +1211,7 @@ impl PyErrLater {
         match self {
             PyErrLater::Wal(e) => wal_err(e),
             PyErrLater::Replay(e) => replay_err(e),
+            PyErrLater::End => PyStopAsyncIteration::new_err(()),
         }
     }
 }
@@ -1097,16 +1228,61 @@ impl From<ReplayError> for PyErrLater {
     }
 }
 
+/// The shortest and the longest `batch_delay_ms` accepted: a microsecond
+/// (the flusher's delay must be above zero) and an hour.
+const BATCH_DELAY_MS: (f64, f64) = (0.001, 3_600_000.0);
+
+/// `batch_delay_ms` as a delay: a finite number of milliseconds in
+/// [`BATCH_DELAY_MS`], else a `ValueError` naming it.
+fn batch_delay(ms: Option<f64>) -> PyResult<Duration> {
+    let ms = ms.unwrap_or(5.0);
+    let (min, max) = BATCH_DELAY_MS;
+    if !(min..=max).contains(&ms) {
+        return Err(PyValueError::new_err(format!(
+            "batch_delay_ms must be a number of milliseconds from {min} to {max} (an hour), not {ms:?}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// `segment_size` in bytes: an int from `MIN_SEGMENT_SIZE` to
+/// `MAX_SEGMENT_SIZE`, else a `ValueError` naming it.
+fn segment_size(size: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    let Some(size) = size else { return Ok(None) };
+    let (min, max) = (logbook_wal::MIN_SEGMENT_SIZE, logbook_wal::MAX_SEGMENT_SIZE);
+    let refuse = |what: String| {
+        PyValueError::new_err(format!(
+            "segment_size must be an int from {min} to {max} bytes (the default is 64 MiB), not {what}"
+        ))
+    };
+    if size.is_instance_of::<PyBool>() || !size.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "segment_size must be an int (bytes), not {}",
+            size.get_type().name()?
+        )));
+    }
+    match size.extract::<i128>() {
+        Ok(n) => u64::try_from(n)
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .map(Some)
+            .ok_or_else(|| refuse(n.to_string())),
+        Err(_) => Err(refuse(size.str()?.extract::<String>()?)),
+    }
+}
+
 fn options(
     sync: &str,
     batch_delay_ms: Option<f64>,
     segment_size: Option<u64>,
     ring: Option<Arc<KeyRing>>,
 ) -> PyResult<WalOptions> {
+    // Checked whatever the policy: a bad value is a mistake under any.
+    let max_delay = batch_delay(batch_delay_ms)?;
     let sync = match sync {
         "always" => SyncPolicy::Always,
         "batch" => SyncPolicy::Batch {
-            max_delay: Duration::from_secs_f64(batch_delay_ms.unwrap_or(5.0).max(0.001) / 1000.0),
+            max_delay,
             max_bytes: 1 << 20,
         },
         "never" => SyncPolicy::Never,
@@ -1154,7 +1330,15 @@ fn key_ring(
                 })?;
                 Key::new(bytes)
             } else {
-                Key::from_hex(&k.extract::<String>()?).map_err(key_err)?
+                let hex = k.extract::<String>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "key is bytes (32 of them) or a str of 64 hex digits, not {}",
+                        k.get_type()
+                            .name()
+                            .map_or_else(|_| "that".to_owned(), |n| n.to_string())
+                    ))
+                })?;
+                Key::from_hex(&hex).map_err(key_err)?
             }
         }
         (None, None) => return Ok(None),
@@ -1164,13 +1348,18 @@ fn key_ring(
 
 #[pymethods]
 impl Log {
-    /// Open (creating it if needed) the log in `path` and take its writer lock.
+    /// Open the log in `path` and take its writer lock. `create` (default
+    /// True): make a new log there if it holds none, creating the directory
+    /// and any missing parent, as `Wal::open` does; with `create=False` a
+    /// path that is missing or holds no log is a `NoLogError`.
     ///
     /// `sync`: when an append returns: `"always"` (after the fsync that
     /// makes it durable, shared with concurrent appends: the default),
     /// `"batch"` (once queued; a flusher fsyncs within `batch_delay_ms`) or
-    /// `"never"` (tests, bulk loads). `segment_size`: bytes per segment
-    /// (default 64 MiB). `key_file` (a file of 32 bytes or 64 hex digits) or
+    /// `"never"` (tests, bulk loads); `batch_delay_ms` from 0.001 to
+    /// 3,600,000 (default 5). `segment_size`: bytes per segment, from 4096
+    /// to 1 GiB (default 64 MiB). An option out of range is a `ValueError`
+    /// naming it. `key_file` (a file of 32 bytes or 64 hex digits) or
     /// `key` (32 bytes, or 64 hex digits): encrypt new segments, and read
     /// encrypted ones, with this key.
     ///
@@ -1178,17 +1367,28 @@ impl Log {
     /// `CorruptError` for damage recovery must not cut,
     /// `EncryptionKeyError` for a missing or wrong key.
     #[new]
-    #[pyo3(signature = (path, *, sync = "always", batch_delay_ms = None, segment_size = None, key_file = None, key = None))]
+    #[pyo3(signature = (path, *, sync = "always", batch_delay_ms = None, segment_size = None, key_file = None, key = None, create = true))]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Python's keyword arguments, one per option"
+    )]
     fn new(
         py: Python<'_>,
         path: PathOrStr,
         sync: &str,
         batch_delay_ms: Option<f64>,
-        segment_size: Option<u64>,
-        key_file: Option<String>,
+        segment_size: Option<&Bound<'_, PyAny>>,
+        key_file: Option<PathOrStr>,
         key: Option<&Bound<'_, PyAny>>,
+        create: bool,
     ) -> PyResult<Log> {
-        let ring = key_ring(key_file, key)?;
+        if path.0.is_empty() {
+            return Err(PyValueError::new_err(
+                "the path is empty: give the log's directory (Log(\"./logs\"))",
+            ));
+        }
+        let segment_size = self::segment_size(segment_size)?;
+        let ring = key_ring(key_file.map(|k| k.0), key)?;
         if let Some(ring) = &ring {
             // Readers of this process (replays, listings) read with it.
             let _ = logbook_wal::install_default_keys(ring.clone());
@@ -1196,12 +1396,31 @@ impl Log {
         let opts = options(sync, batch_delay_ms, segment_size, ring)?;
         let sync_reads = opts.sync != SyncPolicy::Always;
         let path = path.0;
+        if !create {
+            let holds_a_log = py.allow_threads(|| match logbook_wal::Reader::open(&path) {
+                Err(WalError::NotFound { .. } | WalError::NoLog { .. }) => false,
+                // Anything else is Wal::open's to report.
+                _ => true,
+            });
+            if !holds_a_log {
+                use pyo3::PyTypeInfo;
+                return Err(raise(
+                    py,
+                    &NoLogError::type_object(py),
+                    format!(
+                        "there is no log in {path}: check the path, or pass create=True to make a new log there"
+                    ),
+                    (Some(path.clone()), None, None),
+                ));
+            }
+        }
         let wal = py
             .allow_threads(|| Wal::open(&path, opts))
             .map_err(wal_err)?;
         Ok(Log {
             wal: Mutex::new(Some(wal)),
             path,
+            owner: std::process::id(),
             sync_reads,
         })
     }
@@ -1563,7 +1782,9 @@ impl Log {
     /// Fork `session` at `at_lsn` (default: its whole history so far) into
     /// `new_session` (default: a new random id): the fork starts with a
     /// `SessionForked` record and a copy of the events. Returns
-    /// `{session, from, at_lsn, forked_lsn, copied, truncated}`.
+    /// `{session, from, at_lsn, forked_lsn, copied, truncated}`. A
+    /// `new_session` that is `session` or already has records is a
+    /// `ValueError` (the histories would merge).
     #[pyo3(signature = (session, at_lsn = None, new_session = None))]
     fn fork(
         &self,
@@ -1617,6 +1838,8 @@ impl Log {
         let inner = logbook_replay::follow(&wal, from_lsn, session).map_err(replay_err)?;
         Ok(Follow {
             inner: Arc::new(tokio::sync::Mutex::new(inner)),
+            owner: self.owner,
+            path: self.path.clone(),
         })
     }
 
@@ -1699,6 +1922,7 @@ impl Log {
 
     /// Flush, fsync and close the log, releasing its lock. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_process()?;
         let wal = self
             .wal
             .lock()
@@ -1712,20 +1936,7 @@ impl Log {
 
     /// `close()` as an awaitable (the final fsync off the event loop).
     fn close_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let wal = self
-            .wal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            match wal {
-                Some(wal) => tokio::task::spawn_blocking(move || wal.close())
-                    .await
-                    .map_err(|e| LogbookError::new_err(e.to_string()))?
-                    .map_err(wal_err),
-                None => Ok(()),
-            }
-        })
+        self.closing(py, Out::None)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -1739,9 +1950,11 @@ impl Log {
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.get().check_process()?;
         let py = slf.py();
-        let me: PyObject = slf.into_any().unbind();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(me) })
+        let future = running_loop(py)?.call_method0("create_future")?;
+        future.call_method1("set_result", (slf,))?;
+        Ok(future)
     }
 
     #[pyo3(signature = (*_args))]
@@ -1750,20 +1963,7 @@ impl Log {
         py: Python<'py>,
         _args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let wal = self
-            .wal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            if let Some(wal) = wal {
-                tokio::task::spawn_blocking(move || wal.close())
-                    .await
-                    .map_err(|e| LogbookError::new_err(e.to_string()))?
-                    .map_err(wal_err)?;
-            }
-            Ok(false)
-        })
+        self.closing(py, Out::Bool(false))
     }
 
     fn __repr__(&self) -> String {
@@ -1882,8 +2082,19 @@ impl<'py> FromPyObject<'py> for PathOrStr {
         if let Ok(s) = obj.extract::<String>() {
             return Ok(PathOrStr(s));
         }
-        let fspath = obj.call_method0("__fspath__")?;
-        Ok(PathOrStr(fspath.extract()?))
+        let not_a_path = || -> PyResult<PyErr> {
+            Ok(PyTypeError::new_err(format!(
+                "a path is a str or an os.PathLike (pathlib.Path), not {}",
+                obj.get_type().name()?
+            )))
+        };
+        if !obj.hasattr("__fspath__")? {
+            return Err(not_a_path()?);
+        }
+        match obj.call_method0("__fspath__")?.extract::<String>() {
+            Ok(s) => Ok(PathOrStr(s)),
+            Err(_) => Err(not_a_path()?),
+        }
     }
 }
 
@@ -1892,6 +2103,19 @@ impl<'py> FromPyObject<'py> for PathOrStr {
 #[pyclass(module = "logbook._logbook", frozen, weakref)]
 struct Follow {
     inner: Arc<tokio::sync::Mutex<logbook_replay::Follow>>,
+    /// The process that opened the log, and its path ([`check_process`]).
+    owner: u32,
+    path: String,
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // In a forked child: never the last owner of the parent's
+            // writer (see `Drop for Log`).
+            std::mem::forget(self.inner.clone());
+        }
+    }
 }
 
 #[pymethods]
@@ -1900,16 +2124,42 @@ impl Follow {
         slf
     }
 
+    /// The next record: an asyncio future resolved through [`deliver`],
+    /// as the other async methods are (so never after interpreter exit
+    /// has begun). Cancelling it drops the wait.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        check_process(self.owner, &self.path)?;
         let inner = self.inner.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let event_loop = running_loop(py)?;
+        let future = event_loop.call_method0("create_future")?;
+        let (f_, home) = (future.clone().unbind(), home(py, &event_loop));
+        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
             let next = inner.lock().await.next().await;
-            match next {
-                None => Err(PyStopAsyncIteration::new_err(())),
-                Some(Err(e)) => Err(replay_err(e)),
+            let done = Done::Out(match next {
+                None => Err(PyErrLater::End),
+                Some(Err(e)) => Err(PyErrLater::Replay(e)),
                 Some(Ok(record)) => Ok(Out::Record(record)),
-            }
-        })
+            });
+            deliver(&mut vec![Completion {
+                future: f_,
+                home,
+                done,
+            }]);
+        });
+        let abort = task.abort_handle();
+        let on_done = pyo3::types::PyCFunction::new_closure(
+            py,
+            None,
+            None,
+            move |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+                if args.get_item(0)?.call_method0("cancelled")?.is_truthy()? {
+                    abort.abort();
+                }
+                Ok(())
+            },
+        )?;
+        future.call_method1("add_done_callback", (on_done,))?;
+        Ok(future)
     }
 }
 
@@ -1927,6 +2177,7 @@ fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DiskFullError", py.get_type::<DiskFullError>())?;
     m.add("PoisonedError", py.get_type::<PoisonedError>())?;
     m.add("ClosedError", py.get_type::<ClosedError>())?;
+    m.add("ForkedError", py.get_type::<ForkedError>())?;
     m.add("UnknownSessionError", py.get_type::<UnknownSessionError>())?;
     m.add("DeletedSessionError", py.get_type::<DeletedSessionError>())?;
     // Defaults on the base class: every instance answers path/offset/lsn.

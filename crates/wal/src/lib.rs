@@ -115,7 +115,7 @@ pub use crate::error::WalError;
 pub use crate::event::EventRecord;
 pub use crate::format::{
     FLAG_ENCRYPTED, FrameError, FrameFields, Head, HeaderError, LogIdError, Lsn, MAX_PAYLOAD_LEN,
-    SealBlock, SegmentHeader,
+    MAX_SEGMENT_SIZE, SealBlock, SegmentHeader,
 };
 pub use crate::index::{derived_writes, set_derived_writes};
 pub use crate::log_id::{assign_log_id, log_id};
