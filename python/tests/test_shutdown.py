@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,7 @@ import pytest
 CLOSE_ASYNC = """
 import asyncio, sys, uuid, logbook
 async def main():
-    log = logbook.Log(sys.argv[1])
+    log = logbook.Log(sys.argv[1], segment_size=1 << 16)
     s = str(uuid.uuid4())
     await asyncio.gather(*(log.append_async(s, {"kind": "TextComplete", "value": str(i)}) for i in range(50)))
     await log.read_async(s)
@@ -22,7 +23,7 @@ asyncio.run(main())
 ASYNC_WITH = """
 import asyncio, sys, uuid, logbook
 async def main():
-    async with logbook.Log(sys.argv[1]) as log:
+    async with logbook.Log(sys.argv[1], segment_size=1 << 16) as log:
         s = str(uuid.uuid4())
         await asyncio.gather(*(log.append_async(s, {"kind": "TextComplete", "value": str(i)}) for i in range(50)))
         await log.read_async(s)
@@ -33,7 +34,7 @@ asyncio.run(main())
 FOLLOW = """
 import asyncio, sys, uuid, logbook
 async def main():
-    log = logbook.Log(sys.argv[1])
+    log = logbook.Log(sys.argv[1], segment_size=1 << 16)
     s = str(uuid.uuid4())
     log.append(s, {"kind": "Done"})
     async def follow():
@@ -60,6 +61,8 @@ def test_exit_after_an_async_close_never_crashes(tmp_path, script):
             text=True,
             timeout=60,
         )
+        if out.returncode == 0:
+            shutil.rmtree(tmp_path / f"log{i}", ignore_errors=True)
         return out.returncode, out.stderr[-2000:]
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
