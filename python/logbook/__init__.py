@@ -32,6 +32,7 @@ from logbook._logbook import (
     DiskFullError,
     EncryptionKeyError,
     Follow,
+    ForkedError,
     LockedError,
     Log,
     LogbookError,
@@ -49,6 +50,7 @@ __all__ = [
     "DiskFullError",
     "EncryptionKeyError",
     "Follow",
+    "ForkedError",
     "LockedError",
     "Log",
     "LogbookError",
@@ -74,3 +76,17 @@ def session_id(name: str) -> str:
     the same id in every process (UUID v5), so an application can name its
     sessions by its own keys (a thread id, a conversation id)."""
     return str(_uuid.uuid5(NAMESPACE, name))
+
+
+def _open_writer(path, options: dict, owner: str) -> Log:
+    """``Log(path, **options)`` for an adapter that opens its own log: a
+    ``LockedError`` there says to share one Log between the adapters."""
+    try:
+        return Log(path, **options)
+    except LockedError as e:
+        shared = LockedError(
+            f"{e} (a log directory has one writer: in one process, open it once, "
+            f"log = logbook.Log(path), and pass that Log to every {owner} on it)"
+        )
+        shared.path, shared.offset, shared.lsn = e.path, e.offset, e.lsn
+        raise shared from e

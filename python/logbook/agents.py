@@ -20,7 +20,14 @@ import asyncio
 import json
 from typing import Any, Optional
 
-from logbook import DeletedSessionError, Log, UnknownSessionError, session_id as _session_id
+from logbook import (
+    ClosedError,
+    DeletedSessionError,
+    Log,
+    UnknownSessionError,
+    _open_writer,
+    session_id as _session_id,
+)
 
 try:  # The SDK is optional: the class follows its protocol either way.
     from agents.memory.session import SessionABC as _Base
@@ -40,7 +47,13 @@ except ImportError:  # pragma: no cover - without the SDK
         return limit
 
 
-__all__ = ["LogbookSession"]
+__all__ = ["LogbookSession", "SessionClosedError"]
+
+
+class SessionClosedError(ClosedError, RuntimeError):
+    """The :class:`LogbookSession` was closed: a :class:`logbook.ClosedError`,
+    and a ``RuntimeError`` as the SDK's own sessions raise."""
+
 
 _ITEM = "agents.item"
 _BAD = object()  # an entry that is not JSON
@@ -72,7 +85,7 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
             self.log = log
             self._owns_log = False
         else:
-            self.log = Log(log, **open_options)
+            self.log = _open_writer(log, open_options, "LogbookSession(session_id, log)")
             self._owns_log = True
         self._session = _session_id("agents:" + str(session_id))
         self._locks: dict[int, asyncio.Lock] = {}
@@ -89,7 +102,7 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("LogbookSession is closed")
+            raise SessionClosedError("LogbookSession is closed")
 
     async def _records(self) -> list[tuple[int, Any]]:
         """(lsn, item or _BAD) of every item record, in order."""
@@ -107,12 +120,20 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
 
     async def get_items(self, limit: Optional[int] = None) -> list[Any]:
         """The conversation's items in order; with ``limit``, the latest
-        ``limit`` of them (still in order). Only those are decoded."""
+        ``limit`` of them (still in order), read from the end of the
+        conversation: O(limit), not O(the conversation)."""
         self._check_open()
         limit = resolve_session_limit(limit, self.session_settings)
-        records = await self.log.read_custom_async(self._session, _ITEM)
         if limit is not None and limit == 0:
             return []
+        if limit is not None and limit > 0:
+            records = await self.log.read_custom_tail_async(self._session, limit, _ITEM)
+            out = _decoded(records)
+            if out is not None:
+                return out
+            # An entry that is not JSON among them: it does not count
+            # (as in SQLiteSession); read the whole conversation.
+        records = await self.log.read_custom_async(self._session, _ITEM)
         if limit is None or limit < 0:
             limit = len(records)
         out = []
@@ -143,6 +164,13 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
 
     async def _pop(self) -> Optional[Any]:
         async with self._lock():
+            # The latest item, read from the end.
+            latest = await self.log.read_custom_tail_async(self._session, 1, _ITEM)
+            decoded = _decoded(latest)
+            if decoded is not None:
+                if latest:
+                    await self.log.delete_records_async(self._session, [latest[0][0]])
+                return decoded[0] if decoded else None
             records = await self._records()
             # The latest item, and any entry that is not JSON after it
             # (dropped with it, as SQLiteSession drops corrupt rows).
@@ -174,6 +202,36 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
         self._closed = True
         if self._owns_log:
             self.log.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` with the log's final fsync off the event loop."""
+        self._closed = True
+        if self._owns_log:
+            await self.log.close_async()
+
+    def __enter__(self) -> LogbookSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LogbookSession:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+def _decoded(records: list) -> Optional[list]:
+    """The items of ``(lsn, name, data)`` records, or None if one of them
+    is not JSON."""
+    out = []
+    for _lsn, _name, data in records:
+        try:
+            out.append(json.loads(data))
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return out
 
 
 async def _shielded(awaitable: Any) -> Any:

@@ -42,7 +42,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 import logbook
-from logbook import DeletedSessionError, Log, UnknownSessionError
+from logbook import DeletedSessionError, Log, UnknownSessionError, _open_writer
 
 __all__ = ["LogbookSaver"]
 
@@ -190,6 +190,15 @@ class _Thread:
         return out
 
 
+def _copy_refused(source: str, target: str, error: ValueError) -> ValueError:
+    """The error of a copy_thread into a thread that has checkpoints (or
+    into itself): a copy is a fork, which goes to a new session."""
+    return ValueError(
+        f"cannot copy thread {source!r} to thread {target!r}: the target has checkpoints "
+        f"already (or is the source), and a copy goes to a new thread; delete it first ({error})"
+    )
+
+
 def _hashable(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
@@ -218,7 +227,7 @@ class LogbookSaver(BaseCheckpointSaver[int]):
             self.log = log
             self._owns_log = False
         else:
-            self.log = Log(log, **open_options)
+            self.log = _open_writer(log, open_options, "LogbookSaver(log)")
             self._owns_log = True
 
     # -- lifecycle ---------------------------------------------------------
@@ -532,6 +541,8 @@ class LogbookSaver(BaseCheckpointSaver[int]):
             self.log.fork(thread_session(source_thread_id), new_session=thread_session(target_thread_id))
         except UnknownSessionError:
             return
+        except ValueError as e:
+            raise _copy_refused(source_thread_id, target_thread_id, e) from e
         self.log.append_custom(thread_session(target_thread_id), _THREAD, str(target_thread_id).encode())
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
@@ -540,6 +551,8 @@ class LogbookSaver(BaseCheckpointSaver[int]):
             await self.log.fork_async(thread_session(source_thread_id), new_session=thread_session(target_thread_id))
         except UnknownSessionError:
             return
+        except ValueError as e:
+            raise _copy_refused(source_thread_id, target_thread_id, e) from e
         await self.log.append_custom_async(
             thread_session(target_thread_id), _THREAD, str(target_thread_id).encode()
         )

@@ -91,15 +91,18 @@ if MODE == "run":
 else:
     before = graph.get_state(config)
     # The node runs the log holds (checkpointed): the state's own, and the
-    # writes of finished tasks stored with put_writes.
-    saved = []
-    def note(values):
-        saved.extend(values.get("trace", []))
-        saved.extend(f"tool{m.tool_call_id[4:]}" for m in values.get("messages", []) if isinstance(m, ToolMessage))
-    note(before.values)
+    # writes of finished tasks stored with put_writes. get_state applies
+    # the pending writes of the checkpoint's next tasks to the values it
+    # returns, so a finished task's run can be in both: counted once.
+    def runs(values):
+        return list(values.get("trace", [])) + [
+            f"tool{m.tool_call_id[4:]}" for m in values.get("messages", []) if isinstance(m, ToolMessage)
+        ]
+    saved_values = runs(before.values)
+    saved = list(saved_values)
     for task in before.tasks:
         if task.result:
-            note(task.result)
+            saved.extend(m for m in runs(task.result) if m not in saved)
     result = graph.invoke(None, config, durability=DURABILITY)
     history = [
         {"step": t.metadata.get("step"), "id": t.config["configurable"]["checkpoint_id"]}
@@ -109,6 +112,7 @@ else:
         "next_before": list(before.next),
         "tasks_before": [t.name for t in before.tasks],
         "saved_before": saved,
+        "saved_values": saved_values,
         "trace": result["trace"],
         "messages": [
             {"type": m.type, "tool_calls": [c["id"] for c in getattr(m, "tool_calls", []) or []],

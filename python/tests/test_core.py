@@ -42,11 +42,20 @@ def test_every_json_kind_round_trips(log_dir):
         if line.startswith("| `") and "`{" in line:
             events.append(json.loads(line.split("`{", 1)[1].rsplit("}`", 1)[0].join("{}")))
     assert len(events) >= 28
+    # Only the log's own operations write these (a tombstone, a fork, a
+    # truncation mark): append refuses them (test_append_refuses_...).
+    internal = {"SessionDeleted", "SessionForked", "SessionTruncated"}
     s = sid()
     with logbook.Log(log_dir) as log:
-        durable = [e for e in events if e["kind"] != "SessionDeleted"]
+        durable = [e for e in events if e["kind"] not in internal]
         log.append_many([(s, e) for e in durable])
         got = [r["event"] for r in log.read(s)]
+        # A fork's SessionForked record reads back in the documented shape.
+        forked = log.fork(s)
+        first = log.read(forked["session"])[0]["event"]
+        shape = next(e for e in events if e["kind"] == "SessionForked")
+        assert sorted(first) == sorted(shape)
+        assert first == {"kind": "SessionForked", "from": s, "at_lsn": forked["at_lsn"]}
     custom = [e for e in durable if e["kind"] == "Custom"]
     for e in custom:  # JSON's base64 comes back as bytes
         import base64
@@ -308,3 +317,248 @@ async def test_reads_see_their_own_writes_under_every_policy(tmp_path, policy):
     config = saver.put({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, empty_checkpoint(), {}, {})
     assert saver.get_tuple(config) is not None
     log.close()
+
+
+def _tail_check(path, key):
+    """read_custom_tail equals the end of read_custom, over random appends
+    and deletions (tiny segments)."""
+    import random
+
+    rng = random.Random(24)
+    with logbook.Log(path, segment_size=4096, key=key) as log:
+        s, other = sid(), sid()
+        for round_ in range(6):
+            for i in range(40):
+                name = "item" if rng.random() < 0.7 else "note"
+                log.append_custom(s if rng.random() < 0.8 else other, name, f"{round_}.{i}".encode())
+            live = [lsn for lsn, _, _ in log.read_custom(s)]
+            if live:
+                log.delete_records(s, rng.sample(live, min(len(live), rng.randrange(8))))
+            if round_ == 3:
+                log.delete_after(s, live[len(live) // 2])
+            for prefix in (None, "item"):
+                full = log.read_custom(s, prefix)
+                for n in (1, 2, 7, 30, 500):
+                    assert log.read_custom_tail(s, n, prefix) == full[-n:]
+        assert log.read_custom_tail(sid(), 5) == []
+
+
+def test_read_custom_tail_is_the_end_of_read_custom(tmp_path):
+    _tail_check(tmp_path / "log", None)
+
+
+def test_read_custom_tail_of_an_encrypted_log(tmp_path):
+    # In a process of its own: a process reads with the first key it installed.
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = f"import sys; sys.path.insert(0, {here!r}); import test_core; test_core._tail_check({str(tmp_path / 'log')!r}, bytes(range(32)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+async def test_read_custom_tail_async(tmp_path):
+    with logbook.Log(tmp_path / "log") as log:
+        s = sid()
+        log.append_custom_many(s, "item", [str(i).encode() for i in range(50)])
+        log.delete_records(s, [50])
+        full = log.read_custom(s)
+        for n in (1, 3, 60):
+            assert await log.read_custom_tail_async(s, n) == full[-n:]
+
+
+def test_async_appends_on_any_event_loop(tmp_path):
+    """Appends resolve on a loop that cannot watch a socket (no
+    add_reader: results go through call_soon_threadsafe), on loops made
+    one after another (asyncio.run), and in batches larger than a group
+    commit's (append_custom_many_async of 200 records)."""
+
+    class NoReaderLoop(asyncio.SelectorEventLoop):
+        def add_reader(self, *args, **kwargs):
+            raise NotImplementedError
+
+    s = sid()
+    with logbook.Log(tmp_path / "log") as log:
+
+        async def work(n):
+            lsns = await asyncio.gather(*(log.append_custom_async(s, "x", b"%d" % i) for i in range(n)))
+            many = await log.append_custom_many_async(s, "y", [b"%d" % i for i in range(200)])
+            assert many == list(range(many[0], many[0] + 200))
+            await log.sync_async()
+            return lsns
+
+        for _ in range(3):
+            assert len(asyncio.run(work(50))) == 50
+        loop = NoReaderLoop()
+        try:
+            assert len(loop.run_until_complete(work(50))) == 50
+        finally:
+            loop.close()
+        assert len(asyncio.run(work(10))) == 10
+        assert len(log.read_custom(s)) == 3 * 250 + 250 + 210
+
+
+@pytest.mark.parametrize("delay", [1e30, float("inf"), float("-inf"), float("nan"), -5, 0, 1e-9, 3_600_001])
+def test_a_bad_batch_delay_is_a_value_error_naming_it(tmp_path, delay):
+    for policy in ["batch", "always"]:
+        with pytest.raises(ValueError, match="batch_delay_ms"):
+            logbook.Log(str(tmp_path / "log"), sync=policy, batch_delay_ms=delay)
+    # Nothing was opened: the directory is free.
+    logbook.Log(str(tmp_path / "log"), sync="batch", batch_delay_ms=0.5).close()
+
+
+@pytest.mark.parametrize("size", [-1, 0, 10, 4095, (1 << 30) + 1, 1 << 70])
+def test_a_bad_segment_size_is_a_value_error_naming_it(tmp_path, size):
+    with pytest.raises(ValueError, match="segment_size"):
+        logbook.Log(str(tmp_path / "log"), segment_size=size)
+    with pytest.raises(TypeError, match="segment_size"):
+        logbook.Log(str(tmp_path / "log"), segment_size=4096.0)
+    logbook.Log(str(tmp_path / "log"), segment_size=4096).close()
+
+
+async def test_a_fork_into_a_session_with_records_is_refused(log_dir):
+    s, taken = sid(), sid()
+    with logbook.Log(log_dir) as log:
+        log.append(s, {"kind": "UserMessage", "value": "mine"})
+        log.append(taken, {"kind": "UserMessage", "value": "theirs"})
+        last = log.last_lsn
+        with pytest.raises(ValueError, match="into itself"):
+            log.fork(s, new_session=s)
+        with pytest.raises(ValueError, match="already has 1 record"):
+            log.fork(s, new_session=taken)
+        with pytest.raises(ValueError, match="already has 1 record"):
+            await log.fork_async(s, new_session=uuid.UUID(taken))
+        assert log.last_lsn == last
+        assert [r["event"]["value"] for r in log.read(taken)] == ["theirs"]
+        # A deleted session's id may be reused.
+        log.delete_session(taken)
+        assert log.fork(s, new_session=taken)["session"] == taken
+        assert log.replay(taken)["forked_from"][0] == s
+
+
+async def test_copy_thread_into_a_thread_with_checkpoints_is_refused(log_dir):
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from logbook.langgraph import LogbookSaver
+
+    with LogbookSaver(log_dir) as saver:
+        for thread in ["a", "b"]:
+            saver.put({"configurable": {"thread_id": thread, "checkpoint_ns": ""}}, empty_checkpoint(), {}, {})
+        with pytest.raises(ValueError, match="cannot copy thread 'a' to thread 'b'"):
+            saver.copy_thread("a", "b")
+        with pytest.raises(ValueError, match="cannot copy thread 'a' to thread 'a'"):
+            await saver.acopy_thread("a", "a")
+        assert len(list(saver.list({"configurable": {"thread_id": "b"}}))) == 1
+        saver.copy_thread("a", "c")
+        assert len(list(saver.list({"configurable": {"thread_id": "c"}}))) == 1
+
+
+@pytest.mark.parametrize(
+    "event, points_to",
+    [
+        ({"kind": "SessionDeleted", "after_lsn": 0, "ranges": [[1, 1]], "reason": "pop"}, "delete_session"),
+        ({"kind": "SessionForked", "at_lsn": 1, "from": "01234567-89ab-cdef-0123-456789abcdef"}, "Log.fork"),
+        ({"kind": "SessionTruncated", "reason": "retained"}, "the log writes it itself"),
+    ],
+)
+async def test_append_refuses_the_kinds_only_the_log_writes(log_dir, event, points_to):
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        log.append(s, {"kind": "UserMessage", "value": "kept"})
+        for call in [
+            lambda: log.append(s, event),
+            lambda: log.append_many([(s, {"kind": "Done"}), (s, event)]),
+            lambda: log.append_async(s, event),
+        ]:
+            with pytest.raises(ValueError, match=points_to) as e:
+                await call() if asyncio.iscoroutinefunction(call) else call()
+            assert event["kind"] in str(e.value)
+        assert [r["event"] for r in log.read(s)] == [{"kind": "UserMessage", "value": "kept"}]
+        assert log.last_lsn == 1
+
+
+def test_create_false_opens_only_an_existing_log(tmp_path):
+    missing = tmp_path / "no" / "such" / "log"
+    with pytest.raises(logbook.NoLogError, match="create=True") as e:
+        logbook.Log(missing, create=False)
+    assert e.value.path == str(missing)
+    assert not (tmp_path / "no").exists(), "nothing was created"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(logbook.NoLogError):
+        logbook.Log(tmp_path / "empty", create=False)
+    # The default makes the log, and the missing parents, as Wal::open does.
+    s = sid()
+    with logbook.Log(missing) as log:
+        log.append(s, {"kind": "Done"})
+    with logbook.Log(missing, create=False) as log:
+        assert len(log.read(s)) == 1
+
+
+def test_a_path_that_is_not_one_is_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match="the path is empty"):
+        logbook.Log("")
+    with pytest.raises(TypeError, match="str or an os.PathLike"):
+        logbook.Log(5)
+    with pytest.raises(TypeError, match="str or an os.PathLike"):
+        logbook.Log(None)
+
+
+def test_a_key_of_another_type_is_a_type_error_naming_key(tmp_path):
+    with pytest.raises(TypeError, match="key is bytes"):
+        logbook.Log(str(tmp_path / "log"), key=5)
+    assert not (tmp_path / "log").exists()
+
+
+def test_key_file_takes_a_pathlib_path(tmp_path):
+    # In a process of its own: a process reads with the first key it was given.
+    key = os.urandom(32)
+    keyfile = tmp_path / "k"
+    keyfile.write_bytes(key)
+    d = tmp_path / "enc"
+    code = f"""
+import logbook, pathlib
+with logbook.Log(pathlib.Path({str(d)!r}), key_file=pathlib.Path({str(keyfile)!r})) as log:
+    log.append({sid()!r}, {{"kind": "UserMessage", "value": "secret"}})
+    print(log.read(log.sessions()[0]["session"])[0]["event"]["value"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "secret", out.stderr
+    raw = b"".join(f.read_bytes() for f in d.iterdir() if f.name.endswith(".wal"))
+    assert b"secret" not in raw
+
+
+@pytest.mark.parametrize(
+    "event, error",
+    [
+        ({"kind": "UserMessage", "value": 5}, '"value": invalid type: integer `5`, expected a string'),
+        ({"kind": "UserMessage"}, '"value" is missing (expected a string)'),
+        ({"kind": "Done", "extra": 1}, 'no field but "kind"'),
+        (
+            {"kind": "TokenUsage", "completion_tokens": "5", "duration_ms": 7, "model": "m", "prompt_tokens": 10, "source": "Root"},
+            '"completion_tokens": invalid type: string "5", expected u64',
+        ),
+        (
+            {"kind": "TokenUsage", "completion_tokens": 2**70, "duration_ms": 7, "model": "m", "prompt_tokens": 10, "source": "Root"},
+            "does not fit in an event",
+        ),
+    ],
+)
+def test_a_malformed_event_names_the_field_and_the_type(log_dir, event, error):
+    with logbook.Log(log_dir) as log:
+        with pytest.raises(ValueError) as e:
+            log.append(sid(), event)
+        assert error in str(e.value)
+        assert log.last_lsn == 0
+
+
+def test_exceptions_are_named_in_the_logbook_module_and_pickle():
+    import pickle
+
+    classes = [c for c in vars(logbook).values() if isinstance(c, type) and issubclass(c, logbook.LogbookError)]
+    assert len(classes) >= 11
+    for cls in classes:
+        assert cls.__module__ == "logbook", cls
+        assert getattr(logbook, cls.__name__) is cls
+        e = cls("message")
+        e.path, e.offset, e.lsn = "/p", 7, 3
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is cls and str(back) == "message"
+        assert (back.path, back.offset, back.lsn) == ("/p", 7, 3)

@@ -178,10 +178,21 @@ fn demo(cwd: &Path) -> Demo {
                 .then(|| a[..1].to_owned())
         })
     };
+    // And at least three segments: the docs name a third one. The demo's
+    // sessions have random ids and its records vary in size, so neither is
+    // given; each fork adds a session and its copied records.
+    let segment_count = |cwd: &Path| {
+        json(cwd, "logbook stats ./logbook-demo --json")[0]["segments"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
     let mut tries = 0;
-    while shared(&listed).is_none() {
+    while shared(&listed).is_none() || segment_count(cwd) < 3 {
         tries += 1;
-        assert!(tries < 40, "no shared prefix after {tries} forks");
+        assert!(
+            tries < 40,
+            "no shared prefix or fewer than three segments after {tries} forks"
+        );
         let (code, _, err) = sh(
             cwd,
             &format!("logbook fork ./logbook-demo {session} --at 20"),

@@ -10,8 +10,10 @@
 //! Blocking calls release the GIL (`allow_threads`) for their I/O and
 //! encoding; `*_async` methods return asyncio awaitables driven by one
 //! shared tokio runtime (`pyo3-async-runtimes`), on the library's async
-//! path (`Wal::append_async`): concurrent coroutines share group commits,
-//! and no thread is started per call.
+//! path (`Wal::append_async`): concurrent coroutines share group commits;
+//! no thread or task is started per append (the writer's wake-ups reach
+//! the event loop through a socket it watches, and the loop resolves the
+//! appends a group commit made durable in one batch: see [`Door`]).
 //!
 //! The pure-Python package (`python/logbook`) re-exports this module and
 //! adds the LangGraph and Agents SDK adapters.
@@ -28,56 +30,62 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 use serde_json::Value;
 
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     LogbookError,
     PyException,
     "Base class of every error of the log. Carries `path`, `offset` and `lsn` (None when the error names none)."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     LockedError,
     LogbookError,
     "Another writer (most likely another process) holds the log directory's lock: one writer per directory."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     CorruptError,
     LogbookError,
     "Damage on disk (a bad frame, header or sequence, or a record that does not authenticate): `path`, `offset` and `lsn` say where."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     NoLogError,
     LogbookError,
-    "The path does not exist, is not a directory, or holds no log."
+    "The path is not a directory, or (opened with `create=False`) does not exist or holds no log."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     EncryptionKeyError,
     LogbookError,
     "A key is missing, malformed, or matches none of the log's encrypted segments."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     DiskFullError,
     LogbookError,
     "The disk is full; appends succeed again once space is freed."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     PoisonedError,
     LogbookError,
     "An earlier write or fsync failed: the log accepts nothing more until it is reopened."
 );
-pyo3::create_exception!(_logbook, ClosedError, LogbookError, "The log was closed.");
+pyo3::create_exception!(logbook, ClosedError, LogbookError, "The log was closed.");
 pyo3::create_exception!(
-    _logbook,
+    logbook,
+    ForkedError,
+    LockedError,
+    "The log was opened by another process, this one's parent before a fork: a `Log` works only in the process that opened it (open it in this one)."
+);
+pyo3::create_exception!(
+    logbook,
     UnknownSessionError,
     LogbookError,
     "The session has no record in the log."
 );
 pyo3::create_exception!(
-    _logbook,
+    logbook,
     DeletedSessionError,
     LogbookError,
     "Nothing of the session is left but tombstones: it was deleted."
@@ -186,6 +194,8 @@ fn replay_err(e: ReplayError) -> PyErr {
                 message,
                 (None, None, Some(*tombstone_lsn)),
             ),
+            // A mistake of the caller's, not of the log.
+            ReplayError::ForkTargetExists { .. } => PyValueError::new_err(message),
             ReplayError::PastEnd { lsn, .. } => raise(
                 py,
                 &LogbookError::type_object(py),
@@ -245,7 +255,13 @@ fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         if let Ok(u) = obj.extract::<u64>() {
             return Ok(Value::from(u));
         }
-        return Ok(Value::from(obj.extract::<i64>()?));
+        return match obj.extract::<i64>() {
+            Ok(i) => Ok(Value::from(i)),
+            Err(_) => Err(PyValueError::new_err(format!(
+                "the integer {} does not fit in an event (from -2**63 to 2**64 - 1)",
+                obj.str()?
+            ))),
+        };
     }
     if obj.is_instance_of::<PyFloat>() {
         let f: f64 = obj.extract()?;
@@ -348,7 +364,34 @@ fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<SessionEvent> {
         }
     }
     let json = to_json(obj)?;
-    logbook_replay::event_from_json(&json).map_err(PyValueError::new_err)
+    let event = logbook_replay::event_from_json(&json).map_err(PyValueError::new_err)?;
+    refuse_internal(&event)?;
+    Ok(event)
+}
+
+/// A `ValueError` for the kinds only the log's own operations write, each
+/// pointing to the call that writes it: appended by hand, a tombstone
+/// would delete records behind the deletion API's back, and a fork or
+/// truncation mark would give a session a history it does not have.
+fn refuse_internal(event: &SessionEvent) -> PyResult<()> {
+    let (kind, instead) = match event {
+        SessionEvent::SessionDeleted { .. } => (
+            "SessionDeleted",
+            "delete through Log.delete_session, delete_after, delete_runs, delete_records or prune",
+        ),
+        SessionEvent::SessionForked { .. } => (
+            "SessionForked",
+            "fork a session with Log.fork (or fork_async)",
+        ),
+        SessionEvent::SessionTruncated { .. } => (
+            "SessionTruncated",
+            "the log writes it itself, at the start of a fork of a truncated session",
+        ),
+        _ => return Ok(()),
+    };
+    Err(PyValueError::new_err(format!(
+        "a {kind} event cannot be appended: {instead}"
+    )))
 }
 
 /// An event as its dict (`docs/json.md`); a `Custom` event's `data` as `bytes`.
@@ -391,6 +434,8 @@ enum Out {
     Custom(Vec<EventRecord>, Option<String>),
     Plan(DeletePlan),
     Forked(logbook_replay::Forked),
+    None,
+    Bool(bool),
 }
 
 impl<'py> IntoPyObject<'py> for Out {
@@ -412,8 +457,26 @@ impl<'py> IntoPyObject<'py> for Out {
             Out::Custom(records, prefix) => custom_list(py, &records, prefix.as_deref()),
             Out::Plan(plan) => Ok(plan_to_py(py, &plan)?.into_bound(py)),
             Out::Forked(f) => Ok(forked_to_py(py, &f)?.into_bound(py)),
+            Out::None => Ok(py.None().into_bound(py)),
+            Out::Bool(b) => Ok(PyBool::new(py, b).to_owned().into_any()),
         }
     }
+}
+
+/// The last `limit` `Custom` records of `session` whose name starts with
+/// `prefix`, read from the end.
+fn custom_tail(
+    dir: &std::path::Path,
+    session: Uuid,
+    limit: usize,
+    prefix: Option<&str>,
+) -> Result<Vec<EventRecord>, ReplayError> {
+    logbook_replay::session_tail(
+        dir,
+        session,
+        limit,
+        |r| matches!(&r.event, SessionEvent::Custom { name, .. } if prefix.is_none_or(|p| name.starts_with(p))),
+    )
 }
 
 /// `(lsn, name, data)` of each `Custom` record whose name starts with `prefix`.
@@ -457,38 +520,220 @@ enum Done {
     Out(Result<Out, PyErrLater>),
 }
 
-/// An append to resolve: its asyncio future, the loop it belongs to.
+/// An append to resolve: its asyncio future, where it is resolved, and how
+/// it ended.
 struct Completion {
     future: Py<PyAny>,
-    event_loop: Py<PyAny>,
+    home: Home,
     done: Done,
 }
 
-static COMPLETER: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Completion>> =
-    std::sync::OnceLock::new();
+/// Where a future is resolved: through its loop's [`Door`] (no GIL needed
+/// to hand it over), or with `call_soon_threadsafe` on its loop (a loop
+/// that cannot watch a socket: `add_reader` unsupported).
+enum Home {
+    Door(Arc<Door>),
+    Loop(Py<PyAny>),
+}
 
-static GET_RUNNING_LOOP: pyo3::sync::GILOnceCell<Py<PyAny>> = pyo3::sync::GILOnceCell::new();
+/// A way into one asyncio event loop that needs no GIL: results are queued
+/// here, and one byte written to a socket the loop watches
+/// (`loop.add_reader`) wakes it; the loop's reader callback ([`Door::open`])
+/// then resolves every queued future, with the GIL it already holds. A
+/// thread that finishes work for Python so never takes the GIL, and the
+/// event loop's thread is never made to give it up.
+struct Door {
+    tx: std::os::unix::net::UnixStream,
+    rx: std::os::unix::net::UnixStream,
+    /// A byte is on its way (or unread): no other is written.
+    rung: std::sync::atomic::AtomicBool,
+    queued: Mutex<Vec<Handed>>,
+    /// Waiting appends of this loop that the writer woke (ids in
+    /// [`WAITING`]): polled by the loop's callback itself.
+    woken: Mutex<Vec<u64>>,
+}
 
-/// The task that resolves the futures of finished appends: one GIL
-/// acquisition and one `call_soon_threadsafe` per loop for every batch of
-/// them (a group commit releases many appends at once), instead of one
-/// each.
-fn completer() -> &'static tokio::sync::mpsc::UnboundedSender<Completion> {
-    COMPLETER.get_or_init(|| {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Completion>();
-        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            let mut batch = Vec::new();
-            while rx.recv_many(&mut batch, 4096).await > 0 {
-                deliver(&mut batch);
-            }
+/// A future and how it ended, on its way to its loop.
+type Handed = (Py<PyAny>, Done);
+
+/// The event loops seen, each with its door (registered with it), or
+/// none if it cannot watch a socket. A loop is kept alive while it is
+/// listed (so no other object takes its address); closed loops are
+/// dropped from the list when a new loop is seen.
+static DOORS: Mutex<Vec<LoopDoor>> = Mutex::new(Vec::new());
+
+/// An event loop and its door, if it has one.
+type LoopDoor = (Py<PyAny>, Option<Arc<Door>>);
+
+/// Where futures of `event_loop` are resolved: its door, made (and
+/// registered with `add_reader`) on first use; `Home::Loop` if the loop
+/// cannot watch a socket. Called on the loop's own thread; no lock is held
+/// across a call into Python (which may let another thread run).
+fn home(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> Home {
+    let known: Vec<LoopDoor> = {
+        let doors = DOORS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, door)) = doors.iter().find(|(l, _)| l.is(event_loop)) {
+            return match door {
+                Some(door) => Home::Door(door.clone()),
+                None => Home::Loop(event_loop.clone().unbind()),
+            };
+        }
+        doors
+            .iter()
+            .map(|(l, d)| (l.clone_ref(py), d.clone()))
+            .collect()
+    };
+    let closed: Vec<Py<PyAny>> = known
+        .into_iter()
+        .filter(|(l, _)| {
+            l.call_method0(py, "is_closed")
+                .and_then(|c| c.is_truthy(py))
+                .unwrap_or(true)
+        })
+        .map(|(l, _)| l)
+        .collect();
+    let door = Door::make(py, event_loop);
+    let mut doors = DOORS.lock().unwrap_or_else(PoisonError::into_inner);
+    doors.retain(|(l, _)| !closed.iter().any(|c| c.is(l)));
+    doors.push((event_loop.clone().unbind(), door.clone()));
+    drop(doors);
+    match door {
+        Some(door) => Home::Door(door),
+        None => Home::Loop(event_loop.clone().unbind()),
+    }
+}
+
+impl Door {
+    fn make(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> Option<Arc<Door>> {
+        use std::os::fd::AsRawFd;
+        let (tx, rx) = std::os::unix::net::UnixStream::pair().ok()?;
+        tx.set_nonblocking(true).ok()?;
+        rx.set_nonblocking(true).ok()?;
+        let door = Arc::new(Door {
+            tx,
+            rx,
+            rung: std::sync::atomic::AtomicBool::new(false),
+            queued: Mutex::new(Vec::new()),
+            woken: Mutex::new(Vec::new()),
         });
-        tx
+        let weak = Arc::downgrade(&door);
+        let callback = pyo3::types::PyCFunction::new_closure(
+            py,
+            None,
+            None,
+            move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| {
+                if let Some(door) = weak.upgrade() {
+                    door.open(args.py());
+                }
+            },
+        )
+        .ok()?;
+        event_loop
+            .call_method1("add_reader", (door.rx.as_raw_fd(), callback))
+            .ok()?;
+        Some(door)
+    }
+
+    /// Queue results for the loop, and wake it (no GIL needed).
+    fn hand_over(&self, items: impl IntoIterator<Item = Handed>) {
+        self.queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(items);
+        self.ring();
+    }
+
+    /// Note that the waiting append `id` was woken, and wake the loop.
+    fn woke(&self, id: u64) {
+        self.woken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(id);
+        self.ring();
+    }
+
+    /// Wake the loop, unless a byte is already on its way.
+    fn ring(&self) {
+        use std::io::Write;
+        if !self.rung.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // A full socket buffer already holds a byte: nothing lost.
+            let _ = (&self.tx).write(&[1]);
+        }
+    }
+
+    /// On the loop's thread (its reader callback): resolve what is queued.
+    fn open(&self, py: Python<'_>) {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        while matches!((&self.rx).read(&mut buf), Ok(n) if n > 0) {}
+        // Results queued from here on ring again.
+        self.rung.store(false, std::sync::atomic::Ordering::SeqCst);
+        let queued =
+            std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        for (future, done) in queued {
+            let _ = settle(py, future.bind(py), done);
+        }
+        let woken = std::mem::take(&mut *self.woken.lock().unwrap_or_else(PoisonError::into_inner));
+        for (w, done) in poll_woken(woken) {
+            let _ = settle(py, w.future.bind(py), done);
+        }
+    }
+}
+
+/// Resolve `future` with `done`, unless it is done already (cancelled: its
+/// record is queued all the same).
+fn settle(py: Python<'_>, future: &Bound<'_, PyAny>, done: Done) -> PyResult<()> {
+    if future.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    let (ok, value) = outcome(py, done)?;
+    if ok {
+        future.call_method1("set_result", (value,))?;
+    } else {
+        future.call_method1("set_exception", (value,))?;
+    }
+    Ok(())
+}
+
+/// Whether `done` is a result (else an exception), and its Python value.
+fn outcome(py: Python<'_>, done: Done) -> PyResult<(bool, PyObject)> {
+    Ok(match done {
+        Done::Lsn(l) => (true, l.into_pyobject(py)?.into_any().unbind()),
+        Done::Lsns(l) => (true, l.into_pyobject(py)?.into_any().unbind()),
+        Done::Err(e) => (false, wal_err(e).into_value(py).into_any()),
+        Done::Out(Ok(out)) => (true, out.into_pyobject(py)?.unbind()),
+        Done::Out(Err(e)) => (false, e.into_py().into_value(py).into_any()),
     })
 }
+
+static GET_RUNNING_LOOP: pyo3::sync::GILOnceCell<Py<PyAny>> = pyo3::sync::GILOnceCell::new();
 
 /// Resolve the futures of `batch` (emptied): one GIL acquisition, one
 /// `call_soon_threadsafe` per event loop.
 fn deliver(batch: &mut Vec<Completion>) {
+    // Through doors first: no GIL.
+    let mut by_door: Vec<(Arc<Door>, Vec<Handed>)> = Vec::new();
+    let mut rest = Vec::new();
+    for c in batch.drain(..) {
+        match c.home {
+            Home::Door(door) => match by_door.iter_mut().find(|(d, _)| Arc::ptr_eq(d, &door)) {
+                Some((_, items)) => items.push((c.future, c.done)),
+                None => by_door.push((door, vec![(c.future, c.done)])),
+            },
+            home => rest.push(Completion {
+                future: c.future,
+                home,
+                done: c.done,
+            }),
+        }
+    }
+    for (door, items) in by_door {
+        door.hand_over(items);
+    }
+    *batch = rest;
+    if batch.is_empty() {
+        return;
+    }
     // At interpreter exit, a thread that takes the GIL (or gives it up in
     // `call_soon_threadsafe`'s write and takes it back) is ended by Python
     // in the middle of Rust frames, which aborts the process: deliveries
@@ -544,21 +789,19 @@ fn deliver_now(batch: &mut Vec<Completion>) {
     let _: PyResult<()> = Python::with_gil(|py| {
         let mut by_loop: Vec<(Py<PyAny>, Vec<PyObject>)> = Vec::new();
         for c in batch.drain(..) {
-            let (ok, value) = match c.done {
-                Done::Lsn(l) => (true, Ok(l.into_pyobject(py)?.into_any().unbind())),
-                Done::Lsns(l) => (true, l.into_pyobject(py).map(|v| v.into_any().unbind())),
-                Done::Err(e) => (false, Ok(wal_err(e).into_value(py).into_any())),
-                Done::Out(Ok(out)) => (true, out.into_pyobject(py).map(Bound::unbind)),
-                Done::Out(Err(e)) => (false, Ok(e.into_py().into_value(py).into_any())),
+            let Home::Loop(event_loop) = c.home else {
+                continue; // (handed over above)
             };
-            let Ok(value) = value else { continue };
+            let Ok((ok, value)) = outcome(py, c.done) else {
+                continue;
+            };
             let item = (c.future, ok, value)
                 .into_pyobject(py)
                 .map(|t| t.into_any().unbind());
             let Ok(item) = item else { continue };
-            match by_loop.iter_mut().find(|(l, _)| l.is(&c.event_loop)) {
+            match by_loop.iter_mut().find(|(l, _)| l.is(&event_loop)) {
                 Some((_, items)) => items.push(item),
-                None => by_loop.push((c.event_loop, vec![item])),
+                None => by_loop.push((event_loop, vec![item])),
             }
         }
         let resolve = wrap_pyfunction!(resolve_batch, py)?;
@@ -589,26 +832,178 @@ fn resolve_batch(batch: &Bound<'_, PyList>) -> PyResult<()> {
     Ok(())
 }
 
+/// An append waiting for durability: its future (polled once already),
+/// and the asyncio future to resolve and where.
+struct Waiting {
+    append: std::pin::Pin<Box<dyn Future<Output = Done> + Send>>,
+    future: Py<PyAny>,
+    home: Home,
+}
+
+/// The appends waiting for durability, by id. Each is polled with a waker
+/// of its own ([`WakeAppend`]), which the writer wakes once its record is
+/// durable (or the log failed): the wake notes the id with the append's
+/// event loop ([`Door::woke`]) and wakes the loop, whose reader callback
+/// polls the appends woken and resolves the finished ones, all in one go,
+/// on the loop's own thread and with the GIL it holds. No task, thread or
+/// channel message per append, and no other thread takes the GIL; a group
+/// commit wakes each event loop about once. (A loop without a door is
+/// served by one resolver task instead: [`resolver`].)
+static WAITING: std::sync::LazyLock<Mutex<std::collections::HashMap<u64, Waiting>>> =
+    std::sync::LazyLock::new(|| Mutex::new(std::collections::HashMap::new()));
+
+static NEXT_WAITING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The ids of the waiting appends woken since the resolver last ran.
+static WOKEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// The waker of the waiting append with this id: it tells the append's
+/// event loop ([`Door::woke`]), which polls it itself; or, for a loop
+/// without a door, the resolver task.
+struct WakeAppend {
+    id: u64,
+    door: Option<Arc<Door>>,
+}
+
+impl WakeAppend {
+    fn waker(id: u64, home: &Home) -> std::task::Waker {
+        let door = match home {
+            Home::Door(door) => Some(door.clone()),
+            Home::Loop(_) => None,
+        };
+        std::task::Waker::from(Arc::new(WakeAppend { id, door }))
+    }
+}
+
+impl std::task::Wake for WakeAppend {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        match &self.door {
+            Some(door) => door.woke(self.id),
+            None => {
+                WOKEN
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(self.id);
+                resolver().notify_one();
+            }
+        }
+    }
+}
+
+/// Poll the waiting appends `ids` (those woken); the finished ones, taken
+/// out of [`WAITING`]. Its lock is held while an append is polled (a
+/// waiting append joins it under that lock after its first poll, so a wake
+/// that comes in between finds it); a wake during a poll only notes its id.
+fn poll_woken(ids: Vec<u64>) -> Vec<(Waiting, Done)> {
+    use std::task::Poll;
+    let mut finished = Vec::new();
+    if ids.is_empty() {
+        return finished;
+    }
+    let mut waiting = WAITING.lock().unwrap_or_else(PoisonError::into_inner);
+    for id in ids {
+        let Some(mut w) = waiting.remove(&id) else {
+            continue; // Woken twice, finished the first time.
+        };
+        let waker = WakeAppend::waker(id, &w.home);
+        match w
+            .append
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker))
+        {
+            Poll::Ready(d) => finished.push((w, d)),
+            Poll::Pending => {
+                waiting.insert(id, w);
+            }
+        }
+    }
+    finished
+}
+
+static RESOLVER: std::sync::OnceLock<Arc<tokio::sync::Notify>> = std::sync::OnceLock::new();
+
+/// The bell of the resolver task, which polls the woken appends of event
+/// loops without a [`Door`] (the task is started on first use).
+fn resolver() -> &'static tokio::sync::Notify {
+    RESOLVER.get_or_init(|| {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let bell = notify.clone();
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                bell.notified().await;
+                resolve(&mut done);
+            }
+        });
+        notify
+    })
+}
+
+/// Poll the appends of door-less loops woken; hand over those that
+/// finished, in one batch.
+fn resolve(done: &mut Vec<Completion>) {
+    let woken = std::mem::take(&mut *WOKEN.lock().unwrap_or_else(PoisonError::into_inner));
+    // The appends' futures are dropped here, with no lock of ours held.
+    for (w, d) in poll_woken(woken) {
+        done.push(Completion {
+            future: w.future,
+            home: w.home,
+            done: d,
+        });
+    }
+    if !done.is_empty() {
+        deliver(done);
+    }
+}
+
 /// An asyncio future for an append: `append` is polled once here, on the
 /// caller's thread (it encodes and queues the record, so records are queued
-/// in the order of the calls; outside tokio that poll does no I/O), then
-/// awaited on the runtime; the future resolves through [`completer`].
+/// in the order of the calls; outside tokio that poll does no I/O); if it
+/// must wait for durability it joins [`WAITING`], and is resolved once its
+/// record is durable.
 fn appending<'py>(
     py: Python<'py>,
     bytes: usize,
     append: impl Future<Output = Done> + Send + 'static,
 ) -> PyResult<Bound<'py, PyAny>> {
-    use std::task::{Context, Poll, Waker};
-    let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
-    })?;
-    let event_loop = get_loop.call0(py)?.into_bound(py);
+    use std::task::{Context, Poll};
+    let event_loop = running_loop(py)?;
     let future = event_loop.call_method0("create_future")?;
-    let mut append = Box::pin(append);
+    let mut append: std::pin::Pin<Box<dyn Future<Output = Done> + Send>> = Box::pin(append);
+    let home = home(py, &event_loop);
+    let id = NEXT_WAITING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let waker = WakeAppend::waker(id, &home);
+    let mut handles = Some((future.clone().unbind(), home));
+    // The first poll encodes and queues the record, registering the
+    // append's waker; a waiting append joins the map before its lock is let
+    // go, so a wake-up in between finds it there.
     let mut poll = || {
-        append
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
+        let mut waiting = WAITING.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = match append.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(done) => Some(done),
+            Poll::Pending => {
+                if let Some((future, home)) = handles.take() {
+                    waiting.insert(
+                        id,
+                        Waiting {
+                            append: std::mem::replace(
+                                &mut append,
+                                Box::pin(std::future::pending()),
+                            ),
+                            future,
+                            home,
+                        },
+                    );
+                }
+                None
+            }
+        };
+        drop(waiting);
+        first
     };
     // The poll encodes and queues: microseconds for a small record, less
     // than giving the GIL up and taking it back (which, with the threads
@@ -620,33 +1015,22 @@ fn appending<'py>(
         poll()
     };
     match first {
-        Poll::Ready(Done::Err(e)) => {
+        Some(Done::Err(e)) => {
             future.call_method1("set_exception", (wal_err(e).into_value(py),))?;
         }
-        Poll::Ready(Done::Lsn(l)) => {
+        Some(Done::Lsn(l)) => {
             future.call_method1("set_result", (l,))?;
         }
-        Poll::Ready(Done::Lsns(l)) => {
+        Some(Done::Lsns(l)) => {
             future.call_method1("set_result", (l,))?;
         }
-        Poll::Ready(Done::Out(Ok(out))) => {
+        Some(Done::Out(Ok(out))) => {
             future.call_method1("set_result", (out,))?;
         }
-        Poll::Ready(Done::Out(Err(e))) => {
+        Some(Done::Out(Err(e))) => {
             future.call_method1("set_exception", (e.into_py().into_value(py),))?;
         }
-        Poll::Pending => {
-            let completion = (future.clone().unbind(), event_loop.unbind());
-            pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-                let done = append.await;
-                let (future, event_loop) = completion;
-                let _ = completer().send(Completion {
-                    future,
-                    event_loop,
-                    done,
-                });
-            });
-        }
+        None => {}
     }
     Ok(future)
 }
@@ -666,6 +1050,10 @@ fn appending<'py>(
 struct Log {
     wal: Mutex<Option<Wal>>,
     path: String,
+    /// The process that opened the log (`std::process::id`): a child
+    /// forked from it shares its file descriptors and lock but not its
+    /// threads, so it must not use (or close, or drop) this handle.
+    owner: u32,
     /// Under `batch` and `never`, reads first make what was appended
     /// durable: readers see durable records only, and a reader must see
     /// its own writes.
@@ -673,7 +1061,13 @@ struct Log {
 }
 
 impl Log {
+    /// `ForkedError` unless this is the process that opened the log.
+    fn check_process(&self) -> PyResult<()> {
+        check_process(self.owner, &self.path)
+    }
+
     fn wal(&self) -> PyResult<Wal> {
+        self.check_process()?;
         self.wal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -708,22 +1102,99 @@ impl Log {
         f: impl FnOnce(&Wal) -> Result<Out, PyErrLater> + Send + 'static,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wal = self.wal()?;
-        let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
-        })?;
-        let event_loop = get_loop.call0(py)?.into_bound(py);
-        let future = event_loop.call_method0("create_future")?;
-        let (f_, l_) = (future.clone().unbind(), event_loop.unbind());
-        // The pool's thread resolves the future itself: one hop there, one back.
-        pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
-            let done = Done::Out(f(&wal));
-            deliver(&mut vec![Completion {
-                future: f_,
-                event_loop: l_,
-                done,
-            }]);
-        });
-        Ok(future)
+        spawn_blocking(py, move || f(&wal))
+    }
+
+    /// Take the writer out (None if closed) and close it on the runtime's
+    /// blocking pool; an awaitable resolving to `out`.
+    fn closing<'py>(&self, py: Python<'py>, out: Out) -> PyResult<Bound<'py, PyAny>> {
+        self.check_process()?;
+        // Outside a running loop: refused before the writer is taken out.
+        running_loop(py)?;
+        let wal = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        spawn_blocking(py, move || {
+            if let Some(wal) = wal {
+                wal.close()?;
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Run `f` on the runtime's blocking pool: an asyncio future of the
+/// running loop, which the pool's thread resolves through [`deliver`]
+/// (which stops at interpreter exit, see [`shutdown`]), as every async
+/// method does.
+fn spawn_blocking<'py>(
+    py: Python<'py>,
+    f: impl FnOnce() -> Result<Out, PyErrLater> + Send + 'static,
+) -> PyResult<Bound<'py, PyAny>> {
+    let event_loop = running_loop(py)?;
+    let future = event_loop.call_method0("create_future")?;
+    let (f_, home) = (future.clone().unbind(), home(py, &event_loop));
+    // The pool's thread hands the result back itself: one hop there, one
+    // back (through the loop's door: without the GIL).
+    pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
+        let done = Done::Out(f());
+        deliver(&mut vec![Completion {
+            future: f_,
+            home,
+            done,
+        }]);
+    });
+    Ok(future)
+}
+
+/// The running asyncio loop (`RuntimeError` outside one).
+fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let get_loop = GET_RUNNING_LOOP.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+    })?;
+    get_loop.call0(py).map(|l| l.into_bound(py))
+}
+
+/// `ForkedError` unless this is process `owner`, the one that opened the
+/// log in `path`. After a `fork()` the child holds a copy of the parent's
+/// writer, file descriptors and lock, without its threads: appends from
+/// both would get the same LSNs and overwrite each other's records.
+fn check_process(owner: u32, path: &str) -> PyResult<()> {
+    let here = std::process::id();
+    if here == owner {
+        return Ok(());
+    }
+    Python::with_gil(|py| {
+        use pyo3::PyTypeInfo;
+        Err(raise(
+            py,
+            &ForkedError::type_object(py),
+            format!(
+                "the log in {path} was opened by process {owner}, and this is process {here}, \
+                 forked from it: a Log works only in the process that opened it. Open the log \
+                 in this process instead (after the fork: in a worker's start-up, or at first \
+                 use, not at import), in a directory of its own (one writer per directory)"
+            ),
+            (Some(path.to_owned()), None, None),
+        ))
+    })
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // A forked child's copy of the parent's writer: closing it would
+            // write to the parent's segment, join threads this process does
+            // not have, and unlock the parent's lock. Leak it instead.
+            let wal = self
+                .wal
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            std::mem::forget(wal);
+        }
     }
 }
 
@@ -731,6 +1202,8 @@ impl Log {
 enum PyErrLater {
     Wal(WalError),
     Replay(ReplayError),
+    /// The end of a `Follow` (`StopAsyncIteration`).
+    End,
 }
 
 impl PyErrLater {
@@ -738,6 +1211,7 @@ impl PyErrLater {
         match self {
             PyErrLater::Wal(e) => wal_err(e),
             PyErrLater::Replay(e) => replay_err(e),
+            PyErrLater::End => PyStopAsyncIteration::new_err(()),
         }
     }
 }
@@ -754,16 +1228,61 @@ impl From<ReplayError> for PyErrLater {
     }
 }
 
+/// The shortest and the longest `batch_delay_ms` accepted: a microsecond
+/// (the flusher's delay must be above zero) and an hour.
+const BATCH_DELAY_MS: (f64, f64) = (0.001, 3_600_000.0);
+
+/// `batch_delay_ms` as a delay: a finite number of milliseconds in
+/// [`BATCH_DELAY_MS`], else a `ValueError` naming it.
+fn batch_delay(ms: Option<f64>) -> PyResult<Duration> {
+    let ms = ms.unwrap_or(5.0);
+    let (min, max) = BATCH_DELAY_MS;
+    if !(min..=max).contains(&ms) {
+        return Err(PyValueError::new_err(format!(
+            "batch_delay_ms must be a number of milliseconds from {min} to {max} (an hour), not {ms:?}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// `segment_size` in bytes: an int from `MIN_SEGMENT_SIZE` to
+/// `MAX_SEGMENT_SIZE`, else a `ValueError` naming it.
+fn segment_size(size: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    let Some(size) = size else { return Ok(None) };
+    let (min, max) = (logbook_wal::MIN_SEGMENT_SIZE, logbook_wal::MAX_SEGMENT_SIZE);
+    let refuse = |what: String| {
+        PyValueError::new_err(format!(
+            "segment_size must be an int from {min} to {max} bytes (the default is 64 MiB), not {what}"
+        ))
+    };
+    if size.is_instance_of::<PyBool>() || !size.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "segment_size must be an int (bytes), not {}",
+            size.get_type().name()?
+        )));
+    }
+    match size.extract::<i128>() {
+        Ok(n) => u64::try_from(n)
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .map(Some)
+            .ok_or_else(|| refuse(n.to_string())),
+        Err(_) => Err(refuse(size.str()?.extract::<String>()?)),
+    }
+}
+
 fn options(
     sync: &str,
     batch_delay_ms: Option<f64>,
     segment_size: Option<u64>,
     ring: Option<Arc<KeyRing>>,
 ) -> PyResult<WalOptions> {
+    // Checked whatever the policy: a bad value is a mistake under any.
+    let max_delay = batch_delay(batch_delay_ms)?;
     let sync = match sync {
         "always" => SyncPolicy::Always,
         "batch" => SyncPolicy::Batch {
-            max_delay: Duration::from_secs_f64(batch_delay_ms.unwrap_or(5.0).max(0.001) / 1000.0),
+            max_delay,
             max_bytes: 1 << 20,
         },
         "never" => SyncPolicy::Never,
@@ -811,7 +1330,15 @@ fn key_ring(
                 })?;
                 Key::new(bytes)
             } else {
-                Key::from_hex(&k.extract::<String>()?).map_err(key_err)?
+                let hex = k.extract::<String>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "key is bytes (32 of them) or a str of 64 hex digits, not {}",
+                        k.get_type()
+                            .name()
+                            .map_or_else(|_| "that".to_owned(), |n| n.to_string())
+                    ))
+                })?;
+                Key::from_hex(&hex).map_err(key_err)?
             }
         }
         (None, None) => return Ok(None),
@@ -821,13 +1348,18 @@ fn key_ring(
 
 #[pymethods]
 impl Log {
-    /// Open (creating it if needed) the log in `path` and take its writer lock.
+    /// Open the log in `path` and take its writer lock. `create` (default
+    /// True): make a new log there if it holds none, creating the directory
+    /// and any missing parent, as `Wal::open` does; with `create=False` a
+    /// path that is missing or holds no log is a `NoLogError`.
     ///
     /// `sync`: when an append returns: `"always"` (after the fsync that
     /// makes it durable, shared with concurrent appends: the default),
     /// `"batch"` (once queued; a flusher fsyncs within `batch_delay_ms`) or
-    /// `"never"` (tests, bulk loads). `segment_size`: bytes per segment
-    /// (default 64 MiB). `key_file` (a file of 32 bytes or 64 hex digits) or
+    /// `"never"` (tests, bulk loads); `batch_delay_ms` from 0.001 to
+    /// 3,600,000 (default 5). `segment_size`: bytes per segment, from 4096
+    /// to 1 GiB (default 64 MiB). An option out of range is a `ValueError`
+    /// naming it. `key_file` (a file of 32 bytes or 64 hex digits) or
     /// `key` (32 bytes, or 64 hex digits): encrypt new segments, and read
     /// encrypted ones, with this key.
     ///
@@ -835,17 +1367,28 @@ impl Log {
     /// `CorruptError` for damage recovery must not cut,
     /// `EncryptionKeyError` for a missing or wrong key.
     #[new]
-    #[pyo3(signature = (path, *, sync = "always", batch_delay_ms = None, segment_size = None, key_file = None, key = None))]
+    #[pyo3(signature = (path, *, sync = "always", batch_delay_ms = None, segment_size = None, key_file = None, key = None, create = true))]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Python's keyword arguments, one per option"
+    )]
     fn new(
         py: Python<'_>,
         path: PathOrStr,
         sync: &str,
         batch_delay_ms: Option<f64>,
-        segment_size: Option<u64>,
-        key_file: Option<String>,
+        segment_size: Option<&Bound<'_, PyAny>>,
+        key_file: Option<PathOrStr>,
         key: Option<&Bound<'_, PyAny>>,
+        create: bool,
     ) -> PyResult<Log> {
-        let ring = key_ring(key_file, key)?;
+        if path.0.is_empty() {
+            return Err(PyValueError::new_err(
+                "the path is empty: give the log's directory (Log(\"./logs\"))",
+            ));
+        }
+        let segment_size = self::segment_size(segment_size)?;
+        let ring = key_ring(key_file.map(|k| k.0), key)?;
         if let Some(ring) = &ring {
             // Readers of this process (replays, listings) read with it.
             let _ = logbook_wal::install_default_keys(ring.clone());
@@ -853,12 +1396,31 @@ impl Log {
         let opts = options(sync, batch_delay_ms, segment_size, ring)?;
         let sync_reads = opts.sync != SyncPolicy::Always;
         let path = path.0;
+        if !create {
+            let holds_a_log = py.allow_threads(|| match logbook_wal::Reader::open(&path) {
+                Err(WalError::NotFound { .. } | WalError::NoLog { .. }) => false,
+                // Anything else is Wal::open's to report.
+                _ => true,
+            });
+            if !holds_a_log {
+                use pyo3::PyTypeInfo;
+                return Err(raise(
+                    py,
+                    &NoLogError::type_object(py),
+                    format!(
+                        "there is no log in {path}: check the path, or pass create=True to make a new log there"
+                    ),
+                    (Some(path.clone()), None, None),
+                ));
+            }
+        }
         let wal = py
             .allow_threads(|| Wal::open(&path, opts))
             .map_err(wal_err)?;
         Ok(Log {
             wal: Mutex::new(Some(wal)),
             path,
+            owner: std::process::id(),
             sync_reads,
         })
     }
@@ -946,10 +1508,10 @@ impl Log {
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
         name: String,
-        data: Vec<u8>,
+        data: Data,
     ) -> PyResult<Lsn> {
         let session = session_id(session)?;
-        let event = SessionEvent::Custom { name, data };
+        let event = SessionEvent::Custom { name, data: data.0 };
         self.blocking(py, move |wal| Ok(wal.append(session, &event)?))
     }
 
@@ -959,11 +1521,11 @@ impl Log {
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
         name: String,
-        data: Vec<u8>,
+        data: Data,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
         let wal = self.wal()?;
-        let event = SessionEvent::Custom { name, data };
+        let event = SessionEvent::Custom { name, data: data.0 };
         appending(py, approx_len(&event), async move {
             wal.append_async(session, &event)
                 .await
@@ -979,7 +1541,7 @@ impl Log {
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
         name: String,
-        data: Vec<Vec<u8>>,
+        data: Vec<Data>,
     ) -> PyResult<Vec<Lsn>> {
         let session = session_id(session)?;
         let batch: Vec<(Uuid, SessionEvent)> = data
@@ -989,7 +1551,7 @@ impl Log {
                     session,
                     SessionEvent::Custom {
                         name: name.clone(),
-                        data,
+                        data: data.0,
                     },
                 )
             })
@@ -1004,7 +1566,7 @@ impl Log {
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
         name: String,
-        data: Vec<Vec<u8>>,
+        data: Vec<Data>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
         let wal = self.wal()?;
@@ -1012,7 +1574,7 @@ impl Log {
             .into_iter()
             .map(|data| SessionEvent::Custom {
                 name: name.clone(),
-                data,
+                data: data.0,
             })
             .collect();
         appending(py, events.iter().map(approx_len).sum(), async move {
@@ -1087,6 +1649,50 @@ impl Log {
             )?)
         })?;
         custom_list(py, &records, prefix.as_deref()).map(Bound::unbind)
+    }
+
+    /// The last `limit` of `read_custom(session, prefix)`, read from the
+    /// end of the session (`logbook_replay::session_tail`): O(limit)
+    /// records through the session index, not the whole session (an
+    /// encrypted log is read forwards whole). The same answer as
+    /// `read_custom(session, prefix)[-limit:]`.
+    #[pyo3(signature = (session, limit, prefix = None))]
+    fn read_custom_tail(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        limit: usize,
+        prefix: Option<String>,
+    ) -> PyResult<PyObject> {
+        let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
+        let wanted = prefix.clone();
+        let records = self.blocking(py, move |wal| {
+            Ok(custom_tail(
+                synced(wal, sync_reads)?,
+                session,
+                limit,
+                wanted.as_deref(),
+            )?)
+        })?;
+        custom_list(py, &records, prefix.as_deref()).map(Bound::unbind)
+    }
+
+    /// `read_custom_tail(session, limit, prefix)` as an awaitable.
+    #[pyo3(signature = (session, limit, prefix = None))]
+    fn read_custom_tail_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        limit: usize,
+        prefix: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let session = session_id(session)?;
+        let sync_reads = self.sync_reads;
+        self.spawn(py, move |wal| {
+            let records = custom_tail(synced(wal, sync_reads)?, session, limit, prefix.as_deref())?;
+            Ok(Out::Custom(records, prefix))
+        })
     }
 
     /// `read_custom(session, prefix)` as an awaitable.
@@ -1176,7 +1782,9 @@ impl Log {
     /// Fork `session` at `at_lsn` (default: its whole history so far) into
     /// `new_session` (default: a new random id): the fork starts with a
     /// `SessionForked` record and a copy of the events. Returns
-    /// `{session, from, at_lsn, forked_lsn, copied, truncated}`.
+    /// `{session, from, at_lsn, forked_lsn, copied, truncated}`. A
+    /// `new_session` that is `session` or already has records is a
+    /// `ValueError` (the histories would merge).
     #[pyo3(signature = (session, at_lsn = None, new_session = None))]
     fn fork(
         &self,
@@ -1230,6 +1838,8 @@ impl Log {
         let inner = logbook_replay::follow(&wal, from_lsn, session).map_err(replay_err)?;
         Ok(Follow {
             inner: Arc::new(tokio::sync::Mutex::new(inner)),
+            owner: self.owner,
+            path: self.path.clone(),
         })
     }
 
@@ -1312,6 +1922,7 @@ impl Log {
 
     /// Flush, fsync and close the log, releasing its lock. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_process()?;
         let wal = self
             .wal
             .lock()
@@ -1325,20 +1936,7 @@ impl Log {
 
     /// `close()` as an awaitable (the final fsync off the event loop).
     fn close_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let wal = self
-            .wal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            match wal {
-                Some(wal) => tokio::task::spawn_blocking(move || wal.close())
-                    .await
-                    .map_err(|e| LogbookError::new_err(e.to_string()))?
-                    .map_err(wal_err),
-                None => Ok(()),
-            }
-        })
+        self.closing(py, Out::None)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -1352,9 +1950,11 @@ impl Log {
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.get().check_process()?;
         let py = slf.py();
-        let me: PyObject = slf.into_any().unbind();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(me) })
+        let future = running_loop(py)?.call_method0("create_future")?;
+        future.call_method1("set_result", (slf,))?;
+        Ok(future)
     }
 
     #[pyo3(signature = (*_args))]
@@ -1363,20 +1963,7 @@ impl Log {
         py: Python<'py>,
         _args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let wal = self
-            .wal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            if let Some(wal) = wal {
-                tokio::task::spawn_blocking(move || wal.close())
-                    .await
-                    .map_err(|e| LogbookError::new_err(e.to_string()))?
-                    .map_err(wal_err)?;
-            }
-            Ok(false)
-        })
+        self.closing(py, Out::Bool(false))
     }
 
     fn __repr__(&self) -> String {
@@ -1474,6 +2061,19 @@ fn batch_from_py(items: &Bound<'_, PyAny>) -> PyResult<Vec<(Uuid, SessionEvent)>
     Ok(batch)
 }
 
+/// Record data: `bytes` (copied once, straight from the object), or any
+/// other sequence of ints (`bytearray`, a list).
+struct Data(Vec<u8>);
+
+impl<'py> FromPyObject<'py> for Data {
+    fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(b) = obj.downcast::<PyBytes>() {
+            return Ok(Data(b.as_bytes().to_vec()));
+        }
+        Ok(Data(obj.extract()?))
+    }
+}
+
 /// A path given as `str` or `os.PathLike`.
 struct PathOrStr(String);
 
@@ -1482,8 +2082,19 @@ impl<'py> FromPyObject<'py> for PathOrStr {
         if let Ok(s) = obj.extract::<String>() {
             return Ok(PathOrStr(s));
         }
-        let fspath = obj.call_method0("__fspath__")?;
-        Ok(PathOrStr(fspath.extract()?))
+        let not_a_path = || -> PyResult<PyErr> {
+            Ok(PyTypeError::new_err(format!(
+                "a path is a str or an os.PathLike (pathlib.Path), not {}",
+                obj.get_type().name()?
+            )))
+        };
+        if !obj.hasattr("__fspath__")? {
+            return Err(not_a_path()?);
+        }
+        match obj.call_method0("__fspath__")?.extract::<String>() {
+            Ok(s) => Ok(PathOrStr(s)),
+            Err(_) => Err(not_a_path()?),
+        }
     }
 }
 
@@ -1492,6 +2103,19 @@ impl<'py> FromPyObject<'py> for PathOrStr {
 #[pyclass(module = "logbook._logbook", frozen, weakref)]
 struct Follow {
     inner: Arc<tokio::sync::Mutex<logbook_replay::Follow>>,
+    /// The process that opened the log, and its path ([`check_process`]).
+    owner: u32,
+    path: String,
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // In a forked child: never the last owner of the parent's
+            // writer (see `Drop for Log`).
+            std::mem::forget(self.inner.clone());
+        }
+    }
 }
 
 #[pymethods]
@@ -1500,16 +2124,42 @@ impl Follow {
         slf
     }
 
+    /// The next record: an asyncio future resolved through [`deliver`],
+    /// as the other async methods are (so never after interpreter exit
+    /// has begun). Cancelling it drops the wait.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        check_process(self.owner, &self.path)?;
         let inner = self.inner.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let event_loop = running_loop(py)?;
+        let future = event_loop.call_method0("create_future")?;
+        let (f_, home) = (future.clone().unbind(), home(py, &event_loop));
+        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
             let next = inner.lock().await.next().await;
-            match next {
-                None => Err(PyStopAsyncIteration::new_err(())),
-                Some(Err(e)) => Err(replay_err(e)),
+            let done = Done::Out(match next {
+                None => Err(PyErrLater::End),
+                Some(Err(e)) => Err(PyErrLater::Replay(e)),
                 Some(Ok(record)) => Ok(Out::Record(record)),
-            }
-        })
+            });
+            deliver(&mut vec![Completion {
+                future: f_,
+                home,
+                done,
+            }]);
+        });
+        let abort = task.abort_handle();
+        let on_done = pyo3::types::PyCFunction::new_closure(
+            py,
+            None,
+            None,
+            move |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+                if args.get_item(0)?.call_method0("cancelled")?.is_truthy()? {
+                    abort.abort();
+                }
+                Ok(())
+            },
+        )?;
+        future.call_method1("add_done_callback", (on_done,))?;
+        Ok(future)
     }
 }
 
@@ -1527,6 +2177,7 @@ fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DiskFullError", py.get_type::<DiskFullError>())?;
     m.add("PoisonedError", py.get_type::<PoisonedError>())?;
     m.add("ClosedError", py.get_type::<ClosedError>())?;
+    m.add("ForkedError", py.get_type::<ForkedError>())?;
     m.add("UnknownSessionError", py.get_type::<UnknownSessionError>())?;
     m.add("DeletedSessionError", py.get_type::<DeletedSessionError>())?;
     // Defaults on the base class: every instance answers path/offset/lsn.

@@ -120,6 +120,25 @@ pub enum ReplayError {
         /// The record's LSN.
         lsn: Lsn,
     },
+    /// A fork into a session that already has records (or into the
+    /// session forked itself): its history and the fork's would be
+    /// merged into one. A fork goes to a new session.
+    #[error(
+        "{}",
+        if session == from {
+            format!("cannot fork session {from} into itself: a fork goes to a new session")
+        } else {
+            format!("cannot fork session {from} into session {session}: it already has {existing} record(s), and the fork's would be merged into its history; fork into a new session (or delete that one first)")
+        }
+    )]
+    ForkTargetExists {
+        /// The session the fork was to go to.
+        session: Uuid,
+        /// The session to fork.
+        from: Uuid,
+        /// How many records `session` has (deleted ones left out).
+        existing: u64,
+    },
     /// A line of an import is not a valid export line (`docs/json.md`).
     #[error("line {line}: {reason}")]
     BadImportLine {

@@ -94,9 +94,77 @@ pub fn event_from_json(json: &Value) -> Result<SessionEvent, String> {
     } else if let (1, Some(value)) = (rest.len(), rest.get("value")) {
         tagged(value.clone()).or_else(|_| tagged(Value::Object(rest.clone())))
     } else {
-        tagged(Value::Object(rest))
+        tagged(Value::Object(rest.clone()))
     };
-    attempt.map_err(|e| format!("not a {kind} event: {e}"))
+    attempt.map_err(|e| format!("not a {kind} event: {}", explain(kind, &rest, &e)))
+}
+
+/// What is wrong with the fields `rest` of a `kind` event, given serde's
+/// `error` for them: serde's own message when it says it all (an unknown
+/// kind, a missing field), else one naming the field at fault and the type
+/// it takes (serde's messages for a mistyped field, or for a kind whose
+/// event is one `value`, name neither the field nor the shape expected).
+fn explain(kind: &str, rest: &Map<String, Value>, error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let tagged = |inner: Value| {
+        let mut m = Map::new();
+        m.insert(kind.to_owned(), inner);
+        serde_json::from_value::<SessionEvent>(Value::Object(m))
+    };
+    if message.starts_with(&format!("unknown variant `{kind}`"))
+        || message.starts_with("missing field")
+    {
+        return message;
+    }
+    let others = |allowed: &[&str]| -> Vec<String> {
+        rest.keys()
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .map(|k| format!("{k:?}"))
+            .collect()
+    };
+    // A kind without fields: `{"kind": "Done"}`.
+    if serde_json::from_value::<SessionEvent>(Value::String(kind.to_owned())).is_ok() {
+        return format!(
+            "a {kind} event has no field but \"kind\" (it has {})",
+            others(&[]).join(", ")
+        );
+    }
+    let null = tagged(Value::Null).err().map(|e| e.to_string());
+    let expected = null
+        .as_deref()
+        .and_then(|m| m.split_once(", expected "))
+        .map(|(_, what)| what.to_owned());
+    match expected {
+        // A kind whose event is one value: `{"kind": "UserMessage", "value": "hi"}`.
+        Some(what) if !what.starts_with("struct") && !what.contains("map") => {
+            match rest.get("value") {
+                None => format!("its \"value\" is missing (expected {what})"),
+                Some(value) if rest.len() == 1 => match tagged(value.clone()) {
+                    Err(e) => format!("\"value\": {e}"),
+                    Ok(_) => message,
+                },
+                Some(_) => format!(
+                    "a {kind} event has \"kind\" and \"value\" only (it has {} too)",
+                    others(&["value"]).join(", ")
+                ),
+            }
+        }
+        // A kind with named fields: find the one serde stopped at (it
+        // reads them in order and stops at the first mistyped one).
+        _ => rest
+            .iter()
+            .find_map(|(field, value)| {
+                let mut one = Map::new();
+                one.insert(field.clone(), value.clone());
+                match tagged(Value::Object(one)) {
+                    Err(e) if !e.to_string().starts_with("missing field") => {
+                        Some(format!("{field:?}: {e}"))
+                    }
+                    _ => None,
+                }
+            })
+            .unwrap_or(message),
+    }
 }
 
 /// One line of an export (`docs/json.md`).
@@ -806,6 +874,52 @@ mod tests {
                 v
             })
             .collect()
+    }
+
+    /// A malformed event's error names the field at fault and the type
+    /// it takes.
+    #[test]
+    fn a_malformed_event_names_its_field() {
+        let error = |json: Value| event_from_json(&json).unwrap_err();
+        assert_eq!(
+            error(serde_json::json!({"kind": "UserMessage", "value": 5})),
+            "not a UserMessage event: \"value\": invalid type: integer `5`, expected a string"
+        );
+        assert_eq!(
+            error(serde_json::json!({"kind": "UserMessage"})),
+            "not a UserMessage event: its \"value\" is missing (expected a string)"
+        );
+        assert_eq!(
+            error(serde_json::json!({"kind": "UserMessage", "value": "x", "extra": 1})),
+            "not a UserMessage event: a UserMessage event has \"kind\" and \"value\" only (it has \"extra\" too)"
+        );
+        assert_eq!(
+            error(serde_json::json!({"kind": "Done", "extra": 1})),
+            "not a Done event: a Done event has no field but \"kind\" (it has \"extra\")"
+        );
+        let mistyped = error(serde_json::json!({
+            "kind": "TokenUsage", "completion_tokens": "5", "duration_ms": 7,
+            "model": "m", "prompt_tokens": 10, "source": "Root",
+        }));
+        assert!(
+            mistyped.starts_with(
+                "not a TokenUsage event: \"completion_tokens\": invalid type: string \"5\""
+            ),
+            "{mistyped}"
+        );
+        assert!(
+            error(serde_json::json!({"kind": "TokenUsage", "model": "m"}))
+                .contains("missing field"),
+        );
+        assert!(error(serde_json::json!({"kind": "Nope"})).contains("unknown variant `Nope`"));
+        let source = error(serde_json::json!({
+            "kind": "TokenUsage", "completion_tokens": 5, "duration_ms": 7,
+            "model": "m", "prompt_tokens": 10, "source": "root",
+        }));
+        assert!(
+            source.starts_with("not a TokenUsage event: \"source\": unknown variant `root`"),
+            "{source}"
+        );
     }
 
     proptest! {

@@ -97,12 +97,16 @@ pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError
 
 /// [`fork`] into the session `new` chosen by the caller instead of a
 /// random one: for an application whose sessions have ids of its own
-/// making (a LangGraph thread copied to a thread it names). `new` should
-/// hold no record yet: what it holds stays before the fork's records.
+/// making (a LangGraph thread copied to a thread it names). `new` must
+/// hold no record yet (a session whose records were all deleted may be
+/// reused): the fork's records would otherwise be merged into its
+/// history.
 ///
 /// # Errors
 ///
-/// As [`fork`].
+/// As [`fork`], and [`ReplayError::ForkTargetExists`] if `new` is
+/// `session` or already has records that are not deleted (nothing is
+/// appended).
 ///
 /// # Examples
 ///
@@ -121,6 +125,13 @@ pub fn fork(wal: &Wal, session: Uuid, at_lsn: Lsn) -> Result<Forked, ReplayError
 /// ```
 pub fn fork_as(wal: &Wal, session: Uuid, at_lsn: Lsn, new: Uuid) -> Result<Forked, ReplayError> {
     let dir = wal.dir();
+    if new == session {
+        return Err(ReplayError::ForkTargetExists {
+            session: new,
+            from: session,
+            existing: 0,
+        });
+    }
     // Readers return durable records only: make what this writer appended
     // so far durable, so that the history up to `at_lsn` is all there.
     let durable = wal
@@ -130,6 +141,15 @@ pub fn fork_as(wal: &Wal, session: Uuid, at_lsn: Lsn, new: Uuid) -> Result<Forke
         return Err(ReplayError::PastEnd {
             lsn: at_lsn,
             last: durable,
+        });
+    }
+    // Through the segments' session index: a new id costs next to nothing.
+    let existing = crate::rebuild::session_events(dir, new)?.len() as u64;
+    if existing > 0 {
+        return Err(ReplayError::ForkTargetExists {
+            session: new,
+            from: session,
+            existing,
         });
     }
     let mut events = Vec::new();
@@ -321,5 +341,48 @@ mod tests {
         }
         assert_eq!(wal.last_lsn(), 81, "nothing appended");
         assert!(fork(&wal, SESSION, 81).is_ok(), "the last LSN is a point");
+    }
+
+    /// A fork into the session itself, or into one that has records, is
+    /// refused (the histories would merge), and nothing is appended; a
+    /// session whose records were all deleted may take a fork.
+    #[test]
+    fn a_fork_into_a_session_with_records_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = small_log(dir.path());
+        let taken = Uuid::from_u128(2);
+        let at = wal
+            .append(SESSION, &SessionEvent::UserMessage("mine".into()))
+            .unwrap();
+        wal.append(taken, &SessionEvent::UserMessage("theirs".into()))
+            .unwrap();
+        let last = wal.last_lsn();
+        match fork_as(&wal, SESSION, at, SESSION) {
+            Err(e @ ReplayError::ForkTargetExists { .. }) => {
+                assert!(e.to_string().contains("into itself"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match fork_as(&wal, SESSION, at, taken) {
+            Err(
+                e @ ReplayError::ForkTargetExists {
+                    existing: 1,
+                    session,
+                    from,
+                },
+            ) => {
+                assert_eq!((session, from), (taken, SESSION));
+                assert!(e.to_string().contains("already has 1 record(s)"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(wal.last_lsn(), last, "nothing appended");
+        crate::delete::delete_session(&wal, taken).unwrap();
+        let forked = fork_as(&wal, SESSION, at, taken).unwrap();
+        assert_eq!(forked.session, taken);
+        assert_eq!(
+            session_state(dir.path(), taken).unwrap().forked_from(),
+            Some((SESSION, at))
+        );
     }
 }

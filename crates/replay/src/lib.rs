@@ -120,7 +120,7 @@ pub use crate::publish::{Pace, publish};
 pub use crate::rebuild::{
     Damage, Until, session_events, session_state, session_state_at, session_state_by_prefix,
     session_state_by_prefix_in, session_state_in, session_state_until, session_state_with,
-    sessions_with_prefix, sessions_with_prefix_in,
+    session_tail, sessions_with_prefix, sessions_with_prefix_in,
 };
 pub use crate::records::{list_sessions_in, summarize};
 pub use crate::resume::{Resumed, resume, resume_many, resume_many_async};

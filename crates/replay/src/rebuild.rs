@@ -93,10 +93,121 @@ pub fn session_events(
     dir: impl AsRef<Path>,
     session: Uuid,
 ) -> Result<Vec<logbook_wal::EventRecord>, ReplayError> {
+    session_events_from(dir.as_ref(), session, 0, None)
+}
+
+/// The last `n` of the records of `session` that `keep` accepts, in LSN
+/// order: the same as the last `n` of [`session_events`] filtered by
+/// `keep`, read from the end. The session indexes tell where its latest
+/// records start (`logbook_wal::Reader::session_starts`); the log is read
+/// forwards from there (every record checked as always), and further
+/// back, twice as far each time, while fewer than `n` records that `keep`
+/// accepts survive the deletions read (a tombstone covers only LSNs below
+/// its own, so the tombstones that delete a record read are read too).
+/// Its cost is O(n) records where little of the session's end is deleted,
+/// not O(the session).
+///
+/// An encrypted log is read forwards whole, as [`session_events`] does:
+/// a reader with keys opens every record of an encrypted segment in order
+/// to check the log's chain, and does not trust its index.
+///
+/// # Errors
+///
+/// As [`session_events`].
+///
+/// # Examples
+///
+/// ```
+/// use logbook_bus::SessionEvent;
+/// use logbook_replay::{delete_records, session_tail};
+/// use logbook_wal::{Wal, WalOptions};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalOptions::default())?;
+/// let id = uuid::Uuid::new_v4();
+/// let mut lsns = Vec::new();
+/// for text in ["one", "two", "three", "four"] {
+///     lsns.push(wal.append(id, &SessionEvent::UserMessage(text.into()))?);
+/// }
+/// delete_records(&wal, id, &[lsns[3]])?;
+/// let last: Vec<SessionEvent> = session_tail(dir.path(), id, 2, |_| true)?
+///     .into_iter()
+///     .map(|r| r.event)
+///     .collect();
+/// assert_eq!(last, [SessionEvent::UserMessage("two".into()), SessionEvent::UserMessage("three".into())]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn session_tail(
+    dir: impl AsRef<Path>,
+    session: Uuid,
+    n: usize,
+    keep: impl Fn(&logbook_wal::EventRecord) -> bool,
+) -> Result<Vec<logbook_wal::EventRecord>, ReplayError> {
+    let dir = dir.as_ref();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let last_n = |records: Vec<logbook_wal::EventRecord>| {
+        let mut kept: Vec<_> = records.into_iter().filter(|r| keep(r)).collect();
+        let cut = kept.len().saturating_sub(n);
+        kept.drain(..cut);
+        kept
+    };
+    let reader = logbook_wal::Reader::open(dir).map_err(|e| ReplayError::wal("opening", dir, e))?;
+    let mut starts = reader.session_starts(session);
+    let mut opened = Some(reader);
+    // One start past the `n`th: the first may be where an index stops,
+    // with nothing after it.
+    let mut step = n.saturating_add(1);
+    let mut from = None;
+    loop {
+        let mut exhausted = false;
+        for _ in 0..step {
+            match starts.next() {
+                Some(lsn) => from = Some(lsn),
+                None => {
+                    exhausted = true;
+                    break;
+                }
+            }
+        }
+        if starts.encrypted() {
+            return session_events(dir, session).map(last_n);
+        }
+        // Out of starts: the read from the first (the session's first
+        // record or below) is the whole read.
+        let from = if exhausted { 0 } else { from.unwrap_or(0) };
+        // The first round reads with the reader already open.
+        let read = session_events_from(dir, session, from, opened.take())?;
+        let kept = last_n(read);
+        if kept.len() >= n || from == 0 {
+            return Ok(kept);
+        }
+        // Twice as far back.
+        step = step.saturating_mul(2);
+    }
+}
+
+/// [`session_events`] from LSN `from` on (a tombstone covers only LSNs
+/// below its own: the deletions of what is read are read with it).
+fn session_events_from(
+    dir: &Path,
+    session: Uuid,
+    from: Lsn,
+    opened: Option<logbook_wal::Reader>,
+) -> Result<Vec<logbook_wal::EventRecord>, ReplayError> {
     // One pass: a tombstone deletes only records of its own session, so the
     // session's own records hold every tombstone that applies to them.
-    let source = Source::Dir(dir.as_ref().to_path_buf());
-    let mut reader = source.reader()?.session(session);
+    let source = Source::Dir(dir.to_path_buf());
+    let mut reader = match opened {
+        // A reader of `dir` that has read nothing yet.
+        Some(reader) => crate::source::SourceReader::of_reader(reader, dir),
+        None => source.reader()?,
+    }
+    .session(session);
+    if from > 0 {
+        reader = reader.from_lsn(from);
+    }
     let mut read = Vec::new();
     let mut deletions = crate::deleted::LogDeletions::default();
     crate::scan::scan_reader(

@@ -213,6 +213,24 @@ impl Deref for Contents {
     }
 }
 
+/// Files up to this size are read whole into memory by
+/// [`FsFile::contents`] (the real file system's): small index files and
+/// segments, for which a read costs less than a mapping.
+const READ_WHOLE_UP_TO: u64 = 64 << 10;
+
+/// Read `file` from its start into `buf` until it is full or the file
+/// ends; how many bytes were read.
+fn read_fully(file: &StdFile, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
+        match file.read_at(rest, got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
 /// The real file system.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StdFs;
@@ -380,8 +398,16 @@ impl FsFile for StdFile {
     }
 
     fn contents(&self) -> io::Result<Contents> {
-        if self.len()? == 0 {
+        let len = self.len()?;
+        if len == 0 {
             return Ok(Contents::Owned(Vec::new()));
+        }
+        if len <= READ_WHOLE_UP_TO {
+            // Cheaper read than mapped (no `mmap`, page faults, `munmap`).
+            let mut bytes = vec![0; usize::try_from(len).unwrap_or(0)];
+            let got = read_fully(self, &mut bytes)?;
+            bytes.truncate(got);
+            return Ok(Contents::Owned(bytes));
         }
         #[expect(unsafe_code, reason = "memmap2 cannot map a file safely; see SAFETY")]
         // SAFETY: `contents` is only called for sealed segments. The writer

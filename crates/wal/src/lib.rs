@@ -115,12 +115,14 @@ pub use crate::error::WalError;
 pub use crate::event::EventRecord;
 pub use crate::format::{
     FLAG_ENCRYPTED, FrameError, FrameFields, Head, HeaderError, LogIdError, Lsn, MAX_PAYLOAD_LEN,
-    SealBlock, SegmentHeader,
+    MAX_SEGMENT_SIZE, SealBlock, SegmentHeader,
 };
 pub use crate::index::{derived_writes, set_derived_writes};
 pub use crate::log_id::{assign_log_id, log_id};
 pub use crate::options::{MIN_SEGMENT_SIZE, RecoveryMode, SyncPolicy, WalOptions};
-pub use crate::reader::{Place, Placeholder, RawRecord, Reader, RecordRef, TailDamage, Tombstones};
+pub use crate::reader::{
+    Place, Placeholder, RawRecord, Reader, RecordRef, SessionStarts, TailDamage, Tombstones,
+};
 pub use crate::recovery::{Cut, RecoveryReport, Skipped};
 pub use crate::retain::{RetainedSegment, Retention, RetentionPlan, retention_plan};
 pub use crate::segment::LogFile;

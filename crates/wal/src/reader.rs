@@ -23,10 +23,32 @@ use crate::segment::{self, SegmentEntry};
 
 mod ahead;
 mod cursor;
+mod starts;
+
+pub use starts::SessionStarts;
 
 /// A tail's index is stored again by a reader once it covers this many
-/// more bytes (or a quarter of the file, if less) than the last one.
+/// more bytes (or a quarter of the file, if less) than the last one, at
+/// most; see [`tail_index_step`].
 const TAIL_INDEX_STEP: u64 = 256 << 10;
+
+/// A tail's index is stored again by a reader once it covers this many
+/// more bytes than the last one, at least.
+const MIN_TAIL_INDEX_STEP: u64 = 16 << 10;
+
+/// How many more bytes than the last stored index a reader's index of a
+/// tail (of `len` bytes, records up to `covered`) must cover to be stored
+/// again: a sixteenth of what it covers, from [`MIN_TAIL_INDEX_STEP`] to
+/// [`TAIL_INDEX_STEP`] (or a quarter of the file, if less). A small tail
+/// is indexed in small steps, so a one-session read after it scans little
+/// (a read of a session's latest records, `Reader::session_starts`, is
+/// then O(those records)); a long one in larger steps, so rewriting its
+/// whole index costs a few times the bytes it newly covers at most.
+fn tail_index_step(covered: u64, len: u64) -> u64 {
+    (covered / 16)
+        .clamp(MIN_TAIL_INDEX_STEP, TAIL_INDEX_STEP)
+        .min(len / 4)
+}
 
 use cursor::{Current, Jumps, Peek};
 
@@ -1493,8 +1515,8 @@ impl Reader {
     }
 
     /// At the current end of the tail read for one session: store the
-    /// index built on the way if it covers [`TAIL_INDEX_STEP`] (or a
-    /// quarter of the file, if less) more than the last one did, on top of
+    /// index built on the way if it covers [`tail_index_step`] more than
+    /// the last one did, on top of
     /// the index it went on from. Best effort; never fsynced. So a tail's
     /// index keeps up with it "from time to time", by its readers, besides
     /// the writer's at close.
@@ -1515,7 +1537,7 @@ impl Reader {
         if covered
             < self
                 .tail_indexed
-                .saturating_add(TAIL_INDEX_STEP.min(len / 4))
+                .saturating_add(tail_index_step(covered, len))
         {
             return;
         }
@@ -1790,7 +1812,10 @@ impl Reader {
                         .then(|| (crate::format::IndexHeader::default(), Vec::new())),
                 };
                 match usable {
-                    Some((index, places)) if self.only.is_some() => {
+                    Some((index, mut places)) if self.only.is_some() => {
+                        // Places below `from_lsn` would be passed over
+                        // unreturned: they are not even visited.
+                        places.retain(|&(_, lsn)| lsn >= self.from_lsn);
                         jumps = Some(Jumps {
                             places: places.into_iter(),
                             covered: usize::try_from(index.covered).unwrap_or(usize::MAX),

@@ -1,0 +1,98 @@
+"""Interpreter exit right after an async close: no crash, every time."""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+CLOSE_ASYNC = """
+import asyncio, sys, uuid, logbook
+async def main():
+    log = logbook.Log(sys.argv[1], segment_size=1 << 16)
+    s = str(uuid.uuid4())
+    await asyncio.gather(*(log.append_async(s, {"kind": "TextComplete", "value": str(i)}) for i in range(50)))
+    await log.read_async(s)
+    await log.close_async()
+asyncio.run(main())
+"""
+
+ASYNC_WITH = """
+import asyncio, sys, uuid, logbook
+async def main():
+    async with logbook.Log(sys.argv[1], segment_size=1 << 16) as log:
+        s = str(uuid.uuid4())
+        await asyncio.gather(*(log.append_async(s, {"kind": "TextComplete", "value": str(i)}) for i in range(50)))
+        await log.read_async(s)
+    assert log.closed
+asyncio.run(main())
+"""
+
+FOLLOW = """
+import asyncio, sys, uuid, logbook
+async def main():
+    log = logbook.Log(sys.argv[1], segment_size=1 << 16)
+    s = str(uuid.uuid4())
+    log.append(s, {"kind": "Done"})
+    async def follow():
+        async for r in log.follow(s):
+            pass
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.05)
+    log.close()
+    await task
+asyncio.run(main())
+"""
+
+RUNS = 30
+
+
+@pytest.mark.parametrize(
+    "script", [CLOSE_ASYNC, ASYNC_WITH, FOLLOW], ids=["close_async", "async_with", "follow"]
+)
+def test_exit_after_an_async_close_never_crashes(tmp_path, script):
+    def run(i: int):
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / f"log{i}")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if out.returncode == 0:
+            shutil.rmtree(tmp_path / f"log{i}", ignore_errors=True)
+        return out.returncode, out.stderr[-2000:]
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(run, range(RUNS)))
+    failed = [(code, err) for code, err in results if code != 0]
+    assert not failed, f"{len(failed)} of {RUNS} runs failed; the first: {failed[0]}"
+
+
+async def test_a_cancelled_follow_step_loses_no_record(tmp_path):
+    import logbook
+
+    log = logbook.Log(str(tmp_path / "log"))
+    s = "6c6f6762-6f6f-4b00-8000-000000000001"
+    follow = log.follow(s)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(follow.__anext__(), 0.05)
+    log.append(s, {"kind": "UserMessage", "value": "after the timeout"})
+    got = await asyncio.wait_for(follow.__anext__(), 5)
+    assert got["event"] == {"kind": "UserMessage", "value": "after the timeout"}
+    await log.close_async()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(follow.__anext__(), 5)
+
+
+def test_close_async_outside_a_loop_leaves_the_log_open(tmp_path):
+    import logbook
+
+    log = logbook.Log(str(tmp_path / "log"))
+    with pytest.raises(RuntimeError):
+        log.close_async()
+    assert not log.closed
+    assert log.append("6c6f6762-6f6f-4b00-8000-000000000002", {"kind": "Done"}) == 1
+    log.close()
