@@ -13,7 +13,7 @@
 //! path (`Wal::append_async`): concurrent coroutines share group commits;
 //! no thread or task is started per append (the writer's wake-ups reach
 //! the event loop through a socket it watches, and the loop resolves the
-//! appends a group commit made durable in one batch: see [`Door`]).
+//! appends a group commit made durable in one batch: see `Door`).
 //!
 //! The pure-Python package (`python/logbook`) re-exports this module and
 //! adds the LangGraph and Agents SDK adapters.
