@@ -562,3 +562,23 @@ def test_exceptions_are_named_in_the_logbook_module_and_pickle():
         back = pickle.loads(pickle.dumps(e))
         assert type(back) is cls and str(back) == "message"
         assert (back.path, back.offset, back.lsn) == ("/p", 7, 3)
+
+
+async def test_an_async_batch_with_a_record_too_large_writes_nothing(tmp_path):
+    """append_custom_many_async (LogbookSession.add_items) is all or
+    nothing like append_custom_many: a record the log refuses fails the
+    call before any record of it is written."""
+    from logbook.agents import LogbookSession
+
+    with logbook.Log(tmp_path / "log", segment_size=1 << 16) as log:
+        s = sid()
+        for call in (log.append_custom_many, log.append_custom_many_async):
+            with pytest.raises(logbook.LogbookError, match="larger than the limit"):
+                out = call(s, "n", [b"a", b"y" * 100_000])
+                if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
+                    await out
+            assert log.read_custom(s) == []
+        session = LogbookSession("k", log)
+        with pytest.raises(logbook.LogbookError, match="larger than the limit"):
+            await session.add_items([{"role": "user", "content": "first"}, {"role": "user", "content": "y" * 100_000}])
+        assert await session.get_items() == []

@@ -1577,6 +1577,19 @@ impl Log {
                 data: data.0,
             })
             .collect();
+        // All or nothing, as `append_custom_many`: each record is queued on
+        // its own below, so one the log refuses (too large) is refused here
+        // before any is queued. (A failure of the writer itself fails the
+        // records of the batch from the first one it did not make durable.)
+        let max = wal.max_payload_len();
+        for event in &events {
+            let size = logbook_bus::codec::encode(event)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?
+                .len();
+            if size > max {
+                return Err(wal_err(WalError::RecordTooLarge { size, max }));
+            }
+        }
         appending(py, events.iter().map(approx_len).sum(), async move {
             // `join_all` polls them in order on its first poll: each is
             // queued (gets its LSN) in the order given.
