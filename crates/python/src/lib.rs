@@ -25,6 +25,7 @@ use logbook_bus::SessionEvent;
 use logbook_replay::{DeletePlan, ExportFilter, ReplayError, Selection};
 use logbook_wal::{EventRecord, Key, KeyRing, Lsn, SyncPolicy, Uuid, Wal, WalError, WalOptions};
 use pyo3::exceptions::{PyException, PyStopAsyncIteration, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::Value;
@@ -683,14 +684,14 @@ impl Door {
 /// Resolve `future` with `done`, unless it is done already (cancelled: its
 /// record is queued all the same).
 fn settle(py: Python<'_>, future: &Bound<'_, PyAny>, done: Done) -> PyResult<()> {
-    if future.call_method0("done")?.is_truthy()? {
+    if future.call_method0(intern!(py, "done"))?.is_truthy()? {
         return Ok(());
     }
     let (ok, value) = outcome(py, done)?;
     if ok {
-        future.call_method1("set_result", (value,))?;
+        future.call_method1(intern!(py, "set_result"), (value,))?;
     } else {
-        future.call_method1("set_exception", (value,))?;
+        future.call_method1(intern!(py, "set_exception"), (value,))?;
     }
     Ok(())
 }
@@ -836,6 +837,8 @@ fn resolve_batch(batch: &Bound<'_, PyList>) -> PyResult<()> {
 /// and the asyncio future to resolve and where.
 struct Waiting {
     append: std::pin::Pin<Box<dyn Future<Output = Done> + Send>>,
+    /// The append's waker ([`WakeAppend`]), made once.
+    waker: std::task::Waker,
     future: Py<PyAny>,
     home: Home,
 }
@@ -909,7 +912,7 @@ fn poll_woken(ids: Vec<u64>) -> Vec<(Waiting, Done)> {
         let Some(mut w) = waiting.remove(&id) else {
             continue; // Woken twice, finished the first time.
         };
-        let waker = WakeAppend::waker(id, &w.home);
+        let waker = w.waker.clone();
         match w
             .append
             .as_mut()
@@ -960,6 +963,47 @@ fn resolve(done: &mut Vec<Completion>) {
     }
 }
 
+/// The hold a log's async appends take on its group commit for the rest
+/// of their event loop's turn (`Wal::hold_commit`), if one is taken.
+type TurnHold = Arc<Mutex<Option<logbook_wal::CommitHold>>>;
+
+/// Hold `wal`'s group commit for the rest of the event loop's turn, unless
+/// held already: the tasks that a turn runs append one after another, and
+/// their records then share one fsync, instead of the log's committer
+/// fsyncing the first few on their own while the loop queues the rest
+/// (an fsync, with its CPU and wake-ups, per few records). The hold ends
+/// in a callback the loop runs after the tasks of this turn (`call_soon`):
+/// it delays when the records become durable by the rest of the turn,
+/// which their tasks could not use anyway (the loop is busy running it).
+/// The log bounds a hold that outlives its turn (a stuck loop) to a
+/// millisecond.
+fn hold_for_turn(event_loop: &Bound<'_, PyAny>, wal: &Wal, slot: &TurnHold) -> PyResult<()> {
+    let mut held = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if held.is_some() {
+        return Ok(());
+    }
+    *held = Some(wal.hold_commit());
+    drop(held);
+    let ends = slot.clone();
+    let end = pyo3::types::PyCFunction::new_closure(
+        event_loop.py(),
+        None,
+        None,
+        move |_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| {
+            let hold = ends.lock().unwrap_or_else(PoisonError::into_inner).take();
+            drop(hold);
+        },
+    );
+    let call_soon = intern!(event_loop.py(), "call_soon");
+    let scheduled = end.and_then(|end| event_loop.call_method1(call_soon, (end,)));
+    if let Err(e) = scheduled {
+        // Never held past this append's own failure.
+        slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// An asyncio future for an append: `append` is polled once here, on the
 /// caller's thread (it encodes and queues the record, so records are queued
 /// in the order of the calls; outside tokio that poll does no I/O); if it
@@ -968,11 +1012,13 @@ fn resolve(done: &mut Vec<Completion>) {
 fn appending<'py>(
     py: Python<'py>,
     bytes: usize,
+    hold: (&Wal, &TurnHold),
     append: impl Future<Output = Done> + Send + 'static,
 ) -> PyResult<Bound<'py, PyAny>> {
     use std::task::{Context, Poll};
     let event_loop = running_loop(py)?;
-    let future = event_loop.call_method0("create_future")?;
+    let future = event_loop.call_method0(intern!(py, "create_future"))?;
+    hold_for_turn(&event_loop, hold.0, hold.1)?;
     let mut append: std::pin::Pin<Box<dyn Future<Output = Done> + Send>> = Box::pin(append);
     let home = home(py, &event_loop);
     let id = NEXT_WAITING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -994,6 +1040,7 @@ fn appending<'py>(
                                 &mut append,
                                 Box::pin(std::future::pending()),
                             ),
+                            waker: waker.clone(),
                             future,
                             home,
                         },
@@ -1019,7 +1066,7 @@ fn appending<'py>(
             future.call_method1("set_exception", (wal_err(e).into_value(py),))?;
         }
         Some(Done::Lsn(l)) => {
-            future.call_method1("set_result", (l,))?;
+            future.call_method1(intern!(py, "set_result"), (l,))?;
         }
         Some(Done::Lsns(l)) => {
             future.call_method1("set_result", (l,))?;
@@ -1058,6 +1105,9 @@ struct Log {
     /// durable: readers see durable records only, and a reader must see
     /// its own writes.
     sync_reads: bool,
+    /// The hold on the log's group commit for the running event loop's
+    /// turn ([`hold_for_turn`]).
+    turn_hold: TurnHold,
 }
 
 impl Log {
@@ -1422,6 +1472,7 @@ impl Log {
             path,
             owner: std::process::id(),
             sync_reads,
+            turn_hold: TurnHold::default(),
         })
     }
 
@@ -1495,11 +1546,17 @@ impl Log {
     ) -> PyResult<Bound<'py, PyAny>> {
         let (session, event) = (session_id(session)?, event_from_py(event)?);
         let wal = self.wal()?;
-        appending(py, approx_len(&event), async move {
-            wal.append_async(session, &event)
-                .await
-                .map_or_else(Done::Err, Done::Lsn)
-        })
+        let held = wal.clone();
+        appending(
+            py,
+            approx_len(&event),
+            (&held, &self.turn_hold),
+            async move {
+                wal.append_async(session, &event)
+                    .await
+                    .map_or_else(Done::Err, Done::Lsn)
+            },
+        )
     }
 
     /// `append(session, {"kind": "Custom", "name": name, "data": data})`.
@@ -1526,11 +1583,17 @@ impl Log {
         let session = session_id(session)?;
         let wal = self.wal()?;
         let event = SessionEvent::Custom { name, data: data.0 };
-        appending(py, approx_len(&event), async move {
-            wal.append_async(session, &event)
-                .await
-                .map_or_else(Done::Err, Done::Lsn)
-        })
+        let held = wal.clone();
+        appending(
+            py,
+            approx_len(&event),
+            (&held, &self.turn_hold),
+            async move {
+                wal.append_async(session, &event)
+                    .await
+                    .map_or_else(Done::Err, Done::Lsn)
+            },
+        )
     }
 
     /// Append `Custom` records named `name`, one per item of `data`, to
@@ -1570,34 +1633,20 @@ impl Log {
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
         let wal = self.wal()?;
-        let events: Vec<SessionEvent> = data
+        let batch: Vec<(Uuid, SessionEvent)> = data
             .into_iter()
-            .map(|data| SessionEvent::Custom {
-                name: name.clone(),
-                data: data.0,
+            .map(|data| {
+                let name = name.clone();
+                (session, SessionEvent::Custom { name, data: data.0 })
             })
             .collect();
-        // All or nothing, as `append_custom_many`: each record is queued on
-        // its own below, so one the log refuses (too large) is refused here
-        // before any is queued. (A failure of the writer itself fails the
-        // records of the batch from the first one it did not make durable.)
-        let max = wal.max_payload_len();
-        for event in &events {
-            let size = logbook_bus::codec::encode(event)
-                .map_err(|e| PyValueError::new_err(e.to_string()))?
-                .len();
-            if size > max {
-                return Err(wal_err(WalError::RecordTooLarge { size, max }));
-            }
-        }
-        appending(py, events.iter().map(approx_len).sum(), async move {
-            // `join_all` polls them in order on its first poll: each is
-            // queued (gets its LSN) in the order given.
-            let appends = events.iter().map(|e| wal.append_async(session, e));
-            futures_util::future::join_all(appends)
+        let bytes = batch.iter().map(|(_, e)| approx_len(e)).sum();
+        let held = wal.clone();
+        // All or nothing, as `append_custom_many`: the log checks every
+        // record before it queues any (each encoded once).
+        appending(py, bytes, (&held, &self.turn_hold), async move {
+            wal.append_many_async(&batch)
                 .await
-                .into_iter()
-                .collect::<Result<Vec<Lsn>, WalError>>()
                 .map_or_else(Done::Err, Done::Lsns)
         })
     }

@@ -57,6 +57,7 @@ mod durable;
 use discards::Discards;
 pub(crate) use disk::Io;
 use disk::Outcome;
+pub use durable::CommitHold;
 
 /// How many batches a leader leads in a row, beyond its own, when records
 /// keep queuing up behind it.
@@ -137,6 +138,16 @@ struct State {
     /// How many records the latest batch carried: more than one means
     /// appenders are queuing up behind each other (see [`durable`]).
     last_batch: u64,
+    /// Live [`CommitHold`]s: an idle committer waits for the last to end
+    /// (at most [`durable::HOLD_LIMIT`] from the first) before it leads.
+    holds: usize,
+    /// When the current run of holds began (`holds` went from 0 to 1).
+    held_since: Option<std::time::Instant>,
+    /// The committer was told of a record queued under the current holds.
+    hold_noticed: bool,
+    /// Records below this LSN have a thread blocked on them
+    /// (`Wal::append_many`): no hold delays their batch.
+    unheld_until: Lsn,
     poisoned: Option<Arc<WalError>>,
     closed: bool,
     stats: WalStats,
@@ -240,6 +251,10 @@ impl Writer {
                 async_until: 0,
                 async_flush: false,
                 last_batch: 0,
+                holds: 0,
+                held_since: None,
+                hold_noticed: false,
+                unheld_until: 0,
                 poisoned: None,
                 closed: false,
                 stats: WalStats::default(),

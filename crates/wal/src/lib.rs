@@ -104,7 +104,7 @@ mod wal;
 mod walk;
 
 pub use crate::chain::{ChainHead, ChainHeadError, HeadCheck, chain_before, published_head};
-pub use crate::commit::WalStats;
+pub use crate::commit::{CommitHold, WalStats};
 pub use crate::compact::{CompactedSegment, Compaction, compaction_plan};
 pub use crate::crypto::{
     CHAIN_LEN, Chain, Key, KeyError, KeyRing, RecordContext, SEAL_OVERHEAD, default_keys,

@@ -368,6 +368,113 @@ impl Wal {
         ticket.wait().await
     }
 
+    /// Append several events at once (each with its session) without
+    /// blocking the calling thread; resolves to their LSNs, in order, when
+    /// [`Wal::append_async`] would have resolved for the last one: under
+    /// [`SyncPolicy::Always`] once the batch holding them is fsynced.
+    ///
+    /// Every event is encoded once, when the future is first polled, and
+    /// checked against the log's limits before any is queued: a batch with
+    /// one record the log refuses queues nothing. The records are then
+    /// queued together under one hold of the writer's lock (consecutive
+    /// LSNs, one group commit), as [`Wal::append_many`] queues them.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append`], and [`WalError::EmptyRecord`]:
+    /// [`WalError::RecordTooLarge`] (or a codec error) for any event
+    /// refuses the whole batch before anything is queued. A failure of the
+    /// writer afterwards ([`WalError::Poisoned`], [`WalError::DiskFull`])
+    /// fails the batch, whose records may be partly durable: those before
+    /// the first record the failed batch lost.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before its first poll appends nothing. Dropping
+    /// it afterwards only stops the waiting: every record of the batch is
+    /// queued, keeps its LSN and becomes durable with its group commit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), logbook_wal::WalError> {
+    /// use logbook_bus::SessionEvent;
+    /// use logbook_wal::{Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    /// let lsns = wal.append_many_async(&[(a, SessionEvent::Done), (b, SessionEvent::Done)]).await?;
+    /// assert_eq!(lsns, [1, 2]);
+    /// assert_eq!(wal.durable_lsn(), 2);
+    /// assert_eq!(wal.stats().fsyncs, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn append_many_async(
+        &self,
+        events: &[(Uuid, SessionEvent)],
+    ) -> Result<Vec<Lsn>, WalError> {
+        let now = now_us();
+        let mut records = Vec::with_capacity(events.len());
+        for (session, event) in events {
+            records.push((
+                *session,
+                now,
+                encode_event(event, |payload| Ok(payload.to_vec()))?,
+            ));
+        }
+        let tickets = self.inner.writer.enqueue_many(&records, true)?;
+        drop(records);
+        let mut lsns = Vec::with_capacity(tickets.len());
+        for ticket in tickets {
+            lsns.push(ticket.wait().await?);
+        }
+        Ok(lsns)
+    }
+
+    /// Hold back the group commit of async appends until the returned
+    /// hold is dropped: records that [`Wal::append_async`] and
+    /// [`Wal::append_many_async`] queue meanwhile share one batch instead
+    /// of the committer thread fsyncing the first of them on their own.
+    /// For an event loop whose tasks append one after another in one turn:
+    /// hold at the first append, drop at the end of the turn.
+    ///
+    /// The committer waits for the last hold to end, for 64 records to
+    /// wait, or for a millisecond since the first of overlapping holds,
+    /// whichever comes first; threads blocked on their records
+    /// ([`Wal::append`], [`Wal::append_many`], [`Wal::sync`]) and the
+    /// `Batch` flusher are never held. A hold delays when a record becomes
+    /// durable, never what is acknowledged: an append still resolves only
+    /// once its record is durable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), logbook_wal::WalError> {
+    /// use logbook_bus::SessionEvent;
+    /// use logbook_wal::{Wal, WalOptions};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let s = uuid::Uuid::new_v4();
+    /// let hold = wal.hold_commit();
+    /// // The first append queues under the hold; the second ends it first.
+    /// let (a, b) = tokio::join!(wal.append_async(s, &SessionEvent::Done), async {
+    ///     drop(hold);
+    ///     wal.append_async(s, &SessionEvent::Done).await
+    /// });
+    /// assert_eq!((a?, b?), (1, 2));
+    /// assert_eq!(wal.stats().fsyncs, 1); // one group commit for both
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn hold_commit(&self) -> crate::CommitHold {
+        self.inner.writer.hold()
+    }
+
     /// Append several events at once (each with its session); returns their
     /// LSNs, in order, when [`Wal::append`] would have returned for the
     /// last one. Under [`SyncPolicy::Always`] they share one group commit
@@ -506,7 +613,7 @@ impl Wal {
     /// Queue `records` (session, time, payload) together and wait as
     /// [`Wal::append`] would for the last one.
     fn append_timed_raw(&self, records: &[(Uuid, u64, Vec<u8>)]) -> Result<Vec<Lsn>, WalError> {
-        let tickets = self.inner.writer.enqueue_many(records)?;
+        let tickets = self.inner.writer.enqueue_many(records, false)?;
         let mut lsns = Vec::with_capacity(tickets.len());
         for ticket in tickets {
             lsns.push(crate::block_on::block_on(ticket.wait())?);

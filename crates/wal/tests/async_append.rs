@@ -392,3 +392,98 @@ fn the_durable_watch_closes_only_after_close_made_everything_durable() {
         assert_eq!(watch.changed().await, None);
     });
 }
+
+/// `append_many_async` checks every record before it queues any: a batch
+/// with one record too large for the log queues nothing (the first record
+/// gets no LSN); a batch that fits is queued in order, with consecutive
+/// LSNs, and made durable by one fsync.
+#[test]
+fn an_async_batch_is_checked_whole_then_queued_in_one_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_size: 1 << 16,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    let w = wal.clone();
+    on_one_thread("append_many_async", move || async move {
+        let s = session(1);
+        let huge = SessionEvent::Custom {
+            name: "n".into(),
+            data: vec![7; 100_000],
+        };
+        let e = w
+            .append_many_async(&[(s, event(1)), (s, huge)])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, WalError::RecordTooLarge { .. }), "{e}");
+        assert_eq!(w.last_lsn(), 0, "nothing of the refused batch was queued");
+        let before = w.stats().fsyncs;
+        let lsns = w
+            .append_many_async(&[(s, event(2)), (session(2), event(3)), (s, event(4))])
+            .await
+            .unwrap();
+        assert_eq!(lsns, [1, 2, 3]);
+        assert_eq!(w.durable_lsn(), 3);
+        assert_eq!(w.stats().fsyncs - before, 1);
+    });
+    drop(wal);
+    let got: Vec<_> = common::read_all(dir.path())
+        .into_iter()
+        .map(|(lsn, _, e)| (lsn, e))
+        .collect();
+    assert_eq!(got, [(1, event(2)), (2, event(3)), (3, event(4))]);
+}
+
+/// Under a `CommitHold`, async appends queued one after another share one
+/// fsync (the committer waits for the hold's end); without one, the
+/// committer may fsync the first on its own. A hold never kept dropped is
+/// bounded: its records become durable all the same, about a millisecond
+/// later. And a blocking append is never held.
+#[test]
+fn a_commit_hold_gathers_async_appends_into_one_fsync_and_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let w = wal.clone();
+    on_one_thread("hold", move || async move {
+        let start = Instant::now();
+        let hold = w.hold_commit();
+        let before = w.stats().fsyncs;
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let w = w.clone();
+                tokio::spawn(async move { w.append_async(session(i), &event(i)).await })
+            })
+            .collect();
+        until(|| w.last_lsn() == 8).await;
+        // Queued within the hold's limit (a millisecond; a slow machine
+        // may take longer, and then the committer rightly went ahead).
+        let in_time = start.elapsed() < Duration::from_micros(900);
+        if in_time {
+            assert_eq!(w.durable_lsn(), 0, "the committer is held");
+        }
+        drop(hold);
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        if in_time {
+            assert_eq!(w.stats().fsyncs - before, 1, "one fsync for the held run");
+        }
+
+        // A hold that is never dropped delays, never stops.
+        let forgotten = w.hold_commit();
+        let start = Instant::now();
+        assert_eq!(w.append_async(session(9), &event(9)).await.unwrap(), 9);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // A blocking append under the hold leads at once.
+        let w2 = w.clone();
+        let lsn = tokio::task::spawn_blocking(move || w2.append(session(10), &event(10)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(lsn, 10);
+        drop(forgotten);
+    });
+    drop(wal);
+    assert_eq!(common::read_all(dir.path()).len(), 10);
+}

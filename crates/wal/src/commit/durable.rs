@@ -36,11 +36,24 @@
 //!
 //! Cancelling (dropping) a waiting ticket removes its waker; the record
 //! stays queued and becomes durable with its batch.
+//!
+//! A [`CommitHold`] gathers a run of async appends into one batch: while
+//! one is alive, the committer does not start a batch for the records
+//! queued meanwhile until the last hold ends, [`HOLD_RECORDS`] wait, or
+//! [`HOLD_LIMIT`] has passed since the first hold of the run. An event
+//! loop holds for the rest of its turn: its tasks queue their records one
+//! after another, and without the hold the committer would fsync the first
+//! few on their own while the loop queues the rest, one fsync (with its
+//! CPU and wake-ups) per few records. Only the committer waits: a thread
+//! blocked on its records (`append`, `append_many`, `sync`, the `Batch`
+//! flusher) leads or is led at once, and a closing log is not held.
 
 use std::future::Future;
+use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
@@ -48,6 +61,40 @@ use super::{Writer, lock};
 use crate::error::WalError;
 use crate::format::Lsn;
 use crate::options::SyncPolicy;
+
+/// The longest an idle committer waits for [`CommitHold`]s to end,
+/// counted from the first of the run: a hold that is never dropped (or an
+/// event loop stuck in a long callback) delays a group commit by this much
+/// at most.
+pub(crate) const HOLD_LIMIT: Duration = Duration::from_millis(1);
+
+/// Records queued under a hold that make a batch worth its fsync: the
+/// committer stops waiting for the hold's end once this many wait.
+const HOLD_RECORDS: u64 = 64;
+
+/// Holds back the group commit of async appends while alive (see the
+/// module docs): [`Wal::hold_commit`](crate::Wal::hold_commit).
+#[derive(Debug)]
+#[must_use = "the hold ends when this is dropped"]
+pub struct CommitHold {
+    writer: Arc<Writer>,
+}
+
+impl Drop for CommitHold {
+    fn drop(&mut self) {
+        let mut st = lock(&self.writer.state);
+        st.holds -= 1;
+        if st.holds > 0 {
+            return;
+        }
+        st.held_since = None;
+        let kick = !st.leader && st.durable_end < st.async_until;
+        drop(st);
+        if kick {
+            self.writer.committer.notify_one();
+        }
+    }
+}
 
 /// Whether this thread may write and fsync one batch without stalling its
 /// async runtime: it runs on a tokio runtime with another worker to run
@@ -163,8 +210,10 @@ impl Writer {
             SyncPolicy::Always => {
                 st.async_until = st.async_until.max(lsn + 1);
                 let idle = !st.leader;
+                let held = st.holds > 0;
                 let durable = Durable::new(self, &mut st, lsn, epoch);
                 if idle
+                    && !held
                     && st.last_batch <= 1
                     && lsn == st.pending_first
                     && st.async_waiters.is_empty()
@@ -175,9 +224,13 @@ impl Writer {
                     drop(self.lead_batches(st, true, 0));
                     return Ok(Ticket::Waiting(durable));
                 }
+                // Under a hold, the committer hears of the first record
+                // only (it then waits for the hold's end, or its limit).
+                let wake = idle
+                    && (!held || !mem::replace(&mut st.hold_noticed, true) || Self::hold_full(&st));
                 drop(st);
                 self.start_committer()?;
-                if idle {
+                if wake {
                     self.committer.notify_one();
                 }
                 Ok(Ticket::Waiting(durable))
@@ -205,9 +258,13 @@ impl Writer {
 
     /// [`Writer::enqueue`] for several records at once, queued under one
     /// hold of the state lock: under `Always` they share one batch.
+    /// `async_caller`: the caller awaits the tickets (and may be held back
+    /// by a [`CommitHold`]); otherwise a thread blocks on them, and the
+    /// committer leads their batch at once.
     pub(crate) fn enqueue_many(
         self: &Arc<Self>,
         records: &[(Uuid, u64, Vec<u8>)],
+        async_caller: bool,
     ) -> Result<Vec<Ticket>, WalError> {
         for (_, _, payload) in records {
             self.admit(payload)?;
@@ -227,6 +284,9 @@ impl Writer {
         let wait = match self.opts.sync {
             SyncPolicy::Always => {
                 st.async_until = st.async_until.max(last + 1);
+                if !async_caller {
+                    st.unheld_until = st.unheld_until.max(last + 1);
+                }
                 true
             }
             SyncPolicy::Batch { .. } => {
@@ -239,6 +299,12 @@ impl Writer {
             }
         };
         let flush = st.async_flush && !st.leader;
+        // Under a hold, as in `enqueue`: the committer hears of the first
+        // records only.
+        let held = async_caller && st.holds > 0;
+        let wake = flush
+            || (wait
+                && (!held || !mem::replace(&mut st.hold_noticed, true) || Self::hold_full(&st)));
         let tickets = queued
             .into_iter()
             .map(|(lsn, epoch)| {
@@ -252,9 +318,43 @@ impl Writer {
         drop(st);
         if wait || flush {
             self.start_committer()?;
+        }
+        if wake {
             self.committer.notify_one();
         }
         Ok(tickets)
+    }
+
+    /// A [`CommitHold`] on this writer.
+    pub(crate) fn hold(self: &Arc<Self>) -> CommitHold {
+        let mut st = lock(&self.state);
+        if st.holds == 0 {
+            st.held_since = Some(Instant::now());
+            st.hold_noticed = false;
+        }
+        st.holds += 1;
+        CommitHold {
+            writer: self.clone(),
+        }
+    }
+
+    /// Whether the records queued under the holds make a batch worth its
+    /// fsync already ([`HOLD_RECORDS`]).
+    fn hold_full(st: &super::State) -> bool {
+        st.next_lsn - st.pending_first >= HOLD_RECORDS
+    }
+
+    /// How much longer an idle committer waits for the holds to end: None
+    /// when there are none, they are past [`HOLD_LIMIT`], or the records
+    /// held make a full batch.
+    fn hold_left(st: &super::State) -> Option<Duration> {
+        if Self::hold_full(st) {
+            return None;
+        }
+        let since = st.held_since.filter(|_| st.holds > 0)?;
+        HOLD_LIMIT
+            .checked_sub(since.elapsed())
+            .filter(|left| !left.is_zero())
     }
 
     /// Start the committer thread, once.
@@ -281,6 +381,17 @@ impl Writer {
             }
             let want_sync = st.durable_end < st.async_until;
             if !st.leader && (want_sync || st.async_flush) {
+                let held = !st.async_flush && !st.closed && st.durable_end >= st.unheld_until;
+                if held {
+                    if let Some(left) = Self::hold_left(&st) {
+                        st = self
+                            .committer
+                            .wait_timeout(st, left)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .0;
+                        continue;
+                    }
+                }
                 st.async_flush = false;
                 st = self.lead(st, want_sync);
                 continue;
