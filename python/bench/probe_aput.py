@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import sys
+import shutil
 import tempfile
 import time
 
@@ -35,7 +36,8 @@ async def main() -> None:
     ]
     for _ in range(args.rounds):
         for name, make in makers:
-            saver = make(tempfile.mkdtemp(dir=args.dir))
+            tmp = tempfile.mkdtemp(dir=args.dir, prefix="logbook-probe-")
+            saver = make(tmp)
             await bench_aput(saver, 10, 5)  # warm-up
             before = saver.log.stats() if isinstance(saver, LogbookSaver) else None
             cpu, main, wall = time.process_time(), time.thread_time(), time.perf_counter()
@@ -48,6 +50,7 @@ async def main() -> None:
                 micros = after["fsync_micros"] - before["fsync_micros"]
                 line += f"  fsyncs {fsyncs} ({2000 / max(fsyncs, 1):.1f} records each, {micros / max(fsyncs, 1):.0f} us each)"
                 saver.close()
+            shutil.rmtree(tmp, ignore_errors=True)
             print(line)
 
 
