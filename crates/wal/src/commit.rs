@@ -394,6 +394,13 @@ impl Writer {
             st.poisoned = Some(Arc::new(error));
             self.metrics.poisoned.set(1.0);
         }
+        // Async waiters learn it when polled; the committer exits.
+        let wakers = mem::take(&mut st.async_waiters);
+        drop(st);
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+        self.committer.notify_one();
         self.progress.send_modify(|p| p.poisoned = true);
     }
 

@@ -2,7 +2,8 @@
 //! (rolling to a new one when it is full), zero ahead of the records,
 //! fsync, and cut a failed write back. Only the leader of group commit
 //! (see the parent module) runs this, holding the `io` lock and not the
-//! state lock, so nothing here touches the shared queue.
+//! state lock (it only reads, under it, whether the log was poisoned
+//! meanwhile), so nothing here touches the shared queue.
 
 use std::time::Instant;
 
@@ -125,6 +126,20 @@ impl Writer {
         end: Lsn,
         sync: bool,
     ) -> Outcome {
+        // Poisoned while this leader waited for the I/O lock (a
+        // compaction's failed fsync): write nothing, so that no record
+        // queued before the poison is acknowledged after it.
+        if let Some(cause) = self.poison_cause() {
+            return Outcome {
+                written_end: first,
+                written_bytes: 0,
+                durable_end: None,
+                error: Some(WalError::Poisoned { cause }),
+                fsyncs: 0,
+                fsync_micros: 0,
+                segments_created: 0,
+            };
+        }
         let out = self.write_records(io, batch, first, end, sync);
         let poisoned = out.error.as_ref().is_some_and(|e| !e.is_disk_full());
         if poisoned {

@@ -51,7 +51,7 @@
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -77,12 +77,17 @@ const HOLD_RECORDS: u64 = 64;
 #[derive(Debug)]
 #[must_use = "the hold ends when this is dropped"]
 pub struct CommitHold {
-    writer: Arc<Writer>,
+    /// Weak: a hold outliving the last `Wal` clone must not keep the
+    /// writer (and so the directory's lock) alive.
+    writer: Weak<Writer>,
 }
 
 impl Drop for CommitHold {
     fn drop(&mut self) {
-        let mut st = lock(&self.writer.state);
+        let Some(writer) = self.writer.upgrade() else {
+            return;
+        };
+        let mut st = lock(&writer.state);
         st.holds -= 1;
         if st.holds > 0 {
             return;
@@ -91,7 +96,7 @@ impl Drop for CommitHold {
         let kick = !st.leader && st.durable_end < st.async_until;
         drop(st);
         if kick {
-            self.writer.committer.notify_one();
+            writer.committer.notify_one();
         }
     }
 }
@@ -274,6 +279,12 @@ impl Writer {
         if let Some(error) = &st.stalled {
             return Err(error.clone());
         }
+        // The whole batch must fit in the LSNs left, or none of it is
+        // queued (all or nothing).
+        let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
+        if count > 0 && st.next_lsn.saturating_add(count - 1) > super::MAX_LSN {
+            return Err(WalError::LsnExhausted);
+        }
         let mut queued = Vec::with_capacity(records.len());
         for (session, timestamp_us, payload) in records {
             queued.push(self.queue(&mut st, *session, payload, *timestamp_us)?);
@@ -334,7 +345,7 @@ impl Writer {
         }
         st.holds += 1;
         CommitHold {
-            writer: self.clone(),
+            writer: Arc::downgrade(self),
         }
     }
 
@@ -377,6 +388,13 @@ impl Writer {
         let mut st = lock(&self.state);
         loop {
             if st.poisoned.is_some() {
+                // Poisoned from outside the commit path (a compaction):
+                // async waiters learn it when polled.
+                let wakers = mem::take(&mut st.async_waiters);
+                drop(st);
+                for (_, waker) in wakers {
+                    waker.wake();
+                }
                 return;
             }
             let want_sync = st.durable_end < st.async_until;
@@ -393,6 +411,9 @@ impl Writer {
                     }
                 }
                 st.async_flush = false;
+                // Records queued under the same run of holds after this
+                // batch must wake the committer again.
+                st.hold_noticed = false;
                 st = self.lead(st, want_sync);
                 continue;
             }
