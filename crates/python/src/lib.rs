@@ -9,7 +9,7 @@
 //!
 //! Blocking calls release the GIL (`allow_threads`) for their I/O and
 //! encoding; `*_async` methods return asyncio awaitables driven by one
-//! shared tokio runtime (`pyo3-async-runtimes`), on the library's async
+//! shared tokio runtime (one per process, a forked child's its own), on the library's async
 //! path (`Wal::append_async`): concurrent coroutines share group commits;
 //! no thread or task is started per append (the writer's wake-ups reach
 //! the event loop through a socket it watches, and the loop resolves the
@@ -924,23 +924,121 @@ fn poll_woken(ids: Vec<u64>) -> Vec<(Waiting, Done)> {
     finished
 }
 
-static RESOLVER: std::sync::OnceLock<Arc<tokio::sync::Notify>> = std::sync::OnceLock::new();
-
 /// The bell of the resolver task, which polls the woken appends of event
-/// loops without a [`Door`] (the task is started on first use).
-fn resolver() -> &'static tokio::sync::Notify {
-    RESOLVER.get_or_init(|| {
+/// loops without a [`Door`] (the task is started on first use, on this
+/// process's runtime: see [`Process`]).
+fn resolver() -> Arc<tokio::sync::Notify> {
+    with_process(|process| {
+        if let Some(bell) = &process.resolver {
+            return bell.clone();
+        }
         let notify = Arc::new(tokio::sync::Notify::new());
         let bell = notify.clone();
-        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+        process.runtime.spawn(async move {
             let mut done = Vec::new();
             loop {
                 bell.notified().await;
                 resolve(&mut done);
             }
         });
+        process.resolver = Some(notify.clone());
         notify
     })
+}
+
+// ---------------------------------------------------------------------------
+// The process's own runtime, and a fork
+// ---------------------------------------------------------------------------
+
+/// What async calls share in one process: the tokio runtime whose blocking
+/// pool runs reads, deletes and syncs ([`spawn_blocking`]) and whose
+/// workers run `Follow` and the resolver task, and that task's bell.
+///
+/// A child made by `fork()` inherits a copy of all of it without the
+/// threads: a task handed to the copied runtime waited for ever (its pool
+/// counted idle threads the child does not have). So the state belongs to
+/// one process id: a child makes its own on first use ([`this_process`]),
+/// and its fork hook ([`after_fork_in_child`]) also drops the parent's
+/// event-loop doors and waiting appends (a fork that runs no Python hook,
+/// `fork()` called from C, gets its own runtime all the same). The parent's copies are leaked,
+/// never dropped: dropping them would join threads the child does not
+/// have, or close the parent's writer (see `Drop for Log`).
+struct Process {
+    pid: u32,
+    runtime: &'static tokio::runtime::Runtime,
+    resolver: Option<Arc<tokio::sync::Notify>>,
+}
+
+static PROCESS: Mutex<Option<Process>> = Mutex::new(None);
+
+/// `f` of this process's [`Process`] (made now if there is none, or if
+/// the one there is its parent's, from before a fork), under its lock.
+fn with_process<R>(f: impl FnOnce(&mut Process) -> R) -> R {
+    let mut slot = PROCESS.lock().unwrap_or_else(PoisonError::into_inner);
+    f(fresh_process(&mut slot))
+}
+
+/// The [`Process`] in `slot`, made anew unless it is this process's.
+fn fresh_process(slot: &mut Option<Process>) -> &mut Process {
+    let pid = std::process::id();
+    if slot.as_ref().is_some_and(|p| p.pid != pid) {
+        // The parent's (after a fork): leaked, its threads are not here.
+        std::mem::forget(slot.take());
+    }
+    slot.get_or_insert_with(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("logbook-python")
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the tokio runtime: {e}"));
+        Process {
+            pid,
+            runtime: Box::leak(Box::new(runtime)),
+            resolver: None,
+        }
+    })
+}
+
+/// This process's tokio runtime.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    with_process(|p| p.runtime)
+}
+
+/// The lock of `mutex` if it is free now (poisoned or not).
+fn try_locked<T>(mutex: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
+/// `os.register_at_fork(after_in_child=...)`: the child's own async
+/// state, at once. The parent's event-loop doors and waiting appends are
+/// leaked (they belong to the parent's loops and writers, see [`Process`]);
+/// so is its runtime, and the child makes its own on first use.
+///
+/// Each lock is tried, never waited for: one held at the fork by another
+/// thread of the parent (for the moment it takes to queue or poll an
+/// append) is held for ever in the child, whose copy of that thread does
+/// not exist; what it guards is then left as it is (the hazard of any
+/// `fork()` of a process with threads).
+#[pyfunction]
+fn after_fork_in_child() {
+    if let Some(mut doors) = try_locked(&DOORS) {
+        std::mem::forget(std::mem::take(&mut *doors));
+    }
+    if let Some(mut waiting) = try_locked(&WAITING) {
+        std::mem::forget(std::mem::take(&mut *waiting));
+    }
+    if let Some(mut woken) = try_locked(&WOKEN) {
+        woken.clear();
+    }
+    if let Some(mut process) = try_locked(&PROCESS) {
+        // The child's is made on first use (a child may never need one).
+        std::mem::forget(process.take());
+    }
+    IN_FLIGHT.store(0, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Poll the appends of door-less loops woken; hand over those that
@@ -1138,7 +1236,7 @@ fn spawn_blocking<'py>(
     let (f_, home) = (future.clone().unbind(), home(py, &event_loop));
     // The pool's thread hands the result back itself: one hop there, one
     // back (through the loop's door: without the GIL).
-    pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
+    runtime().spawn_blocking(move || {
         let done = Done::Out(f());
         deliver(&mut vec![Completion {
             future: f_,
@@ -2146,7 +2244,7 @@ impl Follow {
         let event_loop = running_loop(py)?;
         let future = event_loop.call_method0("create_future")?;
         let (f_, home) = (future.clone().unbind(), home(py, &event_loop));
-        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+        let task = runtime().spawn(async move {
             let next = inner.lock().await.next().await;
             let done = Done::Out(match next {
                 None => Err(PyErrLater::End),
@@ -2201,6 +2299,12 @@ fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("KINDS", logbook_bus::KINDS.to_vec())?;
     py.import("atexit")?
         .call_method1("register", (wrap_pyfunction!(shutdown, m)?,))?;
+    // A forked child makes its own runtime and event-loop doors.
+    let hooks = PyDict::new(py);
+    hooks.set_item("after_in_child", wrap_pyfunction!(after_fork_in_child, m)?)?;
+    py.import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&hooks))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
