@@ -432,6 +432,8 @@ enum Out {
     Record(EventRecord),
     Records(Vec<EventRecord>),
     Custom(Vec<EventRecord>, Option<String>),
+    /// A `Custom` record taken out of its session ([`Log::pop_custom`]).
+    Popped(Option<EventRecord>),
     Plan(DeletePlan),
     Forked(logbook_replay::Forked),
     None,
@@ -455,6 +457,8 @@ impl<'py> IntoPyObject<'py> for Out {
                 Ok(list.into_any())
             }
             Out::Custom(records, prefix) => custom_list(py, &records, prefix.as_deref()),
+            Out::Popped(None) => Ok(py.None().into_bound(py)),
+            Out::Popped(Some(record)) => custom_list(py, &[record], None)?.get_item(0),
             Out::Plan(plan) => Ok(plan_to_py(py, &plan)?.into_bound(py)),
             Out::Forked(f) => Ok(forked_to_py(py, &f)?.into_bound(py)),
             Out::None => Ok(py.None().into_bound(py)),
@@ -1156,6 +1160,12 @@ struct Log {
     /// durable: readers see durable records only, and a reader must see
     /// its own writes.
     sync_reads: bool,
+    /// Held by each deletion across its plan (a read) and its tombstone:
+    /// deletions of one log take turns, so a pop ([`Log::pop_custom`])
+    /// reads the latest record and deletes it before another pop reads,
+    /// and what a deletion's plan says it deleted, it deleted (no other
+    /// deletion of this log claims the same record). Appends do not wait.
+    deletes: Arc<Mutex<()>>,
 }
 
 impl Log {
@@ -1520,6 +1530,7 @@ impl Log {
             path,
             owner: std::process::id(),
             sync_reads,
+            deletes: Arc::default(),
         })
     }
 
@@ -1824,6 +1835,50 @@ impl Log {
         })
     }
 
+    /// Remove and return the latest `Custom` record of `session` whose
+    /// name starts with `prefix` (any name when None), as `(lsn, name,
+    /// data)`; None if it has none. Atomic in this log: the record is read
+    /// and deleted (a durable tombstone) before any other pop or deletion
+    /// of the log reads, so concurrent pops, from any thread or event
+    /// loop, never return the same record.
+    #[pyo3(signature = (session, prefix = None))]
+    fn pop_custom(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        prefix: Option<String>,
+    ) -> PyResult<PyObject> {
+        let session = session_id(session)?;
+        let (deletes, sync_reads) = (self.deletes.clone(), self.sync_reads);
+        let popped = self.blocking(py, move |wal| {
+            pop_custom(wal, &deletes, sync_reads, session, prefix.as_deref())
+        })?;
+        Out::Popped(popped).into_pyobject(py).map(Bound::unbind)
+    }
+
+    /// `pop_custom(session, prefix)` as an awaitable. Once started, the pop
+    /// completes even if the awaitable is cancelled (the record is then
+    /// deleted and its value lost: shield it, as `LogbookSession` does).
+    #[pyo3(signature = (session, prefix = None))]
+    fn pop_custom_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        prefix: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let session = session_id(session)?;
+        let (deletes, sync_reads) = (self.deletes.clone(), self.sync_reads);
+        self.spawn(py, move |wal| {
+            Ok(Out::Popped(pop_custom(
+                wal,
+                &deletes,
+                sync_reads,
+                session,
+                prefix.as_deref(),
+            )?))
+        })
+    }
+
     /// The session rebuilt by replay: `status` (`running`, `completed`,
     /// `failed`, `interrupted`), `model`, `cwd`, `title`, `first_lsn`,
     /// `last_lsn`, `events`, `transcript` (a list of `{lsn, role, text}`),
@@ -2094,7 +2149,9 @@ impl Log {
         selection: Selection,
     ) -> PyResult<PyObject> {
         let session = session_id(session)?;
+        let deletes = self.deletes.clone();
         let plan = self.blocking(py, move |wal| {
+            let _turn = deletes.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(logbook_replay::delete(
                 wal,
                 session,
@@ -2112,7 +2169,9 @@ impl Log {
         selection: Selection,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
+        let deletes = self.deletes.clone();
         self.spawn(py, move |wal| {
+            let _turn = deletes.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(Out::Plan(logbook_replay::delete(
                 wal,
                 session,
@@ -2121,6 +2180,30 @@ impl Log {
             )?))
         })
     }
+}
+
+/// Take the latest `Custom` record of `session` whose name starts with
+/// `prefix` out of it: read it from the end of the session and delete it,
+/// in the log's turn for deletions (`deletes`), so two pops never take
+/// the same record. None if the session has none.
+fn pop_custom(
+    wal: &Wal,
+    deletes: &Mutex<()>,
+    sync_reads: bool,
+    session: Uuid,
+    prefix: Option<&str>,
+) -> Result<Option<EventRecord>, PyErrLater> {
+    let _turn = deletes.lock().unwrap_or_else(PoisonError::into_inner);
+    let latest = match custom_tail(synced(wal, sync_reads)?, session, 1, prefix) {
+        Ok(mut records) => records.pop(),
+        Err(ReplayError::UnknownSession(_) | ReplayError::DeletedSession { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(latest) = latest else {
+        return Ok(None);
+    };
+    logbook_replay::delete(wal, session, &Selection::Records(vec![latest.lsn]), "pop")?;
+    Ok(Some(latest))
 }
 
 /// The log's directory, after a sync when `sync_first`.
