@@ -65,6 +65,29 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
     sessions) or a directory, opened with ``open_options`` and closed by
     :meth:`close`. ``session_settings`` as for the SDK's ``SQLiteSession``
     (its ``limit`` is the default of :meth:`get_items`).
+
+    Concurrency: any number of ``LogbookSession`` objects with one
+    ``session_id`` on one ``Log``, and one object used from several
+    threads (each with its own event loop), see one conversation, and
+    each call takes effect at one instant between its call and its return
+    (linearizable):
+
+    * :meth:`pop_item` is atomic per (log, session): two pops never return
+      the same item, and pops of an ``n``-item conversation return ``n``
+      distinct items, then None.
+    * :meth:`clear_session` deletes every item whose :meth:`add_items`
+      returned before ``clear_session`` was called, and none whose
+      ``add_items`` was called after ``clear_session`` returned. An
+      ``add_items`` that overlaps the clear in time may come before it
+      (cleared) or after it (kept); either is correct. What is left is
+      always the latest items added, in order.
+    * Every item a clear hides is also listed by its tombstones (those
+      added while it ran too), so ``logbook compact`` erases its bytes.
+
+    (An ``add_items`` overlapping a ``clear_session`` may, for now, be
+    cut in two, its first items cleared and the rest kept: its records
+    are queued one by one, and the clear's tombstone can land between
+    them.)
     """
 
     def __init__(
