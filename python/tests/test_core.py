@@ -45,6 +45,11 @@ def test_every_json_kind_round_trips(log_dir):
     # Only the log's own operations write these (a tombstone, a fork, a
     # truncation mark): append refuses them (test_append_refuses_...).
     internal = {"SessionDeleted", "SessionForked", "SessionTruncated"}
+    import base64
+
+    for e in events:  # JSON's base64 is bytes in Python
+        if e["kind"] == "Custom":
+            e["data"] = base64.b64decode(e["data"])
     s = sid()
     with logbook.Log(log_dir) as log:
         durable = [e for e in events if e["kind"] not in internal]
@@ -56,11 +61,6 @@ def test_every_json_kind_round_trips(log_dir):
         shape = next(e for e in events if e["kind"] == "SessionForked")
         assert sorted(first) == sorted(shape)
         assert first == {"kind": "SessionForked", "from": s, "at_lsn": forked["at_lsn"]}
-    custom = [e for e in durable if e["kind"] == "Custom"]
-    for e in custom:  # JSON's base64 comes back as bytes
-        import base64
-
-        e["data"] = base64.b64decode(e["data"])
     assert got == durable
 
 
@@ -69,7 +69,7 @@ def test_custom_records_and_uuid_objects(log_dir):
     with logbook.Log(log_dir) as log:
         log.append_custom(s, "app.state", b"\x00\xff")
         log.append(s, {"kind": "Custom", "name": "app.other", "data": b"x"})
-        log.append(s, {"kind": "Custom", "name": "app.b64", "data": "eQ=="})
+        log.append(s, {"kind": "Custom", "name": "app.b64", "data": bytearray(b"y")})
         assert log.read_custom(s) == [(1, "app.state", b"\x00\xff"), (2, "app.other", b"x"), (3, "app.b64", b"y")]
         assert log.read_custom(str(s), "app.o") == [(2, "app.other", b"x")]
         assert log.append_custom_many(s, "n", [b"1", b"2"]) == [4, 5]
@@ -582,3 +582,36 @@ async def test_an_async_batch_with_a_record_too_large_writes_nothing(tmp_path):
         with pytest.raises(logbook.LogbookError, match="larger than the limit"):
             await session.add_items([{"role": "user", "content": "first"}, {"role": "user", "content": "y" * 100_000}])
         assert await session.get_items() == []
+
+
+@pytest.mark.parametrize("data", ["aGk=", "hello", "abcd", ""])
+async def test_custom_data_given_as_str_is_refused_not_decoded(log_dir, data):
+    """A Custom event's data is bytes: a str (base64 or not) is a
+    TypeError naming the field and saying what to pass, never text
+    silently decoded as base64."""
+    s = sid()
+    event = {"kind": "Custom", "name": "app.note", "data": data}
+    with logbook.Log(log_dir) as log:
+        for call in [
+            lambda: log.append(s, event),
+            lambda: log.append_many([(s, event)]),
+            lambda: log.append_async(s, event),
+        ]:
+            with pytest.raises(TypeError) as e:
+                out = call()
+                if asyncio.isfuture(out):
+                    await out
+            message = str(e.value)
+            assert '"data"' in message and "bytes" in message
+            assert ".encode()" in message and "base64.b64decode" in message
+        for call in [
+            lambda: log.append_custom(s, "app.note", data),
+            lambda: log.append_custom_many(s, "app.note", [b"ok", data]),
+        ]:
+            with pytest.raises(TypeError, match=r"data is bytes, not str: pass text\.encode\(\)"):
+                call()
+        assert log.last_lsn == 0
+        # bytes and bytearray are taken as they are.
+        log.append(s, {"kind": "Custom", "name": "app.note", "data": b"hi"})
+        log.append(s, {"kind": "Custom", "name": "app.note", "data": bytearray(b"yo")})
+        assert [d for _, _, d in log.read_custom(s)] == [b"hi", b"yo"]

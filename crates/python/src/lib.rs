@@ -243,7 +243,7 @@ fn session_id(obj: &Bound<'_, PyAny>) -> PyResult<Uuid> {
 }
 
 /// A Python value as JSON (dicts, lists, tuples, str, int, float, bool,
-/// None; bytes as base64, the JSON shape of `custom` data).
+/// None).
 fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     if obj.is_none() {
         return Ok(Value::Null);
@@ -338,30 +338,47 @@ fn from_json(py: Python<'_>, value: &Value) -> PyResult<PyObject> {
     })
 }
 
-/// An event from its dict (`docs/json.md`). A `Custom` event's `data` may
-/// be `bytes` (or base64 text, its JSON shape).
+/// An event from its dict (`docs/json.md`). A `Custom` event's `data` is
+/// `bytes` (or `bytearray`), taken as it is; a `str` there is refused with a
+/// `TypeError` saying what to pass (it is not decoded as base64, the JSON
+/// shape of `data`: text that happens to be valid base64 would be stored
+/// as other bytes without a word).
 fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<SessionEvent> {
+    use pyo3::types::PyByteArray;
     let dict = obj
         .downcast::<PyDict>()
         .map_err(|_| PyTypeError::new_err("an event is a dict with a \"kind\""))?;
-    if let (Some(kind), Some(data)) = (dict.get_item("kind")?, dict.get_item("data")?) {
-        if kind.extract::<String>().ok().as_deref() == Some("Custom") {
-            if let Ok(bytes) = data.downcast::<PyBytes>() {
-                let name: String = dict
-                    .get_item("name")?
-                    .ok_or_else(|| PyValueError::new_err("a Custom event needs a \"name\""))?
-                    .extract()?;
-                if dict.len() != 3 {
-                    return Err(PyValueError::new_err(
-                        "a Custom event has exactly \"kind\", \"name\" and \"data\"",
-                    ));
-                }
-                return Ok(SessionEvent::Custom {
-                    name,
-                    data: bytes.as_bytes().to_vec(),
-                });
-            }
+    let custom = match dict.get_item("kind")? {
+        Some(kind) => kind.extract::<String>().ok().as_deref() == Some("Custom"),
+        None => false,
+    };
+    if let (true, Some(data)) = (custom, dict.get_item("data")?) {
+        let bytes = if let Ok(b) = data.downcast::<PyBytes>() {
+            b.as_bytes().to_vec()
+        } else if let Ok(b) = data.downcast::<PyByteArray>() {
+            b.to_vec()
+        } else if data.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "a Custom event's \"data\" is bytes, not str: pass text.encode() for text, \
+                 or base64.b64decode(text) for base64 (the JSON shape of docs/json.md)",
+            ));
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "a Custom event's \"data\" is bytes, not {}",
+                data.get_type().name()?
+            )));
+        };
+        let name: String = dict
+            .get_item("name")?
+            .ok_or_else(|| PyValueError::new_err("a Custom event needs a \"name\""))?
+            .extract()
+            .map_err(|_| PyTypeError::new_err("a Custom event's \"name\" is a str"))?;
+        if dict.len() != 3 {
+            return Err(PyValueError::new_err(
+                "a Custom event has exactly \"kind\", \"name\" and \"data\"",
+            ));
         }
+        return Ok(SessionEvent::Custom { name, data: bytes });
     }
     let json = to_json(obj)?;
     let event = logbook_replay::event_from_json(&json).map_err(PyValueError::new_err)?;
@@ -1147,7 +1164,8 @@ fn appending<'py>(
 /// this process or another, raises `LockedError` at once (it never waits).
 /// Sessions are named by UUIDs (`str` or `uuid.UUID`). Events are dicts in
 /// the shape of `docs/json.md`: `{"kind": "UserMessage", "value": "hi"}`,
-/// `{"kind": "Custom", "name": "app.state", "data": b"..."}`.
+/// `{"kind": "Custom", "name": "app.state", "data": b"..."}` (`data` is
+/// bytes; a str there is a `TypeError`).
 #[pyclass(module = "logbook._logbook", frozen, weakref)]
 struct Log {
     wal: Mutex<Option<Wal>>,
@@ -2263,6 +2281,11 @@ impl<'py> FromPyObject<'py> for Data {
     fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
         if let Ok(b) = obj.downcast::<PyBytes>() {
             return Ok(Data(b.as_bytes().to_vec()));
+        }
+        if obj.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "data is bytes, not str: pass text.encode() for text, or base64.b64decode(text) for base64",
+            ));
         }
         Ok(Data(obj.extract()?))
     }
