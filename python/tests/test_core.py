@@ -615,3 +615,24 @@ async def test_custom_data_given_as_str_is_refused_not_decoded(log_dir, data):
         log.append(s, {"kind": "Custom", "name": "app.note", "data": b"hi"})
         log.append(s, {"kind": "Custom", "name": "app.note", "data": bytearray(b"yo")})
         assert [d for _, _, d in log.read_custom(s)] == [b"hi", b"yo"]
+
+
+def test_sessions_and_replay_count_the_events_a_read_returns(log_dir):
+    """Tombstones are not the session's events: `sessions()` and
+    `replay()` count what `read` returns."""
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        for i in range(4):
+            log.append(s, {"kind": "UserMessage", "value": str(i)})
+        log.delete_records(s, [4])
+        log.delete_after(s, 2)
+        assert len(log.read(s)) == 2
+        assert log.sessions()[0]["events"] == 2
+        assert log.replay(s)["events"] == 2
+        forked = log.fork(s)
+        listed = {x["session"]: x["events"] for x in log.sessions()}
+        assert listed[forked["session"]] == len(log.read(forked["session"])) == 3
+        log.delete_session(s)
+        log.append(s, {"kind": "Done"})
+        assert {x["session"]: x["events"] for x in log.sessions()}[s] == 1
+        assert log.replay(s)["events"] == 1
