@@ -636,3 +636,40 @@ def test_sessions_and_replay_count_the_events_a_read_returns(log_dir):
         log.append(s, {"kind": "Done"})
         assert {x["session"]: x["events"] for x in log.sessions()}[s] == 1
         assert log.replay(s)["events"] == 1
+
+
+@pytest.mark.parametrize(
+    "argument, call",
+    [
+        ("from_lsn", lambda log, s: log.follow(s, from_lsn=-1)),
+        ("limit", lambda log, s: log.read_custom_tail(s, -5)),
+        ("limit", lambda log, s: log.read_custom_tail(s, limit=2**70)),
+        ("limit", lambda log, s: log.read_custom_tail_async(s, -1)),
+        ("lsn", lambda log, s: log.delete_after(s, -1)),
+        ("lsn", lambda log, s: log.delete_after_async(s, -1)),
+        ("at_lsn", lambda log, s: log.fork(s, at_lsn=-3)),
+        ("at_lsn", lambda log, s: log.fork_async(s, -3)),
+        ("keep", lambda log, s: log.prune(s, "done", -1)),
+        ("lsns", lambda log, s: log.delete_records(s, [3, -1])),
+        ("lsns", lambda log, s: log.delete_records_async(s, [-1])),
+        ("runs", lambda log, s: log.delete_runs(s, [-1])),
+    ],
+)
+async def test_a_negative_or_huge_int_argument_is_a_value_error_naming_it(log_dir, argument, call):
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        log.append(s, {"kind": "Done"})
+        with pytest.raises(ValueError, match=rf"\b{argument}\b") as e:
+            out = call(log, s)
+            if asyncio.isfuture(out):
+                await out
+        assert not isinstance(e.value, OverflowError)
+        assert len(log.read(s)) == 1
+
+
+def test_an_int_argument_of_another_type_is_a_type_error_naming_it(log_dir):
+    with logbook.Log(log_dir) as log:
+        with pytest.raises(TypeError, match="limit"):
+            log.read_custom_tail(sid(), "5")
+        with pytest.raises(TypeError, match="lsns"):
+            log.delete_records(sid(), [1.5])

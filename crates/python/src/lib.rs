@@ -1801,7 +1801,7 @@ impl Log {
         &self,
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
-        limit: usize,
+        #[pyo3(from_py_with = arg_limit)] limit: usize,
         prefix: Option<String>,
     ) -> PyResult<PyObject> {
         let session = session_id(session)?;
@@ -1824,7 +1824,7 @@ impl Log {
         &self,
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
-        limit: usize,
+        #[pyo3(from_py_with = arg_limit)] limit: usize,
         prefix: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
@@ -1974,7 +1974,7 @@ impl Log {
         &self,
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
-        at_lsn: Option<Lsn>,
+        #[pyo3(from_py_with = arg_at_lsn)] at_lsn: Option<Lsn>,
         new_session: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyObject> {
         let f = fork_fn(session, at_lsn, new_session)?;
@@ -1988,7 +1988,7 @@ impl Log {
         &self,
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
-        at_lsn: Option<Lsn>,
+        #[pyo3(from_py_with = arg_at_lsn)] at_lsn: Option<Lsn>,
         new_session: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let f = fork_fn(session, at_lsn, new_session)?;
@@ -2016,7 +2016,11 @@ impl Log {
     /// of record dicts, every durable record once and in order, waiting
     /// for new ones; it ends once the log is closed.
     #[pyo3(signature = (session = None, from_lsn = 0))]
-    fn follow(&self, session: Option<&Bound<'_, PyAny>>, from_lsn: Lsn) -> PyResult<Follow> {
+    fn follow(
+        &self,
+        session: Option<&Bound<'_, PyAny>>,
+        #[pyo3(from_py_with = arg_from_lsn)] from_lsn: Lsn,
+    ) -> PyResult<Follow> {
         let session = session.map(session_id).transpose()?;
         let wal = self.wal()?;
         let inner = logbook_replay::follow(&wal, from_lsn, session).map_err(replay_err)?;
@@ -2039,7 +2043,7 @@ impl Log {
         &self,
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
-        lsn: Lsn,
+        #[pyo3(from_py_with = arg_lsn)] lsn: Lsn,
     ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::After(lsn))
     }
@@ -2049,7 +2053,7 @@ impl Log {
         &self,
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
-        runs: Vec<Lsn>,
+        #[pyo3(from_py_with = arg_runs)] runs: Vec<Lsn>,
     ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::Runs(runs))
     }
@@ -2059,7 +2063,7 @@ impl Log {
         &self,
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
-        lsns: Vec<Lsn>,
+        #[pyo3(from_py_with = arg_lsns)] lsns: Vec<Lsn>,
     ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::Records(lsns))
     }
@@ -2070,7 +2074,7 @@ impl Log {
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
         kind: String,
-        keep: usize,
+        #[pyo3(from_py_with = arg_keep)] keep: usize,
     ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::KeepLatest { kind, keep })
     }
@@ -2089,7 +2093,7 @@ impl Log {
         &self,
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
-        lsn: Lsn,
+        #[pyo3(from_py_with = arg_lsn)] lsn: Lsn,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.delete_async(py, session, Selection::After(lsn))
     }
@@ -2099,7 +2103,7 @@ impl Log {
         &self,
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
-        lsns: Vec<Lsn>,
+        #[pyo3(from_py_with = arg_lsns)] lsns: Vec<Lsn>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.delete_async(py, session, Selection::Records(lsns))
     }
@@ -2271,6 +2275,86 @@ fn batch_from_py(items: &Bound<'_, PyAny>) -> PyResult<Vec<(Uuid, SessionEvent)>
         batch.push((session_id(&session)?, event_from_py(&event)?));
     }
     Ok(batch)
+}
+
+// ---------------------------------------------------------------------------
+// Int arguments that cannot be negative
+// ---------------------------------------------------------------------------
+
+/// An int argument that cannot be negative (an LSN, a count), named
+/// `name` in its errors: a `ValueError` below 0 or above 2**64 - 1 (not
+/// the `OverflowError` naming nothing that a bare `u64` gives), a
+/// `TypeError` for what is not an int.
+fn non_negative(obj: &Bound<'_, PyAny>, name: &str, what: &str) -> PyResult<u64> {
+    use pyo3::exceptions::PyOverflowError;
+    let out_of_range = || -> PyErr {
+        let text = obj
+            .str()
+            .map_or_else(|_| "that".to_owned(), |s| s.to_string());
+        PyValueError::new_err(format!(
+            "{name} must be {what} from 0 to 2**64 - 1, not {text}"
+        ))
+    };
+    match obj.extract::<i128>() {
+        Ok(n) => u64::try_from(n).map_err(|_| out_of_range()),
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Err(out_of_range()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{name} must be {what}, not {}",
+            obj.get_type().name()?
+        ))),
+    }
+}
+
+/// A list of LSNs, named `name` in its errors (as [`non_negative`]).
+fn lsn_list(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<Lsn>> {
+    let not_a_list = || -> PyResult<PyErr> {
+        Ok(PyTypeError::new_err(format!(
+            "{name} must be a list of LSNs (ints), not {}",
+            obj.get_type().name()?
+        )))
+    };
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(not_a_list()?);
+    }
+    let Ok(items) = obj.try_iter() else {
+        return Err(not_a_list()?);
+    };
+    items
+        .map(|item| non_negative(&item?, name, "a list of LSNs (ints)"))
+        .collect()
+}
+
+fn arg_from_lsn(obj: &Bound<'_, PyAny>) -> PyResult<Lsn> {
+    non_negative(obj, "from_lsn", "an LSN (an int)")
+}
+
+fn arg_lsn(obj: &Bound<'_, PyAny>) -> PyResult<Lsn> {
+    non_negative(obj, "lsn", "an LSN (an int)")
+}
+
+fn arg_at_lsn(obj: &Bound<'_, PyAny>) -> PyResult<Option<Lsn>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    non_negative(obj, "at_lsn", "an LSN (an int)").map(Some)
+}
+
+fn arg_limit(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let n = non_negative(obj, "limit", "a count (an int)")?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+fn arg_keep(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let n = non_negative(obj, "keep", "a count (an int)")?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+fn arg_lsns(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Lsn>> {
+    lsn_list(obj, "lsns")
+}
+
+fn arg_runs(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Lsn>> {
+    lsn_list(obj, "runs")
 }
 
 /// Record data: `bytes` (copied once, straight from the object), or any
