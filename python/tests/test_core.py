@@ -673,3 +673,63 @@ def test_an_int_argument_of_another_type_is_a_type_error_naming_it(log_dir):
             log.read_custom_tail(sid(), "5")
         with pytest.raises(TypeError, match="lsns"):
             log.delete_records(sid(), [1.5])
+
+
+def test_the_permission_error_class_is_a_logbook_error_and_an_os_error():
+    assert issubclass(logbook.PermissionDeniedError, logbook.LogbookError)
+    assert issubclass(logbook.PermissionDeniedError, PermissionError)
+    assert issubclass(logbook.PermissionDeniedError, OSError)
+
+
+_AS_NOBODY = """
+import errno, json, sys, logbook
+out = []
+for path in sys.argv[1:]:
+    try:
+        logbook.Log(path)
+    except Exception as e:
+        out.append([type(e).__name__, isinstance(e, PermissionError), isinstance(e, logbook.LogbookError),
+                    e.errno == errno.EACCES, e.filename, getattr(e, "path", None), str(e)])
+    else:
+        out.append(None)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 and not os.path.exists("/usr/bin/setpriv"), reason="root passes permission checks; no setpriv"
+)
+def test_a_directory_without_permission_raises_permission_error_with_its_path(tmp_path):
+    """Opened in a subprocess: a log directory it cannot enter, and a new
+    log under a directory it cannot write. Root passes every permission
+    check, so under root the subprocess runs as user `nobody` (setpriv)."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="logbook-perm-")
+    try:
+        os.chmod(base, 0o755)
+        closed = os.path.join(base, "closed")
+        logbook.Log(closed, segment_size=4096).close()
+        os.chmod(closed, 0o700)
+        readonly = os.path.join(base, "readonly")
+        os.mkdir(readonly, 0o555)
+        as_other = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        out = subprocess.run(
+            as_other + [sys.executable, "-c", _AS_NOBODY, closed, os.path.join(readonly, "new")],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+        for (name, is_permission, is_ours, eacces, filename, path, message), where in zip(
+            got, [os.path.join(closed, "LOCK"), os.path.join(readonly, "new")]
+        ):
+            assert (name, is_permission, is_ours, eacces) == ("PermissionDeniedError", True, True, True), message
+            assert path == filename == where
+            assert "Permission denied" in message and where in message
+    finally:
+        for d in [base]:
+            for root, dirs, _ in os.walk(d):
+                for x in dirs:
+                    os.chmod(os.path.join(root, x), 0o755)
+            shutil.rmtree(d)

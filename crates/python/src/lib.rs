@@ -91,6 +91,67 @@ pyo3::create_exception!(
     "Nothing of the session is left but tombstones: it was deleted."
 );
 
+/// `PermissionDeniedError`: made at import (`type(...)`, in
+/// [`_logbook`]), since a class of two bases (`LogbookError` and the
+/// built-in `PermissionError`) is beyond `create_exception!`.
+static PERMISSION_DENIED: pyo3::sync::GILOnceCell<Py<pyo3::types::PyType>> =
+    pyo3::sync::GILOnceCell::new();
+
+/// Make `PermissionDeniedError` (once) and return it.
+fn permission_denied_type(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::PyType>> {
+    PERMISSION_DENIED
+        .get_or_try_init(py, || {
+            let builtins = py.import("builtins")?;
+            let bases = PyTuple::new(
+                py,
+                [
+                    py.get_type::<LogbookError>().into_any(),
+                    builtins.getattr("PermissionError")?,
+                ],
+            )?;
+            let dict = PyDict::new(py);
+            dict.set_item("__module__", "logbook")?;
+            dict.set_item(
+                "__doc__",
+                "The operating system refused access to a file or directory of the log \
+                 (EACCES, EPERM): a `LogbookError` and a `PermissionError` (an `OSError`), \
+                 with `path` (and `filename`) the path refused and `errno` set. Its message \
+                 is the log's, as every `LogbookError`'s.",
+            )?;
+            // The log's message, as every LogbookError (OSError's own
+            // would print errno and filename instead).
+            dict.set_item("__str__", builtins.getattr("BaseException")?.getattr("__str__")?)?;
+            let class = builtins
+                .getattr("type")?
+                .call1(("PermissionDeniedError", bases, dict))?
+                .downcast_into::<pyo3::types::PyType>()?;
+            Ok::<_, PyErr>(class.unbind())
+        })
+        .map(|class| class.bind(py))
+}
+
+/// The OS error behind `e` when it is a refused permission.
+fn permission_denied(e: &WalError) -> Option<&std::io::Error> {
+    match e {
+        WalError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Some(source)
+        }
+        _ => None,
+    }
+}
+
+/// `err` (made for `e`) with the `OSError` fields of a refused
+/// permission set: `errno`, `strerror`, `filename`.
+fn with_os_fields(py: Python<'_>, err: PyErr, e: &WalError) -> PyErr {
+    if let Some(io) = permission_denied(e) {
+        let value = err.value(py);
+        let _ = value.setattr("errno", io.raw_os_error());
+        let _ = value.setattr("strerror", "Permission denied");
+        let _ = value.setattr("filename", wal_place(e).0);
+    }
+    err
+}
+
 /// Where an error of the log is: (path, offset, lsn).
 type Place = (Option<String>, Option<u64>, Option<Lsn>);
 
@@ -138,6 +199,10 @@ fn wal_class<'py>(py: Python<'py>, e: &WalError) -> Bound<'py, pyo3::types::PyTy
         WalError::DiskFull { .. } => DiskFullError::type_object(py),
         WalError::Poisoned { .. } => PoisonedError::type_object(py),
         WalError::Closed => ClosedError::type_object(py),
+        e if permission_denied(e).is_some() => match permission_denied_type(py) {
+            Ok(class) => class.clone(),
+            Err(_) => LogbookError::type_object(py),
+        },
         e if e.is_corruption() => CorruptError::type_object(py),
         _ => LogbookError::type_object(py),
     }
@@ -163,7 +228,8 @@ fn raise(
 fn wal_err(e: WalError) -> PyErr {
     Python::with_gil(|py| {
         let class = wal_class(py, &e);
-        raise(py, &class, e.to_string(), wal_place(&e))
+        let err = raise(py, &class, e.to_string(), wal_place(&e));
+        with_os_fields(py, err, &e)
     })
 }
 
@@ -180,7 +246,7 @@ fn replay_err(e: ReplayError) -> PyErr {
                 if let ReplayError::Undecodable { lsn, .. } = &e {
                     place.2 = Some(*lsn);
                 }
-                raise(py, &class, message, place)
+                with_os_fields(py, raise(py, &class, message, place), source)
             }
             ReplayError::UnknownSession(_) => raise(
                 py,
@@ -2481,6 +2547,7 @@ fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ForkedError", py.get_type::<ForkedError>())?;
     m.add("UnknownSessionError", py.get_type::<UnknownSessionError>())?;
     m.add("DeletedSessionError", py.get_type::<DeletedSessionError>())?;
+    m.add("PermissionDeniedError", permission_denied_type(py)?)?;
     // Defaults on the base class: every instance answers path/offset/lsn.
     let base = py.get_type::<LogbookError>();
     base.setattr("path", py.None())?;
