@@ -120,7 +120,10 @@ fn permission_denied_type(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::Py
             )?;
             // The log's message, as every LogbookError (OSError's own
             // would print errno and filename instead).
-            dict.set_item("__str__", builtins.getattr("BaseException")?.getattr("__str__")?)?;
+            dict.set_item(
+                "__str__",
+                builtins.getattr("BaseException")?.getattr("__str__")?,
+            )?;
             let class = builtins
                 .getattr("type")?
                 .call1(("PermissionDeniedError", bases, dict))?
@@ -1044,7 +1047,7 @@ fn resolver() -> Arc<tokio::sync::Notify> {
 /// A child made by `fork()` inherits a copy of all of it without the
 /// threads: a task handed to the copied runtime waited for ever (its pool
 /// counted idle threads the child does not have). So the state belongs to
-/// one process id: a child makes its own on first use ([`this_process`]),
+/// one process id: a child makes its own on first use ([`with_process`]),
 /// and its fork hook ([`after_fork_in_child`]) also drops the parent's
 /// event-loop doors and waiting appends (a fork that runs no Python hook,
 /// `fork()` called from C, gets its own runtime all the same). The parent's copies are leaked,

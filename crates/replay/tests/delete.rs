@@ -281,7 +281,13 @@ fn tombstones_are_not_counted_among_a_sessions_events() {
         let listed = list_sessions(dir.path()).unwrap();
         let summary = listed.sessions.iter().find(|x| x.session == s).unwrap();
         assert!(state.events_of_kind("session_deleted") > 0);
-        (read, state.events(), state.durable_events(), summary.events, summary.durable_events)
+        (
+            read,
+            state.events(),
+            state.durable_events(),
+            summary.events,
+            summary.durable_events,
+        )
     };
     assert_eq!(counts(&wal), (20, 20, 20, 20, 20));
     // Reopened: the tombstones' segment is sealed, listed from summaries.
