@@ -7,7 +7,7 @@ fsync), read a session back with :meth:`Log.read`, rebuild it with
 :meth:`Log.replay`, list, fork, export, follow and delete.
 
 >>> import logbook, tempfile, uuid
->>> with logbook.Log(tempfile.mkdtemp()) as log:
+>>> with tempfile.TemporaryDirectory() as path, logbook.Log(path, segment_size=1 << 20) as log:
 ...     session = str(uuid.uuid4())
 ...     log.append(session, {"kind": "UserMessage", "value": "hi"})
 ...     [r["event"] for r in log.read(session)]
@@ -37,6 +37,7 @@ from logbook._logbook import (
     Log,
     LogbookError,
     NoLogError,
+    PermissionDeniedError,
     PoisonedError,
     UnknownSessionError,
     __version__,
@@ -55,6 +56,7 @@ __all__ = [
     "Log",
     "LogbookError",
     "NoLogError",
+    "PermissionDeniedError",
     "PoisonedError",
     "UnknownSessionError",
     "__version__",

@@ -56,7 +56,6 @@ class SessionClosedError(ClosedError, RuntimeError):
 
 
 _ITEM = "agents.item"
-_BAD = object()  # an entry that is not JSON
 
 
 class LogbookSession(_Base):  # type: ignore[misc,valid-type]
@@ -66,6 +65,29 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
     sessions) or a directory, opened with ``open_options`` and closed by
     :meth:`close`. ``session_settings`` as for the SDK's ``SQLiteSession``
     (its ``limit`` is the default of :meth:`get_items`).
+
+    Concurrency: any number of ``LogbookSession`` objects with one
+    ``session_id`` on one ``Log``, and one object used from several
+    threads (each with its own event loop), see one conversation, and
+    each call takes effect at one instant between its call and its return
+    (linearizable):
+
+    * :meth:`pop_item` is atomic per (log, session): two pops never return
+      the same item, and pops of an ``n``-item conversation return ``n``
+      distinct items, then None.
+    * :meth:`clear_session` deletes every item whose :meth:`add_items`
+      returned before ``clear_session`` was called, and none whose
+      ``add_items`` was called after ``clear_session`` returned. An
+      ``add_items`` that overlaps the clear in time may come before it
+      (cleared) or after it (kept); either is correct. What is left is
+      always the latest items added, in order.
+    * Every item a clear hides is also listed by its tombstones (those
+      added while it ran too), so ``logbook compact`` erases its bytes.
+
+    (An ``add_items`` overlapping a ``clear_session`` may, for now, be
+    cut in two, its first items cleared and the rest kept: its records
+    are queued one by one, and the clear's tombstone can land between
+    them.)
     """
 
     def __init__(
@@ -88,35 +110,11 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
             self.log = _open_writer(log, open_options, "LogbookSession(session_id, log)")
             self._owns_log = True
         self._session = _session_id("agents:" + str(session_id))
-        self._locks: dict[int, asyncio.Lock] = {}
         self._closed = False
-
-    def _lock(self) -> asyncio.Lock:
-        # One lock per event loop: Runner.run_sync drives the session from
-        # a loop of its own.
-        loop = asyncio.get_running_loop()
-        lock = self._locks.get(id(loop))
-        if lock is None:
-            lock = self._locks[id(loop)] = asyncio.Lock()
-        return lock
 
     def _check_open(self) -> None:
         if self._closed:
             raise SessionClosedError("LogbookSession is closed")
-
-    async def _records(self) -> list[tuple[int, Any]]:
-        """(lsn, item or _BAD) of every item record, in order."""
-        out = []
-        for lsn, _name, data in await self.log.read_custom_async(self._session, _ITEM):
-            try:
-                out.append((lsn, json.loads(data)))
-            except (ValueError, UnicodeDecodeError):
-                out.append((lsn, _BAD))
-        return out
-
-    async def _items(self) -> list[tuple[int, Any]]:
-        # An entry that is not JSON is skipped, as SQLiteSession does.
-        return [(lsn, item) for lsn, item in await self._records() if item is not _BAD]
 
     async def get_items(self, limit: Optional[int] = None) -> list[Any]:
         """The conversation's items in order; with ``limit``, the latest
@@ -158,32 +156,25 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
 
     async def pop_item(self) -> Optional[Any]:
         """Remove and return the latest item (None for an empty session).
+        Atomic per (log, session): concurrent pops, from any number of
+        ``LogbookSession`` objects on one :class:`logbook.Log` and from any
+        thread or event loop, never return the same item
+        (:meth:`logbook.Log.pop_custom_async` reads and deletes in one turn
+        of the log's deletions). An entry on top that is not JSON is
+        dropped and the item below it popped, as ``SQLiteSession`` does.
         Once started, the pop completes even if the caller is cancelled."""
         self._check_open()
         return await _shielded(self._pop())
 
     async def _pop(self) -> Optional[Any]:
-        async with self._lock():
-            # The latest item, read from the end.
-            latest = await self.log.read_custom_tail_async(self._session, 1, _ITEM)
-            decoded = _decoded(latest)
-            if decoded is not None:
-                if latest:
-                    await self.log.delete_records_async(self._session, [latest[0][0]])
-                return decoded[0] if decoded else None
-            records = await self._records()
-            # The latest item, and any entry that is not JSON after it
-            # (dropped with it, as SQLiteSession drops corrupt rows).
-            doomed = []
-            item = None
-            for lsn, value in reversed(records):
-                doomed.append(lsn)
-                if value is not _BAD:
-                    item = value
-                    break
-            if doomed:
-                await self.log.delete_records_async(self._session, doomed)
-            return item
+        while True:
+            popped = await self.log.pop_custom_async(self._session, _ITEM)
+            if popped is None:
+                return None
+            try:
+                return json.loads(popped[2])
+            except (ValueError, UnicodeDecodeError):
+                continue  # Dropped: not JSON (SQLiteSession drops it too).
 
     async def clear_session(self) -> None:
         """Delete every item of the conversation (a tombstone)."""
@@ -191,11 +182,10 @@ class LogbookSession(_Base):  # type: ignore[misc,valid-type]
         await _shielded(self._clear())
 
     async def _clear(self) -> None:
-        async with self._lock():
-            try:
-                await self.log.delete_session_async(self._session)
-            except (UnknownSessionError, DeletedSessionError):
-                pass
+        try:
+            await self.log.delete_session_async(self._session)
+        except (UnknownSessionError, DeletedSessionError):
+            pass
 
     def close(self) -> None:
         """Close the session (and the log, if this session opened it)."""

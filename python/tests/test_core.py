@@ -45,6 +45,11 @@ def test_every_json_kind_round_trips(log_dir):
     # Only the log's own operations write these (a tombstone, a fork, a
     # truncation mark): append refuses them (test_append_refuses_...).
     internal = {"SessionDeleted", "SessionForked", "SessionTruncated"}
+    import base64
+
+    for e in events:  # JSON's base64 is bytes in Python
+        if e["kind"] == "Custom":
+            e["data"] = base64.b64decode(e["data"])
     s = sid()
     with logbook.Log(log_dir) as log:
         durable = [e for e in events if e["kind"] not in internal]
@@ -56,11 +61,6 @@ def test_every_json_kind_round_trips(log_dir):
         shape = next(e for e in events if e["kind"] == "SessionForked")
         assert sorted(first) == sorted(shape)
         assert first == {"kind": "SessionForked", "from": s, "at_lsn": forked["at_lsn"]}
-    custom = [e for e in durable if e["kind"] == "Custom"]
-    for e in custom:  # JSON's base64 comes back as bytes
-        import base64
-
-        e["data"] = base64.b64decode(e["data"])
     assert got == durable
 
 
@@ -69,7 +69,7 @@ def test_custom_records_and_uuid_objects(log_dir):
     with logbook.Log(log_dir) as log:
         log.append_custom(s, "app.state", b"\x00\xff")
         log.append(s, {"kind": "Custom", "name": "app.other", "data": b"x"})
-        log.append(s, {"kind": "Custom", "name": "app.b64", "data": "eQ=="})
+        log.append(s, {"kind": "Custom", "name": "app.b64", "data": bytearray(b"y")})
         assert log.read_custom(s) == [(1, "app.state", b"\x00\xff"), (2, "app.other", b"x"), (3, "app.b64", b"y")]
         assert log.read_custom(str(s), "app.o") == [(2, "app.other", b"x")]
         assert log.append_custom_many(s, "n", [b"1", b"2"]) == [4, 5]
@@ -582,3 +582,154 @@ async def test_an_async_batch_with_a_record_too_large_writes_nothing(tmp_path):
         with pytest.raises(logbook.LogbookError, match="larger than the limit"):
             await session.add_items([{"role": "user", "content": "first"}, {"role": "user", "content": "y" * 100_000}])
         assert await session.get_items() == []
+
+
+@pytest.mark.parametrize("data", ["aGk=", "hello", "abcd", ""])
+async def test_custom_data_given_as_str_is_refused_not_decoded(log_dir, data):
+    """A Custom event's data is bytes: a str (base64 or not) is a
+    TypeError naming the field and saying what to pass, never text
+    silently decoded as base64."""
+    s = sid()
+    event = {"kind": "Custom", "name": "app.note", "data": data}
+    with logbook.Log(log_dir) as log:
+        for call in [
+            lambda: log.append(s, event),
+            lambda: log.append_many([(s, event)]),
+            lambda: log.append_async(s, event),
+        ]:
+            with pytest.raises(TypeError) as e:
+                out = call()
+                if asyncio.isfuture(out):
+                    await out
+            message = str(e.value)
+            assert '"data"' in message and "bytes" in message
+            assert ".encode()" in message and "base64.b64decode" in message
+        for call in [
+            lambda: log.append_custom(s, "app.note", data),
+            lambda: log.append_custom_many(s, "app.note", [b"ok", data]),
+        ]:
+            with pytest.raises(TypeError, match=r"data is bytes, not str: pass text\.encode\(\)"):
+                call()
+        assert log.last_lsn == 0
+        # bytes and bytearray are taken as they are.
+        log.append(s, {"kind": "Custom", "name": "app.note", "data": b"hi"})
+        log.append(s, {"kind": "Custom", "name": "app.note", "data": bytearray(b"yo")})
+        assert [d for _, _, d in log.read_custom(s)] == [b"hi", b"yo"]
+
+
+def test_sessions_and_replay_count_the_events_a_read_returns(log_dir):
+    """Tombstones are not the session's events: `sessions()` and
+    `replay()` count what `read` returns."""
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        for i in range(4):
+            log.append(s, {"kind": "UserMessage", "value": str(i)})
+        log.delete_records(s, [4])
+        log.delete_after(s, 2)
+        assert len(log.read(s)) == 2
+        assert log.sessions()[0]["events"] == 2
+        assert log.replay(s)["events"] == 2
+        forked = log.fork(s)
+        listed = {x["session"]: x["events"] for x in log.sessions()}
+        assert listed[forked["session"]] == len(log.read(forked["session"])) == 3
+        log.delete_session(s)
+        log.append(s, {"kind": "Done"})
+        assert {x["session"]: x["events"] for x in log.sessions()}[s] == 1
+        assert log.replay(s)["events"] == 1
+
+
+@pytest.mark.parametrize(
+    "argument, call",
+    [
+        ("from_lsn", lambda log, s: log.follow(s, from_lsn=-1)),
+        ("limit", lambda log, s: log.read_custom_tail(s, -5)),
+        ("limit", lambda log, s: log.read_custom_tail(s, limit=2**70)),
+        ("limit", lambda log, s: log.read_custom_tail_async(s, -1)),
+        ("lsn", lambda log, s: log.delete_after(s, -1)),
+        ("lsn", lambda log, s: log.delete_after_async(s, -1)),
+        ("at_lsn", lambda log, s: log.fork(s, at_lsn=-3)),
+        ("at_lsn", lambda log, s: log.fork_async(s, -3)),
+        ("keep", lambda log, s: log.prune(s, "done", -1)),
+        ("lsns", lambda log, s: log.delete_records(s, [3, -1])),
+        ("lsns", lambda log, s: log.delete_records_async(s, [-1])),
+        ("runs", lambda log, s: log.delete_runs(s, [-1])),
+    ],
+)
+async def test_a_negative_or_huge_int_argument_is_a_value_error_naming_it(log_dir, argument, call):
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        log.append(s, {"kind": "Done"})
+        with pytest.raises(ValueError, match=rf"\b{argument}\b") as e:
+            out = call(log, s)
+            if asyncio.isfuture(out):
+                await out
+        assert not isinstance(e.value, OverflowError)
+        assert len(log.read(s)) == 1
+
+
+def test_an_int_argument_of_another_type_is_a_type_error_naming_it(log_dir):
+    with logbook.Log(log_dir) as log:
+        with pytest.raises(TypeError, match="limit"):
+            log.read_custom_tail(sid(), "5")
+        with pytest.raises(TypeError, match="lsns"):
+            log.delete_records(sid(), [1.5])
+
+
+def test_the_permission_error_class_is_a_logbook_error_and_an_os_error():
+    assert issubclass(logbook.PermissionDeniedError, logbook.LogbookError)
+    assert issubclass(logbook.PermissionDeniedError, PermissionError)
+    assert issubclass(logbook.PermissionDeniedError, OSError)
+
+
+_AS_NOBODY = """
+import errno, json, sys, logbook
+out = []
+for path in sys.argv[1:]:
+    try:
+        logbook.Log(path)
+    except Exception as e:
+        out.append([type(e).__name__, isinstance(e, PermissionError), isinstance(e, logbook.LogbookError),
+                    e.errno == errno.EACCES, e.filename, getattr(e, "path", None), str(e)])
+    else:
+        out.append(None)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 and not os.path.exists("/usr/bin/setpriv"), reason="root passes permission checks; no setpriv"
+)
+def test_a_directory_without_permission_raises_permission_error_with_its_path(tmp_path):
+    """Opened in a subprocess: a log directory it cannot enter, and a new
+    log under a directory it cannot write. Root passes every permission
+    check, so under root the subprocess runs as user `nobody` (setpriv)."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="logbook-perm-")
+    try:
+        os.chmod(base, 0o755)
+        closed = os.path.join(base, "closed")
+        logbook.Log(closed, segment_size=4096).close()
+        os.chmod(closed, 0o700)
+        readonly = os.path.join(base, "readonly")
+        os.mkdir(readonly, 0o555)
+        as_other = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        out = subprocess.run(
+            as_other + [sys.executable, "-c", _AS_NOBODY, closed, os.path.join(readonly, "new")],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+        for (name, is_permission, is_ours, eacces, filename, path, message), where in zip(
+            got, [os.path.join(closed, "LOCK"), os.path.join(readonly, "new")]
+        ):
+            assert (name, is_permission, is_ours, eacces) == ("PermissionDeniedError", True, True, True), message
+            assert path == filename == where
+            assert "Permission denied" in message and where in message
+    finally:
+        for d in [base]:
+            for root, dirs, _ in os.walk(d):
+                for x in dirs:
+                    os.chmod(os.path.join(root, x), 0o755)
+            shutil.rmtree(d)

@@ -136,3 +136,101 @@ def test_a_fork_pool_worker_gets_forked_error_back_in_the_parent(log_dir):
     finally:
         _POOL_LOG.close()
         _POOL_LOG = None
+
+
+# The parent uses every async path once (a read on the runtime's blocking
+# pool, appends through an event loop's door, appends on a loop that cannot
+# watch a socket, an Agents SDK session), then forks: the child opens a log
+# of its own, in another directory, and uses the same paths. A child that
+# inherited the parent's runtime (its threads gone) waited for ever.
+_FORKED_CHILD_OPENS_ITS_OWN_LOG = r"""
+import asyncio, os, sys, uuid
+import logbook
+from logbook.agents import LogbookSession
+
+parent_dir, child_dir = sys.argv[1], sys.argv[2]
+
+
+class NoReaderLoop(asyncio.SelectorEventLoop):
+    def add_reader(self, *args, **kwargs):
+        raise NotImplementedError
+
+
+async def work(log, s):
+    await log.append_async(s, {"kind": "UserMessage", "value": "hi"})
+    await log.append_custom_async(s, "x", b"1")
+    assert len(await log.read_async(s)) >= 2
+    assert await log.read_custom_tail_async(s, 1, "x") != []
+    await log.sync_async()
+    session = LogbookSession("conversation", log)
+    await session.add_items([{"role": "user", "content": "hi"}])
+    assert await session.get_items() != []
+    assert await session.pop_item() is not None
+
+
+def use(log):
+    s = str(uuid.uuid4())
+    asyncio.run(work(log, s))
+    loop = NoReaderLoop()
+    try:
+        loop.run_until_complete(work(log, s))
+    finally:
+        loop.close()
+
+
+parent = logbook.Log(parent_dir)
+use(parent)
+pid = os.fork()
+if pid == 0:
+    code = 3
+    try:
+        # The parent's Log is refused in the child, as before.
+        try:
+            parent.read(str(uuid.uuid4()))
+        except logbook.ForkedError:
+            pass
+        else:
+            os._exit(4)
+        with logbook.Log(child_dir) as child:
+            use(child)
+
+        async def closing():
+            log = logbook.Log(child_dir + "-async")
+            await log.append_async(str(uuid.uuid4()), {"kind": "Done"})
+            await log.close_async()
+
+        asyncio.run(closing())
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - reported by the exit code
+        print("child:", repr(e), file=sys.stderr, flush=True)
+    os._exit(code)
+_, status = os.waitpid(pid, 0)
+# The parent's log still works after the fork.
+use(parent)
+parent.close()
+sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 5)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork")
+def test_a_forked_child_opens_a_log_of_its_own_after_the_parent_used_async_calls(tmp_path):
+    """In a subprocess with a timeout: a hang fails the test, not the run
+    (the subprocess and its forked child are killed, as one group)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _FORKED_CHILD_OPENS_ITS_OWN_LOG, str(tmp_path / "parent"), str(tmp_path / "child")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the forked child hung")
+    assert proc.returncode == 0, stderr

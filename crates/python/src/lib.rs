@@ -9,7 +9,7 @@
 //!
 //! Blocking calls release the GIL (`allow_threads`) for their I/O and
 //! encoding; `*_async` methods return asyncio awaitables driven by one
-//! shared tokio runtime (`pyo3-async-runtimes`), on the library's async
+//! shared tokio runtime (one per process, a forked child's its own), on the library's async
 //! path (`Wal::append_async`): concurrent coroutines share group commits;
 //! no thread or task is started per append (the writer's wake-ups reach
 //! the event loop through a socket it watches, and the loop resolves the
@@ -92,6 +92,70 @@ pyo3::create_exception!(
     "Nothing of the session is left but tombstones: it was deleted."
 );
 
+/// `PermissionDeniedError`: made at import (`type(...)`, in
+/// [`_logbook`]), since a class of two bases (`LogbookError` and the
+/// built-in `PermissionError`) is beyond `create_exception!`.
+static PERMISSION_DENIED: pyo3::sync::GILOnceCell<Py<pyo3::types::PyType>> =
+    pyo3::sync::GILOnceCell::new();
+
+/// Make `PermissionDeniedError` (once) and return it.
+fn permission_denied_type(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::PyType>> {
+    PERMISSION_DENIED
+        .get_or_try_init(py, || {
+            let builtins = py.import("builtins")?;
+            let bases = PyTuple::new(
+                py,
+                [
+                    py.get_type::<LogbookError>().into_any(),
+                    builtins.getattr("PermissionError")?,
+                ],
+            )?;
+            let dict = PyDict::new(py);
+            dict.set_item("__module__", "logbook")?;
+            dict.set_item(
+                "__doc__",
+                "The operating system refused access to a file or directory of the log \
+                 (EACCES, EPERM): a `LogbookError` and a `PermissionError` (an `OSError`), \
+                 with `path` (and `filename`) the path refused and `errno` set. Its message \
+                 is the log's, as every `LogbookError`'s.",
+            )?;
+            // The log's message, as every LogbookError (OSError's own
+            // would print errno and filename instead).
+            dict.set_item(
+                "__str__",
+                builtins.getattr("BaseException")?.getattr("__str__")?,
+            )?;
+            let class = builtins
+                .getattr("type")?
+                .call1(("PermissionDeniedError", bases, dict))?
+                .downcast_into::<pyo3::types::PyType>()?;
+            Ok::<_, PyErr>(class.unbind())
+        })
+        .map(|class| class.bind(py))
+}
+
+/// The OS error behind `e` when it is a refused permission.
+fn permission_denied(e: &WalError) -> Option<&std::io::Error> {
+    match e {
+        WalError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Some(source)
+        }
+        _ => None,
+    }
+}
+
+/// `err` (made for `e`) with the `OSError` fields of a refused
+/// permission set: `errno`, `strerror`, `filename`.
+fn with_os_fields(py: Python<'_>, err: PyErr, e: &WalError) -> PyErr {
+    if let Some(io) = permission_denied(e) {
+        let value = err.value(py);
+        let _ = value.setattr("errno", io.raw_os_error());
+        let _ = value.setattr("strerror", "Permission denied");
+        let _ = value.setattr("filename", wal_place(e).0);
+    }
+    err
+}
+
 /// Where an error of the log is: (path, offset, lsn).
 type Place = (Option<String>, Option<u64>, Option<Lsn>);
 
@@ -139,6 +203,10 @@ fn wal_class<'py>(py: Python<'py>, e: &WalError) -> Bound<'py, pyo3::types::PyTy
         WalError::DiskFull { .. } => DiskFullError::type_object(py),
         WalError::Poisoned { .. } => PoisonedError::type_object(py),
         WalError::Closed => ClosedError::type_object(py),
+        e if permission_denied(e).is_some() => match permission_denied_type(py) {
+            Ok(class) => class.clone(),
+            Err(_) => LogbookError::type_object(py),
+        },
         e if e.is_corruption() => CorruptError::type_object(py),
         _ => LogbookError::type_object(py),
     }
@@ -164,7 +232,8 @@ fn raise(
 fn wal_err(e: WalError) -> PyErr {
     Python::with_gil(|py| {
         let class = wal_class(py, &e);
-        raise(py, &class, e.to_string(), wal_place(&e))
+        let err = raise(py, &class, e.to_string(), wal_place(&e));
+        with_os_fields(py, err, &e)
     })
 }
 
@@ -181,7 +250,7 @@ fn replay_err(e: ReplayError) -> PyErr {
                 if let ReplayError::Undecodable { lsn, .. } = &e {
                     place.2 = Some(*lsn);
                 }
-                raise(py, &class, message, place)
+                with_os_fields(py, raise(py, &class, message, place), source)
             }
             ReplayError::UnknownSession(_) => raise(
                 py,
@@ -244,7 +313,7 @@ fn session_id(obj: &Bound<'_, PyAny>) -> PyResult<Uuid> {
 }
 
 /// A Python value as JSON (dicts, lists, tuples, str, int, float, bool,
-/// None; bytes as base64, the JSON shape of `custom` data).
+/// None).
 fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     if obj.is_none() {
         return Ok(Value::Null);
@@ -339,30 +408,47 @@ fn from_json(py: Python<'_>, value: &Value) -> PyResult<PyObject> {
     })
 }
 
-/// An event from its dict (`docs/json.md`). A `Custom` event's `data` may
-/// be `bytes` (or base64 text, its JSON shape).
+/// An event from its dict (`docs/json.md`). A `Custom` event's `data` is
+/// `bytes` (or `bytearray`), taken as it is; a `str` there is refused with a
+/// `TypeError` saying what to pass (it is not decoded as base64, the JSON
+/// shape of `data`: text that happens to be valid base64 would be stored
+/// as other bytes without a word).
 fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<SessionEvent> {
+    use pyo3::types::PyByteArray;
     let dict = obj
         .downcast::<PyDict>()
         .map_err(|_| PyTypeError::new_err("an event is a dict with a \"kind\""))?;
-    if let (Some(kind), Some(data)) = (dict.get_item("kind")?, dict.get_item("data")?) {
-        if kind.extract::<String>().ok().as_deref() == Some("Custom") {
-            if let Ok(bytes) = data.downcast::<PyBytes>() {
-                let name: String = dict
-                    .get_item("name")?
-                    .ok_or_else(|| PyValueError::new_err("a Custom event needs a \"name\""))?
-                    .extract()?;
-                if dict.len() != 3 {
-                    return Err(PyValueError::new_err(
-                        "a Custom event has exactly \"kind\", \"name\" and \"data\"",
-                    ));
-                }
-                return Ok(SessionEvent::Custom {
-                    name,
-                    data: bytes.as_bytes().to_vec(),
-                });
-            }
+    let custom = match dict.get_item("kind")? {
+        Some(kind) => kind.extract::<String>().ok().as_deref() == Some("Custom"),
+        None => false,
+    };
+    if let (true, Some(data)) = (custom, dict.get_item("data")?) {
+        let bytes = if let Ok(b) = data.downcast::<PyBytes>() {
+            b.as_bytes().to_vec()
+        } else if let Ok(b) = data.downcast::<PyByteArray>() {
+            b.to_vec()
+        } else if data.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "a Custom event's \"data\" is bytes, not str: pass text.encode() for text, \
+                 or base64.b64decode(text) for base64 (the JSON shape of docs/json.md)",
+            ));
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "a Custom event's \"data\" is bytes, not {}",
+                data.get_type().name()?
+            )));
+        };
+        let name: String = dict
+            .get_item("name")?
+            .ok_or_else(|| PyValueError::new_err("a Custom event needs a \"name\""))?
+            .extract()
+            .map_err(|_| PyTypeError::new_err("a Custom event's \"name\" is a str"))?;
+        if dict.len() != 3 {
+            return Err(PyValueError::new_err(
+                "a Custom event has exactly \"kind\", \"name\" and \"data\"",
+            ));
         }
+        return Ok(SessionEvent::Custom { name, data: bytes });
     }
     let json = to_json(obj)?;
     let event = logbook_replay::event_from_json(&json).map_err(PyValueError::new_err)?;
@@ -433,6 +519,8 @@ enum Out {
     Record(EventRecord),
     Records(Vec<EventRecord>),
     Custom(Vec<EventRecord>, Option<String>),
+    /// A `Custom` record taken out of its session ([`Log::pop_custom`]).
+    Popped(Option<EventRecord>),
     Plan(DeletePlan),
     Forked(logbook_replay::Forked),
     None,
@@ -456,6 +544,8 @@ impl<'py> IntoPyObject<'py> for Out {
                 Ok(list.into_any())
             }
             Out::Custom(records, prefix) => custom_list(py, &records, prefix.as_deref()),
+            Out::Popped(None) => Ok(py.None().into_bound(py)),
+            Out::Popped(Some(record)) => custom_list(py, &[record], None)?.get_item(0),
             Out::Plan(plan) => Ok(plan_to_py(py, &plan)?.into_bound(py)),
             Out::Forked(f) => Ok(forked_to_py(py, &f)?.into_bound(py)),
             Out::None => Ok(py.None().into_bound(py)),
@@ -927,23 +1017,121 @@ fn poll_woken(ids: Vec<u64>) -> Vec<(Waiting, Done)> {
     finished
 }
 
-static RESOLVER: std::sync::OnceLock<Arc<tokio::sync::Notify>> = std::sync::OnceLock::new();
-
 /// The bell of the resolver task, which polls the woken appends of event
-/// loops without a [`Door`] (the task is started on first use).
-fn resolver() -> &'static tokio::sync::Notify {
-    RESOLVER.get_or_init(|| {
+/// loops without a [`Door`] (the task is started on first use, on this
+/// process's runtime: see [`Process`]).
+fn resolver() -> Arc<tokio::sync::Notify> {
+    with_process(|process| {
+        if let Some(bell) = &process.resolver {
+            return bell.clone();
+        }
         let notify = Arc::new(tokio::sync::Notify::new());
         let bell = notify.clone();
-        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+        process.runtime.spawn(async move {
             let mut done = Vec::new();
             loop {
                 bell.notified().await;
                 resolve(&mut done);
             }
         });
+        process.resolver = Some(notify.clone());
         notify
     })
+}
+
+// ---------------------------------------------------------------------------
+// The process's own runtime, and a fork
+// ---------------------------------------------------------------------------
+
+/// What async calls share in one process: the tokio runtime whose blocking
+/// pool runs reads, deletes and syncs ([`spawn_blocking`]) and whose
+/// workers run `Follow` and the resolver task, and that task's bell.
+///
+/// A child made by `fork()` inherits a copy of all of it without the
+/// threads: a task handed to the copied runtime waited for ever (its pool
+/// counted idle threads the child does not have). So the state belongs to
+/// one process id: a child makes its own on first use ([`with_process`]),
+/// and its fork hook ([`after_fork_in_child`]) also drops the parent's
+/// event-loop doors and waiting appends (a fork that runs no Python hook,
+/// `fork()` called from C, gets its own runtime all the same). The parent's copies are leaked,
+/// never dropped: dropping them would join threads the child does not
+/// have, or close the parent's writer (see `Drop for Log`).
+struct Process {
+    pid: u32,
+    runtime: &'static tokio::runtime::Runtime,
+    resolver: Option<Arc<tokio::sync::Notify>>,
+}
+
+static PROCESS: Mutex<Option<Process>> = Mutex::new(None);
+
+/// `f` of this process's [`Process`] (made now if there is none, or if
+/// the one there is its parent's, from before a fork), under its lock.
+fn with_process<R>(f: impl FnOnce(&mut Process) -> R) -> R {
+    let mut slot = PROCESS.lock().unwrap_or_else(PoisonError::into_inner);
+    f(fresh_process(&mut slot))
+}
+
+/// The [`Process`] in `slot`, made anew unless it is this process's.
+fn fresh_process(slot: &mut Option<Process>) -> &mut Process {
+    let pid = std::process::id();
+    if slot.as_ref().is_some_and(|p| p.pid != pid) {
+        // The parent's (after a fork): leaked, its threads are not here.
+        std::mem::forget(slot.take());
+    }
+    slot.get_or_insert_with(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("logbook-python")
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the tokio runtime: {e}"));
+        Process {
+            pid,
+            runtime: Box::leak(Box::new(runtime)),
+            resolver: None,
+        }
+    })
+}
+
+/// This process's tokio runtime.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    with_process(|p| p.runtime)
+}
+
+/// The lock of `mutex` if it is free now (poisoned or not).
+fn try_locked<T>(mutex: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
+/// `os.register_at_fork(after_in_child=...)`: the child's own async
+/// state, at once. The parent's event-loop doors and waiting appends are
+/// leaked (they belong to the parent's loops and writers, see [`Process`]);
+/// so is its runtime, and the child makes its own on first use.
+///
+/// Each lock is tried, never waited for: one held at the fork by another
+/// thread of the parent (for the moment it takes to queue or poll an
+/// append) is held for ever in the child, whose copy of that thread does
+/// not exist; what it guards is then left as it is (the hazard of any
+/// `fork()` of a process with threads).
+#[pyfunction]
+fn after_fork_in_child() {
+    if let Some(mut doors) = try_locked(&DOORS) {
+        std::mem::forget(std::mem::take(&mut *doors));
+    }
+    if let Some(mut waiting) = try_locked(&WAITING) {
+        std::mem::forget(std::mem::take(&mut *waiting));
+    }
+    if let Some(mut woken) = try_locked(&WOKEN) {
+        woken.clear();
+    }
+    if let Some(mut process) = try_locked(&PROCESS) {
+        // The child's is made on first use (a child may never need one).
+        std::mem::forget(process.take());
+    }
+    IN_FLIGHT.store(0, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Poll the appends of door-less loops woken; hand over those that
@@ -1092,7 +1280,8 @@ fn appending<'py>(
 /// this process or another, raises `LockedError` at once (it never waits).
 /// Sessions are named by UUIDs (`str` or `uuid.UUID`). Events are dicts in
 /// the shape of `docs/json.md`: `{"kind": "UserMessage", "value": "hi"}`,
-/// `{"kind": "Custom", "name": "app.state", "data": b"..."}`.
+/// `{"kind": "Custom", "name": "app.state", "data": b"..."}` (`data` is
+/// bytes; a str there is a `TypeError`).
 #[pyclass(module = "logbook._logbook", frozen, weakref)]
 struct Log {
     wal: Mutex<Option<Wal>>,
@@ -1108,6 +1297,12 @@ struct Log {
     /// The hold on the log's group commit for the running event loop's
     /// turn ([`hold_for_turn`]).
     turn_hold: TurnHold,
+    /// Held by each deletion across its plan (a read) and its tombstone:
+    /// deletions of one log take turns, so a pop ([`Log::pop_custom`])
+    /// reads the latest record and deletes it before another pop reads,
+    /// and what a deletion's plan says it deleted, it deleted (no other
+    /// deletion of this log claims the same record). Appends do not wait.
+    deletes: Arc<Mutex<()>>,
 }
 
 impl Log {
@@ -1188,7 +1383,7 @@ fn spawn_blocking<'py>(
     let (f_, home) = (future.clone().unbind(), home(py, &event_loop));
     // The pool's thread hands the result back itself: one hop there, one
     // back (through the loop's door: without the GIL).
-    pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
+    runtime().spawn_blocking(move || {
         let done = Done::Out(f());
         deliver(&mut vec![Completion {
             future: f_,
@@ -1473,6 +1668,7 @@ impl Log {
             owner: std::process::id(),
             sync_reads,
             turn_hold: TurnHold::default(),
+            deletes: Arc::default(),
         })
     }
 
@@ -1723,7 +1919,7 @@ impl Log {
         &self,
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
-        limit: usize,
+        #[pyo3(from_py_with = arg_limit)] limit: usize,
         prefix: Option<String>,
     ) -> PyResult<PyObject> {
         let session = session_id(session)?;
@@ -1746,7 +1942,7 @@ impl Log {
         &self,
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
-        limit: usize,
+        #[pyo3(from_py_with = arg_limit)] limit: usize,
         prefix: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
@@ -1772,6 +1968,50 @@ impl Log {
                 logbook_replay::session_events(synced(wal, sync_reads)?, session)?,
                 prefix,
             ))
+        })
+    }
+
+    /// Remove and return the latest `Custom` record of `session` whose
+    /// name starts with `prefix` (any name when None), as `(lsn, name,
+    /// data)`; None if it has none. Atomic in this log: the record is read
+    /// and deleted (a durable tombstone) before any other pop or deletion
+    /// of the log reads, so concurrent pops, from any thread or event
+    /// loop, never return the same record.
+    #[pyo3(signature = (session, prefix = None))]
+    fn pop_custom(
+        &self,
+        py: Python<'_>,
+        session: &Bound<'_, PyAny>,
+        prefix: Option<String>,
+    ) -> PyResult<PyObject> {
+        let session = session_id(session)?;
+        let (deletes, sync_reads) = (self.deletes.clone(), self.sync_reads);
+        let popped = self.blocking(py, move |wal| {
+            pop_custom(wal, &deletes, sync_reads, session, prefix.as_deref())
+        })?;
+        Out::Popped(popped).into_pyobject(py).map(Bound::unbind)
+    }
+
+    /// `pop_custom(session, prefix)` as an awaitable. Once started, the pop
+    /// completes even if the awaitable is cancelled (the record is then
+    /// deleted and its value lost: shield it, as `LogbookSession` does).
+    #[pyo3(signature = (session, prefix = None))]
+    fn pop_custom_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: &Bound<'py, PyAny>,
+        prefix: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let session = session_id(session)?;
+        let (deletes, sync_reads) = (self.deletes.clone(), self.sync_reads);
+        self.spawn(py, move |wal| {
+            Ok(Out::Popped(pop_custom(
+                wal,
+                &deletes,
+                sync_reads,
+                session,
+                prefix.as_deref(),
+            )?))
         })
     }
 
@@ -1852,7 +2092,7 @@ impl Log {
         &self,
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
-        at_lsn: Option<Lsn>,
+        #[pyo3(from_py_with = arg_at_lsn)] at_lsn: Option<Lsn>,
         new_session: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyObject> {
         let f = fork_fn(session, at_lsn, new_session)?;
@@ -1866,7 +2106,7 @@ impl Log {
         &self,
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
-        at_lsn: Option<Lsn>,
+        #[pyo3(from_py_with = arg_at_lsn)] at_lsn: Option<Lsn>,
         new_session: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let f = fork_fn(session, at_lsn, new_session)?;
@@ -1894,7 +2134,11 @@ impl Log {
     /// of record dicts, every durable record once and in order, waiting
     /// for new ones; it ends once the log is closed.
     #[pyo3(signature = (session = None, from_lsn = 0))]
-    fn follow(&self, session: Option<&Bound<'_, PyAny>>, from_lsn: Lsn) -> PyResult<Follow> {
+    fn follow(
+        &self,
+        session: Option<&Bound<'_, PyAny>>,
+        #[pyo3(from_py_with = arg_from_lsn)] from_lsn: Lsn,
+    ) -> PyResult<Follow> {
         let session = session.map(session_id).transpose()?;
         let wal = self.wal()?;
         let inner = logbook_replay::follow(&wal, from_lsn, session).map_err(replay_err)?;
@@ -1917,7 +2161,7 @@ impl Log {
         &self,
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
-        lsn: Lsn,
+        #[pyo3(from_py_with = arg_lsn)] lsn: Lsn,
     ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::After(lsn))
     }
@@ -1927,7 +2171,7 @@ impl Log {
         &self,
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
-        runs: Vec<Lsn>,
+        #[pyo3(from_py_with = arg_runs)] runs: Vec<Lsn>,
     ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::Runs(runs))
     }
@@ -1937,7 +2181,7 @@ impl Log {
         &self,
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
-        lsns: Vec<Lsn>,
+        #[pyo3(from_py_with = arg_lsns)] lsns: Vec<Lsn>,
     ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::Records(lsns))
     }
@@ -1948,7 +2192,7 @@ impl Log {
         py: Python<'_>,
         session: &Bound<'_, PyAny>,
         kind: String,
-        keep: usize,
+        #[pyo3(from_py_with = arg_keep)] keep: usize,
     ) -> PyResult<PyObject> {
         self.delete(py, session, Selection::KeepLatest { kind, keep })
     }
@@ -1967,7 +2211,7 @@ impl Log {
         &self,
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
-        lsn: Lsn,
+        #[pyo3(from_py_with = arg_lsn)] lsn: Lsn,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.delete_async(py, session, Selection::After(lsn))
     }
@@ -1977,7 +2221,7 @@ impl Log {
         &self,
         py: Python<'py>,
         session: &Bound<'py, PyAny>,
-        lsns: Vec<Lsn>,
+        #[pyo3(from_py_with = arg_lsns)] lsns: Vec<Lsn>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.delete_async(py, session, Selection::Records(lsns))
     }
@@ -2045,7 +2289,9 @@ impl Log {
         selection: Selection,
     ) -> PyResult<PyObject> {
         let session = session_id(session)?;
+        let deletes = self.deletes.clone();
         let plan = self.blocking(py, move |wal| {
+            let _turn = deletes.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(logbook_replay::delete(
                 wal,
                 session,
@@ -2063,7 +2309,9 @@ impl Log {
         selection: Selection,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
+        let deletes = self.deletes.clone();
         self.spawn(py, move |wal| {
+            let _turn = deletes.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(Out::Plan(logbook_replay::delete(
                 wal,
                 session,
@@ -2072,6 +2320,30 @@ impl Log {
             )?))
         })
     }
+}
+
+/// Take the latest `Custom` record of `session` whose name starts with
+/// `prefix` out of it: read it from the end of the session and delete it,
+/// in the log's turn for deletions (`deletes`), so two pops never take
+/// the same record. None if the session has none.
+fn pop_custom(
+    wal: &Wal,
+    deletes: &Mutex<()>,
+    sync_reads: bool,
+    session: Uuid,
+    prefix: Option<&str>,
+) -> Result<Option<EventRecord>, PyErrLater> {
+    let _turn = deletes.lock().unwrap_or_else(PoisonError::into_inner);
+    let latest = match custom_tail(synced(wal, sync_reads)?, session, 1, prefix) {
+        Ok(mut records) => records.pop(),
+        Err(ReplayError::UnknownSession(_) | ReplayError::DeletedSession { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(latest) = latest else {
+        return Ok(None);
+    };
+    logbook_replay::delete(wal, session, &Selection::Records(vec![latest.lsn]), "pop")?;
+    Ok(Some(latest))
 }
 
 /// The log's directory, after a sync when `sync_first`.
@@ -2123,6 +2395,86 @@ fn batch_from_py(items: &Bound<'_, PyAny>) -> PyResult<Vec<(Uuid, SessionEvent)>
     Ok(batch)
 }
 
+// ---------------------------------------------------------------------------
+// Int arguments that cannot be negative
+// ---------------------------------------------------------------------------
+
+/// An int argument that cannot be negative (an LSN, a count), named
+/// `name` in its errors: a `ValueError` below 0 or above 2**64 - 1 (not
+/// the `OverflowError` naming nothing that a bare `u64` gives), a
+/// `TypeError` for what is not an int.
+fn non_negative(obj: &Bound<'_, PyAny>, name: &str, what: &str) -> PyResult<u64> {
+    use pyo3::exceptions::PyOverflowError;
+    let out_of_range = || -> PyErr {
+        let text = obj
+            .str()
+            .map_or_else(|_| "that".to_owned(), |s| s.to_string());
+        PyValueError::new_err(format!(
+            "{name} must be {what} from 0 to 2**64 - 1, not {text}"
+        ))
+    };
+    match obj.extract::<i128>() {
+        Ok(n) => u64::try_from(n).map_err(|_| out_of_range()),
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Err(out_of_range()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{name} must be {what}, not {}",
+            obj.get_type().name()?
+        ))),
+    }
+}
+
+/// A list of LSNs, named `name` in its errors (as [`non_negative`]).
+fn lsn_list(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<Lsn>> {
+    let not_a_list = || -> PyResult<PyErr> {
+        Ok(PyTypeError::new_err(format!(
+            "{name} must be a list of LSNs (ints), not {}",
+            obj.get_type().name()?
+        )))
+    };
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(not_a_list()?);
+    }
+    let Ok(items) = obj.try_iter() else {
+        return Err(not_a_list()?);
+    };
+    items
+        .map(|item| non_negative(&item?, name, "a list of LSNs (ints)"))
+        .collect()
+}
+
+fn arg_from_lsn(obj: &Bound<'_, PyAny>) -> PyResult<Lsn> {
+    non_negative(obj, "from_lsn", "an LSN (an int)")
+}
+
+fn arg_lsn(obj: &Bound<'_, PyAny>) -> PyResult<Lsn> {
+    non_negative(obj, "lsn", "an LSN (an int)")
+}
+
+fn arg_at_lsn(obj: &Bound<'_, PyAny>) -> PyResult<Option<Lsn>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    non_negative(obj, "at_lsn", "an LSN (an int)").map(Some)
+}
+
+fn arg_limit(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let n = non_negative(obj, "limit", "a count (an int)")?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+fn arg_keep(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let n = non_negative(obj, "keep", "a count (an int)")?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+fn arg_lsns(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Lsn>> {
+    lsn_list(obj, "lsns")
+}
+
+fn arg_runs(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Lsn>> {
+    lsn_list(obj, "runs")
+}
+
 /// Record data: `bytes` (copied once, straight from the object), or any
 /// other sequence of ints (`bytearray`, a list).
 struct Data(Vec<u8>);
@@ -2131,6 +2483,11 @@ impl<'py> FromPyObject<'py> for Data {
     fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
         if let Ok(b) = obj.downcast::<PyBytes>() {
             return Ok(Data(b.as_bytes().to_vec()));
+        }
+        if obj.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "data is bytes, not str: pass text.encode() for text, or base64.b64decode(text) for base64",
+            ));
         }
         Ok(Data(obj.extract()?))
     }
@@ -2195,7 +2552,7 @@ impl Follow {
         let event_loop = running_loop(py)?;
         let future = event_loop.call_method0("create_future")?;
         let (f_, home) = (future.clone().unbind(), home(py, &event_loop));
-        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+        let task = runtime().spawn(async move {
             let next = inner.lock().await.next().await;
             let done = Done::Out(match next {
                 None => Err(PyErrLater::End),
@@ -2242,6 +2599,7 @@ fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ForkedError", py.get_type::<ForkedError>())?;
     m.add("UnknownSessionError", py.get_type::<UnknownSessionError>())?;
     m.add("DeletedSessionError", py.get_type::<DeletedSessionError>())?;
+    m.add("PermissionDeniedError", permission_denied_type(py)?)?;
     // Defaults on the base class: every instance answers path/offset/lsn.
     let base = py.get_type::<LogbookError>();
     base.setattr("path", py.None())?;
@@ -2250,6 +2608,12 @@ fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("KINDS", logbook_bus::KINDS.to_vec())?;
     py.import("atexit")?
         .call_method1("register", (wrap_pyfunction!(shutdown, m)?,))?;
+    // A forked child makes its own runtime and event-loop doors.
+    let hooks = PyDict::new(py);
+    hooks.set_item("after_in_child", wrap_pyfunction!(after_fork_in_child, m)?)?;
+    py.import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&hooks))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -31,9 +31,10 @@ pub struct SessionSummary {
     /// (see [`SessionState::status_given`](crate::SessionState::status_given)).
     pub status: SessionStatus,
     /// Events of the session, ephemeral ones included (skipped records
-    /// excluded).
+    /// and tombstones excluded): what a read of the session returns, as
+    /// [`SessionState::events`](crate::SessionState::events).
     pub events: u64,
-    /// Durable events of the session.
+    /// Durable events of the session (tombstones excluded).
     pub durable_events: u64,
     /// Records of the session this build could not decode and skipped.
     pub skipped_records: u64,
@@ -259,8 +260,10 @@ impl Tally {
                 .status
                 .unwrap_or(SessionStatus::Running)
                 .given(writer_live),
-            events: self.events,
-            durable_events: self.durable_events,
+            // Tombstones are folded (a fold merges per-segment summaries
+            // that count them) but are not the session's events.
+            events: self.events.saturating_sub(self.tombstones),
+            durable_events: self.durable_events.saturating_sub(self.tombstones),
             skipped_records: self.skipped_records,
             tokens: self.tokens,
             legacy_tokens: self.legacy_tokens,

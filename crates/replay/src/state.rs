@@ -356,8 +356,8 @@ impl SessionState {
 
     /// How many records of the session were left out because a tombstone
     /// (`SessionDeleted`) deletes them. The tombstones themselves are
-    /// folded like any durable event (counted, in the span) and hold no
-    /// content.
+    /// folded (in the span and the per-kind counts) but are not the
+    /// session's events ([`events`](Self::events)) and hold no content.
     #[must_use]
     pub fn deleted_records(&self) -> u64 {
         self.deleted
@@ -458,16 +458,23 @@ impl SessionState {
         self.span.map(|s| s.last_timestamp_us)
     }
 
-    /// Events applied, ephemeral ones included.
+    /// The session's events: those applied, ephemeral ones included, and
+    /// tombstones (`SessionDeleted`) not (what a read of the session
+    /// returns; [`events_of_kind`](Self::events_of_kind) counts those).
     #[must_use]
     pub fn events(&self) -> u64 {
-        self.events
+        self.events.saturating_sub(self.tombstones())
     }
 
-    /// Durable events applied.
+    /// The session's durable events: [`events`](Self::events) less the
+    /// ephemeral ones.
     #[must_use]
     pub fn durable_events(&self) -> u64 {
-        self.durable_events
+        self.durable_events.saturating_sub(self.tombstones())
+    }
+
+    fn tombstones(&self) -> u64 {
+        self.events_of_kind("session_deleted")
     }
 
     /// Records of this session a replay skipped because this build cannot
@@ -924,13 +931,15 @@ mod tests {
                 }
             }
             let n = events.len() as u64;
+            // Tombstones are folded, not counted as the session's events.
+            let tombstones = events.iter().filter(|e| e.is_tombstone()).count() as u64;
             let durable = events.iter().filter(|e| e.is_durable()).count() as u64;
             let s = fold(events);
             prop_assert_eq!(s.status(), &status);
             let got: Vec<_> = s.transcript().iter().map(|t| (t.role, t.text.clone())).collect();
             prop_assert_eq!(got, transcript);
-            prop_assert_eq!(s.events(), n);
-            prop_assert_eq!(s.durable_events(), durable);
+            prop_assert_eq!(s.events(), n - tombstones);
+            prop_assert_eq!(s.durable_events(), durable - tombstones);
             prop_assert_eq!(s.kind_counts().map(|(_, c)| c).sum::<u64>(), n);
             prop_assert_eq!(s.last_lsn(), (n > 0).then_some(n));
         }

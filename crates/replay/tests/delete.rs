@@ -255,3 +255,47 @@ fn a_deletion_of_many_ranges_is_split_over_tombstones() {
     let erased = wal.compact().unwrap();
     assert_eq!(erased.erased, 600);
 }
+
+/// A session's events are what a read of it returns: its tombstones are
+/// not among them, in `session_state` (`replay`), in a listing from the
+/// records and in one from sealed segments' summaries (which count the
+/// tombstones apart), and a session deleted then written again counts
+/// only what was written since.
+#[test]
+fn tombstones_are_not_counted_among_a_sessions_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small()).unwrap();
+    let (s, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut lsns = Vec::new();
+    for i in 0..40 {
+        lsns.push(wal.append(s, &user(&format!("turn {i}"))).unwrap());
+        wal.append(other, &answer(&format!("other {i}"))).unwrap();
+    }
+    logbook_replay::delete_records(&wal, s, &lsns[..5]).unwrap();
+    delete_after(&wal, s, lsns[30]).unwrap();
+    prune(&wal, s, "user_message", 20).unwrap();
+    let counts = |wal: &Wal| {
+        wal.sync().unwrap();
+        let read = logbook_replay::session_events(dir.path(), s).unwrap().len() as u64;
+        let state = session_state(dir.path(), s).unwrap();
+        let listed = list_sessions(dir.path()).unwrap();
+        let summary = listed.sessions.iter().find(|x| x.session == s).unwrap();
+        assert!(state.events_of_kind("session_deleted") > 0);
+        (
+            read,
+            state.events(),
+            state.durable_events(),
+            summary.events,
+            summary.durable_events,
+        )
+    };
+    assert_eq!(counts(&wal), (20, 20, 20, 20, 20));
+    // Reopened: the tombstones' segment is sealed, listed from summaries.
+    wal.close().unwrap();
+    let wal = Wal::open(dir.path(), small()).unwrap();
+    assert_eq!(counts(&wal), (20, 20, 20, 20, 20));
+    delete_session(&wal, s).unwrap();
+    wal.append(s, &user("again")).unwrap();
+    assert_eq!(counts(&wal), (1, 1, 1, 1, 1));
+    wal.close().unwrap();
+}
