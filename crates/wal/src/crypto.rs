@@ -558,18 +558,20 @@ impl Sealer {
         &self.key
     }
 
-    /// The next `salt || counter`, and the cipher it names.
-    fn next_nonce(&mut self) -> ([u8; NONCE_LEN], Arc<Aes256Gcm>) {
+    /// The next `salt || counter`, and the cipher it names (borrowed: no
+    /// reference count touched per record).
+    fn next_nonce(&mut self) -> ([u8; NONCE_LEN], &Aes256Gcm) {
+        if self.counter == u64::MAX {
+            // 2^64 - 1 nonces under one salt: draw another (never
+            // reached). The last counter value is never used, so a
+            // nonce is never handed out twice.
+            *self = Sealer::new(self.key.clone());
+        }
         let mut n = [0u8; NONCE_LEN];
         n[..SALT_LEN].copy_from_slice(&self.salt);
         n[SALT_LEN..].copy_from_slice(&self.counter.to_le_bytes());
-        let cipher = self.cipher.clone();
-        self.counter = self.counter.wrapping_add(1);
-        if self.counter == 0 {
-            // 2^64 nonces under one salt: draw another (never reached).
-            *self = Sealer::new(self.key.clone());
-        }
-        (n, cipher)
+        self.counter += 1;
+        (n, &self.cipher)
     }
 
     /// Write `nonce || ciphertext || tag` of `plaintext` for the record
@@ -581,8 +583,8 @@ impl Sealer {
         plaintext: &[u8],
         out: &mut [u8],
     ) -> Chain {
-        let (nonce, cipher) = self.next_nonce();
         let aad = ctx.aad(self.key.id);
+        let (nonce, cipher) = self.next_nonce();
         let (head, rest) = out.split_at_mut(NONCE_LEN.min(out.len()));
         head.copy_from_slice(&nonce[..head.len()]);
         let body = rest.len().saturating_sub(TAG_LEN);
@@ -619,8 +621,9 @@ impl Sealer {
     /// A MAC of `data` under the key, for `domain`: `nonce || tag`
     /// ([`MAC_LEN`] bytes), from this sealer's nonces.
     pub(crate) fn mac(&mut self, domain: Domain, data: &[&[u8]]) -> [u8; MAC_LEN] {
+        let key_id = self.key.id;
         let (nonce, cipher) = self.next_nonce();
-        mac_with(&cipher, self.key.id, &nonce, domain, data)
+        mac_with(cipher, key_id, &nonce, domain, data)
     }
 }
 
