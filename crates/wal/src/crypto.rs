@@ -1015,10 +1015,22 @@ mod tests {
     fn nonces_of_two_sealers_differ_and_count_up() {
         let k = Key::new([7; 32]);
         let (mut a, mut b) = (Sealer::new(k.clone()), Sealer::new(k));
-        let (n1, n2, m1) = (a.next_nonce(), a.next_nonce(), b.next_nonce());
-        assert_eq!(n1.0[..16], n2.0[..16]);
-        assert_ne!(n1.0, n2.0);
-        assert_ne!(n1.0[..16], m1.0[..16], "random salts");
+        let (n1, n2, m1) = (a.next_nonce().0, a.next_nonce().0, b.next_nonce().0);
+        assert_eq!(n1[..16], n2[..16]);
+        assert_ne!(n1, n2);
+        assert_ne!(n1[..16], m1[..16], "random salts");
+    }
+
+    #[test]
+    fn a_sealer_at_the_end_of_its_counter_draws_a_new_salt() {
+        let mut a = Sealer::new(Key::new([7; 32]));
+        a.counter = u64::MAX - 1;
+        let last = a.next_nonce().0;
+        assert_eq!(last[16..], (u64::MAX - 1).to_le_bytes());
+        let next = a.next_nonce().0;
+        assert_ne!(next[..16], last[..16], "a new salt, so a new derived key");
+        assert_eq!(next[16..], 0u64.to_le_bytes());
+        assert_eq!(a.next_nonce().0[16..], 1u64.to_le_bytes());
     }
 
     #[test]
