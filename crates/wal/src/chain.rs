@@ -52,13 +52,25 @@ impl ChainState {
         }
     }
 
-    /// Seal the frames of `batch` (plaintext payloads, as queued) into
-    /// `self.buf`, chaining from the last record written.
-    pub(crate) fn seal_batch(&mut self, batch: &[u8]) {
+    /// Seal the frames at the start of `batch` (plaintext payloads, as
+    /// queued) into `self.buf`, chaining from the last record written:
+    /// whole frames, until at least `limit` bytes of `batch` are taken (or
+    /// all of it). Returns the bytes of `batch` taken and their frames.
+    ///
+    /// Finding the frames as it seals them, in one pass, rather than by
+    /// walking their lengths first: on the committer thread the batch was
+    /// just written by the appender's core, and a walk from length to
+    /// length waits on each line it touches, where sealing reads the bytes
+    /// in order (`docs/performance.md`, "Encryption at rest").
+    pub(crate) fn seal_batch(&mut self, batch: &[u8], limit: usize) -> (usize, Lsn) {
         self.buf.clear();
         let mut prev = self.tag;
-        let mut off = 0;
-        while let Some(fields) = batch.get(off..).and_then(FrameFields::parse) {
+        let (mut off, mut count) = (0, 0);
+        while let Some(fields) = batch
+            .get(off..)
+            .filter(|_| off < limit)
+            .and_then(FrameFields::parse)
+        {
             let len = frame_len(fields.payload_len as usize);
             let Some(payload) = batch.get(off + RECORD_HEADER_LEN..off + len) else {
                 break;
@@ -79,7 +91,9 @@ impl ChainState {
             });
             prev = tag;
             off += len;
+            count += 1;
         }
+        (off, count)
     }
 
     /// Note that the frames of `chunk` (sealed), the last of which is

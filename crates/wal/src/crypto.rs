@@ -558,18 +558,20 @@ impl Sealer {
         &self.key
     }
 
-    /// The next `salt || counter`, and the cipher it names.
-    fn next_nonce(&mut self) -> ([u8; NONCE_LEN], Arc<Aes256Gcm>) {
+    /// The next `salt || counter`, and the cipher it names (borrowed: no
+    /// reference count touched per record).
+    fn next_nonce(&mut self) -> ([u8; NONCE_LEN], &Aes256Gcm) {
+        if self.counter == u64::MAX {
+            // 2^64 - 1 nonces under one salt: draw another (never
+            // reached). The last counter value is never used, so a
+            // nonce is never handed out twice.
+            *self = Sealer::new(self.key.clone());
+        }
         let mut n = [0u8; NONCE_LEN];
         n[..SALT_LEN].copy_from_slice(&self.salt);
         n[SALT_LEN..].copy_from_slice(&self.counter.to_le_bytes());
-        let cipher = self.cipher.clone();
-        self.counter = self.counter.wrapping_add(1);
-        if self.counter == 0 {
-            // 2^64 nonces under one salt: draw another (never reached).
-            *self = Sealer::new(self.key.clone());
-        }
-        (n, cipher)
+        self.counter += 1;
+        (n, &self.cipher)
     }
 
     /// Write `nonce || ciphertext || tag` of `plaintext` for the record
@@ -581,8 +583,8 @@ impl Sealer {
         plaintext: &[u8],
         out: &mut [u8],
     ) -> Chain {
-        let (nonce, cipher) = self.next_nonce();
         let aad = ctx.aad(self.key.id);
+        let (nonce, cipher) = self.next_nonce();
         let (head, rest) = out.split_at_mut(NONCE_LEN.min(out.len()));
         head.copy_from_slice(&nonce[..head.len()]);
         let body = rest.len().saturating_sub(TAG_LEN);
@@ -619,8 +621,9 @@ impl Sealer {
     /// A MAC of `data` under the key, for `domain`: `nonce || tag`
     /// ([`MAC_LEN`] bytes), from this sealer's nonces.
     pub(crate) fn mac(&mut self, domain: Domain, data: &[&[u8]]) -> [u8; MAC_LEN] {
+        let key_id = self.key.id;
         let (nonce, cipher) = self.next_nonce();
-        mac_with(&cipher, self.key.id, &nonce, domain, data)
+        mac_with(cipher, key_id, &nonce, domain, data)
     }
 }
 
@@ -1012,10 +1015,22 @@ mod tests {
     fn nonces_of_two_sealers_differ_and_count_up() {
         let k = Key::new([7; 32]);
         let (mut a, mut b) = (Sealer::new(k.clone()), Sealer::new(k));
-        let (n1, n2, m1) = (a.next_nonce(), a.next_nonce(), b.next_nonce());
-        assert_eq!(n1.0[..16], n2.0[..16]);
-        assert_ne!(n1.0, n2.0);
-        assert_ne!(n1.0[..16], m1.0[..16], "random salts");
+        let (n1, n2, m1) = (a.next_nonce().0, a.next_nonce().0, b.next_nonce().0);
+        assert_eq!(n1[..16], n2[..16]);
+        assert_ne!(n1, n2);
+        assert_ne!(n1[..16], m1[..16], "random salts");
+    }
+
+    #[test]
+    fn a_sealer_at_the_end_of_its_counter_draws_a_new_salt() {
+        let mut a = Sealer::new(Key::new([7; 32]));
+        a.counter = u64::MAX - 1;
+        let last = a.next_nonce().0;
+        assert_eq!(last[16..], (u64::MAX - 1).to_le_bytes());
+        let next = a.next_nonce().0;
+        assert_ne!(next[..16], last[..16], "a new salt, so a new derived key");
+        assert_eq!(next[16..], 0u64.to_le_bytes());
+        assert_eq!(a.next_nonce().0[16..], 1u64.to_le_bytes());
     }
 
     #[test]

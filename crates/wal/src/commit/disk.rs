@@ -191,17 +191,16 @@ impl Writer {
         };
         let (mut off, mut lsn) = (0, first);
         while off < batch.len() {
-            let (mut n, mut count) = (0, 0);
-            while off + n < batch.len() && (n == 0 || n < SEAL_PIECE) {
-                n += frame_len_at(batch, off + n);
-                count += 1;
-            }
-            let piece = batch.get(off..off + n).unwrap_or_default();
-            let last = off + n >= batch.len();
             let Some(chain) = io.chain.as_mut() else {
                 break;
             };
-            chain.seal_batch(piece);
+            let (n, count) = chain.seal_batch(batch.get(off..).unwrap_or_default(), SEAL_PIECE);
+            if n == 0 {
+                // Not a frame (cannot happen: the batch is the appenders'
+                // frames): leave it unwritten rather than loop.
+                break;
+            }
+            let last = off + n >= batch.len();
             let sealed = std::mem::take(&mut chain.buf);
             let out = self.write_frames(io, &sealed, lsn, lsn + count, sync && last);
             if let Some(chain) = io.chain.as_mut() {
