@@ -733,3 +733,58 @@ def test_a_directory_without_permission_raises_permission_error_with_its_path(tm
                 for x in dirs:
                     os.chmod(os.path.join(root, x), 0o755)
             shutil.rmtree(d)
+
+
+def test_a_deleted_session_cannot_be_forked(log_dir):
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        log.append(s, {"kind": "UserMessage", "value": "x"})
+        log.delete_session(s)
+        with pytest.raises(logbook.DeletedSessionError):
+            log.fork(s)
+        assert log.sessions() == []
+
+
+def test_a_path_under_a_regular_file_is_no_log(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    for path in (f, f / "sub"):
+        with pytest.raises(logbook.NoLogError) as e:
+            logbook.Log(path)
+        assert str(f) in str(e.value)
+
+
+def test_prune_takes_the_kind_as_an_event_dict_names_it(log_dir):
+    s = sid()
+    with logbook.Log(log_dir) as log:
+        for text in ("a", "b", "c"):
+            log.append(s, {"kind": "UserMessage", "value": text})
+        plan = log.prune(s, "UserMessage", 1)
+        assert plan["lsns"] == [1, 2]
+        assert log.prune(s, "user_message", 1)["lsns"] == []
+        assert [r["event"]["value"] for r in log.read(s)] == ["c"]
+        with pytest.raises(logbook.LogbookError, match="NoSuchKind"):
+            log.prune(s, "NoSuchKind", 1)
+
+
+@pytest.mark.parametrize("kind", ["SessionDeleted", "SessionForked", "SessionTruncated"])
+def test_a_reserved_kind_without_its_fields_is_refused_by_name(log_dir, kind):
+    with logbook.Log(log_dir) as log:
+        with pytest.raises(ValueError, match=f"a {kind} event cannot be appended"):
+            log.append(sid(), {"kind": kind})
+        assert log.last_lsn == 0
+
+
+def test_with_on_a_closed_log_is_refused(log_dir):
+    log = logbook.Log(log_dir)
+    log.close()
+    with pytest.raises(logbook.ClosedError):
+        with log:
+            pass
+
+    async def enter():
+        async with log:
+            pass
+
+    with pytest.raises(logbook.ClosedError):
+        asyncio.run(enter())

@@ -197,6 +197,10 @@ fn wal_class<'py>(py: Python<'py>, e: &WalError) -> Bound<'py, pyo3::types::PyTy
         WalError::NotFound { .. } | WalError::NotADirectory { .. } | WalError::NoLog { .. } => {
             NoLogError::type_object(py)
         }
+        // A path under a regular file (`file/sub`): no log there either.
+        WalError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotADirectory => {
+            NoLogError::type_object(py)
+        }
         WalError::Encrypted { .. }
         | WalError::KeyRequired { .. }
         | WalError::UnrelatedKeys { .. } => EncryptionKeyError::type_object(py),
@@ -450,6 +454,12 @@ fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<SessionEvent> {
         }
         return Ok(SessionEvent::Custom { name, data: bytes });
     }
+    // A reserved kind is refused by its name, before its fields are read.
+    if let Some(kind) = dict.get_item("kind")? {
+        if let Ok(kind) = kind.extract::<String>() {
+            refuse_reserved(&kind)?;
+        }
+    }
     let json = to_json(obj)?;
     let event = logbook_replay::event_from_json(&json).map_err(PyValueError::new_err)?;
     refuse_internal(&event)?;
@@ -461,24 +471,48 @@ fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<SessionEvent> {
 /// would delete records behind the deletion API's back, and a fork or
 /// truncation mark would give a session a history it does not have.
 fn refuse_internal(event: &SessionEvent) -> PyResult<()> {
-    let (kind, instead) = match event {
-        SessionEvent::SessionDeleted { .. } => (
-            "SessionDeleted",
-            "delete through Log.delete_session, delete_after, delete_runs, delete_records or prune",
-        ),
-        SessionEvent::SessionForked { .. } => (
-            "SessionForked",
-            "fork a session with Log.fork (or fork_async)",
-        ),
-        SessionEvent::SessionTruncated { .. } => (
-            "SessionTruncated",
-            "the log writes it itself, at the start of a fork of a truncated session",
-        ),
+    match event {
+        SessionEvent::SessionDeleted { .. } => refuse_reserved("SessionDeleted"),
+        SessionEvent::SessionForked { .. } => refuse_reserved("SessionForked"),
+        SessionEvent::SessionTruncated { .. } => refuse_reserved("SessionTruncated"),
+        _ => Ok(()),
+    }
+}
+
+/// [`refuse_internal`] by the kind's name (`docs/json.md`), before the
+/// event's fields are read.
+fn refuse_reserved(kind: &str) -> PyResult<()> {
+    let instead = match kind {
+        "SessionDeleted" => {
+            "delete through Log.delete_session, delete_after, delete_runs, delete_records or prune"
+        }
+        "SessionForked" => "fork a session with Log.fork (or fork_async)",
+        "SessionTruncated" => {
+            "the log writes it itself, at the start of a fork of a truncated session"
+        }
         _ => return Ok(()),
     };
     Err(PyValueError::new_err(format!(
         "a {kind} event cannot be appended: {instead}"
     )))
+}
+
+/// An event kind as `prune` takes it: the dicts' `"kind"` (`UserMessage`)
+/// as its `snake_case` name (`user_message`, `docs/json.md`); a name
+/// already in `snake_case` is kept.
+fn snake_kind(kind: &str) -> String {
+    let mut out = String::with_capacity(kind.len() + 4);
+    for (i, c) in kind.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// An event as its dict (`docs/json.md`); a `Custom` event's `data` as `bytes`.
@@ -2186,7 +2220,9 @@ impl Log {
         self.delete(py, session, Selection::Records(lsns))
     }
 
-    /// Keep only the latest `keep` records of event kind `kind` (snake_case); delete the older.
+    /// Keep only the latest `keep` records of event kind `kind` (as in an
+    /// event dict, `"UserMessage"`, or its `snake_case` name, `"user_message"`);
+    /// delete the older.
     fn prune(
         &self,
         py: Python<'_>,
@@ -2194,6 +2230,13 @@ impl Log {
         kind: String,
         #[pyo3(from_py_with = arg_keep)] keep: usize,
     ) -> PyResult<PyObject> {
+        // An unknown kind is refused under the name it was given.
+        let snake = snake_kind(&kind);
+        let kind = if logbook_bus::KINDS.contains(&snake.as_str()) {
+            snake
+        } else {
+            kind
+        };
         self.delete(py, session, Selection::KeepLatest { kind, keep })
     }
 
@@ -2245,8 +2288,10 @@ impl Log {
         self.closing(py, Out::None)
     }
 
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
+    fn __enter__(slf: Py<Self>) -> PyResult<Py<Self>> {
+        // A closed log is refused here, not at the first call inside.
+        slf.get().wal()?;
+        Ok(slf)
     }
 
     #[pyo3(signature = (*_args))]
@@ -2256,7 +2301,7 @@ impl Log {
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        slf.get().check_process()?;
+        slf.get().wal()?; // closed or forked: refused here
         let py = slf.py();
         let future = running_loop(py)?.call_method0("create_future")?;
         future.call_method1("set_result", (slf,))?;

@@ -61,7 +61,8 @@ pub struct Forked {
 ///
 /// [`ReplayError::PastEnd`] if `at_lsn` is past the log's last record
 /// (nothing is appended); [`ReplayError::UnknownSession`] if the log holds
-/// no record of `session`; [`ReplayError::BeforeSession`] if its first
+/// no record of `session`; [`ReplayError::DeletedSession`] if every record
+/// of it is deleted; [`ReplayError::BeforeSession`] if its first
 /// record comes after `at_lsn`; [`ReplayError::CannotCopy`] if a record to copy is of an
 /// event kind this build does not know (it cannot be copied faithfully);
 /// [`ReplayError::Undecodable`] if one does not decode at all; [`ReplayError::Wal`] if the log cannot be read or the
@@ -158,11 +159,21 @@ pub fn fork_as(wal: &Wal, session: Uuid, at_lsn: Lsn, new: Uuid) -> Result<Forke
     // Whether the session's first record is a beginning, or a truncation
     // mark: the rule of `SessionState::truncated`.
     let (mut began, mut marked) = (false, false);
+    // The latest tombstone, and whether any record of the session (at
+    // any LSN) is not deleted: none is a deleted session.
+    let (mut last_tombstone, mut visible) = (None, false);
     let report = scan(dir, Sessions::One(session), OnCorruption::Fail, |item| {
         let lsn = match &item {
             Item::Event(record) => record.lsn,
             Item::Skipped { lsn, .. } => *lsn,
         };
+        if let Item::Event(record) = &item {
+            if record.event.is_tombstone() {
+                last_tombstone = Some(lsn);
+            } else if !record.event.is_truncation_mark() {
+                visible = true;
+            }
+        }
         if first_lsn.is_none() {
             (began, marked) = match &item {
                 Item::Event(record) => (
@@ -191,6 +202,13 @@ pub fn fork_as(wal: &Wal, session: Uuid, at_lsn: Lsn, new: Uuid) -> Result<Forke
     let Some(first_lsn) = first_lsn.filter(|_| report.records > 0) else {
         return Err(ReplayError::UnknownSession(session));
     };
+    // Every record of it deleted (as `replay` says): nothing to fork.
+    if let (false, None, Some(tombstone_lsn)) = (visible, undecodable, last_tombstone) {
+        return Err(ReplayError::DeletedSession {
+            session,
+            tombstone_lsn,
+        });
+    }
     if first_lsn > at_lsn {
         return Err(ReplayError::BeforeSession {
             session,

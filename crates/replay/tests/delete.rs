@@ -204,6 +204,32 @@ fn a_fork_copies_no_deleted_record_and_no_tombstone() {
     );
 }
 
+/// A deleted session is refused by `fork` as by `replay`, at any LSN
+/// (it used to make an empty "running" fork of it).
+#[test]
+fn a_deleted_session_cannot_be_forked() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small()).unwrap();
+    let s = Uuid::new_v4();
+    let first = wal.append(s, &user("x")).unwrap();
+    let plan = delete_session(&wal, s).unwrap();
+    let tombstone = plan.tombstone_lsn.unwrap();
+    for at in [first, tombstone] {
+        match fork(&wal, s, at) {
+            Err(ReplayError::DeletedSession {
+                session,
+                tombstone_lsn,
+            }) => assert_eq!((session, tombstone_lsn), (s, tombstone)),
+            other => panic!("fork at LSN {at} of a deleted session: {other:?}"),
+        }
+    }
+    // Nothing was appended, and a session appended to again forks.
+    assert_eq!(logbook_replay::last_lsn(dir.path()).unwrap(), tombstone);
+    let again = wal.append(s, &user("again")).unwrap();
+    let f = fork(&wal, s, again).unwrap();
+    assert_eq!(transcript(dir.path(), f.session), ["again"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_begun_after_the_tombstone_returns_no_deleted_record() {
     let dir = tempfile::tempdir().unwrap();
