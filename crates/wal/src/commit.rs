@@ -139,11 +139,15 @@ struct State {
     /// appenders are queuing up behind each other (see [`durable`]).
     last_batch: u64,
     /// Live [`CommitHold`]s: an idle committer waits for the last to end
-    /// (at most [`durable::HOLD_LIMIT`] from the first) before it leads.
+    /// (at most [`durable::HOLD_LIMIT`] from when it began to wait) before
+    /// it leads.
     holds: usize,
-    /// When the current run of holds began (`holds` went from 0 to 1).
+    /// When the committer began to wait for the holds with records queued
+    /// (None: it is not waiting for them; reset at each batch it leads).
     held_since: Option<std::time::Instant>,
-    /// The committer was told of a record queued under the current holds.
+    /// The committer knows of the records queued under the holds (told by
+    /// the first of them, or waiting already): later ones need not wake
+    /// it. Reset at each batch it leads.
     hold_noticed: bool,
     /// Records below this LSN have a thread blocked on them
     /// (`Wal::append_many`): no hold delays their batch.

@@ -442,8 +442,9 @@ impl Wal {
     /// hold at the first append, drop at the end of the turn.
     ///
     /// The committer waits for the last hold to end, for 64 records to
-    /// wait, or for a millisecond since the first of overlapping holds,
-    /// whichever comes first; threads blocked on their records
+    /// wait, or for a millisecond once it is free to commit them (after its
+    /// previous batch), whichever comes first, however long holds overlap;
+    /// threads blocked on their records
     /// ([`Wal::append`], [`Wal::append_many`], [`Wal::sync`]) and the
     /// `Batch` flusher are never held. A hold delays when a record becomes
     /// durable, never what is acknowledged: an append still resolves only

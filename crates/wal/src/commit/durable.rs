@@ -40,7 +40,7 @@
 //! A [`CommitHold`] gathers a run of async appends into one batch: while
 //! one is alive, the committer does not start a batch for the records
 //! queued meanwhile until the last hold ends, [`HOLD_RECORDS`] wait, or
-//! [`HOLD_LIMIT`] has passed since the first hold of the run. An event
+//! [`HOLD_LIMIT`] has passed since it began to wait for them. An event
 //! loop holds for the rest of its turn: its tasks queue their records one
 //! after another, and without the hold the committer would fsync the first
 //! few on their own while the loop queues the rest, one fsync (with its
@@ -62,8 +62,9 @@ use crate::error::WalError;
 use crate::format::Lsn;
 use crate::options::SyncPolicy;
 
-/// The longest an idle committer waits for [`CommitHold`]s to end,
-/// counted from the first of the run: a hold that is never dropped (or an
+/// The longest an idle committer with records queued waits for
+/// [`CommitHold`]s to end, counted from when it began to wait (after its
+/// previous batch): a hold that is never dropped (or an
 /// event loop stuck in a long callback) delays a group commit by this much
 /// at most.
 pub(crate) const HOLD_LIMIT: Duration = Duration::from_millis(1);
@@ -92,7 +93,6 @@ impl Drop for CommitHold {
         if st.holds > 0 {
             return;
         }
-        st.held_since = None;
         let kick = !st.leader && st.durable_end < st.async_until;
         drop(st);
         if kick {
@@ -339,10 +339,6 @@ impl Writer {
     /// A [`CommitHold`] on this writer.
     pub(crate) fn hold(self: &Arc<Self>) -> CommitHold {
         let mut st = lock(&self.state);
-        if st.holds == 0 {
-            st.held_since = Some(Instant::now());
-            st.hold_noticed = false;
-        }
         st.holds += 1;
         CommitHold {
             writer: Arc::downgrade(self),
@@ -355,14 +351,18 @@ impl Writer {
         st.next_lsn - st.pending_first >= HOLD_RECORDS
     }
 
-    /// How much longer an idle committer waits for the holds to end: None
-    /// when there are none, they are past [`HOLD_LIMIT`], or the records
-    /// held make a full batch.
-    fn hold_left(st: &super::State) -> Option<Duration> {
-        if Self::hold_full(st) {
+    /// How much longer an idle committer with records queued waits for
+    /// the holds to end: None when there are none, it has waited
+    /// [`HOLD_LIMIT`] already (counted from when it began to wait: a record
+    /// is held back at most that long once the committer is free), or the
+    /// records held make a full batch. Marks the committer as knowing of
+    /// the records queued.
+    fn hold_left(st: &mut super::State) -> Option<Duration> {
+        if st.holds == 0 || Self::hold_full(st) {
             return None;
         }
-        let since = st.held_since.filter(|_| st.holds > 0)?;
+        st.hold_noticed = true;
+        let since = *st.held_since.get_or_insert_with(Instant::now);
         HOLD_LIMIT
             .checked_sub(since.elapsed())
             .filter(|left| !left.is_zero())
@@ -401,7 +401,7 @@ impl Writer {
             if !st.leader && (want_sync || st.async_flush) {
                 let held = !st.async_flush && !st.closed && st.durable_end >= st.unheld_until;
                 if held {
-                    if let Some(left) = Self::hold_left(&st) {
+                    if let Some(left) = Self::hold_left(&mut st) {
                         st = self
                             .committer
                             .wait_timeout(st, left)
@@ -411,15 +411,21 @@ impl Writer {
                     }
                 }
                 st.async_flush = false;
-                // Records queued under the same run of holds after this
-                // batch must wake the committer again.
+                // The records queued after this batch start a wait of
+                // their own (and the first of them wakes the committer if
+                // it is waiting untimed by then).
                 st.hold_noticed = false;
+                st.held_since = None;
                 st = self.lead(st, want_sync);
                 continue;
             }
             if st.closed && !want_sync {
                 return;
             }
+            // Nothing to commit (another leader took what was held): the
+            // next record queued under a hold must wake this thread.
+            st.hold_noticed = false;
+            st.held_since = None;
             st = self
                 .committer
                 .wait(st)
