@@ -38,6 +38,27 @@ pub(crate) struct Log {
 }
 
 impl Log {
+    /// An awaitable appending `event` to `session` on the async path.
+    fn append_one_async<'py>(
+        &self,
+        py: Python<'py>,
+        session: Uuid,
+        event: SessionEvent,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let wal = self.wal()?;
+        let held = wal.clone();
+        appending(
+            py,
+            approx_len(&event),
+            (&held, &self.turn_hold),
+            async move {
+                wal.append_async(session, &event)
+                    .await
+                    .map_or_else(Done::Err, Done::Lsn)
+            },
+        )
+    }
+
     /// `ForkedError` unless this is the process that opened the log.
     fn check_process(&self) -> PyResult<()> {
         check_process(self.owner, &self.path)
@@ -473,18 +494,7 @@ impl Log {
         event: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (session, event) = (session_id(session)?, event_from_py(event)?);
-        let wal = self.wal()?;
-        let held = wal.clone();
-        appending(
-            py,
-            approx_len(&event),
-            (&held, &self.turn_hold),
-            async move {
-                wal.append_async(session, &event)
-                    .await
-                    .map_or_else(Done::Err, Done::Lsn)
-            },
-        )
+        self.append_one_async(py, session, event)
     }
 
     /// `append(session, {"kind": "Custom", "name": name, "data": data})`.
@@ -509,19 +519,8 @@ impl Log {
         data: Data,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = session_id(session)?;
-        let wal = self.wal()?;
         let event = SessionEvent::Custom { name, data: data.0 };
-        let held = wal.clone();
-        appending(
-            py,
-            approx_len(&event),
-            (&held, &self.turn_hold),
-            async move {
-                wal.append_async(session, &event)
-                    .await
-                    .map_or_else(Done::Err, Done::Lsn)
-            },
-        )
+        self.append_one_async(py, session, event)
     }
 
     /// Append `Custom` records named `name`, one per item of `data`, to
