@@ -547,7 +547,12 @@ impl Writer {
         }
         let ahead = SEAL_AHEAD_BUFFERS * self.opts.buffer_bytes;
         while st.pending.len() >= ahead && st.poisoned.is_none() && st.stalled.is_none() {
-            if !st.leader {
+            // The committer was told (`async_flush`) and takes the queue
+            // as soon as the batch before is written: leading it here
+            // instead would seal on this thread while the committer sat
+            // idle (the two race for the lock as a batch ends), and the
+            // chain lets only one thread seal at a time.
+            if !st.leader && !st.async_flush {
                 st = self.lead(st, false);
                 continue;
             }
