@@ -417,14 +417,7 @@ impl Wal {
         events: &[(Uuid, SessionEvent)],
     ) -> Result<Vec<Lsn>, WalError> {
         let now = now_us();
-        let mut records = Vec::with_capacity(events.len());
-        for (session, event) in events {
-            records.push((
-                *session,
-                now,
-                encode_event(event, |payload| Ok(payload.to_vec()))?,
-            ));
-        }
+        let records = encode_batch(events.iter().map(|(session, event)| (*session, now, event)))?;
         let tickets = self.inner.writer.enqueue_many(&records, true)?;
         drop(records);
         let mut lsns = Vec::with_capacity(tickets.len());
@@ -545,15 +538,7 @@ impl Wal {
         &self,
         events: impl ExactSizeIterator<Item = (Uuid, u64, &'a SessionEvent)>,
     ) -> Result<Vec<Lsn>, WalError> {
-        let mut records = Vec::with_capacity(events.len());
-        for (session, timestamp_us, event) in events {
-            records.push((
-                session,
-                timestamp_us,
-                encode_event(event, |payload| Ok(payload.to_vec()))?,
-            ));
-        }
-        self.append_timed_raw(&records)
+        self.append_timed_raw(&encode_batch(events)?)
     }
 
     /// [`Wal::append_many`] with opaque payloads: the records get
@@ -1232,4 +1217,21 @@ pub fn is_locked_with_fs(fs: &dyn Fs, dir: impl AsRef<Path>) -> Result<bool, Wal
         }
         Err(e) => Err(WalError::io("probe lock", &lock, e)),
     }
+}
+
+/// Each event of a batch encoded, with its session and time, ready to be
+/// queued together: a codec error or an oversized record fails the batch
+/// before anything is queued.
+fn encode_batch<'a>(
+    events: impl ExactSizeIterator<Item = (Uuid, u64, &'a SessionEvent)>,
+) -> Result<Vec<(Uuid, u64, Vec<u8>)>, WalError> {
+    let mut records = Vec::with_capacity(events.len());
+    for (session, timestamp_us, event) in events {
+        records.push((
+            session,
+            timestamp_us,
+            encode_event(event, |payload| Ok(payload.to_vec()))?,
+        ));
+    }
+    Ok(records)
 }
