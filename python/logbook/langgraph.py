@@ -353,19 +353,28 @@ class LogbookSaver(BaseCheckpointSaver[int]):
             yield from thread.select(config, filter, before, limit)
             return
         remaining = limit
-        for session in self._all_threads():
-            records = self.log.read_custom(session, _PREFIX)
-            if not records:
-                continue
-            thread = _Thread(self, "", records)
-            if not thread.thread_id:
-                thread.thread_id = self._thread_name(thread)
+        for thread in self._every_thread():
             for t in thread.select(None, filter, before, remaining):
                 yield t
                 if remaining is not None:
                     remaining -= 1
                     if remaining <= 0:
                         return
+
+    def _every_thread(self) -> Iterator[_Thread]:
+        """Every thread of the log that holds a checkpoint, read whole (its
+        name included: a copy's is its ``lg.t`` record, since the
+        checkpoints it was forked with name the source thread)."""
+        for session in self._all_threads():
+            records = self.log.read_custom(session, _PREFIX)
+            if not records:
+                continue
+            thread = _Thread(self, "", records)
+            if not thread.checkpoints:
+                continue
+            if not thread.thread_id:
+                thread.thread_id = self._thread_name(thread)
+            yield thread
 
     def _thread_name(self, thread: _Thread) -> str:
         for key in thread.checkpoints:
@@ -506,13 +515,7 @@ class LogbookSaver(BaseCheckpointSaver[int]):
         return choose
 
     def _run_threads(self) -> list[str]:
-        out = []
-        for session in self._all_threads():
-            records = self.log.read_custom(session, _CHECKPOINT)
-            if records:
-                thread = _Thread(self, "", records)
-                out.append(thread.named_thread or self._thread_name(thread))
-        return out
+        return [thread.thread_id for thread in self._every_thread()]
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) whose metadata's

@@ -451,6 +451,32 @@ async def test_copy_thread_into_a_thread_with_checkpoints_is_refused(log_dir):
         assert len(list(saver.list({"configurable": {"thread_id": "c"}}))) == 1
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_delete_for_runs_reaches_a_copied_thread(log_dir, asynchronous):
+    """A copy's checkpoints name the source thread in their envelopes (they
+    were forked): ``delete_for_runs`` must still find the copy by its own
+    name, and delete the run there too, once."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from logbook.langgraph import LogbookSaver
+
+    def config(thread):
+        return {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+
+    with LogbookSaver(log_dir) as saver:
+        saver.put(config("a"), empty_checkpoint(), {"source": "input", "step": -1, "run_id": "run-1"}, {})
+        saver.put(config("other"), empty_checkpoint(), {"source": "input", "step": -1, "run_id": "run-2"}, {})
+        if asynchronous:
+            await saver.acopy_thread("a", "b")
+            await saver.adelete_for_runs(["run-1"])
+        else:
+            saver.copy_thread("a", "b")
+            saver.delete_for_runs(["run-1"])
+        left = {t: len(list(saver.list(config(t)))) for t in ["a", "b", "other"]}
+        assert left == {"a": 0, "b": 0, "other": 1}
+        assert sorted(c.config["configurable"]["thread_id"] for c in saver.list(None)) == ["other"]
+
+
 @pytest.mark.parametrize(
     "event, points_to",
     [
