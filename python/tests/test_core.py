@@ -814,3 +814,33 @@ def test_with_on_a_closed_log_is_refused(log_dir):
 
     with pytest.raises(logbook.ClosedError):
         asyncio.run(enter())
+
+
+def test_loops_closed_with_appends_in_flight_leave_no_descriptors_open(log_dir):
+    """A request handler under a short deadline: each `asyncio.run` ends
+    with its append still waiting. The waiting stops with the loop; its
+    record is durable all the same, and the loop's door (two sockets) is
+    not kept open for ever."""
+    import asyncio
+
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    s = sid()
+    with logbook.Log(log_dir) as log:
+
+        async def request(i):
+            try:
+                await asyncio.wait_for(log.append_custom_async(s, "req", b"%d" % i), 1e-6)
+            except asyncio.TimeoutError:
+                pass
+
+        asyncio.run(request(-1))
+        before = open_fds()
+        for i in range(150):
+            asyncio.run(request(i))
+        log.sync()
+        after = open_fds()
+        assert len(log.read_custom(s, "req")) == 151
+    # 2 per loop before the fix (300 here); a loop's own door may remain.
+    assert after - before <= 6, (before, after)

@@ -49,6 +49,54 @@ asyncio.run(main())
 
 RUNS = 30
 
+# Daemon threads busy in blocking calls (and one in async ones) while the
+# main thread exits: CPython ends a daemon thread that takes the GIL back
+# during the exit with `pthread_exit`, whose unwinding through the call's
+# Rust frames aborted the process (SIGABRT), for every blocking kind.
+BUSY_DAEMONS = """
+import asyncio, sys, threading, time, uuid, logbook
+log = logbook.Log(sys.argv[1], segment_size=1 << 20)
+s = str(uuid.uuid4())
+for i in range(50):
+    log.append_custom(s, "x", b"seed")
+def blocking(call):
+    def run():
+        while True:
+            call()
+    return run
+def in_a_loop():
+    async def go():
+        while True:
+            await asyncio.gather(*[log.append_custom_async(s, "x", b"1") for _ in range(20)])
+    asyncio.run(go())
+for target in [
+    blocking(lambda: log.append_custom(s, "y", b"2")),
+    blocking(lambda: log.read_custom_tail(s, 3)),
+    blocking(lambda: log.append_custom(s, "y", b"3")),
+    in_a_loop,
+]:
+    threading.Thread(target=target, daemon=True).start()
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_exit_with_daemon_threads_in_blocking_calls_never_crashes(tmp_path):
+    def run(i: int):
+        log = tmp_path / f"log{i}"
+        out = subprocess.run(
+            [sys.executable, "-c", BUSY_DAEMONS, str(log), str(0.05 + (i % 10) * 0.03)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        shutil.rmtree(log, ignore_errors=True)
+        return out.returncode, out.stderr[-2000:]
+
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(run, range(20)))
+    failed = [(code, err) for code, err in results if code != 0]
+    assert not failed, f"{len(failed)} of 20 runs failed; the first: {failed[0]}"
+
 
 @pytest.mark.parametrize(
     "script", [CLOSE_ASYNC, ASYNC_WITH, FOLLOW], ids=["close_async", "async_with", "follow"]

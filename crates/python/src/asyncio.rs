@@ -91,13 +91,45 @@ pub(crate) fn home(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> Home {
         .collect();
     let door = Door::make(py, event_loop);
     let mut doors = DOORS.lock().unwrap_or_else(PoisonError::into_inner);
-    doors.retain(|(l, _)| !closed.iter().any(|c| c.is(l)));
+    let mut gone = Vec::new();
+    doors.retain(|(l, d)| {
+        let open = !closed.iter().any(|c| c.is(l));
+        if !open {
+            gone.extend(d.clone());
+        }
+        open
+    });
     doors.push((event_loop.clone().unbind(), door.clone()));
     drop(doors);
+    forget_waiting_of(&gone);
     match door {
         Some(door) => Home::Door(door),
         None => Home::Loop(event_loop.clone().unbind()),
     }
+}
+
+/// Drop the waiting appends of the closed loops whose doors are `gone`:
+/// nothing would ever poll them (only a loop's own reader callback polls
+/// its appends), and each would keep its door, and so the door's two
+/// sockets, open for ever. Their records are queued all the same; only
+/// the waiting stops, as for a cancelled append.
+fn forget_waiting_of(gone: &[Arc<Door>]) {
+    if gone.is_empty() {
+        return;
+    }
+    let forgotten: Vec<Waiting> = {
+        let mut waiting = WAITING.lock().unwrap_or_else(PoisonError::into_inner);
+        let ids: Vec<u64> = waiting
+            .iter()
+            .filter(
+                |(_, w)| matches!(&w.home, Home::Door(d) if gone.iter().any(|g| Arc::ptr_eq(g, d))),
+            )
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter().filter_map(|id| waiting.remove(id)).collect()
+    };
+    // Dropped with no lock of ours held: a future's finalizer is Python.
+    drop(forgotten);
 }
 
 impl Door {
@@ -270,8 +302,43 @@ pub(crate) static SHUTDOWN: std::sync::atomic::AtomicBool =
 pub(crate) static IN_FLIGHT: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
+/// `py.allow_threads(f)`, except that a thread other than the main one
+/// whose `f` ends once the interpreter is exiting ([`shutdown`] ran) never
+/// takes the GIL back: it sleeps until the process ends. At exit, CPython
+/// ends a daemon thread that takes the GIL with `pthread_exit`, whose
+/// forced unwinding through this call's Rust frames aborts the process
+/// (a daemon thread in a blocking `Log` call made `python` exit with
+/// SIGABRT). The main thread always takes it back: it is the one exiting.
+/// A thread between the end of `f` and the GIL counts in [`IN_FLIGHT`],
+/// which [`shutdown`] waits for.
+pub(crate) fn released<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    use std::sync::atomic::Ordering::SeqCst;
+    let out = py.allow_threads(|| {
+        let out = f();
+        IN_FLIGHT.fetch_add(1, SeqCst);
+        if SHUTDOWN.load(SeqCst) && !on_main_thread() {
+            IN_FLIGHT.fetch_sub(1, SeqCst);
+            loop {
+                std::thread::park();
+            }
+        }
+        out
+    });
+    IN_FLIGHT.fetch_sub(1, SeqCst);
+    out
+}
+
+/// Whether this is the process's first thread (Python's main thread: the
+/// one that runs the interpreter's exit; after a `fork()`, the child's
+/// only thread).
+fn on_main_thread() -> bool {
+    u32::try_from(rustix::thread::gettid().as_raw_nonzero().get())
+        .is_ok_and(|tid| tid == std::process::id())
+}
+
 /// Registered with `atexit`: stop delivering results to Python, and wait
-/// (without the GIL, at most a second) for the deliveries under way.
+/// (without the GIL, at most a second) for the deliveries under way and
+/// for the blocking calls on their way back to Python ([`released`]).
 #[pyfunction]
 pub(crate) fn shutdown(py: Python<'_>) {
     SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -658,7 +725,7 @@ pub(crate) fn appending<'py>(
     // that resolve finished appends wanting it, costs a switch). Large
     // records are encoded without it.
     let first = if bytes >= RELEASE_GIL_FROM {
-        py.allow_threads(poll)
+        released(py, poll)
     } else {
         poll()
     };

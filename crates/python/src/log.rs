@@ -90,7 +90,7 @@ impl Log {
         f: impl FnOnce(&Wal) -> Result<T, PyErrLater> + Send,
     ) -> PyResult<T> {
         let wal = self.wal()?;
-        py.allow_threads(|| f(&wal)).map_err(PyErrLater::into_py)
+        released(py, || f(&wal)).map_err(PyErrLater::into_py)
     }
 
     /// Run `f` on the log on the runtime's blocking pool; an awaitable.
@@ -395,7 +395,7 @@ impl Log {
         let sync_reads = opts.sync != SyncPolicy::Always;
         let path = path.0;
         if !create {
-            let holds_a_log = py.allow_threads(|| match logbook_wal::Reader::open(&path) {
+            let holds_a_log = released(py, || match logbook_wal::Reader::open(&path) {
                 Err(WalError::NotFound { .. } | WalError::NoLog { .. }) => false,
                 // Anything else is Wal::open's to report.
                 _ => true,
@@ -412,9 +412,7 @@ impl Log {
                 ));
             }
         }
-        let wal = py
-            .allow_threads(|| Wal::open(&path, opts))
-            .map_err(wal_err)?;
+        let wal = released(py, || Wal::open(&path, opts)).map_err(wal_err)?;
         Ok(Log {
             wal: Mutex::new(Some(wal)),
             path,
@@ -975,7 +973,7 @@ impl Log {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         match wal {
-            Some(wal) => py.allow_threads(|| wal.close()).map_err(wal_err),
+            Some(wal) => released(py, || wal.close()).map_err(wal_err),
             None => Ok(()),
         }
     }
