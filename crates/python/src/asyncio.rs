@@ -57,7 +57,7 @@ pub(crate) type Handed = (Py<PyAny>, Done);
 /// none if it cannot watch a socket. A loop is kept alive while it is
 /// listed (so no other object takes its address); closed loops are
 /// dropped from the list when a new loop is seen.
-pub(crate) static DOORS: Mutex<Vec<LoopDoor>> = Mutex::new(Vec::new());
+pub(crate) static DOORS: PerFork<Vec<LoopDoor>> = PerFork::new(Vec::new);
 
 /// An event loop and its door, if it has one.
 pub(crate) type LoopDoor = (Py<PyAny>, Option<Arc<Door>>);
@@ -418,13 +418,13 @@ pub(crate) struct Waiting {
 /// channel message per append, and no other thread takes the GIL; a group
 /// commit wakes each event loop about once. (A loop without a door is
 /// served by one resolver task instead: [`resolver`].)
-pub(crate) static WAITING: std::sync::LazyLock<Mutex<std::collections::HashMap<u64, Waiting>>> =
-    std::sync::LazyLock::new(|| Mutex::new(std::collections::HashMap::new()));
+pub(crate) static WAITING: PerFork<std::collections::HashMap<u64, Waiting>> =
+    PerFork::new(std::collections::HashMap::new);
 
 pub(crate) static NEXT_WAITING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The ids of the waiting appends woken since the resolver last ran.
-pub(crate) static WOKEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+pub(crate) static WOKEN: PerFork<Vec<u64>> = PerFork::new(Vec::new);
 
 /// The waker of the waiting append with this id: it tells the append's
 /// event loop ([`Door::woke`]), which polls it itself; or, for a loop
@@ -526,19 +526,24 @@ pub(crate) fn resolver() -> Arc<tokio::sync::Notify> {
 /// A child made by `fork()` inherits a copy of all of it without the
 /// threads: a task handed to the copied runtime waited for ever (its pool
 /// counted idle threads the child does not have). So the state belongs to
-/// one process id: a child makes its own on first use ([`with_process`]),
-/// and its fork hook ([`after_fork_in_child`]) also drops the parent's
-/// event-loop doors and waiting appends (a fork that runs no Python hook,
-/// `fork()` called from C, gets its own runtime all the same). The parent's copies are leaked,
-/// never dropped: dropping them would join threads the child does not
-/// have, or close the parent's writer (see `Drop for Log`).
+/// one generation of `fork()` ([`PerFork`], moved on by the child's fork
+/// hook [`after_fork_in_child`]) and to one process id: a child makes its
+/// own on first use ([`with_process`]; a fork that runs no Python hook,
+/// `fork()` called from C, gets its own runtime all the same). The
+/// parent's copies are leaked, never dropped: dropping them would join
+/// threads the child does not have, or close the parent's writer (see
+/// `Drop for Log`).
 pub(crate) struct Process {
     pid: u32,
     runtime: &'static tokio::runtime::Runtime,
     resolver: Option<Arc<tokio::sync::Notify>>,
 }
 
-pub(crate) static PROCESS: Mutex<Option<Process>> = Mutex::new(None);
+pub(crate) static PROCESS: PerFork<Option<Process>> = PerFork::new(no_process);
+
+fn no_process() -> Option<Process> {
+    None
+}
 
 /// `f` of this process's [`Process`] (made now if there is none, or if
 /// the one there is its parent's, from before a fork), under its lock.
@@ -573,41 +578,58 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     with_process(|p| p.runtime)
 }
 
-/// The lock of `mutex` if it is free now (poisoned or not).
-pub(crate) fn try_locked<T>(mutex: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
-    match mutex.try_lock() {
-        Ok(guard) => Some(guard),
-        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
-    }
-}
-
 /// `os.register_at_fork(after_in_child=...)`: the child's own async
-/// state, at once. The parent's event-loop doors and waiting appends are
-/// leaked (they belong to the parent's loops and writers, see [`Process`]);
-/// so is its runtime, and the child makes its own on first use.
-///
-/// Each lock is tried, never waited for: one held at the fork by another
-/// thread of the parent (for the moment it takes to queue or poll an
-/// append) is held for ever in the child, whose copy of that thread does
-/// not exist; what it guards is then left as it is (the hazard of any
-/// `fork()` of a process with threads).
+/// state, at once. It moves the process to the next generation of
+/// [`PerFork`] state: the parent's event-loop doors, waiting appends and
+/// runtime stay with the parent's generation (leaked in the child: they
+/// belong to the parent's loops, writers and threads, see [`Process`]), and
+/// so do their locks, whichever of them another thread of the parent held
+/// at the fork (held for ever in the child, whose copy of that thread does
+/// not exist: its first async append hung on one).
 #[pyfunction]
 pub(crate) fn after_fork_in_child() {
-    if let Some(mut doors) = try_locked(&DOORS) {
-        std::mem::forget(std::mem::take(&mut *doors));
-    }
-    if let Some(mut waiting) = try_locked(&WAITING) {
-        std::mem::forget(std::mem::take(&mut *waiting));
-    }
-    if let Some(mut woken) = try_locked(&WOKEN) {
-        woken.clear();
-    }
-    if let Some(mut process) = try_locked(&PROCESS) {
-        // The child's is made on first use (a child may never need one).
-        std::mem::forget(process.take());
-    }
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     IN_FLIGHT.store(0, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// How many generations of `fork()` (a child, its child, …) get state of
+/// their own ([`PerFork`]); deeper ones share the last generation's, as a
+/// child whose fork ran no Python hook (one made from C) shares its
+/// parent's, with the hazard of any `fork()` of a process with threads.
+const FORK_GENERATIONS: usize = 16;
+
+/// This process's generation of [`PerFork`] state: 0 in the process that
+/// imported the module, one more in each forked child.
+static GENERATION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Process-wide state behind a lock, one value per generation of `fork()`
+/// ([`after_fork_in_child`]): a forked child never shares its parent's,
+/// nor the parent's lock of it.
+pub(crate) struct PerFork<T: 'static> {
+    slots: [std::sync::OnceLock<Mutex<T>>; FORK_GENERATIONS],
+    init: fn() -> T,
+}
+
+impl<T> PerFork<T> {
+    pub(crate) const fn new(init: fn() -> T) -> PerFork<T> {
+        PerFork {
+            slots: [const { std::sync::OnceLock::new() }; FORK_GENERATIONS],
+            init,
+        }
+    }
+
+    /// This generation's value (made on first use).
+    pub(crate) fn get(&self) -> &Mutex<T> {
+        let generation = GENERATION
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .min(FORK_GENERATIONS - 1);
+        self.slots[generation].get_or_init(|| Mutex::new((self.init)()))
+    }
+
+    /// The lock of this generation's value.
+    pub(crate) fn lock(&self) -> std::sync::LockResult<std::sync::MutexGuard<'_, T>> {
+        self.get().lock()
+    }
 }
 
 /// Poll the appends of door-less loops woken; hand over those that
