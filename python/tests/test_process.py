@@ -251,7 +251,11 @@ stop = threading.Event()
 
 def busy(kind):
     async def go():
-        while not stop.is_set():
+        # At most 1,000 batches (128 MiB) a thread: a hung child must not
+        # let the parent fill the disk while the test waits for it.
+        for _ in range(1000):
+            if stop.is_set():
+                return
             if kind == "append":
                 await asyncio.gather(*[log.append_custom_async(s, "x", payload) for _ in range(8)])
             else:
