@@ -144,3 +144,33 @@ def test_close_async_outside_a_loop_leaves_the_log_open(tmp_path):
     assert not log.closed
     assert log.append("6c6f6762-6f6f-4b00-8000-000000000002", {"kind": "Done"}) == 1
     log.close()
+
+
+# An `atexit` handler registered before `logbook` was imported runs after
+# logbook's own (handlers run last registered first): its blocking calls,
+# on the exiting thread, must complete (that thread never sleeps for ever).
+LATE_ATEXIT = """
+import atexit, sys
+
+def late():
+    log.append_custom(s, "late", b"1")
+    assert len(log.read_custom(s, "late")) == 1
+    log.close()
+    print("late handler done", flush=True)
+
+atexit.register(late)
+import uuid, logbook
+log = logbook.Log(sys.argv[1], segment_size=1 << 16)
+s = str(uuid.uuid4())
+log.append_custom(s, "early", b"1")
+"""
+
+
+def test_blocking_calls_of_a_late_atexit_handler_complete(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", LATE_ATEXIT, str(tmp_path / "log")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, "late handler done"), out.stderr

@@ -302,13 +302,14 @@ pub(crate) static SHUTDOWN: std::sync::atomic::AtomicBool =
 pub(crate) static IN_FLIGHT: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
-/// `py.allow_threads(f)`, except that a thread other than the main one
+/// `py.allow_threads(f)`, except that a thread other than the exiting one
 /// whose `f` ends once the interpreter is exiting ([`shutdown`] ran) never
 /// takes the GIL back: it sleeps until the process ends. At exit, CPython
 /// ends a daemon thread that takes the GIL with `pthread_exit`, whose
 /// forced unwinding through this call's Rust frames aborts the process
 /// (a daemon thread in a blocking `Log` call made `python` exit with
-/// SIGABRT). The main thread always takes it back: it is the one exiting.
+/// SIGABRT). The thread that ran `atexit` (the main thread, as a rule)
+/// always takes it back: it is the one exiting.
 /// A thread between the end of `f` and the GIL counts in [`IN_FLIGHT`],
 /// which [`shutdown`] waits for.
 pub(crate) fn released<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
@@ -316,7 +317,7 @@ pub(crate) fn released<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) ->
     let out = py.allow_threads(|| {
         let out = f();
         IN_FLIGHT.fetch_add(1, SeqCst);
-        if SHUTDOWN.load(SeqCst) && !on_main_thread() {
+        if SHUTDOWN.load(SeqCst) && !exiting_thread() {
             IN_FLIGHT.fetch_sub(1, SeqCst);
             loop {
                 std::thread::park();
@@ -328,12 +329,18 @@ pub(crate) fn released<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) ->
     out
 }
 
-/// Whether this is the process's first thread (Python's main thread: the
-/// one that runs the interpreter's exit; after a `fork()`, the child's
-/// only thread).
-fn on_main_thread() -> bool {
-    u32::try_from(rustix::thread::gettid().as_raw_nonzero().get())
-        .is_ok_and(|tid| tid == std::process::id())
+/// The id of the thread that ran [`shutdown`] (`atexit`): the one that
+/// runs the interpreter's exit (0 before).
+static EXITING_THREAD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Whether this is the thread that runs the interpreter's exit.
+fn exiting_thread() -> bool {
+    this_thread() == EXITING_THREAD.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// This thread's id (`gettid`).
+fn this_thread() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
 }
 
 /// Registered with `atexit`: stop delivering results to Python, and wait
@@ -341,6 +348,7 @@ fn on_main_thread() -> bool {
 /// for the blocking calls on their way back to Python ([`released`]).
 #[pyfunction]
 pub(crate) fn shutdown(py: Python<'_>) {
+    EXITING_THREAD.store(this_thread(), std::sync::atomic::Ordering::SeqCst);
     SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
     py.allow_threads(|| {
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
