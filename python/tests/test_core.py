@@ -348,7 +348,7 @@ def test_read_custom_tail_is_the_end_of_read_custom(tmp_path):
 
 
 def test_read_custom_tail_of_an_encrypted_log(tmp_path):
-    # In a process of its own: a process reads with the first key it installed.
+    # In a process of its own (the process's keys are kept for its life).
     here = os.path.dirname(os.path.abspath(__file__))
     code = f"import sys; sys.path.insert(0, {here!r}); import test_core; test_core._tail_check({str(tmp_path / 'log')!r}, bytes(range(32)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -534,7 +534,7 @@ def test_a_key_of_another_type_is_a_type_error_naming_key(tmp_path):
 
 
 def test_key_file_takes_a_pathlib_path(tmp_path):
-    # In a process of its own: a process reads with the first key it was given.
+    # In a process of its own (the process's keys are kept for its life).
     key = os.urandom(32)
     keyfile = tmp_path / "k"
     keyfile.write_bytes(key)
@@ -844,3 +844,43 @@ def test_loops_closed_with_appends_in_flight_leave_no_descriptors_open(log_dir):
         assert len(log.read_custom(s, "req")) == 151
     # 2 per loop before the fix (300 here); a loop's own door may remain.
     assert after - before <= 6, (before, after)
+
+
+_TWO_KEYS = r"""
+import os, sys, uuid, logbook
+base = sys.argv[1]
+s = str(uuid.uuid4())
+logs = {}
+for name, key in [("a", bytes(range(32))), ("b", bytes(range(1, 33)))]:
+    logs[name] = log = logbook.Log(os.path.join(base, name), key=key)
+    log.append(s, {"kind": "UserMessage", "value": "in " + name})
+    log.append_custom(s, "x", name.encode())
+for name, log in logs.items():
+    assert [r["event"].get("value") for r in log.read(s)][0] == "in " + name
+    assert log.replay(s)["events"] == 2
+    assert [x["events"] for x in log.sessions()] == [2]
+    assert log.read_custom(s, "x")[0][2] == name.encode()
+    assert ("in " + name) in "".join(log.export(s))
+# Two different keys with one id (749fe283): the second is refused, by name.
+def colliding(n):
+    return n.to_bytes(8, "little") + bytes(24)
+logbook.Log(os.path.join(base, "c"), key=colliding(5211)).close()
+try:
+    logbook.Log(os.path.join(base, "d"), key=colliding(6094))
+except logbook.EncryptionKeyError as e:
+    assert "749fe283" in str(e), str(e)
+    assert e.path == os.path.join(base, "d")
+else:
+    raise AssertionError("a colliding key was taken")
+assert not os.path.exists(os.path.join(base, "d"))
+print("ok")
+"""
+
+
+def test_logs_under_different_keys_in_one_process_are_each_readable(tmp_path):
+    """A process reads every log it opened with a key (it read only with
+    the first key it was given: the second log's reads were
+    `EncryptionKeyError`); a key whose id collides with another log's is
+    refused before anything is made."""
+    out = subprocess.run([sys.executable, "-c", _TWO_KEYS, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout.strip()) == (0, "ok"), out.stderr

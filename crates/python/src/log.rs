@@ -388,8 +388,19 @@ impl Log {
         let segment_size = self::segment_size(segment_size)?;
         let ring = key_ring(key_file.map(|k| k.0), key)?;
         if let Some(ring) = &ring {
-            // Readers of this process (replays, listings) read with it.
-            let _ = logbook_wal::install_default_keys(ring.clone());
+            // Readers of this process (replays, listings) read with it,
+            // and with the keys of the process's other logs.
+            if let Err(e) = logbook_wal::install_default_keys(ring.clone()) {
+                use pyo3::PyTypeInfo;
+                return Err(raise(
+                    py,
+                    &EncryptionKeyError::type_object(py),
+                    format!(
+                        "{e}: another log of this process holds a different key with this key's id; make a new key (`logbook key new`)"
+                    ),
+                    (Some(path.0.clone()), None, None),
+                ));
+            }
         }
         let opts = options(sync, batch_delay_ms, segment_size, ring)?;
         let sync_reads = opts.sync != SyncPolicy::Always;

@@ -429,27 +429,49 @@ impl PartialEq for KeyRing {
 
 impl Eq for KeyRing {}
 
-/// The ring [`install_default_keys`] installed.
-static DEFAULT_KEYS: std::sync::OnceLock<Arc<KeyRing>> = std::sync::OnceLock::new();
+/// The keys [`install_default_keys`] installed, in one ring.
+static DEFAULT_KEYS: std::sync::RwLock<Option<Arc<KeyRing>>> = std::sync::RwLock::new(None);
 
-/// Install the keys every [`Reader`](crate::Reader) of this process decrypts
-/// with when it is not given any ([`Reader::with_keys`](crate::Reader::with_keys)
-/// overrides it): so that a program (the `logbook` command) that reads a
-/// log through higher-level calls (`logbook_replay::list_sessions`, …) can
-/// read an encrypted one. Once per process, like a crypto provider.
+/// Add `ring`'s keys to those every [`Reader`](crate::Reader) of this
+/// process decrypts with when it is not given any
+/// ([`Reader::with_keys`](crate::Reader::with_keys) overrides them): so
+/// that a program (the `logbook` command, the Python binding) that reads
+/// logs through higher-level calls (`logbook_replay::list_sessions`, …)
+/// can read encrypted ones. Each call adds its keys to those installed
+/// before (a process with several logs under different keys reads each
+/// of them); a key installed again is kept once. A reader still accepts
+/// only records sealed in the log it reads, at their place in its chain
+/// (`docs/security.md`): holding another log's key lets it read nothing of
+/// that log through this one.
 ///
 /// # Errors
 ///
-/// The ring back if one was installed already.
-pub fn install_default_keys(ring: Arc<KeyRing>) -> Result<(), Arc<KeyRing>> {
-    DEFAULT_KEYS.set(ring)
+/// [`KeyError::IdCollision`] if a key of `ring` and one installed before
+/// are different keys with one id (nothing is installed then).
+pub fn install_default_keys(ring: Arc<KeyRing>) -> Result<(), KeyError> {
+    let mut held = DEFAULT_KEYS.write().unwrap_or_else(PoisonError::into_inner);
+    let merged = match held.as_ref() {
+        None => ring,
+        Some(before) => {
+            let mut merged = KeyRing::clone(before);
+            for key in &ring.keys {
+                merged = merged.try_with(key.clone())?;
+            }
+            Arc::new(merged)
+        }
+    };
+    *held = Some(merged);
+    Ok(())
 }
 
-/// The ring [`install_default_keys`] installed, if any: what readers use
-/// when not given one.
+/// The keys [`install_default_keys`] installed, if any: what readers use
+/// when not given any.
 #[must_use]
 pub fn default_keys() -> Option<Arc<KeyRing>> {
-    DEFAULT_KEYS.get().cloned()
+    DEFAULT_KEYS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 /// Bytes of a chain value: the GCM tag of a sealed record.
