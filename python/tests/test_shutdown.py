@@ -174,3 +174,53 @@ def test_blocking_calls_of_a_late_atexit_handler_complete(tmp_path):
         timeout=60,
     )
     assert (out.returncode, out.stdout.strip()) == (0, "late handler done"), out.stderr
+
+
+# A daemon background writer, flushed and joined by an `atexit` handler
+# registered before `logbook` was imported (so it runs after logbook's
+# own): the worker's appends during the exit must return (a thread whose
+# call ended during the exit once slept until the process ended: the join
+# never did).
+WORKER_JOINED_AT_EXIT = """
+import atexit, queue, sys, threading
+
+q = queue.Queue()
+
+def worker():
+    while (item := q.get()) is not None:
+        log.append_custom(s, "x", item)
+
+def flush_at_exit():
+    for item in (b"last", b"after last"):
+        q.put(item)
+    q.put(None)
+    t.join()
+    print("flushed and joined", flush=True)
+
+atexit.register(flush_at_exit)
+import time, uuid, logbook
+log = logbook.Log(sys.argv[1], segment_size=1 << 16)
+s = sys.argv[2]
+t = threading.Thread(target=worker, daemon=True)
+t.start()
+q.put(b"first")
+while q.qsize():
+    time.sleep(0.01)
+"""
+
+
+def test_a_worker_joined_by_a_late_atexit_handler_flushes_and_the_process_exits(tmp_path):
+    import uuid
+
+    import logbook
+
+    s = str(uuid.uuid4())
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER_JOINED_AT_EXIT, str(tmp_path / "log"), s],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, "flushed and joined"), out.stderr
+    with logbook.Log(str(tmp_path / "log")) as log:
+        assert [data for _, _, data in log.read_custom(s, "x")] == [b"first", b"last", b"after last"]

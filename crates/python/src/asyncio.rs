@@ -303,31 +303,44 @@ pub(crate) static IN_FLIGHT: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
 /// `py.allow_threads(f)`, except that a thread other than the exiting one
-/// whose `f` ends once the interpreter is exiting ([`shutdown`] ran) never
-/// takes the GIL back: it sleeps until the process ends. At exit, CPython
-/// ends a daemon thread that takes the GIL with `pthread_exit`, whose
-/// forced unwinding through this call's Rust frames aborts the process
-/// (a daemon thread in a blocking `Log` call made `python` exit with
-/// SIGABRT). The thread that ran `atexit` (the main thread, as a rule)
-/// always takes it back: it is the one exiting.
-/// A thread between the end of `f` and the GIL counts in [`IN_FLIGHT`],
-/// which [`shutdown`] waits for.
+/// whose `f` ends once the interpreter is exiting ([`shutdown`] ran) waits
+/// [`EXIT_GRACE`] before it takes the GIL back. At exit, CPython ends a
+/// daemon thread that takes the GIL with `pthread_exit`, whose forced
+/// unwinding through this call's Rust frames aborts the process (a daemon
+/// thread in a blocking `Log` call made `python` exit with SIGABRT): the
+/// wait lets the process end first, the thread never taking the GIL. If
+/// the process is still there after it, the exit is waiting on something
+/// (an `atexit` handler joining this thread, say): the thread goes on, and
+/// so does every thread after it ([`EXIT_STALLED`]), once per process.
+/// The thread that ran `atexit` (the main thread, as a rule) never waits:
+/// it is the one exiting. A thread between the end of `f` and the GIL
+/// counts in [`IN_FLIGHT`], which [`shutdown`] waits for.
 pub(crate) fn released<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
     use std::sync::atomic::Ordering::SeqCst;
     let out = py.allow_threads(|| {
         let out = f();
         IN_FLIGHT.fetch_add(1, SeqCst);
-        if SHUTDOWN.load(SeqCst) && !exiting_thread() {
+        if SHUTDOWN.load(SeqCst) && !exiting_thread() && !EXIT_STALLED.load(SeqCst) {
             IN_FLIGHT.fetch_sub(1, SeqCst);
-            loop {
-                std::thread::park();
-            }
+            std::thread::sleep(EXIT_GRACE);
+            EXIT_STALLED.store(true, SeqCst);
+            IN_FLIGHT.fetch_add(1, SeqCst);
         }
         out
     });
     IN_FLIGHT.fetch_sub(1, SeqCst);
     out
 }
+
+/// How long a blocking call that ends during the interpreter's exit waits
+/// for the process to end before it takes the GIL back ([`released`]): a
+/// process's exit after its `atexit` handlers takes milliseconds, even a
+/// large one's rarely a second.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// A thread waited [`EXIT_GRACE`] at exit and the process was still there:
+/// its exit waits on one of its threads, which no longer wait.
+static EXIT_STALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The id of the thread that ran [`shutdown`] (`atexit`): the one that
 /// runs the interpreter's exit (0 before).
