@@ -37,27 +37,7 @@ fn on_runtime<F>(what: &str, workers: usize, f: impl FnOnce() -> F + Send + 'sta
 where
     F: Future<Output = ()>,
 {
-    let handle = std::thread::spawn(move || {
-        let mut builder = if workers == 0 {
-            tokio::runtime::Builder::new_current_thread()
-        } else {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(workers);
-            b
-        };
-        builder.enable_all().build().unwrap().block_on(f());
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !handle.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} ({workers} workers): the runtime is stuck: a durable write blocked it"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if let Err(panic) = handle.join() {
-        std::panic::resume_unwind(panic);
-    }
+    common::on_runtime(what, workers, Duration::from_secs(60), f);
 }
 
 /// Yield until `cond` holds (other tasks run meanwhile).

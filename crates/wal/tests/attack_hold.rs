@@ -24,7 +24,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{event, session};
+use common::{event, on_runtime, session};
 use logbook_wal::sim::SimFs;
 use logbook_wal::{Wal, WalOptions};
 
@@ -32,36 +32,6 @@ const DIR: &str = "/log";
 
 fn open(fs: &SimFs) -> Wal {
     Wal::open_with_fs(Arc::new(fs.clone()), DIR, WalOptions::default()).unwrap()
-}
-
-/// Run `f` on a fresh runtime (`workers` 0: current-thread) in another
-/// thread; fail if it has not finished within `limit`.
-fn on_runtime<F>(
-    what: &str,
-    workers: usize,
-    limit: Duration,
-    f: impl FnOnce() -> F + Send + 'static,
-) where
-    F: Future<Output = ()>,
-{
-    let handle = std::thread::spawn(move || {
-        let mut builder = if workers == 0 {
-            tokio::runtime::Builder::new_current_thread()
-        } else {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(workers);
-            b
-        };
-        builder.enable_all().build().unwrap().block_on(f());
-    });
-    let deadline = Instant::now() + limit;
-    while !handle.is_finished() {
-        assert!(Instant::now() < deadline, "{what}: stuck for {limit:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if let Err(panic) = handle.join() {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 /// The docs: "a hold that is never dropped ... delays a group commit by
@@ -460,7 +430,6 @@ fn an_async_batch_running_out_of_lsns_queues_nothing() {
 /// committer sleeps through the poison; see the test above.)
 #[test]
 fn a_poison_from_compaction_during_a_hold_never_strands_a_held_append() {
-    use logbook_wal::sim::Op;
     let fs = SimFs::new(100);
     let wal = open(&fs);
     let w = wal.clone();
@@ -473,23 +442,7 @@ fn a_poison_from_compaction_during_a_hold_never_strands_a_held_append() {
             let hold = w.hold_commit();
             assert_eq!(w.append_async(session(0), &event(0)).await.unwrap(), 1);
             tokio::time::sleep(Duration::from_millis(20)).await;
-            // A compaction seals the (idle) tail: its fsync waits at the gate.
-            let gate = f.hold(Op::Sync);
-            let compaction = {
-                let w = w.clone();
-                std::thread::spawn(move || w.compact())
-            };
-            while gate.waiting() == 0 {
-                std::thread::sleep(Duration::from_micros(100));
-            }
-            f.fail_after(Op::Sync, 0, libc::EIO);
-            let held = {
-                let w = w.clone();
-                tokio::spawn(async move { w.append_async(session(1), &event(1)).await })
-            };
-            while w.last_lsn() < 2 {
-                tokio::task::yield_now().await;
-            }
+            let (compaction, held, gate) = queued_behind_a_failing_compaction(&w, &f).await;
             gate.release();
             let compacted = compaction.join().unwrap();
             let after = w.append_async(session(2), &event(2)).await;
@@ -505,13 +458,44 @@ fn a_poison_from_compaction_during_a_hold_never_strands_a_held_append() {
     );
 }
 
+/// A compaction of `w` sealing its (idle) tail, whose fsync waits at a
+/// gate and fails with `EIO` once the gate is released, and an async
+/// append (LSN 2) queued meanwhile: the compaction's thread, the append's
+/// task and the gate, still closed.
+async fn queued_behind_a_failing_compaction(
+    w: &Wal,
+    f: &SimFs,
+) -> (
+    std::thread::JoinHandle<Result<logbook_wal::Compaction, logbook_wal::WalError>>,
+    tokio::task::JoinHandle<Result<logbook_wal::Lsn, logbook_wal::WalError>>,
+    logbook_wal::sim::Gate,
+) {
+    use logbook_wal::sim::Op;
+    let gate = f.hold(Op::Sync);
+    let compaction = {
+        let w = w.clone();
+        std::thread::spawn(move || w.compact())
+    };
+    while gate.waiting() == 0 {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    f.fail_after(Op::Sync, 0, libc::EIO);
+    let queued = {
+        let w = w.clone();
+        tokio::spawn(async move { w.append_async(session(1), &event(1)).await })
+    };
+    while w.last_lsn() < 2 {
+        tokio::task::yield_now().await;
+    }
+    (compaction, queued, gate)
+}
+
 /// Pre-existing, not hold-specific: a record queued before the writer is
 /// poisoned (here by the failed fsync of a compaction sealing the tail) is
 /// acknowledged after the poison. docs: "a failed fsync ... poison[s]
 /// the writer: every record not yet durable fails".
 #[test]
 fn a_record_queued_before_a_poison_is_not_acknowledged_after_it() {
-    use logbook_wal::sim::Op;
     let fs = SimFs::new(101);
     let wal = open(&fs);
     let w = wal.clone();
@@ -523,22 +507,7 @@ fn a_record_queued_before_a_poison_is_not_acknowledged_after_it() {
         Duration::from_secs(60),
         move || async move {
             assert_eq!(w.append_async(session(0), &event(0)).await.unwrap(), 1);
-            let gate = f.hold(Op::Sync);
-            let compaction = {
-                let w = w.clone();
-                std::thread::spawn(move || w.compact())
-            };
-            while gate.waiting() == 0 {
-                std::thread::sleep(Duration::from_micros(100));
-            }
-            f.fail_after(Op::Sync, 0, libc::EIO);
-            let queued = {
-                let w = w.clone();
-                tokio::spawn(async move { w.append_async(session(1), &event(1)).await })
-            };
-            while w.last_lsn() < 2 {
-                tokio::task::yield_now().await;
-            }
+            let (compaction, queued, gate) = queued_behind_a_failing_compaction(&w, &f).await;
             // The committer takes the record's batch and waits for the I/O lock
             // the sealing compaction holds.
             tokio::time::sleep(Duration::from_millis(20)).await;

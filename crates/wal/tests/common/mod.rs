@@ -170,3 +170,38 @@ pub(crate) fn seeds(default: u64, prefix: &str) -> Vec<u64> {
         .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
         .collect()
 }
+
+/// Run `f` on a fresh runtime (`workers` 0: current-thread) in another
+/// thread; fail (not hang) if it has not finished within `limit`: a
+/// blocking call that holds the runtime deadlocks a test instead of
+/// failing it.
+pub(crate) fn on_runtime<F>(
+    what: &str,
+    workers: usize,
+    limit: Duration,
+    f: impl FnOnce() -> F + Send + 'static,
+) where
+    F: Future<Output = ()>,
+{
+    let handle = std::thread::spawn(move || {
+        let mut builder = if workers == 0 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(workers);
+            b
+        };
+        builder.enable_all().build().unwrap().block_on(f());
+    });
+    let deadline = Instant::now() + limit;
+    while !handle.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} ({workers} workers): stuck for {limit:?}: a blocking call held the runtime"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if let Err(panic) = handle.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
