@@ -216,23 +216,33 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 5)
 def test_a_forked_child_opens_a_log_of_its_own_after_the_parent_used_async_calls(tmp_path):
     """In a subprocess with a timeout: a hang fails the test, not the run
     (the subprocess and its forked child are killed, as one group)."""
+    _run_forking_script(
+        _FORKED_CHILD_OPENS_ITS_OWN_LOG, [tmp_path / "parent", tmp_path / "child"], 60, "the forked child hung"
+    )
+
+
+def _run_forking_script(script, args, timeout, hang):
+    """Run `script` in a Python of its own, in a process group of its own:
+    past `timeout` seconds the group (the script and the children it
+    forked) is killed and the test fails with `hang`; the script must exit
+    0."""
     import signal
     import subprocess
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", _FORKED_CHILD_OPENS_ITS_OWN_LOG, str(tmp_path / "parent"), str(tmp_path / "child")],
+        [sys.executable, "-c", script, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
-        _, stderr = proc.communicate(timeout=60)
+        _, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        pytest.fail("the forked child hung")
+        pytest.fail(hang)
     assert proc.returncode == 0, stderr
 
 
@@ -315,21 +325,4 @@ def test_a_child_forked_while_other_threads_append_opens_a_log_of_its_own(tmp_pa
     (when the child shared the parent's async state, a lock another thread
     held at the fork stayed held: about 1 child in 14 hung on its first
     async append, and this test failed in 2 runs of 3 on that code)."""
-    import signal
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _FORK_WHILE_APPENDING, str(tmp_path), "150"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail("the parent hung")
-    assert proc.returncode == 0, stderr
+    _run_forking_script(_FORK_WHILE_APPENDING, [tmp_path, 150], 240, "the parent hung")

@@ -639,17 +639,14 @@ impl<T> PerFork<T> {
         }
     }
 
-    /// This generation's value (made on first use).
-    pub(crate) fn get(&self) -> &Mutex<T> {
+    /// The lock of this generation's value (made on first use).
+    pub(crate) fn lock(&self) -> std::sync::LockResult<std::sync::MutexGuard<'_, T>> {
         let generation = GENERATION
             .load(std::sync::atomic::Ordering::SeqCst)
             .min(FORK_GENERATIONS - 1);
-        self.slots[generation].get_or_init(|| Mutex::new((self.init)()))
-    }
-
-    /// The lock of this generation's value.
-    pub(crate) fn lock(&self) -> std::sync::LockResult<std::sync::MutexGuard<'_, T>> {
-        self.get().lock()
+        self.slots[generation]
+            .get_or_init(|| Mutex::new((self.init)()))
+            .lock()
     }
 }
 
