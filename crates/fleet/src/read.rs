@@ -40,8 +40,11 @@ impl Select {
 }
 
 /// How long a read retries through a failing server (a restart, a leader
-/// election) before it gives up.
-pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(30);
+/// election) before it gives up. A 3-node nats-server 2.9 cluster that
+/// lost a node was seen to leave the creation of a consumer unanswered for
+/// up to a minute after the kill (the consumer made on a survivor at once,
+/// its answer lost), so a read retries for longer than that.
+pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(90);
 
 /// Every record `select` picks, in the stream's order (the order the
 /// server stored them: each log's records in LSN order, except that a
@@ -49,7 +52,7 @@ pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(30);
 ///
 /// The stream must exist; reading never creates or changes anything but
 /// a short-lived ordered consumer. Retries through transient failures for
-/// up to 30 s (an unreachable server fails at once).
+/// up to 90 s (an unreachable server fails at once).
 ///
 /// # Errors
 ///

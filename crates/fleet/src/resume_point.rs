@@ -15,13 +15,13 @@
 
 use std::collections::BTreeMap;
 
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::stream::Stream;
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use logbook_wal::Lsn;
 use uuid::Uuid;
 
 use crate::error::FleetError;
-use crate::read::read_from;
+use crate::message::FleetRecord;
 use crate::target::Target;
 
 /// What the stream holds of one log, as far as shipping needs to know.
@@ -48,29 +48,42 @@ impl ResumePoint {
 }
 
 /// Find where shipping `log` resumes.
+///
+/// Only the stream's leader is asked (one message at a time, as a stream
+/// info is): no consumer is made. A cluster that just lost a node answers
+/// these as soon as it has a stream leader again, while it can fail to
+/// answer the creation of a consumer for a minute more (seen with
+/// nats-server 2.9), and shipping must not wait on that.
 pub(crate) async fn find(
     target: &Target,
     stream: &Stream,
     log: Uuid,
 ) -> Result<ResumePoint, FleetError> {
     let filter = target.log_filter(log);
-    let last = read_from(target, stream, &filter, DeliverPolicy::Last, true).await?;
-    let Some(last) = last.last() else {
-        return Ok(ResumePoint {
-            committed: 1,
-            ..ResumePoint::default()
-        });
+    let last = match stream.get_last_raw_message_by_subject(&filter).await {
+        Ok(message) => parse(target, message)?,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
+            return Ok(ResumePoint {
+                committed: 1,
+                ..ResumePoint::default()
+            });
+        }
+        Err(e) => return Err(target.server_error("finding the log's last message", e)),
     };
-    let scan = read_from(
-        target,
-        stream,
-        &filter,
-        DeliverPolicy::ByStartSequence {
-            start_sequence: last.scan_from + 1,
-        },
-        true,
-    )
-    .await?;
+    // The log's messages after `scan_from`, to the end of the stream.
+    let mut scan = Vec::new();
+    let mut from = last.scan_from + 1;
+    loop {
+        match stream.get_first_raw_message_by_subject(&filter, from).await {
+            Ok(message) => {
+                let record = parse(target, message)?;
+                from = record.stream_seq + 1;
+                scan.push(record);
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
+            Err(e) => return Err(target.server_error("reading the log's last messages", e)),
+        }
+    }
     let present: BTreeMap<Lsn, (Uuid, u64)> = scan
         .iter()
         .filter(|r| r.lsn >= last.committed)
@@ -84,4 +97,21 @@ pub(crate) async fn find(
     };
     tracing::debug!(%log, committed = point.committed, scan_from = point.scan_from, scanned = scan.len(), present = point.present.len(), "resume point");
     Ok(point)
+}
+
+/// A message read from the stream as a record of this target's.
+fn parse(target: &Target, message: StreamMessage) -> Result<FleetRecord, FleetError> {
+    FleetRecord::parse(
+        message.subject.as_str(),
+        Some(&message.headers),
+        message.payload,
+        message.sequence,
+        target.prefix(),
+    )
+    .map_err(|reason| FleetError::Foreign {
+        url: target.url().to_owned(),
+        stream: target.stream().to_owned(),
+        seq: message.sequence,
+        reason,
+    })
 }

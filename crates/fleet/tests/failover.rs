@@ -127,9 +127,10 @@ fn a_node_of_a_three_node_cluster_killed_mid_ship() {
         // Reads answered by the survivors, each of them.
         for (i, url) in urls.iter().enumerate().filter(|(i, _)| *i != victim) {
             let target = Target::parse(url).unwrap();
+            let t = std::time::Instant::now();
             let records = read(&target, Select::All).await.unwrap();
             assert_exactly_once(&records, log, &local);
-            eprintln!("node {i}: {} records", records.len());
+            eprintln!("node {i}: {} records in {:?}", records.len(), t.elapsed());
         }
     });
 }

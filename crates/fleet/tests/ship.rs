@@ -48,6 +48,46 @@ fn one_shot_ship_twice_leaves_each_record_once() {
     });
 }
 
+/// Finding where to resume asks the stream's leader for messages and makes
+/// no consumer: a cluster that just lost a node can leave the creation of a
+/// consumer unanswered for a minute (`docs/fleet.md`, "Running a 3-node cluster"), and
+/// shipping must not wait on that.
+#[test]
+fn resuming_a_ship_makes_no_consumer() {
+    let Some(bin) = common::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = common::Server::single(&bin, root.path());
+    let dir = root.path().join("log");
+    write_log(&dir, 300);
+    common::run(Duration::from_secs(60), async {
+        let target = Target::parse(&server.url()).unwrap();
+        let shipper = Shipper::new(&dir, target.clone(), ShipOptions::default()).unwrap();
+        assert_eq!(shipper.ship().await.unwrap().shipped, 300);
+        {
+            let wal = Wal::open(&dir, WalOptions::default()).unwrap();
+            wal.append(Uuid::new_v4(), &SessionEvent::Done).unwrap();
+        }
+        // Resumes from the stream: the last message of the log, the scan
+        // after it, then the one new record.
+        let again = shipper.ship().await.unwrap();
+        assert_eq!(
+            (again.shipped, again.lsns),
+            (1, Some((301, 301))),
+            "{again:?}"
+        );
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let mut stream = async_nats::jetstream::new(client)
+            .get_stream("LOGBOOK")
+            .await
+            .unwrap();
+        let info = stream.info().await.unwrap();
+        assert_eq!(info.state.consumer_count, 0, "{:?}", info.state);
+        assert_eq!(info.state.messages, 301);
+    });
+}
+
 /// A gap left by a publish that failed while later ones were stored (the
 /// shipper died before resending it): the next shipper finds it from the
 /// stream's headers and sends exactly the missing record and the rest.
