@@ -138,24 +138,38 @@ pub(crate) async fn read_from(
             .info()
             .map_err(|e| target.server_error("reading messages", e))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
-        let record = FleetRecord::parse(
+        let record = parse_message(
+            target,
             message.subject.as_str(),
             message.headers.as_ref(),
             message.payload.clone(),
             seq,
-            target.prefix(),
-        )
-        .map_err(|reason| FleetError::Foreign {
-            url: target.url().to_owned(),
-            stream: target.stream().to_owned(),
-            seq,
-            reason,
-        })?;
+        )?;
         out.push(record);
         if pending == 0 {
             return Ok(out);
         }
     }
+}
+
+/// The message at stream sequence `seq` as a record of `target`'s;
+/// [`FleetError::Foreign`] (naming the URL, stream and sequence) for one
+/// that is not a Logbook record.
+pub(crate) fn parse_message(
+    target: &Target,
+    subject: &str,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: bytes::Bytes,
+    seq: u64,
+) -> Result<FleetRecord, FleetError> {
+    FleetRecord::parse(subject, headers, payload, seq, target.prefix()).map_err(|reason| {
+        FleetError::Foreign {
+            url: target.url().to_owned(),
+            stream: target.stream().to_owned(),
+            seq,
+            reason,
+        }
+    })
 }
 
 /// `records` (as [`read`] returns them) in each log's LSN order: the logs

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::error::FleetError;
 use crate::message::FleetRecord;
+use crate::read::parse_message;
 use crate::target::Target;
 
 /// What the stream holds of one log, as far as shipping needs to know.
@@ -99,19 +100,13 @@ pub(crate) async fn find(
     Ok(point)
 }
 
-/// A message read from the stream as a record of this target's.
+/// A message the stream leader gave as a record of this target's.
 fn parse(target: &Target, message: StreamMessage) -> Result<FleetRecord, FleetError> {
-    FleetRecord::parse(
+    parse_message(
+        target,
         message.subject.as_str(),
         Some(&message.headers),
         message.payload,
         message.sequence,
-        target.prefix(),
     )
-    .map_err(|reason| FleetError::Foreign {
-        url: target.url().to_owned(),
-        stream: target.stream().to_owned(),
-        seq: message.sequence,
-        reason,
-    })
 }
