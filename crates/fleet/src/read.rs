@@ -39,12 +39,18 @@ impl Select {
     }
 }
 
-/// How long a read retries through a failing server (a restart, a leader
-/// election) before it gives up. A 3-node nats-server 2.9 cluster that
-/// lost a node was seen to leave the creation of a consumer unanswered for
-/// up to a minute after the kill (the consumer made on a survivor at once,
-/// its answer lost), so a read retries for longer than that.
-pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(90);
+/// How long a read retries through a server that fails before it has
+/// found the stream (a restart, a stream leader being elected) before it
+/// gives up; also how long a server without JetStream takes to be an
+/// error.
+pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long a read retries once the stream was found. A 3-node nats-server
+/// 2.9 cluster that lost a node was seen to leave the creation of a
+/// consumer unanswered for up to a minute after the kill (the consumer
+/// made on a survivor at once, its answer lost), so a read retries for
+/// longer than that.
+pub(crate) const READ_DEADLINE_FOUND: Duration = Duration::from_secs(90);
 
 /// Every record `select` picks, in the stream's order (the order the
 /// server stored them: each log's records in LSN order, except that a
@@ -52,7 +58,8 @@ pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(90);
 ///
 /// The stream must exist; reading never creates or changes anything but
 /// a short-lived ordered consumer. Retries through transient failures for
-/// up to 90 s (an unreachable server fails at once).
+/// up to 30 s, or 90 s once the stream was found (an unreachable server
+/// fails at once).
 ///
 /// # Errors
 ///
@@ -82,8 +89,17 @@ pub async fn read(target: &Target, select: Select) -> Result<Vec<FleetRecord>, F
     // An unreachable server fails at once; a server that answers but
     // fails (restarting, electing a stream leader) is retried.
     let context = target.connect().await?;
-    crate::retry::until(READ_DEADLINE, "reading the stream", || async {
+    let found = std::cell::Cell::new(false);
+    let deadline = || {
+        if found.get() {
+            READ_DEADLINE_FOUND
+        } else {
+            READ_DEADLINE
+        }
+    };
+    crate::retry::until(deadline, "reading the stream", || async {
         let (stream, target) = target.open_stream(&context).await?;
+        found.set(true);
         read_from(
             &target,
             &stream,

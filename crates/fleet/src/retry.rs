@@ -12,9 +12,10 @@ pub(crate) fn backoff(n: u32, cap: Duration) -> Duration {
 }
 
 /// Run `f` until it succeeds, fails with a non-transient error, or
-/// `deadline` has passed since the first attempt (then its last error).
+/// `deadline()` (asked after each failure) has passed since the first
+/// attempt (then its last error).
 pub(crate) async fn until<T, F, Fut>(
-    deadline: Duration,
+    deadline: impl Fn() -> Duration,
     what: &str,
     mut f: F,
 ) -> Result<T, FleetError>
@@ -27,7 +28,7 @@ where
     loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(e) if e.is_transient() && start.elapsed() < deadline => {
+            Err(e) if e.is_transient() && start.elapsed() < deadline() => {
                 let wait = backoff(attempt, Duration::from_secs(2));
                 tracing::debug!(error = %e, ?wait, "{what}: retrying");
                 tokio::time::sleep(wait).await;
