@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use logbook_wal::Lsn;
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 use crate::error::FleetError;
 use crate::message::FleetRecord;
-use crate::read::parse_message;
+use crate::read::{parse_message, read_from};
 use crate::target::Target;
 
 /// What the stream holds of one log, as far as shipping needs to know.
@@ -48,30 +49,69 @@ impl ResumePoint {
     }
 }
 
-/// Find where shipping `log` resumes.
+/// Find where shipping `log` resumes: through two short-lived consumers
+/// (the log's last message, then its messages after the scan start,
+/// headers only), or, if a consumer step fails, by asking the stream's
+/// leader for those messages one at a time ([`by_leader`]).
 ///
-/// Only the stream's leader is asked (one message at a time, as a stream
-/// info is): no consumer is made. A cluster that just lost a node answers
-/// these as soon as it has a stream leader again, while it can fail to
-/// answer the creation of a consumer for a minute more (seen with
-/// nats-server 2.9), and shipping must not wait on that.
+/// A 3-node nats-server 2.9 cluster that just lost a node can leave the
+/// creation of a consumer unanswered for a minute, while its stream leader
+/// answers as soon as one is elected: the fallback lets shipping go on
+/// meanwhile. It costs a request per message scanned, so it is not the
+/// first choice.
 pub(crate) async fn find(
     target: &Target,
     stream: &Stream,
     log: Uuid,
 ) -> Result<ResumePoint, FleetError> {
+    match by_consumers(target, stream, log).await {
+        Err(e @ FleetError::Server { .. }) => {
+            tracing::debug!(%log, error = %e, "resume point: asking the stream leader instead");
+            by_leader(target, stream, log).await.map_err(|fallback| {
+                tracing::debug!(%log, error = %fallback, "resume point: the stream leader failed too");
+                e
+            })
+        }
+        other => other,
+    }
+}
+
+/// [`find`] through consumers.
+async fn by_consumers(
+    target: &Target,
+    stream: &Stream,
+    log: Uuid,
+) -> Result<ResumePoint, FleetError> {
+    let filter = target.log_filter(log);
+    let last = read_from(target, stream, &filter, DeliverPolicy::Last, true).await?;
+    let Some(last) = last.last() else {
+        return Ok(ResumePoint::empty());
+    };
+    let scan = read_from(
+        target,
+        stream,
+        &filter,
+        DeliverPolicy::ByStartSequence {
+            start_sequence: last.scan_from + 1,
+        },
+        true,
+    )
+    .await?;
+    Ok(ResumePoint::from_scan(log, last, &scan))
+}
+
+/// [`find`] by asking the stream's leader (`STREAM.MSG.GET`) for the
+/// log's last message, then for each of its messages after the scan
+/// start, to the end of the stream.
+async fn by_leader(target: &Target, stream: &Stream, log: Uuid) -> Result<ResumePoint, FleetError> {
     let filter = target.log_filter(log);
     let last = match stream.get_last_raw_message_by_subject(&filter).await {
         Ok(message) => parse(target, message)?,
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
-            return Ok(ResumePoint {
-                committed: 1,
-                ..ResumePoint::default()
-            });
+            return Ok(ResumePoint::empty());
         }
         Err(e) => return Err(target.server_error("finding the log's last message", e)),
     };
-    // The log's messages after `scan_from`, to the end of the stream.
     let mut scan = Vec::new();
     let mut from = last.scan_from + 1;
     loop {
@@ -85,19 +125,34 @@ pub(crate) async fn find(
             Err(e) => return Err(target.server_error("reading the log's last messages", e)),
         }
     }
-    let present: BTreeMap<Lsn, (Uuid, u64)> = scan
-        .iter()
-        .filter(|r| r.lsn >= last.committed)
-        .map(|r| (r.lsn, (r.session, r.timestamp_us)))
-        .collect();
-    let point = ResumePoint {
-        committed: last.committed.max(1),
-        scan_from: last.scan_from,
-        present,
-        scan_end: scan.last().map_or(last.stream_seq, |r| r.stream_seq),
-    };
-    tracing::debug!(%log, committed = point.committed, scan_from = point.scan_from, scanned = scan.len(), present = point.present.len(), "resume point");
-    Ok(point)
+    Ok(ResumePoint::from_scan(log, &last, &scan))
+}
+
+impl ResumePoint {
+    /// No message of the log is in the stream.
+    fn empty() -> ResumePoint {
+        ResumePoint {
+            committed: 1,
+            ..ResumePoint::default()
+        }
+    }
+
+    /// From the log's last message and its messages after the scan start.
+    fn from_scan(log: Uuid, last: &FleetRecord, scan: &[FleetRecord]) -> ResumePoint {
+        let present: BTreeMap<Lsn, (Uuid, u64)> = scan
+            .iter()
+            .filter(|r| r.lsn >= last.committed)
+            .map(|r| (r.lsn, (r.session, r.timestamp_us)))
+            .collect();
+        let point = ResumePoint {
+            committed: last.committed.max(1),
+            scan_from: last.scan_from,
+            present,
+            scan_end: scan.last().map_or(last.stream_seq, |r| r.stream_seq),
+        };
+        tracing::debug!(%log, committed = point.committed, scan_from = point.scan_from, scanned = scan.len(), present = point.present.len(), "resume point");
+        point
+    }
 }
 
 /// A message the stream leader gave as a record of this target's.

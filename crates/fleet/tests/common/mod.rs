@@ -82,6 +82,34 @@ impl Server {
         s
     }
 
+    /// A single JetStream server whose one (default) user may publish to
+    /// any subject but those in `deny` (e.g. `$JS.API.CONSUMER.CREATE.>`).
+    pub fn denying(bin: &Path, root: &Path, deny: &[&str]) -> Server {
+        let port = free_port();
+        let store = root.join(format!("nats-{port}"));
+        std::fs::create_dir_all(&store).unwrap();
+        let deny: Vec<String> = deny.iter().map(|d| format!("{d:?}")).collect();
+        let config = format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n\
+             accounts {{ A: {{ jetstream: enabled, users: [ {{ user: ship, password: ship, \
+             permissions: {{ publish: {{ allow: [\">\"], deny: [{}] }} }} }} ] }} }}\n\
+             no_auth_user: ship\n",
+            store.display().to_string(),
+            deny.join(", ")
+        );
+        let path = root.join(format!("nats-{port}.conf"));
+        std::fs::write(&path, config).unwrap();
+        let mut s = Server {
+            bin: bin.to_path_buf(),
+            port,
+            store,
+            args: vec!["-c".into(), path.display().to_string()],
+            child: None,
+        };
+        s.start();
+        s
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
