@@ -10,10 +10,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{assert_gapless, event, is_poisoned, read_all_fs, session};
+use common::{assert_gapless, bounded, event, is_poisoned, panic_message, read_all_fs, session};
 use logbook_bus::SessionEvent;
 use logbook_wal::format::{SegmentHeader, segment_file_name};
 use logbook_wal::fs::{Contents, Fs, FsFile, LockGuard, OpenMode, PathKind, StdFs};
@@ -56,41 +55,6 @@ fn holds_acked(records: Vec<(Lsn, Uuid, SessionEvent)>, acked: &Acked, context: 
                 found.keys().next_back()
             ),
         }
-    }
-}
-
-/// The message of a caught panic.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_else(|| "(non-string panic)".to_owned())
-}
-
-/// Run `f` on its own thread; fail if it panics or runs longer than
-/// `limit` (a hang must fail the test, not block CI; the stuck thread is
-/// left behind).
-fn bounded<T: Send + 'static>(
-    what: &str,
-    limit: Duration,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let handle: JoinHandle<T> = std::thread::Builder::new()
-        .name(what.to_owned())
-        .spawn(f)
-        .unwrap_or_else(|e| panic!("spawning a thread for {what}: {e}"));
-    let deadline = Instant::now() + limit;
-    while !handle.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not return within {limit:?}: it hangs"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    match handle.join() {
-        Ok(v) => v,
-        Err(payload) => panic!("{what} panicked: {}", panic_message(&*payload)),
     }
 }
 

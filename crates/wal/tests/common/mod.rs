@@ -183,7 +183,7 @@ pub(crate) fn on_runtime<F>(
 ) where
     F: Future<Output = ()>,
 {
-    let handle = std::thread::spawn(move || {
+    bounded(&format!("{what} ({workers} workers)"), limit, move || {
         let mut builder = if workers == 0 {
             tokio::runtime::Builder::new_current_thread()
         } else {
@@ -193,15 +193,39 @@ pub(crate) fn on_runtime<F>(
         };
         builder.enable_all().build().unwrap().block_on(f());
     });
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "(non-string panic)".to_owned())
+}
+
+/// Run `f` on its own thread; fail if it panics or runs longer than
+/// `limit` (a hang must fail the test, not block CI; the stuck thread is
+/// left behind).
+pub(crate) fn bounded<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let handle: std::thread::JoinHandle<T> = std::thread::Builder::new()
+        .name(what.to_owned())
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("spawning a thread for {what}: {e}"));
     let deadline = Instant::now() + limit;
     while !handle.is_finished() {
         assert!(
             Instant::now() < deadline,
-            "{what} ({workers} workers): stuck for {limit:?}: a blocking call held the runtime"
+            "{what} did not return within {limit:?}: it hangs"
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(10));
     }
-    if let Err(panic) = handle.join() {
-        std::panic::resume_unwind(panic);
+    match handle.join() {
+        Ok(v) => v,
+        Err(payload) => panic!("{what} panicked: {}", panic_message(&*payload)),
     }
 }
