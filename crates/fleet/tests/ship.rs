@@ -48,10 +48,16 @@ fn one_shot_ship_twice_leaves_each_record_once() {
     });
 }
 
-/// Ship 300 records to `server`, append one, ship again: the second ship
-/// finds where to resume in the stream and sends exactly the new record.
-fn ship_then_resume(server: &common::Server, root: &std::path::Path) {
-    let dir = root.join("log");
+/// Ship 300 records to a server whose user is denied `deny`, append one,
+/// ship again: the second ship finds where to resume in the stream and
+/// sends exactly the new record.
+fn ship_then_resume_denied(deny: &[&str]) {
+    let Some(bin) = common::nats_server() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = common::Server::denying(&bin, root.path(), deny);
+    let dir = root.path().join("log");
     write_log(&dir, 300);
     common::run(Duration::from_secs(60), async {
         let target = Target::parse(&server.url())
@@ -88,31 +94,17 @@ fn ship_then_resume(server: &common::Server, root: &std::path::Path) {
 /// messages instead, and ships.
 #[test]
 fn a_ship_resumes_where_no_consumer_can_be_made() {
-    let Some(bin) = common::nats_server() else {
-        return;
-    };
-    let root = tempfile::tempdir().unwrap();
-    let server = common::Server::denying(
-        &bin,
-        root.path(),
-        &[
-            "$JS.API.CONSUMER.CREATE.>",
-            "$JS.API.CONSUMER.DURABLE.CREATE.>",
-        ],
-    );
-    ship_then_resume(&server, root.path());
+    ship_then_resume_denied(&[
+        "$JS.API.CONSUMER.CREATE.>",
+        "$JS.API.CONSUMER.DURABLE.CREATE.>",
+    ]);
 }
 
 /// A user denied the stream leader's message gets still ships: the
 /// resume point is found through consumers first.
 #[test]
 fn a_ship_resumes_where_the_leader_gives_no_messages() {
-    let Some(bin) = common::nats_server() else {
-        return;
-    };
-    let root = tempfile::tempdir().unwrap();
-    let server = common::Server::denying(&bin, root.path(), &["$JS.API.STREAM.MSG.GET.>"]);
-    ship_then_resume(&server, root.path());
+    ship_then_resume_denied(&["$JS.API.STREAM.MSG.GET.>"]);
 }
 
 /// A gap left by a publish that failed while later ones were stored (the

@@ -59,51 +59,49 @@ pub struct Server {
 impl Server {
     /// A single JetStream server with a fresh store under `root`.
     pub fn single(bin: &Path, root: &Path) -> Server {
-        let port = free_port();
-        let store = root.join(format!("nats-{port}"));
-        std::fs::create_dir_all(&store).unwrap();
-        let args = vec![
-            "-js".into(),
-            "-sd".into(),
-            store.display().to_string(),
-            "-p".into(),
-            port.to_string(),
-            "-a".into(),
-            "127.0.0.1".into(),
-        ];
-        let mut s = Server {
-            bin: bin.to_path_buf(),
-            port,
-            store,
-            args,
-            child: None,
-        };
-        s.start();
-        s
+        Server::started(bin, root, |port, store| {
+            vec![
+                "-js".into(),
+                "-sd".into(),
+                store.display().to_string(),
+                "-p".into(),
+                port.to_string(),
+                "-a".into(),
+                "127.0.0.1".into(),
+            ]
+        })
     }
 
     /// A single JetStream server whose one (default) user may publish to
     /// any subject but those in `deny` (e.g. `$JS.API.CONSUMER.CREATE.>`).
     pub fn denying(bin: &Path, root: &Path, deny: &[&str]) -> Server {
+        Server::started(bin, root, |port, store| {
+            let deny: Vec<String> = deny.iter().map(|d| format!("{d:?}")).collect();
+            let config = format!(
+                "listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n\
+                 accounts {{ A: {{ jetstream: enabled, users: [ {{ user: ship, password: ship, \
+                 permissions: {{ publish: {{ allow: [\">\"], deny: [{}] }} }} }} ] }} }}\n\
+                 no_auth_user: ship\n",
+                store.display().to_string(),
+                deny.join(", ")
+            );
+            let path = root.join(format!("nats-{port}.conf"));
+            std::fs::write(&path, config).unwrap();
+            vec!["-c".into(), path.display().to_string()]
+        })
+    }
+
+    /// A server on a free port with a fresh store under `root`, started
+    /// with the arguments `args` gives for them.
+    fn started(bin: &Path, root: &Path, args: impl FnOnce(u16, &Path) -> Vec<String>) -> Server {
         let port = free_port();
         let store = root.join(format!("nats-{port}"));
         std::fs::create_dir_all(&store).unwrap();
-        let deny: Vec<String> = deny.iter().map(|d| format!("{d:?}")).collect();
-        let config = format!(
-            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n\
-             accounts {{ A: {{ jetstream: enabled, users: [ {{ user: ship, password: ship, \
-             permissions: {{ publish: {{ allow: [\">\"], deny: [{}] }} }} }} ] }} }}\n\
-             no_auth_user: ship\n",
-            store.display().to_string(),
-            deny.join(", ")
-        );
-        let path = root.join(format!("nats-{port}.conf"));
-        std::fs::write(&path, config).unwrap();
         let mut s = Server {
             bin: bin.to_path_buf(),
             port,
+            args: args(port, &store),
             store,
-            args: vec!["-c".into(), path.display().to_string()],
             child: None,
         };
         s.start();
