@@ -801,6 +801,17 @@ impl Opener {
         out: &mut Vec<u8>,
     ) -> bool {
         out.clear();
+        self.open_onto(ctx, sealed, out)
+    }
+
+    /// [`Opener::open_into`], the plaintext added at the end of `out`
+    /// (which keeps what it held before, whether the tag checks or not).
+    pub(crate) fn open_onto(
+        &mut self,
+        ctx: &RecordContext<'_>,
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
         if sealed.len() < SEAL_OVERHEAD {
             return false;
         }
@@ -814,7 +825,8 @@ impl Opener {
 }
 
 /// Open `sealed` (at least [`SEAL_OVERHEAD`] bytes) with `cipher`, the
-/// key its salt names.
+/// key its salt names, its plaintext added at the end of `out` (nothing
+/// added if the tag fails).
 fn open_with(
     cipher: &Aes256Gcm,
     key_id: u32,
@@ -824,13 +836,16 @@ fn open_with(
 ) -> bool {
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let at = out.len();
     out.extend_from_slice(ciphertext);
     let aad = ctx.aad(key_id);
-    let ok = cipher
-        .decrypt_in_place_detached(&gcm_nonce(nonce), &aad, out, Tag::from_slice(tag))
-        .is_ok();
+    let ok = out.get_mut(at..).is_some_and(|plain| {
+        cipher
+            .decrypt_in_place_detached(&gcm_nonce(nonce), &aad, plain, Tag::from_slice(tag))
+            .is_ok()
+    });
     if !ok {
-        out.clear();
+        out.truncate(at);
     }
     ok
 }

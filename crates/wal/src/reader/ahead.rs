@@ -1,36 +1,46 @@
 //! Opening ahead: a keyed reader going through an encrypted segment record
-//! after record hands the frames ahead of it to a second thread, which
-//! opens them (AES-GCM) while the reader checks, decodes and returns the
-//! ones before. Opening is the bulk of reading an encrypted log; with it
-//! off the reading thread, a scan runs at the pace of the slower of the
-//! two.
+//! after record hands the frames ahead of it over in pieces, which a
+//! second thread opens (AES-GCM) while the reader checks, decodes and
+//! returns the records before. Opening is the bulk of reading an encrypted
+//! log; shared between two threads, a scan runs at the pace of their
+//! combined work rather than the sum of it.
+//!
+//! The pieces are shared work, not the second thread's alone: when the
+//! piece the reader needs next is still being opened, the reader opens the
+//! next piece nobody has taken yet instead of waiting, and when the piece
+//! it needs has not been taken at all, it opens that one itself. Neither
+//! thread waits while there is a piece to open, whichever of the two is
+//! faster on this machine, and a piece is small enough (tens of records)
+//! that a wait for one is short.
 //!
 //! The reader keeps every check of its own: it validates each frame, works
 //! out each record's associated data (its chain value included) and checks
 //! the head exactly as when it opens inline. An opened payload is used only
 //! for a record whose place, sealed bytes and associated data are, byte
-//! for byte, those the second thread opened: so the reader returns exactly
-//! what it would have opened itself, and anything else (a frame changed
-//! since, a tag that fails, a frame the thread did not reach) is opened
-//! inline and reported as it always is.
+//! for byte, those its piece was opened with: so the reader returns
+//! exactly what it would have opened itself, and anything else (a frame
+//! changed since, a tag that fails, a frame no piece reached) is opened
+//! inline and reported as it always is. Which thread opened a piece makes
+//! no difference: both run [`open_job`] on a copy of the frames.
 //!
-//! The thread starts once a reader has opened [`WARM_UP`] records of one
+//! Opening ahead starts once a reader has opened [`WARM_UP`] records of one
 //! segment in a row (a short read never pays for it), only where the
 //! machine has a second core, and stops when the reader is dropped.
 //!
 //! Redacted placeholders (`docs/format.md`, "Redacted placeholders") are
 //! passed over on both sides: the reader never asks for one (it checks
-//! them itself, `reader.rs`), and the second thread never opens one; it
-//! takes a placeholder's 16-byte payload as the chain value of the record
-//! after it, as the reader does, so a run of records broken by
-//! placeholders is still opened ahead. A placeholder is never substituted
-//! for a record nor a record for a placeholder: what is opened ahead is
-//! keyed by the record's offset, and a placeholder's offset is never due
-//! as a record.
+//! them itself, `reader.rs`), and [`open_job`] never opens one; it takes a
+//! placeholder's 16-byte payload as the chain value of the record after
+//! it, as the reader does, so a run of records broken by placeholders is
+//! still opened ahead. A placeholder is never substituted for a record nor
+//! a record for a placeholder: what is opened ahead is keyed by the
+//! record's offset, and a placeholder's offset is never due as a record.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -41,25 +51,51 @@ use crate::format::{FrameFields, Lsn, RECORD_HEADER_LEN, REDACTED_FLAG, frame_le
 /// starts opening ahead.
 pub(super) const WARM_UP: u32 = 64;
 
-/// Bytes of frames handed over at a time (the frames that fit whole):
-/// large enough that waking a thread is rare (on a virtual machine it can
-/// take tens of microseconds).
-const BATCH_BYTES: usize = 256 << 10;
+/// Bytes of frames in a piece (the frames that fit whole; at least one):
+/// tens of records, so that waiting for a piece being opened is short, and
+/// a lock taken by each thread per piece is nothing beside the opening.
+const PIECE_BYTES: usize = 16 << 10;
 
-/// What the second thread is asked to open: the frames in `bytes`, a copy
-/// of the segment from offset `start`.
+/// Bytes of frames handed over and not yet taken back, at most: enough
+/// pieces that the second thread never runs out while the reader works
+/// through the ones before.
+const AHEAD_BYTES: usize = 512 << 10;
+
+/// How long the reader waits for a piece being opened before it looks
+/// whether the second thread is still there (it only stops when the
+/// reader is dropped, or if it panicked).
+const WAIT_CHECK: Duration = Duration::from_millis(100);
+
+/// Used buffers kept for the next pieces, at most.
+const SPARE_KEPT: usize = (AHEAD_BYTES / PIECE_BYTES) + 4;
+
+/// A piece to open: the frames in `bytes`, a copy of the segment from
+/// offset `start`.
 struct Job {
+    /// Its place in the order of the pieces handed over.
+    seq: u64,
     segment: Lsn,
     start: usize,
-    bytes: Vec<u8>,
     expected: Lsn,
     /// The chain value before the first frame.
     prev: Chain,
     opener: Opener,
     log: Uuid,
+    buffers: Buffers,
 }
 
-/// One record the second thread opened.
+/// The buffers a piece is copied and opened into, used again for later
+/// pieces once the reader is done with it.
+#[derive(Default)]
+struct Buffers {
+    /// The piece's frames.
+    bytes: Vec<u8>,
+    /// Their plaintexts, one after the other.
+    plain: Vec<u8>,
+    opened: VecDeque<Opened>,
+}
+
+/// One record of a piece, opened.
 struct Opened {
     at: usize,
     lsn: Lsn,
@@ -67,27 +103,26 @@ struct Opened {
     timestamp_us: u64,
     sync_mark: Lsn,
     prev: Chain,
-    /// The sealed payload, in the job's `bytes`.
+    /// The sealed payload, in the piece's `bytes`.
     sealed: Range<usize>,
-    /// Its plaintext, in the batch's `plain`.
+    /// Its plaintext, in the piece's `plain`.
     plain: Range<usize>,
 }
 
-/// What the second thread opened of one job, in log order; it stops at the
-/// first frame it cannot open (the reader will find out why).
+/// What was opened of one piece, in log order; it stops at the first
+/// frame that cannot be opened (the reader will find out why).
 struct Batch {
+    seq: u64,
     segment: Lsn,
-    bytes: Vec<u8>,
-    plain: Vec<u8>,
-    opened: VecDeque<Opened>,
     log: Uuid,
+    buffers: Buffers,
 }
 
 /// The reader's side of opening ahead: counts the records opened in a
 /// row, and starts the second thread once there are enough.
 #[derive(Default)]
 pub(super) struct OpenAhead {
-    /// Records whose opened payload was taken from the second thread.
+    /// Records whose opened payload was taken from a piece.
     pub(super) taken: u64,
     /// Records opened in a row, the LSN and offset due next.
     streak: (u32, Lsn, usize),
@@ -106,8 +141,8 @@ impl std::fmt::Debug for OpenAhead {
 }
 
 impl OpenAhead {
-    /// The plaintext of `due` if the second thread opened that very record
-    /// (copied into `out`); `false` if the reader must open it itself.
+    /// The plaintext of `due` if a piece opened that very record (copied
+    /// into `out`); `false` if the reader must open it itself.
     pub(super) fn take(&mut self, due: &Due<'_>, out: &mut Vec<u8>) -> bool {
         let taken = self.thread.as_mut().is_some_and(|t| t.take(due, out));
         self.taken += u64::from(taken);
@@ -133,9 +168,10 @@ impl OpenAhead {
         };
     }
 
-    /// After the record `due` was opened (by either thread) with `key`,
-    /// its tag `tag`: count it, and hand the frames ahead over when none
-    /// are. `bytes` are the segment's bytes held, from file offset `base`.
+    /// After the record `due` was opened (from a piece or inline) with
+    /// `key`, its tag `tag`: count it, and hand over the frames ahead
+    /// while fewer than [`AHEAD_BYTES`] are. `bytes` are the segment's
+    /// bytes held, from file offset `base`.
     pub(super) fn after(
         &mut self,
         due: &Due<'_>,
@@ -164,29 +200,91 @@ impl OpenAhead {
     }
 }
 
-/// Jobs handed over and not yet taken back: one being opened, the next
-/// queued behind it, so that the second thread never waits for the reader
-/// to wake it.
-const IN_FLIGHT: usize = 2;
-
-/// For every this many records the second thread opens, the reader opens
-/// one itself (the frames after each job): opening costs more than the
-/// reader's other work on a record, so an even share of the frames would
-/// leave the reader waiting.
-const INLINE_SHARE: u64 = 8;
-
-/// Where the next job starts: segment, offset, LSN and chain value.
+/// Where the next piece starts: segment, offset, LSN and chain value.
 type Place = (Lsn, usize, Lsn, Chain);
 
-/// The second thread, and what it was given and gave back.
+/// What the reader and the second thread share.
+struct Shared {
+    state: Mutex<State>,
+    /// A piece was opened (the reader may be waiting for it).
+    opened: Condvar,
+    /// A piece was handed over, or the reader is gone.
+    handed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Pieces handed over that neither thread has taken, in order.
+    queue: VecDeque<Job>,
+    /// Pieces opened, by `seq`, not yet collected by the reader.
+    done: BTreeMap<u64, Batch>,
+    /// The reader waits on `opened`.
+    reader_waits: bool,
+    /// The second thread waits on `handed`.
+    thread_waits: bool,
+    /// The piece the second thread is opening.
+    opening: Option<u64>,
+    /// The reader is gone: the second thread ends.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The second thread's work: open the pieces handed over, in order, until
+/// the reader is gone.
+fn open_pieces(shared: &Shared) {
+    let mut state = shared.lock();
+    loop {
+        if state.closed {
+            return;
+        }
+        let Some(job) = state.queue.pop_front() else {
+            state.thread_waits = true;
+            state = shared
+                .handed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.thread_waits = false;
+            continue;
+        };
+        state.opening = Some(job.seq);
+        drop(state);
+        let batch = open_job(job);
+        state = shared.lock();
+        state.opening = None;
+        state.done.insert(batch.seq, batch);
+        if state.reader_waits {
+            shared.opened.notify_one();
+        }
+    }
+}
+
+/// The second thread, and the pieces handed over.
 struct Ahead {
-    jobs: Sender<Job>,
-    done: Receiver<Batch>,
-    /// The jobs in flight, in order: segment and first offset.
-    in_flight: VecDeque<(Lsn, usize)>,
+    shared: Arc<Shared>,
+    thread: JoinHandle<()>,
+    /// The pieces handed over and not collected, in order: `seq`,
+    /// segment, first offset and length.
+    in_flight: VecDeque<(u64, Lsn, usize, usize)>,
+    /// Their lengths, summed.
+    in_flight_bytes: usize,
+    /// The piece being taken from.
     ready: Option<Batch>,
-    /// Where the job after the last one handed over starts.
+    /// Where the piece after the last one handed over starts.
     next: Option<Place>,
+    next_seq: u64,
+    spare: Vec<Buffers>,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.handed.notify_one();
+    }
 }
 
 impl Ahead {
@@ -201,49 +299,80 @@ impl Ahead {
 
     /// The second thread, started whatever the number of cores.
     fn spawn() -> Option<Ahead> {
-        let (jobs, inbox) = mpsc::channel::<Job>();
-        let (outbox, done) = mpsc::channel::<Batch>();
-        std::thread::Builder::new()
+        Ahead::with_thread(|shared| open_pieces(&shared))
+    }
+
+    /// A second thread running `body` (for tests, another body than
+    /// [`open_pieces`]).
+    fn with_thread(body: impl FnOnce(Arc<Shared>) + Send + 'static) -> Option<Ahead> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            opened: Condvar::new(),
+            handed: Condvar::new(),
+        });
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
             .name("logbook-open-ahead".into())
-            .spawn(move || {
-                for job in inbox {
-                    if outbox.send(open_job(job)).is_err() {
-                        return;
-                    }
-                }
-            })
+            .spawn(move || body(theirs))
             .ok()?;
         Some(Ahead {
-            jobs,
-            done,
-            in_flight: VecDeque::with_capacity(IN_FLIGHT),
+            shared,
+            thread,
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             ready: None,
             next: None,
+            next_seq: 0,
+            spare: Vec::new(),
         })
     }
 
-    /// [`OpenAhead::take`]. Waits for the job starting at `due`, if that
-    /// one is in flight; drops those the reader went past or away from.
+    /// [`OpenAhead::take`]. Collects the piece starting at `due`, if that
+    /// one was handed over; drops those the reader went past or away from.
     fn take(&mut self, due: &Due<'_>, out: &mut Vec<u8>) -> bool {
-        while self.ready.as_ref().is_none_or(|b| b.opened.is_empty()) {
-            match self.in_flight.front() {
-                Some(&(segment, start)) if segment == due.segment && start > due.at => {
+        // What the piece being taken from holds before `due` was passed.
+        if let Some(batch) = self.ready.as_mut().filter(|b| b.segment == due.segment) {
+            while batch.buffers.opened.front().is_some_and(|o| o.at < due.at) {
+                batch.buffers.opened.pop_front();
+            }
+        }
+        if self
+            .ready
+            .as_ref()
+            .is_none_or(|b| b.buffers.opened.is_empty())
+        {
+            if let Some(used) = self.ready.take() {
+                self.keep(used.buffers);
+            }
+            loop {
+                let Some(&(seq, segment, start, len)) = self.in_flight.front() else {
+                    return false;
+                };
+                if segment == due.segment && start > due.at {
                     return false;
                 }
-                Some(_) => {
-                    self.in_flight.pop_front();
-                    self.ready = self.done.recv().ok();
-                    if self.ready.is_none() {
-                        return false;
+                self.in_flight.pop_front();
+                self.in_flight_bytes -= len;
+                // `due` within the piece: at its start, or past a
+                // placeholder it starts with (never asked for).
+                if segment == due.segment && due.at < start + len {
+                    let mut batch = self.collect(seq);
+                    if let Some(b) = batch.as_mut() {
+                        while b.buffers.opened.front().is_some_and(|o| o.at < due.at) {
+                            b.buffers.opened.pop_front();
+                        }
                     }
+                    self.ready = batch;
+                    break;
                 }
-                None => return false,
+                // A piece the reader went past or away from: dropped
+                // when a later one is collected.
             }
         }
         let Some(batch) = self.ready.as_mut() else {
             return false;
         };
-        let Some(first) = batch.opened.front() else {
+        let Some(first) = batch.buffers.opened.front() else {
             return false;
         };
         let same = batch.segment == due.segment
@@ -254,83 +383,158 @@ impl Ahead {
             && first.sync_mark == due.ctx.sync_mark
             && first.prev == *due.ctx.prev
             && batch.log == *due.ctx.log
-            && batch.bytes.get(first.sealed.clone()) == Some(due.sealed);
+            && batch.buffers.bytes.get(first.sealed.clone()) == Some(due.sealed);
         if !same {
-            self.ready = None;
+            if let Some(used) = self.ready.take() {
+                self.keep(used.buffers);
+            }
             return false;
         }
         out.clear();
-        out.extend_from_slice(batch.plain.get(first.plain.clone()).unwrap_or_default());
-        batch.opened.pop_front();
+        out.extend_from_slice(
+            batch
+                .buffers
+                .plain
+                .get(first.plain.clone())
+                .unwrap_or_default(),
+        );
+        batch.buffers.opened.pop_front();
         true
     }
 
+    /// The piece `seq`, opened: by the second thread, or here if neither
+    /// thread has taken it yet. While the second thread is opening it, the
+    /// reader opens the next pieces nobody has taken rather than wait.
+    /// `None` if the second thread is gone.
+    fn collect(&mut self, seq: u64) -> Option<Batch> {
+        let mut state = self.shared.lock();
+        // Pieces before this one were dropped by the reader.
+        while state.queue.front().is_some_and(|j| j.seq < seq) {
+            state.queue.pop_front();
+        }
+        let later = state.done.split_off(&seq);
+        let dropped = std::mem::replace(&mut state.done, later);
+        loop {
+            if let Some(batch) = state.done.remove(&seq) {
+                drop(state);
+                self.keep_all(dropped);
+                return Some(batch);
+            }
+            match state.queue.pop_front() {
+                Some(job) if job.seq == seq => {
+                    drop(state);
+                    self.keep_all(dropped);
+                    return Some(open_job(job));
+                }
+                Some(job) => {
+                    drop(state);
+                    let batch = open_job(job);
+                    state = self.shared.lock();
+                    state.done.insert(batch.seq, batch);
+                }
+                None => {
+                    // Nobody is opening it (never the case while the second
+                    // thread runs `open_pieces`): the reader opens inline.
+                    if state.opening != Some(seq) || self.thread.is_finished() {
+                        return None;
+                    }
+                    state.reader_waits = true;
+                    state = self
+                        .shared
+                        .opened
+                        .wait_timeout(state, WAIT_CHECK)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    state.reader_waits = false;
+                }
+            }
+        }
+    }
+
+    /// Keep the buffers of a piece used up, for a later one.
+    fn keep(&mut self, buffers: Buffers) {
+        if self.spare.len() < SPARE_KEPT {
+            self.spare.push(buffers);
+        }
+    }
+
+    fn keep_all(&mut self, batches: BTreeMap<u64, Batch>) {
+        for batch in batches.into_values() {
+            self.keep(batch.buffers);
+        }
+    }
+
     /// Hand over the frames after `due` (or after those handed over
-    /// already), up to [`IN_FLIGHT`] jobs.
+    /// already), in pieces, while fewer than [`AHEAD_BYTES`] are in
+    /// flight.
     fn hand_over(&mut self, due: &Due<'_>, key: &Key, tag: Chain, bytes: &[u8], base: usize) {
         let next = match self.next {
             Some(place) if place.0 == due.segment && place.1 > due.at => place,
             _ if self.in_flight.is_empty() => (due.segment, due.at + due.len, due.ctx.lsn + 1, tag),
-            // Jobs of another place are in flight: let `take` drain them.
+            // Pieces of another place are in flight: let `take` drop them.
             _ => return,
         };
         self.next = Some(next);
-        while self.in_flight.len() < IN_FLIGHT {
+        let mut handed = Vec::new();
+        while self.in_flight_bytes < AHEAD_BYTES {
             let Some((segment, start, expected, prev)) = self.next else {
-                return;
+                break;
             };
             let Some(rest) = start.checked_sub(base).and_then(|from| bytes.get(from..)) else {
-                return;
+                break;
             };
-            // The whole frames within the batch's bytes, by their lengths
-            // (the second thread checks them), then a share of frames
-            // after them that the reader opens itself (see
-            // [`INLINE_SHARE`]).
-            let limit = rest.len().min(BATCH_BYTES);
-            let (end, count) = whole_frames(rest, 0, limit, u64::MAX);
+            // The whole frames within a piece's bytes (at least one), by
+            // their lengths (`open_job` checks them).
+            let (end, count) = match whole_frames(rest, 0, rest.len().min(PIECE_BYTES), u64::MAX) {
+                (_, 0) => whole_frames(rest, 0, rest.len(), 1),
+                some => some,
+            };
             if count == 0 {
-                return;
+                break;
             }
-            let (skip_end, skipped) = whole_frames(rest, end, rest.len(), count / INLINE_SHARE);
-            let mut copy = self.spare_buffer();
-            copy.extend_from_slice(rest.get(..end).unwrap_or_default());
+            // The chain value after the piece: its last frame's last 16
+            // bytes (a record's tag, or a placeholder's payload).
             let mut last = prev;
-            if let Some(t) = skip_end
+            if let Some(t) = end
                 .checked_sub(crypto::CHAIN_LEN)
-                .and_then(|at| rest.get(at..skip_end))
+                .and_then(|at| rest.get(at..end))
             {
                 last.copy_from_slice(t);
             }
-            let job = Job {
+            let mut buffers = self.spare.pop().unwrap_or_default();
+            buffers.bytes.clear();
+            buffers
+                .bytes
+                .extend_from_slice(rest.get(..end).unwrap_or_default());
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            handed.push(Job {
+                seq,
                 segment,
                 start,
-                bytes: copy,
                 expected,
                 prev,
                 opener: Opener::new(key.clone()),
                 log: *due.ctx.log,
-            };
-            if self.jobs.send(job).is_err() {
-                return;
-            }
-            self.in_flight.push_back((segment, start));
-            self.next = Some((segment, start + skip_end, expected + count + skipped, last));
+                buffers,
+            });
+            self.in_flight.push_back((seq, segment, start, end));
+            self.in_flight_bytes += end;
+            self.next = Some((segment, start + end, expected + count, last));
         }
-    }
-
-    /// A buffer to copy a job's bytes into: the one of the batch used up,
-    /// if it is.
-    fn spare_buffer(&mut self) -> Vec<u8> {
-        match self.ready.take() {
-            Some(b) if b.opened.is_empty() => {
-                let mut bytes = b.bytes;
-                bytes.clear();
-                bytes
+        if handed.is_empty() {
+            return;
+        }
+        let mut state = self.shared.lock();
+        // Pieces the reader dropped that nobody has taken: never opened.
+        if let Some(&(live, ..)) = self.in_flight.front() {
+            while state.queue.front().is_some_and(|j| j.seq < live) {
+                state.queue.pop_front();
             }
-            other => {
-                self.ready = other;
-                Vec::with_capacity(BATCH_BYTES)
-            }
+        }
+        state.queue.extend(handed);
+        if state.thread_waits {
+            self.shared.handed.notify_one();
         }
     }
 }
@@ -365,24 +569,29 @@ pub(super) struct Due<'a> {
     pub(super) sealed: &'a [u8],
 }
 
-/// The second thread's work: open the whole frames of `job` in order, up
-/// to the first it cannot. A redacted placeholder is not opened: its
-/// payload, the tag of the record it replaced, is the chain value of the
-/// next record (a placeholder of another size stops the job, as the
+/// Open the whole frames of piece `job` in order, up to the first that
+/// cannot be (on either thread). A redacted placeholder is not opened:
+/// its payload, the tag of the record it replaced, is the chain value of
+/// the next record (a placeholder of another size stops the piece, as the
 /// reader refuses it).
 fn open_job(job: Job) -> Batch {
     let Job {
+        seq,
         segment,
         start,
-        bytes,
         expected,
         mut prev,
         mut opener,
         log,
+        mut buffers,
     } = job;
-    let mut plain = Vec::with_capacity(bytes.len());
-    let mut opened = VecDeque::new();
-    let mut scratch = Vec::new();
+    let Buffers {
+        bytes,
+        plain,
+        opened,
+    } = &mut buffers;
+    plain.clear();
+    opened.clear();
     let (mut off, mut lsn) = (0, expected);
     // Frames are taken as they are (the reader checks each one's CRC
     // before it uses what was opened here).
@@ -412,11 +621,10 @@ fn open_job(job: Job) -> Batch {
             sync_mark: header.sync_mark,
             prev: &prev,
         };
-        if !opener.open_into(&ctx, payload, &mut scratch) {
+        let at = plain.len();
+        if !opener.open_onto(&ctx, payload, plain) {
             break;
         }
-        let at = plain.len();
-        plain.extend_from_slice(&scratch);
         let sealed_at = off + RECORD_HEADER_LEN;
         opened.push_back(Opened {
             at: start + off,
@@ -433,11 +641,10 @@ fn open_job(job: Job) -> Batch {
         lsn += 1;
     }
     Batch {
+        seq,
         segment,
-        bytes,
-        plain,
-        opened,
         log,
+        buffers,
     }
 }
 
@@ -489,6 +696,115 @@ mod tests {
         (bytes, out)
     }
 
+    /// Goes through `recs` in order as the reader does: takes each record
+    /// from a piece if it can (the plaintext must be the record's own),
+    /// then hands over; calls `handed` after the first hand-over. How many
+    /// records came from pieces.
+    fn read_in_order(
+        ahead: &mut Ahead,
+        key: &Key,
+        log: &Uuid,
+        bytes: &[u8],
+        recs: &[(usize, usize, FrameHeader, Vec<u8>)],
+        mut handed: impl FnMut(),
+    ) -> usize {
+        let (mut taken, mut out, mut prev) = (0, Vec::new(), [0u8; 16]);
+        for (i, (at, len, h, plain)) in recs.iter().enumerate() {
+            let sealed = &bytes[at + RECORD_HEADER_LEN..at + len];
+            let ctx = RecordContext {
+                log,
+                lsn: h.lsn,
+                session: &h.session,
+                timestamp_us: h.timestamp_us,
+                sync_mark: h.sync_mark,
+                prev: &prev,
+            };
+            let due = Due {
+                segment: 1,
+                at: *at,
+                len: *len,
+                ctx: &ctx,
+                sealed,
+            };
+            if ahead.take(&due, &mut out) {
+                assert_eq!(&out, plain, "record {}", h.lsn);
+                taken += 1;
+            }
+            let tag = crypto::tag_of(sealed).unwrap();
+            ahead.hand_over(&due, key, tag, bytes, 0);
+            if i == 0 {
+                handed();
+            }
+            prev = tag;
+        }
+        taken
+    }
+
+    #[test]
+    fn pieces_no_thread_takes_are_opened_by_the_reader() {
+        let (key, log) = (Key::new([3; 32]), Uuid::from_u64_pair(1, 2));
+        let (bytes, recs) = frames(&key, &log, 2000);
+        // A second thread that ends at once, taking nothing.
+        let mut ahead = Ahead::with_thread(|_| {}).unwrap();
+        let taken = read_in_order(&mut ahead, &key, &log, &bytes, &recs, || {});
+        assert!(ahead.next_seq > 4, "several pieces: {}", ahead.next_seq);
+        assert_eq!(taken, recs.len() - 1, "all but the first, from pieces");
+    }
+
+    #[test]
+    fn the_reader_opens_later_pieces_rather_than_wait_for_the_one_being_opened() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let (key, log) = (Key::new([3; 32]), Uuid::from_u64_pair(1, 2));
+        let (bytes, recs) = frames(&key, &log, 2000);
+        let claimed = Arc::new(AtomicU64::new(u64::MAX));
+        let drained = Arc::new(AtomicBool::new(false));
+        let (c, d) = (claimed.clone(), drained.clone());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        // A second thread that takes the first piece, then holds it until
+        // the reader has opened every other piece itself (or 20 s pass),
+        // and only then opens it.
+        let mut ahead = Ahead::with_thread(move |shared| {
+            let job = loop {
+                let mut state = shared.lock();
+                if let Some(job) = state.queue.pop_front() {
+                    state.opening = Some(job.seq);
+                    break job;
+                }
+                drop(state);
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            c.store(job.seq, Ordering::SeqCst);
+            while std::time::Instant::now() < deadline {
+                let state = shared.lock();
+                if state.queue.is_empty() && state.done.len() > 3 {
+                    d.store(true, Ordering::SeqCst);
+                    break;
+                }
+                drop(state);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let batch = open_job(job);
+            let mut state = shared.lock();
+            state.opening = None;
+            state.done.insert(batch.seq, batch);
+            shared.opened.notify_one();
+            drop(state);
+            open_pieces(&shared);
+        })
+        .unwrap();
+        let taken = read_in_order(&mut ahead, &key, &log, &bytes, &recs, || {
+            while claimed.load(Ordering::SeqCst) == u64::MAX {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        assert_eq!(claimed.load(Ordering::SeqCst), 0, "the first piece");
+        assert!(
+            drained.load(Ordering::SeqCst),
+            "the reader opened the later pieces while the first was held"
+        );
+        assert_eq!(taken, recs.len() - 1, "all but the first, from pieces");
+    }
+
     #[test]
     #[allow(clippy::needless_range_loop, reason = "records by position")]
     fn a_record_opened_ahead_is_used_only_if_it_is_the_very_record_due() {
@@ -519,7 +835,7 @@ mod tests {
             sealed: sealed(0),
         };
         ahead.hand_over(&due0, &key, tag(0), &bytes, 0);
-        assert_eq!(ahead.in_flight.len(), 1, "one job: the frames fit in one");
+        assert_eq!(ahead.in_flight.len(), 1, "one piece: the frames fit in one");
         let mut out = Vec::new();
         // Records 1 and 2, as they are: taken.
         for i in 1..=2 {
@@ -679,17 +995,21 @@ mod tests {
         let (at6, _, _, _) = recs[6];
         bytes[at6 + RECORD_HEADER_LEN + 30] ^= 1;
         let job = Job {
+            seq: 0,
             segment: 1,
             start: recs[1].0,
-            bytes: bytes[recs[1].0..].to_vec(),
             expected: 2,
             prev: crypto::tag_of(&bytes[recs[0].0 + RECORD_HEADER_LEN..recs[0].0 + recs[0].1])
                 .unwrap(),
             opener: Opener::new(key),
             log,
+            buffers: Buffers {
+                bytes: bytes[recs[1].0..].to_vec(),
+                ..Buffers::default()
+            },
         };
         let batch = open_job(job);
-        let lsns: Vec<Lsn> = batch.opened.iter().map(|o| o.lsn).collect();
+        let lsns: Vec<Lsn> = batch.buffers.opened.iter().map(|o| o.lsn).collect();
         assert_eq!(
             lsns,
             [2, 3, 4, 5, 6],
@@ -721,32 +1041,41 @@ mod tests {
             crypto::tag_of(&bytes[at + RECORD_HEADER_LEN..at + len]).unwrap()
         };
         let job = |bytes: Vec<u8>| Job {
+            seq: 0,
             segment: 1,
             start: 0,
-            bytes,
             expected: 1,
             prev: [0; 16],
             opener: Opener::new(key.clone()),
             log,
+            buffers: Buffers {
+                bytes,
+                ..Buffers::default()
+            },
         };
         // Records 4 and 8 (LSNs 5 and 9) erased: their tags stay.
         let erased = redact(&redact(&bytes, &recs, 8, &tag(8)), &recs, 4, &tag(4));
         let (end, count) = whole_frames(&erased, 0, erased.len(), u64::MAX);
         assert_eq!((end, count), (erased.len(), 12), "placeholders are frames");
         let batch = open_job(job(erased));
-        let lsns: Vec<Lsn> = batch.opened.iter().map(|o| o.lsn).collect();
+        let lsns: Vec<Lsn> = batch.buffers.opened.iter().map(|o| o.lsn).collect();
         assert_eq!(lsns, [1, 2, 3, 4, 6, 7, 8, 10, 11, 12]);
-        let after = batch.opened.iter().find(|o| o.lsn == 6).unwrap();
+        let after = batch.buffers.opened.iter().find(|o| o.lsn == 6).unwrap();
         assert_eq!(after.prev, tag(4), "the chain goes on from the tag");
         assert_eq!(
-            &batch.plain[after.plain.clone()],
+            &batch.buffers.plain[after.plain.clone()],
             &recs[5].3[..],
             "record 6 as it is"
         );
         // A placeholder of another size (a clear one's zero byte): the
         // thread stops there, as the reader refuses it.
         let bad = redact(&bytes, &recs, 4, &crate::format::REDACTED_CLEAR_PAYLOAD);
-        let lsns: Vec<Lsn> = open_job(job(bad)).opened.iter().map(|o| o.lsn).collect();
+        let lsns: Vec<Lsn> = open_job(job(bad))
+            .buffers
+            .opened
+            .iter()
+            .map(|o| o.lsn)
+            .collect();
         assert_eq!(lsns, [1, 2, 3, 4]);
     }
 }
