@@ -381,6 +381,9 @@ struct Checked {
     len: usize,
     frame_crc: u32,
     decrypted: bool,
+    /// Decrypted by opening ahead: the plaintext is
+    /// `ahead::OpenAhead::plain`, not the reader's `plain` buffer.
+    opened_ahead: bool,
     still_sealed: Option<u32>,
     /// A redacted placeholder: passed over, never returned.
     redacted: bool,
@@ -906,10 +909,13 @@ impl Reader {
             len,
             frame_crc,
             decrypted,
+            opened_ahead,
             still_sealed,
             ..
         } = checked;
-        let payload = if decrypted {
+        let payload = if opened_ahead {
+            self.ahead.plain()
+        } else if decrypted {
             &self.plain[..]
         } else {
             let (bytes, base) = cur.bytes();
@@ -940,7 +946,9 @@ impl Reader {
         let Some(cur) = self.current.as_ref() else {
             return;
         };
-        let payload = if c.decrypted {
+        let payload = if c.opened_ahead {
+            self.ahead.plain()
+        } else if c.decrypted {
             &self.plain[..]
         } else {
             let (bytes, base) = cur.bytes();
@@ -1066,10 +1074,12 @@ impl Reader {
                 len,
                 frame_crc,
                 decrypted: false,
+                opened_ahead: false,
                 still_sealed: None,
                 redacted: true,
             }));
         }
+        let mut opened_ahead = false;
         let (decrypted, still_sealed) = match (key, self.log) {
             (Some(key), Some(log)) => {
                 let prev = match self.last_tag {
@@ -1099,9 +1109,8 @@ impl Reader {
                     Some(o) if o.key().same_key(key) => o,
                     slot => slot.insert(crate::crypto::Opener::new(key.clone())),
                 };
-                if !self.ahead.take(&due, &mut self.plain)
-                    && !opener.open_into(&ctx, stored, &mut self.plain)
-                {
+                opened_ahead = self.ahead.take(&due);
+                if !opened_ahead && !opener.open_into(&ctx, stored, &mut self.plain) {
                     return Some(Err(WalError::Decrypt {
                         path: cur.entry.path.clone(),
                         offset: at as u64,
@@ -1152,6 +1161,7 @@ impl Reader {
             len,
             frame_crc,
             decrypted,
+            opened_ahead,
             still_sealed,
             redacted: false,
         }))

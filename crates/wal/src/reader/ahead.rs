@@ -141,12 +141,19 @@ impl std::fmt::Debug for OpenAhead {
 }
 
 impl OpenAhead {
-    /// The plaintext of `due` if a piece opened that very record (copied
-    /// into `out`); `false` if the reader must open it itself.
-    pub(super) fn take(&mut self, due: &Due<'_>, out: &mut Vec<u8>) -> bool {
-        let taken = self.thread.as_mut().is_some_and(|t| t.take(due, out));
+    /// Whether a piece opened that very record `due`: then its plaintext
+    /// is [`OpenAhead::plain`] until the next call; `false` if the reader
+    /// must open it itself.
+    pub(super) fn take(&mut self, due: &Due<'_>) -> bool {
+        let taken = self.thread.as_mut().is_some_and(|t| t.take(due));
         self.taken += u64::from(taken);
         taken
+    }
+
+    /// The plaintext of the record [`OpenAhead::take`] last took (empty if
+    /// none).
+    pub(super) fn plain(&self) -> &[u8] {
+        self.thread.as_ref().map_or(&[], Ahead::plain)
     }
 
     /// Never open ahead (for tests: `Reader::without_open_ahead`).
@@ -274,6 +281,8 @@ struct Ahead {
     in_flight_bytes: usize,
     /// The piece being taken from.
     ready: Option<Batch>,
+    /// The plaintext of the record taken last, in `ready`.
+    last: Range<usize>,
     /// Where the piece after the last one handed over starts.
     next: Option<Place>,
     next_seq: u64,
@@ -321,6 +330,7 @@ impl Ahead {
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
             ready: None,
+            last: 0..0,
             next: None,
             next_seq: 0,
             spare: Vec::new(),
@@ -329,7 +339,8 @@ impl Ahead {
 
     /// [`OpenAhead::take`]. Collects the piece starting at `due`, if that
     /// one was handed over; drops those the reader went past or away from.
-    fn take(&mut self, due: &Due<'_>, out: &mut Vec<u8>) -> bool {
+    fn take(&mut self, due: &Due<'_>) -> bool {
+        self.last = 0..0;
         // What the piece being taken from holds before `due` was passed.
         if let Some(batch) = self.ready.as_mut().filter(|b| b.segment == due.segment) {
             while batch.buffers.opened.front().is_some_and(|o| o.at < due.at) {
@@ -390,16 +401,17 @@ impl Ahead {
             }
             return false;
         }
-        out.clear();
-        out.extend_from_slice(
-            batch
-                .buffers
-                .plain
-                .get(first.plain.clone())
-                .unwrap_or_default(),
-        );
+        self.last = first.plain.clone();
         batch.buffers.opened.pop_front();
         true
+    }
+
+    /// [`OpenAhead::plain`].
+    fn plain(&self) -> &[u8] {
+        self.ready
+            .as_ref()
+            .and_then(|b| b.buffers.plain.get(self.last.clone()))
+            .unwrap_or_default()
     }
 
     /// The piece `seq`, opened: by the second thread, or here if neither
@@ -708,7 +720,7 @@ mod tests {
         recs: &[(usize, usize, FrameHeader, Vec<u8>)],
         mut handed: impl FnMut(),
     ) -> usize {
-        let (mut taken, mut out, mut prev) = (0, Vec::new(), [0u8; 16]);
+        let (mut taken, mut prev) = (0, [0u8; 16]);
         for (i, (at, len, h, plain)) in recs.iter().enumerate() {
             let sealed = &bytes[at + RECORD_HEADER_LEN..at + len];
             let ctx = RecordContext {
@@ -726,8 +738,8 @@ mod tests {
                 ctx: &ctx,
                 sealed,
             };
-            if ahead.take(&due, &mut out) {
-                assert_eq!(&out, plain, "record {}", h.lsn);
+            if ahead.take(&due) {
+                assert_eq!(ahead.plain(), plain, "record {}", h.lsn);
                 taken += 1;
             }
             let tag = crypto::tag_of(sealed).unwrap();
@@ -836,7 +848,6 @@ mod tests {
         };
         ahead.hand_over(&due0, &key, tag(0), &bytes, 0);
         assert_eq!(ahead.in_flight.len(), 1, "one piece: the frames fit in one");
-        let mut out = Vec::new();
         // Records 1 and 2, as they are: taken.
         for i in 1..=2 {
             let h = recs[i].2;
@@ -856,8 +867,8 @@ mod tests {
                 ctx: &ctx,
                 sealed: sealed(i),
             };
-            assert!(ahead.take(&due, &mut out), "record {i}");
-            assert_eq!(out, recs[i].3);
+            assert!(ahead.take(&due), "record {i}");
+            assert_eq!(ahead.plain(), recs[i].3);
         }
         // Record 3 with any one thing different from what was opened: not
         // taken (and what was opened ahead is dropped).
@@ -960,7 +971,7 @@ mod tests {
                     ctx: &ctx,
                     sealed: sealed(i),
                 };
-                assert!(fresh.take(&due, &mut out));
+                assert!(fresh.take(&due));
             }
             let due = Due {
                 segment,
@@ -970,7 +981,7 @@ mod tests {
                 sealed: bytes_due,
             };
             assert!(
-                !fresh.take(&due, &mut out),
+                !fresh.take(&due),
                 "{what} differs: must be opened by the reader"
             );
         }
@@ -982,8 +993,8 @@ mod tests {
             ctx: &base,
             sealed: sealed(3),
         };
-        assert!(ahead.take(&due, &mut out));
-        assert_eq!(out, recs[3].3);
+        assert!(ahead.take(&due));
+        assert_eq!(ahead.plain(), recs[3].3);
     }
 
     #[test]
