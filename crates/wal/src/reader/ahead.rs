@@ -488,7 +488,10 @@ impl Ahead {
         };
         self.next = Some(next);
         let mut handed = Vec::new();
-        while self.in_flight_bytes < AHEAD_BYTES {
+        // Two pieces at least, whatever their size: with one, a record
+        // larger than `AHEAD_BYTES` would be opened by one thread while
+        // the other waits for it.
+        while self.in_flight_bytes < AHEAD_BYTES || self.in_flight.len() < 2 {
             let Some((segment, start, expected, prev)) = self.next else {
                 break;
             };
@@ -674,6 +677,17 @@ mod tests {
         log: &Uuid,
         n: u64,
     ) -> (Vec<u8>, Vec<(usize, usize, FrameHeader, Vec<u8>)>) {
+        frames_padded(key, log, n, 0)
+    }
+
+    /// [`frames`], each plaintext `pad` bytes longer.
+    #[allow(clippy::type_complexity)]
+    fn frames_padded(
+        key: &Key,
+        log: &Uuid,
+        n: u64,
+        pad: usize,
+    ) -> (Vec<u8>, Vec<(usize, usize, FrameHeader, Vec<u8>)>) {
         let mut sealer = Sealer::new(key.clone());
         let (mut bytes, mut out, mut prev) = (Vec::new(), Vec::new(), [0u8; 16]);
         for lsn in 1..=n {
@@ -683,7 +697,7 @@ mod tests {
                 timestamp_us: 1000 + lsn,
                 session: Uuid::from_u64_pair(7, lsn % 3),
             };
-            let plain = format!("record {lsn}").into_bytes();
+            let plain = format!("record {lsn}{}", "x".repeat(pad)).into_bytes();
             let ctx = RecordContext {
                 log,
                 lsn,
@@ -761,6 +775,39 @@ mod tests {
         let taken = read_in_order(&mut ahead, &key, &log, &bytes, &recs, || {});
         assert!(ahead.next_seq > 4, "several pieces: {}", ahead.next_seq);
         assert_eq!(taken, recs.len() - 1, "all but the first, from pieces");
+    }
+
+    #[test]
+    fn records_larger_than_the_bytes_ahead_are_handed_over_two_at_a_time() {
+        let (key, log) = (Key::new([3; 32]), Uuid::from_u64_pair(1, 2));
+        let (bytes, recs) = frames_padded(&key, &log, 6, AHEAD_BYTES + 1);
+        let mut ahead = Ahead::with_thread(|_| {}).unwrap();
+        let taken = read_in_order(&mut ahead, &key, &log, &bytes, &recs, || {});
+        assert_eq!(ahead.next_seq, 5, "a piece for each record after the first");
+        assert_eq!(taken, recs.len() - 1);
+        // After the first record: two pieces, one record each.
+        let mut ahead = Ahead::with_thread(|_| {}).unwrap();
+        let (at, len, h, _) = &recs[0];
+        let sealed = &bytes[at + RECORD_HEADER_LEN..at + len];
+        let zero = [0u8; 16];
+        let ctx = RecordContext {
+            log: &log,
+            lsn: h.lsn,
+            session: &h.session,
+            timestamp_us: h.timestamp_us,
+            sync_mark: h.sync_mark,
+            prev: &zero,
+        };
+        let due = Due {
+            segment: 1,
+            at: *at,
+            len: *len,
+            ctx: &ctx,
+            sealed,
+        };
+        ahead.hand_over(&due, &key, crypto::tag_of(sealed).unwrap(), &bytes, 0);
+        let lens: Vec<usize> = ahead.in_flight.iter().map(|p| p.3).collect();
+        assert_eq!(lens, [recs[1].1, recs[2].1]);
     }
 
     #[test]
