@@ -69,6 +69,11 @@ const WAIT_CHECK: Duration = Duration::from_millis(100);
 /// Used buffers kept for the next pieces, at most.
 const SPARE_KEPT: usize = (AHEAD_BYTES / PIECE_BYTES) + 4;
 
+/// Buffers grown past this (by a piece of one large record) are not kept:
+/// a reader would otherwise hold up to [`SPARE_KEPT`] record-sized pairs
+/// of them for as long as it lives.
+const KEPT_CAPACITY: usize = 2 * PIECE_BYTES;
+
 /// A piece to open: the frames in `bytes`, a copy of the segment from
 /// offset `start`.
 struct Job {
@@ -463,9 +468,12 @@ impl Ahead {
         }
     }
 
-    /// Keep the buffers of a piece used up, for a later one.
+    /// Keep the buffers of a piece used up, for a later one (unless a
+    /// large record grew them).
     fn keep(&mut self, buffers: Buffers) {
-        if self.spare.len() < SPARE_KEPT {
+        let small =
+            buffers.bytes.capacity() <= KEPT_CAPACITY && buffers.plain.capacity() <= KEPT_CAPACITY;
+        if small && self.spare.len() < SPARE_KEPT {
             self.spare.push(buffers);
         }
     }
@@ -808,6 +816,30 @@ mod tests {
         ahead.hand_over(&due, &key, crypto::tag_of(sealed).unwrap(), &bytes, 0);
         let lens: Vec<usize> = ahead.in_flight.iter().map(|p| p.3).collect();
         assert_eq!(lens, [recs[1].1, recs[2].1]);
+    }
+
+    #[test]
+    fn buffers_a_large_record_grew_are_not_kept() {
+        let (key, log) = (Key::new([3; 32]), Uuid::from_u64_pair(1, 2));
+        let (bytes, recs) = frames_padded(&key, &log, 6, 3 * PIECE_BYTES);
+        let mut ahead = Ahead::with_thread(|_| {}).unwrap();
+        let taken = read_in_order(&mut ahead, &key, &log, &bytes, &recs, || {});
+        assert_eq!(taken, recs.len() - 1);
+        let held: Vec<(usize, usize)> = ahead
+            .spare
+            .iter()
+            .map(|b| (b.bytes.capacity(), b.plain.capacity()))
+            .collect();
+        assert!(
+            held.iter()
+                .all(|&(b, p)| b <= KEPT_CAPACITY && p <= KEPT_CAPACITY),
+            "kept: {held:?}"
+        );
+        // Small records' buffers are kept, for the pieces after.
+        let (bytes, recs) = frames(&key, &log, 2000);
+        let mut ahead = Ahead::with_thread(|_| {}).unwrap();
+        read_in_order(&mut ahead, &key, &log, &bytes, &recs, || {});
+        assert!(!ahead.spare.is_empty());
     }
 
     #[test]
