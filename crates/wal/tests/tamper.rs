@@ -482,7 +482,7 @@ fn a_crafted_index_does_not_hide_records() {
     let crc = crc32fast::hash(&ix[entry..entry + 32]);
     ix[entry + 32..entry + 36].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&idx, &ix).unwrap();
-    let victim = uuid::Uuid::from_slice(&ix[entry..entry + 16]).unwrap();
+    let victim = Uuid::from_slice(&ix[entry..entry + 16]).unwrap();
 
     let through_index: Vec<u64> = Reader::open(dir.path())
         .unwrap()
