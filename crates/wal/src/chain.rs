@@ -76,14 +76,7 @@ impl ChainState {
                 break;
             };
             let h = fields.header;
-            let ctx = RecordContext {
-                log: &self.log,
-                lsn: h.lsn,
-                session: &h.session,
-                timestamp_us: h.timestamp_us,
-                sync_mark: h.sync_mark,
-                prev: &prev,
-            };
+            let ctx = RecordContext::of(&self.log, &h, &prev);
             let sealer = &mut self.sealer;
             let mut tag = prev;
             encode_frame_with(&mut self.buf, &h, payload.len() + SEAL_OVERHEAD, |dst| {
@@ -443,14 +436,7 @@ pub(crate) fn writer_chain(
             p
         };
         let h = fields.header;
-        let ctx = RecordContext {
-            log: &log,
-            lsn: h.lsn,
-            session: &h.session,
-            timestamp_us: h.timestamp_us,
-            sync_mark: h.sync_mark,
-            prev: &prev,
-        };
+        let ctx = RecordContext::of(&log, &h, &prev);
         let sealed = frame.get(RECORD_HEADER_LEN..).unwrap_or_default();
         let key = last
             .header

@@ -28,7 +28,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::format::Lsn;
+use crate::format::{FrameHeader, Lsn};
 
 /// Bytes of the salt a record key is derived with.
 const SALT_LEN: usize = 16;
@@ -512,7 +512,20 @@ pub struct RecordContext<'a> {
     pub prev: &'a [u8; 16],
 }
 
-impl RecordContext<'_> {
+impl<'a> RecordContext<'a> {
+    /// The context of the record whose frame header is `header`, in log
+    /// `log`, after chain value `prev`.
+    pub(crate) fn of(log: &'a Uuid, header: &'a FrameHeader, prev: &'a Chain) -> Self {
+        RecordContext {
+            log,
+            lsn: header.lsn,
+            session: &header.session,
+            timestamp_us: header.timestamp_us,
+            sync_mark: header.sync_mark,
+            prev,
+        }
+    }
+
     fn aad(&self, key_id: u32) -> [u8; RECORD_AAD_LEN] {
         let mut a = [0u8; RECORD_AAD_LEN];
         let mut w = Put(&mut a, 0);

@@ -1090,14 +1090,7 @@ impl Reader {
                     Ok(prev) => prev,
                     Err(e) => return Some(Err(e)),
                 };
-                let ctx = crate::crypto::RecordContext {
-                    log: &log,
-                    lsn: header.lsn,
-                    session: &header.session,
-                    timestamp_us: header.timestamp_us,
-                    sync_mark: header.sync_mark,
-                    prev: &prev,
-                };
+                let ctx = crate::crypto::RecordContext::of(&log, &header, &prev);
                 let due = ahead::Due {
                     segment: cur.entry.base_lsn,
                     at,

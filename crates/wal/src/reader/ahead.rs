@@ -636,14 +636,7 @@ fn open_job(job: Job) -> Batch {
             lsn += 1;
             continue;
         }
-        let ctx = RecordContext {
-            log: &log,
-            lsn,
-            session: &header.session,
-            timestamp_us: header.timestamp_us,
-            sync_mark: header.sync_mark,
-            prev: &prev,
-        };
+        let ctx = RecordContext::of(&log, &header, &prev);
         let at = plain.len();
         if !opener.open_onto(&ctx, payload, plain) {
             break;
@@ -706,14 +699,7 @@ mod tests {
                 session: Uuid::from_u64_pair(7, lsn % 3),
             };
             let plain = format!("record {lsn}{}", "x".repeat(pad)).into_bytes();
-            let ctx = RecordContext {
-                log,
-                lsn,
-                session: &header.session,
-                timestamp_us: header.timestamp_us,
-                sync_mark: header.sync_mark,
-                prev: &prev,
-            };
+            let ctx = RecordContext::of(log, &header, &prev);
             let at = bytes.len();
             let mut tag = prev;
             encode_frame_with(
@@ -745,14 +731,7 @@ mod tests {
         let (mut taken, mut prev) = (0, [0u8; 16]);
         for (i, (at, len, h, plain)) in recs.iter().enumerate() {
             let sealed = &bytes[at + RECORD_HEADER_LEN..at + len];
-            let ctx = RecordContext {
-                log,
-                lsn: h.lsn,
-                session: &h.session,
-                timestamp_us: h.timestamp_us,
-                sync_mark: h.sync_mark,
-                prev: &prev,
-            };
+            let ctx = RecordContext::of(log, h, &prev);
             let due = Due {
                 segment: 1,
                 at: *at,
@@ -798,14 +777,7 @@ mod tests {
         let (at, len, h, _) = &recs[0];
         let sealed = &bytes[at + RECORD_HEADER_LEN..at + len];
         let zero = [0u8; 16];
-        let ctx = RecordContext {
-            log: &log,
-            lsn: h.lsn,
-            session: &h.session,
-            timestamp_us: h.timestamp_us,
-            sync_mark: h.sync_mark,
-            prev: &zero,
-        };
+        let ctx = RecordContext::of(&log, h, &zero);
         let due = Due {
             segment: 1,
             at: *at,
@@ -910,14 +882,7 @@ mod tests {
         // The reader opened record 0 itself: hand over what follows.
         let h0 = recs[0].2;
         let zero = [0u8; 16];
-        let ctx0 = RecordContext {
-            log: &log,
-            lsn: h0.lsn,
-            session: &h0.session,
-            timestamp_us: h0.timestamp_us,
-            sync_mark: h0.sync_mark,
-            prev: &zero,
-        };
+        let ctx0 = RecordContext::of(&log, &h0, &zero);
         let due0 = Due {
             segment: 1,
             at: recs[0].0,
@@ -931,14 +896,7 @@ mod tests {
         for i in 1..=2 {
             let h = recs[i].2;
             let prev = tag(i - 1);
-            let ctx = RecordContext {
-                log: &log,
-                lsn: h.lsn,
-                session: &h.session,
-                timestamp_us: h.timestamp_us,
-                sync_mark: h.sync_mark,
-                prev: &prev,
-            };
+            let ctx = RecordContext::of(&log, &h, &prev);
             let due = Due {
                 segment: 1,
                 at: recs[i].0,
@@ -958,14 +916,7 @@ mod tests {
         let other_session = Uuid::from_u64_pair(8, 8);
         let mut changed = sealed(3).to_vec();
         changed[30] ^= 1;
-        let base = RecordContext {
-            log: &log,
-            lsn: h.lsn,
-            session: &h.session,
-            timestamp_us: h.timestamp_us,
-            sync_mark: h.sync_mark,
-            prev: &prev,
-        };
+        let base = RecordContext::of(&log, &h, &prev);
         let variants: Vec<(&str, RecordContext<'_>, usize, Lsn, &[u8])> = vec![
             (
                 "prev",
@@ -1035,14 +986,7 @@ mod tests {
             for i in 1..=2 {
                 let h = recs[i].2;
                 let prev = tag(i - 1);
-                let ctx = RecordContext {
-                    log: &log,
-                    lsn: h.lsn,
-                    session: &h.session,
-                    timestamp_us: h.timestamp_us,
-                    sync_mark: h.sync_mark,
-                    prev: &prev,
-                };
+                let ctx = RecordContext::of(&log, &h, &prev);
                 let due = Due {
                     segment: 1,
                     at: recs[i].0,
