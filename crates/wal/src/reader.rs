@@ -389,6 +389,28 @@ struct Checked {
     redacted: bool,
 }
 
+impl Checked {
+    /// The record's payload: opened ahead (`ahead`), opened by the reader
+    /// (`plain`), or as stored in `cur`'s segment.
+    fn payload<'a>(
+        &self,
+        cur: &'a Current,
+        plain: &'a [u8],
+        ahead: &'a ahead::OpenAhead,
+    ) -> &'a [u8] {
+        if self.opened_ahead {
+            ahead.plain()
+        } else if self.decrypted {
+            plain
+        } else {
+            let (bytes, base) = cur.bytes();
+            bytes
+                .get(self.at - base + RECORD_HEADER_LEN..self.at - base + self.len)
+                .unwrap_or_default()
+        }
+    }
+}
+
 /// Drop from `pending` the placeholders the record with `header` and
 /// `payload` explains: a tombstone (`session_deleted`, codec 1) of the
 /// same session, after them, whose ranges list their LSNs.
@@ -906,23 +928,11 @@ impl Reader {
         let Checked {
             header,
             at,
-            len,
             frame_crc,
-            decrypted,
-            opened_ahead,
             still_sealed,
             ..
         } = checked;
-        let payload = if opened_ahead {
-            self.ahead.plain()
-        } else if decrypted {
-            &self.plain[..]
-        } else {
-            let (bytes, base) = cur.bytes();
-            bytes
-                .get(at - base + RECORD_HEADER_LEN..at - base + len)
-                .unwrap_or_default()
-        };
+        let payload = checked.payload(cur, &self.plain, &self.ahead);
         if !self.redactions.is_empty() && still_sealed.is_none() {
             explain_redactions(&mut self.redactions, &header, cur.codec_id, payload);
         }
@@ -946,16 +956,7 @@ impl Reader {
         let Some(cur) = self.current.as_ref() else {
             return;
         };
-        let payload = if c.opened_ahead {
-            self.ahead.plain()
-        } else if c.decrypted {
-            &self.plain[..]
-        } else {
-            let (bytes, base) = cur.bytes();
-            bytes
-                .get(c.at - base + RECORD_HEADER_LEN..c.at - base + c.len)
-                .unwrap_or_default()
-        };
+        let payload = c.payload(cur, &self.plain, &self.ahead);
         explain_redactions(&mut self.redactions, &c.header, cur.codec_id, payload);
     }
 
