@@ -123,6 +123,20 @@ struct Batch {
     buffers: Buffers,
 }
 
+impl Batch {
+    /// Drop what the piece holds before `due` in its segment: the reader
+    /// passed it (a placeholder the piece starts with, or records it
+    /// opened itself).
+    fn pass(&mut self, due: &Due<'_>) {
+        if self.segment == due.segment {
+            let opened = &mut self.buffers.opened;
+            while opened.front().is_some_and(|o| o.at < due.at) {
+                opened.pop_front();
+            }
+        }
+    }
+}
+
 /// The reader's side of opening ahead: counts the records opened in a
 /// row, and starts the second thread once there are enough.
 #[derive(Default)]
@@ -346,43 +360,33 @@ impl Ahead {
     /// one was handed over; drops those the reader went past or away from.
     fn take(&mut self, due: &Due<'_>) -> bool {
         self.last = 0..0;
-        // What the piece being taken from holds before `due` was passed.
-        if let Some(batch) = self.ready.as_mut().filter(|b| b.segment == due.segment) {
-            while batch.buffers.opened.front().is_some_and(|o| o.at < due.at) {
-                batch.buffers.opened.pop_front();
+        loop {
+            if let Some(batch) = self.ready.as_mut() {
+                batch.pass(due);
+                if !batch.buffers.opened.is_empty() {
+                    break;
+                }
             }
-        }
-        if self
-            .ready
-            .as_ref()
-            .is_none_or(|b| b.buffers.opened.is_empty())
-        {
             if let Some(used) = self.ready.take() {
                 self.keep(used.buffers);
             }
-            loop {
-                let Some(&(seq, segment, start, len)) = self.in_flight.front() else {
-                    return false;
-                };
-                if segment == due.segment && start > due.at {
+            let Some(&(seq, segment, start, len)) = self.in_flight.front() else {
+                return false;
+            };
+            if segment == due.segment && start > due.at {
+                return false;
+            }
+            self.in_flight.pop_front();
+            self.in_flight_bytes -= len;
+            // `due` within the piece: at its start, or past a placeholder
+            // it starts with (never asked for). Any other piece is one the
+            // reader went past or away from: dropped when a later one is
+            // collected.
+            if segment == due.segment && due.at < start + len {
+                self.ready = self.collect(seq);
+                if self.ready.is_none() {
                     return false;
                 }
-                self.in_flight.pop_front();
-                self.in_flight_bytes -= len;
-                // `due` within the piece: at its start, or past a
-                // placeholder it starts with (never asked for).
-                if segment == due.segment && due.at < start + len {
-                    let mut batch = self.collect(seq);
-                    if let Some(b) = batch.as_mut() {
-                        while b.buffers.opened.front().is_some_and(|o| o.at < due.at) {
-                            b.buffers.opened.pop_front();
-                        }
-                    }
-                    self.ready = batch;
-                    break;
-                }
-                // A piece the reader went past or away from: dropped
-                // when a later one is collected.
             }
         }
         let Some(batch) = self.ready.as_mut() else {
