@@ -260,6 +260,18 @@ impl Shared {
     }
 }
 
+impl State {
+    /// Forget the pieces before `seq` (the reader dropped them): those
+    /// nobody has taken are never opened; those opened are returned.
+    fn drop_before(&mut self, seq: u64) -> BTreeMap<u64, Batch> {
+        while self.queue.front().is_some_and(|j| j.seq < seq) {
+            self.queue.pop_front();
+        }
+        let later = self.done.split_off(&seq);
+        std::mem::replace(&mut self.done, later)
+    }
+}
+
 /// The second thread's work: open the pieces handed over, in order, until
 /// the reader is gone.
 fn open_pieces(shared: &Shared) {
@@ -428,23 +440,16 @@ impl Ahead {
     /// reader opens the next pieces nobody has taken rather than wait.
     /// `None` if the second thread is gone.
     fn collect(&mut self, seq: u64) -> Option<Batch> {
+        let dropped = self.shared.lock().drop_before(seq);
+        self.keep_all(dropped);
         let mut state = self.shared.lock();
-        // Pieces before this one were dropped by the reader.
-        while state.queue.front().is_some_and(|j| j.seq < seq) {
-            state.queue.pop_front();
-        }
-        let later = state.done.split_off(&seq);
-        let dropped = std::mem::replace(&mut state.done, later);
         loop {
             if let Some(batch) = state.done.remove(&seq) {
-                drop(state);
-                self.keep_all(dropped);
                 return Some(batch);
             }
             match state.queue.pop_front() {
                 Some(job) if job.seq == seq => {
                     drop(state);
-                    self.keep_all(dropped);
                     return Some(open_job(job));
                 }
                 Some(job) => {
@@ -552,17 +557,15 @@ impl Ahead {
         if handed.is_empty() {
             return;
         }
+        let live = self.in_flight.front().map_or(0, |p| p.0);
         let mut state = self.shared.lock();
-        // Pieces the reader dropped that nobody has taken: never opened.
-        if let Some(&(live, ..)) = self.in_flight.front() {
-            while state.queue.front().is_some_and(|j| j.seq < live) {
-                state.queue.pop_front();
-            }
-        }
+        let dropped = state.drop_before(live);
         state.queue.extend(handed);
         if state.thread_waits {
             self.shared.handed.notify_one();
         }
+        drop(state);
+        self.keep_all(dropped);
     }
 }
 
