@@ -798,6 +798,42 @@ mod tests {
     }
 
     #[test]
+    fn a_piece_first_taken_from_mid_way_gives_the_record_due() {
+        let (key, log) = (Key::new([3; 32]), Uuid::from_u64_pair(1, 2));
+        let (bytes, recs) = frames(&key, &log, 20);
+        let sealed = |i: usize| {
+            let (at, len, _, _) = recs[i];
+            &bytes[at + RECORD_HEADER_LEN..at + len]
+        };
+        let tag = |i: usize| crypto::tag_of(sealed(i)).unwrap();
+        let mut ahead = Ahead::with_thread(|_| {}).unwrap();
+        let zero = [0u8; 16];
+        let ctx0 = RecordContext::of(&log, &recs[0].2, &zero);
+        let due0 = Due {
+            segment: 1,
+            at: recs[0].0,
+            len: recs[0].1,
+            ctx: &ctx0,
+            sealed: sealed(0),
+        };
+        ahead.hand_over(&due0, &key, tag(0), &bytes, 0);
+        assert_eq!(ahead.in_flight.len(), 1, "records 1 to 19: one piece");
+        // Records 1 to 4 opened by the reader itself; record 5 is the
+        // first asked of the piece.
+        let prev = tag(4);
+        let ctx = RecordContext::of(&log, &recs[5].2, &prev);
+        let due = Due {
+            segment: 1,
+            at: recs[5].0,
+            len: recs[5].1,
+            ctx: &ctx,
+            sealed: sealed(5),
+        };
+        assert!(ahead.take(&due));
+        assert_eq!(ahead.plain(), recs[5].3);
+    }
+
+    #[test]
     fn buffers_a_large_record_grew_are_not_kept() {
         let (key, log) = (Key::new([3; 32]), Uuid::from_u64_pair(1, 2));
         let (bytes, recs) = frames_padded(&key, &log, 6, 3 * PIECE_BYTES);
