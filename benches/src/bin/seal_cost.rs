@@ -16,11 +16,11 @@ use std::time::Instant;
 
 use aes_gcm::Aes256Gcm;
 use chacha20poly1305::XChaCha20Poly1305;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
 
 /// ns per seal of `records` payloads of `payload` bytes with `aad` bytes
 /// of associated data, the nonce (`nonce_len` bytes) counting up.
-fn seal<C: AeadInPlace>(
+fn seal<C: AeadInOut>(
     cipher: &C,
     nonce_len: usize,
     payload: usize,
@@ -35,7 +35,11 @@ fn seal<C: AeadInPlace>(
     for i in 0..records {
         nonce[nonce_len - 8..].copy_from_slice(&i.to_le_bytes());
         let tag = cipher
-            .encrypt_in_place_detached(nonce.as_slice().into(), &aad, &mut buf)
+            .encrypt_inout_detached(
+                nonce.as_slice().try_into().expect("nonce length"),
+                &aad,
+                buf.as_mut_slice().into(),
+            )
             .expect("seal");
         mix ^= tag[0];
     }

@@ -20,8 +20,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aes_gcm::aead::rand_core::RngCore;
-use aes_gcm::aead::{AeadInPlace, KeyInit, OsRng};
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use hkdf::Hkdf;
 use sha2::Sha256;
@@ -624,13 +624,17 @@ impl Sealer {
         head.copy_from_slice(&nonce[..head.len()]);
         let body = rest.len().saturating_sub(TAG_LEN);
         let (body, tag_out) = rest.split_at_mut(body);
-        if let Some(src) = plaintext.get(..body.len()) {
-            body.copy_from_slice(src);
-        }
+        // Encrypted from `plaintext` straight into `body` (no copy first).
         // Fails only for a message over 2^36 bytes (a record is 16 MiB at
-        // most).
-        let tag = cipher
-            .encrypt_in_place_detached(&gcm_nonce(&nonce), &aad, body)
+        // most), or if `out` is not the plaintext's length plus the
+        // overhead (never: every caller sizes it so).
+        let tag = InOutBuf::new(plaintext, body)
+            .ok()
+            .and_then(|io| {
+                cipher
+                    .encrypt_inout_detached(&gcm_nonce(&nonce), &aad, io)
+                    .ok()
+            })
             .unwrap_or_default();
         let mut chain = [0u8; CHAIN_LEN];
         chain.copy_from_slice(&tag);
@@ -676,10 +680,28 @@ pub(crate) enum Domain {
 pub(crate) const MAC_LEN: usize = NONCE_LEN + TAG_LEN;
 
 /// A fresh random salt, from the operating system.
+///
+/// # Panics
+///
+/// If the operating system's generator fails (`getrandom(2)` on Linux
+/// fails only before the kernel's pool is first seeded, long before a
+/// log is opened): a salt that is not random could repeat a nonce.
 fn random_salt() -> [u8; SALT_LEN] {
     let mut salt = [0u8; SALT_LEN];
-    OsRng.fill_bytes(&mut salt);
+    if let Err(error) = getrandom::fill(&mut salt) {
+        panic!("the operating system's random generator failed: {error}");
+    }
     salt
+}
+
+/// A GCM tag from the 16 bytes of `tag` (zeros, which no record's check
+/// accepts, if it is shorter: callers pass exactly [`TAG_LEN`] bytes).
+fn tag_array(tag: &[u8]) -> Tag {
+    let mut t = Tag::default();
+    if let Some(src) = tag.get(..TAG_LEN) {
+        t.copy_from_slice(src);
+    }
+    t
 }
 
 /// The salt a stored `salt || counter` names.
@@ -710,7 +732,7 @@ fn mac_with(
 ) -> [u8; MAC_LEN] {
     let aad = mac_aad(key_id, domain, data);
     let tag = cipher
-        .encrypt_in_place_detached(&gcm_nonce(nonce), &aad, &mut [])
+        .encrypt_inout_detached(&gcm_nonce(nonce), &aad, (&mut [][..]).into())
         .unwrap_or_default();
     let mut out = [0u8; MAC_LEN];
     out[..NONCE_LEN].copy_from_slice(nonce);
@@ -748,7 +770,7 @@ pub(crate) fn mac_checks(key: &Key, domain: Domain, data: &[&[u8]], mac: &[u8]) 
     let (nonce, tag) = mac.split_at(NONCE_LEN);
     let aad = mac_aad(key.id, domain, data);
     key.derived(&salt_of(nonce))
-        .decrypt_in_place_detached(&gcm_nonce(nonce), &aad, &mut [], Tag::from_slice(tag))
+        .decrypt_inout_detached(&gcm_nonce(nonce), &aad, (&mut [][..]).into(), &tag_array(tag))
         .is_ok()
 }
 
@@ -854,7 +876,7 @@ fn open_with(
     let aad = ctx.aad(key_id);
     let ok = out.get_mut(at..).is_some_and(|plain| {
         cipher
-            .decrypt_in_place_detached(&gcm_nonce(nonce), &aad, plain, Tag::from_slice(tag))
+            .decrypt_inout_detached(&gcm_nonce(nonce), &aad, plain.into(), &tag_array(tag))
             .is_ok()
     });
     if !ok {

@@ -1,7 +1,7 @@
 //! Writing a fresh key to a file ([`Key::create_file`], `logbook key new`).
 //!
 //! The key comes from the operating system's random generator (through
-//! `aes-gcm`'s `OsRng`); the file is written as 64 hexadecimal
+//! `getrandom`); the file is written as 64 hexadecimal
 //! digits and a newline, readable by its owner only from the moment it
 //! exists, and made durable (file and directory) before the key is
 //! returned.
@@ -11,8 +11,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::OsRng;
-use aes_gcm::aead::rand_core::RngCore;
 use zeroize::Zeroizing;
 
 use crate::crypto::{Key, KeyError};
@@ -39,9 +37,7 @@ impl Key {
     pub fn create_file(path: impl AsRef<Path>, replace: bool) -> Result<Key, KeyError> {
         let path = path.as_ref();
         let mut bytes = Zeroizing::new([0u8; 32]);
-        OsRng
-            .try_fill_bytes(&mut *bytes)
-            .map_err(|e| KeyError::Random(e.to_string()))?;
+        getrandom::fill(&mut *bytes).map_err(|e| KeyError::Random(e.to_string()))?;
         let key = Key::from_bytes(&bytes);
         let mut text = Zeroizing::new(String::with_capacity(65));
         for byte in bytes.iter() {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use hkdf::Hkdf;
 use logbook_wal::sim::SimFs;
@@ -60,11 +60,11 @@ fn mac_ok(domain: &[u8], data: &[&[u8]], mac: &[u8]) -> bool {
         aad.extend_from_slice(d);
     }
     derive(&mac[..16])
-        .decrypt_in_place_detached(
+        .decrypt_inout_detached(
             &gcm_nonce(&mac[16..24]),
             &aad,
-            &mut [],
-            Tag::from_slice(&mac[24..40]),
+            (&mut [][..]).into(),
+            &Tag::try_from(&mac[24..40]).unwrap(),
         )
         .is_ok()
 }
@@ -133,11 +133,11 @@ fn the_bytes_on_disk_are_those_format_md_describes() {
         assert_eq!(aad.len(), 84);
         let mut body = payload[24..len - 16].to_vec();
         derive(&payload[..16])
-            .decrypt_in_place_detached(
+            .decrypt_inout_detached(
                 &gcm_nonce(&payload[16..24]),
                 &aad,
-                &mut body,
-                Tag::from_slice(&payload[len - 16..]),
+                body.as_mut_slice().into(),
+                &Tag::try_from(&payload[len - 16..]).unwrap(),
             )
             .expect("the record opens as format.md says");
         assert_eq!(body, [b'a' + i; 10]);
