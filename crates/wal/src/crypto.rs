@@ -896,6 +896,16 @@ pub(crate) fn open(key: &Key, ctx: &RecordContext<'_>, sealed: &[u8]) -> Option<
 mod tests {
     use super::*;
 
+    /// The derived cipher (AES round keys, GHASH key) is wiped when
+    /// dropped, as [`Key`]'s docs say: `aes-gcm`'s `zeroize` feature. Does
+    /// not compile without it.
+    #[test]
+    fn the_derived_cipher_is_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let key = Key::new([3; 32]);
+        wiped_on_drop(&key.derive(&[0; SALT_LEN]));
+    }
+
     /// Two different keys whose ids collide (`749fe283`): the
     /// little-endian numbers 5211 and 6094 in the first eight of 32 bytes,
     /// found by a search over such keys (written down: a search takes
