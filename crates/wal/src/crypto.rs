@@ -770,7 +770,12 @@ pub(crate) fn mac_checks(key: &Key, domain: Domain, data: &[&[u8]], mac: &[u8]) 
     let (nonce, tag) = mac.split_at(NONCE_LEN);
     let aad = mac_aad(key.id, domain, data);
     key.derived(&salt_of(nonce))
-        .decrypt_inout_detached(&gcm_nonce(nonce), &aad, (&mut [][..]).into(), &tag_array(tag))
+        .decrypt_inout_detached(
+            &gcm_nonce(nonce),
+            &aad,
+            (&mut [][..]).into(),
+            &tag_array(tag),
+        )
         .is_ok()
 }
 
@@ -895,6 +900,47 @@ pub(crate) fn open(key: &Key, ctx: &RecordContext<'_>, sealed: &[u8]) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sealed record is, byte for byte, what an independent AES-GCM and
+    /// HKDF give for format.md's construction: the expected bytes were
+    /// computed with Python's `cryptography` (OpenSSL), not this crate's
+    /// dependencies. A cipher crate that changed its output (a version
+    /// upgrade, a backend) would make every existing log unreadable.
+    #[test]
+    fn a_sealed_record_is_what_an_independent_aes_gcm_gives() {
+        let key = Key::new(std::array::from_fn(|i| i as u8));
+        assert_eq!(key.id(), 0xa281_a190);
+        let salt = [0xa5; SALT_LEN];
+        let mut sealer = Sealer {
+            cipher: key.derived(&salt),
+            key: key.clone(),
+            salt,
+            counter: 7,
+        };
+        let (log, session, prev) = (
+            Uuid::from_bytes([0x11; 16]),
+            Uuid::from_bytes([0x22; 16]),
+            [0x33; 16],
+        );
+        let ctx = RecordContext {
+            log: &log,
+            lsn: 42,
+            session: &session,
+            timestamp_us: 1_700_000_000_000_000,
+            sync_mark: 40,
+            prev: &prev,
+        };
+        let plain = b"the quick brown fox jumps over the lazy dog, 0123456789";
+        let mut sealed = Vec::new();
+        let tag = sealer.seal_into(&ctx, plain, &mut sealed);
+        let expected = "a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a507000000000000007a7252790bcb153c\
+                        6c35a3cacd8bce29f100d607b591b953ef697aaa8adbf303806ca216231a7704\
+                        e5bc0a5dc79c7fbdafa87e3ee8d5067450ad557c00ef6de5d647840779bb81";
+        let hex: String = sealed.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
+        assert_eq!(tag_of(&sealed), Some(tag));
+        assert_eq!(open(&key, &ctx, &sealed).as_deref(), Some(&plain[..]));
+    }
 
     /// The derived cipher (AES round keys, GHASH key) is wiped when
     /// dropped, as [`Key`]'s docs say: `aes-gcm`'s `zeroize` feature. Does
