@@ -39,6 +39,12 @@ pub(crate) enum ExporterError {
         /// What the system said.
         reason: String,
     },
+    /// Port 0: the system would pick a port, and the exporter does not say
+    /// which, so nothing could scrape it.
+    NoPort {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
     /// The exporter or its recorder could not be set up.
     Setup {
         /// The address asked for.
@@ -54,6 +60,10 @@ impl fmt::Display for ExporterError {
             ExporterError::Listen { addr, reason } => write!(
                 f,
                 "cannot serve metrics on http://{addr}/metrics: {reason}: give --metrics another IP:PORT"
+            ),
+            ExporterError::NoPort { addr } => write!(
+                f,
+                "cannot serve metrics on http://{addr}/metrics: port 0 would be a port chosen by the system that nothing is told of: give --metrics a port"
             ),
             ExporterError::Setup { addr, reason } => {
                 write!(f, "cannot serve metrics on http://{addr}/metrics: {reason}")
@@ -72,13 +82,16 @@ impl std::error::Error for ExporterError {}
 /// # Errors
 ///
 /// [`ExporterError::Listen`] if `addr` cannot be bound (the port is in
-/// use, the address is not this host's), [`ExporterError::Setup`] if a
-/// recorder is installed already.
+/// use, the address is not this host's), [`ExporterError::NoPort`] for
+/// port 0, [`ExporterError::Setup`] if a recorder is installed already.
 ///
 /// # Panics
 ///
 /// Outside a tokio runtime.
 pub(crate) fn serve(addr: SocketAddr) -> Result<(), ExporterError> {
+    if addr.port() == 0 {
+        return Err(ExporterError::NoPort { addr });
+    }
     let setup = |e: BuildError| ExporterError::Setup {
         addr,
         reason: e.to_string(),

@@ -198,6 +198,8 @@ fn a_metrics_address_that_cannot_be_served_exits_2_naming_it() {
     assert!(!err.contains("panicked"), "{err}");
 
     for (args, says) in [
+        // Port 0 would serve on a port nobody is told of (review 25).
+        (vec!["--follow", "--metrics", "127.0.0.1:0"], "port 0"),
         (vec!["--follow", "--metrics", "localhost:9464"], "--metrics"),
         (vec!["--follow", "--metrics", "127.0.0.1"], "--metrics"),
         (vec!["--metrics", "127.0.0.1:9464"], "--follow"),

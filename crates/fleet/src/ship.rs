@@ -652,6 +652,8 @@ fn read_log(
     let mut read_to = point.committed.saturating_sub(1);
     // LSNs compaction erased (placeholders): never shipped, never missing.
     let mut erased = std::collections::HashSet::new();
+    // The LSN a read failed before and the reader was opened again from.
+    let mut reopened_at: Option<Lsn> = None;
     // What explains them: each placeholder is held to the log's
     // tombstones before the records after it ship, where they can be
     // read (a clear log; an encrypted one with the process's keys).
@@ -661,6 +663,8 @@ fn read_log(
         let mut failure = None;
         let mut at_end = false;
         let mut caught_up = false;
+        // Placeholders a reader replaced below had noted.
+        let mut carried = Vec::new();
         while batch.len() < 1024 {
             if !closed
                 && read_to >= point.max_present()
@@ -685,12 +689,28 @@ fn read_log(
                     }
                 },
                 Some(Err(e)) => {
+                    // Retention may have removed segments ahead of this
+                    // reader since it listed them: a reader opened again
+                    // from the next LSN starts after them, and the records
+                    // missing from both the log and the stream are then
+                    // `Lost`, as at the start of the log. Once per place:
+                    // damage that is really there fails again, and is
+                    // reported.
+                    let next = read_to + 1;
+                    if reopened_at != Some(next) {
+                        if let Ok(again) = Reader::open(dir).map(Reader::without_keys) {
+                            reopened_at = Some(next);
+                            carried.extend(reader.take_placeholders());
+                            reader = again.from_lsn(next).noting_redacted();
+                            continue;
+                        }
+                    }
                     failure = Some(FleetError::wal(dir, "reading a record to ship", e));
                     break;
                 }
             }
         }
-        for placeholder in reader.take_placeholders() {
+        for placeholder in carried.into_iter().chain(reader.take_placeholders()) {
             if let Err(e) = placeholders.check(&placeholder) {
                 send(Err(FleetError::wal(
                     dir,

@@ -1582,11 +1582,26 @@ impl Reader {
         let current_base = self.segments.get(self.index).map(|s| s.base_lsn);
         self.segments = listing.segments;
         if let Some(base) = current_base {
-            self.index = self
-                .segments
-                .iter()
-                .position(|s| s.base_lsn == base)
-                .unwrap_or(self.index);
+            match self.segments.iter().position(|s| s.base_lsn == base) {
+                Some(index) => self.index = index,
+                None => {
+                    // Removed since it was listed (retention, a reader
+                    // lagging behind it): what it held past this reader is
+                    // gone. Go on with the first segment after it, whose
+                    // continuity with what was read is checked: the records
+                    // missing are an error naming them, never an end.
+                    self.index = self
+                        .segments
+                        .iter()
+                        .position(|s| s.base_lsn > base)
+                        .unwrap_or(self.segments.len());
+                    if let Some(cur) = self.current.take() {
+                        self.continues_at = Some(cur.expected);
+                    }
+                    self.building = None;
+                    return Ok(true);
+                }
+            }
         }
         if self.is_tail() {
             // Still the tail: re-read its end, which may have grown.

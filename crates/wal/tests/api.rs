@@ -201,6 +201,49 @@ fn a_live_reader_follows_the_writer_across_rolls() {
     );
 }
 
+/// A follower at the end of the tail, then many rolls, then retention
+/// removes the segment it was in and those after: its next read is an
+/// error naming the records it will never see, not the end of the log (it
+/// was the end: the reader took the segment after the one removed for the
+/// one it was in, and found nothing more; review 25).
+#[test]
+fn a_follower_whose_segment_retention_removed_gets_an_error_not_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small(4096)).unwrap();
+    for i in 1..=10 {
+        wal.append(session(1), &event(i)).unwrap();
+    }
+    let mut reader = Reader::open(dir.path()).unwrap();
+    let mut last = 0;
+    while let Some(r) = reader.next_ref() {
+        last = r.unwrap().lsn;
+    }
+    assert_eq!(last, 10);
+    for i in 11..=2000 {
+        wal.append(session(1), &event(i)).unwrap();
+    }
+    let removed = wal.truncate_before(wal.durable_lsn() - 5).unwrap();
+    assert!(removed > 10);
+    // What the open segment still holds may come first; then the gap.
+    loop {
+        match reader.next_ref() {
+            Some(Ok(r)) => {
+                assert_eq!(r.lsn, last + 1);
+                last = r.lsn;
+            }
+            Some(Err(WalError::BadSegment { reason, .. })) => {
+                assert!(
+                    reason.contains(&format!("ended before LSN {}", last + 1)),
+                    "{reason}"
+                );
+                break;
+            }
+            other => panic!("expected the gap after LSN {last} as an error, got {other:?}"),
+        }
+    }
+    assert!(last < 1995, "read to {last}");
+}
+
 #[test]
 fn a_reader_works_on_a_read_only_copy_without_the_lock() {
     let dir = tempfile::tempdir().unwrap();

@@ -116,6 +116,14 @@ fn a_failed_fsync_shows_as_poisoned() {
     assert_eq!(gauge(&f, "logbook_wal_durable_lsn"), 1.0);
     assert_eq!(counter(&f, "logbook_wal_appends_total"), 2);
     assert_eq!(counter(&f, "logbook_wal_synced_records_total"), 1);
+    // The failed call is counted as it is timed (review 25: the counter
+    // said 1 where the histogram had 2 samples).
+    let samples = match f.get("logbook_wal_fsync_seconds") {
+        Some(DebugValue::Histogram(h)) => h.len() as u64,
+        other => panic!("logbook_wal_fsync_seconds: {other:?}"),
+    };
+    assert_eq!(counter(&f, "logbook_wal_fsyncs_total"), samples);
+    assert_eq!(samples, 2);
 }
 
 #[test]

@@ -136,6 +136,19 @@ impl Server {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// Freeze it (SIGSTOP) or thaw it (SIGCONT): its connections stay
+    /// open and nothing is answered meanwhile.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(child) = &self.child {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill(1)");
+            assert!(status.success(), "kill {signal} {}", child.id());
+        }
+    }
 }
 
 impl Drop for Server {

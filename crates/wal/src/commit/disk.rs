@@ -96,8 +96,9 @@ impl Outcome {
         let elapsed = started.elapsed();
         latency.record(elapsed);
         self.fsync_micros += u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        synced.map_err(|e| WalError::fatal("fsync", &io.entry.path, e))?;
+        // Every call counts, a failed one too: as the latency histogram.
         self.fsyncs += 1;
+        synced.map_err(|e| WalError::fatal("fsync", &io.entry.path, e))?;
         io.synced_pos = io.write_pos;
         if let Some(chain) = io.chain.as_mut() {
             chain.synced();
