@@ -611,6 +611,15 @@ impl Placeholders {
     }
 }
 
+/// The shipper's reader of `dir` from `from`: as stored (an encrypted log
+/// ships encrypted, keys or not), noting redacted placeholders.
+fn open_reader(dir: &Path, from: Lsn) -> Result<Reader, logbook_wal::WalError> {
+    Ok(Reader::open(dir)?
+        .without_keys()
+        .from_lsn(from)
+        .noting_redacted())
+}
+
 /// The reader side, on a blocking thread: every durable record from
 /// `point.committed` on, classified; the log's own `Reader`, never a copy
 /// of its read loop. At the end of the log a follower waits as `wake`
@@ -632,9 +641,8 @@ fn read_log(
             return;
         }
     };
-    // As stored: an encrypted log ships encrypted, keys or not.
-    let mut reader = match Reader::open(dir).map(Reader::without_keys) {
-        Ok(r) => r.from_lsn(point.committed).noting_redacted(),
+    let mut reader = match open_reader(dir, point.committed) {
+        Ok(r) => r,
         Err(e) => {
             send(Err(FleetError::wal(dir, "opening a reader", e)));
             return;
@@ -698,10 +706,10 @@ fn read_log(
                     // reported.
                     let next = read_to + 1;
                     if reopened_at != Some(next) {
-                        if let Ok(again) = Reader::open(dir).map(Reader::without_keys) {
+                        if let Ok(again) = open_reader(dir, next) {
                             reopened_at = Some(next);
                             carried.extend(reader.take_placeholders());
-                            reader = again.from_lsn(next).noting_redacted();
+                            reader = again;
                             continue;
                         }
                     }

@@ -1567,11 +1567,16 @@ impl Reader {
     }
 
     fn finish_segment(&mut self) {
+        self.leave_segment();
+        self.index += 1;
+    }
+
+    /// Drop the current segment; the next one opened must continue it.
+    fn leave_segment(&mut self) {
         self.building = None;
         if let Some(cur) = self.current.take() {
             self.continues_at = Some(cur.expected);
         }
-        self.index += 1;
     }
 
     /// Re-list the directory. `Ok(true)` if the current segment is no longer
@@ -1595,10 +1600,7 @@ impl Reader {
                         .iter()
                         .position(|s| s.base_lsn > base)
                         .unwrap_or(self.segments.len());
-                    if let Some(cur) = self.current.take() {
-                        self.continues_at = Some(cur.expected);
-                    }
-                    self.building = None;
+                    self.leave_segment();
                     return Ok(true);
                 }
             }
