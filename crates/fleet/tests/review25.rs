@@ -5,13 +5,14 @@
 mod common;
 mod logs;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use logbook_bus::SessionEvent;
-use logbook_fleet::{FleetRecord, Select, ShipOptions, Shipper, Target, read};
+use logbook_fleet::{
+    FleetError, FleetRecord, Select, ShipOptions, ShipReport, Shipper, Target, read,
+};
 use logbook_wal::{Wal, WalOptions};
-use logs::{assert_exactly_once, local_records};
+use logs::{assert_exactly_once, local_records, stream_counts};
 use uuid::Uuid;
 
 fn small() -> WalOptions {
@@ -39,6 +40,37 @@ fn assert_stream_order(records: &[FleetRecord], log: Uuid) {
 async fn stream(url: &str) -> Vec<FleetRecord> {
     read(&Target::parse(url).unwrap(), Select::All)
         .await
+        .unwrap()
+}
+
+/// A runtime of its own for a test that drives the log from its thread.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A watch-woken shipper of `wal` to `url`, following on `rt`.
+fn follow(
+    rt: &tokio::runtime::Runtime,
+    wal: &Wal,
+    url: &str,
+) -> tokio::task::JoinHandle<Result<ShipReport, FleetError>> {
+    let shipper = Shipper::for_wal(wal, Target::parse(url).unwrap(), ShipOptions::default());
+    rt.spawn(async move { shipper.follow(|_| {}).await })
+}
+
+/// How `follow` ended, within two minutes of the writer's close (the
+/// library's own result type, passed on as it is).
+#[allow(clippy::result_large_err)]
+fn outcome(
+    rt: &tokio::runtime::Runtime,
+    following: tokio::task::JoinHandle<Result<ShipReport, FleetError>>,
+) -> Result<ShipReport, FleetError> {
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(120), following).await })
+        .expect("follow did not end")
         .unwrap()
 }
 
@@ -155,14 +187,9 @@ fn restart_case(kill_at: u64, start_at: u64, end_at: u64) {
     let mut server = common::Server::single(&bin, root.path());
     let dir = root.path().join("log");
     let url = server.url();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let wal = Wal::open(&dir, small()).unwrap();
-    let shipper = Shipper::for_wal(&wal, Target::parse(&url).unwrap(), ShipOptions::default());
-    let following = rt.spawn(async move { shipper.follow(|_| {}).await });
+    let following = follow(&rt, &wal, &url);
     let session = Uuid::new_v4();
     let start = Instant::now();
     let mut i = 0;
@@ -183,11 +210,7 @@ fn restart_case(kill_at: u64, start_at: u64, end_at: u64) {
         }
     }
     wal.close().unwrap();
-    let report = rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(120), following).await })
-        .expect("follow did not end")
-        .unwrap()
-        .unwrap();
+    let report = outcome(&rt, following).unwrap();
     eprintln!("{report:?}");
     let local = local_records(&dir);
     let records = rt.block_on(stream(&url));
@@ -208,14 +231,9 @@ fn r25_for_wal_with_compaction_while_shipping() {
     let mut server = common::Server::single(&bin, root.path());
     let dir = root.path().join("log");
     let url = server.url();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let wal = Wal::open(&dir, small()).unwrap();
-    let shipper = Shipper::for_wal(&wal, Target::parse(&url).unwrap(), ShipOptions::default());
-    let following = rt.spawn(async move { shipper.follow(|_| {}).await });
+    let following = follow(&rt, &wal, &url);
     let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     for i in 0..200 {
         wal.append(a, &event(i)).unwrap();
@@ -247,18 +265,11 @@ fn r25_for_wal_with_compaction_while_shipping() {
         wal.append(b, &event(60_000 + i)).unwrap();
     }
     wal.close().unwrap();
-    let report = rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(120), following).await })
-        .expect("follow did not end")
-        .unwrap()
-        .unwrap();
+    let report = outcome(&rt, following).unwrap();
     eprintln!("{report:?}");
     let records = rt.block_on(stream(&url));
     let log = logbook_wal::log_id(&dir).unwrap();
-    let mut count: HashMap<u64, usize> = HashMap::new();
-    for r in records.iter().filter(|r| r.log == log) {
-        *count.entry(r.lsn).or_default() += 1;
-    }
+    let count = stream_counts(&records, log);
     let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "twice: {twice:?}");
     // Every record still in the log (not erased) is in the stream.
@@ -291,14 +302,9 @@ fn r25_for_wal_with_retention_while_shipping() {
     let mut server = common::Server::single(&bin, root.path());
     let dir = root.path().join("log");
     let url = server.url();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let wal = Wal::open(&dir, small()).unwrap();
-    let shipper = Shipper::for_wal(&wal, Target::parse(&url).unwrap(), ShipOptions::default());
-    let following = rt.spawn(async move { shipper.follow(|_| {}).await });
+    let following = follow(&rt, &wal, &url);
     let session = Uuid::new_v4();
     let mut i = 0;
     let start = Instant::now();
@@ -327,16 +333,10 @@ fn r25_for_wal_with_retention_while_shipping() {
     }
     let last = wal.durable_lsn();
     wal.close().unwrap();
-    let outcome = rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(120), following).await })
-        .expect("follow did not end")
-        .unwrap();
+    let outcome = outcome(&rt, following);
     let records = rt.block_on(stream(&url));
     let log = logbook_wal::log_id(&dir).unwrap();
-    let mut count: HashMap<u64, usize> = HashMap::new();
-    for r in records.iter().filter(|r| r.log == log) {
-        *count.entry(r.lsn).or_default() += 1;
-    }
+    let count = stream_counts(&records, log);
     assert!(count.values().all(|n| *n == 1), "doubled LSNs");
     match outcome {
         // The shipper kept up: everything is in the stream.
@@ -350,7 +350,7 @@ fn r25_for_wal_with_retention_while_shipping() {
         // stream has (it was a "bad segment" error when retention removed
         // them while the shipper was reading: review 25), and everything
         // before it in the stream.
-        Err(logbook_fleet::FleetError::Lost { lsn, .. }) => {
+        Err(FleetError::Lost { lsn, .. }) => {
             eprintln!("lost from LSN {lsn}");
             assert!(!count.contains_key(&lsn));
             assert!(
@@ -401,18 +401,13 @@ fn r25_retention_ahead_of_a_reading_shipper_is_lost_not_damage() {
     let server = common::Server::single(&bin, root.path());
     let dir = root.path().join("log");
     let url = server.url();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let wal = Wal::open(&dir, small()).unwrap();
     let session = Uuid::new_v4();
     // A first record in the stream, so that the shipper is connected and
     // reading when the server freezes.
     wal.append(session, &event(0)).unwrap();
-    let shipper = Shipper::for_wal(&wal, Target::parse(&url).unwrap(), ShipOptions::default());
-    let following = rt.spawn(async move { shipper.follow(|_| {}).await });
+    let following = follow(&rt, &wal, &url);
     let deadline = Instant::now() + Duration::from_secs(60);
     let shipped = |url: &str| {
         rt.block_on(read(&Target::parse(url).unwrap(), Select::All))
@@ -433,12 +428,9 @@ fn r25_retention_ahead_of_a_reading_shipper_is_lost_not_damage() {
     assert!(removed > 0);
     server.freeze(false);
     wal.close().unwrap();
-    let outcome = rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(120), following).await })
-        .expect("follow did not end")
-        .unwrap();
+    let outcome = outcome(&rt, following);
     match outcome {
-        Err(logbook_fleet::FleetError::Lost { lsn, .. }) => {
+        Err(FleetError::Lost { lsn, .. }) => {
             let records = rt.block_on(stream(&url));
             let log = logbook_wal::log_id(&dir).unwrap();
             let lsns: std::collections::HashSet<u64> = records

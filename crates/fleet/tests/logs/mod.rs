@@ -47,6 +47,15 @@ pub fn local_records(dir: &std::path::Path) -> Vec<(u64, Uuid, Vec<u8>)> {
     out
 }
 
+/// How many times the stream holds each LSN of `log`.
+pub fn stream_counts(records: &[logbook_fleet::FleetRecord], log: Uuid) -> HashMap<u64, usize> {
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for r in records.iter().filter(|r| r.log == log) {
+        *seen.entry(r.lsn).or_default() += 1;
+    }
+    seen
+}
+
 /// The stream holds every record of the log exactly once, with its
 /// payload, session and subject.
 pub fn assert_exactly_once(
@@ -54,10 +63,7 @@ pub fn assert_exactly_once(
     log: Uuid,
     local: &[(u64, Uuid, Vec<u8>)],
 ) {
-    let mut seen: HashMap<u64, usize> = HashMap::new();
-    for r in records.iter().filter(|r| r.log == log) {
-        *seen.entry(r.lsn).or_default() += 1;
-    }
+    let seen = stream_counts(records, log);
     let doubled: Vec<_> = seen
         .iter()
         .filter(|(_, n)| **n > 1)
